@@ -1,0 +1,66 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Our own targets build with warnings as errors; dependencies keep their warnings to themselves.
+let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
+
+let package = Package(
+    name: "Godwit",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "godwit", targets: ["godwit"]),
+        .library(name: "GodwitPostgres", targets: ["GodwitPostgres"]),
+        .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
+        .target(
+            name: "GodwitPostgres",
+            dependencies: ["CLibPQ"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GodwitMigrations",
+            dependencies: [
+                "GodwitPostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "godwit",
+            dependencies: [
+                "GodwitPostgres",
+                "GodwitMigrations",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "GodwitTestSupport",
+            dependencies: ["GodwitPostgres"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitPostgresTests",
+            dependencies: ["GodwitPostgres", "GodwitTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitMigrationsTests",
+            dependencies: ["GodwitMigrations", "GodwitPostgres", "GodwitTestSupport"],
+            swiftSettings: strict
+        ),
+    ]
+)

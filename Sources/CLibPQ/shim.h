@@ -1,0 +1,6 @@
+#ifndef GODWIT_CLIBPQ_SHIM_H
+#define GODWIT_CLIBPQ_SHIM_H
+#include <libpq-fe.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#endif

@@ -1,0 +1,417 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Foundation
+internal import CLibPQ
+
+/// One PostgreSQL connection, owned by its own thread.
+///
+/// The actor's executor is a dedicated thread (`ThreadExecutor`), so every libpq call runs
+/// there and never on Swift's cooperative pool. Methods are `async` only to hop onto that
+/// thread; while a statement runs, the owner thread waits in `poll()` on the server socket and
+/// on a `CancelSignal`, so cancelling the awaiting task sends the server a cancel request.
+///
+/// Server notices are collected (see `takeNotices()`), never printed. Notifications that
+/// arrive while a statement runs are kept for the next `notifications(timeout:)`.
+public actor Connection {
+    private let executor: ThreadExecutor
+    private let cancelSignal = CancelSignal()
+    /// Only touched on the owner thread. `nil` once closed.
+    private var conn: OpaquePointer?
+    private var cancelHandle: OpaquePointer?
+    private let noticeSink = NoticeSink()
+    private var pendingNotifications: [PostgresNotification] = []
+    /// The password of the connection string, scrubbed from every error message.
+    private let secret: String?
+
+    public nonisolated var unownedExecutor: UnownedSerialExecutor {
+        executor.asUnownedSerialExecutor()
+    }
+
+    private init(secret: String?) {
+        self.executor = ThreadExecutor(name: "godwit-pq")
+        self.secret = secret
+    }
+
+    /// Runs on the owner thread (an isolated deinit), the only thread that touches the handle.
+    isolated deinit {
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        if let conn { PQfinish(conn) }
+        executor.shutdown()
+    }
+
+    /// Opens a connection.
+    ///
+    /// - Parameters:
+    ///   - conninfo: a `postgres://` URL or `key=value` string; empty means libpq's defaults
+    ///     (PG* variables).
+    ///   - applicationName: reported in `pg_stat_activity` unless the string sets its own.
+    public static func connect(_ conninfo: String, applicationName: String = "godwit") async throws -> Connection {
+        let connection = Connection(secret: ConnectionString.password(in: conninfo))
+        try await connection.open(conninfo, applicationName: applicationName)
+        return connection
+    }
+
+    /// Opens a connection, retrying failures to connect with exponential backoff until
+    /// `timeout` has passed. Errors other than failing to connect (bad URL, authentication) are
+    /// not retried.
+    public static func connect(
+        _ conninfo: String, applicationName: String = "godwit", retryingFor timeout: Duration
+    ) async throws -> Connection {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var delay = Duration.milliseconds(50)
+        while true {
+            do {
+                return try await connect(conninfo, applicationName: applicationName)
+            } catch let error as PostgresError where error.isRetryableConnect && clock.now + delay < deadline {
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            }
+        }
+    }
+
+    private func open(_ conninfo: String, applicationName: String) throws {
+        let keywords = ["dbname", "fallback_application_name"]
+        let values = [conninfo, applicationName]
+        let handle: OpaquePointer? = withArrayOfCStrings(keywords) { keys in
+            withArrayOfCStrings(values) { vals in
+                PQconnectdbParams(keys, vals, 1)
+            }
+        }
+        guard let handle else {
+            throw PostgresError(code: .connectionFailed, message: "out of memory while connecting")
+        }
+        guard PQstatus(handle) == CONNECTION_OK else {
+            let message = ConnectionString.scrub(
+                String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines, secret: secret)
+            PQfinish(handle)
+            throw PostgresError(code: .connectionFailed, message: message)
+        }
+        conn = handle
+        cancelHandle = PQgetCancel(handle)
+        PQsetNoticeReceiver(handle, noticeReceiver, Unmanaged.passUnretained(noticeSink).toOpaque())
+    }
+
+    /// Closes the connection. Later calls fail with `PostgresError.Code.closed`.
+    public func close() {
+        if let cancelHandle { PQfreeCancel(cancelHandle) }
+        cancelHandle = nil
+        if let conn { PQfinish(conn) }
+        conn = nil
+    }
+
+    /// Whether the connection is open and usable.
+    public var isOpen: Bool {
+        guard let conn else { return false }
+        return PQstatus(conn) == CONNECTION_OK
+    }
+
+    /// The server's process id for this session (as in `pg_backend_pid()`).
+    public var backendPID: Int32 {
+        guard let conn else { return 0 }
+        return PQbackendPID(conn)
+    }
+
+    /// Server notices received since the last call.
+    public func takeNotices() -> [PostgresNotice] { noticeSink.take() }
+
+    // MARK: Statements
+
+    /// Runs one statement with parameters (extended protocol, text format).
+    ///
+    /// Parameters travel separately from the SQL, so values never need quoting.
+    @discardableResult
+    public func query(_ sql: String, _ parameters: [any PostgresParameter] = []) async throws -> QueryResult {
+        let texts = parameters.map(\.postgresText)
+        let results = try await run { conn in
+            withArrayOfOptionalCStrings(texts) { values in
+                PQsendQueryParams(conn, sql, Int32(texts.count), nil, values, nil, nil, 0)
+            }
+        }
+        return results.last ?? QueryResult(columns: [], rows: [], commandTag: "", affectedRows: nil)
+    }
+
+    /// Runs a script that may hold several statements (simple protocol), as psql does with a
+    /// file. Without an explicit transaction in the script, the server runs all of it in one
+    /// implicit transaction. Returns one result a statement.
+    @discardableResult
+    public func execute(_ script: String) async throws -> [QueryResult] {
+        try await run { conn in PQsendQuery(conn, script) }
+    }
+
+    /// Runs `body` inside BEGIN ... COMMIT, rolling back if it throws.
+    public func transaction<T: Sendable>(
+        _ body: (isolated Connection) async throws -> T
+    ) async throws -> T {
+        try await execute("BEGIN")
+        do {
+            let value = try await body(self)
+            try await execute("COMMIT")
+            return value
+        } catch {
+            if isOpen { _ = try? await execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    // MARK: LISTEN / NOTIFY
+
+    /// Starts listening on `channel` (the name is quoted as an identifier).
+    public func listen(_ channel: String) async throws {
+        try await execute("LISTEN \(quoteIdentifier(channel))")
+    }
+
+    /// Waits until at least one notification arrives, or `timeout` passes (nil waits forever),
+    /// and returns what arrived. Cancelling the task ends the wait with `CancellationError`.
+    public func notifications(timeout: Duration?) async throws -> [PostgresNotification] {
+        let operation = cancelSignal.begin()
+        return try await withTaskCancellationHandler {
+            try waitForNotifications(timeout: timeout)
+        } onCancel: { [cancelSignal] in
+            cancelSignal.cancel(operation)
+        }
+    }
+
+    private func waitForNotifications(timeout: Duration?) throws -> [PostgresNotification] {
+        let conn = try requireOpen()
+        collectNotifications(conn)
+        if !pendingNotifications.isEmpty { return takePending() }
+        let clock = ContinuousClock()
+        let deadline = timeout.map { clock.now + $0 }
+        while true {
+            if cancelSignal.isCancelled || Task.isCancelled { throw CancellationError() }
+            var waitMs: Int32 = -1
+            if let deadline {
+                let left = deadline - clock.now
+                if left <= .zero { return [] }
+                waitMs = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+            }
+            let ready = try waitReadable(conn, timeoutMs: waitMs)
+            if ready.cancel { continue }
+            if ready.socket {
+                guard PQconsumeInput(conn) == 1 else { throw connectionError(conn) }
+                collectNotifications(conn)
+                if !pendingNotifications.isEmpty { return takePending() }
+            }
+        }
+    }
+
+    private func takePending() -> [PostgresNotification] {
+        defer { pendingNotifications.removeAll() }
+        return pendingNotifications
+    }
+
+    private func collectNotifications(_ conn: OpaquePointer) {
+        while let notify = PQnotifies(conn) {
+            pendingNotifications.append(
+                PostgresNotification(
+                    channel: String(cString: notify.pointee.relname),
+                    payload: String(cString: notify.pointee.extra),
+                    senderPID: notify.pointee.be_pid))
+            PQfreemem(notify)
+        }
+    }
+
+    // MARK: The wait loop
+
+    private func requireOpen() throws -> OpaquePointer {
+        guard let conn else { throw PostgresError(code: .closed, message: "the connection is closed") }
+        return conn
+    }
+
+    /// Sends with `send`, then waits for and collects every result, answering task
+    /// cancellation with a server-side cancel. Throws the first error result.
+    private func run(_ send: (OpaquePointer) -> Int32) async throws -> [QueryResult] {
+        let operation = cancelSignal.begin()
+        return try await withTaskCancellationHandler {
+            try runOnOwnerThread(send)
+        } onCancel: { [cancelSignal] in
+            cancelSignal.cancel(operation)
+        }
+    }
+
+    private func runOnOwnerThread(_ send: (OpaquePointer) -> Int32) throws -> [QueryResult] {
+        let conn = try requireOpen()
+        if Task.isCancelled { throw CancellationError() }
+        guard send(conn) == 1 else { throw connectionError(conn) }
+        var cancelSent = false
+        var results: [QueryResult] = []
+        var firstError: PostgresError?
+        while true {
+            while PQisBusy(conn) == 1 {
+                let ready = try waitReadable(conn, timeoutMs: cancelSent ? 1000 : -1)
+                if ready.cancel || (cancelSent && !ready.socket) {
+                    // Either the first request, or a repeat in case the first one reached the
+                    // server before the statement did and was ignored.
+                    sendCancel()
+                    cancelSent = true
+                }
+                if ready.socket, PQconsumeInput(conn) != 1 { throw connectionError(conn) }
+            }
+            guard let result = PQgetResult(conn) else { break }
+            defer { PQclear(result) }
+            switch PQresultStatus(result) {
+            case PGRES_FATAL_ERROR:
+                if firstError == nil { firstError = serverError(result) }
+            case PGRES_COPY_IN:
+                _ = PQputCopyEnd(conn, "COPY FROM STDIN is not supported here")
+            case PGRES_COPY_OUT:
+                var buffer: UnsafeMutablePointer<CChar>?
+                while PQgetCopyData(conn, &buffer, 0) > 0 { PQfreemem(buffer) }
+            default:
+                results.append(copyResult(result))
+            }
+        }
+        collectNotifications(conn)
+        if PQstatus(conn) != CONNECTION_OK { throw connectionError(conn) }
+        if let firstError {
+            if cancelSent && firstError.sqlState == "57014" { throw CancellationError() }
+            throw firstError
+        }
+        return results
+    }
+
+    /// Blocks the owner thread until the socket is readable, the cancel signal fires, or the
+    /// timeout (ms, -1 for none) passes.
+    private func waitReadable(_ conn: OpaquePointer, timeoutMs: Int32) throws -> (socket: Bool, cancel: Bool) {
+        let socket = PQsocket(conn)
+        guard socket >= 0 else { throw connectionError(conn) }
+        var fds = [
+            pollfd(fd: socket, events: Int16(POLLIN), revents: 0),
+            pollfd(fd: cancelSignal.fd, events: Int16(POLLIN), revents: 0),
+        ]
+        let count = poll(&fds, 2, timeoutMs)
+        if count < 0 {
+            if errno == EINTR { return (false, false) }
+            throw PostgresError(code: .client, message: "poll failed: \(String(cString: strerror(errno)))")
+        }
+        let cancel = fds[1].revents != 0
+        if cancel { cancelSignal.drain() }
+        return (fds[0].revents != 0, cancel)
+    }
+
+    private func sendCancel() {
+        guard let cancelHandle else { return }
+        var buffer = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancelHandle, &buffer, Int32(buffer.count))
+    }
+
+    // MARK: Converting results
+
+    private func copyResult(_ result: OpaquePointer) -> QueryResult {
+        let columnCount = Int(PQnfields(result))
+        let rowCount = Int(PQntuples(result))
+        let columns = (0..<columnCount).map { String(cString: PQfname(result, Int32($0))) }
+        var rows: [PostgresRow] = []
+        rows.reserveCapacity(rowCount)
+        for row in 0..<rowCount {
+            var values: [String?] = []
+            values.reserveCapacity(columnCount)
+            for column in 0..<columnCount {
+                if PQgetisnull(result, Int32(row), Int32(column)) == 1 {
+                    values.append(nil)
+                } else {
+                    values.append(String(cString: PQgetvalue(result, Int32(row), Int32(column))))
+                }
+            }
+            rows.append(PostgresRow(columns: columns, values: values))
+        }
+        let tuples = String(cString: PQcmdTuples(result))
+        return QueryResult(
+            columns: columns, rows: rows, commandTag: String(cString: PQcmdStatus(result)),
+            affectedRows: Int(tuples))
+    }
+
+    private func serverError(_ result: OpaquePointer) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+            return String(cString: value)
+        }
+        let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines
+        return PostgresError(
+            code: .server, message: ConnectionString.scrub(message, secret: secret), sqlState: field("C"),
+            severity: field("V") ?? field("S"), detail: field("D"), hint: field("H"),
+            position: field("P").flatMap { Int($0) }, context: field("W"))
+    }
+
+    private func connectionError(_ conn: OpaquePointer) -> PostgresError {
+        let message = ConnectionString.scrub(
+            String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines, secret: secret)
+        let lost = PQstatus(conn) != CONNECTION_OK
+        return PostgresError(
+            code: lost ? .connectionLost : .client,
+            message: message.isEmpty ? "the connection to the server was lost" : message)
+    }
+}
+
+extension PostgresError {
+    /// A failure to connect that may go away by itself (server starting, network), rather than
+    /// one that will not (authentication, unknown database).
+    var isRetryableConnect: Bool {
+        guard code == .connectionFailed else { return false }
+        let permanent = [
+            "password authentication failed", "does not exist", "no password supplied", "invalid",
+            "authentication failed", "permission denied",
+        ]
+        return !permanent.contains { message.contains($0) }
+    }
+}
+
+/// Quotes an SQL identifier: `my "table"` becomes `"my ""table"""`.
+public func quoteIdentifier(_ name: String) -> String {
+    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+}
+
+/// Quotes an SQL string literal, for the rare statement that cannot take parameters
+/// (`SET`, DDL defaults). Prefer parameters everywhere else.
+public func quoteLiteral(_ value: String) -> String {
+    "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
+}
+
+// MARK: - Notices
+
+/// Collects notices from libpq's notice receiver. The receiver runs on the owner thread,
+/// inside whichever libpq call read the notice, so the sink needs no lock.
+private final class NoticeSink {
+    var notices: [PostgresNotice] = []
+
+    func take() -> [PostgresNotice] {
+        defer { notices.removeAll() }
+        return notices
+    }
+}
+
+private func noticeReceiver(_ context: UnsafeMutableRawPointer?, _ result: OpaquePointer?) {
+    guard let context, let result else { return }
+    let sink = Unmanaged<NoticeSink>.fromOpaque(context).takeUnretainedValue()
+    func field(_ code: Character) -> String? {
+        guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+        return String(cString: value)
+    }
+    // A connection that nobody drains must not grow without bound.
+    if sink.notices.count >= 1000 { sink.notices.removeFirst() }
+    sink.notices.append(
+        PostgresNotice(
+            severity: field("V") ?? field("S") ?? "NOTICE", sqlState: field("C"), message: field("M") ?? "",
+            detail: field("D"), hint: field("H")))
+}
+
+// MARK: - C strings
+
+private func withArrayOfCStrings<R>(
+    _ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R
+) -> R {
+    var pointers: [UnsafePointer<CChar>?] = strings.map { UnsafePointer(strdup($0)) }
+    pointers.append(nil)
+    defer { for pointer in pointers { free(UnsafeMutablePointer(mutating: pointer)) } }
+    return body(pointers)
+}
+
+private func withArrayOfOptionalCStrings<R>(
+    _ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R
+) -> R {
+    let pointers: [UnsafePointer<CChar>?] = strings.map { $0.map { UnsafePointer(strdup($0)) } ?? nil }
+    defer { for pointer in pointers { free(UnsafeMutablePointer(mutating: pointer)) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+}

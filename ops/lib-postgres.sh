@@ -1,0 +1,74 @@
+# Shared shell helpers for ops/ scripts: install PostgreSQL when missing, and start or stop a
+# private cluster. Sourced, not run.
+
+# Installs the Debian packages Godwit needs when any is missing.
+godwit_install_packages() {
+    local missing=()
+    command -v pg_config >/dev/null 2>&1 || missing+=(libpq-dev)
+    [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then missing+=(postgresql); fi
+    if ! ls /usr/lib/postgresql/*/bin/pgbench >/dev/null 2>&1; then missing+=(postgresql-contrib); fi
+    if [ ${#missing[@]} -gt 0 ]; then
+        echo "ops: installing ${missing[*]}" >&2
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+# The directory with initdb, pg_ctl, psql, pg_dump (the real binaries, not Debian's wrappers).
+godwit_pg_bindir() {
+    local dir
+    dir=$(pg_config --bindir 2>/dev/null)
+    if [ -x "$dir/initdb" ]; then echo "$dir"; return; fi
+    ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1
+}
+
+# Runs a command as the owner of the cluster: the postgres OS user when we are root
+# (initdb refuses root), ourselves otherwise.
+godwit_as_owner() {
+    if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi
+}
+
+# A free TCP port on 127.0.0.1.
+godwit_free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# godwit_start_cluster DIR PORT: creates (first time) and starts a cluster in DIR on PORT.
+# Local and loopback connections by the postgres role are trusted; other roles need a password
+# over TCP, so tests can check that passwords never leak.
+godwit_start_cluster() {
+    local dir=$1 port=$2 bindir
+    bindir=$(godwit_pg_bindir)
+    mkdir -p "$dir"
+    if [ "$(id -u)" = 0 ]; then chown postgres: "$dir"; fi
+    if [ ! -f "$dir/data/PG_VERSION" ]; then
+        godwit_as_owner "$bindir/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 \
+            >"$dir/initdb.log" 2>&1 || { cat "$dir/initdb.log" >&2; return 1; }
+        cat >"$dir/data/pg_hba.conf" <<HBA
+local all all trust
+host all postgres 127.0.0.1/32 trust
+host all all 127.0.0.1/32 scram-sha-256
+HBA
+        cat >>"$dir/data/postgresql.conf" <<CONF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 300
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+CONF
+    fi
+    sed -i "s/^port = .*//" "$dir/data/postgresql.conf"
+    echo "port = $port" >>"$dir/data/postgresql.conf"
+    godwit_as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
+        || { cat "$dir/server.log" >&2; return 1; }
+}
+
+godwit_stop_cluster() {
+    local dir=$1
+    [ -f "$dir/data/postmaster.pid" ] || return 0
+    godwit_as_owner "$(godwit_pg_bindir)/pg_ctl" -D "$dir/data" -m fast -w stop >/dev/null 2>&1 || true
+}
