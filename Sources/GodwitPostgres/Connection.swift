@@ -253,7 +253,10 @@ public actor Connection {
             defer { PQclear(result) }
             switch PQresultStatus(result) {
             case PGRES_FATAL_ERROR:
-                if firstError == nil { firstError = serverError(result) }
+                if firstError == nil {
+                    firstError = serverError(result)
+                    firstError?.statementIndex = results.count
+                }
             case PGRES_COPY_IN:
                 _ = PQputCopyEnd(conn, "COPY FROM STDIN is not supported here")
             case PGRES_COPY_OUT:

@@ -32,6 +32,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var position: Int?
     /// The server's context line (for errors inside functions).
     public var context: String?
+    /// For a script of several statements: how many statements completed before this error,
+    /// which is the 0-based index of the statement that failed.
+    public var statementIndex: Int?
 
     public init(
         code: Code, message: String, sqlState: String? = nil, severity: String? = nil,

@@ -1,0 +1,99 @@
+import Foundation
+
+/// Creates new migration files with sqlx's naming and inference rules (`migrate add`).
+public enum MigrationScaffold {
+    public enum Versioning: Sendable {
+        /// UTC `YYYYMMDDHHMMSS`.
+        case timestamp
+        /// One more than the newest version, as `{:04}`.
+        case sequential
+        /// Sequential when the two newest versions differ by 1, or the only one is 0 or 1;
+        /// timestamp otherwise.
+        case infer
+    }
+
+    public enum Reversibility: Sendable {
+        case reversible
+        case simple
+        /// Reversible when the newest existing migration is.
+        case infer
+    }
+
+    /// The version prefix of the next migration.
+    public static func nextVersionPrefix(
+        for source: MigrationSource, versioning: Versioning, now: Date = Date()
+    ) -> String {
+        let ups = source.upMigrations.map(\.version).sorted()
+        switch versioning {
+        case .timestamp:
+            return timestamp(now)
+        case .sequential:
+            return sequential((ups.last ?? 0) + 1)
+        case .infer:
+            if ups.count >= 2 {
+                let last = ups[ups.count - 1]
+                return last - ups[ups.count - 2] == 1 ? sequential(last + 1) : timestamp(now)
+            }
+            if let only = ups.first, only == 0 || only == 1 { return sequential(only + 1) }
+            return timestamp(now)
+        }
+    }
+
+    public static func isReversible(_ reversibility: Reversibility, source: MigrationSource) -> Bool {
+        switch reversibility {
+        case .reversible: true
+        case .simple: false
+        case .infer: source.upMigrations.last.map { source.down(for: $0.version) != nil } ?? false
+        }
+    }
+
+    /// Writes the new files and returns their paths. Refuses to overwrite an existing file.
+    public static func create(
+        description: String, in directory: String, versioning: Versioning = .infer,
+        reversibility: Reversibility = .infer, now: Date = Date()
+    ) throws -> [String] {
+        let trimmed = description.trimmingCharacters(in: .whitespaces)
+        guard !trimmed.isEmpty else {
+            throw MigrationError(.invalidSource, "the migration needs a description")
+        }
+        guard !trimmed.contains("/") else {
+            throw MigrationError(.invalidSource, "the description \"\(trimmed)\" must not contain `/`")
+        }
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let source = try MigrationSource.load(directory: directory)
+        let prefix = nextVersionPrefix(for: source, versioning: versioning, now: now)
+        let stem = "\(prefix)_\(trimmed.replacingOccurrences(of: " ", with: "_"))"
+        let files: [(String, String)] =
+            isReversible(reversibility, source: source)
+            ? [(stem + ".up.sql", "-- Add up migration script here\n"),
+                (stem + ".down.sql", "-- Add down migration script here\n")]
+            : [(stem + ".sql", "-- Add migration script here\n")]
+        let version = Int64(prefix) ?? 0
+        if source.contains(version: version) {
+            throw MigrationError(
+                .invalidSource, "a migration with version \(prefix) already exists in \(directory)", version: version)
+        }
+        var created: [String] = []
+        for (name, contents) in files {
+            let path = (directory as NSString).appendingPathComponent(name)
+            guard FileManager.default.createFile(atPath: path, contents: Data(contents.utf8)) else {
+                throw MigrationError(.invalidSource, "\(path): cannot create the file")
+            }
+            created.append(path)
+        }
+        return created
+    }
+
+    private static func timestamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMddHHmmss"
+        return formatter.string(from: date)
+    }
+
+    private static func sequential(_ version: Int64) -> String {
+        let digits = String(version)
+        return digits.count >= 4 ? digits : String(repeating: "0", count: 4 - digits.count) + digits
+    }
+}

@@ -1,0 +1,110 @@
+import Foundation
+
+/// The migrations of one folder, resolved with sqlx's rules.
+///
+/// A file is a migration when its name splits once on `_` into an integer version and a rest
+/// that ends in `.sql`; anything else is ignored, as sqlx ignores it. The description is the
+/// rest without its suffix, with `_` turned into spaces. Unlike sqlx, two files that claim the
+/// same version (other than an up/down pair) are an error naming both, since sqlx would apply
+/// only one of them.
+public struct MigrationSource: Sendable {
+    /// Every migration file, sorted by version; an up sorts before its down.
+    public let migrations: [Migration]
+    public let directory: String
+
+    public init(migrations: [Migration], directory: String) {
+        self.migrations = migrations.sorted {
+            ($0.version, $0.kind == .down ? 1 : 0) < ($1.version, $1.kind == .down ? 1 : 0)
+        }
+        self.directory = directory
+    }
+
+    /// Reads `directory`. A missing folder is an empty source, as for sqlx.
+    public static func load(directory: String) throws -> MigrationSource {
+        let manager = FileManager.default
+        var isDirectory: ObjCBool = false
+        guard manager.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+            return MigrationSource(migrations: [], directory: directory)
+        }
+        guard isDirectory.boolValue else {
+            throw MigrationError(.invalidSource, "\(directory) is not a directory")
+        }
+        let names = try manager.contentsOfDirectory(atPath: directory)
+        var migrations: [Migration] = []
+        for name in names.sorted() {
+            let path = (directory as NSString).appendingPathComponent(name)
+            var isDir: ObjCBool = false
+            guard manager.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { continue }
+            guard let parsed = try parseFileName(name, path: path) else { continue }
+            guard let data = manager.contents(atPath: path) else {
+                throw MigrationError(.invalidSource, "\(path): cannot read the file")
+            }
+            let bytes = [UInt8](data)
+            guard String(validating: bytes, as: UTF8.self) != nil else {
+                throw MigrationError(.invalidSource, "\(path): the file is not valid UTF-8")
+            }
+            migrations.append(
+                Migration(
+                    version: parsed.version, description: parsed.description, kind: parsed.kind,
+                    contents: bytes, path: path))
+        }
+        let source = MigrationSource(migrations: migrations, directory: directory)
+        try source.validate()
+        return source
+    }
+
+    /// Splits a file name the way sqlx does; nil for a file that is not a migration.
+    public static func parseFileName(
+        _ name: String, path: String? = nil
+    ) throws -> (version: Int64, description: String, kind: Migration.Kind)? {
+        guard let underscore = name.firstIndex(of: "_") else { return nil }
+        let prefix = name[..<underscore]
+        let rest = String(name[name.index(after: underscore)...])
+        guard rest.hasSuffix(".sql") else { return nil }
+        guard let version = Int64(prefix) else {
+            throw MigrationError(
+                .invalidSource,
+                "\(path ?? name): the name must start with an integer version and `_` (e.g. 20240101120000_create_users.sql)"
+            )
+        }
+        let kind = Migration.Kind(fileNameRest: rest)
+        var stem = Substring(rest)
+        // sqlx trims the suffix repeatedly (`trim_end_matches`), so `x.sql.sql` describes as `x`.
+        while stem.hasSuffix(kind.suffix) { stem = stem.dropLast(kind.suffix.count) }
+        return (version, stem.replacingOccurrences(of: "_", with: " "), kind)
+    }
+
+    private func validate() throws {
+        var byVersion: [Int64: [Migration]] = [:]
+        for migration in migrations { byVersion[migration.version, default: []].append(migration) }
+        for (version, files) in byVersion.sorted(by: { $0.key < $1.key }) {
+            let kinds = files.map(\.kind)
+            let valid = kinds == [.simple] || kinds == [.up] || kinds == [.up, .down]
+            guard !valid else { continue }
+            if kinds == [.down] {
+                throw MigrationError(
+                    .invalidSource, "\(files[0].path): a .down.sql file with no .up.sql for version \(version)",
+                    version: version)
+            }
+            let names = files.map { ($0.path as NSString).lastPathComponent }
+            throw MigrationError(
+                .invalidSource,
+                "duplicate migration version \(version): \(names.joined(separator: " and ")) in \(directory)",
+                version: version)
+        }
+    }
+
+    /// The files that apply: simple and up migrations, in version order.
+    public var upMigrations: [Migration] { migrations.filter { $0.kind != .down } }
+
+    /// The down file of `version`, if it has one.
+    public func down(for version: Int64) -> Migration? {
+        migrations.first { $0.version == version && $0.kind == .down }
+    }
+
+    public func up(for version: Int64) -> Migration? {
+        migrations.first { $0.version == version && $0.kind != .down }
+    }
+
+    public func contains(version: Int64) -> Bool { migrations.contains { $0.version == version } }
+}

@@ -1,0 +1,217 @@
+import ArgumentParser
+import Foundation
+import GodwitMigrations
+import GodwitPostgres
+import Logging
+
+struct Migrate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create, apply, revert and inspect sqlx-compatible migrations.",
+        subcommands: [Add.self, Run.self, Revert.self, Info.self]
+    )
+}
+
+/// Options every `migrate` subcommand shares.
+struct SourceOptions: ParsableArguments {
+    @Option(help: "The folder that holds the migrations.")
+    var source = "migrations"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: Logger.Level = .notice
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+extension Migrate {
+    struct Add: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create a new migration file (or an up/down pair).",
+            discussion: """
+                The version is the UTC time (YYYYMMDDHHMMSS), or the next number when the folder is \
+                numbered sequentially (0001, 0002, ...). The migration is reversible (.up.sql and \
+                .down.sql) with -r, or when the newest existing migration is.
+
+                Example: godwit migrate add -r create media table
+                """)
+
+        @OptionGroup var sourceOptions: SourceOptions
+
+        @Flag(name: [.customShort("r"), .long], help: "Create an .up.sql and a .down.sql file.")
+        var reversible = false
+
+        @Flag(help: "Create a single .sql file, even if the newest migration is reversible.")
+        var simple = false
+
+        @Flag(help: "Use a UTC timestamp as the version.")
+        var timestamp = false
+
+        @Flag(help: "Use the next sequential number as the version.")
+        var sequential = false
+
+        @Argument(help: "What the migration does; spaces become underscores in the file name.")
+        var description: [String]
+
+        func validate() throws {
+            if reversible && simple { throw ValidationError("--reversible and --simple exclude each other") }
+            if timestamp && sequential { throw ValidationError("--timestamp and --sequential exclude each other") }
+        }
+
+        func run() async throws {
+            try withCLIErrors {
+                let files = try MigrationScaffold.create(
+                    description: description.joined(separator: " "), in: sourceOptions.source,
+                    versioning: timestamp ? .timestamp : sequential ? .sequential : .infer,
+                    reversibility: reversible ? .reversible : simple ? .simple : .infer)
+                for file in files { output("Creating \(file)") }
+            }
+        }
+    }
+
+    struct Run: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply all pending migrations.",
+            discussion: """
+                Takes sqlx's advisory lock, so concurrent runs (and a Rust service running \
+                sqlx::migrate! at startup) apply each migration exactly once. Each migration and its \
+                ledger row commit together unless the file starts with -- no-transaction.
+                """)
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var sourceOptions: SourceOptions
+
+        @Option(help: "Apply migrations up to and including this version only.")
+        var targetVersion: Int64?
+
+        @Flag(help: "List the migrations that would be applied, and change nothing.")
+        var dryRun = false
+
+        @Flag(help: "Ignore applied migrations that are missing from the source folder.")
+        var ignoreMissing = false
+
+        func run() async throws {
+            try await withCLIErrors {
+                let logger = makeLogger(sourceOptions.logLevel)
+                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let conn = try await connection.connect(logger: logger)
+                defer { Task { await conn.close() } }
+                try await migrator.run(
+                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing
+                ) { event in
+                    output(event.line)
+                }
+            }
+        }
+    }
+
+    struct Revert: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Revert the newest applied migration, or all above --target-version.",
+            discussion: "Every migration to revert needs a .down.sql; this is checked before anything runs.")
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var sourceOptions: SourceOptions
+
+        @Option(help: "Revert every applied migration newer than this version (0 reverts all).")
+        var targetVersion: Int64?
+
+        @Flag(help: "List the migrations that would be reverted, and change nothing.")
+        var dryRun = false
+
+        @Flag(help: "Ignore applied migrations that are missing from the source folder.")
+        var ignoreMissing = false
+
+        func run() async throws {
+            try await withCLIErrors {
+                let logger = makeLogger(sourceOptions.logLevel)
+                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let conn = try await connection.connect(logger: logger)
+                defer { Task { await conn.close() } }
+                let events = try await migrator.revert(
+                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing
+                ) { event in
+                    output(event.line)
+                }
+                if events.isEmpty { output("No migrations available to revert") }
+            }
+        }
+    }
+
+    struct Info: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List every migration and whether it is installed, pending or changed.")
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case text, json
+        }
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var sourceOptions: SourceOptions
+
+        @Option(help: "Output format: text (as sqlx) or json.")
+        var format: Format = .text
+
+        func run() async throws {
+            try await withCLIErrors {
+                let logger = makeLogger(sourceOptions.logLevel)
+                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let conn = try await connection.connect(logger: logger)
+                defer { Task { await conn.close() } }
+                let statuses = try await migrator.status(on: conn)
+                switch format {
+                case .text:
+                    for status in statuses {
+                        output("\(status.version)/\(status.state.rawValue) \(status.description)")
+                        if status.state == .modified {
+                            output("applied migration had checksum \(status.appliedChecksum?.hex ?? "")")
+                            output("local migration has checksum \(status.localChecksum?.hex ?? "")")
+                        }
+                    }
+                case .json:
+                    let encoder = JSONEncoder()
+                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                    let data = try encoder.encode(statuses.map(InfoRecord.init))
+                    output(String(decoding: data, as: UTF8.self))
+                }
+            }
+        }
+    }
+}
+
+/// One element of `migrate info --format json`.
+struct InfoRecord: Encodable {
+    var version: Int64
+    var description: String
+    var status: String
+    var reversible: Bool
+    var noTransaction: Bool
+    var checksum: String?
+    var appliedChecksum: String?
+    var installedOn: String?
+    var executionTimeNs: Int64?
+    var path: String?
+
+    init(_ status: MigrationStatus) {
+        version = status.version
+        description = status.description
+        self.status = status.state.rawValue
+        reversible = status.reversible
+        noTransaction = status.noTransaction
+        checksum = status.localChecksum?.hex
+        appliedChecksum = status.appliedChecksum?.hex
+        installedOn = status.installedOn
+        executionTimeNs = status.executionTime
+        path = status.path
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case version, description, status, reversible, checksum, path
+        case noTransaction = "no_transaction"
+        case appliedChecksum = "applied_checksum"
+        case installedOn = "installed_on"
+        case executionTimeNs = "execution_time_ns"
+    }
+}
+
+extension [UInt8] {
+    var hex: String { map { String(format: "%02x", $0) }.joined() }
+}

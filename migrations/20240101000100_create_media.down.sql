@@ -1,0 +1,2 @@
+DROP TABLE media;
+DROP TYPE media_kind;

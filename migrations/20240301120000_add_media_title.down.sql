@@ -1,0 +1,3 @@
+ALTER TABLE media DROP COLUMN height;
+ALTER TABLE media DROP COLUMN width;
+ALTER TABLE media DROP COLUMN title;
