@@ -1,0 +1,158 @@
+import Foundation
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// The `godwit migrate` executable as a person runs it: exit status, stdout, stderr.
+@Suite("godwit migrate (the executable)")
+struct MigrateCommandTests {
+    @Test func threeConcurrentRunsApplyEachMigrationExactlyOnce() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        // Each migration logs itself in a table without a unique key, so a second
+        // application would show as a duplicate row rather than as an error.
+        try dir.write("1_log.sql", "CREATE TABLE applied_log (version int, at timestamptz DEFAULT clock_timestamp());")
+        for version in 2...12 {
+            try dir.write(
+                "\(version)_step.sql",
+                "SELECT pg_sleep(0.02); INSERT INTO applied_log (version) VALUES (\(version)); CREATE TABLE t\(version) (id int);"
+            )
+        }
+        try dir.write("13_idx.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY t2_idx ON t2 (id);\nINSERT INTO applied_log (version) VALUES (13);\n")
+        try await withTestDatabase { db in
+            let processes = try (0..<3).map { _ in
+                try GodwitProcess.start(["migrate", "run", "--source", dir.path, "-D", db.url])
+            }
+            var outputs: [GodwitProcess.Output] = []
+            for process in processes { outputs.append(try await process.wait()) }
+            for output in outputs { #expect(output.status == 0, "stderr: \(output.stderr)") }
+            let appliedLines = outputs.flatMap { $0.stdout.split(separator: "\n") }.filter { $0.hasPrefix("Applied ") }
+            #expect(appliedLines.count == 13)
+            let conn = try await db.connect()
+            let counts = try await conn.query("SELECT version, count(*) AS n FROM applied_log GROUP BY version ORDER BY version")
+            #expect(counts.rows.count == 12)
+            #expect(try counts.rows.allSatisfy { try $0.int("n") == 1 })
+            #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations WHERE success").first?.int("n") == 13)
+            await conn.close()
+        }
+    }
+
+    @Test func outputMatchesSqlxAndErrorsAreOneLine() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("1_create_things.up.sql", "CREATE TABLE things (id int);")
+        try dir.write("1_create_things.down.sql", "DROP TABLE things;")
+        try dir.write("2_broken.sql", "SELECT 1;\nSELEC 2;\n")
+        try await withTestDatabase { db in
+            let info = try await GodwitProcess.run(["migrate", "info", "--source", dir.path, "-D", db.url])
+            #expect(info.status == 0)
+            #expect(info.stdout == "1/pending create things\n2/pending broken\n")
+
+            let run = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            #expect(run.status == 1)
+            #expect(run.stdout.hasPrefix("Applied 1/migrate create things ("))
+            let errorLines = run.stderr.split(separator: "\n")
+            #expect(errorLines.count == 1)
+            #expect(errorLines.first?.hasPrefix("error: migration 2 failed at \(dir.path)/2_broken.sql:2:1: syntax error") == true)
+
+            try dir.write("2_broken.sql", "SELECT 2;\n")
+            let fixed = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            #expect(fixed.status == 0)
+            #expect(fixed.stdout.hasPrefix("Applied 2/migrate broken ("))
+
+            try dir.write("1_create_things.up.sql", "CREATE TABLE things (id bigint);")
+            let modified = try await GodwitProcess.run(["migrate", "info", "--source", dir.path, "-D", db.url])
+            let lines = modified.stdout.split(separator: "\n")
+            #expect(lines.first == "1/installed (different checksum) create things")
+            #expect(lines.dropFirst().first?.hasPrefix("applied migration had checksum ") == true)
+            let refused = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            #expect(refused.status == 1)
+            #expect(refused.stderr == "error: migration 1 was previously applied but has been modified\n")
+
+            let json = try await GodwitProcess.run(["migrate", "info", "--format", "json", "--source", dir.path, "-D", db.url])
+            let decoded = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
+            #expect(decoded?.map { $0["status"] as? String } == ["installed (different checksum)", "installed"])
+        }
+    }
+
+    @Test func revertPrintsSqlxLinesAndSaysWhenThereIsNothing() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("1_a.up.sql", "CREATE TABLE a (id int);")
+        try dir.write("1_a.down.sql", "DROP TABLE a;")
+        try await withTestDatabase { db in
+            _ = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let revert = try await GodwitProcess.run(["migrate", "revert", "--source", dir.path, "-D", db.url])
+            #expect(revert.status == 0)
+            #expect(revert.stdout.hasPrefix("Applied 1/revert a ("))
+            let nothing = try await GodwitProcess.run(["migrate", "revert", "--source", dir.path, "-D", db.url])
+            #expect(nothing.stdout == "No migrations available to revert\n")
+        }
+    }
+
+    @Test func theDatabaseURLComesFromTheEnvironmentThenDotEnv() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);")
+        try await withTestDatabase { db in
+            try dir.write(".env", "# local settings\nexport DATABASE_URL=\"\(db.url)\"\n")
+            let fromDotEnv = try await GodwitProcess.run(["migrate", "info"], directory: dir.path)
+            #expect(fromDotEnv.status == 0, "\(fromDotEnv.stderr)")
+            #expect(fromDotEnv.stdout == "1/pending a\n")
+
+            let noDotEnv = try await GodwitProcess.run(["migrate", "info", "--no-dotenv"], directory: dir.path)
+            #expect(noDotEnv.status == 1)
+            #expect(noDotEnv.stderr.hasPrefix("error: no database given"))
+
+            let bogus = "postgres://postgres@127.0.0.1:1/nothing"
+            try dir.write(".env", "DATABASE_URL=\(bogus)\n")
+            let fromEnvironment = try await GodwitProcess.run(
+                ["migrate", "info"], environment: ["DATABASE_URL": db.url], directory: dir.path)
+            #expect(fromEnvironment.status == 0, "\(fromEnvironment.stderr)")
+        }
+    }
+
+    @Test func aPasswordIsNeverPrinted() async throws {
+        try await withTestDatabase { db in
+            let admin = try await db.connect()
+            let secret = "pw-\(UInt32.random(in: 0...UInt32.max))"
+            let role = "cli_\(UInt32.random(in: 0...UInt32.max))"
+            try await admin.execute("CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD \(quoteLiteral(secret))")
+            var components = try #require(URLComponents(string: db.url))
+            components.user = role
+            components.password = secret + "x"
+            let wrong = try #require(components.string)
+            let failed = try await GodwitProcess.run(
+                ["migrate", "info", "--log-level", "trace", "--connect-timeout", "0", "-D", wrong, "--source", "/nonexistent"])
+            #expect(failed.status == 1)
+            #expect(failed.stderr.contains("password authentication failed"))
+            #expect(!failed.stderr.contains(secret) && !failed.stdout.contains(secret))
+
+            components.password = secret
+            let good = try #require(components.string)
+            let ok = try await GodwitProcess.run(
+                ["migrate", "info", "--log-level", "trace", "-D", good, "--source", "/nonexistent"])
+            #expect(ok.status == 0, "\(ok.stderr)")
+            #expect(!ok.stderr.contains(secret) && !ok.stdout.contains(secret))
+            #expect(ok.stderr.contains("connecting"))
+            try await admin.execute("DROP ROLE \(quoteIdentifier(role))")
+            await admin.close()
+        }
+    }
+
+    @Test func addCreatesFilesLikeSqlx() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let first = try await GodwitProcess.run(["migrate", "add", "-r", "create", "users"], directory: dir.path)
+        #expect(first.status == 0)
+        let created = first.stdout.split(separator: "\n").map { String($0.dropFirst("Creating ".count)) }
+        #expect(created.count == 2)
+        #expect(created[0].hasPrefix("migrations/2") && created[0].hasSuffix("_create_users.up.sql"))
+        // The next one is reversible too, inferred from the newest.
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/migrations")
+        #expect(files.count == 2)
+        let both = try await GodwitProcess.run(["migrate", "add", "--simple", "-r", "x"], directory: dir.path)
+        #expect(both.status != 0)
+        #expect(both.stderr.contains("--reversible and --simple"))
+    }
+}
