@@ -11,11 +11,13 @@ let package = Package(
         .executable(name: "godwit", targets: ["godwit"]),
         .library(name: "GodwitPostgres", targets: ["GodwitPostgres"]),
         .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
+        .library(name: "GodwitJobs", targets: ["GodwitJobs"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         .systemLibrary(
@@ -37,11 +39,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "GodwitJobs",
+            dependencies: [
+                "GodwitPostgres",
+                "GodwitMigrations",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "godwit",
             dependencies: [
                 "GodwitPostgres",
                 "GodwitMigrations",
+                "GodwitJobs",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -55,6 +70,11 @@ let package = Package(
         .testTarget(
             name: "GodwitPostgresTests",
             dependencies: ["GodwitPostgres", "GodwitTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitJobsTests",
+            dependencies: ["GodwitJobs", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

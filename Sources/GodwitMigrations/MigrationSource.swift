@@ -29,28 +29,38 @@ public struct MigrationSource: Sendable {
         guard isDirectory.boolValue else {
             throw MigrationError(.invalidSource, "\(directory) is not a directory")
         }
-        let names = try manager.contentsOfDirectory(atPath: directory)
-        var migrations: [Migration] = []
-        for name in names.sorted() {
+        var files: [(name: String, contents: [UInt8])] = []
+        for name in try manager.contentsOfDirectory(atPath: directory).sorted() {
             let path = (directory as NSString).appendingPathComponent(name)
             var isDir: ObjCBool = false
             guard manager.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { continue }
-            guard let parsed = try parseFileName(name, path: path) else { continue }
+            // Only files that name a migration are read; the rest are ignored, as by sqlx.
+            guard try parseFileName(name, path: path) != nil else { continue }
             guard let data = manager.contents(atPath: path) else {
                 throw MigrationError(.invalidSource, "\(path): cannot read the file")
             }
-            let bytes = [UInt8](data)
-            guard String(validating: bytes, as: UTF8.self) != nil else {
+            files.append((name, [UInt8](data)))
+        }
+        return try MigrationSource(files: files, directory: directory)
+    }
+
+    /// Builds a source from file names and contents (as a migrate job carries them), with the
+    /// same rules and checks as reading a folder.
+    public init(files: [(name: String, contents: [UInt8])], directory: String) throws {
+        var migrations: [Migration] = []
+        for file in files {
+            let path = (directory as NSString).appendingPathComponent(file.name)
+            guard let parsed = try Self.parseFileName(file.name, path: path) else { continue }
+            guard String(validating: file.contents, as: UTF8.self) != nil else {
                 throw MigrationError(.invalidSource, "\(path): the file is not valid UTF-8")
             }
             migrations.append(
                 Migration(
                     version: parsed.version, description: parsed.description, kind: parsed.kind,
-                    contents: bytes, path: path))
+                    contents: file.contents, path: path))
         }
-        let source = MigrationSource(migrations: migrations, directory: directory)
-        try source.validate()
-        return source
+        self.init(migrations: migrations, directory: directory)
+        try validate()
     }
 
     /// Splits a file name the way sqlx does; nil for a file that is not a migration.

@@ -54,9 +54,13 @@ public struct Migrator: Sendable {
     /// first migration runs, so a refusal changes nothing. A dry run takes no lock and does
     /// not create the ledger table.
     @discardableResult
+    ///
+    /// `beforeEach` runs before each migration is applied and may throw to stop there (a job
+    /// being paused or cancelled); what was applied stays applied.
     public func run(
         on connection: Connection, targetVersion: Int64? = nil, dryRun: Bool = false,
-        ignoreMissing: Bool = false, onEvent: (MigrationEvent) -> Void = { _ in }
+        ignoreMissing: Bool = false, beforeEach: () throws -> Void = {},
+        onEvent: (MigrationEvent) -> Void = { _ in }
     ) async throws -> [MigrationEvent] {
         if let targetVersion, !source.contains(version: targetVersion) {
             throw MigrationError(
@@ -82,6 +86,7 @@ public struct Migrator: Sendable {
                 } else if dryRun {
                     action = .canApply
                 } else {
+                    try beforeEach()
                     duration = try await apply(migration, on: connection)
                     action = .applied
                 }

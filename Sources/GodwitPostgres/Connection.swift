@@ -142,7 +142,7 @@ public actor Connection {
 
     /// Runs `body` inside BEGIN ... COMMIT, rolling back if it throws.
     public func transaction<T: Sendable>(
-        _ body: (isolated Connection) async throws -> T
+        _ body: @Sendable (isolated Connection) async throws -> T
     ) async throws -> T {
         try await execute("BEGIN")
         do {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
 import Logging
@@ -14,6 +15,8 @@ func withCLIErrors(_ body: () async throws -> Void) async throws {
     } catch let error as PostgresError {
         fail(error.description)
     } catch let error as CLIError {
+        fail(error.description)
+    } catch let error as JobFailure {
         fail(error.description)
     } catch let error as CocoaError {
         fail(error.localizedDescription)

@@ -10,6 +10,6 @@ struct Godwit: AsyncParsableCommand {
             sqlx, so a Rust service running sqlx::migrate! and Godwit agree on every byte.
             """,
         version: "0.1.0",
-        subcommands: [Migrate.self]
+        subcommands: [Migrate.self, WorkerCommand.self, JobCommand.self, BackupCommand.self]
     )
 }

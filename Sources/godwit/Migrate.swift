@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
 import Logging
@@ -88,17 +89,49 @@ extension Migrate {
         @Flag(help: "Ignore applied migrations that are missing from the source folder.")
         var ignoreMissing = false
 
+        @Flag(help: "Enqueue a migrate job carrying these files for a worker, instead of running here.")
+        var enqueue = false
+
+        @Flag(help: "Take a verified pg_dump backup first (into --backup-dir); no backup, no migration.")
+        var backup = false
+
+        @Option(help: "Where --backup writes its dump (when running here).")
+        var backupDir = "backups"
+
+        @Option(help: "The schema of Godwit's queue and backup tables.")
+        var schema = "godwit"
+
+        func validate() throws {
+            if enqueue && dryRun { throw ValidationError("--enqueue and --dry-run exclude each other") }
+        }
+
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
                 let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
                 let conn = try await connection.connect(logger: logger)
                 defer { Task { await conn.close() } }
-                try await migrator.run(
-                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing
-                ) { event in
-                    output(event.line)
+                let queueSchema = QueueSchema(name: schema)
+                if enqueue {
+                    try await queueSchema.install(on: conn)
+                    let payload = MigratePayload(
+                        source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
+                        backup: backup)
+                    let id = try await JobQueue(schema: queueSchema).enqueue(
+                        kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
+                        maxAttempts: 3, on: conn)
+                    output("Enqueued migrate job \(id) with \(payload.files.count) files")
+                    return
                 }
+                if backup && !dryRun {
+                    try await queueSchema.install(on: conn)
+                    let made = try await BackupManager(directory: backupDir, schema: queueSchema)
+                        .create(databaseURL: try connection.resolvedURL(), on: conn)
+                    output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")
+                }
+                try await migrator.run(
+                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
+                    onEvent: { event in output(event.line) })
             }
         }
     }
@@ -127,10 +160,8 @@ extension Migrate {
                 let conn = try await connection.connect(logger: logger)
                 defer { Task { await conn.close() } }
                 let events = try await migrator.revert(
-                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing
-                ) { event in
-                    output(event.line)
-                }
+                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
+                    onEvent: { event in output(event.line) })
                 if events.isEmpty { output("No migrations available to revert") }
             }
         }

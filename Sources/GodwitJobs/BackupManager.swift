@@ -1,0 +1,160 @@
+import Crypto
+import Foundation
+import GodwitPostgres
+import Logging
+
+/// A verified `pg_dump` of the database, as recorded in `<schema>.backups`.
+public struct Backup: Sendable, Codable, Equatable {
+    public var file: String
+    public var sizeBytes: Int64
+    public var sha256: String
+    public var database: String
+    /// How many entries `pg_restore --list` found in the dump.
+    public var entries: Int
+    public var createdAt: String
+
+    enum CodingKeys: String, CodingKey {
+        case file, sha256, database, entries
+        case sizeBytes = "size_bytes"
+        case createdAt = "created_at"
+    }
+}
+
+/// Takes, verifies, lists and restores backups: `pg_dump --format=custom` into a folder
+/// (files mode 0600), checked with `pg_restore --list`, recorded with size and SHA-256.
+///
+/// Godwit's own schema is left out of the dump: restoring must not rewind the job queue.
+public struct BackupManager: Sendable {
+    public var directory: String
+    public var schema: QueueSchema
+
+    public init(directory: String, schema: QueueSchema = QueueSchema()) {
+        self.directory = directory
+        self.schema = schema
+    }
+
+    /// Dumps the database, verifies the dump and records it. Throws (and keeps no file) when
+    /// the dump or its verification fails: no verified backup, no migration.
+    public func create(databaseURL: String, jobID: Int64? = nil, on connection: Connection) async throws -> Backup {
+        try FileManager.default.createDirectory(
+            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let path = try newFilePath()
+        // The file exists with mode 0600 before pg_dump writes into it, so no other user can
+        // ever read the data.
+        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw JobFailure("cannot create backup file \(path)")
+        }
+        let (conninfo, environment) = try ExternalTool.connectionArguments(for: databaseURL)
+        let dump = try await ExternalTool.run(
+            "pg_dump",
+            ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema.name)", "--dbname=\(conninfo)"],
+            environment: environment)
+        guard dump.status == 0 else {
+            try? FileManager.default.removeItem(atPath: path)
+            throw JobFailure("backup failed: pg_dump exited with \(dump.status): \(firstLine(dump.stderr))")
+        }
+        let verified: Backup
+        do {
+            verified = try await verify(file: path)
+        } catch {
+            try? FileManager.default.removeItem(atPath: path)
+            throw error
+        }
+        let database = try await connection.query("SELECT current_database() AS db").first?.string("db") ?? ""
+        let row = try await connection.query(
+            """
+            INSERT INTO \(schema.qualified("backups")) (file, size_bytes, sha256, database_name, job_id, verified_at)
+            VALUES ($1, $2, $3, $4, $5, now()) RETURNING created_at::text AS created_at
+            """, [path, verified.sizeBytes, verified.sha256, database, jobID])
+        var backup = verified
+        backup.database = database
+        backup.createdAt = try row.first?.string("created_at") ?? ""
+        return backup
+    }
+
+    /// Checks that `file` is a readable custom-format dump with at least one entry.
+    public func verify(file: String) async throws -> Backup {
+        guard FileManager.default.fileExists(atPath: file) else { throw JobFailure("no backup file \(file)") }
+        let list = try await ExternalTool.run("pg_restore", ["--list", file])
+        guard list.status == 0 else {
+            throw JobFailure("backup \(file) failed verification: pg_restore --list: \(firstLine(list.stderr))")
+        }
+        let entries = list.stdout.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
+        guard entries > 0 else { throw JobFailure("backup \(file) failed verification: the dump has no entries") }
+        let (size, digest) = try Self.sizeAndSHA256(of: file)
+        return Backup(file: file, sizeBytes: size, sha256: digest, database: "", entries: entries, createdAt: "")
+    }
+
+    /// What restoring `file` would replace: the tables and other objects in the dump.
+    public func contents(of file: String) async throws -> [String] {
+        let list = try await ExternalTool.run("pg_restore", ["--list", file])
+        guard list.status == 0 else { throw JobFailure("cannot read backup \(file): \(firstLine(list.stderr))") }
+        // Lines look like: "215; 1259 16390 TABLE public media postgres".
+        return list.stdout.split(separator: "\n").compactMap { line in
+            guard !line.hasPrefix(";"), let semicolon = line.firstIndex(of: ";") else { return nil }
+            let words = line[line.index(after: semicolon)...].split(separator: " ").dropFirst(2)
+            guard let kind = words.first, kind == "TABLE" || kind == "TYPE" || kind == "FUNCTION" || kind == "VIEW"
+            else { return nil }
+            return words.dropLast().joined(separator: " ")
+        }
+    }
+
+    /// Restores `file` into the database: objects in the dump are dropped and re-created, in
+    /// one transaction, stopping at the first error.
+    public func restore(file: String, databaseURL: String) async throws {
+        _ = try await verify(file: file)
+        let (conninfo, environment) = try ExternalTool.connectionArguments(for: databaseURL)
+        let restore = try await ExternalTool.run(
+            "pg_restore",
+            ["--clean", "--if-exists", "--no-owner", "--single-transaction", "--exit-on-error", "--dbname=\(conninfo)", file],
+            environment: environment)
+        guard restore.status == 0 else {
+            throw JobFailure("restore of \(file) failed (nothing was changed): \(firstLine(restore.stderr))")
+        }
+    }
+
+    /// Recorded backups, newest first.
+    public func list(on connection: Connection) async throws -> [Backup] {
+        try await connection.query(
+            """
+            SELECT file, size_bytes, sha256, database_name, created_at::text AS created_at
+            FROM \(schema.qualified("backups")) ORDER BY id DESC
+            """
+        ).rows.map { row in
+            Backup(
+                file: try row.string("file"), sizeBytes: try row.int64("size_bytes"), sha256: try row.string("sha256"),
+                database: try row.string("database_name"), entries: 0, createdAt: try row.string("created_at"))
+        }
+    }
+
+    private func newFilePath() throws -> String {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "UTC")
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        let stem = "backup-\(formatter.string(from: Date()))"
+        var path = (directory as NSString).appendingPathComponent("\(stem).dump")
+        var counter = 2
+        while FileManager.default.fileExists(atPath: path) {
+            path = (directory as NSString).appendingPathComponent("\(stem)-\(counter).dump")
+            counter += 1
+        }
+        return path
+    }
+
+    static func sizeAndSHA256(of file: String) throws -> (Int64, String) {
+        guard let handle = FileHandle(forReadingAtPath: file) else { throw JobFailure("cannot read \(file)") }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        var size: Int64 = 0
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update(data: chunk)
+            size += Int64(chunk.count)
+        }
+        return (size, hasher.finalize().map { String(format: "%02x", $0) }.joined())
+    }
+}
+
+private func firstLine(_ text: String) -> String {
+    text.split(separator: "\n").first.map(String.init) ?? "(no message)"
+}

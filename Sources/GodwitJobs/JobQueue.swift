@@ -1,0 +1,234 @@
+import GodwitPostgres
+
+/// The queue's SQL: enqueue, claim, finish, heartbeat and rescue, and the controls.
+///
+/// Every write a worker makes for a claimed job is fenced by `state = 'running' AND
+/// lease_token = $token`, so a worker that was presumed dead and comes back changes nothing.
+public struct JobQueue: Sendable {
+    public let schema: QueueSchema
+
+    public init(schema: QueueSchema = QueueSchema()) {
+        self.schema = schema
+    }
+
+    private var jobs: String { schema.qualified("jobs") }
+
+    // MARK: Enqueue and control
+
+    /// Adds a job and returns its id. The insert trigger wakes the workers.
+    @discardableResult
+    public func enqueue(
+        kind: String, name: String, payload: String = "{}", priority: Int = 0, maxAttempts: Int = 10,
+        runAfter delay: Duration = .zero, on connection: Connection
+    ) async throws -> Int64 {
+        let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+        let row = try await connection.query(
+            """
+            INSERT INTO \(jobs) (kind, name, payload, priority, max_attempts, run_at)
+            VALUES ($1, $2, $3::jsonb, $4, $5, now() + make_interval(secs => $6))
+            RETURNING id
+            """, [kind, name, payload, priority, maxAttempts, seconds])
+        return try row.first!.int64("id")
+    }
+
+    public enum Control: String, Sendable, CaseIterable {
+        case pause, resume, cancel, retry
+    }
+
+    /// Calls `<schema>.pause|resume|cancel|retry(id)`; true when it changed something.
+    public func control(_ action: Control, job id: Int64, on connection: Connection) async throws -> Bool {
+        try await connection.query("SELECT \(schema.qualified(action.rawValue))($1) AS changed", [id])
+            .first?.bool("changed") ?? false
+    }
+
+    public func list(states: [JobState] = [], limit: Int = 50, on connection: Connection) async throws -> [JobRecord] {
+        let filter = states.isEmpty ? "" : "WHERE j.state::text = ANY($2::text[])"
+        var parameters: [any PostgresParameter] = [limit]
+        if !states.isEmpty { parameters.append("{\(states.map(\.rawValue).joined(separator: ","))}") }
+        return try await connection.query(
+            "\(recordSelect) \(filter) ORDER BY j.id DESC LIMIT $1", parameters
+        ).rows.map(JobRecord.init)
+    }
+
+    public func find(_ id: Int64, on connection: Connection) async throws -> JobRecord? {
+        try await connection.query("\(recordSelect) WHERE j.id = $1", [id]).first.map(JobRecord.init)
+    }
+
+    private var recordSelect: String {
+        """
+        SELECT j.id, j.kind, j.name, j.state::text AS state, j.priority, j.attempts, j.max_attempts,
+            j.run_at::text AS run_at, j.last_error, j.worker_id, j.heartbeat_at::text AS heartbeat_at,
+            p.percent::text AS percent, j.created_at::text AS created_at, j.started_at::text AS started_at,
+            j.finished_at::text AS finished_at, j.payload::text AS payload, j.result::text AS result
+        FROM \(jobs) j JOIN \(schema.qualified("progress")) p ON p.id = j.id
+        """
+    }
+
+    // MARK: The worker's side
+
+    /// Claims up to `limit` due jobs, highest priority first, skipping rows other workers
+    /// have locked. Each claim counts an attempt and takes a new lease token.
+    public func claim(limit: Int, workerID: String, on connection: Connection) async throws -> [ClaimedJob] {
+        let result = try await connection.query(
+            """
+            WITH next AS (
+                SELECT id FROM \(jobs)
+                WHERE state = 'queued' AND run_at <= now()
+                ORDER BY priority DESC, run_at, id
+                LIMIT $1
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE \(jobs) j
+            SET state = 'running', attempts = j.attempts + 1, worker_id = $2, lease_token = j.lease_token + 1,
+                heartbeat_at = now(), started_at = coalesce(j.started_at, now()), control = NULL
+            FROM next WHERE j.id = next.id
+            RETURNING j.id, j.kind, j.name, j.payload::text AS payload, j.attempts, j.max_attempts, j.lease_token
+            """, [limit, workerID])
+        return try result.rows.map { row in
+            ClaimedJob(
+                id: try row.int64("id"), kind: try row.string("kind"), name: try row.string("name"),
+                payload: try row.string("payload"), attempt: try row.int("attempts"),
+                maxAttempts: try row.int("max_attempts"), leaseToken: try row.int64("lease_token"))
+        }.sorted { $0.id < $1.id }
+    }
+
+    /// How an attempt ended, as the worker records it.
+    public enum Outcome: Sendable {
+        case succeeded(result: String?)
+        /// Failed for good: no attempts left, or an error retrying cannot fix.
+        case failed(error: String, result: String?)
+        /// Failed, and will run again after `delay`.
+        case retry(error: String, delay: Duration)
+        /// Stopped at a checkpoint because someone paused it.
+        case paused
+        /// Stopped at a checkpoint because someone cancelled it.
+        case cancelled
+        /// The worker is shutting down: back to the queue, and the attempt does not count.
+        case handBack
+    }
+
+    /// Records how an attempt ended. Returns false when the lease was lost meanwhile (the job
+    /// was rescued and perhaps claimed elsewhere): then nothing was written.
+    @discardableResult
+    public func finish(_ job: ClaimedJob, _ outcome: Outcome, on connection: Connection) async throws -> Bool {
+        let fence = "WHERE id = $1 AND state = 'running' AND lease_token = $2"
+        let changed: QueryResult
+        switch outcome {
+        case .succeeded(let result):
+            changed = try await connection.query(
+                """
+                UPDATE \(jobs) SET state = 'succeeded', result = $3::jsonb, finished_at = now(), heartbeat_at = NULL,
+                    control = NULL \(fence)
+                """, [job.id, job.leaseToken, result])
+        case .failed(let error, let result):
+            changed = try await connection.query(
+                """
+                UPDATE \(jobs) SET state = 'failed', last_error = $3, result = coalesce($4::jsonb, result),
+                    finished_at = now(), heartbeat_at = NULL, control = NULL \(fence)
+                """, [job.id, job.leaseToken, error, result])
+        case .retry(let error, let delay):
+            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
+            changed = try await connection.query(
+                """
+                UPDATE \(jobs) SET state = 'queued', last_error = $3, run_at = now() + make_interval(secs => $4),
+                    worker_id = NULL, heartbeat_at = NULL \(fence)
+                """, [job.id, job.leaseToken, error, seconds])
+        case .paused:
+            changed = try await connection.query(
+                "UPDATE \(jobs) SET state = 'paused', worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)",
+                [job.id, job.leaseToken])
+        case .cancelled:
+            changed = try await connection.query(
+                """
+                UPDATE \(jobs) SET state = 'cancelled', finished_at = now(), worker_id = NULL, heartbeat_at = NULL,
+                    control = NULL \(fence)
+                """, [job.id, job.leaseToken])
+        case .handBack:
+            changed = try await connection.query(
+                """
+                UPDATE \(jobs) SET state = CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled'
+                        ELSE 'queued' END::\(schema.quoted).job_state,
+                    finished_at = CASE WHEN control = 'cancel' THEN now() END,
+                    attempts = greatest(attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL, control = NULL,
+                    run_at = now() \(fence)
+                """, [job.id, job.leaseToken])
+        }
+        return changed.affectedRows == 1
+    }
+
+    /// Renews the leases of running jobs. Returns, for each job whose lease is still ours, the
+    /// control requested for it (nil when none); a job missing from the answer has lost its lease.
+    public func heartbeat(
+        _ leases: [(id: Int64, token: Int64)], on connection: Connection
+    ) async throws -> [Int64: String?] {
+        guard !leases.isEmpty else { return [:] }
+        let ids = "{\(leases.map { String($0.id) }.joined(separator: ","))}"
+        let tokens = "{\(leases.map { String($0.token) }.joined(separator: ","))}"
+        let result = try await connection.query(
+            """
+            UPDATE \(jobs) j SET heartbeat_at = now()
+            FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
+            WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running'
+            RETURNING j.id, j.control
+            """, [ids, tokens])
+        var answer: [Int64: String?] = [:]
+        for row in result.rows { answer[try row.int64("id")] = row["control"] }
+        return answer
+    }
+
+    /// Requeues running jobs whose heartbeat is older than `leaseTimeout`: their worker died
+    /// or lost the database. A pause or cancel requested meanwhile is honoured, and a job with
+    /// no attempts left fails. Returns the ids rescued.
+    public func rescueExpired(leaseTimeout: Duration, on connection: Connection) async throws -> [Int64] {
+        let seconds = Double(leaseTimeout.components.seconds) + Double(leaseTimeout.components.attoseconds) / 1e18
+        let result = try await connection.query(
+            """
+            UPDATE \(jobs) SET
+                state = CASE
+                    WHEN control = 'cancel' THEN 'cancelled'
+                    WHEN control = 'pause' THEN 'paused'
+                    WHEN attempts >= max_attempts THEN 'failed'
+                    ELSE 'queued' END::\(schema.quoted).job_state,
+                finished_at = CASE WHEN control = 'cancel' OR (control IS NULL AND attempts >= max_attempts)
+                    THEN now() END,
+                last_error = format('lease expired: worker %s stopped heartbeating at %s', worker_id, heartbeat_at),
+                worker_id = NULL, heartbeat_at = NULL, control = NULL, run_at = now()
+            WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+            RETURNING id
+            """, [seconds])
+        return try result.rows.map { try $0.int64("id") }
+    }
+
+    /// Seconds until the next queued job is due (0 when one is due now), or nil when none is queued.
+    public func secondsUntilNextDue(on connection: Connection) async throws -> Double? {
+        let row = try await connection.query(
+            """
+            SELECT greatest(0, extract(epoch FROM next - now()))::float8 AS wait
+            FROM (SELECT min(run_at) AS next FROM \(jobs) WHERE state = 'queued') AS queued
+            WHERE next IS NOT NULL
+            """
+        ).first
+        return row?["wait"].flatMap(Double.init)
+    }
+
+    /// Deletes jobs that finished (succeeded or cancelled) more than `age` ago, in small
+    /// batches so as not to hold locks long. Failed jobs are kept for a person to look at.
+    @discardableResult
+    public func deleteFinished(olderThan age: Duration, on connection: Connection) async throws -> Int {
+        let seconds = Double(age.components.seconds)
+        var total = 0
+        while true {
+            let result = try await connection.query(
+                """
+                DELETE FROM \(jobs) WHERE id IN (
+                    SELECT id FROM \(jobs)
+                    WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
+                    LIMIT 1000
+                )
+                """, [seconds])
+            let deleted = result.affectedRows ?? 0
+            total += deleted
+            if deleted < 1000 { return total }
+        }
+    }
+}

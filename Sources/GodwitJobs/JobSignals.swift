@@ -1,0 +1,108 @@
+import Synchronization
+
+/// The interruptions the worker has decided on for its running jobs, read by their handlers at
+/// checkpoints: a pause or cancel seen in the heartbeat, a lost lease, or shutdown.
+final class JobSignals: Sendable {
+    private struct State {
+        var perJob: [Int64: JobInterruption] = [:]
+        var shutdown = false
+    }
+
+    private let state = Mutex(State())
+
+    func interruption(for id: Int64) -> JobInterruption? {
+        state.withLock { state in
+            if let own = state.perJob[id] { return own }
+            return state.shutdown ? .shutdown : nil
+        }
+    }
+
+    /// Sets (or with nil clears) the interruption of one job. A lost lease is never cleared.
+    func set(_ interruption: JobInterruption?, for id: Int64) {
+        state.withLock { state in
+            if state.perJob[id] == .leaseLost { return }
+            state.perJob[id] = interruption
+        }
+    }
+
+    func forget(_ id: Int64) {
+        _ = state.withLock { $0.perJob.removeValue(forKey: id) }
+    }
+
+    func beginShutdown() { state.withLock { $0.shutdown = true } }
+
+    var isShuttingDown: Bool { state.withLock { $0.shutdown } }
+}
+
+/// Wakes the worker's claim loop: a notification arrived, a slot freed up, or shutdown began.
+/// Wake-ups while nobody waits are remembered (once), so none is lost.
+final class WakeSignal: Sendable {
+    private struct State {
+        var pending = false
+        var waiter: CheckedContinuation<Void, Never>?
+        var generation: UInt64 = 0
+    }
+
+    private let state = Mutex(State())
+
+    func wake() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            state.pending = true
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Returns at the next wake-up, after `timeout`, or when the task is cancelled.
+    func wait(timeout: Duration) async {
+        let generation = state.withLock { state -> UInt64? in
+            if state.pending {
+                state.pending = false
+                return nil
+            }
+            state.generation &+= 1
+            return state.generation
+        }
+        guard let generation else { return }
+        let timer = Task { [weak self] in
+            do {
+                try await Task.sleep(for: timeout)
+                self?.resume(generation: generation)
+            } catch {
+                // Cancelled because the wait already ended.
+            }
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    guard state.generation == generation, !state.pending else {
+                        state.pending = false
+                        return true
+                    }
+                    state.waiter = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        } onCancel: {
+            self.resume(generation: generation)
+        }
+        timer.cancel()
+    }
+
+    private func resume(generation: UInt64) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            guard state.generation == generation, let waiter = state.waiter else {
+                if state.generation == generation { state.pending = true }
+                return nil
+            }
+            state.waiter = nil
+            return waiter
+        }
+        waiter?.resume()
+    }
+}

@@ -1,0 +1,142 @@
+import Crypto
+import Foundation
+import GodwitMigrations
+import GodwitPostgres
+import Logging
+
+/// What a migrate job carries: the migration files captured at enqueue time (so the worker
+/// applies exactly what was reviewed, whatever the worker's own folder holds), and options.
+public struct MigratePayload: Codable, Sendable {
+    public struct File: Codable, Sendable {
+        public var name: String
+        /// The file's bytes, base64.
+        public var contents: String
+        /// SHA-384 of the bytes, hex: checked again before anything runs.
+        public var sha384: String
+    }
+
+    public var source: String
+    public var files: [File]
+    public var targetVersion: Int64?
+    public var ignoreMissing: Bool
+    public var backup: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case source, files, backup
+        case targetVersion = "target_version"
+        case ignoreMissing = "ignore_missing"
+    }
+
+    /// Captures every migration file of `source`.
+    public init(source: MigrationSource, targetVersion: Int64? = nil, ignoreMissing: Bool = false, backup: Bool = false) {
+        self.source = source.directory
+        self.files = source.migrations.map { migration in
+            File(
+                name: (migration.path as NSString).lastPathComponent,
+                contents: Data(migration.contents).base64EncodedString(),
+                sha384: migration.checksumHex)
+        }
+        self.targetVersion = targetVersion
+        self.ignoreMissing = ignoreMissing
+        self.backup = backup
+    }
+
+    /// The migrations, after checking each file against its recorded checksum.
+    func migrationSource(jobID: Int64) throws -> MigrationSource {
+        let files = try files.map { file -> (name: String, contents: [UInt8]) in
+            guard let data = Data(base64Encoded: file.contents) else {
+                throw InvalidPayload("job \(jobID): file \(file.name) is not valid base64")
+            }
+            let bytes = [UInt8](data)
+            let digest = Array(SHA384.hash(data: bytes)).map { String(format: "%02x", $0) }.joined()
+            guard digest == file.sha384 else {
+                throw InvalidPayload("job \(jobID): file \(file.name) does not match its recorded SHA-384")
+            }
+            return (file.name, bytes)
+        }
+        return try MigrationSource(files: files, directory: source)
+    }
+}
+
+/// Applies schema migrations as a job, optionally after a verified backup.
+public struct MigrateJob: JobHandler {
+    public let kind = "migrate"
+    public let backups: BackupManager
+
+    public init(backups: BackupManager) {
+        self.backups = backups
+    }
+
+    struct AppliedEntry: Encodable {
+        var version: Int64
+        var description: String
+        var durationMs: Double
+
+        enum CodingKeys: String, CodingKey {
+            case version, description
+            case durationMs = "duration_ms"
+        }
+    }
+
+    struct Report: Encodable {
+        var applied: [AppliedEntry] = []
+        var backup: Backup?
+        var failedMigration: Int64?
+        var error: String?
+        var restoreWith: String?
+
+        enum CodingKeys: String, CodingKey {
+            case applied, backup, error
+            case failedMigration = "failed_migration"
+            case restoreWith = "restore_with"
+        }
+
+        var json: String {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return (try? encoder.encode(self)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+        }
+    }
+
+    public func run(_ context: JobContext) async throws -> String? {
+        let payload = try context.payload(as: MigratePayload.self)
+        let source = try payload.migrationSource(jobID: context.job.id)
+        let connection = try await Connection.connect(context.databaseURL, applicationName: "godwit worker (migrate)")
+        defer { Task { await connection.close() } }
+        var report = Report()
+        if payload.backup {
+            let backup = try await backups.create(
+                databaseURL: context.databaseURL, jobID: context.job.id, on: connection)
+            context.logger.info(
+                "backup verified",
+                metadata: ["job": "\(context.job.id)", "file": "\(backup.file)", "bytes": "\(backup.sizeBytes)"])
+            report.backup = backup
+            report.restoreWith = "godwit backup restore \(backup.file) --yes"
+        }
+        try context.checkpoint()
+        var migrator = Migrator(source: source, logger: context.logger)
+        migrator.logger[metadataKey: "job"] = "\(context.job.id)"
+        do {
+            try await migrator.run(
+                on: connection, targetVersion: payload.targetVersion, ignoreMissing: payload.ignoreMissing,
+                beforeEach: { try context.checkpoint() }
+            ) { event in
+                report.applied.append(
+                    AppliedEntry(
+                        version: event.version, description: event.description,
+                        durationMs: Double(event.duration.components.attoseconds) / 1e15
+                            + Double(event.duration.components.seconds) * 1000))
+            }
+        } catch let error as MigrationError {
+            report.failedMigration = error.version
+            report.error = error.message
+            var message = error.message
+            if let restore = report.restoreWith { message += "; to restore the backup: \(restore)" }
+            let retrySafe =
+                error.underlying?.isTransient == true
+                && error.version.flatMap { source.up(for: $0)?.noTransaction } == false
+            throw JobFailure(message, resultJSON: report.json, transient: retrySafe)
+        }
+        return report.json
+    }
+}

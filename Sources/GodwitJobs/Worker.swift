@@ -1,0 +1,371 @@
+import Foundation
+import GodwitPostgres
+import Logging
+import ServiceLifecycle
+import Synchronization
+
+/// How a worker runs.
+public struct WorkerConfiguration: Sendable {
+    public var databaseURL: String
+    public var schema = QueueSchema()
+    /// Jobs run at once by this worker.
+    public var concurrency = 4
+    /// How often to look for jobs when no notification comes (lost notifications, jobs that
+    /// became due).
+    public var pollInterval: Duration = .seconds(5)
+    /// A running job whose heartbeat is older than this is rescued by any worker.
+    public var leaseTimeout: Duration = .seconds(30)
+    /// How long SIGTERM waits for running jobs to reach a checkpoint before cancelling them.
+    public var shutdownTimeout: Duration = .seconds(30)
+    /// Exit once no job is running here and none is due within `pollInterval`.
+    public var drain = false
+    public var backoff = Backoff()
+    /// Succeeded and cancelled jobs older than this are deleted.
+    public var keepFinished: Duration = .seconds(7 * 86_400)
+    public var workerID: String
+
+    public init(databaseURL: String, workerID: String? = nil) {
+        self.databaseURL = databaseURL
+        self.workerID = workerID ?? Self.defaultWorkerID()
+    }
+
+    /// Heartbeats come three times a lease, and at least every 2 s so that pause and cancel
+    /// requests are seen soon.
+    public var heartbeatInterval: Duration { min(leaseTimeout / 3, .seconds(2)) }
+
+    static func defaultWorkerID() -> String {
+        let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
+        return "\(host):\(ProcessInfo.processInfo.processIdentifier):\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
+    }
+}
+
+/// A job failure that carries a result to store with the failed job (a migrate job names the
+/// migration that failed and the backup to restore).
+public struct JobFailure: Error, CustomStringConvertible, Sendable {
+    public var message: String
+    public var resultJSON: String?
+    public var transient: Bool
+
+    public init(_ message: String, resultJSON: String? = nil, transient: Bool = false) {
+        self.message = message
+        self.resultJSON = resultJSON
+        self.transient = transient
+    }
+
+    public var description: String { message }
+}
+
+/// `godwit worker`: claims jobs from the queue and runs them, until shutdown (or, when
+/// draining, until nothing is left to run).
+///
+/// Three connections of its own: one LISTENs for new jobs, one claims and records outcomes, one
+/// renews leases and rescues the jobs of dead workers. Handlers open their own connection when
+/// a job needs one, so a long statement never holds up claims or heartbeats.
+public final class Worker: Service {
+    public let configuration: WorkerConfiguration
+    private let handlers: [String: any JobHandler]
+    private let logger: Logger
+    private let queue: JobQueue
+    private let signals = JobSignals()
+    private let wake = WakeSignal()
+    private let running = Mutex<[Int64: ClaimedJob]>([:])
+    private let claimConnection: ManagedConnection
+    private let clock = ContinuousClock()
+
+    public init(configuration: WorkerConfiguration, handlers: [any JobHandler], logger: Logger) {
+        self.configuration = configuration
+        self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { _, last in last })
+        var logger = logger
+        logger[metadataKey: "worker"] = "\(configuration.workerID)"
+        self.logger = logger
+        self.queue = JobQueue(schema: configuration.schema)
+        self.claimConnection = ManagedConnection(url: configuration.databaseURL, purpose: "claim", logger: logger)
+    }
+
+    /// Asks the worker to stop as on SIGTERM: stop claiming, hand running jobs back at
+    /// their next checkpoint, return.
+    public func shutdown() {
+        signals.beginShutdown()
+        wake.wake()
+    }
+
+    public func run() async throws {
+        try await withGracefulShutdownHandler {
+            try await self.serve()
+        } onGracefulShutdown: {
+            self.shutdown()
+        }
+    }
+
+    private func serve() async throws {
+        try await retryingConnection("install the schema") {
+            try await self.claimConnection.run { try await self.configuration.schema.install(on: $0) }
+        }
+        logger.info(
+            "worker started",
+            metadata: [
+                "concurrency": "\(configuration.concurrency)", "kinds": "\(handlers.keys.sorted().joined(separator: ","))",
+            ])
+        await withTaskGroup(of: Void.self) { background in
+            background.addTask { await self.listenLoop() }
+            background.addTask { await self.heartbeatLoop() }
+            await self.dispatchLoop()
+            background.cancelAll()
+        }
+        await claimConnection.close()
+        logger.info("worker stopped")
+    }
+
+    // MARK: Claiming
+
+    private var runningCount: Int { running.withLock { $0.count } }
+
+    private func dispatchLoop() async {
+        await withDiscardingTaskGroup { jobs in
+            while !signals.isShuttingDown {
+                let free = configuration.concurrency - runningCount
+                var sawEverythingDue = true
+                if free > 0 {
+                    do {
+                        let claimed = try await claimConnection.run {
+                            try await self.queue.claim(limit: free, workerID: self.configuration.workerID, on: $0)
+                        }
+                        for job in claimed {
+                            running.withLock { $0[job.id] = job }
+                            jobs.addTask { await self.execute(job) }
+                        }
+                        sawEverythingDue = claimed.count < free
+                        if !sawEverythingDue { continue }
+                    } catch {
+                        logger.warning("claiming failed; retrying", metadata: ["error": "\(error)"])
+                        await wake.wait(timeout: .seconds(1))
+                        continue
+                    }
+                }
+                var timeout = configuration.pollInterval
+                if sawEverythingDue, let due = try? await nextDue() {
+                    if configuration.drain && runningCount == 0 && (due.map { $0 > timeout } ?? true) { break }
+                    if let due { timeout = min(timeout, max(due, .milliseconds(5))) }
+                }
+                await wake.wait(timeout: timeout)
+            }
+            if signals.isShuttingDown && runningCount > 0 {
+                logger.notice(
+                    "shutting down: waiting for running jobs to reach a checkpoint",
+                    metadata: ["running": "\(runningCount)"])
+                let deadline = clock.now + configuration.shutdownTimeout
+                while runningCount > 0 && clock.now < deadline {
+                    try? await Task.sleep(for: .milliseconds(20))
+                }
+                if runningCount > 0 {
+                    logger.warning("shutdown timeout passed: cancelling running jobs", metadata: ["running": "\(runningCount)"])
+                    jobs.cancelAll()
+                }
+            }
+        }
+    }
+
+    /// How long until the next queued job is due; `.some(nil)` when nothing is queued.
+    private func nextDue() async throws -> Duration?? {
+        let seconds = try await claimConnection.run { try await self.queue.secondsUntilNextDue(on: $0) }
+        return .some(seconds.map { .milliseconds(Int64($0 * 1000)) })
+    }
+
+    // MARK: Running one job
+
+    private func execute(_ job: ClaimedJob) async {
+        let started = clock.now
+        var metadata: Logger.Metadata = [
+            "job": "\(job.id)", "name": "\(job.name)", "kind": "\(job.kind)", "attempt": "\(job.attempt)",
+        ]
+        logger.info("job started", metadata: metadata)
+        let outcome = await attempt(job)
+        metadata["duration"] = "\((clock.now - started).formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow)))"
+        if let outcome {
+            // Recording the outcome must happen even when this task was cancelled (shutdown
+            // timeout), so it runs in a task of its own that does not inherit cancellation.
+            let recorded = await Task { await self.record(job, outcome) }.value
+            logOutcome(outcome, recorded: recorded, metadata: metadata)
+        } else {
+            logger.warning("job lease lost: another worker took it over; this attempt wrote nothing", metadata: metadata)
+        }
+        running.withLock { _ = $0.removeValue(forKey: job.id) }
+        signals.forget(job.id)
+        wake.wake()
+    }
+
+    /// Runs the handler and decides the outcome; nil when the lease was lost (write nothing).
+    private func attempt(_ job: ClaimedJob) async -> JobQueue.Outcome? {
+        guard let handler = handlers[job.kind] else {
+            return .failed(
+                error: "unknown job kind \"\(job.kind)\" (this worker runs: \(handlers.keys.sorted().joined(separator: ", ")))",
+                result: nil)
+        }
+        let context = JobContext(
+            job: job, logger: logger, queue: queue, databaseURL: configuration.databaseURL, signals: signals)
+        do {
+            return .succeeded(result: try await handler.run(context))
+        } catch let interruption as JobInterruption {
+            return outcome(of: interruption)
+        } catch let error where error is CancellationError || Task.isCancelled {
+            return outcome(of: signals.interruption(for: job.id) ?? .shutdown)
+        } catch let failure as JobFailure {
+            if failure.transient && job.attempt < job.maxAttempts {
+                return .retry(error: failure.message, delay: configuration.backoff.delay(afterAttempt: job.attempt))
+            }
+            return .failed(error: failure.message, result: failure.resultJSON)
+        } catch let error as PostgresError where error.isTransient {
+            if let interruption = signals.interruption(for: job.id) { return outcome(of: interruption) }
+            if job.attempt < job.maxAttempts {
+                return .retry(error: error.description, delay: configuration.backoff.delay(afterAttempt: job.attempt))
+            }
+            return .failed(error: "\(error) (attempt \(job.attempt) of \(job.maxAttempts))", result: nil)
+        } catch {
+            return .failed(error: String(describing: error), result: nil)
+        }
+    }
+
+    private func outcome(of interruption: JobInterruption) -> JobQueue.Outcome? {
+        switch interruption {
+        case .paused: .paused
+        case .cancelled: .cancelled
+        case .shutdown: .handBack
+        case .leaseLost: nil
+        }
+    }
+
+    /// Writes the outcome, retrying while the database is unreachable (a restart) for up to a
+    /// lease: after that the job is rescued anyway.
+    private func record(_ job: ClaimedJob, _ outcome: JobQueue.Outcome) async -> Bool {
+        let deadline = clock.now + configuration.leaseTimeout
+        var delay = Duration.milliseconds(50)
+        while true {
+            do {
+                return try await claimConnection.run { try await self.queue.finish(job, outcome, on: $0) }
+            } catch let error as PostgresError where error.isTransient && clock.now < deadline {
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            } catch {
+                logger.error("could not record the job's outcome", metadata: ["job": "\(job.id)", "error": "\(error)"])
+                return false
+            }
+        }
+    }
+
+    private func logOutcome(_ outcome: JobQueue.Outcome, recorded: Bool, metadata: Logger.Metadata) {
+        var metadata = metadata
+        guard recorded else {
+            logger.warning("job outcome not recorded: the lease was lost meanwhile", metadata: metadata)
+            return
+        }
+        switch outcome {
+        case .succeeded:
+            logger.info("job succeeded", metadata: metadata)
+        case .failed(let error, _):
+            metadata["error"] = "\(error)"
+            logger.error("job failed", metadata: metadata)
+        case .retry(let error, let delay):
+            metadata["error"] = "\(error)"
+            metadata["retry_in"] = "\(delay.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow)))"
+            logger.warning("job will retry", metadata: metadata)
+        case .paused:
+            logger.notice("job paused", metadata: metadata)
+        case .cancelled:
+            logger.notice("job cancelled", metadata: metadata)
+        case .handBack:
+            logger.notice("job handed back to the queue", metadata: metadata)
+        }
+    }
+
+    // MARK: Background loops
+
+    /// Holds the LISTEN connection. After every (re)connect it wakes the claim loop once to
+    /// catch up on what was missed; a quiet connection is pinged so a dead one is noticed.
+    private func listenLoop() async {
+        var delay = Duration.milliseconds(100)
+        while !Task.isCancelled {
+            do {
+                let connection = try await Connection.connect(
+                    configuration.databaseURL, applicationName: "godwit worker (listen)")
+                defer { Task { await connection.close() } }
+                try await connection.listen(configuration.schema.channel)
+                wake.wake()
+                delay = .milliseconds(100)
+                while !Task.isCancelled {
+                    let received = try await connection.notifications(timeout: .seconds(30))
+                    if received.isEmpty {
+                        try await connection.query("SELECT 1")
+                    } else {
+                        wake.wake()
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+
+    /// Renews the leases of this worker's running jobs, passes pause and cancel requests to
+    /// them, rescues jobs of dead workers, and deletes old finished jobs.
+    private func heartbeatLoop() async {
+        let connection = ManagedConnection(url: configuration.databaseURL, purpose: "heartbeat", logger: logger)
+        defer { Task { await connection.close() } }
+        var lastCleanup = clock.now - .seconds(3600)
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: configuration.heartbeatInterval)
+            } catch {
+                return
+            }
+            do {
+                let leases = running.withLock { $0.values.map { (id: $0.id, token: $0.leaseToken) } }
+                let answer = try await connection.run { try await self.queue.heartbeat(leases, on: $0) }
+                for lease in leases where running.withLock({ $0[lease.id] != nil }) {
+                    if let control = answer[lease.id] {
+                        signals.set(control == "pause" ? .paused : control == "cancel" ? .cancelled : nil, for: lease.id)
+                    } else {
+                        signals.set(.leaseLost, for: lease.id)
+                    }
+                }
+                let rescued = try await connection.run {
+                    try await self.queue.rescueExpired(leaseTimeout: self.configuration.leaseTimeout, on: $0)
+                }
+                if !rescued.isEmpty {
+                    logger.warning(
+                        "rescued jobs whose worker stopped heartbeating",
+                        metadata: ["jobs": "\(rescued.map(String.init).joined(separator: ","))"])
+                    wake.wake()
+                }
+                if clock.now - lastCleanup > .seconds(3600) {
+                    lastCleanup = clock.now
+                    let deleted = try await connection.run {
+                        try await self.queue.deleteFinished(olderThan: self.configuration.keepFinished, on: $0)
+                    }
+                    if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
+                }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("heartbeat failed; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    private func retryingConnection(_ what: String, _ body: () async throws -> Void) async throws {
+        var delay = Duration.milliseconds(100)
+        let deadline = clock.now + .seconds(60)
+        while true {
+            do {
+                return try await body()
+            } catch let error as PostgresError where error.isTransient && clock.now < deadline {
+                logger.warning("could not \(what); retrying", metadata: ["error": "\(error)"])
+                try await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(5))
+            }
+        }
+    }
+}

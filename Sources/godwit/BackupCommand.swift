@@ -1,0 +1,97 @@
+import ArgumentParser
+import Foundation
+import GodwitJobs
+import GodwitPostgres
+
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Take, verify, list and restore pg_dump backups.",
+        discussion: """
+            Backups are pg_dump --format=custom files named backup-YYYYmmdd-HHMMSS.dump (mode \
+            0600), checked with pg_restore --list and recorded with size and SHA-256 in \
+            godwit.backups. Godwit's own schema is not in them, so a restore never rewinds the queue.
+            """,
+        subcommands: [Create.self, Verify.self, List.self, Restore.self])
+
+    struct Options: ParsableArguments {
+        @OptionGroup var connection: ConnectionOptions
+
+        @Option(help: "The folder for backup files.")
+        var dir = "backups"
+
+        @Option(help: "The schema of Godwit's tables.")
+        var schema = "godwit"
+
+        var manager: BackupManager { BackupManager(directory: dir, schema: QueueSchema(name: schema)) }
+    }
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Dump the database, verify and record the dump.")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            try await withCLIErrors {
+                let conn = try await options.connection.connect(logger: makeLogger(.notice))
+                try await QueueSchema(name: options.schema).install(on: conn)
+                let backup = try await options.manager.create(
+                    databaseURL: try options.connection.resolvedURL(), on: conn)
+                await conn.close()
+                output("\(backup.file) \(backup.sizeBytes) bytes sha256 \(backup.sha256) (\(backup.entries) entries, verified)")
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Check that a backup file can be restored.")
+        @Argument(help: "The backup file.") var file: String
+
+        func run() async throws {
+            try await withCLIErrors {
+                let backup = try await BackupManager(directory: ".").verify(file: file)
+                output("\(file): ok, \(backup.entries) entries, \(backup.sizeBytes) bytes, sha256 \(backup.sha256)")
+            }
+        }
+    }
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List recorded backups, newest first.")
+        @OptionGroup var options: Options
+
+        func run() async throws {
+            try await withCLIErrors {
+                let conn = try await options.connection.connect(logger: makeLogger(.notice))
+                try await QueueSchema(name: options.schema).install(on: conn)
+                for backup in try await options.manager.list(on: conn) {
+                    output("\(backup.createdAt)  \(backup.file)  \(backup.sizeBytes) bytes  sha256 \(backup.sha256)")
+                }
+                await conn.close()
+            }
+        }
+    }
+
+    struct Restore: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Restore a backup into the database, replacing the objects it holds.",
+            discussion: "Without --yes, says what it would replace and changes nothing.")
+        @OptionGroup var options: Options
+        @Argument(help: "The backup file.") var file: String
+        @Flag(help: "Really replace the objects in the database.") var yes = false
+
+        func run() async throws {
+            try await withCLIErrors {
+                let url = try options.connection.resolvedURL()
+                let target = (try? ConnectionString.options(url)["dbname"]) ?? nil
+                let objects = try await options.manager.contents(of: file)
+                guard yes else {
+                    let database = target ?? "the database"
+                    throw CLIError(
+                        "restore would drop and re-create \(objects.count) objects in \(database) (\(objects.prefix(5).joined(separator: ", "))\(objects.count > 5 ? ", ..." : "")) from \(file): run again with --yes"
+                    )
+                }
+                try await options.manager.restore(file: file, databaseURL: url)
+                output("restored \(file) (\(objects.count) objects)")
+            }
+        }
+    }
+}

@@ -1,0 +1,232 @@
+import ArgumentParser
+import Foundation
+import GodwitJobs
+import GodwitMigrations
+import GodwitPostgres
+import Logging
+import ServiceLifecycle
+
+/// Options naming Godwit's own schema, shared by `worker` and `job`.
+struct QueueOptions: ParsableArguments {
+    @Option(help: "The schema that holds Godwit's queue tables, view and functions.")
+    var schema = "godwit"
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: Logger.Level = .info
+}
+
+struct WorkerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "Run queued jobs: schema migrations and data migrations.",
+        discussion: """
+            Waits on the job table (LISTEN/NOTIFY, with a poll as a fallback), claims jobs with \
+            FOR UPDATE SKIP LOCKED, renews their leases while they run, and rescues the jobs of \
+            workers that died. SIGTERM or SIGINT stop it gracefully: running jobs stop at their \
+            next checkpoint and go back to the queue.
+
+            Example: godwit worker --concurrency 4
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var queueOptions: QueueOptions
+
+    @Option(help: "Jobs to run at once.")
+    var concurrency = 4
+
+    @Flag(help: "Exit (status 0) once no job is running here and none is due.")
+    var drain = false
+
+    @Option(help: "Seconds between looks at the queue when no notification arrives.")
+    var pollInterval: Double = 5
+
+    @Option(help: "Seconds without a heartbeat after which a running job is rescued by any worker.")
+    var leaseTimeout: Double = 30
+
+    @Option(help: "Seconds that SIGTERM waits for running jobs to reach a checkpoint.")
+    var shutdownTimeout: Double = 30
+
+    @Option(help: "Base of the retry backoff, in seconds (doubles every attempt, with jitter).")
+    var retryDelay: Double = 1
+
+    @Flag(help: "Apply pending schema migrations from --source at startup first.")
+    var migrate = false
+
+    @Option(help: "The migrations folder, for --migrate.")
+    var source = "migrations"
+
+    @Option(help: "Where migrate jobs with a backup write their dumps.")
+    var backupDir = "backups"
+
+    func validate() throws {
+        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard pollInterval > 0, leaseTimeout > 0, shutdownTimeout >= 0, retryDelay >= 0 else {
+            throw ValidationError("intervals and timeouts must be positive")
+        }
+    }
+
+    func run() async throws {
+        try await withCLIErrors {
+            let logger = makeLogger(queueOptions.logLevel)
+            let url = try connection.resolvedURL()
+            if migrate {
+                let conn = try await connection.connect(logger: logger)
+                let migrator = try Migrator(directory: source, logger: logger)
+                try await migrator.run(on: conn, onEvent: { event in logger.info("\(event.line)") })
+                await conn.close()
+            }
+            var configuration = WorkerConfiguration(databaseURL: url)
+            configuration.schema = QueueSchema(name: queueOptions.schema)
+            configuration.concurrency = concurrency
+            configuration.drain = drain
+            configuration.pollInterval = .seconds(pollInterval)
+            configuration.leaseTimeout = .seconds(leaseTimeout)
+            configuration.shutdownTimeout = .seconds(shutdownTimeout)
+            configuration.backoff = Backoff(base: .seconds(retryDelay))
+            let worker = Worker(
+                configuration: configuration,
+                handlers: [
+                    NoopJob(), SleepJob(),
+                    MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema)),
+                ],
+                logger: logger)
+            let group = ServiceGroup(
+                configuration: .init(
+                    services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
+                    gracefulShutdownSignals: [.sigterm, .sigint],
+                    logger: logger))
+            try await group.run()
+        }
+    }
+}
+
+struct JobCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "job",
+        abstract: "List, inspect and control jobs (the same as godwit.pause(id) and friends in SQL).",
+        subcommands: [List.self, Show.self, Pause.self, Resume.self, Cancel.self, Retry.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the newest jobs.")
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var queueOptions: QueueOptions
+
+        @Option(help: "Only jobs in this state (repeatable).")
+        var state: [JobState] = []
+
+        @Option(help: "How many jobs to list.")
+        var limit = 50
+
+        @Option(help: "Output format: text or json.")
+        var format: OutputFormat = .text
+
+        func run() async throws {
+            try await withCLIErrors {
+                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                let jobs = try await JobQueue(schema: QueueSchema(name: queueOptions.schema))
+                    .list(states: state, limit: limit, on: conn)
+                switch format {
+                case .json:
+                    output(try jsonText(jobs))
+                case .text:
+                    output(
+                        pad(["ID", "STATE", "KIND", "NAME", "ATTEMPTS", "PERCENT", "LAST ERROR"], [8, 10, 8, 28, 9, 8, 0]))
+                    for job in jobs {
+                        output(
+                            pad(
+                                [
+                                    "\(job.id)", job.state.rawValue, job.kind, job.name,
+                                    "\(job.attempts)/\(job.maxAttempts)", job.percent ?? "",
+                                    job.lastError.map { String($0.prefix(60)) } ?? "",
+                                ], [8, 10, 8, 28, 9, 8, 0]))
+                    }
+                }
+                await conn.close()
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show one job, as JSON.")
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var queueOptions: QueueOptions
+        @Argument(help: "The job's id.") var id: Int64
+
+        func run() async throws {
+            try await withCLIErrors {
+                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                guard
+                    let job = try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).find(id, on: conn)
+                else { throw CLIError("no job \(id)") }
+                output(try jsonText(job))
+                await conn.close()
+            }
+        }
+    }
+
+    struct Pause: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Pause a job: a queued job waits; a running one stops at its next checkpoint.")
+        @OptionGroup var arguments: ControlArguments
+        func run() async throws { try await arguments.run(.pause) }
+    }
+
+    struct Resume: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Resume a paused job where it stopped.")
+        @OptionGroup var arguments: ControlArguments
+        func run() async throws { try await arguments.run(.resume) }
+    }
+
+    struct Cancel: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Cancel a job: a running one stops at its next checkpoint.")
+        @OptionGroup var arguments: ControlArguments
+        func run() async throws { try await arguments.run(.cancel) }
+    }
+
+    struct Retry: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Queue a failed or cancelled job again, with its attempts reset.")
+        @OptionGroup var arguments: ControlArguments
+        func run() async throws { try await arguments.run(.retry) }
+    }
+}
+
+/// What `job pause|resume|cancel|retry` share: they differ only in the SQL function called.
+struct ControlArguments: ParsableArguments {
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var queueOptions: QueueOptions
+    @Argument(help: "The job's id.") var id: Int64
+
+    func run(_ action: JobQueue.Control) async throws {
+        try await withCLIErrors {
+            let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+            let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
+            let changed = try await queue.control(action, job: id, on: conn)
+            let state = try await queue.find(id, on: conn)?.state
+            await conn.close()
+            guard let state else { throw CLIError("no job \(id)") }
+            guard changed else { throw CLIError("job \(id) is \(state.rawValue): nothing to \(action.rawValue)") }
+            output("job \(id): \(action.rawValue) done (state now \(state.rawValue))")
+        }
+    }
+}
+
+enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
+    case text, json
+}
+
+extension JobState: ExpressibleByArgument {}
+
+private func pad(_ cells: [String], _ widths: [Int]) -> String {
+    zip(cells, widths).map { cell, width in
+        width == 0 || cell.count >= width ? cell + " " : cell + String(repeating: " ", count: width - cell.count)
+    }.joined().trimmingCharacters(in: .whitespaces)
+}
+
+func jsonText<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    encoder.keyEncodingStrategy = .convertToSnakeCase
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
