@@ -109,3 +109,23 @@ public struct SleepJob: JobHandler {
         return #"{"slept_ms": \#(payload.milliseconds)}"#
     }
 }
+
+/// Runs one SQL script on a connection of its own: one-off maintenance in the background, with
+/// the queue's retries. Payload: `{"sql": "VACUUM ANALYZE media"}`.
+public struct SQLJob: JobHandler {
+    public let kind = "sql"
+    public init() {}
+
+    struct Payload: Decodable {
+        var sql: String
+    }
+
+    public func run(_ context: JobContext) async throws -> String? {
+        let payload = try context.payload(as: Payload.self)
+        let connection = try await Connection.connect(context.databaseURL, applicationName: "godwit worker (sql)")
+        defer { Task { await connection.close() } }
+        let results = try await connection.execute(payload.sql)
+        let affected = results.compactMap(\.affectedRows).reduce(0, +)
+        return #"{"statements": \#(results.count), "rows_affected": \#(affected)}"#
+    }
+}

@@ -86,7 +86,7 @@ struct WorkerCommand: AsyncParsableCommand {
             let worker = Worker(
                 configuration: configuration,
                 handlers: [
-                    NoopJob(), SleepJob(),
+                    NoopJob(), SleepJob(), SQLJob(),
                     MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema)),
                 ],
                 logger: logger)
