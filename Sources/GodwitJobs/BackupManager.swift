@@ -79,8 +79,12 @@ public struct BackupManager: Sendable {
         guard list.status == 0 else {
             throw JobFailure("backup \(file) failed verification: pg_restore --list: \(firstLine(list.stderr))")
         }
+        // An empty database makes a valid dump with no entries, so what is checked is that
+        // pg_restore reads the whole table of contents of a custom-format archive.
+        guard list.stdout.contains("Format: CUSTOM") else {
+            throw JobFailure("backup \(file) failed verification: not a custom-format pg_dump archive")
+        }
         let entries = list.stdout.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
-        guard entries > 0 else { throw JobFailure("backup \(file) failed verification: the dump has no entries") }
         let (size, digest) = try Self.sizeAndSHA256(of: file)
         return Backup(file: file, sizeBytes: size, sha256: digest, database: "", entries: entries, createdAt: "")
     }

@@ -19,6 +19,18 @@ public struct ClaimedJob: Sendable {
     public var maxAttempts: Int
     /// The token of this claim. Every write for the job requires it to be current.
     public var leaseToken: Int64
+
+    public init(
+        id: Int64, kind: String, name: String, payload: String, attempt: Int, maxAttempts: Int, leaseToken: Int64
+    ) {
+        self.id = id
+        self.kind = kind
+        self.name = name
+        self.payload = payload
+        self.attempt = attempt
+        self.maxAttempts = maxAttempts
+        self.leaseToken = leaseToken
+    }
 }
 
 /// One row of `godwit job list` / `show`.

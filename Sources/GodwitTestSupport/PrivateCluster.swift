@@ -57,23 +57,33 @@ public final class PrivateCluster: Sendable {
         return tool
     }
 
+    /// Runs a command to completion. posix_spawn and waitpid rather than Foundation's
+    /// Process: `pg_ctl start` leaves a daemon behind, and Process then never notices the exit.
     @discardableResult
     static func shell(_ command: [String]) async throws -> Int32 {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = command
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        let status = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
             DispatchQueue.global().async {
-                process.waitUntilExit()
-                continuation.resume()
+                var pid: pid_t = 0
+                var actions = posix_spawn_file_actions_t()
+                posix_spawn_file_actions_init(&actions)
+                posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+                posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+                posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+                defer { posix_spawn_file_actions_destroy(&actions) }
+                let argv = command.map { strdup($0) } + [nil]
+                defer { argv.forEach { free($0) } }
+                guard posix_spawnp(&pid, command[0], &actions, nil, argv, environ) == 0 else {
+                    continuation.resume(returning: -1)
+                    return
+                }
+                var status: Int32 = 0
+                while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+                continuation.resume(returning: (status >> 8) & 0xff)
             }
         }
-        guard process.terminationStatus == 0 else {
-            throw TestSetupError(message: "\(command.joined(separator: " ")) exited with \(process.terminationStatus)")
+        guard status == 0 else {
+            throw TestSetupError(message: "\(command.joined(separator: " ")) exited with \(status)")
         }
-        return process.terminationStatus
+        return status
     }
 }

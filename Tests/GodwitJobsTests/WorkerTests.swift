@@ -1,0 +1,280 @@
+import Foundation
+import GodwitJobs
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// Starts `godwit worker` on `url` with fast timings suited to tests.
+func startWorker(_ url: String, _ extra: [String] = [], directory: String? = nil) throws -> RunningProcess {
+    try GodwitProcess.start(
+        ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level", "info"]
+            + extra, directory: directory)
+}
+
+func jobState(_ id: Int64, _ conn: Connection) async throws -> String {
+    try await conn.query("SELECT state::text AS s FROM godwit.jobs WHERE id = $1", [id]).first?.string("s") ?? "missing"
+}
+
+@Suite("godwit worker (the executable)", .serialized)
+struct WorkerTests {
+    @Test func fourWorkersRunEachOfAThousandJobsExactlyOnce() async throws {
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE runs (label text, pid int DEFAULT pg_backend_pid());
+                INSERT INTO godwit.jobs (kind, name, payload)
+                SELECT 'sql', 'run ' || g, jsonb_build_object('sql', format('INSERT INTO runs (label) VALUES (%L)', 'job-' || g))
+                FROM generate_series(1, 1000) g;
+                """)
+            let workers = try (0..<4).map { _ in try startWorker(db.url, ["--drain", "--concurrency", "4"]) }
+            var outputs: [GodwitProcess.Output] = []
+            for worker in workers { outputs.append(try await worker.wait()) }
+            for output in outputs { #expect(output.status == 0, "\(output.stderr.suffix(2000))") }
+            let counts = try #require(
+                try await conn.query("SELECT count(*) AS n, count(DISTINCT label) AS d FROM runs").first)
+            #expect(try counts.int("n") == 1000)
+            #expect(try counts.int("d") == 1000)
+            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded' AND attempts = 1").first?.int("n") == 1000)
+            // The work was shared: more than one worker ran jobs (worker_id stays on a finished job).
+            let workersUsed = try await conn.query("SELECT count(DISTINCT worker_id) AS n FROM godwit.jobs").first?.int("n")
+            #expect((workersUsed ?? 0) > 1)
+            let started = outputs.map { $0.stderr.components(separatedBy: "job succeeded").count - 1 }
+            #expect(started.reduce(0, +) == 1000)
+            #expect(started.filter { $0 > 0 }.count > 1)
+        }
+    }
+
+    @Test func aKilledWorkersJobIsRescuedAndItsLateWriteChangesNothing() async throws {
+        try await withQueue { db, conn, queue in
+            let id = try await queue.enqueue(kind: "sleep", name: "long", payload: #"{"milliseconds": 1500}"#, on: conn)
+            let doomed = try startWorker(db.url)
+            #expect(try await eventually { try await jobState(id, conn) == "running" })
+            let firstToken = try await conn.query("SELECT lease_token FROM godwit.jobs WHERE id = $1", [id]).first!.int64("lease_token")
+            doomed.signal(SIGKILL)
+            _ = try await doomed.wait()
+            let rescuer = try startWorker(db.url)
+            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
+            let row = try #require(try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
+            #expect(try row.int("attempts") == 2)
+            #expect(try row.int64("lease_token") > firstToken)
+            #expect(try row.string("last_error").contains("lease expired"))
+            // The dead worker's write, had it come back: fenced off.
+            let late = ClaimedJob(id: id, kind: "sleep", name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken)
+            #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
+            #expect(try await jobState(id, conn) == "succeeded")
+            rescuer.signal(SIGTERM)
+            #expect(try await rescuer.wait().status == 0)
+        }
+    }
+
+    @Test func aRestartedServerIsReconnectedAndTheQueueFinishes() async throws {
+        let cluster = try await PrivateCluster()
+        do {
+            let url = try TestDatabase.url(cluster.url, database: "postgres")
+            let conn = try await Connection.connect(url)
+            let queue = JobQueue()
+            try await queue.schema.install(on: conn)
+            let first = try await queue.enqueue(kind: "noop", name: "before", on: conn)
+            await conn.close()
+            let worker = try startWorker(url, ["--concurrency", "2"])
+            var observer = try await Connection.connect(url)
+            #expect(try await eventually { try await jobState(first, observer) == "succeeded" })
+            await observer.close()
+            try await cluster.stop()
+            try await Task.sleep(for: .milliseconds(500))
+            try await cluster.start()
+            observer = try await Connection.connect(url, retryingFor: .seconds(10))
+            // Plain inserts after the restart: only a re-LISTENed worker (or its poll) sees them.
+            var ids: [Int64] = []
+            for n in 0..<5 { ids.append(try await queue.enqueue(kind: "noop", name: "after \(n)", on: observer)) }
+            ids.append(try await queue.enqueue(kind: "sleep", name: "after sleep", payload: #"{"milliseconds": 100}"#, on: observer))
+            #expect(try await eventually(timeout: .seconds(30)) {
+                try await observer.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first?.int("n") == 7
+            })
+            worker.signal(SIGTERM)
+            let output = try await worker.wait()
+            #expect(output.status == 0)
+            #expect(output.stderr.contains("LISTEN connection lost; reconnecting"))
+            await observer.close()
+        } catch {
+            await cluster.destroy()
+            throw error
+        }
+        await cluster.destroy()
+    }
+
+    @Test func pauseResumeCancelAndRetryFromSQLAndTheCLI() async throws {
+        try await withQueue { db, conn, queue in
+            let worker = try startWorker(db.url)
+            let id = try await queue.enqueue(kind: "sleep", name: "controlled", payload: #"{"milliseconds": 4000}"#, on: conn)
+            #expect(try await eventually { try await jobState(id, conn) == "running" })
+
+            // From SQL: a running job stops at its next checkpoint.
+            #expect(try await conn.query("SELECT godwit.pause($1) AS c", [id]).first?.bool("c") == true)
+            #expect(try await eventually { try await jobState(id, conn) == "paused" })
+            #expect(try await conn.query("SELECT godwit.resume($1) AS c", [id]).first?.bool("c") == true)
+            #expect(try await eventually { try await jobState(id, conn) == "running" })
+
+            // From the CLI.
+            let cancel = try await GodwitProcess.run(["job", "cancel", "\(id)", "-D", db.url])
+            #expect(cancel.status == 0, "\(cancel.stderr)")
+            #expect(try await eventually { try await jobState(id, conn) == "cancelled" })
+            let again = try await GodwitProcess.run(["job", "cancel", "\(id)", "-D", db.url])
+            #expect(again.status == 1)
+            #expect(again.stderr == "error: job \(id) is cancelled: nothing to cancel\n")
+            let retry = try await GodwitProcess.run(["job", "retry", "\(id)", "-D", db.url])
+            #expect(retry.status == 0)
+            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
+
+            let paused = try await queue.enqueue(kind: "noop", name: "later", runAfter: .seconds(3600), on: conn)
+            let pause = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])
+            #expect(pause.stdout == "job \(paused): pause done (state now paused)\n")
+            let resume = try await GodwitProcess.run(["job", "resume", "\(paused)", "-D", db.url])
+            #expect(resume.status == 0)
+            #expect(try await eventually { try await jobState(paused, conn) == "succeeded" })
+
+            let list = try await GodwitProcess.run(["job", "list", "-D", db.url, "--format", "json"])
+            let jobs = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]
+            #expect(jobs?.count == 2)
+            let show = try await GodwitProcess.run(["job", "show", "\(id)", "-D", db.url])
+            #expect(show.stdout.contains("\"state\" : \"succeeded\""))
+
+            worker.signal(SIGTERM)
+            let output = try await worker.wait()
+            #expect(output.stderr.contains("job paused"))
+            #expect(output.stderr.contains("job cancelled"))
+        }
+    }
+
+    @Test func sigtermHandsRunningJobsBackToTheQueue() async throws {
+        try await withQueue { db, conn, queue in
+            let worker = try startWorker(db.url, ["--shutdown-timeout", "10"])
+            let id = try await queue.enqueue(kind: "sleep", name: "interrupted", payload: #"{"milliseconds": 60000}"#, on: conn)
+            #expect(try await eventually { try await jobState(id, conn) == "running" })
+            let clock = ContinuousClock()
+            let signalled = clock.now
+            worker.signal(SIGTERM)
+            let output = try await worker.wait()
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect(clock.now - signalled < .seconds(10))
+            #expect(output.stderr.contains("job handed back to the queue"))
+            let row = try #require(try await conn.query("SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]).first)
+            #expect(try row.string("s") == "queued")
+            #expect(try row.int("attempts") == 0)
+            #expect(row["worker_id"] == nil)
+        }
+    }
+
+    @Test func badJobsFailClearlyAndTheWorkerKeepsServing() async throws {
+        try await withQueue { db, conn, queue in
+            let malformed = try await queue.enqueue(kind: "sleep", name: "malformed", payload: #"{"ms": 5}"#, on: conn)
+            let unknown = try await queue.enqueue(kind: "teleport", name: "unknown", on: conn)
+            let badSQL = try await queue.enqueue(kind: "sql", name: "bad sql", payload: #"{"sql": "SELEKT 1"}"#, on: conn)
+            let flaky = try await queue.enqueue(kind: "sleep", name: "flaky", payload: #"{"milliseconds": 1, "failAttempts": 2}"#, on: conn)
+            let fine = try await queue.enqueue(kind: "noop", name: "fine", on: conn)
+            let output = try await startWorker(db.url, ["--drain"]).wait()
+            #expect(output.status == 0)
+            let rows = try await conn.query("SELECT id, state::text AS s, attempts, last_error FROM godwit.jobs ORDER BY id").rows
+            let byID = Dictionary(uniqueKeysWithValues: try rows.map { (try $0.int64("id"), $0) })
+            #expect(byID[malformed]?["s"] == "failed")
+            #expect(byID[malformed]?["last_error"] == "job \(malformed) (sleep \"malformed\"): malformed payload: missing field \"milliseconds\"")
+            #expect(byID[unknown]?["s"] == "failed")
+            #expect(byID[unknown]?["last_error"]?.hasPrefix("unknown job kind \"teleport\"") == true)
+            // A syntax error is permanent: failed on the first attempt.
+            #expect(byID[badSQL]?["s"] == "failed")
+            #expect(byID[badSQL]?["attempts"] == "1")
+            #expect(byID[badSQL]?["last_error"]?.contains("SQLSTATE 42601") == true)
+            // A serialization failure is transient: retried with backoff until it succeeds.
+            #expect(byID[flaky]?["s"] == "succeeded")
+            #expect(byID[flaky]?["attempts"] == "3")
+            #expect(byID[flaky]?["last_error"]?.contains("40001") == true)
+            #expect(byID[fine]?["s"] == "succeeded")
+        }
+    }
+
+    @Test func aMigrateJobWithABackupAppliesTheReviewedFilesAndRestores() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_items.sql", "CREATE TABLE items (id int PRIMARY KEY, label text);\nINSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g;")
+        try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN price numeric DEFAULT 0;")
+        try await withQueue { db, conn, _ in
+            // The database is in use: migration 1 and its data are there before the job.
+            let first = try await GodwitProcess.run(
+                ["migrate", "run", "--target-version", "1", "-D", db.url], directory: dir.path)
+            #expect(first.status == 0, "\(first.stderr)")
+            let enqueue = try await GodwitProcess.run(
+                ["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
+            #expect(enqueue.status == 0, "\(enqueue.stderr)")
+            #expect(enqueue.stdout.hasPrefix("Enqueued migrate job "))
+            // What the worker applies is what was enqueued, not what the folder holds later.
+            try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN changed_after_review int;")
+            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            #expect(worker.status == 0, "\(worker.stderr)")
+            let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs WHERE kind = 'migrate'").first)
+            #expect(try job.string("s") == "succeeded")
+            let result = try #require(try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
+            #expect((result["applied"] as? [[String: Any]])?.map { $0["version"] as? Int } == [2])
+            let backup = try #require(result["backup"] as? [String: Any])
+            let file = try #require(backup["file"] as? String)
+            let path = file.hasPrefix("/") ? file : "\(dir.path)/\(file)"
+            #expect((file as NSString).lastPathComponent.hasPrefix("backup-"))
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            #expect((attributes[.posixPermissions] as? Int) == 0o600)
+            #expect(try await conn.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'").first?.int("n") == 1)
+            let recorded = try await conn.query("SELECT sha256, size_bytes FROM godwit.backups").first
+            #expect(try recorded?.string("sha256") == (backup["sha256"] as? String))
+
+            // The backup verifies, and restores.
+            let verify = try await GodwitProcess.run(["backup", "verify", path])
+            #expect(verify.status == 0)
+            #expect(verify.stdout.contains(": ok,"))
+            let refused = try await GodwitProcess.run(["backup", "restore", path, "-D", db.url])
+            #expect(refused.status == 1)
+            #expect(refused.stderr.contains("run again with --yes"))
+            try await conn.execute("DELETE FROM items WHERE id > 100")
+            let restore = try await GodwitProcess.run(["backup", "restore", path, "--yes", "-D", db.url])
+            #expect(restore.status == 0, "\(restore.stderr)")
+            // The dump was taken before migration 2: all 500 rows, no price column, and a
+            // ledger that agrees.
+            #expect(try await conn.query("SELECT count(*) AS n FROM items").first?.int("n") == 500)
+            #expect(try await conn.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'").first?.int("n") == 0)
+            #expect(try await conn.query("SELECT array_agg(version)::text AS v FROM _sqlx_migrations").first?.string("v") == "{1}")
+            // Godwit's own tables were not rewound.
+            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 1)
+        }
+    }
+
+    @Test func aFailedMigrateJobNamesTheMigrationTheErrorAndTheBackup() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_ok.sql", "CREATE TABLE ok (id int);")
+        try dir.write("migrations/2_bad.sql", "ALTER TABLE missing_table ADD COLUMN x int;")
+        try await withQueue { db, conn, _ in
+            _ = try await GodwitProcess.run(["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
+            _ = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r, last_error FROM godwit.jobs").first)
+            #expect(try job.string("s") == "failed")
+            let error = try job.string("last_error")
+            #expect(error.contains("migration 2 failed at migrations/2_bad.sql"))
+            #expect(error.contains("SQLSTATE 42P01"))
+            #expect(error.contains("godwit backup restore "))
+            let result = try #require(try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
+            #expect(result["failed_migration"] as? Int == 2)
+            #expect((result["restore_with"] as? String)?.hasSuffix("--yes") == true)
+            #expect((result["applied"] as? [[String: Any]])?.map { $0["version"] as? Int } == [1])
+        }
+    }
+
+    @Test func workerMigrateFlagAppliesPendingMigrationsFirst() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_t.sql", "CREATE TABLE t (id int);")
+        try await withTestDatabase { db in
+            let output = try await startWorker(db.url, ["--drain", "--migrate"], directory: dir.path).wait()
+            #expect(output.status == 0, "\(output.stderr)")
+            let conn = try await db.connect()
+            #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 1)
+            await conn.close()
+        }
+    }
+}
