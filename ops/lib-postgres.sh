@@ -56,10 +56,12 @@ listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 max_connections = 300
 shared_buffers = 256MB
-fsync = off
-synchronous_commit = off
-full_page_writes = off
 CONF
+        # Tests and the demo trade durability for speed; benchmarks set GODWIT_DURABLE=1 to
+        # measure with PostgreSQL's defaults.
+        if [ "${GODWIT_DURABLE:-0}" != 1 ]; then
+            printf 'fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n' >>"$dir/data/postgresql.conf"
+        fi
     fi
     sed -i "s/^port = .*//" "$dir/data/postgresql.conf"
     echo "port = $port" >>"$dir/data/postgresql.conf"

@@ -44,7 +44,7 @@ public struct JobQueue: Sendable {
     public func list(states: [JobState] = [], limit: Int = 50, on connection: Connection) async throws -> [JobRecord] {
         let filter = states.isEmpty ? "" : "WHERE j.state::text = ANY($2::text[])"
         var parameters: [any PostgresParameter] = [limit]
-        if !states.isEmpty { parameters.append("{\(states.map(\.rawValue).joined(separator: ","))}") }
+        if !states.isEmpty { parameters.append(PostgresArray.literal(states.map(\.rawValue))) }
         return try await connection.query(
             "\(recordSelect) \(filter) ORDER BY j.id DESC LIMIT $1", parameters
         ).rows.map(JobRecord.init)
@@ -156,14 +156,36 @@ public struct JobQueue: Sendable {
         return changed.affectedRows == 1
     }
 
+    /// Records many successes in one statement (fenced per job like `finish`). Returns the ids
+    /// recorded; a job missing from the answer had lost its lease.
+    public func finishSucceeded(
+        _ entries: [(job: ClaimedJob, result: String?)], on connection: Connection
+    ) async throws -> Set<Int64> {
+        guard !entries.isEmpty else { return [] }
+        let result = try await connection.query(
+            """
+            UPDATE \(jobs) j SET state = 'succeeded', result = r.result::jsonb, finished_at = now(),
+                heartbeat_at = NULL, control = NULL
+            FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS r(id, token, result)
+            WHERE j.id = r.id AND j.lease_token = r.token AND j.state = 'running'
+            RETURNING j.id
+            """,
+            [
+                PostgresArray.literal(entries.map { String($0.job.id) }),
+                PostgresArray.literal(entries.map { String($0.job.leaseToken) }),
+                PostgresArray.literal(entries.map(\.result)),
+            ])
+        return Set(try result.rows.map { try $0.int64("id") })
+    }
+
     /// Renews the leases of running jobs. Returns, for each job whose lease is still ours, the
     /// control requested for it (nil when none); a job missing from the answer has lost its lease.
     public func heartbeat(
         _ leases: [(id: Int64, token: Int64)], on connection: Connection
     ) async throws -> [Int64: String?] {
         guard !leases.isEmpty else { return [:] }
-        let ids = "{\(leases.map { String($0.id) }.joined(separator: ","))}"
-        let tokens = "{\(leases.map { String($0.token) }.joined(separator: ","))}"
+        let ids = PostgresArray.literal(leases.map { String($0.id) })
+        let tokens = PostgresArray.literal(leases.map { String($0.token) })
         let result = try await connection.query(
             """
             UPDATE \(jobs) j SET heartbeat_at = now()

@@ -70,6 +70,9 @@ public final class Worker: Service {
     private let wake = WakeSignal()
     private let running = Mutex<[Int64: ClaimedJob]>([:])
     private let claimConnection: ManagedConnection
+    /// Records successes, batched, beside the claims rather than behind them.
+    private let completeConnection: ManagedConnection
+    private let completions = CompletionBatch()
     private let clock = ContinuousClock()
 
     public init(configuration: WorkerConfiguration, handlers: [any JobHandler], logger: Logger) {
@@ -80,6 +83,8 @@ public final class Worker: Service {
         self.logger = logger
         self.queue = JobQueue(schema: configuration.schema)
         self.claimConnection = ManagedConnection(url: configuration.databaseURL, purpose: "claim", logger: logger)
+        self.completeConnection = ManagedConnection(
+            url: configuration.databaseURL, purpose: "complete", logger: logger)
     }
 
     /// Asks the worker to stop as on SIGTERM: stop claiming, hand running jobs back at
@@ -109,10 +114,12 @@ public final class Worker: Service {
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.listenLoop() }
             background.addTask { await self.heartbeatLoop() }
+            background.addTask { await self.completions.flushLoop { await self.recordSuccesses($0) } }
             await self.dispatchLoop()
             background.cancelAll()
         }
         await claimConnection.close()
+        await completeConnection.close()
         logger.info("worker stopped")
     }
 
@@ -124,7 +131,9 @@ public final class Worker: Service {
         await withDiscardingTaskGroup { jobs in
             while !signals.isShuttingDown {
                 let free = configuration.concurrency - runningCount
-                var sawEverythingDue = true
+                // Whether the last claim came back short, so the queue holds nothing more that
+                // is due; only then is it worth asking when the next job will be.
+                var sawEverythingDue = false
                 if free > 0 {
                     do {
                         let claimed = try await claimConnection.run {
@@ -181,6 +190,15 @@ public final class Worker: Service {
         logger.info("job started", metadata: metadata)
         let outcome = await attempt(job)
         metadata["duration"] = "\((clock.now - started).formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow)))"
+        if case .succeeded(let result)? = outcome {
+            // The slot frees at once; the success is recorded with others in one write.
+            running.withLock { _ = $0.removeValue(forKey: job.id) }
+            signals.forget(job.id)
+            wake.wake()
+            let recorded = await completions.submit(job, result: result)
+            logOutcome(.succeeded(result: result), recorded: recorded, metadata: metadata)
+            return
+        }
         if let outcome {
             // Recording the outcome must happen even when this task was cancelled (shutdown
             // timeout), so it runs in a task of its own that does not inherit cancellation.
@@ -248,6 +266,26 @@ public final class Worker: Service {
             } catch {
                 logger.error("could not record the job's outcome", metadata: ["job": "\(job.id)", "error": "\(error)"])
                 return false
+            }
+        }
+    }
+
+    /// Writes a batch of successes, retrying while the database is unreachable for up to a
+    /// lease; returns the ids recorded.
+    private func recordSuccesses(_ entries: [CompletionBatch.Entry]) async -> Set<Int64> {
+        let deadline = clock.now + configuration.leaseTimeout
+        var delay = Duration.milliseconds(50)
+        while true {
+            do {
+                return try await completeConnection.run {
+                    try await self.queue.finishSucceeded(entries.map { ($0.job, $0.result) }, on: $0)
+                }
+            } catch let error as PostgresError where error.isTransient && clock.now < deadline {
+                try? await Task.sleep(for: delay)
+                delay = min(delay * 2, .seconds(2))
+            } catch {
+                logger.error("could not record finished jobs", metadata: ["count": "\(entries.count)", "error": "\(error)"])
+                return []
             }
         }
     }

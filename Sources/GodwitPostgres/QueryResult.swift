@@ -143,3 +143,28 @@ public struct ByteaParameter: PostgresParameter {
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
     public var postgresText: String? { PostgresBytea.encode(bytes) }
 }
+
+/// Text form of one-dimensional arrays, for passing a list as one parameter
+/// (`unnest($1::bigint[])`, `= ANY($1::text[])`).
+public enum PostgresArray {
+    /// `{"a","b\"c",NULL}`: every element quoted, `"` and `\` escaped, nil as NULL.
+    public static func literal(_ elements: [String?]) -> String {
+        var out = "{"
+        for (index, element) in elements.enumerated() {
+            if index > 0 { out += "," }
+            guard let element else {
+                out += "NULL"
+                continue
+            }
+            out += "\""
+            for character in element.unicodeScalars {
+                if character == "\"" || character == "\\" { out += "\\" }
+                out.unicodeScalars.append(character)
+            }
+            out += "\""
+        }
+        return out + "}"
+    }
+
+    public static func literal(_ elements: [String]) -> String { literal(elements.map(Optional.some)) }
+}
