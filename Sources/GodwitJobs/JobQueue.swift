@@ -178,23 +178,51 @@ public struct JobQueue: Sendable {
         return Set(try result.rows.map { try $0.int64("id") })
     }
 
-    /// Renews the leases of running jobs. Returns, for each job whose lease is still ours, the
-    /// control requested for it (nil when none); a job missing from the answer has lost its lease.
+    /// What a heartbeat found for one lease.
+    public enum LeaseStatus: Sendable, Equatable {
+        /// Renewed; with the pause or cancel requested for the job, if any.
+        case renewed(control: String?)
+        /// Held, but the row is locked right now (a batch commits with its own heartbeat, or a
+        /// control function is running): nothing to do this time.
+        case busy
+        /// No longer ours: the job was rescued, finished or changed hands.
+        case lost
+    }
+
+    /// Renews the leases of running jobs. Rows locked by another transaction are skipped
+    /// rather than waited for: a batched job's batch renews its own lease when it commits.
     public func heartbeat(
         _ leases: [(id: Int64, token: Int64)], on connection: Connection
-    ) async throws -> [Int64: String?] {
+    ) async throws -> [Int64: LeaseStatus] {
         guard !leases.isEmpty else { return [:] }
-        let ids = PostgresArray.literal(leases.map { String($0.id) })
-        let tokens = PostgresArray.literal(leases.map { String($0.token) })
         let result = try await connection.query(
             """
-            UPDATE \(jobs) j SET heartbeat_at = now()
-            FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)
-            WHERE j.id = l.id AND j.lease_token = l.token AND j.state = 'running'
-            RETURNING j.id, j.control
-            """, [ids, tokens])
-        var answer: [Int64: String?] = [:]
-        for row in result.rows { answer[try row.int64("id")] = row["control"] }
+            WITH lease AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)),
+            held AS (
+                SELECT j.id FROM \(jobs) j JOIN lease ON j.id = lease.id AND j.lease_token = lease.token
+                WHERE j.state = 'running'
+            ),
+            lockable AS (
+                SELECT j.id FROM \(jobs) j JOIN held ON j.id = held.id
+                FOR NO KEY UPDATE OF j SKIP LOCKED
+            ),
+            beat AS (
+                UPDATE \(jobs) j SET heartbeat_at = now() FROM lockable WHERE j.id = lockable.id
+                RETURNING j.id, j.control
+            )
+            SELECT lease.id, beat.id IS NOT NULL AS renewed, beat.control, held.id IS NOT NULL AS held
+            FROM lease LEFT JOIN beat ON beat.id = lease.id LEFT JOIN held ON held.id = lease.id
+            """,
+            [PostgresArray.literal(leases.map { String($0.id) }), PostgresArray.literal(leases.map { String($0.token) })])
+        var answer: [Int64: LeaseStatus] = [:]
+        for row in result.rows {
+            let id = try row.int64("id")
+            if try row.bool("renewed") {
+                answer[id] = .renewed(control: row["control"])
+            } else {
+                answer[id] = try row.bool("held") ? .busy : .lost
+            }
+        }
         return answer
     }
 

@@ -201,7 +201,121 @@ public struct QueueSchema: Sendable {
                 verified_at   timestamptz NOT NULL,
                 created_at    timestamptz NOT NULL DEFAULT now()
             );
+            """,
+            // 2: batched data migrations.
             """
+            ALTER TABLE \(s).job_progress ADD COLUMN rows_changed bigint NOT NULL DEFAULT 0;
+
+            -- One row a committed or failed batch; the worker keeps the newest few thousand a job.
+            CREATE TABLE \(s).batches (
+                id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                job_id        bigint NOT NULL REFERENCES \(s).jobs (id) ON DELETE CASCADE,
+                seq           bigint NOT NULL,
+                attempt       integer NOT NULL,
+                first_key     text,
+                last_key      text,
+                rows          integer NOT NULL,
+                rows_changed  bigint NOT NULL,
+                batch_size    integer NOT NULL,
+                duration_ms   double precision NOT NULL,
+                error         text,
+                finished_at   timestamptz NOT NULL DEFAULT now()
+            );
+            CREATE INDEX batches_job_seq_idx ON \(s).batches (job_id, seq);
+
+            CREATE OR REPLACE VIEW \(s).progress AS
+            SELECT j.id, j.name, j.kind, j.state,
+                CASE
+                    WHEN j.state = 'succeeded' THEN 100::numeric
+                    WHEN p.rows_total > 0 THEN least(100, greatest(0, round(100.0 * p.rows_done / p.rows_total, 1)))
+                    ELSE 0::numeric
+                END AS percent,
+                p.rows_done, p.rows_total, round(p.rows_per_second::numeric, 1) AS rows_per_second,
+                CASE
+                    WHEN j.state = 'running' AND p.rows_per_second > 0 AND p.rows_total > p.rows_done
+                    THEN make_interval(secs => round((p.rows_total - p.rows_done) / p.rows_per_second))
+                END AS eta,
+                j.attempts, j.last_error, j.worker_id, j.heartbeat_at, j.created_at, j.started_at, j.finished_at,
+                p.batch_size, p.hold_reason, p.rows_changed, p.batches_done, p.cursor
+            FROM \(s).jobs j LEFT JOIN \(s).job_progress p ON p.job_id = j.id;
+
+            -- Validates a batched data migration against the live database and enqueues it.
+            -- Everything is checked before anything is written, so a bad definition leaves no job.
+            CREATE FUNCTION \(s).enqueue_batched(
+                name text, table_name text, key_column text, statement text,
+                batch_size integer DEFAULT 1000, target_batch_ms integer DEFAULT 200, pause_ms integer DEFAULT 0,
+                min_batch_size integer DEFAULT 10, max_batch_size integer DEFAULT 50000,
+                lock_timeout_ms integer DEFAULT 2000, statement_timeout_ms integer DEFAULT 10000,
+                max_attempts integer DEFAULT 5, priority integer DEFAULT 0
+            ) RETURNS bigint LANGUAGE plpgsql AS $fn$
+            DECLARE
+                rel regclass;
+                key_attnum smallint;
+                key_type regtype;
+                parameters integer;
+                estimate bigint;
+                new_id bigint;
+            BEGIN
+                rel := to_regclass(table_name);
+                IF rel IS NULL THEN
+                    RAISE EXCEPTION 'table "%" does not exist', table_name USING ERRCODE = '42P01';
+                END IF;
+                SELECT a.attnum, a.atttypid::regtype INTO key_attnum, key_type
+                FROM pg_attribute a WHERE a.attrelid = rel AND a.attname = key_column AND a.attnum > 0 AND NOT a.attisdropped;
+                IF key_attnum IS NULL THEN
+                    RAISE EXCEPTION 'table % has no column "%"', rel, key_column USING ERRCODE = '42703';
+                END IF;
+                IF key_type NOT IN ('smallint'::regtype, 'integer'::regtype, 'bigint'::regtype, 'uuid'::regtype,
+                                    'text'::regtype, 'character varying'::regtype, 'timestamp with time zone'::regtype) THEN
+                    RAISE EXCEPTION 'key column "%" of % has type %, which batching does not support (smallint, integer, bigint, uuid, text, varchar, timestamptz)',
+                        key_column, rel, key_type USING ERRCODE = '0A000';
+                END IF;
+                IF NOT EXISTS (
+                    SELECT 1 FROM pg_index i
+                    WHERE i.indrelid = rel AND i.indisunique AND i.indisvalid AND i.indpred IS NULL
+                      AND i.indexprs IS NULL AND i.indnkeyatts = 1 AND i.indkey[0] = key_attnum
+                ) THEN
+                    RAISE EXCEPTION 'key column "%" of % is not unique: batching needs a primary key or a unique index on that column alone',
+                        key_column, rel USING ERRCODE = '42P10';
+                END IF;
+                IF batch_size < 1 OR min_batch_size < 1 OR max_batch_size < min_batch_size
+                   OR batch_size NOT BETWEEN min_batch_size AND max_batch_size THEN
+                    RAISE EXCEPTION 'batch sizes must satisfy 1 <= min-batch-size (%) <= batch-size (%) <= max-batch-size (%)',
+                        min_batch_size, batch_size, max_batch_size USING ERRCODE = '22023';
+                END IF;
+                IF target_batch_ms < 1 OR pause_ms < 0 OR lock_timeout_ms < 0 OR statement_timeout_ms < 0 OR max_attempts < 1 THEN
+                    RAISE EXCEPTION 'target-batch-ms and max-attempts must be positive, and pauses and timeouts not negative'
+                        USING ERRCODE = '22023';
+                END IF;
+                IF EXISTS (SELECT 1 FROM pg_prepared_statements WHERE pg_prepared_statements.name = 'godwit_batched_check') THEN
+                    DEALLOCATE godwit_batched_check;
+                END IF;
+                -- Parses and plans the statement against the live schema, as the worker will run it.
+                EXECUTE format('PREPARE godwit_batched_check AS %s', statement);
+                SELECT cardinality(parameter_types) INTO parameters
+                FROM pg_prepared_statements WHERE pg_prepared_statements.name = 'godwit_batched_check';
+                DEALLOCATE godwit_batched_check;
+                IF parameters <> 2 THEN
+                    RAISE EXCEPTION 'the statement must use $1 and $2 (the first and last key of each batch) and no other parameter; it uses %',
+                        parameters USING ERRCODE = '42P02';
+                END IF;
+                SELECT c.reltuples::bigint INTO estimate FROM pg_class c WHERE c.oid = rel;
+                IF estimate < 0 THEN
+                    EXECUTE format('SELECT count(*) FROM %s', rel) INTO estimate;
+                END IF;
+                INSERT INTO \(s).jobs (kind, name, payload, priority, max_attempts)
+                VALUES ('batched', name, jsonb_build_object(
+                    'table', rel::text, 'key', key_column, 'key_type', key_type::text, 'statement', statement,
+                    'batch_size', batch_size, 'target_batch_ms', target_batch_ms, 'pause_ms', pause_ms,
+                    'min_batch_size', min_batch_size, 'max_batch_size', max_batch_size,
+                    'lock_timeout_ms', lock_timeout_ms, 'statement_timeout_ms', statement_timeout_ms,
+                    'max_attempts', max_attempts), priority, greatest(max_attempts, 10))
+                RETURNING id INTO new_id;
+                INSERT INTO \(s).job_progress (job_id, rows_total, batch_size) VALUES (new_id, estimate, batch_size);
+                RETURN new_id;
+            END
+            $fn$;
+            """,
         ]
     }
 }

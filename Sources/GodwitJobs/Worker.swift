@@ -364,9 +364,12 @@ public final class Worker: Service {
                 let leases = running.withLock { $0.values.map { (id: $0.id, token: $0.leaseToken) } }
                 let answer = try await connection.run { try await self.queue.heartbeat(leases, on: $0) }
                 for lease in leases where running.withLock({ $0[lease.id] != nil }) {
-                    if let control = answer[lease.id] {
+                    switch answer[lease.id] ?? .lost {
+                    case .renewed(let control):
                         signals.set(control == "pause" ? .paused : control == "cancel" ? .cancelled : nil, for: lease.id)
-                    } else {
+                    case .busy:
+                        break
+                    case .lost:
                         signals.set(.leaseLost, for: lease.id)
                     }
                 }

@@ -58,6 +58,15 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Where migrate jobs with a backup write their dumps.")
     var backupDir = "backups"
 
+    @Option(help: "Batched jobs hold while any standby's replication lag is above this many seconds.")
+    var maxReplicationLag: Double = 10
+
+    @Flag(inversion: .prefixedNo, help: "Batched jobs hold while autovacuum works on their table.")
+    var holdDuringAutovacuum = true
+
+    @Option(help: "Batches of each job kept in godwit.batches.")
+    var batchHistory = 1000
+
     func validate() throws {
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         guard pollInterval > 0, leaseTimeout > 0, shutdownTimeout >= 0, retryDelay >= 0 else {
@@ -83,10 +92,14 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration.leaseTimeout = .seconds(leaseTimeout)
             configuration.shutdownTimeout = .seconds(shutdownTimeout)
             configuration.backoff = Backoff(base: .seconds(retryDelay))
+            var throttle = BatchThrottle()
+            throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
+            throttle.holdDuringAutovacuum = holdDuringAutovacuum
+            throttle.batchHistory = batchHistory
             let worker = Worker(
                 configuration: configuration,
                 handlers: [
-                    NoopJob(), SleepJob(), SQLJob(),
+                    NoopJob(), SleepJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
                     MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema)),
                 ],
                 logger: logger)
@@ -104,7 +117,7 @@ struct JobCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "job",
         abstract: "List, inspect and control jobs (the same as godwit.pause(id) and friends in SQL).",
-        subcommands: [List.self, Show.self, Pause.self, Resume.self, Cancel.self, Retry.self])
+        subcommands: [Enqueue.self, List.self, Show.self, Watch.self, Pause.self, Resume.self, Cancel.self, Retry.self])
 
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "List the newest jobs.")

@@ -134,7 +134,7 @@ struct QueueTests {
             #expect(try await conn.query("SELECT control FROM godwit.jobs WHERE id = $1", [id]).first?.string("control") == "pause")
             #expect(try await call("cancel"))
             let answer = try await queue.heartbeat([(job.id, job.leaseToken)], on: conn)
-            #expect(answer[job.id] == .some("cancel"))
+            #expect(answer[job.id] == .renewed(control: "cancel"))
             #expect(try await !conn.query("SELECT godwit.pause(424242) AS c").first!.bool("c"))
         }
     }
@@ -153,7 +153,7 @@ struct QueueTests {
             #expect(second.attempt == 2)
             // The presumed-dead worker comes back and tries to finish: nothing changes.
             #expect(try await !queue.finish(first, .succeeded(result: #"{"late": true}"#), on: conn))
-            #expect(try await queue.heartbeat([(first.id, first.leaseToken)], on: conn).isEmpty)
+            #expect(try await queue.heartbeat([(first.id, first.leaseToken)], on: conn)[first.id] == .lost)
             #expect(try await state(of: id, conn) == "running")
             #expect(try await queue.finish(second, .succeeded(result: nil), on: conn))
             #expect(try await state(of: id, conn) == "succeeded")

@@ -1,0 +1,166 @@
+import Foundation
+import GodwitPostgres
+
+/// A batched data migration as written in a `jobs/*.sql` file:
+///
+/// ```sql
+/// -- godwit:batched
+/// -- table: media
+/// -- key: id
+/// -- batch-size: 1000
+/// -- target-batch-ms: 200
+/// UPDATE media SET title = metadata->>'title'
+/// WHERE id BETWEEN $1 AND $2 AND title IS NULL;
+/// ```
+///
+/// `-- name: value` directives at the top, then one statement in which `$1` and `$2` are the
+/// first and last key of a batch, inclusive (sent as text, typed by the statement's context).
+public struct BatchedJobDefinition: Sendable, Equatable {
+    public var name: String
+    public var table: String
+    public var key: String
+    public var statement: String
+    public var batchSize = 1000
+    public var targetBatchMs = 200
+    public var pauseMs = 0
+    public var minBatchSize = 10
+    public var maxBatchSize = 50_000
+    public var lockTimeoutMs = 2000
+    public var statementTimeoutMs = 10_000
+    public var maxAttempts = 5
+    public var priority = 0
+    /// The 1-based line where the statement starts in the file.
+    public var statementLine = 1
+
+    /// A definition error, naming the file and line.
+    public struct ParseError: Error, CustomStringConvertible, Sendable {
+        public var file: String
+        public var line: Int
+        public var message: String
+        public var description: String { "\(file):\(line): \(message)" }
+    }
+
+    public static let marker = "-- godwit:batched"
+
+    /// Parses the text of `file` (used in messages and for the default name).
+    public static func parse(_ text: String, file: String) throws -> BatchedJobDefinition {
+        func fail(_ line: Int, _ message: String) -> ParseError { ParseError(file: file, line: line, message: message) }
+        var body = text
+        if body.hasPrefix("\u{FEFF}") { body.removeFirst() }
+        let lines = body.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        guard lines.first?.trimmingCharacters(in: .whitespaces) == marker else {
+            throw fail(1, "a batched job starts with the line `\(marker)`")
+        }
+        var directives: [String: (value: String, line: Int)] = [:]
+        var index = 1
+        while index < lines.count {
+            let line = lines[index].trimmingCharacters(in: .whitespaces)
+            if line.isEmpty {
+                index += 1
+                continue
+            }
+            guard line.hasPrefix("--") else { break }
+            let content = line.dropFirst(2).trimmingCharacters(in: .whitespaces)
+            if let colon = content.firstIndex(of: ":") {
+                let name = content[..<colon].trimmingCharacters(in: .whitespaces).lowercased()
+                let value = content[content.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+                if name.allSatisfy({ $0.isLetter || $0 == "-" }) && !name.isEmpty {
+                    guard Self.knownDirectives.contains(name) else {
+                        throw fail(
+                            index + 1,
+                            "unknown directive `\(name)` (known: \(Self.knownDirectives.sorted().joined(separator: ", ")))")
+                    }
+                    guard directives[name] == nil else { throw fail(index + 1, "directive `\(name)` given twice") }
+                    directives[name] = (value, index + 1)
+                }
+            }
+            index += 1
+        }
+        var statement = lines[index...].joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines)
+        while statement.hasSuffix(";") {
+            statement.removeLast()
+            statement = statement.trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+        guard !statement.isEmpty else { throw fail(index + 1, "the file has no statement after its directives") }
+        guard let table = directives["table"]?.value, !table.isEmpty else {
+            throw fail(1, "missing directive `-- table: NAME`")
+        }
+        guard let key = directives["key"]?.value, !key.isEmpty else {
+            throw fail(1, "missing directive `-- key: COLUMN`")
+        }
+        if key.contains(",") || key.contains("(") {
+            throw fail(directives["key"]!.line, "composite keys are not supported: `key` names one unique column")
+        }
+        for parameter in ["$1", "$2"] where !statement.contains(parameter) {
+            throw fail(index + 1, "the statement must use \(parameter) (\(parameter == "$1" ? "first" : "last") key of the batch)")
+        }
+        let defaultName = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
+        var definition = BatchedJobDefinition(
+            name: directives["name"]?.value ?? defaultName, table: table, key: key, statement: statement)
+        definition.statementLine = index + 1
+        func integer(_ name: String, _ keyPath: WritableKeyPath<BatchedJobDefinition, Int>, duration: Bool = false) throws {
+            guard let (value, line) = directives[name] else { return }
+            guard let parsed = duration ? Self.milliseconds(value) : Int(value), parsed >= 0 else {
+                throw fail(
+                    line, "`\(name)` must be \(duration ? "a duration such as 500ms, 2s or 1min" : "a whole number"), not `\(value)`")
+            }
+            definition[keyPath: keyPath] = parsed
+        }
+        try integer("batch-size", \.batchSize)
+        try integer("target-batch-ms", \.targetBatchMs)
+        try integer("pause-ms", \.pauseMs)
+        try integer("min-batch-size", \.minBatchSize)
+        try integer("max-batch-size", \.maxBatchSize)
+        try integer("lock-timeout", \.lockTimeoutMs, duration: true)
+        try integer("statement-timeout", \.statementTimeoutMs, duration: true)
+        try integer("max-attempts", \.maxAttempts)
+        try integer("priority", \.priority)
+        if directives["min-batch-size"] == nil { definition.minBatchSize = min(definition.minBatchSize, definition.batchSize) }
+        if directives["max-batch-size"] == nil { definition.maxBatchSize = max(definition.maxBatchSize, definition.batchSize) }
+        return definition
+    }
+
+    static let knownDirectives: Set<String> = [
+        "name", "table", "key", "batch-size", "target-batch-ms", "pause-ms", "min-batch-size", "max-batch-size",
+        "lock-timeout", "statement-timeout", "max-attempts", "priority",
+    ]
+
+    /// `500ms`, `2s`, `1min`, or a bare number of milliseconds.
+    static func milliseconds(_ text: String) -> Int? {
+        let value = text.lowercased().replacingOccurrences(of: " ", with: "")
+        for (suffix, factor) in [("ms", 1), ("min", 60_000), ("s", 1000)] where value.hasSuffix(suffix) {
+            return Int(value.dropLast(suffix.count)).map { $0 * factor }
+        }
+        return Int(value)
+    }
+
+    /// Checks the definition against the live database and enqueues it, returning the job's id.
+    /// The statement is prepared first so that a syntax error is reported at its line in the file.
+    public func enqueue(file: String, schema: QueueSchema, on connection: Connection) async throws -> Int64 {
+        do {
+            try await connection.execute("PREPARE godwit_definition_check AS \(statement)")
+            try await connection.execute("DEALLOCATE godwit_definition_check")
+        } catch let error as PostgresError {
+            var line = statementLine
+            if let position = error.position {
+                // The position counts from the start of "PREPARE ... AS ".
+                let offset = position - "PREPARE godwit_definition_check AS ".count
+                line += statement.unicodeScalars.prefix(max(offset - 1, 0)).filter { $0 == "\n" }.count
+            }
+            throw ParseError(file: file, line: line, message: error.description)
+        }
+        do {
+            let row = try await connection.query(
+                """
+                SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS id
+                """,
+                [
+                    name, table, key, statement, batchSize, targetBatchMs, pauseMs, minBatchSize, maxBatchSize,
+                    lockTimeoutMs, statementTimeoutMs, maxAttempts, priority,
+                ])
+            return try row.first!.int64("id")
+        } catch let error as PostgresError {
+            throw ParseError(file: file, line: 1, message: error.message)
+        }
+    }
+}

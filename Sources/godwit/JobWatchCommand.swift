@@ -1,0 +1,150 @@
+import ArgumentParser
+import Foundation
+import GodwitJobs
+import GodwitPostgres
+
+extension JobCommand {
+    struct Enqueue: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Validate a batched data migration from a jobs/*.sql file and enqueue it.",
+            discussion: """
+                The definition is checked against the live database first (the table and key exist, \
+                the key is unique, the statement prepares with $1 and $2), so mistakes surface now \
+                rather than hours into a run. Prints the new job's id.
+
+                Example: godwit job enqueue jobs/backfill_media_title.sql
+                """)
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var queueOptions: QueueOptions
+        @Argument(help: "The job definition file.") var file: String
+        @Option(help: "The job's name (default: the name directive, or the file name).") var name: String?
+
+        func run() async throws {
+            try await withCLIErrors {
+                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                    throw CLIError("\(file): cannot read the file")
+                }
+                do {
+                    var definition = try BatchedJobDefinition.parse(text, file: file)
+                    if let name { definition.name = name }
+                    let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                    let schema = QueueSchema(name: queueOptions.schema)
+                    try await schema.install(on: conn)
+                    let id = try await definition.enqueue(file: file, schema: schema, on: conn)
+                    await conn.close()
+                    output("\(id)")
+                } catch let error as BatchedJobDefinition.ParseError {
+                    throw CLIError(error.description)
+                }
+            }
+        }
+    }
+
+    struct Watch: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Follow a job until it ends: a live progress bar on a terminal, plain lines when piped.",
+            discussion: "Exits 0 when the job succeeds, 1 when it fails, 2 when it is cancelled.")
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var queueOptions: QueueOptions
+        @Argument(help: "The job's id.") var id: Int64
+        @Option(help: "Seconds between plain progress lines when not on a terminal.") var interval: Double = 5
+
+        func run() async throws {
+            try await withCLIErrors {
+                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                let schema = QueueSchema(name: queueOptions.schema)
+                let terminal = isatty(STDOUT_FILENO) == 1
+                var lastLine = ContinuousClock.now - .seconds(3600)
+                var lastText = ""
+                while true {
+                    guard
+                        let row = try await conn.query(
+                            """
+                            SELECT state::text AS state, percent::float8 AS percent, rows_done, rows_total,
+                                rows_per_second::float8 AS rate, extract(epoch FROM eta)::float8 AS eta, batch_size,
+                                hold_reason, last_error, name
+                            FROM \(schema.qualified("progress")) WHERE id = $1
+                            """, [id]
+                        ).first
+                    else { throw CLIError("no job \(id)") }
+                    let progress = WatchedProgress(row: row)
+                    if terminal {
+                        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + progress.bar(width: 30)).utf8))
+                    } else if ContinuousClock.now - lastLine >= .milliseconds(Int(interval * 1000))
+                        || progress.finished
+                    {
+                        let text = progress.line
+                        if text != lastText { output(text) }
+                        lastText = text
+                        lastLine = ContinuousClock.now
+                    }
+                    if progress.finished {
+                        if terminal { output("") }
+                        if let error = progress.lastError, progress.state != "succeeded" { output("error: \(error)") }
+                        await conn.close()
+                        switch progress.state {
+                        case "succeeded": return
+                        case "cancelled": throw ExitCode(2)
+                        default: throw ExitCode(1)
+                        }
+                    }
+                    try await Task.sleep(for: .milliseconds(terminal ? 250 : 500))
+                }
+            }
+        }
+    }
+}
+
+/// One reading of `godwit.progress`, formatted for `job watch`.
+struct WatchedProgress {
+    var name: String
+    var state: String
+    var percent: Double
+    var rowsDone: Int64?
+    var rowsTotal: Int64?
+    var rate: Double?
+    var eta: Double?
+    var batchSize: Int?
+    var hold: String?
+    var lastError: String?
+
+    init(row: PostgresRow) {
+        name = row["name"] ?? ""
+        state = row["state"] ?? "?"
+        percent = row["percent"].flatMap(Double.init) ?? 0
+        rowsDone = row["rows_done"].flatMap { Int64($0) }
+        rowsTotal = row["rows_total"].flatMap { Int64($0) }
+        rate = row["rate"].flatMap(Double.init)
+        eta = row["eta"].flatMap(Double.init)
+        batchSize = row["batch_size"].flatMap { Int($0) }
+        hold = row["hold_reason"]
+        lastError = row["last_error"]
+    }
+
+    var finished: Bool { ["succeeded", "failed", "cancelled"].contains(state) }
+
+    private var details: String {
+        var parts = [String(format: "%5.1f%%", percent)]
+        if let rowsDone { parts.append("\(rowsDone)\(rowsTotal.map { "/\($0)" } ?? "") rows") }
+        if let rate, rate > 0 { parts.append("\(Int(rate)) rows/s") }
+        if let batchSize, state == "running" { parts.append("batch \(batchSize)") }
+        if let eta, state == "running" { parts.append("ETA \(formatSeconds(eta))") }
+        if let hold { parts.append("holding: \(hold)") }
+        return parts.joined(separator: "  ")
+    }
+
+    func bar(width: Int) -> String {
+        let filled = Int((percent / 100 * Double(width)).rounded())
+        let bar = String(repeating: "#", count: min(filled, width)) + String(repeating: ".", count: max(0, width - filled))
+        return "[\(bar)] \(state)  \(details)"
+    }
+
+    var line: String { "\(name): \(state)  \(details)" }
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    let total = Int(seconds.rounded())
+    if total >= 3600 { return "\(total / 3600)h\(String(format: "%02d", total % 3600 / 60))m" }
+    if total >= 60 { return "\(total / 60)m\(String(format: "%02d", total % 60))s" }
+    return "\(total)s"
+}
