@@ -217,11 +217,12 @@ struct BatchRunner {
             let after = cursor.map { _ in "WHERE \(key) > $2::\(payload.keyType)" } ?? ""
             var parameters: [any PostgresParameter] = [controller.size]
             if let cursor { parameters.append(cursor) }
+            // Ordered by the key's own type (b.k), never by its text form: "10" sorts before "9".
             let bounds = try await connection.query(
                 """
                 WITH batch AS (SELECT \(key) AS k FROM \(table) \(after) ORDER BY \(key) LIMIT $1)
-                SELECT (SELECT k::text FROM batch ORDER BY k LIMIT 1) AS first,
-                    (SELECT k::text FROM batch ORDER BY k DESC LIMIT 1) AS last, (SELECT count(*) FROM batch) AS n
+                SELECT (SELECT b.k::text FROM batch b ORDER BY b.k LIMIT 1) AS first,
+                    (SELECT b.k::text FROM batch b ORDER BY b.k DESC LIMIT 1) AS last, (SELECT count(*) FROM batch) AS n
                 """, parameters
             ).first!
             let rows = try bounds.int("n")

@@ -47,7 +47,8 @@ public struct BatchedJobDefinition: Sendable, Equatable {
         func fail(_ line: Int, _ message: String) -> ParseError { ParseError(file: file, line: line, message: message) }
         var body = text
         if body.hasPrefix("\u{FEFF}") { body.removeFirst() }
-        let lines = body.components(separatedBy: "\n").map { $0.hasSuffix("\r") ? String($0.dropLast()) : $0 }
+        // "\r\n" is one Character in Swift, so split on newline characters, not on "\n".
+        let lines = body.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).map(String.init)
         guard lines.first?.trimmingCharacters(in: .whitespaces) == marker else {
             throw fail(1, "a batched job starts with the line `\(marker)`")
         }
@@ -81,7 +82,7 @@ public struct BatchedJobDefinition: Sendable, Equatable {
             statement.removeLast()
             statement = statement.trimmingCharacters(in: .whitespacesAndNewlines)
         }
-        guard !statement.isEmpty else { throw fail(index + 1, "the file has no statement after its directives") }
+        guard !statement.isEmpty else { throw fail(lines.count, "the file has no statement after its directives") }
         guard let table = directives["table"]?.value, !table.isEmpty else {
             throw fail(1, "missing directive `-- table: NAME`")
         }

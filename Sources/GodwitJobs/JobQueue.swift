@@ -249,6 +249,18 @@ public struct JobQueue: Sendable {
         return try result.rows.map { try $0.int64("id") }
     }
 
+    /// Whether some running job's heartbeat is older than `leaseTimeout`: a job a rescue is
+    /// about to requeue.
+    public func hasExpiredLeases(leaseTimeout: Duration, on connection: Connection) async throws -> Bool {
+        let seconds = Double(leaseTimeout.components.seconds) + Double(leaseTimeout.components.attoseconds) / 1e18
+        return try await connection.query(
+            """
+            SELECT EXISTS (SELECT 1 FROM \(jobs)
+                WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)) AS expired
+            """, [seconds]
+        ).first?.bool("expired") ?? false
+    }
+
     /// Seconds until the next queued job is due (0 when one is due now), or nil when none is queued.
     public func secondsUntilNextDue(on connection: Connection) async throws -> Double? {
         let row = try await connection.query(

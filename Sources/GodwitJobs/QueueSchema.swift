@@ -241,6 +241,9 @@ public struct QueueSchema: Sendable {
 
             -- Validates a batched data migration against the live database and enqueues it.
             -- Everything is checked before anything is written, so a bad definition leaves no job.
+            -- max_attempts bounds the retries of one batch; the job itself may be attempted up to
+            -- 100 times (each crash of a worker costs one), since every attempt resumes where the
+            -- last one committed.
             CREATE FUNCTION \(s).enqueue_batched(
                 name text, table_name text, key_column text, statement text,
                 batch_size integer DEFAULT 1000, target_batch_ms integer DEFAULT 200, pause_ms integer DEFAULT 0,
@@ -309,7 +312,7 @@ public struct QueueSchema: Sendable {
                     'batch_size', batch_size, 'target_batch_ms', target_batch_ms, 'pause_ms', pause_ms,
                     'min_batch_size', min_batch_size, 'max_batch_size', max_batch_size,
                     'lock_timeout_ms', lock_timeout_ms, 'statement_timeout_ms', statement_timeout_ms,
-                    'max_attempts', max_attempts), priority, greatest(max_attempts, 10))
+                    'max_attempts', max_attempts), priority, greatest(max_attempts, 100))
                 RETURNING id INTO new_id;
                 INSERT INTO \(s).job_progress (job_id, rows_total, batch_size) VALUES (new_id, estimate, batch_size);
                 RETURN new_id;

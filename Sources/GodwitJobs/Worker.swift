@@ -17,7 +17,8 @@ public struct WorkerConfiguration: Sendable {
     public var leaseTimeout: Duration = .seconds(30)
     /// How long SIGTERM waits for running jobs to reach a checkpoint before cancelling them.
     public var shutdownTimeout: Duration = .seconds(30)
-    /// Exit once no job is running here and none is due within `pollInterval`.
+    /// Exit once no job is running here, none is due within `pollInterval`, and no job of a
+    /// dead worker awaits rescue.
     public var drain = false
     public var backoff = Backoff()
     /// Succeeded and cancelled jobs older than this are deleted.
@@ -153,7 +154,13 @@ public final class Worker: Service {
                 }
                 var timeout = configuration.pollInterval
                 if sawEverythingDue, let due = try? await nextDue() {
-                    if configuration.drain && runningCount == 0 && (due.map { $0 > timeout } ?? true) { break }
+                    if configuration.drain && runningCount == 0 && (due.map { $0 > timeout } ?? true) {
+                        // A job whose worker died is about to be rescued: drain waits for it.
+                        let orphans = try? await claimConnection.run {
+                            try await self.queue.hasExpiredLeases(leaseTimeout: self.configuration.leaseTimeout, on: $0)
+                        }
+                        if orphans != true { break }
+                    }
                     if let due { timeout = min(timeout, max(due, .milliseconds(5))) }
                 }
                 await wake.wait(timeout: timeout)

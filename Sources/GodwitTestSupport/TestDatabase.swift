@@ -72,5 +72,6 @@ public func withTestDatabase<T>(
 
 public struct TestSetupError: Error, CustomStringConvertible {
     public var message: String
+    public init(message: String) { self.message = message }
     public var description: String { message }
 }
