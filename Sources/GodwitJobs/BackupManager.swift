@@ -44,8 +44,8 @@ public struct BackupManager: Sendable {
         guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
             throw JobFailure("cannot create backup file \(path)")
         }
-        let (conninfo, environment) = try ExternalTool.connectionArguments(for: databaseURL)
-        let dump = try await ExternalTool.run(
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
+        let dump = try await ClientProgram.run(
             "pg_dump",
             ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema.name)", "--dbname=\(conninfo)"],
             environment: environment)
@@ -75,7 +75,7 @@ public struct BackupManager: Sendable {
     /// Checks that `file` is a readable custom-format dump with at least one entry.
     public func verify(file: String) async throws -> Backup {
         guard FileManager.default.fileExists(atPath: file) else { throw JobFailure("no backup file \(file)") }
-        let list = try await ExternalTool.run("pg_restore", ["--list", file])
+        let list = try await ClientProgram.run("pg_restore", ["--list", file])
         guard list.status == 0 else {
             throw JobFailure("backup \(file) failed verification: pg_restore --list: \(firstLine(list.stderr))")
         }
@@ -91,7 +91,7 @@ public struct BackupManager: Sendable {
 
     /// What restoring `file` would replace: the tables and other objects in the dump.
     public func contents(of file: String) async throws -> [String] {
-        let list = try await ExternalTool.run("pg_restore", ["--list", file])
+        let list = try await ClientProgram.run("pg_restore", ["--list", file])
         guard list.status == 0 else { throw JobFailure("cannot read backup \(file): \(firstLine(list.stderr))") }
         // Lines look like: "215; 1259 16390 TABLE public media postgres".
         return list.stdout.split(separator: "\n").compactMap { line in
@@ -107,8 +107,8 @@ public struct BackupManager: Sendable {
     /// one transaction, stopping at the first error.
     public func restore(file: String, databaseURL: String) async throws {
         _ = try await verify(file: file)
-        let (conninfo, environment) = try ExternalTool.connectionArguments(for: databaseURL)
-        let restore = try await ExternalTool.run(
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
+        let restore = try await ClientProgram.run(
             "pg_restore",
             ["--clean", "--if-exists", "--no-owner", "--single-transaction", "--exit-on-error", "--dbname=\(conninfo)", file],
             environment: environment)

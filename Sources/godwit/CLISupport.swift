@@ -18,6 +18,8 @@ func withCLIErrors(_ body: () async throws -> Void) async throws {
         fail(error.description)
     } catch let error as JobFailure {
         fail(error.description)
+    } catch let error as ClientProgram.LaunchError {
+        fail(error.description)
     } catch let error as CocoaError {
         fail(error.localizedDescription)
     }

@@ -8,7 +8,7 @@ import Logging
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create, apply, revert and inspect sqlx-compatible migrations.",
-        subcommands: [Add.self, Run.self, Revert.self, Info.self]
+        subcommands: [Add.self, Run.self, Revert.self, Info.self, Verify.self]
     )
 }
 
@@ -202,6 +202,44 @@ extension Migrate {
                     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                     let data = try encoder.encode(statuses.map(InfoRecord.init))
                     output(String(decoding: data, as: UTF8.self))
+                }
+            }
+        }
+    }
+}
+
+extension Migrate {
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Prove that every reversible migration's down undoes its up.",
+            discussion: """
+                In a scratch database created beside the one given (from template0, dropped \
+                afterwards), applies the migrations one by one; after each up it snapshots the \
+                schema, runs the down, checks that the schema is as before the up, and applies the \
+                up again. Reports the first migration whose down does not restore the schema, with \
+                the difference. Simple migrations are reported as irreversible, not as failures.
+                """)
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var sourceOptions: SourceOptions
+
+        func run() async throws {
+            try await withCLIErrors {
+                let source = try MigrationSource.load(directory: sourceOptions.source)
+                do {
+                    let steps = try await MigrationVerifier(source: source).verify(
+                        serverURL: try connection.resolvedURL()
+                    ) { step in
+                        switch step.outcome {
+                        case .reversible: output("ok \(step.version)/\(step.description): down restores the schema")
+                        case .irreversible: output("-- \(step.version)/\(step.description): irreversible (no .down.sql)")
+                        }
+                    }
+                    let reversible = steps.filter { $0.outcome == .reversible }.count
+                    output("verified \(steps.count) migrations: \(reversible) reversible, \(steps.count - reversible) irreversible")
+                } catch let failure as MigrationVerifier.Failure {
+                    FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+                    throw ExitCode(1)
                 }
             }
         }

@@ -1,19 +1,28 @@
 import Foundation
-import GodwitPostgres
 
 /// Runs PostgreSQL's client programs (`pg_dump`, `pg_restore`) without blocking Swift's
 /// cooperative pool, and without putting a password on their command line (where `ps` would
 /// show it): the password travels in `PGPASSWORD`.
-struct ExternalTool: Sendable {
-    struct Output: Sendable {
-        var status: Int32
-        var stdout: String
-        var stderr: String
+public enum ClientProgram {
+    public struct Output: Sendable {
+        public var status: Int32
+        public var stdout: String
+        public var stderr: String
+
+        /// The first line of stderr, for one-line error messages.
+        public var firstErrorLine: String {
+            stderr.split(separator: "\n").first.map(String.init) ?? "(no message)"
+        }
+    }
+
+    /// A client program could not be started.
+    public struct LaunchError: Error, CustomStringConvertible, Sendable {
+        public var description: String
     }
 
     /// The tool's path: `GODWIT_PG_BIN`, then `pg_config --bindir` (the real binaries, not
     /// Debian's wrappers), then the PATH.
-    static func path(of tool: String) -> String {
+    public static func path(of tool: String) -> String {
         let environment = ProcessInfo.processInfo.environment
         var candidates: [String] = []
         if let dir = environment["GODWIT_PG_BIN"], !dir.isEmpty { candidates.append(dir) }
@@ -46,7 +55,7 @@ struct ExternalTool: Sendable {
 
     /// libpq connection arguments for a tool: the conninfo without its password, and the
     /// environment that carries the password.
-    static func connectionArguments(for databaseURL: String) throws -> (conninfo: String, environment: [String: String]) {
+    public static func connectionArguments(for databaseURL: String) throws -> (conninfo: String, environment: [String: String]) {
         var options = try ConnectionString.options(databaseURL)
         var environment = ProcessInfo.processInfo.environment
         if let password = options.removeValue(forKey: "password") { environment["PGPASSWORD"] = password }
@@ -56,7 +65,9 @@ struct ExternalTool: Sendable {
         return (conninfo, environment)
     }
 
-    static func run(_ tool: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> Output {
+    public static func run(
+        _ tool: String, _ arguments: [String], environment: [String: String]? = nil
+    ) async throws -> Output {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: path(of: tool))
         process.arguments = arguments
@@ -76,7 +87,7 @@ struct ExternalTool: Sendable {
         do {
             try process.run()
         } catch {
-            throw JobFailure("cannot run \(tool) (\(path(of: tool))): \(error.localizedDescription)")
+            throw LaunchError(description: "cannot run \(tool) (\(path(of: tool))): \(error.localizedDescription)")
         }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
