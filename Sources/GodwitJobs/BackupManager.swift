@@ -103,14 +103,51 @@ public struct BackupManager: Sendable {
         }
     }
 
-    /// Restores `file` into the database: objects in the dump are dropped and re-created, in
-    /// one transaction, stopping at the first error.
+    /// The schemas a restore replaces: every schema of the application's, that is all but the
+    /// system's and Godwit's own.
+    public func schemasToReplace(on connection: Connection) async throws -> [String] {
+        try await connection.query(
+            """
+            SELECT nspname FROM pg_namespace
+            WHERE nspname NOT IN ('pg_catalog', 'information_schema', $1)
+              AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'
+            ORDER BY nspname
+            """, [schema.name]
+        ).rows.map { try $0.string("nspname") }
+    }
+
+    /// Makes the database what `file` holds: in one transaction, the application's schemas are
+    /// dropped and re-created from the dump, so objects made after the backup go too. Godwit's
+    /// own schema is left alone. Nothing changes if any step fails.
     public func restore(file: String, databaseURL: String) async throws {
         _ = try await verify(file: file)
+        let connection = try await Connection.connect(databaseURL)
+        let schemas = try await schemasToReplace(on: connection)
+        await connection.close()
+        let temporary = FileManager.default.temporaryDirectory
+        let script = temporary.appendingPathComponent("godwit-restore-\(UUID().uuidString).sql").path
+        let prelude = temporary.appendingPathComponent("godwit-restore-\(UUID().uuidString)-prelude.sql").path
+        defer {
+            try? FileManager.default.removeItem(atPath: script)
+            try? FileManager.default.removeItem(atPath: prelude)
+        }
+        let render = try await ClientProgram.run("pg_restore", ["--no-owner", "--file=\(script)", file])
+        guard render.status == 0 else {
+            throw JobFailure("cannot read backup \(file) (nothing was changed): \(firstLine(render.stderr))")
+        }
+        let createsPublic = (try? String(contentsOfFile: script, encoding: .utf8))?.contains("CREATE SCHEMA public;") ?? false
+        var statements = schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
+        if !createsPublic {
+            // pg_dump leaves out the standard public schema; re-create it as initdb makes it.
+            statements += ["CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;"]
+        }
+        guard FileManager.default.createFile(atPath: prelude, contents: Data(statements.joined(separator: "\n").utf8)) else {
+            throw JobFailure("cannot write \(prelude)")
+        }
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
         let restore = try await ClientProgram.run(
-            "pg_restore",
-            ["--clean", "--if-exists", "--no-owner", "--single-transaction", "--exit-on-error", "--dbname=\(conninfo)", file],
+            "psql",
+            ["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "--dbname=\(conninfo)", "-f", prelude, "-f", script],
             environment: environment)
         guard restore.status == 0 else {
             throw JobFailure("restore of \(file) failed (nothing was changed): \(firstLine(restore.stderr))")

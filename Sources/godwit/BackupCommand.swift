@@ -81,16 +81,18 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let url = try options.connection.resolvedURL()
-                let target = (try? ConnectionString.options(url)["dbname"]) ?? nil
                 let objects = try await options.manager.contents(of: file)
+                let conn = try await options.connection.connect(logger: makeLogger(.notice))
+                let database = try await conn.query("SELECT current_database() AS d").first?.string("d") ?? "?"
+                let schemas = try await options.manager.schemasToReplace(on: conn)
+                await conn.close()
                 guard yes else {
-                    let database = target ?? "the database"
                     throw CLIError(
-                        "restore would drop and re-create \(objects.count) objects in \(database) (\(objects.prefix(5).joined(separator: ", "))\(objects.count > 5 ? ", ..." : "")) from \(file): run again with --yes"
+                        "restore would drop schemas \(schemas.joined(separator: ", ")) of database \(database), everything in them included, and re-create them from \(file) (\(objects.count) tables, types, views and functions): run again with --yes"
                     )
                 }
                 try await options.manager.restore(file: file, databaseURL: url)
-                output("restored \(file) (\(objects.count) objects)")
+                output("restored \(file) into \(database) (schemas \(schemas.joined(separator: ", ")) replaced)")
             }
         }
     }
