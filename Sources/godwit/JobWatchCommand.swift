@@ -69,7 +69,9 @@ extension JobCommand {
                     else { throw CLIError("no job \(id)") }
                     let progress = WatchedProgress(row: row)
                     if terminal {
-                        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + progress.bar(width: 30)).utf8))
+                        // One line, cut to the terminal's width, so "\r" always rewrites all of it.
+                        let line = String(progress.bar(width: 30).prefix(max(terminalColumns() - 1, 20)))
+                        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
                     } else if ContinuousClock.now - lastLine >= .milliseconds(Int(interval * 1000))
                         || progress.finished
                     {
@@ -147,4 +149,11 @@ func formatSeconds(_ seconds: Double) -> String {
     if total >= 3600 { return "\(total / 3600)h\(String(format: "%02d", total % 3600 / 60))m" }
     if total >= 60 { return "\(total / 60)m\(String(format: "%02d", total % 60))s" }
     return "\(total)s"
+}
+
+/// The terminal's width in columns (80 when it cannot be read).
+func terminalColumns() -> Int {
+    var size = winsize()
+    guard ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 0 else { return 80 }
+    return Int(size.ws_col)
 }
