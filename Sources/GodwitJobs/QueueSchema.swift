@@ -106,6 +106,7 @@ public struct QueueSchema: Sendable {
             CREATE TABLE \(s).job_progress (
                 job_id           bigint PRIMARY KEY REFERENCES \(s).jobs (id) ON DELETE CASCADE,
                 rows_done        bigint NOT NULL DEFAULT 0,
+                rows_changed     bigint NOT NULL DEFAULT 0,
                 rows_total       bigint,
                 batches_done     bigint NOT NULL DEFAULT 0,
                 rows_per_second  double precision,
@@ -175,22 +176,6 @@ public struct QueueSchema: Sendable {
             END
             $fn$;
 
-            CREATE VIEW \(s).progress AS
-            SELECT j.id, j.name, j.kind, j.state,
-                CASE
-                    WHEN j.state = 'succeeded' THEN 100::numeric
-                    WHEN p.rows_total > 0 THEN least(100, greatest(0, round(100.0 * p.rows_done / p.rows_total, 1)))
-                    ELSE 0::numeric
-                END AS percent,
-                p.rows_done, p.rows_total, round(p.rows_per_second::numeric, 1) AS rows_per_second,
-                CASE
-                    WHEN j.state = 'running' AND p.rows_per_second > 0 AND p.rows_total > p.rows_done
-                    THEN make_interval(secs => round((p.rows_total - p.rows_done) / p.rows_per_second))
-                END AS eta,
-                j.attempts, j.last_error, j.worker_id, j.heartbeat_at, j.created_at, j.started_at, j.finished_at,
-                p.batch_size, p.hold_reason
-            FROM \(s).jobs j LEFT JOIN \(s).job_progress p ON p.job_id = j.id;
-
             CREATE TABLE \(s).backups (
                 id            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
                 file          text NOT NULL,
@@ -201,10 +186,6 @@ public struct QueueSchema: Sendable {
                 verified_at   timestamptz NOT NULL,
                 created_at    timestamptz NOT NULL DEFAULT now()
             );
-            """,
-            // 2: batched data migrations.
-            """
-            ALTER TABLE \(s).job_progress ADD COLUMN rows_changed bigint NOT NULL DEFAULT 0;
 
             -- One row a committed or failed batch; the worker keeps the newest few thousand a job.
             CREATE TABLE \(s).batches (
@@ -223,7 +204,7 @@ public struct QueueSchema: Sendable {
             );
             CREATE INDEX batches_job_seq_idx ON \(s).batches (job_id, seq);
 
-            CREATE OR REPLACE VIEW \(s).progress AS
+            CREATE VIEW \(s).progress AS
             SELECT j.id, j.name, j.kind, j.state,
                 CASE
                     WHEN j.state = 'succeeded' THEN 100::numeric
@@ -318,7 +299,7 @@ public struct QueueSchema: Sendable {
                 RETURN new_id;
             END
             $fn$;
-            """,
+            """
         ]
     }
 }
