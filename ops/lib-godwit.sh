@@ -3,6 +3,7 @@
 GODWIT=${GODWIT:-}
 if [ -z "$GODWIT" ]; then
     if [ -x .build/release/godwit ]; then GODWIT=$PWD/.build/release/godwit
+    elif [ -x .build/x86_64-unknown-linux-gnu/release/godwit ]; then GODWIT=$PWD/.build/x86_64-unknown-linux-gnu/release/godwit
     elif command -v godwit >/dev/null 2>&1; then GODWIT=$(command -v godwit)
     else echo "$(basename "$0"): no godwit binary: build it (swift build -c release) or set GODWIT" >&2; exit 2
     fi
