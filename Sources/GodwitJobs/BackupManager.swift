@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GodwitMigrations
 import GodwitPostgres
 import Logging
 
@@ -169,11 +170,7 @@ public struct BackupManager: Sendable {
     }
 
     private func newFilePath() throws -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMdd-HHmmss"
-        let stem = "backup-\(formatter.string(from: Date()))"
+        let stem = "backup-\(UTCTimestamp.format(Date(), "%Y%m%d-%H%M%S"))"
         var path = (directory as NSString).appendingPathComponent("\(stem).dump")
         var counter = 2
         while FileManager.default.fileExists(atPath: path) {
@@ -192,7 +189,7 @@ public struct BackupManager: Sendable {
             hasher.update(data: chunk)
             size += Int64(chunk.count)
         }
-        return (size, hasher.finalize().map { String(format: "%02x", $0) }.joined())
+        return (size, hasher.finalize().hexEncoded)
     }
 }
 

@@ -48,7 +48,7 @@ public struct MigratePayload: Codable, Sendable {
                 throw InvalidPayload("job \(jobID): file \(file.name) is not valid base64")
             }
             let bytes = [UInt8](data)
-            let digest = Array(SHA384.hash(data: bytes)).map { String(format: "%02x", $0) }.joined()
+            let digest = SHA384.hash(data: bytes).hexEncoded
             guard digest == file.sha384 else {
                 throw InvalidPayload("job \(jobID): file \(file.name) does not match its recorded SHA-384")
             }

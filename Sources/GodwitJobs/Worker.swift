@@ -1,4 +1,5 @@
 import Foundation
+import GodwitMigrations
 import GodwitPostgres
 import Logging
 import ServiceLifecycle
@@ -196,7 +197,7 @@ public final class Worker: Service {
         ]
         logger.info("job started", metadata: metadata)
         let outcome = await attempt(job)
-        metadata["duration"] = "\((clock.now - started).formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow)))"
+        metadata["duration"] = "\((clock.now - started).rustDebugDescription)"
         if case .succeeded(let result)? = outcome {
             // The slot frees at once; the success is recorded with others in one write.
             running.withLock { _ = $0.removeValue(forKey: job.id) }
@@ -311,7 +312,7 @@ public final class Worker: Service {
             logger.error("job failed", metadata: metadata)
         case .retry(let error, let delay):
             metadata["error"] = "\(error)"
-            metadata["retry_in"] = "\(delay.formatted(.units(allowed: [.seconds, .milliseconds], width: .narrow)))"
+            metadata["retry_in"] = "\(delay.rustDebugDescription)"
             logger.warning("job will retry", metadata: metadata)
         case .paused:
             logger.notice("job paused", metadata: metadata)

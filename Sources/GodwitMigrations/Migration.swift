@@ -1,4 +1,5 @@
 import Crypto
+import GodwitPostgres
 import Foundation
 
 /// One migration file, as sqlx resolves it.
@@ -74,9 +75,5 @@ public struct Migration: Sendable, Equatable {
     }
 
     /// Lowercase hex of the checksum, as `sqlx migrate info` prints it.
-    public var checksumHex: String { checksum.hexString }
-}
-
-extension Sequence<UInt8> {
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
+    public var checksumHex: String { checksum.hexEncoded }
 }

@@ -85,11 +85,7 @@ public enum MigrationScaffold {
     }
 
     private static func timestamp(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyyMMddHHmmss"
-        return formatter.string(from: date)
+        UTCTimestamp.format(date, "%Y%m%d%H%M%S")
     }
 
     private static func sequential(_ version: Int64) -> String {

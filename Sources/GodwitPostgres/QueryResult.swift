@@ -144,6 +144,19 @@ public struct ByteaParameter: PostgresParameter {
     public var postgresText: String? { PostgresBytea.encode(bytes) }
 }
 
+extension Sequence<UInt8> {
+    /// Lowercase hexadecimal, two digits a byte (checksums, digests).
+    public var hexEncoded: String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        for byte in self {
+            out.append(digits[Int(byte >> 4)])
+            out.append(digits[Int(byte & 0x0f)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+}
+
 /// Text form of one-dimensional arrays, for passing a list as one parameter
 /// (`unnest($1::bigint[])`, `= ANY($1::text[])`).
 public enum PostgresArray {

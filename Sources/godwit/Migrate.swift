@@ -193,8 +193,8 @@ extension Migrate {
                     for status in statuses {
                         output("\(status.version)/\(status.state.rawValue) \(status.description)")
                         if status.state == .modified {
-                            output("applied migration had checksum \(status.appliedChecksum?.hex ?? "")")
-                            output("local migration has checksum \(status.localChecksum?.hex ?? "")")
+                            output("applied migration had checksum \(status.appliedChecksum?.hexEncoded ?? "")")
+                            output("local migration has checksum \(status.localChecksum?.hexEncoded ?? "")")
                         }
                     }
                 case .json:
@@ -265,8 +265,8 @@ struct InfoRecord: Encodable {
         self.status = status.state.rawValue
         reversible = status.reversible
         noTransaction = status.noTransaction
-        checksum = status.localChecksum?.hex
-        appliedChecksum = status.appliedChecksum?.hex
+        checksum = status.localChecksum?.hexEncoded
+        appliedChecksum = status.appliedChecksum?.hexEncoded
         installedOn = status.installedOn
         executionTimeNs = status.executionTime
         path = status.path
@@ -281,6 +281,3 @@ struct InfoRecord: Encodable {
     }
 }
 
-extension [UInt8] {
-    var hex: String { map { String(format: "%02x", $0) }.joined() }
-}

@@ -259,7 +259,7 @@ struct MigratorTests {
             let conn = try await db.connect()
             try await Migrator(directory: dir.path).run(on: conn)
             let row = try #require(try await conn.query("SELECT checksum FROM _sqlx_migrations").first)
-            #expect(try row.bytes("checksum").hexString == (try sha384sum(path)))
+            #expect(try row.bytes("checksum").hexEncoded == (try sha384sum(path)))
             #expect(try await conn.query("SELECT to_regclass('bom') IS NOT NULL AS p").first?.bool("p") == true)
             await conn.close()
         }
@@ -307,6 +307,3 @@ struct MigratorTests {
     }
 }
 
-extension [UInt8] {
-    var hexString: String { map { String(format: "%02x", $0) }.joined() }
-}
