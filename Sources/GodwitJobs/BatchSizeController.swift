@@ -26,12 +26,10 @@ public struct BatchSizeController: Sendable, Equatable {
     /// Records a batch of `rows` rows that took `duration`, and picks the next size.
     public mutating func record(rows: Int, duration: Duration) {
         guard rows > 0 else { return }
-        let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-        let sample = max(ms, 0.001) / Double(rows)
+        let sample = max(duration.milliseconds, 0.001) / Double(rows)
         let smoothed = msPerRow.map { Self.smoothing * sample + (1 - Self.smoothing) * $0 } ?? sample
         msPerRow = smoothed
-        let targetMs = Double(target.components.seconds) * 1000 + Double(target.components.attoseconds) / 1e15
-        let ideal = targetMs / smoothed
+        let ideal = target.milliseconds / smoothed
         let next = min(ideal, Double(size) * Self.maxGrowth)
         size = min(max(Int(next.rounded()), minimum), maximum)
     }

@@ -259,7 +259,7 @@ struct BatchRunner {
                 """,
                 [
                     context.job.id, last, rows, changed, next.size, rate(adding: rows, duration.seconds), attempt, first,
-                    size, duration.seconds * 1000,
+                    size, duration.milliseconds,
                 ])
             try await connection.execute("COMMIT")
             controller = next
@@ -349,7 +349,7 @@ struct BatchRunner {
         var metadata: Logger.Metadata = [
             "job": "\(context.job.id)", "batch": "\(batchesDone)", "keys": "\(first)..\(last)", "rows": "\(rows)",
             "rows_per_second": "\(Int(rowsPerSecond))", "batch_size": "\(controller.size)",
-            "batch_ms": "\(Int(duration.seconds * 1000))",
+            "batch_ms": "\(Int(duration.milliseconds))",
         ]
         if let rowsTotal, rowsTotal > 0 {
             metadata["percent"] = "\(String(format: "%.1f", min(100, 100 * Double(rowsDone) / Double(rowsTotal))))"
@@ -359,8 +359,4 @@ struct BatchRunner {
         }
         context.logger.info("batched job progress", metadata: metadata)
     }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }

@@ -21,13 +21,12 @@ public struct JobQueue: Sendable {
         kind: String, name: String, payload: String = "{}", priority: Int = 0, maxAttempts: Int = 10,
         runAfter delay: Duration = .zero, on connection: Connection
     ) async throws -> Int64 {
-        let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
         let row = try await connection.query(
             """
             INSERT INTO \(jobs) (kind, name, payload, priority, max_attempts, run_at)
             VALUES ($1, $2, $3::jsonb, $4, $5, now() + make_interval(secs => $6))
             RETURNING id
-            """, [kind, name, payload, priority, maxAttempts, seconds])
+            """, [kind, name, payload, priority, maxAttempts, delay.seconds])
         return try row.first!.int64("id")
     }
 
@@ -127,12 +126,11 @@ public struct JobQueue: Sendable {
                     finished_at = now(), heartbeat_at = NULL, control = NULL \(fence)
                 """, [job.id, job.leaseToken, error, result])
         case .retry(let error, let delay):
-            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
             changed = try await connection.query(
                 """
                 UPDATE \(jobs) SET state = 'queued', last_error = $3, run_at = now() + make_interval(secs => $4),
                     worker_id = NULL, heartbeat_at = NULL \(fence)
-                """, [job.id, job.leaseToken, error, seconds])
+                """, [job.id, job.leaseToken, error, delay.seconds])
         case .paused:
             changed = try await connection.query(
                 "UPDATE \(jobs) SET state = 'paused', worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)",
@@ -230,7 +228,6 @@ public struct JobQueue: Sendable {
     /// or lost the database. A pause or cancel requested meanwhile is honoured, and a job with
     /// no attempts left fails. Returns the ids rescued.
     public func rescueExpired(leaseTimeout: Duration, on connection: Connection) async throws -> [Int64] {
-        let seconds = Double(leaseTimeout.components.seconds) + Double(leaseTimeout.components.attoseconds) / 1e18
         let result = try await connection.query(
             """
             UPDATE \(jobs) SET
@@ -245,19 +242,18 @@ public struct JobQueue: Sendable {
                 worker_id = NULL, heartbeat_at = NULL, control = NULL, run_at = now()
             WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
             RETURNING id
-            """, [seconds])
+            """, [leaseTimeout.seconds])
         return try result.rows.map { try $0.int64("id") }
     }
 
     /// Whether some running job's heartbeat is older than `leaseTimeout`: a job a rescue is
     /// about to requeue.
     public func hasExpiredLeases(leaseTimeout: Duration, on connection: Connection) async throws -> Bool {
-        let seconds = Double(leaseTimeout.components.seconds) + Double(leaseTimeout.components.attoseconds) / 1e18
         return try await connection.query(
             """
             SELECT EXISTS (SELECT 1 FROM \(jobs)
                 WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)) AS expired
-            """, [seconds]
+            """, [leaseTimeout.seconds]
         ).first?.bool("expired") ?? false
     }
 
@@ -277,7 +273,6 @@ public struct JobQueue: Sendable {
     /// batches so as not to hold locks long. Failed jobs are kept for a person to look at.
     @discardableResult
     public func deleteFinished(olderThan age: Duration, on connection: Connection) async throws -> Int {
-        let seconds = Double(age.components.seconds)
         var total = 0
         while true {
             let result = try await connection.query(
@@ -287,7 +282,7 @@ public struct JobQueue: Sendable {
                     WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
                     LIMIT 1000
                 )
-                """, [seconds])
+                """, [age.seconds.rounded(.down)])
             let deleted = result.affectedRows ?? 0
             total += deleted
             if deleted < 1000 { return total }

@@ -124,8 +124,7 @@ public struct MigrateJob: JobHandler {
                 report.applied.append(
                     AppliedEntry(
                         version: event.version, description: event.description,
-                        durationMs: Double(event.duration.components.attoseconds) / 1e15
-                            + Double(event.duration.components.seconds) * 1000))
+                        durationMs: event.duration.milliseconds))
             }
         } catch let error as MigrationError {
             report.failedMigration = error.version
