@@ -27,7 +27,10 @@ let package = Package(
         ),
         .target(
             name: "GodwitPostgres",
-            dependencies: ["CLibPQ"],
+            dependencies: [
+                "CLibPQ",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -48,6 +51,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            resources: [.embedInCode("Resources/queue_schema.sql")],
             swiftSettings: strict
         ),
         .executableTarget(

@@ -42,6 +42,12 @@ public enum MigrationLock {
         try await connection.query("SELECT pg_advisory_unlock($1)", [key])
     }
 
+    /// Releases the lock even from a cancelled task (or closes the connection, which releases
+    /// it too), so that a failed or cancelled run never leaves sqlx's lock held.
+    public static func releaseIgnoringCancellation(key: Int64, on connection: Connection) async {
+        await connection.cleanup("SELECT pg_advisory_unlock(\(key))")
+    }
+
     /// The process holding the lock, from `pg_locks` (a bigint key shows as two halves).
     static func holderPID(key: Int64, on connection: Connection) async throws -> Int? {
         let bits = UInt64(bitPattern: key)

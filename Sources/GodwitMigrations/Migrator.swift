@@ -208,8 +208,8 @@ public struct Migrator: Sendable {
             return value
         } catch {
             // The lock is session-level: closing the connection releases it too, but a
-            // caller that keeps the connection must not keep the lock.
-            _ = try? await MigrationLock.release(key: key, on: connection)
+            // caller that keeps the connection must not keep the lock, even when cancelled.
+            await MigrationLock.releaseIgnoringCancellation(key: key, on: connection)
             throw error
         }
     }
@@ -299,7 +299,8 @@ public struct Migrator: Sendable {
             try await record()
             try await connection.execute("COMMIT")
         } catch {
-            if await connection.isOpen { _ = try? await connection.execute("ROLLBACK") }
+            // Sent even when the task was cancelled: the connection may live on.
+            await connection.cleanup("ROLLBACK")
             throw error
         }
     }
@@ -370,32 +371,4 @@ public struct MigrationStatus: Sendable, Equatable {
     public var installedOn: String?
     public var executionTime: Int64?
     public var path: String?
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
-    }
-
-    /// Formats like Rust's `Debug` for `std::time::Duration` (`1.5s`, `12.345ms`, `80µs`), which
-    /// is what sqlx prints after each migration.
-    public var rustDebugDescription: String {
-        let total = nanoseconds
-        func format(_ whole: Int64, _ fraction: Int64, digits: Int, unit: String) -> String {
-            guard fraction > 0 else { return "\(whole)\(unit)" }
-            var text = String(fraction)
-            text = String(repeating: "0", count: digits - text.count) + text
-            while text.hasSuffix("0") { text.removeLast() }
-            return "\(whole).\(text)\(unit)"
-        }
-        if total >= 1_000_000_000 {
-            return format(total / 1_000_000_000, total % 1_000_000_000, digits: 9, unit: "s")
-        } else if total >= 1_000_000 {
-            return format(total / 1_000_000, total % 1_000_000, digits: 6, unit: "ms")
-        } else if total >= 1_000 {
-            return format(total / 1_000, total % 1_000, digits: 3, unit: "µs")
-        }
-        return "\(total)ns"
-    }
 }

@@ -10,6 +10,12 @@ internal import CLibPQ
 /// there and never on Swift's cooperative pool. Methods are `async` only to hop onto that
 /// thread; while a statement runs, the owner thread waits in `poll()` on the server socket and
 /// on a `CancelSignal`, so cancelling the awaiting task sends the server a cancel request.
+/// Connecting waits the same way (`PQconnectStartParams` and `PQconnectPoll`), so it too ends
+/// when the task is cancelled or `SessionOptions.connectTimeout` passes.
+///
+/// Clean-up (`ROLLBACK`, releasing an advisory lock) goes through `cleanup(_:)`, which is
+/// sent even from a cancelled task: a cancelled caller must never leave an open transaction
+/// or a held lock behind on a connection that lives on.
 ///
 /// Server notices are collected (see `takeNotices()`), never printed. Notifications that
 /// arrive while a statement runs are kept for the next `notifications(timeout:)`.
@@ -21,16 +27,16 @@ public actor Connection {
     private var cancelHandle: OpaquePointer?
     private let noticeSink = NoticeSink()
     private var pendingNotifications: [PostgresNotification] = []
-    /// The password of the connection string, scrubbed from every error message.
-    private let secret: String?
+    /// The connection string, kept only to scrub its secrets from every message.
+    private let conninfo: String
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
     }
 
-    private init(secret: String?) {
+    private init(conninfo: String) {
         self.executor = ThreadExecutor(name: "godwit-pq")
-        self.secret = secret
+        self.conninfo = conninfo
     }
 
     /// Runs on the owner thread (an isolated deinit), the only thread that touches the handle.
@@ -45,48 +51,98 @@ public actor Connection {
     /// - Parameters:
     ///   - conninfo: a `postgres://` URL or `key=value` string; empty means libpq's defaults
     ///     (PG* variables).
-    ///   - applicationName: reported in `pg_stat_activity` unless the string sets its own.
-    public static func connect(_ conninfo: String, applicationName: String = "godwit") async throws -> Connection {
-        let connection = Connection(secret: ConnectionString.password(in: conninfo))
-        try await connection.open(conninfo, applicationName: applicationName)
+    ///   - options: the session's settings; see `SessionOptions`.
+    public static func connect(_ conninfo: String, options: SessionOptions = SessionOptions()) async throws -> Connection {
+        try ConnectionString.validate(conninfo)
+        let connection = Connection(conninfo: conninfo)
+        try await connection.open(options)
         return connection
     }
 
-    /// Opens a connection, retrying failures to connect with exponential backoff until
-    /// `timeout` has passed. Errors other than failing to connect (bad URL, authentication) are
-    /// not retried.
+    /// Opens a connection reported as `applicationName` in `pg_stat_activity`.
+    public static func connect(_ conninfo: String, applicationName: String) async throws -> Connection {
+        var options = SessionOptions()
+        options.applicationName = applicationName
+        return try await connect(conninfo, options: options)
+    }
+
+    /// Opens a connection, retrying failures to connect that may pass by themselves (the
+    /// server is starting or unreachable) with backoff until `timeout` has passed. Failures
+    /// that will not pass (a bad URL, authentication, a missing database) fail at once, and
+    /// so does cancelling the task.
     public static func connect(
-        _ conninfo: String, applicationName: String = "godwit", retryingFor timeout: Duration
+        _ conninfo: String, options: SessionOptions = SessionOptions(), retryingFor timeout: Duration
     ) async throws -> Connection {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        var delay = Duration.milliseconds(50)
-        while true {
-            do {
-                return try await connect(conninfo, applicationName: applicationName)
-            } catch let error as PostgresError where error.isRetryableConnect && clock.now + delay < deadline {
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(2))
-            }
+        try await RetryPolicy.connecting(for: timeout).run { try await connect(conninfo, options: options) }
+    }
+
+    /// Opens a connection, retrying as `connect(_:options:retryingFor:)` does.
+    public static func connect(
+        _ conninfo: String, applicationName: String, retryingFor timeout: Duration
+    ) async throws -> Connection {
+        var options = SessionOptions()
+        options.applicationName = applicationName
+        return try await connect(conninfo, options: options, retryingFor: timeout)
+    }
+
+    private func open(_ options: SessionOptions) async throws {
+        let operation = cancelSignal.begin()
+        try await withTaskCancellationHandler {
+            try openOnOwnerThread(options)
+        } onCancel: { [cancelSignal] in
+            cancelSignal.cancel(operation)
         }
     }
 
-    private func open(_ conninfo: String, applicationName: String) throws {
-        let keywords = ["dbname", "fallback_application_name"]
-        let values = [conninfo, applicationName]
-        let handle: OpaquePointer? = withArrayOfCStrings(keywords) { keys in
-            withArrayOfCStrings(values) { vals in
-                PQconnectdbParams(keys, vals, 1)
+    private func openOnOwnerThread(_ options: SessionOptions) throws {
+        // Settings before "dbname" are defaults that the connection string overrides; the
+        // fallback application name after it applies only when the string names none.
+        var pairs = options.libpqDefaults
+        pairs.append(("dbname", conninfo))
+        pairs.append(("fallback_application_name", options.applicationName))
+        let handle: OpaquePointer? = withArrayOfCStrings(pairs.map(\.0)) { keys in
+            withArrayOfCStrings(pairs.map(\.1)) { vals in
+                PQconnectStartParams(keys, vals, 1)
             }
         }
         guard let handle else {
             throw PostgresError(code: .connectionFailed, message: "out of memory while connecting")
         }
-        guard PQstatus(handle) == CONNECTION_OK else {
-            let message = ConnectionString.scrub(
-                String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines, secret: secret)
+        func fail(_ message: String) -> PostgresError {
             PQfinish(handle)
-            throw PostgresError(code: .connectionFailed, message: message)
+            return PostgresError(code: .connectionFailed, message: ConnectionString.scrub(message, conninfo: conninfo))
+        }
+        guard PQstatus(handle) != CONNECTION_BAD else {
+            throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines)
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + options.connectTimeout
+        var state = PGRES_POLLING_WRITING
+        while state != PGRES_POLLING_OK {
+            if state == PGRES_POLLING_FAILED {
+                throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines)
+            }
+            let left = deadline - clock.now
+            if left <= .zero {
+                throw fail(
+                    "could not connect within \(String(format: "%g", options.connectTimeout.seconds)) s (connect timeout)")
+            }
+            let socket = PQsocket(handle)
+            if socket < 0 { throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines) }
+            let events = Int16(state == PGRES_POLLING_READING ? POLLIN : POLLOUT)
+            var fds = [
+                pollfd(fd: socket, events: events, revents: 0),
+                pollfd(fd: cancelSignal.fd, events: Int16(POLLIN), revents: 0),
+            ]
+            let count = poll(&fds, 2, left.pollMilliseconds)
+            if count < 0 && errno != EINTR {
+                throw fail("poll failed while connecting: \(String(cString: strerror(errno)))")
+            }
+            if fds[1].revents != 0 || cancelSignal.isCancelled || Task.isCancelled {
+                PQfinish(handle)
+                throw CancellationError()
+            }
+            if count > 0 { state = PQconnectPoll(handle) }
         }
         conn = handle
         cancelHandle = PQgetCancel(handle)
@@ -140,7 +196,8 @@ public actor Connection {
         try await run { conn in PQsendQuery(conn, script) }
     }
 
-    /// Runs `body` inside BEGIN ... COMMIT, rolling back if it throws.
+    /// Runs `body` inside BEGIN ... COMMIT. If `body` throws, or the task is cancelled, the
+    /// transaction is rolled back: the ROLLBACK is sent even from a cancelled task.
     public func transaction<T: Sendable>(
         _ body: @Sendable (isolated Connection) async throws -> T
     ) async throws -> T {
@@ -150,9 +207,84 @@ public actor Connection {
             try await execute("COMMIT")
             return value
         } catch {
-            if isOpen { _ = try? await execute("ROLLBACK") }
+            await cleanup("ROLLBACK")
             throw error
         }
+    }
+
+    /// Sends a clean-up statement (`ROLLBACK`, `SELECT pg_advisory_unlock(...)`, `DISCARD ALL`)
+    /// even when the calling task has been cancelled, waiting at most `timeout` for it. Errors
+    /// are not thrown: when the statement cannot be run, the connection is closed instead, so
+    /// the server ends the session and with it whatever the statement was to release.
+    ///
+    /// A statement of the caller's that is still running (cancelled, but not yet stopped) is
+    /// waited for first, as part of the same bounded wait.
+    public func cleanup(_ sql: String, timeout: Duration = .seconds(10)) async {
+        guard let conn else { return }
+        let ok: Bool
+        do {
+            ok = try cleanupOnOwnerThread(conn, sql, timeout: timeout)
+        } catch {
+            ok = false
+        }
+        if !ok { close() }
+    }
+
+    private func cleanupOnOwnerThread(_ conn: OpaquePointer, _ sql: String, timeout: Duration) throws -> Bool {
+        guard PQstatus(conn) == CONNECTION_OK, PQsendQuery(conn, sql) == 1 else { return false }
+        let deadline = ContinuousClock.now + timeout
+        var failed = false
+        while true {
+            while PQisBusy(conn) == 1 {
+                let left = deadline - ContinuousClock.now
+                if left <= .zero { return false }
+                // The cancel signal is not watched: this statement is the clean-up.
+                let socket = PQsocket(conn)
+                guard socket >= 0 else { return false }
+                var fds = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0)]
+                let count = poll(&fds, 1, left.pollMilliseconds)
+                if count < 0 && errno != EINTR { return false }
+                if count > 0, PQconsumeInput(conn) != 1 { return false }
+            }
+            guard let result = PQgetResult(conn) else { break }
+            if PQresultStatus(result) == PGRES_FATAL_ERROR { failed = true }
+            PQclear(result)
+        }
+        collectNotifications(conn)
+        return !failed && PQstatus(conn) == CONNECTION_OK
+    }
+
+    /// Where the session stands between statements, as libpq tracks it.
+    public enum TransactionStatus: Sendable {
+        case idle, inTransaction, failedTransaction, busy, unknown
+    }
+
+    public var transactionStatus: TransactionStatus {
+        guard let conn else { return .unknown }
+        switch PQtransactionStatus(conn) {
+        case PQTRANS_IDLE: return .idle
+        case PQTRANS_INTRANS: return .inTransaction
+        case PQTRANS_INERROR: return .failedTransaction
+        case PQTRANS_ACTIVE: return .busy
+        default: return .unknown
+        }
+    }
+
+    /// Parses and analyses one statement without running it (the extended protocol's Parse and
+    /// Describe, in libpq `PQsendPrepare` and `PQsendDescribePrepared`), and returns the types
+    /// the server inferred for its parameters.
+    ///
+    /// Nothing is executed: this is how Godwit validates SQL it is given. The server refuses a
+    /// string that holds more than one statement (SQLSTATE 42601). The statement is prepared
+    /// unnamed, so it is replaced by the next one and needs no DEALLOCATE.
+    public func describe(_ sql: String) async throws -> PreparedStatementDescription {
+        _ = try await run { conn in PQsendPrepare(conn, "", sql, 0, nil) }
+        var description = PreparedStatementDescription(parameterTypes: [], columns: [])
+        _ = try await run({ conn in PQsendDescribePrepared(conn, "") }) { result in
+            description.parameterTypes = (0..<PQnparams(result)).map { UInt32(PQparamtype(result, $0)) }
+            description.columns = (0..<PQnfields(result)).map { String(cString: PQfname(result, $0)) }
+        }
+        return description
     }
 
     // MARK: LISTEN / NOTIFY
@@ -222,16 +354,20 @@ public actor Connection {
 
     /// Sends with `send`, then waits for and collects every result, answering task
     /// cancellation with a server-side cancel. Throws the first error result.
-    private func run(_ send: (OpaquePointer) -> Int32) async throws -> [QueryResult] {
+    private func run(
+        _ send: (OpaquePointer) -> Int32, inspect: ((OpaquePointer) -> Void)? = nil
+    ) async throws -> [QueryResult] {
         let operation = cancelSignal.begin()
         return try await withTaskCancellationHandler {
-            try runOnOwnerThread(send)
+            try runOnOwnerThread(send, inspect: inspect)
         } onCancel: { [cancelSignal] in
             cancelSignal.cancel(operation)
         }
     }
 
-    private func runOnOwnerThread(_ send: (OpaquePointer) -> Int32) throws -> [QueryResult] {
+    private func runOnOwnerThread(
+        _ send: (OpaquePointer) -> Int32, inspect: ((OpaquePointer) -> Void)?
+    ) throws -> [QueryResult] {
         let conn = try requireOpen()
         if Task.isCancelled { throw CancellationError() }
         guard send(conn) == 1 else { throw connectionError(conn) }
@@ -263,6 +399,7 @@ public actor Connection {
                 var buffer: UnsafeMutablePointer<CChar>?
                 while PQgetCopyData(conn, &buffer, 0) > 0 { PQfreemem(buffer) }
             default:
+                inspect?(result)
                 results.append(copyResult(result))
             }
         }
@@ -333,14 +470,14 @@ public actor Connection {
         }
         let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines
         return PostgresError(
-            code: .server, message: ConnectionString.scrub(message, secret: secret), sqlState: field("C"),
+            code: .server, message: ConnectionString.scrub(message, conninfo: conninfo), sqlState: field("C"),
             severity: field("V") ?? field("S"), detail: field("D"), hint: field("H"),
             position: field("P").flatMap { Int($0) }, context: field("W"))
     }
 
     private func connectionError(_ conn: OpaquePointer) -> PostgresError {
         let message = ConnectionString.scrub(
-            String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines, secret: secret)
+            String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines, conninfo: conninfo)
         let lost = PQstatus(conn) != CONNECTION_OK
         return PostgresError(
             code: lost ? .connectionLost : .client,
@@ -355,7 +492,9 @@ extension PostgresError {
         guard code == .connectionFailed else { return false }
         let permanent = [
             "password authentication failed", "does not exist", "no password supplied", "invalid",
-            "authentication failed", "permission denied",
+            "authentication failed", "permission denied", "no pg_hba.conf entry", "pg_hba.conf rejects",
+            "role is not permitted to log in", "too many connections for role", "server does not support SSL",
+            "SSL is not enabled", "certificate", "GSSAPI", "requires a valid client", "could not translate host name",
         ]
         return !permanent.contains { message.contains($0) }
     }

@@ -61,8 +61,13 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
 
     /// True for failures that are worth trying again: the connection broke, or the server
     /// reports a serialization failure, deadlock, lock or statement timeout, or shutdown.
+    ///
+    /// A failure to connect counts only when it may go away by itself (the server is starting,
+    /// restarting or unreachable), not when it will not (authentication, a missing database or
+    /// role, a refused `pg_hba.conf` entry).
     public var isTransient: Bool {
-        if code == .connectionLost || code == .connectionFailed { return true }
+        if code == .connectionLost { return true }
+        if code == .connectionFailed { return isRetryableConnect }
         guard let sqlState else { return false }
         switch sqlState {
         case "40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001",

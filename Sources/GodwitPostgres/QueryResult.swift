@@ -181,3 +181,11 @@ public enum PostgresArray {
 
     public static func literal(_ elements: [String]) -> String { literal(elements.map(Optional.some)) }
 }
+
+/// What the server made of a statement it parsed without running it (`Connection.describe`).
+public struct PreparedStatementDescription: Sendable, Equatable {
+    /// The type OIDs the server inferred for `$1`, `$2`, ...
+    public var parameterTypes: [UInt32]
+    /// The names of the columns it would return (none for an UPDATE without RETURNING).
+    public var columns: [String]
+}

@@ -1,0 +1,43 @@
+extension Duration {
+    /// The duration in seconds, for SQL (`make_interval(secs => $1)`) and rates.
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+
+    /// The duration in milliseconds.
+    public var milliseconds: Double { seconds * 1000 }
+
+    /// The duration in whole nanoseconds (what sqlx stores as `execution_time`).
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    /// Formats like Rust's `Debug` for `std::time::Duration` (`1.5s`, `12.345ms`, `80µs`), which
+    /// is what sqlx prints after each migration and what Godwit's log lines use.
+    ///
+    /// Written out by hand rather than with Foundation's formatters, which load ICU (several
+    /// megabytes of resident memory in a worker that otherwise needs none of it).
+    public var rustDebugDescription: String {
+        let total = nanoseconds
+        func format(_ whole: Int64, _ fraction: Int64, digits: Int, unit: String) -> String {
+            guard fraction > 0 else { return "\(whole)\(unit)" }
+            var text = String(fraction)
+            text = String(repeating: "0", count: digits - text.count) + text
+            while text.hasSuffix("0") { text.removeLast() }
+            return "\(whole).\(text)\(unit)"
+        }
+        if total >= 1_000_000_000 {
+            return format(total / 1_000_000_000, total % 1_000_000_000, digits: 9, unit: "s")
+        } else if total >= 1_000_000 {
+            return format(total / 1_000_000, total % 1_000_000, digits: 6, unit: "ms")
+        } else if total >= 1_000 {
+            return format(total / 1_000, total % 1_000, digits: 3, unit: "µs")
+        }
+        return "\(total)ns"
+    }
+
+    /// For `poll()`: whole milliseconds, rounded up so that a wait never ends early, at least 0.
+    var pollMilliseconds: Int32 {
+        guard self > .zero else { return 0 }
+        return Int32(clamping: Int64((milliseconds).rounded(.up)))
+    }
+}

@@ -1,0 +1,47 @@
+/// How Godwit opens and keeps its own sessions.
+///
+/// The defaults suit a long-running worker on a network that may fail: a dead server or a cut
+/// connection is noticed within about a minute (TCP keepalives and `tcp_user_timeout`) rather
+/// than never, and an attempt to connect gives up after `connectTimeout`. Settings in the
+/// connection string win over these, so a user's `keepalives=0` stays as written.
+public struct SessionOptions: Sendable {
+    /// Reported in `pg_stat_activity` unless the connection string sets its own.
+    public var applicationName = "godwit"
+    /// How long one attempt to connect may take, name lookup and authentication included.
+    public var connectTimeout: Duration = .seconds(10)
+    /// Whether to turn TCP keepalives on (libpq's `keepalives`).
+    public var keepalives = true
+    /// Idle time before the first keepalive probe, then the interval between probes, and how
+    /// many unanswered probes end the connection.
+    public var keepalivesIdle: Duration = .seconds(30)
+    public var keepalivesInterval: Duration = .seconds(10)
+    public var keepalivesCount = 3
+    /// How long sent data may stay unacknowledged before the connection is dropped (libpq's
+    /// `tcp_user_timeout`; Linux). Nil leaves the system's default.
+    public var tcpUserTimeout: Duration? = .seconds(60)
+    /// For Godwit's own sessions: the server ends a session that sits idle inside a transaction
+    /// this long (a worker stopped with SIGSTOP in the middle of a batch), which releases its
+    /// locks. Nil leaves the server's setting.
+    public var idleInTransactionSessionTimeout: Duration?
+
+    public init() {}
+
+    /// The libpq keywords these options set, as defaults placed before the connection string.
+    var libpqDefaults: [(String, String)] {
+        // No connect_timeout: libpq ignores it in nonblocking connects, and `connectTimeout` is
+        // enforced by the wait loop instead.
+        var pairs: [(String, String)] = [("keepalives", keepalives ? "1" : "0")]
+        if keepalives {
+            pairs.append(("keepalives_idle", "\(max(1, Int(keepalivesIdle.seconds)))"))
+            pairs.append(("keepalives_interval", "\(max(1, Int(keepalivesInterval.seconds)))"))
+            pairs.append(("keepalives_count", "\(max(1, keepalivesCount))"))
+        }
+        if let tcpUserTimeout { pairs.append(("tcp_user_timeout", "\(max(1, Int(tcpUserTimeout.milliseconds)))")) }
+        // As a startup option it is the session's default, so RESET ALL and DISCARD ALL keep it.
+        if let idleInTransactionSessionTimeout {
+            pairs.append(
+                ("options", "-c idle_in_transaction_session_timeout=\(max(1, Int(idleInTransactionSessionTimeout.milliseconds)))"))
+        }
+        return pairs
+    }
+}
