@@ -1,4 +1,5 @@
 import Foundation
+import GodwitMigrations
 import GodwitPostgres
 import Logging
 
@@ -32,8 +33,10 @@ public struct BatchedJob: JobHandler {
     struct Payload: Decodable {
         var table: String
         var key: String
-        var keyType: String
         var statement: String
+        /// The enqueuer's search_path when the job was checked; the statement runs under it.
+        var searchPath: String?
+        var rowsTotal: Int64?
         var batchSize: Int
         var targetBatchMs: Int
         var pauseMs: Int
@@ -45,7 +48,8 @@ public struct BatchedJob: JobHandler {
 
         enum CodingKeys: String, CodingKey {
             case table, key, statement
-            case keyType = "key_type"
+            case searchPath = "search_path"
+            case rowsTotal = "rows_total"
             case batchSize = "batch_size"
             case targetBatchMs = "target_batch_ms"
             case pauseMs = "pause_ms"
@@ -55,21 +59,148 @@ public struct BatchedJob: JobHandler {
             case statementTimeoutMs = "statement_timeout_ms"
             case maxAttempts = "max_attempts"
         }
+
+        /// Checks what a hand-made payload could get wrong before anything of it reaches SQL.
+        func check(job: Int64) throws {
+            func fail(_ message: String) -> InvalidPayload { InvalidPayload("job \(job) (batched): \(message)") }
+            guard batchSize >= 1, minBatchSize >= 1, maxBatchSize >= minBatchSize,
+                (minBatchSize...maxBatchSize).contains(batchSize)
+            else { throw fail("batch sizes must satisfy 1 <= min_batch_size <= batch_size <= max_batch_size") }
+            guard targetBatchMs >= 1, pauseMs >= 0, lockTimeoutMs >= 0, statementTimeoutMs >= 0, maxAttempts >= 1 else {
+                throw fail("target_batch_ms and max_attempts must be positive, and pauses and timeouts not negative")
+            }
+        }
     }
 
     public func run(_ context: JobContext) async throws -> String? {
         let payload = try context.payload(as: Payload.self)
-        let connection = try await Connection.connect(context.databaseURL, applicationName: "godwit worker (batched)")
-        defer { Task { await connection.close() } }
-        var runner = try await BatchRunner(
-            payload: payload, context: context, connection: connection, throttle: throttle, schema: schema)
-        return try await runner.run()
+        try payload.check(job: context.job.id)
+        return try await context.withSession { connection in
+            let sandbox = try await BatchSandbox.create(for: payload, job: context.job, schema: schema, on: connection)
+            var runner = try await BatchRunner(
+                payload: payload, sandbox: sandbox, context: context, connection: connection, throttle: throttle,
+                schema: schema)
+            return try await runner.run()
+        }
     }
+}
+
+/// The batch statement, checked again and wrapped for running with the enqueuer's rights.
+///
+/// Before every attempt, as the enqueuer, the worker checks the payload against the catalog
+/// (`<schema>.batched_target`: table, unique NOT NULL key of a supported type) and parses the
+/// statement without running it (`Connection.describe`: exactly one statement, exactly `$1` and
+/// `$2`). Then it creates `pg_temp.godwit_batch(after, size)`, a `SECURITY DEFINER` function
+/// owned by the enqueuer (see `EnqueuerRole`), which finds the next batch's bounds in key order
+/// and runs the statement over them. Names in it come from the catalog, quoted by the server;
+/// the statement travels as a literal. Every batch checks that the function is still the one
+/// made here (owner, body, settings), so SQL run by a batch cannot swap it for another.
+struct BatchSandbox {
+    let relation: String
+    let keySQL: String
+    let keyType: String
+    let enqueuer: String
+    /// The function's oid, and a digest of what makes it safe to call.
+    let oid: Int64
+    let fingerprint: String
+
+    static func create(
+        for payload: BatchedJob.Payload, job: ClaimedJob, schema: QueueSchema, on connection: Connection
+    ) async throws -> BatchSandbox {
+        func invalid(_ message: String) -> InvalidPayload { InvalidPayload("job \(job.id) (batched \"\(job.name)\"): \(message)") }
+        let statements = SQLSplitter.split(payload.statement)
+        guard statements.count == 1 else {
+            throw invalid("the statement must be exactly one statement; it holds \(statements.count)")
+        }
+        if let searchPath = payload.searchPath {
+            try await connection.query("SELECT set_config('search_path', $1, false)", [searchPath])
+        }
+        let target: PostgresRow
+        do {
+            target = try await connection.query(
+                "SELECT relation, key_sql, key_type FROM \(schema.qualified("batched_target"))($1, $2)",
+                [payload.table, payload.key]
+            ).first!
+        } catch let error as PostgresError where error.code == .server {
+            throw invalid(error.message)
+        }
+        let relation = try target.string("relation")
+        let keySQL = try target.string("key_sql")
+        let keyType = try target.string("key_type")
+        let described: PreparedStatementDescription
+        do {
+            described = try await connection.describe(payload.statement)
+        } catch let error as PostgresError where error.code == .server {
+            throw invalid("the statement does not prepare: \(error.description)")
+        }
+        guard described.parameterTypes.count == 2 else {
+            throw invalid(
+                "the statement must use $1 and $2 (the first and last key of each batch) and no other parameter; "
+                    + "it uses \(described.parameterTypes.count)")
+        }
+        let types = try await connection.query(
+            "SELECT format_type($1::oid, NULL) AS a, format_type($2::oid, NULL) AS b",
+            [Int64(described.parameterTypes[0]), Int64(described.parameterTypes[1])]
+        ).first!
+        let firstType = try types.string("a")
+        let lastType = try types.string("b")
+        let bounds = { (filter: String) in
+            """
+                    WITH batch AS (SELECT \(keySQL) AS k FROM \(relation) \(filter) ORDER BY \(keySQL) LIMIT batch_size)
+                    SELECT (SELECT b.k FROM batch b ORDER BY b.k LIMIT 1), (SELECT b.k FROM batch b ORDER BY b.k DESC LIMIT 1),
+                        (SELECT count(*) FROM batch)
+                    INTO lo, hi, n;
+            """
+        }
+        let body = """
+            DECLARE
+                lo \(keyType);
+                hi \(keyType);
+                started timestamptz := clock_timestamp();
+            BEGIN
+                IF after_key IS NULL THEN
+            \(bounds(""))
+                ELSE
+            \(bounds("WHERE \(keySQL) > after_key::\(keyType)"))
+                END IF;
+                changed := 0;
+                IF n > 0 THEN
+                    EXECUTE \(EnqueuerRole.dollarQuoted(payload.statement)) USING lo::\(firstType), hi::\(lastType);
+                    GET DIAGNOSTICS changed = ROW_COUNT;
+                END IF;
+                first_key := lo::text;
+                last_key := hi::text;
+                ms := extract(epoch FROM clock_timestamp() - started) * 1000;
+            END
+            """
+        try await connection.execute(
+            """
+            CREATE FUNCTION pg_temp.godwit_batch(after_key text, batch_size integer,
+                OUT first_key text, OUT last_key text, OUT n integer, OUT changed bigint, OUT ms double precision)
+            LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS \(EnqueuerRole.dollarQuoted(body))
+            """)
+        let made = try await connection.query(
+            """
+            SELECT p.oid::bigint AS oid, \(fingerprintSQL) AS fingerprint
+            FROM pg_catalog.pg_proc p WHERE p.oid = 'pg_temp.godwit_batch(text, integer)'::pg_catalog.regprocedure
+            """
+        ).first!
+        // Back to the worker's own rights for the fence and the checkpoint.
+        try await connection.execute("RESET ROLE")
+        return BatchSandbox(
+            relation: relation, keySQL: keySQL, keyType: keyType, enqueuer: job.enqueuedBy, oid: try made.int64("oid"),
+            fingerprint: try made.string("fingerprint"))
+    }
+
+    /// What must not change between batches: owner, SECURITY DEFINER, body and settings.
+    static let fingerprintSQL =
+        "pg_catalog.md5(p.proowner::text || p.prosecdef::text || p.prosrc || coalesce(p.proconfig::text, ''))"
 }
 
 /// One attempt of one batched job, on the job's own connection.
 struct BatchRunner {
     let payload: BatchedJob.Payload
+    let sandbox: BatchSandbox
     let context: JobContext
     let connection: Connection
     let throttle: BatchThrottle
@@ -86,20 +217,25 @@ struct BatchRunner {
     /// Recent batches (rows, wall seconds including pauses), for the rate.
     var recent: [(rows: Int, seconds: Double)] = []
     var holding: String?
+    var lastHoldCheck: ContinuousClock.Instant?
 
     init(
-        payload: BatchedJob.Payload, context: JobContext, connection: Connection, throttle: BatchThrottle,
-        schema: QueueSchema
+        payload: BatchedJob.Payload, sandbox: BatchSandbox, context: JobContext, connection: Connection,
+        throttle: BatchThrottle, schema: QueueSchema
     ) async throws {
         self.payload = payload
+        self.sandbox = sandbox
         self.context = context
         self.connection = connection
         self.throttle = throttle
         self.schema = schema
         // A job enqueued by a plain INSERT has no progress row yet.
         try await connection.query(
-            "INSERT INTO \(schema.qualified("job_progress")) (job_id, batch_size) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            [context.job.id, payload.batchSize])
+            """
+            INSERT INTO \(schema.qualified("job_progress")) (job_id, batch_size, rows_total) VALUES ($1, $2, $3)
+            ON CONFLICT DO NOTHING
+            """,
+            [context.job.id, payload.batchSize, payload.rowsTotal])
         let row = try await connection.query(
             """
             SELECT cursor, rows_done, rows_changed, batches_done, batch_size, rows_total
@@ -117,8 +253,6 @@ struct BatchRunner {
             maximum: payload.maxBatchSize)
     }
 
-    private var table: String { payload.table }
-    private var key: String { quoteIdentifier(payload.key) }
     private var progressTable: String { schema.qualified("job_progress") }
 
     enum BatchResult {
@@ -151,7 +285,8 @@ struct BatchRunner {
                 do {
                     result = try await runBatch(attempt: attempt)
                     break
-                } catch let failure as BatchFailure {
+                } catch var failure as BatchFailure {
+                    (failure.first, failure.last) = await nextBounds()
                     try await recordFailedBatch(failure, attempt: attempt)
                     let bounds = "keys \(failure.first ?? "?")..\(failure.last ?? "?")"
                     guard failure.retryable, attempt < payload.maxAttempts else {
@@ -193,91 +328,117 @@ struct BatchRunner {
             #"{"rows_done": \#(rowsDone), "rows_changed": \#(rowsChanged), "batches": \#(batchesDone), "seconds": \#((elapsed * 1000).rounded() / 1000)}"#
     }
 
-    /// One batch: fence, bounds, statement, checkpoint, all in one transaction.
+    static let retryableStates: Set<String> = ["55P03", "57014", "40001", "40P01"]
+
+    /// One batch in three round trips, all in one transaction: (1) reset the session, begin,
+    /// set the timeouts and take the fence; (2) run the batch through the sandbox and write the
+    /// checkpoint, in one statement; (3) commit.
+    ///
+    /// The fence is `FOR KEY SHARE` on the job's row where the lease is still this worker's:
+    /// only the lease holder commits a batch, and a rescue (`FOR UPDATE SKIP LOCKED`) passes the
+    /// job by while a batch is in flight, so the next holder always reads the last committed
+    /// checkpoint. Heartbeats (`FOR NO KEY UPDATE`) do not conflict with it and keep the lease
+    /// fresh through a long batch.
+    ///
+    /// The session is reset (`RESET ALL`) before each batch because SQL run by the previous one
+    /// may have changed settings for the session (`set_config(..., false)`), `search_path`
+    /// included; the checkpoint is part of the batch's own statement, parsed before the batch
+    /// runs, for the same reason.
     private mutating func runBatch(attempt: Int) async throws -> BatchResult {
-        let started = clock.now
-        var first: String?
-        var last: String?
-        try await connection.execute("BEGIN")
+        let size = controller.size
+        let fence = try await connection.execute(
+            """
+            RESET ALL;
+            BEGIN;
+            SET LOCAL lock_timeout = \(payload.lockTimeoutMs);
+            SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
+            SELECT j.control,
+                coalesce((SELECT p.proowner = \(quoteLiteral(sandbox.enqueuer))::pg_catalog.regrole
+                        AND \(BatchSandbox.fingerprintSQL) = \(quoteLiteral(sandbox.fingerprint))
+                    FROM pg_catalog.pg_proc p WHERE p.oid = \(sandbox.oid)), false) AS sandbox_intact
+            FROM \(schema.qualified("jobs")) j
+            WHERE j.id = \(context.job.id) AND j.lease_token = \(context.job.leaseToken) AND j.state = 'running'
+            FOR KEY SHARE OF j
+            """
+        ).last
         do {
-            // The fence: only the current lease holder may commit a batch. The row lock it takes
-            // makes a rescue wait for this commit, so a new holder always reads the latest
-            // checkpoint; and the heartbeat it writes keeps the lease fresh through long batches.
-            let fence = try await connection.query(
-                """
-                UPDATE \(schema.qualified("jobs")) SET heartbeat_at = now()
-                WHERE id = $1 AND lease_token = $2 AND state = 'running'
-                RETURNING control
-                """, [context.job.id, context.job.leaseToken])
-            guard let control = fence.first else { throw JobInterruption.leaseLost }
+            guard let control = fence?.first else { throw JobInterruption.leaseLost }
             if control["control"] == "pause" { throw JobInterruption.paused }
             if control["control"] == "cancel" { throw JobInterruption.cancelled }
-            try await connection.execute(
-                "SET LOCAL lock_timeout = \(payload.lockTimeoutMs); SET LOCAL statement_timeout = \(payload.statementTimeoutMs)")
-            let after = cursor.map { _ in "WHERE \(key) > $2::\(payload.keyType)" } ?? ""
-            var parameters: [any PostgresParameter] = [controller.size]
-            if let cursor { parameters.append(cursor) }
-            // Ordered by the key's own type (b.k), never by its text form: "10" sorts before "9".
-            let bounds = try await connection.query(
-                """
-                WITH batch AS (SELECT \(key) AS k FROM \(table) \(after) ORDER BY \(key) LIMIT $1)
-                SELECT (SELECT b.k::text FROM batch b ORDER BY b.k LIMIT 1) AS first,
-                    (SELECT b.k::text FROM batch b ORDER BY b.k DESC LIMIT 1) AS last, (SELECT count(*) FROM batch) AS n
-                """, parameters
-            ).first!
-            let rows = try bounds.int("n")
-            guard rows > 0 else {
-                try await connection.execute("COMMIT")
-                return .done
+            guard try control.bool("sandbox_intact") else {
+                throw JobFailure(
+                    "job \(context.job.id): the batch function was changed by SQL the job ran (its owner, body or settings); "
+                        + "the job stops rather than run anything else")
             }
-            first = bounds["first"]
-            last = bounds["last"]
-            let changed: Int
+            let rates = recent.reduce((rows: 0, seconds: 0.0)) { ($0.rows + $1.rows, $0.seconds + $1.seconds) }
+            let batch: PostgresRow
             do {
-                changed = try await connection.query(payload.statement, [first, last]).affectedRows ?? 0
-            } catch let error as PostgresError {
+                batch = try await connection.query(
+                    """
+                    WITH b AS MATERIALIZED (SELECT * FROM pg_temp.godwit_batch($2, $3)),
+                    p AS (
+                        UPDATE \(progressTable) SET cursor = b.last_key, rows_done = rows_done + b.n,
+                            rows_changed = rows_changed + b.changed, batches_done = batches_done + 1, batch_size = $3,
+                            rows_per_second = ($5 + b.n) / nullif($6 + b.ms / 1000, 0), hold_reason = NULL,
+                            updated_at = now()
+                        FROM b WHERE job_id = $1 AND b.n > 0
+                        RETURNING batches_done
+                    ),
+                    h AS (
+                        INSERT INTO \(schema.qualified("batches"))
+                            (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms)
+                        SELECT $1, p.batches_done, $4, b.first_key, b.last_key, b.n, b.changed, $3, b.ms FROM p, b
+                    )
+                    SELECT b.first_key, b.last_key, b.n, b.changed, b.ms FROM b
+                    """, [context.job.id, cursor, size, attempt, rates.rows, rates.seconds]
+                ).first!
+            } catch let error as PostgresError where error.code == .server {
                 throw BatchFailure(
-                    error: error, first: first, last: last,
-                    retryable: ["55P03", "57014", "40001", "40P01"].contains(error.sqlState ?? ""))
+                    error: error, first: nil, last: nil, retryable: Self.retryableStates.contains(error.sqlState ?? ""))
             }
-            let duration = clock.now - started
-            let size = controller.size
-            var next = controller
-            next.record(rows: rows, duration: duration)
-            try await connection.query(
-                """
-                WITH p AS (
-                    UPDATE \(progressTable) SET cursor = $2, rows_done = rows_done + $3, rows_changed = rows_changed + $4,
-                        batches_done = batches_done + 1, batch_size = $5, rows_per_second = $6, hold_reason = NULL,
-                        updated_at = now()
-                    WHERE job_id = $1
-                    RETURNING batches_done
-                )
-                INSERT INTO \(schema.qualified("batches"))
-                    (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms)
-                SELECT $1, p.batches_done, $7, $8, $2, $3, $4, $9, $10 FROM p
-                """,
-                [
-                    context.job.id, last, rows, changed, next.size, rate(adding: rows, duration.seconds), attempt, first,
-                    size, duration.milliseconds,
-                ])
             try await connection.execute("COMMIT")
-            controller = next
+            let rows = try batch.int("n")
+            guard rows > 0 else { return .done }
+            let changed = try batch.int("changed")
+            let duration = Duration.milliseconds(try batch.double("ms"))
+            controller.record(rows: rows, duration: duration)
+            let first = batch["first_key"] ?? ""
+            let last = batch["last_key"] ?? ""
             cursor = last
             rowsDone += Int64(rows)
             rowsChanged += Int64(changed)
             batchesDone += 1
-            return .committed(rows: rows, changed: changed, first: first ?? "", last: last ?? "", duration: duration)
+            return .committed(rows: rows, changed: changed, first: first, last: last, duration: duration)
         } catch {
-            if await connection.isOpen { _ = try? await connection.execute("ROLLBACK") }
-            if let postgres = error as? PostgresError, !(error is BatchFailure), postgres.code == .server {
-                // A failure outside the statement (the bounds query timing out on a lock, say).
+            await connection.cleanup("ROLLBACK")
+            if let postgres = error as? PostgresError, postgres.code == .server {
                 throw BatchFailure(
-                    error: postgres, first: first, last: last,
-                    retryable: ["55P03", "57014", "40001", "40P01"].contains(postgres.sqlState ?? ""))
+                    error: postgres, first: nil, last: nil, retryable: Self.retryableStates.contains(postgres.sqlState ?? ""))
             }
             throw error
         }
+    }
+
+    /// The keys the next batch covers, read as the enqueuer, to name a failed batch.
+    private func nextBounds() async -> (first: String?, last: String?) {
+        let after = cursor.map { _ in "WHERE \(sandbox.keySQL) > $2::\(sandbox.keyType)" } ?? ""
+        var parameters: [any PostgresParameter] = [controller.size]
+        if let cursor { parameters.append(cursor) }
+        var row: PostgresRow?
+        do {
+            try await connection.execute("RESET ALL; SET ROLE \(quoteIdentifier(sandbox.enqueuer))")
+            row = try await connection.query(
+                """
+                WITH batch AS (SELECT \(sandbox.keySQL) AS k FROM \(sandbox.relation) \(after) ORDER BY \(sandbox.keySQL) LIMIT $1)
+                SELECT (SELECT b.k::text FROM batch b ORDER BY b.k LIMIT 1) AS first,
+                    (SELECT b.k::text FROM batch b ORDER BY b.k DESC LIMIT 1) AS last
+                """, parameters
+            ).first
+        } catch {
+            row = nil
+        }
+        await connection.cleanup("RESET ROLE")
+        return (row?["first"], row?["last"])
     }
 
     /// Rows a second over the recent batches, with this one.
@@ -300,6 +461,9 @@ struct BatchRunner {
     /// Holds (state stays running) while a standby lags or autovacuum works on the table,
     /// showing why in `godwit.progress`. Returns true when it held.
     private mutating func holdIfNeeded() async throws -> Bool {
+        // Looked at most once a second while not holding: the check costs a round trip.
+        if holding == nil, let lastHoldCheck, clock.now - lastHoldCheck < .seconds(1) { return false }
+        lastHoldCheck = clock.now
         let row = try await connection.query(
             """
             SELECT

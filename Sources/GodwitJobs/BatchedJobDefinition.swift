@@ -1,4 +1,5 @@
 import Foundation
+import GodwitMigrations
 import GodwitPostgres
 
 /// A batched data migration as written in a `jobs/*.sql` file:
@@ -136,17 +137,29 @@ public struct BatchedJobDefinition: Sendable, Equatable {
     }
 
     /// Checks the definition against the live database and enqueues it, returning the job's id.
-    /// The statement is prepared first so that a syntax error is reported at its line in the file.
+    ///
+    /// Nothing of the statement runs: it must be one statement (a second one is refused with
+    /// its line), and it is parsed and analysed with the extended protocol's Parse and Describe,
+    /// which accept exactly one statement and execute nothing, so that a syntax error is
+    /// reported at its line in the file.
     public func enqueue(file: String, schema: QueueSchema, on connection: Connection) async throws -> Int64 {
+        let statements = SQLSplitter.split(statement)
+        if statements.count > 1 {
+            throw ParseError(
+                file: file, line: statementLine + statements[1].startLine - 1,
+                message: "a batched job holds exactly one statement; a second one starts here")
+        }
+        if statement.contains(";") {
+            throw ParseError(
+                file: file, line: statementLine + (statement.prefix { $0 != ";" }.filter { $0 == "\n" }.count),
+                message: "the statement may not contain \";\" (write chr(59) for a semicolon inside a string)")
+        }
         do {
-            try await connection.execute("PREPARE godwit_definition_check AS \(statement)")
-            try await connection.execute("DEALLOCATE godwit_definition_check")
+            _ = try await connection.describe(statement)
         } catch let error as PostgresError {
             var line = statementLine
             if let position = error.position {
-                // The position counts from the start of "PREPARE ... AS ".
-                let offset = position - "PREPARE godwit_definition_check AS ".count
-                line += statement.unicodeScalars.prefix(max(offset - 1, 0)).filter { $0 == "\n" }.count
+                line += statement.unicodeScalars.prefix(max(position - 1, 0)).filter { $0 == "\n" }.count
             }
             throw ParseError(file: file, line: line, message: error.description)
         }

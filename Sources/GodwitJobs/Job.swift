@@ -19,10 +19,14 @@ public struct ClaimedJob: Sendable {
     public var maxAttempts: Int
     /// The token of this claim. Every write for the job requires it to be current.
     public var leaseToken: Int64
+    /// The role that enqueued the job: the job runs with its rights.
+    public var enqueuedBy: String
 
     public init(
-        id: Int64, kind: String, name: String, payload: String, attempt: Int, maxAttempts: Int, leaseToken: Int64
+        id: Int64, kind: String, name: String, payload: String, attempt: Int, maxAttempts: Int, leaseToken: Int64,
+        enqueuedBy: String
     ) {
+        self.enqueuedBy = enqueuedBy
         self.id = id
         self.kind = kind
         self.name = name
@@ -33,8 +37,9 @@ public struct ClaimedJob: Sendable {
     }
 }
 
-/// One row of `godwit job list` / `show`.
-public struct JobRecord: Sendable, Codable {
+/// One row of `godwit job list` / `show`. As JSON, `payload` and `result` are JSON values,
+/// `percent` a number and timestamps ISO 8601.
+public struct JobRecord: Sendable, Encodable {
     public var id: Int64
     public var kind: String
     public var name: String
@@ -46,18 +51,32 @@ public struct JobRecord: Sendable, Codable {
     public var lastError: String?
     public var workerID: String?
     public var heartbeatAt: String?
-    public var percent: String?
+    public var percent: Double?
     public var createdAt: String
     public var startedAt: String?
     public var finishedAt: String?
-    public var payload: String
-    public var result: String?
+    public var payload: JSONValue
+    public var result: JSONValue?
+    public var enqueuedBy: String
+
+    enum CodingKeys: String, CodingKey {
+        case id, kind, name, state, priority, attempts, percent, payload, result
+        case maxAttempts = "max_attempts"
+        case runAt = "run_at"
+        case lastError = "last_error"
+        case workerID = "worker_id"
+        case heartbeatAt = "heartbeat_at"
+        case createdAt = "created_at"
+        case startedAt = "started_at"
+        case finishedAt = "finished_at"
+        case enqueuedBy = "enqueued_by"
+    }
 
     init(row: PostgresRow) throws {
         id = try row.int64("id")
         kind = try row.string("kind")
         name = try row.string("name")
-        state = JobState(rawValue: try row.string("state")) ?? .failed
+        state = try JobState(text: try row.string("state"), job: id)
         priority = try row.int("priority")
         attempts = try row.int("attempts")
         maxAttempts = try row.int("max_attempts")
@@ -65,11 +84,53 @@ public struct JobRecord: Sendable, Codable {
         lastError = row["last_error"]
         workerID = row["worker_id"]
         heartbeatAt = row["heartbeat_at"]
-        percent = row["percent"]
+        percent = row["percent"].flatMap(Double.init)
         createdAt = try row.string("created_at")
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
-        payload = try row.string("payload")
-        result = row["result"]
+        payload = try JSONValue(parsing: try row.string("payload"))
+        result = try row["result"].map(JSONValue.init(parsing:))
+        enqueuedBy = try row.string("enqueued_by")
     }
+}
+
+extension JobState {
+    /// A state read from the database; one this build does not know is an error naming the
+    /// job, never silently another state.
+    init(text: String, job id: Int64) throws {
+        guard let state = JobState(rawValue: text) else {
+            throw PostgresError(
+                code: .client, message: "job \(id) is in state \"\(text)\", which this godwit does not know: upgrade godwit")
+        }
+        self = state
+    }
+}
+
+/// One reading of `<schema>.progress`, as `godwit job watch` shows it.
+public struct JobProgress: Sendable {
+    public var name: String
+    public var state: String
+    public var percent: Double
+    public var rowsDone: Int64?
+    public var rowsTotal: Int64?
+    public var rowsPerSecond: Double?
+    public var etaSeconds: Double?
+    public var batchSize: Int?
+    public var holdReason: String?
+    public var lastError: String?
+
+    init(row: PostgresRow) {
+        name = row["name"] ?? ""
+        state = row["state"] ?? "?"
+        percent = row["percent"].flatMap(Double.init) ?? 0
+        rowsDone = row["rows_done"].flatMap { Int64($0) }
+        rowsTotal = row["rows_total"].flatMap { Int64($0) }
+        rowsPerSecond = row["rate"].flatMap(Double.init)
+        etaSeconds = row["eta"].flatMap(Double.init)
+        batchSize = row["batch_size"].flatMap { Int($0) }
+        holdReason = row["hold_reason"]
+        lastError = row["last_error"]
+    }
+
+    public var finished: Bool { ["succeeded", "failed", "cancelled"].contains(state) }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitMigrations
 import GodwitPostgres
 import Logging
 
@@ -36,9 +37,23 @@ public struct JobContext: Sendable {
     public let job: ClaimedJob
     public let logger: Logger
     public let queue: JobQueue
-    /// The database, for handlers that need a connection of their own for the job.
+    /// The worker's connections; a job's own work goes through `withSession`.
+    public let pool: ConnectionPool
+    /// The database, for client programs (pg_dump) that connect by themselves.
     public let databaseURL: String
     let signals: JobSignals
+
+    public init(
+        job: ClaimedJob, logger: Logger, queue: JobQueue, pool: ConnectionPool, databaseURL: String,
+        signals: JobSignals = JobSignals()
+    ) {
+        self.job = job
+        self.logger = logger
+        self.queue = queue
+        self.pool = pool
+        self.databaseURL = databaseURL
+        self.signals = signals
+    }
 
     /// Throws a `JobInterruption` when the job must stop here.
     public func checkpoint() throws {
@@ -110,8 +125,12 @@ public struct SleepJob: JobHandler {
     }
 }
 
-/// Runs one SQL script on a connection of its own: one-off maintenance in the background, with
-/// the queue's retries. Payload: `{"sql": "VACUUM ANALYZE media"}`.
+/// Runs one SQL script: one-off maintenance in the background, with the queue's retries.
+/// Payload: `{"sql": "UPDATE ..."}`.
+///
+/// The script runs with the rights of the role that enqueued the job (see `EnqueuerRole`), in
+/// one transaction. A lone `VACUUM`, `ANALYZE`, `CREATE INDEX CONCURRENTLY` and the like,
+/// which cannot run in a transaction, runs by itself at the top level instead.
 public struct SQLJob: JobHandler {
     public let kind = "sql"
     public init() {}
@@ -122,10 +141,31 @@ public struct SQLJob: JobHandler {
 
     public func run(_ context: JobContext) async throws -> String? {
         let payload = try context.payload(as: Payload.self)
-        let connection = try await Connection.connect(context.databaseURL, applicationName: "godwit worker (sql)")
-        defer { Task { await connection.close() } }
-        let results = try await connection.execute(payload.sql)
-        let affected = results.compactMap(\.affectedRows).reduce(0, +)
-        return #"{"statements": \#(results.count), "rows_affected": \#(affected)}"#
+        let statements = SQLSplitter.split(payload.sql).map(\.text)
+        guard !statements.isEmpty else { throw InvalidPayload("job \(context.job.id): the sql payload holds no statement") }
+        let affected = try await context.withSession { connection in
+            if statements.count == 1, EnqueuerRole.mustRunAtTopLevel(statements[0]) {
+                return try await connection.query(statements[0]).affectedRows ?? 0
+            }
+            if let topLevel = statements.first(where: EnqueuerRole.mustRunAtTopLevel) {
+                throw InvalidPayload(
+                    "job \(context.job.id): \(EnqueuerRole.leadingWords(topLevel, count: 3).joined(separator: " ")) "
+                        + "cannot run inside a transaction; enqueue it as a job of its own")
+            }
+            try await EnqueuerRole.createScriptRunner(on: connection)
+            return try await connection.query("SELECT pg_temp.godwit_run_sql($1) AS n", [payload.sql]).first?.int("n") ?? 0
+        }
+        return #"{"statements": \#(statements.count), "rows_affected": \#(affected)}"#
+    }
+}
+
+extension JobContext {
+    /// Lends a connection on which the job runs as the role that enqueued it. The session is
+    /// reset (`DISCARD ALL`) when it goes back to the pool, whatever the job did to it.
+    public func withSession<T: Sendable>(_ body: (Connection) async throws -> T) async throws -> T {
+        try await pool.withConnection(discardingState: true) { connection in
+            try await EnqueuerRole.assume(for: job, on: connection)
+            return try await body(connection)
+        }
     }
 }

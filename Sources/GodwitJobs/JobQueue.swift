@@ -53,14 +53,28 @@ public struct JobQueue: Sendable {
         try await connection.query("\(recordSelect) WHERE j.id = $1", [id]).first.map(JobRecord.init)
     }
 
+    /// Timestamps come as ISO 8601 (`to_json` of a timestamptz), JSON columns as JSON text.
     private var recordSelect: String {
         """
         SELECT j.id, j.kind, j.name, j.state::text AS state, j.priority, j.attempts, j.max_attempts,
-            j.run_at::text AS run_at, j.last_error, j.worker_id, j.heartbeat_at::text AS heartbeat_at,
-            p.percent::text AS percent, j.created_at::text AS created_at, j.started_at::text AS started_at,
-            j.finished_at::text AS finished_at, j.payload::text AS payload, j.result::text AS result
+            to_json(j.run_at)#>>'{}' AS run_at, j.last_error, j.worker_id, to_json(j.heartbeat_at)#>>'{}' AS heartbeat_at,
+            p.percent::float8 AS percent, to_json(j.created_at)#>>'{}' AS created_at,
+            to_json(j.started_at)#>>'{}' AS started_at, to_json(j.finished_at)#>>'{}' AS finished_at,
+            j.payload::text AS payload, j.result::text AS result, j.enqueued_by::text AS enqueued_by
         FROM \(jobs) j JOIN \(schema.qualified("progress")) p ON p.id = j.id
         """
+    }
+
+    /// One reading of `<schema>.progress` for a job, or nil when there is no such job.
+    public func progress(of id: Int64, on connection: Connection) async throws -> JobProgress? {
+        try await connection.query(
+            """
+            SELECT state::text AS state, percent::float8 AS percent, rows_done, rows_total,
+                rows_per_second::float8 AS rate, extract(epoch FROM eta)::float8 AS eta, batch_size,
+                hold_reason, last_error, name
+            FROM \(schema.qualified("progress")) WHERE id = $1
+            """, [id]
+        ).first.map(JobProgress.init)
     }
 
     // MARK: The worker's side
@@ -81,13 +95,15 @@ public struct JobQueue: Sendable {
             SET state = 'running', attempts = j.attempts + 1, worker_id = $2, lease_token = j.lease_token + 1,
                 heartbeat_at = now(), started_at = coalesce(j.started_at, now()), control = NULL
             FROM next WHERE j.id = next.id
-            RETURNING j.id, j.kind, j.name, j.payload::text AS payload, j.attempts, j.max_attempts, j.lease_token
+            RETURNING j.id, j.kind, j.name, j.payload::text AS payload, j.attempts, j.max_attempts, j.lease_token,
+                j.enqueued_by::text AS enqueued_by
             """, [limit, workerID])
         return try result.rows.map { row in
             ClaimedJob(
                 id: try row.int64("id"), kind: try row.string("kind"), name: try row.string("name"),
                 payload: try row.string("payload"), attempt: try row.int("attempts"),
-                maxAttempts: try row.int("max_attempts"), leaseToken: try row.int64("lease_token"))
+                maxAttempts: try row.int("max_attempts"), leaseToken: try row.int64("lease_token"),
+                enqueuedBy: try row.string("enqueued_by"))
         }.sorted { $0.id < $1.id }
     }
 
@@ -126,10 +142,14 @@ public struct JobQueue: Sendable {
                     finished_at = now(), heartbeat_at = NULL, control = NULL \(fence)
                 """, [job.id, job.leaseToken, error, result])
         case .retry(let error, let delay):
+            // A pause or cancel requested since the last heartbeat is honoured, not dropped.
             changed = try await connection.query(
                 """
-                UPDATE \(jobs) SET state = 'queued', last_error = $3, run_at = now() + make_interval(secs => $4),
-                    worker_id = NULL, heartbeat_at = NULL \(fence)
+                UPDATE \(jobs) SET state = CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled'
+                        ELSE 'queued' END::\(schema.quoted).job_state,
+                    finished_at = CASE WHEN control = 'cancel' THEN now() END,
+                    last_error = $3, run_at = now() + make_interval(secs => $4),
+                    worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)
                 """, [job.id, job.leaseToken, error, delay.seconds])
         case .paused:
             changed = try await connection.query(
@@ -180,15 +200,18 @@ public struct JobQueue: Sendable {
     public enum LeaseStatus: Sendable, Equatable {
         /// Renewed; with the pause or cancel requested for the job, if any.
         case renewed(control: String?)
-        /// Held, but the row is locked right now (a batch commits with its own heartbeat, or a
-        /// control function is running): nothing to do this time.
+        /// Held, but the row is locked right now (a control function is updating it): nothing
+        /// to do this time.
         case busy
         /// No longer ours: the job was rescued, finished or changed hands.
         case lost
     }
 
-    /// Renews the leases of running jobs. Rows locked by another transaction are skipped
-    /// rather than waited for: a batched job's batch renews its own lease when it commits.
+    /// Renews the leases of running jobs, never waiting on a lock.
+    ///
+    /// A batch in flight holds its job's row `FOR KEY SHARE`, which a heartbeat's
+    /// `FOR NO KEY UPDATE` does not conflict with, so a long batch's lease stays fresh. Rows that
+    /// are locked more strongly (a control function's update) are skipped this time.
     public func heartbeat(
         _ leases: [(id: Int64, token: Int64)], on connection: Connection
     ) async throws -> [Int64: LeaseStatus] {
@@ -227,10 +250,21 @@ public struct JobQueue: Sendable {
     /// Requeues running jobs whose heartbeat is older than `leaseTimeout`: their worker died
     /// or lost the database. A pause or cancel requested meanwhile is honoured, and a job with
     /// no attempts left fails. Returns the ids rescued.
+    ///
+    /// Never waits on a lock: rows locked by anyone (a batch in flight holds its job's row
+    /// `FOR KEY SHARE`, a control function updates it) are skipped, and come up again at the
+    /// next rescue. A live worker's batch therefore always commits before its job can be
+    /// rescued; a stopped worker's transaction is ended by the server's
+    /// `idle_in_transaction_session_timeout`, which releases the row.
     public func rescueExpired(leaseTimeout: Duration, on connection: Connection) async throws -> [Int64] {
         let result = try await connection.query(
             """
-            UPDATE \(jobs) SET
+            WITH expired AS (
+                SELECT id FROM \(jobs)
+                WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
+                FOR UPDATE SKIP LOCKED
+            )
+            UPDATE \(jobs) j SET
                 state = CASE
                     WHEN control = 'cancel' THEN 'cancelled'
                     WHEN control = 'pause' THEN 'paused'
@@ -240,8 +274,8 @@ public struct JobQueue: Sendable {
                     THEN now() END,
                 last_error = format('lease expired: worker %s stopped heartbeating at %s', worker_id, heartbeat_at),
                 worker_id = NULL, heartbeat_at = NULL, control = NULL, run_at = now()
-            WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
-            RETURNING id
+            FROM expired WHERE j.id = expired.id
+            RETURNING j.id
             """, [leaseTimeout.seconds])
         return try result.rows.map { try $0.int64("id") }
     }

@@ -2,7 +2,9 @@ import Synchronization
 
 /// The interruptions the worker has decided on for its running jobs, read by their handlers at
 /// checkpoints: a pause or cancel seen in the heartbeat, a lost lease, or shutdown.
-final class JobSignals: Sendable {
+public final class JobSignals: Sendable {
+    public init() {}
+
     private struct State {
         var perJob: [Int64: JobInterruption] = [:]
         var shutdown = false

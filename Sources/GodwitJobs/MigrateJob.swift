@@ -101,8 +101,28 @@ public struct MigrateJob: JobHandler {
     public func run(_ context: JobContext) async throws -> String? {
         let payload = try context.payload(as: MigratePayload.self)
         let source = try payload.migrationSource(jobID: context.job.id)
-        let connection = try await Connection.connect(context.databaseURL, applicationName: "godwit worker (migrate)")
-        defer { Task { await connection.close() } }
+        return try await context.withSession { connection in
+            try await requireEnqueuerIsWorker(context.job, on: connection)
+            return try await migrate(payload, source: source, context: context, on: connection)
+        }
+    }
+
+    /// A migration is a script run at the top level, where `RESET ROLE` would give it the
+    /// worker's own rights: so a migrate job runs only when its enqueuer is the worker's own
+    /// role, whose rights it then has anyway.
+    private func requireEnqueuerIsWorker(_ job: ClaimedJob, on connection: Connection) async throws {
+        let worker = try await connection.query("SELECT session_user::text AS u").first?.string("u") ?? ""
+        guard worker == job.enqueuedBy else {
+            throw JobFailure(
+                "job \(job.id) (migrate) was enqueued by role \(job.enqueuedBy), but this worker connects as \(worker): "
+                    + "a migration could leave the enqueuer's role with RESET ROLE, so migrate jobs run only on a worker "
+                    + "that connects as the role that enqueued them")
+        }
+    }
+
+    private func migrate(
+        _ payload: MigratePayload, source: MigrationSource, context: JobContext, on connection: Connection
+    ) async throws -> String? {
         var report = Report()
         if payload.backup {
             let backup = try await backups.create(
@@ -121,6 +141,7 @@ public struct MigrateJob: JobHandler {
                 on: connection, targetVersion: payload.targetVersion, ignoreMissing: payload.ignoreMissing,
                 beforeEach: { try context.checkpoint() }
             ) { event in
+                guard event.action == .applied else { return }
                 report.applied.append(
                     AppliedEntry(
                         version: event.version, description: event.description,

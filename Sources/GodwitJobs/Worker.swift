@@ -16,8 +16,8 @@ public struct WorkerConfiguration: Sendable {
     public var pollInterval: Duration = .seconds(5)
     /// A running job whose heartbeat is older than this is rescued by any worker.
     public var leaseTimeout: Duration = .seconds(30)
-    /// How long SIGTERM waits for running jobs to reach a checkpoint before cancelling them.
-    public var shutdownTimeout: Duration = .seconds(30)
+    /// How long starting up keeps trying to reach the database (a server that is starting).
+    public var connectTimeout: Duration = .seconds(10)
     /// Exit once no job is running here, none is due within `pollInterval`, and no job of a
     /// dead worker awaits rescue.
     public var drain = false
@@ -34,6 +34,26 @@ public struct WorkerConfiguration: Sendable {
     /// Heartbeats come three times a lease, and at least every 2 s so that pause and cancel
     /// requests are seen soon.
     public var heartbeatInterval: Duration { min(leaseTimeout / 3, .seconds(2)) }
+
+    /// How the worker's sessions are opened. A session left idle inside a transaction (a worker
+    /// stopped with SIGSTOP in the middle of a batch) is ended by the server after two leases,
+    /// which releases the job's row so that another worker can rescue it.
+    public var sessionOptions: SessionOptions {
+        var options = SessionOptions()
+        options.applicationName = "godwit worker"
+        options.connectTimeout = connectTimeout
+        options.idleInTransactionSessionTimeout = max(leaseTimeout * 2, .seconds(5))
+        return options
+    }
+
+    /// A pool that fits this worker: one connection per concurrent job, and four for claims,
+    /// recording outcomes, heartbeats and rescues.
+    public func makePool() -> ConnectionPool {
+        ConnectionPool(
+            configuration: .init(
+                conninfo: databaseURL, options: sessionOptions, maximumConnections: concurrency + 4,
+                connectRetry: .connecting(for: connectTimeout)))
+    }
 
     static func defaultWorkerID() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
@@ -60,33 +80,36 @@ public struct JobFailure: Error, CustomStringConvertible, Sendable {
 /// `godwit worker`: claims jobs from the queue and runs them, until shutdown (or, when
 /// draining, until nothing is left to run).
 ///
-/// Three connections of its own: one LISTENs for new jobs, one claims and records outcomes, one
-/// renews leases and rescues the jobs of dead workers. Handlers open their own connection when
-/// a job needs one, so a long statement never holds up claims or heartbeats.
+/// Its connections come from a `ConnectionPool`: claims, recorded outcomes, heartbeats and
+/// rescues each lease one, and so does every running job, so a long statement never holds up
+/// claims or heartbeats. One more connection, of its own, LISTENs for new jobs.
+///
+/// Stopping follows swift-service-lifecycle: graceful shutdown (SIGTERM, or `shutdown()`) stops
+/// claiming and lets running jobs stop at their next checkpoint and go back to the queue;
+/// cancelling the task (the service group's `maximumGracefulShutdownDuration` passing) cancels
+/// their statements at once, and they go back to the queue all the same.
 public final class Worker: Service {
     public let configuration: WorkerConfiguration
     private let handlers: [String: any JobHandler]
     private let logger: Logger
     private let queue: JobQueue
+    private let pool: ConnectionPool
     private let signals = JobSignals()
     private let wake = WakeSignal()
     private let running = Mutex<[Int64: ClaimedJob]>([:])
-    private let claimConnection: ManagedConnection
-    /// Records successes, batched, beside the claims rather than behind them.
-    private let completeConnection: ManagedConnection
     private let completions = CompletionBatch()
     private let clock = ContinuousClock()
 
-    public init(configuration: WorkerConfiguration, handlers: [any JobHandler], logger: Logger) {
+    /// - Parameter pool: where the worker's connections come from; run it in the same service
+    ///   group, before the worker (`configuration.makePool()` makes one that fits).
+    public init(configuration: WorkerConfiguration, pool: ConnectionPool, handlers: [any JobHandler], logger: Logger) {
         self.configuration = configuration
+        self.pool = pool
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { _, last in last })
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerID)"
         self.logger = logger
         self.queue = JobQueue(schema: configuration.schema)
-        self.claimConnection = ManagedConnection(url: configuration.databaseURL, purpose: "claim", logger: logger)
-        self.completeConnection = ManagedConnection(
-            url: configuration.databaseURL, purpose: "complete", logger: logger)
     }
 
     /// Asks the worker to stop as on SIGTERM: stop claiming, hand running jobs back at
@@ -104,9 +127,16 @@ public final class Worker: Service {
         }
     }
 
+    private var stopping: Bool { signals.isShuttingDown || Task.isCancelled }
+
     private func serve() async throws {
-        try await retryingConnection("install the schema") {
-            try await self.claimConnection.run { try await self.configuration.schema.install(on: $0) }
+        // Installing is the first contact with the database: a server that is still starting
+        // is waited for (up to the connect timeout), anything else fails the start at once.
+        try await RetryPolicy.connecting(for: configuration.connectTimeout).run(onRetry: { error, _ in
+            self.logger.warning("cannot reach the database yet; retrying", metadata: ["error": "\(error)"])
+        }) {
+            if self.signals.isShuttingDown { throw CancellationError() }
+            try await self.pool.withConnection { try await self.configuration.schema.install(on: $0) }
         }
         logger.info(
             "worker started",
@@ -116,12 +146,11 @@ public final class Worker: Service {
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.listenLoop() }
             background.addTask { await self.heartbeatLoop() }
+            background.addTask { await self.rescueLoop() }
             background.addTask { await self.completions.flushLoop { await self.recordSuccesses($0) } }
             await self.dispatchLoop()
             background.cancelAll()
         }
-        await claimConnection.close()
-        await completeConnection.close()
         logger.info("worker stopped")
     }
 
@@ -131,14 +160,14 @@ public final class Worker: Service {
 
     private func dispatchLoop() async {
         await withDiscardingTaskGroup { jobs in
-            while !signals.isShuttingDown {
+            while !stopping {
                 let free = configuration.concurrency - runningCount
                 // Whether the last claim came back short, so the queue holds nothing more that
                 // is due; only then is it worth asking when the next job will be.
                 var sawEverythingDue = false
                 if free > 0 {
                     do {
-                        let claimed = try await claimConnection.run {
+                        let claimed = try await pool.withConnection {
                             try await self.queue.claim(limit: free, workerID: self.configuration.workerID, on: $0)
                         }
                         for job in claimed {
@@ -148,6 +177,7 @@ public final class Worker: Service {
                         sawEverythingDue = claimed.count < free
                         if !sawEverythingDue { continue }
                     } catch {
+                        if stopping { break }
                         logger.warning("claiming failed; retrying", metadata: ["error": "\(error)"])
                         await wake.wait(timeout: .seconds(1))
                         continue
@@ -157,34 +187,30 @@ public final class Worker: Service {
                 if sawEverythingDue, let due = try? await nextDue() {
                     if configuration.drain && runningCount == 0 && (due.map { $0 > timeout } ?? true) {
                         // A job whose worker died is about to be rescued: drain waits for it.
-                        let orphans = try? await claimConnection.run {
+                        // Not knowing (the query failed) is no reason to stop either.
+                        let orphans = try? await pool.withConnection {
                             try await self.queue.hasExpiredLeases(leaseTimeout: self.configuration.leaseTimeout, on: $0)
                         }
-                        if orphans != true { break }
+                        if orphans == false { break }
                     }
                     if let due { timeout = min(timeout, max(due, .milliseconds(5))) }
                 }
                 await wake.wait(timeout: timeout)
             }
-            if signals.isShuttingDown && runningCount > 0 {
+            if runningCount > 0 {
                 logger.notice(
-                    "shutting down: waiting for running jobs to reach a checkpoint",
+                    Task.isCancelled
+                        ? "cancelled: stopping running jobs now"
+                        : "shutting down: waiting for running jobs to reach a checkpoint",
                     metadata: ["running": "\(runningCount)"])
-                let deadline = clock.now + configuration.shutdownTimeout
-                while runningCount > 0 && clock.now < deadline {
-                    try? await Task.sleep(for: .milliseconds(20))
-                }
-                if runningCount > 0 {
-                    logger.warning("shutdown timeout passed: cancelling running jobs", metadata: ["running": "\(runningCount)"])
-                    jobs.cancelAll()
-                }
             }
+            // The group waits for the running jobs; cancelling this task cancels them.
         }
     }
 
     /// How long until the next queued job is due; `.some(nil)` when nothing is queued.
     private func nextDue() async throws -> Duration?? {
-        let seconds = try await claimConnection.run { try await self.queue.secondsUntilNextDue(on: $0) }
+        let seconds = try await pool.withConnection { try await self.queue.secondsUntilNextDue(on: $0) }
         return .some(seconds.map { .milliseconds(Int64($0 * 1000)) })
     }
 
@@ -228,7 +254,7 @@ public final class Worker: Service {
                 result: nil)
         }
         let context = JobContext(
-            job: job, logger: logger, queue: queue, databaseURL: configuration.databaseURL, signals: signals)
+            job: job, logger: logger, queue: queue, pool: pool, databaseURL: configuration.databaseURL, signals: signals)
         do {
             return .succeeded(result: try await handler.run(context))
         } catch let interruption as JobInterruption {
@@ -260,41 +286,36 @@ public final class Worker: Service {
         }
     }
 
-    /// Writes the outcome, retrying while the database is unreachable (a restart) for up to a
-    /// lease: after that the job is rescued anyway.
+    /// How recording an outcome retries while the database is unreachable (a restart): for up
+    /// to a lease, after which the job is rescued anyway.
+    private var recordRetry: RetryPolicy {
+        RetryPolicy(backoff: Backoff(base: .milliseconds(50), max: .seconds(2)), deadline: configuration.leaseTimeout)
+    }
+
+    /// Writes the outcome. Returns false when the lease was lost meanwhile or it could not be
+    /// written.
     private func record(_ job: ClaimedJob, _ outcome: JobQueue.Outcome) async -> Bool {
-        let deadline = clock.now + configuration.leaseTimeout
-        var delay = Duration.milliseconds(50)
-        while true {
-            do {
-                return try await claimConnection.run { try await self.queue.finish(job, outcome, on: $0) }
-            } catch let error as PostgresError where error.isTransient && clock.now < deadline {
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(2))
-            } catch {
-                logger.error("could not record the job's outcome", metadata: ["job": "\(job.id)", "error": "\(error)"])
-                return false
+        do {
+            return try await recordRetry.run {
+                try await self.pool.withConnection { try await self.queue.finish(job, outcome, on: $0) }
             }
+        } catch {
+            logger.error("could not record the job's outcome", metadata: ["job": "\(job.id)", "error": "\(error)"])
+            return false
         }
     }
 
-    /// Writes a batch of successes, retrying while the database is unreachable for up to a
-    /// lease; returns the ids recorded.
+    /// Writes a batch of successes; returns the ids recorded.
     private func recordSuccesses(_ entries: [CompletionBatch.Entry]) async -> Set<Int64> {
-        let deadline = clock.now + configuration.leaseTimeout
-        var delay = Duration.milliseconds(50)
-        while true {
-            do {
-                return try await completeConnection.run {
+        do {
+            return try await recordRetry.run {
+                try await self.pool.withConnection {
                     try await self.queue.finishSucceeded(entries.map { ($0.job, $0.result) }, on: $0)
                 }
-            } catch let error as PostgresError where error.isTransient && clock.now < deadline {
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(2))
-            } catch {
-                logger.error("could not record finished jobs", metadata: ["count": "\(entries.count)", "error": "\(error)"])
-                return []
             }
+        } catch {
+            logger.error("could not record finished jobs", metadata: ["count": "\(entries.count)", "error": "\(error)"])
+            return []
         }
     }
 
@@ -329,39 +350,40 @@ public final class Worker: Service {
     /// catch up on what was missed; a quiet connection is pinged so a dead one is noticed.
     private func listenLoop() async {
         var delay = Duration.milliseconds(100)
+        var options = configuration.sessionOptions
+        options.applicationName = "godwit worker (listen)"
         while !Task.isCancelled {
+            var connection: Connection?
             do {
-                let connection = try await Connection.connect(
-                    configuration.databaseURL, applicationName: "godwit worker (listen)")
-                defer { Task { await connection.close() } }
-                try await connection.listen(configuration.schema.channel)
+                let listener = try await Connection.connect(configuration.databaseURL, options: options)
+                connection = listener
+                try await listener.listen(configuration.schema.channel)
                 wake.wake()
                 delay = .milliseconds(100)
                 while !Task.isCancelled {
-                    let received = try await connection.notifications(timeout: .seconds(30))
+                    let received = try await listener.notifications(timeout: .seconds(30))
                     if received.isEmpty {
-                        try await connection.query("SELECT 1")
+                        try await listener.query("SELECT 1")
                     } else {
                         wake.wake()
                     }
                 }
-            } catch is CancellationError {
-                return
             } catch {
-                if Task.isCancelled { return }
-                logger.warning("LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
-                try? await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+                if !(error is CancellationError) && !Task.isCancelled {
+                    logger.warning("LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])
+                }
             }
+            await connection?.close()
+            if Task.isCancelled { return }
+            try? await Task.sleep(for: delay)
+            delay = min(delay * 2, .seconds(5))
         }
     }
 
-    /// Renews the leases of this worker's running jobs, passes pause and cancel requests to
-    /// them, rescues jobs of dead workers, and deletes old finished jobs.
+    /// Renews the leases of this worker's running jobs and passes pause and cancel requests to
+    /// them. Never waits on a lock (see `JobQueue.heartbeat`), and has a loop of its own so that
+    /// nothing else (a rescue, a clean-up) can hold it up.
     private func heartbeatLoop() async {
-        let connection = ManagedConnection(url: configuration.databaseURL, purpose: "heartbeat", logger: logger)
-        defer { Task { await connection.close() } }
-        var lastCleanup = clock.now - .seconds(3600)
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: configuration.heartbeatInterval)
@@ -370,7 +392,8 @@ public final class Worker: Service {
             }
             do {
                 let leases = running.withLock { $0.values.map { (id: $0.id, token: $0.leaseToken) } }
-                let answer = try await connection.run { try await self.queue.heartbeat(leases, on: $0) }
+                if leases.isEmpty { continue }
+                let answer = try await pool.withConnection { try await self.queue.heartbeat(leases, on: $0) }
                 for lease in leases where running.withLock({ $0[lease.id] != nil }) {
                     switch answer[lease.id] ?? .lost {
                     case .renewed(let control):
@@ -381,7 +404,24 @@ public final class Worker: Service {
                         signals.set(.leaseLost, for: lease.id)
                     }
                 }
-                let rescued = try await connection.run {
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("heartbeat failed; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Rescues the jobs of workers that stopped heartbeating, and deletes old finished jobs.
+    private func rescueLoop() async {
+        var lastCleanup = clock.now - .seconds(3600)
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: configuration.heartbeatInterval)
+            } catch {
+                return
+            }
+            do {
+                let rescued = try await pool.withConnection {
                     try await self.queue.rescueExpired(leaseTimeout: self.configuration.leaseTimeout, on: $0)
                 }
                 if !rescued.isEmpty {
@@ -392,28 +432,14 @@ public final class Worker: Service {
                 }
                 if clock.now - lastCleanup > .seconds(3600) {
                     lastCleanup = clock.now
-                    let deleted = try await connection.run {
+                    let deleted = try await pool.withConnection {
                         try await self.queue.deleteFinished(olderThan: self.configuration.keepFinished, on: $0)
                     }
                     if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("heartbeat failed; retrying", metadata: ["error": "\(error)"])
-            }
-        }
-    }
-
-    private func retryingConnection(_ what: String, _ body: () async throws -> Void) async throws {
-        var delay = Duration.milliseconds(100)
-        let deadline = clock.now + .seconds(60)
-        while true {
-            do {
-                return try await body()
-            } catch let error as PostgresError where error.isTransient && clock.now < deadline {
-                logger.warning("could not \(what); retrying", metadata: ["error": "\(error)"])
-                try await Task.sleep(for: delay)
-                delay = min(delay * 2, .seconds(5))
+                logger.warning("rescue failed; retrying", metadata: ["error": "\(error)"])
             }
         }
     }

@@ -57,17 +57,10 @@ extension JobCommand {
                 var lastLine = ContinuousClock.now - .seconds(3600)
                 var lastText = ""
                 while true {
-                    guard
-                        let row = try await conn.query(
-                            """
-                            SELECT state::text AS state, percent::float8 AS percent, rows_done, rows_total,
-                                rows_per_second::float8 AS rate, extract(epoch FROM eta)::float8 AS eta, batch_size,
-                                hold_reason, last_error, name
-                            FROM \(schema.qualified("progress")) WHERE id = $1
-                            """, [id]
-                        ).first
-                    else { throw CLIError("no job \(id)") }
-                    let progress = WatchedProgress(row: row)
+                    guard let reading = try await JobQueue(schema: schema).progress(of: id, on: conn) else {
+                        throw CLIError("no job \(id)")
+                    }
+                    let progress = WatchedProgress(reading)
                     if terminal {
                         // One line, cut to the terminal's width, so "\r" always rewrites all of it.
                         let line = String(progress.bar(width: 30).prefix(max(terminalColumns() - 1, 20)))
@@ -110,17 +103,17 @@ struct WatchedProgress {
     var hold: String?
     var lastError: String?
 
-    init(row: PostgresRow) {
-        name = row["name"] ?? ""
-        state = row["state"] ?? "?"
-        percent = row["percent"].flatMap(Double.init) ?? 0
-        rowsDone = row["rows_done"].flatMap { Int64($0) }
-        rowsTotal = row["rows_total"].flatMap { Int64($0) }
-        rate = row["rate"].flatMap(Double.init)
-        eta = row["eta"].flatMap(Double.init)
-        batchSize = row["batch_size"].flatMap { Int($0) }
-        hold = row["hold_reason"]
-        lastError = row["last_error"]
+    init(_ reading: JobProgress) {
+        name = reading.name
+        state = reading.state
+        percent = reading.percent
+        rowsDone = reading.rowsDone
+        rowsTotal = reading.rowsTotal
+        rate = reading.rowsPerSecond
+        eta = reading.etaSeconds
+        batchSize = reading.batchSize
+        hold = reading.holdReason
+        lastError = reading.lastError
     }
 
     var finished: Bool { ["succeeded", "failed", "cancelled"].contains(state) }

@@ -90,24 +90,33 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration.drain = drain
             configuration.pollInterval = .seconds(pollInterval)
             configuration.leaseTimeout = .seconds(leaseTimeout)
-            configuration.shutdownTimeout = .seconds(shutdownTimeout)
+            configuration.connectTimeout = .milliseconds(Int(connection.connectTimeout * 1000))
             configuration.backoff = Backoff(base: .seconds(retryDelay))
             var throttle = BatchThrottle()
             throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
             throttle.holdDuringAutovacuum = holdDuringAutovacuum
             throttle.batchHistory = batchHistory
+            let pool = configuration.makePool()
             let worker = Worker(
-                configuration: configuration,
+                configuration: configuration, pool: pool,
                 handlers: [
                     NoopJob(), SleepJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
                     MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema)),
                 ],
                 logger: logger)
-            let group = ServiceGroup(
-                configuration: .init(
-                    services: [.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup)],
-                    gracefulShutdownSignals: [.sigterm, .sigint],
-                    logger: logger))
+            // SIGTERM starts a graceful shutdown: running jobs stop at their next checkpoint.
+            // After --shutdown-timeout the group cancels the worker, which cancels their
+            // statements; they go back to the queue all the same. The pool, listed first, stops
+            // last.
+            var groupConfiguration = ServiceGroupConfiguration(
+                services: [
+                    .init(service: pool),
+                    .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger)
+            groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(Int(shutdownTimeout * 1000))
+            let group = ServiceGroup(configuration: groupConfiguration)
             try await group.run()
         }
     }
@@ -149,7 +158,7 @@ struct JobCommand: AsyncParsableCommand {
                             pad(
                                 [
                                     "\(job.id)", job.state.rawValue, job.kind, job.name,
-                                    "\(job.attempts)/\(job.maxAttempts)", job.percent ?? "",
+                                    "\(job.attempts)/\(job.maxAttempts)", job.percent.map { String(format: "%.1f", $0) } ?? "",
                                     job.lastError.map { String($0.prefix(60)) } ?? "",
                                 ], [8, 10, 8, 28, 9, 8, 0]))
                     }

@@ -182,8 +182,10 @@ struct BatchedJobTests {
             let current = try #require(try await queue.claim(limit: 1, workerID: "alive", on: conn).first)
             #expect(current.leaseToken > stale.leaseToken)
             // The stale holder wakes up and runs its next batch: the fence refuses it.
+            let pool = ConnectionPool(configuration: .init(conninfo: db.url))
+            defer { Task { await pool.close() } }
             let context = JobContext(
-                job: stale, logger: .init(label: "test"), queue: queue, databaseURL: db.url, signals: JobSignals())
+                job: stale, logger: .init(label: "test"), queue: queue, pool: pool, databaseURL: db.url)
             await #expect(throws: JobInterruption.leaseLost) { try await BatchedJob().run(context) }
             #expect(try await counters(conn) == [0: 100])
             let progress = try #require(try await conn.query("SELECT cursor, batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first)
@@ -191,7 +193,7 @@ struct BatchedJobTests {
             #expect(try progress.int("batches_done") == 0)
             // The current holder runs the whole job.
             let fresh = JobContext(
-                job: current, logger: .init(label: "test"), queue: queue, databaseURL: db.url, signals: JobSignals())
+                job: current, logger: .init(label: "test"), queue: queue, pool: pool, databaseURL: db.url)
             _ = try await BatchedJob().run(fresh)
             #expect(try await counters(conn) == [1: 100])
         }

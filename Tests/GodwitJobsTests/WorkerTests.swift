@@ -59,7 +59,7 @@ struct WorkerTests {
             #expect(try row.int64("lease_token") > firstToken)
             #expect(try row.string("last_error").contains("lease expired"))
             // The dead worker's write, had it come back: fenced off.
-            let late = ClaimedJob(id: id, kind: "sleep", name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken)
+            let late = ClaimedJob(id: id, kind: "sleep", name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
             #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
             #expect(try await jobState(id, conn) == "succeeded")
             rescuer.signal(SIGTERM)

@@ -1,0 +1,94 @@
+import GodwitPostgres
+
+/// Running a job's SQL with the rights of the role that enqueued it, never the worker's.
+///
+/// `SET ROLE` alone is not enough: SQL that runs after it could say `RESET ROLE` (or call
+/// `set_config('role', ...)`) and be the worker again. So the job's SQL runs inside a
+/// temporary `SECURITY DEFINER` function *owned by the enqueuer*: inside it `current_user` is
+/// the enqueuer and PostgreSQL refuses every change of role ("cannot set parameter role within
+/// security-definer function"). The function lives in the worker session's `pg_temp`, which the
+/// session's reset (`DISCARD ALL`) drops again.
+///
+/// The few statements that cannot run inside a function (`VACUUM`, `CREATE INDEX
+/// CONCURRENTLY`, ...) run at the top level after `SET ROLE`, but only alone: one statement,
+/// sent with the extended protocol, which refuses a second. They run user code only in
+/// PostgreSQL's security-restricted mode (index expressions as the table's owner), where a
+/// change of role is refused too.
+enum EnqueuerRole {
+    /// Takes the enqueuer's role for the session, or fails the job naming the role.
+    static func assume(for job: ClaimedJob, on connection: Connection) async throws {
+        do {
+            try await connection.execute("SET ROLE \(quoteIdentifier(job.enqueuedBy))")
+        } catch let error as PostgresError where error.code == .server {
+            let worker = (try? await connection.query("SELECT session_user::text AS u").first?.string("u")) ?? "?"
+            throw JobFailure(
+                "job \(job.id) was enqueued by role \(job.enqueuedBy), which this worker (role \(worker)) cannot take "
+                    + "(\(error.message)): jobs run with their enqueuer's rights, so grant it with "
+                    + "GRANT \(quoteIdentifier(job.enqueuedBy)) TO \(quoteIdentifier(worker))")
+        }
+    }
+
+    /// Statements that must run at the top level, outside any function or transaction block.
+    static let topLevelOnly: [[String]] = [
+        ["VACUUM"], ["ANALYZE"], ["ANALYSE"], ["CLUSTER"], ["REINDEX"],
+        ["CREATE", "INDEX", "CONCURRENTLY"], ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY"],
+        ["DROP", "INDEX", "CONCURRENTLY"], ["REFRESH", "MATERIALIZED", "VIEW"],
+    ]
+
+    /// Whether `statement` (one statement) starts with the words of a top-level-only command.
+    static func mustRunAtTopLevel(_ statement: String) -> Bool {
+        let words = leadingWords(statement, count: 4)
+        return topLevelOnly.contains { prefix in words.count >= prefix.count && Array(words.prefix(prefix.count)) == prefix }
+    }
+
+    /// The first `count` words of a statement, upper-cased, after comments and whitespace.
+    static func leadingWords(_ statement: String, count: Int) -> [String] {
+        var text = Substring(statement)
+        var words: [String] = []
+        while words.count < count {
+            text = text.drop { $0.isWhitespace }
+            if text.hasPrefix("--") {
+                text = text.drop { $0 != "\n" }
+                continue
+            }
+            if text.hasPrefix("/*") {
+                guard let end = text.range(of: "*/") else { break }
+                text = text[end.upperBound...]
+                continue
+            }
+            let word = text.prefix { $0.isLetter || $0 == "_" }
+            guard !word.isEmpty else { break }
+            words.append(word.uppercased())
+            text = text.dropFirst(word.count)
+        }
+        return words
+    }
+
+    /// A dollar-quoted literal of `body` whose tag does not occur in it.
+    static func dollarQuoted(_ body: String) -> String {
+        var tag = "godwit"
+        var counter = 0
+        while body.contains("$\(tag)$") {
+            counter += 1
+            tag = "godwit\(counter)"
+        }
+        return "$\(tag)$\(body)$\(tag)$"
+    }
+
+    /// Creates `pg_temp.godwit_run_sql(text)`, owned by the current role (call `assume` first):
+    /// it runs a script of statements and returns the row count of the last.
+    static func createScriptRunner(on connection: Connection) async throws {
+        try await connection.execute(
+            """
+            CREATE FUNCTION pg_temp.godwit_run_sql(script text) RETURNS bigint
+            LANGUAGE plpgsql SECURITY DEFINER AS $godwit$
+            DECLARE affected bigint;
+            BEGIN
+                EXECUTE script;
+                GET DIAGNOSTICS affected = ROW_COUNT;
+                RETURN affected;
+            END
+            $godwit$
+            """)
+    }
+}
