@@ -11,7 +11,8 @@ let package = Package(
         .executable(name: "godwit", targets: ["godwit"]),
         .library(name: "GodwitPostgres", targets: ["GodwitPostgres"]),
         .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
-        .library(name: "GodwitJobs", targets: ["GodwitJobs"]),
+        .library(name: "GodwitQueue", targets: ["GodwitQueue"]),
+        .library(name: "GodwitBatched", targets: ["GodwitBatched"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -43,7 +44,7 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
-            name: "GodwitJobs",
+            name: "GodwitQueue",
             dependencies: [
                 "GodwitPostgres",
                 "GodwitMigrations",
@@ -54,12 +55,23 @@ let package = Package(
             resources: [.embedInCode("Resources/queue_schema.sql")],
             swiftSettings: strict
         ),
+        .target(
+            name: "GodwitBatched",
+            dependencies: [
+                "GodwitPostgres",
+                "GodwitMigrations",
+                "GodwitQueue",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "godwit",
             dependencies: [
                 "GodwitPostgres",
                 "GodwitMigrations",
-                "GodwitJobs",
+                "GodwitQueue",
+                "GodwitBatched",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -78,7 +90,9 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitJobsTests",
-            dependencies: ["GodwitJobs", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport"],
+            dependencies: [
+                "GodwitQueue", "GodwitBatched", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
-import GodwitJobs
+import GodwitBatched
+import GodwitQueue
 import GodwitPostgres
 
 extension JobCommand {

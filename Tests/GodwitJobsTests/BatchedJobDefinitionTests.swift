@@ -1,4 +1,5 @@
-import GodwitJobs
+import GodwitBatched
+import GodwitQueue
 import Testing
 
 @Suite("Batched job files and the batch-size controller")

@@ -3,7 +3,8 @@ import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
-@testable import GodwitJobs
+@testable import GodwitBatched
+import GodwitQueue
 
 /// Writes a batched job file that increments `counter` for each row of `table`.
 func counterJob(

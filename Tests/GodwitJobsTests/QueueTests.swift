@@ -1,5 +1,6 @@
 import Foundation
-import GodwitJobs
+import GodwitBatched
+import GodwitQueue
 import GodwitPostgres
 import GodwitTestSupport
 import Testing

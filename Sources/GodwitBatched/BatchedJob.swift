@@ -1,6 +1,7 @@
 import Foundation
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import Logging
 
 /// When a batched job holds back: thresholds set on the worker.

@@ -1,6 +1,7 @@
 import Foundation
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 
 /// A batched data migration as written in a `jobs/*.sql` file:
 ///

@@ -14,9 +14,9 @@ import GodwitPostgres
 /// sent with the extended protocol, which refuses a second. They run user code only in
 /// PostgreSQL's security-restricted mode (index expressions as the table's owner), where a
 /// change of role is refused too.
-enum EnqueuerRole {
+public enum EnqueuerRole {
     /// Takes the enqueuer's role for the session, or fails the job naming the role.
-    static func assume(for job: ClaimedJob, on connection: Connection) async throws {
+    public static func assume(for job: ClaimedJob, on connection: Connection) async throws {
         do {
             try await connection.execute("SET ROLE \(quoteIdentifier(job.enqueuedBy))")
         } catch let error as PostgresError where error.code == .server {
@@ -29,20 +29,20 @@ enum EnqueuerRole {
     }
 
     /// Statements that must run at the top level, outside any function or transaction block.
-    static let topLevelOnly: [[String]] = [
+    public static let topLevelOnly: [[String]] = [
         ["VACUUM"], ["ANALYZE"], ["ANALYSE"], ["CLUSTER"], ["REINDEX"],
         ["CREATE", "INDEX", "CONCURRENTLY"], ["CREATE", "UNIQUE", "INDEX", "CONCURRENTLY"],
         ["DROP", "INDEX", "CONCURRENTLY"], ["REFRESH", "MATERIALIZED", "VIEW"],
     ]
 
     /// Whether `statement` (one statement) starts with the words of a top-level-only command.
-    static func mustRunAtTopLevel(_ statement: String) -> Bool {
+    public static func mustRunAtTopLevel(_ statement: String) -> Bool {
         let words = leadingWords(statement, count: 4)
         return topLevelOnly.contains { prefix in words.count >= prefix.count && Array(words.prefix(prefix.count)) == prefix }
     }
 
     /// The first `count` words of a statement, upper-cased, after comments and whitespace.
-    static func leadingWords(_ statement: String, count: Int) -> [String] {
+    public static func leadingWords(_ statement: String, count: Int) -> [String] {
         var text = Substring(statement)
         var words: [String] = []
         while words.count < count {
@@ -65,7 +65,7 @@ enum EnqueuerRole {
     }
 
     /// A dollar-quoted literal of `body` whose tag does not occur in it.
-    static func dollarQuoted(_ body: String) -> String {
+    public static func dollarQuoted(_ body: String) -> String {
         var tag = "godwit"
         var counter = 0
         while body.contains("$\(tag)$") {
@@ -77,7 +77,7 @@ enum EnqueuerRole {
 
     /// Creates `pg_temp.godwit_run_sql(text)`, owned by the current role (call `assume` first):
     /// it runs a script of statements and returns the row count of the last.
-    static func createScriptRunner(on connection: Connection) async throws {
+    public static func createScriptRunner(on connection: Connection) async throws {
         try await connection.execute(
             """
             CREATE FUNCTION pg_temp.godwit_run_sql(script text) RETURNS bigint
