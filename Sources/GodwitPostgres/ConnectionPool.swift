@@ -68,6 +68,7 @@ public final class ConnectionPool: Service, Sendable {
     ///
     /// - Parameter discardingState: reset the session afterwards with `DISCARD ALL`, for work
     ///   that changes session state (a job's `SET ROLE`, temporary functions).
+    @discardableResult
     public func withConnection<T: Sendable>(
         discardingState: Bool = false, _ body: (Connection) async throws -> T
     ) async throws -> T {
@@ -85,6 +86,7 @@ public final class ConnectionPool: Service, Sendable {
 
     /// Runs `body` in a transaction on a lent connection: COMMIT when it returns, ROLLBACK when
     /// it throws or the task is cancelled.
+    @discardableResult
     public func withTransaction<T: Sendable>(
         discardingState: Bool = false, _ body: @Sendable (isolated Connection) async throws -> T
     ) async throws -> T {
