@@ -131,12 +131,20 @@ public final class Worker: Service {
 
     private func serve() async throws {
         // Installing is the first contact with the database: a server that is still starting
-        // is waited for (up to the connect timeout), anything else fails the start at once.
-        try await RetryPolicy.connecting(for: configuration.connectTimeout).run(onRetry: { error, _ in
-            self.logger.warning("cannot reach the database yet; retrying", metadata: ["error": "\(error)"])
-        }) {
-            if self.signals.isShuttingDown { throw CancellationError() }
-            try await self.pool.withConnection { try await self.configuration.schema.install(on: $0) }
+        // is waited for (up to the connect timeout), anything else fails the start at once. A
+        // graceful shutdown meanwhile (SIGTERM) ends the wait, even inside a connect.
+        do {
+            try await cancelWhenGracefulShutdown {
+                try await RetryPolicy.connecting(for: self.configuration.connectTimeout).run(onRetry: { error, _ in
+                    self.logger.warning("cannot reach the database yet; retrying", metadata: ["error": "\(error)"])
+                }) {
+                    if self.signals.isShuttingDown { throw CancellationError() }
+                    try await self.pool.withConnection { try await self.configuration.schema.install(on: $0) }
+                }
+            }
+        } catch is CancellationError where signals.isShuttingDown || Task.isShuttingDownGracefully {
+            logger.notice("worker stopped before it reached the database")
+            return
         }
         logger.info(
             "worker started",

@@ -1,0 +1,320 @@
+import Foundation
+import GodwitPostgres
+import GodwitTestSupport
+import Logging
+import Synchronization
+import Testing
+
+@testable import GodwitQueue
+
+/// Keeps every log message, for tests that look at what a worker said.
+final class LogCapture: Sendable {
+    private let messages = Mutex<[String]>([])
+
+    func append(_ message: String) { messages.withLock { $0.append(message) } }
+    func count(of text: String) -> Int { messages.withLock { $0.filter { $0.contains(text) }.count } }
+
+    var logger: Logger {
+        var logger = Logger(label: "test") { _ in CapturingHandler(capture: self) }
+        logger.logLevel = .debug
+        return logger
+    }
+}
+
+struct CapturingHandler: LogHandler {
+    let capture: LogCapture
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .debug
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        capture.append(event.message.description)
+    }
+}
+
+/// A batched job over `rows` rows of `items`, 10 rows a batch, each batch taking `seconds`.
+func enqueueSlowBackfill(rows: Int, seconds: Double, on conn: Connection) async throws -> Int64 {
+    try await conn.execute(
+        """
+        CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0);
+        INSERT INTO items (id) SELECT g FROM generate_series(1, \(rows)) g;
+        ANALYZE items;
+        """)
+    return try await conn.query(
+        """
+        SELECT godwit.enqueue_batched('slow', 'items', 'id',
+            'UPDATE items SET n = n + 1 WHERE id BETWEEN $1 AND $2 AND (SELECT pg_sleep(\(seconds))::text) IS NOT NULL',
+            batch_size => 10, min_batch_size => 10, max_batch_size => 10, target_batch_ms => 100000) AS id
+        """
+    ).first!.int64("id")
+}
+
+func itemCounts(_ conn: Connection) async throws -> [Int: Int] {
+    var counts: [Int: Int] = [:]
+    for row in try await conn.query("SELECT n, count(*) AS c FROM items GROUP BY n").rows {
+        counts[try row.int("n")] = try row.int("c")
+    }
+    return counts
+}
+
+@Suite("Faults: leases, stopped workers, cancellation", .serialized)
+struct FaultTests {
+    /// The batch fence used to stamp the heartbeat at the batch's start and make heartbeats
+    /// skip the locked row, so a batch longer than the lease got its job rescued right after
+    /// it committed.
+    @Test func aLiveWorkersLongBatchIsNeverRescued() async throws {
+        try await withQueue { db, conn, _ in
+            let id = try await enqueueSlowBackfill(rows: 30, seconds: 2.5, on: conn)
+            let worker = try startWorker(db.url, ["--lease-timeout", "1"])
+            #expect(try await eventually(timeout: .seconds(60)) { try await jobState(id, conn) == "succeeded" })
+            worker.signal(SIGTERM)
+            let output = try await worker.wait()
+            let row = try #require(try await conn.query("SELECT attempts, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
+            #expect(try row.int("attempts") == 1, "\(output.stderr.suffix(2000))")
+            #expect(row["last_error"] == nil)
+            #expect(!output.stderr.contains("rescued"))
+            #expect(try await itemCounts(conn) == [1: 30])
+        }
+    }
+
+    /// A worker stopped (SIGSTOP) inside a batch holds its job's row. Rescues used to wait for
+    /// that lock, and heartbeats waited behind the rescue, so other workers' healthy jobs lost
+    /// their leases and ran twice once the stopped worker went on.
+    @Test func aStoppedWorkerNeitherStallsOthersNorMakesHealthyJobsRunTwice() async throws {
+        try await withQueue { db, conn, queue in
+            let backfill = try await enqueueSlowBackfill(rows: 60, seconds: 1.5, on: conn)
+            let stopped = try startWorker(db.url, ["--lease-timeout", "2", "--concurrency", "1"])
+            #expect(
+                try await eventually(timeout: .seconds(30)) {
+                    try await conn.query(
+                        "SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [backfill]
+                    ).first?.int("batches_done") ?? 0 >= 1
+                })
+            stopped.signal(SIGSTOP)
+            var healthy: [Int64] = []
+            for n in 0..<2 {
+                healthy.append(
+                    try await queue.enqueue(kind: "sql", name: "healthy \(n)", payload: #"{"sql": "SELECT pg_sleep(7)"}"#, on: conn))
+            }
+            let other = try startWorker(db.url, ["--lease-timeout", "2", "--concurrency", "4"])
+            // Past the lease, and past the stopped session's idle-in-transaction timeout.
+            try await Task.sleep(for: .seconds(8))
+            stopped.signal(SIGCONT)
+            for id in healthy {
+                #expect(try await eventually(timeout: .seconds(60)) { try await jobState(id, conn) == "succeeded" })
+            }
+            #expect(try await eventually(timeout: .seconds(90)) { try await jobState(backfill, conn) == "succeeded" })
+            stopped.signal(SIGTERM)
+            other.signal(SIGTERM)
+            _ = try await stopped.wait()
+            let output = try await other.wait()
+            for id in healthy {
+                let attempts = try await conn.query("SELECT attempts FROM godwit.jobs WHERE id = $1", [id]).first?.int("attempts")
+                #expect(attempts == 1, "a healthy job ran twice: \(output.stderr.suffix(3000))")
+            }
+            #expect(try await itemCounts(conn) == [1: 60])
+        }
+    }
+
+    /// Cancelling the worker's task used to make it spin ("claiming failed" thousands of times)
+    /// until someone called shutdown(); now it stops, handing running jobs back.
+    @Test func cancellingTheWorkerStopsItAndHandsItsJobsBack() async throws {
+        try await withQueue { db, conn, queue in
+            let capture = LogCapture()
+            var configuration = WorkerConfiguration(databaseURL: db.url)
+            configuration.pollInterval = .milliseconds(200)
+            let pool = configuration.makePool()
+            let worker = Worker(configuration: configuration, pool: pool, handlers: [SleepJob()], logger: capture.logger)
+            let id = try await queue.enqueue(kind: "sleep", name: "long", payload: #"{"milliseconds": 60000}"#, on: conn)
+            let running = Task { try await worker.run() }
+            #expect(try await eventually { try await jobState(id, conn) == "running" })
+            running.cancel()
+            let stopped = Task {
+                _ = try? await running.value
+                return true
+            }
+            let finished = await withTaskGroup(of: Bool.self) { group in
+                group.addTask { await stopped.value }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(20))
+                    return false
+                }
+                let first = await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            #expect(finished, "the cancelled worker did not stop")
+            #expect(capture.count(of: "claiming failed") == 0)
+            let row = try #require(try await conn.query("SELECT state::text AS s, attempts FROM godwit.jobs WHERE id = $1", [id]).first)
+            #expect(try row.string("s") == "queued")
+            #expect(try row.int("attempts") == 0)
+            await pool.close()
+        }
+    }
+
+    @Test func aWorkerThatCannotLogInFailsAtOnceWithoutThePassword() async throws {
+        try await withTestDatabase { db in
+            let admin = try await db.connect()
+            let role = "godwit_badlogin_\(UInt32.random(in: 0...UInt32.max))"
+            try await admin.execute("CREATE ROLE \(role) LOGIN PASSWORD 'the-right-one'")
+            var components = try #require(URLComponents(string: db.url))
+            components.user = role
+            components.password = "Secret-Wrong-9"
+            let clock = ContinuousClock()
+            let started = clock.now
+            let output = try await GodwitProcess.run(
+                ["worker", "-D", try #require(components.string), "--connect-timeout", "60", "--log-level", "debug"])
+            #expect(output.status == 1)
+            #expect(output.stderr.contains("password authentication failed"))
+            #expect(!output.stderr.contains("Secret-Wrong-9") && !output.stdout.contains("Secret-Wrong-9"))
+            // Not retried for the 60 s connect timeout: an authentication failure will not pass.
+            #expect(clock.now - started < .seconds(30))
+            try await admin.execute("DROP ROLE \(role)")
+            await admin.close()
+        }
+    }
+
+    @Test func sigtermEndsAWorkerStillWaitingForTheDatabase() async throws {
+        let server = try SilentPort()
+        let worker = try GodwitProcess.start(
+            ["worker", "-D", "postgres://nobody@127.0.0.1:\(server.port)/x", "--connect-timeout", "120"])
+        try await Task.sleep(for: .seconds(1))
+        let clock = ContinuousClock()
+        let signalled = clock.now
+        worker.signal(SIGTERM)
+        _ = try await worker.wait()
+        #expect(clock.now - signalled < .seconds(30))
+    }
+
+    @Test func aRetryHonoursAPauseOrCancelRequestedMeanwhile() async throws {
+        try await withQueue { _, conn, queue in
+            for (control, expected) in [("pause", "paused"), ("cancel", "cancelled")] {
+                let id = try await queue.enqueue(kind: "noop", name: control, on: conn)
+                let job = try #require(try await queue.claim(limit: 1, workerID: "w", on: conn).first)
+                #expect(try await queue.control(control == "pause" ? .pause : .cancel, job: id, on: conn))
+                #expect(try await queue.finish(job, .retry(error: "deadlock", delay: .zero), on: conn))
+                #expect(try await jobState(id, conn) == expected)
+            }
+        }
+    }
+
+    @Test func anUnknownJobStateIsAnErrorNotAFailedJob() async throws {
+        try await withQueue { _, conn, queue in
+            let id = try await queue.enqueue(kind: "noop", name: "odd", runAfter: .seconds(3600), on: conn)
+            try await conn.execute("ALTER TYPE godwit.job_state ADD VALUE 'archived'")
+            try await conn.query("UPDATE godwit.jobs SET state = 'archived' WHERE id = $1", [id])
+            let error = try await #require(throws: PostgresError.self) { _ = try await queue.find(id, on: conn) }
+            #expect(error.message.contains("job \(id) is in state \"archived\""))
+        }
+    }
+
+    @Test func jobListAsJSONHasJSONValuesNumbersAndISOTimestamps() async throws {
+        try await withQueue { db, conn, queue in
+            _ = try await queue.enqueue(kind: "sql", name: "json", payload: #"{"sql": "SELECT 1", "n": [1, 2]}"#, on: conn)
+            let list = try await GodwitProcess.run(["job", "list", "-D", db.url, "--format", "json"])
+            #expect(list.status == 0, "\(list.stderr)")
+            let jobs = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+            let job = try #require(jobs.first)
+            #expect((job["payload"] as? [String: Any])?["sql"] as? String == "SELECT 1")
+            #expect(job["percent"] is NSNumber)
+            let created = try #require(job["created_at"] as? String)
+            #expect(created.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"#, options: .regularExpression) != nil)
+            #expect(job["enqueued_by"] as? String == "postgres")
+        }
+    }
+}
+
+/// A port that accepts TCP connections and never answers.
+final class SilentPort: Sendable {
+    let port: Int
+    private let fd: Int32
+
+    init() throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        self.fd = fd
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0, listen(fd, 16) == 0 else {
+            close(fd)
+            throw TestSetupError(message: "cannot listen")
+        }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    deinit { close(fd) }
+}
+
+@Suite("Wake-ups and batched completions")
+struct SignalTests {
+    @Test func aWakeBeforeTheWaitIsRemembered() async {
+        let wake = WakeSignal()
+        wake.wake()
+        let clock = ContinuousClock()
+        let started = clock.now
+        await wake.wait(timeout: .seconds(30))
+        #expect(clock.now - started < .seconds(10))
+    }
+
+    @Test func aWaitEndsAtTheTimeoutOrAWake() async throws {
+        let wake = WakeSignal()
+        let clock = ContinuousClock()
+        var started = clock.now
+        await wake.wait(timeout: .milliseconds(50))
+        #expect(clock.now - started >= .milliseconds(50))
+        started = clock.now
+        let waiter = Task { await wake.wait(timeout: .seconds(30)) }
+        try await Task.sleep(for: .milliseconds(50))
+        wake.wake()
+        await waiter.value
+        #expect(clock.now - started < .seconds(10))
+        // Cancelling a waiting task ends the wait too.
+        let cancelled = Task { await wake.wait(timeout: .seconds(30)) }
+        cancelled.cancel()
+        await cancelled.value
+    }
+
+    @Test func completionsQueuedDuringAWriteGoOutTogether() async throws {
+        let batch = CompletionBatch()
+        let writes = Mutex<[[Int64]]>([])
+        let flusher = Task {
+            await batch.flushLoop { entries in
+                writes.withLock { $0.append(entries.map(\.job.id)) }
+                try? await Task.sleep(for: .milliseconds(100))
+                return Set(entries.map(\.job.id).filter { $0 != 3 })
+            }
+        }
+        func job(_ id: Int64) -> ClaimedJob {
+            ClaimedJob(id: id, kind: "noop", name: "n", payload: "{}", attempt: 1, maxAttempts: 1, leaseToken: 1, enqueuedBy: "x")
+        }
+        let results = await withTaskGroup(of: (Int64, Bool).self) { group in
+            group.addTask { (1, await batch.submit(job(1), result: nil)) }
+            try? await Task.sleep(for: .milliseconds(20))
+            for id: Int64 in 2...5 { group.addTask { (id, await batch.submit(job(id), result: nil)) } }
+            var results: [Int64: Bool] = [:]
+            for await (id, recorded) in group { results[id] = recorded }
+            return results
+        }
+        #expect(results == [1: true, 2: true, 3: false, 4: true, 5: true])
+        // The first write carried job 1 alone; the four that queued behind it went in one more.
+        let seen = writes.withLock { $0 }
+        #expect(seen.first == [1])
+        #expect(seen.count == 2)
+        #expect(Set(seen.last ?? []) == [2, 3, 4, 5])
+        flusher.cancel()
+        await flusher.value
+        // After the loop ends, nothing is accepted.
+        #expect(await batch.submit(job(6), result: nil) == false)
+    }
+}
