@@ -80,7 +80,7 @@ let package = Package(
         ),
         .target(
             name: "GodwitTestSupport",
-            dependencies: ["GodwitPostgres"],
+            dependencies: ["GodwitPostgres", "GodwitQueue"],
             swiftSettings: strict
         ),
         .testTarget(

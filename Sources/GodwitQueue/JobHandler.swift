@@ -95,36 +95,6 @@ public struct NoopJob: JobHandler {
     public func run(_ context: JobContext) async throws -> String? { nil }
 }
 
-/// Sleeps in small steps, checking for interruptions between them: for tests of pause,
-/// cancel, leases and shutdown. Payload: `{"milliseconds": 500}`.
-public struct SleepJob: JobHandler {
-    public let kind = "sleep"
-    public init() {}
-
-    struct Payload: Decodable {
-        var milliseconds: Int
-        /// Fail this many first attempts with a transient error (to test retries).
-        var failAttempts: Int?
-    }
-
-    public func run(_ context: JobContext) async throws -> String? {
-        let payload = try context.payload(as: Payload.self)
-        if let failAttempts = payload.failAttempts, context.job.attempt <= failAttempts {
-            throw PostgresError(
-                code: .server, message: "simulated serialization failure on attempt \(context.job.attempt)",
-                sqlState: "40001")
-        }
-        let clock = ContinuousClock()
-        let deadline = clock.now + .milliseconds(payload.milliseconds)
-        while clock.now < deadline {
-            try context.checkpoint()
-            try await Task.sleep(for: min(.milliseconds(20), deadline - clock.now))
-        }
-        try context.checkpoint()
-        return #"{"slept_ms": \#(payload.milliseconds)}"#
-    }
-}
-
 /// Runs one SQL script: one-off maintenance in the background, with the queue's retries.
 /// Payload: `{"sql": "UPDATE ..."}`.
 ///

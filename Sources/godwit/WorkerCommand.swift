@@ -101,7 +101,7 @@ struct WorkerCommand: AsyncParsableCommand {
             let worker = Worker(
                 configuration: configuration, pool: pool,
                 handlers: [
-                    NoopJob(), SleepJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
+                    NoopJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
                     MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema)),
                 ],
                 logger: logger)

@@ -47,7 +47,7 @@ struct WorkerTests {
 
     @Test func aKilledWorkersJobIsRescuedAndItsLateWriteChangesNothing() async throws {
         try await withQueue { db, conn, queue in
-            let id = try await queue.enqueue(kind: "sleep", name: "long", payload: #"{"milliseconds": 1500}"#, on: conn)
+            let id = try await queue.enqueue(kind: "sql", name: "long", payload: #"{"sql": "SELECT pg_sleep(1.5)"}"#, on: conn)
             let doomed = try startWorker(db.url)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             let firstToken = try await conn.query("SELECT lease_token FROM godwit.jobs WHERE id = $1", [id]).first!.int64("lease_token")
@@ -60,7 +60,7 @@ struct WorkerTests {
             #expect(try row.int64("lease_token") > firstToken)
             #expect(try row.string("last_error").contains("lease expired"))
             // The dead worker's write, had it come back: fenced off.
-            let late = ClaimedJob(id: id, kind: "sleep", name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
+            let late = ClaimedJob(id: id, kind: "sql", name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
             #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
             #expect(try await jobState(id, conn) == "succeeded")
             rescuer.signal(SIGTERM)
@@ -88,7 +88,7 @@ struct WorkerTests {
             // Plain inserts after the restart: only a re-LISTENed worker (or its poll) sees them.
             var ids: [Int64] = []
             for n in 0..<5 { ids.append(try await queue.enqueue(kind: "noop", name: "after \(n)", on: observer)) }
-            ids.append(try await queue.enqueue(kind: "sleep", name: "after sleep", payload: #"{"milliseconds": 100}"#, on: observer))
+            ids.append(try await queue.enqueue(kind: "sql", name: "after sleep", payload: #"{"sql": "SELECT pg_sleep(0.1)"}"#, on: observer))
             #expect(try await eventually(timeout: .seconds(30)) {
                 try await observer.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first?.int("n") == 7
             })
@@ -107,7 +107,8 @@ struct WorkerTests {
     @Test func pauseResumeCancelAndRetryFromSQLAndTheCLI() async throws {
         try await withQueue { db, conn, queue in
             let worker = try startWorker(db.url)
-            let id = try await queue.enqueue(kind: "sleep", name: "controlled", payload: #"{"milliseconds": 4000}"#, on: conn)
+            // About 4 s of 0.2 s batches: a checkpoint between every two.
+            let id = try await enqueueSlowBackfill(rows: 200, seconds: 0.2, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
 
             // From SQL: a running job stops at its next checkpoint.
@@ -150,7 +151,7 @@ struct WorkerTests {
     @Test func sigtermHandsRunningJobsBackToTheQueue() async throws {
         try await withQueue { db, conn, queue in
             let worker = try startWorker(db.url, ["--shutdown-timeout", "10"])
-            let id = try await queue.enqueue(kind: "sleep", name: "interrupted", payload: #"{"milliseconds": 60000}"#, on: conn)
+            let id = try await enqueueSlowBackfill(rows: 3000, seconds: 0.2, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             let clock = ContinuousClock()
             let signalled = clock.now
@@ -168,17 +169,21 @@ struct WorkerTests {
 
     @Test func badJobsFailClearlyAndTheWorkerKeepsServing() async throws {
         try await withQueue { db, conn, queue in
-            let malformed = try await queue.enqueue(kind: "sleep", name: "malformed", payload: #"{"ms": 5}"#, on: conn)
+            let malformed = try await queue.enqueue(kind: "sql", name: "malformed", payload: #"{"query": "SELECT 1"}"#, on: conn)
             let unknown = try await queue.enqueue(kind: "teleport", name: "unknown", on: conn)
             let badSQL = try await queue.enqueue(kind: "sql", name: "bad sql", payload: #"{"sql": "SELEKT 1"}"#, on: conn)
-            let flaky = try await queue.enqueue(kind: "sleep", name: "flaky", payload: #"{"milliseconds": 1, "failAttempts": 2}"#, on: conn)
+            // Fails its first two attempts with a serialization failure.
+            let flaky = try await queue.enqueue(
+                kind: "sql", name: "flaky",
+                payload: #"{"sql": "DO $$ BEGIN IF (SELECT attempts FROM godwit.jobs WHERE name = 'flaky') < 3 THEN RAISE EXCEPTION 'simulated serialization failure' USING ERRCODE = '40001'; END IF; END $$"}"#,
+                on: conn)
             let fine = try await queue.enqueue(kind: "noop", name: "fine", on: conn)
             let output = try await startWorker(db.url, ["--drain"]).wait()
             #expect(output.status == 0)
             let rows = try await conn.query("SELECT id, state::text AS s, attempts, last_error FROM godwit.jobs ORDER BY id").rows
             let byID = Dictionary(uniqueKeysWithValues: try rows.map { (try $0.int64("id"), $0) })
             #expect(byID[malformed]?["s"] == "failed")
-            #expect(byID[malformed]?["last_error"] == "job \(malformed) (sleep \"malformed\"): malformed payload: missing field \"milliseconds\"")
+            #expect(byID[malformed]?["last_error"] == "job \(malformed) (sql \"malformed\"): malformed payload: missing field \"sql\"")
             #expect(byID[unknown]?["s"] == "failed")
             #expect(byID[unknown]?["last_error"]?.hasPrefix("unknown job kind \"teleport\"") == true)
             // A syntax error is permanent: failed on the first attempt.
