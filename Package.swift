@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "godwit", targets: ["godwit"]),
         .library(name: "GodwitPostgres", targets: ["GodwitPostgres"]),
+        .library(name: "GodwitBackups", targets: ["GodwitBackups"]),
         .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
         .library(name: "GodwitJobs", targets: ["GodwitJobs"]),
     ],
@@ -31,9 +32,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GodwitBackups",
+            dependencies: [
+                "GodwitPostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "GodwitMigrations",
             dependencies: [
                 "GodwitPostgres",
+                "GodwitBackups",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -43,6 +53,7 @@ let package = Package(
             name: "GodwitJobs",
             dependencies: [
                 "GodwitPostgres",
+                "GodwitBackups",
                 "GodwitMigrations",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -54,6 +65,7 @@ let package = Package(
             name: "godwit",
             dependencies: [
                 "GodwitPostgres",
+                "GodwitBackups",
                 "GodwitMigrations",
                 "GodwitJobs",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -70,6 +82,12 @@ let package = Package(
         .testTarget(
             name: "GodwitPostgresTests",
             dependencies: ["GodwitPostgres", "GodwitTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitBackupsTests",
+            // GodwitJobs only to install the queue schema, whose `backups` table records backups.
+            dependencies: ["GodwitBackups", "GodwitJobs", "GodwitPostgres", "GodwitTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitJobs
 import GodwitPostgres
 
@@ -23,7 +24,7 @@ struct BackupCommand: AsyncParsableCommand {
         @Option(help: "The schema of Godwit's tables.")
         var schema = "godwit"
 
-        var manager: BackupManager { BackupManager(directory: dir, schema: QueueSchema(name: schema)) }
+        var manager: BackupManager { BackupManager(directory: dir, schema: schema) }
     }
 
     struct Create: AsyncParsableCommand {

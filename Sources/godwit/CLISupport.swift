@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
@@ -17,6 +18,8 @@ func withCLIErrors(_ body: () async throws -> Void) async throws {
     } catch let error as CLIError {
         fail(error.description)
     } catch let error as JobFailure {
+        fail(error.description)
+    } catch let error as BackupError {
         fail(error.description)
     } catch let error as ClientProgram.LaunchError {
         fail(error.description)

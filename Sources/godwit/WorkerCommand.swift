@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
@@ -100,7 +101,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 configuration: configuration,
                 handlers: [
                     NoopJob(), SleepJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
-                    MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema)),
+                    MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema.name)),
                 ],
                 logger: logger)
             let group = ServiceGroup(

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitBackups
 import GodwitPostgres
 import GodwitTestSupport
 import Testing

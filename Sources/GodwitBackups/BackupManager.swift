@@ -1,8 +1,22 @@
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 import Crypto
 import Foundation
-import GodwitMigrations
 import GodwitPostgres
-import Logging
+
+/// A backup that cannot be taken, verified or restored. The message names the file.
+public struct BackupError: Error, CustomStringConvertible, Sendable {
+    public var message: String
+
+    public init(_ message: String) {
+        self.message = message
+    }
+
+    public var description: String { message }
+}
 
 /// A verified `pg_dump` of the database, as recorded in `<schema>.backups`.
 public struct Backup: Sendable, Codable, Equatable {
@@ -27,12 +41,17 @@ public struct Backup: Sendable, Codable, Equatable {
 /// Godwit's own schema is left out of the dump: restoring must not rewind the job queue.
 public struct BackupManager: Sendable {
     public var directory: String
-    public var schema: QueueSchema
+    /// The schema of Godwit's own tables, unquoted: backups are recorded in `<schema>.backups`,
+    /// and the schema is left out of every dump.
+    public var schema: String
 
-    public init(directory: String, schema: QueueSchema = QueueSchema()) {
+    public init(directory: String, schema: String = "godwit") {
         self.directory = directory
         self.schema = schema
     }
+
+    /// `<schema>.backups`, quoted.
+    var table: String { "\(quoteIdentifier(schema)).backups" }
 
     /// Dumps the database, verifies the dump and records it. Throws (and keeps no file) when
     /// the dump or its verification fails: no verified backup, no migration.
@@ -43,16 +62,16 @@ public struct BackupManager: Sendable {
         // The file exists with mode 0600 before pg_dump writes into it, so no other user can
         // ever read the data.
         guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-            throw JobFailure("cannot create backup file \(path)")
+            throw BackupError("cannot create backup file \(path)")
         }
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
         let dump = try await ClientProgram.run(
             "pg_dump",
-            ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema.name)", "--dbname=\(conninfo)"],
+            ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema)", "--dbname=\(conninfo)"],
             environment: environment)
         guard dump.status == 0 else {
             try? FileManager.default.removeItem(atPath: path)
-            throw JobFailure("backup failed: pg_dump exited with \(dump.status): \(firstLine(dump.stderr))")
+            throw BackupError("backup failed: pg_dump exited with \(dump.status): \(firstLine(dump.stderr))")
         }
         let verified: Backup
         do {
@@ -64,7 +83,7 @@ public struct BackupManager: Sendable {
         let database = try await connection.query("SELECT current_database() AS db").first?.string("db") ?? ""
         let row = try await connection.query(
             """
-            INSERT INTO \(schema.qualified("backups")) (file, size_bytes, sha256, database_name, job_id, verified_at)
+            INSERT INTO \(table) (file, size_bytes, sha256, database_name, job_id, verified_at)
             VALUES ($1, $2, $3, $4, $5, now()) RETURNING created_at::text AS created_at
             """, [path, verified.sizeBytes, verified.sha256, database, jobID])
         var backup = verified
@@ -75,15 +94,15 @@ public struct BackupManager: Sendable {
 
     /// Checks that `file` is a readable custom-format dump with at least one entry.
     public func verify(file: String) async throws -> Backup {
-        guard FileManager.default.fileExists(atPath: file) else { throw JobFailure("no backup file \(file)") }
+        guard FileManager.default.fileExists(atPath: file) else { throw BackupError("no backup file \(file)") }
         let list = try await ClientProgram.run("pg_restore", ["--list", file])
         guard list.status == 0 else {
-            throw JobFailure("backup \(file) failed verification: pg_restore --list: \(firstLine(list.stderr))")
+            throw BackupError("backup \(file) failed verification: pg_restore --list: \(firstLine(list.stderr))")
         }
         // An empty database makes a valid dump with no entries, so what is checked is that
         // pg_restore reads the whole table of contents of a custom-format archive.
         guard list.stdout.contains("Format: CUSTOM") else {
-            throw JobFailure("backup \(file) failed verification: not a custom-format pg_dump archive")
+            throw BackupError("backup \(file) failed verification: not a custom-format pg_dump archive")
         }
         let entries = list.stdout.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
         let (size, digest) = try Self.sizeAndSHA256(of: file)
@@ -93,7 +112,7 @@ public struct BackupManager: Sendable {
     /// What restoring `file` would replace: the tables and other objects in the dump.
     public func contents(of file: String) async throws -> [String] {
         let list = try await ClientProgram.run("pg_restore", ["--list", file])
-        guard list.status == 0 else { throw JobFailure("cannot read backup \(file): \(firstLine(list.stderr))") }
+        guard list.status == 0 else { throw BackupError("cannot read backup \(file): \(firstLine(list.stderr))") }
         // Lines look like: "215; 1259 16390 TABLE public media postgres".
         return list.stdout.split(separator: "\n").compactMap { line in
             guard !line.hasPrefix(";"), let semicolon = line.firstIndex(of: ";") else { return nil }
@@ -113,7 +132,7 @@ public struct BackupManager: Sendable {
             WHERE nspname NOT IN ('pg_catalog', 'information_schema', $1)
               AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'
             ORDER BY nspname
-            """, [schema.name]
+            """, [schema]
         ).rows.map { try $0.string("nspname") }
     }
 
@@ -134,7 +153,7 @@ public struct BackupManager: Sendable {
         }
         let render = try await ClientProgram.run("pg_restore", ["--no-owner", "--file=\(script)", file])
         guard render.status == 0 else {
-            throw JobFailure("cannot read backup \(file) (nothing was changed): \(firstLine(render.stderr))")
+            throw BackupError("cannot read backup \(file) (nothing was changed): \(firstLine(render.stderr))")
         }
         let createsPublic = (try? String(contentsOfFile: script, encoding: .utf8))?.contains("CREATE SCHEMA public;") ?? false
         var statements = schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
@@ -143,7 +162,7 @@ public struct BackupManager: Sendable {
             statements += ["CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;"]
         }
         guard FileManager.default.createFile(atPath: prelude, contents: Data(statements.joined(separator: "\n").utf8)) else {
-            throw JobFailure("cannot write \(prelude)")
+            throw BackupError("cannot write \(prelude)")
         }
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
         let restore = try await ClientProgram.run(
@@ -151,7 +170,7 @@ public struct BackupManager: Sendable {
             ["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "--dbname=\(conninfo)", "-f", prelude, "-f", script],
             environment: environment)
         guard restore.status == 0 else {
-            throw JobFailure("restore of \(file) failed (nothing was changed): \(firstLine(restore.stderr))")
+            throw BackupError("restore of \(file) failed (nothing was changed): \(firstLine(restore.stderr))")
         }
     }
 
@@ -160,7 +179,7 @@ public struct BackupManager: Sendable {
         try await connection.query(
             """
             SELECT file, size_bytes, sha256, database_name, created_at::text AS created_at
-            FROM \(schema.qualified("backups")) ORDER BY id DESC
+            FROM \(table) ORDER BY id DESC
             """
         ).rows.map { row in
             Backup(
@@ -170,7 +189,7 @@ public struct BackupManager: Sendable {
     }
 
     private func newFilePath() throws -> String {
-        let stem = "backup-\(UTCTimestamp.format(Date(), "%Y%m%d-%H%M%S"))"
+        let stem = "backup-\(utcFileStamp(Date()))"
         var path = (directory as NSString).appendingPathComponent("\(stem).dump")
         var counter = 2
         while FileManager.default.fileExists(atPath: path) {
@@ -181,7 +200,7 @@ public struct BackupManager: Sendable {
     }
 
     static func sizeAndSHA256(of file: String) throws -> (Int64, String) {
-        guard let handle = FileHandle(forReadingAtPath: file) else { throw JobFailure("cannot read \(file)") }
+        guard let handle = FileHandle(forReadingAtPath: file) else { throw BackupError("cannot read \(file)") }
         defer { try? handle.close() }
         var hasher = SHA256()
         var size: Int64 = 0
@@ -191,6 +210,17 @@ public struct BackupManager: Sendable {
         }
         return (size, hasher.finalize().hexEncoded)
     }
+}
+
+/// `date` in UTC as `YYYYmmdd-HHMMSS`, with the C library rather than `DateFormatter`, which
+/// would load ICU's data for a fixed, locale-free pattern.
+private func utcFileStamp(_ date: Date) -> String {
+    var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    let count = strftime(&buffer, buffer.count, "%Y%m%d-%H%M%S", &parts)
+    return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }
 
 private func firstLine(_ text: String) -> String {

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 
 /// Runs PostgreSQL's client programs (`pg_dump`, `pg_restore`) without blocking Swift's
 /// cooperative pool, and without putting a password on their command line (where `ps` would
