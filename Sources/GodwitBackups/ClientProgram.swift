@@ -123,16 +123,29 @@ public enum ClientProgram {
 
     // MARK: - Connection arguments
 
-    /// libpq connection arguments for a tool: the conninfo without its password, and the
-    /// environment that carries the password.
+    /// libpq connection arguments for a tool: a `key=value` conninfo without the password (it
+    /// goes on the command line, where `ps` shows it), and this process's environment with the
+    /// password, if any, in `PGPASSWORD`.
     public static func connectionArguments(for databaseURL: String) throws -> (conninfo: String, environment: [String: String]) {
         var options = try ConnectionString.options(databaseURL)
         var environment = ProcessInfo.processInfo.environment
         if let password = options.removeValue(forKey: "password") { environment["PGPASSWORD"] = password }
         let conninfo = options.sorted { $0.key < $1.key }
-            .map { "\($0.key)=\(quoteLiteral($0.value).replacingOccurrences(of: "\\", with: "\\\\"))" }
+            .map { "\($0.key)=\(conninfoQuoted($0.value))" }
             .joined(separator: " ")
         return (conninfo, environment)
+    }
+
+    /// A conninfo value in single quotes as libpq reads them: a backslash or a single quote
+    /// inside is escaped with a backslash (`o'neil` is `'o\'neil'`). SQL's doubled quote
+    /// (`'o''neil'`) would end the value early.
+    public static func conninfoQuoted(_ value: String) -> String {
+        var quoted = "'"
+        for scalar in value.unicodeScalars {
+            if scalar == "\\" || scalar == "'" { quoted.unicodeScalars.append("\\") }
+            quoted.unicodeScalars.append(scalar)
+        }
+        return quoted + "'"
     }
 
     // MARK: - Running
