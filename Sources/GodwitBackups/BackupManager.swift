@@ -7,36 +7,8 @@ import Crypto
 import Foundation
 import GodwitPostgres
 
-/// A backup that cannot be taken, verified or restored. The message names the file.
-public struct BackupError: Error, CustomStringConvertible, Sendable {
-    public var message: String
-
-    public init(_ message: String) {
-        self.message = message
-    }
-
-    public var description: String { message }
-}
-
-/// A verified `pg_dump` of the database, as recorded in `<schema>.backups`.
-public struct Backup: Sendable, Codable, Equatable {
-    public var file: String
-    public var sizeBytes: Int64
-    public var sha256: String
-    public var database: String
-    /// How many entries `pg_restore --list` found in the dump.
-    public var entries: Int
-    public var createdAt: String
-
-    enum CodingKeys: String, CodingKey {
-        case file, sha256, database, entries
-        case sizeBytes = "size_bytes"
-        case createdAt = "created_at"
-    }
-}
-
 /// Takes, verifies, lists and restores backups: `pg_dump --format=custom` into a folder
-/// (files mode 0600), checked with `pg_restore --list`, recorded with size and SHA-256.
+/// (files mode 0600), read back in full by `pg_restore`, recorded with size and SHA-256.
 ///
 /// Godwit's own schema is left out of the dump: restoring must not rewind the job queue.
 public struct BackupManager: Sendable {
@@ -53,29 +25,23 @@ public struct BackupManager: Sendable {
     /// `<schema>.backups`, quoted.
     var table: String { "\(quoteIdentifier(schema)).backups" }
 
-    /// Dumps the database, verifies the dump and records it. Throws (and keeps no file) when
-    /// the dump or its verification fails: no verified backup, no migration.
+    /// Dumps the database, verifies the dump as `verify` does and records it. Throws (and
+    /// keeps no file) when the dump or its verification fails: no verified backup, no
+    /// migration.
     public func create(databaseURL: String, jobID: Int64? = nil, on connection: Connection) async throws -> Backup {
-        try FileManager.default.createDirectory(
-            atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        let path = try newFilePath()
-        // The file exists with mode 0600 before pg_dump writes into it, so no other user can
-        // ever read the data.
-        guard FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o600]) else {
-            throw BackupError("cannot create backup file \(path)")
-        }
+        let path = try createFile()
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
-        let dump = try await ClientProgram.run(
-            "pg_dump",
-            ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema)", "--dbname=\(conninfo)"],
-            environment: environment)
-        guard dump.status == 0 else {
-            try? FileManager.default.removeItem(atPath: path)
-            throw BackupError("backup failed: pg_dump exited with \(dump.status): \(firstLine(dump.stderr))")
-        }
-        let verified: Backup
+        let verification: BackupVerification
         do {
-            verified = try await verify(file: path)
+            let dump = try await ClientProgram.run(
+                "pg_dump",
+                ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema)", "--dbname=\(conninfo)"],
+                environment: environment)
+            guard dump.succeeded else {
+                throw BackupError(
+                    .dumpFailed, file: path, "backup \(path) failed: pg_dump \(dump.exitDescription): \(dump.firstErrorLine)")
+            }
+            verification = try await verify(file: path)
         } catch {
             try? FileManager.default.removeItem(atPath: path)
             throw error
@@ -85,42 +51,91 @@ public struct BackupManager: Sendable {
             """
             INSERT INTO \(table) (file, size_bytes, sha256, database_name, job_id, verified_at)
             VALUES ($1, $2, $3, $4, $5, now()) RETURNING created_at::text AS created_at
-            """, [path, verified.sizeBytes, verified.sha256, database, jobID])
-        var backup = verified
-        backup.database = database
-        backup.createdAt = try row.first?.string("created_at") ?? ""
-        return backup
+            """, [path, verification.sizeBytes, verification.sha256, database, jobID])
+        return Backup(
+            file: path, sizeBytes: verification.sizeBytes, sha256: verification.sha256, database: database,
+            entries: verification.entries, dataBlocks: verification.dataBlocks,
+            createdAt: try row.first?.string("created_at") ?? "")
     }
 
-    /// Checks that `file` is a readable custom-format dump with at least one entry.
-    public func verify(file: String) async throws -> Backup {
-        guard FileManager.default.fileExists(atPath: file) else { throw BackupError("no backup file \(file)") }
+    /// Checks that `file` is whole and unchanged: a custom-format dump whose table of contents
+    /// and every data block pg_restore reads and decompresses to the end (a truncated or
+    /// damaged file fails here), and, given a connection, whose SHA-256 is the one recorded in
+    /// `<schema>.backups` when it was taken, if a record names it.
+    ///
+    /// `pg_restore --list` alone reads only the table of contents, at the start of the file: a
+    /// dump cut anywhere in its data passes it.
+    public func verify(file: String, on connection: Connection? = nil) async throws -> BackupVerification {
+        let given = file
+        let file = Self.absolutePath(file)
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw BackupError(.missingFile, file: file, "no backup file \(file)")
+        }
+        let contents = try await tableOfContents(of: file)
+        // Restoring into /dev/null reads every entry's data from the archive and decompresses it.
+        let read = try await ClientProgram.run("pg_restore", ["--file=/dev/null", file])
+        guard read.succeeded else {
+            throw BackupError(
+                .damaged, file: file,
+                "backup \(file) failed verification: pg_restore could not read all of its data (truncated or damaged?): \(read.firstErrorLine)"
+            )
+        }
+        let (size, digest) = try await Self.sizeAndSHA256(of: file)
+        var verification = BackupVerification(
+            file: file, sizeBytes: size, sha256: digest, entries: contents.entries.count,
+            dataBlocks: contents.dataBlocks, record: .notChecked, recordedAt: nil, recordTable: table)
+        guard let connection else { return verification }
+        guard let record = try await record(of: [file, given], on: connection) else {
+            verification.record = .notRecorded
+            return verification
+        }
+        guard record.sha256 == digest else {
+            throw BackupError(
+                .checksumMismatch, file: file,
+                "backup \(file) failed verification: its sha256 is \(digest) (\(size) bytes), not the \(record.sha256) (\(record.sizeBytes) bytes) recorded in \(table) at \(record.createdAt): the file changed after it was taken"
+            )
+        }
+        verification.record = .matched
+        verification.recordedAt = record.createdAt
+        return verification
+    }
+
+    /// The newest record of a backup file named by one of `paths`, if `<schema>.backups` exists.
+    private func record(
+        of paths: [String], on connection: Connection
+    ) async throws -> (sha256: String, sizeBytes: Int64, createdAt: String)? {
+        guard try await connection.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first?.bool("present") == true
+        else { return nil }
+        guard
+            let row = try await connection.query(
+                """
+                SELECT sha256, size_bytes, created_at::text AS created_at FROM \(table)
+                WHERE file = ANY($1::text[]) ORDER BY id DESC LIMIT 1
+                """, [PostgresArray.literal(paths)]
+            ).first
+        else { return nil }
+        return (try row.string("sha256"), try row.int64("size_bytes"), try row.string("created_at"))
+    }
+
+    /// The dump's table of contents; throws unless `file` is a custom-format pg_dump archive.
+    func tableOfContents(of file: String) async throws -> TableOfContents {
         let list = try await ClientProgram.run("pg_restore", ["--list", file])
-        guard list.status == 0 else {
-            throw BackupError("backup \(file) failed verification: pg_restore --list: \(firstLine(list.stderr))")
+        guard list.succeeded else {
+            throw BackupError(
+                .damaged, file: file, "backup \(file) failed verification: pg_restore --list: \(list.firstErrorLine)")
         }
-        // An empty database makes a valid dump with no entries, so what is checked is that
-        // pg_restore reads the whole table of contents of a custom-format archive.
-        guard list.stdout.contains("Format: CUSTOM") else {
-            throw BackupError("backup \(file) failed verification: not a custom-format pg_dump archive")
+        let contents = TableOfContents(listing: list.stdout)
+        // An empty database makes a valid dump with no entries: what counts is that pg_restore
+        // reads a custom-format archive.
+        guard contents.isCustomFormat else {
+            throw BackupError(.damaged, file: file, "backup \(file) failed verification: not a custom-format pg_dump archive")
         }
-        let entries = list.stdout.split(separator: "\n").filter { !$0.hasPrefix(";") && !$0.isEmpty }.count
-        let (size, digest) = try Self.sizeAndSHA256(of: file)
-        return Backup(file: file, sizeBytes: size, sha256: digest, database: "", entries: entries, createdAt: "")
+        return contents
     }
 
-    /// What restoring `file` would replace: the tables and other objects in the dump.
+    /// What restoring `file` would replace: the tables, types, functions and views in the dump.
     public func contents(of file: String) async throws -> [String] {
-        let list = try await ClientProgram.run("pg_restore", ["--list", file])
-        guard list.status == 0 else { throw BackupError("cannot read backup \(file): \(firstLine(list.stderr))") }
-        // Lines look like: "215; 1259 16390 TABLE public media postgres".
-        return list.stdout.split(separator: "\n").compactMap { line in
-            guard !line.hasPrefix(";"), let semicolon = line.firstIndex(of: ";") else { return nil }
-            let words = line[line.index(after: semicolon)...].split(separator: " ").dropFirst(2)
-            guard let kind = words.first, kind == "TABLE" || kind == "TYPE" || kind == "FUNCTION" || kind == "VIEW"
-            else { return nil }
-            return words.dropLast().joined(separator: " ")
-        }
+        try await tableOfContents(of: Self.absolutePath(file)).objects
     }
 
     /// The schemas a restore replaces: every schema of the application's, that is all but the
@@ -140,9 +155,15 @@ public struct BackupManager: Sendable {
     /// dropped and re-created from the dump, so objects made after the backup go too. Godwit's
     /// own schema is left alone. Nothing changes if any step fails.
     public func restore(file: String, databaseURL: String) async throws {
-        _ = try await verify(file: file)
         let connection = try await Connection.connect(databaseURL)
-        let schemas = try await schemasToReplace(on: connection)
+        let schemas: [String]
+        do {
+            _ = try await verify(file: file, on: connection)
+            schemas = try await schemasToReplace(on: connection)
+        } catch {
+            await connection.close()
+            throw error
+        }
         await connection.close()
         let temporary = FileManager.default.temporaryDirectory
         let script = temporary.appendingPathComponent("godwit-restore-\(UUID().uuidString).sql").path
@@ -153,7 +174,7 @@ public struct BackupManager: Sendable {
         }
         let render = try await ClientProgram.run("pg_restore", ["--no-owner", "--file=\(script)", file])
         guard render.status == 0 else {
-            throw BackupError("cannot read backup \(file) (nothing was changed): \(firstLine(render.stderr))")
+            throw BackupError(.damaged, file: file, "cannot read backup \(file) (nothing was changed): \(render.firstErrorLine)")
         }
         let createsPublic = (try? String(contentsOfFile: script, encoding: .utf8))?.contains("CREATE SCHEMA public;") ?? false
         var statements = schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
@@ -162,7 +183,7 @@ public struct BackupManager: Sendable {
             statements += ["CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;"]
         }
         guard FileManager.default.createFile(atPath: prelude, contents: Data(statements.joined(separator: "\n").utf8)) else {
-            throw BackupError("cannot write \(prelude)")
+            throw BackupError(.io, file: file, "cannot write \(prelude)")
         }
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
         let restore = try await ClientProgram.run(
@@ -170,7 +191,7 @@ public struct BackupManager: Sendable {
             ["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "--dbname=\(conninfo)", "-f", prelude, "-f", script],
             environment: environment)
         guard restore.status == 0 else {
-            throw BackupError("restore of \(file) failed (nothing was changed): \(firstLine(restore.stderr))")
+            throw BackupError(.restoreFailed, file: file, "restore of \(file) failed (nothing was changed): \(restore.firstErrorLine)")
         }
     }
 
@@ -184,31 +205,67 @@ public struct BackupManager: Sendable {
         ).rows.map { row in
             Backup(
                 file: try row.string("file"), sizeBytes: try row.int64("size_bytes"), sha256: try row.string("sha256"),
-                database: try row.string("database_name"), entries: 0, createdAt: try row.string("created_at"))
+                database: try row.string("database_name"), entries: 0, dataBlocks: 0,
+                createdAt: try row.string("created_at"))
         }
     }
 
-    private func newFilePath() throws -> String {
+    /// `path` made absolute against the working directory, so that what is recorded and
+    /// printed names the file wherever it is read.
+    static func absolutePath(_ path: String) -> String {
+        let absolute =
+            path.hasPrefix("/")
+            ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (absolute as NSString).standardizingPath
+    }
+
+    /// Creates a new, empty backup file (mode 0600, exclusively: never one that exists) in the
+    /// folder (made 0700 if missing) and returns its path. The file exists with its mode
+    /// before pg_dump writes into it, so no other user can ever read the data.
+    private func createFile() throws -> String {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw BackupError(.io, file: directory, "cannot create the backup folder \(directory): \(error.localizedDescription)")
+        }
         let stem = "backup-\(utcFileStamp(Date()))"
-        var path = (directory as NSString).appendingPathComponent("\(stem).dump")
-        var counter = 2
-        while FileManager.default.fileExists(atPath: path) {
-            path = (directory as NSString).appendingPathComponent("\(stem)-\(counter).dump")
-            counter += 1
+        for counter in 1...1000 {
+            let name = counter == 1 ? "\(stem).dump" : "\(stem)-\(counter).dump"
+            let path = (directory as NSString).appendingPathComponent(name)
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if descriptor >= 0 {
+                close(descriptor)
+                return path
+            }
+            guard errno == EEXIST else {
+                throw BackupError(.io, file: path, "cannot create backup file \(path): \(String(cString: strerror(errno)))")
+            }
         }
-        return path
+        throw BackupError(.io, file: directory, "cannot create a backup file in \(directory): too many named \(stem)")
     }
 
-    static func sizeAndSHA256(of file: String) throws -> (Int64, String) {
-        guard let handle = FileHandle(forReadingAtPath: file) else { throw BackupError("cannot read \(file)") }
-        defer { try? handle.close() }
-        var hasher = SHA256()
-        var size: Int64 = 0
-        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-            hasher.update(data: chunk)
-            size += Int64(chunk.count)
+    /// The file's size and SHA-256 (hex), read on a thread of its own: hashing a dump of
+    /// gigabytes must not hold a thread of the cooperative pool.
+    static func sizeAndSHA256(of file: String) async throws -> (Int64, String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(
+                    with: Result {
+                        guard let handle = FileHandle(forReadingAtPath: file) else {
+                            throw BackupError(.io, file: file, "cannot read backup file \(file)")
+                        }
+                        defer { try? handle.close() }
+                        var hasher = SHA256()
+                        var size: Int64 = 0
+                        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                            hasher.update(data: chunk)
+                            size += Int64(chunk.count)
+                        }
+                        return (size, hasher.finalize().hexEncoded)
+                    })
+            }.start()
         }
-        return (size, hasher.finalize().hexEncoded)
     }
 }
 
@@ -221,8 +278,4 @@ private func utcFileStamp(_ date: Date) -> String {
     var buffer = [CChar](repeating: 0, count: 32)
     let count = strftime(&buffer, buffer.count, "%Y%m%d-%H%M%S", &parts)
     return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-}
-
-private func firstLine(_ text: String) -> String {
-    text.split(separator: "\n").first.map(String.init) ?? "(no message)"
 }
