@@ -153,8 +153,17 @@ public struct BackupManager: Sendable {
 
     /// Makes the database what `file` holds: in one transaction, the application's schemas are
     /// dropped and re-created from the dump, so objects made after the backup go too. Godwit's
-    /// own schema is left alone. Nothing changes if any step fails.
+    /// own schema is left alone. The file is verified first (against its record, when there is
+    /// one). Nothing changes if any step fails.
+    ///
+    /// The dump's SQL streams from pg_restore through a pipe into psql: no data touches the
+    /// disk. pg_restore runs with `--single-transaction`, so the `COMMIT` is the last thing it
+    /// writes, after the last data; psql opens the transaction before dropping the schemas.
+    /// If pg_restore stops early, psql reaches the end of its input with the transaction still
+    /// open and the server rolls it back; if a statement fails, `ON_ERROR_STOP` ends psql and
+    /// the same happens.
     public func restore(file: String, databaseURL: String) async throws {
+        let file = Self.absolutePath(file)
         let connection = try await Connection.connect(databaseURL)
         let schemas: [String]
         do {
@@ -165,33 +174,48 @@ public struct BackupManager: Sendable {
             throw error
         }
         await connection.close()
-        let temporary = FileManager.default.temporaryDirectory
-        let script = temporary.appendingPathComponent("godwit-restore-\(UUID().uuidString).sql").path
-        let prelude = temporary.appendingPathComponent("godwit-restore-\(UUID().uuidString)-prelude.sql").path
-        defer {
-            try? FileManager.default.removeItem(atPath: script)
-            try? FileManager.default.removeItem(atPath: prelude)
-        }
-        let render = try await ClientProgram.run("pg_restore", ["--no-owner", "--file=\(script)", file])
-        guard render.status == 0 else {
-            throw BackupError(.damaged, file: file, "cannot read backup \(file) (nothing was changed): \(render.firstErrorLine)")
-        }
-        let createsPublic = (try? String(contentsOfFile: script, encoding: .utf8))?.contains("CREATE SCHEMA public;") ?? false
-        var statements = schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
-        if !createsPublic {
+        var prelude = ["SET client_min_messages = error;"]
+        prelude += schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
+        if try await !createsPublicSchema(file) {
             // pg_dump leaves out the standard public schema; re-create it as initdb makes it.
-            statements += ["CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;"]
-        }
-        guard FileManager.default.createFile(atPath: prelude, contents: Data(statements.joined(separator: "\n").utf8)) else {
-            throw BackupError(.io, file: file, "cannot write \(prelude)")
+            prelude += ["CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;"]
         }
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
-        let restore = try await ClientProgram.run(
-            "psql",
-            ["-X", "-q", "--single-transaction", "-v", "ON_ERROR_STOP=1", "--dbname=\(conninfo)", "-f", prelude, "-f", script],
-            environment: environment)
-        guard restore.status == 0 else {
-            throw BackupError(.restoreFailed, file: file, "restore of \(file) failed (nothing was changed): \(restore.firstErrorLine)")
+        let (render, apply) = try await ClientProgram.pipeline(
+            .init("pg_restore", ["--no-owner", "--single-transaction", "--file=-", file]),
+            into: .init(
+                "psql",
+                [
+                    "-X", "-q", "-v", "ON_ERROR_STOP=1", "--output=/dev/null", "--dbname=\(conninfo)",
+                    "-c", "BEGIN", "-c", prelude.joined(separator: " "), "-f", "-",
+                ],
+                environment: environment))
+        guard apply.succeeded else {
+            throw BackupError(
+                .restoreFailed, file: file,
+                "restore of \(file) failed (nothing was changed): psql \(apply.exitDescription): \(apply.firstErrorLine)")
+        }
+        guard render.succeeded else {
+            throw BackupError(
+                .restoreFailed, file: file,
+                "restore of \(file) failed (nothing was changed): pg_restore \(render.exitDescription): \(render.firstErrorLine)"
+            )
+        }
+    }
+
+    /// Whether restoring `file` creates schema `public` itself. Decided from the table of
+    /// contents: only a dump with an entry for the schema can; that one entry is rendered to
+    /// see whether it is a `CREATE SCHEMA` (pg_dump 15 writes a comment instead, as initdb
+    /// makes the schema).
+    func createsPublicSchema(_ file: String) async throws -> Bool {
+        guard let entry = try await tableOfContents(of: file).publicSchemaEntry else { return false }
+        let rendered = try await ClientProgram.run(
+            "pg_restore", ["--no-owner", "--use-list=/dev/stdin", "--file=-", file], input: entry + "\n")
+        guard rendered.succeeded else {
+            throw BackupError(.damaged, file: file, "cannot read backup \(file) (nothing was changed): \(rendered.firstErrorLine)")
+        }
+        return rendered.stdout.split(separator: "\n").contains {
+            $0.hasPrefix("CREATE SCHEMA public;") || $0.hasPrefix("CREATE SCHEMA public ")
         }
     }
 

@@ -73,3 +73,112 @@ struct BackupTests {
         #expect(output.stderr.hasPrefix("error: backup \(path) failed verification"), "\(output.stderr)")
     }
 }
+
+/// Records every file and folder that appears under `path` while `body` runs, with its mode,
+/// looking every millisecond or so.
+func watchingDirectory<T: Sendable>(
+    _ path: String, _ body: () async throws -> T
+) async throws -> (result: T, seen: [String: Int]) {
+    let watcher = Task {
+        var seen: [String: Int] = [:]
+        while !Task.isCancelled {
+            for entry in (try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? [] {
+                let full = (path as NSString).appendingPathComponent(entry)
+                if let mode = (try? FileManager.default.attributesOfItem(atPath: full))?[.posixPermissions] as? Int {
+                    seen[entry] = (seen[entry] ?? 0) | mode
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return seen
+    }
+    let result: T
+    do {
+        result = try await body()
+    } catch {
+        watcher.cancel()
+        throw error
+    }
+    watcher.cancel()
+    return (result, await watcher.value)
+}
+
+@Suite("godwit backup restore")
+struct RestoreTests {
+    @Test func aRestoreWritesNothingOthersCanReadAndLeavesNothingBehind() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let tmp = try TemporaryDirectory(prefix: "godwit-tmpdir")
+        defer { tmp.delete() }
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await conn.execute(
+                """
+                CREATE TABLE secrets (id int PRIMARY KEY, value text);
+                INSERT INTO secrets SELECT g, md5(g::text) || md5((-g)::text) FROM generate_series(1, 60000) g;
+                """)
+            let environment = ["TMPDIR": tmp.path]
+            let (created, seenCreating) = try await watchingDirectory(tmp.path) {
+                try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url], environment: environment)
+            }
+            #expect(created.status == 0, "\(created.stderr)")
+            let file = String(created.stdout.split(separator: " ").first ?? "")
+            try await conn.execute("UPDATE secrets SET value = 'changed'")
+
+            let (restored, seenRestoring) = try await watchingDirectory(tmp.path) {
+                try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url], environment: environment)
+            }
+            #expect(restored.status == 0, "\(restored.stderr)")
+            #expect(try await conn.query("SELECT count(*) AS n FROM secrets WHERE value = 'changed'").first?.int("n") == 0)
+
+            for (entry, mode) in seenCreating.merging(seenRestoring, uniquingKeysWith: |) {
+                #expect(mode & 0o077 == 0, "\(entry) in TMPDIR had mode \(String(mode, radix: 8))")
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path) == [], "left behind in TMPDIR")
+            await conn.close()
+        }
+    }
+
+    @Test func aRestoreThatFailsAfterLoadingTheDataChangesNothing() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            // The backup's table refers to a job: Godwit's schema is not restored, so the
+            // foreign key can only be re-created, after the data, if the job is still there.
+            let created = try await GodwitProcess.run(["backup", "list", "-D", db.url])
+            #expect(created.status == 0, "\(created.stderr)")
+            try await conn.execute(
+                """
+                INSERT INTO godwit.jobs (kind, name, payload) VALUES ('noop', 'referenced', '{}');
+                CREATE TABLE refs (id int PRIMARY KEY, job_id bigint REFERENCES godwit.jobs (id));
+                INSERT INTO refs SELECT g, (SELECT min(id) FROM godwit.jobs) FROM generate_series(1, 1000) g;
+                CREATE TABLE kept (label text);
+                INSERT INTO kept VALUES ('before the backup');
+                """)
+            let backup = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let file = String(backup.stdout.split(separator: " ").first ?? "")
+            try await conn.execute(
+                """
+                DROP TABLE refs;
+                DELETE FROM godwit.jobs;
+                UPDATE kept SET label = 'after the backup';
+                CREATE TABLE later (id int);
+                """)
+
+            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            #expect(restored.status == 1)
+            #expect(
+                restored.stderr.hasPrefix("error: restore of \(file) failed (nothing was changed): psql exited with status 3:"),
+                "\(restored.stderr)")
+            #expect(restored.stderr.contains("violates foreign key constraint"), "\(restored.stderr)")
+            #expect(restored.stderr.split(separator: "\n").count == 1)
+            // Everything is as it was before the restore.
+            #expect(try await conn.query("SELECT label FROM kept").first?.string("label") == "after the backup")
+            #expect(try await conn.query("SELECT to_regclass('later') IS NOT NULL AS present").first?.bool("present") == true)
+            #expect(try await conn.query("SELECT to_regclass('refs') IS NULL AS absent").first?.bool("absent") == true)
+            await conn.close()
+        }
+    }
+}
