@@ -31,6 +31,20 @@ public struct Backup: Sendable, Codable, Equatable {
         case dataBlocks = "data_blocks"
         case createdAt = "created_at"
     }
+
+    /// The command that restores this backup: `godwit backup restore /abs/file.dump --yes`,
+    /// the path quoted for a POSIX shell when it needs to be.
+    public var restoreCommand: String {
+        "godwit backup restore \(shellQuoted(file)) --yes"
+    }
+}
+
+/// `text` as one word for a POSIX shell: as it is when it has only safe characters, else in
+/// single quotes (a quote inside becomes `'\''`).
+func shellQuoted(_ text: String) -> String {
+    let safe = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/._-+=:,@%")
+    if !text.isEmpty, text.allSatisfy(safe.contains) { return text }
+    return "'" + text.replacingOccurrences(of: "'", with: "'\\''") + "'"
 }
 
 /// What `BackupManager.verify` checked, and found sound.

@@ -12,13 +12,16 @@ import GodwitPostgres
 ///
 /// Godwit's own schema is left out of the dump: restoring must not rewind the job queue.
 public struct BackupManager: Sendable {
-    public var directory: String
+    /// The folder for backup files, absolute: a relative one is resolved against the working
+    /// directory when the manager is made, so that the files recorded and the restore
+    /// commands printed name the same files from anywhere.
+    public let directory: String
     /// The schema of Godwit's own tables, unquoted: backups are recorded in `<schema>.backups`,
     /// and the schema is left out of every dump.
-    public var schema: String
+    public let schema: String
 
     public init(directory: String, schema: String = "godwit") {
-        self.directory = directory
+        self.directory = Self.absolutePath(directory)
         self.schema = schema
     }
 

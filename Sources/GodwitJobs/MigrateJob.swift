@@ -118,7 +118,7 @@ public struct MigrateJob: JobHandler {
                 "backup verified",
                 metadata: ["job": "\(context.job.id)", "file": "\(backup.file)", "bytes": "\(backup.sizeBytes)"])
             report.backup = backup
-            report.restoreWith = "godwit backup restore \(backup.file) --yes"
+            report.restoreWith = backup.restoreCommand
         }
         try context.checkpoint()
         var migrator = Migrator(source: source, logger: context.logger)

@@ -64,6 +64,42 @@ struct BackupTests {
         }
     }
 
+    @Test func aRelativeBackupFolderIsRecordedAndPrintedAsAnAbsolutePath() async throws {
+        let work = try TemporaryDirectory()
+        defer { work.delete() }
+        try await withTestDatabase { db in
+            let created = try await GodwitProcess.run(
+                ["backup", "create", "--dir", "nested/../backups", "-D", db.url], directory: work.path)
+            #expect(created.status == 0, "\(created.stderr)")
+            let file = String(created.stdout.split(separator: " ").first ?? "")
+            #expect(file.hasPrefix("/"), "\(file)")
+            #expect(!file.contains("/../") && !file.contains("/./"), "\(file)")
+            let folder = URL(fileURLWithPath: work.path).appendingPathComponent("backups").resolvingSymlinksInPath().path
+            #expect(URL(fileURLWithPath: file).deletingLastPathComponent().resolvingSymlinksInPath().path == folder)
+            let conn = try await db.connect()
+            #expect(try await conn.query("SELECT file FROM godwit.backups").rows.map { try $0.string("file") } == [file])
+            await conn.close()
+            // verify, from another folder, finds its record by that name.
+            let verified = try await GodwitProcess.run(["backup", "verify", file, "-D", db.url])
+            #expect(verified.stdout.contains("matches the one recorded"), "\(verified.stdout)\(verified.stderr)")
+        }
+    }
+
+    @Test func aRelativePathIsMadeAbsoluteAgainstTheWorkingDirectory() {
+        let manager = BackupManager(directory: "some/./backups/")
+        #expect(manager.directory == FileManager.default.currentDirectoryPath + "/some/backups")
+        #expect(BackupManager(directory: "/srv/backups").directory == "/srv/backups")
+    }
+
+    @Test func theRestoreCommandQuotesAPathThatNeedsIt() {
+        var backup = Backup(
+            file: "/srv/backups/backup-1.dump", sizeBytes: 1, sha256: "", database: "", entries: 0, dataBlocks: 0,
+            createdAt: "")
+        #expect(backup.restoreCommand == "godwit backup restore /srv/backups/backup-1.dump --yes")
+        backup.file = "/srv/o'neil backups/backup-1.dump"
+        #expect(backup.restoreCommand == #"godwit backup restore '/srv/o'\''neil backups/backup-1.dump' --yes"#)
+    }
+
     @Test func aCorruptFileFailsVerification() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
