@@ -33,9 +33,9 @@ public struct BackupManager: Sendable {
     /// migration.
     public func create(databaseURL: String, jobID: Int64? = nil, on connection: Connection) async throws -> Backup {
         let path = try createFile()
-        let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
         let verification: BackupVerification
         do {
+            let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
             let dump = try await ClientProgram.run(
                 "pg_dump",
                 ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema)", "--dbname=\(conninfo)"],

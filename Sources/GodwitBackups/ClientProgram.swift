@@ -206,11 +206,14 @@ private final class Run: Sendable {
     init(invocations: [ClientProgram.Invocation], executables: [String], input: String?) throws {
         self.invocations = invocations
         self.executables = executables
-        do {
-            directory = try PrivateDirectory()
-            if let input { try directory.write("stdin", Array(input.utf8)) }
-        } catch {
-            throw ClientProgram.LaunchError("cannot run \(invocations[0].tool): \(error)")
+        directory = try PrivateDirectory()
+        if let input {
+            do {
+                try directory.write("stdin", Array(input.utf8))
+            } catch {
+                directory.remove()
+                throw error
+            }
         }
     }
 
@@ -251,23 +254,24 @@ private final class Run: Sendable {
                     ended(index, status: process.terminationStatus, killedBySignal: process.terminationReason == .uncaughtSignal)
                 }
                 guard state.withLock({ !$0.cancelled }) else { throw CancellationError() }
+                // Process.run() spawns at once and returns; it does not wait for the program.
                 do {
                     try process.run()
                 } catch {
                     throw ClientProgram.LaunchError(
                         "cannot run \(invocation.tool) (\(executables[index])): \(error.localizedDescription)")
                 }
-                let cancelled = state.withLock { state in
+                state.withLock { state in
                     state.processes.append(process)
-                    return state.cancelled
+                    // Cancelled while it was being spawned.
+                    if state.cancelled { Self.killRunning(&state) }
                 }
-                if cancelled { kill(process.processIdentifier, SIGKILL) }
                 nextStdin = followingStdin
             }
         } catch {
             // The programs started so far are stopped; their ends are ignored.
             let continuation = state.withLock { state in
-                for process in state.processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+                Self.killRunning(&state)
                 defer { state.continuation = nil }
                 return state.continuation
             }
@@ -282,7 +286,7 @@ private final class Run: Sendable {
     private func input() throws -> Int32 {
         let path = directory.contains("stdin") ? directory.path("stdin") : "/dev/null"
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw POSIXError(errno) }
+        guard descriptor >= 0 else { throw ClientProgram.LaunchError("cannot open \(path): \(systemError())") }
         return descriptor
     }
 
@@ -295,7 +299,15 @@ private final class Run: Sendable {
     func terminate() {
         state.withLock { state in
             state.cancelled = true
-            for process in state.processes where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+            Self.killRunning(&state)
+        }
+    }
+
+    /// Kills the programs launched whose end has not been reported (after the report, the
+    /// process id may already belong to another process).
+    private static func killRunning(_ state: inout State) {
+        for (index, process) in state.processes.enumerated() where state.ended[index] == nil {
+            kill(process.processIdentifier, SIGKILL)
         }
     }
 
@@ -337,8 +349,11 @@ struct PrivateDirectory: Sendable {
     let path: String
 
     init() throws {
-        var template = Array((NSTemporaryDirectory() as NSString).appendingPathComponent("godwit-XXXXXX").utf8CString)
-        guard let made = mkdtemp(&template) else { throw POSIXError(errno) }
+        let pattern = (NSTemporaryDirectory() as NSString).appendingPathComponent("godwit-XXXXXX")
+        var template = Array(pattern.utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw ClientProgram.LaunchError("cannot create a private temporary directory \(pattern): \(systemError())")
+        }
         path = String(cString: made)
     }
 
@@ -349,14 +364,18 @@ struct PrivateDirectory: Sendable {
     /// Creates `name` (mode 0600) and returns a descriptor open for writing, closed on exec.
     func create(_ name: String) throws -> Int32 {
         let descriptor = open(path(name), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw POSIXError(errno) }
+        guard descriptor >= 0 else { throw ClientProgram.LaunchError("cannot create \(path(name)): \(systemError())") }
         return descriptor
     }
 
     func write(_ name: String, _ bytes: [UInt8]) throws {
         let handle = FileHandle(fileDescriptor: try create(name), closeOnDealloc: true)
-        try handle.write(contentsOf: bytes)
-        try handle.close()
+        do {
+            try handle.write(contentsOf: bytes)
+            try handle.close()
+        } catch {
+            throw ClientProgram.LaunchError("cannot write \(path(name)): \(error.localizedDescription)")
+        }
     }
 
     func read(_ name: String) -> String {
@@ -376,13 +395,12 @@ private func makePipe() throws -> (read: Int32, write: Int32) {
     // pipe2(O_CLOEXEC) is not in Glibc's Swift module. Between pipe() and fcntl() a program
     // spawned at that instant by another task could inherit an end, but Foundation closes
     // every other descriptor in the programs it spawns.
-    guard pipe(&ends) == 0 else { throw POSIXError(errno) }
+    guard pipe(&ends) == 0 else { throw ClientProgram.LaunchError("cannot make a pipe: \(systemError())") }
     for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
     return (ends[0], ends[1])
 }
 
-extension POSIXError {
-    init(_ code: Int32) {
-        self.init(POSIXErrorCode(rawValue: code) ?? .EIO)
-    }
+/// The message of the last system call's error (`errno`).
+private func systemError() -> String {
+    String(cString: strerror(errno))
 }
