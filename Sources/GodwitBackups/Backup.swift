@@ -91,6 +91,6 @@ public struct BackupVerification: Sendable, Codable, Equatable {
             case .notChecked: "(not compared with a record: no database given)"
             }
         return
-            "\(file): ok: \(entries) entries, \(dataBlocks) data blocks read and decompressed in full (\(sizeBytes) bytes), sha256 \(sha256) \(comparison)"
+            "\(file): ok, \(entries) entries, \(dataBlocks) data blocks read and decompressed in full (\(sizeBytes) bytes), sha256 \(sha256) \(comparison)"
     }
 }

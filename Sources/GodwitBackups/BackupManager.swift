@@ -1,11 +1,12 @@
+import Crypto
+import Foundation
+import GodwitPostgres
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Crypto
-import Foundation
-import GodwitPostgres
 
 /// Takes, verifies, lists and restores backups: `pg_dump --format=custom` into a folder
 /// (files mode 0600), read back in full by `pg_restore`, recorded with size and SHA-256.
@@ -42,7 +43,8 @@ public struct BackupManager: Sendable {
                 environment: environment)
             guard dump.succeeded else {
                 throw BackupError(
-                    .dumpFailed, file: path, "backup \(path) failed: pg_dump \(dump.exitDescription): \(dump.firstErrorLine)")
+                    .dumpFailed, file: path,
+                    "backup \(path) failed: pg_dump \(dump.exitDescription): \(dump.firstErrorLine)")
             }
             verification = try await verify(file: path)
         } catch {
@@ -107,7 +109,9 @@ public struct BackupManager: Sendable {
     private func record(
         of paths: [String], on connection: Connection
     ) async throws -> (sha256: String, sizeBytes: Int64, createdAt: String)? {
-        guard try await connection.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first?.bool("present") == true
+        guard
+            try await connection.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first?.bool("present")
+                == true
         else { return nil }
         guard
             let row = try await connection.query(
@@ -131,7 +135,8 @@ public struct BackupManager: Sendable {
         // An empty database makes a valid dump with no entries: what counts is that pg_restore
         // reads a custom-format archive.
         guard contents.isCustomFormat else {
-            throw BackupError(.damaged, file: file, "backup \(file) failed verification: not a custom-format pg_dump archive")
+            throw BackupError(
+                .damaged, file: file, "backup \(file) failed verification: not a custom-format pg_dump archive")
         }
         return contents
     }
@@ -181,7 +186,9 @@ public struct BackupManager: Sendable {
         prelude += schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
         if try await !createsPublicSchema(file) {
             // pg_dump leaves out the standard public schema; re-create it as initdb makes it.
-            prelude += ["CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;"]
+            prelude += [
+                "CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;",
+            ]
         }
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
         let (render, apply) = try await ClientProgram.pipeline(
@@ -196,7 +203,8 @@ public struct BackupManager: Sendable {
         guard apply.succeeded else {
             throw BackupError(
                 .restoreFailed, file: file,
-                "restore of \(file) failed (nothing was changed): psql \(apply.exitDescription): \(apply.firstErrorLine)")
+                "restore of \(file) failed (nothing was changed): psql \(apply.exitDescription): \(apply.firstErrorLine)"
+            )
         }
         guard render.succeeded else {
             throw BackupError(
@@ -215,7 +223,8 @@ public struct BackupManager: Sendable {
         let rendered = try await ClientProgram.run(
             "pg_restore", ["--no-owner", "--use-list=/dev/stdin", "--file=-", file], input: entry + "\n")
         guard rendered.succeeded else {
-            throw BackupError(.damaged, file: file, "cannot read backup \(file) (nothing was changed): \(rendered.firstErrorLine)")
+            throw BackupError(
+                .damaged, file: file, "cannot read backup \(file) (nothing was changed): \(rendered.firstErrorLine)")
         }
         return rendered.stdout.split(separator: "\n").contains {
             $0.hasPrefix("CREATE SCHEMA public;") || $0.hasPrefix("CREATE SCHEMA public ")
@@ -254,7 +263,8 @@ public struct BackupManager: Sendable {
             try FileManager.default.createDirectory(
                 atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
-            throw BackupError(.io, file: directory, "cannot create the backup folder \(directory): \(error.localizedDescription)")
+            throw BackupError(
+                .io, file: directory, "cannot create the backup folder \(directory): \(error.localizedDescription)")
         }
         let stem = "backup-\(utcFileStamp(Date()))"
         for counter in 1...1000 {
@@ -266,7 +276,8 @@ public struct BackupManager: Sendable {
                 return path
             }
             guard errno == EEXIST else {
-                throw BackupError(.io, file: path, "cannot create backup file \(path): \(String(cString: strerror(errno)))")
+                throw BackupError(
+                    .io, file: path, "cannot create backup file \(path): \(String(cString: strerror(errno)))")
             }
         }
         throw BackupError(.io, file: directory, "cannot create a backup file in \(directory): too many named \(stem)")

@@ -1,11 +1,12 @@
+import Foundation
+import GodwitPostgres
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #elseif canImport(Darwin)
     import Darwin
 #endif
-import Foundation
-import GodwitPostgres
-import Synchronization
 
 /// Runs PostgreSQL's client programs (`pg_dump`, `pg_restore`, `psql`) without blocking Swift's
 /// cooperative pool, and without putting a password on their command line (where `ps` would
@@ -126,7 +127,9 @@ public enum ClientProgram {
     /// libpq connection arguments for a tool: a `key=value` conninfo without the password (it
     /// goes on the command line, where `ps` shows it), and this process's environment with the
     /// password, if any, in `PGPASSWORD`.
-    public static func connectionArguments(for databaseURL: String) throws -> (conninfo: String, environment: [String: String]) {
+    public static func connectionArguments(for databaseURL: String) throws -> (
+        conninfo: String, environment: [String: String]
+    ) {
         var options = try ConnectionString.options(databaseURL)
         var environment = ProcessInfo.processInfo.environment
         if let password = options.removeValue(forKey: "password") { environment["PGPASSWORD"] = password }
@@ -251,7 +254,9 @@ private final class Run: Sendable {
                 process.standardOutput = FileHandle(fileDescriptor: stdout, closeOnDealloc: false)
                 process.standardError = FileHandle(fileDescriptor: stderr, closeOnDealloc: false)
                 process.terminationHandler = { [self] process in
-                    ended(index, status: process.terminationStatus, killedBySignal: process.terminationReason == .uncaughtSignal)
+                    ended(
+                        index, status: process.terminationStatus,
+                        killedBySignal: process.terminationReason == .uncaughtSignal)
                 }
                 guard state.withLock({ !$0.cancelled }) else { throw CancellationError() }
                 // Process.run() spawns at once and returns; it does not wait for the program.
@@ -322,7 +327,8 @@ private final class Run: Sendable {
     /// thread for the last program to end (or, when all ended before the launch returned, on
     /// the launching thread, with next to nothing to read).
     private func finishIfDone(_ change: (inout State) -> Void) {
-        let done = state.withLock { state -> (CheckedContinuation<[ClientProgram.Output], any Error>, [Int: ClientProgram.Output])? in
+        let done = state.withLock {
+            state -> (CheckedContinuation<[ClientProgram.Output], any Error>, [Int: ClientProgram.Output])? in
             change(&state)
             guard state.launched, state.ended.count == invocations.count, let continuation = state.continuation
             else { return nil }

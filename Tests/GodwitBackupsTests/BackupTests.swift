@@ -54,8 +54,10 @@ struct BackupTests {
             await conn.close()
             let fresh = try await db.connect()
             #expect(try await checksums(fresh) == before)
-            #expect(try await fresh.query("SELECT to_regclass('after_backup') IS NULL AS gone").first?.bool("gone") == true)
-            #expect(try await fresh.query("SELECT to_regclass('webhooks') IS NOT NULL AS back").first?.bool("back") == true)
+            #expect(
+                try await fresh.query("SELECT to_regclass('after_backup') IS NULL AS gone").first?.bool("gone") == true)
+            #expect(
+                try await fresh.query("SELECT to_regclass('webhooks') IS NOT NULL AS back").first?.bool("back") == true)
             // The restored schema works: its triggers and defaults are there.
             try await fresh.execute("INSERT INTO tenants (slug, name) VALUES ('after-restore', 'x')")
             // Godwit's own records survive the restore.
@@ -74,10 +76,12 @@ struct BackupTests {
             let file = String(created.stdout.split(separator: " ").first ?? "")
             #expect(file.hasPrefix("/"), "\(file)")
             #expect(!file.contains("/../") && !file.contains("/./"), "\(file)")
-            let folder = URL(fileURLWithPath: work.path).appendingPathComponent("backups").resolvingSymlinksInPath().path
+            let folder = URL(fileURLWithPath: work.path).appendingPathComponent("backups").resolvingSymlinksInPath()
+                .path
             #expect(URL(fileURLWithPath: file).deletingLastPathComponent().resolvingSymlinksInPath().path == folder)
             let conn = try await db.connect()
-            #expect(try await conn.query("SELECT file FROM godwit.backups").rows.map { try $0.string("file") } == [file])
+            #expect(
+                try await conn.query("SELECT file FROM godwit.backups").rows.map { try $0.string("file") } == [file])
             await conn.close()
             // verify, from another folder, finds its record by that name.
             let verified = try await GodwitProcess.run(["backup", "verify", file, "-D", db.url])
@@ -155,17 +159,20 @@ struct RestoreTests {
                 """)
             let environment = ["TMPDIR": tmp.path]
             let (created, seenCreating) = try await watchingDirectory(tmp.path) {
-                try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url], environment: environment)
+                try await GodwitProcess.run(
+                    ["backup", "create", "--dir", dir.path, "-D", db.url], environment: environment)
             }
             #expect(created.status == 0, "\(created.stderr)")
             let file = String(created.stdout.split(separator: " ").first ?? "")
             try await conn.execute("UPDATE secrets SET value = 'changed'")
 
             let (restored, seenRestoring) = try await watchingDirectory(tmp.path) {
-                try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url], environment: environment)
+                try await GodwitProcess.run(
+                    ["backup", "restore", file, "--yes", "-D", db.url], environment: environment)
             }
             #expect(restored.status == 0, "\(restored.stderr)")
-            #expect(try await conn.query("SELECT count(*) AS n FROM secrets WHERE value = 'changed'").first?.int("n") == 0)
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM secrets WHERE value = 'changed'").first?.int("n") == 0)
 
             for (entry, mode) in seenCreating.merging(seenRestoring, uniquingKeysWith: |) {
                 #expect(mode & 0o077 == 0, "\(entry) in TMPDIR had mode \(String(mode, radix: 8))")
@@ -206,13 +213,16 @@ struct RestoreTests {
             let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 1)
             #expect(
-                restored.stderr.hasPrefix("error: restore of \(file) failed (nothing was changed): psql exited with status 3:"),
+                restored.stderr.hasPrefix(
+                    "error: restore of \(file) failed (nothing was changed): psql exited with status 3:"),
                 "\(restored.stderr)")
             #expect(restored.stderr.contains("violates foreign key constraint"), "\(restored.stderr)")
             #expect(restored.stderr.split(separator: "\n").count == 1)
             // Everything is as it was before the restore.
             #expect(try await conn.query("SELECT label FROM kept").first?.string("label") == "after the backup")
-            #expect(try await conn.query("SELECT to_regclass('later') IS NOT NULL AS present").first?.bool("present") == true)
+            #expect(
+                try await conn.query("SELECT to_regclass('later') IS NOT NULL AS present").first?.bool("present")
+                    == true)
             #expect(try await conn.query("SELECT to_regclass('refs') IS NULL AS absent").first?.bool("absent") == true)
             await conn.close()
         }

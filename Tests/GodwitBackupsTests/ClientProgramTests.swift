@@ -7,32 +7,31 @@ import Testing
 @Suite("ClientProgram")
 struct ClientProgramTests {
     @Test func programsDoNotBlockTheCooperativePool() async throws {
-        // Four programs that take three seconds each, at once, on a machine whose pool has two
-        // threads: if waiting for them held a pool thread, this task could not look at
-        // pg_stat_activity until two of them had ended, and would never see all four running.
+        // Four programs that take five seconds each, at once, on a machine whose pool has two
+        // threads: if waiting for a program held a pool thread, two of them would hold both
+        // threads, the other two could not start and this task could not look, until the
+        // first two had ended. It sees all four running.
         let server = try TestDatabase.serverURL
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: server)
         let tag = "godwit-pool-probe-\(UInt32.random(in: 0...UInt32.max))"
         let observer = try await Connection.connect(server)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(4500)
         try await withThrowingTaskGroup(of: ClientProgram.Output.self) { group in
             for _ in 0..<4 {
                 group.addTask {
                     try await ClientProgram.run(
-                        "psql", ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(3)"],
+                        "psql",
+                        ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(5)"],
                         environment: environment)
                 }
             }
-            let clock = ContinuousClock()
-            let deadline = clock.now + .milliseconds(2500)
             var running = 0
             while running < 4, clock.now < deadline {
-                running = try await observer.query(
-                    "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_sleep%'",
-                    [tag]
-                ).first?.int("n") ?? 0
+                running = try await sessions(tagged: tag, on: observer)
                 try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(running == 4, "this task did not run while the programs ran")
+            #expect(running == 4, "this task did not see the four programs running at once")
             for try await output in group {
                 #expect(output.succeeded, "\(output.stderr)")
             }
@@ -64,8 +63,13 @@ struct ClientProgramTests {
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: try TestDatabase.serverURL)
         // The first psql prints a statement; the second one runs it.
         let (producer, consumer) = try await ClientProgram.pipeline(
-            .init("psql", ["-X", "-A", "-t", "--dbname=\(conninfo)", "-c", "SELECT 'SELECT ''' || repeat('x', 100000) || ''' AS v;'"],
-                  environment: environment),
+            .init(
+                "psql",
+                [
+                    "-X", "-A", "-t", "--dbname=\(conninfo)", "-c",
+                    "SELECT 'SELECT ''' || repeat('x', 100000) || ''' AS v;'",
+                ],
+                environment: environment),
             into: .init("psql", ["-X", "-A", "-t", "--dbname=\(conninfo)", "-f", "-"], environment: environment))
         #expect(producer.succeeded, "\(producer.stderr)")
         #expect(producer.stdout.isEmpty)
@@ -73,19 +77,27 @@ struct ClientProgramTests {
         #expect(consumer.stdout == String(repeating: "x", count: 100000) + "\n")
     }
 
-    @Test func cancellingTheTaskStopsTheProgram() async throws {
-        let (conninfo, environment) = try ClientProgram.connectionArguments(for: try TestDatabase.serverURL)
-        let clock = ContinuousClock()
-        let started = clock.now
+    @Test func cancellingTheTaskKillsTheProgram() async throws {
+        let server = try TestDatabase.serverURL
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: server)
+        let tag = "godwit-cancel-probe-\(UInt32.random(in: 0...UInt32.max))"
+        let observer = try await Connection.connect(server)
         let task = Task {
             try await ClientProgram.run(
-                "psql", ["-X", "-q", "--dbname=\(conninfo)", "-c", "SELECT pg_sleep(20)"], environment: environment)
+                "psql", ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(30)"],
+                environment: environment)
         }
-        try await Task.sleep(for: .milliseconds(300))
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        while try await sessions(tagged: tag, on: observer) == 0, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let cancelled = clock.now
         task.cancel()
         let output = try await task.value
-        #expect(!output.succeeded)
-        #expect(clock.now - started < .seconds(10))
+        #expect(output.killedBySignal && output.status == SIGKILL, "\(output)")
+        #expect(clock.now - cancelled < .seconds(5))
+        await observer.close()
     }
 
     @Test func aMissingProgramIsALaunchError() async throws {
@@ -99,4 +111,11 @@ struct ClientProgramTests {
         #expect(path.hasPrefix("/"))
         #expect(FileManager.default.isExecutableFile(atPath: path))
     }
+}
+
+/// How many sessions with application name `tag` are running `pg_sleep`.
+func sessions(tagged tag: String, on connection: Connection) async throws -> Int {
+    try await connection.query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_sleep%'", [tag]
+    ).first?.int("n") ?? 0
 }

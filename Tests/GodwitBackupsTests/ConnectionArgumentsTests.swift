@@ -21,7 +21,8 @@ struct ConnectionArgumentsTests {
 
     @Test func thePasswordTravelsOnlyInPGPASSWORD() throws {
         let secret = #"s3cr'et\pa ss"#
-        let url = "postgres://app:\(secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)@db.example/o%27neil"
+        let url =
+            "postgres://app:\(secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)@db.example/o%27neil"
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: url)
         #expect(!conninfo.contains("s3cr"))
         #expect(!conninfo.contains("password"))

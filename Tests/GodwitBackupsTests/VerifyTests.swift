@@ -50,7 +50,8 @@ struct VerifyTests {
     func aTruncatedDumpFailsVerification(_ cut: Cut) async throws {
         try await withBackedUpDatabase { db, conn, manager, backup, dir in
             let bytes = try #require(FileManager.default.contents(atPath: backup.file))
-            let truncated = try dir.write("truncated-\(cut.rawValue).dump", bytes: Array(bytes.prefix(cut.length(of: bytes.count))))
+            let truncated = try dir.write(
+                "truncated-\(cut.rawValue).dump", bytes: Array(bytes.prefix(cut.length(of: bytes.count))))
             // What verification used to check, the table of contents, is still readable.
             let list = try await ClientProgram.run("pg_restore", ["--list", truncated])
             #expect(list.succeeded, "the cut should leave the table of contents whole")
@@ -58,7 +59,8 @@ struct VerifyTests {
             let error = await #expect(throws: BackupError.self) { _ = try await manager.verify(file: truncated) }
             #expect(error?.code == .damaged)
             #expect(error?.file == truncated)
-            #expect(error?.message.hasPrefix("backup \(truncated) failed verification") == true, "\(error?.message ?? "")")
+            #expect(
+                error?.message.hasPrefix("backup \(truncated) failed verification") == true, "\(error?.message ?? "")")
 
             let output = try await GodwitProcess.run(["backup", "verify", truncated, "-D", db.url])
             #expect(output.status == 1)
@@ -85,7 +87,8 @@ struct VerifyTests {
             try await conn.execute("UPDATE accounts SET secret = 'changed' WHERE id = 1")
             let (conninfo, environment) = try ClientProgram.connectionArguments(for: db.url)
             let redump = try await ClientProgram.run(
-                "pg_dump", ["--format=custom", "--file=\(backup.file)", "--exclude-schema=godwit", "--dbname=\(conninfo)"],
+                "pg_dump",
+                ["--format=custom", "--file=\(backup.file)", "--exclude-schema=godwit", "--dbname=\(conninfo)"],
                 environment: environment)
             #expect(redump.succeeded, "\(redump.stderr)")
 
@@ -94,14 +97,19 @@ struct VerifyTests {
             #expect(alone.sha256 != backup.sha256)
             #expect(alone.record == .notChecked)
             // ...but it is not what was recorded.
-            let error = await #expect(throws: BackupError.self) { _ = try await manager.verify(file: backup.file, on: conn) }
+            let error = await #expect(throws: BackupError.self) {
+                _ = try await manager.verify(file: backup.file, on: conn)
+            }
             #expect(error?.code == .checksumMismatch)
             #expect(error?.message.contains(backup.sha256) == true)
             #expect(error?.message.contains(alone.sha256) == true)
 
             let output = try await GodwitProcess.run(["backup", "verify", backup.file, "-D", db.url])
             #expect(output.status == 1)
-            #expect(output.stderr.hasPrefix("error: backup \(backup.file) failed verification: its sha256 is \(alone.sha256)"), "\(output.stderr)")
+            #expect(
+                output.stderr.hasPrefix(
+                    "error: backup \(backup.file) failed verification: its sha256 is \(alone.sha256)"),
+                "\(output.stderr)")
             #expect(output.stderr.split(separator: "\n").count == 1)
         }
     }
@@ -123,12 +131,13 @@ struct VerifyTests {
             #expect(recorded.status == 0, "\(recorded.stderr)")
             #expect(
                 recorded.stdout
-                    == "\(backup.file): ok: \(backup.entries) entries, 3 data blocks read and decompressed in full (\(size) bytes), sha256 \(backup.sha256) matches the one recorded in \"godwit\".backups at \(backup.createdAt)\n"
+                    == "\(backup.file): ok, \(backup.entries) entries, 3 data blocks read and decompressed in full (\(size) bytes), sha256 \(backup.sha256) matches the one recorded in \"godwit\".backups at \(backup.createdAt)\n"
             )
 
             let offline = try await GodwitProcess.run(["backup", "verify", backup.file, "--no-dotenv"])
             #expect(offline.status == 0, "\(offline.stderr)")
-            #expect(offline.stdout.hasSuffix("sha256 \(backup.sha256) (not compared with a record: no database given)\n"))
+            #expect(
+                offline.stdout.hasSuffix("sha256 \(backup.sha256) (not compared with a record: no database given)\n"))
 
             // A copy is sound, but no record names it.
             let copy = (dir.path as NSString).appendingPathComponent("copy.dump")

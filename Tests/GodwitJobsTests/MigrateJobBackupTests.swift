@@ -18,22 +18,27 @@ struct MigrateJobBackupTests {
             let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
             #expect(worker.status == 0, "\(worker.stderr.suffix(2000))")
 
-            let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs").first)
+            let job = try #require(
+                try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs").first)
             #expect(try job.string("s") == "failed")
             let result = try #require(
                 try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
             let backup = try #require(result["backup"] as? [String: Any])
             let file = try #require(backup["file"] as? String)
-            let backupsFolder = URL(fileURLWithPath: dir.path).appendingPathComponent("backups").resolvingSymlinksInPath().path
+            let backupsFolder = URL(fileURLWithPath: dir.path).appendingPathComponent("backups")
+                .resolvingSymlinksInPath().path
             #expect(file.hasPrefix("/"))
-            #expect(URL(fileURLWithPath: file).deletingLastPathComponent().resolvingSymlinksInPath().path == backupsFolder)
+            #expect(
+                URL(fileURLWithPath: file).deletingLastPathComponent().resolvingSymlinksInPath().path == backupsFolder)
             #expect(FileManager.default.fileExists(atPath: file))
             #expect(result["restore_with"] as? String == "godwit backup restore \(file) --yes")
-            #expect(try await conn.query("SELECT file FROM godwit.backups").rows.map { try $0.string("file") } == [file])
+            #expect(
+                try await conn.query("SELECT file FROM godwit.backups").rows.map { try $0.string("file") } == [file])
 
             // The command works from any folder (here, the tests' own), and takes the database back
             // to before the migrations: migration 1's table goes.
-            #expect(try await conn.query("SELECT to_regclass('ok') IS NOT NULL AS present").first?.bool("present") == true)
+            #expect(
+                try await conn.query("SELECT to_regclass('ok') IS NOT NULL AS present").first?.bool("present") == true)
             let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             #expect(try await conn.query("SELECT to_regclass('ok') IS NULL AS gone").first?.bool("gone") == true)
