@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "godwit", targets: ["godwit"]),
         .library(name: "GodwitPostgres", targets: ["GodwitPostgres"]),
+        .library(name: "GodwitBackups", targets: ["GodwitBackups"]),
         .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
         .library(name: "GodwitQueue", targets: ["GodwitQueue"]),
         .library(name: "GodwitBatched", targets: ["GodwitBatched"]),
@@ -35,9 +36,18 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GodwitBackups",
+            dependencies: [
+                "GodwitPostgres",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "GodwitMigrations",
             dependencies: [
                 "GodwitPostgres",
+                "GodwitBackups",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -47,6 +57,7 @@ let package = Package(
             name: "GodwitQueue",
             dependencies: [
                 "GodwitPostgres",
+                "GodwitBackups",
                 "GodwitMigrations",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -69,6 +80,7 @@ let package = Package(
             name: "godwit",
             dependencies: [
                 "GodwitPostgres",
+                "GodwitBackups",
                 "GodwitMigrations",
                 "GodwitQueue",
                 "GodwitBatched",
@@ -86,6 +98,12 @@ let package = Package(
         .testTarget(
             name: "GodwitPostgresTests",
             dependencies: ["GodwitPostgres", "GodwitTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitBackupsTests",
+            // GodwitQueue only to install the queue schema, whose `backups` table records backups.
+            dependencies: ["GodwitBackups", "GodwitQueue", "GodwitPostgres", "GodwitTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

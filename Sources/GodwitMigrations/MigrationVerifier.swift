@@ -1,4 +1,5 @@
 import Foundation
+import GodwitBackups
 import GodwitPostgres
 
 /// Proves that every reversible migration's down undoes its up.

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GodwitBackups
 import GodwitMigrations
 import GodwitPostgres
 import Logging
@@ -125,13 +126,19 @@ public struct MigrateJob: JobHandler {
     ) async throws -> String? {
         var report = Report()
         if payload.backup {
-            let backup = try await backups.create(
-                databaseURL: context.databaseURL, jobID: context.job.id, on: connection)
+            let backup: Backup
+            do {
+                backup = try await backups.create(
+                    databaseURL: context.databaseURL, jobID: context.job.id, on: connection)
+            } catch let error as BackupError {
+                // No verified backup, no migration: the job fails before anything runs.
+                throw JobFailure("no migration was run: \(error.message)")
+            }
             context.logger.info(
                 "backup verified",
                 metadata: ["job": "\(context.job.id)", "file": "\(backup.file)", "bytes": "\(backup.sizeBytes)"])
             report.backup = backup
-            report.restoreWith = "godwit backup restore \(backup.file) --yes"
+            report.restoreWith = backup.restoreCommand
         }
         try context.checkpoint()
         var migrator = Migrator(source: source, logger: context.logger)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitBatched
 import GodwitQueue
 import GodwitPostgres
@@ -10,7 +11,7 @@ struct BackupCommand: AsyncParsableCommand {
         abstract: "Take, verify, list and restore pg_dump backups.",
         discussion: """
             Backups are pg_dump --format=custom files named backup-YYYYmmdd-HHMMSS.dump (mode \
-            0600), checked with pg_restore --list and recorded with size and SHA-256 in \
+            0600), read back in full by pg_restore and recorded with size and SHA-256 in \
             godwit.backups. Godwit's own schema is not in them, so a restore never rewinds the queue.
             """,
         subcommands: [Create.self, Verify.self, List.self, Restore.self])
@@ -24,7 +25,7 @@ struct BackupCommand: AsyncParsableCommand {
         @Option(help: "The schema of Godwit's tables.")
         var schema = "godwit"
 
-        var manager: BackupManager { BackupManager(directory: dir, schema: QueueSchema(name: schema)) }
+        var manager: BackupManager { BackupManager(directory: dir, schema: schema) }
     }
 
     struct Create: AsyncParsableCommand {
@@ -38,19 +39,40 @@ struct BackupCommand: AsyncParsableCommand {
                 let backup = try await options.manager.create(
                     databaseURL: try options.connection.resolvedURL(), on: conn)
                 await conn.close()
-                output("\(backup.file) \(backup.sizeBytes) bytes sha256 \(backup.sha256) (\(backup.entries) entries, verified)")
+                output(
+                    "\(backup.file) \(backup.sizeBytes) bytes sha256 \(backup.sha256) (verified: \(backup.entries) entries, \(backup.dataBlocks) data blocks read in full)"
+                )
             }
         }
     }
 
     struct Verify: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Check that a backup file can be restored.")
+        static let configuration = CommandConfiguration(
+            abstract: "Check that a backup file is whole and unchanged.",
+            discussion: """
+                pg_restore reads the table of contents and every data block to the end, so a \
+                truncated or damaged file fails. With a database (--database-url, DATABASE_URL or \
+                ./.env), the file's SHA-256 is also compared with the one recorded in godwit.backups \
+                when it was taken. Prints one line saying what was checked.
+                """)
+        @OptionGroup var connection: ConnectionOptions
+
+        @Option(help: "The schema of Godwit's tables.")
+        var schema = "godwit"
+
         @Argument(help: "The backup file.") var file: String
 
         func run() async throws {
             try await withCLIErrors {
-                let backup = try await BackupManager(directory: ".").verify(file: file)
-                output("\(file): ok, \(backup.entries) entries, \(backup.sizeBytes) bytes, sha256 \(backup.sha256)")
+                let manager = BackupManager(directory: ".", schema: schema)
+                // Without a database, the file alone is checked.
+                guard (try? connection.resolvedURL()) != nil else {
+                    output(try await manager.verify(file: file).summary)
+                    return
+                }
+                let conn = try await connection.connect(logger: makeLogger(.notice))
+                defer { Task { await conn.close() } }
+                output(try await manager.verify(file: file, on: conn).summary)
             }
         }
     }

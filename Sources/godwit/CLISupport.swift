@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitBatched
 import GodwitQueue
 import GodwitMigrations
@@ -18,6 +19,8 @@ func withCLIErrors(_ body: () async throws -> Void) async throws {
     } catch let error as CLIError {
         fail(error.description)
     } catch let error as JobFailure {
+        fail(error.description)
+    } catch let error as BackupError {
         fail(error.description)
     } catch let error as ClientProgram.LaunchError {
         fail(error.description)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitBatched
 import GodwitQueue
 import GodwitMigrations
@@ -126,7 +127,7 @@ extension Migrate {
                 }
                 if backup && !dryRun {
                     try await queueSchema.install(on: conn)
-                    let made = try await BackupManager(directory: backupDir, schema: queueSchema)
+                    let made = try await BackupManager(directory: backupDir, schema: queueSchema.name)
                         .create(databaseURL: try connection.resolvedURL(), on: conn)
                     output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")
                 }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitBatched
 import GodwitQueue
 import GodwitMigrations
@@ -102,7 +103,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 configuration: configuration, pool: pool,
                 handlers: [
                     NoopJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
-                    MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema)),
+                    MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema.name)),
                 ],
                 logger: logger)
             // SIGTERM starts a graceful shutdown: running jobs stop at their next checkpoint.

@@ -1,0 +1,319 @@
+import Crypto
+import Foundation
+import GodwitPostgres
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Takes, verifies, lists and restores backups: `pg_dump --format=custom` into a folder
+/// (files mode 0600), read back in full by `pg_restore`, recorded with size and SHA-256.
+///
+/// Godwit's own schema is left out of the dump: restoring must not rewind the job queue.
+public struct BackupManager: Sendable {
+    /// The folder for backup files, absolute: a relative one is resolved against the working
+    /// directory when the manager is made, so that the files recorded and the restore
+    /// commands printed name the same files from anywhere.
+    public let directory: String
+    /// The schema of Godwit's own tables, unquoted: backups are recorded in `<schema>.backups`,
+    /// and the schema is left out of every dump.
+    public let schema: String
+
+    public init(directory: String, schema: String = "godwit") {
+        self.directory = Self.absolutePath(directory)
+        self.schema = schema
+    }
+
+    /// `<schema>.backups`, quoted.
+    var table: String { "\(quoteIdentifier(schema)).backups" }
+
+    /// Dumps the database, verifies the dump as `verify` does and records it. Throws (and
+    /// keeps no file) when the dump or its verification fails: no verified backup, no
+    /// migration.
+    public func create(databaseURL: String, jobID: Int64? = nil, on connection: Connection) async throws -> Backup {
+        let path = try createFile()
+        let verification: BackupVerification
+        do {
+            let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
+            let dump = try await ClientProgram.run(
+                "pg_dump",
+                ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema)", "--dbname=\(conninfo)"],
+                environment: environment)
+            guard dump.succeeded else {
+                throw BackupError(
+                    .dumpFailed, file: path,
+                    "backup \(path) failed: pg_dump \(dump.exitDescription): \(dump.firstErrorLine)")
+            }
+            verification = try await verify(file: path)
+        } catch {
+            try? FileManager.default.removeItem(atPath: path)
+            throw error
+        }
+        let database = try await connection.query("SELECT current_database() AS db").first?.string("db") ?? ""
+        let row = try await connection.query(
+            """
+            INSERT INTO \(table) (file, size_bytes, sha256, database_name, job_id, verified_at)
+            VALUES ($1, $2, $3, $4, $5, now()) RETURNING created_at::text AS created_at
+            """, [path, verification.sizeBytes, verification.sha256, database, jobID])
+        return Backup(
+            file: path, sizeBytes: verification.sizeBytes, sha256: verification.sha256, database: database,
+            entries: verification.entries, dataBlocks: verification.dataBlocks,
+            createdAt: try row.first?.string("created_at") ?? "")
+    }
+
+    /// Checks that `file` is whole and unchanged: a custom-format dump whose table of contents
+    /// and every data block pg_restore reads and decompresses to the end (a truncated or
+    /// damaged file fails here), and, given a connection, whose SHA-256 is the one recorded in
+    /// `<schema>.backups` when it was taken, if a record names it.
+    ///
+    /// `pg_restore --list` alone reads only the table of contents, at the start of the file: a
+    /// dump cut anywhere in its data passes it.
+    public func verify(file: String, on connection: Connection? = nil) async throws -> BackupVerification {
+        let given = file
+        let file = Self.absolutePath(file)
+        guard FileManager.default.fileExists(atPath: file) else {
+            throw BackupError(.missingFile, file: file, "no backup file \(file)")
+        }
+        let contents = try await tableOfContents(of: file)
+        // Restoring into /dev/null reads every entry's data from the archive and decompresses it.
+        let read = try await ClientProgram.run("pg_restore", ["--file=/dev/null", file])
+        guard read.succeeded else {
+            throw BackupError(
+                .damaged, file: file,
+                "backup \(file) failed verification: pg_restore could not read all of its data (truncated or damaged?): \(read.firstErrorLine)"
+            )
+        }
+        let (size, digest) = try await Self.sizeAndSHA256(of: file)
+        var verification = BackupVerification(
+            file: file, sizeBytes: size, sha256: digest, entries: contents.entries.count,
+            dataBlocks: contents.dataBlocks, record: .notChecked, recordedAt: nil, recordTable: table)
+        guard let connection else { return verification }
+        guard let record = try await record(of: [file, given], on: connection) else {
+            verification.record = .notRecorded
+            return verification
+        }
+        guard record.sha256 == digest else {
+            throw BackupError(
+                .checksumMismatch, file: file,
+                "backup \(file) failed verification: its sha256 is \(digest) (\(size) bytes), not the \(record.sha256) (\(record.sizeBytes) bytes) recorded in \(table) at \(record.createdAt): the file changed after it was taken"
+            )
+        }
+        verification.record = .matched
+        verification.recordedAt = record.createdAt
+        return verification
+    }
+
+    /// The newest record of a backup file named by one of `paths`, if `<schema>.backups` exists.
+    private func record(
+        of paths: [String], on connection: Connection
+    ) async throws -> (sha256: String, sizeBytes: Int64, createdAt: String)? {
+        guard
+            try await connection.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first?.bool("present")
+                == true
+        else { return nil }
+        guard
+            let row = try await connection.query(
+                """
+                SELECT sha256, size_bytes, created_at::text AS created_at FROM \(table)
+                WHERE file = ANY($1::text[]) ORDER BY id DESC LIMIT 1
+                """, [PostgresArray.literal(paths)]
+            ).first
+        else { return nil }
+        return (try row.string("sha256"), try row.int64("size_bytes"), try row.string("created_at"))
+    }
+
+    /// The dump's table of contents; throws unless `file` is a custom-format pg_dump archive.
+    func tableOfContents(of file: String) async throws -> TableOfContents {
+        let list = try await ClientProgram.run("pg_restore", ["--list", file])
+        guard list.succeeded else {
+            throw BackupError(
+                .damaged, file: file, "backup \(file) failed verification: pg_restore --list: \(list.firstErrorLine)")
+        }
+        let contents = TableOfContents(listing: list.stdout)
+        // An empty database makes a valid dump with no entries: what counts is that pg_restore
+        // reads a custom-format archive.
+        guard contents.isCustomFormat else {
+            throw BackupError(
+                .damaged, file: file, "backup \(file) failed verification: not a custom-format pg_dump archive")
+        }
+        return contents
+    }
+
+    /// What restoring `file` would replace: the tables, types, functions and views in the dump.
+    public func contents(of file: String) async throws -> [String] {
+        try await tableOfContents(of: Self.absolutePath(file)).objects
+    }
+
+    /// The schemas a restore replaces: every schema of the application's, that is all but the
+    /// system's and Godwit's own.
+    public func schemasToReplace(on connection: Connection) async throws -> [String] {
+        try await connection.query(
+            """
+            SELECT nspname FROM pg_namespace
+            WHERE nspname NOT IN ('pg_catalog', 'information_schema', $1)
+              AND nspname NOT LIKE 'pg\\_toast%' AND nspname NOT LIKE 'pg\\_temp\\_%'
+            ORDER BY nspname
+            """, [schema]
+        ).rows.map { try $0.string("nspname") }
+    }
+
+    /// Makes the database what `file` holds: in one transaction, the application's schemas are
+    /// dropped and re-created from the dump, so objects made after the backup go too. Godwit's
+    /// own schema is left alone. The file is verified first (against its record, when there is
+    /// one). Nothing changes if any step fails.
+    ///
+    /// The dump's SQL streams from pg_restore through a pipe into psql: no data touches the
+    /// disk. pg_restore runs with `--single-transaction`, so the `COMMIT` is the last thing it
+    /// writes, after the last data; psql opens the transaction before dropping the schemas.
+    /// If pg_restore stops early, psql reaches the end of its input with the transaction still
+    /// open and the server rolls it back; if a statement fails, `ON_ERROR_STOP` ends psql and
+    /// the same happens.
+    public func restore(file: String, databaseURL: String) async throws {
+        let file = Self.absolutePath(file)
+        let connection = try await Connection.connect(databaseURL)
+        let schemas: [String]
+        do {
+            _ = try await verify(file: file, on: connection)
+            schemas = try await schemasToReplace(on: connection)
+        } catch {
+            await connection.close()
+            throw error
+        }
+        await connection.close()
+        var prelude = ["SET client_min_messages = error;"]
+        prelude += schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
+        if try await !createsPublicSchema(file) {
+            // pg_dump leaves out the standard public schema; re-create it as initdb makes it.
+            prelude += [
+                "CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;",
+            ]
+        }
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
+        let (render, apply) = try await ClientProgram.pipeline(
+            .init("pg_restore", ["--no-owner", "--single-transaction", "--file=-", file]),
+            into: .init(
+                "psql",
+                [
+                    "-X", "-q", "-v", "ON_ERROR_STOP=1", "--output=/dev/null", "--dbname=\(conninfo)",
+                    "-c", "BEGIN", "-c", prelude.joined(separator: " "), "-f", "-",
+                ],
+                environment: environment))
+        guard apply.succeeded else {
+            throw BackupError(
+                .restoreFailed, file: file,
+                "restore of \(file) failed (nothing was changed): psql \(apply.exitDescription): \(apply.firstErrorLine)"
+            )
+        }
+        guard render.succeeded else {
+            throw BackupError(
+                .restoreFailed, file: file,
+                "restore of \(file) failed (nothing was changed): pg_restore \(render.exitDescription): \(render.firstErrorLine)"
+            )
+        }
+    }
+
+    /// Whether restoring `file` creates schema `public` itself. Decided from the table of
+    /// contents: only a dump with an entry for the schema can; that one entry is rendered to
+    /// see whether it is a `CREATE SCHEMA` (pg_dump 15 writes a comment instead, as initdb
+    /// makes the schema).
+    func createsPublicSchema(_ file: String) async throws -> Bool {
+        guard let entry = try await tableOfContents(of: file).publicSchemaEntry else { return false }
+        let rendered = try await ClientProgram.run(
+            "pg_restore", ["--no-owner", "--use-list=/dev/stdin", "--file=-", file], input: entry + "\n")
+        guard rendered.succeeded else {
+            throw BackupError(
+                .damaged, file: file, "cannot read backup \(file) (nothing was changed): \(rendered.firstErrorLine)")
+        }
+        return rendered.stdout.split(separator: "\n").contains {
+            $0.hasPrefix("CREATE SCHEMA public;") || $0.hasPrefix("CREATE SCHEMA public ")
+        }
+    }
+
+    /// Recorded backups, newest first.
+    public func list(on connection: Connection) async throws -> [Backup] {
+        try await connection.query(
+            """
+            SELECT file, size_bytes, sha256, database_name, created_at::text AS created_at
+            FROM \(table) ORDER BY id DESC
+            """
+        ).rows.map { row in
+            Backup(
+                file: try row.string("file"), sizeBytes: try row.int64("size_bytes"), sha256: try row.string("sha256"),
+                database: try row.string("database_name"), entries: 0, dataBlocks: 0,
+                createdAt: try row.string("created_at"))
+        }
+    }
+
+    /// `path` made absolute against the working directory, so that what is recorded and
+    /// printed names the file wherever it is read.
+    static func absolutePath(_ path: String) -> String {
+        let absolute =
+            path.hasPrefix("/")
+            ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
+        return (absolute as NSString).standardizingPath
+    }
+
+    /// Creates a new, empty backup file (mode 0600, exclusively: never one that exists) in the
+    /// folder (made 0700 if missing) and returns its path. The file exists with its mode
+    /// before pg_dump writes into it, so no other user can ever read the data.
+    private func createFile() throws -> String {
+        do {
+            try FileManager.default.createDirectory(
+                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw BackupError(
+                .io, file: directory, "cannot create the backup folder \(directory): \(error.localizedDescription)")
+        }
+        let stem = "backup-\(utcFileStamp(Date()))"
+        for counter in 1...1000 {
+            let name = counter == 1 ? "\(stem).dump" : "\(stem)-\(counter).dump"
+            let path = (directory as NSString).appendingPathComponent(name)
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            if descriptor >= 0 {
+                close(descriptor)
+                return path
+            }
+            guard errno == EEXIST else {
+                throw BackupError(
+                    .io, file: path, "cannot create backup file \(path): \(String(cString: strerror(errno)))")
+            }
+        }
+        throw BackupError(.io, file: directory, "cannot create a backup file in \(directory): too many named \(stem)")
+    }
+
+    /// The file's size and SHA-256 (hex), read on a thread of its own: hashing a dump of
+    /// gigabytes must not hold a thread of the cooperative pool.
+    static func sizeAndSHA256(of file: String) async throws -> (Int64, String) {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(
+                    with: Result {
+                        guard let handle = FileHandle(forReadingAtPath: file) else {
+                            throw BackupError(.io, file: file, "cannot read backup file \(file)")
+                        }
+                        defer { try? handle.close() }
+                        var hasher = SHA256()
+                        var size: Int64 = 0
+                        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+                            hasher.update(data: chunk)
+                            size += Int64(chunk.count)
+                        }
+                        return (size, hasher.finalize().hexEncoded)
+                    })
+            }.start()
+        }
+    }
+}
+
+/// `date` in UTC as `YYYYmmdd-HHMMSS`, with the C library rather than `DateFormatter`, which
+/// would load ICU's data for a fixed, locale-free pattern.
+private func utcFileStamp(_ date: Date) -> String {
+    var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    var buffer = [CChar](repeating: 0, count: 32)
+    let count = strftime(&buffer, buffer.count, "%Y%m%d-%H%M%S", &parts)
+    return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,412 @@
+import Foundation
+import GodwitPostgres
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
+
+/// Runs PostgreSQL's client programs (`pg_dump`, `pg_restore`, `psql`) without blocking Swift's
+/// cooperative pool, and without putting a password on their command line (where `ps` would
+/// show it): the password travels in `PGPASSWORD`.
+///
+/// Nothing here waits on a thread: a program's end is reported by `Process.terminationHandler`
+/// (on a thread Foundation starts for it, which also reads what the program wrote) and resumes
+/// the task.
+/// What a program writes to stdout and stderr goes to files in a private temporary directory
+/// (mode 0700, files 0600) that is removed as soon as the program has ended.
+public enum ClientProgram {
+    /// What a finished program returned and wrote.
+    public struct Output: Sendable {
+        /// The exit status, or the signal's number when `killedBySignal`.
+        public var status: Int32
+        public var killedBySignal: Bool
+        public var stdout: String
+        public var stderr: String
+
+        public init(status: Int32, killedBySignal: Bool = false, stdout: String = "", stderr: String = "") {
+            self.status = status
+            self.killedBySignal = killedBySignal
+            self.stdout = stdout
+            self.stderr = stderr
+        }
+
+        /// Whether the program exited with status 0.
+        public var succeeded: Bool { status == 0 && !killedBySignal }
+
+        /// `exited with status 1`, or `was killed by signal 13`.
+        public var exitDescription: String {
+            killedBySignal ? "was killed by signal \(status)" : "exited with status \(status)"
+        }
+
+        /// The line of stderr that says what went wrong, for one-line error messages: the first
+        /// error line (`ERROR:`, `FATAL:`, `error:`), else the first line.
+        public var firstErrorLine: String {
+            let lines = stderr.split(separator: "\n").map(String.init)
+            let error = lines.first { $0.contains("ERROR:") || $0.contains("FATAL:") || $0.contains("error:") }
+            return error ?? lines.first ?? "(no message)"
+        }
+    }
+
+    /// One program to run: the tool's name (looked up with `path(of:)`) or path, its arguments
+    /// and its environment (nil: this process's).
+    public struct Invocation: Sendable {
+        public var tool: String
+        public var arguments: [String]
+        public var environment: [String: String]?
+
+        public init(_ tool: String, _ arguments: [String], environment: [String: String]? = nil) {
+            self.tool = tool
+            self.arguments = arguments
+            self.environment = environment
+        }
+    }
+
+    /// A client program could not be started.
+    public struct LaunchError: Error, CustomStringConvertible, Sendable {
+        public var description: String
+
+        public init(_ description: String) {
+            self.description = description
+        }
+    }
+
+    // MARK: - Finding the programs
+
+    /// The tool's path: `GODWIT_PG_BIN`, then `pg_config --bindir` (the real binaries, not
+    /// Debian's wrappers), then the PATH; the tool's bare name when none has it.
+    ///
+    /// `pg_config` runs once a process, the first time a tool is looked up, as a child process
+    /// awaited like any other.
+    public static func path(of tool: String) async -> String {
+        if tool.contains("/") { return tool }
+        let environment = ProcessInfo.processInfo.environment
+        if let dir = environment["GODWIT_PG_BIN"], !dir.isEmpty, let found = executable(tool, in: dir) {
+            return found
+        }
+        if let dir = await pgConfigBindir(), let found = executable(tool, in: dir) { return found }
+        for dir in (environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            if let found = executable(tool, in: String(dir)) { return found }
+        }
+        return tool
+    }
+
+    private static func executable(_ tool: String, in directory: String) -> String? {
+        let candidate = (directory as NSString).appendingPathComponent(tool)
+        return FileManager.default.isExecutableFile(atPath: candidate) ? candidate : nil
+    }
+
+    /// `pg_config --bindir`, asked once: the first caller starts the question, every caller
+    /// awaits the same answer.
+    private static let bindir = Mutex<Task<String?, Never>?>(nil)
+
+    private static func pgConfigBindir() async -> String? {
+        let task = bindir.withLock { cached in
+            if let cached { return cached }
+            let task = Task<String?, Never> {
+                for pgConfig in ["/usr/bin/pg_config", "/usr/local/bin/pg_config"]
+                where FileManager.default.isExecutableFile(atPath: pgConfig) {
+                    guard let output = try? await launch([Invocation(pgConfig, ["--bindir"])], input: nil).first,
+                        output.succeeded
+                    else { continue }
+                    let dir = output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+                    if !dir.isEmpty { return dir }
+                }
+                return nil
+            }
+            cached = task
+            return task
+        }
+        return await task.value
+    }
+
+    // MARK: - Connection arguments
+
+    /// libpq connection arguments for a tool: a `key=value` conninfo without the password (it
+    /// goes on the command line, where `ps` shows it), and this process's environment with the
+    /// password, if any, in `PGPASSWORD`.
+    public static func connectionArguments(for databaseURL: String) throws -> (
+        conninfo: String, environment: [String: String]
+    ) {
+        var options = try ConnectionString.options(databaseURL)
+        var environment = ProcessInfo.processInfo.environment
+        if let password = options.removeValue(forKey: "password") { environment["PGPASSWORD"] = password }
+        let conninfo = options.sorted { $0.key < $1.key }
+            .map { "\($0.key)=\(conninfoQuoted($0.value))" }
+            .joined(separator: " ")
+        return (conninfo, environment)
+    }
+
+    /// A conninfo value in single quotes as libpq reads them: a backslash or a single quote
+    /// inside is escaped with a backslash (`o'neil` is `'o\'neil'`). SQL's doubled quote
+    /// (`'o''neil'`) would end the value early.
+    public static func conninfoQuoted(_ value: String) -> String {
+        var quoted = "'"
+        for scalar in value.unicodeScalars {
+            if scalar == "\\" || scalar == "'" { quoted.unicodeScalars.append("\\") }
+            quoted.unicodeScalars.append(scalar)
+        }
+        return quoted + "'"
+    }
+
+    // MARK: - Running
+
+    /// Runs `tool` to its end. `input`, when given, is the program's stdin (from a file in the
+    /// private directory); otherwise stdin is `/dev/null`.
+    public static func run(
+        _ tool: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil
+    ) async throws -> Output {
+        try await launch([Invocation(tool, arguments, environment: environment)], input: input)[0]
+    }
+
+    /// Runs `producer | consumer`: the producer's stdout flows through a pipe into the
+    /// consumer's stdin, so nothing it writes touches the disk. Returns when both have ended;
+    /// the producer's `stdout` is empty.
+    public static func pipeline(
+        _ producer: Invocation, into consumer: Invocation
+    ) async throws -> (producer: Output, consumer: Output) {
+        let outputs = try await launch([producer, consumer], input: nil)
+        return (outputs[0], outputs[1])
+    }
+
+    /// Starts the programs, each one's stdout piped into the next one's stdin, and returns
+    /// their outputs when all have ended. Cancelling the task kills them.
+    private static func launch(_ invocations: [Invocation], input: String?) async throws -> [Output] {
+        var executables: [String] = []
+        for invocation in invocations { executables.append(await path(of: invocation.tool)) }
+        let run = try Run(invocations: invocations, executables: executables, input: input)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                run.start(continuation)
+            }
+        } onCancel: {
+            run.terminate()
+        }
+    }
+}
+
+/// One launch of one or more piped programs: their files, their processes, and the
+/// continuation to resume when the last one has ended.
+///
+/// Sendable through its lock: the termination handlers (on Foundation's threads), the
+/// launching task and a cancellation handler all meet in `state`.
+private final class Run: Sendable {
+    private struct State {
+        var processes: [Process] = []
+        var ended: [Int: ClientProgram.Output] = [:]
+        var launched = false
+        var cancelled = false
+        var continuation: CheckedContinuation<[ClientProgram.Output], any Error>?
+    }
+
+    private let invocations: [ClientProgram.Invocation]
+    private let executables: [String]
+    private let directory: PrivateDirectory
+    private let state = Mutex(State())
+
+    init(invocations: [ClientProgram.Invocation], executables: [String], input: String?) throws {
+        self.invocations = invocations
+        self.executables = executables
+        directory = try PrivateDirectory()
+        if let input {
+            do {
+                try directory.write("stdin", Array(input.utf8))
+            } catch {
+                directory.remove()
+                throw error
+            }
+        }
+    }
+
+    private func stderrFile(_ index: Int) -> String { "\(index).err" }
+
+    /// Launches every program. Runs on the caller's thread, but does nothing that waits:
+    /// it opens files, makes a pipe and spawns processes.
+    func start(_ continuation: CheckedContinuation<[ClientProgram.Output], any Error>) {
+        state.withLock { $0.continuation = continuation }
+        var descriptors: [Int32] = []
+        defer { for descriptor in descriptors { close(descriptor) } }
+        do {
+            let last = invocations.count - 1
+            var nextStdin = try input()
+            descriptors.append(nextStdin)
+            for (index, invocation) in invocations.enumerated() {
+                let stdout: Int32
+                let followingStdin: Int32
+                if index == last {
+                    stdout = try directory.create("stdout")
+                    followingStdin = -1
+                } else {
+                    (followingStdin, stdout) = try makePipe()
+                    descriptors.append(followingStdin)
+                }
+                descriptors.append(stdout)
+                let stderr = try directory.create(stderrFile(index))
+                descriptors.append(stderr)
+
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: executables[index])
+                process.arguments = invocation.arguments
+                if let environment = invocation.environment { process.environment = environment }
+                process.standardInput = FileHandle(fileDescriptor: nextStdin, closeOnDealloc: false)
+                process.standardOutput = FileHandle(fileDescriptor: stdout, closeOnDealloc: false)
+                process.standardError = FileHandle(fileDescriptor: stderr, closeOnDealloc: false)
+                process.terminationHandler = { [self] process in
+                    ended(
+                        index, status: process.terminationStatus,
+                        killedBySignal: process.terminationReason == .uncaughtSignal)
+                }
+                guard state.withLock({ !$0.cancelled }) else { throw CancellationError() }
+                // Process.run() spawns at once and returns; it does not wait for the program.
+                do {
+                    try process.run()
+                } catch {
+                    throw ClientProgram.LaunchError(
+                        "cannot run \(invocation.tool) (\(executables[index])): \(error.localizedDescription)")
+                }
+                state.withLock { state in
+                    state.processes.append(process)
+                    // Cancelled while it was being spawned.
+                    if state.cancelled { Self.killRunning(&state) }
+                }
+                nextStdin = followingStdin
+            }
+        } catch {
+            // The programs started so far are stopped; their ends are ignored.
+            let continuation = state.withLock { state in
+                Self.killRunning(&state)
+                defer { state.continuation = nil }
+                return state.continuation
+            }
+            directory.remove()
+            continuation?.resume(throwing: error)
+            return
+        }
+        finishIfDone { $0.launched = true }
+    }
+
+    /// The first program's stdin: the input file, or /dev/null.
+    private func input() throws -> Int32 {
+        let path = directory.contains("stdin") ? directory.path("stdin") : "/dev/null"
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw ClientProgram.LaunchError("cannot open \(path): \(systemError())") }
+        return descriptor
+    }
+
+    /// Kills every running program.
+    ///
+    /// SIGKILL, not SIGTERM: `Process` spawns from the calling thread without resetting the
+    /// signal mask, and Dispatch's threads block SIGTERM, so a program may never see it.
+    /// Nothing is lost: a killed pg_dump's file is removed, and the server rolls back a killed
+    /// psql's transaction.
+    func terminate() {
+        state.withLock { state in
+            state.cancelled = true
+            Self.killRunning(&state)
+        }
+    }
+
+    /// Kills the programs launched whose end has not been reported (after the report, the
+    /// process id may already belong to another process).
+    private static func killRunning(_ state: inout State) {
+        for (index, process) in state.processes.enumerated() where state.ended[index] == nil {
+            kill(process.processIdentifier, SIGKILL)
+        }
+    }
+
+    private func ended(_ index: Int, status: Int32, killedBySignal: Bool) {
+        finishIfDone { state in
+            state.ended[index] = ClientProgram.Output(status: status, killedBySignal: killedBySignal)
+        }
+    }
+
+    /// Applies `change`; when every program has been launched and has ended, reads what they
+    /// wrote, removes the directory and resumes the task. Runs on the termination handler's
+    /// thread for the last program to end (or, when all ended before the launch returned, on
+    /// the launching thread, with next to nothing to read).
+    private func finishIfDone(_ change: (inout State) -> Void) {
+        let done = state.withLock {
+            state -> (CheckedContinuation<[ClientProgram.Output], any Error>, [Int: ClientProgram.Output])? in
+            change(&state)
+            guard state.launched, state.ended.count == invocations.count, let continuation = state.continuation
+            else { return nil }
+            state.continuation = nil
+            return (continuation, state.ended)
+        }
+        guard let (continuation, ended) = done else { return }
+        var outputs: [ClientProgram.Output] = []
+        for index in invocations.indices {
+            var output = ended[index] ?? ClientProgram.Output(status: -1)
+            output.stderr = directory.read(stderrFile(index))
+            if index == invocations.count - 1 { output.stdout = directory.read("stdout") }
+            outputs.append(output)
+        }
+        directory.remove()
+        continuation.resume(returning: outputs)
+    }
+}
+
+/// A directory of our own under the temporary folder (`TMPDIR`): mode 0700, made by
+/// `mkdtemp`, its files created 0600 and exclusively, so no other user can read or replace
+/// what a program writes there.
+struct PrivateDirectory: Sendable {
+    let path: String
+
+    init() throws {
+        let pattern = (NSTemporaryDirectory() as NSString).appendingPathComponent("godwit-XXXXXX")
+        var template = Array(pattern.utf8CString)
+        guard let made = mkdtemp(&template) else {
+            throw ClientProgram.LaunchError("cannot create a private temporary directory \(pattern): \(systemError())")
+        }
+        path = String(cString: made)
+    }
+
+    func path(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+
+    func contains(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+
+    /// Creates `name` (mode 0600) and returns a descriptor open for writing, closed on exec.
+    func create(_ name: String) throws -> Int32 {
+        let descriptor = open(path(name), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw ClientProgram.LaunchError("cannot create \(path(name)): \(systemError())") }
+        return descriptor
+    }
+
+    func write(_ name: String, _ bytes: [UInt8]) throws {
+        let handle = FileHandle(fileDescriptor: try create(name), closeOnDealloc: true)
+        do {
+            try handle.write(contentsOf: bytes)
+            try handle.close()
+        } catch {
+            throw ClientProgram.LaunchError("cannot write \(path(name)): \(error.localizedDescription)")
+        }
+    }
+
+    func read(_ name: String) -> String {
+        guard let data = FileManager.default.contents(atPath: path(name)) else { return "" }
+        return String(decoding: data, as: UTF8.self)
+    }
+
+    func remove() {
+        try? FileManager.default.removeItem(atPath: path)
+    }
+}
+
+/// A pipe whose ends are closed on exec: only the program given an end (as its stdin or
+/// stdout) holds it, so the reader sees the end of the data when the writer exits.
+private func makePipe() throws -> (read: Int32, write: Int32) {
+    var ends: [Int32] = [0, 0]
+    // pipe2(O_CLOEXEC) is not in Glibc's Swift module. Between pipe() and fcntl() a program
+    // spawned at that instant by another task could inherit an end, but Foundation closes
+    // every other descriptor in the programs it spawns.
+    guard pipe(&ends) == 0 else { throw ClientProgram.LaunchError("cannot make a pipe: \(systemError())") }
+    for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
+    return (ends[0], ends[1])
+}
+
+/// The message of the last system call's error (`errno`).
+private func systemError() -> String {
+    String(cString: strerror(errno))
+}

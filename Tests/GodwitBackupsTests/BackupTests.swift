@@ -1,0 +1,230 @@
+import Foundation
+import GodwitBackups
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+@Suite("godwit backup")
+struct BackupTests {
+    func checksums(_ conn: Connection) async throws -> [String: String] {
+        var sums: [String: String] = [:]
+        for table in ["tenants", "media", "_sqlx_migrations"] {
+            let row = try await conn.query(
+                "SELECT count(*)::text || ':' || coalesce(md5(string_agg(t::text, '|' ORDER BY t::text)), '') AS s FROM \(table) t"
+            ).first!
+            sums[table] = try row.string("s")
+        }
+        return sums
+    }
+
+    @Test func aBackupRoundTripRestoresIdenticalDataAndRemovesLaterObjects() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withTestDatabase { db in
+            #expect(try await GodwitProcess.run(["migrate", "run", "-D", db.url]).status == 0)
+            let conn = try await db.connect()
+            try await conn.execute(
+                """
+                INSERT INTO tenants (slug, name) SELECT 'tenant-' || g, 'Tenant ' || g FROM generate_series(1, 20) g;
+                INSERT INTO media (tenant_id, kind, filename, content_type, size_bytes, storage_key, metadata)
+                SELECT 1 + g % 20, 'image', 'f' || g, 'image/png', g, 'k' || g, jsonb_build_object('title', 't' || g)
+                FROM generate_series(1, 3000) g;
+                """)
+            let before = try await checksums(conn)
+            let created = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            #expect(created.status == 0, "\(created.stderr)")
+            let file = String(created.stdout.split(separator: " ").first ?? "")
+            #expect(file.hasPrefix(dir.path + "/backup-") && file.hasSuffix(".dump"))
+            let mode = try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            let listed = try await GodwitProcess.run(["backup", "list", "--dir", dir.path, "-D", db.url])
+            #expect(listed.stdout.contains(file))
+
+            // Damage: drop a table's data, change rows, add an object after the backup.
+            try await conn.execute(
+                """
+                DELETE FROM media WHERE id IN (SELECT id FROM media LIMIT 1000);
+                UPDATE tenants SET name = 'changed';
+                CREATE TABLE after_backup (id int);
+                DROP TABLE webhooks;
+                """)
+            #expect(try await checksums(conn) != before)
+            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            #expect(restored.status == 0, "\(restored.stderr)")
+            await conn.close()
+            let fresh = try await db.connect()
+            #expect(try await checksums(fresh) == before)
+            #expect(
+                try await fresh.query("SELECT to_regclass('after_backup') IS NULL AS gone").first?.bool("gone") == true)
+            #expect(
+                try await fresh.query("SELECT to_regclass('webhooks') IS NOT NULL AS back").first?.bool("back") == true)
+            // The restored schema works: its triggers and defaults are there.
+            try await fresh.execute("INSERT INTO tenants (slug, name) VALUES ('after-restore', 'x')")
+            // Godwit's own records survive the restore.
+            #expect(try await fresh.query("SELECT count(*) AS n FROM godwit.backups").first?.int("n") == 1)
+            await fresh.close()
+        }
+    }
+
+    @Test func aRelativeBackupFolderIsRecordedAndPrintedAsAnAbsolutePath() async throws {
+        let work = try TemporaryDirectory()
+        defer { work.delete() }
+        try await withTestDatabase { db in
+            let created = try await GodwitProcess.run(
+                ["backup", "create", "--dir", "nested/../backups", "-D", db.url], directory: work.path)
+            #expect(created.status == 0, "\(created.stderr)")
+            let file = String(created.stdout.split(separator: " ").first ?? "")
+            #expect(file.hasPrefix("/"), "\(file)")
+            #expect(!file.contains("/../") && !file.contains("/./"), "\(file)")
+            let folder = URL(fileURLWithPath: work.path).appendingPathComponent("backups").resolvingSymlinksInPath()
+                .path
+            #expect(URL(fileURLWithPath: file).deletingLastPathComponent().resolvingSymlinksInPath().path == folder)
+            let conn = try await db.connect()
+            #expect(
+                try await conn.query("SELECT file FROM godwit.backups").rows.map { try $0.string("file") } == [file])
+            await conn.close()
+            // verify, from another folder, finds its record by that name.
+            let verified = try await GodwitProcess.run(["backup", "verify", file, "-D", db.url])
+            #expect(verified.stdout.contains("matches the one recorded"), "\(verified.stdout)\(verified.stderr)")
+        }
+    }
+
+    @Test func aRelativePathIsMadeAbsoluteAgainstTheWorkingDirectory() {
+        let manager = BackupManager(directory: "some/./backups/")
+        #expect(manager.directory == FileManager.default.currentDirectoryPath + "/some/backups")
+        #expect(BackupManager(directory: "/srv/backups").directory == "/srv/backups")
+    }
+
+    @Test func theRestoreCommandQuotesAPathThatNeedsIt() {
+        var backup = Backup(
+            file: "/srv/backups/backup-1.dump", sizeBytes: 1, sha256: "", database: "", entries: 0, dataBlocks: 0,
+            createdAt: "")
+        #expect(backup.restoreCommand == "godwit backup restore /srv/backups/backup-1.dump --yes")
+        backup.file = "/srv/o'neil backups/backup-1.dump"
+        #expect(backup.restoreCommand == #"godwit backup restore '/srv/o'\''neil backups/backup-1.dump' --yes"#)
+    }
+
+    @Test func aCorruptFileFailsVerification() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let path = try dir.write("backup-broken.dump", "PGDMP this is not a dump")
+        let output = try await GodwitProcess.run(["backup", "verify", path])
+        #expect(output.status == 1)
+        #expect(output.stderr.hasPrefix("error: backup \(path) failed verification"), "\(output.stderr)")
+    }
+}
+
+/// Records every file and folder that appears under `path` while `body` runs, with its mode,
+/// looking every millisecond or so.
+func watchingDirectory<T: Sendable>(
+    _ path: String, _ body: () async throws -> T
+) async throws -> (result: T, seen: [String: Int]) {
+    let watcher = Task {
+        var seen: [String: Int] = [:]
+        while !Task.isCancelled {
+            for entry in (try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? [] {
+                let full = (path as NSString).appendingPathComponent(entry)
+                if let mode = (try? FileManager.default.attributesOfItem(atPath: full))?[.posixPermissions] as? Int {
+                    seen[entry] = (seen[entry] ?? 0) | mode
+                }
+            }
+            try? await Task.sleep(for: .milliseconds(1))
+        }
+        return seen
+    }
+    let result: T
+    do {
+        result = try await body()
+    } catch {
+        watcher.cancel()
+        throw error
+    }
+    watcher.cancel()
+    return (result, await watcher.value)
+}
+
+@Suite("godwit backup restore")
+struct RestoreTests {
+    @Test func aRestoreWritesNothingOthersCanReadAndLeavesNothingBehind() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let tmp = try TemporaryDirectory(prefix: "godwit-tmpdir")
+        defer { tmp.delete() }
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await conn.execute(
+                """
+                CREATE TABLE secrets (id int PRIMARY KEY, value text);
+                INSERT INTO secrets SELECT g, md5(g::text) || md5((-g)::text) FROM generate_series(1, 60000) g;
+                """)
+            let environment = ["TMPDIR": tmp.path]
+            let (created, seenCreating) = try await watchingDirectory(tmp.path) {
+                try await GodwitProcess.run(
+                    ["backup", "create", "--dir", dir.path, "-D", db.url], environment: environment)
+            }
+            #expect(created.status == 0, "\(created.stderr)")
+            let file = String(created.stdout.split(separator: " ").first ?? "")
+            try await conn.execute("UPDATE secrets SET value = 'changed'")
+
+            let (restored, seenRestoring) = try await watchingDirectory(tmp.path) {
+                try await GodwitProcess.run(
+                    ["backup", "restore", file, "--yes", "-D", db.url], environment: environment)
+            }
+            #expect(restored.status == 0, "\(restored.stderr)")
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM secrets WHERE value = 'changed'").first?.int("n") == 0)
+
+            for (entry, mode) in seenCreating.merging(seenRestoring, uniquingKeysWith: |) {
+                #expect(mode & 0o077 == 0, "\(entry) in TMPDIR had mode \(String(mode, radix: 8))")
+            }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path) == [], "left behind in TMPDIR")
+            await conn.close()
+        }
+    }
+
+    @Test func aRestoreThatFailsAfterLoadingTheDataChangesNothing() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            // The backup's table refers to a job: Godwit's schema is not restored, so the
+            // foreign key can only be re-created, after the data, if the job is still there.
+            let created = try await GodwitProcess.run(["backup", "list", "-D", db.url])
+            #expect(created.status == 0, "\(created.stderr)")
+            try await conn.execute(
+                """
+                INSERT INTO godwit.jobs (kind, name, payload) VALUES ('noop', 'referenced', '{}');
+                CREATE TABLE refs (id int PRIMARY KEY, job_id bigint REFERENCES godwit.jobs (id));
+                INSERT INTO refs SELECT g, (SELECT min(id) FROM godwit.jobs) FROM generate_series(1, 1000) g;
+                CREATE TABLE kept (label text);
+                INSERT INTO kept VALUES ('before the backup');
+                """)
+            let backup = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            #expect(backup.status == 0, "\(backup.stderr)")
+            let file = String(backup.stdout.split(separator: " ").first ?? "")
+            try await conn.execute(
+                """
+                DROP TABLE refs;
+                DELETE FROM godwit.jobs;
+                UPDATE kept SET label = 'after the backup';
+                CREATE TABLE later (id int);
+                """)
+
+            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            #expect(restored.status == 1)
+            #expect(
+                restored.stderr.hasPrefix(
+                    "error: restore of \(file) failed (nothing was changed): psql exited with status 3:"),
+                "\(restored.stderr)")
+            #expect(restored.stderr.contains("violates foreign key constraint"), "\(restored.stderr)")
+            #expect(restored.stderr.split(separator: "\n").count == 1)
+            // Everything is as it was before the restore.
+            #expect(try await conn.query("SELECT label FROM kept").first?.string("label") == "after the backup")
+            #expect(
+                try await conn.query("SELECT to_regclass('later') IS NOT NULL AS present").first?.bool("present")
+                    == true)
+            #expect(try await conn.query("SELECT to_regclass('refs') IS NULL AS absent").first?.bool("absent") == true)
+            await conn.close()
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import GodwitBackups
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+@Suite("ClientProgram")
+struct ClientProgramTests {
+    @Test func programsDoNotBlockTheCooperativePool() async throws {
+        // Four programs that take five seconds each, at once, on a machine whose pool has two
+        // threads: if waiting for a program held a pool thread, two of them would hold both
+        // threads, the other two could not start and this task could not look, until the
+        // first two had ended. It sees all four running.
+        let server = try TestDatabase.serverURL
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: server)
+        let tag = "godwit-pool-probe-\(UInt32.random(in: 0...UInt32.max))"
+        let observer = try await Connection.connect(server)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .milliseconds(4500)
+        try await withThrowingTaskGroup(of: ClientProgram.Output.self) { group in
+            for _ in 0..<4 {
+                group.addTask {
+                    try await ClientProgram.run(
+                        "psql",
+                        ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(5)"],
+                        environment: environment)
+                }
+            }
+            var running = 0
+            while running < 4, clock.now < deadline {
+                running = try await sessions(tagged: tag, on: observer)
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(running == 4, "this task did not see the four programs running at once")
+            for try await output in group {
+                #expect(output.succeeded, "\(output.stderr)")
+            }
+        }
+        await observer.close()
+    }
+
+    @Test func outputAndStatusComeBack() async throws {
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: try TestDatabase.serverURL)
+        let output = try await ClientProgram.run(
+            "psql", ["-X", "-A", "-t", "--dbname=\(conninfo)", "-c", "SELECT 6 * 7", "-c", "SELECT nonsense"],
+            environment: environment)
+        #expect(output.stdout == "42\n")
+        #expect(output.status == 1)
+        #expect(!output.succeeded)
+        #expect(output.firstErrorLine.contains("ERROR:") && output.firstErrorLine.contains("nonsense"))
+    }
+
+    @Test func inputIsTheProgramsStdin() async throws {
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: try TestDatabase.serverURL)
+        let output = try await ClientProgram.run(
+            "psql", ["-X", "-A", "-t", "--dbname=\(conninfo)", "-f", "-"], environment: environment,
+            input: "SELECT 'from stdin';\n")
+        #expect(output.succeeded, "\(output.stderr)")
+        #expect(output.stdout == "from stdin\n")
+    }
+
+    @Test func aPipelineFeedsTheFirstProgramsOutputToTheSecond() async throws {
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: try TestDatabase.serverURL)
+        // The first psql prints a statement; the second one runs it.
+        let (producer, consumer) = try await ClientProgram.pipeline(
+            .init(
+                "psql",
+                [
+                    "-X", "-A", "-t", "--dbname=\(conninfo)", "-c",
+                    "SELECT 'SELECT ''' || repeat('x', 100000) || ''' AS v;'",
+                ],
+                environment: environment),
+            into: .init("psql", ["-X", "-A", "-t", "--dbname=\(conninfo)", "-f", "-"], environment: environment))
+        #expect(producer.succeeded, "\(producer.stderr)")
+        #expect(producer.stdout.isEmpty)
+        #expect(consumer.succeeded, "\(consumer.stderr)")
+        #expect(consumer.stdout == String(repeating: "x", count: 100000) + "\n")
+    }
+
+    @Test func cancellingTheTaskKillsTheProgram() async throws {
+        let server = try TestDatabase.serverURL
+        let (conninfo, environment) = try ClientProgram.connectionArguments(for: server)
+        let tag = "godwit-cancel-probe-\(UInt32.random(in: 0...UInt32.max))"
+        let observer = try await Connection.connect(server)
+        let task = Task {
+            try await ClientProgram.run(
+                "psql", ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(30)"],
+                environment: environment)
+        }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(20)
+        while try await sessions(tagged: tag, on: observer) == 0, clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let cancelled = clock.now
+        task.cancel()
+        let output = try await task.value
+        #expect(output.killedBySignal && output.status == SIGKILL, "\(output)")
+        #expect(clock.now - cancelled < .seconds(5))
+        await observer.close()
+    }
+
+    @Test func aMissingProgramIsALaunchError() async throws {
+        await #expect(throws: ClientProgram.LaunchError.self) {
+            _ = try await ClientProgram.run("godwit-no-such-program", [])
+        }
+    }
+
+    @Test func toolsAreFoundInPostgreSQLsBinDirectory() async throws {
+        let path = await ClientProgram.path(of: "pg_restore")
+        #expect(path.hasPrefix("/"))
+        #expect(FileManager.default.isExecutableFile(atPath: path))
+    }
+}
+
+/// How many sessions with application name `tag` are running `pg_sleep`.
+func sessions(tagged tag: String, on connection: Connection) async throws -> Int {
+    try await connection.query(
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND query LIKE '%pg_sleep%'", [tag]
+    ).first?.int("n") ?? 0
+}
