@@ -238,7 +238,7 @@ extension Migrate {
                     let reversible = steps.filter { $0.outcome == .reversible }.count
                     output("verified \(steps.count) migrations: \(reversible) reversible, \(steps.count - reversible) irreversible")
                 } catch let failure as MigrationVerifier.Failure {
-                    FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+                    printError(failure.description)
                     throw ExitCode(1)
                 }
             }
