@@ -155,4 +155,30 @@ struct MigrateCommandTests {
         #expect(both.status != 0)
         #expect(both.stderr.contains("--reversible and --simple"))
     }
+
+    /// libpq sends SQL as a C string, so before the refusal everything after a NUL was dropped
+    /// and the migration recorded as applied.
+    @Test(arguments: [
+        ("", 2),
+        ("-- no-transaction\n", 3),
+    ])
+    func aMigrationWithANulByteIsRefusedAndNothingIsApplied(prefix: String, line: Int) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("1_first.sql", "CREATE TABLE n0 (x int);")
+        try dir.write("2_x.sql", bytes: Array("\(prefix)CREATE TABLE n1 (x int);\n".utf8) + [0] + Array("\nCREATE TABLE n2 (x int);\n".utf8))
+        try await withTestDatabase { db in
+            let run = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            #expect(run.status == 1)
+            #expect(
+                run.stderr
+                    == "error: \(dir.path)/2_x.sql:\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it\n")
+            #expect(run.stdout.isEmpty)
+            let conn = try await db.connect()
+            for relation in ["n0", "n1", "n2", "_sqlx_migrations"] {
+                #expect(try await conn.query("SELECT to_regclass($1) IS NULL AS absent", [relation]).first?.bool("absent") == true, "\(relation)")
+            }
+            await conn.close()
+        }
+    }
 }

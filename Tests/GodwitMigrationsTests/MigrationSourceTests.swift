@@ -213,6 +213,24 @@ struct MigrationSourceTests {
             try MigrationScaffold.create(description: "again", in: dir.path, versioning: .timestamp, now: now)
         }
     }
+
+    @Test(arguments: [
+        ("CREATE TABLE n1 (x int);\n\0\nCREATE TABLE n2 (x int);", 2),
+        ("-- no-transaction\nCREATE TABLE n1 (x int);\n\0\nCREATE TABLE n2 (x int);", 3),
+        ("\0", 1),
+    ])
+    func aFileWithANulByteIsRefusedNamingFileAndLine(contents: String, line: Int) throws {
+        for name in ["2_x.sql", "2_x.down.sql"] {
+            var files = [(name: "2_x.up.sql", contents: Array("SELECT 1;".utf8))]
+            if name == "2_x.sql" { files = [] }
+            files.append((name: name, contents: Array(contents.utf8)))
+            let error = #expect(throws: MigrationError.self) { try MigrationSource(files: files, directory: "migrations") }
+            #expect(
+                error?.message
+                    == "migrations/\(name):\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it")
+            #expect(error?.version == 2)
+        }
+    }
 }
 
 /// The checksum by the coreutils tool, to check ours against an independent implementation.
