@@ -156,6 +156,19 @@ struct MigrateCommandTests {
         #expect(both.stderr.contains("--reversible and --simple"))
     }
 
+    @Test func addInQuickSuccessionGivesGrowingVersions() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        var versions: [Int64] = []
+        for description in ["one", "two", "three"] {
+            let add = try await GodwitProcess.run(["migrate", "add", "--timestamp", description], directory: dir.path)
+            #expect(add.status == 0, "\(add.stderr)")
+            let name = add.stdout.dropFirst("Creating migrations/".count)
+            versions.append(Int64(name.prefix { $0 != "_" }) ?? 0)
+        }
+        #expect(versions.count == 3 && versions == versions.sorted() && Set(versions).count == 3, "\(versions)")
+    }
+
     /// libpq sends SQL as a C string, so before the refusal everything after a NUL was dropped
     /// and the migration recorded as applied.
     @Test(arguments: [
