@@ -4,7 +4,7 @@ import GodwitTestSupport
 import Testing
 
 /// What the `godwit` executable does with its input: connection strings it must refuse or
-/// must not print.
+/// must not print, usage errors, default log levels.
 @Suite("godwit input (the executable)")
 struct CommandInputTests {
     /// The real executable, at the most verbose log level, on a sample of the strings: nothing
@@ -57,6 +57,44 @@ struct CommandInputTests {
                 #expect(output.stderr == message, "\(command) \(how) \(url)")
                 #expect(clock.now - started < .seconds(5), "\(command) \(how) \(url) was retried")
             }
+        }
+    }
+
+    @Test func usageErrorsExit64AndOtherFailuresExit1() async throws {
+        let unknownOption = try await GodwitProcess.run(["migrate", "run", "--no-such-option"])
+        #expect(unknownOption.status == 64)
+        #expect(unknownOption.stderr.hasPrefix("Error: Unknown option '--no-such-option'"))
+        let missingArgument = try await GodwitProcess.run(["job", "enqueue"])
+        #expect(missingArgument.status == 64)
+        let excluded = try await GodwitProcess.run(["migrate", "add", "--simple", "-r", "x"])
+        #expect(excluded.status == 64)
+        let failure = try await GodwitProcess.run(["migrate", "info", "-D", "not a url"])
+        #expect(failure.status == 1)
+        let help = try await GodwitProcess.run(["migrate", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("USAGE: godwit migrate"))
+
+        // The README says so.
+        let readme = try String(
+            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md"),
+            encoding: .utf8)
+        #expect(readme.contains("and exits 1"))
+        #expect(readme.contains("exits 64"))
+    }
+
+    @Test func everyCommandLogsAtNoticeByDefault() async throws {
+        let commands: [[String]] = [
+            ["migrate", "add"], ["migrate", "run"], ["migrate", "revert"], ["migrate", "info"], ["migrate", "verify"],
+            ["worker"], ["job", "list"], ["job", "show"], ["job", "pause"], ["job", "resume"], ["job", "cancel"],
+            ["job", "retry"], ["job", "enqueue"], ["job", "watch"],
+        ]
+        for command in commands {
+            let help = try await GodwitProcess.run(command + ["--help"])
+            #expect(help.status == 0, "\(command)")
+            // From the option to the next one: its help text, perhaps wrapped.
+            let option = help.stdout.components(separatedBy: "\n  --log-level <log-level>").dropFirst().first
+            let text = option?.components(separatedBy: "\n  -").first?.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            #expect(text?.contains("default: notice)") == true, "\(command): \(text ?? help.stdout)")
         }
     }
 }
