@@ -29,8 +29,20 @@ enum Ledger {
         """
 
     /// Creates the table if needed. Call only while holding the migration lock.
+    ///
+    /// `CREATE TABLE IF NOT EXISTS` fails even for a table that exists when the database is
+    /// read-only (`default_transaction_read_only`) or the role may not create in the schema;
+    /// then an existing ledger is used as it is, so the error comes from the migration that
+    /// cannot run, naming it. Without a ledger the error says that it is the ledger that
+    /// cannot be created.
     static func ensure(on connection: Connection) async throws {
-        try await connection.execute(createSQL)
+        do {
+            try await connection.execute(createSQL)
+        } catch let error as PostgresError where error.code == .server {
+            if (try? await exists(on: connection)) == true { return }
+            throw MigrationError(
+                .execution, "cannot create the migrations ledger _sqlx_migrations: \(error)", underlying: error)
+        }
     }
 
     static func exists(on connection: Connection) async throws -> Bool {

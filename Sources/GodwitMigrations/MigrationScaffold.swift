@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
 import Foundation
 
 /// Creates new migration files with sqlx's naming and inference rules (`migrate add`).
@@ -20,23 +23,51 @@ public enum MigrationScaffold {
     }
 
     /// The version prefix of the next migration.
+    ///
+    /// A timestamp is the current UTC second, or, when a migration already has that version or
+    /// a later one (two `migrate add` in one second, or a clock behind), the second after the
+    /// newest version: versions stay unique and keep growing.
     public static func nextVersionPrefix(
         for source: MigrationSource, versioning: Versioning, now: Date = Date()
     ) -> String {
         let ups = source.upMigrations.map(\.version).sorted()
+        let newest = source.migrations.map(\.version).max()
         switch versioning {
         case .timestamp:
-            return timestamp(now)
+            return timestamp(now, after: newest)
         case .sequential:
             return sequential((ups.last ?? 0) + 1)
         case .infer:
             if ups.count >= 2 {
                 let last = ups[ups.count - 1]
-                return last - ups[ups.count - 2] == 1 ? sequential(last + 1) : timestamp(now)
+                return last - ups[ups.count - 2] == 1 ? sequential(last + 1) : timestamp(now, after: newest)
             }
             if let only = ups.first, only == 0 || only == 1 { return sequential(only + 1) }
-            return timestamp(now)
+            return timestamp(now, after: newest)
         }
+    }
+
+    /// `now` as `YYYYMMDDHHMMSS`, or the second after `newest` when that is not earlier.
+    static func timestamp(_ now: Date, after newest: Int64?) -> String {
+        let stamp = timestamp(now)
+        guard let newest, let value = Int64(stamp), value <= newest else { return stamp }
+        let digits = Array(String(newest).utf8)
+        if digits.count == 14 {
+            func field(_ range: Range<Int>) -> Int32 { Int32(String(decoding: digits[range], as: UTF8.self)) ?? 0 }
+            var parts = tm()
+            parts.tm_year = field(0..<4) - 1900
+            parts.tm_mon = field(4..<6) - 1
+            parts.tm_mday = field(6..<8)
+            parts.tm_hour = field(8..<10)
+            parts.tm_min = field(10..<12)
+            parts.tm_sec = field(12..<14)
+            let seconds = timegm(&parts)
+            // timegm normalises out-of-range fields (second 60, day 0); keep the result only
+            // if it really is later.
+            let next = timestamp(Date(timeIntervalSince1970: TimeInterval(seconds) + 1))
+            if seconds != -1, let nextValue = Int64(next), nextValue > newest { return next }
+        }
+        return String(newest + 1)
     }
 
     public static func isReversible(_ reversibility: Reversibility, source: MigrationSource) -> Bool {

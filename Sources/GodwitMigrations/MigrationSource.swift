@@ -54,6 +54,15 @@ public struct MigrationSource: Sendable {
             guard String(validating: file.contents, as: UTF8.self) != nil else {
                 throw MigrationError(.invalidSource, "\(path): the file is not valid UTF-8")
             }
+            // libpq sends SQL as a C string: everything after a NUL would be dropped without
+            // a word, and the migration recorded as applied.
+            if let nul = file.contents.firstIndex(of: 0) {
+                let line = file.contents[..<nul].count(where: { $0 == UInt8(ascii: "\n") }) + 1
+                throw MigrationError(
+                    .invalidSource,
+                    "\(path):\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it",
+                    version: parsed.version)
+            }
             migrations.append(
                 Migration(
                     version: parsed.version, description: parsed.description, kind: parsed.kind,

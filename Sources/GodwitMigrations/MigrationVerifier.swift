@@ -4,10 +4,10 @@ import GodwitPostgres
 
 /// Proves that every reversible migration's down undoes its up.
 ///
-/// In a scratch database (from `template0`, dropped afterwards even on failure) it applies the
-/// migrations one by one. After each up it snapshots the schema, runs the down, checks the
-/// schema equals the one before the up, and applies the up again (which must work, and must
-/// give the same schema as the first time).
+/// In a scratch database (from `template0` with the encoding and locale of the database
+/// given, dropped afterwards even on failure) it applies the migrations one by one. After each
+/// up it snapshots the schema, runs the down, checks the schema equals the one before the up,
+/// and applies the up again (which must work, and must give the same schema as the first time).
 public struct MigrationVerifier: Sendable {
     public let source: MigrationSource
 
@@ -51,7 +51,12 @@ public struct MigrationVerifier: Sendable {
     public func verify(serverURL: String, onStep: (Step) -> Void = { _ in }) async throws -> [Step] {
         let admin = try await Connection.connect(serverURL)
         let scratch = "godwit_verify_\(UInt32.random(in: 0...UInt32.max))"
-        try await admin.execute("CREATE DATABASE \(quoteIdentifier(scratch)) TEMPLATE template0")
+        do {
+            try await Self.createScratch(scratch, likeCurrentDatabaseOf: admin)
+        } catch {
+            await admin.close()
+            throw error
+        }
         do {
             let steps = try await verify(in: try Self.url(serverURL, database: scratch), onStep: onStep)
             try await admin.execute("DROP DATABASE \(quoteIdentifier(scratch)) WITH (FORCE)")
@@ -115,13 +120,62 @@ public struct MigrationVerifier: Sendable {
         return steps
     }
 
+    /// Creates the scratch database from `template0` with the encoding, collation, character
+    /// classification and locale provider of the connection's database, so that what the
+    /// migrations do (an ICU collation, a nondeterministic one, text in a given encoding) works
+    /// there as it does in the database verified.
+    static func createScratch(_ name: String, likeCurrentDatabaseOf connection: Connection) async throws {
+        // Through to_jsonb, so the columns that only some versions have read as NULL elsewhere:
+        // datlocprovider and daticulocale (15, 16), datlocale (17, for the ICU and builtin
+        // providers).
+        let row = try await connection.query(
+            """
+            SELECT pg_encoding_to_char(d.encoding) AS encoding, d.datcollate, d.datctype,
+                   to_jsonb(d) ->> 'datlocprovider' AS provider,
+                   coalesce(to_jsonb(d) ->> 'datlocale', to_jsonb(d) ->> 'daticulocale') AS locale
+            FROM pg_database d WHERE d.datname = current_database()
+            """
+        ).first
+        var options = ["TEMPLATE template0"]
+        if let row {
+            options.append("ENCODING \(quoteLiteral(try row.string("encoding")))")
+            options.append("LC_COLLATE \(quoteLiteral(try row.string("datcollate")))")
+            options.append("LC_CTYPE \(quoteLiteral(try row.string("datctype")))")
+            let locale = row["locale"]
+            switch row["provider"] {
+            case "i":
+                options.append("LOCALE_PROVIDER icu")
+                if let locale { options.append("ICU_LOCALE \(quoteLiteral(locale))") }
+            case "b":
+                options.append("LOCALE_PROVIDER builtin")
+                if let locale { options.append("BUILTIN_LOCALE \(quoteLiteral(locale))") }
+            case "c":
+                options.append("LOCALE_PROVIDER libc")
+            default:
+                break
+            }
+        }
+        do {
+            try await connection.execute("CREATE DATABASE \(quoteIdentifier(name)) \(options.joined(separator: " "))")
+        } catch let error as PostgresError where error.sqlState == "42501" {
+            let role = (try? await connection.query("SELECT current_user AS role").first?.string("role")) ?? "..."
+            throw MigrationError(
+                .execution,
+                "migrate verify needs a scratch database beside the one given, and role \(quoteIdentifier(role)) may not create one: it needs the CREATEDB privilege (ALTER ROLE \(quoteIdentifier(role)) CREATEDB), or run verify as a role that has it; the server said: \(error)",
+                underlying: error)
+        } catch let error as PostgresError {
+            throw MigrationError(
+                .execution, "cannot create the scratch database for migrate verify: \(error)", underlying: error)
+        }
+    }
+
     static func url(_ server: String, database: String) throws -> String {
         if var components = URLComponents(string: server), components.scheme?.hasPrefix("postgres") == true {
             components.path = "/" + database
             if let url = components.string { return url }
         }
         // A key=value conninfo: a later dbname wins.
-        return server + " dbname=\(quoteLiteral(database))"
+        return server + " dbname=\(ClientProgram.conninfoQuoted(database))"
     }
 }
 

@@ -247,10 +247,14 @@ public struct Migrator: Sendable {
         let started = clock.now
         if migration.noTransaction {
             try await runStatementByStatement(migration, on: connection, recordDirty: true)
-            try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+            try await recording(migration, outsideTransaction: true) {
+                try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+            }
         } else {
             try await inTransaction(migration, on: connection) {
-                try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+                try await recording(migration, outsideTransaction: false) {
+                    try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+                }
             }
         }
         let elapsed = clock.now - started
@@ -267,16 +271,39 @@ public struct Migrator: Sendable {
         let started = clock.now
         if down.noTransaction {
             try await runStatementByStatement(down, on: connection, recordDirty: false)
-            try await Ledger.delete(version: down.version, on: connection)
+            try await recording(down, outsideTransaction: true) {
+                try await Ledger.delete(version: down.version, on: connection)
+            }
         } else {
             try await inTransaction(down, on: connection) {
-                try await Ledger.delete(version: down.version, on: connection)
+                try await recording(down, outsideTransaction: false) {
+                    try await Ledger.delete(version: down.version, on: connection)
+                }
             }
         }
         let elapsed = clock.now - started
         logger.info(
             "reverted migration", metadata: ["version": "\(down.version)", "duration": "\(elapsed.rustDebugDescription)"])
         return elapsed
+    }
+
+    /// Runs `record` (the ledger write after a migration's SQL), turning a failure (a
+    /// read-only database, a ledger the role may not write) into an error naming the migration
+    /// and saying whether its SQL was rolled back with it.
+    private func recording(
+        _ migration: Migration, outsideTransaction: Bool, _ record: () async throws -> Void
+    ) async throws {
+        do {
+            try await record()
+        } catch let error as PostgresError {
+            let verb = migration.kind == .down ? "revert of migration" : "migration"
+            let write = migration.kind == .down ? "removing its row from" : "recording it in"
+            let message =
+                outsideTransaction
+                ? "\(verb) \(migration.version) (\(migration.path)) ran outside a transaction, but \(write) _sqlx_migrations failed, so its changes stay without the ledger knowing: check the schema before running it again: \(error)"
+                : "\(verb) \(migration.version) (\(migration.path)) was rolled back: \(write) _sqlx_migrations failed: \(error)"
+            throw MigrationError(.execution, message, version: migration.version, underlying: error)
+        }
     }
 
     /// Runs the file's whole script and `record` between BEGIN and COMMIT.

@@ -27,8 +27,10 @@ public actor Connection {
     private var cancelHandle: OpaquePointer?
     private let noticeSink = NoticeSink()
     private var pendingNotifications: [PostgresNotification] = []
-    /// The connection string, kept only to scrub its secrets from every message.
+    /// The connection string, for libpq.
     private let conninfo: String
+    /// Everything secret in the connection string, scrubbed from every message.
+    private let secrets: [String]
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
@@ -37,6 +39,7 @@ public actor Connection {
     private init(conninfo: String) {
         self.executor = ThreadExecutor(name: "godwit-pq")
         self.conninfo = conninfo
+        self.secrets = ConnectionString.secrets(in: conninfo)
     }
 
     /// Runs on the owner thread (an isolated deinit), the only thread that touches the handle.
@@ -110,7 +113,7 @@ public actor Connection {
         }
         func fail(_ message: String) -> PostgresError {
             PQfinish(handle)
-            return PostgresError(code: .connectionFailed, message: ConnectionString.scrub(message, conninfo: conninfo))
+            return PostgresError(code: .connectionFailed, message: ConnectionString.scrub(message, secrets: secrets))
         }
         guard PQstatus(handle) != CONNECTION_BAD else {
             throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines)
@@ -469,15 +472,16 @@ public actor Connection {
             return String(cString: value)
         }
         let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines
+        func scrubbed(_ text: String?) -> String? { text.map { ConnectionString.scrub($0, secrets: secrets) } }
         return PostgresError(
-            code: .server, message: ConnectionString.scrub(message, conninfo: conninfo), sqlState: field("C"),
-            severity: field("V") ?? field("S"), detail: field("D"), hint: field("H"),
-            position: field("P").flatMap { Int($0) }, context: field("W"))
+            code: .server, message: ConnectionString.scrub(message, secrets: secrets), sqlState: field("C"),
+            severity: field("V") ?? field("S"), detail: scrubbed(field("D")), hint: scrubbed(field("H")),
+            position: field("P").flatMap { Int($0) }, context: scrubbed(field("W")))
     }
 
     private func connectionError(_ conn: OpaquePointer) -> PostgresError {
         let message = ConnectionString.scrub(
-            String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines, conninfo: conninfo)
+            String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines, secrets: secrets)
         let lost = PQstatus(conn) != CONNECTION_OK
         return PostgresError(
             code: lost ? .connectionLost : .client,

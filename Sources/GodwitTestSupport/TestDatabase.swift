@@ -17,6 +17,14 @@ public struct TestDatabase: Sendable {
         }
     }
 
+    /// `host:port` of the test server, for tests that build connection strings of their own.
+    public static var serverAddress: String {
+        get throws {
+            let components = URLComponents(string: try serverURL)
+            return "\(components?.host ?? "127.0.0.1"):\(components?.port ?? 5432)"
+        }
+    }
+
     public let name: String
     /// URL of this database.
     public let url: String

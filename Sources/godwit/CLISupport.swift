@@ -6,6 +6,7 @@ import GodwitQueue
 import GodwitMigrations
 import GodwitPostgres
 import Logging
+import Synchronization
 
 /// Runs a command body, turning the errors a person can act on into one `error: ...` line on
 /// stderr and exit status 1, instead of a stack of Swift type names.
@@ -42,16 +43,90 @@ func withCLIErrors(_ body: () throws -> Void) throws {
 }
 
 private func fail(_ message: String) -> Never {
-    let line = message.replacingOccurrences(of: "\n", with: " ")
-    FileHandle.standardError.write(Data("error: \(line)\n".utf8))
+    printError(message.replacingOccurrences(of: "\n", with: " "))
     Godwit.exit(withError: ExitCode(1))
 }
 
-/// A logger that writes to stderr, so that stdout carries only the command's output.
+/// Writes `error: message` to stderr, scrubbed of every secret this process was given.
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("error: \(PrintedSecrets.scrub(message))\n".utf8))
+}
+
+/// A logger that writes to stderr, so that stdout carries only the command's output. Every
+/// line is scrubbed of the secrets this process was given.
 func makeLogger(_ level: Logger.Level, label: String = "godwit") -> Logger {
-    var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+    var logger = Logger(label: label) { ScrubbingLogHandler(inner: StreamLogHandler.standardError(label: $0)) }
     logger.logLevel = level
     return logger
+}
+
+/// The secrets of every connection string this process was given (its arguments,
+/// `DATABASE_URL`, `./.env`), removed from everything Godwit prints: error lines, usage
+/// errors and log lines.
+///
+/// `Connection` scrubs its errors of the password libpq parses; this also catches what libpq
+/// cannot parse, and the pieces of a password that libpq splits off and echoes as a host name
+/// or port (`postgres://u:p@ss@host` connects to host `ss@host`).
+enum PrintedSecrets {
+    private static let secrets = Mutex<[String]>([])
+
+    static func add(conninfo: String) {
+        let found = ConnectionString.secrets(in: conninfo)
+        guard !found.isEmpty else { return }
+        secrets.withLock { known in
+            known = Set(known + found).sorted { ($0.utf8.count, $0) > ($1.utf8.count, $1) }
+        }
+    }
+
+    static func scrub(_ text: String) -> String {
+        let known = secrets.withLock { $0 }
+        return known.isEmpty ? text : ConnectionString.scrub(text, secrets: known)
+    }
+}
+
+/// Passes log events on to `inner` with their message, metadata and error scrubbed by
+/// `PrintedSecrets`. It keeps the logger's metadata itself, so that none reaches `inner`
+/// unscrubbed.
+struct ScrubbingLogHandler: LogHandler {
+    var inner: any LogHandler
+    var metadata: Logger.Metadata = [:]
+
+    var logLevel: Logger.Level {
+        get { inner.logLevel }
+        set { inner.logLevel = newValue }
+    }
+
+    var metadataProvider: Logger.MetadataProvider? {
+        get { inner.metadataProvider }
+        set { inner.metadataProvider = newValue }
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var event = event
+        var all = metadata.merging(event.metadata ?? [:]) { $1 }
+        if let error = event.error {
+            all["error.message"] = "\(error)"
+            all["error.type"] = "\(String(reflecting: type(of: error)))"
+            event.error = nil
+        }
+        event.message = "\(PrintedSecrets.scrub(event.message.description))"
+        event.metadata = all.isEmpty ? nil : all.mapValues(Self.scrubbed)
+        inner.log(event: event)
+    }
+
+    private static func scrubbed(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+        switch value {
+        case .string(let text): .string(PrintedSecrets.scrub(text))
+        case .stringConvertible(let item): .string(PrintedSecrets.scrub(item.description))
+        case .dictionary(let dictionary): .dictionary(dictionary.mapValues(scrubbed))
+        case .array(let array): .array(array.map(scrubbed))
+        }
+    }
 }
 
 /// Writes one line to stdout at once (unbuffered), so progress shows as it happens and

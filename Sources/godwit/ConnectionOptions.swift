@@ -18,8 +18,17 @@ struct ConnectionOptions: ParsableArguments {
     @Option(help: "Seconds to keep retrying the first connection while the server is unreachable.")
     var connectTimeout: Double = 10
 
-    /// The connection string to use, or a one-line error saying where Godwit looked.
+    /// The connection string to use, or a one-line error saying where Godwit looked or why
+    /// what it found is not a PostgreSQL connection string (`mysql://...`, a bare word), so
+    /// that such a string fails at once instead of being retried as a database name.
     func resolvedURL() throws -> String {
+        let url = try givenURL()
+        PrintedSecrets.add(conninfo: url)
+        try ConnectionString.validate(url)
+        return url
+    }
+
+    private func givenURL() throws -> String {
         if let databaseURL, !databaseURL.isEmpty { return databaseURL }
         if let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty { return url }
         if !noDotenv, let url = DotEnv.value(of: "DATABASE_URL", inFile: ".env") { return url }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 
 @main
 struct Godwit: AsyncParsableCommand {
@@ -12,4 +13,31 @@ struct Godwit: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [Migrate.self, WorkerCommand.self, JobCommand.self, BackupCommand.self]
     )
+
+    /// swift-argument-parser's `main`, with every message scrubbed of the secrets in the
+    /// arguments and `DATABASE_URL`: a usage error quotes the argument it could not place, and
+    /// that may be a URL with a password (`godwit migrate info postgres://u:pw@host/db`).
+    ///
+    /// Usage errors exit 64 (`EX_USAGE`, as swift-argument-parser does); every other failure
+    /// exits 1.
+    static func main() async {
+        for argument in CommandLine.arguments.dropFirst() { PrintedSecrets.add(conninfo: argument) }
+        if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] { PrintedSecrets.add(conninfo: url) }
+        do {
+            var command = try await asyncParseAsRoot()
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            let message = PrintedSecrets.scrub(fullMessage(for: error))
+            let code = exitCode(for: error)
+            if !message.isEmpty {
+                let stream = code.isSuccess ? FileHandle.standardOutput : FileHandle.standardError
+                stream.write(Data((message + "\n").utf8))
+            }
+            Foundation.exit(code.rawValue)
+        }
+    }
 }

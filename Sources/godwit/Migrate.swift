@@ -215,8 +215,9 @@ extension Migrate {
         static let configuration = CommandConfiguration(
             abstract: "Prove that every reversible migration's down undoes its up.",
             discussion: """
-                In a scratch database created beside the one given (from template0, dropped \
-                afterwards), applies the migrations one by one; after each up it snapshots the \
+                In a scratch database created beside the one given (from template0, with its \
+                encoding and locale, dropped afterwards; the role needs CREATEDB), applies the \
+                migrations one by one; after each up it snapshots the \
                 schema, runs the down, checks that the schema is as before the up, and applies the \
                 up again. Reports the first migration whose down does not restore the schema, with \
                 the difference. Simple migrations are reported as irreversible, not as failures.
@@ -240,7 +241,7 @@ extension Migrate {
                     let reversible = steps.filter { $0.outcome == .reversible }.count
                     output("verified \(steps.count) migrations: \(reversible) reversible, \(steps.count - reversible) irreversible")
                 } catch let failure as MigrationVerifier.Failure {
-                    FileHandle.standardError.write(Data("error: \(failure.description)\n".utf8))
+                    printError(failure.description)
                     throw ExitCode(1)
                 }
             }

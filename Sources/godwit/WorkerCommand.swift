@@ -14,7 +14,7 @@ struct QueueOptions: ParsableArguments {
     var schema = "godwit"
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
-    var logLevel: Logger.Level = .info
+    var logLevel: Logger.Level = .notice
 }
 
 struct WorkerCommand: AsyncParsableCommand {

@@ -155,4 +155,98 @@ struct MigrateCommandTests {
         #expect(both.status != 0)
         #expect(both.stderr.contains("--reversible and --simple"))
     }
+
+    @Test func addInQuickSuccessionGivesGrowingVersions() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        var versions: [Int64] = []
+        for description in ["one", "two", "three"] {
+            let add = try await GodwitProcess.run(["migrate", "add", "--timestamp", description], directory: dir.path)
+            #expect(add.status == 0, "\(add.stderr)")
+            let name = add.stdout.dropFirst("Creating migrations/".count)
+            versions.append(Int64(name.prefix { $0 != "_" }) ?? 0)
+        }
+        #expect(versions.count == 3 && versions == versions.sorted() && Set(versions).count == 3, "\(versions)")
+    }
+
+    /// libpq sends SQL as a C string, so before the refusal everything after a NUL was dropped
+    /// and the migration recorded as applied.
+    @Test(arguments: [
+        ("", 2),
+        ("-- no-transaction\n", 3),
+    ])
+    func aMigrationWithANulByteIsRefusedAndNothingIsApplied(prefix: String, line: Int) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("1_first.sql", "CREATE TABLE n0 (x int);")
+        try dir.write("2_x.sql", bytes: Array("\(prefix)CREATE TABLE n1 (x int);\n".utf8) + [0] + Array("\nCREATE TABLE n2 (x int);\n".utf8))
+        try await withTestDatabase { db in
+            let run = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            #expect(run.status == 1)
+            #expect(
+                run.stderr
+                    == "error: \(dir.path)/2_x.sql:\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it\n")
+            #expect(run.stdout.isEmpty)
+            let conn = try await db.connect()
+            for relation in ["n0", "n1", "n2", "_sqlx_migrations"] {
+                #expect(try await conn.query("SELECT to_regclass($1) IS NULL AS absent", [relation]).first?.bool("absent") == true, "\(relation)")
+            }
+            await conn.close()
+        }
+    }
+
+    /// Against a database with `default_transaction_read_only = on`, the one line says what
+    /// could not be done: the ledger, or which migration.
+    @Test func aReadOnlyDatabaseNamesTheLedgerOrTheMigration() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withTestDatabase { db in
+            // A session opened before the ALTER stays read-write, for setting things up.
+            let conn = try await db.connect()
+            try await conn.execute("ALTER DATABASE \(quoteIdentifier(db.name)) SET default_transaction_read_only = on")
+            func run() async throws -> GodwitProcess.Output {
+                try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            }
+            try dir.write("1_create.sql", "CREATE TABLE a (id int);")
+            let noLedger = try await run()
+            #expect(noLedger.status == 1)
+            #expect(
+                noLedger.stderr
+                    == "error: cannot create the migrations ledger _sqlx_migrations: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)\n")
+
+            try await conn.execute(
+                """
+                CREATE TABLE _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL,
+                    installed_on TIMESTAMPTZ NOT NULL DEFAULT now(), success BOOLEAN NOT NULL,
+                    checksum BYTEA NOT NULL, execution_time BIGINT NOT NULL)
+                """)
+            let migration = try await run()
+            #expect(migration.status == 1)
+            #expect(
+                migration.stderr
+                    == "error: migration 1 failed at \(dir.path)/1_create.sql:1:1: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)\n")
+
+            // A migration that only reads runs, and then cannot be recorded.
+            try dir.remove("1_create.sql")
+            try dir.write("2_read.sql", "SELECT 1;")
+            let record = try await run()
+            #expect(record.status == 1)
+            #expect(
+                record.stderr
+                    == "error: migration 2 (\(dir.path)/2_read.sql) was rolled back: recording it in _sqlx_migrations failed: cannot execute INSERT in a read-only transaction (SQLSTATE 25006)\n")
+
+            try dir.remove("2_read.sql")
+            try dir.write("3_read.sql", "-- no-transaction\nSELECT 1;")
+            let outside = try await run()
+            #expect(outside.status == 1)
+            #expect(
+                outside.stderr.hasPrefix(
+                    "error: migration 3 (\(dir.path)/3_read.sql) ran outside a transaction, but recording it in _sqlx_migrations failed"))
+            #expect(outside.stderr.split(separator: "\n").count == 1)
+
+            #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 0)
+            #expect(try await conn.query("SELECT to_regclass('a') IS NULL AS absent").first?.bool("absent") == true)
+            await conn.close()
+        }
+    }
 }

@@ -10,11 +10,11 @@ struct MigrateVerifyTests {
         "1_items.down.sql": "DROP TABLE items;",
     ]
 
-    func verify(_ files: [String: String]) async throws -> GodwitProcess.Output {
+    func verify(_ files: [String: String], url: String? = nil) async throws -> GodwitProcess.Output {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         for (name, contents) in files { try dir.write("migrations/\(name)", contents) }
-        return try await GodwitProcess.run(["migrate", "verify", "-D", try TestDatabase.serverURL], directory: dir.path)
+        return try await GodwitProcess.run(["migrate", "verify", "-D", try url ?? TestDatabase.serverURL], directory: dir.path)
     }
 
     func scratchDatabases() async throws -> Int {
@@ -89,5 +89,81 @@ struct MigrateVerifyTests {
             "\(output.stderr)")
         #expect(output.stderr.contains("SQLSTATE 23505"))
         #expect(try await scratchDatabases() == 0)
+    }
+
+    /// The scratch database has the encoding, collation, character classes and locale provider
+    /// of the database verified: a folder with a nondeterministic ICU collation verifies
+    /// against an ICU database whose encoding is not the server's default.
+    @Test func theScratchDatabaseHasTheEncodingAndLocaleOfTheOneVerified() async throws {
+        let admin = try await Connection.connect(try TestDatabase.serverURL)
+        let defaultEncoding = try await admin.query("SELECT pg_encoding_to_char(encoding) AS e FROM pg_database WHERE datname = 'template0'").first!.string("e")
+        let encoding = defaultEncoding == "LATIN1" ? "UTF8" : "LATIN1"
+        let name = "godwit_test_icu_\(UInt32.random(in: 0...UInt32.max))"
+        try await admin.execute(
+            "CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0 ENCODING '\(encoding)' LC_COLLATE 'C' LC_CTYPE 'C' LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+        var files = Self.base
+        // Fails unless the scratch database is like the one verified.
+        files["2_names.up.sql"] = """
+            DO $$
+            DECLARE d jsonb := (SELECT to_jsonb(d) FROM pg_database d WHERE datname = current_database());
+            BEGIN
+                IF pg_encoding_to_char((d ->> 'encoding')::int) <> '\(encoding)' OR d ->> 'datcollate' <> 'C'
+                    OR d ->> 'datctype' <> 'C' OR d ->> 'datlocprovider' <> 'i'
+                    OR coalesce(d ->> 'datlocale', d ->> 'daticulocale') <> 'en-US' THEN
+                    RAISE EXCEPTION 'the scratch database is not like the one verified: %', d;
+                END IF;
+            END $$;
+            CREATE COLLATION case_insensitive (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+            CREATE TABLE names (name text COLLATE case_insensitive UNIQUE);
+            INSERT INTO names VALUES ('Godwit');
+            DO $$ BEGIN
+                IF NOT EXISTS (SELECT FROM names WHERE name = 'GODWIT') THEN RAISE EXCEPTION 'not case-insensitive'; END IF;
+            END $$;
+            """
+        files["2_names.down.sql"] = "DROP TABLE names; DROP COLLATION case_insensitive;"
+        let output: GodwitProcess.Output
+        do {
+            output = try await verify(files, url: try TestDatabase.url(try TestDatabase.serverURL, database: name))
+            try await admin.execute("DROP DATABASE \(quoteIdentifier(name)) WITH (FORCE)")
+            await admin.close()
+        } catch {
+            _ = try? await admin.execute("DROP DATABASE IF EXISTS \(quoteIdentifier(name)) WITH (FORCE)")
+            await admin.close()
+            throw error
+        }
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.contains("ok 2/names: down restores the schema"), "\(output.stdout)")
+        #expect(try await scratchDatabases() == 0)
+    }
+
+    @Test func withoutCreatedbTheErrorSaysWhatIsNeeded() async throws {
+        try await withTestDatabase { db in
+            let admin = try await db.connect()
+            let role = "verify_\(UInt32.random(in: 0...UInt32.max))"
+            let password = "Zq-\(UInt32.random(in: 0...UInt32.max))-pw"
+            try await admin.execute("CREATE ROLE \(quoteIdentifier(role)) LOGIN NOCREATEDB PASSWORD \(quoteLiteral(password))")
+            var components = try #require(URLComponents(string: db.url))
+            components.user = role
+            components.password = password
+            let url = try #require(components.string)
+            let output: GodwitProcess.Output
+            do {
+                output = try await verify(Self.base, url: url)
+                try await admin.execute("DROP ROLE \(quoteIdentifier(role))")
+                await admin.close()
+            } catch {
+                _ = try? await admin.execute("DROP ROLE IF EXISTS \(quoteIdentifier(role))")
+                await admin.close()
+                throw error
+            }
+            #expect(output.status == 1)
+            #expect(
+                output.stderr.hasPrefix(
+                    "error: migrate verify needs a scratch database beside the one given, and role \"\(role)\" may not create one: it needs the CREATEDB privilege (ALTER ROLE \"\(role)\" CREATEDB)"),
+                "\(output.stderr)")
+            #expect(output.stderr.contains("permission denied to create database (SQLSTATE 42501)"))
+            #expect(output.stderr.split(separator: "\n").count == 1)
+            #expect(!output.stderr.contains(password) && !output.stdout.contains(password))
+        }
     }
 }

@@ -204,13 +204,55 @@ struct MigrationSourceTests {
         #expect(seq.map { ($0 as NSString).lastPathComponent } == ["20260101000001_f.up.sql", "20260101000001_f.down.sql"])
     }
 
-    @Test func addRefusesAVersionThatExists() throws {
+    /// Two `migrate add` in one second, or a clock behind the newest migration: the next free
+    /// second after the newest version.
+    @Test func addTakesTheNextFreeSecond() throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try dir.write("20260101000000_a.sql", "")
+        let now = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01 00:00:00 UTC
+        var names: [String] = []
+        for description in ["b", "c", "d"] {
+            let files = try MigrationScaffold.create(description: description, in: dir.path, versioning: .timestamp, now: now)
+            names += files.map { ($0 as NSString).lastPathComponent }
+        }
+        #expect(names == ["20260101000001_b.sql", "20260101000002_c.sql", "20260101000003_d.sql"])
+        #expect(try MigrationSource.load(directory: dir.path).migrations.count == 4)
+    }
+
+    @Test(arguments: [
+        (20_260_101_000_059, "20260101000100"),  // the second after :59 is the next minute
+        (20_261_231_235_959, "20270101000000"),
+        (20_991_231_120_000, "20991231120001"),  // a version far ahead of the clock
+        (20_270_100_000_000, "20270100000001"),  // day 0 is not a real time: one more than it
+        (99_999_999_999_999_999, "100000000000000000"),
+    ] as [(Int64, String)])
+    func theNextFreeSecondIsAfterTheNewestVersion(newest: Int64, expected: String) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("\(newest)_a.up.sql", "")
+        try dir.write("\(newest)_a.down.sql", "")
+        let source = try MigrationSource.load(directory: dir.path)
         let now = Date(timeIntervalSince1970: 1_767_225_600)
-        #expect(throws: MigrationError.self) {
-            try MigrationScaffold.create(description: "again", in: dir.path, versioning: .timestamp, now: now)
+        #expect(MigrationScaffold.nextVersionPrefix(for: source, versioning: .timestamp, now: now) == expected)
+        #expect(MigrationScaffold.nextVersionPrefix(for: source, versioning: .infer, now: now) == expected)
+    }
+
+    @Test(arguments: [
+        ("CREATE TABLE n1 (x int);\n\0\nCREATE TABLE n2 (x int);", 2),
+        ("-- no-transaction\nCREATE TABLE n1 (x int);\n\0\nCREATE TABLE n2 (x int);", 3),
+        ("\0", 1),
+    ])
+    func aFileWithANulByteIsRefusedNamingFileAndLine(contents: String, line: Int) throws {
+        for name in ["2_x.sql", "2_x.down.sql"] {
+            var files = [(name: "2_x.up.sql", contents: Array("SELECT 1;".utf8))]
+            if name == "2_x.sql" { files = [] }
+            files.append((name: name, contents: Array(contents.utf8)))
+            let error = #expect(throws: MigrationError.self) { try MigrationSource(files: files, directory: "migrations") }
+            #expect(
+                error?.message
+                    == "migrations/\(name):\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it")
+            #expect(error?.version == 2)
         }
     }
 }

@@ -1,0 +1,100 @@
+import Foundation
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// What the `godwit` executable does with its input: connection strings it must refuse or
+/// must not print, usage errors, default log levels.
+@Suite("godwit input (the executable)")
+struct CommandInputTests {
+    /// The real executable, at the most verbose log level, on a sample of the strings: nothing
+    /// on stdout or stderr, whether libpq parses the string or not.
+    @Test func theExecutableNeverPrintsTheSecret() async throws {
+        let cases = SecretFuzzCase.generate(count: 24, seed: 0xE7EC, host: try TestDatabase.serverAddress)
+        try await withThrowingTaskGroup(of: (SecretFuzzCase, String, GodwitProcess.Output).self) { group in
+            var pending = cases.flatMap { fuzz in
+                [
+                    (fuzz, "-D", ["migrate", "info", "-D", fuzz.conninfo]),
+                    (fuzz, "-D", ["migrate", "verify", "--source", "/nonexistent", "-D", fuzz.conninfo]),
+                    (fuzz, "DATABASE_URL", ["job", "list"]),
+                    // A usage error quotes the argument it cannot place.
+                    (fuzz, "positional", ["migrate", "info", fuzz.conninfo]),
+                ]
+            }[...]
+            func next() throws {
+                guard let (fuzz, how, arguments) = pending.popFirst() else { return }
+                let environment: [String: String?] = how == "DATABASE_URL" ? ["DATABASE_URL": fuzz.conninfo] : [:]
+                let process = try GodwitProcess.start(
+                    arguments + ["--log-level", "trace", "--connect-timeout", "0"], environment: environment,
+                    directory: FileManager.default.temporaryDirectory.path)
+                group.addTask { (fuzz, how, try await process.wait()) }
+            }
+            for _ in 0..<6 { try next() }
+            while let (fuzz, how, output) = try await group.next() {
+                #expect(output.status != 0, "\(how) \(fuzz): \(output.stderr)")
+                #expect(fuzz.leak(in: output.stdout) == nil, "stdout, \(how) \(fuzz): \(output.stdout)")
+                #expect(fuzz.leak(in: output.stderr) == nil, "stderr, \(how) \(fuzz): \(output.stderr)")
+                try next()
+            }
+        }
+    }
+
+    @Test func whatIsNotAConnectionStringFailsAtOnce() async throws {
+        let expected = "error: not a PostgreSQL connection string: expected a postgres:// or postgresql:// URL or key=value settings"
+        let clock = ContinuousClock()
+        for (how, url, message) in [
+            ("-D", "mysql://root:LEAKpw@db/app", expected + ", got a mysql:// URL\n"),
+            ("-D", "not a url", expected + "\n"),
+            ("DATABASE_URL", "mysql://root:LEAKpw@db/app", expected + ", got a mysql:// URL\n"),
+        ] {
+            for command in [["migrate", "info"], ["migrate", "verify"], ["job", "list"], ["worker", "--drain"]] {
+                let started = clock.now
+                let output = try await GodwitProcess.run(
+                    command + (how == "-D" ? ["-D", url] : []),
+                    environment: how == "DATABASE_URL" ? ["DATABASE_URL": url] : [:],
+                    directory: FileManager.default.temporaryDirectory.path)
+                #expect(output.status == 1, "\(command) \(how) \(url): \(output.stderr)")
+                #expect(output.stderr == message, "\(command) \(how) \(url)")
+                #expect(clock.now - started < .seconds(5), "\(command) \(how) \(url) was retried")
+            }
+        }
+    }
+
+    @Test func usageErrorsExit64AndOtherFailuresExit1() async throws {
+        let unknownOption = try await GodwitProcess.run(["migrate", "run", "--no-such-option"])
+        #expect(unknownOption.status == 64)
+        #expect(unknownOption.stderr.hasPrefix("Error: Unknown option '--no-such-option'"))
+        let missingArgument = try await GodwitProcess.run(["job", "enqueue"])
+        #expect(missingArgument.status == 64)
+        let excluded = try await GodwitProcess.run(["migrate", "add", "--simple", "-r", "x"])
+        #expect(excluded.status == 64)
+        let failure = try await GodwitProcess.run(["migrate", "info", "-D", "not a url"])
+        #expect(failure.status == 1)
+        let help = try await GodwitProcess.run(["migrate", "--help"])
+        #expect(help.status == 0)
+        #expect(help.stdout.contains("USAGE: godwit migrate"))
+
+        // The README says so.
+        let readme = try String(
+            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md"),
+            encoding: .utf8)
+        #expect(readme.contains("and exits 1"))
+        #expect(readme.contains("exits 64"))
+    }
+
+    @Test func everyCommandLogsAtNoticeByDefault() async throws {
+        let commands: [[String]] = [
+            ["migrate", "add"], ["migrate", "run"], ["migrate", "revert"], ["migrate", "info"], ["migrate", "verify"],
+            ["worker"], ["job", "list"], ["job", "show"], ["job", "pause"], ["job", "resume"], ["job", "cancel"],
+            ["job", "retry"], ["job", "enqueue"], ["job", "watch"],
+        ]
+        for command in commands {
+            let help = try await GodwitProcess.run(command + ["--help"])
+            #expect(help.status == 0, "\(command)")
+            // From the option to the next one: its help text, perhaps wrapped.
+            let option = help.stdout.components(separatedBy: "\n  --log-level <log-level>").dropFirst().first
+            let text = option?.components(separatedBy: "\n  -").first?.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            #expect(text?.contains("default: notice)") == true, "\(command): \(text ?? help.stdout)")
+        }
+    }
+}
