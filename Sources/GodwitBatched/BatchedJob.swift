@@ -96,6 +96,12 @@ public struct BatchedJob: JobHandler {
 /// and runs the statement over them. Names in it come from the catalog, quoted by the server;
 /// the statement travels as a literal. Every batch checks that the function is still the one
 /// made here (owner, body, settings), so SQL run by a batch cannot swap it for another.
+///
+/// The worker's own statements share the session with the enqueuer's SQL, which may leave
+/// things in it: a `search_path` of its choosing, temporary tables, views and types (which
+/// PostgreSQL looks up before pg_catalog's unless `pg_temp` is named last). So the worker's
+/// statements run under `search_path = pg_catalog, pg_temp` (`resetSession`), set again
+/// after anything of the enqueuer's has run, and name every other object with its schema.
 struct BatchSandbox {
     let relation: String
     let keySQL: String
@@ -113,8 +119,12 @@ struct BatchSandbox {
         guard statements.count == 1 else {
             throw invalid("the statement must be exactly one statement; it holds \(statements.count)")
         }
+        // The enqueuer's search_path, for checking the statement and for the function (FROM
+        // CURRENT). Until RESET ROLE below, everything here runs as the enqueuer outside any
+        // sandbox, so nothing may call code of the enqueuer's: only schema-qualified functions
+        // and types, catalog lookups, and a parse that executes nothing.
         if let searchPath = payload.searchPath {
-            try await connection.query("SELECT set_config('search_path', $1, false)", [searchPath])
+            try await connection.query("SELECT pg_catalog.set_config('search_path', $1, false)", [searchPath])
         }
         let target: PostgresRow
         do {
@@ -140,7 +150,7 @@ struct BatchSandbox {
                     + "it uses \(described.parameterTypes.count)")
         }
         let types = try await connection.query(
-            "SELECT format_type($1::oid, NULL) AS a, format_type($2::oid, NULL) AS b",
+            "SELECT pg_catalog.format_type($1::pg_catalog.oid, NULL) AS a, pg_catalog.format_type($2::pg_catalog.oid, NULL) AS b",
             [Int64(described.parameterTypes[0]), Int64(described.parameterTypes[1])]
         ).first!
         let firstType = try types.string("a")
@@ -172,26 +182,32 @@ struct BatchSandbox {
                 first_key := lo::text;
                 last_key := hi::text;
                 ms := extract(epoch FROM clock_timestamp() - started) * 1000;
+            \(EnqueuerRole.commitGuard)
             END
             """
         try await connection.execute(
             """
-            CREATE FUNCTION pg_temp.godwit_batch(after_key text, batch_size integer,
-                OUT first_key text, OUT last_key text, OUT n integer, OUT changed bigint, OUT ms double precision)
+            CREATE FUNCTION pg_temp.godwit_batch(after_key pg_catalog.text, batch_size integer,
+                OUT first_key pg_catalog.text, OUT last_key pg_catalog.text, OUT n integer, OUT changed bigint,
+                OUT ms double precision)
             LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS \(EnqueuerRole.dollarQuoted(body))
             """)
+        // Back to the worker's own rights for the fence and the checkpoint.
+        try await connection.execute("RESET ROLE; \(resetSession)")
         let made = try await connection.query(
             """
             SELECT p.oid::bigint AS oid, \(fingerprintSQL) AS fingerprint
             FROM pg_catalog.pg_proc p WHERE p.oid = 'pg_temp.godwit_batch(text, integer)'::pg_catalog.regprocedure
             """
         ).first!
-        // Back to the worker's own rights for the fence and the checkpoint.
-        try await connection.execute("RESET ROLE")
         return BatchSandbox(
             relation: relation, keySQL: keySQL, keyType: keyType, enqueuer: job.enqueuedBy, oid: try made.int64("oid"),
             fingerprint: try made.string("fingerprint"))
     }
+
+    /// Undoes what the enqueuer's SQL did to the session's settings and keeps its temporary
+    /// objects out of the worker's statements (see above).
+    static let resetSession = "RESET ALL; SET search_path = pg_catalog, pg_temp"
 
     /// What must not change between batches: owner, SECURITY DEFINER, body and settings.
     static let fingerprintSQL =
@@ -341,15 +357,16 @@ struct BatchRunner {
     /// checkpoint. Heartbeats (`FOR NO KEY UPDATE`) do not conflict with it and keep the lease
     /// fresh through a long batch.
     ///
-    /// The session is reset (`RESET ALL`) before each batch because SQL run by the previous one
-    /// may have changed settings for the session (`set_config(..., false)`), `search_path`
-    /// included; the checkpoint is part of the batch's own statement, parsed before the batch
+    /// The session is reset (`BatchSandbox.resetSession`) right after each batch's COMMIT,
+    /// and again before each batch, because SQL run by the batch may have changed settings for
+    /// the session (`set_config(..., false)`), `search_path` included, and left temporary
+    /// objects; the checkpoint is part of the batch's own statement, parsed before the batch
     /// runs, for the same reason.
     private mutating func runBatch(attempt: Int) async throws -> BatchResult {
         let size = controller.size
         let fence = try await connection.execute(
             """
-            RESET ALL;
+            \(BatchSandbox.resetSession);
             BEGIN;
             SET LOCAL lock_timeout = \(payload.lockTimeoutMs);
             SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
@@ -397,7 +414,7 @@ struct BatchRunner {
                 throw BatchFailure(
                     error: error, first: nil, last: nil, retryable: Self.retryableStates.contains(error.sqlState ?? ""))
             }
-            try await connection.execute("COMMIT")
+            try await connection.execute("COMMIT; \(BatchSandbox.resetSession)")
             let rows = try batch.int("n")
             guard rows > 0 else { return .done }
             let changed = try batch.int("changed")
@@ -421,13 +438,18 @@ struct BatchRunner {
     }
 
     /// The keys the next batch covers, read as the enqueuer, to name a failed batch.
+    ///
+    /// This runs outside the sandbox, so nothing of the enqueuer's may run in it: names resolve
+    /// in pg_catalog first, and row security, which would call the policies' functions, is off
+    /// (a table with a policy that applies makes the query fail, and the bounds stay unknown).
     private func nextBounds() async -> (first: String?, last: String?) {
         let after = cursor.map { _ in "WHERE \(sandbox.keySQL) > $2::\(sandbox.keyType)" } ?? ""
         var parameters: [any PostgresParameter] = [controller.size]
         if let cursor { parameters.append(cursor) }
         var row: PostgresRow?
         do {
-            try await connection.execute("RESET ALL; SET ROLE \(quoteIdentifier(sandbox.enqueuer))")
+            try await connection.execute(
+                "\(BatchSandbox.resetSession); SET row_security = off; SET ROLE \(quoteIdentifier(sandbox.enqueuer))")
             row = try await connection.query(
                 """
                 WITH batch AS (SELECT \(sandbox.keySQL) AS k FROM \(sandbox.relation) \(after) ORDER BY \(sandbox.keySQL) LIMIT $1)
@@ -438,7 +460,7 @@ struct BatchRunner {
         } catch {
             row = nil
         }
-        await connection.cleanup("RESET ROLE")
+        await connection.cleanup("RESET ROLE; \(BatchSandbox.resetSession)")
         return (row?["first"], row?["last"])
     }
 
@@ -472,7 +494,7 @@ struct BatchRunner {
                  FROM pg_stat_replication)::float8 AS lag,
                 EXISTS (SELECT 1 FROM pg_stat_progress_vacuum v JOIN pg_stat_activity a ON a.pid = v.pid
                         WHERE v.relid = $1::regclass AND a.backend_type = 'autovacuum worker') AS vacuuming
-            """, [payload.table]
+            """, [sandbox.relation]
         ).first!
         let lag = try row.double("lag")
         var reason: String?

@@ -192,8 +192,13 @@ public final class Worker: Service {
                     }
                 }
                 var timeout = configuration.pollInterval
+                // Counted before asking when the next job is due: a job that ends while the
+                // question is in flight may requeue itself (a retry) after the answer was read.
+                // Outcomes are recorded before a job leaves `running`, so none running now
+                // means the answer covers every requeue.
+                let idleBeforeAsking = runningCount == 0
                 if sawEverythingDue, let due = try? await nextDue() {
-                    if configuration.drain && runningCount == 0 && (due.map { $0 > timeout } ?? true) {
+                    if configuration.drain && idleBeforeAsking && (due.map { $0 > timeout } ?? true) {
                         // A job whose worker died is about to be rescued: drain waits for it.
                         // Not knowing (the query failed) is no reason to stop either.
                         let orphans = try? await pool.withConnection {

@@ -1,0 +1,200 @@
+import Foundation
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// A batched job's statement runs in a sandbox function owned by the enqueuer; between batches
+/// the worker runs its own statements (fence, checkpoint, throttle) on the same session, as
+/// itself. Here the enqueuer owns a schema of its own, as an application's role usually does,
+/// and uses it to leave things in the session for the worker to trip over.
+@Suite("Batched jobs stay in their sandbox", .serialized)
+struct BatchSandboxTests {
+    /// The enqueuer's code that must never run with more than the enqueuer's rights: it records
+    /// who runs it, tries to drop the enqueuer's role (which works anywhere outside a
+    /// SECURITY DEFINER function or a security-restricted operation), records who it is then,
+    /// and, if that is a superuser, creates a table in public.
+    static let setup = """
+        CREATE TABLE low_code.items (id int PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+        INSERT INTO low_code.items (id) SELECT generate_series(1, 300);
+        CREATE TABLE low_code.seen (who text);
+        CREATE FUNCTION low_code.evil() RETURNS boolean LANGUAGE plpgsql AS $f$
+        BEGIN
+            INSERT INTO low_code.seen VALUES (current_user);
+            BEGIN
+                PERFORM pg_catalog.set_config('role', 'none', false);
+            EXCEPTION WHEN OTHERS THEN NULL;
+            END;
+            INSERT INTO low_code.seen VALUES (current_user);
+            IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+                CREATE TABLE IF NOT EXISTS public.made_by_low (x int);
+            END IF;
+            RETURN true;
+        END $f$;
+        """
+
+    struct Trick: Sendable, CustomTestStringConvertible {
+        var label: String
+        /// Run as the enqueuer after `setup`; records 'planted' when the trick is set (in a
+        /// batch, the record goes with the batch if it fails).
+        var plant: String
+        var statement = "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND low_code.plant()"
+        var searchPath: String?
+        var pauseMs = 0
+        /// nil: the job succeeds, having updated every row once; otherwise the job fails, its
+        /// last_error holds this, and no row changed.
+        var failure: String?
+
+        var testDescription: String { label }
+    }
+
+    static let tricks: [Trick] = [
+        Trick(
+            label: "a temporary type named text, for the fence's casts",
+            plant: """
+                CREATE FUNCTION low_code.plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+                BEGIN
+                    IF pg_catalog.to_regtype('pg_temp.text') IS NULL THEN
+                        CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (low_code.evil());
+                        INSERT INTO low_code.seen VALUES ('planted');
+                    END IF;
+                    RETURN true;
+                END $f$;
+                """),
+        Trick(
+            label: "a temporary view named pg_stat_replication, for the throttle",
+            plant: """
+                CREATE FUNCTION low_code.plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+                BEGIN
+                    IF pg_catalog.to_regclass('pg_temp.pg_stat_replication') IS NULL THEN
+                        CREATE TEMP VIEW pg_stat_replication AS
+                            SELECT NULL::interval AS write_lag, NULL::interval AS flush_lag, NULL::interval AS replay_lag
+                            WHERE low_code.evil();
+                        INSERT INTO low_code.seen VALUES ('planted');
+                    END IF;
+                    RETURN true;
+                END $f$;
+                """,
+            // The throttle looks again once a second.
+            pauseMs: 1100),
+        Trick(
+            label: "a search_path with an = operator of the enqueuer's",
+            plant: """
+                CREATE FUNCTION low_code.eq(a bigint, b bigint) RETURNS boolean LANGUAGE plpgsql AS $f$
+                BEGIN PERFORM low_code.evil(); RETURN a OPERATOR(pg_catalog.=) b; END $f$;
+                CREATE OPERATOR low_code.= (LEFTARG = bigint, RIGHTARG = bigint, FUNCTION = low_code.eq);
+                INSERT INTO low_code.seen VALUES ('planted');
+                """,
+            statement: "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2",
+            searchPath: "low_code, pg_catalog"),
+        Trick(
+            label: "a search_path with a type of the enqueuer's named text",
+            plant: """
+                CREATE DOMAIN low_code.text AS pg_catalog.text CHECK (low_code.evil());
+                INSERT INTO low_code.seen VALUES ('planted');
+                """,
+            statement: "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2",
+            searchPath: "low_code, pg_catalog"),
+        Trick(
+            label: "a deferred trigger, fired at the batch's COMMIT",
+            plant: """
+                CREATE FUNCTION low_code.on_commit() RETURNS trigger LANGUAGE plpgsql AS $f$
+                BEGIN PERFORM low_code.evil(); RETURN NULL; END $f$;
+                CREATE CONSTRAINT TRIGGER on_commit AFTER UPDATE ON low_code.items DEFERRABLE INITIALLY DEFERRED
+                    FOR EACH ROW EXECUTE FUNCTION low_code.on_commit();
+                INSERT INTO low_code.seen VALUES ('planted');
+                """,
+            statement: "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2",
+            failure: "deferrable constraint trigger on_commit on low_code.items"),
+        Trick(
+            label: "a deferred exclusion constraint on an expression, re-checked at the batch's COMMIT",
+            plant: """
+                CREATE FUNCTION low_code.key_of(id int, counter int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $f$
+                BEGIN
+                    IF counter OPERATOR(pg_catalog.=) 0 THEN RETURN id; END IF;
+                    PERFORM low_code.evil();
+                    -- As the enqueuer every changed row collides, which queues a re-check for
+                    -- COMMIT; as a superuser none does, so that COMMIT succeeds.
+                    IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN RETURN id; END IF;
+                    RETURN 0;
+                END $f$;
+                ALTER TABLE low_code.items ADD CONSTRAINT one_at_a_time
+                    EXCLUDE USING btree ((low_code.key_of(id, counter)) WITH =) DEFERRABLE INITIALLY DEFERRED;
+                INSERT INTO low_code.seen VALUES ('planted');
+                """,
+            statement: "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2",
+            failure: "deferrable constraint one_at_a_time on low_code.items"),
+        Trick(
+            label: "a cursor WITH HOLD, run to its end at the batch's COMMIT",
+            plant: """
+                CREATE FUNCTION low_code.plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+                BEGIN
+                    IF NOT EXISTS (SELECT FROM pg_catalog.pg_cursors WHERE name = 'escape') THEN
+                        EXECUTE 'DECLARE escape CURSOR WITH HOLD FOR SELECT low_code.evil() FROM pg_catalog.generate_series(1, 3)';
+                        INSERT INTO low_code.seen VALUES ('planted');
+                    END IF;
+                    RETURN true;
+                END $f$;
+                """,
+            failure: "cursor WITH HOLD"),
+        Trick(
+            label: "row security on the table, read when a batch fails",
+            plant: """
+                CREATE FUNCTION low_code.policy() RETURNS boolean LANGUAGE plpgsql AS $f$
+                BEGIN RETURN low_code.evil(); END $f$;
+                ALTER TABLE low_code.items ENABLE ROW LEVEL SECURITY;
+                ALTER TABLE low_code.items FORCE ROW LEVEL SECURITY;
+                CREATE POLICY everything ON low_code.items USING (low_code.policy());
+                INSERT INTO low_code.seen VALUES ('planted');
+                """,
+            statement: "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND 1 / (id - id) = 0",
+            failure: "division by zero"),
+        Trick(
+            label: "a function that swaps the sandbox for one of its own",
+            plant: """
+                CREATE FUNCTION low_code.plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+                BEGIN
+                    EXECUTE $s$
+                        CREATE OR REPLACE FUNCTION pg_temp.godwit_batch(after_key text, batch_size integer,
+                            OUT first_key text, OUT last_key text, OUT n integer, OUT changed bigint, OUT ms double precision)
+                        LANGUAGE plpgsql AS $b$ BEGIN PERFORM low_code.evil(); n := 0; changed := 0; END $b$
+                    $s$;
+                    INSERT INTO low_code.seen VALUES ('planted');
+                    RETURN true;
+                END $f$;
+                """,
+            failure: "the batch function was changed by SQL the job ran"),
+    ]
+
+    @Test(arguments: tricks)
+    func nothingTheEnqueuerLeavesInTheSessionRunsWithMoreThanItsRights(_ trick: Trick) async throws {
+        try await withEnqueuer { db, admin, low in
+            try await admin.execute("CREATE SCHEMA low_code AUTHORIZATION \(low.quoted)")
+            let conn = try await low.connect(db)
+            try await conn.execute(Self.setup)
+            try await conn.execute(trick.plant)
+            let id = try await insertBatchedJob(
+                batchedPayload(
+                    table: "low_code.items", statement: trick.statement, searchPath: trick.searchPath, pauseMs: trick.pauseMs),
+                name: trick.label, on: conn)
+            await conn.close()
+            try await drain(db)
+            let (state, error) = try await outcome(of: id, admin)
+            let seen = Set(try await admin.query("SELECT who FROM low_code.seen").rows.map { try $0.string("who") })
+            // A failed batch rolls back what it planted; its error shows the trick was there.
+            if trick.failure == nil { #expect(seen.contains("planted"), "the trick was never set") }
+            #expect(seen.isSubset(of: ["planted", low.name]), "ran as: \(seen.sorted())")
+            #expect(!(try await relationExists("made_by_low", admin)))
+            #expect(!(try await isSuperuser(low, admin)))
+            let counts = try await counters(admin, "low_code.items")
+            if let failure = trick.failure {
+                #expect(state == "failed")
+                #expect(error.contains(failure), "\(error)")
+                // The first batch may have committed before a swapped sandbox was noticed.
+                #expect(counts[1, default: 0] <= 100, "\(counts)")
+            } else {
+                #expect(state == "succeeded", "\(error)")
+                #expect(counts == [1: 300])
+            }
+        }
+    }
+}

@@ -1,0 +1,130 @@
+import Foundation
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// A login role made for one test: a name unique on the cluster and a random password.
+///
+/// Roles are cluster-wide, so every test makes its own, and `withRoles` drops them afterwards.
+/// Other roles than `postgres` authenticate with a password over TCP, so their URLs carry it:
+/// never put such a URL in a message.
+struct TestRole: Sendable {
+    let name: String
+    let password: String
+
+    /// The role's name quoted for SQL.
+    var quoted: String { quoteIdentifier(name) }
+
+    /// `database`'s URL with this role and its password.
+    func url(_ database: TestDatabase) throws -> String {
+        guard var components = URLComponents(string: database.url) else {
+            throw TestSetupError(message: "the test database's URL does not parse")
+        }
+        components.user = name
+        components.password = password
+        guard let url = components.string else { throw TestSetupError(message: "cannot build a URL for role \(name)") }
+        return url
+    }
+
+    func connect(_ database: TestDatabase) async throws -> Connection {
+        try await Connection.connect(try url(database))
+    }
+}
+
+/// Makes one login role per prefix (the prefix and a random number), runs `body`, and drops the
+/// roles, whether `body` throws or not. Run the test's database inside `body`, so that it is
+/// gone (and with it everything the roles own or were granted there) before the roles are.
+func withRoles<T>(_ prefixes: [String], _ body: ([TestRole]) async throws -> T) async throws -> T {
+    let admin = try await Connection.connect(try TestDatabase.serverURL)
+    var roles: [TestRole] = []
+    func dropAll() async {
+        for role in roles { _ = try? await admin.execute("DROP ROLE IF EXISTS \(role.quoted)") }
+        await admin.close()
+    }
+    do {
+        for prefix in prefixes {
+            let role = TestRole(name: "\(prefix)_\(UInt32.random(in: 0...UInt32.max))", password: UUID().uuidString)
+            try await admin.execute("CREATE ROLE \(role.quoted) LOGIN PASSWORD \(quoteLiteral(role.password))")
+            roles.append(role)
+        }
+        let value = try await body(roles)
+        await dropAll()
+        return value
+    } catch {
+        await dropAll()
+        throw error
+    }
+}
+
+/// A fresh database with Godwit's schema, and one login role `low` that may only enqueue
+/// (`grant_enqueue`), owns nothing, and has no CREATE on schema public.
+func withEnqueuer(
+    _ body: (_ db: TestDatabase, _ admin: Connection, _ low: TestRole) async throws -> Void
+) async throws {
+    try await withRoles(["low"]) { roles in
+        let low = roles[0]
+        try await withQueue { db, admin, _ in
+            try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [low.name])
+            // PostgreSQL 15's default, checked rather than assumed: only the database owner may
+            // create in public.
+            let canCreate = try await admin.query(
+                "SELECT has_schema_privilege($1, 'public', 'CREATE') AS c", [low.name]
+            ).first?.bool("c")
+            #expect(canCreate == false)
+            try await body(db, admin, low)
+        }
+    }
+}
+
+/// Enqueues an `sql` job through `godwit.enqueue` on `conn`, as whoever `conn` is.
+func enqueueSQL(_ sql: String, name: String = "sql job", on conn: Connection) async throws -> Int64 {
+    try await conn.query(
+        "SELECT godwit.enqueue('sql', $1, jsonb_build_object('sql', $2::text)) AS id", [name, sql]
+    ).first!.int64("id")
+}
+
+/// A `batched` payload as a hand-made INSERT would write it, with small batches.
+func batchedPayload(
+    table: String, key: String = "id", statement: String, searchPath: String? = nil, batchSize: Int = 100,
+    pauseMs: Int = 0, maxAttempts: Int = 1
+) -> String {
+    var payload: [String: Any] = [
+        "table": table, "key": key, "statement": statement, "batch_size": batchSize, "target_batch_ms": 200,
+        "pause_ms": pauseMs, "min_batch_size": 1, "max_batch_size": 50_000, "lock_timeout_ms": 2000,
+        "statement_timeout_ms": 10_000, "max_attempts": maxAttempts,
+    ]
+    if let searchPath { payload["search_path"] = searchPath }
+    let data = try! JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])
+    return String(decoding: data, as: UTF8.self)
+}
+
+/// Inserts a `batched` job by hand, as psql would, on `conn`.
+func insertBatchedJob(_ payload: String, name: String = "hand-made", on conn: Connection) async throws -> Int64 {
+    try await conn.query(
+        "INSERT INTO godwit.jobs (kind, name, payload) VALUES ('batched', $1, $2::jsonb) RETURNING id", [name, payload]
+    ).first!.int64("id")
+}
+
+/// A job's state and last error.
+func outcome(of id: Int64, _ conn: Connection) async throws -> (state: String, error: String) {
+    let row = try #require(
+        try await conn.query("SELECT state::text AS s, coalesce(last_error, '') AS e FROM godwit.jobs WHERE id = $1", [id])
+            .first)
+    return (try row.string("s"), try row.string("e"))
+}
+
+/// Runs a worker (as the superuser `postgres`) until the queue is drained.
+func drain(_ db: TestDatabase) async throws {
+    let output = try await startWorker(db.url, ["--drain"]).wait()
+    #expect(output.status == 0, "\(output.stderr.suffix(2000))")
+}
+
+/// Whether any relation of that name exists, in any schema.
+func relationExists(_ name: String, _ conn: Connection) async throws -> Bool {
+    try await conn.query("SELECT EXISTS (SELECT 1 FROM pg_class WHERE relname = $1) AS e", [name]).first!.bool("e")
+}
+
+/// Whether `role` is a superuser now.
+func isSuperuser(_ role: TestRole, _ conn: Connection) async throws -> Bool {
+    try await conn.query("SELECT rolsuper FROM pg_roles WHERE rolname = $1", [role.name]).first!.bool("rolsuper")
+}
