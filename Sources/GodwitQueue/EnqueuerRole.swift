@@ -79,45 +79,23 @@ public enum EnqueuerRole {
         return "$\(tag)$\(body)$\(tag)$"
     }
 
-    /// The last block of every sandbox function: fails the job if its SQL left code that
-    /// PostgreSQL would run at COMMIT, outside the sandbox.
+    /// The last block of every sandbox function: leaves no code of the job's for COMMIT.
     ///
     /// At COMMIT PostgreSQL fires deferred triggers, re-checks deferred constraints and runs
-    /// cursors WITH HOLD to their end. That happens after the sandbox function has returned,
-    /// with the session's role (the enqueuer's after `SET ROLE`, the worker's during a batch's
-    /// checkpoint), where `RESET ROLE` is allowed again and gives the worker's own rights. There
-    /// is no view of the pending trigger events, so the guard refuses what could have queued
-    /// one: a deferrable trigger whose function runs with the caller's rights and was not written
-    /// by a superuser, and a deferrable constraint whose index evaluates expressions (its
-    /// re-check calls them). A foreign key's checks and a plain unique re-check run no code of
-    /// the job's. Every name is schema-qualified and every operator spelled out: the job's SQL
-    /// may have changed `search_path`. A job of the worker's own role is not checked; it has
-    /// the worker's rights anyway.
+    /// cursors WITH HOLD to their end. That would happen after the sandbox function has
+    /// returned, with the session's role (the enqueuer's after `SET ROLE`, the worker's during a
+    /// batch's checkpoint), where `RESET ROLE` is allowed again and gives the worker's own
+    /// rights. So the guard fires what is pending now, inside the sandbox (`SET CONSTRAINTS ALL
+    /// IMMEDIATE` runs the deferred triggers and re-checks at once, as the enqueuer, where a
+    /// change of role is refused), and fails the job if it left a holdable cursor open. Every
+    /// name is schema-qualified and every operator spelled out: the job's SQL may have changed
+    /// `search_path`.
     public static let commitGuard = """
-            DECLARE
-                godwit_pending pg_catalog.text;
             BEGIN
-                IF session_user OPERATOR(pg_catalog.<>) current_user THEN
-                    IF EXISTS (SELECT FROM pg_catalog.pg_cursors c WHERE c.is_holdable) THEN
-                        RAISE EXCEPTION 'the job left a cursor WITH HOLD open, which PostgreSQL would run at COMMIT, outside the job''s rights: close it before the job ends'
-                            USING ERRCODE = '42501';
-                    END IF;
-                    SELECT pg_catalog.format(
-                            CASE WHEN t.tgisinternal THEN 'deferrable constraint %I on %s' ELSE 'deferrable constraint trigger %I on %s' END,
-                            CASE WHEN t.tgisinternal THEN k.conname ELSE t.tgname END, t.tgrelid::pg_catalog.regclass)
-                    INTO godwit_pending
-                    FROM pg_catalog.pg_trigger t
-                    JOIN pg_catalog.pg_proc p ON p.oid OPERATOR(pg_catalog.=) t.tgfoid
-                    JOIN pg_catalog.pg_roles r ON r.oid OPERATOR(pg_catalog.=) p.proowner
-                    LEFT JOIN pg_catalog.pg_constraint k ON k.oid OPERATOR(pg_catalog.=) t.tgconstraint
-                    LEFT JOIN pg_catalog.pg_index i ON i.indexrelid OPERATOR(pg_catalog.=) k.conindid
-                    WHERE t.tgdeferrable
-                      AND ((NOT p.prosecdef AND NOT r.rolsuper) OR i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
-                    LIMIT 1;
-                    IF godwit_pending IS NOT NULL THEN
-                        RAISE EXCEPTION 'the database has a %, whose code PostgreSQL would run at COMMIT, outside the job''s rights: jobs of roles other than the worker''s do not run where one exists (make its function SECURITY DEFINER, or run the job as the worker''s role)',
-                            godwit_pending USING ERRCODE = '42501';
-                    END IF;
+                SET CONSTRAINTS ALL IMMEDIATE;
+                IF EXISTS (SELECT FROM pg_catalog.pg_cursors c WHERE c.is_holdable) THEN
+                    RAISE EXCEPTION 'the job left a cursor WITH HOLD open, which PostgreSQL would run at COMMIT, outside the job''s rights: close it before the job ends'
+                        USING ERRCODE = '42501';
                 END IF;
             END;
         """
