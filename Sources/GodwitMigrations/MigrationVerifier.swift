@@ -70,8 +70,12 @@ public struct MigrationVerifier: Sendable {
     }
 
     private func verify(in url: String, onStep: (Step) -> Void) async throws -> [Step] {
-        let connection = try await Connection.connect(url)
-        defer { Task { await connection.close() } }
+        try await Connection.withConnection(url) { connection in
+            try await verify(in: url, on: connection, onStep: onStep)
+        }
+    }
+
+    private func verify(in url: String, on connection: Connection, onStep: (Step) -> Void) async throws -> [Step] {
         var migrator = Migrator(source: source)
         migrator.logger.logLevel = .warning
         var steps: [Step] = []

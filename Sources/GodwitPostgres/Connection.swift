@@ -257,6 +257,17 @@ public actor Connection {
         return !failed && PQstatus(conn) == CONNECTION_OK
     }
 
+    /// Readies the connection for its next user, in one hop to its thread: rolls back a
+    /// transaction left open, resets the session when asked (`DISCARD ALL`), and answers
+    /// whether it can be used again (open, and idle outside any transaction).
+    public func prepareForReuse(discardingState: Bool) async -> Bool {
+        guard let conn, PQstatus(conn) == CONNECTION_OK else { return false }
+        if PQtransactionStatus(conn) != PQTRANS_IDLE { await cleanup("ROLLBACK") }
+        if discardingState, isOpen { await cleanup("DISCARD ALL") }
+        guard let conn = self.conn else { return false }
+        return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE
+    }
+
     /// Where the session stands between statements, as libpq tracks it.
     public enum TransactionStatus: Sendable {
         case idle, inTransaction, failedTransaction, busy, unknown
@@ -560,4 +571,29 @@ private func withArrayOfOptionalCStrings<R>(
     let pointers: [UnsafePointer<CChar>?] = strings.map { $0.map { UnsafePointer(strdup($0)) } ?? nil }
     defer { for pointer in pointers { free(UnsafeMutablePointer(mutating: pointer)) } }
     return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+}
+
+extension Connection {
+    /// Opens a connection for the length of `body` and closes it afterwards, whether `body`
+    /// returns or throws.
+    @discardableResult
+    public static func withConnection<T>(
+        _ conninfo: String, options: SessionOptions = SessionOptions(), retryingFor timeout: Duration? = nil,
+        _ body: (Connection) async throws -> T
+    ) async throws -> T {
+        let connection =
+            if let timeout {
+                try await connect(conninfo, options: options, retryingFor: timeout)
+            } else {
+                try await connect(conninfo, options: options)
+            }
+        do {
+            let value = try await body(connection)
+            await connection.close()
+            return value
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
 }

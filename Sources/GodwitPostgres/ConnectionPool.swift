@@ -190,13 +190,7 @@ public final class ConnectionPool: Service, Sendable {
     /// Takes a connection back: rolls back what was left open, resets the session when asked,
     /// and keeps it for the next lease, or closes it when it is broken.
     private func giveBack(_ connection: Connection, discardingState: Bool) async {
-        if await connection.isOpen, await connection.transactionStatus != .idle {
-            await connection.cleanup("ROLLBACK")
-        }
-        if discardingState, await connection.isOpen {
-            await connection.cleanup("DISCARD ALL")
-        }
-        guard await connection.isOpen, await connection.transactionStatus == .idle else {
+        guard await connection.prepareForReuse(discardingState: discardingState) else {
             await discard(connection)
             return
         }

@@ -304,7 +304,8 @@ public struct JobQueue: Sendable {
     }
 
     /// Deletes jobs that finished (succeeded or cancelled) more than `age` ago, in small
-    /// batches so as not to hold locks long. Failed jobs are kept for a person to look at.
+    /// batches so as not to hold locks long, skipping rows someone has locked (a `retry` under
+    /// way). Failed jobs are kept for a person to look at.
     @discardableResult
     public func deleteFinished(olderThan age: Duration, on connection: Connection) async throws -> Int {
         var total = 0
@@ -315,6 +316,7 @@ public struct JobQueue: Sendable {
                     SELECT id FROM \(jobs)
                     WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
                     LIMIT 1000
+                    FOR UPDATE SKIP LOCKED
                 )
                 """, [age.seconds.rounded(.down)])
             let deleted = result.affectedRows ?? 0

@@ -33,9 +33,9 @@ public struct TestDatabase: Sendable {
     public static func create(prefix: String = "godwit_test") async throws -> TestDatabase {
         let server = try serverURL
         let name = "\(prefix)_\(UInt32.random(in: 0...UInt32.max))_\(ProcessInfo.processInfo.processIdentifier)"
-        let admin = try await Connection.connect(server)
-        defer { Task { await admin.close() } }
-        try await admin.execute("CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0")
+        try await Connection.withConnection(server) { admin in
+            try await admin.execute("CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0")
+        }
         return TestDatabase(name: name, url: try Self.url(server, database: name))
     }
 

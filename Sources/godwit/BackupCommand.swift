@@ -70,9 +70,9 @@ struct BackupCommand: AsyncParsableCommand {
                     output(try await manager.verify(file: file).summary)
                     return
                 }
-                let conn = try await connection.connect(logger: makeLogger(.notice))
-                defer { Task { await conn.close() } }
-                output(try await manager.verify(file: file, on: conn).summary)
+                try await connection.withConnection(logger: makeLogger(.notice)) { conn in
+                    output(try await manager.verify(file: file, on: conn).summary)
+                }
             }
         }
     }

@@ -41,6 +41,20 @@ struct ConnectionOptions: ParsableArguments {
         logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
         return try await Connection.connect(url, retryingFor: .milliseconds(Int(connectTimeout * 1000)))
     }
+
+    /// A connection for the length of `body`, closed afterwards whether it returns or throws.
+    @discardableResult
+    func withConnection<T>(logger: Logger, _ body: (Connection) async throws -> T) async throws -> T {
+        let connection = try await connect(logger: logger)
+        do {
+            let value = try await body(connection)
+            await connection.close()
+            return value
+        } catch {
+            await connection.close()
+            throw error
+        }
+    }
 }
 
 /// Reads `KEY=value` lines from a `.env` file the way dotenv does: `#` comments, an optional

@@ -111,29 +111,29 @@ extension Migrate {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
                 let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
-                let conn = try await connection.connect(logger: logger)
-                defer { Task { await conn.close() } }
-                let queueSchema = QueueSchema(name: schema)
-                if enqueue {
-                    try await queueSchema.install(on: conn)
-                    let payload = MigratePayload(
-                        source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
-                        backup: backup)
-                    let id = try await JobQueue(schema: queueSchema).enqueue(
-                        kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
-                        maxAttempts: 3, on: conn)
-                    output("Enqueued migrate job \(id) with \(payload.files.count) files")
-                    return
+                try await connection.withConnection(logger: logger) { conn in
+                    let queueSchema = QueueSchema(name: schema)
+                    if enqueue {
+                        try await queueSchema.install(on: conn)
+                        let payload = MigratePayload(
+                            source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
+                            backup: backup)
+                        let id = try await JobQueue(schema: queueSchema).enqueue(
+                            kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
+                            maxAttempts: 3, on: conn)
+                        output("Enqueued migrate job \(id) with \(payload.files.count) files")
+                        return
+                    }
+                    if backup && !dryRun {
+                        try await queueSchema.install(on: conn)
+                        let made = try await BackupManager(directory: backupDir, schema: queueSchema.name)
+                            .create(databaseURL: try connection.resolvedURL(), on: conn)
+                        output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")
+                    }
+                    try await migrator.run(
+                        on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
+                        onEvent: { event in output(event.line) })
                 }
-                if backup && !dryRun {
-                    try await queueSchema.install(on: conn)
-                    let made = try await BackupManager(directory: backupDir, schema: queueSchema.name)
-                        .create(databaseURL: try connection.resolvedURL(), on: conn)
-                    output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")
-                }
-                try await migrator.run(
-                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
-                    onEvent: { event in output(event.line) })
             }
         }
     }
@@ -159,12 +159,12 @@ extension Migrate {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
                 let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
-                let conn = try await connection.connect(logger: logger)
-                defer { Task { await conn.close() } }
-                let events = try await migrator.revert(
-                    on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
-                    onEvent: { event in output(event.line) })
-                if events.isEmpty { output("No migrations available to revert") }
+                try await connection.withConnection(logger: logger) { conn in
+                    let events = try await migrator.revert(
+                        on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
+                        onEvent: { event in output(event.line) })
+                    if events.isEmpty { output("No migrations available to revert") }
+                }
             }
         }
     }
@@ -187,23 +187,23 @@ extension Migrate {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
                 let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
-                let conn = try await connection.connect(logger: logger)
-                defer { Task { await conn.close() } }
-                let statuses = try await migrator.status(on: conn)
-                switch format {
-                case .text:
-                    for status in statuses {
-                        output("\(status.version)/\(status.state.rawValue) \(status.description)")
-                        if status.state == .modified {
-                            output("applied migration had checksum \(status.appliedChecksum?.hexEncoded ?? "")")
-                            output("local migration has checksum \(status.localChecksum?.hexEncoded ?? "")")
+                try await connection.withConnection(logger: logger) { conn in
+                    let statuses = try await migrator.status(on: conn)
+                    switch format {
+                    case .text:
+                        for status in statuses {
+                            output("\(status.version)/\(status.state.rawValue) \(status.description)")
+                            if status.state == .modified {
+                                output("applied migration had checksum \(status.appliedChecksum?.hexEncoded ?? "")")
+                                output("local migration has checksum \(status.localChecksum?.hexEncoded ?? "")")
+                            }
                         }
+                    case .json:
+                        let encoder = JSONEncoder()
+                        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+                        let data = try encoder.encode(statuses.map(InfoRecord.init))
+                        output(String(decoding: data, as: UTF8.self))
                     }
-                case .json:
-                    let encoder = JSONEncoder()
-                    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-                    let data = try encoder.encode(statuses.map(InfoRecord.init))
-                    output(String(decoding: data, as: UTF8.self))
                 }
             }
         }

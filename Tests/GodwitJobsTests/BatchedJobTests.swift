@@ -184,7 +184,6 @@ struct BatchedJobTests {
             #expect(current.leaseToken > stale.leaseToken)
             // The stale holder wakes up and runs its next batch: the fence refuses it.
             let pool = ConnectionPool(configuration: .init(conninfo: db.url))
-            defer { Task { await pool.close() } }
             let context = JobContext(
                 job: stale, logger: .init(label: "test"), queue: queue, pool: pool, databaseURL: db.url)
             await #expect(throws: JobInterruption.leaseLost) { try await BatchedJob().run(context) }
@@ -197,6 +196,7 @@ struct BatchedJobTests {
                 job: current, logger: .init(label: "test"), queue: queue, pool: pool, databaseURL: db.url)
             _ = try await BatchedJob().run(fresh)
             #expect(try await counters(conn) == [1: 100])
+            await pool.close()
         }
     }
 
