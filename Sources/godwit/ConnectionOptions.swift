@@ -45,15 +45,9 @@ struct ConnectionOptions: ParsableArguments {
     /// A connection for the length of `body`, closed afterwards whether it returns or throws.
     @discardableResult
     func withConnection<T>(logger: Logger, _ body: (Connection) async throws -> T) async throws -> T {
-        let connection = try await connect(logger: logger)
-        do {
-            let value = try await body(connection)
-            await connection.close()
-            return value
-        } catch {
-            await connection.close()
-            throw error
-        }
+        let url = try resolvedURL()
+        logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
+        return try await Connection.withConnection(url, retryingFor: .milliseconds(Int(connectTimeout * 1000)), body)
     }
 }
 

@@ -179,7 +179,7 @@ struct FaultTests {
     }
 
     @Test func sigtermEndsAWorkerStillWaitingForTheDatabase() async throws {
-        let server = try SilentPort()
+        let server = try SilentServer()
         let worker = try GodwitProcess.start(
             ["worker", "-D", "postgres://nobody@127.0.0.1:\(server.port)/x", "--connect-timeout", "120"])
         try await Task.sleep(for: .seconds(1))
@@ -226,34 +226,6 @@ struct FaultTests {
             #expect(job["enqueued_by"] as? String == "postgres")
         }
     }
-}
-
-/// A port that accepts TCP connections and never answers.
-final class SilentPort: Sendable {
-    let port: Int
-    private let fd: Int32
-
-    init() throws {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        self.fd = fd
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0, listen(fd, 16) == 0 else {
-            close(fd)
-            throw TestSetupError(message: "cannot listen")
-        }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        self.port = Int(UInt16(bigEndian: address.sin_port))
-    }
-
-    deinit { close(fd) }
 }
 
 @Suite("Wake-ups and batched completions")
