@@ -290,3 +290,27 @@ struct SignalTests {
         #expect(await batch.submit(job(6), result: nil) == false)
     }
 }
+
+@Suite("Migrate jobs report what they did")
+struct MigrateJobReportTests {
+    /// Migrations above the job's target version are skipped, and were reported as applied.
+    @Test func skippedMigrationsAreNotReportedAsApplied() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);")
+        try dir.write("migrations/2_b.sql", "CREATE TABLE b (id int);")
+        try dir.write("migrations/3_c.sql", "CREATE TABLE c (id int);")
+        try await withQueue { db, conn, _ in
+            let enqueue = try await GodwitProcess.run(
+                ["migrate", "run", "--enqueue", "--target-version", "2", "-D", db.url], directory: dir.path)
+            #expect(enqueue.status == 0, "\(enqueue.stderr)")
+            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            #expect(worker.status == 0, "\(worker.stderr)")
+            let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs").first)
+            #expect(try job.string("s") == "succeeded")
+            let result = try #require(try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
+            #expect((result["applied"] as? [[String: Any]])?.map { $0["version"] as? Int } == [1, 2])
+            #expect(try await conn.query("SELECT to_regclass('c') IS NULL AS absent").first?.bool("absent") == true)
+        }
+    }
+}
