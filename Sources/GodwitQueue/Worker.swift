@@ -393,10 +393,9 @@ public final class Worker: Service {
         }
     }
 
-    /// Renews the leases of this worker's running jobs and passes pause and cancel requests to
-    /// them. Never waits on a lock (see `JobQueue.heartbeat`), and has a loop of its own so that
-    /// nothing else (a rescue, a clean-up) can hold it up.
-    private func heartbeatLoop() async {
+    /// Runs `body` every heartbeat interval until the task is cancelled; a failure is logged
+    /// as `what` and tried again at the next interval.
+    private func everyHeartbeat(_ what: String, _ body: () async throws -> Void) async {
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: configuration.heartbeatInterval)
@@ -404,22 +403,31 @@ public final class Worker: Service {
                 return
             }
             do {
-                let leases = running.withLock { $0.values.map { (id: $0.id, token: $0.leaseToken) } }
-                if leases.isEmpty { continue }
-                let answer = try await pool.withConnection { try await self.queue.heartbeat(leases, on: $0) }
-                for lease in leases where running.withLock({ $0[lease.id] != nil }) {
-                    switch answer[lease.id] ?? .lost {
-                    case .renewed(let control):
-                        signals.set(control == "pause" ? .paused : control == "cancel" ? .cancelled : nil, for: lease.id)
-                    case .busy:
-                        break
-                    case .lost:
-                        signals.set(.leaseLost, for: lease.id)
-                    }
-                }
+                try await body()
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("heartbeat failed; retrying", metadata: ["error": "\(error)"])
+                logger.warning("\(what) failed; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Renews the leases of this worker's running jobs and passes pause and cancel requests to
+    /// them. Never waits on a lock (see `JobQueue.heartbeat`), and has a loop of its own so that
+    /// nothing else (a rescue, a clean-up) can hold it up.
+    private func heartbeatLoop() async {
+        await everyHeartbeat("heartbeat") {
+            let leases = running.withLock { $0.values.map { (id: $0.id, token: $0.leaseToken) } }
+            if leases.isEmpty { return }
+            let answer = try await pool.withConnection { try await self.queue.heartbeat(leases, on: $0) }
+            for lease in leases where running.withLock({ $0[lease.id] != nil }) {
+                switch answer[lease.id] ?? .lost {
+                case .renewed(let control):
+                    signals.set(control == "pause" ? .paused : control == "cancel" ? .cancelled : nil, for: lease.id)
+                case .busy:
+                    break
+                case .lost:
+                    signals.set(.leaseLost, for: lease.id)
+                }
             }
         }
     }
@@ -427,32 +435,22 @@ public final class Worker: Service {
     /// Rescues the jobs of workers that stopped heartbeating, and deletes old finished jobs.
     private func rescueLoop() async {
         var lastCleanup = clock.now - .seconds(3600)
-        while !Task.isCancelled {
-            do {
-                try await Task.sleep(for: configuration.heartbeatInterval)
-            } catch {
-                return
+        await everyHeartbeat("rescue") {
+            let rescued = try await pool.withConnection {
+                try await self.queue.rescueExpired(leaseTimeout: self.configuration.leaseTimeout, on: $0)
             }
-            do {
-                let rescued = try await pool.withConnection {
-                    try await self.queue.rescueExpired(leaseTimeout: self.configuration.leaseTimeout, on: $0)
+            if !rescued.isEmpty {
+                logger.warning(
+                    "rescued jobs whose worker stopped heartbeating",
+                    metadata: ["jobs": "\(rescued.map(String.init).joined(separator: ","))"])
+                wake.wake()
+            }
+            if clock.now - lastCleanup > .seconds(3600) {
+                lastCleanup = clock.now
+                let deleted = try await pool.withConnection {
+                    try await self.queue.deleteFinished(olderThan: self.configuration.keepFinished, on: $0)
                 }
-                if !rescued.isEmpty {
-                    logger.warning(
-                        "rescued jobs whose worker stopped heartbeating",
-                        metadata: ["jobs": "\(rescued.map(String.init).joined(separator: ","))"])
-                    wake.wake()
-                }
-                if clock.now - lastCleanup > .seconds(3600) {
-                    lastCleanup = clock.now
-                    let deleted = try await pool.withConnection {
-                        try await self.queue.deleteFinished(olderThan: self.configuration.keepFinished, on: $0)
-                    }
-                    if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
-                }
-            } catch {
-                if Task.isCancelled { return }
-                logger.warning("rescue failed; retrying", metadata: ["error": "\(error)"])
+                if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
             }
         }
     }
