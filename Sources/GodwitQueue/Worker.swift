@@ -201,10 +201,18 @@ public final class Worker: Service {
                     if configuration.drain && idleBeforeAsking && (due.map { $0 > timeout } ?? true) {
                         // A job whose worker died is about to be rescued: drain waits for it.
                         // Not knowing (the query failed) is no reason to stop either.
-                        let orphans = try? await pool.withConnection {
-                            try await self.queue.hasExpiredLeases(leaseTimeout: self.configuration.leaseTimeout, on: $0)
+                        do {
+                            let orphans = try await pool.withConnection {
+                                try await self.queue.hasExpiredLeases(
+                                    leaseTimeout: self.configuration.leaseTimeout, on: $0)
+                            }
+                            if !orphans { break }
+                        } catch {
+                            if stopping { break }
+                            logger.warning(
+                                "draining: cannot tell whether a dead worker's job awaits rescue; waiting",
+                                metadata: ["error": "\(error)"])
                         }
-                        if orphans == false { break }
                     }
                     if let due { timeout = min(timeout, max(due, .milliseconds(5))) }
                 }

@@ -92,6 +92,11 @@ public final class RunningProcess: Sendable {
 
     /// What the process has written to stdout so far.
     public var currentStdout: String { (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "" }
+
+    /// What the process has written to stderr so far.
+    public var currentStderr: String { (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "" }
+
+    public var isRunning: Bool { process.isRunning }
 }
 
 /// A directory under the system's temporary folder, for migration files and the like.

@@ -283,4 +283,32 @@ struct WorkerTests {
             await conn.close()
         }
     }
+
+    @Test func drainWaitsWhileItCannotTellWhetherADeadWorkersJobAwaitsRescue() async throws {
+        try await withQueue { db, conn, _ in
+            // Of the worker's queries only the expired-lease ones (and enqueue, retry and
+            // cleanup, not reached here) call make_interval with one argument: shadowed by a
+            // function that raises, "is a lease expired?" fails while claiming still works. It
+            // is evaluated only for a running job: one another worker holds, heartbeat fresh.
+            try await conn.execute(
+                """
+                INSERT INTO godwit.jobs (kind, name, state, worker_id, lease_token, heartbeat_at, started_at)
+                VALUES ('noop', 'held elsewhere', 'running', 'elsewhere', 1, now() + interval '1 hour', now());
+                CREATE SCHEMA drainfault;
+                CREATE FUNCTION drainfault.make_interval(secs double precision) RETURNS interval
+                    LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'lease check unavailable'; END$$;
+                ALTER DATABASE \(quoteIdentifier(db.name)) SET search_path = drainfault, pg_catalog, public;
+                """)
+            let worker = try startWorker(db.url, ["--drain"])
+            #expect(await eventually { worker.currentStderr.contains("cannot tell whether a dead worker") })
+            try await Task.sleep(for: .seconds(2))
+            #expect(worker.isRunning, "drain stopped without knowing whether a job awaited rescue")
+            // Once the question can be answered (no expired lease), the drain ends by itself.
+            try await conn.execute("DROP SCHEMA drainfault CASCADE")
+            #expect(await eventually(timeout: .seconds(20)) { !worker.isRunning })
+            if worker.isRunning { worker.signal(SIGKILL) }
+            let output = try await worker.wait()
+            #expect(output.status == 0, "\(output.stderr.suffix(2000))")
+        }
+    }
 }
