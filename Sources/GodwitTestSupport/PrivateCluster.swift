@@ -5,9 +5,13 @@ import Foundation
 public final class PrivateCluster: Sendable {
     public let directory: String
     public let port: Int
+    /// Where the server runs when it is not on this host's loopback.
+    public let network: NetworkNamespace?
 
     /// `initdb` and `pg_ctl` run as the `postgres` OS user when we are root (initdb refuses root).
-    public init() async throws {
+    /// With `network`, the server runs inside that namespace and listens on its address only.
+    public init(network: NetworkNamespace? = nil) async throws {
+        self.network = network
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-cluster-\(UUID().uuidString)").path
         port = Int.random(in: 20_000...60_000)
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
@@ -17,7 +21,7 @@ public final class PrivateCluster: Sendable {
         }
         try await asOwner([Self.bin("initdb"), "-D", "\(directory)/data", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
         let conf = """
-            listen_addresses = '127.0.0.1'
+            listen_addresses = '\(network?.serverAddress ?? "127.0.0.1")'
             port = \(port)
             unix_socket_directories = '\(directory)'
             fsync = off
@@ -26,10 +30,16 @@ public final class PrivateCluster: Sendable {
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(("\n" + conf + "\n").utf8))
         try handle.close()
+        if let network {
+            let hba = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(directory)/data/pg_hba.conf"))
+            try hba.seekToEnd()
+            try hba.write(contentsOf: Data("\nhost all all \(network.clientAddress)/32 trust\n".utf8))
+            try hba.close()
+        }
         try await start()
     }
 
-    public var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+    public var url: String { "postgres://postgres@\(network?.serverAddress ?? "127.0.0.1"):\(port)/postgres" }
 
     public func start() async throws {
         try await asOwner([Self.bin("pg_ctl"), "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "start"])
@@ -46,7 +56,8 @@ public final class PrivateCluster: Sendable {
     }
 
     private func asOwner(_ command: [String]) async throws {
-        try await Self.shell(getuid() == 0 ? ["runuser", "-u", "postgres", "--"] + command : command)
+        let owned = getuid() == 0 ? ["runuser", "-u", "postgres", "--"] + command : command
+        try await Self.shell(network.map { ["ip", "netns", "exec", $0.name] + owned } ?? owned)
     }
 
     static func bin(_ tool: String) -> String {
