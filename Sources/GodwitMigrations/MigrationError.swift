@@ -26,6 +26,10 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         public static let notReversible = Code("notReversible")
         /// The SQL of a migration failed on the server.
         public static let execution = Code("execution")
+        /// A migration could not take a lock within its lock timeout, every time it tried.
+        public static let lockTimeout = Code("lockTimeout")
+        /// A `-- no-transaction` migration ran, but an index it builds is INVALID.
+        public static let invalidIndex = Code("invalidIndex")
 
         public var description: String { raw }
     }

@@ -36,14 +36,23 @@ public struct MigrationEvent: Sendable, Equatable {
 public struct Migrator: Sendable {
     public let source: MigrationSource
     public var logger: Logger
+    /// How migrations take their locks: by default under a 2 s `lock_timeout`, retried 30
+    /// times with backoff, so that a migration never queues the application behind it.
+    public var lockPolicy: LockTimeoutPolicy
 
-    public init(source: MigrationSource, logger: Logger = Logger(label: "godwit.migrate")) {
+    public init(
+        source: MigrationSource, logger: Logger = Logger(label: "godwit.migrate"),
+        lockPolicy: LockTimeoutPolicy = .default
+    ) {
         self.source = source
         self.logger = logger
+        self.lockPolicy = lockPolicy
     }
 
-    public init(directory: String, logger: Logger = Logger(label: "godwit.migrate")) throws {
-        self.init(source: try MigrationSource.load(directory: directory), logger: logger)
+    public init(
+        directory: String, logger: Logger = Logger(label: "godwit.migrate"), lockPolicy: LockTimeoutPolicy = .default
+    ) throws {
+        self.init(source: try MigrationSource.load(directory: directory), logger: logger, lockPolicy: lockPolicy)
     }
 
     // MARK: run
@@ -87,7 +96,7 @@ public struct Migrator: Sendable {
                     action = .canApply
                 } else {
                     try beforeEach()
-                    duration = try await apply(migration, on: connection)
+                    duration = try await apply(migration, on: connection, beforeRetry: beforeEach)
                     action = .applied
                 }
                 let event = MigrationEvent(
@@ -242,18 +251,23 @@ public struct Migrator: Sendable {
     }
 
     /// Applies one migration and records it, in one transaction unless the file opts out.
-    private func apply(_ migration: Migration, on connection: Connection) async throws -> Duration {
+    private func apply(
+        _ migration: Migration, on connection: Connection, beforeRetry: () throws -> Void = {}
+    ) async throws -> Duration {
         let clock = ContinuousClock()
         let started = clock.now
         if migration.noTransaction {
-            try await runStatementByStatement(migration, on: connection, recordDirty: true)
+            let builds = try await runStatementByStatement(migration, on: connection, recordDirty: true)
+            try await refuseInvalidIndexes(builds, of: migration, on: connection)
             try await recording(migration, outsideTransaction: true) {
                 try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
             }
         } else {
-            try await inTransaction(migration, on: connection) {
-                try await recording(migration, outsideTransaction: false) {
-                    try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+            try await retryingLockTimeouts(migration, beforeRetry: beforeRetry) { watch in
+                try await inTransaction(migration, on: connection, watch: watch) {
+                    try await recording(migration, outsideTransaction: false) {
+                        try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+                    }
                 }
             }
         }
@@ -270,14 +284,17 @@ public struct Migrator: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         if down.noTransaction {
-            try await runStatementByStatement(down, on: connection, recordDirty: false)
+            let builds = try await runStatementByStatement(down, on: connection, recordDirty: false)
+            try await refuseInvalidIndexes(builds, of: down, on: connection)
             try await recording(down, outsideTransaction: true) {
                 try await Ledger.delete(version: down.version, on: connection)
             }
         } else {
-            try await inTransaction(down, on: connection) {
-                try await recording(down, outsideTransaction: false) {
-                    try await Ledger.delete(version: down.version, on: connection)
+            try await retryingLockTimeouts(down) { watch in
+                try await inTransaction(down, on: connection, watch: watch) {
+                    try await recording(down, outsideTransaction: false) {
+                        try await Ledger.delete(version: down.version, on: connection)
+                    }
                 }
             }
         }
@@ -306,14 +323,19 @@ public struct Migrator: Sendable {
         }
     }
 
-    /// Runs the file's whole script and `record` between BEGIN and COMMIT.
+    /// Runs the file's whole script and `record` between BEGIN and COMMIT, under the lock
+    /// timeout (`SET LOCAL`, so a `SET lock_timeout` in the file wins, and nothing outlives
+    /// the transaction).
     private func inTransaction(
-        _ migration: Migration, on connection: Connection, record: () async throws -> Void
+        _ migration: Migration, on connection: Connection, watch: LockWatch?, record: () async throws -> Void
     ) async throws {
         try await connection.execute("BEGIN")
         do {
+            if let setting = lockPolicy.lockTimeoutSetting {
+                try await connection.execute("SET LOCAL lock_timeout = '\(setting)'")
+            }
             do {
-                try await connection.execute(migration.sql)
+                try await watching(connection, watch) { try await connection.execute(migration.sql) }
             } catch let error as PostgresError {
                 let statements = SQLSplitter.split(migration.sql)
                 let location = error.position.map {
@@ -336,13 +358,37 @@ public struct Migrator: Sendable {
     /// CONCURRENTLY` requires. When a statement fails after others succeeded, the database is
     /// half-migrated: for an up migration the ledger gets a `success = false` row, so that
     /// neither Godwit nor sqlx runs anything more until a person has looked.
+    ///
+    /// Under the lock timeout (set for the session, and put back afterwards unless the file
+    /// set its own), only a statement that timed out is tried again. A concurrent index build
+    /// first drops an invalid index of its name left by an earlier build that did not finish,
+    /// and after a failure drops what it left itself. Returns the index builds, each with the
+    /// invalid indexes its table had before it, for `refuseInvalidIndexes`.
     private func runStatementByStatement(
         _ migration: Migration, on connection: Connection, recordDirty: Bool
-    ) async throws {
+    ) async throws -> [(ConcurrentIndexBuild, Set<UInt32>)] {
         let statements = SQLSplitter.split(migration.sql)
+        var builds: [(ConcurrentIndexBuild, Set<UInt32>)] = []
+        let sessionTimeout = try await setSessionLockTimeout(on: connection)
         for (index, statement) in statements.enumerated() {
+            let build = ConcurrentIndexBuild(statement.text)
             do {
-                try await connection.execute(statement.text)
+                var before = Set<UInt32>()
+                if let build {
+                    try await dropLeftoverOfSameName(build, migration, statement, on: connection)
+                    before = try await build.invalidIndexes(on: connection)
+                }
+                try await retryingLockTimeouts(migration, statement: statement) { watch in
+                    do {
+                        try await watching(connection, watch) { try await connection.execute(statement.text) }
+                    } catch let error as PostgresError {
+                        if let build {
+                            try await dropWhatAFailedBuildLeft(build, before: before, migration, on: connection)
+                        }
+                        throw error
+                    }
+                }
+                if let build { builds.append((build, before)) }
             } catch let error as PostgresError {
                 let location =
                     error.position.map { statement.location(ofCharacterPosition: $0) }
@@ -358,9 +404,153 @@ public struct Migrator: Sendable {
                             ? ", so the migration is recorded as partially applied: repair the schema, then DELETE FROM _sqlx_migrations WHERE version = \(migration.version)"
                             : "")
                 }
+                await restoreSessionLockTimeout(sessionTimeout, on: connection)
                 throw mapped
+            } catch {
+                await restoreSessionLockTimeout(sessionTimeout, on: connection)
+                throw error
             }
         }
+        await restoreSessionLockTimeout(sessionTimeout, on: connection)
+        return builds
+    }
+
+    // MARK: Lock timeouts
+
+    /// Runs `attempt` until it does not fail on a lock timeout, at most `retries + 1` times,
+    /// with backoff between tries; each retry is logged with who held the lock.
+    @discardableResult
+    private func retryingLockTimeouts<T>(
+        _ migration: Migration, statement: SQLStatement? = nil, beforeRetry: () throws -> Void = {},
+        _ attempt: (LockWatch?) async throws -> T
+    ) async throws -> T {
+        guard let lockTimeout = lockPolicy.lockTimeout else { return try await attempt(nil) }
+        let clock = ContinuousClock()
+        let started = clock.now
+        var tries = 0
+        while true {
+            tries += 1
+            let watch = LockWatch(lockTimeout: lockTimeout)
+            do {
+                return try await attempt(watch)
+            } catch let error where Self.lockTimeoutError(error) != nil {
+                let server = Self.lockTimeoutError(error)!
+                let seen = watch.lastSeen
+                let what = seen?.target ?? "what it needed"
+                let verb = migration.kind == .down ? "revert of migration" : "migration"
+                var place = migration.path
+                if let statement { place += ":\(statement.startLine)" }
+                guard tries <= lockPolicy.retries else {
+                    let holders = seen.map { ": \($0.holdersDescription)" } ?? ": \(server.message)"
+                    throw MigrationError(
+                        .lockTimeout,
+                        "\(verb) \(migration.version) could not lock \(what) after \(tries) tries in \((clock.now - started).roundedDescription)\(holders) (\(place); nothing of it was left applied"
+                            + (statement != nil ? " beyond the statements before this one)" : ")"),
+                        version: migration.version, underlying: server)
+                }
+                let delay = lockPolicy.backoff.delay(afterAttempt: tries)
+                logger.warning(
+                    "\(verb) \(migration.version) could not lock \(what) within \(lockTimeout.roundedDescription); trying again in \(delay.roundedDescription) (retry \(tries) of \(lockPolicy.retries)): \(seen?.holdersDescription ?? server.message)",
+                    metadata: ["version": "\(migration.version)", "file": "\(place)"])
+                try await Task.sleep(for: delay)
+                try beforeRetry()
+            }
+        }
+    }
+
+    /// The server's lock-timeout error inside `error`, if that is what it is.
+    private static func lockTimeoutError(_ error: any Error) -> PostgresError? {
+        if let error = error as? PostgresError { return LockTimeoutPolicy.isLockTimeout(error) ? error : nil }
+        if let error = error as? MigrationError, let underlying = error.underlying, error.code == .execution {
+            return LockTimeoutPolicy.isLockTimeout(underlying) ? underlying : nil
+        }
+        return nil
+    }
+
+    @discardableResult
+    private func watching<T>(_ connection: Connection, _ watch: LockWatch?, _ body: () async throws -> T) async throws -> T {
+        guard let watch else { return try await body() }
+        return try await watch.during(connection, body)
+    }
+
+    /// Sets the session's `lock_timeout` for a no-transaction file; returns the value to put
+    /// back and ours as the server shows it.
+    private func setSessionLockTimeout(on connection: Connection) async throws -> (previous: String, ours: String)? {
+        guard let setting = lockPolicy.lockTimeoutSetting else { return nil }
+        let previous = try await connection.query("SELECT pg_catalog.current_setting('lock_timeout') AS v").first?.string("v")
+        let ours = try await connection.query("SELECT pg_catalog.set_config('lock_timeout', $1, false) AS v", [setting])
+            .first?.string("v")
+        guard let previous, let ours else { return nil }
+        return (previous, ours)
+    }
+
+    /// Puts the session's `lock_timeout` back, unless the file set its own (which stays, as
+    /// any other setting a file makes does).
+    private func restoreSessionLockTimeout(_ saved: (previous: String, ours: String)?, on connection: Connection) async {
+        guard let saved, await connection.isOpen, await connection.transactionStatus == .idle else { return }
+        _ = try? await connection.query(
+            """
+            SELECT pg_catalog.set_config('lock_timeout', $1, false)
+            WHERE pg_catalog.current_setting('lock_timeout') = $2
+            """, [saved.previous, saved.ours])
+    }
+
+    // MARK: Concurrent index builds
+
+    /// Before a build: an invalid index of the name it creates, on the same table, is what an
+    /// earlier build that failed or was interrupted left; drop it so the build runs again
+    /// (`IF NOT EXISTS` would otherwise skip it and call the invalid index a success).
+    private func dropLeftoverOfSameName(
+        _ build: ConcurrentIndexBuild, _ migration: Migration, _ statement: SQLStatement, on connection: Connection
+    ) async throws {
+        guard let leftover = try await build.leftoverOfSameName(on: connection) else { return }
+        for name in try await ConcurrentIndexBuild.names([leftover], on: connection) {
+            logger.warning(
+                "dropping invalid index \(name), left by an earlier build that did not finish, to build it again",
+                metadata: ["version": "\(migration.version)", "file": "\(migration.path):\(statement.startLine)"])
+            try await dropIndexConcurrently(name, migration, statement, on: connection)
+        }
+    }
+
+    /// After a failed build: drop the invalid indexes it left on its table.
+    private func dropWhatAFailedBuildLeft(
+        _ build: ConcurrentIndexBuild, before: Set<UInt32>, _ migration: Migration, on connection: Connection
+    ) async throws {
+        guard await connection.isOpen, await connection.transactionStatus == .idle else { return }
+        let left = try await build.invalidIndexes(on: connection).subtracting(before)
+        for name in try await ConcurrentIndexBuild.names(Array(left), on: connection) {
+            logger.notice(
+                "dropping invalid index \(name) left by the failed build", metadata: ["version": "\(migration.version)"])
+            try await connection.execute("DROP INDEX CONCURRENTLY IF EXISTS \(name)")
+        }
+    }
+
+    private func dropIndexConcurrently(
+        _ name: String, _ migration: Migration, _ statement: SQLStatement, on connection: Connection
+    ) async throws {
+        try await retryingLockTimeouts(migration, statement: statement) { watch in
+            try await watching(connection, watch) {
+                try await connection.execute("DROP INDEX CONCURRENTLY IF EXISTS \(name)")
+            }
+        }
+    }
+
+    /// Refuses to record a no-transaction migration whose concurrent builds left an invalid
+    /// index (a rerun of `CREATE INDEX CONCURRENTLY IF NOT EXISTS` over one that is not its own).
+    private func refuseInvalidIndexes(
+        _ builds: [(ConcurrentIndexBuild, Set<UInt32>)], of migration: Migration, on connection: Connection
+    ) async throws {
+        var invalid: [String] = []
+        for (build, before) in builds {
+            invalid += try await build.invalidAfterwards(before: before, on: connection)
+        }
+        guard !invalid.isEmpty else { return }
+        let verb = migration.kind == .down ? "revert of migration" : "migration"
+        let names = invalid.joined(separator: ", ")
+        throw MigrationError(
+            .invalidIndex,
+            "\(verb) \(migration.version) (\(migration.path)) ran, but index \(names) is INVALID (a concurrent build that did not finish, or one that IF NOT EXISTS skipped), so it is not recorded: clear it with DROP INDEX CONCURRENTLY \(invalid[0]); then run the migration again",
+            version: migration.version)
     }
 
     private func executionError(

@@ -62,6 +62,12 @@ public actor Connection {
         return connection
     }
 
+    /// Opens another session with this one's connection string, reported as `applicationName`:
+    /// for watching this session from outside while it waits.
+    public nonisolated func connectSibling(applicationName: String) async throws -> Connection {
+        try await Self.connect(conninfo, applicationName: applicationName)
+    }
+
     /// Opens a connection reported as `applicationName` in `pg_stat_activity`.
     public static func connect(_ conninfo: String, applicationName: String) async throws -> Connection {
         var options = SessionOptions()

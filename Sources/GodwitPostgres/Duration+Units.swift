@@ -35,6 +35,17 @@ extension Duration {
         return "\(total)ns"
     }
 
+    /// Rounded for a person: `350 ms`, `4.2 s`, `12 s`, `4 min`, `2 h 5 min`.
+    public var roundedDescription: String {
+        let seconds = self.seconds
+        if seconds < 1 { return "\(Int(milliseconds.rounded())) ms" }
+        if seconds < 10 { return "\(Double(Int(seconds * 10)) / 10) s" }
+        if seconds < 90 { return "\(Int(seconds.rounded())) s" }
+        let minutes = Int((seconds / 60).rounded())
+        if minutes < 90 { return "\(minutes) min" }
+        return "\(minutes / 60) h \(minutes % 60) min"
+    }
+
     /// For `poll()`: whole milliseconds, rounded up so that a wait never ends early, at least 0.
     var pollMilliseconds: Int32 {
         guard self > .zero else { return 0 }

@@ -21,15 +21,32 @@ public struct MigratePayload: Codable, Sendable {
     public var targetVersion: Int64?
     public var ignoreMissing: Bool
     public var backup: Bool
+    /// The lock timeout in milliseconds (0: none); absent means the default policy's.
+    public var lockTimeoutMs: Int64?
+    /// Retries after a lock timeout; absent means the default policy's.
+    public var lockRetries: Int?
 
     enum CodingKeys: String, CodingKey {
         case source, files, backup
         case targetVersion = "target_version"
         case ignoreMissing = "ignore_missing"
+        case lockTimeoutMs = "lock_timeout_ms"
+        case lockRetries = "lock_retries"
+    }
+
+    /// How the job's migrations take their locks.
+    public var lockPolicy: LockTimeoutPolicy {
+        let base = LockTimeoutPolicy.default
+        return LockTimeoutPolicy(
+            lockTimeout: lockTimeoutMs.map { .milliseconds($0) } ?? base.lockTimeout,
+            retries: lockRetries ?? base.retries, backoff: base.backoff)
     }
 
     /// Captures every migration file of `source`.
-    public init(source: MigrationSource, targetVersion: Int64? = nil, ignoreMissing: Bool = false, backup: Bool = false) {
+    public init(
+        source: MigrationSource, targetVersion: Int64? = nil, ignoreMissing: Bool = false, backup: Bool = false,
+        lockPolicy: LockTimeoutPolicy = .default
+    ) {
         self.source = source.directory
         self.files = source.migrations.map { migration in
             File(
@@ -40,6 +57,8 @@ public struct MigratePayload: Codable, Sendable {
         self.targetVersion = targetVersion
         self.ignoreMissing = ignoreMissing
         self.backup = backup
+        self.lockTimeoutMs = lockPolicy.lockTimeout.map { Int64($0.milliseconds.rounded(.up)) } ?? 0
+        self.lockRetries = lockPolicy.retries
     }
 
     /// The migrations, after checking each file against its recorded checksum.
@@ -141,7 +160,7 @@ public struct MigrateJob: JobHandler {
             report.restoreWith = backup.restoreCommand
         }
         try context.checkpoint()
-        var migrator = Migrator(source: source, logger: context.logger)
+        var migrator = Migrator(source: source, logger: context.logger, lockPolicy: payload.lockPolicy)
         migrator.logger[metadataKey: "job"] = "\(context.job.id)"
         do {
             try await migrator.run(

@@ -81,6 +81,7 @@ extension Migrate {
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var sourceOptions: SourceOptions
+        @OptionGroup var lockOptions: LockOptions
 
         @Option(help: "Apply migrations up to and including this version only.")
         var targetVersion: Int64?
@@ -110,14 +111,15 @@ extension Migrate {
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
-                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let migrator = try Migrator(
+                    directory: sourceOptions.source, logger: logger, lockPolicy: lockOptions.policy)
                 try await connection.withConnection(logger: logger) { conn in
                     let queueSchema = QueueSchema(name: schema)
                     if enqueue {
                         try await queueSchema.install(on: conn)
                         let payload = MigratePayload(
                             source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
-                            backup: backup)
+                            backup: backup, lockPolicy: lockOptions.policy)
                         let id = try await JobQueue(schema: queueSchema).enqueue(
                             kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
                             maxAttempts: 3, on: conn)
@@ -145,6 +147,7 @@ extension Migrate {
 
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var sourceOptions: SourceOptions
+        @OptionGroup var lockOptions: LockOptions
 
         @Option(help: "Revert every applied migration newer than this version (0 reverts all).")
         var targetVersion: Int64?
@@ -158,7 +161,8 @@ extension Migrate {
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
-                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let migrator = try Migrator(
+                    directory: sourceOptions.source, logger: logger, lockPolicy: lockOptions.policy)
                 try await connection.withConnection(logger: logger) { conn in
                     let events = try await migrator.revert(
                         on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,

@@ -57,6 +57,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "The migrations folder, for --migrate.")
     var source = "migrations"
 
+    @OptionGroup(title: "Lock timeouts, for --migrate") var lockOptions: LockOptions
+
     @Option(help: "Where migrate jobs with a backup write their dumps.")
     var backupDir = "backups"
 
@@ -82,7 +84,7 @@ struct WorkerCommand: AsyncParsableCommand {
             let url = try connection.resolvedURL()
             if migrate {
                 let conn = try await connection.connect(logger: logger)
-                let migrator = try Migrator(directory: source, logger: logger)
+                let migrator = try Migrator(directory: source, logger: logger, lockPolicy: lockOptions.policy)
                 try await migrator.run(on: conn, onEvent: { event in logger.info("\(event.line)") })
                 await conn.close()
             }

@@ -1,0 +1,207 @@
+import Foundation
+@testable import GodwitMigrations
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// Quick timings for tests: 200 ms lock timeout, short backoff.
+func quickLocks(retries: Int = 100) -> LockTimeoutPolicy {
+    LockTimeoutPolicy(
+        lockTimeout: .milliseconds(200), retries: retries, backoff: Backoff(base: .milliseconds(20), max: .milliseconds(100)))
+}
+
+extension Fixture {
+    func migrator(_ policy: LockTimeoutPolicy) throws -> Migrator {
+        var migrator = try migrator()
+        migrator.lockPolicy = policy
+        return migrator
+    }
+
+    /// A session that has read `table` inside an open transaction, as a long application read does.
+    func holder(of table: String, applicationName: String = "app-holder") async throws -> Connection {
+        let holder = try await Connection.connect(db.url, applicationName: applicationName)
+        try await holder.execute("BEGIN")
+        try await holder.execute("SELECT count(*) FROM \(table)")
+        return holder
+    }
+
+    /// Whether the migration has waited for a lock half its timeout: its watch session is there.
+    func migrationHasTriedOnce() async throws -> Bool {
+        try await conn.query(
+            "SELECT count(*) > 0 AS seen FROM pg_stat_activity WHERE application_name = 'godwit lock watch'"
+        ).first?.bool("seen") ?? false
+    }
+}
+
+@Suite("Lock timeouts: migrations that never stall the application")
+struct LockTimeoutTests {
+    @Test func aBlockedMigrationStepsAsideSoReadsGoOnAndAppliesOnceTheHolderEnds() async throws {
+        try await withFixture(["1_note.sql": "ALTER TABLE media ADD COLUMN note text;"]) { f in
+            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY); INSERT INTO media VALUES (1)")
+            let holder = try await f.holder(of: "media")
+            let migrationConn = try await f.db.connect()
+            let migrator = try f.migrator(quickLocks())
+            let run = Task { try await migrator.run(on: migrationConn) }
+            // The watch session appears when the ALTER has waited half its timeout.
+            #expect(try await eventually { try await f.migrationHasTriedOnce() })
+            // While it retries, a read that would queue behind a waiting ALTER gets through: without
+            // the lock timeout it would wait for the holder (that is, past its own 5 s limit).
+            let reader = try await f.db.connect()
+            for _ in 0..<5 {
+                try await reader.execute("SET lock_timeout = '5s'")
+                #expect(try await reader.query("SELECT count(*) AS n FROM media").first?.int("n") == 1)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            try await holder.execute("COMMIT")
+            let events = try await run.value
+            #expect(events.map(\.action) == [.applied])
+            #expect(try await f.ledger().map(\.success) == [true])
+            #expect(try await f.conn.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'media' AND column_name = 'note'").first?.int("n") == 1)
+            for c in [holder, migrationConn, reader] { await c.close() }
+        }
+    }
+
+    @Test func afterTheLastRetryTheErrorNamesTheTableAndWhoHoldsIt() async throws {
+        try await withFixture(["1_note.sql": "ALTER TABLE media ADD COLUMN note text;"]) { f in
+            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY)")
+            let holder = try await f.holder(of: "media", applicationName: "billing-app")
+            let holderPID = await holder.backendPID
+            let migrationConn = try await f.db.connect()
+            let error = await #expect(throws: MigrationError.self) {
+                try await f.migrator(quickLocks(retries: 2)).run(on: migrationConn)
+            }
+            #expect(error?.code == .lockTimeout)
+            let message = error?.message ?? ""
+            #expect(message.hasPrefix("migration 1 could not lock table media after 3 tries in "), "\(message)")
+            #expect(message.contains("pid \(holderPID) (billing-app, idle in transaction for "), "\(message)")
+            #expect(message.contains("SELECT count(*) FROM media) holds it"), "\(message)")
+            #expect(!message.contains("\n"))
+            // Nothing applied, nothing recorded, no lock kept.
+            #expect(try await f.ledger().isEmpty)
+            #expect(await migrationConn.transactionStatus == .idle)
+            try await holder.execute("COMMIT")
+            try await f.migrator(quickLocks()).run(on: migrationConn)
+            #expect(try await f.ledger().map(\.success) == [true])
+            for c in [holder, migrationConn] { await c.close() }
+        }
+    }
+
+    @Test func aFileThatSetsItsOwnLockTimeoutKeepsIt() async throws {
+        try await withFixture([
+            "1_default.sql": "CREATE TABLE seen_default AS SELECT current_setting('lock_timeout') AS v;",
+            "2_own.sql": "SET LOCAL lock_timeout = '3s';\nCREATE TABLE seen_own AS SELECT current_setting('lock_timeout') AS v;",
+            "3_off.sql": "-- no-transaction\nCREATE TABLE seen_no_tx AS SELECT current_setting('lock_timeout') AS v;",
+        ]) { f in
+            let migrationConn = try await f.db.connect()
+            try await f.migrator(quickLocks()).run(on: migrationConn)
+            #expect(try await f.conn.query("SELECT v FROM seen_default").first?.string("v") == "200ms")
+            #expect(try await f.conn.query("SELECT v FROM seen_own").first?.string("v") == "3s")
+            #expect(try await f.conn.query("SELECT v FROM seen_no_tx").first?.string("v") == "200ms")
+            // The session's own setting is back after the no-transaction file.
+            #expect(try await migrationConn.query("SELECT current_setting('lock_timeout') AS v").first?.string("v") == "0")
+            await migrationConn.close()
+        }
+    }
+
+    @Test func offLeavesTheSessionsLockTimeoutAlone() async throws {
+        try await withFixture(["1_seen.sql": "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS v;"]) { f in
+            try await f.migrator(.off).run(on: f.conn)
+            #expect(try await f.conn.query("SELECT v FROM seen").first?.string("v") == "0")
+        }
+    }
+
+    @Test func inANoTransactionFileOnlyTheStatementThatTimedOutIsRetried() async throws {
+        try await withFixture([
+            "1_two.sql": "-- no-transaction\nCREATE TABLE created_once (id int);\nALTER TABLE media ADD COLUMN note text;\n"
+        ]) { f in
+            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY)")
+            let holder = try await f.holder(of: "media")
+            let migrationConn = try await f.db.connect()
+            let migrator = try f.migrator(quickLocks())
+            let run = Task { try await migrator.run(on: migrationConn) }
+            #expect(try await eventually { try await f.migrationHasTriedOnce() })
+            try await Task.sleep(for: .milliseconds(500))
+            try await holder.execute("COMMIT")
+            // Retrying the whole file would fail on CREATE TABLE created_once: it exists.
+            #expect(try await run.value.map(\.action) == [.applied])
+            #expect(try await f.ledger().map(\.success) == [true])
+            #expect(try await f.exists("created_once"))
+            for c in [holder, migrationConn] { await c.close() }
+        }
+    }
+
+    @Test func anInvalidIndexLeftByAnUnfinishedBuildIsDroppedAndBuiltAgain() async throws {
+        try await withFixture([
+            "1_index.sql": "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS media_code ON media (code);\n"
+        ]) { f in
+            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, code int); INSERT INTO media VALUES (1, 7), (2, 7)")
+            // A build that failed half-way leaves the index behind, INVALID.
+            await #expect(throws: PostgresError.self) {
+                try await f.conn.execute("CREATE UNIQUE INDEX CONCURRENTLY media_code ON media (code)")
+            }
+            #expect(try await f.conn.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'media_code'::regclass").first?.bool("indisvalid") == false)
+            try await f.conn.execute("DELETE FROM media WHERE id = 2")
+            try await f.migrator(quickLocks()).run(on: f.conn)
+            #expect(try await f.conn.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'media_code'::regclass").first?.bool("indisvalid") == true)
+            #expect(try await f.ledger().map(\.success) == [true])
+        }
+    }
+
+    @Test func aFailedBuildDropsTheInvalidIndexItLeft() async throws {
+        try await withFixture([
+            "1_index.sql": "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY media_code ON media (code);\n"
+        ]) { f in
+            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, code int); INSERT INTO media VALUES (1, 7), (2, 7)")
+            let error = await #expect(throws: MigrationError.self) { try await f.migrator(quickLocks()).run(on: f.conn) }
+            #expect(error?.underlying?.sqlState == "23505")
+            #expect(try await !f.exists("media_code"))
+            #expect(try await f.ledger().isEmpty)
+        }
+    }
+
+    @Test func aBuildThatIfNotExistsSkippedOverAnInvalidIndexIsNotRecorded() async throws {
+        try await withFixture([
+            "1_index.sql": "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS shared_name ON media (code);\n"
+        ]) { f in
+            try await f.conn.execute(
+                """
+                CREATE TABLE media (id int PRIMARY KEY, code int);
+                CREATE TABLE other (code int); INSERT INTO other VALUES (1), (1);
+                """)
+            // An invalid index of that name on another table: not this build's to drop.
+            await #expect(throws: PostgresError.self) {
+                try await f.conn.execute("CREATE UNIQUE INDEX CONCURRENTLY shared_name ON other (code)")
+            }
+            let error = await #expect(throws: MigrationError.self) { try await f.migrator(quickLocks()).run(on: f.conn) }
+            #expect(error?.code == .invalidIndex)
+            #expect(error?.message.contains("index shared_name is INVALID") == true, "\(error?.message ?? "")")
+            #expect(error?.message.contains("DROP INDEX CONCURRENTLY shared_name;") == true)
+            #expect(try await f.ledger().isEmpty)
+        }
+    }
+
+    @Test func theCommandLineTakesDurationsAndRefusesNonsense() async throws {
+        try await withFixture(["1_a.sql": "CREATE TABLE a (id int);"]) { f in
+            let bad = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--lock-timeout", "soon"], directory: f.dir.path)
+            #expect(bad.status == 64)
+            #expect(bad.stderr.contains("'soon' is not a duration"), "\(bad.stderr)")
+            let ok = try await GodwitProcess.run(
+                ["migrate", "run", "-D", f.db.url, "--lock-timeout", "1.5s", "--lock-retries", "3", "--source", f.dir.path])
+            #expect(ok.status == 0, "\(ok.stderr)")
+        }
+    }
+}
+
+@Suite("Concurrent index builds, recognised by their first words")
+struct ConcurrentIndexBuildTests {
+    @Test func readsTheIndexAndTable() {
+        #expect(ConcurrentIndexBuild("CREATE INDEX CONCURRENTLY media_title ON media (title)")?.target == .create(index: "media_title", table: ["media"]))
+        #expect(ConcurrentIndexBuild("-- why\ncreate unique index concurrently if not exists \"Odd\"\"Name\" on only app.\"Media\" using btree (x)")?.target == .create(index: "Odd\"Name", table: ["app", "Media"]))
+        #expect(ConcurrentIndexBuild("CREATE INDEX CONCURRENTLY ON media (title)")?.target == .create(index: nil, table: ["media"]))
+        #expect(ConcurrentIndexBuild("REINDEX (VERBOSE) INDEX CONCURRENTLY public.media_title")?.target == .reindexIndex(["public", "media_title"]))
+        #expect(ConcurrentIndexBuild("REINDEX TABLE CONCURRENTLY media")?.target == .reindexTable(["media"]))
+        #expect(ConcurrentIndexBuild("CREATE INDEX media_title ON media (title)") == nil)
+        #expect(ConcurrentIndexBuild("/* CREATE INDEX CONCURRENTLY x ON y */ SELECT 1") == nil)
+        #expect(ConcurrentIndexBuild("DROP INDEX CONCURRENTLY media_title") == nil)
+    }
+}
