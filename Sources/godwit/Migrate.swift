@@ -10,7 +10,7 @@ import Logging
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create, apply, revert and inspect sqlx-compatible migrations.",
-        subcommands: [Add.self, Run.self, Revert.self, Info.self, Verify.self]
+        subcommands: [Add.self, Run.self, Revert.self, Info.self, Verify.self, Check.self]
     )
 }
 
@@ -248,6 +248,54 @@ extension Migrate {
                     printError(failure.description)
                     throw ExitCode(1)
                 }
+            }
+        }
+    }
+}
+
+extension Migrate {
+    struct Check: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Exit 0 when the database has every migration and none was modified; else 1, a line per reason.",
+            discussion: """
+                The deploy gate: fails when a migration is pending, when an applied file was \
+                modified since, when a migration is partially applied, and (unless \
+                --ignore-missing) when an applied migration is missing from the folder. Reads only: \
+                takes no lock and creates nothing.
+                """)
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var sourceOptions: SourceOptions
+
+        @Flag(help: "Do not count applied migrations that are missing from the source folder.")
+        var ignoreMissing = false
+
+        func run() async throws {
+            try await withCLIErrors {
+                let logger = makeLogger(sourceOptions.logLevel)
+                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let statuses = try await connection.withConnection(logger: logger) { conn in
+                    try await migrator.status(on: conn)
+                }
+                var reasons: [String] = []
+                for status in statuses {
+                    let name = "\(status.version)/\(status.description)"
+                    switch status.state {
+                    case .installed: continue
+                    case .pending: reasons.append("pending: \(name) (\(status.path ?? ""))")
+                    case .modified:
+                        reasons.append("modified since it was applied: \(name) (\(status.path ?? ""))")
+                    case .failed: reasons.append("partially applied: \(name)")
+                    case .missingFromSource:
+                        if !ignoreMissing { reasons.append("applied but missing from \(sourceOptions.source): \(name)") }
+                    }
+                }
+                if reasons.isEmpty {
+                    output("ok: \(statuses.count) migrations applied, none pending or modified")
+                    return
+                }
+                for reason in reasons { output(reason) }
+                throw ExitCode(1)
             }
         }
     }
