@@ -100,10 +100,12 @@ public struct LockWait: Sendable, Equatable {
 /// lock wait it saw: once the lock timeout has fired, the waiting is over and
 /// `pg_blocking_pids` no longer knows who was in the way.
 ///
-/// The second session is opened only when a statement is still running after half the lock
-/// timeout, so a migration that is not blocked opens none.
+/// One watch serves every try of a statement. Its session is opened only when a statement is
+/// still running after half the lock timeout, so a migration that is not blocked opens none;
+/// once open it stays for the later tries, which are watched from a quarter of the timeout on.
 final class LockWatch: Sendable {
     private let seen = Mutex<LockWait?>(nil)
+    private let watcher = Mutex<Connection?>(nil)
     private let lockTimeout: Duration
 
     init(lockTimeout: Duration) {
@@ -115,24 +117,43 @@ final class LockWatch: Sendable {
     /// Runs `body` on `connection` while watching it.
     func during<T>(_ connection: Connection, _ body: () async throws -> T) async throws -> T {
         let pid = await connection.backendPID
-        let look = lockTimeout / 2
-        let every = max(lockTimeout / 4, .milliseconds(50))
+        let every = max(lockTimeout / 4, .milliseconds(20))
         let observer = Task {
-            try? await Task.sleep(for: look)
-            guard !Task.isCancelled else { return }
-            guard let watcher = try? await connection.connectSibling(applicationName: "godwit lock watch") else {
-                return
-            }
+            try? await Task.sleep(for: watcher.withLock { $0 } == nil ? lockTimeout / 2 : every)
             while !Task.isCancelled {
-                if let wait = try? await Self.lockWait(of: pid, on: watcher) {
+                guard let session = await self.session(like: connection) else { return }
+                if let wait = try? await Self.lockWait(of: pid, on: session) {
                     seen.withLock { $0 = wait }
                 }
                 try? await Task.sleep(for: every)
             }
-            await watcher.close()
         }
         defer { observer.cancel() }
         return try await body()
+    }
+
+    private func session(like connection: Connection) async -> Connection? {
+        if let open = watcher.withLock({ $0 }) { return open }
+        guard let opened = try? await connection.connectSibling(applicationName: "godwit lock watch") else { return nil }
+        if let raced = watcher.withLock({ current -> Connection? in
+            if let current { return current }
+            current = opened
+            return nil
+        }) {
+            await opened.close()
+            return raced
+        }
+        return opened
+    }
+
+    /// Closes the watching session, if one was opened.
+    func close() async {
+        if let open = watcher.withLock({ current -> Connection? in
+            defer { current = nil }
+            return current
+        }) {
+            await open.close()
+        }
     }
 
     /// What `pid` waits for right now, or nil when it waits for no lock.

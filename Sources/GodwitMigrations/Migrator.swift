@@ -428,11 +428,13 @@ public struct Migrator: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         var tries = 0
+        let watch = LockWatch(lockTimeout: lockTimeout)
         while true {
             tries += 1
-            let watch = LockWatch(lockTimeout: lockTimeout)
             do {
-                return try await attempt(watch)
+                let value = try await attempt(watch)
+                await watch.close()
+                return value
             } catch let error where Self.lockTimeoutError(error) != nil {
                 let server = Self.lockTimeoutError(error)!
                 let seen = watch.lastSeen
@@ -441,6 +443,7 @@ public struct Migrator: Sendable {
                 var place = migration.path
                 if let statement { place += ":\(statement.startLine)" }
                 guard tries <= lockPolicy.retries else {
+                    await watch.close()
                     let holders = seen.map { ": \($0.holdersDescription)" } ?? ": \(server.message)"
                     throw MigrationError(
                         .lockTimeout,
@@ -452,8 +455,16 @@ public struct Migrator: Sendable {
                 logger.warning(
                     "\(verb) \(migration.version) could not lock \(what) within \(lockTimeout.roundedDescription); trying again in \(delay.roundedDescription) (retry \(tries) of \(lockPolicy.retries)): \(seen?.holdersDescription ?? server.message)",
                     metadata: ["version": "\(migration.version)", "file": "\(place)"])
-                try await Task.sleep(for: delay)
-                try beforeRetry()
+                do {
+                    try await Task.sleep(for: delay)
+                    try beforeRetry()
+                } catch {
+                    await watch.close()
+                    throw error
+                }
+            } catch {
+                await watch.close()
+                throw error
             }
         }
     }
