@@ -7,7 +7,7 @@ import Testing
 @Suite("ClientProgram")
 struct ClientProgramTests {
     @Test func programsDoNotBlockTheCooperativePool() async throws {
-        // Four programs that take five seconds each, at once, on a machine whose pool has two
+        // Four programs that take ten seconds each, at once, on a machine whose pool has two
         // threads: if waiting for a program held a pool thread, two of them would hold both
         // threads, the other two could not start and this task could not look, until the
         // first two had ended. It sees all four running.
@@ -16,13 +16,13 @@ struct ClientProgramTests {
         let tag = "godwit-pool-probe-\(UInt32.random(in: 0...UInt32.max))"
         let observer = try await Connection.connect(server)
         let clock = ContinuousClock()
-        let deadline = clock.now + .milliseconds(4500)
+        let deadline = clock.now + .milliseconds(9500)
         try await withThrowingTaskGroup(of: ClientProgram.Output.self) { group in
             for _ in 0..<4 {
                 group.addTask {
                     try await ClientProgram.run(
                         "psql",
-                        ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(5)"],
+                        ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(10)"],
                         environment: environment)
                 }
             }
