@@ -118,7 +118,7 @@ final class LockWatch: Sendable {
     func during<T>(_ connection: Connection, _ body: () async throws -> T) async throws -> T {
         let pid = await connection.backendPID
         let every = max(lockTimeout / 4, .milliseconds(20))
-        let observer = Task {
+        let observer = Task(priority: .high) {
             try? await Task.sleep(for: watcher.withLock { $0 } == nil ? lockTimeout / 2 : every)
             while !Task.isCancelled {
                 guard let session = await self.session(like: connection) else { return }

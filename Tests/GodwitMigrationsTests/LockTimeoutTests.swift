@@ -67,8 +67,11 @@ struct LockTimeoutTests {
             let holder = try await f.holder(of: "media", applicationName: "billing-app")
             let holderPID = await holder.backendPID
             let migrationConn = try await f.db.connect()
+            // A timeout long enough for the watch to look in time on a loaded machine.
+            let policy = LockTimeoutPolicy(
+                lockTimeout: .seconds(1), retries: 2, backoff: Backoff(base: .milliseconds(20), max: .milliseconds(50)))
             let error = await #expect(throws: MigrationError.self) {
-                try await f.migrator(quickLocks(retries: 2)).run(on: migrationConn)
+                try await f.migrator(policy).run(on: migrationConn)
             }
             #expect(error?.code == .lockTimeout)
             let message = error?.message ?? ""
