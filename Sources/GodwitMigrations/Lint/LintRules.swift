@@ -1,0 +1,263 @@
+/// What the trace saw one statement do in the scratch database, relations by oid there.
+///
+/// "Pre-existing" means the relation was in the target before any migration being linted
+/// ran: relations created earlier in the same file or in an earlier pending migration are
+/// not, so an index on a table created in the same migration raises nothing.
+struct TraceObservation: Sendable {
+    struct NewConstraint: Sendable {
+        var table: Int64
+        /// `pg_constraint.contype`: c, f, u, p, x.
+        var type: String
+        var validated: Bool
+        /// The index behind a unique, primary key or exclusion constraint was built by this
+        /// statement (not attached with `USING INDEX`).
+        var builtIndex: Bool
+    }
+
+    /// Whether the statement ran at all (statements that cannot run where the file would put
+    /// them, and VACUUM and CLUSTER, are judged by their text alone).
+    var executed = true
+    /// The statement's table, resolved before it ran; nil when it names none or none resolves.
+    var tableOID: Int64?
+    /// The strongest lock the statement took on each pre-existing relation.
+    var acquired: [Int64: LockMode] = [:]
+    /// Pre-existing tables the transaction held in ACCESS EXCLUSIVE before the statement.
+    var heldExclusive: [Int64] = []
+    /// Pre-existing tables and materialized views whose relfilenode changed.
+    var rewritten: [Int64] = []
+    /// Pre-existing tables that are gone.
+    var dropped: [Int64] = []
+    var newConstraints: [NewConstraint] = []
+    /// SET NOT NULL needed no scan: PostgreSQL said existing constraints prove it, or a
+    /// validated CHECK (col IS NOT NULL) was there before.
+    var notNullProven = false
+    /// Display names (`media`, `billing.invoices`) and `%I.%I` names of relations seen.
+    var names: [Int64: String] = [:]
+    var qualifiedNames: [Int64: String] = [:]
+    /// The single-column primary key of the statement's table, for `--write-jobs`.
+    var batchKey: String?
+}
+
+/// Everything the rules look at for one statement.
+struct StatementFacts: Sendable {
+    var path: String
+    var statement: SQLStatement
+    var shape: StatementShape
+    /// The file runs inside a transaction (no `-- no-transaction`).
+    var inTransaction: Bool
+    /// The statement's table existed before the migrations being linted.
+    var tablePreExisting: Bool
+    /// The tables `DROP TABLE` names that existed before (static and catalog modes).
+    var droppedPreExisting: [String] = []
+    /// For SET NOT NULL: a validated `CHECK (col IS NOT NULL)` makes the scan unnecessary.
+    var notNullProven: Bool
+    /// A pre-existing table held in ACCESS EXCLUSIVE since an earlier statement of the same
+    /// transaction.
+    var exclusiveHeldOn: String?
+    var trace: TraceObservation?
+    /// `%I.%I` (trace) or as written (static), to look the size up in the target.
+    var sizeName: String?
+    var batchKey: String?
+
+    var firstLine: String {
+        String(statement.text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).first ?? "")
+    }
+
+    var tableName: String? {
+        if let trace, let oid = trace.tableOID, let name = trace.names[oid] { return name }
+        return shape.table?.written
+    }
+}
+
+/// The rules, applied to one statement at a time. With a trace, rewrites, validations, locks
+/// and drops are what PostgreSQL did; without one, they are read from the statement's shape.
+enum LintRules {
+    /// Functions whose result differs row by row, so that a DEFAULT calling them makes
+    /// `ADD COLUMN` rewrite the table (static mode only; the trace sees the rewrite itself).
+    static let volatileFunctions: Set<String> = [
+        "random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "clock_timestamp",
+        "timeofday", "nextval", "setseed", "uuidv7", "uuidv4",
+    ]
+
+    static func evaluate(_ facts: StatementFacts) -> [LintFinding] {
+        let shape = facts.shape
+        let trace = facts.trace
+        let table = facts.tableName
+        var findings: [LintFinding] = []
+
+        func add(_ rule: LintRule, _ what: String, lock staticLock: LockMode?, rewrite: Bool = false, on name: String? = nil) {
+            let name = name ?? table
+            var lock = staticLock
+            if let trace, let oid = trace.tableOID, let seen = trace.acquired[oid], name == table { lock = seen }
+            var message = what
+            if let lock { message += "; \(lock.rawValue)\(name.map { " on \($0)" } ?? ""): blocks \(lock.blocks)" }
+            var finding = LintFinding(
+                rule: rule, file: facts.path, line: facts.statement.startLine, statement: facts.firstLine, table: name,
+                lock: lock, rewrite: rewrite, message: message)
+            finding.batchKey = rule == .wholeTableUpdate ? facts.batchKey : nil
+            if let trace, let oid = trace.names.first(where: { $0.value == name })?.key {
+                finding.sizeName = trace.qualifiedNames[oid]
+            } else {
+                finding.sizeName = name == table ? facts.sizeName ?? name : name
+            }
+            findings.append(finding)
+        }
+
+        let existing = facts.tablePreExisting
+        let rewritten = trace.map { t in t.tableOID.map { t.rewritten.contains($0) } ?? false }
+
+        switch shape.command {
+        case .createIndex(concurrently: false) where existing:
+            add(.nonConcurrentIndex, "CREATE INDEX without CONCURRENTLY holds its lock for the whole build", lock: .share)
+        case .reindex(concurrently: false) where existing || trace?.tableOID == nil:
+            add(
+                .nonConcurrentReindex, "REINDEX without CONCURRENTLY rebuilds under a lock (and ACCESS EXCLUSIVE on each index)",
+                lock: .share, rewrite: true)
+        case .vacuum(full: true):
+            add(.vacuumFull, "VACUUM FULL rewrites the table", lock: .accessExclusive, rewrite: true)
+        case .cluster:
+            add(.cluster, "CLUSTER rewrites the table in index order", lock: .accessExclusive, rewrite: true)
+        case .update(hasWhere: false) where existing:
+            add(.wholeTableUpdate, "UPDATE without WHERE changes every row of an existing table in one transaction", lock: .rowExclusive)
+        case .delete(hasWhere: false) where existing:
+            add(.wholeTableDelete, "DELETE without WHERE removes every row of an existing table in one transaction", lock: .rowExclusive)
+        case .dropTable(let names):
+            let gone: [String] =
+                if let trace { trace.dropped.compactMap { trace.names[$0] } } else { facts.droppedPreExisting }
+            for name in gone {
+                add(.dropTable, "DROP TABLE of a table the running application uses", lock: .accessExclusive, on: name)
+            }
+            _ = names
+        default:
+            break
+        }
+
+        if shape.needsNoTransaction && facts.inTransaction {
+            add(
+                .needsNoTransaction,
+                "this statement cannot run inside a transaction block, and the file has no -- no-transaction line: migrate run would fail here",
+                lock: nil)
+        }
+
+        var sawRewriteRule = false
+        if existing {
+            let alterLock: LockMode = staticAlterLock(shape)
+            for action in shape.alterActions {
+                switch action {
+                case .addColumn(let column, let defaultTokens, let serial):
+                    if serial, rewritten ?? true {
+                        add(.serialColumn, "adding serial or identity column \(column) rewrites the table to fill it", lock: .accessExclusive, rewrite: true)
+                        sawRewriteRule = true
+                    } else if let defaultTokens, !serial, rewritten ?? isVolatile(defaultTokens) {
+                        add(.volatileDefault, "the default of column \(column) is volatile, so adding it rewrites the table", lock: .accessExclusive, rewrite: true)
+                        sawRewriteRule = true
+                    }
+                case .alterType(let column, let type):
+                    if rewritten ?? !isCheapTypeChange(type) {
+                        add(.columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table", lock: .accessExclusive, rewrite: true)
+                        sawRewriteRule = true
+                    }
+                case .addConstraint(let kind, let notValid, let usingIndex, _) where trace == nil:
+                    switch kind {
+                    case .check, .foreignKey:
+                        guard !notValid else { break }
+                        add(
+                            .constraintWithoutNotValid,
+                            "\(kind == .check ? "CHECK" : "FOREIGN KEY") without NOT VALID checks every row under the lock",
+                            lock: kind == .foreignKey ? .shareRowExclusive : .accessExclusive)
+                    case .unique, .primaryKey, .exclude:
+                        guard !usingIndex else { break }
+                        add(.uniqueWithoutIndex, "the constraint builds its index under the lock", lock: .accessExclusive)
+                    }
+                case .setNotNull(let column) where !facts.notNullProven:
+                    add(.setNotNull, "SET NOT NULL on \(column) scans the whole table under the lock", lock: .accessExclusive)
+                case .dropColumn(let column):
+                    add(.dropColumn, "dropping column \(column) breaks the application version still running", lock: alterLock)
+                case .renameColumn(let column):
+                    add(.renameColumn, "renaming column \(column) breaks the application version still running", lock: alterLock)
+                case .renameTable:
+                    add(.renameTable, "renaming the table breaks the application version still running", lock: alterLock)
+                default:
+                    break
+                }
+            }
+        }
+
+        if let trace {
+            for constraint in trace.newConstraints {
+                let name = trace.names[constraint.table]
+                let lock = trace.acquired[constraint.table]
+                switch constraint.type {
+                case "c", "f":
+                    guard constraint.validated else { break }
+                    add(
+                        .constraintWithoutNotValid,
+                        "\(constraint.type == "c" ? "CHECK" : "FOREIGN KEY") added without NOT VALID is checked against every row under the lock",
+                        lock: lock ?? .accessExclusive, on: name)
+                case "u", "p", "x":
+                    guard constraint.builtIndex else { break }
+                    add(.uniqueWithoutIndex, "the constraint builds its index under the lock", lock: lock ?? .accessExclusive, on: name)
+                default:
+                    break
+                }
+            }
+            let excluded: Bool
+            switch shape.command {
+            case .vacuum, .cluster, .truncate, .reindex: excluded = true
+            default: excluded = false
+            }
+            if !sawRewriteRule, !excluded {
+                for oid in trace.rewritten {
+                    add(.tableRewrite, "the statement rewrites the table", lock: trace.acquired[oid] ?? .accessExclusive, rewrite: true, on: trace.names[oid])
+                }
+            }
+        }
+
+        if let held = facts.exclusiveHeldOn, shape.isDML || !findings.isEmpty {
+            add(
+                .workUnderExclusiveLock,
+                "this statement runs while ACCESS EXCLUSIVE on \(held), taken earlier in the transaction, is still held",
+                lock: .accessExclusive, on: held)
+        }
+        return findings
+    }
+
+    /// The lock ALTER TABLE takes by PostgreSQL's documentation, for static mode.
+    static func staticAlterLock(_ shape: StatementShape) -> LockMode {
+        let firsts = shape.alterActions.map { action -> String in
+            if case .addConstraint(.foreignKey, _, _, _) = action { return "FK" }
+            return ""
+        }
+        if !firsts.isEmpty, firsts.allSatisfy({ $0 == "FK" }) { return .shareRowExclusive }
+        return .accessExclusive
+    }
+
+    /// A default that calls a volatile function (static mode's guess).
+    static func isVolatile(_ tokens: [SQLToken]) -> Bool {
+        for (index, token) in tokens.enumerated() where token.kind == .word {
+            guard index + 1 < tokens.count, tokens[index + 1].isSymbol("(") else { continue }
+            if volatileFunctions.contains(token.text.lowercased()) { return true }
+        }
+        return false
+    }
+
+    /// Static mode's guess at a type change that needs no rewrite: to `text`, or to an
+    /// unbounded or (presumably) wider `varchar`. The trace decides by the relfilenode.
+    static func isCheapTypeChange(_ type: String) -> Bool {
+        let folded = type.lowercased().replacingOccurrences(of: " ", with: "")
+        return folded == "text" || folded.hasPrefix("varchar") || folded.hasPrefix("charactervarying")
+    }
+
+    /// Whether a statement, by its text, takes ACCESS EXCLUSIVE on its table and keeps it to
+    /// the end of the transaction (static and catalog modes).
+    static func takesAccessExclusive(_ shape: StatementShape) -> Bool {
+        switch shape.command {
+        case .alterTable: staticAlterLock(shape) == .accessExclusive
+        case .lockTable:
+            !shape.tokens.contains { $0.isKeyword("IN") }
+                || shape.tokens.contains { $0.isKeyword("ACCESS") } && shape.tokens.contains { $0.isKeyword("EXCLUSIVE") }
+        case .truncate, .vacuum(full: true), .cluster: true
+        default: false
+        }
+    }
+}
