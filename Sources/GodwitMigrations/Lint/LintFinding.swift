@@ -63,6 +63,8 @@ public struct LintFinding: Sendable, Equatable, Codable {
     public var reason: String?
     /// The table's single-column key, for a batched job (`--write-jobs`); not printed.
     public var batchKey: String?
+    /// The whole statement, for `--write-jobs`; not printed.
+    public var sql: String?
     /// A name that resolves to the table in the target, for its size.
     var sizeName: String?
 

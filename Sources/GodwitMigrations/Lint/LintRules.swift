@@ -94,7 +94,10 @@ enum LintRules {
             var finding = LintFinding(
                 rule: rule, file: facts.path, line: facts.statement.startLine, statement: facts.firstLine, table: name,
                 lock: lock, rewrite: rewrite, message: message)
-            finding.batchKey = rule == .wholeTableUpdate ? facts.batchKey : nil
+            if rule == .wholeTableUpdate {
+                finding.batchKey = facts.batchKey
+                finding.sql = facts.statement.text
+            }
             if let trace, let oid = trace.names.first(where: { $0.value == name })?.key {
                 finding.sizeName = trace.qualifiedNames[oid]
             } else {
@@ -193,7 +196,7 @@ enum LintRules {
                     add(
                         .constraintWithoutNotValid,
                         "\(constraint.type == "c" ? "CHECK" : "FOREIGN KEY") added without NOT VALID is checked against every row under the lock",
-                        lock: lock ?? .accessExclusive, on: name)
+                        lock: lock ?? (constraint.type == "f" ? .shareRowExclusive : .accessExclusive), on: name)
                 case "u", "p", "x":
                     guard constraint.builtIndex else { break }
                     add(.uniqueWithoutIndex, "the constraint builds its index under the lock", lock: lock ?? .accessExclusive, on: name)

@@ -114,16 +114,17 @@ struct MigrationTrace {
         var type: String
         var validated: Bool
         var index: Int64
+        var name: String
     }
 
     private func constraints() async throws -> [Int64: ConstraintRow] {
         var rows: [Int64: ConstraintRow] = [:]
         for row in try await connection.query(
-            "SELECT oid::int8 AS oid, conrelid::int8 AS rel, contype::text AS type, convalidated, conindid::int8 AS idx FROM pg_constraint WHERE conrelid <> 0"
+            "SELECT oid::int8 AS oid, conrelid::int8 AS rel, contype::text AS type, convalidated, conindid::int8 AS idx, conname::text AS name FROM pg_constraint WHERE conrelid <> 0"
         ).rows {
             rows[try row.int64("oid")] = ConstraintRow(
                 table: try row.int64("rel"), type: try row.string("type"), validated: try row.bool("convalidated"),
-                index: try row.int64("idx"))
+                index: try row.int64("idx"), name: try row.string("name"))
         }
         return rows
     }
@@ -198,11 +199,17 @@ struct MigrationTrace {
                 observation.dropped.append(oid)
             }
         }
-        for (oid, row) in try await constraints() where constraintsBefore[oid] == nil && preExisting[row.table] != nil {
+        // A constraint is new when its table had none of that name: ALTER COLUMN ... TYPE drops
+        // and re-creates the constraints on the column (new oids, same names), and re-creates
+        // their indexes over the old storage when the change is binary compatible.
+        let namesBefore = Set(constraintsBefore.values.map { "\($0.table).\($0.name)" })
+        let nodesBefore = Set(relationsBefore.values.map(\.node))
+        for (oid, row) in try await constraints()
+        where constraintsBefore[oid] == nil && preExisting[row.table] != nil && !namesBefore.contains("\(row.table).\(row.name)") {
+            let built = row.index != 0 && relationsBefore[row.index] == nil
+                && !(relationsAfter[row.index].map { nodesBefore.contains($0.node) } ?? false)
             observation.newConstraints.append(
-                TraceObservation.NewConstraint(
-                    table: row.table, type: row.type, validated: row.validated,
-                    builtIndex: row.index != 0 && relationsBefore[row.index] == nil))
+                TraceObservation.NewConstraint(table: row.table, type: row.type, validated: row.validated, builtIndex: built))
         }
         for (oid, relation) in relationsBefore.merging(relationsAfter, uniquingKeysWith: { $1 }) {
             observation.names[oid] = relation.name
