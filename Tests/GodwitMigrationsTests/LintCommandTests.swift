@@ -287,6 +287,19 @@ struct LintCommandTests {
         #expect(lines.first?.hasPrefix("error: \(path)\(expected)") == true, "\(output.stderr)")
     }
 
+    @Test func aServerThatCannotBeReachedIsOneErrorLineAndNothingOnStdout() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_a.sql", "CREATE INDEX i ON t (a);\n")
+        let output = try await GodwitProcess.run(
+            ["migrate", "lint", "--format", "json", "--connect-timeout", "0", "-D", "postgres://postgres:sekrit@127.0.0.1:1/x"],
+            directory: dir.path)
+        #expect(output.status == 1)
+        #expect(output.stdout.isEmpty)
+        #expect(output.stderr.hasPrefix("error: ") && output.stderr.split(separator: "\n").count == 1, "\(output.stderr)")
+        #expect(!output.stderr.contains("sekrit"))
+    }
+
     @Test func aStatementThatFailsInTheScratchDatabaseIsAnErrorNamingFileAndLine() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
@@ -307,12 +320,12 @@ struct LintCommandTests {
 /// pg_dump for the untouched-target check, found and given its password as Godwit's own
 /// client programs are (without linking GodwitBackups into this test target).
 enum GodwitBackupsShim {
+    /// `GODWIT_PG_BIN`, then the PATH (ops/test puts `pg_config --bindir` first), then Debian's folders.
     static var pgDump: String {
-        for dir in ["/usr/lib/postgresql/15/bin", "/usr/lib/postgresql/16/bin", "/usr/lib/postgresql/17/bin", "/usr/bin"]
-        where FileManager.default.isExecutableFile(atPath: dir + "/pg_dump") {
-            return dir + "/pg_dump"
-        }
-        return "pg_dump"
+        let environment = ProcessInfo.processInfo.environment
+        var folders = [environment["GODWIT_PG_BIN"] ?? ""] + (environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        folders += ["17", "16", "15"].map { "/usr/lib/postgresql/\($0)/bin" }
+        return folders.map { $0 + "/pg_dump" }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/pg_dump"
     }
 
     static func arguments(_ url: String) throws -> (String, [String: String]) {
