@@ -32,7 +32,8 @@ extension Migrate {
         @Option(help: "Output format: text or json.")
         var format: Format = .text
 
-        @Option(help: "Write a batched job file (jobs/*.sql format) into this folder for each whole-table UPDATE found.")
+        @Option(
+            help: "Write a batched job file (jobs/*.sql format) into this folder for each whole-table UPDATE found.")
         var writeJobs: String?
 
         @Argument(help: "Migration files to lint instead of the pending migrations of --source.")
@@ -43,8 +44,10 @@ extension Migrate {
             try await withCLIErrors {
                 let url = try connection.optionalURL()
                 let linter = MigrationLinter(
-                    source: files.isEmpty ? try MigrationSource.load(directory: sourceOptions.source) : MigrationSource(
-                        migrations: [], directory: sourceOptions.source),
+                    source: files.isEmpty
+                        ? try MigrationSource.load(directory: sourceOptions.source)
+                        : MigrationSource(
+                            migrations: [], directory: sourceOptions.source),
                     connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)))
                 var migrations = try files.map(MigrationLinter.migration(atPath:))
                 if files.isEmpty {

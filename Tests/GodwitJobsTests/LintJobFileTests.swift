@@ -20,12 +20,15 @@ struct LintJobFileTests {
         #expect(definition.table == "media")
         #expect(definition.key == key ?? BatchedJobFile.assumedKey)
         #expect(definition.name == "20240101_fill line 7 in batches")
-        #expect(definition.statement == "UPDATE media\nSET title = coalesce(title, filename)\nWHERE \(column) BETWEEN $1 AND $2")
+        #expect(
+            definition.statement
+                == "UPDATE media\nSET title = coalesce(title, filename)\nWHERE \(column) BETWEEN $1 AND $2")
         #expect(text.contains("is assumed") == (key == nil))
     }
 
     @Test func onlyWholeTableUpdatesGetAJobFile() {
-        let finding = LintFinding(rule: .dropColumn, file: "m/1_x.sql", line: 1, statement: "ALTER TABLE t DROP c", message: "x")
+        let finding = LintFinding(
+            rule: .dropColumn, file: "m/1_x.sql", line: 1, statement: "ALTER TABLE t DROP c", message: "x")
         #expect(BatchedJobFile.text(for: finding) == nil)
     }
 }

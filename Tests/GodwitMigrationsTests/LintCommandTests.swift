@@ -26,14 +26,19 @@ struct LintCommandTests {
         ("05_serial.sql", "ALTER TABLE media ADD COLUMN seq bigserial;", ["serial-column"]),
         ("06_type.sql", "ALTER TABLE media ALTER COLUMN tenant_id TYPE integer;", ["column-type-rewrite"]),
         (
-            "07_generated.sql", "ALTER TABLE media ADD COLUMN kind_upper text GENERATED ALWAYS AS (upper(kind)) STORED;",
+            "07_generated.sql",
+            "ALTER TABLE media ADD COLUMN kind_upper text GENERATED ALWAYS AS (upper(kind)) STORED;",
             ["table-rewrite"]
         ),
         (
-            "08_fk.sql", "ALTER TABLE media ADD CONSTRAINT media_tenant_fk FOREIGN KEY (tenant_id) REFERENCES tenants (id);",
+            "08_fk.sql",
+            "ALTER TABLE media ADD CONSTRAINT media_tenant_fk FOREIGN KEY (tenant_id) REFERENCES tenants (id);",
             ["constraint-without-not-valid"]
         ),
-        ("09_check.sql", "ALTER TABLE media ADD CONSTRAINT media_kind_ck CHECK (kind <> '');", ["constraint-without-not-valid"]),
+        (
+            "09_check.sql", "ALTER TABLE media ADD CONSTRAINT media_kind_ck CHECK (kind <> '');",
+            ["constraint-without-not-valid"]
+        ),
         ("10_unique.sql", "ALTER TABLE media ADD CONSTRAINT media_name_key UNIQUE (name);", ["unique-without-index"]),
         ("11_not_null.sql", "ALTER TABLE media ALTER COLUMN title SET NOT NULL;", ["set-not-null"]),
         ("12_vacuum_full.sql", "-- no-transaction\nVACUUM FULL media;", ["vacuum-full"]),
@@ -44,7 +49,10 @@ struct LintCommandTests {
             "16_under_lock.sql", "ALTER TABLE media ADD COLUMN note text;\nUPDATE media SET note = 'n' WHERE id < 10;",
             ["work-under-exclusive-lock"]
         ),
-        ("17_concurrently_in_tx.sql", "CREATE INDEX CONCURRENTLY media_title ON media (title);", ["needs-no-transaction"]),
+        (
+            "17_concurrently_in_tx.sql", "CREATE INDEX CONCURRENTLY media_title ON media (title);",
+            ["needs-no-transaction"]
+        ),
         ("18_drop_column.sql", "ALTER TABLE media DROP COLUMN legacy;", ["drop-column"]),
         ("19_rename_column.sql", "ALTER TABLE media RENAME COLUMN label TO caption_label;", ["rename-column"]),
         ("20_rename_table.sql", "ALTER TABLE old_stuff RENAME TO older_stuff;", ["rename-table"]),
@@ -74,16 +82,28 @@ struct LintCommandTests {
             "ALTER TABLE media ADD COLUMN status text DEFAULT 'new';\nALTER TABLE media ADD COLUMN seen timestamptz DEFAULT now();"
         ),
         ("35_nullable.sql", "ALTER TABLE media ADD COLUMN caption text;"),
-        ("36_widen.sql", "ALTER TABLE media ALTER COLUMN name TYPE varchar(200);\nALTER TABLE media ALTER COLUMN caption_label TYPE text;"),
+        (
+            "36_widen.sql",
+            "ALTER TABLE media ALTER COLUMN name TYPE varchar(200);\nALTER TABLE media ALTER COLUMN caption_label TYPE text;"
+        ),
         (
             "37_comments_functions.sql",
             "COMMENT ON TABLE media IS 'uploads';\nCREATE FUNCTION touch_media() RETURNS int LANGUAGE plpgsql AS $$ BEGIN UPDATE media SET title = title; RETURN 1; END $$;"
         ),
         ("38_drop_index_concurrently.sql", "-- no-transaction\nDROP INDEX CONCURRENTLY media_kind;"),
-        ("39_create_index_concurrently.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY media_caption ON media (caption);"),
+        (
+            "39_create_index_concurrently.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY media_caption ON media (caption);"
+        ),
         ("40_unique_index.sql", "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY media_uid_idx ON media (uid);"),
-        ("41_unique_using_index.sql", "ALTER TABLE media ADD CONSTRAINT media_uid_key UNIQUE USING INDEX media_uid_idx;"),
-        ("42_new_then_dropped.sql", "CREATE TABLE scratchpad (id int);\nCREATE INDEX ON scratchpad (id);\nDROP TABLE scratchpad;"),
+        (
+            "41_unique_using_index.sql",
+            "ALTER TABLE media ADD CONSTRAINT media_uid_key UNIQUE USING INDEX media_uid_idx;"
+        ),
+        (
+            "42_new_then_dropped.sql",
+            "CREATE TABLE scratchpad (id int);\nCREATE INDEX ON scratchpad (id);\nDROP TABLE scratchpad;"
+        ),
     ]
 
     /// What the static rules (no database) catch of the dangerous files: all but what only the
@@ -152,13 +172,16 @@ struct LintCommandTests {
                 INSERT INTO old_stuff SELECT generate_series(1, 10);
                 ANALYZE;
                 """)
-            let ledgerBefore = try await conn.query("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version").rows
+            let ledgerBefore = try await conn.query(
+                "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version"
+            ).rows
                 .map(\.values)
             let schemaBefore = try await schemaDump(db.url)
 
             let start = ContinuousClock.now
             let lint = try await GodwitProcess.run(
-                ["migrate", "lint", "--format", "json", "-D", db.url, "--write-jobs", dir.path + "/jobs"], directory: dir.path)
+                ["migrate", "lint", "--format", "json", "-D", db.url, "--write-jobs", dir.path + "/jobs"],
+                directory: dir.path)
             let elapsed = ContinuousClock.now - start
             #expect(lint.status == 1, "\(lint.stderr)")
             let report = try Self.json(lint)
@@ -202,7 +225,8 @@ struct LintCommandTests {
             #expect(type["rewrite"] as? Bool == true)
             #expect(type["lock"] as? String == "ACCESS EXCLUSIVE")
             #expect(type["blocks"] as? String == "reads and writes")
-            #expect((type["message"] as? String)?.contains("ACCESS EXCLUSIVE on media: blocks reads and writes") == true)
+            #expect(
+                (type["message"] as? String)?.contains("ACCESS EXCLUSIVE on media: blocks reads and writes") == true)
             let underLock = try #require(findings.first { $0["rule"] as? String == "work-under-exclusive-lock" })
             #expect(underLock["line"] as? Int == 2)
             let fk = try #require(findings.first { ($0["file"] as? String)?.hasSuffix("08_fk.sql") == true })
@@ -217,7 +241,9 @@ struct LintCommandTests {
 
             // The target is exactly as before: no ledger row, no object, and no scratch database left.
             #expect(try await schemaDump(db.url) == schemaBefore)
-            let ledgerAfter = try await conn.query("SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version").rows
+            let ledgerAfter = try await conn.query(
+                "SELECT version, checksum, success FROM _sqlx_migrations ORDER BY version"
+            ).rows
                 .map(\.values)
             #expect(ledgerAfter == ledgerBefore)
             #expect(try await conn.query("SELECT count(*) AS n FROM media").first?.int("n") == 500)
@@ -243,8 +269,11 @@ struct LintCommandTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try writeFolder(dir)
-        let files = (Self.dangerous.map(\.file) + Self.safe.map(\.file) + [Self.allowedFile.0]).map { "migrations/\($0)" }
-        let json = try await GodwitProcess.run(["migrate", "lint", "--no-dotenv", "--format", "json"] + files, directory: dir.path)
+        let files = (Self.dangerous.map(\.file) + Self.safe.map(\.file) + [Self.allowedFile.0]).map {
+            "migrations/\($0)"
+        }
+        let json = try await GodwitProcess.run(
+            ["migrate", "lint", "--no-dotenv", "--format", "json"] + files, directory: dir.path)
         #expect(json.status == 1, "\(json.stderr)")
         let report = try Self.json(json)
         #expect(report["mode"] as? String == "static")
@@ -252,7 +281,9 @@ struct LintCommandTests {
         for file in Self.dangerous where !Self.staticOnlyMisses.contains(file.file) {
             #expect(found[file.file]?.isSuperset(of: file.rules) == true, "\(file.file): \(found[file.file] ?? [])")
         }
-        for file in Self.safe { #expect(found[file.file] == nil, "\(file.file) should pass: \(found[file.file] ?? [])") }
+        for file in Self.safe {
+            #expect(found[file.file] == nil, "\(file.file) should pass: \(found[file.file] ?? [])")
+        }
         let estimated = (report["findings"] as? [[String: Any]])?.first?["estimated_rows"]
         #expect(estimated is NSNull)
 
@@ -260,8 +291,13 @@ struct LintCommandTests {
         #expect(text.status == 1)
         let lines = text.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "note: no database given: static rules only")
-        #expect(lines.contains("migrations/02_index.sql:1: non-concurrent-index: CREATE INDEX without CONCURRENTLY holds its lock for the whole build; SHARE on media: blocks writes"))
-        #expect(lines.contains("allowed non-concurrent-index at migrations/43_allowed.sql:3: media is tiny and this runs at night"))
+        #expect(
+            lines.contains(
+                "migrations/02_index.sql:1: non-concurrent-index: CREATE INDEX without CONCURRENTLY holds its lock for the whole build; SHARE on media: blocks writes"
+            ))
+        #expect(
+            lines.contains(
+                "allowed non-concurrent-index at migrations/43_allowed.sql:3: media is tiny and this runs at night"))
 
         // Only safe files: exit 0, and the same note.
         let clean = try await GodwitProcess.run(
@@ -272,8 +308,14 @@ struct LintCommandTests {
     }
 
     @Test(arguments: [
-        ("-- godwit:allow non-concurrent-index\nCREATE INDEX i ON t (a);\n", ":1: `-- godwit:allow non-concurrent-index` needs a reason"),
-        ("SELECT 1;\n--godwit:allow no-such-rule because\nCREATE INDEX i ON t (a);\n", ":2: `-- godwit:allow` names unknown rule `no-such-rule`"),
+        (
+            "-- godwit:allow non-concurrent-index\nCREATE INDEX i ON t (a);\n",
+            ":1: `-- godwit:allow non-concurrent-index` needs a reason"
+        ),
+        (
+            "SELECT 1;\n--godwit:allow no-such-rule because\nCREATE INDEX i ON t (a);\n",
+            ":2: `-- godwit:allow` names unknown rule `no-such-rule`"
+        ),
     ])
     func aBadAllowCommentIsAnErrorNamingFileAndLine(contents: String, expected: String) async throws {
         let dir = try TemporaryDirectory()
@@ -292,11 +334,15 @@ struct LintCommandTests {
         defer { dir.delete() }
         try dir.write("migrations/1_a.sql", "CREATE INDEX i ON t (a);\n")
         let output = try await GodwitProcess.run(
-            ["migrate", "lint", "--format", "json", "--connect-timeout", "0", "-D", "postgres://postgres:sekrit@127.0.0.1:1/x"],
+            [
+                "migrate", "lint", "--format", "json", "--connect-timeout", "0", "-D",
+                "postgres://postgres:sekrit@127.0.0.1:1/x",
+            ],
             directory: dir.path)
         #expect(output.status == 1)
         #expect(output.stdout.isEmpty)
-        #expect(output.stderr.hasPrefix("error: ") && output.stderr.split(separator: "\n").count == 1, "\(output.stderr)")
+        #expect(
+            output.stderr.hasPrefix("error: ") && output.stderr.split(separator: "\n").count == 1, "\(output.stderr)")
         #expect(!output.stderr.contains("sekrit"))
     }
 
@@ -305,12 +351,15 @@ struct LintCommandTests {
         defer { dir.delete() }
         try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);\nALTER TABLE a ADD COLUMN b nosuchtype;\n")
         try await withTestDatabase { db in
-            let output = try await GodwitProcess.run(["migrate", "lint", "--format", "json", "-D", db.url], directory: dir.path)
+            let output = try await GodwitProcess.run(
+                ["migrate", "lint", "--format", "json", "-D", db.url], directory: dir.path)
             #expect(output.status == 1)
             #expect(output.stdout.isEmpty)
             #expect(output.stderr.hasPrefix("error: migrations/1_a.sql:2:"), "\(output.stderr)")
             #expect(
-                output.stderr.contains(": the statement failed in the scratch database of migrate lint: type \"nosuchtype\" does not exist"),
+                output.stderr.contains(
+                    ": the statement failed in the scratch database of migrate lint: type \"nosuchtype\" does not exist"
+                ),
                 "\(output.stderr)")
             #expect(output.stderr.split(separator: "\n").count == 1)
         }
@@ -323,9 +372,11 @@ enum GodwitBackupsShim {
     /// `GODWIT_PG_BIN`, then the PATH (ops/test puts `pg_config --bindir` first), then Debian's folders.
     static var pgDump: String {
         let environment = ProcessInfo.processInfo.environment
-        var folders = [environment["GODWIT_PG_BIN"] ?? ""] + (environment["PATH"] ?? "").split(separator: ":").map(String.init)
+        var folders =
+            [environment["GODWIT_PG_BIN"] ?? ""] + (environment["PATH"] ?? "").split(separator: ":").map(String.init)
         folders += ["17", "16", "15"].map { "/usr/lib/postgresql/\($0)/bin" }
-        return folders.map { $0 + "/pg_dump" }.first { FileManager.default.isExecutableFile(atPath: $0) } ?? "/usr/bin/pg_dump"
+        return folders.map { $0 + "/pg_dump" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+            ?? "/usr/bin/pg_dump"
     }
 
     static func arguments(_ url: String) throws -> (String, [String: String]) {

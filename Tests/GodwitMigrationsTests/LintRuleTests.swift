@@ -7,8 +7,11 @@ import Testing
 @Suite("migrate lint: static rules")
 struct LintRuleTests {
     func lint(_ sql: String, name: String = "9_x.sql") async throws -> LintReport {
-        let migration = Migration(version: 9, description: "x", kind: .simple, contents: Array(sql.utf8), path: "m/\(name)")
-        return try await MigrationLinter(source: MigrationSource(migrations: [], directory: "m")).lintStatically([migration])
+        let migration = Migration(
+            version: 9, description: "x", kind: .simple, contents: Array(sql.utf8), path: "m/\(name)")
+        return try await MigrationLinter(source: MigrationSource(migrations: [], directory: "m")).lintStatically([
+            migration
+        ])
     }
 
     func rules(_ sql: String) async throws -> [String] {

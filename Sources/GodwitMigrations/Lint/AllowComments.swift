@@ -27,7 +27,9 @@ struct AllowComment: Sendable, Equatable {
             let words = rest.split(maxSplits: 1, whereSeparator: { $0 == " " || $0 == "\t" })
             guard let id = words.first.map(String.init) else {
                 throw MigrationError(
-                    .invalidSource, "\(path):\(offset + 1): `-- godwit:allow` needs a rule and a reason: -- godwit:allow RULE why it is safe here")
+                    .invalidSource,
+                    "\(path):\(offset + 1): `-- godwit:allow` needs a rule and a reason: -- godwit:allow RULE why it is safe here"
+                )
             }
             guard let rule = LintRule(id: id) else {
                 throw MigrationError(
@@ -38,7 +40,9 @@ struct AllowComment: Sendable, Equatable {
             let reason = words.count > 1 ? words[1].trimmingCharacters(in: .whitespaces) : ""
             guard !reason.isEmpty else {
                 throw MigrationError(
-                    .invalidSource, "\(path):\(offset + 1): `-- godwit:allow \(id)` needs a reason after the rule: say why it is safe here")
+                    .invalidSource,
+                    "\(path):\(offset + 1): `-- godwit:allow \(id)` needs a reason after the rule: say why it is safe here"
+                )
             }
             found[offset + 1] = AllowComment(rule: rule, reason: reason, line: offset + 1)
         }

@@ -40,7 +40,8 @@ public enum BatchedJobFile {
         ]
         if finding.batchKey == nil {
             lines.append(
-                "-- The key column \(assumedKey) is assumed (no database was given, or the table has no single-column primary key), check it.")
+                "-- The key column \(assumedKey) is assumed (no database was given, or the table has no single-column primary key), check it."
+            )
         }
         let column = key.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }) ? key : quoteIdentifier(key)
         lines.append("\(sql)\nWHERE \(column) BETWEEN $1 AND $2;")

@@ -46,7 +46,8 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
         case .cluster: "CLUSTER, which rewrites the table under ACCESS EXCLUSIVE"
         case .wholeTableUpdate: "an UPDATE without WHERE of an existing table in a schema migration"
         case .wholeTableDelete: "a DELETE without WHERE of an existing table in a schema migration"
-        case .workUnderExclusiveLock: "work done while an ACCESS EXCLUSIVE lock taken earlier in the transaction is held"
+        case .workUnderExclusiveLock:
+            "work done while an ACCESS EXCLUSIVE lock taken earlier in the transaction is held"
         case .needsNoTransaction: "CONCURRENTLY or VACUUM in a file that runs inside a transaction"
         case .dropColumn: "DROP COLUMN, which breaks the application version still running"
         case .renameColumn: "RENAME COLUMN, which breaks the application version still running"

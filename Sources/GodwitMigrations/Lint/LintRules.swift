@@ -85,7 +85,9 @@ enum LintRules {
         let table = facts.tableName
         var findings: [LintFinding] = []
 
-        func add(_ rule: LintRule, _ what: String, lock staticLock: LockMode?, rewrite: Bool = false, on name: String? = nil) {
+        func add(
+            _ rule: LintRule, _ what: String, lock staticLock: LockMode?, rewrite: Bool = false, on name: String? = nil
+        ) {
             let name = name ?? table
             var lock = staticLock
             if let trace, let oid = trace.tableOID, let seen = trace.acquired[oid], name == table { lock = seen }
@@ -111,19 +113,26 @@ enum LintRules {
 
         switch shape.command {
         case .createIndex(concurrently: false) where existing:
-            add(.nonConcurrentIndex, "CREATE INDEX without CONCURRENTLY holds its lock for the whole build", lock: .share)
+            add(
+                .nonConcurrentIndex, "CREATE INDEX without CONCURRENTLY holds its lock for the whole build",
+                lock: .share)
         case .reindex(concurrently: false) where existing || trace?.tableOID == nil:
             add(
-                .nonConcurrentReindex, "REINDEX without CONCURRENTLY rebuilds under a lock (and ACCESS EXCLUSIVE on each index)",
+                .nonConcurrentReindex,
+                "REINDEX without CONCURRENTLY rebuilds under a lock (and ACCESS EXCLUSIVE on each index)",
                 lock: .share, rewrite: true)
         case .vacuum(full: true):
             add(.vacuumFull, "VACUUM FULL rewrites the table", lock: .accessExclusive, rewrite: true)
         case .cluster:
             add(.cluster, "CLUSTER rewrites the table in index order", lock: .accessExclusive, rewrite: true)
         case .update(hasWhere: false) where existing:
-            add(.wholeTableUpdate, "UPDATE without WHERE changes every row of an existing table in one transaction", lock: .rowExclusive)
+            add(
+                .wholeTableUpdate, "UPDATE without WHERE changes every row of an existing table in one transaction",
+                lock: .rowExclusive)
         case .delete(hasWhere: false) where existing:
-            add(.wholeTableDelete, "DELETE without WHERE removes every row of an existing table in one transaction", lock: .rowExclusive)
+            add(
+                .wholeTableDelete, "DELETE without WHERE removes every row of an existing table in one transaction",
+                lock: .rowExclusive)
         case .dropTable(let names):
             let gone: [String] =
                 if let trace { trace.dropped.compactMap { trace.names[$0] } } else { facts.droppedPreExisting }
@@ -149,15 +158,22 @@ enum LintRules {
                 switch action {
                 case .addColumn(let column, let defaultTokens, let serial):
                     if serial, rewritten ?? true {
-                        add(.serialColumn, "adding serial or identity column \(column) rewrites the table to fill it", lock: .accessExclusive, rewrite: true)
+                        add(
+                            .serialColumn, "adding serial or identity column \(column) rewrites the table to fill it",
+                            lock: .accessExclusive, rewrite: true)
                         sawRewriteRule = true
                     } else if let defaultTokens, !serial, rewritten ?? isVolatile(defaultTokens) {
-                        add(.volatileDefault, "the default of column \(column) is volatile, so adding it rewrites the table", lock: .accessExclusive, rewrite: true)
+                        add(
+                            .volatileDefault,
+                            "the default of column \(column) is volatile, so adding it rewrites the table",
+                            lock: .accessExclusive, rewrite: true)
                         sawRewriteRule = true
                     }
                 case .alterType(let column, let type):
                     if rewritten ?? !isCheapTypeChange(type) {
-                        add(.columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table", lock: .accessExclusive, rewrite: true)
+                        add(
+                            .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
+                            lock: .accessExclusive, rewrite: true)
                         sawRewriteRule = true
                     }
                 case .addConstraint(let kind, let notValid, let usingIndex, _) where trace == nil:
@@ -170,16 +186,26 @@ enum LintRules {
                             lock: kind == .foreignKey ? .shareRowExclusive : .accessExclusive)
                     case .unique, .primaryKey, .exclude:
                         guard !usingIndex else { break }
-                        add(.uniqueWithoutIndex, "the constraint builds its index under the lock", lock: .accessExclusive)
+                        add(
+                            .uniqueWithoutIndex, "the constraint builds its index under the lock",
+                            lock: .accessExclusive)
                     }
                 case .setNotNull(let column) where !facts.notNullProven:
-                    add(.setNotNull, "SET NOT NULL on \(column) scans the whole table under the lock", lock: .accessExclusive)
+                    add(
+                        .setNotNull, "SET NOT NULL on \(column) scans the whole table under the lock",
+                        lock: .accessExclusive)
                 case .dropColumn(let column):
-                    add(.dropColumn, "dropping column \(column) breaks the application version still running", lock: alterLock)
+                    add(
+                        .dropColumn, "dropping column \(column) breaks the application version still running",
+                        lock: alterLock)
                 case .renameColumn(let column):
-                    add(.renameColumn, "renaming column \(column) breaks the application version still running", lock: alterLock)
+                    add(
+                        .renameColumn, "renaming column \(column) breaks the application version still running",
+                        lock: alterLock)
                 case .renameTable:
-                    add(.renameTable, "renaming the table breaks the application version still running", lock: alterLock)
+                    add(
+                        .renameTable, "renaming the table breaks the application version still running", lock: alterLock
+                    )
                 default:
                     break
                 }
@@ -199,7 +225,9 @@ enum LintRules {
                         lock: lock ?? (constraint.type == "f" ? .shareRowExclusive : .accessExclusive), on: name)
                 case "u", "p", "x":
                     guard constraint.builtIndex else { break }
-                    add(.uniqueWithoutIndex, "the constraint builds its index under the lock", lock: lock ?? .accessExclusive, on: name)
+                    add(
+                        .uniqueWithoutIndex, "the constraint builds its index under the lock",
+                        lock: lock ?? .accessExclusive, on: name)
                 default:
                     break
                 }
@@ -211,7 +239,9 @@ enum LintRules {
             }
             if !sawRewriteRule, !excluded {
                 for oid in trace.rewritten {
-                    add(.tableRewrite, "the statement rewrites the table", lock: trace.acquired[oid] ?? .accessExclusive, rewrite: true, on: trace.names[oid])
+                    add(
+                        .tableRewrite, "the statement rewrites the table",
+                        lock: trace.acquired[oid] ?? .accessExclusive, rewrite: true, on: trace.names[oid])
                 }
             }
         }
@@ -258,7 +288,8 @@ enum LintRules {
         case .alterTable: staticAlterLock(shape) == .accessExclusive
         case .lockTable:
             !shape.tokens.contains { $0.isKeyword("IN") }
-                || shape.tokens.contains { $0.isKeyword("ACCESS") } && shape.tokens.contains { $0.isKeyword("EXCLUSIVE") }
+                || shape.tokens.contains { $0.isKeyword("ACCESS") }
+                    && shape.tokens.contains { $0.isKeyword("EXCLUSIVE") }
         case .truncate, .vacuum(full: true), .cluster: true
         default: false
         }

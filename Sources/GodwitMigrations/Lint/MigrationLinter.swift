@@ -150,17 +150,21 @@ public struct MigrationLinter: Sendable {
                     }
                 }
                 if case .dropTable(let names) = shape.command {
-                    for name in names where try await preExisting(name) { facts.droppedPreExisting.append(name.written) }
+                    for name in names where try await preExisting(name) {
+                        facts.droppedPreExisting.append(name.written)
+                    }
                 }
                 if let catalog, case .update(hasWhere: false) = shape.command, let table = shape.table {
-                    facts.batchKey = try await MigrationTrace.singleColumnKey(of: table.written, byOID: false, on: catalog)
+                    facts.batchKey = try await MigrationTrace.singleColumnKey(
+                        of: table.written, byOID: false, on: catalog)
                 }
                 sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
 
                 if case .createTable = shape.command, let table = shape.table { created.insert(table.key) }
                 if let table = shape.table {
                     for column in shape.notNullCheckColumns { notNullChecks.insert("\(table.key).\(column)") }
-                    if file.inTransaction, exclusiveHeld == nil, tablePreExisting, LintRules.takesAccessExclusive(shape) {
+                    if file.inTransaction, exclusiveHeld == nil, tablePreExisting, LintRules.takesAccessExclusive(shape)
+                    {
                         exclusiveHeld = table.written
                     }
                 }

@@ -68,11 +68,13 @@ struct MigrationTrace {
                 "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "--dbname=\(destination)"],
                 environment: destinationEnvironment))
         guard dump.succeeded else {
-            throw MigrationError(.execution, "migrate lint: pg_dump --schema-only of the target failed: \(dump.firstErrorLine)")
+            throw MigrationError(
+                .execution, "migrate lint: pg_dump --schema-only of the target failed: \(dump.firstErrorLine)")
         }
         guard load.succeeded else {
             throw MigrationError(
-                .execution, "migrate lint: loading the target's schema into the scratch database failed: \(load.firstErrorLine)")
+                .execution,
+                "migrate lint: loading the target's schema into the scratch database failed: \(load.firstErrorLine)")
         }
     }
 
@@ -205,11 +207,15 @@ struct MigrationTrace {
         let namesBefore = Set(constraintsBefore.values.map { "\($0.table).\($0.name)" })
         let nodesBefore = Set(relationsBefore.values.map(\.node))
         for (oid, row) in try await constraints()
-        where constraintsBefore[oid] == nil && preExisting[row.table] != nil && !namesBefore.contains("\(row.table).\(row.name)") {
-            let built = row.index != 0 && relationsBefore[row.index] == nil
+        where constraintsBefore[oid] == nil && preExisting[row.table] != nil
+            && !namesBefore.contains("\(row.table).\(row.name)")
+        {
+            let built =
+                row.index != 0 && relationsBefore[row.index] == nil
                 && !(relationsAfter[row.index].map { nodesBefore.contains($0.node) } ?? false)
             observation.newConstraints.append(
-                TraceObservation.NewConstraint(table: row.table, type: row.type, validated: row.validated, builtIndex: built))
+                TraceObservation.NewConstraint(
+                    table: row.table, type: row.type, validated: row.validated, builtIndex: built))
         }
         for (oid, relation) in relationsBefore.merging(relationsAfter, uniquingKeysWith: { $1 }) {
             observation.names[oid] = relation.name

@@ -174,7 +174,9 @@ struct StatementShape: Sendable {
                 while j < t.count, !(t[j].isSymbol(")") && t[j].depth == 0) { j += 1 }
                 j += 1
             }
-            while j < t.count, ["FULL", "FREEZE", "VERBOSE", "ANALYZE", "ANALYSE"].contains(t[j].keyword ?? "") { j += 1 }
+            while j < t.count, ["FULL", "FREEZE", "VERBOSE", "ANALYZE", "ANALYSE"].contains(t[j].keyword ?? "") {
+                j += 1
+            }
             return (.vacuum(full: full), name(t, at: j)?.name)
         case "CLUSTER":
             var j = 1
@@ -222,7 +224,9 @@ struct StatementShape: Sendable {
         return pieces.filter { !$0.isEmpty }.map(action)
     }
 
-    private static let constraintStarts: Set<String> = ["CONSTRAINT", "CHECK", "FOREIGN", "UNIQUE", "PRIMARY", "EXCLUDE"]
+    private static let constraintStarts: Set<String> = [
+        "CONSTRAINT", "CHECK", "FOREIGN", "UNIQUE", "PRIMARY", "EXCLUDE",
+    ]
     private static let columnConstraintWords: Set<String> = [
         "NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE", "DEFAULT",
     ]
@@ -250,7 +254,8 @@ struct StatementShape: Sendable {
                 defaultTokens = Array(rest[(d + 1)..<end])
             }
             return .addColumn(
-                name: column, defaultTokens: defaultTokens, serialOrIdentity: serialTypes.contains(typeWord) || identity)
+                name: column, defaultTokens: defaultTokens, serialOrIdentity: serialTypes.contains(typeWord) || identity
+            )
         case "ALTER":
             var i = 1
             if word(i) == "COLUMN" { i += 1 }
@@ -259,7 +264,9 @@ struct StatementShape: Sendable {
             if word(i) == "SET", word(i + 1) == "NOT", word(i + 2) == "NULL" { return .setNotNull(column: column) }
             if word(i) == "SET", word(i + 1) == "DATA" { i += 2 }
             if word(i) == "TYPE" {
-                let typeTokens = a[(i + 1)...].prefix { !($0.depth == 0 && ($0.isKeyword("USING") || $0.isKeyword("COLLATE"))) }
+                let typeTokens = a[(i + 1)...].prefix {
+                    !($0.depth == 0 && ($0.isKeyword("USING") || $0.isKeyword("COLLATE")))
+                }
                 return .alterType(column: column, type: typeTokens.map(\.text).joined(separator: " "))
             }
             return .other
