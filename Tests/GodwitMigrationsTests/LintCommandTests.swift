@@ -57,6 +57,11 @@ struct LintCommandTests {
         ("19_rename_column.sql", "ALTER TABLE media RENAME COLUMN label TO caption_label;", ["rename-column"]),
         ("20_rename_table.sql", "ALTER TABLE old_stuff RENAME TO older_stuff;", ["rename-table"]),
         ("21_drop_table.sql", "DROP TABLE older_stuff;", ["drop-table"]),
+        ("22_random_default.sql", "ALTER TABLE media ADD COLUMN r float8 DEFAULT random();", ["volatile-default"]),
+        (
+            "23_identity.sql", "ALTER TABLE media ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY;",
+            ["serial-column"]
+        ),
     ]
 
     /// Pending migrations that must raise nothing.

@@ -133,13 +133,12 @@ enum LintRules {
             add(
                 .wholeTableDelete, "DELETE without WHERE removes every row of an existing table in one transaction",
                 lock: .rowExclusive)
-        case .dropTable(let names):
+        case .dropTable:
             let gone: [String] =
                 if let trace { trace.dropped.compactMap { trace.names[$0] } } else { facts.droppedPreExisting }
             for name in gone {
                 add(.dropTable, "DROP TABLE of a table the running application uses", lock: .accessExclusive, on: name)
             }
-            _ = names
         default:
             break
         }
