@@ -1,5 +1,7 @@
+import Foundation
 import GodwitBatched
 import GodwitMigrations
+import GodwitTestSupport
 import Testing
 
 /// The job file `migrate lint --write-jobs` writes for a whole-table UPDATE is one that
@@ -30,5 +32,27 @@ struct LintJobFileTests {
         let finding = LintFinding(
             rule: .dropColumn, file: "m/1_x.sql", line: 1, statement: "ALTER TABLE t DROP c", message: "x")
         #expect(BatchedJobFile.text(for: finding) == nil)
+    }
+
+    /// End to end: lint finds the UPDATE, writes the file, and `godwit job enqueue` takes it.
+    @Test func lintWritesAJobThatEnqueues() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let migration = try dir.write("migrations/2_fill.sql", "UPDATE items SET label = upper(label);\n")
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await conn.execute("CREATE TABLE items (item_no bigint PRIMARY KEY, label text)")
+            await conn.close()
+            let lint = try await GodwitProcess.run(
+                ["migrate", "lint", "-D", db.url, "--write-jobs", dir.path + "/jobs", migration])
+            #expect(lint.status == 1, "\(lint.stderr)")
+            let path = dir.path + "/jobs/lint_2_fill_line1.sql"
+            #expect(lint.stdout.contains("wrote \(path)\n"), "\(lint.stdout)")
+            let definition = try BatchedJobDefinition.parse(try String(contentsOfFile: path, encoding: .utf8), file: path)
+            #expect(definition.key == "item_no")
+            #expect(definition.statement == "UPDATE items SET label = upper(label)\nWHERE item_no BETWEEN $1 AND $2")
+            let enqueue = try await GodwitProcess.run(["job", "enqueue", path, "-D", db.url])
+            #expect(enqueue.status == 0, "\(enqueue.stderr)")
+        }
     }
 }
