@@ -48,7 +48,8 @@ struct LintJobFileTests {
             #expect(lint.status == 1, "\(lint.stderr)")
             let path = dir.path + "/jobs/lint_2_fill_line1.sql"
             #expect(lint.stdout.contains("wrote \(path)\n"), "\(lint.stdout)")
-            let definition = try BatchedJobDefinition.parse(try String(contentsOfFile: path, encoding: .utf8), file: path)
+            let definition = try BatchedJobDefinition.parse(
+                try String(contentsOfFile: path, encoding: .utf8), file: path)
             #expect(definition.key == "item_no")
             #expect(definition.statement == "UPDATE items SET label = upper(label)\nWHERE item_no BETWEEN $1 AND $2")
             let enqueue = try await GodwitProcess.run(["job", "enqueue", path, "-D", db.url])

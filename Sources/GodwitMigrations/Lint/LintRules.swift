@@ -119,7 +119,7 @@ enum LintRules {
         case .reindex(concurrently: false) where existing || trace?.tableOID == nil:
             add(
                 .nonConcurrentReindex,
-                "REINDEX without CONCURRENTLY rebuilds under a lock (and ACCESS EXCLUSIVE on each index)",
+                "REINDEX without CONCURRENTLY takes ACCESS EXCLUSIVE on each index it rebuilds, which also stalls queries planned on the table",
                 lock: .share, rewrite: true)
         case .vacuum(full: true):
             add(.vacuumFull, "VACUUM FULL rewrites the table", lock: .accessExclusive, rewrite: true)
