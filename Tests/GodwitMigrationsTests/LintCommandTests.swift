@@ -291,6 +291,14 @@ struct LintCommandTests {
         }
         let estimated = (report["findings"] as? [[String: Any]])?.first?["estimated_rows"]
         #expect(estimated is NSNull)
+        struct Decoded: Decodable {
+            var mode: String
+            var findings: [LintFinding]
+            var allowed: [LintFinding]
+        }
+        let decoded = try JSONDecoder().decode(Decoded.self, from: Data(json.stdout.utf8))
+        #expect(decoded.findings.allSatisfy { $0.lintRule != nil && $0.line > 0 && !$0.recipe.isEmpty })
+        #expect(decoded.allowed.map(\.reason) == ["media is tiny and this runs at night"])
 
         let text = try await GodwitProcess.run(["migrate", "lint", "--no-dotenv"] + files, directory: dir.path)
         #expect(text.status == 1)
@@ -349,6 +357,31 @@ struct LintCommandTests {
         #expect(
             output.stderr.hasPrefix("error: ") && output.stderr.split(separator: "\n").count == 1, "\(output.stderr)")
         #expect(!output.stderr.contains("sekrit"))
+    }
+
+    /// The trace needs CREATEDB; without it the one line says so, and never the password.
+    @Test func aRoleThatCannotCreateTheScratchDatabaseIsToldWhatItNeeds() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);\n")
+        try await withTestDatabase { db in
+            let admin = try await db.connect()
+            let role = "lint_\(UInt32.random(in: 0...UInt32.max))"
+            let secret = "pw-\(UInt32.random(in: 0...UInt32.max))"
+            try await admin.execute("CREATE ROLE \(quoteIdentifier(role)) LOGIN PASSWORD \(quoteLiteral(secret))")
+            var components = try #require(URLComponents(string: db.url))
+            components.user = role
+            components.password = secret
+            let output = try await GodwitProcess.run(
+                ["migrate", "lint", "--format", "json", "-D", try #require(components.string)], directory: dir.path)
+            #expect(output.status == 1)
+            #expect(output.stdout.isEmpty)
+            #expect(output.stderr.hasPrefix("error: migrate lint needs a scratch database"), "\(output.stderr)")
+            #expect(output.stderr.contains("CREATEDB") && output.stderr.split(separator: "\n").count == 1)
+            #expect(!output.stderr.contains(secret))
+            try await admin.execute("DROP ROLE \(quoteIdentifier(role))")
+            await admin.close()
+        }
     }
 
     @Test func aStatementThatFailsInTheScratchDatabaseIsAnErrorNamingFileAndLine() async throws {

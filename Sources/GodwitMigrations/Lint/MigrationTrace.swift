@@ -38,7 +38,9 @@ struct MigrationTrace {
             try await MigrationVerifier.createScratch(scratch, likeCurrentDatabaseOf: target)
         } catch let error as MigrationError {
             throw MigrationError(
-                error.code, error.message.replacingOccurrences(of: "migrate verify", with: "migrate lint"),
+                error.code,
+                error.message.replacingOccurrences(of: "migrate verify", with: "migrate lint")
+                    .replacingOccurrences(of: "run verify", with: "run lint"),
                 underlying: error.underlying)
         }
         do {
