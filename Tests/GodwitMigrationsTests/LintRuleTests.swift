@@ -56,6 +56,8 @@ struct LintRuleTests {
         "CREATE TABLE t (id int);\nCREATE INDEX ON t (id);\nALTER TABLE t RENAME COLUMN id TO key;\nDROP TABLE t;",
         "ALTER TABLE media ADD CONSTRAINT n CHECK ((n IS NOT NULL)) NOT VALID;\nALTER TABLE media ALTER COLUMN n SET NOT NULL;",
         "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON media (a);\nDROP INDEX CONCURRENTLY j;\nVACUUM media;",
+        "ALTER TABLE media VALIDATE CONSTRAINT c;\nUPDATE media SET a = 1 WHERE id = 1;",
+        "ALTER TABLE media ADD CONSTRAINT f FOREIGN KEY (t) REFERENCES tenants NOT VALID;\nUPDATE media SET a = 1 WHERE id = 1;",
     ])
     func safeStatementsPass(sql: String) async throws {
         #expect(try await rules(sql) == [], "\(sql)")

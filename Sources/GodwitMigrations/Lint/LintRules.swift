@@ -254,14 +254,18 @@ enum LintRules {
         return findings
     }
 
-    /// The lock ALTER TABLE takes by PostgreSQL's documentation, for static mode.
+    /// The lock ALTER TABLE takes by PostgreSQL's documentation, for static mode: SHARE
+    /// UPDATE EXCLUSIVE for VALIDATE CONSTRAINT, SHARE ROW EXCLUSIVE for adding a foreign
+    /// key, the strongest of its actions' locks, and ACCESS EXCLUSIVE for everything else.
     static func staticAlterLock(_ shape: StatementShape) -> LockMode {
-        let firsts = shape.alterActions.map { action -> String in
-            if case .addConstraint(.foreignKey, _, _, _) = action { return "FK" }
-            return ""
+        let locks = shape.alterActions.map { action -> LockMode in
+            switch action {
+            case .validateConstraint: .shareUpdateExclusive
+            case .addConstraint(.foreignKey, _, _, _): .shareRowExclusive
+            default: .accessExclusive
+            }
         }
-        if !firsts.isEmpty, firsts.allSatisfy({ $0 == "FK" }) { return .shareRowExclusive }
-        return .accessExclusive
+        return locks.max() ?? .accessExclusive
     }
 
     /// A default that calls a volatile function (static mode's guess).

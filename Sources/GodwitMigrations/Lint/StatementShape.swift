@@ -21,6 +21,7 @@ struct StatementShape: Sendable {
         case dropColumn(String)
         case renameColumn(String)
         case renameTable
+        case validateConstraint
         case other
     }
 
@@ -277,6 +278,8 @@ struct StatementShape: Sendable {
             if word(i) == "IF", word(i + 1) == "EXISTS" { i += 2 }
             guard i < a.count, let column = a[i].identifier else { return .other }
             return .dropColumn(column)
+        case "VALIDATE":
+            return .validateConstraint
         case "RENAME":
             if word(1) == "TO" { return .renameTable }
             if word(1) == "CONSTRAINT" { return .other }
