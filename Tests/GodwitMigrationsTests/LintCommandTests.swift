@@ -62,6 +62,8 @@ struct LintCommandTests {
             "23_identity.sql", "ALTER TABLE media ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY;",
             ["serial-column"]
         ),
+        // Not known to the static rules: PostgreSQL refuses it in a transaction (SQLSTATE 25001).
+        ("24_create_database.sql", "CREATE DATABASE godwit_lint_never_created;", ["needs-no-transaction"]),
     ]
 
     /// Pending migrations that must raise nothing.
@@ -105,6 +107,8 @@ struct LintCommandTests {
             "41_unique_using_index.sql",
             "ALTER TABLE media ADD CONSTRAINT media_uid_key UNIQUE USING INDEX media_uid_idx;"
         ),
+        // Cluster-wide, and still rolled back with everything else.
+        ("44_role.sql", "CREATE ROLE godwit_lint_probe NOLOGIN;"),
         (
             "42_new_then_dropped.sql",
             "CREATE TABLE scratchpad (id int);\nCREATE INDEX ON scratchpad (id);\nDROP TABLE scratchpad;"
@@ -113,7 +117,7 @@ struct LintCommandTests {
 
     /// What the static rules (no database) catch of the dangerous files: all but what only the
     /// trace can see (a rewrite by a generated column).
-    static let staticOnlyMisses: Set<String> = ["07_generated.sql"]
+    static let staticOnlyMisses: Set<String> = ["07_generated.sql", "24_create_database.sql"]
 
     static let allowedFile = (
         "43_allowed.sql",
@@ -255,6 +259,12 @@ struct LintCommandTests {
             let admin = try await Connection.connect(try TestDatabase.serverURL)
             let left = try await admin.query("SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'godwit_lint_%'")
             #expect(try left.first?.int("n") == 0)
+            let leaked = try await admin.query(
+                """
+                SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'godwit_lint_probe')
+                     + (SELECT count(*) FROM pg_database WHERE datname = 'godwit_lint_never_created') AS n
+                """)
+            #expect(try leaked.first?.int("n") == 0, "a role or database outlived the lint")
             await admin.close()
 
             // The cheap pre-run check on the same connection: catalog-informed static rules.

@@ -33,6 +33,7 @@ struct LintRuleTests {
         ("DELETE FROM \"Media\";", "whole-table-delete"),
         ("LOCK TABLE media;\nINSERT INTO media (a) SELECT 1;", "work-under-exclusive-lock"),
         ("REINDEX TABLE CONCURRENTLY media;", "needs-no-transaction"),
+        ("REINDEX SCHEMA public;", "needs-no-transaction"),
         ("ALTER TABLE media DROP legacy;", "drop-column"),
         ("ALTER TABLE media RENAME a TO b;", "rename-column"),
         ("ALTER TABLE IF EXISTS media RENAME TO pictures;", "rename-table"),

@@ -55,6 +55,8 @@ struct StatementFacts: Sendable {
     /// transaction.
     var exclusiveHeldOn: String?
     var trace: TraceObservation?
+    /// The trace tried the statement in a transaction and PostgreSQL refused (SQLSTATE 25001).
+    var failsInTransaction = false
     /// `%I.%I` (trace) or as written (static), to look the size up in the target.
     var sizeName: String?
     var batchKey: String?
@@ -143,7 +145,7 @@ enum LintRules {
             break
         }
 
-        if shape.needsNoTransaction && facts.inTransaction {
+        if (shape.needsNoTransaction || facts.failsInTransaction) && facts.inTransaction {
             add(
                 .needsNoTransaction,
                 "this statement cannot run inside a transaction block, and the file has no -- no-transaction line: migrate run would fail here",

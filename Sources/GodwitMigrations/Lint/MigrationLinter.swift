@@ -177,41 +177,71 @@ public struct MigrationLinter: Sendable {
         try await MigrationTrace.withScratch(targetURL: targetURL, target: target) { trace in
             var report = LintReport(mode: .trace, findings: [], allowed: [])
             let connection = trace.connection
-            for file in files {
-                if file.inTransaction { try await connection.execute("BEGIN") }
-                do {
+            try await connection.execute("BEGIN")
+            do {
+                for file in files {
+                    let baseline = file.inTransaction ? try await trace.locks() : nil
+                    // Pre-existing tables this migration has taken ACCESS EXCLUSIVE on. pg_locks
+                    // cannot show a lock an earlier migration of the same (rolled-back)
+                    // transaction already holds, so a statement that by its text takes it on
+                    // such a table counts as taking it.
+                    var heldInMigration: [Int64] = []
                     for (statement, shape) in file.statements {
-                        let observation: TraceObservation
-                        var judgedByText = false
+                        var observation: TraceObservation
+                        var failsInTransaction = false
+                        let sql = shape.needsNoTransaction ? shape.withoutConcurrently(statement.text) : statement.text
+                        var judgedByText = sql == nil
                         if case .vacuum = shape.command { judgedByText = true }
                         if case .cluster = shape.command { judgedByText = true }
-                        if shape.needsNoTransaction && file.inTransaction { judgedByText = true }
                         if judgedByText {
                             observation = try await trace.resolveOnly(shape)
-                        } else if file.inTransaction || shape.needsNoTransaction {
-                            observation = try await trace.observe(statement, shape: shape, path: file.migration.path)
                         } else {
-                            try await connection.execute("BEGIN")
-                            observation = try await trace.observe(statement, shape: shape, path: file.migration.path)
-                            try await connection.execute("COMMIT")
+                            try await connection.execute("SAVEPOINT godwit_lint")
+                            do {
+                                observation = try await trace.observe(
+                                    statement, sql: sql ?? statement.text, shape: shape, path: file.migration.path,
+                                    baseline: baseline)
+                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                            } catch let error as MigrationError where error.underlying?.sqlState == "25001" {
+                                // "cannot run inside a transaction block": PostgreSQL says so itself.
+                                try await connection.execute("ROLLBACK TO SAVEPOINT godwit_lint")
+                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                                observation = try await trace.resolveOnly(shape)
+                                failsInTransaction = true
+                            }
                         }
                         let tableOID = observation.tableOID
-                        let facts = StatementFacts(
+                        var facts = StatementFacts(
                             path: file.migration.path, statement: statement, shape: shape,
                             inTransaction: file.inTransaction,
                             tablePreExisting: tableOID.map { trace.preExisting[$0] != nil } ?? false,
                             notNullProven: observation.notNullProven,
-                            exclusiveHeldOn: observation.heldExclusive.first.flatMap { trace.preExisting[$0]?.name },
+                            exclusiveHeldOn: (observation.heldExclusive + heldInMigration).first.flatMap {
+                                trace.preExisting[$0]?.name
+                            },
                             trace: observation, sizeName: tableOID.flatMap { observation.qualifiedNames[$0] },
                             batchKey: observation.batchKey)
+                        facts.failsInTransaction = failsInTransaction
                         sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
+                        if let baseline, observation.executed {
+                            let tables = observation.acquired.filter { oid, mode in
+                                mode == .accessExclusive
+                                    && ["r", "p", "m"].contains(trace.preExisting[oid]?.kind ?? "")
+                            }.map(\.key)
+                            heldInMigration += tables.filter { !heldInMigration.contains($0) }
+                            if let oid = tableOID, trace.preExisting[oid] != nil, baseline[oid] == .accessExclusive,
+                                LintRules.takesAccessExclusive(shape), !heldInMigration.contains(oid)
+                            {
+                                heldInMigration.append(oid)
+                            }
+                        }
                     }
-                    if file.inTransaction { try await connection.execute("COMMIT") }
-                } catch {
-                    await connection.cleanup("ROLLBACK")
-                    throw error
                 }
+            } catch {
+                await connection.cleanup("ROLLBACK")
+                throw error
             }
+            await connection.cleanup("ROLLBACK")
             return report
         }
     }

@@ -11,11 +11,12 @@ import GodwitPostgres
 /// `pg_dump --schema-only` of the target piped into `psql`, and dropped afterwards, also on
 /// failure. The target sees only catalog reads and the schema-only dump.
 ///
-/// A migration runs inside one transaction, as `migrate run` would run it, and is committed
-/// in the scratch database so that the next pending migration finds what it created (the
-/// scratch database is thrown away). A `-- no-transaction` file runs statement by statement,
-/// each in a transaction of its own so that its locks can be read before it commits, except
-/// the statements that cannot run in one (CONCURRENTLY), which run alone.
+/// All the migrations run inside one transaction that is rolled back at the end, each
+/// statement under a savepoint, so that a later pending migration finds what an earlier one
+/// created and nothing outlives the lint, not even what is cluster-wide (a `CREATE ROLE`).
+/// Statements that cannot run in a transaction run without their `CONCURRENTLY` (the same
+/// schema change); those that still cannot (SQLSTATE 25001, `CREATE DATABASE`) are not run,
+/// and neither are `VACUUM` and `CLUSTER`: they are judged by their text.
 struct MigrationTrace {
     struct Relation: Sendable {
         var node: Int64
@@ -98,7 +99,8 @@ struct MigrationTrace {
         return relations
     }
 
-    private func locks() async throws -> [Int64: LockMode] {
+    /// The relation locks this backend holds, the strongest mode per relation.
+    func locks() async throws -> [Int64: LockMode] {
         let result = try await connection.query(
             """
             SELECT relation::int8 AS oid, mode FROM pg_locks
@@ -147,9 +149,13 @@ struct MigrationTrace {
         return observation
     }
 
-    /// Runs one statement and says what it did. `inTransaction`: the caller has a transaction
-    /// open, so locks taken by earlier statements are still held.
-    func observe(_ statement: SQLStatement, shape: StatementShape, path: String) async throws -> TraceObservation {
+    /// Runs one statement (`sql`: its text, or the text without CONCURRENTLY) and says what it
+    /// did. `baseline`: the locks held when the statement's migration began, for a migration
+    /// that runs in one transaction; nil for a `-- no-transaction` one, whose statements each
+    /// commit on their own and so never run under an earlier statement's lock.
+    func observe(
+        _ statement: SQLStatement, sql: String, shape: StatementShape, path: String, baseline: [Int64: LockMode]?
+    ) async throws -> TraceObservation {
         var observation = TraceObservation()
         if let table = shape.table {
             let row = try await connection.query("SELECT to_regclass($1)::int8 AS oid", [table.written]).first
@@ -169,9 +175,10 @@ struct MigrationTrace {
             _ = await connection.takeNotices()
         }
         do {
-            try await connection.execute(statement.text)
+            try await connection.execute(sql)
         } catch let error as PostgresError {
-            let (line, column) = statement.location(ofCharacterPosition: error.position ?? 1)
+            let (line, column) = statement.location(
+                ofCharacterPosition: sql == statement.text ? error.position ?? 1 : 1)
             throw MigrationError(
                 .execution,
                 "\(path):\(line):\(column): the statement failed in the scratch database of migrate lint: \(error.message)\(error.sqlState.map { " (SQLSTATE \($0))" } ?? "")",
@@ -191,6 +198,7 @@ struct MigrationTrace {
             observation.acquired[oid] = mode
         }
         for (oid, mode) in locksBefore where mode == .accessExclusive {
+            guard let baseline, baseline[oid] != .accessExclusive else { continue }
             if let relation = preExisting[oid], ["r", "p", "m"].contains(relation.kind) {
                 observation.heldExclusive.append(oid)
             }

@@ -21,6 +21,8 @@ struct SQLToken: Sendable, Equatable {
     var text: String
     /// Parenthesis depth at the token (a `(` has the depth outside it).
     var depth: Int
+    /// Offset in Unicode scalars of the token in the statement (kept for words only).
+    var start = 0
 
     /// The word in upper case, or nil for anything that is not an unquoted word.
     var keyword: String? { kind == .word ? text.uppercased() : nil }
@@ -84,7 +86,7 @@ enum SQLTokenizer {
                     index = endOfQuoted(scalars, from: index + 1, delimiter: "'", backslashes: true)
                     tokens.append(SQLToken(kind: .string, text: slice(start, index), depth: depth))
                 } else {
-                    tokens.append(SQLToken(kind: .word, text: slice(start, index), depth: depth))
+                    tokens.append(SQLToken(kind: .word, text: slice(start, index), depth: depth, start: start))
                 }
             } else if scalar == "'" {
                 index = endOfQuoted(scalars, from: index + 1, delimiter: "'", backslashes: false)

@@ -59,9 +59,25 @@ struct StatementShape: Sendable {
         switch command {
         case .createIndex(concurrently: true), .dropIndex(concurrently: true), .reindex(concurrently: true), .vacuum:
             true
+        case .reindex:
+            tokens.count > 1
+                && ["SCHEMA", "DATABASE", "SYSTEM"].contains { word in tokens.contains { $0.isKeyword(word) } }
         default:
             false
         }
+    }
+
+    /// The statement without its `CONCURRENTLY` (outside parentheses), for the trace: it has
+    /// the same effect on the schema and, unlike the original, runs inside a transaction.
+    /// Nil when there is no such word to take out.
+    func withoutConcurrently(_ text: String) -> String? {
+        guard let word = tokens.first(where: { $0.depth == 0 && $0.isKeyword("CONCURRENTLY") }) else { return nil }
+        var scalars = Array(text.unicodeScalars)
+        guard word.start + word.text.unicodeScalars.count <= scalars.count else { return nil }
+        scalars.removeSubrange(word.start..<(word.start + word.text.unicodeScalars.count))
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: scalars)
+        return String(view)
     }
 
     /// Whether the statement reads or writes rows.
