@@ -14,8 +14,10 @@ extension Migrate {
                 there decides: the locks taken, tables rewritten, constraints validated, tables \
                 dropped. The target is only read. Without a database only the static rules run.
 
-                A finding is accepted by a comment on the line(s) right above its statement: \
-                -- godwit:allow RULE why it is safe here
+                Accept a finding with a comment on the line (or lines) right above its statement, \
+                naming the rule and why it is safe there:
+
+                    -- godwit:allow non-concurrent-index media has 40 rows
 
                 Exit status: 0 without findings, 1 with at least one (or on an error).
 
@@ -33,7 +35,9 @@ extension Migrate {
         var format: Format = .text
 
         @Option(
-            help: "Write a batched job file (jobs/*.sql format) into this folder for each whole-table UPDATE found.")
+            help: ArgumentHelp(
+                "Write a batched job file (jobs/*.sql format) into this folder for each whole-table UPDATE found.",
+                valueName: "dir"))
         var writeJobs: String?
 
         @Argument(help: "Migration files to lint instead of the pending migrations of --source.")
