@@ -62,6 +62,20 @@ struct LintCommandTests {
             "23_identity.sql", "ALTER TABLE media ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY;",
             ["serial-column"]
         ),
+        // The rewrite is the type change's, not the constant default's.
+        (
+            "25_two_actions.sql", "ALTER TABLE media ADD COLUMN flag int DEFAULT 0, ALTER COLUMN width TYPE bigint;",
+            ["column-type-rewrite"]
+        ),
+        // A default the static rules cannot judge: the trace sees the rewrite.
+        (
+            "26_function_default.sql",
+            """
+            CREATE FUNCTION lint_next_code() RETURNS text LANGUAGE sql VOLATILE AS $$ SELECT md5(random()::text) $$;
+            ALTER TABLE media ADD COLUMN code text DEFAULT lint_next_code();
+            """,
+            ["volatile-default"]
+        ),
         // Not known to the static rules: PostgreSQL refuses it in a transaction (SQLSTATE 25001).
         ("24_create_database.sql", "CREATE DATABASE godwit_lint_never_created;", ["needs-no-transaction"]),
     ]
@@ -115,9 +129,12 @@ struct LintCommandTests {
         ),
     ]
 
-    /// What the static rules (no database) catch of the dangerous files: all but what only the
-    /// trace can see (a rewrite by a generated column).
-    static let staticOnlyMisses: Set<String> = ["07_generated.sql", "24_create_database.sql"]
+    /// What the static rules (no database) miss of the dangerous files: what only the trace can
+    /// see (a rewrite by a generated column or a user function's default, a statement
+    /// PostgreSQL refuses in a transaction).
+    static let staticOnlyMisses: Set<String> = [
+        "07_generated.sql", "24_create_database.sql", "26_function_default.sql",
+    ]
 
     static let allowedFile = (
         "43_allowed.sql",

@@ -155,28 +155,35 @@ enum LintRules {
         var sawRewriteRule = false
         if existing {
             let alterLock: LockMode = staticAlterLock(shape)
+            // Which actions the rewrite is blamed on: those that by their text would rewrite;
+            // with a trace that saw a rewrite none of them explains (a user function as a
+            // default), every action that can rewrite. Without a rewrite, none.
+            let likely = shape.alterActions.filter(likelyRewrites)
+            let blamed: [StatementShape.Action] =
+                switch rewritten {
+                case nil: likely
+                case false?: []
+                case true?: likely.isEmpty ? shape.alterActions.filter(canRewrite) : likely
+                }
             for action in shape.alterActions {
                 switch action {
-                case .addColumn(let column, let defaultTokens, let serial):
-                    if serial, rewritten ?? true {
+                case .addColumn(let column, _, let serial) where blamed.contains(action):
+                    if serial {
                         add(
                             .serialColumn, "adding serial or identity column \(column) rewrites the table to fill it",
                             lock: .accessExclusive, rewrite: true)
-                        sawRewriteRule = true
-                    } else if let defaultTokens, !serial, rewritten ?? isVolatile(defaultTokens) {
+                    } else {
                         add(
                             .volatileDefault,
                             "the default of column \(column) is volatile, so adding it rewrites the table",
                             lock: .accessExclusive, rewrite: true)
-                        sawRewriteRule = true
                     }
-                case .alterType(let column, let type):
-                    if rewritten ?? !isCheapTypeChange(type) {
-                        add(
-                            .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
-                            lock: .accessExclusive, rewrite: true)
-                        sawRewriteRule = true
-                    }
+                    sawRewriteRule = true
+                case .alterType(let column, let type) where blamed.contains(action):
+                    add(
+                        .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
+                        lock: .accessExclusive, rewrite: true)
+                    sawRewriteRule = true
                 case .addConstraint(let kind, let notValid, let usingIndex, _) where trace == nil:
                     switch kind {
                     case .check, .foreignKey:
@@ -254,6 +261,26 @@ enum LintRules {
                 lock: .accessExclusive, on: held)
         }
         return findings
+    }
+
+    /// An action that can rewrite the table: a column added with a default or as serial or
+    /// identity, or a type change.
+    static func canRewrite(_ action: StatementShape.Action) -> Bool {
+        switch action {
+        case .addColumn(_, let defaultTokens, let serial): serial || defaultTokens != nil
+        case .alterType: true
+        default: false
+        }
+    }
+
+    /// An action that by its text rewrites: a serial or identity column, a default calling a
+    /// known volatile function, a type change to anything but `text` or `varchar`.
+    static func likelyRewrites(_ action: StatementShape.Action) -> Bool {
+        switch action {
+        case .addColumn(_, let defaultTokens, let serial): serial || defaultTokens.map(isVolatile) == true
+        case .alterType(_, let type): !isCheapTypeChange(type)
+        default: false
+        }
     }
 
     /// The lock ALTER TABLE takes by PostgreSQL's documentation, for static mode: SHARE
