@@ -96,6 +96,19 @@ struct LintRuleTests {
         #expect(report.findings.filter { $0.rule == "drop-column" }.map(\.line) == [7])
     }
 
+    @Test func sizesReadAsPgSizePrettyDoes() {
+        var finding = LintFinding(rule: .cluster, file: "f.sql", line: 1, statement: "CLUSTER t", message: "m")
+        finding.estimatedRows = 1000
+        for (bytes, text) in [
+            (812, "812 bytes"), (139_264, "136 kB"), (1_258_291, "1.2 MB"), (3_650_722_202, "3.4 GB"),
+        ]
+            as [(Int64, String)]
+        {
+            finding.bytes = bytes
+            #expect(finding.text.contains("; ~1000 rows; \(text)\n"), "\(finding.text)")
+        }
+    }
+
     @Test func lockModesSayWhatTheyBlock() {
         #expect(LockMode(pgLocksMode: "ShareUpdateExclusiveLock") == .shareUpdateExclusive)
         #expect(LockMode(pgLocksMode: "AccessExclusiveLock") == .accessExclusive)
