@@ -112,12 +112,11 @@ public struct LintFinding: Sendable, Equatable, Codable {
 
     public var lintRule: LintRule? { LintRule(id: rule) }
 
-    /// `file:line: rule: message`, then the statement, lock, rewrite and size, then the fix.
+    /// `file:line: rule: message` (with the lock), then the statement, rewrite and size, then the fix.
     public var text: String {
         var lines = ["\(file):\(line): \(rule): \(message)", "  statement: \(statement)"]
-        var facts: [String] = []
-        if let lock { facts.append("\(lock)\(table.map { " on \($0)" } ?? ""): blocks \(blocks ?? "")") }
-        facts.append("rewrite: \(rewrite ? "yes" : "no")")
+        // The message already says the lock and what it blocks.
+        var facts = ["rewrite: \(rewrite ? "yes" : "no")"]
         if let estimatedRows { facts.append("~\(estimatedRows) rows") }
         if let bytes { facts.append(Self.size(bytes)) }
         lines.append("  " + facts.joined(separator: "; "))
