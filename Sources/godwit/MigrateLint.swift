@@ -75,6 +75,10 @@ extension Migrate {
                     for allowed in report.allowed {
                         output("allowed \(allowed.rule) at \(allowed.file):\(allowed.line): \(allowed.reason ?? "")")
                     }
+                    for unused in report.unusedAllows {
+                        output(
+                            "note: -- godwit:allow \(unused.rule) at \(unused.file):\(unused.line) accepts no finding")
+                    }
                     for path in written { output("wrote \(path)") }
                     let count = report.findings.count
                     output(

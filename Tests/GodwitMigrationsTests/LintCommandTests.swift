@@ -331,6 +331,7 @@ struct LintCommandTests {
         #expect(text.status == 1)
         let lines = text.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "note: no database given: static rules only")
+        #expect(!text.stdout.contains("accepts no finding"))
         #expect(
             lines.contains(
                 "migrations/02_index.sql:1: non-concurrent-index: CREATE INDEX without CONCURRENTLY holds its lock for the whole build; SHARE on media: blocks writes"

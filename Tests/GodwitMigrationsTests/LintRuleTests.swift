@@ -94,6 +94,9 @@ struct LintRuleTests {
         #expect(report.allowed.map(\.rule) == ["drop-column"])
         #expect(report.allowed.first?.reason == "nothing reads legacy since release 41")
         #expect(report.findings.filter { $0.rule == "drop-column" }.map(\.line) == [7])
+        // The rename allow accepts nothing (no rename), nor does the one cut off by a blank line.
+        #expect(report.unusedAllows.map(\.line) == [2, 5])
+        #expect(report.unusedAllows.map(\.rule) == ["rename-column", "drop-column"])
     }
 
     @Test func sizesReadAsPgSizePrettyDoes() {

@@ -158,6 +158,16 @@ public struct LintReport: Sendable, Equatable {
     public var findings: [LintFinding]
     /// Findings an allow comment accepted, each with its reason.
     public var allowed: [LintFinding]
+    /// Allow comments that accepted nothing (misplaced, or stale since the statement changed):
+    /// reported so that they can be removed, without failing the lint.
+    public var unusedAllows: [UnusedAllow] = []
+
+    /// A `-- godwit:allow RULE reason` comment that accepted no finding.
+    public struct UnusedAllow: Sendable, Equatable {
+        public var file: String
+        public var line: Int
+        public var rule: String
+    }
 
     public init(mode: Mode, findings: [LintFinding], allowed: [LintFinding]) {
         self.mode = mode

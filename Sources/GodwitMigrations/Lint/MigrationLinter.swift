@@ -120,6 +120,23 @@ public struct MigrationLinter: Sendable {
         }
     }
 
+    /// Lists the allow comments of `files` that accepted no finding.
+    private func noteUnusedAllows(_ files: [PreparedFile], in report: inout LintReport) {
+        for file in files {
+            var used: Set<Int> = []
+            for allowed in report.allowed where allowed.file == file.migration.path {
+                for allow in AllowComment.applying(to: allowed.line, in: file.lines, allows: file.allows)
+                where allow.rule.id == allowed.rule {
+                    used.insert(allow.line)
+                }
+            }
+            for (line, allow) in file.allows.sorted(by: { $0.key < $1.key }) where !used.contains(line) {
+                report.unusedAllows.append(
+                    LintReport.UnusedAllow(file: file.migration.path, line: line, rule: allow.rule.id))
+            }
+        }
+    }
+
     private func lintByText(_ files: [PreparedFile], catalog: Connection?) async throws -> LintReport {
         var report = LintReport(mode: catalog == nil ? .static : .catalog, findings: [], allowed: [])
         var created: Set<String> = []
@@ -170,6 +187,7 @@ public struct MigrationLinter: Sendable {
                 }
             }
         }
+        noteUnusedAllows(files, in: &report)
         return report
     }
 
@@ -242,6 +260,7 @@ public struct MigrationLinter: Sendable {
                 throw error
             }
             await connection.cleanup("ROLLBACK")
+            noteUnusedAllows(files, in: &report)
             return report
         }
     }
