@@ -1,0 +1,107 @@
+/// A check `godwit migrate lint` makes, with a stable kebab-case id.
+///
+/// The id is what `-- godwit:allow RULE reason` names and what the JSON output carries, so ids
+/// never change meaning. Every rule is about a statement that either holds a lock that blocks
+/// the application for longer than a moment (a rewrite, a scan, a validation, an index build,
+/// work done under the lock) or breaks the application version that is still running. A brief
+/// ACCESS EXCLUSIVE lock by itself is not a finding: every ALTER TABLE takes one, and the
+/// lock-timeout executor handles waiting for it.
+public enum LintRule: String, Sendable, CaseIterable, Codable {
+    case nonConcurrentIndex = "non-concurrent-index"
+    case nonConcurrentReindex = "non-concurrent-reindex"
+    case volatileDefault = "volatile-default"
+    case serialColumn = "serial-column"
+    case columnTypeRewrite = "column-type-rewrite"
+    case tableRewrite = "table-rewrite"
+    case constraintWithoutNotValid = "constraint-without-not-valid"
+    case uniqueWithoutIndex = "unique-without-index"
+    case setNotNull = "set-not-null"
+    case vacuumFull = "vacuum-full"
+    case cluster = "cluster"
+    case wholeTableUpdate = "whole-table-update"
+    case wholeTableDelete = "whole-table-delete"
+    case workUnderExclusiveLock = "work-under-exclusive-lock"
+    case needsNoTransaction = "needs-no-transaction"
+    case dropColumn = "drop-column"
+    case renameColumn = "rename-column"
+    case renameTable = "rename-table"
+    case dropTable = "drop-table"
+
+    /// The id as written in allow comments and JSON.
+    public var id: String { rawValue }
+
+    /// What the rule catches, in one line (the README's rules table says the same).
+    public var summary: String {
+        switch self {
+        case .nonConcurrentIndex: "CREATE INDEX without CONCURRENTLY on an existing table"
+        case .nonConcurrentReindex: "REINDEX without CONCURRENTLY"
+        case .volatileDefault: "ADD COLUMN with a volatile default, which rewrites the table"
+        case .serialColumn: "a serial or identity column added to an existing table, which rewrites it"
+        case .columnTypeRewrite: "ALTER COLUMN ... TYPE that rewrites the table"
+        case .tableRewrite: "another statement that rewrites an existing table"
+        case .constraintWithoutNotValid: "a FOREIGN KEY or CHECK added to an existing table without NOT VALID"
+        case .uniqueWithoutIndex: "a UNIQUE or PRIMARY KEY constraint that builds its index under the lock"
+        case .setNotNull: "SET NOT NULL that scans the table (no validated CHECK (col IS NOT NULL) first)"
+        case .vacuumFull: "VACUUM FULL, which rewrites the table under ACCESS EXCLUSIVE"
+        case .cluster: "CLUSTER, which rewrites the table under ACCESS EXCLUSIVE"
+        case .wholeTableUpdate: "an UPDATE without WHERE of an existing table in a schema migration"
+        case .wholeTableDelete: "a DELETE without WHERE of an existing table in a schema migration"
+        case .workUnderExclusiveLock:
+            "work done while an ACCESS EXCLUSIVE lock taken earlier in the transaction is held"
+        case .needsNoTransaction: "CONCURRENTLY or VACUUM in a file that runs inside a transaction"
+        case .dropColumn: "DROP COLUMN, which breaks the application version still running"
+        case .renameColumn: "RENAME COLUMN, which breaks the application version still running"
+        case .renameTable: "ALTER TABLE ... RENAME TO, which breaks the application version still running"
+        case .dropTable: "DROP TABLE of an existing table, which breaks the application version still running"
+        }
+    }
+
+    /// The safe way to make the same change.
+    public var recipe: String {
+        switch self {
+        case .nonConcurrentIndex:
+            "build it with CREATE INDEX CONCURRENTLY in a migration of its own that starts with -- no-transaction"
+        case .nonConcurrentReindex:
+            "use REINDEX ... CONCURRENTLY in a migration of its own that starts with -- no-transaction"
+        case .volatileDefault:
+            "add the column without a default (or with a constant one), set the default for new rows with ALTER COLUMN ... SET DEFAULT, and fill existing rows with a batched job (jobs/*.sql)"
+        case .serialColumn:
+            "add a nullable bigint column, attach a sequence with ALTER COLUMN ... SET DEFAULT nextval(...), fill existing rows with a batched job, then add the constraints"
+        case .columnTypeRewrite:
+            "expand/contract: add a column of the new type, write both from the application, backfill with a batched job, switch reads, then drop the old column"
+        case .tableRewrite:
+            "avoid the rewrite, or do it on a copy of the table (expand/contract) while the old one serves traffic"
+        case .constraintWithoutNotValid:
+            "add it with NOT VALID (a brief lock), then VALIDATE CONSTRAINT in a later migration (SHARE UPDATE EXCLUSIVE: reads and writes go on)"
+        case .uniqueWithoutIndex:
+            "CREATE UNIQUE INDEX CONCURRENTLY in a -- no-transaction migration, then ADD CONSTRAINT ... UNIQUE USING INDEX (or PRIMARY KEY USING INDEX)"
+        case .setNotNull:
+            "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, then SET NOT NULL (no scan) and drop the check"
+        case .vacuumFull:
+            "use plain VACUUM (no exclusive lock), or pg_repack/pg_squeeze to compact online"
+        case .cluster:
+            "leave physical ordering to pg_repack --order-by, which works online"
+        case .wholeTableUpdate:
+            "move the UPDATE out of the schema migration into a batched job (godwit migrate lint --write-jobs DIR writes one)"
+        case .wholeTableDelete:
+            "delete in batches from a job (keyset batches of a few thousand rows, each committed), not in the schema migration"
+        case .workUnderExclusiveLock:
+            "put the statement that takes ACCESS EXCLUSIVE last in its transaction, or in a migration of its own, so the lock is released at once"
+        case .needsNoTransaction:
+            "move the statement into a migration whose first line is -- no-transaction"
+        case .dropColumn:
+            "expand/contract: deploy an application that no longer uses the column, then drop it in a later migration"
+        case .renameColumn:
+            "expand/contract: add the new column, write both, backfill, switch reads, then drop the old one"
+        case .renameTable:
+            "expand/contract: create the new table (or a view under the new name), move the application over, then drop the old name"
+        case .dropTable:
+            "deploy an application that no longer uses the table first, then drop it in a later migration"
+        }
+    }
+
+    /// The rule a string names, or nil.
+    public init?(id: String) {
+        self.init(rawValue: id)
+    }
+}

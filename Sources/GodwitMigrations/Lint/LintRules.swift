@@ -1,0 +1,256 @@
+/// The rules, applied to one statement at a time. With a trace, rewrites, validations, locks
+/// and drops are what PostgreSQL did; without one, they are read from the statement's shape.
+enum LintRules {
+    /// Functions whose result differs row by row, so that a DEFAULT calling them makes
+    /// `ADD COLUMN` rewrite the table (static mode only; the trace sees the rewrite itself).
+    static let volatileFunctions: Set<String> = [
+        "random", "gen_random_uuid", "uuid_generate_v1", "uuid_generate_v1mc", "uuid_generate_v4", "clock_timestamp",
+        "timeofday", "nextval", "setseed", "uuidv7", "uuidv4",
+    ]
+
+    static func evaluate(_ facts: StatementFacts) -> [LintFinding] {
+        let shape = facts.shape
+        let trace = facts.trace
+        let table = facts.tableName
+        var findings: [LintFinding] = []
+
+        func add(
+            _ rule: LintRule, _ what: String, lock staticLock: LockMode?, rewrite: Bool = false, on name: String? = nil
+        ) {
+            let name = name ?? table
+            var lock = staticLock
+            if let trace, let oid = trace.tableOID, let seen = trace.acquired[oid], name == table { lock = seen }
+            var message = what
+            if let lock { message += "; \(lock.rawValue)\(name.map { " on \($0)" } ?? ""): blocks \(lock.blocks)" }
+            var finding = LintFinding(
+                rule: rule, file: facts.path, line: facts.statement.startLine, statement: facts.firstLine, table: name,
+                lock: lock, rewrite: rewrite, message: message)
+            if rule == .wholeTableUpdate {
+                finding.batchKey = facts.batchKey
+                finding.sql = facts.statement.text
+            }
+            if let trace, let oid = trace.names.first(where: { $0.value == name })?.key {
+                finding.sizeName = trace.qualifiedNames[oid]
+            } else {
+                finding.sizeName = name == table ? facts.sizeName ?? name : name
+            }
+            findings.append(finding)
+        }
+
+        let existing = facts.tablePreExisting
+        let rewritten = trace.map { t in t.tableOID.map { t.rewritten.contains($0) } ?? false }
+
+        switch shape.command {
+        case .createIndex(concurrently: false) where existing:
+            add(
+                .nonConcurrentIndex, "CREATE INDEX without CONCURRENTLY holds its lock for the whole build",
+                lock: .share)
+        case .reindex(concurrently: false) where existing || trace?.tableOID == nil:
+            add(
+                .nonConcurrentReindex,
+                "REINDEX without CONCURRENTLY takes ACCESS EXCLUSIVE on each index it rebuilds, which also stalls queries planned on the table",
+                lock: .share, rewrite: true)
+        case .vacuum(full: true):
+            add(.vacuumFull, "VACUUM FULL rewrites the table", lock: .accessExclusive, rewrite: true)
+        case .cluster:
+            add(.cluster, "CLUSTER rewrites the table in index order", lock: .accessExclusive, rewrite: true)
+        case .update(hasWhere: false) where existing:
+            add(
+                .wholeTableUpdate, "UPDATE without WHERE changes every row of an existing table in one transaction",
+                lock: .rowExclusive)
+        case .delete(hasWhere: false) where existing:
+            add(
+                .wholeTableDelete, "DELETE without WHERE removes every row of an existing table in one transaction",
+                lock: .rowExclusive)
+        case .dropTable:
+            let gone: [String] =
+                if let trace { trace.dropped.compactMap { trace.names[$0] } } else { facts.droppedPreExisting }
+            for name in gone {
+                add(.dropTable, "DROP TABLE of a table the running application uses", lock: .accessExclusive, on: name)
+            }
+        default:
+            break
+        }
+
+        if (shape.needsNoTransaction || facts.failsInTransaction) && facts.inTransaction {
+            add(
+                .needsNoTransaction,
+                "this statement cannot run inside a transaction block, and the file has no -- no-transaction line: migrate run would fail here",
+                lock: nil)
+        }
+
+        var sawRewriteRule = false
+        if existing {
+            let alterLock: LockMode = staticAlterLock(shape)
+            // Which actions the rewrite is blamed on: those that by their text would rewrite;
+            // with a trace that saw a rewrite none of them explains (a user function as a
+            // default), every action that can rewrite. Without a rewrite, none.
+            let likely = shape.alterActions.filter(likelyRewrites)
+            let blamed: [StatementShape.Action] =
+                switch rewritten {
+                case nil: likely
+                case false?: []
+                case true?: likely.isEmpty ? shape.alterActions.filter(canRewrite) : likely
+                }
+            for action in shape.alterActions {
+                switch action {
+                case .addColumn(let column, _, let serial) where blamed.contains(action):
+                    if serial {
+                        add(
+                            .serialColumn, "adding serial or identity column \(column) rewrites the table to fill it",
+                            lock: .accessExclusive, rewrite: true)
+                    } else {
+                        add(
+                            .volatileDefault,
+                            "the default of column \(column) is volatile, so adding it rewrites the table",
+                            lock: .accessExclusive, rewrite: true)
+                    }
+                    sawRewriteRule = true
+                case .alterType(let column, let type) where blamed.contains(action):
+                    add(
+                        .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
+                        lock: .accessExclusive, rewrite: true)
+                    sawRewriteRule = true
+                case .addConstraint(let kind, let notValid, let usingIndex, _) where trace == nil:
+                    switch kind {
+                    case .check, .foreignKey:
+                        guard !notValid else { break }
+                        add(
+                            .constraintWithoutNotValid,
+                            "\(kind == .check ? "CHECK" : "FOREIGN KEY") without NOT VALID checks every row under the lock",
+                            lock: kind == .foreignKey ? .shareRowExclusive : .accessExclusive)
+                    case .unique, .primaryKey, .exclude:
+                        guard !usingIndex else { break }
+                        add(
+                            .uniqueWithoutIndex, "the constraint builds its index under the lock",
+                            lock: .accessExclusive)
+                    }
+                case .setNotNull(let column) where !facts.notNullProven:
+                    add(
+                        .setNotNull, "SET NOT NULL on \(column) scans the whole table under the lock",
+                        lock: .accessExclusive)
+                case .dropColumn(let column):
+                    add(
+                        .dropColumn, "dropping column \(column) breaks the application version still running",
+                        lock: alterLock)
+                case .renameColumn(let column):
+                    add(
+                        .renameColumn, "renaming column \(column) breaks the application version still running",
+                        lock: alterLock)
+                case .renameTable:
+                    add(
+                        .renameTable, "renaming the table breaks the application version still running", lock: alterLock
+                    )
+                default:
+                    break
+                }
+            }
+        }
+
+        if let trace {
+            for constraint in trace.newConstraints {
+                let name = trace.names[constraint.table]
+                let lock = trace.acquired[constraint.table]
+                switch constraint.type {
+                case "c", "f":
+                    guard constraint.validated else { break }
+                    add(
+                        .constraintWithoutNotValid,
+                        "\(constraint.type == "c" ? "CHECK" : "FOREIGN KEY") added without NOT VALID is checked against every row under the lock",
+                        lock: lock ?? (constraint.type == "f" ? .shareRowExclusive : .accessExclusive), on: name)
+                case "u", "p", "x":
+                    guard constraint.builtIndex else { break }
+                    add(
+                        .uniqueWithoutIndex, "the constraint builds its index under the lock",
+                        lock: lock ?? .accessExclusive, on: name)
+                default:
+                    break
+                }
+            }
+            let excluded: Bool
+            switch shape.command {
+            case .vacuum, .cluster, .truncate, .reindex: excluded = true
+            default: excluded = false
+            }
+            if !sawRewriteRule, !excluded {
+                for oid in trace.rewritten {
+                    add(
+                        .tableRewrite, "the statement rewrites the table",
+                        lock: trace.acquired[oid] ?? .accessExclusive, rewrite: true, on: trace.names[oid])
+                }
+            }
+        }
+
+        if let held = facts.exclusiveHeldOn, shape.isDML || !findings.isEmpty {
+            add(
+                .workUnderExclusiveLock,
+                "this statement runs while ACCESS EXCLUSIVE on \(held), taken earlier in the transaction, is still held",
+                lock: .accessExclusive, on: held)
+        }
+        return findings
+    }
+
+    /// An action that can rewrite the table: a column added with a default or as serial or
+    /// identity, or a type change.
+    static func canRewrite(_ action: StatementShape.Action) -> Bool {
+        switch action {
+        case .addColumn(_, let defaultTokens, let serial): serial || defaultTokens != nil
+        case .alterType: true
+        default: false
+        }
+    }
+
+    /// An action that by its text rewrites: a serial or identity column, a default calling a
+    /// known volatile function, a type change to anything but `text` or `varchar`.
+    static func likelyRewrites(_ action: StatementShape.Action) -> Bool {
+        switch action {
+        case .addColumn(_, let defaultTokens, let serial): serial || defaultTokens.map(isVolatile) == true
+        case .alterType(_, let type): !isCheapTypeChange(type)
+        default: false
+        }
+    }
+
+    /// The lock ALTER TABLE takes by PostgreSQL's documentation, for static mode: SHARE
+    /// UPDATE EXCLUSIVE for VALIDATE CONSTRAINT, SHARE ROW EXCLUSIVE for adding a foreign
+    /// key, the strongest of its actions' locks, and ACCESS EXCLUSIVE for everything else.
+    static func staticAlterLock(_ shape: StatementShape) -> LockMode {
+        let locks = shape.alterActions.map { action -> LockMode in
+            switch action {
+            case .validateConstraint: .shareUpdateExclusive
+            case .addConstraint(.foreignKey, _, _, _): .shareRowExclusive
+            default: .accessExclusive
+            }
+        }
+        return locks.max() ?? .accessExclusive
+    }
+
+    /// A default that calls a volatile function (static mode's guess).
+    static func isVolatile(_ tokens: [SQLToken]) -> Bool {
+        for (index, token) in tokens.enumerated() where token.kind == .word {
+            guard index + 1 < tokens.count, tokens[index + 1].isSymbol("(") else { continue }
+            if volatileFunctions.contains(token.text.lowercased()) { return true }
+        }
+        return false
+    }
+
+    /// Static mode's guess at a type change that needs no rewrite: to `text`, or to an
+    /// unbounded or (presumably) wider `varchar`. The trace decides by the relfilenode.
+    static func isCheapTypeChange(_ type: String) -> Bool {
+        let folded = type.lowercased().replacingOccurrences(of: " ", with: "")
+        return folded == "text" || folded.hasPrefix("varchar") || folded.hasPrefix("charactervarying")
+    }
+
+    /// Whether a statement, by its text, takes ACCESS EXCLUSIVE on its table and keeps it to
+    /// the end of the transaction (static and catalog modes).
+    static func takesAccessExclusive(_ shape: StatementShape) -> Bool {
+        switch shape.command {
+        case .alterTable: staticAlterLock(shape) == .accessExclusive
+        case .lockTable:
+            !shape.tokens.contains { $0.isKeyword("IN") }
+                || shape.tokens.contains { $0.isKeyword("ACCESS") }
+                    && shape.tokens.contains { $0.isKeyword("EXCLUSIVE") }
+        case .truncate, .vacuum(full: true), .cluster: true
+        default: false
+        }
+    }
+}

@@ -1,0 +1,290 @@
+import Foundation
+import GodwitPostgres
+
+/// Lints migrations for changes that are unsafe on a live database: statements that hold a
+/// blocking lock for long (rewrites, scans, validations, non-concurrent index builds, work
+/// done under an exclusive lock) or that break the application version still running.
+///
+/// Three ways to lint, from most to least thorough:
+///
+/// - ``lint(_:databaseURL:)`` with a database: the **trace**. The migrations run in a scratch
+///   database beside the target that has its schema and no data, and what PostgreSQL did
+///   there (locks, relfilenode changes, constraints added validated, tables dropped) decides
+///   the findings, so there are no false alarms on an index of a table created in the same
+///   migration, on `varchar` widening or on a constant default. Needs CREATEDB, `pg_dump`
+///   and `psql`. This is `godwit migrate lint -D URL`.
+/// - ``lint(_:on:)``: the **catalog** check, cheap enough to run before every `migrate run`:
+///   the rules read the statements' text, and the target's catalog says which tables exist,
+///   which `CHECK (col IS NOT NULL)` are validated, and how big tables are. Nothing runs,
+///   nothing is created; an existing connection is enough.
+/// - ``lint(_:databaseURL:)`` without a database, or ``lintStatically(_:)``: the **static**
+///   rules alone, on the text.
+///
+/// The target is never changed: the trace sends it catalog reads, `CREATE DATABASE` and
+/// `DROP DATABASE` for the scratch copy (cluster-level, not in the target) and the
+/// schema-only dump.
+public struct MigrationLinter: Sendable {
+    public let source: MigrationSource
+    /// How long the first connection to the target is retried while the server is unreachable.
+    public var connectTimeout: Duration?
+
+    public init(source: MigrationSource, connectTimeout: Duration? = nil) {
+        self.source = source
+        self.connectTimeout = connectTimeout
+    }
+
+    // MARK: - Which migrations
+
+    /// The source's migrations not yet applied to the database (not in `_sqlx_migrations`;
+    /// all of them when the ledger does not exist), read with catalog queries only.
+    public func pendingMigrations(on connection: Connection) async throws -> [Migration] {
+        let applied = Set(try await Ledger.applied(on: connection).map(\.version))
+        return source.upMigrations.filter { !applied.contains($0.version) }
+    }
+
+    /// A migration file named by path, which need not be in the source folder nor follow
+    /// sqlx's naming (its version is then 0).
+    public static func migration(atPath path: String) throws -> Migration {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw MigrationError(.invalidSource, "\(path): cannot read the file")
+        }
+        let bytes = [UInt8](data)
+        guard String(validating: bytes, as: UTF8.self) != nil else {
+            throw MigrationError(.invalidSource, "\(path): the file is not valid UTF-8")
+        }
+        let name = (path as NSString).lastPathComponent
+        let parsed = (try? MigrationSource.parseFileName(name, path: path)) ?? nil
+        return Migration(
+            version: parsed?.version ?? 0, description: parsed?.description ?? name, kind: parsed?.kind ?? .simple,
+            contents: bytes, path: path)
+    }
+
+    // MARK: - Linting
+
+    /// Traces `migrations` against the target at `databaseURL` (see the type's
+    /// documentation), or applies the static rules when `databaseURL` is nil.
+    public func lint(_ migrations: [Migration], databaseURL: String?) async throws -> LintReport {
+        guard let databaseURL else { return try await lintByText(try prepare(migrations), catalog: nil) }
+        let files = try prepare(migrations)
+        return try await Connection.withConnection(databaseURL, retryingFor: connectTimeout) { target in
+            var report = try await trace(files, targetURL: databaseURL, target: target)
+            try await addSizes(to: &report, from: target)
+            return report
+        }
+    }
+
+    /// The cheap pre-run check: static rules informed by the target's catalog, on an
+    /// existing connection. Sends only catalog SELECTs; creates nothing and runs nothing.
+    public func lint(_ migrations: [Migration], on connection: Connection) async throws -> LintReport {
+        var report = try await lintByText(try prepare(migrations), catalog: connection)
+        try await addSizes(to: &report, from: connection)
+        return report
+    }
+
+    /// The static rules alone: the statements' text, nothing else.
+    public func lintStatically(_ migrations: [Migration]) async throws -> LintReport {
+        try await lintByText(try prepare(migrations), catalog: nil)
+    }
+
+    // MARK: - Implementation
+
+    private struct PreparedFile {
+        var migration: Migration
+        var statements: [(statement: SQLStatement, shape: StatementShape)]
+        var allows: [Int: AllowComment]
+        var lines: [Substring]
+        var inTransaction: Bool { !migration.noTransaction }
+    }
+
+    private func prepare(_ migrations: [Migration]) throws -> [PreparedFile] {
+        try migrations.map { migration in
+            let text = migration.sql
+            return PreparedFile(
+                migration: migration, statements: SQLSplitter.split(text).map { ($0, StatementShape($0.text)) },
+                allows: try AllowComment.parse(text, path: migration.path), lines: AllowComment.lines(text))
+        }
+    }
+
+    /// Splits a statement's findings into those an allow comment accepts and the rest.
+    private func sort(
+        _ found: [LintFinding], of statement: SQLStatement, in file: PreparedFile, into report: inout LintReport
+    ) {
+        let allows = AllowComment.applying(to: statement.startLine, in: file.lines, allows: file.allows)
+        for var finding in found {
+            if let allow = allows.first(where: { $0.rule.id == finding.rule }) {
+                finding.reason = allow.reason
+                report.allowed.append(finding)
+            } else {
+                report.findings.append(finding)
+            }
+        }
+    }
+
+    /// Lists the allow comments of `files` that accepted no finding.
+    private func noteUnusedAllows(_ files: [PreparedFile], in report: inout LintReport) {
+        for file in files {
+            var used: Set<Int> = []
+            for allowed in report.allowed where allowed.file == file.migration.path {
+                for allow in AllowComment.applying(to: allowed.line, in: file.lines, allows: file.allows)
+                where allow.rule.id == allowed.rule {
+                    used.insert(allow.line)
+                }
+            }
+            for (line, allow) in file.allows.sorted(by: { $0.key < $1.key }) where !used.contains(line) {
+                report.unusedAllows.append(
+                    LintReport.UnusedAllow(file: file.migration.path, line: line, rule: allow.rule.id))
+            }
+        }
+    }
+
+    private func lintByText(_ files: [PreparedFile], catalog: Connection?) async throws -> LintReport {
+        var report = LintReport(mode: catalog == nil ? .static : .catalog, findings: [], allowed: [])
+        var created: Set<String> = []
+        var notNullChecks: Set<String> = []
+        func preExisting(_ name: RelationName) async throws -> Bool {
+            if created.contains(name.key) { return false }
+            guard let catalog else { return true }
+            return try await catalog.query("SELECT to_regclass($1) IS NOT NULL AS present", [name.written]).first?
+                .bool("present") ?? false
+        }
+        for file in files {
+            var exclusiveHeld: String?
+            for (statement, shape) in file.statements {
+                let tablePreExisting = if let table = shape.table { try await preExisting(table) } else { false }
+                var facts = StatementFacts(
+                    path: file.migration.path, statement: statement, shape: shape, inTransaction: file.inTransaction,
+                    tablePreExisting: tablePreExisting, notNullProven: false, exclusiveHeldOn: exclusiveHeld,
+                    sizeName: shape.table?.written)
+                let setNotNull = shape.alterActions.compactMap { action -> String? in
+                    if case .setNotNull(let column) = action { return column }
+                    return nil
+                }
+                if let table = shape.table, !setNotNull.isEmpty {
+                    facts.notNullProven = setNotNull.allSatisfy { notNullChecks.contains("\(table.key).\($0)") }
+                    if !facts.notNullProven, let catalog {
+                        facts.notNullProven = try await MigrationTrace.hasValidatedNotNullChecks(
+                            table: table.written, columns: setNotNull, on: catalog, byOID: false)
+                    }
+                }
+                if case .dropTable(let names) = shape.command {
+                    for name in names where try await preExisting(name) {
+                        facts.droppedPreExisting.append(name.written)
+                    }
+                }
+                if let catalog, case .update(hasWhere: false) = shape.command, let table = shape.table {
+                    facts.batchKey = try await MigrationTrace.singleColumnKey(
+                        of: table.written, byOID: false, on: catalog)
+                }
+                sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
+
+                if case .createTable = shape.command, let table = shape.table { created.insert(table.key) }
+                if let table = shape.table {
+                    for column in shape.notNullCheckColumns { notNullChecks.insert("\(table.key).\(column)") }
+                    if file.inTransaction, exclusiveHeld == nil, tablePreExisting, LintRules.takesAccessExclusive(shape)
+                    {
+                        exclusiveHeld = table.written
+                    }
+                }
+            }
+        }
+        noteUnusedAllows(files, in: &report)
+        return report
+    }
+
+    private func trace(_ files: [PreparedFile], targetURL: String, target: Connection) async throws -> LintReport {
+        try await MigrationTrace.withScratch(targetURL: targetURL, target: target) { trace in
+            var report = LintReport(mode: .trace, findings: [], allowed: [])
+            let connection = trace.connection
+            try await connection.execute("BEGIN")
+            do {
+                for file in files {
+                    let baseline = file.inTransaction ? try await trace.locks() : nil
+                    // Pre-existing tables this migration has taken ACCESS EXCLUSIVE on. pg_locks
+                    // cannot show a lock an earlier migration of the same (rolled-back)
+                    // transaction already holds, so a statement that by its text takes it on
+                    // such a table counts as taking it.
+                    var heldInMigration: [Int64] = []
+                    for (statement, shape) in file.statements {
+                        var observation: TraceObservation
+                        var failsInTransaction = false
+                        let sql = shape.needsNoTransaction ? shape.withoutConcurrently(statement.text) : statement.text
+                        var judgedByText = sql == nil
+                        if case .vacuum = shape.command { judgedByText = true }
+                        if case .cluster = shape.command { judgedByText = true }
+                        if judgedByText {
+                            observation = try await trace.resolveOnly(shape)
+                        } else {
+                            try await connection.execute("SAVEPOINT godwit_lint")
+                            do {
+                                observation = try await trace.observe(
+                                    statement, sql: sql ?? statement.text, shape: shape, path: file.migration.path,
+                                    baseline: baseline)
+                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                            } catch let error as MigrationError where error.underlying?.sqlState == "25001" {
+                                // "cannot run inside a transaction block": PostgreSQL says so itself.
+                                try await connection.execute("ROLLBACK TO SAVEPOINT godwit_lint")
+                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                                observation = try await trace.resolveOnly(shape)
+                                failsInTransaction = true
+                            }
+                        }
+                        let tableOID = observation.tableOID
+                        var facts = StatementFacts(
+                            path: file.migration.path, statement: statement, shape: shape,
+                            inTransaction: file.inTransaction,
+                            tablePreExisting: tableOID.map { trace.preExisting[$0] != nil } ?? false,
+                            notNullProven: observation.notNullProven,
+                            exclusiveHeldOn: (observation.heldExclusive + heldInMigration).first.flatMap {
+                                trace.preExisting[$0]?.name
+                            },
+                            trace: observation, sizeName: tableOID.flatMap { observation.qualifiedNames[$0] },
+                            batchKey: observation.batchKey)
+                        facts.failsInTransaction = failsInTransaction
+                        sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
+                        if let baseline, observation.executed {
+                            let tables = observation.acquired.filter { oid, mode in
+                                mode == .accessExclusive
+                                    && ["r", "p", "m"].contains(trace.preExisting[oid]?.kind ?? "")
+                            }.map(\.key)
+                            heldInMigration += tables.filter { !heldInMigration.contains($0) }
+                            if let oid = tableOID, trace.preExisting[oid] != nil, baseline[oid] == .accessExclusive,
+                                LintRules.takesAccessExclusive(shape), !heldInMigration.contains(oid)
+                            {
+                                heldInMigration.append(oid)
+                            }
+                        }
+                    }
+                }
+            } catch {
+                await connection.cleanup("ROLLBACK")
+                throw error
+            }
+            await connection.cleanup("ROLLBACK")
+            noteUnusedAllows(files, in: &report)
+            return report
+        }
+    }
+
+    /// Fills in `estimated_rows` (`reltuples`, when the table has been analysed) and `bytes`
+    /// (`pg_total_relation_size`) from the target's catalog.
+    private func addSizes(to report: inout LintReport, from target: Connection) async throws {
+        var sizes: [String: (rows: Int64?, bytes: Int64?)] = [:]
+        func fill(_ finding: inout LintFinding) async throws {
+            guard let name = finding.sizeName else { return }
+            if sizes[name] == nil {
+                let row = try await target.query(
+                    """
+                    SELECT CASE WHEN c.reltuples < 0 THEN NULL ELSE c.reltuples::int8 END AS rows,
+                           pg_total_relation_size(c.oid)::int8 AS bytes
+                    FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind IN ('r', 'p', 'm')
+                    """, [name]
+                ).first
+                sizes[name] = (row?["rows"].flatMap { Int64($0) }, row?["bytes"].flatMap { Int64($0) })
+            }
+            finding.estimatedRows = sizes[name]?.rows
+            finding.bytes = sizes[name]?.bytes
+        }
+        for index in report.findings.indices { try await fill(&report.findings[index]) }
+        for index in report.allowed.indices { try await fill(&report.allowed[index]) }
+    }
+}

@@ -1,0 +1,271 @@
+import Foundation
+import GodwitBackups
+import GodwitPostgres
+
+/// Runs migrations in a scratch database that has the target's schema and no data, and
+/// records what each statement did there: the locks it took, the tables it rewrote, the
+/// constraints it added validated, the tables it dropped.
+///
+/// The scratch database is created beside the target (from `template0` with the target's
+/// encoding and locale, as `migrate verify` does; the role needs CREATEDB), filled with
+/// `pg_dump --schema-only` of the target piped into `psql`, and dropped afterwards, also on
+/// failure. The target sees only catalog reads and the schema-only dump.
+///
+/// All the migrations run inside one transaction that is rolled back at the end, each
+/// statement under a savepoint, so that a later pending migration finds what an earlier one
+/// created and nothing outlives the lint, not even what is cluster-wide (a `CREATE ROLE`).
+/// Statements that cannot run in a transaction run without their `CONCURRENTLY` (the same
+/// schema change); those that still cannot (SQLSTATE 25001, `CREATE DATABASE`) are not run,
+/// and neither are `VACUUM` and `CLUSTER`: they are judged by their text.
+struct MigrationTrace {
+    struct Relation: Sendable {
+        var node: Int64
+        var kind: String
+        var name: String
+        var qualified: String
+    }
+
+    let connection: Connection
+    /// Relations of the target, by oid in the scratch database.
+    let preExisting: [Int64: Relation]
+
+    /// Creates the scratch database, copies the schema, runs `body`, and drops the database
+    /// whatever happens.
+    static func withScratch<T>(
+        targetURL: String, target: Connection, _ body: (MigrationTrace) async throws -> T
+    ) async throws -> T {
+        let scratch = "godwit_lint_\(UInt32.random(in: 0...UInt32.max))"
+        do {
+            try await MigrationVerifier.createScratch(scratch, likeCurrentDatabaseOf: target)
+        } catch let error as MigrationError {
+            throw MigrationError(
+                error.code,
+                error.message.replacingOccurrences(of: "migrate verify", with: "migrate lint")
+                    .replacingOccurrences(of: "run verify", with: "run lint"),
+                underlying: error.underlying)
+        }
+        do {
+            let scratchURL = try MigrationVerifier.url(targetURL, database: scratch)
+            try await copySchema(from: targetURL, to: scratchURL)
+            let value = try await Connection.withConnection(scratchURL) { connection in
+                let trace = MigrationTrace(connection: connection, preExisting: try await relations(on: connection))
+                return try await body(trace)
+            }
+            try await target.execute("DROP DATABASE \(quoteIdentifier(scratch)) WITH (FORCE)")
+            return value
+        } catch {
+            _ = try? await target.execute("DROP DATABASE IF EXISTS \(quoteIdentifier(scratch)) WITH (FORCE)")
+            throw error
+        }
+    }
+
+    /// `pg_dump --schema-only TARGET | psql SCRATCH`, in one transaction, stopping at the first error.
+    private static func copySchema(from targetURL: String, to scratchURL: String) async throws {
+        let (source, sourceEnvironment) = try ClientProgram.connectionArguments(for: targetURL)
+        let (destination, destinationEnvironment) = try ClientProgram.connectionArguments(for: scratchURL)
+        let (dump, load) = try await ClientProgram.pipeline(
+            ClientProgram.Invocation(
+                "pg_dump", ["--schema-only", "--no-owner", "--no-privileges", "--dbname=\(source)"],
+                environment: sourceEnvironment),
+            into: ClientProgram.Invocation(
+                "psql", ["-X", "-q", "-v", "ON_ERROR_STOP=1", "--single-transaction", "--dbname=\(destination)"],
+                environment: destinationEnvironment))
+        guard dump.succeeded else {
+            throw MigrationError(
+                .execution, "migrate lint: pg_dump --schema-only of the target failed: \(dump.firstErrorLine)")
+        }
+        guard load.succeeded else {
+            throw MigrationError(
+                .execution,
+                "migrate lint: loading the target's schema into the scratch database failed: \(load.firstErrorLine)")
+        }
+    }
+
+    private static let relationsSQL = """
+        SELECT c.oid::int8 AS oid, c.relfilenode::int8 AS node, c.relkind::text AS kind,
+               CASE WHEN n.nspname = 'public' THEN c.relname::text ELSE n.nspname || '.' || c.relname END AS name,
+               format('%I.%I', n.nspname, c.relname) AS qualified
+        FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.oid >= 16384 AND c.relkind IN ('r', 'p', 'm', 'i', 'I') AND n.nspname NOT LIKE 'pg\\_%'
+        """
+
+    static func relations(on connection: Connection) async throws -> [Int64: Relation] {
+        var relations: [Int64: Relation] = [:]
+        for row in try await connection.query(relationsSQL).rows {
+            relations[try row.int64("oid")] = Relation(
+                node: try row.int64("node"), kind: try row.string("kind"), name: try row.string("name"),
+                qualified: try row.string("qualified"))
+        }
+        return relations
+    }
+
+    /// The relation locks this backend holds, the strongest mode per relation.
+    func locks() async throws -> [Int64: LockMode] {
+        let result = try await connection.query(
+            """
+            SELECT relation::int8 AS oid, mode FROM pg_locks
+            WHERE pid = pg_backend_pid() AND locktype = 'relation' AND granted AND relation >= 16384
+            """)
+        var locks: [Int64: LockMode] = [:]
+        for row in result.rows {
+            guard let mode = LockMode(pgLocksMode: try row.string("mode")) else { continue }
+            let oid = try row.int64("oid")
+            locks[oid] = max(locks[oid] ?? mode, mode)
+        }
+        return locks
+    }
+
+    private struct ConstraintRow {
+        var table: Int64
+        var type: String
+        var validated: Bool
+        var index: Int64
+        var name: String
+    }
+
+    private func constraints() async throws -> [Int64: ConstraintRow] {
+        var rows: [Int64: ConstraintRow] = [:]
+        for row in try await connection.query(
+            "SELECT oid::int8 AS oid, conrelid::int8 AS rel, contype::text AS type, convalidated, conindid::int8 AS idx, conname::text AS name FROM pg_constraint WHERE conrelid <> 0"
+        ).rows {
+            rows[try row.int64("oid")] = ConstraintRow(
+                table: try row.int64("rel"), type: try row.string("type"), validated: try row.bool("convalidated"),
+                index: try row.int64("idx"), name: try row.string("name"))
+        }
+        return rows
+    }
+
+    /// For a statement judged by its text alone (not run): which table it names, and its name.
+    func resolveOnly(_ shape: StatementShape) async throws -> TraceObservation {
+        var observation = TraceObservation()
+        observation.executed = false
+        guard let table = shape.table else { return observation }
+        let row = try await connection.query("SELECT to_regclass($1)::int8 AS oid", [table.written]).first
+        observation.tableOID = row?["oid"].flatMap { Int64($0) }
+        if let oid = observation.tableOID, let relation = try await Self.relations(on: connection)[oid] {
+            observation.names[oid] = relation.name
+            observation.qualifiedNames[oid] = relation.qualified
+        }
+        return observation
+    }
+
+    /// Runs one statement (`sql`: its text, or the text without CONCURRENTLY) and says what it
+    /// did. `baseline`: the locks held when the statement's migration began, for a migration
+    /// that runs in one transaction; nil for a `-- no-transaction` one, whose statements each
+    /// commit on their own and so never run under an earlier statement's lock.
+    func observe(
+        _ statement: SQLStatement, sql: String, shape: StatementShape, path: String, baseline: [Int64: LockMode]?
+    ) async throws -> TraceObservation {
+        var observation = TraceObservation()
+        if let table = shape.table {
+            let row = try await connection.query("SELECT to_regclass($1)::int8 AS oid", [table.written]).first
+            observation.tableOID = row?["oid"].flatMap { Int64($0) }
+        }
+        let relationsBefore = try await Self.relations(on: connection)
+        let locksBefore = try await locks()
+        let constraintsBefore = try await constraints()
+        let setNotNullColumns = shape.alterActions.compactMap { action -> String? in
+            if case .setNotNull(let column) = action { return column }
+            return nil
+        }
+        if let oid = observation.tableOID, !setNotNullColumns.isEmpty {
+            observation.notNullProven = try await Self.hasValidatedNotNullChecks(
+                table: String(oid), columns: setNotNullColumns, on: connection, byOID: true)
+            try await connection.execute("SET client_min_messages = debug1")
+            _ = await connection.takeNotices()
+        }
+        do {
+            try await connection.execute(sql)
+        } catch let error as PostgresError {
+            let (line, column) = statement.location(
+                ofCharacterPosition: sql == statement.text ? error.position ?? 1 : 1)
+            throw MigrationError(
+                .execution,
+                "\(path):\(line):\(column): the statement failed in the scratch database of migrate lint: \(error.message)\(error.sqlState.map { " (SQLSTATE \($0))" } ?? "")",
+                underlying: error)
+        }
+        if !setNotNullColumns.isEmpty {
+            let notices = await connection.takeNotices()
+            try await connection.execute("RESET client_min_messages")
+            if notices.contains(where: { $0.message.contains("sufficient to prove that it does not contain nulls") }) {
+                observation.notNullProven = true
+            }
+        }
+        let relationsAfter = try await Self.relations(on: connection)
+        let locksAfter = try await locks()
+        for (oid, mode) in locksAfter where preExisting[oid] != nil {
+            if let before = locksBefore[oid], before >= mode { continue }
+            observation.acquired[oid] = mode
+        }
+        for (oid, mode) in locksBefore where mode == .accessExclusive {
+            guard let baseline, baseline[oid] != .accessExclusive else { continue }
+            if let relation = preExisting[oid], ["r", "p", "m"].contains(relation.kind) {
+                observation.heldExclusive.append(oid)
+            }
+        }
+        for (oid, relation) in preExisting where ["r", "p", "m"].contains(relation.kind) {
+            guard let before = relationsBefore[oid] else { continue }
+            if let after = relationsAfter[oid] {
+                if after.node != before.node { observation.rewritten.append(oid) }
+            } else if relation.kind != "m" {
+                observation.dropped.append(oid)
+            }
+        }
+        // A constraint is new when its table had none of that name: ALTER COLUMN ... TYPE drops
+        // and re-creates the constraints on the column (new oids, same names), and re-creates
+        // their indexes over the old storage when the change is binary compatible.
+        let namesBefore = Set(constraintsBefore.values.map { "\($0.table).\($0.name)" })
+        let nodesBefore = Set(relationsBefore.values.map(\.node))
+        for (oid, row) in try await constraints()
+        where constraintsBefore[oid] == nil && preExisting[row.table] != nil
+            && !namesBefore.contains("\(row.table).\(row.name)")
+        {
+            let built =
+                row.index != 0 && relationsBefore[row.index] == nil
+                && !(relationsAfter[row.index].map { nodesBefore.contains($0.node) } ?? false)
+            observation.newConstraints.append(
+                TraceObservation.NewConstraint(
+                    table: row.table, type: row.type, validated: row.validated, builtIndex: built))
+        }
+        for (oid, relation) in relationsBefore.merging(relationsAfter, uniquingKeysWith: { $1 }) {
+            observation.names[oid] = relation.name
+            observation.qualifiedNames[oid] = relation.qualified
+        }
+        if case .update(hasWhere: false) = shape.command, let oid = observation.tableOID {
+            observation.batchKey = try await Self.singleColumnKey(of: String(oid), byOID: true, on: connection)
+        }
+        return observation
+    }
+
+    /// Whether every column has a validated `CHECK (col IS NOT NULL)` on the table.
+    static func hasValidatedNotNullChecks(
+        table: String, columns: [String], on connection: Connection, byOID: Bool
+    ) async throws -> Bool {
+        let relation = byOID ? "$1::oid" : "to_regclass($1)"
+        for column in columns {
+            let row = try await connection.query(
+                """
+                SELECT EXISTS (
+                    SELECT FROM pg_constraint
+                    WHERE conrelid = \(relation) AND contype = 'c' AND convalidated
+                      AND pg_get_constraintdef(oid) = format('CHECK ((%I IS NOT NULL))', $2::text)
+                ) AS proven
+                """, [table, column]
+            ).first
+            guard try row?.bool("proven") == true else { return false }
+        }
+        return true
+    }
+
+    /// The table's primary key when it is one column, for a batched job.
+    static func singleColumnKey(of table: String, byOID: Bool, on connection: Connection) async throws -> String? {
+        let relation = byOID ? "$1::oid" : "to_regclass($1)"
+        return try await connection.query(
+            """
+            SELECT a.attname::text AS key FROM pg_index i
+            JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+            WHERE i.indrelid = \(relation) AND i.indisprimary AND i.indnatts = 1
+            """, [table]
+        ).first?["key"]
+    }
+}

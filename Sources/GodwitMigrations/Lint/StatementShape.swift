@@ -1,0 +1,345 @@
+/// A table (or index) name as a statement writes it.
+struct RelationName: Sendable, Equatable, Hashable {
+    /// Exactly as written (`public."Media"`), for `to_regclass`.
+    var written: String
+    /// Folded the way PostgreSQL folds it, without a leading `public.`, for comparing names
+    /// when no catalog is at hand.
+    var key: String
+}
+
+/// What a statement is, read from its tokens: the command, the table it names, and for
+/// `ALTER TABLE` each action. Lexical only, so it is a description of the text, not of what
+/// the server will do; the trace supplies that.
+struct StatementShape: Sendable {
+    enum ConstraintKind: Sendable, Equatable { case check, foreignKey, unique, primaryKey, exclude }
+
+    enum Action: Sendable, Equatable {
+        case addColumn(name: String, defaultTokens: [SQLToken]?, serialOrIdentity: Bool)
+        case addConstraint(kind: ConstraintKind, notValid: Bool, usingIndex: Bool, notNullCheckColumn: String?)
+        case alterType(column: String, type: String)
+        case setNotNull(column: String)
+        case dropColumn(String)
+        case renameColumn(String)
+        case renameTable
+        case validateConstraint
+        case other
+    }
+
+    enum Command: Sendable, Equatable {
+        case createTable
+        case createIndex(concurrently: Bool)
+        case dropIndex(concurrently: Bool)
+        case reindex(concurrently: Bool)
+        case alterTable([Action])
+        case update(hasWhere: Bool)
+        case delete(hasWhere: Bool)
+        /// INSERT, SELECT, MERGE, COPY and WITH: statements that read or write rows.
+        case otherDML
+        case vacuum(full: Bool)
+        case cluster
+        case dropTable([RelationName])
+        case lockTable
+        case truncate
+        case other
+    }
+
+    var command: Command
+    /// The table the statement works on, when it names one.
+    var table: RelationName?
+    var tokens: [SQLToken]
+
+    init(_ text: String) {
+        let tokens = SQLTokenizer.tokens(text)
+        self.tokens = tokens
+        (command, table) = Self.classify(tokens)
+    }
+
+    /// Whether the statement cannot run inside a transaction block.
+    var needsNoTransaction: Bool {
+        switch command {
+        case .createIndex(concurrently: true), .dropIndex(concurrently: true), .reindex(concurrently: true), .vacuum:
+            true
+        case .reindex:
+            tokens.count > 1
+                && ["SCHEMA", "DATABASE", "SYSTEM"].contains { word in tokens.contains { $0.isKeyword(word) } }
+        default:
+            false
+        }
+    }
+
+    /// The statement without its `CONCURRENTLY` (outside parentheses), for the trace: it has
+    /// the same effect on the schema and, unlike the original, runs inside a transaction.
+    /// Nil when there is no such word to take out.
+    func withoutConcurrently(_ text: String) -> String? {
+        guard let word = tokens.first(where: { $0.depth == 0 && $0.isKeyword("CONCURRENTLY") }) else { return nil }
+        var scalars = Array(text.unicodeScalars)
+        guard word.start + word.text.unicodeScalars.count <= scalars.count else { return nil }
+        scalars.removeSubrange(word.start..<(word.start + word.text.unicodeScalars.count))
+        var view = String.UnicodeScalarView()
+        view.append(contentsOf: scalars)
+        return String(view)
+    }
+
+    /// Whether the statement reads or writes rows.
+    var isDML: Bool {
+        switch command {
+        case .update, .delete, .otherDML: true
+        default: false
+        }
+    }
+
+    var alterActions: [Action] {
+        if case .alterTable(let actions) = command { return actions }
+        return []
+    }
+
+    /// A `CHECK (col IS NOT NULL)` this statement adds, by column.
+    var notNullCheckColumns: [String] {
+        alterActions.compactMap {
+            if case .addConstraint(.check, _, _, let column?) = $0 { return column }
+            return nil
+        }
+    }
+
+    // MARK: - Classification
+
+    private static func classify(_ t: [SQLToken]) -> (Command, RelationName?) {
+        let words = t.prefix(8).map { $0.keyword ?? "" }
+        func has(_ word: String, from: Int = 0) -> Bool {
+            t.dropFirst(from).contains { $0.depth == 0 && $0.isKeyword(word) }
+        }
+        func index(of word: String, from: Int = 0) -> Int? {
+            t.indices.dropFirst(from).first { t[$0].depth == 0 && t[$0].isKeyword(word) }
+        }
+        guard let first = words.first else { return (.other, nil) }
+        switch first {
+        case "CREATE":
+            var i = 1
+            if words.count > 2, words[1] == "OR", words[2] == "REPLACE" { i = 3 }
+            while i < words.count, ["TEMP", "TEMPORARY", "UNLOGGED", "GLOBAL", "LOCAL", "UNIQUE"].contains(words[i]) {
+                i += 1
+            }
+            guard i < words.count else { return (.other, nil) }
+            if words[i] == "TABLE" {
+                var j = i + 1
+                if t.count > j + 2, t[j].isKeyword("IF"), t[j + 1].isKeyword("NOT"), t[j + 2].isKeyword("EXISTS") {
+                    j += 3
+                }
+                return (.createTable, name(t, at: j)?.name)
+            }
+            if words[i] == "INDEX" {
+                let concurrently = t.count > i + 1 && t[i + 1].isKeyword("CONCURRENTLY")
+                guard var on = index(of: "ON", from: i) else { return (.createIndex(concurrently: concurrently), nil) }
+                on += 1
+                if on < t.count, t[on].isKeyword("ONLY") { on += 1 }
+                return (.createIndex(concurrently: concurrently), name(t, at: on)?.name)
+            }
+            return (.other, nil)
+        case "DROP":
+            if words.count > 1, words[1] == "INDEX" {
+                return (.dropIndex(concurrently: words.count > 2 && words[2] == "CONCURRENTLY"), nil)
+            }
+            if words.count > 1, words[1] == "TABLE" {
+                var j = 2
+                if t.count > j + 1, t[j].isKeyword("IF"), t[j + 1].isKeyword("EXISTS") { j += 2 }
+                var names: [RelationName] = []
+                while let (relation, next) = name(t, at: j) {
+                    names.append(relation)
+                    guard next < t.count, t[next].isSymbol(",") else { break }
+                    j = next + 1
+                }
+                return (.dropTable(names), names.first)
+            }
+            return (.other, nil)
+        case "REINDEX":
+            let concurrently = t.contains { $0.isKeyword("CONCURRENTLY") }
+            var j = 1
+            if j < t.count, t[j].isSymbol("(") {
+                while j < t.count, !(t[j].isSymbol(")") && t[j].depth == 0) { j += 1 }
+                j += 1
+            }
+            j += 1  // INDEX, TABLE, SCHEMA, ...
+            if j < t.count, t[j].isKeyword("CONCURRENTLY") { j += 1 }
+            return (.reindex(concurrently: concurrently), name(t, at: j)?.name)
+        case "ALTER":
+            guard words.count > 1, words[1] == "TABLE" else { return (.other, nil) }
+            var j = 2
+            if t.count > j + 1, t[j].isKeyword("IF"), t[j + 1].isKeyword("EXISTS") { j += 2 }
+            if j < t.count, t[j].isKeyword("ONLY") { j += 1 }
+            guard let (table, next) = name(t, at: j) else { return (.other, nil) }
+            var k = next
+            if k < t.count, t[k].isSymbol("*") { k += 1 }
+            return (.alterTable(actions(Array(t[min(k, t.count)...]))), table)
+        case "UPDATE":
+            var j = 1
+            if j < t.count, t[j].isKeyword("ONLY") { j += 1 }
+            return (.update(hasWhere: has("WHERE")), name(t, at: j)?.name)
+        case "DELETE":
+            var j = 2
+            if j < t.count, t[j].isKeyword("ONLY") { j += 1 }
+            return (.delete(hasWhere: has("WHERE")), name(t, at: j)?.name)
+        case "INSERT", "MERGE":
+            var j = 2
+            if j < t.count, t[j].isKeyword("ONLY") { j += 1 }
+            return (.otherDML, name(t, at: j)?.name)
+        case "SELECT", "WITH", "COPY", "VALUES":
+            return (.otherDML, nil)
+        case "VACUUM":
+            let full = t.contains { $0.isKeyword("FULL") }
+            var j = 1
+            if j < t.count, t[j].isSymbol("(") {
+                while j < t.count, !(t[j].isSymbol(")") && t[j].depth == 0) { j += 1 }
+                j += 1
+            }
+            while j < t.count, ["FULL", "FREEZE", "VERBOSE", "ANALYZE", "ANALYSE"].contains(t[j].keyword ?? "") {
+                j += 1
+            }
+            return (.vacuum(full: full), name(t, at: j)?.name)
+        case "CLUSTER":
+            var j = 1
+            if j < t.count, t[j].isKeyword("VERBOSE") { j += 1 }
+            return (.cluster, name(t, at: j)?.name)
+        case "LOCK":
+            var j = 1
+            if j < t.count, t[j].isKeyword("TABLE") { j += 1 }
+            if j < t.count, t[j].isKeyword("ONLY") { j += 1 }
+            return (.lockTable, name(t, at: j)?.name)
+        case "TRUNCATE":
+            return (.truncate, nil)
+        default:
+            return (.other, nil)
+        }
+    }
+
+    /// A possibly schema-qualified name starting at `index`, and the index after it.
+    static func name(_ t: [SQLToken], at index: Int) -> (name: RelationName, next: Int)? {
+        var parts: [(written: String, folded: String)] = []
+        var i = index
+        while i < t.count, let folded = t[i].identifier {
+            parts.append((t[i].text, folded))
+            i += 1
+            guard i + 1 < t.count, t[i].isSymbol("."), t[i + 1].identifier != nil else { break }
+            i += 1
+        }
+        guard !parts.isEmpty else { return nil }
+        var key = parts.map(\.folded).joined(separator: ".")
+        if key.hasPrefix("public.") { key.removeFirst("public.".count) }
+        return (RelationName(written: parts.map(\.written).joined(separator: "."), key: key), i)
+    }
+
+    // MARK: - ALTER TABLE actions
+
+    private static func actions(_ t: [SQLToken]) -> [Action] {
+        var pieces: [[SQLToken]] = [[]]
+        for token in t {
+            if token.depth == 0, token.isSymbol(",") {
+                pieces.append([])
+            } else {
+                pieces[pieces.count - 1].append(token)
+            }
+        }
+        return pieces.filter { !$0.isEmpty }.map(action)
+    }
+
+    private static let constraintStarts: Set<String> = [
+        "CONSTRAINT", "CHECK", "FOREIGN", "UNIQUE", "PRIMARY", "EXCLUDE",
+    ]
+    private static let columnConstraintWords: Set<String> = [
+        "NOT", "NULL", "CONSTRAINT", "CHECK", "REFERENCES", "PRIMARY", "UNIQUE", "GENERATED", "COLLATE", "DEFAULT",
+    ]
+    static let serialTypes: Set<String> = ["SERIAL", "BIGSERIAL", "SMALLSERIAL", "SERIAL2", "SERIAL4", "SERIAL8"]
+
+    private static func action(_ a: [SQLToken]) -> Action {
+        func word(_ i: Int) -> String { i < a.count ? a[i].keyword ?? "" : "" }
+        switch word(0) {
+        case "ADD":
+            if constraintStarts.contains(word(1)) { return addConstraint(Array(a.dropFirst())) }
+            var i = 1
+            if word(i) == "COLUMN" { i += 1 }
+            if word(i) == "IF", word(i + 1) == "NOT", word(i + 2) == "EXISTS" { i += 3 }
+            guard i < a.count, let column = a[i].identifier else { return .other }
+            let rest = Array(a[(i + 1)...])
+            let typeWord = rest.first?.keyword ?? ""
+            let identity =
+                rest.contains { $0.isKeyword("IDENTITY") } && rest.contains { $0.isKeyword("GENERATED") }
+            var defaultTokens: [SQLToken]?
+            if let d = rest.firstIndex(where: { $0.depth == 0 && $0.isKeyword("DEFAULT") }) {
+                let after = rest[(d + 1)...]
+                let end =
+                    after.firstIndex { $0.depth == 0 && columnConstraintWords.contains($0.keyword ?? "") }
+                    ?? rest.endIndex
+                defaultTokens = Array(rest[(d + 1)..<end])
+            }
+            return .addColumn(
+                name: column, defaultTokens: defaultTokens, serialOrIdentity: serialTypes.contains(typeWord) || identity
+            )
+        case "ALTER":
+            var i = 1
+            if word(i) == "COLUMN" { i += 1 }
+            guard i < a.count, let column = a[i].identifier else { return .other }
+            i += 1
+            if word(i) == "SET", word(i + 1) == "NOT", word(i + 2) == "NULL" { return .setNotNull(column: column) }
+            if word(i) == "SET", word(i + 1) == "DATA" { i += 2 }
+            if word(i) == "TYPE" {
+                let typeTokens = a[(i + 1)...].prefix {
+                    !($0.depth == 0 && ($0.isKeyword("USING") || $0.isKeyword("COLLATE")))
+                }
+                return .alterType(column: column, type: typeTokens.map(\.text).joined(separator: " "))
+            }
+            return .other
+        case "DROP":
+            if word(1) == "CONSTRAINT" { return .other }
+            var i = 1
+            if word(i) == "COLUMN" { i += 1 }
+            if word(i) == "IF", word(i + 1) == "EXISTS" { i += 2 }
+            guard i < a.count, let column = a[i].identifier else { return .other }
+            return .dropColumn(column)
+        case "VALIDATE":
+            return .validateConstraint
+        case "RENAME":
+            if word(1) == "TO" { return .renameTable }
+            if word(1) == "CONSTRAINT" { return .other }
+            let i = word(1) == "COLUMN" ? 2 : 1
+            guard i < a.count, let column = a[i].identifier else { return .other }
+            return .renameColumn(column)
+        default:
+            return .other
+        }
+    }
+
+    private static func addConstraint(_ c: [SQLToken]) -> Action {
+        var i = 0
+        if c.first?.isKeyword("CONSTRAINT") == true { i = 2 }
+        let kind: ConstraintKind
+        switch i < c.count ? c[i].keyword ?? "" : "" {
+        case "CHECK": kind = .check
+        case "FOREIGN": kind = .foreignKey
+        case "UNIQUE": kind = .unique
+        case "PRIMARY": kind = .primaryKey
+        case "EXCLUDE": kind = .exclude
+        default: return .other
+        }
+        var notValid = false
+        var usingIndex = false
+        for j in c.indices where c[j].depth == 0 {
+            if c[j].isKeyword("NOT"), j + 1 < c.count, c[j + 1].isKeyword("VALID") { notValid = true }
+            if c[j].isKeyword("USING"), j + 1 < c.count, c[j + 1].isKeyword("INDEX"),
+                !(j + 2 < c.count && c[j + 2].isKeyword("TABLESPACE"))
+            {
+                usingIndex = true
+            }
+        }
+        var notNullColumn: String?
+        if kind == .check, i + 1 < c.count, c[i + 1].isSymbol("(") {
+            // CHECK (col IS NOT NULL), with or without extra parentheses inside.
+            let closing = c[(i + 2)...].firstIndex { $0.depth == 0 && $0.isSymbol(")") } ?? c.endIndex
+            let body = c[(i + 2)..<closing].filter { !$0.isSymbol("(") && !$0.isSymbol(")") }
+            if body.count == 4, let column = body[0].identifier, body[1].isKeyword("IS"), body[2].isKeyword("NOT"),
+                body[3].isKeyword("NULL")
+            {
+                notNullColumn = column
+            }
+        }
+        return .addConstraint(kind: kind, notValid: notValid, usingIndex: usingIndex, notNullCheckColumn: notNullColumn)
+    }
+}

@@ -1,0 +1,136 @@
+import ArgumentParser
+import Foundation
+import GodwitMigrations
+import GodwitPostgres
+
+extension Migrate {
+    struct Lint: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Find migrations that would block a live database or break the running application.",
+            discussion: """
+                Lints the pending migrations of --source (those not in _sqlx_migrations), or the \
+                FILEs given. With a database, each migration runs in a scratch database beside it \
+                that has its schema and no data (the role needs CREATEDB), and what PostgreSQL does \
+                there decides: the locks taken, tables rewritten, constraints validated, tables \
+                dropped. The target is only read. Without a database only the static rules run.
+
+                Accept a finding with a comment on the line (or lines) right above its statement, \
+                naming the rule and why it is safe there:
+
+                    -- godwit:allow non-concurrent-index media has 40 rows
+
+                Exit status: 0 without findings, 1 with at least one (or on an error).
+
+                Example: godwit migrate lint -D postgres://localhost/app --format json
+                """)
+
+        enum Format: String, ExpressibleByArgument, CaseIterable {
+            case text, json
+        }
+
+        @OptionGroup var connection: ConnectionOptions
+        @OptionGroup var sourceOptions: SourceOptions
+
+        @Option(help: "Output format: text or json.")
+        var format: Format = .text
+
+        @Option(
+            help: ArgumentHelp(
+                "Write a batched job file (jobs/*.sql format) into this folder for each whole-table UPDATE found.",
+                valueName: "dir"))
+        var writeJobs: String?
+
+        @Argument(help: "Migration files to lint instead of the pending migrations of --source.")
+        var files: [String] = []
+
+        func run() async throws {
+            var failed = false
+            try await withCLIErrors {
+                let url = try connection.optionalURL()
+                let linter = MigrationLinter(
+                    source: files.isEmpty
+                        ? try MigrationSource.load(directory: sourceOptions.source)
+                        : MigrationSource(
+                            migrations: [], directory: sourceOptions.source),
+                    connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)))
+                var migrations = try files.map(MigrationLinter.migration(atPath:))
+                if files.isEmpty {
+                    if url != nil {
+                        let logger = makeLogger(sourceOptions.logLevel)
+                        migrations = try await connection.withConnection(logger: logger) { conn in
+                            try await linter.pendingMigrations(on: conn)
+                        }
+                    } else {
+                        migrations = linter.source.upMigrations
+                    }
+                }
+                let report = try await linter.lint(migrations, databaseURL: url)
+                let written = try writeJobFiles(report)
+                switch format {
+                case .json:
+                    output(try jsonReport(report))
+                case .text:
+                    if url == nil { output("note: no database given: static rules only") }
+                    for finding in report.findings { output(finding.text) }
+                    for allowed in report.allowed {
+                        output("allowed \(allowed.rule) at \(allowed.file):\(allowed.line): \(allowed.reason ?? "")")
+                    }
+                    for unused in report.unusedAllows {
+                        output(
+                            "note: -- godwit:allow \(unused.rule) at \(unused.file):\(unused.line) accepts no finding")
+                    }
+                    for path in written { output("wrote \(path)") }
+                    let count = report.findings.count
+                    output(
+                        "\(count == 0 ? "no" : String(count)) finding\(count == 1 ? "" : "s") in \(migrations.count) migration\(migrations.count == 1 ? "" : "s")"
+                            + (report.allowed.isEmpty ? "" : " (\(report.allowed.count) allowed)"))
+                }
+                failed = !report.findings.isEmpty
+            }
+            if failed { throw ExitCode(1) }
+        }
+
+        /// One JSON object: `{"mode", "findings", "allowed"}`.
+        private func jsonReport(_ report: LintReport) throws -> String {
+            struct Output: Encodable {
+                var mode: String
+                var findings: [LintFinding]
+                var allowed: [LintFinding]
+            }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let mode = report.mode == .trace ? "trace" : "static"
+            let data = try encoder.encode(Output(mode: mode, findings: report.findings, allowed: report.allowed))
+            return String(decoding: data, as: UTF8.self)
+        }
+
+        /// The batched job files for the whole-table UPDATEs found (not those allowed).
+        private func writeJobFiles(_ report: LintReport) throws -> [String] {
+            guard let writeJobs else { return [] }
+            try FileManager.default.createDirectory(atPath: writeJobs, withIntermediateDirectories: true)
+            var written: [String] = []
+            for finding in report.findings {
+                guard let text = BatchedJobFile.text(for: finding) else { continue }
+                let path = (writeJobs as NSString).appendingPathComponent(BatchedJobFile.fileName(for: finding))
+                guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
+                    throw CLIError("cannot write \(path)")
+                }
+                written.append(path)
+            }
+            return written
+        }
+    }
+}
+
+extension ConnectionOptions {
+    /// The database to lint against, or nil when none is given anywhere (lint then runs its
+    /// static rules only). Looked for as every command does: the option, `DATABASE_URL`, `./.env`.
+    fileprivate func optionalURL() throws -> String? {
+        let environment = ProcessInfo.processInfo.environment["DATABASE_URL"]
+        let given =
+            databaseURL.flatMap { $0.isEmpty ? nil : $0 } ?? environment.flatMap { $0.isEmpty ? nil : $0 }
+            ?? (noDotenv ? nil : DotEnv.value(of: "DATABASE_URL", inFile: ".env"))
+        guard given != nil else { return nil }
+        return try resolvedURL()
+    }
+}

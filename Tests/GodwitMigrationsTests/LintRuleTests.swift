@@ -1,0 +1,123 @@
+import Foundation
+import GodwitMigrations
+import Testing
+
+/// The lint rules on statement text alone (no database): the tokenizer never takes a word in
+/// a comment, string or function body for a keyword, and each static rule fires on its case.
+@Suite("migrate lint: static rules")
+struct LintRuleTests {
+    func lint(_ sql: String, name: String = "9_x.sql") async throws -> LintReport {
+        let migration = Migration(
+            version: 9, description: "x", kind: .simple, contents: Array(sql.utf8), path: "m/\(name)")
+        return try await MigrationLinter(source: MigrationSource(migrations: [], directory: "m")).lintStatically([
+            migration
+        ])
+    }
+
+    func rules(_ sql: String) async throws -> [String] {
+        try await lint(sql).findings.map(\.rule)
+    }
+
+    @Test(arguments: [
+        ("CREATE UNIQUE INDEX i ON public.media USING btree (a);", "non-concurrent-index"),
+        ("REINDEX (VERBOSE) INDEX media_pkey;", "non-concurrent-reindex"),
+        ("ALTER TABLE media ADD COLUMN t timestamptz DEFAULT clock_timestamp();", "volatile-default"),
+        ("ALTER TABLE media ADD COLUMN n bigint GENERATED ALWAYS AS IDENTITY;", "serial-column"),
+        ("ALTER TABLE media ALTER COLUMN n SET DATA TYPE numeric(10, 2);", "column-type-rewrite"),
+        ("ALTER TABLE media ADD FOREIGN KEY (t) REFERENCES tenants;", "constraint-without-not-valid"),
+        ("ALTER TABLE ONLY media ADD PRIMARY KEY (id);", "unique-without-index"),
+        ("ALTER TABLE media ALTER n SET NOT NULL;", "set-not-null"),
+        ("VACUUM (FULL, ANALYZE) media;", "vacuum-full"),
+        ("CLUSTER VERBOSE media;", "cluster"),
+        ("UPDATE ONLY media AS m SET a = (SELECT 1 WHERE true);", "whole-table-update"),
+        ("DELETE FROM \"Media\";", "whole-table-delete"),
+        ("LOCK TABLE media;\nINSERT INTO media (a) SELECT 1;", "work-under-exclusive-lock"),
+        ("REINDEX TABLE CONCURRENTLY media;", "needs-no-transaction"),
+        ("REINDEX SCHEMA public;", "needs-no-transaction"),
+        ("ALTER TABLE media DROP legacy;", "drop-column"),
+        ("ALTER TABLE media RENAME a TO b;", "rename-column"),
+        ("ALTER TABLE IF EXISTS media RENAME TO pictures;", "rename-table"),
+        ("DROP TABLE IF EXISTS a, media CASCADE;", "drop-table"),
+    ])
+    func eachStaticRuleFires(sql: String, rule: String) async throws {
+        #expect(try await rules(sql).contains(rule), "\(sql)")
+    }
+
+    @Test(arguments: [
+        "UPDATE media SET a = 'no WHERE here' -- WHERE in a comment\n  WHERE id = 1;",
+        "UPDATE media SET a = 1 /* nested /* WHERE */ */ WHERE id = 1;",
+        "CREATE FUNCTION f() RETURNS void LANGUAGE plpgsql AS $body$ BEGIN UPDATE media SET a = 1; DELETE FROM media; END $body$;",
+        "SELECT 'CREATE INDEX i ON media (a)', E'\\' VACUUM FULL media';",
+        "ALTER TABLE media ADD COLUMN a text DEFAULT 'random()';",
+        "ALTER TABLE media ADD COLUMN a timestamptz DEFAULT now(), ADD COLUMN b int DEFAULT 0;",
+        "ALTER TABLE media ALTER COLUMN a TYPE varchar(200), ALTER COLUMN b TYPE text;",
+        "ALTER TABLE media ADD CONSTRAINT c CHECK (a > 0) NOT VALID, VALIDATE CONSTRAINT d;",
+        "ALTER TABLE media ADD CONSTRAINT k UNIQUE USING INDEX k_idx;",
+        "ALTER TABLE media DROP CONSTRAINT c, RENAME CONSTRAINT d TO e;",
+        "CREATE TABLE t (id int);\nCREATE INDEX ON t (id);\nALTER TABLE t RENAME COLUMN id TO key;\nDROP TABLE t;",
+        "ALTER TABLE media ADD CONSTRAINT n CHECK ((n IS NOT NULL)) NOT VALID;\nALTER TABLE media ALTER COLUMN n SET NOT NULL;",
+        "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON media (a);\nDROP INDEX CONCURRENTLY j;\nVACUUM media;",
+        "ALTER TABLE media VALIDATE CONSTRAINT c;\nUPDATE media SET a = 1 WHERE id = 1;",
+        "ALTER TABLE media ADD CONSTRAINT f FOREIGN KEY (t) REFERENCES tenants NOT VALID;\nUPDATE media SET a = 1 WHERE id = 1;",
+    ])
+    func safeStatementsPass(sql: String) async throws {
+        #expect(try await rules(sql) == [], "\(sql)")
+    }
+
+    @Test func aFindingNamesFileLineFirstLineLockAndRecipe() async throws {
+        let report = try await lint("SELECT 1;\n\nALTER TABLE media\n  ALTER COLUMN n TYPE bigint;\n")
+        #expect(report.mode == .static)
+        let finding = try #require(report.findings.first)
+        #expect(finding.rule == "column-type-rewrite")
+        #expect(finding.file == "m/9_x.sql")
+        #expect(finding.line == 3)
+        #expect(finding.statement == "ALTER TABLE media")
+        #expect(finding.table == "media")
+        #expect(finding.lock == "ACCESS EXCLUSIVE")
+        #expect(finding.blocks == "reads and writes")
+        #expect(finding.rewrite)
+        #expect(finding.estimatedRows == nil && finding.bytes == nil)
+        #expect(finding.recipe == LintRule.columnTypeRewrite.recipe)
+    }
+
+    @Test func allowCommentsApplyToTheStatementDirectlyBelow() async throws {
+        let report = try await lint(
+            """
+            -- godwit:allow drop-column nothing reads legacy since release 41
+            -- godwit:allow rename-column renaming is fine in this internal table
+            ALTER TABLE media DROP COLUMN legacy;
+
+            -- godwit:allow drop-column a blank line separates this one from the statement
+
+            ALTER TABLE media DROP COLUMN other;
+            """)
+        #expect(report.allowed.map(\.rule) == ["drop-column"])
+        #expect(report.allowed.first?.reason == "nothing reads legacy since release 41")
+        #expect(report.findings.filter { $0.rule == "drop-column" }.map(\.line) == [7])
+        // The rename allow accepts nothing (no rename), nor does the one cut off by a blank line.
+        #expect(report.unusedAllows.map(\.line) == [2, 5])
+        #expect(report.unusedAllows.map(\.rule) == ["rename-column", "drop-column"])
+    }
+
+    @Test func sizesReadAsPgSizePrettyDoes() {
+        var finding = LintFinding(rule: .cluster, file: "f.sql", line: 1, statement: "CLUSTER t", message: "m")
+        finding.estimatedRows = 1000
+        for (bytes, text) in [
+            (812, "812 bytes"), (139_264, "136 kB"), (1_258_291, "1.2 MB"), (3_650_722_202, "3.4 GB"),
+        ]
+            as [(Int64, String)]
+        {
+            finding.bytes = bytes
+            #expect(finding.text.contains("; ~1000 rows; \(text)\n"), "\(finding.text)")
+        }
+    }
+
+    @Test func lockModesSayWhatTheyBlock() {
+        #expect(LockMode(pgLocksMode: "ShareUpdateExclusiveLock") == .shareUpdateExclusive)
+        #expect(LockMode(pgLocksMode: "AccessExclusiveLock") == .accessExclusive)
+        #expect(LockMode.shareUpdateExclusive.blocks == "other DDL and VACUUM only")
+        #expect(LockMode.share.blocks == "writes" && LockMode.shareRowExclusive.blocks == "writes")
+        #expect(LockMode.rowExclusive < LockMode.share)
+        #expect(Set(LintRule.allCases.map(\.id)).count == LintRule.allCases.count)
+    }
+}
