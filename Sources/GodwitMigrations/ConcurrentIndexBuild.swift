@@ -148,80 +148,25 @@ struct ConcurrentIndexBuild: Equatable, Sendable {
     }
 }
 
-/// The first words of a statement, lowercased unless quoted, with comments and whitespace
-/// skipped: enough to recognise a statement by its head.
+/// The first words of a statement, from `SQLTokenizer`: names folded as PostgreSQL folds
+/// them, every other token a symbol.
 struct HeadTokens: Sequence, IteratorProtocol {
     enum Token: Equatable {
         /// A keyword or identifier: unquoted ones lowercased, quoted ones as written.
         case identifier(String)
-        /// Any other single character.
+        /// Any other token (a string, a number, a symbol), by its first character.
         case symbol(Character)
     }
 
-    private let scalars: [Unicode.Scalar]
-    private var index = 0
+    private var tokens: IndexingIterator<ArraySlice<SQLToken>>
 
     init(_ text: String) {
-        scalars = Array(text.unicodeScalars)
-    }
-
-    private func at(_ offset: Int) -> Unicode.Scalar? {
-        index + offset < scalars.count ? scalars[index + offset] : nil
-    }
-
-    private static func isWordCharacter(_ scalar: Unicode.Scalar) -> Bool {
-        scalar == "_" || scalar == "$" || scalar.properties.isAlphabetic || ("0"..."9").contains(scalar)
+        tokens = SQLTokenizer.tokens(text).prefix(24).makeIterator()
     }
 
     mutating func next() -> Token? {
-        while let scalar = at(0) {
-            if scalar.properties.isWhitespace {
-                index += 1
-            } else if scalar == "-", at(1) == "-" {
-                while let c = at(0), c != "\n" { index += 1 }
-            } else if scalar == "/", at(1) == "*" {
-                var depth = 0
-                while let c = at(0) {
-                    if c == "/", at(1) == "*" {
-                        depth += 1
-                        index += 2
-                    } else if c == "*", at(1) == "/" {
-                        depth -= 1
-                        index += 2
-                        if depth == 0 { break }
-                    } else {
-                        index += 1
-                    }
-                }
-            } else if scalar == "\"" {
-                var name = ""
-                index += 1
-                while let c = at(0) {
-                    index += 1
-                    if c == "\"" {
-                        if at(0) == "\"" {
-                            name.unicodeScalars.append("\"")
-                            index += 1
-                        } else {
-                            break
-                        }
-                    } else {
-                        name.unicodeScalars.append(c)
-                    }
-                }
-                return .identifier(name)
-            } else if Self.isWordCharacter(scalar) {
-                var word = ""
-                while let c = at(0), Self.isWordCharacter(c) {
-                    word.unicodeScalars.append(c)
-                    index += 1
-                }
-                return .identifier(word.lowercased())
-            } else {
-                index += 1
-                return .symbol(Character(scalar))
-            }
-        }
-        return nil
+        guard let token = tokens.next() else { return nil }
+        if let name = token.identifier { return .identifier(name) }
+        return .symbol(token.text.first ?? " ")
     }
 }
