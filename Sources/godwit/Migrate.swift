@@ -104,8 +104,38 @@ extension Migrate {
         @Option(help: "The schema of Godwit's queue and backup tables.")
         var schema = "godwit"
 
+        @Flag(help: "Refuse to run when migrate lint's trace flags a pending migration (for deploy pipelines).")
+        var strict = false
+
         func validate() throws {
             if enqueue && dryRun { throw ValidationError("--enqueue and --dry-run exclude each other") }
+        }
+
+        /// Before anything runs: a warning per lint finding in the pending migrations (the
+        /// catalog check, which reads the catalog only), or with `--strict` a refusal on any
+        /// finding of the trace.
+        private func lintPending(_ source: MigrationSource, on conn: Connection) async throws {
+            let linter = MigrationLinter(source: source)
+            var pending = try await linter.pendingMigrations(on: conn)
+            if let targetVersion { pending = pending.filter { $0.version <= targetVersion } }
+            guard !pending.isEmpty else { return }
+            if strict {
+                let report = try await linter.lint(pending, databaseURL: try connection.resolvedURL())
+                guard report.findings.isEmpty else {
+                    for finding in report.findings { printError(finding.text) }
+                    throw CLIError(
+                        "--strict: migrate lint flags \(report.findings.count) of the pending statements, so nothing was applied: make them safe, or accept one with -- godwit:allow RULE reason on the line before it")
+                }
+                return
+            }
+            do {
+                for finding in try await linter.lint(pending, on: conn).findings {
+                    printError(
+                        "warning: \(finding.file):\(finding.line): \(finding.rule): \(finding.message) (godwit migrate lint says more; --strict refuses)")
+                }
+            } catch {
+                printError("warning: could not lint the pending migrations: \(error)")
+            }
         }
 
         func run() async throws {
@@ -114,6 +144,7 @@ extension Migrate {
                 let migrator = try Migrator(
                     directory: sourceOptions.source, logger: logger, lockPolicy: lockOptions.policy)
                 try await connection.withConnection(logger: logger) { conn in
+                    try await lintPending(migrator.source, on: conn)
                     let queueSchema = QueueSchema(name: schema)
                     if enqueue {
                         try await queueSchema.install(on: conn)

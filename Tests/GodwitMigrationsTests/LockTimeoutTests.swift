@@ -208,3 +208,24 @@ struct ConcurrentIndexBuildTests {
         #expect(ConcurrentIndexBuild("DROP INDEX CONCURRENTLY media_title") == nil)
     }
 }
+
+@Suite("migrate run says what lint flags before it runs")
+struct RunLintWarningTests {
+    @Test func aFlaggedMigrationIsNamedByRuleAndStrictRefusesIt() async throws {
+        try await withFixture(["2_index.sql": "CREATE INDEX media_title ON media (title);"]) { f in
+            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, title text)")
+            let strict = try await GodwitProcess.run(["migrate", "run", "--strict", "-D", f.db.url, "--source", f.dir.path])
+            #expect(strict.status == 1)
+            #expect(strict.stderr.contains("non-concurrent-index"), "\(strict.stderr)")
+            #expect(strict.stderr.contains("--strict: migrate lint flags 1 of the pending statements, so nothing was applied"))
+            #expect(try await !f.exists("media_title"))
+            #expect(try await !f.exists("_sqlx_migrations"))
+            let warned = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            #expect(warned.status == 0, "\(warned.stderr)")
+            #expect(warned.stderr.contains("warning: "), "\(warned.stderr)")
+            #expect(warned.stderr.contains("2_index.sql:1: non-concurrent-index"), "\(warned.stderr)")
+            #expect(warned.stdout.contains("Applied 2/migrate index"))
+            #expect(try await f.exists("media_title"))
+        }
+    }
+}
