@@ -20,14 +20,6 @@ struct ConcurrentIndexBuild: Equatable, Sendable {
 
     var target: Target
 
-    /// The statement's table (for a reindexed index: nil, found from the index).
-    var tableName: String? {
-        switch target {
-        case .create(_, let table), .reindexTable(let table): return Self.regclassText(table)
-        case .reindexIndex: return nil
-        }
-    }
-
     /// What `to_regclass` finds the table or index by (each part quoted).
     static func regclassText(_ parts: [String]) -> String { parts.map(quoteIdentifier).joined(separator: ".") }
 

@@ -368,51 +368,50 @@ public struct Migrator: Sendable {
         _ migration: Migration, on connection: Connection, recordDirty: Bool
     ) async throws -> [(ConcurrentIndexBuild, Set<UInt32>)] {
         let statements = SQLSplitter.split(migration.sql)
-        var builds: [(ConcurrentIndexBuild, Set<UInt32>)] = []
         let sessionTimeout = try await setSessionLockTimeout(on: connection)
-        for (index, statement) in statements.enumerated() {
-            let build = ConcurrentIndexBuild(statement.text)
-            do {
-                var before = Set<UInt32>()
-                if let build {
-                    try await dropLeftoverOfSameName(build, migration, statement, on: connection)
-                    before = try await build.invalidIndexes(on: connection)
-                }
-                try await retryingLockTimeouts(migration, statement: statement) { watch in
-                    do {
-                        try await watching(connection, watch) { try await connection.execute(statement.text) }
-                    } catch let error as PostgresError {
-                        if let build {
-                            try await dropWhatAFailedBuildLeft(build, before: before, migration, on: connection)
+        return try await ensuring {
+            var builds: [(ConcurrentIndexBuild, Set<UInt32>)] = []
+            for (index, statement) in statements.enumerated() {
+                let build = ConcurrentIndexBuild(statement.text)
+                do {
+                    var before = Set<UInt32>()
+                    if let build {
+                        try await dropLeftoverOfSameName(build, migration, statement, on: connection)
+                        before = try await build.invalidIndexes(on: connection)
+                    }
+                    try await retryingLockTimeouts(migration, statement: statement) { watch in
+                        do {
+                            try await watching(connection, watch) { try await connection.execute(statement.text) }
+                        } catch let error as PostgresError {
+                            if let build {
+                                try await dropWhatAFailedBuildLeft(build, before: before, migration, on: connection)
+                            }
+                            throw error
                         }
-                        throw error
                     }
-                }
-                if let build { builds.append((build, before)) }
-            } catch let error as PostgresError {
-                let location =
-                    error.position.map { statement.location(ofCharacterPosition: $0) }
-                    ?? (statement.startLine, statement.startColumn)
-                var mapped = executionError(migration, error, location: location)
-                if index > 0 {
-                    if recordDirty, await connection.isOpen {
-                        _ = try? await Ledger.insert(migration, success: false, executionTime: -1, on: connection)
+                    if let build { builds.append((build, before)) }
+                } catch let error as PostgresError {
+                    let location =
+                        error.position.map { statement.location(ofCharacterPosition: $0) }
+                        ?? (statement.startLine, statement.startColumn)
+                    var mapped = executionError(migration, error, location: location)
+                    if index > 0 {
+                        if recordDirty, await connection.isOpen {
+                            _ = try? await Ledger.insert(migration, success: false, executionTime: -1, on: connection)
+                        }
+                        mapped.message +=
+                            "; \(index) of \(statements.count) statements had already run outside a transaction"
+                            + (recordDirty
+                                ? ", so the migration is recorded as partially applied: repair the schema, then DELETE FROM _sqlx_migrations WHERE version = \(migration.version)"
+                                : "")
                     }
-                    mapped.message +=
-                        "; \(index) of \(statements.count) statements had already run outside a transaction"
-                        + (recordDirty
-                            ? ", so the migration is recorded as partially applied: repair the schema, then DELETE FROM _sqlx_migrations WHERE version = \(migration.version)"
-                            : "")
+                    throw mapped
                 }
-                await restoreSessionLockTimeout(sessionTimeout, on: connection)
-                throw mapped
-            } catch {
-                await restoreSessionLockTimeout(sessionTimeout, on: connection)
-                throw error
             }
+            return builds
+        } finally: {
+            await restoreSessionLockTimeout(sessionTimeout, on: connection)
         }
-        await restoreSessionLockTimeout(sessionTimeout, on: connection)
-        return builds
     }
 
     // MARK: Lock timeouts
@@ -427,45 +426,38 @@ public struct Migrator: Sendable {
         guard let lockTimeout = lockPolicy.lockTimeout else { return try await attempt(nil) }
         let clock = ContinuousClock()
         let started = clock.now
-        var tries = 0
         let watch = LockWatch(lockTimeout: lockTimeout)
-        while true {
-            tries += 1
-            do {
-                let value = try await attempt(watch)
-                await watch.close()
-                return value
-            } catch let error where Self.lockTimeoutError(error) != nil {
-                let server = Self.lockTimeoutError(error)!
-                let seen = watch.lastSeen
-                let what = seen?.target ?? "what it needed"
-                let verb = migration.kind == .down ? "revert of migration" : "migration"
-                var place = migration.path
-                if let statement { place += ":\(statement.startLine)" }
-                guard tries <= lockPolicy.retries else {
-                    await watch.close()
-                    let holders = seen.map { ": \($0.holdersDescription)" } ?? ": \(server.message)"
-                    throw MigrationError(
-                        .lockTimeout,
-                        "\(verb) \(migration.version) could not lock \(what) after \(tries) tries in \((clock.now - started).roundedDescription)\(holders) (\(place); nothing of it was left applied"
-                            + (statement != nil ? " beyond the statements before this one)" : ")"),
-                        version: migration.version, underlying: server)
-                }
-                let delay = lockPolicy.backoff.delay(afterAttempt: tries)
-                logger.warning(
-                    "\(verb) \(migration.version) could not lock \(what) within \(lockTimeout.roundedDescription); trying again in \(delay.roundedDescription) (retry \(tries) of \(lockPolicy.retries)): \(seen?.holdersDescription ?? server.message)",
-                    metadata: ["version": "\(migration.version)", "file": "\(place)"])
+        return try await ensuring {
+            var tries = 0
+            while true {
+                tries += 1
                 do {
+                    return try await attempt(watch)
+                } catch {
+                    guard let server = Self.lockTimeoutError(error) else { throw error }
+                    let seen = watch.lastSeen
+                    let what = seen?.target ?? "what it needed"
+                    let verb = migration.kind == .down ? "revert of migration" : "migration"
+                    var place = migration.path
+                    if let statement { place += ":\(statement.startLine)" }
+                    guard tries <= lockPolicy.retries else {
+                        let holders = seen.map { ": \($0.holdersDescription)" } ?? ": \(server.message)"
+                        throw MigrationError(
+                            .lockTimeout,
+                            "\(verb) \(migration.version) could not lock \(what) after \(tries) tries in \((clock.now - started).roundedDescription)\(holders) (\(place); nothing of it was left applied"
+                                + (statement != nil ? " beyond the statements before this one)" : ")"),
+                            version: migration.version, underlying: server)
+                    }
+                    let delay = lockPolicy.backoff.delay(afterAttempt: tries)
+                    logger.warning(
+                        "\(verb) \(migration.version) could not lock \(what) within \(lockTimeout.roundedDescription); trying again in \(delay.roundedDescription) (retry \(tries) of \(lockPolicy.retries)): \(seen?.holdersDescription ?? server.message)",
+                        metadata: ["version": "\(migration.version)", "file": "\(place)"])
                     try await Task.sleep(for: delay)
                     try beforeRetry()
-                } catch {
-                    await watch.close()
-                    throw error
                 }
-            } catch {
-                await watch.close()
-                throw error
             }
+        } finally: {
+            await watch.close()
         }
     }
 
@@ -599,4 +591,17 @@ public struct MigrationStatus: Sendable, Equatable {
     public var installedOn: String?
     public var executionTime: Int64?
     public var path: String?
+}
+
+/// Runs `body`, then `cleanup`, whether `body` returned or threw: an async `defer`.
+private func ensuring<T>(_ body: () async throws -> T, finally cleanup: () async -> Void) async throws -> T {
+    let value: T
+    do {
+        value = try await body()
+    } catch {
+        await cleanup()
+        throw error
+    }
+    await cleanup()
+    return value
 }

@@ -25,6 +25,13 @@ extension Fixture {
         return holder
     }
 
+    /// Starts the migrations with `quickLocks()` on a connection of their own, in the background.
+    func runBlocked() async throws -> (Connection, Task<[MigrationEvent], any Error>) {
+        let migrationConn = try await db.connect()
+        let migrator = try migrator(quickLocks())
+        return (migrationConn, Task { try await migrator.run(on: migrationConn) })
+    }
+
     /// Whether the migration has waited for a lock half its timeout: its watch session is there.
     func migrationHasTriedOnce() async throws -> Bool {
         try await conn.query(
@@ -39,9 +46,7 @@ struct LockTimeoutTests {
         try await withFixture(["1_note.sql": "ALTER TABLE media ADD COLUMN note text;"]) { f in
             try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY); INSERT INTO media VALUES (1)")
             let holder = try await f.holder(of: "media")
-            let migrationConn = try await f.db.connect()
-            let migrator = try f.migrator(quickLocks())
-            let run = Task { try await migrator.run(on: migrationConn) }
+            let (migrationConn, run) = try await f.runBlocked()
             // The watch session appears when the ALTER has waited half its timeout.
             #expect(try await eventually { try await f.migrationHasTriedOnce() })
             // While it retries, a read that would queue behind a waiting ALTER gets through: without
@@ -119,9 +124,7 @@ struct LockTimeoutTests {
         ]) { f in
             try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY)")
             let holder = try await f.holder(of: "media")
-            let migrationConn = try await f.db.connect()
-            let migrator = try f.migrator(quickLocks())
-            let run = Task { try await migrator.run(on: migrationConn) }
+            let (migrationConn, run) = try await f.runBlocked()
             #expect(try await eventually { try await f.migrationHasTriedOnce() })
             try await Task.sleep(for: .milliseconds(500))
             try await holder.execute("COMMIT")
