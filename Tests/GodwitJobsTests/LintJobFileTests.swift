@@ -56,4 +56,42 @@ struct LintJobFileTests {
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
         }
     }
+
+    /// An UPDATE with RETURNING, or run by a WITH query, gets its batch's WHERE where PostgreSQL
+    /// takes it: before RETURNING, inside the query.
+    @Test(arguments: [
+        (
+            "UPDATE items SET label = upper(label) RETURNING item_no;\n",
+            "UPDATE items SET label = upper(label) WHERE item_no BETWEEN $1 AND $2\nRETURNING item_no"
+        ),
+        (
+            "WITH changed AS (UPDATE items SET label = upper(label) RETURNING item_no)\nINSERT INTO audit SELECT item_no FROM changed;\n",
+            "WITH changed AS (UPDATE items SET label = upper(label) WHERE item_no BETWEEN $1 AND $2\nRETURNING item_no)\nINSERT INTO audit SELECT item_no FROM changed"
+        ),
+        (
+            "WITH done (n) AS MATERIALIZED (SELECT 1)\nUPDATE items SET label = lower(label);\n",
+            "WITH done (n) AS MATERIALIZED (SELECT 1)\nUPDATE items SET label = lower(label)\nWHERE item_no BETWEEN $1 AND $2"
+        ),
+    ])
+    func anUpdateWithReturningOrInsideWithGetsAJobThatEnqueues(migrationSQL: String, statement: String) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let migration = try dir.write("migrations/3_fill.sql", migrationSQL)
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await conn.execute("CREATE TABLE items (item_no bigint PRIMARY KEY, label text)")
+            try await conn.execute("CREATE TABLE audit (item_no bigint)")
+            await conn.close()
+            let lint = try await GodwitProcess.run(
+                ["migrate", "lint", "-D", db.url, "--write-jobs", dir.path + "/jobs", migration])
+            #expect(lint.status == 1, "\(lint.stderr)")
+            #expect(lint.stdout.contains("whole-table-update"), "\(lint.stdout)")
+            let path = dir.path + "/jobs/lint_3_fill_line1.sql"
+            let definition = try BatchedJobDefinition.parse(
+                try String(contentsOfFile: path, encoding: .utf8), file: path)
+            #expect(definition.statement == statement)
+            let enqueue = try await GodwitProcess.run(["job", "enqueue", path, "-D", db.url])
+            #expect(enqueue.status == 0, "\(enqueue.stderr)")
+        }
+    }
 }

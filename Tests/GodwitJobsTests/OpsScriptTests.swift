@@ -66,7 +66,38 @@ struct OpsScriptTests {
             #expect(result.status == 0, "an empty source migrates nothing: \(result.output)")
             let unreachable = try await runOps("migrate-safely", ["--backup-dir", backups.path], url: "postgres://postgres@127.0.0.1:1/x?connect_timeout=1")
             #expect(unreachable.status == 1)
-            #expect(unreachable.output.contains("STOPPED: the backup failed: nothing was changed"))
+            #expect(unreachable.output.contains("STOPPED: lint refused the pending migrations (above): nothing was changed"))
+        }
+    }
+
+    @Test func migrateSafelyStopsAtALintFindingBeforeTheBackupWithNothingChanged() async throws {
+        let backups = try TemporaryDirectory()
+        let source = try TemporaryDirectory()
+        defer {
+            backups.delete()
+            source.delete()
+        }
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await conn.execute("CREATE TABLE media (id bigint PRIMARY KEY, title text)")
+            try "CREATE INDEX media_title ON media (title);\n".write(
+                toFile: source.path + "/1_title_index.sql", atomically: true, encoding: .utf8)
+            let refused = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path, "--lock-timeout", "1s"], url: db.url)
+            #expect(refused.status == 1)
+            #expect(refused.output.contains("non-concurrent-index"), "\(refused.output)")
+            #expect(refused.output.contains("STOPPED: lint refused the pending migrations (above): nothing was changed"))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: backups.path).isEmpty)
+            #expect(try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS none").first?.bool("none") == true)
+
+            // Accepted with a reason, it runs, under the lock timeout given.
+            try "-- godwit:allow non-concurrent-index media is tiny\nCREATE INDEX media_title ON media (title);\n".write(
+                toFile: source.path + "/1_title_index.sql", atomically: true, encoding: .utf8)
+            let migrated = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path, "--lock-timeout", "1s"], url: db.url)
+            #expect(migrated.status == 0, "\(migrated.output)")
+            #expect(try await conn.query("SELECT to_regclass('media_title') IS NOT NULL AS built").first?.bool("built") == true)
+            await conn.close()
         }
     }
 }

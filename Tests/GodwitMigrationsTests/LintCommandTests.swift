@@ -76,6 +76,8 @@ struct LintCommandTests {
             """,
             ["volatile-default"]
         ),
+        // Passes on the scratch database's empty table; fails on the target's rows.
+        ("27_required.sql", "ALTER TABLE media ADD COLUMN owner_id bigint NOT NULL;", ["not-null-without-default"]),
         // Not known to the static rules: PostgreSQL refuses it in a transaction (SQLSTATE 25001).
         ("24_create_database.sql", "CREATE DATABASE godwit_lint_never_created;", ["needs-no-transaction"]),
     ]
@@ -100,7 +102,7 @@ struct LintCommandTests {
         ("33_set_not_null_after_check.sql", "ALTER TABLE media ALTER COLUMN width SET NOT NULL;"),
         (
             "34_constant_default.sql",
-            "ALTER TABLE media ADD COLUMN status text DEFAULT 'new';\nALTER TABLE media ADD COLUMN seen timestamptz DEFAULT now();"
+            "ALTER TABLE media ADD COLUMN status text NOT NULL DEFAULT 'new';\nALTER TABLE media ADD COLUMN seen timestamptz DEFAULT now();"
         ),
         ("35_nullable.sql", "ALTER TABLE media ADD COLUMN caption text;"),
         (

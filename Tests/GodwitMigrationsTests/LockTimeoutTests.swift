@@ -165,6 +165,34 @@ struct LockTimeoutTests {
         }
     }
 
+    /// A REINDEX CONCURRENTLY that fails half-way leaves its new copy (`<index>_ccnew`) behind,
+    /// INVALID; Godwit drops it and keeps the original.
+    @Test(arguments: ["REINDEX INDEX CONCURRENTLY media_code_f", "REINDEX (VERBOSE) TABLE CONCURRENTLY media"])
+    func aFailedConcurrentReindexDropsTheCopyItLeft(statement: String) async throws {
+        try await withFixture([
+            "1_reindex.sql": "-- no-transaction\nSET godwit_test.fail_index = 'on';\n\(statement);\n"
+        ]) { f in
+            // An immutable function that fails once asked to: the rebuild fails after the copy exists.
+            try await f.conn.execute(
+                """
+                CREATE TABLE media (id int PRIMARY KEY, code int);
+                INSERT INTO media SELECT g, g FROM generate_series(1, 100) g;
+                CREATE FUNCTION code_f(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+                BEGIN
+                    IF current_setting('godwit_test.fail_index', true) = 'on' THEN RAISE EXCEPTION 'rebuild refused'; END IF;
+                    RETURN $1;
+                END $$;
+                CREATE INDEX media_code_f ON media (code_f(code));
+                """)
+            let error = await #expect(throws: MigrationError.self) { try await f.migrator(quickLocks()).run(on: f.conn) }
+            #expect(error?.underlying?.message.contains("rebuild refused") == true, "\(String(describing: error))")
+            let left = try await f.conn.query(
+                "SELECT c.relname::text AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'media'::regclass ORDER BY 1"
+            ).rows.map { "\(try $0.string("name")):\(try $0.bool("valid"))" }
+            #expect(left == ["media_code_f:true", "media_pkey:true"])
+        }
+    }
+
     @Test func aBuildThatIfNotExistsSkippedOverAnInvalidIndexIsNotRecorded() async throws {
         try await withFixture([
             "1_index.sql": "-- no-transaction\nCREATE INDEX CONCURRENTLY IF NOT EXISTS shared_name ON media (code);\n"

@@ -44,7 +44,20 @@ public enum BatchedJobFile {
             )
         }
         let column = key.allSatisfy({ $0.isLowercase || $0.isNumber || $0 == "_" }) ? key : quoteIdentifier(key)
-        lines.append("\(sql)\nWHERE \(column) BETWEEN $1 AND $2;")
+        let batch = "WHERE \(column) BETWEEN $1 AND $2"
+        var scalars = Array(sql.unicodeScalars)
+        if let offset = finding.batchWhereOffset, offset <= scalars.count {
+            // Before RETURNING, or inside the WITH query that runs the UPDATE.
+            scalars.insert(contentsOf: (batch + "\n").unicodeScalars, at: offset)
+        } else {
+            scalars.append(contentsOf: ("\n" + batch).unicodeScalars)
+        }
+        var statement = String.UnicodeScalarView()
+        statement.append(contentsOf: scalars)
+        if SQLTokenizer.tokens(sql).first?.isKeyword("WITH") == true {
+            lines.append("-- The UPDATE runs inside WITH: the rows a batch reports are those of the outer statement.")
+        }
+        lines.append(String(statement) + ";")
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -67,6 +67,8 @@ public struct LintFinding: Sendable, Equatable, Codable {
     public var batchKey: String?
     /// The whole statement, for `--write-jobs`; not printed.
     public var sql: String?
+    /// Where in `sql` (Unicode scalars) the batch's `WHERE` goes; nil for the end.
+    public var batchWhereOffset: Int?
     /// A name that resolves to the table in the target, for its size.
     var sizeName: String?
 

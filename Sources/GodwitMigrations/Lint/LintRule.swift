@@ -11,6 +11,7 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
     case nonConcurrentReindex = "non-concurrent-reindex"
     case volatileDefault = "volatile-default"
     case serialColumn = "serial-column"
+    case notNullWithoutDefault = "not-null-without-default"
     case columnTypeRewrite = "column-type-rewrite"
     case tableRewrite = "table-rewrite"
     case constraintWithoutNotValid = "constraint-without-not-valid"
@@ -37,6 +38,8 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
         case .nonConcurrentReindex: "REINDEX without CONCURRENTLY"
         case .volatileDefault: "ADD COLUMN with a volatile default, which rewrites the table"
         case .serialColumn: "a serial or identity column added to an existing table, which rewrites it"
+        case .notNullWithoutDefault:
+            "ADD COLUMN ... NOT NULL without a DEFAULT on an existing table, which fails once the table has rows"
         case .columnTypeRewrite: "ALTER COLUMN ... TYPE that rewrites the table"
         case .tableRewrite: "another statement that rewrites an existing table"
         case .constraintWithoutNotValid: "a FOREIGN KEY or CHECK added to an existing table without NOT VALID"
@@ -67,6 +70,8 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
             "add the column without a default (or with a constant one), set the default for new rows with ALTER COLUMN ... SET DEFAULT, and fill existing rows with a batched job (jobs/*.sql)"
         case .serialColumn:
             "add a nullable bigint column, attach a sequence with ALTER COLUMN ... SET DEFAULT nextval(...), fill existing rows with a batched job, then add the constraints"
+        case .notNullWithoutDefault:
+            "give it a constant DEFAULT (stored in the catalog, no rewrite), or add it nullable, fill it with a batched job, then SET NOT NULL after a validated CHECK (col IS NOT NULL)"
         case .columnTypeRewrite:
             "expand/contract: add a column of the new type, write both from the application, backfill with a batched job, switch reads, then drop the old column"
         case .tableRewrite:

@@ -28,6 +28,7 @@ enum LintRules {
             if rule == .wholeTableUpdate {
                 finding.batchKey = facts.batchKey
                 finding.sql = facts.statement.text
+                finding.batchWhereOffset = shape.batchWhereOffset
             }
             if let trace, let oid = trace.names.first(where: { $0.value == name })?.key {
                 finding.sizeName = trace.qualifiedNames[oid]
@@ -94,7 +95,7 @@ enum LintRules {
                 }
             for action in shape.alterActions {
                 switch action {
-                case .addColumn(let column, _, let serial) where blamed.contains(action):
+                case .addColumn(let column, _, let serial, _) where blamed.contains(action):
                     if serial {
                         add(
                             .serialColumn, "adding serial or identity column \(column) rewrites the table to fill it",
@@ -106,6 +107,11 @@ enum LintRules {
                             lock: .accessExclusive, rewrite: true)
                     }
                     sawRewriteRule = true
+                case .addColumn(let column, nil, false, true):
+                    add(
+                        .notNullWithoutDefault,
+                        "column \(column) is added NOT NULL without a DEFAULT: that fails on a table with rows, though an empty database (as in CI) lets it pass",
+                        lock: .accessExclusive)
                 case .alterType(let column, let type) where blamed.contains(action):
                     add(
                         .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
@@ -194,7 +200,7 @@ enum LintRules {
     /// identity, or a type change.
     static func canRewrite(_ action: StatementShape.Action) -> Bool {
         switch action {
-        case .addColumn(_, let defaultTokens, let serial): serial || defaultTokens != nil
+        case .addColumn(_, let defaultTokens, let serial, _): serial || defaultTokens != nil
         case .alterType: true
         default: false
         }
@@ -204,7 +210,7 @@ enum LintRules {
     /// known volatile function, a type change to anything but `text` or `varchar`.
     static func likelyRewrites(_ action: StatementShape.Action) -> Bool {
         switch action {
-        case .addColumn(_, let defaultTokens, let serial): serial || defaultTokens.map(isVolatile) == true
+        case .addColumn(_, let defaultTokens, let serial, _): serial || defaultTokens.map(isVolatile) == true
         case .alterType(_, let type): !isCheapTypeChange(type)
         default: false
         }

@@ -21,7 +21,7 @@ struct SQLToken: Sendable, Equatable {
     var text: String
     /// Parenthesis depth at the token (a `(` has the depth outside it).
     var depth: Int
-    /// Offset in Unicode scalars of the token in the statement (kept for words only).
+    /// Offset in Unicode scalars of the token in the statement (kept for words and for `)`).
     var start = 0
 
     /// The word in upper case, or nil for anything that is not an unquoted word.
@@ -115,7 +115,7 @@ enum SQLTokenizer {
                 index += 1
             } else if scalar == ")" {
                 depth = max(0, depth - 1)
-                tokens.append(SQLToken(kind: .symbol, text: ")", depth: depth))
+                tokens.append(SQLToken(kind: .symbol, text: ")", depth: depth, start: start))
                 index += 1
             } else if scalar == ":", peek(1) == ":" {
                 index += 2

@@ -14,7 +14,8 @@ struct StatementShape: Sendable {
     enum ConstraintKind: Sendable, Equatable { case check, foreignKey, unique, primaryKey, exclude }
 
     enum Action: Sendable, Equatable {
-        case addColumn(name: String, defaultTokens: [SQLToken]?, serialOrIdentity: Bool)
+        /// `notNull`: declared NOT NULL or PRIMARY KEY.
+        case addColumn(name: String, defaultTokens: [SQLToken]?, serialOrIdentity: Bool, notNull: Bool)
         case addConstraint(kind: ConstraintKind, notValid: Bool, usingIndex: Bool, notNullCheckColumn: String?)
         case alterType(column: String, type: String)
         case setNotNull(column: String)
@@ -47,11 +48,20 @@ struct StatementShape: Sendable {
     /// The table the statement works on, when it names one.
     var table: RelationName?
     var tokens: [SQLToken]
+    /// For an UPDATE: where, in Unicode scalars of the text, a `WHERE` restricting it to a
+    /// batch goes (before its `RETURNING`, or before the `)` closing its `WITH` query); nil
+    /// for the end of the text.
+    var batchWhereOffset: Int?
 
     init(_ text: String) {
         let tokens = SQLTokenizer.tokens(text)
         self.tokens = tokens
         (command, table) = Self.classify(tokens)
+        if case .update = command {
+            let withPart = tokens.first?.isKeyword("WITH") == true ? Self.modifyingPart(ofWith: tokens) : nil
+            let (body, end) = withPart ?? (tokens, nil)
+            batchWhereOffset = body.first { $0.depth == 0 && $0.isKeyword("RETURNING") }?.start ?? end
+        }
     }
 
     /// Whether the statement cannot run inside a transaction block.
@@ -182,7 +192,10 @@ struct StatementShape: Sendable {
             var j = 2
             if j < t.count, t[j].isKeyword("ONLY") { j += 1 }
             return (.otherDML, name(t, at: j)?.name)
-        case "SELECT", "WITH", "COPY", "VALUES":
+        case "WITH":
+            guard let part = modifyingPart(ofWith: t) else { return (.otherDML, nil) }
+            return classify(part.tokens)
+        case "SELECT", "COPY", "VALUES":
             return (.otherDML, nil)
         case "VACUUM":
             let full = t.contains { $0.isKeyword("FULL") }
@@ -209,6 +222,40 @@ struct StatementShape: Sendable {
         default:
             return (.other, nil)
         }
+    }
+
+    /// The UPDATE or DELETE a `WITH` statement runs, in a query of the WITH list or as its main
+    /// statement, as tokens of its own (depths counted from it), and the offset of the `)` that
+    /// closes its query (nil for the main statement). One without WHERE comes first.
+    static func modifyingPart(ofWith t: [SQLToken]) -> (tokens: [SQLToken], end: Int?)? {
+        var parts: [(tokens: [SQLToken], end: Int?)] = []
+        var i = 1
+        while i < t.count {
+            let token = t[i]
+            if token.depth == 0, token.isSymbol("("), t[i - 1].isKeyword("AS") || t[i - 1].isKeyword("MATERIALIZED") {
+                // A query of the WITH list: everything to the `)` back at depth 0.
+                var j = i + 1
+                var body: [SQLToken] = []
+                while j < t.count, !(t[j].depth == 0 && t[j].isSymbol(")")) {
+                    var inner = t[j]
+                    inner.depth -= 1
+                    body.append(inner)
+                    j += 1
+                }
+                parts.append((body, j < t.count ? t[j].start : nil))
+                i = j + 1
+            } else if token.depth == 0, token.kind == .word, !token.isKeyword("AS"), t[i - 1].isSymbol(")"),
+                t[i - 1].depth == 0
+            {
+                parts.append((Array(t[i...]), nil))  // the main statement
+                break
+            } else {
+                i += 1
+            }
+        }
+        let modifying = parts.filter { $0.tokens.first?.isKeyword("UPDATE") == true || $0.tokens.first?.isKeyword("DELETE") == true }
+        return modifying.first { part in !part.tokens.contains { $0.depth == 0 && $0.isKeyword("WHERE") } }
+            ?? modifying.first
     }
 
     /// A possibly schema-qualified name starting at `index`, and the index after it.
@@ -260,8 +307,13 @@ struct StatementShape: Sendable {
             guard i < a.count, let column = a[i].identifier else { return .other }
             let rest = Array(a[(i + 1)...])
             let typeWord = rest.first?.keyword ?? ""
-            let identity =
-                rest.contains { $0.isKeyword("IDENTITY") } && rest.contains { $0.isKeyword("GENERATED") }
+            let generated = rest.contains { $0.depth == 0 && $0.isKeyword("GENERATED") }
+            let identity = generated && rest.contains { $0.isKeyword("IDENTITY") }
+            let notNull = rest.indices.contains { i in
+                rest[i].depth == 0 && i + 1 < rest.count
+                    && (rest[i].isKeyword("NOT") && rest[i + 1].isKeyword("NULL")
+                        || rest[i].isKeyword("PRIMARY") && rest[i + 1].isKeyword("KEY"))
+            }
             var defaultTokens: [SQLToken]?
             if let d = rest.firstIndex(where: { $0.depth == 0 && $0.isKeyword("DEFAULT") }) {
                 let after = rest[(d + 1)...]
@@ -271,8 +323,9 @@ struct StatementShape: Sendable {
                 defaultTokens = Array(rest[(d + 1)..<end])
             }
             return .addColumn(
-                name: column, defaultTokens: defaultTokens, serialOrIdentity: serialTypes.contains(typeWord) || identity
-            )
+                name: column, defaultTokens: defaultTokens, serialOrIdentity: serialTypes.contains(typeWord) || identity,
+                // A generated column computes its value, so it needs no default.
+                notNull: notNull && !(generated && !identity))
         case "ALTER":
             var i = 1
             if word(i) == "COLUMN" { i += 1 }
