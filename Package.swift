@@ -63,7 +63,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.embedInCode("Resources/queue_schema.sql")],
+            resources: [.embedInCode("Resources/queue_schema.sql"), .embedInCode("Resources/queue_schema_2.sql")],
             swiftSettings: strict
         ),
         .target(

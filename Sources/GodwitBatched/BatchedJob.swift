@@ -10,6 +10,16 @@ public struct BatchThrottle: Sendable {
     public var maxReplicationLag: Duration = .seconds(10)
     /// Hold while an autovacuum worker is processing the job's table.
     public var holdDuringAutovacuum = true
+    /// Hold while WAL archiving is more than this many segments behind (when `archive_mode`
+    /// is on); nil never holds for it.
+    public var maxArchiveBacklog: Int? = 16
+    /// A query of the operator's (`--health-query`), run as the worker: the job holds while it
+    /// returns false or fails.
+    public var healthQuery: String?
+    /// How long a health query may run before it counts as failed.
+    public var healthQueryTimeout: Duration = .seconds(5)
+    /// How often holds are checked while a job is not holding.
+    public var holdCheckInterval: Duration = .seconds(1)
     /// How many batches of each job to keep in `godwit.batches`.
     public var batchHistory = 1000
     /// How often the worker logs a progress line for each running batched job.
@@ -46,6 +56,19 @@ public struct BatchedJob: JobHandler {
         var lockTimeoutMs: Int
         var statementTimeoutMs: Int
         var maxAttempts: Int
+        /// The longest wait on a batch's locks the size is steered by; absent in payloads made
+        /// before the governor (the default then).
+        var maxLockWaitMs: Int?
+        /// The enqueuer's health query (`health-query`): the job holds while it is false or fails.
+        var healthQuery: String?
+
+        static let defaultMaxLockWaitMs = 10
+
+        /// The wait the batch size is steered by; nil (0) steers by duration alone.
+        var maxLockWait: Duration? {
+            let ms = maxLockWaitMs ?? Self.defaultMaxLockWaitMs
+            return ms > 0 ? .milliseconds(ms) : nil
+        }
 
         enum CodingKeys: String, CodingKey {
             case table, key, statement
@@ -59,6 +82,8 @@ public struct BatchedJob: JobHandler {
             case lockTimeoutMs = "lock_timeout_ms"
             case statementTimeoutMs = "statement_timeout_ms"
             case maxAttempts = "max_attempts"
+            case maxLockWaitMs = "max_lock_wait_ms"
+            case healthQuery = "health_query"
         }
 
         /// Checks what a hand-made payload could get wrong before anything of it reaches SQL.
@@ -67,8 +92,14 @@ public struct BatchedJob: JobHandler {
             guard batchSize >= 1, minBatchSize >= 1, maxBatchSize >= minBatchSize,
                 (minBatchSize...maxBatchSize).contains(batchSize)
             else { throw fail("batch sizes must satisfy 1 <= min_batch_size <= batch_size <= max_batch_size") }
-            guard targetBatchMs >= 1, pauseMs >= 0, lockTimeoutMs >= 0, statementTimeoutMs >= 0, maxAttempts >= 1 else {
-                throw fail("target_batch_ms and max_attempts must be positive, and pauses and timeouts not negative")
+            guard targetBatchMs >= 1, pauseMs >= 0, lockTimeoutMs >= 0, statementTimeoutMs >= 0, maxAttempts >= 1,
+                (maxLockWaitMs ?? 0) >= 0
+            else {
+                throw fail(
+                    "target_batch_ms and max_attempts must be positive, and pauses, timeouts and max_lock_wait_ms not negative")
+            }
+            if let healthQuery, healthQuery.contains(";") {
+                throw fail("the health query must be one query with no \";\" in it")
             }
         }
     }
@@ -110,6 +141,8 @@ struct BatchSandbox {
     /// The function's oid, and a digest of what makes it safe to call.
     let oid: Int64
     let fingerprint: String
+    /// `pg_temp.godwit_health()`, when the job has a health query.
+    let health: (oid: Int64, fingerprint: String)?
 
     static func create(
         for payload: BatchedJob.Payload, job: ClaimedJob, schema: QueueSchema, on connection: Connection
@@ -143,6 +176,11 @@ struct BatchSandbox {
             described = try await connection.describe(payload.statement)
         } catch let error as PostgresError where error.code == .server {
             throw invalid("the statement does not prepare: \(error.description)")
+        }
+        do {
+            try await KeyCollation.check(statement: payload.statement, key: payload.key, relation: relation, on: connection)
+        } catch let mismatch as KeyCollation.Mismatch {
+            throw invalid(mismatch.message)
         }
         guard described.parameterTypes.count == 2 else {
             throw invalid(
@@ -179,6 +217,16 @@ struct BatchSandbox {
                     EXECUTE \(EnqueuerRole.dollarQuoted(payload.statement)) USING lo::\(firstType), hi::\(lastType);
                     GET DIAGNOSTICS changed = ROW_COUNT;
                 END IF;
+                -- The sessions waiting on this batch's locks now, just before it commits: each
+                -- has waited since it hit a lock the batch holds and waits until the COMMIT,
+                -- so this reads every such wait at (almost) its full length.
+                SELECT pg_catalog.count(*)::integer, coalesce(pg_catalog.max(w.ms), 0), coalesce(pg_catalog.sum(w.ms), 0)
+                INTO waiters, longest_wait_ms, total_wait_ms
+                FROM (SELECT l.pid, pg_catalog.max(extract(epoch FROM pg_catalog.clock_timestamp() - l.waitstart) * 1000) AS ms
+                      FROM pg_catalog.pg_locks l
+                      WHERE NOT l.granted AND l.waitstart IS NOT NULL
+                        AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(l.pid))
+                      GROUP BY l.pid) w;
                 first_key := lo::text;
                 last_key := hi::text;
                 ms := extract(epoch FROM clock_timestamp() - started) * 1000;
@@ -189,9 +237,24 @@ struct BatchSandbox {
             """
             CREATE FUNCTION pg_temp.godwit_batch(after_key pg_catalog.text, batch_size integer,
                 OUT first_key pg_catalog.text, OUT last_key pg_catalog.text, OUT n integer, OUT changed bigint,
-                OUT ms double precision)
+                OUT ms double precision, OUT waiters integer, OUT longest_wait_ms double precision,
+                OUT total_wait_ms double precision)
             LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS \(EnqueuerRole.dollarQuoted(body))
             """)
+        if let health = payload.healthQuery {
+            // The enqueuer's health query, run with the enqueuer's rights like the statement.
+            let healthBody = """
+                BEGIN
+                    EXECUTE \(EnqueuerRole.dollarQuoted("SELECT (\(health))::boolean")) INTO healthy;
+                \(EnqueuerRole.commitGuard)
+                END
+                """
+            try await connection.execute(
+                """
+                CREATE FUNCTION pg_temp.godwit_health(OUT healthy boolean)
+                LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS \(EnqueuerRole.dollarQuoted(healthBody))
+                """)
+        }
         // Back to the worker's own rights for the fence and the checkpoint.
         try await connection.execute("RESET ROLE; \(resetSession)")
         let made = try await connection.query(
@@ -200,9 +263,28 @@ struct BatchSandbox {
             FROM pg_catalog.pg_proc p WHERE p.oid = 'pg_temp.godwit_batch(text, integer)'::pg_catalog.regprocedure
             """
         ).first!
+        var health: (oid: Int64, fingerprint: String)?
+        if payload.healthQuery != nil {
+            let row = try await connection.query(
+                """
+                SELECT p.oid::bigint AS oid, \(fingerprintSQL) AS fingerprint
+                FROM pg_catalog.pg_proc p WHERE p.oid = 'pg_temp.godwit_health()'::pg_catalog.regprocedure
+                """
+            ).first!
+            health = (try row.int64("oid"), try row.string("fingerprint"))
+        }
         return BatchSandbox(
             relation: relation, keySQL: keySQL, keyType: keyType, enqueuer: job.enqueuedBy, oid: try made.int64("oid"),
-            fingerprint: try made.string("fingerprint"))
+            fingerprint: try made.string("fingerprint"), health: health)
+    }
+
+    /// SQL that is true while function `oid` is still the one made here (owner and fingerprint).
+    func intact(_ oid: Int64, _ fingerprint: String) -> String {
+        """
+        coalesce((SELECT p.proowner = \(quoteLiteral(enqueuer))::pg_catalog.regrole
+                AND \(BatchSandbox.fingerprintSQL) = \(quoteLiteral(fingerprint))
+            FROM pg_catalog.pg_proc p WHERE p.oid = \(oid)), false)
+        """
     }
 
     /// Undoes what the enqueuer's SQL did to the session's settings and keeps its temporary
@@ -267,7 +349,8 @@ struct BatchRunner {
         controller = BatchSizeController(
             initial: row["batch_size"].flatMap { Int($0) } ?? payload.batchSize,
             target: .milliseconds(payload.targetBatchMs), minimum: payload.minBatchSize,
-            maximum: payload.maxBatchSize)
+            maximum: payload.maxBatchSize,
+            maxLockWait: payload.maxLockWait)
     }
 
     private var progressTable: String { schema.qualified("job_progress") }
@@ -370,10 +453,7 @@ struct BatchRunner {
             BEGIN;
             SET LOCAL lock_timeout = \(payload.lockTimeoutMs);
             SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
-            SELECT j.control,
-                coalesce((SELECT p.proowner = \(quoteLiteral(sandbox.enqueuer))::pg_catalog.regrole
-                        AND \(BatchSandbox.fingerprintSQL) = \(quoteLiteral(sandbox.fingerprint))
-                    FROM pg_catalog.pg_proc p WHERE p.oid = \(sandbox.oid)), false) AS sandbox_intact
+            SELECT j.control, \(sandbox.intact(sandbox.oid, sandbox.fingerprint)) AS sandbox_intact
             FROM \(schema.qualified("jobs")) j
             WHERE j.id = \(context.job.id) AND j.lease_token = \(context.job.leaseToken) AND j.state = 'running'
             FOR KEY SHARE OF j
@@ -398,16 +478,20 @@ struct BatchRunner {
                         UPDATE \(progressTable) SET cursor = b.last_key, rows_done = rows_done + b.n,
                             rows_changed = rows_changed + b.changed, batches_done = batches_done + 1, batch_size = $3,
                             rows_per_second = ($5 + b.n) / nullif($6 + b.ms / 1000, 0), hold_reason = NULL,
-                            updated_at = now()
+                            lock_waits = lock_waits + b.waiters, lock_wait_ms_total = lock_wait_ms_total + b.total_wait_ms,
+                            lock_wait_ms_max = greatest(lock_wait_ms_max, b.longest_wait_ms), updated_at = now()
                         FROM b WHERE job_id = $1 AND b.n > 0
                         RETURNING batches_done
                     ),
                     h AS (
                         INSERT INTO \(schema.qualified("batches"))
-                            (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms)
-                        SELECT $1, p.batches_done, $4, b.first_key, b.last_key, b.n, b.changed, $3, b.ms FROM p, b
+                            (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms,
+                             lock_waiters, lock_wait_ms)
+                        SELECT $1, p.batches_done, $4, b.first_key, b.last_key, b.n, b.changed, $3, b.ms, b.waiters,
+                            b.longest_wait_ms
+                        FROM p, b
                     )
-                    SELECT b.first_key, b.last_key, b.n, b.changed, b.ms FROM b
+                    SELECT b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms FROM b
                     """, [context.job.id, cursor, size, attempt, rates.rows, rates.seconds]
                 ).first!
             } catch let error as PostgresError where error.code == .server {
@@ -419,7 +503,17 @@ struct BatchRunner {
             guard rows > 0 else { return .done }
             let changed = try batch.int("changed")
             let duration = Duration.milliseconds(try batch.double("ms"))
-            controller.record(rows: rows, duration: duration)
+            let longestWait = Duration.milliseconds(try batch.double("longest_wait_ms"))
+            controller.record(rows: rows, duration: duration, longestLockWait: longestWait)
+            if longestWait > .zero {
+                let waiters = batch["waiters"] ?? "?"
+                context.logger.debug(
+                    "batch made sessions wait",
+                    metadata: [
+                        "job": "\(context.job.id)", "waiters": "\(waiters)",
+                        "longest_wait_ms": "\(Int(longestWait.milliseconds))", "next_size": "\(controller.size)",
+                    ])
+            }
             let first = batch["first_key"] ?? ""
             let last = batch["last_key"] ?? ""
             cursor = last
@@ -481,41 +575,117 @@ struct BatchRunner {
             [context.job.id, batchesDone + 1, attempt, failure.first, failure.last, controller.size, failure.error.description])
     }
 
-    /// Holds (state stays running) while a standby lags or autovacuum works on the table,
-    /// showing why in `godwit.progress`. Returns true when it held.
+    /// Holds (state stays running) while a standby lags, autovacuum works on the table, WAL
+    /// archiving falls behind, or a health query (the operator's `--health-query`, the job's
+    /// `health-query`) is false or fails, showing why in `godwit.progress`. Returns true when
+    /// it held.
     private mutating func holdIfNeeded() async throws -> Bool {
-        // Looked at most once a second while not holding: the check costs a round trip.
-        if holding == nil, let lastHoldCheck, clock.now - lastHoldCheck < .seconds(1) { return false }
+        // Looked at most once a second while not holding: the checks cost round trips.
+        if holding == nil, let lastHoldCheck, clock.now - lastHoldCheck < throttle.holdCheckInterval { return false }
         lastHoldCheck = clock.now
-        let row = try await connection.query(
-            """
-            SELECT
-                (SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0)
-                 FROM pg_stat_replication)::float8 AS lag,
-                EXISTS (SELECT 1 FROM pg_stat_progress_vacuum v JOIN pg_stat_activity a ON a.pid = v.pid
-                        WHERE v.relid = $1::regclass AND a.backend_type = 'autovacuum worker') AS vacuuming
-            """, [sandbox.relation]
-        ).first!
-        let lag = try row.double("lag")
-        var reason: String?
-        if lag > throttle.maxReplicationLag.seconds {
-            reason = String(format: "replication lag %.1f s is above %.1f s", lag, throttle.maxReplicationLag.seconds)
-        } else if throttle.holdDuringAutovacuum, try row.bool("vacuuming") {
-            reason = "autovacuum is working on \(payload.table)"
-        }
+        let reason = try await holdReason()
         if reason != holding {
             try await connection.query(
                 "UPDATE \(progressTable) SET hold_reason = $2, updated_at = now() WHERE job_id = $1",
                 [context.job.id, reason])
             if let reason {
                 context.logger.notice("batched job holding", metadata: ["job": "\(context.job.id)", "reason": "\(reason)"])
+            } else {
+                context.logger.notice("batched job goes on", metadata: ["job": "\(context.job.id)"])
             }
             holding = reason
         }
         guard reason != nil else { return false }
-        try await sleepCheckingInterruptions(.seconds(1))
+        try await sleepCheckingInterruptions(throttle.holdCheckInterval)
         return true
     }
+
+    /// Why the job should hold now, or nil.
+    private func holdReason() async throws -> String? {
+        let row = try await connection.query(
+            """
+            SELECT
+                (SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0)
+                 FROM pg_catalog.pg_stat_replication)::float8 AS lag,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_vacuum v JOIN pg_catalog.pg_stat_activity a ON a.pid = v.pid
+                        WHERE v.relid = $1::pg_catalog.regclass AND a.backend_type = 'autovacuum worker') AS vacuuming,
+                \(Self.archiveBacklogSQL) AS archive_backlog
+            """, [sandbox.relation]
+        ).first!
+        let lag = try row.double("lag")
+        if lag > throttle.maxReplicationLag.seconds {
+            return String(format: "replication lag %.1f s is above %.1f s", lag, throttle.maxReplicationLag.seconds)
+        }
+        if throttle.holdDuringAutovacuum, try row.bool("vacuuming") {
+            return "autovacuum is working on \(payload.table)"
+        }
+        if let limit = throttle.maxArchiveBacklog, let backlog = row["archive_backlog"].flatMap({ Int($0) }),
+            backlog > limit
+        {
+            return "WAL archiving is \(backlog) segments behind (more than \(limit))"
+        }
+        if let query = throttle.healthQuery,
+            let unhealthy = try await healthProblem(
+                "SELECT (\(query))::boolean AS healthy, true AS intact", who: "the worker's health query")
+        {
+            return unhealthy
+        }
+        if let health = sandbox.health,
+            let unhealthy = try await healthProblem(
+                """
+                SELECT CASE WHEN i.intact THEN pg_temp.godwit_health() END AS healthy, i.intact
+                FROM (SELECT \(sandbox.intact(health.oid, health.fingerprint)) AS intact) i
+                """, who: "the job's health query")
+        {
+            return unhealthy
+        }
+        return nil
+    }
+
+    /// Runs a health check under a statement timeout; a description of what is wrong when it
+    /// is not true.
+    private func healthProblem(_ sql: String, who: String) async throws -> String? {
+        let result: [QueryResult]
+        do {
+            result = try await connection.execute(
+                """
+                BEGIN;
+                SET LOCAL statement_timeout = \(Int(throttle.healthQueryTimeout.milliseconds));
+                \(sql);
+                COMMIT;
+                \(BatchSandbox.resetSession)
+                """
+            )
+        } catch let error as PostgresError where error.code == .server {
+            await connection.cleanup("ROLLBACK; \(BatchSandbox.resetSession)")
+            return "\(who) failed: \(error.message)"
+        }
+        let row = result.count > 2 ? result[2].first : nil
+        guard row?["intact"] == "t" else {
+            throw JobFailure(
+                "job \(context.job.id): the health query's function was changed by SQL the job ran (its owner, body or settings); "
+                    + "the job stops rather than run anything else")
+        }
+        switch row?["healthy"] {
+        case "t": return nil
+        case "f": return "\(who) returned false"
+        default: return "\(who) returned NULL"
+        }
+    }
+
+    /// WAL segments completed but not yet archived: from the last archived segment's name and
+    /// the current WAL position. NULL when archiving is off, on a standby, or nothing has been
+    /// archived yet.
+    static let archiveBacklogSQL = """
+        (SELECT CASE WHEN pg_catalog.current_setting('archive_mode') <> 'off' AND NOT pg_catalog.pg_is_in_recovery()
+                       AND a.last_archived_wal ~ '^[0-9A-F]{24}$'
+                  THEN pg_catalog.floor(pg_catalog.pg_wal_lsn_diff(pg_catalog.pg_current_wal_lsn(), '0/0')::numeric / s.size)
+                       - (('x' || substr(a.last_archived_wal, 9, 8))::bit(32)::bigint::numeric * (4294967296 / s.size)
+                          + ('x' || substr(a.last_archived_wal, 17, 8))::bit(32)::bigint + 1)
+             END::bigint
+         FROM pg_catalog.pg_stat_archiver a,
+              (SELECT setting::numeric AS size FROM pg_catalog.pg_settings WHERE name = 'wal_segment_size') s)
+        """
 
     private func sleepCheckingInterruptions(_ duration: Duration) async throws {
         let deadline = clock.now + duration

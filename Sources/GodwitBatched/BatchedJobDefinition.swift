@@ -31,6 +31,11 @@ public struct BatchedJobDefinition: Sendable, Equatable {
     public var statementTimeoutMs = 10_000
     public var maxAttempts = 5
     public var priority = 0
+    /// The longest another session may wait on a batch's locks before batches shrink; 0 steers
+    /// by duration alone.
+    public var maxLockWaitMs = 10
+    /// A query of the enqueuer's: the job holds while it returns false or fails.
+    public var healthQuery: String?
     /// The 1-based line where the statement starts in the file.
     public var statementLine = 1
 
@@ -118,6 +123,13 @@ public struct BatchedJobDefinition: Sendable, Equatable {
         try integer("statement-timeout", \.statementTimeoutMs, duration: true)
         try integer("max-attempts", \.maxAttempts)
         try integer("priority", \.priority)
+        try integer("max-lock-wait-ms", \.maxLockWaitMs)
+        if let (value, line) = directives["health-query"] {
+            guard !value.isEmpty, !value.contains(";") else {
+                throw fail(line, "`health-query` must be one query, on the directive's line, with no \";\" in it")
+            }
+            definition.healthQuery = value
+        }
         if directives["min-batch-size"] == nil { definition.minBatchSize = min(definition.minBatchSize, definition.batchSize) }
         if directives["max-batch-size"] == nil { definition.maxBatchSize = max(definition.maxBatchSize, definition.batchSize) }
         return definition
@@ -125,7 +137,7 @@ public struct BatchedJobDefinition: Sendable, Equatable {
 
     static let knownDirectives: Set<String> = [
         "name", "table", "key", "batch-size", "target-batch-ms", "pause-ms", "min-batch-size", "max-batch-size",
-        "lock-timeout", "statement-timeout", "max-attempts", "priority",
+        "lock-timeout", "statement-timeout", "max-attempts", "priority", "max-lock-wait-ms", "health-query",
     ]
 
     /// `500ms`, `2s`, `1min`, or a bare number of milliseconds.
@@ -165,13 +177,25 @@ public struct BatchedJobDefinition: Sendable, Equatable {
             throw ParseError(file: file, line: line, message: error.description)
         }
         do {
+            if let relation = try await connection.query(
+                "SELECT relation FROM \(schema.qualified("batched_target"))($1, $2)", [table, key]
+            ).first?.string("relation") {
+                try await KeyCollation.check(statement: statement, key: key, relation: relation, on: connection)
+            }
+        } catch let mismatch as KeyCollation.Mismatch {
+            throw ParseError(file: file, line: statementLine + mismatch.line - 1, message: mismatch.message)
+        } catch let error as PostgresError where error.code == .server {
+            throw ParseError(file: file, line: 1, message: error.message)
+        }
+        do {
             let row = try await connection.query(
                 """
-                SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) AS id
+                SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                    max_lock_wait_ms => $14, health_query => $15) AS id
                 """,
                 [
                     name, table, key, statement, batchSize, targetBatchMs, pauseMs, minBatchSize, maxBatchSize,
-                    lockTimeoutMs, statementTimeoutMs, maxAttempts, priority,
+                    lockTimeoutMs, statementTimeoutMs, maxAttempts, priority, maxLockWaitMs, healthQuery,
                 ])
             return try row.first!.int64("id")
         } catch let error as PostgresError {

@@ -66,10 +66,11 @@ public struct QueueSchema: Sendable {
 
     /// The upgrade steps, oldest first. Never edit a released step: add one.
     ///
-    /// Step 1 is `Resources/queue_schema.sql`, embedded in the binary at build time (one file to
-    /// deploy), with the schema's quoted name and the channel substituted.
+    /// Step 1 is `Resources/queue_schema.sql`, step 2 `Resources/queue_schema_2.sql` (the
+    /// backfill governor), embedded in the binary at build time (one file to deploy), with the
+    /// schema's quoted name and the channel substituted.
     private var steps: [String] {
-        [QueueSchema.template(PackageResources.queue_schema_sql)]
+        [PackageResources.queue_schema_sql, PackageResources.queue_schema_2_sql].map(QueueSchema.template)
             .map {
                 $0.replacingOccurrences(of: "@schema@", with: quoted)
                     .replacingOccurrences(of: "@channel@", with: quoteLiteral(channel))

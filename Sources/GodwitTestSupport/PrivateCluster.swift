@@ -10,7 +10,8 @@ public final class PrivateCluster: Sendable {
 
     /// `initdb` and `pg_ctl` run as the `postgres` OS user when we are root (initdb refuses root).
     /// With `network`, the server runs inside that namespace and listens on its address only.
-    public init(network: NetworkNamespace? = nil) async throws {
+    /// `settings` are added to `postgresql.conf` as written (`archive_mode = on`).
+    public init(network: NetworkNamespace? = nil, settings: [String] = []) async throws {
         self.network = network
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-cluster-\(UUID().uuidString)").path
         port = Int.random(in: 20_000...60_000)
@@ -25,7 +26,7 @@ public final class PrivateCluster: Sendable {
             port = \(port)
             unix_socket_directories = '\(directory)'
             fsync = off
-            """
+            """ + settings.map { "\n" + $0 }.joined()
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(directory)/data/postgresql.conf"))
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(("\n" + conf + "\n").utf8))
@@ -38,6 +39,9 @@ public final class PrivateCluster: Sendable {
         }
         try await start()
     }
+
+    /// The server's log file.
+    public var serverLog: String { "\(directory)/server.log" }
 
     public var url: String { "postgres://postgres@\(network?.serverAddress ?? "127.0.0.1"):\(port)/postgres" }
 

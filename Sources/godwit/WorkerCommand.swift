@@ -68,6 +68,18 @@ struct WorkerCommand: AsyncParsableCommand {
     @Flag(inversion: .prefixedNo, help: "Batched jobs hold while autovacuum works on their table.")
     var holdDuringAutovacuum = true
 
+    @Option(
+        help: ArgumentHelp(
+            "Batched jobs hold while WAL archiving is more than this many segments behind (0: never).",
+            valueName: "segments"))
+    var maxArchiveBacklog = 16
+
+    @Option(
+        help: ArgumentHelp(
+            "A query run as the worker about once a second while a batched job runs; the job holds while it returns false or fails.",
+            valueName: "sql"))
+    var healthQuery: String?
+
     @Option(help: "Batches of each job kept in godwit.batches.")
     var batchHistory = 1000
 
@@ -75,6 +87,10 @@ struct WorkerCommand: AsyncParsableCommand {
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         guard pollInterval > 0, leaseTimeout > 0, shutdownTimeout >= 0, retryDelay >= 0 else {
             throw ValidationError("intervals and timeouts must be positive")
+        }
+        guard maxArchiveBacklog >= 0 else { throw ValidationError("--max-archive-backlog must not be negative") }
+        if let healthQuery, healthQuery.contains(";") || healthQuery.allSatisfy(\.isWhitespace) {
+            throw ValidationError("--health-query must be one query with no \";\" in it, such as 'SELECT count(*) < 100 FROM pg_stat_activity'")
         }
     }
 
@@ -100,6 +116,8 @@ struct WorkerCommand: AsyncParsableCommand {
             throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
             throttle.holdDuringAutovacuum = holdDuringAutovacuum
             throttle.batchHistory = batchHistory
+            throttle.maxArchiveBacklog = maxArchiveBacklog > 0 ? maxArchiveBacklog : nil
+            throttle.healthQuery = healthQuery
             let pool = configuration.makePool()
             let worker = Worker(
                 configuration: configuration, pool: pool,

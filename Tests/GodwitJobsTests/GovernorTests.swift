@@ -1,0 +1,346 @@
+import Foundation
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+@testable import GodwitBatched
+import GodwitQueue
+
+/// The backfill governor: batch sizes steered by the waits they cause, the health holds, and
+/// what a batch costs in round trips.
+/// Polls until `condition` holds, or fails the test naming what it waited for.
+func waitUntil(
+    _ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool
+) async throws {
+    guard try await eventually(timeout: timeout, condition) else {
+        throw TestSetupError(message: "timed out waiting until \(what)")
+    }
+}
+
+@Suite("Backfill governor", .serialized)
+struct GovernorTests {
+    // MARK: The controller alone (durations and waits given, no clock)
+
+    func controller(limit: Int? = 10, initial: Int = 1000) -> BatchSizeController {
+        BatchSizeController(
+            initial: initial, target: .milliseconds(200), minimum: 10, maximum: 50_000,
+            maxLockWait: limit.map(Duration.milliseconds))
+    }
+
+    @Test func aWaitOverTheLimitShrinksAtOnceAndNoneLetsItGrow() {
+        var c = controller()
+        c.record(rows: 1000, duration: .milliseconds(20))
+        #expect(c.size == 1200, "no one waited and the batch was quick: it grows by 1.2x")
+        c.record(rows: 1200, duration: .milliseconds(24), longestLockWait: .milliseconds(40))
+        #expect(c.size == 300, "a 40 ms wait against a 10 ms limit: a quarter")
+        c.record(rows: 300, duration: .milliseconds(6), longestLockWait: .milliseconds(15))
+        #expect(c.size == 150, "over the limit by little: still halved at once")
+        c.record(rows: 150, duration: .milliseconds(3), longestLockWait: .milliseconds(9))
+        #expect(c.size == 180, "a wait under the limit is no harm: it grows again")
+    }
+
+    @Test func nearASizeThatHurtItGrowsSlowlyAndPastItTheMemoryIsDropped() {
+        var c = controller(initial: 4000)
+        c.record(rows: 4000, duration: .milliseconds(40), longestLockWait: .milliseconds(20))
+        #expect(c.size == 2000)
+        #expect(c.harmfulSize == 4000)
+        var sizes: [Int] = []
+        for _ in 0..<12 {
+            c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)))
+            sizes.append(c.size)
+        }
+        // 2000 -> 2400 -> 2880 at 1.2x, then 1.05x once 1.2x would come within 80% of 4000.
+        #expect(Array(sizes.prefix(3)) == [2400, 2880, 3024])
+        #expect(sizes.allSatisfy { $0 <= 4000 } || c.harmfulSize == nil)
+        while c.size < 4000 { c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100))) }
+        #expect(c.harmfulSize == nil, "grown back past it with no harm: forgotten")
+    }
+
+    @Test func onATableNoOneTouchesItClimbsToTheTargetDuration() {
+        var c = controller(initial: 100)
+        for _ in 0..<60 { c.record(rows: c.size, duration: .microseconds(Int64(c.size) * 10)) }
+        // 10 µs a row and a 200 ms target: 20,000 rows.
+        #expect(c.size == 20_000)
+        var off = controller(limit: nil, initial: 1000)
+        off.record(rows: 1000, duration: .milliseconds(10), longestLockWait: .seconds(5))
+        #expect(off.size == 1200, "with no limit, waits do not steer")
+    }
+
+    // MARK: Against PostgreSQL
+
+    /// A session that keeps updating random rows while each batch holds its rows for 100 ms:
+    /// the batches see it waiting, record it, and shrink.
+    @Test func aSessionWaitingOnABatchIsRecordedAndTheNextBatchIsSmaller() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
+                INSERT INTO items (id) SELECT g FROM generate_series(1, 400) g;
+                """)
+            let file = try dir.write(
+                "jobs/slow.sql",
+                """
+                -- godwit:batched
+                -- table: items
+                -- key: id
+                -- batch-size: 100
+                -- min-batch-size: 5
+                -- max-lock-wait-ms: 10
+                WITH u AS (UPDATE items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 RETURNING id)
+                SELECT count(*), pg_sleep(0.1) FROM u
+                """)
+            let id = try await enqueue(file, db.url)
+            let probe = try await db.connect()
+            let prober = Task {
+                while !Task.isCancelled {
+                    _ = try? await probe.query(
+                        "UPDATE items SET probe = probe + 1 WHERE id = (1 + floor(random() * 400))::bigint")
+                }
+            }
+            let output = try await startWorker(db.url, ["--drain"]).wait()
+            prober.cancel()
+            _ = await prober.result
+            await probe.close()
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            #expect(try await counters(conn) == [1: 400])
+            let batches = try await conn.query(
+                "SELECT seq, batch_size, lock_waiters, lock_wait_ms FROM godwit.batches WHERE job_id = $1 AND error IS NULL ORDER BY seq",
+                [id]
+            ).rows.map { (try $0.int("seq"), try $0.int("batch_size"), try $0.int("lock_waiters"), try $0.double("lock_wait_ms")) }
+            let harmful = try #require(batches.firstIndex { $0.3 > 10 }, "no batch saw a wait: \(batches)")
+            #expect(batches[harmful].2 >= 1)
+            if harmful + 1 < batches.count {
+                #expect(batches[harmful + 1].1 < batches[harmful].1, "\(batches)")
+            }
+            let progress = try #require(try await conn.query("SELECT * FROM godwit.progress WHERE id = $1", [id]).first)
+            #expect(try progress.int("lock_waits") == batches.map(\.2).reduce(0, +))
+            #expect(try progress.double("lock_wait_ms_max") == batches.map(\.3).max())
+            #expect(try progress.double("lock_wait_ms_total") >= progress.double("lock_wait_ms_max"))
+        }
+    }
+
+    @Test func theWorkersHealthQueryHoldsTheJobWhileItIsFalse() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO items (id) SELECT g FROM generate_series(1, 200) g;
+                CREATE TABLE maintenance (since timestamptz);
+                INSERT INTO maintenance VALUES (now());
+                """)
+            let id = try await enqueue(try counterJob(dir, extra: ["batch-size: 20"]), db.url)
+            let worker = try startWorker(
+                db.url, ["--health-query", "SELECT NOT EXISTS (SELECT FROM public.maintenance)"])
+            defer { worker.signal(SIGKILL) }
+            try await waitUntil("the job holds") {
+                try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
+                    == "the worker's health query returned false"
+            }
+            #expect(try await counters(conn) == [0: 200])
+            #expect(try await jobState(id, conn) == "running")
+            try await conn.execute("DELETE FROM maintenance")
+            try await waitUntil("the job succeeds") { try await jobState(id, conn) == "succeeded" }
+            #expect(try await counters(conn) == [1: 200])
+            #expect(try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"] == nil)
+        }
+    }
+
+    /// The job's own health query runs with the enqueuer's rights; while it fails, the job holds
+    /// and says why.
+    @Test func theJobsHealthQueryRunsAsItsEnqueuerAndHoldsWhileItFails() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO items (id) SELECT g FROM generate_series(1, 200) g;
+                CREATE TABLE gate (open boolean);
+                INSERT INTO gate VALUES (NULL);
+                CREATE FUNCTION gate_open() RETURNS boolean LANGUAGE plpgsql AS $$
+                BEGIN
+                    IF (SELECT open FROM gate) IS NULL THEN RAISE EXCEPTION 'gate unknown'; END IF;
+                    RETURN (SELECT open FROM gate);
+                END $$;
+                """)
+            let file = try counterJob(
+                dir, extra: ["batch-size: 20", "health-query: SELECT public.gate_open() AND current_user = session_user"])
+            let id = try await enqueue(file, db.url)
+            let worker = try startWorker(db.url)
+            defer { worker.signal(SIGKILL) }
+            func holdReason() async throws -> String? {
+                try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
+            }
+            let held = try await eventually { try await holdReason() == "the job's health query failed: gate unknown" }
+            let reason = try await holdReason()
+            #expect(held, "hold reason \(String(describing: reason)); worker: \(worker.currentStderr.suffix(1500))")
+            try await conn.execute("UPDATE gate SET open = false")
+            try await waitUntil("the job holds on false") { try await holdReason() == "the job's health query returned false" }
+            #expect(try await counters(conn) == [0: 200])
+            try await conn.execute("UPDATE gate SET open = true")
+            try await waitUntil("the job succeeds") { try await jobState(id, conn) == "succeeded" }
+            #expect(try await counters(conn) == [1: 200])
+        }
+    }
+
+    @Test(arguments: [
+        ("health-query: SELECT 1; SELECT 2", "`health-query` must be one query"),
+        ("health-query: SELECT 1, 2", "subquery must return only one column"),
+        ("health-query: SELECT no_such_column FROM items", "no_such_column"),
+        ("max-lock-wait-ms: soon", "`max-lock-wait-ms` must be a whole number"),
+    ])
+    func badHealthQueriesAndLimitsAreRefusedAtEnqueue(directive: String, message: String) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)")
+            let output = try await GodwitProcess.run(["job", "enqueue", try counterJob(dir, extra: [directive]), "-D", db.url])
+            #expect(output.status == 1)
+            #expect(output.stderr.contains("count_items.sql:"), "\(output.stderr)")
+            #expect(output.stderr.contains(message), "\(output.stderr)")
+            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 0)
+        }
+    }
+
+    /// WAL archiving that falls behind holds the job; once it catches up the job goes on.
+    @Test func aWALArchiveBacklogHoldsTheJob() async throws {
+        let archive = try TemporaryDirectory()
+        defer { archive.delete() }
+        // The server (the postgres OS user when we are root) writes the archive.
+        try FileManager.default.setAttributes([.posixPermissions: 0o777], ofItemAtPath: archive.path)
+        let stop = archive.path + "/stop"
+        let cluster = try await PrivateCluster(settings: [
+            "archive_mode = on",
+            "archive_command = 'test ! -f \(stop) && cp %p \(archive.path)/%f'",
+            "wal_level = replica",
+        ])
+        defer { Task { await cluster.destroy() } }
+        let conn = try await Connection.connect(cluster.url)
+        defer { Task { await conn.close() } }
+        try await JobQueue().schema.install(on: conn)
+        try await conn.execute(
+            """
+            CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+            INSERT INTO items (id) SELECT g FROM generate_series(1, 100) g;
+            """)
+        // One segment archived, then archiving fails while three more fill up.
+        try await conn.query("SELECT pg_switch_wal()")
+        try await waitUntil("a segment is archived") {
+            try await conn.query("SELECT last_archived_wal IS NOT NULL AS a FROM pg_stat_archiver").first?.bool("a") == true
+        }
+        _ = FileManager.default.createFile(atPath: stop, contents: nil)
+        for _ in 0..<3 {
+            try await conn.execute("CREATE TABLE filler AS SELECT 1 AS x; DROP TABLE filler")
+            try await conn.query("SELECT pg_switch_wal()")
+        }
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let id = try await enqueue(try counterJob(dir, extra: ["batch-size: 10"]), cluster.url)
+        let worker = try startWorker(cluster.url, ["--max-archive-backlog", "2"])
+        defer { worker.signal(SIGKILL) }
+        try await waitUntil("the job holds") {
+            try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
+                .map { $0.hasPrefix("WAL archiving is ") && $0.hasSuffix(" segments behind (more than 2)") } == true
+        }
+        #expect(try await counters(conn) == [0: 100])
+        try FileManager.default.removeItem(atPath: stop)
+        try await conn.query("SELECT pg_switch_wal()")  // wakes the archiver
+        try await waitUntil("the job succeeds", timeout: .seconds(90)) { try await jobState(id, conn) == "succeeded" }
+        #expect(try await counters(conn) == [1: 100])
+    }
+
+    /// Every batch is three round trips: the fence with the session reset and the timeouts,
+    /// the batch with its checkpoint, the commit. Counted from the server's statement log.
+    @Test func aBatchCostsThreeRoundTrips() async throws {
+        let cluster = try await PrivateCluster(settings: ["log_statement = 'all'", "log_line_prefix = '%p|'"])
+        defer { Task { await cluster.destroy() } }
+        let conn = try await Connection.connect(cluster.url)
+        defer { Task { await conn.close() } }
+        try await JobQueue().schema.install(on: conn)
+        try await conn.execute(
+            """
+            CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+            INSERT INTO items (id) SELECT g FROM generate_series(1, 3000) g;
+            """)
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let id = try await enqueue(
+            try counterJob(dir, extra: ["batch-size: 50", "min-batch-size: 50", "max-batch-size: 50"]), cluster.url)
+        let output = try await startWorker(cluster.url, ["--drain"]).wait()
+        #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+        #expect(try await counters(conn) == [1: 3000])
+        let batches = try #require(try await conn.query("SELECT batches_done FROM godwit.progress WHERE id = $1", [id]).first?.int("batches_done"))
+        #expect(batches == 60)
+        // Each message the job's session sent is one "statement:" or "execute" entry; an entry
+        // starts with "pid|" and runs over the lines of its statement.
+        var entries: [String] = []
+        for line in try String(contentsOfFile: cluster.serverLog, encoding: .utf8).split(separator: "\n") {
+            if line.prefix(while: \.isNumber).count > 0, line.drop(while: \.isNumber).first == "|" {
+                entries.append(String(line))
+            } else if !entries.isEmpty {
+                entries[entries.count - 1] += "\n" + line
+            }
+        }
+        let lines = entries.filter { $0.contains("LOG:  statement: ") || $0.contains("LOG:  execute ") }
+        let batchLines = lines.filter { $0.contains("pg_temp.godwit_batch($2, $3)") }
+        let pid = try #require(batchLines.first.map { $0.prefix { $0 != "|" } })
+        let session = lines.filter { $0.hasPrefix(pid + "|") }
+        let first = try #require(session.firstIndex { $0.contains("FOR KEY SHARE OF j") })
+        let last = try #require(session.lastIndex { $0.contains("COMMIT; RESET ALL") })
+        let perBatch = Double(last - first + 1) / Double(batchLines.count)
+        // Three a batch, and now and then a hold check (about once a second) or a trim.
+        #expect(batchLines.count == 61, "60 batches and the empty one that ends the job")
+        #expect(perBatch >= 3 && perBatch < 3.2, "\(last - first + 1) messages for \(batchLines.count) batches")
+    }
+
+    // MARK: Refusals
+
+    @Test func aStatementThatComparesTheKeyUnderAnotherCollationIsRefused() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (k text COLLATE "C" PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO items (k) SELECT md5(g::text) FROM generate_series(1, 300) g;
+                """)
+            func file(_ condition: String) throws -> String {
+                try dir.write(
+                    "jobs/collate.sql",
+                    "-- godwit:batched\n-- table: items\n-- key: k\nUPDATE items SET counter = counter + 1\nWHERE \(condition);\n")
+            }
+            for condition in [
+                #"k COLLATE "en-x-icu" BETWEEN $1 AND $2"#, #"k >= $1 COLLATE "en-x-icu" AND k <= $2"#,
+                #"(k)::text COLLATE pg_catalog."en-x-icu" BETWEEN $1 AND $2"#,
+            ] {
+                let output = try await GodwitProcess.run(["job", "enqueue", try file(condition), "-D", db.url])
+                #expect(output.status == 1, "\(condition)")
+                #expect(output.stderr.contains("collate.sql:5: "), "\(output.stderr)")
+                #expect(output.stderr.contains(#"under collation "en-x-icu", not the key's own ("C")"#), "\(output.stderr)")
+            }
+            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 0)
+            for condition in [
+                #"k COLLATE "C" BETWEEN $1 AND $2"#,
+                #"k BETWEEN $1 AND $2 AND counter::text COLLATE "en-x-icu" <> 'x'"#,
+            ] {
+                let output = try await GodwitProcess.run(["job", "enqueue", try file(condition), "-D", db.url])
+                #expect(output.status == 0, "\(condition): \(output.stderr)")
+            }
+            try await conn.execute("DELETE FROM godwit.jobs")
+            // Enqueued from SQL, it is refused by the worker before any batch.
+            let id = try await conn.query(
+                #"SELECT godwit.enqueue_batched('collate', 'items', 'k', 'UPDATE items SET counter = counter + 1 WHERE k COLLATE "en-x-icu" BETWEEN $1 AND $2') AS id"#
+            ).first!.int64("id")
+            let output = try await startWorker(db.url, ["--drain"]).wait()
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            let result = try await outcome(of: id, conn)
+            #expect(result.state == "failed")
+            #expect(result.error.contains(#"under collation "en-x-icu", not the key's own ("C")"#), "\(result.error)")
+            #expect(try await counters(conn) == [0: 300])
+        }
+    }
+}
