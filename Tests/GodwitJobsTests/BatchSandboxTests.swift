@@ -40,6 +40,7 @@ struct BatchSandboxTests {
         var statement = "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND low_code.plant()"
         var searchPath: String?
         var pauseMs = 0
+        var healthQuery: String?
         /// nil: the job succeeds, having updated every row once; otherwise the job fails, its
         /// last_error holds this, and no row changed.
         var failure: String?
@@ -163,6 +164,24 @@ struct BatchSandboxTests {
                 END $f$;
                 """,
             failure: "the batch function was changed by SQL the job ran"),
+        Trick(
+            label: "a batch that swaps the health query's function for one that runs as its caller",
+            plant: """
+                CREATE FUNCTION low_code.plant() RETURNS boolean LANGUAGE plpgsql AS $f$
+                BEGIN
+                    IF NOT EXISTS (SELECT FROM low_code.seen WHERE who = 'planted') THEN
+                        EXECUTE $s$
+                            CREATE OR REPLACE FUNCTION pg_temp.godwit_health(OUT healthy boolean)
+                            LANGUAGE plpgsql AS $b$ BEGIN healthy := low_code.evil(); END $b$
+                        $s$;
+                        INSERT INTO low_code.seen VALUES ('planted');
+                    END IF;
+                    RETURN true;
+                END $f$;
+                """,
+            // The health query is looked at about once a second: after the first batch's pause.
+            pauseMs: 1100, healthQuery: "SELECT true",
+            failure: "the health query's function was changed by SQL the job ran"),
     ]
 
     @Test(arguments: tricks)
@@ -174,7 +193,8 @@ struct BatchSandboxTests {
             try await conn.execute(trick.plant)
             let id = try await insertBatchedJob(
                 batchedPayload(
-                    table: "low_code.items", statement: trick.statement, searchPath: trick.searchPath, pauseMs: trick.pauseMs),
+                    table: "low_code.items", statement: trick.statement, searchPath: trick.searchPath, pauseMs: trick.pauseMs,
+                    healthQuery: trick.healthQuery),
                 name: trick.label, on: conn)
             await conn.close()
             try await drain(db)

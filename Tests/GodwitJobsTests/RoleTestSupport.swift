@@ -86,7 +86,7 @@ func enqueueSQL(_ sql: String, name: String = "sql job", on conn: Connection) as
 /// A `batched` payload as a hand-made INSERT would write it, with small batches.
 func batchedPayload(
     table: String, key: String = "id", statement: String, searchPath: String? = nil, batchSize: Int = 100,
-    pauseMs: Int = 0, maxAttempts: Int = 1
+    pauseMs: Int = 0, maxAttempts: Int = 1, healthQuery: String? = nil
 ) -> String {
     var payload: [String: Any] = [
         "table": table, "key": key, "statement": statement, "batch_size": batchSize, "target_batch_ms": 200,
@@ -94,6 +94,7 @@ func batchedPayload(
         "statement_timeout_ms": 10_000, "max_attempts": maxAttempts,
     ]
     if let searchPath { payload["search_path"] = searchPath }
+    if let healthQuery { payload["health_query"] = healthQuery }
     let data = try! JSONSerialization.data(withJSONObject: payload, options: [.sortedKeys])
     return String(decoding: data, as: UTF8.self)
 }
