@@ -33,7 +33,7 @@ struct RestoreUnderJobsTests {
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
             let file = try await itemsAndBackup(db, conn, dir, rows: 4000)
-            let job = try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 150"])
+            let job = try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 1000"])
             let id = try await enqueue(job, db.url)
             let worker = try startWorker(db.url)
             #expect(
@@ -155,7 +155,7 @@ struct RestoreUnderJobsTests {
         try await withQueue { db, conn, _ in
             let file = try await itemsAndBackup(db, conn, dir)
             let id = try await enqueue(
-                try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 150"]), db.url)
+                try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 1000"]), db.url)
             let worker = try startWorker(db.url)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             let refused = try await runOps("rollback-migration", ["--restore", file, "--backup-dir", dir.path], url: db.url)
