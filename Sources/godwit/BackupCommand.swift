@@ -139,7 +139,7 @@ struct BackupCommand: AsyncParsableCommand {
                     let jobs =
                         blocking.isEmpty
                         ? ""
-                        : "; it would refuse while batched \(blocking.map(\.label).joined(separator: ", ")) go on (pause or cancel them, or add --pause-jobs)"
+                        : "; it would refuse, as batched \(blocking.map(\.label).joined(separator: ", ")) would go on from checkpoints ahead of the restored rows (pause or cancel them, or add --pause-jobs)"
                     throw CLIError(
                         "restore would drop schemas \(schemas.joined(separator: ", ")) of database \(database), everything in them included, and re-create them from \(file) (\(objects.count) tables, types, views and functions)\(jobs): run again with --yes"
                     )

@@ -55,7 +55,7 @@ struct RestoreUnderJobsTests {
 
             // The dry run says it would refuse.
             let dry = try await GodwitProcess.run(["backup", "restore", file, "-D", db.url])
-            #expect(dry.stderr.contains("it would refuse while batched job \(id) (count_items, running) go on"), "\(dry.stderr)")
+            #expect(dry.stderr.contains("it would refuse, as batched job \(id) (count_items, running) would go on from checkpoints"), "\(dry.stderr)")
 
             let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "--pause-jobs", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
