@@ -19,6 +19,9 @@ public struct BackupError: Error, CustomStringConvertible, Sendable {
         public static let checksumMismatch = Code("checksum mismatch")
         /// The restore failed; it ran in one transaction, so nothing was changed.
         public static let restoreFailed = Code("restore failed")
+        /// A restore was refused: a batched job on the schemas it replaces is running, or
+        /// queued with a checkpoint, and would go on from a checkpoint ahead of the data.
+        public static let jobsRunning = Code("batched jobs running")
     }
 
     public var code: Code

@@ -159,10 +159,40 @@ public struct BackupManager: Sendable {
         ).rows.map { try $0.string("nspname") }
     }
 
+    /// The batched jobs whose checkpoints a restore would leave, or has left, ahead of the
+    /// data: each one running, or with a checkpoint, on a table in a schema a restore replaces.
+    /// Empty when Godwit's schema is not installed.
+    public func batchedCheckpoints(on connection: Connection) async throws -> [BatchedCheckpoint] {
+        guard try await hasQueue(on: connection) else { return [] }
+        return try await connection.query(BatchedCheckpoint.query(godwitSchema: schema, schemaName: "$1"), [schema])
+            .rows.map { row in
+                BatchedCheckpoint(
+                    id: try row.int64("id"), name: try row.string("name"), state: try row.string("state"),
+                    table: try row.string("table_name"), batchesDone: try row.int64("batches_done"),
+                    rowsDone: try row.int64("rows_done"), cursor: row["cursor"])
+            }
+    }
+
+    /// Whether Godwit's job tables exist.
+    private func hasQueue(on connection: Connection) async throws -> Bool {
+        try await connection.query(
+            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS present",
+            ["\(quoteIdentifier(schema)).jobs", "\(quoteIdentifier(schema)).job_progress"]
+        ).first?.bool("present") == true
+    }
+
     /// Makes the database what `file` holds: in one transaction, the application's schemas are
     /// dropped and re-created from the dump, so objects made after the backup go too. Godwit's
     /// own schema is left alone. The file is verified first (against its record, when there is
     /// one). Nothing changes if any step fails.
+    ///
+    /// A batched job on those schemas that is running, or queued with a checkpoint, makes the
+    /// restore refuse (`BackupError.Code.jobsRunning`), before anything is dropped: its
+    /// checkpoint would stay ahead of the restored rows and it would go on from there. With
+    /// `pauseJobs`, such jobs are paused first (`<schema>.pause`), and the restore waits up to
+    /// `pauseTimeout` for the running ones to stop at a checkpoint. The check is made again
+    /// inside the restore's transaction, once the schemas are dropped and locked, so a job that
+    /// starts in between makes the restore fail with nothing changed.
     ///
     /// The dump's SQL streams from pg_restore through a pipe into psql: no data touches the
     /// disk. pg_restore runs with `--single-transaction`, so the `COMMIT` is the last thing it
@@ -170,13 +200,32 @@ public struct BackupManager: Sendable {
     /// If pg_restore stops early, psql reaches the end of its input with the transaction still
     /// open and the server rolls it back; if a statement fails, `ON_ERROR_STOP` ends psql and
     /// the same happens.
-    public func restore(file: String, databaseURL: String) async throws {
+    ///
+    /// Returns the jobs paused, and every batched job on the replaced schemas whose checkpoint
+    /// no longer matches the data (to rerun from the start).
+    @discardableResult
+    public func restore(
+        file: String, databaseURL: String, pauseJobs: Bool = false, pauseTimeout: Duration = .seconds(120)
+    ) async throws -> RestoreOutcome {
         let file = Self.absolutePath(file)
         let connection = try await Connection.connect(databaseURL)
         let schemas: [String]
+        let queueInstalled: Bool
+        var paused: [BatchedCheckpoint] = []
         do {
             _ = try await verify(file: file, on: connection)
             schemas = try await schemasToReplace(on: connection)
+            queueInstalled = try await hasQueue(on: connection)
+            let blocking = try await batchedCheckpoints(on: connection).filter(\.continuesByItself)
+            if !blocking.isEmpty {
+                guard pauseJobs else {
+                    throw BackupError(
+                        .jobsRunning, file: file,
+                        "restore of \(file) refused (nothing was changed): batched \(blocking.map(\.label).joined(separator: ", ")) on the schemas it replaces would go on from checkpoints ahead of the restored rows; pause them (SELECT \(schema).pause(ID), or run again with --pause-jobs) or cancel them (SELECT \(schema).cancel(ID)), then restore"
+                    )
+                }
+                paused = try await pause(blocking, timeout: pauseTimeout, file: file, on: connection)
+            }
         } catch {
             await connection.close()
             throw error
@@ -184,6 +233,9 @@ public struct BackupManager: Sendable {
         await connection.close()
         var prelude = ["SET client_min_messages = error;"]
         prelude += schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
+        if queueInstalled {
+            prelude.append(BatchedCheckpoint.guardStatement(godwitSchema: schema))
+        }
         if try await !createsPublicSchema(file) {
             // pg_dump leaves out the standard public schema; re-create it as initdb makes it.
             prelude += [
@@ -201,9 +253,12 @@ public struct BackupManager: Sendable {
                 ],
                 environment: environment))
         guard apply.succeeded else {
+            let pausedNote =
+                paused.isEmpty
+                ? "" : " (paused before it: \(paused.map(\.label).joined(separator: ", ")); resume them with SELECT \(schema).resume(ID))"
             throw BackupError(
                 .restoreFailed, file: file,
-                "restore of \(file) failed (nothing was changed): psql \(apply.exitDescription): \(apply.firstErrorLine)"
+                "restore of \(file) failed (nothing was changed\(pausedNote)): psql \(apply.exitDescription): \(apply.firstErrorLine)"
             )
         }
         guard render.succeeded else {
@@ -212,6 +267,53 @@ public struct BackupManager: Sendable {
                 "restore of \(file) failed (nothing was changed): pg_restore \(render.exitDescription): \(render.firstErrorLine)"
             )
         }
+        // The restore is committed: a failure from here on must say so.
+        do {
+            let after = try await Connection.connect(databaseURL)
+            do {
+                let stale = try await batchedCheckpoints(on: after)
+                await after.close()
+                return RestoreOutcome(paused: paused, staleCheckpoints: stale)
+            } catch {
+                await after.close()
+                throw error
+            }
+        } catch {
+            throw BackupError(
+                .io, file: file,
+                "restored \(file), but could not list the batched jobs whose checkpoints no longer match the data (\(error)): see SELECT * FROM \(quoteIdentifier(schema)).progress"
+            )
+        }
+    }
+
+    /// Pauses `jobs` and waits until none of the batched jobs on the replaced schemas goes on
+    /// by itself: a running job stops at its next checkpoint. Throws, naming the jobs still
+    /// running, after `timeout`.
+    private func pause(
+        _ jobs: [BatchedCheckpoint], timeout: Duration, file: String, on connection: Connection
+    ) async throws -> [BatchedCheckpoint] {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        var asked = jobs
+        var blocking = jobs
+        while !blocking.isEmpty {
+            // Asked again each round: a job re-queued since (its worker died) is paused then.
+            for job in blocking {
+                _ = try await connection.query("SELECT \(quoteIdentifier(schema)).pause($1) AS paused", [job.id])
+                if !asked.contains(where: { $0.id == job.id }) { asked.append(job) }
+            }
+            blocking = try await batchedCheckpoints(on: connection).filter(\.continuesByItself)
+            guard !blocking.isEmpty else { break }
+            guard clock.now < deadline else {
+                throw BackupError(
+                    .jobsRunning, file: file,
+                    "restore of \(file) refused (nothing was changed): batched \(blocking.map(\.label).joined(separator: ", ")) did not stop at a checkpoint within \(timeout) of being asked to pause (is its worker alive?); they stay asked to pause"
+                )
+            }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let now = try await batchedCheckpoints(on: connection)
+        return asked.map { job in now.first { $0.id == job.id } ?? job }
     }
 
     /// Whether restoring `file` creates schema `public` itself. Decided from the table of

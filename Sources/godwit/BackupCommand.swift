@@ -96,27 +96,78 @@ struct BackupCommand: AsyncParsableCommand {
     struct Restore: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Restore a backup into the database, replacing the objects it holds.",
-            discussion: "Without --yes, says what it would replace and changes nothing.")
+            discussion: """
+                Without --yes, says what it would replace and changes nothing.
+
+                Godwit's schema is not in a backup, so a restore rewinds a batched job's table \
+                but not its checkpoint. A restore refuses, before anything is dropped, while a \
+                batched job on the schemas it replaces is running or queued with a checkpoint; \
+                --pause-jobs pauses those first (SELECT godwit.pause(ID)) and waits for them to \
+                stop at a checkpoint. Afterwards it lists every batched job on those schemas whose \
+                checkpoint no longer matches the data: rerun each from the start with \
+                `godwit job enqueue FILE` (resume and retry would continue from the checkpoint \
+                and skip rows).
+                """)
         @OptionGroup var options: Options
         @Argument(help: "The backup file.") var file: String
         @Flag(help: "Really replace the objects in the database.") var yes = false
+        @Flag(
+            help:
+                "Pause the batched jobs on the replaced schemas that are running or queued with a checkpoint, and wait for them to stop, instead of refusing."
+        )
+        var pauseJobs = false
+        @Option(help: "With --pause-jobs, how long to wait for running jobs to stop at a checkpoint (seconds).")
+        var pauseTimeout: Double = 120
+
+        func validate() throws {
+            guard pauseTimeout > 0, pauseTimeout.isFinite else {
+                throw ValidationError("--pause-timeout must be a positive number of seconds")
+            }
+        }
 
         func run() async throws {
             try await withCLIErrors {
                 let url = try options.connection.resolvedURL()
-                let objects = try await options.manager.contents(of: file)
+                let manager = options.manager
+                let objects = try await manager.contents(of: file)
                 let conn = try await options.connection.connect(logger: makeLogger(.notice))
                 let database = try await conn.query("SELECT current_database() AS d").first?.string("d") ?? "?"
-                let schemas = try await options.manager.schemasToReplace(on: conn)
+                let schemas = try await manager.schemasToReplace(on: conn)
+                let blocking = try await manager.batchedCheckpoints(on: conn).filter(\.continuesByItself)
                 await conn.close()
                 guard yes else {
+                    let jobs =
+                        blocking.isEmpty
+                        ? ""
+                        : "; it would refuse, as batched \(blocking.map(\.label).joined(separator: ", ")) would go on from checkpoints ahead of the restored rows (pause or cancel them, or add --pause-jobs)"
                     throw CLIError(
-                        "restore would drop schemas \(schemas.joined(separator: ", ")) of database \(database), everything in them included, and re-create them from \(file) (\(objects.count) tables, types, views and functions): run again with --yes"
+                        "restore would drop schemas \(schemas.joined(separator: ", ")) of database \(database), everything in them included, and re-create them from \(file) (\(objects.count) tables, types, views and functions)\(jobs): run again with --yes"
                     )
                 }
-                try await options.manager.restore(file: file, databaseURL: url)
+                let outcome = try await manager.restore(
+                    file: file, databaseURL: url, pauseJobs: pauseJobs, pauseTimeout: .seconds(pauseTimeout))
+                if !outcome.paused.isEmpty {
+                    output(
+                        "paused before the restore: \(outcome.paused.map { "job \($0.id) (\($0.name))" }.joined(separator: ", "))"
+                    )
+                }
                 output("restored \(file) into \(database) (schemas \(schemas.joined(separator: ", ")) replaced)")
+                report(outcome.staleCheckpoints, schema: options.schema)
             }
+        }
+
+        /// Names the jobs whose checkpoints the restore left ahead of the data, and how to rerun them.
+        private func report(_ stale: [BatchedCheckpoint], schema: String) {
+            guard !stale.isEmpty else { return }
+            // As the person typed it in --schema (default godwit), for SQL they will paste.
+            let godwit = schema
+            output(
+                "the checkpoints of \(stale.count) batched job\(stale.count == 1 ? "" : "s") no longer match the restored data (\(godwit).resume and \(godwit).retry would continue from them and skip rows):"
+            )
+            for job in stale { output("  \(job)") }
+            output(
+                "rerun each from the start: SELECT \(godwit).cancel(ID) if it is not finished, then godwit job enqueue FILE (its job file)"
+            )
         }
     }
 }
