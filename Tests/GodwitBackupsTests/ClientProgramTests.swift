@@ -96,7 +96,8 @@ struct ClientProgramTests {
         task.cancel()
         let output = try await task.value
         #expect(output.killedBySignal && output.status == SIGKILL, "\(output)")
-        #expect(clock.now - cancelled < .seconds(5))
+        // psql would sleep 30 s; killed, it ends at once (a loaded machine: seconds, never 20).
+        #expect(clock.now - cancelled < .seconds(20))
         await observer.close()
     }
 

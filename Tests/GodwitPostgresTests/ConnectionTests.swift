@@ -80,7 +80,9 @@ struct ConnectionTests {
             try await Task.sleep(for: .milliseconds(300))
             task.cancel()
             await #expect(throws: CancellationError.self) { try await task.value }
-            #expect(clock.now - started < .seconds(10))
+            // Uncancelled, the query takes 30 s; a cancelled one ends at once, or in a few seconds
+            // on a loaded machine, never 20.
+            #expect(clock.now - started < .seconds(20))
             // The session is idle again and usable.
             #expect(try await conn.query("SELECT 2 AS two").first?.int("two") == 2)
         }
