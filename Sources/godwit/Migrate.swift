@@ -10,7 +10,9 @@ import Logging
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create, apply, revert and inspect sqlx-compatible migrations.",
-        subcommands: [Add.self, Run.self, Revert.self, Info.self, Verify.self, Lint.self, Check.self, Baseline.self]
+        subcommands: [
+            Add.self, Run.self, Revert.self, Info.self, Verify.self, Lint.self, Check.self, Baseline.self, Repair.self,
+        ]
     )
 }
 
