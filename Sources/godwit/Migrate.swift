@@ -208,7 +208,7 @@ extension Migrate {
                         try await queueSchema.install(on: conn)
                         let payload = MigratePayload(
                             source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
-                            backup: backup, lockPolicy: lockOptions.policy)
+                            backup: backup, lockPolicy: lockOptions.policy, config: migrator.config)
                         let id = try await JobQueue(schema: queueSchema).enqueue(
                             kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
                             maxAttempts: 3, on: conn)
