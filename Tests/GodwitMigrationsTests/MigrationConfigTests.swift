@@ -260,3 +260,23 @@ struct MigrationConfigCommandTests {
         #expect(simple.stdout == "Creating db/0002_seed.sql\n", "\(simple.stderr)")
     }
 }
+
+/// `migrate lint` picks the pending migrations from sqlx.toml's ledger.
+@Suite("sqlx.toml and migrate lint")
+struct MigrationConfigLintTests {
+    @Test func lintLooksAtTheConfiguredLedger() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrate]\ncreate-schemas = [\"app\"]\ntable-name = \"app._sqlx_migrations\"\n")
+        try dir.write("migrations/1_t.sql", "CREATE TABLE app.t (id int);")
+        try dir.write("migrations/2_drop.sql", "ALTER TABLE app.t DROP COLUMN id;")
+        try await withTestDatabase { db in
+            #expect(
+                try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path).status == 0)
+            // Both applied: nothing is pending in app._sqlx_migrations, so nothing to flag.
+            let lint = try await GodwitProcess.run(["migrate", "lint", "-D", db.url], directory: dir.path)
+            #expect(lint.status == 0, "\(lint.stdout) \(lint.stderr)")
+            #expect(!lint.stdout.contains("drop-column"), "\(lint.stdout)")
+        }
+    }
+}
