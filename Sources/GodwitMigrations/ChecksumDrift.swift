@@ -41,12 +41,11 @@ public struct ChecksumDrift: Sendable, Equatable {
                                 && Migration.checksum(of: candidateBytes, ignoring: ignoredChars) == stored)
                         guard matches else { continue }
                         var differences: [String] = []
+                        // The file itself, hashed raw: only ignored-chars (set since) differ.
                         if candidateBytes == bytes {
                             differences.append(
-                                "the file is unchanged: its stored checksum was computed "
-                                    + (ignoredChars.isEmpty
-                                        ? "with sqlx.toml's ignored-chars, which are not set now"
-                                        : "from its raw bytes, before sqlx.toml's ignored-chars were set"))
+                                "the file is unchanged: its stored checksum was computed from its raw bytes, before sqlx.toml's ignored-chars were set"
+                            )
                         }
                         if (lineEnds == "\r\n") != crlf {
                             differences.append(
