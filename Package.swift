@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -50,6 +51,7 @@ let package = Package(
                 "GodwitBackups",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ],
             swiftSettings: strict
         ),
@@ -115,7 +117,11 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitMigrationsTests",
-            dependencies: ["GodwitMigrations", "GodwitPostgres", "GodwitTestSupport"],
+            // Crypto directly, so checksum tests compute sqlx's rule without Godwit's code.
+            dependencies: [
+                "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strict
         ),
     ]

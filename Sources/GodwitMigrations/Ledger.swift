@@ -1,6 +1,6 @@
 import GodwitPostgres
 
-/// One row of `_sqlx_migrations`.
+/// One row of the ledger (`_sqlx_migrations`).
 public struct AppliedMigration: Sendable, Equatable {
     public var version: Int64
     public var description: String
@@ -12,13 +12,25 @@ public struct AppliedMigration: Sendable, Equatable {
     public var installedOn: String
 }
 
-/// The `_sqlx_migrations` table, read and written exactly as sqlx does so that a Rust
-/// service running `sqlx::migrate!` and Godwit agree on what is applied.
+/// The ledger table, read and written exactly as sqlx does so that a Rust service running
+/// `sqlx::migrate!` and Godwit agree on what is applied.
 ///
-/// The name is unqualified, as in sqlx, so it resolves through `search_path` the same way.
-enum Ledger {
-    static let createSQL = """
-        CREATE TABLE IF NOT EXISTS _sqlx_migrations (
+/// `table` is SQL text put into each statement as written, as sqlx does with its
+/// `table-name`: `_sqlx_migrations` by default, unqualified, so it resolves through
+/// `search_path` the same way; `accounts._sqlx_migrations` for a schema of its own.
+/// `MigrationConfig` accepts only identifiers there, never other SQL.
+struct Ledger: Sendable {
+    var table: String
+
+    init(table: String = MigrationConfig.defaultTableName) {
+        self.table = table
+    }
+
+    static let standard = Ledger()
+
+    var createSQL: String {
+        """
+        CREATE TABLE IF NOT EXISTS \(table) (
             version BIGINT PRIMARY KEY,
             description TEXT NOT NULL,
             installed_on TIMESTAMPTZ NOT NULL DEFAULT now(),
@@ -27,6 +39,10 @@ enum Ledger {
             execution_time BIGINT NOT NULL
         );
         """
+    }
+
+    /// The ledger as `_sqlx_migrations` reads in messages.
+    var name: String { table }
 
     /// Creates the table if needed. Call only while holding the migration lock.
     ///
@@ -35,28 +51,43 @@ enum Ledger {
     /// then an existing ledger is used as it is, so the error comes from the migration that
     /// cannot run, naming it. Without a ledger the error says that it is the ledger that
     /// cannot be created.
-    static func ensure(on connection: Connection) async throws {
+    func ensure(on connection: Connection) async throws {
         do {
             try await connection.execute(createSQL)
         } catch let error as PostgresError where error.code == .server {
             if (try? await exists(on: connection)) == true { return }
             throw MigrationError(
-                .execution, "cannot create the migrations ledger _sqlx_migrations: \(error)", underlying: error)
+                .execution, "cannot create the migrations ledger \(table): \(error)", underlying: error)
         }
     }
 
-    static func exists(on connection: Connection) async throws -> Bool {
-        let row = try await connection.query("SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS present").first
+    /// `CREATE SCHEMA IF NOT EXISTS` for each of sqlx.toml's `create-schemas`, as sqlx does
+    /// before it looks for the ledger. Call only while holding the migration lock.
+    static func createSchemas(_ schemas: [String], on connection: Connection) async throws {
+        for schema in schemas {
+            do {
+                try await connection.execute("CREATE SCHEMA IF NOT EXISTS \(schema)")
+            } catch let error as PostgresError where error.code == .server {
+                throw MigrationError(
+                    .execution, "cannot create schema \(schema) (create-schemas in sqlx.toml): \(error)",
+                    underlying: error)
+            }
+        }
+    }
+
+    /// Whether the table exists; false also when its schema does not exist yet.
+    func exists(on connection: Connection) async throws -> Bool {
+        let row = try await connection.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first
         return try row?.bool("present") ?? false
     }
 
     /// Every row in version order; empty when the table does not exist yet.
-    static func applied(on connection: Connection) async throws -> [AppliedMigration] {
+    func applied(on connection: Connection) async throws -> [AppliedMigration] {
         guard try await exists(on: connection) else { return [] }
         let result = try await connection.query(
             """
             SELECT version, description, success, checksum, execution_time, installed_on::text AS installed_on
-            FROM _sqlx_migrations ORDER BY version
+            FROM \(table) ORDER BY version
             """)
         return try result.rows.map { row in
             AppliedMigration(
@@ -66,23 +97,33 @@ enum Ledger {
         }
     }
 
-    static func insert(
+    /// The default ledger's rows (for callers that know no sqlx.toml).
+    static func applied(on connection: Connection) async throws -> [AppliedMigration] {
+        try await standard.applied(on: connection)
+    }
+
+    func insert(
         _ migration: Migration, success: Bool, executionTime: Int64, on connection: Connection
     ) async throws {
         try await connection.query(
             """
-            INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time)
+            INSERT INTO \(table) (version, description, success, checksum, execution_time)
             VALUES ($1, $2, $3, $4, $5)
             """,
             [migration.version, migration.description, success, ByteaParameter(migration.checksum), executionTime])
     }
 
-    static func setExecutionTime(_ nanoseconds: Int64, version: Int64, on connection: Connection) async throws {
+    func setExecutionTime(_ nanoseconds: Int64, version: Int64, on connection: Connection) async throws {
         try await connection.query(
-            "UPDATE _sqlx_migrations SET execution_time = $1 WHERE version = $2", [nanoseconds, version])
+            "UPDATE \(table) SET execution_time = $1 WHERE version = $2", [nanoseconds, version])
     }
 
-    static func delete(version: Int64, on connection: Connection) async throws {
-        try await connection.query("DELETE FROM _sqlx_migrations WHERE version = $1", [version])
+    func setChecksum(_ checksum: [UInt8], version: Int64, on connection: Connection) async throws {
+        try await connection.query(
+            "UPDATE \(table) SET checksum = $1 WHERE version = $2", [ByteaParameter(checksum), version])
+    }
+
+    func delete(version: Int64, on connection: Connection) async throws {
+        try await connection.query("DELETE FROM \(table) WHERE version = $1", [version])
     }
 }

@@ -42,19 +42,23 @@ public struct Migration: Sendable, Equatable {
     public var kind: Kind
     /// The file's bytes exactly as on disk.
     public var contents: [UInt8]
-    /// SHA-384 of `contents`, as stored in `_sqlx_migrations.checksum`.
+    /// SHA-384 of `contents` (less the config's `ignored-chars`), as stored in the ledger's
+    /// `checksum`.
     public var checksum: [UInt8]
     /// The file begins with `-- no-transaction`.
     public var noTransaction: Bool
     /// Where the file was read from, for error messages.
     public var path: String
 
-    public init(version: Int64, description: String, kind: Kind, contents: [UInt8], path: String) {
+    public init(
+        version: Int64, description: String, kind: Kind, contents: [UInt8], path: String,
+        ignoredChars: Set<Unicode.Scalar> = []
+    ) {
         self.version = version
         self.description = description
         self.kind = kind
         self.contents = contents
-        self.checksum = Migration.checksum(of: contents)
+        self.checksum = Migration.checksum(of: contents, ignoring: ignoredChars)
         // sqlx tests the raw text, so a byte-order mark before the directive hides it there;
         // matching that keeps one file behaving the same under both tools.
         self.noTransaction = contents.starts(with: Array("-- no-transaction".utf8))
@@ -64,6 +68,19 @@ public struct Migration: Sendable, Equatable {
     /// SHA-384 of the raw bytes: no normalisation of line endings, BOM or directives.
     public static func checksum(of bytes: [UInt8]) -> [UInt8] {
         Array(SHA384.hash(data: bytes))
+    }
+
+    /// sqlx 0.9's checksum with `ignored-chars`: SHA-384 of the file's UTF-8 text with every
+    /// occurrence of those characters (Unicode scalars, so `"\r"` drops each CR and
+    /// `"\uFEFF"` a byte-order mark) left out. With none ignored it is the raw bytes' hash.
+    public static func checksum(of bytes: [UInt8], ignoring ignored: Set<Unicode.Scalar>) -> [UInt8] {
+        guard !ignored.isEmpty else { return checksum(of: bytes) }
+        var kept: [UInt8] = []
+        kept.reserveCapacity(bytes.count)
+        for scalar in String(decoding: bytes, as: UTF8.self).unicodeScalars where !ignored.contains(scalar) {
+            kept.append(contentsOf: String(scalar).utf8)
+        }
+        return checksum(of: kept)
     }
 
     /// The SQL to send to the server: the file's text without a UTF-8 byte-order mark, which

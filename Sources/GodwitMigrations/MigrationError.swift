@@ -10,6 +10,12 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
 
         /// The migrations folder holds a file that cannot be a migration.
         public static let invalidSource = Code("invalidSource")
+        /// A `sqlx.toml` cannot be read, or holds a setting that is not valid.
+        public static let invalidConfig = Code("invalidConfig")
+        /// `baseline` was asked to record a version that the ledger already has.
+        public static let alreadyApplied = Code("alreadyApplied")
+        /// `repair` found a change of content, not of line endings, BOM or trailing whitespace.
+        public static let contentChanged = Code("contentChanged")
         /// A ledger row has `success = false`: a previous run stopped half-way.
         public static let dirty = Code("dirty")
         /// An applied migration's file no longer has the checksum it was applied with.

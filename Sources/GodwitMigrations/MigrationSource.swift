@@ -5,22 +5,37 @@ import Foundation
 /// A file is a migration when its name splits once on `_` into an integer version and a rest
 /// that ends in `.sql`; anything else is ignored, as sqlx ignores it. The description is the
 /// rest without its suffix, with `_` turned into spaces. Unlike sqlx, two files that claim the
-/// same version (other than an up/down pair) are an error naming both, since sqlx would apply
-/// only one of them.
+/// same version (other than an up or simple file with its down) are an error naming both,
+/// since sqlx would apply only one of them.
+///
+/// As sqlx does, it accepts a `.down.sql` with no up file (never applied; reverted when its
+/// version is in the ledger) and a simple `V_x.sql` beside a `V_x.down.sql` (revert runs the
+/// down); the first gets a warning in `warnings`, saying why.
 public struct MigrationSource: Sendable {
     /// Every migration file, sorted by version; an up sorts before its down.
     public let migrations: [Migration]
     public let directory: String
+    /// Things sqlx accepts that deserve a person's attention, one line each, naming the file.
+    public let warnings: [String]
 
     public init(migrations: [Migration], directory: String) {
         self.migrations = migrations.sorted {
             ($0.version, $0.kind == .down ? 1 : 0) < ($1.version, $1.kind == .down ? 1 : 0)
         }
         self.directory = directory
+        var warnings: [String] = []
+        for down in self.migrations where down.kind == .down {
+            guard !self.migrations.contains(where: { $0.version == down.version && $0.kind != .down }) else { continue }
+            warnings.append(
+                "\(down.path) has no up file: it is never applied, but `migrate revert` runs it if version \(down.version) is in the ledger, and while it is there neither sqlx nor Godwit notices that the applied migration's file is gone"
+            )
+        }
+        self.warnings = warnings
     }
 
-    /// Reads `directory`. A missing folder is an empty source, as for sqlx.
-    public static func load(directory: String) throws -> MigrationSource {
+    /// Reads `directory`. A missing folder is an empty source, as for sqlx. Checksums leave
+    /// out `ignoredChars` (sqlx.toml's `ignored-chars`).
+    public static func load(directory: String, ignoredChars: Set<Unicode.Scalar> = []) throws -> MigrationSource {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: directory, isDirectory: &isDirectory) else {
@@ -41,12 +56,14 @@ public struct MigrationSource: Sendable {
             }
             files.append((name, [UInt8](data)))
         }
-        return try MigrationSource(files: files, directory: directory)
+        return try MigrationSource(files: files, directory: directory, ignoredChars: ignoredChars)
     }
 
     /// Builds a source from file names and contents (as a migrate job carries them), with the
     /// same rules and checks as reading a folder.
-    public init(files: [(name: String, contents: [UInt8])], directory: String) throws {
+    public init(
+        files: [(name: String, contents: [UInt8])], directory: String, ignoredChars: Set<Unicode.Scalar> = []
+    ) throws {
         var migrations: [Migration] = []
         for file in files {
             let path = (directory as NSString).appendingPathComponent(file.name)
@@ -66,7 +83,7 @@ public struct MigrationSource: Sendable {
             migrations.append(
                 Migration(
                     version: parsed.version, description: parsed.description, kind: parsed.kind,
-                    contents: file.contents, path: path))
+                    contents: file.contents, path: path, ignoredChars: ignoredChars))
         }
         self.init(migrations: migrations, directory: directory)
         try validate()
@@ -98,13 +115,10 @@ public struct MigrationSource: Sendable {
         for migration in migrations { byVersion[migration.version, default: []].append(migration) }
         for (version, files) in byVersion.sorted(by: { $0.key < $1.key }) {
             let kinds = files.map(\.kind)
-            let valid = kinds == [.simple] || kinds == [.up] || kinds == [.up, .down]
+            // sqlx also takes a lone down, and a simple file with a down.
+            let accepted: [[Migration.Kind]] = [[.simple], [.up], [.up, .down], [.down], [.simple, .down]]
+            let valid = accepted.contains(kinds)
             guard !valid else { continue }
-            if kinds == [.down] {
-                throw MigrationError(
-                    .invalidSource, "\(files[0].path): a .down.sql file with no .up.sql for version \(version)",
-                    version: version)
-            }
             let names = files.map { ($0.path as NSString).lastPathComponent }
             throw MigrationError(
                 .invalidSource,

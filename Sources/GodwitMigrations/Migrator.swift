@@ -10,6 +10,8 @@ public struct MigrationEvent: Sendable, Equatable {
         case canApply = "Can apply"
         /// Left out by `--target-version`.
         case skipped = "Skipped"
+        /// Recorded as applied by `baseline`, without running it.
+        case baselined = "Baselined"
     }
 
     public var action: Action
@@ -17,6 +19,8 @@ public struct MigrationEvent: Sendable, Equatable {
     public var description: String
     public var kind: Migration.Kind
     public var duration: Duration
+    /// In a dry run, what would be sent for it.
+    public var plan: MigrationPlan?
 
     /// sqlx's line: `Applied 20240101000000/migrate create media (12.3ms)`.
     public var line: String {
@@ -39,20 +43,30 @@ public struct Migrator: Sendable {
     /// How migrations take their locks: by default under a 2 s `lock_timeout`, retried 30
     /// times with backoff, so that a migration never queues the application behind it.
     public var lockPolicy: LockTimeoutPolicy
+    /// sqlx.toml's settings: the ledger's `table-name` and the `create-schemas` made before
+    /// it. (Its `ignored-chars` are the source's business: they make the checksums.)
+    public var config: MigrationConfig
+
+    var ledger: Ledger { Ledger(table: config.tableName) }
 
     public init(
         source: MigrationSource, logger: Logger = Logger(label: "godwit.migrate"),
-        lockPolicy: LockTimeoutPolicy = .default
+        lockPolicy: LockTimeoutPolicy = .default, config: MigrationConfig = .default
     ) {
         self.source = source
         self.logger = logger
         self.lockPolicy = lockPolicy
+        self.config = config
     }
 
+    /// Reads `directory` with the config's `ignored-chars`.
     public init(
-        directory: String, logger: Logger = Logger(label: "godwit.migrate"), lockPolicy: LockTimeoutPolicy = .default
+        directory: String, logger: Logger = Logger(label: "godwit.migrate"), lockPolicy: LockTimeoutPolicy = .default,
+        config: MigrationConfig = .default
     ) throws {
-        self.init(source: try MigrationSource.load(directory: directory), logger: logger, lockPolicy: lockPolicy)
+        self.init(
+            source: try MigrationSource.load(directory: directory, ignoredChars: config.ignoredChars), logger: logger,
+            lockPolicy: lockPolicy, config: config)
     }
 
     // MARK: run
@@ -101,7 +115,8 @@ public struct Migrator: Sendable {
                 }
                 let event = MigrationEvent(
                     action: action, version: migration.version, description: migration.description,
-                    kind: migration.kind, duration: duration)
+                    kind: migration.kind, duration: duration,
+                    plan: action == .canApply ? MigrationPlan(migration, ledger: ledger, policy: lockPolicy) : nil)
                 events.append(event)
                 onEvent(event)
             }
@@ -156,7 +171,8 @@ public struct Migrator: Sendable {
                 let duration = dryRun ? .zero : try await revert(down, on: connection)
                 let event = MigrationEvent(
                     action: dryRun ? .canApply : .applied, version: down.version, description: down.description,
-                    kind: .down, duration: duration)
+                    kind: .down, duration: duration,
+                    plan: dryRun ? MigrationPlan(down, ledger: ledger, policy: lockPolicy) : nil)
                 events.append(event)
                 onEvent(event)
             }
@@ -164,12 +180,19 @@ public struct Migrator: Sendable {
         }
     }
 
+    /// The source's migrations not in the configured ledger (all of them while it does not
+    /// exist), in version order. Reads only.
+    public func pendingMigrations(on connection: Connection) async throws -> [Migration] {
+        let applied = Set(try await ledger.applied(on: connection).map(\.version))
+        return source.upMigrations.filter { !applied.contains($0.version) }
+    }
+
     // MARK: info
 
     /// The state of every migration in the source and in the ledger, in version order.
     /// Reads only: does not lock or create the ledger table.
     public func status(on connection: Connection) async throws -> [MigrationStatus] {
-        let applied = try await Ledger.applied(on: connection)
+        let applied = try await ledger.applied(on: connection)
         let byVersion = Dictionary(applied.map { ($0.version, $0) }, uniquingKeysWith: { first, _ in first })
         var statuses: [MigrationStatus] = source.upMigrations.map { migration in
             let row = byVersion[migration.version]
@@ -203,15 +226,16 @@ public struct Migrator: Sendable {
 
     // MARK: Shared steps
 
-    /// Runs `body` holding the migration lock, with the ledger table present. A dry run
-    /// takes no lock and creates nothing.
-    private func withLock<T>(
+    /// Runs `body` holding the migration lock, with the ledger table (and sqlx.toml's
+    /// `create-schemas`) present. A dry run takes no lock and creates nothing.
+    func withLock<T>(
         on connection: Connection, dryRun: Bool, _ body: () async throws -> T
     ) async throws -> T {
         if dryRun { return try await body() }
         let key = try await MigrationLock.acquire(on: connection, logger: logger)
         do {
-            try await Ledger.ensure(on: connection)
+            try await Ledger.createSchemas(config.createSchemas, on: connection)
+            try await ledger.ensure(on: connection)
             let value = try await body()
             try await MigrationLock.release(key: key, on: connection)
             return value
@@ -226,16 +250,18 @@ public struct Migrator: Sendable {
     /// The ledger, after refusing a dirty one, applied versions missing from the source
     /// (unless `ignoreMissing`), and applied files that changed since.
     private func checkedLedger(on connection: Connection, ignoreMissing: Bool) async throws -> [AppliedMigration] {
-        let applied = try await Ledger.applied(on: connection)
+        let applied = try await ledger.applied(on: connection)
         if let dirty = applied.first(where: { !$0.success }) {
             throw MigrationError(
                 .dirty,
-                "migration \(dirty.version) is partially applied; fix and remove row from `_sqlx_migrations` table",
+                "migration \(dirty.version) is partially applied; fix and remove row from `\(ledger.table)` table",
                 version: dirty.version)
         }
         for row in applied {
             guard let local = source.up(for: row.version) else {
-                if ignoreMissing { continue }
+                // As sqlx: a lone .down.sql counts as the version being present (the source's
+                // warning says why that is dangerous).
+                if ignoreMissing || source.down(for: row.version) != nil { continue }
                 throw MigrationError(
                     .missing,
                     "migration \(row.version) was previously applied but is missing in the resolved migrations",
@@ -260,20 +286,20 @@ public struct Migrator: Sendable {
             let builds = try await runStatementByStatement(migration, on: connection, recordDirty: true)
             try await refuseInvalidIndexes(builds, of: migration, on: connection)
             try await recording(migration, outsideTransaction: true) {
-                try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+                try await ledger.insert(migration, success: true, executionTime: -1, on: connection)
             }
         } else {
             try await retryingLockTimeouts(migration, beforeRetry: beforeRetry) { watch in
                 try await inTransaction(migration, on: connection, watch: watch) {
                     try await recording(migration, outsideTransaction: false) {
-                        try await Ledger.insert(migration, success: true, executionTime: -1, on: connection)
+                        try await ledger.insert(migration, success: true, executionTime: -1, on: connection)
                     }
                 }
             }
         }
         let elapsed = clock.now - started
         // As sqlx: the time is recorded after the commit, so it covers the whole transaction.
-        try await Ledger.setExecutionTime(elapsed.nanoseconds, version: migration.version, on: connection)
+        try await ledger.setExecutionTime(elapsed.nanoseconds, version: migration.version, on: connection)
         logger.info(
             "applied migration",
             metadata: ["version": "\(migration.version)", "duration": "\(elapsed.rustDebugDescription)"])
@@ -287,13 +313,13 @@ public struct Migrator: Sendable {
             let builds = try await runStatementByStatement(down, on: connection, recordDirty: false)
             try await refuseInvalidIndexes(builds, of: down, on: connection)
             try await recording(down, outsideTransaction: true) {
-                try await Ledger.delete(version: down.version, on: connection)
+                try await ledger.delete(version: down.version, on: connection)
             }
         } else {
             try await retryingLockTimeouts(down) { watch in
                 try await inTransaction(down, on: connection, watch: watch) {
                     try await recording(down, outsideTransaction: false) {
-                        try await Ledger.delete(version: down.version, on: connection)
+                        try await ledger.delete(version: down.version, on: connection)
                     }
                 }
             }
@@ -317,8 +343,8 @@ public struct Migrator: Sendable {
             let write = migration.kind == .down ? "removing its row from" : "recording it in"
             let message =
                 outsideTransaction
-                ? "\(verb) \(migration.version) (\(migration.path)) ran outside a transaction, but \(write) _sqlx_migrations failed, so its changes stay without the ledger knowing: check the schema before running it again: \(error)"
-                : "\(verb) \(migration.version) (\(migration.path)) was rolled back: \(write) _sqlx_migrations failed: \(error)"
+                ? "\(verb) \(migration.version) (\(migration.path)) ran outside a transaction, but \(write) \(ledger.table) failed, so its changes stay without the ledger knowing: check the schema before running it again: \(error)"
+                : "\(verb) \(migration.version) (\(migration.path)) was rolled back: \(write) \(ledger.table) failed: \(error)"
             throw MigrationError(.execution, message, version: migration.version, underlying: error)
         }
     }
@@ -397,12 +423,12 @@ public struct Migrator: Sendable {
                     var mapped = executionError(migration, error, location: location)
                     if index > 0 {
                         if recordDirty, await connection.isOpen {
-                            _ = try? await Ledger.insert(migration, success: false, executionTime: -1, on: connection)
+                            _ = try? await ledger.insert(migration, success: false, executionTime: -1, on: connection)
                         }
                         mapped.message +=
                             "; \(index) of \(statements.count) statements had already run outside a transaction"
                             + (recordDirty
-                                ? ", so the migration is recorded as partially applied: repair the schema, then DELETE FROM _sqlx_migrations WHERE version = \(migration.version)"
+                                ? ", so the migration is recorded as partially applied: repair the schema, then DELETE FROM \(ledger.table) WHERE version = \(migration.version)"
                                 : "")
                     }
                     throw mapped

@@ -25,6 +25,12 @@ public struct MigratePayload: Codable, Sendable {
     public var lockTimeoutMs: Int64?
     /// Retries after a lock timeout; absent means the default policy's.
     public var lockRetries: Int?
+    /// sqlx.toml's `table-name` at enqueue; absent means `_sqlx_migrations`.
+    public var tableName: String?
+    /// sqlx.toml's `create-schemas` at enqueue.
+    public var createSchemas: [String]?
+    /// sqlx.toml's `ignored-chars` at enqueue, one character each.
+    public var ignoredChars: [String]?
 
     enum CodingKeys: String, CodingKey {
         case source, files, backup
@@ -32,6 +38,16 @@ public struct MigratePayload: Codable, Sendable {
         case ignoreMissing = "ignore_missing"
         case lockTimeoutMs = "lock_timeout_ms"
         case lockRetries = "lock_retries"
+        case tableName = "table_name"
+        case createSchemas = "create_schemas"
+        case ignoredChars = "ignored_chars"
+    }
+
+    /// The sqlx.toml settings the job runs with (those that matter once the files are read).
+    public var config: MigrationConfig {
+        MigrationConfig(
+            createSchemas: createSchemas ?? [], tableName: tableName ?? MigrationConfig.defaultTableName,
+            ignoredChars: Set((ignoredChars ?? []).compactMap { $0.unicodeScalars.count == 1 ? $0.unicodeScalars.first : nil }))
     }
 
     /// How the job's migrations take their locks.
@@ -45,14 +61,22 @@ public struct MigratePayload: Codable, Sendable {
     /// Captures every migration file of `source`.
     public init(
         source: MigrationSource, targetVersion: Int64? = nil, ignoreMissing: Bool = false, backup: Bool = false,
-        lockPolicy: LockTimeoutPolicy = .default
+        lockPolicy: LockTimeoutPolicy = .default, config: MigrationConfig = .default
     ) {
         self.source = source.directory
         self.files = source.migrations.map { migration in
+            // The raw bytes' hash, whatever ignored-chars makes the ledger's checksum.
             File(
                 name: (migration.path as NSString).lastPathComponent,
                 contents: Data(migration.contents).base64EncodedString(),
-                sha384: migration.checksumHex)
+                sha384: Migration.checksum(of: migration.contents).hexEncoded)
+        }
+        if config.tableName != MigrationConfig.defaultTableName || !config.createSchemas.isEmpty
+            || !config.ignoredChars.isEmpty
+        {
+            tableName = config.tableName
+            createSchemas = config.createSchemas
+            ignoredChars = config.ignoredChars.map { String($0) }.sorted()
         }
         self.targetVersion = targetVersion
         self.ignoreMissing = ignoreMissing
@@ -74,7 +98,7 @@ public struct MigratePayload: Codable, Sendable {
             }
             return (file.name, bytes)
         }
-        return try MigrationSource(files: files, directory: source)
+        return try MigrationSource(files: files, directory: source, ignoredChars: config.ignoredChars)
     }
 }
 
@@ -160,7 +184,8 @@ public struct MigrateJob: JobHandler {
             report.restoreWith = backup.restoreCommand
         }
         try context.checkpoint()
-        var migrator = Migrator(source: source, logger: context.logger, lockPolicy: payload.lockPolicy)
+        var migrator = Migrator(
+            source: source, logger: context.logger, lockPolicy: payload.lockPolicy, config: payload.config)
         migrator.logger[metadataKey: "job"] = "\(context.job.id)"
         do {
             try await migrator.run(

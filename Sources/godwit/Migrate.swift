@@ -10,17 +10,55 @@ import Logging
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create, apply, revert and inspect sqlx-compatible migrations.",
-        subcommands: [Add.self, Run.self, Revert.self, Info.self, Verify.self, Lint.self, Check.self]
+        subcommands: [
+            Add.self, Run.self, Revert.self, Info.self, Verify.self, Lint.self, Check.self, Baseline.self, Repair.self,
+        ]
     )
 }
 
 /// Options every `migrate` subcommand shares.
 struct SourceOptions: ParsableArguments {
-    @Option(help: "The folder that holds the migrations.")
-    var source = "migrations"
+    @Option(
+        name: .customLong("source"),
+        help: "The folder that holds the migrations (default: sqlx.toml's migrations-dir, else migrations).")
+    var sourceFlag: String?
+
+    @Option(
+        name: .customLong("config"),
+        help: ArgumentHelp(
+            "The sqlx.toml to read (default: sqlx.toml in the current directory, when there is one).",
+            valueName: "file"))
+    var configFile: String?
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .notice
+
+    /// sqlx.toml's settings, as sqlx-cli 0.9 finds them.
+    func config() throws -> MigrationConfig {
+        try MigrationConfig.resolve(configPath: configFile)
+    }
+
+    /// The folder: `--source`, else the config's `migrations-dir`, else `migrations`. A
+    /// config that cannot be read is reported by `config()` in the commands that need it.
+    var source: String {
+        (try? config())?.migrationsDirectory(flag: sourceFlag) ?? sourceFlag ?? "migrations"
+    }
+
+    /// A migrator over the folder with the config's table, schemas and ignored characters;
+    /// prints the source's warnings (a lone .down.sql) to stderr.
+    func migrator(logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator {
+        let config = try config()
+        let migrator = try Migrator(
+            directory: config.migrationsDirectory(flag: sourceFlag), logger: logger, lockPolicy: lockPolicy,
+            config: config)
+        for warning in migrator.source.warnings { printWarning(warning) }
+        return migrator
+    }
+}
+
+/// `warning: message` on stderr.
+func printWarning(_ message: String) {
+    FileHandle.standardError.write(Data("warning: \(PrintedSecrets.scrub(message))\n".utf8))
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
@@ -61,10 +99,28 @@ extension Migrate {
 
         func run() async throws {
             try withCLIErrors {
+                // A flag wins over sqlx.toml's [migrate.defaults], which wins over inferring.
+                let config = try sourceOptions.config()
+                let fromConfig: MigrationScaffold.Versioning =
+                    switch config.defaultVersioning {
+                    case .inferred: .infer
+                    case .timestamp: .timestamp
+                    case .sequential: .sequential
+                    }
+                let typeFromConfig: MigrationScaffold.Reversibility =
+                    switch config.defaultMigrationType {
+                    case .inferred: .infer
+                    case .simple: .simple
+                    case .reversible: .reversible
+                    }
+                let versioning: MigrationScaffold.Versioning =
+                    timestamp ? .timestamp : sequential ? .sequential : fromConfig
+                let reversibility: MigrationScaffold.Reversibility =
+                    reversible ? .reversible : simple ? .simple : typeFromConfig
                 let files = try MigrationScaffold.create(
-                    description: description.joined(separator: " "), in: sourceOptions.source,
-                    versioning: timestamp ? .timestamp : sequential ? .sequential : .infer,
-                    reversibility: reversible ? .reversible : simple ? .simple : .infer)
+                    description: description.joined(separator: " "),
+                    in: config.migrationsDirectory(flag: sourceOptions.sourceFlag),
+                    versioning: versioning, reversibility: reversibility)
                 for file in files { output("Creating \(file)") }
             }
         }
@@ -86,7 +142,10 @@ extension Migrate {
         @Option(help: "Apply migrations up to and including this version only.")
         var targetVersion: Int64?
 
-        @Flag(help: "List the migrations that would be applied, and change nothing.")
+        @Flag(
+            help: ArgumentHelp(
+                "Print what would be sent for each pending migration, and change nothing.",
+                discussion: "Each statement as it would be sent (a -- no-transaction file split as it runs), with the lock timeout that would apply."))
         var dryRun = false
 
         @Flag(help: "Ignore applied migrations that are missing from the source folder.")
@@ -114,9 +173,9 @@ extension Migrate {
         /// Before anything runs: a warning per lint finding in the pending migrations (the
         /// catalog check, which reads the catalog only), or with `--strict` a refusal on any
         /// finding of the trace.
-        private func lintPending(_ source: MigrationSource, on conn: Connection) async throws {
-            let linter = MigrationLinter(source: source)
-            var pending = try await linter.pendingMigrations(on: conn)
+        private func lintPending(_ migrator: Migrator, on conn: Connection) async throws {
+            let linter = MigrationLinter(source: migrator.source)
+            var pending = try await migrator.pendingMigrations(on: conn)
             if let targetVersion { pending = pending.filter { $0.version <= targetVersion } }
             guard !pending.isEmpty else { return }
             if strict {
@@ -141,16 +200,15 @@ extension Migrate {
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
-                let migrator = try Migrator(
-                    directory: sourceOptions.source, logger: logger, lockPolicy: lockOptions.policy)
+                let migrator = try sourceOptions.migrator(logger: logger, lockPolicy: lockOptions.policy)
                 try await connection.withConnection(logger: logger) { conn in
-                    try await lintPending(migrator.source, on: conn)
+                    try await lintPending(migrator, on: conn)
                     let queueSchema = QueueSchema(name: schema)
                     if enqueue {
                         try await queueSchema.install(on: conn)
                         let payload = MigratePayload(
                             source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
-                            backup: backup, lockPolicy: lockOptions.policy)
+                            backup: backup, lockPolicy: lockOptions.policy, config: migrator.config)
                         let id = try await JobQueue(schema: queueSchema).enqueue(
                             kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
                             maxAttempts: 3, on: conn)
@@ -165,7 +223,7 @@ extension Migrate {
                     }
                     try await migrator.run(
                         on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
-                        onEvent: { event in output(event.line) })
+                        onEvent: printEvent)
                 }
             }
         }
@@ -183,7 +241,7 @@ extension Migrate {
         @Option(help: "Revert every applied migration newer than this version (0 reverts all).")
         var targetVersion: Int64?
 
-        @Flag(help: "List the migrations that would be reverted, and change nothing.")
+        @Flag(help: "Print what would be sent for each migration to revert, and change nothing.")
         var dryRun = false
 
         @Flag(help: "Ignore applied migrations that are missing from the source folder.")
@@ -192,12 +250,11 @@ extension Migrate {
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
-                let migrator = try Migrator(
-                    directory: sourceOptions.source, logger: logger, lockPolicy: lockOptions.policy)
+                let migrator = try sourceOptions.migrator(logger: logger, lockPolicy: lockOptions.policy)
                 try await connection.withConnection(logger: logger) { conn in
                     let events = try await migrator.revert(
                         on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
-                        onEvent: { event in output(event.line) })
+                        onEvent: printEvent)
                     if events.isEmpty { output("No migrations available to revert") }
                 }
             }
@@ -221,7 +278,7 @@ extension Migrate {
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
-                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let migrator = try sourceOptions.migrator(logger: logger)
                 try await connection.withConnection(logger: logger) { conn in
                     let statuses = try await migrator.status(on: conn)
                     switch format {
@@ -263,7 +320,7 @@ extension Migrate {
 
         func run() async throws {
             try await withCLIErrors {
-                let source = try MigrationSource.load(directory: sourceOptions.source)
+                let source = try sourceOptions.migrator(logger: makeLogger(sourceOptions.logLevel)).source
                 do {
                     let steps = try await MigrationVerifier(source: source).verify(
                         serverURL: try connection.resolvedURL()
@@ -304,7 +361,7 @@ extension Migrate {
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
-                let migrator = try Migrator(directory: sourceOptions.source, logger: logger)
+                let migrator = try sourceOptions.migrator(logger: logger)
                 let statuses = try await connection.withConnection(logger: logger) { conn in
                     try await migrator.status(on: conn)
                 }
@@ -330,6 +387,12 @@ extension Migrate {
             }
         }
     }
+}
+
+/// sqlx's line for an event; in a dry run, followed by what would be sent.
+func printEvent(_ event: MigrationEvent) {
+    output(event.line)
+    if let plan = event.plan { output(plan.text) }
 }
 
 /// One element of `migrate info --format json`.

@@ -58,7 +58,8 @@ extension Migrate {
                     if url != nil {
                         let logger = makeLogger(sourceOptions.logLevel)
                         migrations = try await connection.withConnection(logger: logger) { conn in
-                            try await linter.pendingMigrations(on: conn)
+                            // Pending in sqlx.toml's ledger (table-name), not always _sqlx_migrations.
+                            try await sourceOptions.migrator(logger: logger).pendingMigrations(on: conn)
                         }
                     } else {
                         migrations = linter.source.upMigrations

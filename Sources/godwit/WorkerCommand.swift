@@ -54,8 +54,11 @@ struct WorkerCommand: AsyncParsableCommand {
     @Flag(help: "Apply pending schema migrations from --source at startup first.")
     var migrate = false
 
-    @Option(help: "The migrations folder, for --migrate.")
-    var source = "migrations"
+    @Option(help: "The migrations folder, for --migrate (default: sqlx.toml's migrations-dir, else migrations).")
+    var source: String?
+
+    @Option(help: ArgumentHelp("The sqlx.toml to read, for --migrate (default: ./sqlx.toml when it exists).", valueName: "file"))
+    var config: String?
 
     @OptionGroup(title: "Lock timeouts, for --migrate") var lockOptions: LockOptions
 
@@ -100,7 +103,10 @@ struct WorkerCommand: AsyncParsableCommand {
             let url = try connection.resolvedURL()
             if migrate {
                 let conn = try await connection.connect(logger: logger)
-                let migrator = try Migrator(directory: source, logger: logger, lockPolicy: lockOptions.policy)
+                let settings = try MigrationConfig.resolve(configPath: config)
+                let migrator = try Migrator(
+                    directory: settings.migrationsDirectory(flag: source), logger: logger,
+                    lockPolicy: lockOptions.policy, config: settings)
                 try await migrator.run(on: conn, onEvent: { event in logger.info("\(event.line)") })
                 await conn.close()
             }

@@ -1,0 +1,282 @@
+import Crypto
+import Foundation
+import GodwitMigrations
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// `sqlx.toml`'s `[migrate]` table, parsed as sqlx 0.9 parses it.
+@Suite("sqlx.toml")
+struct MigrationConfigTests {
+    /// The settings of sqlx's multi-tenant example (`accounts/sqlx.toml`), whose `[macros]`
+    /// tables are sqlx's business and are left alone.
+    @Test func readsTheMultiTenantExamplesSettings() throws {
+        let config = try MigrationConfig.parse(
+            """
+            [migrate]
+            create-schemas = ["accounts"]
+            table-name = "accounts._sqlx_migrations"
+
+            [macros.table-overrides.'accounts.account']
+            'account_id' = "crate::AccountId"
+            """, path: "accounts/sqlx.toml")
+        #expect(config.createSchemas == ["accounts"])
+        #expect(config.tableName == "accounts._sqlx_migrations")
+        #expect(config.migrationsDir == nil)
+        #expect(config.ignoredChars.isEmpty)
+    }
+
+    @Test func readsEveryMigrateSetting() throws {
+        let config = try MigrationConfig.parse(
+            #"""
+            [migrate]
+            migrations-dir = "src/migrations"
+            ignored-chars = [" ", "\t", "\r", "\n", "\uFEFF"]
+            create-schemas = ["b", "a", "b"]
+            table-name = '"Tenant".ledger'
+
+            [migrate.defaults]
+            migration-type = "reversible"
+            migration-versioning = "sequential"
+            """#, path: "sqlx.toml")
+        #expect(config.migrationsDir == "src/migrations")
+        #expect(config.ignoredChars == [" ", "\t", "\r", "\n", "\u{FEFF}"])
+        #expect(config.createSchemas == ["a", "b"])
+        #expect(config.tableName == #""Tenant".ledger"#)
+        #expect(config.defaultMigrationType == .reversible)
+        #expect(config.defaultVersioning == .sequential)
+        #expect(config.migrationsDirectory(flag: nil) == "src/migrations")
+        #expect(config.migrationsDirectory(flag: "other") == "other")
+        #expect(MigrationConfig.default.migrationsDirectory(flag: nil) == "migrations")
+        #expect(MigrationConfig.default.tableName == "_sqlx_migrations")
+    }
+
+    @Test(arguments: [
+        ("[migrate]\ntable_name = \"x\"\n", "sqlx.toml:2: unknown key `migrate.table_name`"),
+        ("[migrate]\n\ntable-name = \"x; DROP TABLE users\"\n", "sqlx.toml:3: `table-name` must be a table name"),
+        ("[migrate]\ncreate-schemas = [\"a b\"]\n", "sqlx.toml:2: `create-schemas` holds"),
+        ("[migrate]\nignored-chars = [\"\\r\\n\"]\n", "sqlx.toml:2: `ignored-chars` holds"),
+        ("[migrate]\ntable-name = \"a.b.c\"\n", "sqlx.toml:2: `table-name` must be a table name"),
+        ("[migrate.defaults]\nmigration-type = \"both\"\n", "sqlx.toml:2: `migration-type` must be"),
+        ("[migrate]\ntable-name = \n", "sqlx.toml:2: "),
+    ])
+    func aBadSettingIsAnErrorNamingFileAndLine(text: String, prefix: String) throws {
+        let error = try #require(throws: MigrationError.self) { try MigrationConfig.parse(text, path: "sqlx.toml") }
+        #expect(error.code == .invalidConfig)
+        #expect(error.message.hasPrefix(prefix), "\(error.message)")
+    }
+
+    @Test func theFileComesFromConfigThenTheCurrentDirectoryThenDefaults() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        #expect(try MigrationConfig.resolve(configPath: nil, directory: dir.path) == .default)
+        try dir.write("sqlx.toml", "[migrate]\ntable-name = \"here\"\n")
+        let other = try dir.write("other.toml", "[migrate]\ntable-name = \"there\"\n")
+        #expect(try MigrationConfig.resolve(configPath: nil, directory: dir.path).tableName == "here")
+        #expect(try MigrationConfig.resolve(configPath: other, directory: dir.path).tableName == "there")
+        let missing = try #require(throws: MigrationError.self) {
+            try MigrationConfig.resolve(configPath: dir.path + "/nope.toml", directory: dir.path)
+        }
+        #expect(missing.message == "\(dir.path)/nope.toml: no such config file (given with --config)")
+    }
+}
+
+/// sqlx.toml honoured by the executable, against PostgreSQL.
+@Suite("sqlx.toml (the executable)")
+struct MigrationConfigCommandTests {
+    /// sqlx's documented rule, computed here without Godwit: SHA-384 of the file's bytes with
+    /// every ignored character removed (all of them one byte in UTF-8 here).
+    static func sqlxChecksum(_ bytes: [UInt8], ignoring ignored: Set<UInt8>) -> [UInt8] {
+        Array(SHA384.hash(data: bytes.filter { !ignored.contains($0) }))
+    }
+
+    /// A CRLF checkout (sqlx #2659) with `ignored-chars = ["\r"]`: the ledger gets sqlx's
+    /// checksums, and the same files checked out with LF are not "modified".
+    @Test func aCRLFCheckoutWithIgnoredCarriageReturnsIsNotModified() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrate]\nignored-chars = [\"\\r\"]\n")
+        let files = [
+            "1_users.sql": "CREATE TABLE users (\r\n    id int\r\n);\r\n",
+            "2_index.sql": "-- no-transaction\r\nCREATE INDEX CONCURRENTLY users_id ON users (id);\r\n",
+        ]
+        for (name, text) in files { try dir.write("migrations/\(name)", text) }
+        try await withTestDatabase { db in
+            let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            #expect(run.status == 0, "\(run.stderr)")
+            let conn = try await db.connect()
+            let rows = try await conn.query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version").rows
+            let expected = ["1_users.sql", "2_index.sql"].map {
+                Self.sqlxChecksum(Array(files[$0]!.utf8), ignoring: [0x0D])
+            }
+            #expect(try rows.map { try $0.bytes("checksum") } == expected)
+            // The raw bytes' hash (sqlx 0.8 and Godwit without the setting) differs.
+            #expect(expected[0] != Array(SHA384.hash(data: Array(files["1_users.sql"]!.utf8))))
+
+            // The same files checked out with LF.
+            for (name, text) in files {
+                try dir.write("migrations/\(name)", text.replacingOccurrences(of: "\r\n", with: "\n"))
+            }
+            let info = try await GodwitProcess.run(["migrate", "info", "-D", db.url], directory: dir.path)
+            #expect(info.stdout == "1/installed users\n2/installed index\n", "\(info.stderr)")
+            let again = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            #expect(again.status == 0 && again.stdout.isEmpty, "\(again.stderr)")
+
+            // The CRLF checkout again: accepted with the setting, "modified" without it (sqlx
+            // #2659), so the setting is what makes the check pass.
+            for (name, text) in files { try dir.write("migrations/\(name)", text) }
+            let crlfAgain = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            #expect(crlfAgain.status == 0 && crlfAgain.stdout.isEmpty, "\(crlfAgain.stderr)")
+            let without = try await GodwitProcess.run(
+                ["migrate", "run", "-D", db.url, "--config", "/dev/null"], directory: dir.path)
+            #expect(without.status == 1)
+            #expect(without.stderr == "error: migration 1 was previously applied but has been modified\n")
+            await conn.close()
+        }
+    }
+
+    /// sqlx's `examples/postgres/multi-tenant` layout: the app's folder moved to
+    /// `src/migrations` by its sqlx.toml, and two crates with a schema and a ledger each.
+    @Test func theMultiTenantExampleKeepsThreeLedgersInThreeSchemas() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrate]\n# The app's migrations live under src/.\nmigrations-dir = \"src/migrations\"\n")
+        try dir.write(
+            "src/migrations/01_setup.sql", "CREATE TABLE app_setting (name text PRIMARY KEY, value text);\n")
+        try dir.write(
+            "src/migrations/02_purchase.sql",
+            """
+            CREATE TABLE purchase (
+                purchase_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                account_id bigint NOT NULL REFERENCES accounts.account (account_id),
+                payment_id bigint NOT NULL REFERENCES payments.payment (payment_id)
+            );
+
+            """)
+        let accountsToml = """
+            [migrate]
+            create-schemas = ["accounts"]
+            table-name = "accounts._sqlx_migrations"
+
+            [macros.table-overrides.'accounts.account']
+            'account_id' = "crate::AccountId"
+
+            """
+        try dir.write("accounts/sqlx.toml", accountsToml)
+        try dir.write("accounts/migrations/01_setup.sql", "CREATE DOMAIN accounts.email AS text CHECK (VALUE LIKE '%@%');\n")
+        try dir.write(
+            "accounts/migrations/02_account.sql",
+            "CREATE TABLE accounts.account (account_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email accounts.email NOT NULL UNIQUE);\n"
+        )
+        try dir.write(
+            "accounts/migrations/03_session.sql",
+            "CREATE TABLE accounts.session (token text PRIMARY KEY, account_id bigint NOT NULL REFERENCES accounts.account);\n"
+        )
+        try dir.write(
+            "payments/sqlx.toml",
+            "[migrate]\ncreate-schemas = [\"payments\"]\ntable-name = \"payments._sqlx_migrations\"\n")
+        try dir.write(
+            "payments/migrations/01_setup.sql", "CREATE TYPE payments.payment_status AS ENUM ('pending', 'paid');\n")
+        try dir.write(
+            "payments/migrations/02_payment.sql",
+            """
+            CREATE TABLE payments.payment (
+                payment_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                account_id bigint NOT NULL REFERENCES accounts.account (account_id),
+                status payments.payment_status NOT NULL DEFAULT 'pending'
+            );
+
+            """)
+        try await withTestDatabase { db in
+            // As the example's README runs them: accounts, payments, then the app.
+            for folder in ["accounts", "payments", ""] {
+                let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
+                #expect(run.status == 0, "\(folder): \(run.stderr)")
+                #expect(run.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("Applied ") }, "\(run.stdout)")
+            }
+            let conn = try await db.connect()
+            let ledgers = try await conn.query(
+                """
+                SELECT n.nspname AS schema FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relname = '_sqlx_migrations' ORDER BY 1
+                """
+            ).rows.map { try $0.string("schema") }
+            #expect(ledgers == ["accounts", "payments", "public"])
+            for (table, count) in [("accounts._sqlx_migrations", 3), ("payments._sqlx_migrations", 2), ("public._sqlx_migrations", 2)] {
+                let versions = try await conn.query("SELECT version FROM \(table) WHERE success ORDER BY version").rows
+                    .map { try $0.int64("version") }
+                #expect(versions == Array(1...Int64(count)), "\(table)")
+            }
+            // Each folder applied once: a second round applies nothing, and info is right for each.
+            let expectedInfo = [
+                "accounts": "1/installed setup\n2/installed account\n3/installed session\n",
+                "payments": "1/installed setup\n2/installed payment\n",
+                "": "1/installed setup\n2/installed purchase\n",
+            ]
+            for folder in ["accounts", "payments", ""] {
+                let again = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
+                #expect(again.status == 0 && again.stdout.isEmpty, "\(folder): \(again.stdout) \(again.stderr)")
+                let info = try await GodwitProcess.run(["migrate", "info", "-D", db.url], directory: dir.path + "/" + folder)
+                #expect(info.stdout == expectedInfo[folder], "\(folder): \(info.stderr)")
+            }
+            // From the top, --config names a crate's file; migrations-dir is relative to the
+            // current directory, as in sqlx-cli, so --source points at the crate's folder.
+            let fromTop = try await GodwitProcess.run(
+                ["migrate", "info", "-D", db.url, "--config", "accounts/sqlx.toml", "--source", "accounts/migrations"],
+                directory: dir.path)
+            #expect(fromTop.stdout == expectedInfo["accounts"], "\(fromTop.stderr)")
+            await conn.close()
+        }
+    }
+
+    @Test func aBadConfigIsOneLineAndNothingRuns() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrate]\ntable-name = \"ledger\"\ncreate-schema = [\"x\"]\n")
+        try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);")
+        try await withTestDatabase { db in
+            let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            #expect(run.status == 1)
+            #expect(
+                run.stderr
+                    == "error: sqlx.toml:3: unknown key `migrate.create-schema` (known: create-schemas, table-name, migrations-dir, ignored-chars, defaults)\n"
+            )
+            let conn = try await db.connect()
+            #expect(try await conn.query("SELECT to_regclass('a') IS NULL AS absent").first?.bool("absent") == true)
+            await conn.close()
+        }
+    }
+
+    @Test func addFollowsTheConfigsDefaultsAndFlagsWin() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write(
+            "sqlx.toml",
+            "[migrate]\nmigrations-dir = \"db\"\n[migrate.defaults]\nmigration-type = \"reversible\"\nmigration-versioning = \"sequential\"\n"
+        )
+        let first = try await GodwitProcess.run(["migrate", "add", "create users"], directory: dir.path)
+        #expect(first.stdout == "Creating db/0001_create_users.up.sql\nCreating db/0001_create_users.down.sql\n", "\(first.stderr)")
+        let simple = try await GodwitProcess.run(["migrate", "add", "--simple", "seed"], directory: dir.path)
+        #expect(simple.stdout == "Creating db/0002_seed.sql\n", "\(simple.stderr)")
+    }
+}
+
+/// `migrate lint` picks the pending migrations from sqlx.toml's ledger.
+@Suite("sqlx.toml and migrate lint")
+struct MigrationConfigLintTests {
+    @Test func lintLooksAtTheConfiguredLedger() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrate]\ncreate-schemas = [\"app\"]\ntable-name = \"app._sqlx_migrations\"\n")
+        try dir.write("migrations/1_t.sql", "CREATE TABLE app.t (id int);")
+        try dir.write("migrations/2_drop.sql", "ALTER TABLE app.t DROP COLUMN id;")
+        try await withTestDatabase { db in
+            #expect(
+                try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path).status == 0)
+            // Both applied: nothing is pending in app._sqlx_migrations, so nothing to flag.
+            let lint = try await GodwitProcess.run(["migrate", "lint", "-D", db.url], directory: dir.path)
+            #expect(lint.status == 0, "\(lint.stdout) \(lint.stderr)")
+            #expect(!lint.stdout.contains("drop-column"), "\(lint.stdout)")
+        }
+    }
+}
