@@ -10,9 +10,13 @@ import GodwitPostgres
 /// and applies the up again (which must work, and must give the same schema as the first time).
 public struct MigrationVerifier: Sendable {
     public let source: MigrationSource
+    /// sqlx.toml's settings: the ledger's `table-name` (left out of the snapshots) and the
+    /// `create-schemas` made in the scratch database before anything runs.
+    public let config: MigrationConfig
 
-    public init(source: MigrationSource) {
+    public init(source: MigrationSource, config: MigrationConfig = .default) {
         self.source = source
+        self.config = config
     }
 
     /// What verification found for one migration.
@@ -76,11 +80,13 @@ public struct MigrationVerifier: Sendable {
     }
 
     private func verify(in url: String, on connection: Connection, onStep: (Step) -> Void) async throws -> [Step] {
-        var migrator = Migrator(source: source)
+        var migrator = Migrator(source: source, config: config)
         migrator.logger.logLevel = .warning
+        // Made before the first snapshot, as they are before the ledger: not a migration's doing.
+        try await Ledger.createSchemas(config.createSchemas, on: connection)
         var steps: [Step] = []
         for migration in source.upMigrations {
-            let before = try await SchemaSnapshot.take(url)
+            let before = try await SchemaSnapshot.take(url, ledger: config.tableName)
             try await migrator.run(on: connection, targetVersion: migration.version)
             guard source.down(for: migration.version) != nil else {
                 let step = Step(version: migration.version, description: migration.description, outcome: .irreversible)
@@ -88,7 +94,7 @@ public struct MigrationVerifier: Sendable {
                 onStep(step)
                 continue
             }
-            let afterUp = try await SchemaSnapshot.take(url)
+            let afterUp = try await SchemaSnapshot.take(url, ledger: config.tableName)
             do {
                 try await migrator.revert(on: connection)
             } catch let error as MigrationError {
@@ -96,7 +102,7 @@ public struct MigrationVerifier: Sendable {
                     version: migration.version, migrationDescription: migration.description,
                     problem: "the down failed: \(error.message)", difference: [])
             }
-            let afterDown = try await SchemaSnapshot.take(url)
+            let afterDown = try await SchemaSnapshot.take(url, ledger: config.tableName)
             let undone = before.difference(to: afterDown, removed: "missing after the down", added: "left behind by the down")
             guard undone.isEmpty else {
                 throw Failure(
@@ -111,7 +117,8 @@ public struct MigrationVerifier: Sendable {
                     problem: "the up does not run again after its down: \(error.message)", difference: [])
             }
             let again = afterUp.difference(
-                to: try await SchemaSnapshot.take(url), removed: "missing the second time", added: "new the second time")
+                to: try await SchemaSnapshot.take(url, ledger: config.tableName), removed: "missing the second time",
+                added: "new the second time")
             guard again.isEmpty else {
                 throw Failure(
                     version: migration.version, migrationDescription: migration.description,
@@ -191,11 +198,13 @@ public struct MigrationVerifier: Sendable {
 struct SchemaSnapshot: Equatable {
     var objects: [String: String]
 
-    static func take(_ url: String) async throws -> SchemaSnapshot {
+    /// `ledger` is the ledger table as sqlx.toml's `table-name` writes it (a pg_dump pattern
+    /// reads a name, qualified or quoted, the same way).
+    static func take(_ url: String, ledger: String = MigrationConfig.defaultTableName) async throws -> SchemaSnapshot {
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: url)
         let dump = try await ClientProgram.run(
             "pg_dump",
-            ["--schema-only", "--no-owner", "--exclude-table=_sqlx_migrations", "--dbname=\(conninfo)"],
+            ["--schema-only", "--no-owner", "--exclude-table=\(ledger)", "--dbname=\(conninfo)"],
             environment: environment)
         guard dump.status == 0 else {
             throw MigrationError(.execution, "pg_dump --schema-only failed: \(dump.firstErrorLine)")

@@ -320,9 +320,9 @@ extension Migrate {
 
         func run() async throws {
             try await withCLIErrors {
-                let source = try sourceOptions.migrator(logger: makeLogger(sourceOptions.logLevel)).source
+                let migrator = try sourceOptions.migrator(logger: makeLogger(sourceOptions.logLevel))
                 do {
-                    let steps = try await MigrationVerifier(source: source).verify(
+                    let steps = try await MigrationVerifier(source: migrator.source, config: migrator.config).verify(
                         serverURL: try connection.resolvedURL()
                     ) { step in
                         switch step.outcome {

@@ -219,6 +219,10 @@ struct MigrationConfigCommandTests {
                 let info = try await GodwitProcess.run(["migrate", "info", "-D", db.url], directory: dir.path + "/" + folder)
                 #expect(info.stdout == expectedInfo[folder], "\(folder): \(info.stderr)")
             }
+            // verify makes the crate's schemas in its scratch database before the first up.
+            let verify = try await GodwitProcess.run(["migrate", "verify", "-D", db.url], directory: dir.path + "/accounts")
+            #expect(verify.status == 0, "\(verify.stderr)")
+            #expect(verify.stdout.contains("-- 3/session: irreversible"), "\(verify.stdout)")
             // From the top, --config names a crate's file; migrations-dir is relative to the
             // current directory, as in sqlx-cli, so --source points at the crate's folder.
             let fromTop = try await GodwitProcess.run(
@@ -277,6 +281,21 @@ struct MigrationConfigLintTests {
             let lint = try await GodwitProcess.run(["migrate", "lint", "-D", db.url], directory: dir.path)
             #expect(lint.status == 0, "\(lint.stdout) \(lint.stderr)")
             #expect(!lint.stdout.contains("drop-column"), "\(lint.stdout)")
+        }
+    }
+
+    /// A ledger of another name in a schema of its own is left out of verify's snapshots, as
+    /// `_sqlx_migrations` is: it is what verify drives, not what it checks.
+    @Test func verifyLeavesAConfiguredLedgerOutOfItsSnapshots() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrate]\ncreate-schemas = [\"ledgers\"]\ntable-name = \"ledgers.applied\"\n")
+        try dir.write("migrations/1_items.up.sql", "CREATE TABLE items (id int PRIMARY KEY);\n")
+        try dir.write("migrations/1_items.down.sql", "DROP TABLE items;\n")
+        try await withTestDatabase { db in
+            let verify = try await GodwitProcess.run(["migrate", "verify", "-D", db.url], directory: dir.path)
+            #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
+            #expect(verify.stdout.contains("ok 1/items: down restores the schema"), "\(verify.stdout)")
         }
     }
 }
