@@ -47,12 +47,25 @@ struct WorkerTests {
 
     @Test func aKilledWorkersJobIsRescuedAndItsLateWriteChangesNothing() async throws {
         try await withQueue { db, conn, queue in
-            let id = try await queue.enqueue(kind: "sql", name: "long", payload: #"{"sql": "SELECT pg_sleep(1.5)"}"#, on: conn)
+            // The first attempt sleeps until the test releases it, so it is still running when
+            // its worker is killed however slow the machine; the rescued attempt does not.
+            try await conn.execute("CREATE TABLE release (x int)")
+            let id = try await queue.enqueue(
+                kind: "sql", name: "long",
+                payload: #"{"sql": "SELECT pg_sleep(CASE WHEN EXISTS (SELECT FROM public.release) THEN 0 ELSE 60 END)"}"#,
+                on: conn)
             let doomed = try startWorker(db.url)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             let firstToken = try await conn.query("SELECT lease_token FROM godwit.jobs WHERE id = $1", [id]).first!.int64("lease_token")
             doomed.signal(SIGKILL)
             _ = try await doomed.wait()
+            // The dead worker's backend would run on until it next wrote to the lost socket.
+            try await conn.execute(
+                """
+                INSERT INTO release VALUES (1);
+                SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                WHERE pid <> pg_backend_pid() AND query LIKE '%godwit_run_sql%' AND datname = current_database()
+                """)
             let rescuer = try startWorker(db.url)
             #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
             let row = try #require(try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
