@@ -305,7 +305,8 @@ public struct JobQueue: Sendable {
 
     /// Deletes jobs that finished (succeeded or cancelled) more than `age` ago, in small
     /// batches so as not to hold locks long, skipping rows someone has locked (a `retry` under
-    /// way). Failed jobs are kept for a person to look at.
+    /// way). Failed jobs are kept for a person to look at. The shards of a parallel job go with
+    /// their parent (`ON DELETE CASCADE`), never before it, so its progress stays whole.
     @discardableResult
     public func deleteFinished(olderThan age: Duration, on connection: Connection) async throws -> Int {
         var total = 0
@@ -315,6 +316,7 @@ public struct JobQueue: Sendable {
                 DELETE FROM \(jobs) WHERE id IN (
                     SELECT id FROM \(jobs)
                     WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
+                        AND parent_id IS NULL
                     LIMIT 1000
                     FOR UPDATE SKIP LOCKED
                 )
