@@ -155,14 +155,16 @@ BEGIN
     END IF;
     -- The split points: the keys at 1/N, 2/N, ... of a sample of about 10,000 rows in key order
     -- (the key's own ordering and collation, as the batches walk it), read with the caller's
-    -- rights. Distinct, so a tiny table makes fewer shards, never overlapping ones. As text in
+    -- rights. BERNOULLI, not SYSTEM: a table stored in key order (a serial key) would give a
+    -- SYSTEM sample of a hundred-odd runs of neighbouring keys and shards several percent
+    -- apart; BERNOULLI's rows are independent, at the cost of one sequential scan at enqueue. Distinct, so a tiny table makes fewer shards, never overlapping ones. As text in
     -- ISO form (the function's DateStyle), which the worker reads back whatever its settings.
     SELECT array_agg(k::double precision / parallel ORDER BY k) INTO fractions FROM generate_series(1, parallel - 1) k;
     sample_percent := least(100, 100.0 * 10000 / greatest(estimate, 1));
     LOOP
         EXECUTE format(
             'SELECT coalesce(array_agg(p::text ORDER BY p), ''{}'') FROM (SELECT DISTINCT p FROM
-                (SELECT percentile_disc($1) WITHIN GROUP (ORDER BY %1$s) AS a FROM %2$s TABLESAMPLE SYSTEM ($2)) s,
+                (SELECT percentile_disc($1) WITHIN GROUP (ORDER BY %1$s) AS a FROM %2$s TABLESAMPLE BERNOULLI ($2)) s,
                 unnest(s.a) AS p WHERE p IS NOT NULL) d', target.key_sql, target.relation)
             INTO points USING fractions, sample_percent;
         -- A stale estimate can make a sample of almost nothing: then read the whole table.
