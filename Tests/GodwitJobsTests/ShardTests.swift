@@ -1,10 +1,10 @@
 import Foundation
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
 @testable import GodwitBatched
-import GodwitQueue
 
 /// A parallel job's shards, in key order: id, state, bounds and progress.
 struct Shard {
@@ -83,7 +83,8 @@ struct ShardTests {
             #expect(try await jobState(parent, conn) == "running")
             let claimed = try await queue.claim(limit: 10, workerID: "probe", on: conn)
             #expect(Set(claimed.map(\.id)) == Set(split.map(\.id)))
-            try await conn.execute("UPDATE godwit.jobs SET state = 'queued', worker_id = NULL, attempts = 0 WHERE parent_id = \(parent)")
+            try await conn.execute(
+                "UPDATE godwit.jobs SET state = 'queued', worker_id = NULL, attempts = 0 WHERE parent_id = \(parent)")
             // Two workers share the shards; drain ends when the shards are done.
             let workers = try (0..<2).map { _ in try startWorker(db.url, ["--drain", "--concurrency", "2"]) }
             for worker in workers {
@@ -257,7 +258,8 @@ struct ShardTests {
             #expect(try await eventually { try await jobState(parent, conn) == "cancelled" })
             #expect(try await shards(of: parent, conn).map(\.state) == ["cancelled", "cancelled", "cancelled"])
             let finished = try await conn.query(
-                "SELECT finished_at IS NOT NULL AS f FROM godwit.jobs WHERE id = $1", [parent]).first?.bool("f")
+                "SELECT finished_at IS NOT NULL AS f FROM godwit.jobs WHERE id = $1", [parent]
+            ).first?.bool("f")
             #expect(finished == true)
             let partly = try await counters(conn)
             #expect(partly[0, default: 0] > 0 && partly[1, default: 0] > 0 && partly[2] == nil, "\(partly)")
@@ -284,9 +286,11 @@ struct ShardTests {
                 ANALYZE items;
                 """)
             let parent = try await enqueueParallel(
-                dir, db.url, parallel: 3, extra: ["batch-size: 50", "min-batch-size: 50", "max-batch-size: 50", "pause-ms: 40"])
+                dir, db.url, parallel: 3,
+                extra: ["batch-size: 50", "min-batch-size: 50", "max-batch-size: 50", "pause-ms: 40"])
             let middle = try await shards(of: parent, conn)[1]
-            let lower = try #require(Int(middle.lower ?? "")), upper = try #require(Int(middle.upper ?? ""))
+            let lower = try #require(Int(middle.lower ?? ""))
+            let upper = try #require(Int(middle.upper ?? ""))
             // A row early in the middle shard that its batch cannot update.
             let bad = lower + 120
             try await conn.query("UPDATE items SET counter = 1 WHERE id = $1", [bad])
@@ -383,8 +387,11 @@ struct ShardTests {
                 ANALYZE items;
                 """)
             let parent = try await enqueueParallel(
-                dir, db.url, parallel: 3, extra: ["batch-size: 300", "min-batch-size: 300", "max-batch-size: 300", "pause-ms: 30"])
-            var workers = try (0..<3).map { _ in try startWorker(db.url, ["--lease-timeout", "1", "--concurrency", "1"]) }
+                dir, db.url, parallel: 3,
+                extra: ["batch-size: 300", "min-batch-size: 300", "max-batch-size: 300", "pause-ms: 30"])
+            var workers = try (0..<3).map { _ in
+                try startWorker(db.url, ["--lease-timeout", "1", "--concurrency", "1"])
+            }
             var kills = 0
             var doneAtKill: [Int] = []
             while kills < 9 {
@@ -395,23 +402,28 @@ struct ShardTests {
                 _ = try await workers[victim].wait()
                 kills += 1
                 doneAtKill.append(
-                    try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [parent]).first!.int("rows_done"))
+                    try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [parent]).first!.int(
+                        "rows_done"))
                 workers[victim] = try startWorker(db.url, ["--lease-timeout", "1", "--concurrency", "1"])
             }
-            #expect(try await eventually(timeout: .seconds(120)) {
-                ["succeeded", "failed", "cancelled"].contains(try await jobState(parent, conn))
-            })
-            let lastError = try await conn.query("SELECT last_error FROM godwit.jobs WHERE id = $1", [parent]).first?["last_error"]
+            #expect(
+                try await eventually(timeout: .seconds(120)) {
+                    ["succeeded", "failed", "cancelled"].contains(try await jobState(parent, conn))
+                })
+            let lastError = try await conn.query("SELECT last_error FROM godwit.jobs WHERE id = $1", [parent]).first?[
+                "last_error"]
             #expect(try await jobState(parent, conn) == "succeeded", "last error: \(lastError ?? "none")")
             for worker in workers { worker.signal(SIGTERM) }
             for worker in workers { _ = try await worker.wait() }
             #expect(kills == 9, "the job finished before nine kills: make it longer")
             #expect(Set(doneAtKill).count > 1, "kills landed at different points of the run")
             #expect(try await counters(conn) == [1: 180_000])
-            let progress = try #require(try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [parent]).first)
+            let progress = try #require(
+                try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [parent]).first)
             #expect(try progress.int("rows_done") == 180_000)
             let attempts = try await conn.query(
-                "SELECT sum(attempts) AS a FROM godwit.jobs WHERE parent_id = $1", [parent]).first!.int("a")
+                "SELECT sum(attempts) AS a FROM godwit.jobs WHERE parent_id = $1", [parent]
+            ).first!.int("a")
             #expect(attempts > 3, "some shard was rescued from a killed worker")
         }
     }
@@ -443,9 +455,11 @@ struct ShardTests {
                 let otherConn = try await other.connect(db)
                 let refused = await #expect(throws: PostgresError.self) {
                     try await otherConn.query(
-                        "INSERT INTO godwit.jobs (kind, name, payload, parent_id) VALUES ('batched', 'x', '{}', $1)", [parent])
+                        "INSERT INTO godwit.jobs (kind, name, payload, parent_id) VALUES ('batched', 'x', '{}', $1)",
+                        [parent])
                 }
-                #expect(refused?.message.contains("is not a parallel job of yours") == true, "\(refused?.message ?? "")")
+                #expect(
+                    refused?.message.contains("is not a parallel job of yours") == true, "\(refused?.message ?? "")")
                 await otherConn.close()
                 await lowConn.close()
                 try await drain(db)
@@ -456,16 +470,23 @@ struct ShardTests {
     }
 
     @Test func parallelOutOfRangeIsRefusedWithFileAndLine() async throws {
-        let text = "-- godwit:batched\n-- table: items\n-- key: id\n-- parallel: 0\nUPDATE items SET n = 1 WHERE id BETWEEN $1 AND $2;"
+        let text =
+            "-- godwit:batched\n-- table: items\n-- key: id\n-- parallel: 0\nUPDATE items SET n = 1 WHERE id BETWEEN $1 AND $2;"
         let error = #expect(throws: BatchedJobDefinition.ParseError.self) {
             try BatchedJobDefinition.parse(text, file: "jobs/split.sql")
         }
-        #expect(error?.description == "jobs/split.sql:4: `parallel` must be a whole number of shards from 1 to 256, not `0`")
+        #expect(
+            error?.description == "jobs/split.sql:4: `parallel` must be a whole number of shards from 1 to 256, not `0`"
+        )
         #expect(throws: BatchedJobDefinition.ParseError.self) {
-            try BatchedJobDefinition.parse(text.replacingOccurrences(of: "parallel: 0", with: "parallel: 257"), file: "f")
+            try BatchedJobDefinition.parse(
+                text.replacingOccurrences(of: "parallel: 0", with: "parallel: 257"), file: "f")
         }
-        let three = try BatchedJobDefinition.parse(text.replacingOccurrences(of: "parallel: 0", with: "parallel: 3"), file: "f")
+        let three = try BatchedJobDefinition.parse(
+            text.replacingOccurrences(of: "parallel: 0", with: "parallel: 3"), file: "f")
         #expect(three.parallel == 3)
-        #expect(try BatchedJobDefinition.parse(text.replacingOccurrences(of: "-- parallel: 0\n", with: ""), file: "f").parallel == 1)
+        #expect(
+            try BatchedJobDefinition.parse(text.replacingOccurrences(of: "-- parallel: 0\n", with: ""), file: "f")
+                .parallel == 1)
     }
 }
