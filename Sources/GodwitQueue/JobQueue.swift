@@ -40,12 +40,14 @@ public struct JobQueue: Sendable {
             .first?.bool("changed") ?? false
     }
 
+    /// The newest jobs first; a parallel job's shards right beneath it, in order.
     public func list(states: [JobState] = [], limit: Int = 50, on connection: Connection) async throws -> [JobRecord] {
         let filter = states.isEmpty ? "" : "WHERE j.state::text = ANY($2::text[])"
         var parameters: [any PostgresParameter] = [limit]
         if !states.isEmpty { parameters.append(PostgresArray.literal(states.map(\.rawValue))) }
         return try await connection.query(
-            "\(recordSelect) \(filter) ORDER BY j.id DESC LIMIT $1", parameters
+            "\(recordSelect) \(filter) ORDER BY coalesce(j.parent_id, j.id) DESC, j.parent_id IS NOT NULL, j.id LIMIT $1",
+            parameters
         ).rows.map(JobRecord.init)
     }
 

@@ -193,6 +193,13 @@ struct ShardTests {
             let result = try #require(
                 try await conn.query("SELECT result->>'rows_done' AS r FROM godwit.jobs WHERE id = $1", [parent]).first)
             #expect(result["r"] == "9000")
+            // `job list` shows each shard right beneath its parallel job.
+            let list = try await GodwitProcess.run(["job", "list", "-D", db.url, "--format", "json"])
+            #expect(list.status == 0, "\(list.stderr)")
+            let listed = try #require(
+                try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
+            let shardIDs = try await shards(of: parent, conn).map(\.id)
+            #expect(listed.compactMap { ($0["id"] as? NSNumber)?.int64Value } == [parent] + shardIDs)
             worker.signal(SIGTERM)
             _ = try await worker.wait()
         }
