@@ -61,6 +61,14 @@ public struct BatchedJob: JobHandler {
         var maxLockWaitMs: Int?
         /// The enqueuer's health query (`health-query`): the job holds while it is false or fails.
         var healthQuery: String?
+        /// A shard of a parallel job covers the keys after `lower` (its first checkpoint, made
+        /// at enqueue) up to and including `upper`; nil is no bound. As text, cast to the key's
+        /// type by the server.
+        var lower: String?
+        var upper: String?
+        /// Which shard of how many, for messages.
+        var shard: Int?
+        var shards: Int?
 
         static let defaultMaxLockWaitMs = 10
 
@@ -84,6 +92,7 @@ public struct BatchedJob: JobHandler {
             case maxAttempts = "max_attempts"
             case maxLockWaitMs = "max_lock_wait_ms"
             case healthQuery = "health_query"
+            case lower, upper, shard, shards
         }
 
         /// Checks what a hand-made payload could get wrong before anything of it reaches SQL.
@@ -137,6 +146,8 @@ struct BatchSandbox {
     let relation: String
     let keySQL: String
     let keyType: String
+    /// A shard's upper bound (inclusive), as text.
+    let upper: String?
     let enqueuer: String
     /// The function's oid, and a digest of what makes it safe to call.
     let oid: Int64
@@ -193,8 +204,14 @@ struct BatchSandbox {
         ).first!
         let firstType = try types.string("a")
         let lastType = try types.string("b")
-        let bounds = { (filter: String) in
-            """
+        // A shard's batches stop at its upper bound, in the bounds query itself, so no batch of
+        // one shard reaches into the next. The bound travels as a dollar-quoted literal cast
+        // by the server, like the statement.
+        let upper = payload.upper.map { "\(keySQL) <= \(EnqueuerRole.dollarQuoted($0))::\(keyType)" }
+        let bounds = { (after: String?) in
+            let conditions = [after, upper].compactMap { $0 }
+            let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+            return """
                     WITH batch AS (SELECT \(keySQL) AS k FROM \(relation) \(filter) ORDER BY \(keySQL) LIMIT batch_size)
                     SELECT (SELECT b.k FROM batch b ORDER BY b.k LIMIT 1), (SELECT b.k FROM batch b ORDER BY b.k DESC LIMIT 1),
                         (SELECT count(*) FROM batch)
@@ -208,9 +225,9 @@ struct BatchSandbox {
                 started timestamptz := clock_timestamp();
             BEGIN
                 IF after_key IS NULL THEN
-            \(bounds(""))
+            \(bounds(nil))
                 ELSE
-            \(bounds("WHERE \(keySQL) > after_key::\(keyType)"))
+            \(bounds("\(keySQL) > after_key::\(keyType)"))
                 END IF;
                 changed := 0;
                 IF n > 0 THEN
@@ -274,7 +291,8 @@ struct BatchSandbox {
             health = (try row.int64("oid"), try row.string("fingerprint"))
         }
         return BatchSandbox(
-            relation: relation, keySQL: keySQL, keyType: keyType, enqueuer: job.enqueuedBy, oid: try made.int64("oid"),
+            relation: relation, keySQL: keySQL, keyType: keyType, upper: payload.upper, enqueuer: job.enqueuedBy,
+            oid: try made.int64("oid"),
             fingerprint: try made.string("fingerprint"), health: health)
     }
 
@@ -331,10 +349,11 @@ struct BatchRunner {
         // A job enqueued by a plain INSERT has no progress row yet.
         try await connection.query(
             """
-            INSERT INTO \(schema.qualified("job_progress")) (job_id, batch_size, rows_total) VALUES ($1, $2, $3)
+            INSERT INTO \(schema.qualified("job_progress")) (job_id, batch_size, rows_total, cursor)
+            VALUES ($1, $2, $3, $4)
             ON CONFLICT DO NOTHING
             """,
-            [context.job.id, payload.batchSize, payload.rowsTotal])
+            [context.job.id, payload.batchSize, payload.rowsTotal, payload.lower])
         let row = try await connection.query(
             """
             SELECT cursor, rows_done, rows_changed, batches_done, batch_size, rows_total
@@ -440,6 +459,10 @@ struct BatchRunner {
     /// checkpoint. Heartbeats (`FOR NO KEY UPDATE`) do not conflict with it and keep the lease
     /// fresh through a long batch.
     ///
+    /// A shard of a parallel job reads a failed sibling as a pause request in the same fence:
+    /// the request `derive_parallel_state` writes may have skipped this row while it was
+    /// locked, and the shard must still stop at its next checkpoint so the parent can fail.
+    ///
     /// The session is reset (`BatchSandbox.resetSession`) right after each batch's COMMIT,
     /// and again before each batch, because SQL run by the batch may have changed settings for
     /// the session (`set_config(..., false)`), `search_path` included, and left temporary
@@ -453,7 +476,10 @@ struct BatchRunner {
             BEGIN;
             SET LOCAL lock_timeout = \(payload.lockTimeoutMs);
             SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
-            SELECT j.control, \(sandbox.intact(sandbox.oid, sandbox.fingerprint)) AS sandbox_intact
+            SELECT coalesce(j.control, CASE WHEN j.parent_id IS NOT NULL AND EXISTS (
+                    SELECT 1 FROM \(schema.qualified("jobs")) s WHERE s.parent_id = j.parent_id AND s.state = 'failed')
+                    THEN 'pause' END) AS control,
+                \(sandbox.intact(sandbox.oid, sandbox.fingerprint)) AS sandbox_intact
             FROM \(schema.qualified("jobs")) j
             WHERE j.id = \(context.job.id) AND j.lease_token = \(context.job.leaseToken) AND j.state = 'running'
             FOR KEY SHARE OF j
@@ -537,9 +563,17 @@ struct BatchRunner {
     /// in pg_catalog first, and row security, which would call the policies' functions, is off
     /// (a table with a policy that applies makes the query fail, and the bounds stay unknown).
     private func nextBounds() async -> (first: String?, last: String?) {
-        let after = cursor.map { _ in "WHERE \(sandbox.keySQL) > $2::\(sandbox.keyType)" } ?? ""
+        var conditions: [String] = []
         var parameters: [any PostgresParameter] = [controller.size]
-        if let cursor { parameters.append(cursor) }
+        if let cursor {
+            parameters.append(cursor)
+            conditions.append("\(sandbox.keySQL) > $\(parameters.count)::\(sandbox.keyType)")
+        }
+        if let upper = sandbox.upper {
+            parameters.append(upper)
+            conditions.append("\(sandbox.keySQL) <= $\(parameters.count)::\(sandbox.keyType)")
+        }
+        let after = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
         var row: PostgresRow?
         do {
             try await connection.execute(

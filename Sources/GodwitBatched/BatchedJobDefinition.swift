@@ -36,6 +36,9 @@ public struct BatchedJobDefinition: Sendable, Equatable {
     public var maxLockWaitMs = 10
     /// A query of the enqueuer's: the job holds while it returns false or fails.
     public var healthQuery: String?
+    /// Shards to split the key range into at enqueue, each a job any worker may claim (1: one
+    /// job, no split).
+    public var parallel = 1
     /// The 1-based line where the statement starts in the file.
     public var statementLine = 1
 
@@ -124,6 +127,12 @@ public struct BatchedJobDefinition: Sendable, Equatable {
         try integer("max-attempts", \.maxAttempts)
         try integer("priority", \.priority)
         try integer("max-lock-wait-ms", \.maxLockWaitMs)
+        if let (value, line) = directives["parallel"] {
+            guard let shards = Int(value), (1...Self.maxParallel).contains(shards) else {
+                throw fail(line, "`parallel` must be a whole number of shards from 1 to \(Self.maxParallel), not `\(value)`")
+            }
+            definition.parallel = shards
+        }
         if let (value, line) = directives["health-query"] {
             guard !value.isEmpty, !value.contains(";") else {
                 throw fail(line, "`health-query` must be one query, on the directive's line, with no \";\" in it")
@@ -138,7 +147,11 @@ public struct BatchedJobDefinition: Sendable, Equatable {
     static let knownDirectives: Set<String> = [
         "name", "table", "key", "batch-size", "target-batch-ms", "pause-ms", "min-batch-size", "max-batch-size",
         "lock-timeout", "statement-timeout", "max-attempts", "priority", "max-lock-wait-ms", "health-query",
+        "parallel",
     ]
+
+    /// The most shards a job may be split into (as `enqueue_batched` checks).
+    public static let maxParallel = 256
 
     /// `500ms`, `2s`, `1min`, or a bare number of milliseconds.
     static func milliseconds(_ text: String) -> Int? {
@@ -191,11 +204,11 @@ public struct BatchedJobDefinition: Sendable, Equatable {
             let row = try await connection.query(
                 """
                 SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                    max_lock_wait_ms => $14, health_query => $15) AS id
+                    max_lock_wait_ms => $14, health_query => $15, parallel => $16) AS id
                 """,
                 [
                     name, table, key, statement, batchSize, targetBatchMs, pauseMs, minBatchSize, maxBatchSize,
-                    lockTimeoutMs, statementTimeoutMs, maxAttempts, priority, maxLockWaitMs, healthQuery,
+                    lockTimeoutMs, statementTimeoutMs, maxAttempts, priority, maxLockWaitMs, healthQuery, parallel,
                 ])
             return try row.first!.int64("id")
         } catch let error as PostgresError {

@@ -40,12 +40,14 @@ public struct JobQueue: Sendable {
             .first?.bool("changed") ?? false
     }
 
+    /// The newest jobs first; a parallel job's shards right beneath it, in order.
     public func list(states: [JobState] = [], limit: Int = 50, on connection: Connection) async throws -> [JobRecord] {
         let filter = states.isEmpty ? "" : "WHERE j.state::text = ANY($2::text[])"
         var parameters: [any PostgresParameter] = [limit]
         if !states.isEmpty { parameters.append(PostgresArray.literal(states.map(\.rawValue))) }
         return try await connection.query(
-            "\(recordSelect) \(filter) ORDER BY j.id DESC LIMIT $1", parameters
+            "\(recordSelect) \(filter) ORDER BY coalesce(j.parent_id, j.id) DESC, j.parent_id IS NOT NULL, j.id LIMIT $1",
+            parameters
         ).rows.map(JobRecord.init)
     }
 
@@ -305,7 +307,8 @@ public struct JobQueue: Sendable {
 
     /// Deletes jobs that finished (succeeded or cancelled) more than `age` ago, in small
     /// batches so as not to hold locks long, skipping rows someone has locked (a `retry` under
-    /// way). Failed jobs are kept for a person to look at.
+    /// way). Failed jobs are kept for a person to look at. The shards of a parallel job go with
+    /// their parent (`ON DELETE CASCADE`), never before it, so its progress stays whole.
     @discardableResult
     public func deleteFinished(olderThan age: Duration, on connection: Connection) async throws -> Int {
         var total = 0
@@ -315,6 +318,7 @@ public struct JobQueue: Sendable {
                 DELETE FROM \(jobs) WHERE id IN (
                     SELECT id FROM \(jobs)
                     WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
+                        AND parent_id IS NULL
                     LIMIT 1000
                     FOR UPDATE SKIP LOCKED
                 )
