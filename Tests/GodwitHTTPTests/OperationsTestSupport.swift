@@ -21,6 +21,9 @@ func withOperations<T: Sendable>(
             await connection.close()
         }
         var configuration = OperationsConfiguration(databaseURL: database.url)
+        // A loaded test machine may take longer than the production bound to connect; the
+        // bound itself is tested with a server that never answers.
+        configuration.healthTimeout = .seconds(30)
         configure(&configuration)
         let server = OperationsServer(
             configuration: configuration, logger: Logger(label: "test"), workerStatus: workerStatus)
