@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
         .library(name: "GodwitQueue", targets: ["GodwitQueue"]),
         .library(name: "GodwitBatched", targets: ["GodwitBatched"]),
+        .library(name: "GodwitHTTP", targets: ["GodwitHTTP"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -21,6 +22,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/LebJe/TOMLKit", from: "0.6.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -78,6 +81,20 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        .target(
+            name: "GodwitHTTP",
+            dependencies: [
+                "GodwitPostgres",
+                "GodwitMigrations",
+                "GodwitQueue",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         .executableTarget(
             name: "godwit",
             dependencies: [
@@ -86,6 +103,7 @@ let package = Package(
                 "GodwitMigrations",
                 "GodwitQueue",
                 "GodwitBatched",
+                "GodwitHTTP",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -112,6 +130,14 @@ let package = Package(
             name: "GodwitJobsTests",
             dependencies: [
                 "GodwitQueue", "GodwitBatched", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitHTTPTests",
+            dependencies: [
+                "GodwitHTTP", "GodwitQueue", "GodwitPostgres", "GodwitTestSupport",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict
         ),

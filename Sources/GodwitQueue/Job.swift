@@ -21,12 +21,15 @@ public struct ClaimedJob: Sendable {
     public var leaseToken: Int64
     /// The role that enqueued the job: the job runs with its rights.
     public var enqueuedBy: String
+    /// Seconds from when the job was due (enqueued, or its retry became due) to this claim.
+    public var waitedSeconds: Double
 
     public init(
         id: Int64, kind: String, name: String, payload: String, attempt: Int, maxAttempts: Int, leaseToken: Int64,
-        enqueuedBy: String
+        enqueuedBy: String, waitedSeconds: Double = 0
     ) {
         self.enqueuedBy = enqueuedBy
+        self.waitedSeconds = waitedSeconds
         self.id = id
         self.kind = kind
         self.name = name

@@ -98,14 +98,14 @@ public struct JobQueue: Sendable {
                 heartbeat_at = now(), started_at = coalesce(j.started_at, now()), control = NULL
             FROM next WHERE j.id = next.id
             RETURNING j.id, j.kind, j.name, j.payload::text AS payload, j.attempts, j.max_attempts, j.lease_token,
-                j.enqueued_by::text AS enqueued_by
+                j.enqueued_by::text AS enqueued_by, greatest(0, extract(epoch FROM now() - j.run_at))::float8 AS waited
             """, [limit, workerID])
         return try result.rows.map { row in
             ClaimedJob(
                 id: try row.int64("id"), kind: try row.string("kind"), name: try row.string("name"),
                 payload: try row.string("payload"), attempt: try row.int("attempts"),
                 maxAttempts: try row.int("max_attempts"), leaseToken: try row.int64("lease_token"),
-                enqueuedBy: try row.string("enqueued_by"))
+                enqueuedBy: try row.string("enqueued_by"), waitedSeconds: (try? row.double("waited")) ?? 0)
         }.sorted { $0.id < $1.id }
     }
 

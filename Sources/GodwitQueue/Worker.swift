@@ -99,11 +99,18 @@ public final class Worker: Service {
     private let running = Mutex<[Int64: ClaimedJob]>([:])
     private let completions = CompletionBatch()
     private let clock = ContinuousClock()
+    private let observer: (any WorkerObserver)?
+    private let phase = Mutex(WorkerStatus.State.starting)
 
     /// - Parameter pool: where the worker's connections come from; run it in the same service
     ///   group, before the worker (`configuration.makePool()` makes one that fits).
-    public init(configuration: WorkerConfiguration, pool: ConnectionPool, handlers: [any JobHandler], logger: Logger) {
+    /// - Parameter observer: told of every attempt, rescue and lost lease (metrics).
+    public init(
+        configuration: WorkerConfiguration, pool: ConnectionPool, handlers: [any JobHandler], logger: Logger,
+        observer: (any WorkerObserver)? = nil
+    ) {
         self.configuration = configuration
+        self.observer = observer
         self.pool = pool
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { _, last in last })
         var logger = logger
@@ -129,6 +136,14 @@ public final class Worker: Service {
 
     private var stopping: Bool { signals.isShuttingDown || Task.isCancelled }
 
+    /// Whether the worker is starting, running, draining (shutting down, or `drain` with
+    /// nothing left) or stopped, and how many jobs it runs now.
+    public var status: WorkerStatus {
+        var state = phase.withLock { $0 }
+        if state == .running && signals.isShuttingDown { state = .draining }
+        return WorkerStatus(state: state, runningJobs: runningCount, workerID: configuration.workerID)
+    }
+
     private func serve() async throws {
         // Installing is the first contact with the database: a server that is still starting
         // is waited for (up to the connect timeout), anything else fails the start at once. A
@@ -146,6 +161,8 @@ public final class Worker: Service {
             logger.notice("worker stopped before it reached the database")
             return
         }
+        phase.withLock { $0 = .running }
+        defer { phase.withLock { $0 = .stopped } }
         logger.info(
             "worker started",
             metadata: [
@@ -243,8 +260,15 @@ public final class Worker: Service {
             "job": "\(job.id)", "name": "\(job.name)", "kind": "\(job.kind)", "attempt": "\(job.attempt)",
         ]
         logger.info("job started", metadata: metadata)
+        observer?.jobStarted(kind: job.kind, waited: .milliseconds(Int64(job.waitedSeconds * 1000)))
         let outcome = await attempt(job)
-        metadata["duration"] = "\((clock.now - started).rustDebugDescription)"
+        let duration = clock.now - started
+        metadata["duration"] = "\(duration.rustDebugDescription)"
+        if let outcome {
+            observer?.jobFinished(kind: job.kind, outcome: outcome.metricName, duration: duration)
+        } else {
+            observer?.leaseLost(kind: job.kind)
+        }
         if case .succeeded(let result)? = outcome {
             // The slot frees at once; the success is recorded with others in one write.
             running.withLock { _ = $0.removeValue(forKey: job.id) }
@@ -448,6 +472,7 @@ public final class Worker: Service {
                 try await self.queue.rescueExpired(leaseTimeout: self.configuration.leaseTimeout, on: $0)
             }
             if !rescued.isEmpty {
+                observer?.jobsRescued(rescued.count)
                 logger.warning(
                     "rescued jobs whose worker stopped heartbeating",
                     metadata: ["jobs": "\(rescued.map(String.init).joined(separator: ","))"])
@@ -460,6 +485,20 @@ public final class Worker: Service {
                 }
                 if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
             }
+        }
+    }
+}
+
+extension JobQueue.Outcome {
+    /// The outcome as a metric label.
+    var metricName: String {
+        switch self {
+        case .succeeded: "succeeded"
+        case .failed: "failed"
+        case .retry: "retry"
+        case .paused: "paused"
+        case .cancelled: "cancelled"
+        case .handBack: "handed_back"
         }
     }
 }

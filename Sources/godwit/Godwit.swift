@@ -11,7 +11,7 @@ struct Godwit: AsyncParsableCommand {
             sqlx, so a Rust service running sqlx::migrate! and Godwit agree on every byte.
             """,
         version: "0.1.0",
-        subcommands: [Migrate.self, WorkerCommand.self, JobCommand.self, BackupCommand.self]
+        subcommands: [Migrate.self, WorkerCommand.self, ServeCommand.self, JobCommand.self, BackupCommand.self]
     )
 
     /// swift-argument-parser's `main`, with every message scrubbed of the secrets in the
@@ -24,7 +24,7 @@ struct Godwit: AsyncParsableCommand {
         for argument in CommandLine.arguments.dropFirst() { PrintedSecrets.add(conninfo: argument) }
         if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] { PrintedSecrets.add(conninfo: url) }
         do {
-            var command = try await asyncParseAsRoot()
+            var command = try await asyncParseAsRoot(HTTPOptions.withDefaultAddress(Array(CommandLine.arguments.dropFirst())))
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GodwitBackups
 import GodwitBatched
+import GodwitHTTP
 import GodwitQueue
 import GodwitMigrations
 import GodwitPostgres
@@ -32,6 +33,7 @@ struct WorkerCommand: AsyncParsableCommand {
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var queueOptions: QueueOptions
+    @OptionGroup(title: "HTTP: /health, /metrics and the dashboard") var httpOptions: HTTPOptions
 
     @Option(help: "Jobs to run at once.")
     var concurrency = 4
@@ -101,6 +103,8 @@ struct WorkerCommand: AsyncParsableCommand {
         try await withCLIErrors {
             let logger = makeLogger(queueOptions.logLevel)
             let url = try connection.resolvedURL()
+            let http = try httpOptions.configuration(
+                databaseURL: url, schema: QueueSchema(name: queueOptions.schema), source: source)
             if migrate {
                 let conn = try await connection.connect(logger: logger)
                 let settings = try MigrationConfig.resolve(configPath: config)
@@ -125,22 +129,28 @@ struct WorkerCommand: AsyncParsableCommand {
             throttle.maxArchiveBacklog = maxArchiveBacklog > 0 ? maxArchiveBacklog : nil
             throttle.healthQuery = healthQuery
             let pool = configuration.makePool()
+            let metrics = http.map { WorkerMetrics(knownKinds: $0.knownKinds) }
             let worker = Worker(
                 configuration: configuration, pool: pool,
                 handlers: [
                     NoopJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
                     MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema.name)),
                 ],
-                logger: logger)
+                logger: logger, observer: metrics)
             // SIGTERM starts a graceful shutdown: running jobs stop at their next checkpoint.
             // After --shutdown-timeout the group cancels the worker, which cancels their
             // statements; they go back to the queue all the same. The pool, listed first, stops
-            // last.
+            // last. The HTTP server, listed before the worker, stops after it: /health says
+            // "draining" while running jobs wind down.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
+            if let http {
+                let server = OperationsServer(configuration: http, metrics: metrics, logger: logger) { worker.status }
+                services += [.init(service: server.pool), .init(service: server.application())]
+                logger.notice("serving HTTP", metadata: ["address": "\(http.host):\(http.port)"])
+            }
+            services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
             var groupConfiguration = ServiceGroupConfiguration(
-                services: [
-                    .init(service: pool),
-                    .init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup),
-                ],
+                services: services,
                 gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger)
             groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(Int(shutdownTimeout * 1000))

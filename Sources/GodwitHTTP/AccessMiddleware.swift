@@ -1,0 +1,59 @@
+import Crypto
+import Foundation
+import Hummingbird
+
+/// With a token configured, lets through only requests that carry it: `Authorization: Bearer
+/// TOKEN`, or the login cookie that `POST /login` sets. Pages send a browser to `/login`; other
+/// paths get 401.
+struct AccessMiddleware: RouterMiddleware {
+    typealias Context = OperationsContext
+    let token: String?
+
+    static let cookieName = "godwit_login"
+
+    /// The login cookie's value: derived from the token, so the cookie never holds the token.
+    static func loginValue(for token: String) -> String {
+        SHA256.hash(data: Data("godwit-login:\(token)".utf8)).map { String(format: "%02x", $0) }.joined()
+    }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
+        -> Response
+    {
+        guard let token, !token.isEmpty else { return try await next(request, context) }
+        if request.uri.path == "/login" || allowed(request, token: token) {
+            return try await next(request, context)
+        }
+        if request.method == .get, request.headers[.accept]?.contains("text/html") ?? false {
+            return Response(status: .seeOther, headers: [.location: "/login"])
+        }
+        return Response(
+            status: .unauthorized, headers: [.wwwAuthenticate: "Bearer realm=\"godwit\"", .contentType: "text/plain"],
+            body: .init(byteBuffer: ByteBuffer(string: "a bearer token is required\n")))
+    }
+
+    private func allowed(_ request: Request, token: String) -> Bool {
+        if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
+            return constantTimeEqual(String(header.dropFirst(7)), token)
+        }
+        if let cookie = request.cookies[Self.cookieName]?.value {
+            return constantTimeEqual(cookie, Self.loginValue(for: token))
+        }
+        return false
+    }
+}
+
+/// Compares without stopping at the first difference, so timing tells nothing of the secret.
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8)
+    let y = Array(b.utf8)
+    guard x.count == y.count else { return false }
+    var difference: UInt8 = 0
+    for index in x.indices { difference |= x[index] ^ y[index] }
+    return difference == 0
+}
+
+/// A random token of 32 hex digits (CSRF tokens, script nonces).
+func randomToken() -> String {
+    var generator = SystemRandomNumberGenerator()
+    return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+}

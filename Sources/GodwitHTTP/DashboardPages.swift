@@ -1,0 +1,285 @@
+import Foundation
+
+/// The dashboard's pages, rendered on the server. Every value from the database goes through
+/// `HTML.escape`; the only script is `liveScript`, which swaps in fresh fragments.
+struct DashboardPages: Sendable {
+    /// The session's CSRF token, put in every control form.
+    var csrf: String
+    var readOnly: Bool
+    /// The per-response nonce that the Content-Security-Policy allows the script under.
+    var nonce: String
+
+    func layout(title: String, active: String, body: String) -> String {
+        let links = [("/", "Jobs", "jobs"), ("/migrations", "Migrations", "migrations"), ("/backups", "Backups", "backups")]
+            .map { "<a href=\"\($0.0)\"\($0.2 == active ? " aria-current=\"page\"" : "")>\($0.1)</a>" }.joined()
+        return """
+            <!doctype html>
+            <html lang="en"><head><meta charset="utf-8">
+            <meta name="viewport" content="width=device-width, initial-scale=1">
+            <meta name="color-scheme" content="light dark">
+            <title>\(HTML.escape(title)) · Godwit</title>
+            <style>\(Self.css)</style></head>
+            <body><header><strong>Godwit</strong><nav>\(links)</nav>\(readOnly ? "<span class=\"tag\">read-only</span>" : "")</header>
+            <main>\(body)</main>
+            <script nonce="\(nonce)">\(Self.liveScript)</script>
+            </body></html>
+            """
+    }
+
+    // MARK: Jobs
+
+    func jobsPage(_ jobs: [JobRow], filter: JobFilter, kinds: [String]) -> String {
+        let query = fragmentQuery(filter)
+        let stateOptions = ([""] + JobFilter.states).map {
+            "<option value=\"\($0)\"\(filter.state == $0 ? " selected" : "")>\($0.isEmpty ? "any state" : $0)</option>"
+        }.joined()
+        let kindOptions = ([""] + kinds).map {
+            "<option value=\"\(HTML.escape($0))\"\(filter.kind == $0 ? " selected" : "")>\($0.isEmpty ? "any kind" : HTML.escape($0))</option>"
+        }.joined()
+        let body = """
+            <h1>Jobs</h1>
+            <form class="filters" method="get" action="/">
+            <select name="state" aria-label="State">\(stateOptions)</select>
+            <select name="kind" aria-label="Kind">\(kindOptions)</select>
+            <input type="search" name="q" placeholder="Search by name" value="\(HTML.escape(filter.search ?? ""))" aria-label="Search by name">
+            <button type="submit">Filter</button></form>
+            <div class="scroll"><table id="jobs"><thead><tr><th>ID</th><th>Name</th><th>Kind</th><th>State</th>
+            <th class="wide">Progress</th><th>Rows/s</th><th>ETA</th><th>Attempts</th><th>Hold</th><th>Last error</th>\(readOnly ? "" : "<th>Actions</th>")</tr></thead>
+            <tbody data-live="/fragments/jobs\(query)">\(jobRows(jobs))</tbody></table></div>
+            """
+        return layout(title: "Jobs", active: "jobs", body: body)
+    }
+
+    func fragmentQuery(_ filter: JobFilter) -> String {
+        let pairs = [("state", filter.state), ("kind", filter.kind), ("q", filter.search)].compactMap { key, value in
+            value.map { "\(key)=\(HTML.queryEscape($0))" }
+        }
+        return pairs.isEmpty ? "" : "?" + HTML.escape(pairs.joined(separator: "&"))
+    }
+
+    func jobRows(_ jobs: [JobRow]) -> String {
+        if jobs.isEmpty { return "<tr><td colspan=\"11\" class=\"empty\">No jobs.</td></tr>" }
+        return jobs.map { job in
+            """
+            <tr data-job="\(job.id)"><td><a href="/jobs/\(job.id)">\(job.id)</a></td>
+            <td class="name"><a href="/jobs/\(job.id)">\(HTML.escape(job.name))</a></td><td>\(HTML.escape(job.kind))</td>
+            <td>\(stateTag(job))</td><td>\(progressBar(job))</td><td class="num">\(rate(job.rowsPerSecond))</td>
+            <td class="num">\(eta(job.etaSeconds))</td><td class="num">\(job.attempts)/\(job.maxAttempts)</td>
+            <td>\(HTML.escape(job.holdReason ?? ""))</td><td class="error">\(HTML.escape(String((job.lastError ?? "").prefix(200))))</td>
+            \(readOnly ? "" : "<td class=\"actions\">\(controls(job, next: "/"))</td>")</tr>
+            """
+        }.joined(separator: "\n")
+    }
+
+    func stateTag(_ job: JobRow) -> String {
+        let pending = job.control.map { " <small>(\(HTML.escape($0)) requested)</small>" } ?? ""
+        return "<span class=\"state \(HTML.escape(job.state))\">\(HTML.escape(job.state))</span>\(pending)"
+    }
+
+    func progressBar(_ job: JobRow) -> String {
+        let percent = String(format: "%.1f%%", job.percent)
+        let rows = job.rowsTotal.map { total in " <small>\(job.rowsDone ?? 0) / \(total) rows</small>" } ?? ""
+        return """
+            <div class="bar" role="progressbar" aria-valuemin="0" aria-valuemax="100" aria-valuenow="\(String(format: "%.1f", job.percent))">\
+            <span style="width:\(String(format: "%.1f", min(100, max(0, job.percent))))%"></span></div>\
+            <span class="percent">\(percent)</span>\(rows)
+            """
+    }
+
+    func rate(_ value: Double?) -> String { value.map { String(format: "%.0f", $0) } ?? "" }
+
+    func eta(_ seconds: Double?) -> String {
+        guard let seconds, seconds.isFinite, seconds >= 0 else { return "" }
+        let s = Int(seconds)
+        if s < 60 { return "\(s) s" }
+        if s < 3600 { return "\(s / 60) min \(s % 60) s" }
+        return "\(s / 3600) h \(s % 3600 / 60) min"
+    }
+
+    /// The buttons that apply to the job's state, each a POST form with the CSRF token.
+    func controls(_ job: JobRow, next: String) -> String {
+        guard !readOnly else { return "" }
+        var actions: [String] = []
+        switch job.state {
+        case "queued": actions = ["pause", "cancel"]
+        case "running": actions = job.control == "pause" ? ["resume", "cancel"] : ["pause", "cancel"]
+        case "paused": actions = ["resume", "cancel"]
+        case "failed", "cancelled": actions = ["retry"]
+        default: actions = []
+        }
+        return actions.map { action in
+            """
+            <form method="post" action="/jobs/\(job.id)/\(action)"><input type="hidden" name="csrf" value="\(HTML.escape(csrf))">\
+            <input type="hidden" name="next" value="\(HTML.escape(next))">\
+            <button type="submit" class="\(action)" data-action="\(action)">\(action.prefix(1).uppercased() + action.dropFirst())</button></form>
+            """
+        }.joined()
+    }
+
+    // MARK: One job
+
+    func jobPage(_ job: JobRow, batches: [BatchRow]) -> String {
+        let body = """
+            <p><a href="/">← Jobs</a></p>
+            <section data-live="/fragments/jobs/\(job.id)">\(jobDetail(job, batches: batches))</section>
+            """
+        return layout(title: job.name, active: "jobs", body: body)
+    }
+
+    func jobDetail(_ job: JobRow, batches: [BatchRow]) -> String {
+        let facts: [(String, String)] = [
+            ("State", stateTag(job)), ("Progress", progressBar(job)), ("Rows/s", rate(job.rowsPerSecond)),
+            ("ETA", eta(job.etaSeconds)), ("Batch size", job.batchSize.map(String.init) ?? ""),
+            ("Attempts", "\(job.attempts)/\(job.maxAttempts)"), ("Hold", HTML.escape(job.holdReason ?? "")),
+            ("Worker", HTML.escape(job.workerID ?? "")), ("Created", HTML.escape(job.createdAt)),
+            ("Started", HTML.escape(job.startedAt ?? "")), ("Finished", HTML.escape(job.finishedAt ?? "")),
+            ("Last error", "<span class=\"error\">\(HTML.escape(job.lastError ?? ""))</span>"),
+        ]
+        let failed = batches.filter { $0.error != nil }
+        let failures = failed.suffix(10).map {
+            "<li>batch \($0.seq): \(HTML.escape(String(($0.error ?? "").prefix(300))))</li>"
+        }.joined()
+        return """
+            <h1>\(HTML.escape(job.name)) <small>#\(job.id) · \(HTML.escape(job.kind))</small></h1>
+            <div class="actions">\(controls(job, next: "/jobs/\(job.id)"))</div>
+            <dl class="facts">\(facts.map { "<div><dt>\($0.0)</dt><dd>\($0.1)</dd></div>" }.joined())</dl>
+            <h2>Batches</h2>
+            \(batches.isEmpty ? "<p class=\"empty\">No batches recorded.</p>" : BatchChart(batches: batches).svg)
+            \(failed.isEmpty ? "" : "<h2>Failed batches</h2><ul>\(failures)</ul>")
+            """
+    }
+
+    // MARK: Migrations and backups
+
+    func migrationsPage(_ rows: [MigrationRow], hasSource: Bool) -> String {
+        let table = rows.map {
+            """
+            <tr><td class="num">\($0.version)</td><td>\(HTML.escape($0.description))</td>\
+            <td><span class="state \($0.state == "installed" ? "succeeded" : $0.state == "pending" ? "queued" : "failed")">\(HTML.escape($0.state))</span></td>\
+            <td>\(HTML.escape($0.installedOn ?? ""))</td><td class="num">\($0.executionMS.map { String(format: "%.1f ms", $0) } ?? "")</td></tr>
+            """
+        }.joined()
+        let note =
+            hasSource
+            ? "" : "<p class=\"note\">Pending migrations show when Godwit runs with <code>--source</code>.</p>"
+        let body = """
+            <h1>Migrations</h1>\(note)
+            <div class="scroll"><table><thead><tr><th>Version</th><th>Description</th><th>State</th><th>Installed (UTC)</th><th>Took</th></tr></thead>
+            <tbody>\(rows.isEmpty ? "<tr><td colspan=\"5\" class=\"empty\">No migrations.</td></tr>" : table)</tbody></table></div>
+            """
+        return layout(title: "Migrations", active: "migrations", body: body)
+    }
+
+    func backupsPage(_ rows: [BackupRow]) -> String {
+        let table = rows.map {
+            """
+            <tr><td>\(HTML.escape(URL(fileURLWithPath: $0.file).lastPathComponent))</td><td>\(HTML.escape($0.databaseName))</td>\
+            <td class="num">\(Self.size($0.sizeBytes))</td><td class="num">\(eta($0.ageSeconds)) ago</td>\
+            <td>verified \(HTML.escape($0.verifiedAt))</td><td><code>\(HTML.escape(String($0.sha256.prefix(12))))</code></td></tr>
+            """
+        }.joined()
+        let body = """
+            <h1>Backups</h1>
+            <div class="scroll"><table><thead><tr><th>File</th><th>Database</th><th>Size</th><th>Age</th><th>Verification (UTC)</th><th>SHA-256</th></tr></thead>
+            <tbody>\(rows.isEmpty ? "<tr><td colspan=\"6\" class=\"empty\">No backups.</td></tr>" : table)</tbody></table></div>
+            """
+        return layout(title: "Backups", active: "backups", body: body)
+    }
+
+    func loginPage(failed: Bool) -> String {
+        layout(
+            title: "Log in", active: "",
+            body: """
+                <h1>Log in</h1>\(failed ? "<p class=\"error\">That token is not the one this server runs with.</p>" : "")
+                <form method="post" action="/login" class="filters"><input type="password" name="token" placeholder="HTTP token" aria-label="HTTP token" autocomplete="current-password">
+                <button type="submit">Log in</button></form>
+                """)
+    }
+
+    static func size(_ bytes: Int64) -> String {
+        let units = ["bytes", "kB", "MB", "GB", "TB"]
+        var value = Double(bytes)
+        var unit = 0
+        while value >= 1024 && unit < units.count - 1 {
+            value /= 1024
+            unit += 1
+        }
+        return unit == 0 ? "\(bytes) bytes" : String(format: "%.1f", value) + " " + units[unit]
+    }
+
+    // MARK: Style and script
+
+    static let css = """
+        :root{--bg:#fbfbfa;--fg:#1d1f21;--muted:#5f6368;--line:#e2e2df;--card:#fff;--accent:#2b6cb0;--bar:#38a169;--warn:#c05621;--bad:#c53030}
+        @media (prefers-color-scheme:dark){:root{--bg:#15171a;--fg:#e6e6e3;--muted:#9aa0a6;--line:#2c2f34;--card:#1d2024;--accent:#63b3ed;--bar:#48bb78;--warn:#f6ad55;--bad:#fc8181}}
+        *{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;background:var(--bg);color:var(--fg)}
+        header{display:flex;gap:1.5rem;align-items:center;padding:.75rem 1.25rem;border-bottom:1px solid var(--line);background:var(--card);flex-wrap:wrap}
+        nav{display:flex;gap:1rem}nav a{color:var(--muted);text-decoration:none}nav a[aria-current]{color:var(--fg);font-weight:600}
+        main{padding:1rem 1.25rem;max-width:1400px;margin:0 auto}h1{font-size:1.4rem;margin:.25rem 0 1rem}h1 small{color:var(--muted);font-weight:400;font-size:.9rem}
+        a{color:var(--accent)}.scroll{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
+        table{border-collapse:collapse;width:100%}th,td{padding:.45rem .6rem;text-align:left;border-bottom:1px solid var(--line);vertical-align:middle}
+        th{font-size:.8rem;text-transform:uppercase;letter-spacing:.03em;color:var(--muted);font-weight:600}th.wide{min-width:11rem}
+        td.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}td.name{max-width:22rem;overflow-wrap:anywhere}
+        .error{color:var(--bad);overflow-wrap:anywhere;max-width:28rem}.empty,.note{color:var(--muted)}
+        .bar{display:inline-block;width:7rem;height:.6rem;border-radius:.3rem;background:var(--line);overflow:hidden;vertical-align:middle;margin-right:.4rem}
+        .bar span{display:block;height:100%;background:var(--bar)}.percent{font-variant-numeric:tabular-nums}
+        .state{padding:.1rem .45rem;border-radius:1rem;font-size:.8rem;border:1px solid var(--line)}
+        .state.running{color:var(--accent)}.state.failed{color:var(--bad)}.state.paused{color:var(--warn)}.state.succeeded{color:var(--bar)}
+        .filters{display:flex;gap:.5rem;flex-wrap:wrap;margin-bottom:1rem}input,select,button{font:inherit;padding:.35rem .6rem;border-radius:6px;border:1px solid var(--line);background:var(--card);color:var(--fg)}
+        button{cursor:pointer}button:hover{border-color:var(--accent)}div.actions{display:flex;gap:.3rem;flex-wrap:wrap;margin-bottom:1rem}.actions form{margin:0}td.actions{white-space:nowrap}td.actions form{display:inline-block;margin-right:.3rem}
+        button.cancel{color:var(--bad)}.tag{font-size:.8rem;color:var(--warn)}
+        .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:.5rem 1rem;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem}
+        .facts dt{font-size:.8rem;color:var(--muted)}.facts dd{margin:0}svg.chart{width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
+        svg.chart text{fill:var(--muted);font-size:11px}.size{stroke:var(--accent);fill:none;stroke-width:1.5}.dur{stroke:var(--warn);fill:none;stroke-width:1.5}.fail{fill:var(--bad)}
+        @media (max-width:700px){main{padding:.75rem}th,td{padding:.35rem .4rem}.bar{width:4rem}}
+        """
+
+    /// Replaces the content of every `data-live` element with the fragment at its URL, every two
+    /// seconds, unless the user is typing in it. Fragments are HTML rendered (and escaped) by the server.
+    static let liveScript = """
+        (function(){const live=document.querySelectorAll('[data-live]');if(!live.length)return;
+        async function refresh(){for(const el of live){if(el.contains(document.activeElement)&&document.activeElement.tagName!=='BODY')continue;
+        try{const r=await fetch(el.dataset.live,{credentials:'same-origin',headers:{'Accept':'text/html'}});if(r.ok){el.innerHTML=await r.text();}}catch(e){}}}
+        setInterval(refresh,2000);})();
+        """
+}
+
+/// Batch size and batch duration over the batches, as an inline SVG with two lines; failed
+/// batches are red marks on the axis.
+struct BatchChart {
+    var batches: [BatchRow]
+
+    var svg: String {
+        let width = 900.0
+        let height = 260.0
+        let left = 50.0
+        let right = 50.0
+        let top = 20.0
+        let bottom = 30.0
+        let plotW = width - left - right
+        let plotH = height - top - bottom
+        let maxSize = Double(batches.map(\.batchSize).max() ?? 1)
+        let maxMS = max(batches.map(\.durationMS).max() ?? 1, 1)
+        let n = max(batches.count - 1, 1)
+        func x(_ i: Int) -> Double { left + plotW * Double(i) / Double(n) }
+        func path(_ value: (BatchRow) -> Double, _ maximum: Double) -> String {
+            batches.enumerated().map { i, b in
+                (i == 0 ? "M" : "L") + String(format: "%.1f,%.1f", x(i), top + plotH * (1 - value(b) / max(maximum, 1)))
+            }.joined(separator: " ")
+        }
+        let failures = batches.enumerated().filter { $0.element.error != nil }.map {
+            String(format: "<rect class=\"fail\" x=\"%.1f\" y=\"%.1f\" width=\"3\" height=\"8\"><title>batch %lld failed</title></rect>", x($0.offset) - 1.5, top + plotH - 8, $0.element.seq)
+        }.joined()
+        return """
+            <svg class="chart" viewBox="0 0 \(Int(width)) \(Int(height))" role="img" aria-label="Batch size and duration over the last \(batches.count) batches">
+            <text x="4" y="14">batch size (max \(Int(maxSize)))</text>
+            <text x="\(Int(width - 4))" y="14" text-anchor="end">duration (max \(String(format: "%.0f", maxMS)) ms)</text>
+            <line x1="\(left)" y1="\(top + plotH)" x2="\(width - right)" y2="\(top + plotH)" stroke="currentColor" stroke-opacity=".2"/>
+            <path class="size" d="\(path({ Double($0.batchSize) }, maxSize))"><title>batch size</title></path>
+            <path class="dur" d="\(path({ $0.durationMS }, maxMS))"><title>duration (ms)</title></path>\(failures)
+            <text x="\(left)" y="\(height - 8)">batch \(batches.first?.seq ?? 0)</text>
+            <text x="\(width - right)" y="\(height - 8)" text-anchor="end">batch \(batches.last?.seq ?? 0)</text>
+            </svg>
+            """
+    }
+}

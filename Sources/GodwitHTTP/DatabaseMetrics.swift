@@ -1,0 +1,157 @@
+import GodwitMigrations
+import GodwitPostgres
+import GodwitQueue
+import Prometheus
+
+/// The metrics read from the database at every scrape: what the queue, the batched jobs, the
+/// backups and the migrations look like now.
+///
+/// Each scrape fills a fresh registry, so a job that stopped running leaves no series behind.
+/// Job id labels appear only for running batched jobs, which are few by construction.
+struct DatabaseMetrics: Sendable {
+    let store: OperationsStore
+    let knownKinds: [String]
+
+    static let batchBuckets: [Double] = [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30]
+
+    /// Writes the metrics into `registry`; returns false (after writing `godwit_database_up 0`)
+    /// when the database could not be read.
+    func collect(into registry: PrometheusCollectorRegistry) async -> Bool {
+        let up = registry.makeGauge(
+            named: "godwit_database_up", help: "1 when this scrape could read the queue from the database, else 0.")
+        do {
+            try await read(into: registry)
+            up.set(to: 1)
+            return true
+        } catch {
+            up.set(to: 0)
+            return false
+        }
+    }
+
+    private func read(into registry: PrometheusCollectorRegistry) async throws {
+        let schema = store.schema
+        let kinds = PostgresArray.literal(knownKinds)
+        try await store.pool.withConnection { connection in
+            try await connection.query("SET statement_timeout = '5s'")
+            let byState = try await connection.query(
+                """
+                SELECT s.state::text AS state, k.kind, count(j.id) AS n
+                FROM unnest(enum_range(NULL::\(schema.qualified("job_state")))) s(state)
+                CROSS JOIN unnest($1::text[] || '{other}'::text[]) k(kind)
+                LEFT JOIN \(schema.qualified("jobs")) j ON j.state = s.state
+                    AND (CASE WHEN j.kind = ANY($1::text[]) THEN j.kind ELSE 'other' END) = k.kind
+                GROUP BY 1, 2
+                """, [kinds])
+            for row in byState.rows {
+                registry.makeGauge(
+                    named: "godwit_jobs", labels: [("state", try row.string("state")), ("kind", try row.string("kind"))],
+                    help: "Jobs in the table, by state and kind (kinds this worker does not run count as other)."
+                ).set(to: Double(try row.int64("n")))
+            }
+            let depth = try await connection.query(
+                """
+                SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest
+                FROM \(schema.qualified("jobs")) WHERE state = 'queued' AND run_at <= now()
+                """)
+            if let row = depth.first {
+                registry.makeGauge(named: "godwit_queue_depth", help: "Queued jobs that are due now.")
+                    .set(to: Double(try row.int64("n")))
+                registry.makeGauge(
+                    named: "godwit_queue_oldest_age_seconds", help: "How long the oldest due queued job has waited (0 when none)."
+                ).set(to: try row.double("oldest"))
+            }
+            try await batched(connection, into: registry)
+            let backups = try await connection.query(
+                """
+                SELECT count(*) AS n, extract(epoch FROM now() - max(created_at))::float8 AS age,
+                    (SELECT size_bytes FROM \(schema.qualified("backups")) ORDER BY id DESC LIMIT 1) AS size
+                FROM \(schema.qualified("backups"))
+                """)
+            if let row = backups.first {
+                registry.makeGauge(named: "godwit_backups", help: "Verified backups recorded in the backups table.")
+                    .set(to: Double(try row.int64("n")))
+                if let age = try? row.double("age") {
+                    registry.makeGauge(named: "godwit_backup_last_age_seconds", help: "Age of the newest verified backup.")
+                        .set(to: age)
+                }
+                if let size = try? row.int64("size") {
+                    registry.makeGauge(named: "godwit_backup_last_size_bytes", help: "Size of the newest verified backup.")
+                        .set(to: Double(size))
+                }
+            }
+            try await connection.query("RESET statement_timeout")
+        }
+        try await migrations(into: registry)
+    }
+
+    private func batched(_ connection: Connection, into registry: PrometheusCollectorRegistry) async throws {
+        let schema = store.schema
+        let running = try await connection.query(
+            """
+            SELECT p.id, p.rows_done, p.rows_total, p.rows_per_second::float8 AS rate, p.batch_size, p.hold_reason
+            FROM \(schema.qualified("progress")) p WHERE p.kind = 'batched' AND p.state = 'running'
+            ORDER BY p.id LIMIT 100
+            """)
+        var ids: [Int64] = []
+        for row in running.rows {
+            let id = try row.int64("id")
+            ids.append(id)
+            let labels = [("job_id", String(id))]
+            registry.makeGauge(named: "godwit_batched_rows_done", labels: labels, help: "Rows done by a running batched job.")
+                .set(to: Double((try? row.int64("rows_done")) ?? 0))
+            if let total = try? row.int64("rows_total") {
+                registry.makeGauge(
+                    named: "godwit_batched_rows_total", labels: labels, help: "Rows a running batched job expects to cover."
+                ).set(to: Double(total))
+            }
+            registry.makeGauge(
+                named: "godwit_batched_rows_per_second", labels: labels, help: "Recent throughput of a running batched job."
+            ).set(to: (try? row.double("rate")) ?? 0)
+            if let size = try? row.int("batch_size") {
+                registry.makeGauge(
+                    named: "godwit_batched_batch_size", labels: labels, help: "Current batch size of a running batched job."
+                ).set(to: Double(size))
+            }
+            if let reason = row["hold_reason"], !reason.isEmpty {
+                // The reason text is the worker's own (replication lag, autovacuum), cut short.
+                registry.makeGauge(
+                    named: "godwit_batched_held", labels: labels + [("reason", String(reason.prefix(60)))],
+                    help: "1 while a running batched job holds, labelled with why."
+                ).set(to: 1)
+            }
+        }
+        guard !ids.isEmpty else { return }
+        let batches = try await connection.query(
+            """
+            SELECT job_id, duration_ms FROM (
+                SELECT job_id, duration_ms, row_number() OVER (PARTITION BY job_id ORDER BY id DESC) AS n
+                FROM \(schema.qualified("batches")) WHERE job_id = ANY($1::bigint[])
+            ) b WHERE n <= 1000
+            """, [PostgresArray.literal(ids.map(String.init))])
+        for row in batches.rows {
+            registry.makeValueHistogram(
+                named: "godwit_batched_batch_duration_seconds", labels: [("job_id", try row.string("job_id"))],
+                buckets: Self.batchBuckets,
+                help: "Durations of a running batched job's kept batches (the newest 1000)."
+            ).record(try row.double("duration_ms") / 1000)
+        }
+    }
+
+    private func migrations(into registry: PrometheusCollectorRegistry) async throws {
+        let rows = try await store.migrations()
+        let applied = rows.filter { $0.state == "installed" }
+        registry.makeGauge(named: "godwit_migrations_applied", help: "Migrations recorded as applied in _sqlx_migrations.")
+            .set(to: Double(applied.count))
+        if store.migrationsDirectory != nil {
+            registry.makeGauge(
+                named: "godwit_migrations_pending", help: "Migrations in the migrations folder not yet applied."
+            ).set(to: Double(rows.filter { $0.state == "pending" }.count))
+        }
+        if let last = applied.max(by: { $0.version < $1.version }), let ms = last.executionMS {
+            registry.makeGauge(
+                named: "godwit_migration_last_duration_seconds", help: "How long the newest applied migration took."
+            ).set(to: ms / 1000)
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import GodwitQueue
+
+/// How the operations surface (`/health`, `/metrics`, the dashboard) is served.
+public struct OperationsConfiguration: Sendable {
+    /// The address to bind, `127.0.0.1` unless told otherwise.
+    public var host = "127.0.0.1"
+    public var port = 8432
+    /// The database to read and control; never shown on a page.
+    public var databaseURL: String
+    public var schema = QueueSchema()
+    /// When set, every request needs it (`Authorization: Bearer TOKEN` or the login cookie).
+    public var token: String?
+    /// Hides the pause, resume, cancel and retry buttons and refuses their POSTs.
+    public var readOnly = false
+    /// The migrations folder, to list pending migrations; without it only applied ones show.
+    public var migrationsDirectory: String?
+    /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,
+    /// so a hand-inserted job cannot add series.
+    public var knownKinds: [String] = ["noop", "sql", "batched", "migrate"]
+    /// How long the health probe waits for the database before it answers 503.
+    public var healthTimeout: Duration = .milliseconds(800)
+    /// How long a health reading is reused.
+    public var healthCacheDuration: Duration = .seconds(1)
+
+    public init(databaseURL: String) {
+        self.databaseURL = databaseURL
+    }
+
+    /// The default address of `--http` given without one.
+    public static let defaultAddress = "127.0.0.1:8432"
+
+    /// Parses `HOST:PORT`, `:PORT`, `PORT` or `[IPv6]:PORT` into `host` and `port`.
+    public mutating func setAddress(_ address: String) throws {
+        var text = address.trimmingCharacters(in: .whitespaces)
+        if text.isEmpty { text = Self.defaultAddress }
+        var host = "127.0.0.1"
+        var portText = text
+        if text.hasPrefix("[") {
+            guard let close = text.firstIndex(of: "]") else { throw AddressError(address) }
+            host = String(text[text.index(after: text.startIndex)..<close])
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { throw AddressError(address) }
+            portText = String(rest.dropFirst())
+        } else if let colon = text.lastIndex(of: ":") {
+            let hostPart = String(text[..<colon])
+            if !hostPart.isEmpty { host = hostPart }
+            portText = String(text[text.index(after: colon)...])
+        }
+        guard let port = Int(portText), (0...65535).contains(port), !host.contains(" ") else {
+            throw AddressError(address)
+        }
+        self.host = host
+        self.port = port
+    }
+
+    /// Whether `host` reaches this machine only.
+    public var bindsLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// Refuses a non-loopback address without a token: the controls would be open to the network.
+    public func validate() throws {
+        if !bindsLoopback && (token ?? "").isEmpty {
+            throw OperationsError(
+                "refusing to serve HTTP on \(host):\(port) without a token: set --http-token or GODWIT_HTTP_TOKEN, "
+                    + "or bind to 127.0.0.1")
+        }
+        if let token, !token.isEmpty, token.count < 16 {
+            throw OperationsError("the HTTP token must be at least 16 characters long")
+        }
+    }
+}
+
+/// A configuration the surface cannot run with; the message says what to change.
+public struct OperationsError: Error, CustomStringConvertible, Sendable {
+    public var description: String
+    public init(_ description: String) { self.description = description }
+}
+
+struct AddressError: Error, CustomStringConvertible {
+    var address: String
+    init(_ address: String) { self.address = address }
+    var description: String { "\"\(address)\" is not an address: write HOST:PORT, such as 127.0.0.1:8432" }
+}

@@ -1,0 +1,276 @@
+import Foundation
+import GodwitPostgres
+import GodwitQueue
+import Hummingbird
+import Logging
+import Prometheus
+
+/// `/health`, `/metrics` and the dashboard, as a Hummingbird application.
+///
+/// The routes read through a pool of two connections of their own, so a busy dashboard never
+/// takes a connection from the worker; run `pool` in the same service group, before the
+/// application. Controls are POSTs carrying the session's CSRF token (a cookie set by every
+/// page, SameSite=Strict, compared with the form's field), so neither a GET nor a form on
+/// another site changes anything.
+public struct OperationsServer: Sendable {
+    public let configuration: OperationsConfiguration
+    public let pool: ConnectionPool
+    public let metrics: WorkerMetrics
+    let store: OperationsStore
+    let health: HealthProbe
+    let workerStatus: @Sendable () -> WorkerStatus?
+    let logger: Logger
+
+    static let csrfCookie = "godwit_csrf"
+
+    /// - Parameter workerStatus: the worker's state for `/health`, nil for `godwit serve`.
+    public init(
+        configuration: OperationsConfiguration, metrics: WorkerMetrics? = nil, logger: Logger,
+        workerStatus: @escaping @Sendable () -> WorkerStatus? = { nil }
+    ) {
+        self.configuration = configuration
+        var options = SessionOptions()
+        options.applicationName = "godwit http"
+        options.connectTimeout = .seconds(5)
+        self.pool = ConnectionPool(
+            configuration: .init(
+                conninfo: configuration.databaseURL, options: options, maximumConnections: 2,
+                connectRetry: .connecting(for: .seconds(1))))
+        self.metrics = metrics ?? WorkerMetrics(knownKinds: configuration.knownKinds)
+        self.store = OperationsStore(
+            pool: pool, schema: configuration.schema, migrationsDirectory: configuration.migrationsDirectory)
+        self.health = HealthProbe(
+            databaseURL: configuration.databaseURL, schema: configuration.schema,
+            timeout: configuration.healthTimeout, cacheDuration: configuration.healthCacheDuration)
+        self.workerStatus = workerStatus
+        self.logger = logger
+    }
+
+    /// The application, bound to the configured address.
+    public func application() -> some ApplicationProtocol {
+        Application(
+            router: router(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
+            logger: logger)
+    }
+
+    public func router() -> Router<OperationsContext> {
+        let router = Router(context: OperationsContext.self)
+        router.add(middleware: AccessMiddleware(token: configuration.token))
+        router.get("/health") { _, _ in await self.healthResponse() }
+        router.get("/health/ready") { _, _ in await self.healthResponse() }
+        router.get("/health/live") { _, _ in
+            Self.json(.ok, ["status": "alive", "worker": self.workerStatus()?.state.rawValue ?? "none"])
+        }
+        router.get("/metrics") { _, _ in await self.metricsResponse() }
+        router.get("/") { request, _ in try await self.page(request) { pages, csrf in
+                let filter = try self.filter(request)
+                return pages.jobsPage(
+                    try await self.store.jobs(filter), filter: filter, kinds: try await self.store.kinds())
+            }
+        }
+        router.get("/fragments/jobs") { request, _ in try await self.page(request, fragment: true) { pages, _ in
+                pages.jobRows(try await self.store.jobs(try self.filter(request)))
+            }
+        }
+        router.get("/jobs/:id") { request, context in try await self.page(request) { pages, _ in
+                let id = try Self.jobID(context)
+                guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+                return pages.jobPage(job, batches: try await self.store.batches(of: id))
+            }
+        }
+        router.get("/fragments/jobs/:id") { request, context in try await self.page(request, fragment: true) { pages, _ in
+                let id = try Self.jobID(context)
+                guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+                return pages.jobDetail(job, batches: try await self.store.batches(of: id))
+            }
+        }
+        router.get("/migrations") { request, _ in try await self.page(request) { pages, _ in
+                pages.migrationsPage(try await self.store.migrations(), hasSource: self.configuration.migrationsDirectory != nil)
+            }
+        }
+        router.get("/backups") { request, _ in try await self.page(request) { pages, _ in
+                pages.backupsPage(try await self.store.backups())
+            }
+        }
+        router.get("/login") { request, _ in try await self.page(request) { pages, _ in pages.loginPage(failed: false) } }
+        router.post("/login") { request, context in try await self.login(request, context: context) }
+        router.post("/jobs/:id/:action") { request, context in try await self.control(request, context: context) }
+        return router
+    }
+
+    // MARK: Health and metrics
+
+    /// The body of `/health`.
+    struct HealthBody: Encodable {
+        var status: String
+        var database: String
+        var schemaVersion: Int?
+        var schemaExpected: Int
+        var reason: String?
+        var workerID: String?
+        var state: String
+        var runningJobs: Int?
+
+        enum CodingKeys: String, CodingKey {
+            case status, database, reason, state
+            case schemaVersion = "schema_version", schemaExpected = "schema_expected", workerID = "worker_id"
+            case runningJobs = "running_jobs"
+        }
+    }
+
+    func healthResponse() async -> Response {
+        let reading = await health.check()
+        let status = workerStatus()
+        let body = HealthBody(
+            status: reading.healthy ? "ok" : "unavailable",
+            database: reading.healthy || reading.schemaVersion != nil ? "reachable" : "unreachable",
+            schemaVersion: reading.schemaVersion, schemaExpected: reading.expectedSchemaVersion,
+            reason: reading.reason, workerID: status?.workerID, state: status?.state.rawValue ?? "serving",
+            runningJobs: status?.runningJobs)
+        return Self.json(reading.healthy ? .ok : .serviceUnavailable, body)
+    }
+
+    func metricsResponse() async -> Response {
+        let snapshot = PrometheusCollectorRegistry()
+        _ = await DatabaseMetrics(store: store, knownKinds: configuration.knownKinds).collect(into: snapshot)
+        var buffer: [UInt8] = []
+        metrics.registry.emit(into: &buffer)
+        snapshot.emit(into: &buffer)
+        return Response(
+            status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+    }
+
+    static func json(_ status: HTTPResponse.Status, _ value: some Encodable) -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let data = (try? encoder.encode(value)) ?? Data("{}".utf8)
+        return Response(
+            status: status, headers: [.contentType: "application/json", .cacheControl: "no-store"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+
+    // MARK: Pages
+
+    /// Renders an HTML page or fragment with the session's CSRF token (set as a cookie when
+    /// the browser has none yet) and a Content-Security-Policy that allows only our script.
+    func page(
+        _ request: Request, fragment: Bool = false, _ render: (DashboardPages, String) async throws -> String
+    ) async throws -> Response {
+        let existing = request.cookies[Self.csrfCookie]?.value
+        let csrf = existing.flatMap { $0.count == 32 && $0.allSatisfy(\.isHexDigit) ? $0 : nil } ?? randomToken()
+        let nonce = randomToken()
+        let pages = DashboardPages(csrf: csrf, readOnly: configuration.readOnly, nonce: nonce)
+        let html: String
+        do {
+            html = try await render(pages, csrf)
+        } catch let error as HTTPError {
+            throw error
+        } catch {
+            logger.warning("dashboard query failed", metadata: ["error": "\(error)"])
+            throw HTTPError(.serviceUnavailable, message: "the database cannot be read now; try again shortly")
+        }
+        let headers: HTTPFields = [
+            .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
+            .contentSecurityPolicy:
+                "default-src 'none'; script-src 'nonce-\(nonce)'; style-src 'unsafe-inline'; connect-src 'self'; "
+                + "img-src 'self' data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+            HTTPFields.Element.Name("X-Content-Type-Options")!: "nosniff",
+            HTTPFields.Element.Name("Referrer-Policy")!: "same-origin",
+        ]
+        var response = Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+        if existing != csrf && !fragment {
+            response.setCookie(Cookie(name: Self.csrfCookie, value: csrf, path: "/", httpOnly: true, sameSite: .strict))
+        }
+        return response
+    }
+
+    func filter(_ request: Request) throws -> JobFilter {
+        let query = request.uri.queryParameters
+        guard
+            let filter = JobFilter(
+                state: query["state"].map(String.init), kind: query["kind"].map(String.init),
+                search: query["q"].map(String.init))
+        else { throw HTTPError(.badRequest, message: "state must be one of \(JobFilter.states.joined(separator: ", "))") }
+        return filter
+    }
+
+    static func jobID(_ context: OperationsContext) throws -> Int64 {
+        guard let text = context.parameters.get("id"), let id = Int64(text), id > 0 else {
+            throw HTTPError(.badRequest, message: "a job id is a positive number")
+        }
+        return id
+    }
+
+    // MARK: Controls and login
+
+    /// A form body, at most 8 kB, as key-value pairs.
+    static func form(_ request: Request) async throws -> [String: String] {
+        var request = request
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.collectBody(upTo: 8192)
+        } catch {
+            throw HTTPError(.contentTooLarge, message: "the form is too large")
+        }
+        var components = URLComponents()
+        components.percentEncodedQuery = String(buffer: buffer).replacingOccurrences(of: "+", with: "%20")
+        var fields: [String: String] = [:]
+        for item in components.queryItems ?? [] { fields[item.name] = item.value ?? "" }
+        return fields
+    }
+
+    func control(_ request: Request, context: OperationsContext) async throws -> Response {
+        guard !configuration.readOnly else {
+            throw HTTPError(.forbidden, message: "this dashboard is read-only (--read-only)")
+        }
+        let id = try Self.jobID(context)
+        guard let action = context.parameters.get("action").flatMap(JobQueue.Control.init(rawValue:)) else {
+            throw HTTPError(.notFound, message: "the actions are pause, resume, cancel and retry")
+        }
+        let fields = try await Self.form(request)
+        guard let cookie = request.cookies[Self.csrfCookie]?.value, let sent = fields["csrf"], !cookie.isEmpty,
+            constantTimeEqual(cookie, sent)
+        else {
+            logger.warning(
+                "control refused: missing or wrong CSRF token",
+                metadata: ["remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)"])
+            throw HTTPError(.forbidden, message: "missing or wrong CSRF token: reload the page and try again")
+        }
+        let changed: Bool
+        do {
+            changed = try await store.control(action, job: id)
+        } catch {
+            throw HTTPError(.serviceUnavailable, message: "the database cannot be reached now")
+        }
+        logger.notice(
+            "dashboard control",
+            metadata: [
+                "remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)",
+                "changed": "\(changed)",
+            ])
+        let next = fields["next"].flatMap { $0 == "/" || $0 == "/jobs/\(id)" ? $0 : nil } ?? "/jobs/\(id)"
+        return Response(status: .seeOther, headers: [.location: next])
+    }
+
+    func login(_ request: Request, context: OperationsContext) async throws -> Response {
+        guard let token = configuration.token, !token.isEmpty else {
+            return Response(status: .seeOther, headers: [.location: "/"])
+        }
+        let fields = try await Self.form(request)
+        guard let sent = fields["token"], constantTimeEqual(sent, token) else {
+            logger.warning("login refused", metadata: ["remote": "\(context.remoteAddress)"])
+            var response = try await page(request) { pages, _ in pages.loginPage(failed: true) }
+            response.status = .unauthorized
+            return response
+        }
+        logger.notice("login", metadata: ["remote": "\(context.remoteAddress)"])
+        var response = Response(status: .seeOther, headers: [.location: "/"])
+        response.setCookie(
+            Cookie(
+                name: AccessMiddleware.cookieName, value: AccessMiddleware.loginValue(for: token), path: "/",
+                httpOnly: true, sameSite: .strict))
+        return response
+    }
+}

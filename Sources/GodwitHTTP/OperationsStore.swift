@@ -1,0 +1,222 @@
+import GodwitMigrations
+import GodwitPostgres
+import GodwitQueue
+
+/// One row of `<schema>.progress`, as the dashboard shows it.
+struct JobRow: Sendable {
+    var id: Int64
+    var name: String
+    var kind: String
+    var state: String
+    var percent: Double
+    var rowsDone: Int64?
+    var rowsTotal: Int64?
+    var rowsPerSecond: Double?
+    var etaSeconds: Double?
+    var attempts: Int
+    var maxAttempts: Int
+    var holdReason: String?
+    var lastError: String?
+    var batchSize: Int?
+    var control: String?
+    var workerID: String?
+    var createdAt: String
+    var startedAt: String?
+    var finishedAt: String?
+
+    init(_ row: PostgresRow) throws {
+        id = try row.int64("id")
+        name = try row.string("name")
+        kind = try row.string("kind")
+        state = try row.string("state")
+        percent = (try? row.double("percent")) ?? 0
+        rowsDone = try? row.int64("rows_done")
+        rowsTotal = try? row.int64("rows_total")
+        rowsPerSecond = try? row.double("rows_per_second")
+        etaSeconds = try? row.double("eta")
+        attempts = try row.int("attempts")
+        maxAttempts = try row.int("max_attempts")
+        holdReason = row["hold_reason"]
+        lastError = row["last_error"]
+        batchSize = try? row.int("batch_size")
+        control = row["control"]
+        workerID = row["worker_id"]
+        createdAt = try row.string("created_at")
+        startedAt = row["started_at"]
+        finishedAt = row["finished_at"]
+    }
+}
+
+/// One committed or failed batch of a batched job.
+struct BatchRow: Sendable {
+    var seq: Int64
+    var rows: Int
+    var batchSize: Int
+    var durationMS: Double
+    var error: String?
+}
+
+struct BackupRow: Sendable {
+    var file: String
+    var sizeBytes: Int64
+    var databaseName: String
+    var ageSeconds: Double
+    var verifiedAt: String
+    var sha256: String
+}
+
+struct MigrationRow: Sendable {
+    var version: Int64
+    var description: String
+    var state: String
+    var installedOn: String?
+    var executionMS: Double?
+}
+
+/// What the dashboard shows from the job list: filters from the query string, checked.
+struct JobFilter: Sendable, Equatable {
+    var state: String?
+    var kind: String?
+    var search: String?
+
+    static let states = ["queued", "running", "paused", "succeeded", "failed", "cancelled"]
+
+    /// Nil when a parameter is malformed (an unknown state, an overlong search): a 400.
+    init?(state: String?, kind: String?, search: String?) {
+        let state = state.flatMap { $0.isEmpty ? nil : $0 }
+        let kind = kind.flatMap { $0.isEmpty ? nil : $0 }
+        let search = search.flatMap { $0.isEmpty ? nil : $0 }
+        if let state, !Self.states.contains(state) { return nil }
+        if (kind?.count ?? 0) > 100 || (search?.count ?? 0) > 200 { return nil }
+        self.state = state
+        self.kind = kind
+        self.search = search
+    }
+}
+
+/// The dashboard's reads and controls, on a small pool of its own so that it never takes a
+/// connection the worker needs. Values are always parameters; names come quoted from
+/// `QueueSchema`.
+struct OperationsStore: Sendable {
+    let pool: ConnectionPool
+    let schema: QueueSchema
+    let migrationsDirectory: String?
+
+    private var progress: String { schema.qualified("progress") }
+    private var jobs: String { schema.qualified("jobs") }
+
+    private var jobSelect: String {
+        """
+        SELECT p.id, p.name, p.kind, p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
+            p.rows_per_second::float8 AS rows_per_second, extract(epoch FROM p.eta)::float8 AS eta, p.attempts,
+            j.max_attempts, p.hold_reason, p.last_error, p.batch_size, j.control, p.worker_id,
+            to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS created_at,
+            to_char(p.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at,
+            to_char(p.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS finished_at
+        FROM \(progress) p JOIN \(jobs) j ON j.id = p.id
+        """
+    }
+
+    func jobs(_ filter: JobFilter, limit: Int = 200) async throws -> [JobRow] {
+        // An ILIKE pattern with the user's %, _ and \ taken literally.
+        let pattern = filter.search.map {
+            "%" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+                .replacingOccurrences(of: "_", with: "\\_") + "%"
+        }
+        return try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                \(jobSelect)
+                WHERE ($1::text IS NULL OR p.state::text = $1) AND ($2::text IS NULL OR p.kind = $2)
+                    AND ($3::text IS NULL OR p.name ILIKE $3)
+                ORDER BY (p.state = 'running') DESC, p.id DESC LIMIT $4
+                """, [filter.state, filter.kind, pattern, limit]
+            ).rows.map(JobRow.init)
+        }
+    }
+
+    func kinds() async throws -> [String] {
+        try await pool.withConnection { connection in
+            try await connection.query("SELECT DISTINCT kind FROM \(jobs) ORDER BY kind LIMIT 50").rows.compactMap {
+                $0["kind"]
+            }
+        }
+    }
+
+    func job(_ id: Int64) async throws -> JobRow? {
+        try await pool.withConnection { connection in
+            try await connection.query("\(jobSelect) WHERE p.id = $1", [id]).rows.first.map(JobRow.init)
+        }
+    }
+
+    /// The newest `limit` batches of a job, oldest first.
+    func batches(of id: Int64, limit: Int = 300) async throws -> [BatchRow] {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT * FROM (
+                    SELECT seq, rows, batch_size, duration_ms, error FROM \(schema.qualified("batches"))
+                    WHERE job_id = $1 ORDER BY id DESC LIMIT $2
+                ) b ORDER BY seq
+                """, [id, limit]
+            ).rows.map {
+                BatchRow(
+                    seq: try $0.int64("seq"), rows: try $0.int("rows"), batchSize: try $0.int("batch_size"),
+                    durationMS: try $0.double("duration_ms"), error: $0["error"])
+            }
+        }
+    }
+
+    func backups(limit: Int = 100) async throws -> [BackupRow] {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT file, size_bytes, database_name, extract(epoch FROM now() - created_at)::float8 AS age, sha256,
+                    to_char(verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at
+                FROM \(schema.qualified("backups")) ORDER BY id DESC LIMIT $1
+                """, [limit]
+            ).rows.map {
+                BackupRow(
+                    file: try $0.string("file"), sizeBytes: try $0.int64("size_bytes"),
+                    databaseName: try $0.string("database_name"), ageSeconds: try $0.double("age"),
+                    verifiedAt: try $0.string("verified_at"), sha256: try $0.string("sha256"))
+            }
+        }
+    }
+
+    /// Applied migrations from `_sqlx_migrations`, and pending ones when a folder was given.
+    func migrations() async throws -> [MigrationRow] {
+        try await pool.withConnection { connection in
+            if let directory = migrationsDirectory {
+                let migrator = try Migrator(directory: directory)
+                return try await migrator.status(on: connection).map {
+                    MigrationRow(
+                        version: $0.version, description: $0.description, state: $0.state.rawValue,
+                        installedOn: $0.installedOn, executionMS: $0.executionTime.map { Double($0) / 1e6 })
+                }
+            }
+            let present = try await connection.query(
+                "SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS present"
+            ).first?.bool("present") ?? false
+            guard present else { return [] }
+            return try await connection.query(
+                """
+                SELECT version, description, success, execution_time,
+                    to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS installed_on
+                FROM _sqlx_migrations ORDER BY version
+                """
+            ).rows.map {
+                MigrationRow(
+                    version: try $0.int64("version"), description: try $0.string("description"),
+                    state: (try $0.bool("success")) ? "installed" : "failed", installedOn: $0["installed_on"],
+                    executionMS: (try? $0.double("execution_time")).map { $0 / 1e6 })
+            }
+        }
+    }
+
+    func control(_ action: JobQueue.Control, job id: Int64) async throws -> Bool {
+        try await pool.withConnection { connection in
+            try await JobQueue(schema: schema).control(action, job: id, on: connection)
+        }
+    }
+}

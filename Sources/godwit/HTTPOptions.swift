@@ -1,0 +1,98 @@
+import ArgumentParser
+import Foundation
+import GodwitHTTP
+import GodwitQueue
+import ServiceLifecycle
+
+/// `--http`, `--http-token` and `--read-only`, shared by `worker` and `serve`.
+struct HTTPOptions: ParsableArguments {
+    @Option(
+        help: ArgumentHelp(
+            "Serve /health, /metrics and the dashboard on this address (127.0.0.1:8432 when given without one).",
+            valueName: "address"))
+    var http: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "A token every HTTP request must carry (Bearer, or the login page's cookie); needed to bind beyond "
+                + "loopback. Defaults to GODWIT_HTTP_TOKEN.", valueName: "token"))
+    var httpToken: String?
+
+    @Flag(help: "Hide and refuse the dashboard's pause, resume, cancel and retry controls.")
+    var readOnly = false
+
+    /// The surface's configuration, or nil without `--http` (unless `always`).
+    func configuration(databaseURL: String, schema: QueueSchema, source: String?, always: Bool = false) throws
+        -> OperationsConfiguration?
+    {
+        guard http != nil || always else { return nil }
+        var configuration = OperationsConfiguration(databaseURL: databaseURL)
+        do {
+            try configuration.setAddress(http ?? OperationsConfiguration.defaultAddress)
+        } catch {
+            throw ValidationError("--http: \(error)")
+        }
+        configuration.schema = schema
+        configuration.token = httpToken ?? ProcessInfo.processInfo.environment["GODWIT_HTTP_TOKEN"]
+        if configuration.token?.isEmpty ?? false { configuration.token = nil }
+        configuration.readOnly = readOnly
+        if let source, FileManager.default.fileExists(atPath: source) { configuration.migrationsDirectory = source }
+        do {
+            try configuration.validate()
+        } catch let error as OperationsError {
+            throw ValidationError(error.description)
+        }
+        return configuration
+    }
+
+    /// `--http` with no value after it (last, or followed by another option) means the default
+    /// address; swift-argument-parser has no optional values, so it is filled in before parsing.
+    static func withDefaultAddress(_ arguments: [String]) -> [String] {
+        var out: [String] = []
+        for (index, argument) in arguments.enumerated() {
+            out.append(argument)
+            if argument == "--http" {
+                let next = index + 1 < arguments.count ? arguments[index + 1] : nil
+                if next == nil || next!.hasPrefix("-") { out.append(OperationsConfiguration.defaultAddress) }
+            }
+        }
+        return out
+    }
+}
+
+/// `godwit serve`: the dashboard, `/health` and `/metrics` without running jobs.
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve the dashboard, /health and /metrics without running jobs.",
+        discussion: """
+            A read-mostly dashboard host: the same pages and endpoints as godwit worker --http, \
+            and no job runs in this process. Binds to 127.0.0.1:8432 unless --http says otherwise; \
+            any other than a loopback address needs --http-token.
+
+            Example: godwit serve --http 127.0.0.1:8432 --read-only
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var queueOptions: QueueOptions
+    @OptionGroup var httpOptions: HTTPOptions
+
+    @Option(help: "The migrations folder, to list pending migrations.")
+    var source = "migrations"
+
+    func run() async throws {
+        try await withCLIErrors {
+            let logger = makeLogger(queueOptions.logLevel)
+            let url = try connection.resolvedURL()
+            guard
+                let configuration = try httpOptions.configuration(
+                    databaseURL: url, schema: QueueSchema(name: queueOptions.schema), source: source, always: true)
+            else { return }
+            let server = OperationsServer(configuration: configuration, logger: logger)
+            logger.notice("serving HTTP", metadata: ["address": "\(configuration.host):\(configuration.port)"])
+            let services: [any Service] = [server.pool, server.application()]
+            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            try await group.run()
+        }
+    }
+}

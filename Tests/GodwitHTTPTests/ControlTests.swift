@@ -1,0 +1,179 @@
+import Foundation
+import GodwitHTTP
+import GodwitQueue
+import GodwitTestSupport
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@Suite("Controls, CSRF, read-only and the token")
+struct ControlTests {
+    /// The CSRF cookie a page sets, and the same token as the page's forms carry it.
+    private func session(_ client: any TestClientProtocol) async throws -> (cookie: String, form: String) {
+        try await client.execute(uri: "/", method: .get) { response in
+            let cookie = try #require(response.cookie("godwit_csrf"))
+            let page = response.text
+            let marker = #"name="csrf" value=""#
+            let start = try #require(page.range(of: marker)).upperBound
+            let form = String(page[start...].prefix(32))
+            return (cookie, form)
+        }
+    }
+
+    @Test("Pause, resume, cancel and retry through POST with the session's token call the SQL functions")
+    func controls() async throws {
+        try await withOperations { database, _, client in
+            let id = try await enqueue(database, name: "controlled")
+            let (cookie, form) = try await session(client)
+            #expect(cookie == form)
+            var headers = formHeaders
+            headers[.cookie] = "godwit_csrf=\(cookie)"
+            for (action, state) in [("pause", "paused"), ("resume", "queued"), ("cancel", "cancelled"), ("retry", "queued")] {
+                try await client.execute(
+                    uri: "/jobs/\(id)/\(action)", method: .post, headers: headers,
+                    body: formBody([("csrf", form), ("next", "/")])
+                ) { response in
+                    #expect(response.status == .seeOther)
+                    #expect(response.headers[.location] == "/")
+                }
+                #expect(try await jobState(id, database).state == state, "after \(action)")
+            }
+            // A running job gets the request, acted on at its next checkpoint.
+            let connection = try await database.connect()
+            try await connection.query("UPDATE godwit.jobs SET state = 'running' WHERE id = $1", [id])
+            await connection.close()
+            try await client.execute(
+                uri: "/jobs/\(id)/pause", method: .post, headers: headers,
+                body: formBody([("csrf", form), ("next", "https://evil.example/")])
+            ) { response in
+                #expect(response.headers[.location] == "/jobs/\(id)", "only our own pages are redirected to")
+            }
+            #expect(try await jobState(id, database) == ("running", "pause"))
+        }
+    }
+
+    @Test("A POST without the token, with a wrong one, or a GET changes nothing")
+    func csrfRefused() async throws {
+        try await withOperations { database, _, client in
+            let id = try await enqueue(database, name: "victim")
+            let (cookie, _) = try await session(client)
+            var withCookie = formHeaders
+            withCookie[.cookie] = "godwit_csrf=\(cookie)"
+            // A cross-site form: the browser sends no SameSite=Strict cookie, the attacker knows no token.
+            let attempts: [(HTTPFields, [(String, String)])] = [
+                (formHeaders, []),
+                (formHeaders, [("csrf", cookie)]),
+                (withCookie, []),
+                (withCookie, [("csrf", String(repeating: "0", count: 32))]),
+            ]
+            for (headers, fields) in attempts {
+                try await client.execute(
+                    uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: formBody(fields)
+                ) { response in
+                    #expect(response.status == .forbidden)
+                }
+            }
+            try await client.execute(uri: "/jobs/\(id)/pause", method: .get) { response in
+                #expect(response.status.code >= 400 && response.status.code < 500)
+            }
+            #expect(try await jobState(id, database).state == "queued")
+            try await client.execute(
+                uri: "/jobs/\(id)/explode", method: .post, headers: withCookie, body: formBody([("csrf", cookie)])
+            ) { response in
+                #expect(response.status == .notFound)
+            }
+            try await client.execute(
+                uri: "/jobs/\(id)/pause", method: .post, headers: withCookie,
+                body: ByteBuffer(string: "csrf=" + String(repeating: "a", count: 20000))
+            ) { response in
+                #expect(response.status == .contentTooLarge)
+            }
+        }
+    }
+
+    @Test("--read-only shows no controls and refuses their POSTs")
+    func readOnly() async throws {
+        try await withOperations(configure: { $0.readOnly = true }) { database, _, client in
+            let id = try await enqueue(database, name: "look_dont_touch")
+            let cookie = try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.text.contains("look_dont_touch"))
+                #expect(!response.text.contains("data-action="))
+                #expect(!response.text.contains(#"method="post""#))
+                return try #require(response.cookie("godwit_csrf"))
+            }
+            try await client.execute(uri: "/jobs/\(id)", method: .get) { response in
+                #expect(!response.text.contains("data-action="))
+            }
+            var headers = formHeaders
+            headers[.cookie] = "godwit_csrf=\(cookie)"
+            try await client.execute(
+                uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: formBody([("csrf", cookie)])
+            ) { response in
+                #expect(response.status == .forbidden)
+            }
+            #expect(try await jobState(id, database).state == "queued")
+        }
+    }
+
+    @Test("With a token, every request needs it as a bearer token or the login cookie")
+    func token() async throws {
+        let token = "a-long-enough-token-0123456789"
+        try await withOperations(configure: { $0.token = token }) { _, _, client in
+            for path in ["/", "/health", "/metrics", "/jobs/1", "/fragments/jobs"] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == .unauthorized, "\(path)")
+                }
+                try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer wrong"]) { response in
+                    #expect(response.status == .unauthorized, "\(path)")
+                }
+            }
+            try await client.execute(uri: "/", method: .get, headers: [.accept: "text/html"]) { response in
+                #expect(response.status == .seeOther)
+                #expect(response.headers[.location] == "/login")
+            }
+            try await client.execute(uri: "/health", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+                #expect(response.status == .ok)
+            }
+            try await client.execute(uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", "nope")])) {
+                response in
+                #expect(response.status == .unauthorized)
+                #expect(response.cookie("godwit_login") == nil)
+            }
+            let login = try await client.execute(
+                uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", token)])
+            ) { response in
+                #expect(response.status == .seeOther)
+                return try #require(response.cookie("godwit_login"))
+            }
+            #expect(!login.contains(token), "the cookie does not hold the token")
+            try await client.execute(uri: "/", method: .get, headers: [.cookie: "godwit_login=\(login)"]) { response in
+                #expect(response.status == .ok)
+                #expect(!response.text.contains(token))
+            }
+        }
+    }
+
+    @Test("A non-loopback address is refused without a token")
+    func nonLoopback() throws {
+        var configuration = OperationsConfiguration(databaseURL: "postgres://localhost/x")
+        try configuration.setAddress("0.0.0.0:9000")
+        #expect(configuration.host == "0.0.0.0" && configuration.port == 9000)
+        #expect(throws: OperationsError.self) { try configuration.validate() }
+        configuration.token = "short"
+        #expect(throws: OperationsError.self) { try configuration.validate() }
+        configuration.token = "a-long-enough-token-0123456789"
+        try configuration.validate()
+        for loopback in ["127.0.0.1:1", ":8432", "8432", "localhost:80", "[::1]:8432"] {
+            var local = OperationsConfiguration(databaseURL: "postgres://localhost/x")
+            try local.setAddress(loopback)
+            try local.validate()
+        }
+        for bad in ["127.0.0.1:notaport", "[::1", "host:70000"] {
+            var local = OperationsConfiguration(databaseURL: "postgres://localhost/x")
+            #expect(throws: (any Error).self) { try local.setAddress(bad) }
+        }
+    }
+}
