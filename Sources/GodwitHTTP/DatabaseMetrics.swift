@@ -89,7 +89,8 @@ struct DatabaseMetrics: Sendable {
         let schema = store.schema
         let running = try await connection.query(
             """
-            SELECT p.id, p.rows_done, p.rows_total, p.rows_per_second::float8 AS rate, p.batch_size, p.hold_reason
+            SELECT p.id, p.rows_done, p.rows_total, p.rows_per_second::float8 AS rate, p.batch_size, p.hold_reason,
+                p.lock_waits, p.lock_wait_ms_max::float8 AS lock_wait_ms_max
             FROM \(schema.qualified("progress")) p WHERE p.kind = 'batched' AND p.state = 'running'
             ORDER BY p.id LIMIT 100
             """)
@@ -113,6 +114,14 @@ struct DatabaseMetrics: Sendable {
                     named: "godwit_batched_batch_size", labels: labels, help: "Current batch size of a running batched job."
                 ).set(to: Double(size))
             }
+            registry.makeGauge(
+                named: "godwit_batched_lock_waits", labels: labels,
+                help: "Sessions a running batched job's batches made wait on their locks, so far."
+            ).set(to: Double((try? row.int64("lock_waits")) ?? 0))
+            registry.makeGauge(
+                named: "godwit_batched_lock_wait_max_seconds", labels: labels,
+                help: "The longest wait of a session on a running batched job's locks, so far."
+            ).set(to: ((try? row.double("lock_wait_ms_max")) ?? 0) / 1000)
             if let reason = row["hold_reason"], !reason.isEmpty {
                 // The reason text is the worker's own (replication lag, autovacuum), cut short.
                 registry.makeGauge(

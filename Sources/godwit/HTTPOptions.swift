@@ -52,8 +52,8 @@ struct HTTPOptions: ParsableArguments {
         for (index, argument) in arguments.enumerated() {
             out.append(argument)
             if argument == "--http" {
-                let next = index + 1 < arguments.count ? arguments[index + 1] : nil
-                if next == nil || next!.hasPrefix("-") { out.append(OperationsConfiguration.defaultAddress) }
+                let next: String? = index + 1 < arguments.count ? arguments[index + 1] : nil
+                if next.map({ $0.hasPrefix("-") }) ?? true { out.append(OperationsConfiguration.defaultAddress) }
             }
         }
         return out

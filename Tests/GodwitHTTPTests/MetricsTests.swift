@@ -63,7 +63,8 @@ struct MetricsTests {
             try await connection.query(
                 """
                 UPDATE godwit.job_progress SET rows_done = 250, rows_total = 1000, rows_per_second = 42.5,
-                    batch_size = 50, hold_reason = 'replication lag 12 s' WHERE job_id = $1
+                    batch_size = 50, hold_reason = 'replication lag 12 s', lock_waits = 3, lock_wait_ms_max = 250
+                WHERE job_id = $1
                 """, [id])
             try await connection.query(
                 """
@@ -77,6 +78,8 @@ struct MetricsTests {
                 #expect(text.contains("godwit_batched_rows_total{\(label)} 1000.0"))
                 #expect(text.contains("godwit_batched_rows_per_second{\(label)} 42.5"))
                 #expect(text.contains("godwit_batched_batch_size{\(label)} 50.0"))
+                #expect(text.contains("godwit_batched_lock_waits{\(label)} 3.0"))
+                #expect(text.contains("godwit_batched_lock_wait_max_seconds{\(label)} 0.25"))
                 #expect(text.contains(#"godwit_batched_held{\#(label),reason="replication lag 12 s"} 1.0"#))
                 #expect(text.contains("godwit_batched_batch_duration_seconds_count{\(label)} 2"))
                 #expect(text.contains(#"godwit_batched_batch_duration_seconds_bucket{\#(label),le="0.05"} 1"#))
