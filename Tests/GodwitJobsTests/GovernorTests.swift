@@ -77,7 +77,7 @@ struct GovernorTests {
             try await conn.execute(
                 """
                 CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
-                INSERT INTO items (id) SELECT g FROM generate_series(1, 300) g;
+                INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;
                 """)
             let file = try dir.write(
                 "jobs/slow.sql",
@@ -86,7 +86,8 @@ struct GovernorTests {
                 -- table: items
                 -- key: id
                 -- batch-size: 100
-                -- min-batch-size: 5
+                -- min-batch-size: 25
+                -- max-batch-size: 100
                 -- max-lock-wait-ms: 10
                 WITH u AS (UPDATE items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 RETURNING id)
                 SELECT count(*), pg_sleep(0.1) FROM u
@@ -103,12 +104,16 @@ struct GovernorTests {
                         """, [id])
                 }
             }
+            // The probe is running before the first batch is.
+            try await waitUntil("the probe runs") {
+                try await conn.query("SELECT sum(probe) AS n FROM items").first?.int("n") ?? 0 > 0
+            }
             let output = try await startWorker(db.url, ["--drain"]).wait()
             prober.cancel()
             _ = await prober.result
             await probe.close()
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
-            #expect(try await counters(conn) == [1: 300])
+            #expect(try await counters(conn) == [1: 1000])
             let batches = try await conn.query(
                 "SELECT seq, batch_size, lock_waiters, lock_wait_ms FROM godwit.batches WHERE job_id = $1 AND error IS NULL ORDER BY seq",
                 [id]
