@@ -58,7 +58,7 @@ public struct OperationsServer: Sendable {
         let router = Router(context: OperationsContext.self)
         router.add(middleware: AccessMiddleware(token: configuration.token))
         router.get("/health") { _, _ in await self.healthResponse() }
-        router.get("/health/ready") { _, _ in await self.healthResponse() }
+        router.get("/health/ready") { _, _ in await self.healthResponse(readiness: true) }
         router.get("/health/live") { _, _ in
             Self.json(.ok, ["status": "alive", "worker": self.workerStatus()?.state.rawValue ?? "none"])
         }
@@ -119,16 +119,24 @@ public struct OperationsServer: Sendable {
         }
     }
 
-    func healthResponse() async -> Response {
+    /// `/health`, or with `readiness` `/health/ready`, which also answers 503 while the worker
+    /// is not taking jobs: starting, or draining after SIGTERM (its running jobs winding down).
+    func healthResponse(readiness: Bool = false) async -> Response {
         let reading = await health.check()
         let status = workerStatus()
+        var healthy = reading.healthy
+        var reason = reading.reason
+        if readiness, healthy, let state = status?.state, state != .running {
+            healthy = false
+            reason = state == .starting ? "starting: not taking jobs yet" : "\(state.rawValue): taking no new jobs"
+        }
         let body = HealthBody(
-            status: reading.healthy ? "ok" : "unavailable",
+            status: healthy ? "ok" : "unavailable",
             database: reading.healthy || reading.schemaVersion != nil ? "reachable" : "unreachable",
             schemaVersion: reading.schemaVersion, schemaExpected: reading.expectedSchemaVersion,
-            reason: reading.reason, workerID: status?.workerID, state: status?.state.rawValue ?? "serving",
+            reason: reason, workerID: status?.workerID, state: status?.state.rawValue ?? "serving",
             runningJobs: status?.runningJobs)
-        return Self.json(reading.healthy ? .ok : .serviceUnavailable, body)
+        return Self.json(healthy ? .ok : .serviceUnavailable, body)
     }
 
     func metricsResponse() async -> Response {

@@ -35,6 +35,26 @@ struct HealthTests {
         }
     }
 
+    @Test("/health/ready answers 503 while the worker starts or drains; /health and /health/live stay 200", arguments: [
+        WorkerStatus.State.starting, .draining, .stopped,
+    ])
+    func notReady(state: WorkerStatus.State) async throws {
+        let status = WorkerStatus(state: state, runningJobs: 1, workerID: "host:1:ab")
+        try await withOperations(workerStatus: { status }) { _, _, client in
+            try await client.execute(uri: "/health/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let body = try json(response)
+                #expect(body["status"] as? String == "unavailable")
+                #expect(body["database"] as? String == "reachable")
+                #expect(body["state"] as? String == state.rawValue)
+                #expect((body["reason"] as? String)?.hasPrefix(state.rawValue) == true)
+            }
+            for path in ["/health", "/health/live"] {
+                try await client.execute(uri: path, method: .get) { response in #expect(response.status == .ok) }
+            }
+        }
+    }
+
     @Test("503 when the queue schema is not installed")
     func schemaMissing() async throws {
         try await withOperations(install: false) { _, _, client in

@@ -1,0 +1,172 @@
+import Foundation
+import GodwitPostgres
+import GodwitQueue
+import GodwitTestSupport
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The real `godwit` executable serving HTTP: the default address, `serve`, the refusal of an
+/// open address, and a worker's server outliving its jobs' wind-down after SIGTERM.
+@Suite("godwit worker --http and godwit serve, as processes")
+struct HTTPProcessTests {
+    @Test("SIGTERM: /health/ready turns 503 while a running job winds down, the server answers until the worker is done, then the process exits 0")
+    func gracefulShutdown() async throws {
+        try await withTestDatabase(prefix: "godwit_http_term") { database in
+            let connection = try await database.connect()
+            defer { Task { await connection.close() } }
+            try await QueueSchema().install(on: connection)
+            try await connection.query("CREATE TABLE gate (n int)")
+            // The job blocks on the gate the test holds, so the wind-down lasts exactly as long
+            // as the test wants, whatever the machine's load.
+            try await connection.query("BEGIN")
+            try await connection.query("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
+            let id = try await enqueue(
+                database, kind: "sql", name: "waits at the gate", payload: #"{"sql": "SELECT count(*) FROM gate"}"#)
+            let port = try freeLocalPort()
+            let worker = try GodwitProcess.start([
+                "worker", "-D", database.url, "--http", "127.0.0.1:\(port)", "--shutdown-timeout", "120",
+                "--log-level", "info",
+            ])
+            defer { if worker.isRunning { worker.signal(SIGKILL) } }
+
+            let running = try await eventually(timeout: .seconds(60)) {
+                let health = try? await get(port, "/health")
+                guard health?.json["state"] as? String == "running" else { return false }
+                return try await jobState(id, database).state == "running"
+            }
+            #expect(running, "the worker never ran the job while serving /health: \(worker.currentStderr)")
+            let ready = try await get(port, "/health/ready")
+            #expect(ready.status == .ok)
+
+            worker.signal(SIGTERM)
+            let draining = await eventually(timeout: .seconds(30)) {
+                (try? await get(port, "/health/ready"))?.status == .serviceUnavailable
+            }
+            #expect(draining, "/health/ready never said the worker takes no new jobs")
+            let readyBody = try await get(port, "/health/ready")
+            #expect(readyBody.json["state"] as? String == "draining")
+            #expect((readyBody.json["reason"] as? String)?.contains("taking no new jobs") == true)
+            let health = try await get(port, "/health")
+            #expect(health.status == .ok, "the database is fine: /health stays 200 while draining")
+            #expect(health.json["running_jobs"] as? Int == 1)
+            #expect(try await get(port, "/health/live").status == .ok)
+            #expect(try await get(port, "/metrics").text.contains("godwit_jobs{"))
+            #expect(worker.isRunning)
+
+            try await connection.query("COMMIT")
+            let output = try await worker.wait()
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect((try await jobState(id, database).state) == "succeeded")
+            await #expect(throws: (any Error).self, "the HTTP server stopped with the worker") {
+                try await get(port, "/health")
+            }
+        }
+    }
+
+    @Test("--http with no address serves on 127.0.0.1:8432, also when another option follows it")
+    func defaultAddress() async throws {
+        try await withTestDatabase(prefix: "godwit_http_default") { database in
+            let worker = try GodwitProcess.start(["worker", "--http", "-D", database.url, "--log-level", "info"])
+            defer { if worker.isRunning { worker.signal(SIGKILL) } }
+            let answered = await eventually(timeout: .seconds(60)) {
+                (try? await get(8432, "/health"))?.json["state"] as? String == "running"
+            }
+            #expect(answered, "nothing answered on 127.0.0.1:8432: \(worker.currentStderr)")
+            worker.signal(SIGTERM)
+            let output = try await worker.wait()
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect(output.stderr.contains("127.0.0.1:8432"), "the log names the address: \(output.stderr)")
+        }
+    }
+
+    @Test("godwit serve: pages, /metrics and /health from a process that runs no job; SIGTERM stops it")
+    func serve() async throws {
+        try await withTestDatabase(prefix: "godwit_http_serve") { database in
+            let connection = try await database.connect()
+            defer { Task { await connection.close() } }
+            try await QueueSchema().install(on: connection)
+            let id = try await JobQueue().enqueue(kind: "noop", name: "left <b>alone</b>", on: connection)
+            let folder = try TemporaryDirectory(prefix: "godwit-serve")
+            try folder.write("1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")
+            let port = try freeLocalPort()
+            let server = try GodwitProcess.start([
+                "serve", "-D", database.url, "--http", "127.0.0.1:\(port)", "--source", folder.path, "--read-only",
+            ])
+            defer { if server.isRunning { server.signal(SIGKILL) } }
+            let answered = await eventually(timeout: .seconds(60)) { (try? await get(port, "/health")) != nil }
+            #expect(answered, "godwit serve never answered: \(server.currentStderr)")
+
+            let health = try await get(port, "/health")
+            #expect(health.status == .ok)
+            #expect(health.json["state"] as? String == "serving")
+            let page = try await get(port, "/")
+            #expect(page.text.contains("left &lt;b&gt;alone&lt;/b&gt;"))
+            #expect(!page.text.contains("<form method=\"post\" action=\"/jobs/"), "--read-only shows no controls")
+            let migrations = try await get(port, "/migrations")
+            #expect(migrations.text.contains("first") && migrations.text.contains("pending"))
+            let metrics = try await get(port, "/metrics").text
+            #expect(metrics.contains(#"godwit_jobs{state="queued",kind="noop"} 1"#), "\(metrics.prefix(2000))")
+            #expect(metrics.contains("godwit_migrations_pending 1"))
+            // No worker runs in this process: the job is where it was put.
+            #expect((try await jobState(id, database).state) == "queued")
+
+            server.signal(SIGTERM)
+            let output = try await server.wait()
+            #expect(output.status == 0, "\(output.stderr)")
+        }
+    }
+
+    @Test("An address beyond loopback without --http-token is refused in one line before anything starts")
+    func openAddressRefused() async throws {
+        for command in ["worker", "serve"] {
+            let output = try await GodwitProcess.run([command, "-D", "postgres://nobody@127.0.0.1:1/none", "--http", "0.0.0.0:8433"])
+            #expect(output.status != 0)
+            let lines = output.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage") && !$0.isEmpty }
+            #expect(lines.first?.contains("--http-token") == true, "\(command): \(output.stderr)")
+        }
+    }
+}
+
+// MARK: - Helpers
+
+/// A response read fully, with its body as text and, for JSON, as a dictionary.
+struct FetchedResponse {
+    var status: HTTPResponse.Status
+    var text: String
+    var json: [String: Any] {
+        (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
+    }
+}
+
+/// GET `path` from 127.0.0.1:`port` on a fresh connection; throws when nothing listens.
+func get(_ port: Int, _ path: String) async throws -> FetchedResponse {
+    try await TestClient.withClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(10))) { client in
+        let response = try await client.get(path)
+        let body = response.body.map { String(buffer: $0) } ?? ""
+        return FetchedResponse(status: response.status, text: body)
+    }
+}
+
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago (the kernel's choice).
+func freeLocalPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestSetupError(message: "socket() failed") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = 0
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    guard bound else { throw TestSetupError(message: "cannot bind a port on 127.0.0.1") }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
