@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(
             name: "GodwitHTTPTests",
             dependencies: [
-                "GodwitHTTP", "GodwitQueue", "GodwitPostgres", "GodwitTestSupport",
+                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitPostgres", "GodwitTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitMigrations
 
 /// The dashboard's pages, rendered on the server. Every value from the database goes through
 /// `HTML.escape`; the only script is `liveScript`, which swaps in fresh fragments.
@@ -130,6 +131,7 @@ struct DashboardPages: Sendable {
         let facts: [(String, String)] = [
             ("State", stateTag(job)), ("Progress", progressBar(job)), ("Rows/s", rate(job.rowsPerSecond)),
             ("ETA", eta(job.etaSeconds)), ("Batch size", job.batchSize.map(String.init) ?? ""),
+            ("Lock waits caused", Self.lockWaits(job.lockWaits, longestMS: job.lockWaitMSMax)),
             ("Attempts", "\(job.attempts)/\(job.maxAttempts)"), ("Hold", HTML.escape(job.holdReason ?? "")),
             ("Worker", HTML.escape(job.workerID ?? "")), ("Created", HTML.escape(job.createdAt)),
             ("Started", HTML.escape(job.startedAt ?? "")), ("Finished", HTML.escape(job.finishedAt ?? "")),
@@ -149,25 +151,92 @@ struct DashboardPages: Sendable {
             """
     }
 
+    /// `3, longest 42 ms`, or `none`.
+    static func lockWaits(_ count: Int64, longestMS: Double) -> String {
+        count == 0 ? "none" : "\(count), longest \(String(format: "%.0f", longestMS)) ms"
+    }
+
     // MARK: Migrations and backups
 
-    func migrationsPage(_ rows: [MigrationRow], hasSource: Bool) -> String {
-        let table = rows.map {
-            """
-            <tr><td class="num">\($0.version)</td><td>\(HTML.escape($0.description))</td>\
-            <td><span class="state \($0.state == "installed" ? "succeeded" : $0.state == "pending" ? "queued" : "failed")">\(HTML.escape($0.state))</span></td>\
-            <td>\(HTML.escape($0.installedOn ?? ""))</td><td class="num">\($0.executionMS.map { String(format: "%.1f ms", $0) } ?? "")</td></tr>
-            """
+    /// Applied and pending migrations; under each pending one, what the lint's catalog check
+    /// found in it (`lint` is nil without a migrations folder).
+    func migrationsPage(_ rows: [MigrationRow], hasSource: Bool, lint: Result<LintReport, MigrationError>? = nil)
+        -> String
+    {
+        var found: [Int64: [LintFinding]] = [:]
+        var allowed: [Int64: [LintFinding]] = [:]
+        var summary = ""
+        switch lint {
+        case nil:
+            break
+        case .failure(let error):
+            summary = "<p class=\"error\">The lint could not read the migrations: \(HTML.escape(error.description))</p>"
+        case .success(let report):
+            func version(_ finding: LintFinding) -> Int64 {
+                let name = URL(fileURLWithPath: finding.file).lastPathComponent
+                return ((try? MigrationSource.parseFileName(name, path: finding.file)) ?? nil)?.version ?? 0
+            }
+            for finding in report.findings { found[version(finding), default: []].append(finding) }
+            for finding in report.allowed { allowed[version(finding), default: []].append(finding) }
+            let pending = rows.filter { $0.state == "pending" }.count
+            if pending > 0 {
+                let accepted = report.allowed.isEmpty ? "" : ", \(report.allowed.count) accepted by an allow comment"
+                summary = """
+                    <p class="\(report.findings.isEmpty ? "note" : "lintsummary")">Lint of the \(pending) pending \
+                    migration\(pending == 1 ? "" : "s") (the catalog check, nothing run): \
+                    \(report.findings.isEmpty ? "no findings" : "\(report.findings.count) finding\(report.findings.count == 1 ? "" : "s")")\(accepted). \
+                    <code>godwit migrate lint -D URL</code> traces them on a scratch copy.</p>
+                    """
+            }
+        }
+        let table = rows.map { row in
+            let findings = row.state == "pending" ? found[row.version] ?? [] : []
+            let accepted = row.state == "pending" ? allowed[row.version] ?? [] : []
+            let tag = findings.isEmpty ? "" : " <span class=\"tag\">\(findings.count) finding\(findings.count == 1 ? "" : "s")</span>"
+            var html = """
+                <tr><td class="num">\(row.version)</td><td>\(HTML.escape(row.description))</td>\
+                <td><span class="state \(row.state == "installed" ? "succeeded" : row.state == "pending" ? "queued" : "failed")">\(HTML.escape(row.state))</span>\(tag)</td>\
+                <td>\(HTML.escape(row.installedOn ?? ""))</td><td class="num">\(row.executionMS.map { String(format: "%.1f ms", $0) } ?? "")</td></tr>
+                """
+            if !findings.isEmpty || !accepted.isEmpty {
+                let items = findings.map(Self.findingItem) + accepted.map(Self.allowedItem)
+                html += "<tr class=\"findings\"><td></td><td colspan=\"4\"><ul class=\"findings\">\(items.joined())</ul></td></tr>"
+            }
+            return html
         }.joined()
         let note =
             hasSource
             ? "" : "<p class=\"note\">Pending migrations show when Godwit runs with <code>--source</code>.</p>"
         let body = """
-            <h1>Migrations</h1>\(note)
+            <h1>Migrations</h1>\(note)\(summary)
             <div class="scroll"><table><thead><tr><th>Version</th><th>Description</th><th>State</th><th>Installed (UTC)</th><th>Took</th></tr></thead>
             <tbody>\(rows.isEmpty ? "<tr><td colspan=\"5\" class=\"empty\">No migrations.</td></tr>" : table)</tbody></table></div>
             """
         return layout(title: "Migrations", active: "migrations", body: body)
+    }
+
+    /// One finding: the rule, where, what, the table's size when known, and the fix.
+    static func findingItem(_ finding: LintFinding) -> String {
+        var facts: [String] = []
+        if finding.rewrite { facts.append("rewrites the table") }
+        if let rows = finding.estimatedRows { facts.append("~\(rows) rows") }
+        if let bytes = finding.bytes { facts.append(size(bytes)) }
+        let file = URL(fileURLWithPath: finding.file).lastPathComponent
+        return """
+            <li><span class="rule">\(HTML.escape(finding.rule))</span> <code>\(HTML.escape(file)):\(finding.line)</code> \
+            \(HTML.escape(finding.message))\(facts.isEmpty ? "" : " <span class=\"note\">(\(HTML.escape(facts.joined(separator: "; "))))</span>")\
+            <br><code class="statement">\(HTML.escape(String(finding.statement.prefix(200))))</code>\
+            <br><span class="note">Fix: \(HTML.escape(finding.recipe))</span></li>
+            """
+    }
+
+    /// A finding an allow comment accepted, with the comment's reason.
+    static func allowedItem(_ finding: LintFinding) -> String {
+        let file = URL(fileURLWithPath: finding.file).lastPathComponent
+        return """
+            <li class="allowed"><span class="rule">\(HTML.escape(finding.rule))</span> <code>\(HTML.escape(file)):\(finding.line)</code> \
+            accepted\(finding.reason.map { ": " + HTML.escape($0) } ?? "")</li>
+            """
     }
 
     func backupsPage(_ rows: [BackupRow]) -> String {
@@ -210,8 +279,8 @@ struct DashboardPages: Sendable {
     // MARK: Style and script
 
     static let css = """
-        :root{--bg:#fbfbfa;--fg:#1d1f21;--muted:#5f6368;--line:#e2e2df;--card:#fff;--accent:#2b6cb0;--bar:#38a169;--warn:#c05621;--bad:#c53030}
-        @media (prefers-color-scheme:dark){:root{--bg:#15171a;--fg:#e6e6e3;--muted:#9aa0a6;--line:#2c2f34;--card:#1d2024;--accent:#63b3ed;--bar:#48bb78;--warn:#f6ad55;--bad:#fc8181}}
+        :root{--bg:#fbfbfa;--fg:#1d1f21;--muted:#5f6368;--line:#e2e2df;--card:#fff;--accent:#2b6cb0;--bar:#38a169;--warn:#c05621;--bad:#c53030;--wait:#805ad5}
+        @media (prefers-color-scheme:dark){:root{--bg:#15171a;--fg:#e6e6e3;--muted:#9aa0a6;--line:#2c2f34;--card:#1d2024;--accent:#63b3ed;--bar:#48bb78;--warn:#f6ad55;--bad:#fc8181;--wait:#b794f4}}
         *{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;background:var(--bg);color:var(--fg)}
         header{display:flex;gap:1.5rem;align-items:center;padding:.75rem 1.25rem;border-bottom:1px solid var(--line);background:var(--card);flex-wrap:wrap}
         nav{display:flex;gap:1rem}nav a{color:var(--muted);text-decoration:none}nav a[aria-current]{color:var(--fg);font-weight:600}
@@ -228,9 +297,11 @@ struct DashboardPages: Sendable {
         .filters{display:flex;gap:.5rem;flex-wrap:wrap;margin-bottom:1rem}input,select,button{font:inherit;padding:.35rem .6rem;border-radius:6px;border:1px solid var(--line);background:var(--card);color:var(--fg)}
         button{cursor:pointer}button:hover{border-color:var(--accent)}div.actions{display:flex;gap:.3rem;flex-wrap:wrap;margin-bottom:1rem}.actions form{margin:0}td.actions{white-space:nowrap}td.actions form{display:inline-block;margin-right:.3rem}
         button.cancel{color:var(--bad)}.tag{font-size:.8rem;color:var(--warn)}
+        ul.findings{margin:0;padding-left:1.1rem}ul.findings li{margin:.2rem 0 .5rem;overflow-wrap:anywhere}.rule{font-weight:600;color:var(--warn)}
+        li.allowed,li.allowed .rule{color:var(--muted);font-weight:400}code.statement{font-size:.85em;color:var(--muted)}.lintsummary{color:var(--warn)}
         .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(14rem,1fr));gap:.5rem 1rem;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:1rem}
         .facts dt{font-size:.8rem;color:var(--muted)}.facts dd{margin:0}svg.chart{width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
-        svg.chart text{fill:var(--muted);font-size:11px}.size{stroke:var(--accent);fill:none;stroke-width:1.5}.dur{stroke:var(--warn);fill:none;stroke-width:1.5}.fail{fill:var(--bad)}
+        svg.chart text{fill:var(--muted);font-size:11px}.size{stroke:var(--accent);fill:none;stroke-width:1.5}.dur{stroke:var(--warn);fill:none;stroke-width:1.5}.fail{fill:var(--bad)}.wait{fill:var(--wait);fill-opacity:.75}svg.chart text.waitlabel{fill:var(--wait)}
         @media (max-width:700px){main{padding:.75rem}th,td{padding:.35rem .4rem}.bar{width:4rem}}
         """
 
@@ -270,13 +341,27 @@ struct BatchChart {
         let failures = batches.enumerated().filter { $0.element.error != nil }.map {
             String(format: "<rect class=\"fail\" x=\"%.1f\" y=\"%.1f\" width=\"3\" height=\"8\"><title>batch %lld failed</title></rect>", x($0.offset) - 1.5, top + plotH - 8, $0.element.seq)
         }.joined()
+        // A batch that made sessions wait on its locks is a dot: as high as its longest wait
+        // against the longest of all, as wide as how many waited.
+        let maxWait = batches.map(\.lockWaitMS).max() ?? 0
+        let waits = batches.enumerated().filter { $0.element.lockWaiters > 0 }.map {
+            let b = $0.element
+            let y = top + plotH * (1 - b.lockWaitMS / max(maxWait, 1))
+            let r = min(2.5 + Double(b.lockWaiters), 7)
+            return String(
+                format: "<circle class=\"wait\" cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\"><title>batch %lld made %ld waiting, longest %.0f ms</title></circle>",
+                x($0.offset), y, r, b.seq, b.lockWaiters, b.lockWaitMS)
+        }.joined()
+        let waitLabel =
+            waits.isEmpty
+            ? "" : "<text class=\"waitlabel\" x=\"\(Int(width / 2))\" y=\"14\" text-anchor=\"middle\">● lock waits caused (longest \(String(format: "%.0f", maxWait)) ms)</text>"
         return """
-            <svg class="chart" viewBox="0 0 \(Int(width)) \(Int(height))" role="img" aria-label="Batch size and duration over the last \(batches.count) batches">
+            <svg class="chart" viewBox="0 0 \(Int(width)) \(Int(height))" role="img" aria-label="Batch size, duration and lock waits caused over the last \(batches.count) batches">
             <text x="4" y="14">batch size (max \(Int(maxSize)))</text>
-            <text x="\(Int(width - 4))" y="14" text-anchor="end">duration (max \(String(format: "%.0f", maxMS)) ms)</text>
+            <text x="\(Int(width - 4))" y="14" text-anchor="end">duration (max \(String(format: "%.0f", maxMS)) ms)</text>\(waitLabel)
             <line x1="\(left)" y1="\(top + plotH)" x2="\(width - right)" y2="\(top + plotH)" stroke="currentColor" stroke-opacity=".2"/>
             <path class="size" d="\(path({ Double($0.batchSize) }, maxSize))"><title>batch size</title></path>
-            <path class="dur" d="\(path({ $0.durationMS }, maxMS))"><title>duration (ms)</title></path>\(failures)
+            <path class="dur" d="\(path({ $0.durationMS }, maxMS))"><title>duration (ms)</title></path>\(failures)\(waits)
             <text x="\(left)" y="\(height - 8)">batch \(batches.first?.seq ?? 0)</text>
             <text x="\(width - right)" y="\(height - 8)" text-anchor="end">batch \(batches.last?.seq ?? 0)</text>
             </svg>

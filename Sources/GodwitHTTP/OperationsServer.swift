@@ -1,4 +1,5 @@
 import Foundation
+import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
 import Hummingbird
@@ -86,7 +87,16 @@ public struct OperationsServer: Sendable {
             }
         }
         router.get("/migrations") { request, _ in try await self.page(request) { pages, _ in
-                pages.migrationsPage(try await self.store.migrations(), hasSource: self.configuration.migrationsDirectory != nil)
+                let rows = try await self.store.migrations()
+                // A folder the linter cannot read (a malformed allow comment, say) is shown as
+                // such; the database being unreachable is the page's 503 as everywhere.
+                let lint: Result<LintReport, MigrationError>?
+                do {
+                    lint = try await self.store.lintPending().map { .success($0) }
+                } catch let error as MigrationError {
+                    lint = .failure(error)
+                }
+                return pages.migrationsPage(rows, hasSource: self.configuration.migrationsDirectory != nil, lint: lint)
             }
         }
         router.get("/backups") { request, _ in try await self.page(request) { pages, _ in

@@ -18,6 +18,9 @@ struct JobRow: Sendable {
     var holdReason: String?
     var lastError: String?
     var batchSize: Int?
+    /// Sessions its batches made wait on their locks, and the longest wait (the governor's measure).
+    var lockWaits: Int64
+    var lockWaitMSMax: Double
     var control: String?
     var workerID: String?
     var createdAt: String
@@ -39,6 +42,8 @@ struct JobRow: Sendable {
         holdReason = row["hold_reason"]
         lastError = row["last_error"]
         batchSize = try? row.int("batch_size")
+        lockWaits = (try? row.int64("lock_waits")) ?? 0
+        lockWaitMSMax = (try? row.double("lock_wait_ms_max")) ?? 0
         control = row["control"]
         workerID = row["worker_id"]
         createdAt = try row.string("created_at")
@@ -54,6 +59,9 @@ struct BatchRow: Sendable {
     var batchSize: Int
     var durationMS: Double
     var error: String?
+    /// Sessions that waited on the batch's locks as it committed, and the longest wait.
+    var lockWaiters: Int = 0
+    var lockWaitMS: Double = 0
 }
 
 struct BackupRow: Sendable {
@@ -109,7 +117,8 @@ struct OperationsStore: Sendable {
         """
         SELECT p.id, p.name, p.kind, p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
             p.rows_per_second::float8 AS rows_per_second, extract(epoch FROM p.eta)::float8 AS eta, p.attempts,
-            j.max_attempts, p.hold_reason, p.last_error, p.batch_size, j.control, p.worker_id,
+            j.max_attempts, p.hold_reason, p.last_error, p.batch_size, j.control, p.worker_id, p.lock_waits,
+            p.lock_wait_ms_max::float8 AS lock_wait_ms_max,
             to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS created_at,
             to_char(p.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at,
             to_char(p.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS finished_at
@@ -155,14 +164,16 @@ struct OperationsStore: Sendable {
             try await connection.query(
                 """
                 SELECT * FROM (
-                    SELECT seq, rows, batch_size, duration_ms, error FROM \(schema.qualified("batches"))
+                    SELECT seq, rows, batch_size, duration_ms, error, lock_waiters, lock_wait_ms::float8 AS lock_wait_ms
+                    FROM \(schema.qualified("batches"))
                     WHERE job_id = $1 ORDER BY id DESC LIMIT $2
                 ) b ORDER BY seq
                 """, [id, limit]
             ).rows.map {
                 BatchRow(
                     seq: try $0.int64("seq"), rows: try $0.int("rows"), batchSize: try $0.int("batch_size"),
-                    durationMS: try $0.double("duration_ms"), error: $0["error"])
+                    durationMS: try $0.double("duration_ms"), error: $0["error"],
+                    lockWaiters: try $0.int("lock_waiters"), lockWaitMS: try $0.double("lock_wait_ms"))
             }
         }
     }
@@ -211,6 +222,18 @@ struct OperationsStore: Sendable {
                     state: (try $0.bool("success")) ? "installed" : "failed", installedOn: $0["installed_on"],
                     executionMS: (try? $0.double("execution_time")).map { $0 / 1e6 })
             }
+        }
+    }
+
+    /// `migrate lint`'s catalog check of the folder's pending migrations: the rules on their
+    /// text, told by the target's catalog which tables exist and how big they are. It sends
+    /// catalog reads only and runs nothing of the migrations. Nil without a folder.
+    func lintPending() async throws -> LintReport? {
+        guard let directory = migrationsDirectory else { return nil }
+        let migrator = try Migrator(directory: directory)
+        let linter = MigrationLinter(source: migrator.source)
+        return try await pool.withConnection { connection in
+            try await linter.lint(try await migrator.pendingMigrations(on: connection), on: connection)
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import GodwitHTTP
+import GodwitMigrations
 import GodwitQueue
 import GodwitTestSupport
 import HummingbirdTesting
@@ -88,6 +89,37 @@ struct DashboardTests {
                 #expect(page.contains("batch size (max 500)"))
                 #expect(page.contains("duration (max 50 ms)"))
                 #expect(page.contains("batch 3: canceling statement due to lock timeout"))
+                #expect(page.contains("Lock waits caused</dt><dd>none"))
+                #expect(!page.contains("<circle class=\"wait\""))
+            }
+        }
+    }
+
+    @Test("The job page shows the lock waits its batches caused, in its facts and on the chart")
+    func lockWaitsOnTheJobPage() async throws {
+        try await withOperations { database, _, client in
+            let id = try await enqueue(database, kind: "batched", name: "made_them_wait")
+            let connection = try await database.connect()
+            try await connection.query(
+                """
+                INSERT INTO godwit.batches (job_id, seq, attempt, rows, rows_changed, batch_size, duration_ms, lock_waiters,
+                    lock_wait_ms)
+                SELECT $1, g, 1, 100, 100, 100, 20, CASE g WHEN 2 THEN 3 WHEN 4 THEN 1 ELSE 0 END,
+                    CASE g WHEN 2 THEN 42 WHEN 4 THEN 12 ELSE 0 END
+                FROM generate_series(1, 5) g
+                """, [id])
+            try await connection.query(
+                "UPDATE godwit.job_progress SET lock_waits = 4, lock_wait_ms_max = 42, lock_wait_ms_total = 138 WHERE job_id = $1",
+                [id])
+            await connection.close()
+            for uri in ["/jobs/\(id)", "/fragments/jobs/\(id)"] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    let page = response.text
+                    #expect(page.contains("Lock waits caused</dt><dd>4, longest 42 ms"), "\(uri)")
+                    #expect(page.components(separatedBy: "<circle class=\"wait\"").count - 1 == 2, "one dot per batch that made others wait")
+                    #expect(page.contains("<title>batch 2 made 3 waiting, longest 42 ms</title>"))
+                    #expect(page.contains("lock waits caused (longest 42 ms)"))
+                }
             }
         }
     }
@@ -128,6 +160,55 @@ struct DashboardTests {
             }
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.text.contains("godwit_migrations_pending 1.0"))
+            }
+        }
+    }
+
+    @Test("The migrations page shows what the lint's catalog check finds in each pending migration, and what an allow comment accepted")
+    func lintFindings() async throws {
+        let folder = try TemporaryDirectory(prefix: "godwit-http-lint")
+        try folder.write("20240101000000_create_big.sql", "CREATE TABLE big (id bigint PRIMARY KEY, v text);\n")
+        try folder.write("20240102000000_index_big.sql", "CREATE INDEX big_v ON big (v);\n")
+        try folder.write(
+            "20240103000000_drop_old.sql",
+            "-- godwit:allow drop-table nothing reads <old> since v2\nDROP TABLE old_things;\n")
+        try folder.write("20240104000000_add_note.sql", "ALTER TABLE big ADD COLUMN note text;\n")
+        try await withOperations(configure: { $0.migrationsDirectory = folder.path }) { database, _, client in
+            let connection = try await database.connect()
+            // The first migration is applied and its table has rows, so the catalog check
+            // knows the table exists and how big it is.
+            _ = try await Migrator(directory: folder.path).run(on: connection, targetVersion: 20240101000000)
+            try await connection.query("CREATE TABLE old_things (id int)")
+            try await connection.query("INSERT INTO big SELECT g, 'v' || g FROM generate_series(1, 5000) g")
+            try await connection.query("ANALYZE big")
+            await connection.close()
+            try await client.execute(uri: "/migrations", method: .get) { response in
+                let page = response.text
+                #expect(response.status == .ok)
+                #expect(page.contains("Lint of the 3 pending migrations (the catalog check, nothing run): 1 finding, 1 accepted by an allow comment."), "\(page)")
+                #expect(page.contains("<span class=\"rule\">non-concurrent-index</span> <code>20240102000000_index_big.sql:1</code>"))
+                #expect(page.contains("CREATE INDEX CONCURRENTLY"), "the fix is shown")
+                #expect(page.contains("~5000 rows"))
+                #expect(page.contains("accepted: nothing reads &lt;old&gt; since v2"), "the reason is escaped")
+                #expect(page.components(separatedBy: "<span class=\"tag\">1 finding</span>").count - 1 == 1, "only the index migration is tagged")
+            }
+            // Nothing ran: the index is not there and the ledger still has one row.
+            let check = try await database.connect()
+            #expect(try await check.query("SELECT to_regclass('big_v') IS NULL AS absent").first?.bool("absent") == true)
+            #expect(try await check.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 1)
+            await check.close()
+        }
+    }
+
+    @Test("A migrations folder the lint cannot read is said on the page, not a 503")
+    func lintCannotRead() async throws {
+        let folder = try TemporaryDirectory(prefix: "godwit-http-lint-bad")
+        try folder.write("20240101000000_bad_allow.sql", "-- godwit:allow no-such-rule because\nSELECT 1;\n")
+        try await withOperations(configure: { $0.migrationsDirectory = folder.path }) { _, _, client in
+            try await client.execute(uri: "/migrations", method: .get) { response in
+                #expect(response.status == .ok)
+                #expect(response.text.contains("The lint could not read the migrations:"), "\(response.text)")
+                #expect(response.text.contains("no-such-rule"))
             }
         }
     }
