@@ -2,6 +2,7 @@ import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
 import Prometheus
+import Synchronization
 
 /// The metrics read from the database at every scrape: what the queue, the batched jobs, the
 /// backups and the migrations look like now.
@@ -31,23 +32,26 @@ struct DatabaseMetrics: Sendable {
 
     private func read(into registry: PrometheusCollectorRegistry) async throws {
         let schema = store.schema
-        let kinds = PostgresArray.literal(knownKinds)
         try await store.pool.withConnection { connection in
             try await connection.query("SET statement_timeout = '5s'")
+            // One pass over the table, grouped by what is stored; unknown kinds fold into
+            // `other` here, and every (state, kind) pair is written, at zero when absent.
             let byState = try await connection.query(
-                """
-                SELECT s.state::text AS state, k.kind, count(j.id) AS n
-                FROM unnest(enum_range(NULL::\(schema.qualified("job_state")))) s(state)
-                CROSS JOIN unnest($1::text[] || '{other}'::text[]) k(kind)
-                LEFT JOIN \(schema.qualified("jobs")) j ON j.state = s.state
-                    AND (CASE WHEN j.kind = ANY($1::text[]) THEN j.kind ELSE 'other' END) = k.kind
-                GROUP BY 1, 2
-                """, [kinds])
+                "SELECT state::text AS state, kind, count(*) AS n FROM \(schema.qualified("jobs")) GROUP BY 1, 2")
+            let kindLabels = knownKinds + ["other"]
+            var counts: [String: [String: Int64]] = [:]
             for row in byState.rows {
-                registry.makeGauge(
-                    named: "godwit_jobs", labels: [("state", try row.string("state")), ("kind", try row.string("kind"))],
-                    help: "Jobs in the table, by state and kind (kinds this worker does not run count as other)."
-                ).set(to: Double(try row.int64("n")))
+                let kind = try row.string("kind")
+                counts[try row.string("state"), default: [:]][knownKinds.contains(kind) ? kind : "other", default: 0] +=
+                    try row.int64("n")
+            }
+            for state in JobState.allCases.map(\.rawValue) {
+                for kind in kindLabels {
+                    registry.makeGauge(
+                        named: "godwit_jobs", labels: [("state", state), ("kind", kind)],
+                        help: "Jobs in the table, by state and kind (kinds this worker does not run count as other)."
+                    ).set(to: Double(counts[state]?[kind] ?? 0))
+                }
             }
             let depth = try await connection.query(
                 """
@@ -162,5 +166,73 @@ struct DatabaseMetrics: Sendable {
                 named: "godwit_migration_last_duration_seconds", help: "How long the newest applied migration took."
             ).set(to: ms / 1000)
         }
+    }
+}
+
+/// The database-derived part of `/metrics`, as text, shared by the scrapes of one process.
+///
+/// A read is reused for `minimumInterval` (zero: never), or for 20 times as long as it took
+/// when that is longer: a jobs table of millions of rows makes its counts slow, and scraping must not become
+/// a load of its own. Concurrent scrapes wait on the same read. A read that failed
+/// (`godwit_database_up 0`) is not reused, so the next scrape tries again.
+final class DatabaseMetricsCache: Sendable {
+    private struct State {
+        var text: [UInt8]?
+        var readAt: ContinuousClock.Instant?
+        var took: Duration = .zero
+        var inFlight: Task<[UInt8], Never>?
+    }
+
+    private enum Lookup {
+        case fresh([UInt8])
+        case wait(Task<[UInt8], Never>)
+    }
+
+    static let reuseFactor = 20
+
+    private let metrics: DatabaseMetrics
+    private let minimumInterval: Duration
+    private let state = Mutex(State())
+    private let clock = ContinuousClock()
+
+    init(metrics: DatabaseMetrics, minimumInterval: Duration) {
+        self.metrics = metrics
+        self.minimumInterval = minimumInterval
+    }
+
+    /// The metrics in Prometheus text format, read now or reused.
+    func text() async -> [UInt8] {
+        let now = clock.now
+        let lookup: Lookup = state.withLock { state in
+            if let text = state.text, let at = state.readAt, minimumInterval > .zero,
+                now - at < max(minimumInterval, state.took * Self.reuseFactor)
+            {
+                return .fresh(text)
+            }
+            if let inFlight = state.inFlight { return .wait(inFlight) }
+            let read = Task { await self.read() }
+            state.inFlight = read
+            return .wait(read)
+        }
+        switch lookup {
+        case .fresh(let text): return text
+        case .wait(let task): return await task.value
+        }
+    }
+
+    private func read() async -> [UInt8] {
+        let start = clock.now
+        let registry = PrometheusCollectorRegistry()
+        let readable = await metrics.collect(into: registry)
+        var text: [UInt8] = []
+        registry.emit(into: &text)
+        let end = clock.now
+        state.withLock { state in
+            state.inFlight = nil
+            state.text = readable ? text : nil
+            state.readAt = readable ? end : nil
+            state.took = end - start
+        }
+        return text
     }
 }

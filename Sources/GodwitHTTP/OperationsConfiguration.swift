@@ -15,8 +15,13 @@ public struct OperationsConfiguration: Sendable {
     /// The migrations folder, to list pending migrations; without it only applied ones show.
     public var migrationsDirectory: String?
     /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,
-    /// so a hand-inserted job cannot add series.
-    public var knownKinds: [String] = ["noop", "sql", "batched", "migrate"]
+    /// so a hand-inserted job cannot add series. `batched_parallel` is a split job's parent.
+    public var knownKinds: [String] = ["noop", "sql", "batched", "batched_parallel", "migrate"]
+    /// How long the database-derived metrics are reused between scrapes, at least; a read that
+    /// takes long is reused for 20 times as long as it took, so scraping never costs the
+    /// database more than a twentieth of one session's time however large the jobs table grows.
+    /// Zero reads at every scrape.
+    public var metricsReadInterval: Duration = .seconds(5)
     /// How long the health probe waits for the database before it answers 503.
     public var healthTimeout: Duration = .milliseconds(800)
     /// How long a health reading is reused.

@@ -19,6 +19,7 @@ public struct OperationsServer: Sendable {
     public let metrics: WorkerMetrics
     let store: OperationsStore
     let health: HealthProbe
+    let databaseMetrics: DatabaseMetricsCache
     let workerStatus: @Sendable () -> WorkerStatus?
     let logger: Logger
 
@@ -40,6 +41,9 @@ public struct OperationsServer: Sendable {
         self.metrics = metrics ?? WorkerMetrics(knownKinds: configuration.knownKinds)
         self.store = OperationsStore(
             pool: pool, schema: configuration.schema, migrationsDirectory: configuration.migrationsDirectory)
+        self.databaseMetrics = DatabaseMetricsCache(
+            metrics: DatabaseMetrics(store: store, knownKinds: configuration.knownKinds),
+            minimumInterval: configuration.metricsReadInterval)
         self.health = HealthProbe(
             databaseURL: configuration.databaseURL, schema: configuration.schema,
             timeout: configuration.healthTimeout, cacheDuration: configuration.healthCacheDuration)
@@ -149,12 +153,12 @@ public struct OperationsServer: Sendable {
         return Self.json(healthy ? .ok : .serviceUnavailable, body)
     }
 
+    /// This process's counters and histograms, live, then the database-derived metrics, which
+    /// `databaseMetrics` reuses for a few seconds.
     func metricsResponse() async -> Response {
-        let snapshot = PrometheusCollectorRegistry()
-        _ = await DatabaseMetrics(store: store, knownKinds: configuration.knownKinds).collect(into: snapshot)
         var buffer: [UInt8] = []
         metrics.registry.emit(into: &buffer)
-        snapshot.emit(into: &buffer)
+        buffer += await databaseMetrics.text()
         return Response(
             status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
             body: .init(byteBuffer: ByteBuffer(bytes: buffer)))

@@ -22,6 +22,7 @@ struct MetricsTests {
             server.metrics.jobFinished(kind: "noop", outcome: "retry", duration: .milliseconds(120))
             server.metrics.jobsRescued(2)
             server.metrics.leaseLost(kind: "batched")
+            server.metrics.jobStarted(kind: "made-up-kind", waited: .milliseconds(5))
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
@@ -49,7 +50,38 @@ struct MetricsTests {
                 #expect(text.contains(#"godwit_job_outcomes_total{kind="noop",outcome="retry"} 1"#))
                 #expect(text.contains(#"godwit_job_leases_lost_total{kind="batched"} 1"#))
                 #expect(text.contains(#"godwit_job_start_latency_seconds_count{kind="noop"} 1"#))
+                #expect(text.contains(#"godwit_job_attempts_total{kind="other"} 1"#))
+                #expect(text.contains(#"godwit_job_outcomes_total{kind="sql",outcome="handed_back"} 0"#), "every series from the start")
+                #expect(
+                    samples(text, "godwit_jobs").count
+                        == JobState.allCases.count * (server.configuration.knownKinds.count + 1),
+                    "every state by every known kind and other, zeros included")
                 #expect(text.contains(#"godwit_job_duration_seconds_bucket{kind="noop",le="0.5"} 1"#))
+            }
+        }
+    }
+
+    @Test("The database-derived metrics are reused between scrapes for the read interval; the worker's own stay live")
+    func databaseMetricsAreReused() async throws {
+        try await withOperations(configure: { $0.metricsReadInterval = .seconds(600) }) { database, server, client in
+            try await enqueue(database, name: "first")
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(samples(response.text, "godwit_queue_depth") == ["godwit_queue_depth 1.0"])
+            }
+            try await enqueue(database, name: "second")
+            server.metrics.jobsRescued(1)
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(samples(response.text, "godwit_queue_depth") == ["godwit_queue_depth 1.0"], "read a moment ago: reused")
+                #expect(samples(response.text, "godwit_jobs_rescued_total") == ["godwit_jobs_rescued_total 1"])
+            }
+        }
+        // With the interval at zero (as in the other tests) the second scrape sees the second job.
+        try await withOperations { database, _, client in
+            try await enqueue(database, name: "first")
+            try await client.execute(uri: "/metrics", method: .get) { _ in }
+            try await enqueue(database, name: "second")
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(samples(response.text, "godwit_queue_depth") == ["godwit_queue_depth 2.0"])
             }
         }
     }

@@ -24,6 +24,8 @@ func withOperations<T: Sendable>(
         // A loaded test machine may take longer than the production bound to connect; the
         // bound itself is tested with a server that never answers.
         configuration.healthTimeout = .seconds(30)
+        // Every scrape reads the database afresh unless a test says otherwise.
+        configuration.metricsReadInterval = .zero
         configure(&configuration)
         let server = OperationsServer(
             configuration: configuration, logger: Logger(label: "test"), workerStatus: workerStatus)
