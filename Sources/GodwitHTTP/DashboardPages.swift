@@ -119,15 +119,17 @@ struct DashboardPages: Sendable {
 
     // MARK: One job
 
-    func jobPage(_ job: JobRow, batches: [BatchRow]) -> String {
+    func jobPage(_ job: JobRow, batches: [BatchRow], shards: [JobRow] = []) -> String {
         let body = """
             <p><a href="/">← Jobs</a></p>
-            <section data-live="/fragments/jobs/\(job.id)">\(jobDetail(job, batches: batches))</section>
+            <section data-live="/fragments/jobs/\(job.id)">\(jobDetail(job, batches: batches, shards: shards))</section>
             """
         return layout(title: job.name, active: "jobs", body: body)
     }
 
-    func jobDetail(_ job: JobRow, batches: [BatchRow]) -> String {
+    /// A job's facts, controls and batch chart; for a split job's parent (which runs no batch
+    /// itself) the table of its shards instead.
+    func jobDetail(_ job: JobRow, batches: [BatchRow], shards: [JobRow] = []) -> String {
         let facts: [(String, String)] = [
             ("State", stateTag(job)), ("Progress", progressBar(job)), ("Rows/s", rate(job.rowsPerSecond)),
             ("ETA", eta(job.etaSeconds)), ("Batch size", job.batchSize.map(String.init) ?? ""),
@@ -145,9 +147,30 @@ struct DashboardPages: Sendable {
             <h1>\(HTML.escape(job.name)) <small>#\(job.id) · \(HTML.escape(job.kind))</small></h1>
             <div class="actions">\(controls(job, next: "/jobs/\(job.id)"))</div>
             <dl class="facts">\(facts.map { "<div><dt>\($0.0)</dt><dd>\($0.1)</dd></div>" }.joined())</dl>
-            <h2>Batches</h2>
-            \(batches.isEmpty ? "<p class=\"empty\">No batches recorded.</p>" : BatchChart(batches: batches).svg)
+            \(shards.isEmpty ? batchSection(batches) : shardSection(shards))
             \(failed.isEmpty ? "" : "<h2>Failed batches</h2><ul>\(failures)</ul>")
+            """
+    }
+
+    func batchSection(_ batches: [BatchRow]) -> String {
+        "<h2>Batches</h2>"
+            + (batches.isEmpty ? "<p class=\"empty\">No batches recorded.</p>" : BatchChart(batches: batches).svg)
+    }
+
+    /// The shards of a split job, each linked to its own page (its batches and chart).
+    func shardSection(_ shards: [JobRow]) -> String {
+        let rows = shards.map {
+            """
+            <tr><td class="num"><a href="/jobs/\($0.id)">\($0.id)</a></td><td>\(stateTag($0))</td><td>\(progressBar($0))</td>\
+            <td class="num">\(rate($0.rowsPerSecond))</td><td class="num">\($0.batchSize.map(String.init) ?? "")</td>\
+            <td>\(Self.lockWaits($0.lockWaits, longestMS: $0.lockWaitMSMax))</td><td>\(HTML.escape($0.holdReason ?? ""))</td>\
+            <td class="error">\(HTML.escape(String(($0.lastError ?? "").prefix(200))))</td></tr>
+            """
+        }.joined()
+        return """
+            <h2>Shards</h2>
+            <div class="scroll"><table><thead><tr><th>Shard</th><th>State</th><th class="wide">Progress</th><th>Rows/s</th>\
+            <th>Batch size</th><th>Lock waits caused</th><th>Hold</th><th>Last error</th></tr></thead><tbody>\(rows)</tbody></table></div>
             """
     }
 

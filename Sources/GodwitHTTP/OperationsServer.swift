@@ -71,7 +71,7 @@ public struct OperationsServer: Sendable {
         router.get("/") { request, _ in try await self.page(request) { pages, csrf in
                 let filter = try self.filter(request)
                 return pages.jobsPage(
-                    try await self.store.jobs(filter), filter: filter, kinds: try await self.store.kinds())
+                    try await self.store.jobs(filter), filter: filter, kinds: try await self.store.kinds(known: self.configuration.knownKinds))
             }
         }
         router.get("/fragments/jobs") { request, _ in try await self.page(request, fragment: true) { pages, _ in
@@ -81,13 +81,15 @@ public struct OperationsServer: Sendable {
         router.get("/jobs/:id") { request, context in try await self.page(request) { pages, _ in
                 let id = try Self.jobID(context)
                 guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
-                return pages.jobPage(job, batches: try await self.store.batches(of: id))
+                return pages.jobPage(
+                    job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
             }
         }
         router.get("/fragments/jobs/:id") { request, context in try await self.page(request, fragment: true) { pages, _ in
                 let id = try Self.jobID(context)
                 guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
-                return pages.jobDetail(job, batches: try await self.store.batches(of: id))
+                return pages.jobDetail(
+                    job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
             }
         }
         router.get("/migrations") { request, _ in try await self.page(request) { pages, _ in

@@ -126,35 +126,54 @@ struct OperationsStore: Sendable {
         """
     }
 
+    /// The newest `limit` jobs matching `filter`, running ones first. Each half is read newest
+    /// first by index (running jobs by their partial index, the rest backwards by id), so the
+    /// page and its refresh every two seconds cost the same on a table of millions of jobs.
     func jobs(_ filter: JobFilter, limit: Int = 200) async throws -> [JobRow] {
         // An ILIKE pattern with the user's %, _ and \ taken literally.
         let pattern = filter.search.map {
             "%" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
                 .replacingOccurrences(of: "_", with: "\\_") + "%"
         }
+        let matching = """
+            ($1::text IS NULL OR p.state::text = $1) AND ($2::text IS NULL OR p.kind = $2)
+                AND ($3::text IS NULL OR p.name ILIKE $3)
+            """
         return try await pool.withConnection { connection in
             try await connection.query(
                 """
-                \(jobSelect)
-                WHERE ($1::text IS NULL OR p.state::text = $1) AND ($2::text IS NULL OR p.kind = $2)
-                    AND ($3::text IS NULL OR p.name ILIKE $3)
-                ORDER BY (p.state = 'running') DESC, p.id DESC LIMIT $4
+                SELECT * FROM (
+                    (\(jobSelect) WHERE p.state = 'running' AND \(matching) ORDER BY p.id DESC LIMIT $4)
+                    UNION ALL
+                    (\(jobSelect) WHERE p.state <> 'running' AND \(matching) ORDER BY p.id DESC LIMIT $4)
+                ) newest ORDER BY (state = 'running') DESC, id DESC LIMIT $4
                 """, [filter.state, filter.kind, pattern, limit]
             ).rows.map(JobRow.init)
         }
     }
 
-    func kinds() async throws -> [String] {
-        try await pool.withConnection { connection in
-            try await connection.query("SELECT DISTINCT kind FROM \(jobs) ORDER BY kind LIMIT 50").rows.compactMap {
-                $0["kind"]
-            }
+    /// The kinds to filter by: those this server knows, and any other among the newest
+    /// thousand jobs (a bounded read, where `DISTINCT` over the table would scan all of it).
+    func kinds(known: [String]) async throws -> [String] {
+        let recent = try await pool.withConnection { connection in
+            try await connection.query(
+                "SELECT DISTINCT kind FROM (SELECT kind FROM \(jobs) ORDER BY id DESC LIMIT 1000) newest"
+            ).rows.compactMap { $0["kind"] }
         }
+        return Array(Set(known).union(recent)).sorted().prefix(50).map { $0 }
     }
 
     func job(_ id: Int64) async throws -> JobRow? {
         try await pool.withConnection { connection in
             try await connection.query("\(jobSelect) WHERE p.id = $1", [id]).rows.first.map(JobRow.init)
+        }
+    }
+
+    /// The shards of a split job (`batched_parallel`) in key order; none for any other job.
+    func shards(of job: JobRow) async throws -> [JobRow] {
+        guard job.kind == "batched_parallel" else { return [] }
+        return try await pool.withConnection { connection in
+            try await connection.query("\(jobSelect) WHERE p.parent_id = $1 ORDER BY p.id", [job.id]).rows.map(JobRow.init)
         }
     }
 

@@ -71,6 +71,67 @@ struct DashboardTests {
         }
     }
 
+    @Test("Running jobs come first, then the newest, at most 200; a kind only in the table is still offered as a filter")
+    func jobOrder() async throws {
+        try await withOperations { database, _, client in
+            let connection = try await database.connect()
+            try await connection.query(
+                "INSERT INTO godwit.jobs (kind, name) SELECT 'noop', 'job_' || g || '_' FROM generate_series(1, 250) g")
+            try await connection.query("UPDATE godwit.jobs SET state = 'running' WHERE name IN ('job_3_', 'job_7_')")
+            try await connection.query("INSERT INTO godwit.jobs (kind, name) VALUES ('hand-made', 'odd_one')")
+            await connection.close()
+            try await client.execute(uri: "/", method: .get) { response in
+                let page = response.text
+                let names = page.components(separatedBy: "<td class=\"name\">").dropFirst().compactMap {
+                    $0.split(separator: ">").dropFirst().first?.split(separator: "<").first.map(String.init)
+                }
+                #expect(names.count == 200)
+                #expect(Array(names.prefix(4)) == ["job_7_", "job_3_", "odd_one", "job_250_"], "\(names.prefix(4))")
+                #expect(!names.contains("job_52_"), "older than the newest 200")
+                #expect(page.contains("<option value=\"hand-made\""), "the kind filter offers it")
+                #expect(page.contains("<option value=\"batched_parallel\""), "and every kind godwit knows")
+            }
+        }
+    }
+
+    @Test("A split job's page lists its shards with their progress, linked to their own pages")
+    func shardsOnTheParentsPage() async throws {
+        try await withOperations { database, _, client in
+            let connection = try await database.connect()
+            try await connection.query("CREATE TABLE items (id bigint PRIMARY KEY, n int NOT NULL DEFAULT 0)")
+            try await connection.query("INSERT INTO items (id) SELECT generate_series(1, 20000)")
+            try await connection.query("ANALYZE items")
+            let parent = try #require(
+                try await connection.query(
+                    """
+                    SELECT godwit.enqueue_batched('split <b>', 'items', 'id',
+                        'UPDATE items SET n = n + 1 WHERE id BETWEEN $1 AND $2', parallel => 3) AS id
+                    """
+                ).first?.int64("id"))
+            let shards = try await connection.query("SELECT id FROM godwit.jobs WHERE parent_id = $1 ORDER BY id", [parent])
+                .rows.map { try $0.int64("id") }
+            #expect(shards.count == 3)
+            try await connection.query(
+                "UPDATE godwit.job_progress SET rows_done = 1234, lock_waits = 2, lock_wait_ms_max = 17 WHERE job_id = $1",
+                [shards[0]])
+            await connection.close()
+            for uri in ["/jobs/\(parent)", "/fragments/jobs/\(parent)"] {
+                try await client.execute(uri: uri, method: .get) { response in
+                    let page = response.text
+                    #expect(page.contains("split &lt;b&gt;"))
+                    #expect(page.contains("<h2>Shards</h2>"), "\(uri)")
+                    for shard in shards { #expect(page.contains("<a href=\"/jobs/\(shard)\">\(shard)</a>")) }
+                    #expect(page.contains("2, longest 17 ms"))
+                    #expect(!page.contains("<h2>Batches</h2>"))
+                }
+            }
+            try await client.execute(uri: "/jobs/\(shards[0])", method: .get) { response in
+                #expect(response.text.contains("<h2>Batches</h2>"))
+                #expect(!response.text.contains("<h2>Shards</h2>"))
+            }
+        }
+    }
+
     @Test("The job page charts its batches as inline SVG")
     func jobPage() async throws {
         try await withOperations { database, _, client in
