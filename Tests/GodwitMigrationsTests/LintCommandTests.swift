@@ -299,6 +299,44 @@ struct LintCommandTests {
         }
     }
 
+    @Test("The catalog check tells a string type's widening from its narrowing by the column's current type")
+    func catalogJudgesStringTypeChanges() async throws {
+        try await withTestDatabase(prefix: "godwit_string_types") { db in
+            let conn = try await db.connect()
+            try await conn.query(
+                "CREATE TABLE people (id bigint PRIMARY KEY, name varchar(50), bio text, code varchar(10), nick varchar)")
+            let cases: [(sql: String, rewrites: Bool)] = [
+                ("ALTER TABLE people ALTER COLUMN name TYPE varchar(80);", false),
+                ("ALTER TABLE people ALTER COLUMN name TYPE varchar(20);", true),
+                ("ALTER TABLE people ALTER COLUMN name TYPE text;", false),
+                ("ALTER TABLE people ALTER COLUMN bio TYPE varchar(200);", true),
+                ("ALTER TABLE people ALTER COLUMN bio TYPE character varying;", false),
+                ("ALTER TABLE people ALTER COLUMN nick TYPE varchar(30);", true),
+                ("ALTER TABLE people ALTER COLUMN code TYPE CHARACTER VARYING ( 10 );", false),
+                ("ALTER TABLE people ALTER COLUMN code TYPE text USING upper(code);", true),
+                // The second statement sees the type the first gave, not the catalog's varchar(50).
+                ("ALTER TABLE people ALTER COLUMN name TYPE text;\nALTER TABLE people ALTER COLUMN name TYPE varchar(50);", true),
+            ]
+            for (index, item) in cases.enumerated() {
+                let migration = Migration(
+                    version: Int64(index + 1), description: "t", kind: .simple, contents: Array(item.sql.utf8),
+                    path: "m/\(index + 1)_t.sql")
+                let report = try await MigrationLinter(source: MigrationSource(migrations: [], directory: "m"))
+                    .lint([migration], on: conn)
+                let rewrites = report.findings.filter { $0.rule == "column-type-rewrite" }
+                #expect(rewrites.isEmpty != item.rewrites, "\(item.sql): \(report.findings.map(\.rule))")
+                if item.rewrites { #expect(rewrites.allSatisfy { $0.rewrite && $0.lock == "ACCESS EXCLUSIVE" }) }
+            }
+            // The static rules alone cannot tell, and keep their guess: a string type is cheap.
+            let narrowing = Migration(
+                version: 1, description: "t", kind: .simple, contents: Array(cases[1].sql.utf8), path: "m/1_t.sql")
+            let alone = try await MigrationLinter(source: MigrationSource(migrations: [], directory: "m"))
+                .lintStatically([narrowing])
+            #expect(alone.findings.isEmpty)
+            await conn.close()
+        }
+    }
+
     @Test func withoutADatabaseOnlyTheStaticRulesRunAndSaySo() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }

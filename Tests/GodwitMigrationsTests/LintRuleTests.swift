@@ -28,6 +28,7 @@ struct LintRuleTests {
         ("WITH gone AS (DELETE FROM media RETURNING id) SELECT count(*) FROM gone;", "whole-table-delete"),
         ("WITH RECURSIVE r (n) AS (SELECT 1) UPDATE media SET a = 1;", "whole-table-update"),
         ("ALTER TABLE media ALTER COLUMN n SET DATA TYPE numeric(10, 2);", "column-type-rewrite"),
+        ("ALTER TABLE media ALTER COLUMN t TYPE text USING lower(t);", "column-type-rewrite"),
         ("ALTER TABLE media ADD FOREIGN KEY (t) REFERENCES tenants;", "constraint-without-not-valid"),
         ("ALTER TABLE ONLY media ADD PRIMARY KEY (id);", "unique-without-index"),
         ("ALTER TABLE media ALTER n SET NOT NULL;", "set-not-null"),

@@ -86,7 +86,13 @@ enum LintRules {
             // Which actions the rewrite is blamed on: those that by their text would rewrite;
             // with a trace that saw a rewrite none of them explains (a user function as a
             // default), every action that can rewrite. Without a rewrite, none.
-            let likely = shape.alterActions.filter(likelyRewrites)
+            // A type change the catalog judged (catalog mode) is blamed as judged.
+            let likely = shape.alterActions.filter { action in
+                if case .alterType(let column, _, _) = action, let judged = facts.typeChangeRewrites[column] {
+                    return judged
+                }
+                return likelyRewrites(action)
+            }
             let blamed: [StatementShape.Action] =
                 switch rewritten {
                 case nil: likely
@@ -112,7 +118,7 @@ enum LintRules {
                         .notNullWithoutDefault,
                         "column \(column) is added NOT NULL without a DEFAULT: that fails on a table with rows, though an empty database (as in CI) lets it pass",
                         lock: .accessExclusive)
-                case .alterType(let column, let type) where blamed.contains(action):
+                case .alterType(let column, let type, _) where blamed.contains(action):
                     add(
                         .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
                         lock: .accessExclusive, rewrite: true)
@@ -207,12 +213,49 @@ enum LintRules {
     }
 
     /// An action that by its text rewrites: a serial or identity column, a default calling a
-    /// known volatile function, a type change to anything but `text` or `varchar`.
+    /// known volatile function, a type change to anything but `text` or `varchar` or with a
+    /// USING expression.
     static func likelyRewrites(_ action: StatementShape.Action) -> Bool {
         switch action {
         case .addColumn(_, let defaultTokens, let serial, _): serial || defaultTokens.map(isVolatile) == true
-        case .alterType(_, let type): !isCheapTypeChange(type)
+        case .alterType(_, let type, let using): using || !isCheapTypeChange(type)
         default: false
+        }
+    }
+
+    /// Catalog mode: whether changing a column of type `old` (as `format_type` writes it) to
+    /// `new` (as the statement writes it) rewrites the table, for the string types, where the
+    /// text alone cannot tell widening from narrowing; nil for any other pair (the static
+    /// guess stands). `varchar(n)` to `varchar(m)` with m >= n, and `varchar` or `text` to
+    /// `text` or unbounded `varchar`, keep every value as it is and rewrite nothing; a length
+    /// that shrinks, or appears, makes PostgreSQL check and rewrite every row.
+    static func stringTypeChangeRewrites(from old: String, to new: String) -> Bool? {
+        guard let from = StringType(old), let to = StringType(new) else { return nil }
+        switch (from.length, to.length) {
+        case (_, nil): return false
+        case (let before?, let after?): return after < before
+        case (nil, _?): return true
+        }
+    }
+
+    /// `text`, `varchar`, `varchar(n)`, `character varying(n)`, folded; nil for other types.
+    struct StringType {
+        var length: Int?
+
+        init?(_ written: String) {
+            let folded = written.lowercased().filter { !$0.isWhitespace }
+            for prefix in ["charactervarying", "varchar", "text"] where folded.hasPrefix(prefix) {
+                let rest = folded.dropFirst(prefix.count)
+                if rest.isEmpty {
+                    length = nil
+                    return
+                }
+                guard prefix != "text", rest.first == "(", rest.last == ")", let n = Int(rest.dropFirst().dropLast())
+                else { return nil }
+                length = n
+                return
+            }
+            return nil
         }
     }
 

@@ -141,6 +141,8 @@ public struct MigrationLinter: Sendable {
         var report = LintReport(mode: catalog == nil ? .static : .catalog, findings: [], allowed: [])
         var created: Set<String> = []
         var notNullChecks: Set<String> = []
+        /// `table.column` to the type a statement linted so far changed it to (catalog mode).
+        var changedTypes: [String: String] = [:]
         func preExisting(_ name: RelationName) async throws -> Bool {
             if created.contains(name.key) { return false }
             guard let catalog else { return true }
@@ -164,6 +166,26 @@ public struct MigrationLinter: Sendable {
                     if !facts.notNullProven, let catalog {
                         facts.notNullProven = try await MigrationTrace.hasValidatedNotNullChecks(
                             table: table.written, columns: setNotNull, on: catalog, byOID: false)
+                    }
+                }
+                if let catalog, let table = shape.table, tablePreExisting {
+                    for case .alterType(let column, let type, let using) in shape.alterActions {
+                        // The type an earlier statement of these migrations gave it, else the catalog's.
+                        let current: String? =
+                            if let changed = changedTypes["\(table.key).\(column)"] {
+                                changed
+                            } else {
+                                try await catalog.query(
+                                    """
+                                    SELECT format_type(atttypid, atttypmod) AS type FROM pg_catalog.pg_attribute
+                                    WHERE attrelid = to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped
+                                    """, [table.written, column]
+                                ).first?["type"]
+                            }
+                        changedTypes["\(table.key).\(column)"] = type
+                        if !using, let current, let rewrites = LintRules.stringTypeChangeRewrites(from: current, to: type) {
+                            facts.typeChangeRewrites[column] = rewrites
+                        }
                     }
                 }
                 if case .dropTable(let names) = shape.command {

@@ -11,6 +11,9 @@ struct StatementFacts: Sendable {
     var droppedPreExisting: [String] = []
     /// For SET NOT NULL: a validated `CHECK (col IS NOT NULL)` makes the scan unnecessary.
     var notNullProven: Bool
+    /// Catalog mode: for each column whose type the statement changes and whose current type
+    /// the catalog told, whether the change rewrites the table (string types only).
+    var typeChangeRewrites: [String: Bool] = [:]
     /// A pre-existing table held in ACCESS EXCLUSIVE since an earlier statement of the same
     /// transaction.
     var exclusiveHeldOn: String?

@@ -17,7 +17,8 @@ struct StatementShape: Sendable {
         /// `notNull`: declared NOT NULL or PRIMARY KEY.
         case addColumn(name: String, defaultTokens: [SQLToken]?, serialOrIdentity: Bool, notNull: Bool)
         case addConstraint(kind: ConstraintKind, notValid: Bool, usingIndex: Bool, notNullCheckColumn: String?)
-        case alterType(column: String, type: String)
+        /// `using`: the change has a USING expression, which may change every value.
+        case alterType(column: String, type: String, using: Bool)
         case setNotNull(column: String)
         case dropColumn(String)
         case renameColumn(String)
@@ -337,7 +338,8 @@ struct StatementShape: Sendable {
                 let typeTokens = a[(i + 1)...].prefix {
                     !($0.depth == 0 && ($0.isKeyword("USING") || $0.isKeyword("COLLATE")))
                 }
-                return .alterType(column: column, type: typeTokens.map(\.text).joined(separator: " "))
+                let using = a[(i + 1)...].contains { $0.depth == 0 && $0.isKeyword("USING") }
+                return .alterType(column: column, type: typeTokens.map(\.text).joined(separator: " "), using: using)
             }
             return .other
         case "DROP":
