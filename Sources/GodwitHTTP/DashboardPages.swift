@@ -1,5 +1,6 @@
 import Foundation
 import GodwitMigrations
+import GodwitPostgres
 
 /// The dashboard's pages, rendered on the server. Every value from the database goes through
 /// `HTML.escape`; the only script is `liveScript`, which swaps in fresh fragments.
@@ -183,12 +184,21 @@ struct DashboardPages: Sendable {
 
     /// Applied and pending migrations; under each pending one, what the lint's catalog check
     /// found in it (`lint` is nil without a migrations folder).
-    func migrationsPage(_ rows: [MigrationRow], hasSource: Bool, lint: Result<LintReport, MigrationError>? = nil)
-        -> String
-    {
+    /// `denied`: the database refused this server's `role` the ledger (the page says what to grant).
+    func migrationsPage(
+        _ rows: [MigrationRow], hasSource: Bool, lint: Result<LintReport, MigrationError>? = nil,
+        denied: String? = nil, role: String? = nil
+    ) -> String {
         var found: [Int64: [LintFinding]] = [:]
         var allowed: [Int64: [LintFinding]] = [:]
         var summary = ""
+        if let denied {
+            summary = """
+                <p class="error">The role this server connects as (\(HTML.escape(role ?? "?"))) cannot read the \
+                migrations ledger: \(HTML.escape(denied)). To show it here, grant it: \
+                <code>GRANT SELECT ON _sqlx_migrations TO \(HTML.escape(quoteIdentifier(role ?? "role")))</code>.</p>
+                """
+        }
         switch lint {
         case nil:
             break

@@ -93,7 +93,14 @@ public struct OperationsServer: Sendable {
             }
         }
         router.get("/migrations") { request, _ in try await self.page(request) { pages, _ in
-                let rows = try await self.store.migrations()
+                let rows: [MigrationRow]
+                do {
+                    rows = try await self.store.migrations()
+                } catch where OperationsStore.permissionDenied(error) {
+                    return pages.migrationsPage(
+                        [], hasSource: self.configuration.migrationsDirectory != nil,
+                        denied: "\(error)", role: try await self.store.currentRole())
+                }
                 // A folder the linter cannot read (a malformed allow comment, say) is shown as
                 // such; the database being unreachable is the page's 503 as everywhere.
                 let lint: Result<LintReport, MigrationError>?
@@ -265,6 +272,15 @@ public struct OperationsServer: Sendable {
         let changed: Bool
         do {
             changed = try await store.control(action, job: id)
+        } catch where OperationsStore.permissionDenied(error) {
+            let role = (try? await store.currentRole()) ?? "this server's role"
+            logger.warning(
+                "control refused by the database: the role may not control jobs",
+                metadata: ["remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)", "role": "\(role)"])
+            throw HTTPError(
+                .forbidden,
+                message: "role \(role) may not \(action.rawValue) jobs; the schema's owner can allow it with "
+                    + "SELECT \(configuration.schema.qualified("grant_control"))('\(role)'), or serve with --read-only")
         } catch {
             throw HTTPError(.serviceUnavailable, message: "the database cannot be reached now")
         }

@@ -256,6 +256,21 @@ struct OperationsStore: Sendable {
         }
     }
 
+    /// The role this server connects as, for telling a person what to grant it.
+    func currentRole() async throws -> String {
+        try await pool.withConnection { connection in
+            try await connection.query("SELECT current_user::text AS role").first?.string("role") ?? "?"
+        }
+    }
+
+    /// Whether `error` is PostgreSQL refusing this server's role (SQLSTATE 42501), as for a
+    /// dashboard role with `grant_read` only: no right to the migrations ledger or the controls.
+    static func permissionDenied(_ error: any Error) -> Bool {
+        if let error = error as? PostgresError { return error.sqlState == "42501" }
+        if let error = error as? MigrationError { return error.underlying?.sqlState == "42501" }
+        return false
+    }
+
     func control(_ action: JobQueue.Control, job id: Int64) async throws -> Bool {
         try await pool.withConnection { connection in
             try await JobQueue(schema: schema).control(action, job: id, on: connection)

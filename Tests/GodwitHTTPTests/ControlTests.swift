@@ -1,9 +1,11 @@
 import Foundation
 import GodwitHTTP
+import GodwitMigrations
 import GodwitQueue
 import GodwitTestSupport
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import Testing
 
 @Suite("Controls, CSRF, read-only and the token")
@@ -49,6 +51,62 @@ struct ControlTests {
                 #expect(response.headers[.location] == "/jobs/\(id)", "only our own pages are redirected to")
             }
             #expect(try await jobState(id, database) == ("running", "pause"))
+        }
+    }
+
+    @Test("Served as a role with grant_read only: pages and /metrics work, the ledger and the controls are refused with what to grant")
+    func leastPrivilegeRole() async throws {
+        try await withRoles(["dash"]) { roles in
+            let dash = roles[0]
+            try await withTestDatabase(prefix: "godwit_http_role") { database in
+                let admin = try await database.connect()
+                try await QueueSchema().install(on: admin)
+                try await admin.query("SELECT godwit.grant_read($1::regrole)", [dash.name])
+                let folder = try TemporaryDirectory(prefix: "godwit-http-role")
+                try folder.write("1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")
+                try folder.write("2_second.sql", "CREATE TABLE second (id bigint PRIMARY KEY);\n")
+                _ = try await Migrator(directory: folder.path).run(on: admin, targetVersion: 1)
+                let id = try await JobQueue().enqueue(kind: "noop", name: "watched", on: admin)
+                await admin.close()
+
+                var configuration = OperationsConfiguration(databaseURL: try dash.url(database))
+                configuration.healthTimeout = .seconds(30)
+                configuration.metricsReadInterval = .zero
+                configuration.migrationsDirectory = folder.path
+                let server = OperationsServer(configuration: configuration, logger: Logger(label: "test"))
+                do {
+                    try await Application(router: server.router()).test(.router) { client in
+                        try await client.execute(uri: "/metrics", method: .get) { response in
+                            let text = response.text
+                            #expect(text.contains("godwit_database_up 1.0"), "the queue was read: \(text.suffix(600))")
+                            #expect(text.contains(#"godwit_jobs{state="queued",kind="noop"} 1.0"#))
+                            #expect(!text.contains("godwit_migrations_applied"), "the ledger is not readable")
+                        }
+                        try await client.execute(uri: "/migrations", method: .get) { response in
+                            #expect(response.status == .ok)
+                            #expect(response.text.contains("cannot read the migrations ledger"), "\(response.text)")
+                            #expect(response.text.contains("GRANT SELECT ON _sqlx_migrations TO &quot;\(dash.name)&quot;"))
+                            #expect(!response.text.contains(dash.password))
+                        }
+                        let (cookie, form) = try await session(client)
+                        var headers = formHeaders
+                        headers[.cookie] = "godwit_csrf=\(cookie)"
+                        try await client.execute(
+                            uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: formBody([("csrf", form)])
+                        ) { response in
+                            #expect(response.status == .forbidden)
+                            #expect(response.text.contains("grant_control"), "\(response.text)")
+                            #expect(response.text.contains(dash.name))
+                            #expect(!response.text.contains(dash.password))
+                        }
+                    }
+                } catch {
+                    await server.pool.close()
+                    throw error
+                }
+                await server.pool.close()
+                #expect(try await jobState(id, database).state == "queued")
+            }
         }
     }
 
