@@ -159,7 +159,7 @@ struct DatabaseMetrics: Sendable {
     }
 
     private func migrations(into registry: PrometheusCollectorRegistry) async throws {
-        let rows = try await store.migrations()
+        let rows = try await store.migrations().rows
         let applied = rows.filter { $0.state == "installed" }
         registry.makeGauge(named: "godwit_migrations_applied", help: "Migrations recorded as applied in _sqlx_migrations.")
             .set(to: Double(applied.count))

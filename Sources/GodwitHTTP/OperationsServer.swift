@@ -93,23 +93,14 @@ public struct OperationsServer: Sendable {
             }
         }
         router.get("/migrations") { request, _ in try await self.page(request) { pages, _ in
-                let rows: [MigrationRow]
+                let hasSource = self.configuration.migrationsDirectory != nil
                 do {
-                    rows = try await self.store.migrations()
+                    let (rows, lint) = try await self.store.migrations(linting: true)
+                    return pages.migrationsPage(rows, hasSource: hasSource, lint: lint)
                 } catch where OperationsStore.permissionDenied(error) {
                     return pages.migrationsPage(
-                        [], hasSource: self.configuration.migrationsDirectory != nil,
-                        denied: "\(error)", role: try await self.store.currentRole())
+                        [], hasSource: hasSource, denied: "\(error)", role: try await self.store.currentRole())
                 }
-                // A folder the linter cannot read (a malformed allow comment, say) is shown as
-                // such; the database being unreachable is the page's 503 as everywhere.
-                let lint: Result<LintReport, MigrationError>?
-                do {
-                    lint = try await self.store.lintPending().map { .success($0) }
-                } catch let error as MigrationError {
-                    lint = .failure(error)
-                }
-                return pages.migrationsPage(rows, hasSource: self.configuration.migrationsDirectory != nil, lint: lint)
             }
         }
         router.get("/backups") { request, _ in try await self.page(request) { pages, _ in

@@ -214,22 +214,38 @@ struct OperationsStore: Sendable {
         }
     }
 
-    /// Applied migrations from `_sqlx_migrations`, and pending ones when a folder was given.
-    func migrations() async throws -> [MigrationRow] {
+    /// Applied migrations from `_sqlx_migrations`, and pending ones when a folder was given;
+    /// with `linting`, also `migrate lint`'s catalog check of the pending ones (the rules on
+    /// their text, told by the target's catalog which tables exist, a changed column's type and
+    /// the sizes; catalog reads only, nothing of the migrations runs), or why the linter could
+    /// not read them. One folder load and one ledger read on one connection.
+    func migrations(linting: Bool = false) async throws
+        -> (rows: [MigrationRow], lint: Result<LintReport, MigrationError>?)
+    {
         try await pool.withConnection { connection in
             if let directory = migrationsDirectory {
                 let migrator = try Migrator(directory: directory)
-                return try await migrator.status(on: connection).map {
+                let statuses = try await migrator.status(on: connection)
+                let rows = statuses.map {
                     MigrationRow(
                         version: $0.version, description: $0.description, state: $0.state.rawValue,
                         installedOn: $0.installedOn, executionMS: $0.executionTime.map { Double($0) / 1e6 })
+                }
+                guard linting else { return (rows, nil) }
+                let pending = Set(statuses.filter { $0.state == .pending }.map(\.version))
+                do {
+                    let report = try await MigrationLinter(source: migrator.source).lint(
+                        migrator.source.upMigrations.filter { pending.contains($0.version) }, on: connection)
+                    return (rows, .success(report))
+                } catch let error as MigrationError where error.underlying == nil {
+                    return (rows, .failure(error))
                 }
             }
             let present = try await connection.query(
                 "SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS present"
             ).first?.bool("present") ?? false
-            guard present else { return [] }
-            return try await connection.query(
+            guard present else { return ([], nil) }
+            let rows = try await connection.query(
                 """
                 SELECT version, description, success, execution_time,
                     to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS installed_on
@@ -241,18 +257,7 @@ struct OperationsStore: Sendable {
                     state: (try $0.bool("success")) ? "installed" : "failed", installedOn: $0["installed_on"],
                     executionMS: (try? $0.double("execution_time")).map { $0 / 1e6 })
             }
-        }
-    }
-
-    /// `migrate lint`'s catalog check of the folder's pending migrations: the rules on their
-    /// text, told by the target's catalog which tables exist and how big they are. It sends
-    /// catalog reads only and runs nothing of the migrations. Nil without a folder.
-    func lintPending() async throws -> LintReport? {
-        guard let directory = migrationsDirectory else { return nil }
-        let migrator = try Migrator(directory: directory)
-        let linter = MigrationLinter(source: migrator.source)
-        return try await pool.withConnection { connection in
-            try await linter.lint(try await migrator.pendingMigrations(on: connection), on: connection)
+            return (rows, nil)
         }
     }
 
