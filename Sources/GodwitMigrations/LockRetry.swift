@@ -123,7 +123,11 @@ final class LockWatch: Sendable {
             while !Task.isCancelled {
                 guard let session = await self.session(like: connection) else { return }
                 if let wait = try? await Self.lockWait(of: pid, on: session) {
-                    seen.withLock { $0 = wait }
+                    // The wait and its holders are two reads: a timeout that fires between them
+                    // leaves no holder, and must not replace a look that saw one.
+                    seen.withLock { current in
+                        if !wait.holders.isEmpty || current?.holders.isEmpty ?? true { current = wait }
+                    }
                 }
                 try? await Task.sleep(for: every)
             }
@@ -156,7 +160,9 @@ final class LockWatch: Sendable {
         }
     }
 
-    /// What `pid` waits for right now, or nil when it waits for no lock.
+    /// What `pid` waits for right now, or nil when it waits for no lock. Who blocks it is read
+    /// in the same statement as the wait, so a lock timeout that fires just after still leaves
+    /// the holders known (their details come next, from `pg_stat_activity`).
     static func lockWait(of pid: Int32, on connection: Connection) async throws -> LockWait? {
         guard
             let row = try await connection.query(
@@ -166,7 +172,7 @@ final class LockWatch: Sendable {
                                WHEN 'v' THEN 'view ' WHEN 'm' THEN 'materialized view ' ELSE 'table ' END
                            || l.relation::regclass::text
                        ELSE l.locktype END AS target,
-                       l.mode
+                       l.mode, pg_catalog.pg_blocking_pids($1)::text AS blockers
                 FROM pg_catalog.pg_locks l LEFT JOIN pg_catalog.pg_class c ON c.oid = l.relation
                 WHERE l.pid = $1 AND NOT l.granted
                 LIMIT 1
@@ -182,9 +188,9 @@ final class LockWatch: Sendable {
                        CASE WHEN a.state = 'active' THEN a.query_start ELSE a.state_change END, now()))::float8 AS secs,
                    coalesce(a.query, '') AS query
             FROM pg_catalog.pg_stat_activity a
-            WHERE a.pid = ANY (pg_catalog.pg_blocking_pids($1))
+            WHERE a.pid = ANY ($1::int[])
             ORDER BY a.pid
-            """, [pid]
+            """, [try row.string("blockers")]
         ).rows.map { row in
             LockHolder(
                 pid: Int32(try row.int("pid")), who: try row.string("who"), state: try row.string("state"),
