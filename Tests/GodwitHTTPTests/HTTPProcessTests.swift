@@ -6,10 +6,6 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-#if canImport(Glibc)
-    import Glibc
-#endif
-
 /// The real `godwit` executable serving HTTP: the default address, `serve`, the refusal of an
 /// open address, and a worker's server outliving its jobs' wind-down after SIGTERM.
 @Suite("godwit worker --http and godwit serve, as processes")
@@ -27,7 +23,7 @@ struct HTTPProcessTests {
             try await connection.query("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
             let id = try await enqueue(
                 database, kind: "sql", name: "waits at the gate", payload: #"{"sql": "SELECT count(*) FROM gate"}"#)
-            let port = try freeLocalPort()
+            let port = try freeLoopbackPort()
             let worker = try GodwitProcess.start([
                 "worker", "-D", database.url, "--http", "127.0.0.1:\(port)", "--shutdown-timeout", "120",
                 "--log-level", "info",
@@ -93,7 +89,7 @@ struct HTTPProcessTests {
             let id = try await JobQueue().enqueue(kind: "noop", name: "left <b>alone</b>", on: connection)
             let folder = try TemporaryDirectory(prefix: "godwit-serve")
             try folder.write("1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")
-            let port = try freeLocalPort()
+            let port = try freeLoopbackPort()
             let server = try GodwitProcess.start([
                 "serve", "-D", database.url, "--http", "127.0.0.1:\(port)", "--source", folder.path, "--read-only",
             ])
@@ -150,23 +146,4 @@ func get(_ port: Int, _ path: String) async throws -> FetchedResponse {
         let body = response.body.map { String(buffer: $0) } ?? ""
         return FetchedResponse(status: response.status, text: body)
     }
-}
-
-/// A TCP port on 127.0.0.1 that nothing listened on a moment ago (the kernel's choice).
-func freeLocalPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    guard fd >= 0 else { throw TestSetupError(message: "socket() failed") }
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_port = 0
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
-        }
-    }
-    guard bound else { throw TestSetupError(message: "cannot bind a port on 127.0.0.1") }
-    return Int(UInt16(bigEndian: address.sin_port))
 }

@@ -1,0 +1,29 @@
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Binds `fd` to a port on 127.0.0.1 that the kernel picks, and returns the port; nil when
+/// the bind fails.
+func bindToLoopbackPort(_ fd: Int32) -> Int? {
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0
+        }
+    }
+    return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
+}
+
+/// A TCP port on 127.0.0.1 that nothing listened on a moment ago (the kernel's choice), for a
+/// server a test starts.
+public func freeLoopbackPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestSetupError(message: "socket() failed") }
+    defer { close(fd) }
+    guard let port = bindToLoopbackPort(fd) else { throw TestSetupError(message: "cannot bind a port on 127.0.0.1") }
+    return port
+}
