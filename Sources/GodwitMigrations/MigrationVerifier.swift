@@ -54,7 +54,8 @@ public struct MigrationVerifier: Sendable {
     @discardableResult
     public func verify(serverURL: String, onStep: (Step) -> Void = { _ in }) async throws -> [Step] {
         let admin = try await Connection.connect(serverURL)
-        let scratch = "godwit_verify_\(UInt32.random(in: 0...UInt32.max))"
+        // Named after the process, so a scratch database left by a killed run can be traced.
+        let scratch = "godwit_verify_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
         do {
             try await Self.createScratch(scratch, likeCurrentDatabaseOf: admin)
         } catch {

@@ -7,6 +7,8 @@ public enum GodwitProcess {
         public var status: Int32
         public var stdout: String
         public var stderr: String
+        /// The process's id, for what it names after itself (a scratch database, say).
+        public var pid: Int32
     }
 
     /// The built executable: `GODWIT_BIN`, or `godwit` beside the test bundle in `.build/<config>/`.
@@ -87,7 +89,8 @@ public final class RunningProcess: Sendable {
         return GodwitProcess.Output(
             status: process.terminationStatus,
             stdout: (try? String(contentsOf: stdoutURL, encoding: .utf8)) ?? "",
-            stderr: (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "")
+            stderr: (try? String(contentsOf: stderrURL, encoding: .utf8)) ?? "",
+            pid: process.processIdentifier)
     }
 
     /// What the process has written to stdout so far.

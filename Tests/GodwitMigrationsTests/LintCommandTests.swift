@@ -276,7 +276,10 @@ struct LintCommandTests {
             #expect(ledgerAfter == ledgerBefore)
             #expect(try await conn.query("SELECT count(*) AS n FROM media").first?.int("n") == 500)
             let admin = try await Connection.connect(try TestDatabase.serverURL)
-            let left = try await admin.query("SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'godwit_lint_%'")
+            // Other suites lint at the same time: only this run's scratch databases count.
+            let left = try await admin.query(
+                "SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'godwit\\_lint\\_' || $1 || '\\_%'",
+                [String(lint.pid)])
             #expect(try left.first?.int("n") == 0)
             let leaked = try await admin.query(
                 """

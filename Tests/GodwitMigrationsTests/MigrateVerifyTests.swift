@@ -17,11 +17,15 @@ struct MigrateVerifyTests {
         return try await GodwitProcess.run(["migrate", "verify", "-D", try url ?? TestDatabase.serverURL], directory: dir.path)
     }
 
-    func scratchDatabases() async throws -> Int {
+    /// The scratch databases `verify` left behind. Other suites verify at the same time, so
+    /// only the ones named after this run's process count.
+    func scratchDatabases(leftBy run: GodwitProcess.Output) async throws -> Int {
         let conn = try await Connection.connect(try TestDatabase.serverURL)
         defer { Task { await conn.close() } }
-        return try await conn.query("SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'godwit_verify_%'")
-            .first!.int("n")
+        return try await conn.query(
+            "SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'godwit\\_verify\\_' || $1 || '\\_%'",
+            [String(run.pid)]
+        ).first!.int("n")
     }
 
     @Test func theSampleSchemaVerifies() async throws {
@@ -63,7 +67,7 @@ struct MigrateVerifyTests {
         #expect(output.stderr.hasPrefix("error: migration 2 (change): the down does not restore the schema\n"), "\(output.stderr)")
         #expect(output.stderr.contains(header), "\(output.stderr)")
         #expect(output.stderr.contains(detail), "\(output.stderr)")
-        #expect(try await scratchDatabases() == 0)
+        #expect(try await scratchDatabases(leftBy: output) == 0)
     }
 
     @Test func aDownThatFailsIsReported() async throws {
@@ -74,7 +78,7 @@ struct MigrateVerifyTests {
         #expect(output.status == 1)
         #expect(output.stderr.hasPrefix("error: migration 2 (change): the down failed: "), "\(output.stderr)")
         #expect(output.stderr.contains("table \"otherr\" does not exist"))
-        #expect(try await scratchDatabases() == 0)
+        #expect(try await scratchDatabases(leftBy: output) == 0)
     }
 
     @Test func anUpThatCannotRunAgainAfterItsDownIsReported() async throws {
@@ -88,7 +92,7 @@ struct MigrateVerifyTests {
             output.stderr.hasPrefix("error: migration 2 (seed): the up does not run again after its down: "),
             "\(output.stderr)")
         #expect(output.stderr.contains("SQLSTATE 23505"))
-        #expect(try await scratchDatabases() == 0)
+        #expect(try await scratchDatabases(leftBy: output) == 0)
     }
 
     /// The scratch database has the encoding, collation, character classes and locale provider
@@ -133,7 +137,7 @@ struct MigrateVerifyTests {
         }
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("ok 2/names: down restores the schema"), "\(output.stdout)")
-        #expect(try await scratchDatabases() == 0)
+        #expect(try await scratchDatabases(leftBy: output) == 0)
     }
 
     @Test func withoutCreatedbTheErrorSaysWhatIsNeeded() async throws {

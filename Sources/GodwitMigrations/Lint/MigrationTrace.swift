@@ -34,7 +34,7 @@ struct MigrationTrace {
     static func withScratch<T>(
         targetURL: String, target: Connection, _ body: (MigrationTrace) async throws -> T
     ) async throws -> T {
-        let scratch = "godwit_lint_\(UInt32.random(in: 0...UInt32.max))"
+        let scratch = "godwit_lint_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
         do {
             try await MigrationVerifier.createScratch(scratch, likeCurrentDatabaseOf: target)
         } catch let error as MigrationError {
