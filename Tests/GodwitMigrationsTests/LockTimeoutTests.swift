@@ -32,10 +32,14 @@ extension Fixture {
         return (migrationConn, Task { try await migrator.run(on: migrationConn) })
     }
 
-    /// Whether the migration has waited for a lock half its timeout: its watch session is there.
+    /// Whether the migration has waited for a lock half its timeout: its watch session is there
+    /// (in this fixture's database: other suites' migrations wait at the same time).
     func migrationHasTriedOnce() async throws -> Bool {
         try await conn.query(
-            "SELECT count(*) > 0 AS seen FROM pg_stat_activity WHERE application_name = 'godwit lock watch'"
+            """
+            SELECT count(*) > 0 AS seen FROM pg_stat_activity
+            WHERE application_name = 'godwit lock watch' AND datname = current_database()
+            """
         ).first?.bool("seen") ?? false
     }
 }
