@@ -160,7 +160,9 @@ struct DatabaseMetrics: Sendable {
 
     private func migrations(into registry: PrometheusCollectorRegistry) async throws {
         let rows = try await store.migrations().rows
-        let applied = rows.filter { $0.state == "installed" }
+        // Every state a successful ledger row can have: `installed`, and `installed (...)` for
+        // a file modified, gone, or only its down left.
+        let applied = rows.filter { $0.state.hasPrefix("installed") }
         registry.makeGauge(named: "godwit_migrations_applied", help: "Migrations recorded as applied in _sqlx_migrations.")
             .set(to: Double(applied.count))
         if store.migrationsDirectory != nil {

@@ -214,12 +214,14 @@ public struct Migrator: Sendable {
         }
         let local = Set(source.upMigrations.map(\.version))
         for row in applied where !local.contains(row.version) {
+            // A lone down keeps the version present, as it does for run (see checkedLedger).
+            let down = source.down(for: row.version)
+            let state: MigrationStatus.State = !row.success ? .failed : down == nil ? .missingFromSource : .downOnly
             statuses.append(
                 MigrationStatus(
-                    version: row.version, description: row.description,
-                    state: row.success ? .missingFromSource : .failed, reversible: false, noTransaction: false,
-                    localChecksum: nil, appliedChecksum: row.checksum, installedOn: row.installedOn,
-                    executionTime: row.executionTime, path: nil))
+                    version: row.version, description: row.description, state: state,
+                    reversible: down != nil, noTransaction: false, localChecksum: nil, appliedChecksum: row.checksum,
+                    installedOn: row.installedOn, executionTime: row.executionTime, path: down?.path))
         }
         return statuses.sorted { $0.version < $1.version }
     }
@@ -603,6 +605,9 @@ public struct MigrationStatus: Sendable, Equatable {
         case modified = "installed (different checksum)"
         /// Applied, and no file for it in the source.
         case missingFromSource = "installed (missing from source)"
+        /// Applied, its up file gone and its `.down.sql` still there: present for run and
+        /// check, as for sqlx, and revertible.
+        case downOnly = "installed (only its down in the source)"
         /// The ledger row has `success = false`.
         case failed = "partially applied"
     }

@@ -369,7 +369,8 @@ extension Migrate {
                 for status in statuses {
                     let name = "\(status.version)/\(status.description)"
                     switch status.state {
-                    case .installed: continue
+                    // A lone down's version is present for run too; its warning is on stderr.
+                    case .installed, .downOnly: continue
                     case .pending: reasons.append("pending: \(name) (\(status.path ?? ""))")
                     case .modified:
                         reasons.append("modified since it was applied: \(name) (\(status.path ?? ""))")

@@ -1,5 +1,6 @@
 import Foundation
 import GodwitHTTP
+import GodwitMigrations
 import GodwitQueue
 import GodwitTestSupport
 import HummingbirdTesting
@@ -153,6 +154,40 @@ struct MetricsTests {
                 #expect(age.map { $0 >= 600 && $0 < 7200 } == true)
                 #expect(samples(text, "godwit_migrations_applied") == ["godwit_migrations_applied 2.0"])
                 #expect(samples(text, "godwit_migration_last_duration_seconds") == ["godwit_migration_last_duration_seconds 2.5"])
+            }
+        }
+    }
+
+    /// A migration applied and since modified, deleted, or left with only its down is still
+    /// applied; the page names each state.
+    @Test("Migrations applied count every successful ledger row, whatever became of its file")
+    func appliedWhateverBecameOfTheFile() async throws {
+        let folder = try TemporaryDirectory(prefix: "godwit-http-applied")
+        defer { folder.delete() }
+        try folder.write("1_a.sql", "CREATE TABLE a (id int);")
+        try folder.write("2_b.sql", "CREATE TABLE b (id int);")
+        try folder.write("3_c.up.sql", "CREATE TABLE c (id int);")
+        try folder.write("3_c.down.sql", "DROP TABLE c;")
+        try folder.write("4_d.sql", "CREATE TABLE d (id int);")
+        try await withOperations(configure: { $0.migrationsDirectory = folder.path }) { database, _, client in
+            let connection = try await database.connect()
+            _ = try await Migrator(directory: folder.path).run(on: connection)
+            await connection.close()
+            try folder.write("1_a.sql", "CREATE TABLE a (id bigint);")
+            try folder.remove("2_b.sql")
+            try folder.remove("3_c.up.sql")
+            try folder.write("5_e.sql", "CREATE TABLE e (id int);")
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                #expect(samples(response.text, "godwit_migrations_applied") == ["godwit_migrations_applied 4.0"])
+                #expect(samples(response.text, "godwit_migrations_pending") == ["godwit_migrations_pending 1.0"])
+            }
+            try await client.execute(uri: "/migrations", method: .get) { response in
+                for state in [
+                    "installed (different checksum)", "installed (missing from source)",
+                    "installed (only its down in the source)", "pending",
+                ] {
+                    #expect(response.text.contains(">\(state)</span>"), "\(state)")
+                }
             }
         }
     }

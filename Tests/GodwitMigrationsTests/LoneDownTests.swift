@@ -54,6 +54,10 @@ struct LoneDownTests {
             #expect(migrator.source.warnings.count == 1)
             #expect(try await migrator.run(on: fx.conn).isEmpty)
             #expect(try await fx.ledger().map(\.version) == [1])
+            let status = try #require(try await migrator.status(on: fx.conn).first)
+            #expect(status.state == .downOnly)
+            #expect(status.reversible)
+            #expect(status.path == fx.dir.path + "/1_a.down.sql")
             #expect(try await migrator.revert(on: fx.conn).map(\.version) == [1])
             #expect(try await !fx.exists("a"))
             #expect(try await fx.ledger().isEmpty)
@@ -73,6 +77,31 @@ struct LoneDownTests {
             #expect(run.status == 0)
             #expect(run.stdout.hasPrefix("Applied 1/migrate a ("))
             #expect(run.stderr.hasPrefix("warning: \(down) has no up file"), "\(run.stderr)")
+        }
+    }
+
+    /// `check` agrees with `run`: a version whose up file is gone but whose down is there is
+    /// present (with the warning), one with neither is missing.
+    @Test func checkAndInfoTakeALoneDownsVersionAsPresentAsRunDoes() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("1_a.up.sql", "CREATE TABLE a (id int);")
+        let down = try dir.write("1_a.down.sql", "DROP TABLE a;")
+        try dir.write("2_b.sql", "CREATE TABLE b (id int);")
+        try await withTestDatabase { db in
+            #expect(try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url]).status == 0)
+            try dir.remove("1_a.up.sql")
+            let check = try await GodwitProcess.run(["migrate", "check", "--source", dir.path, "-D", db.url])
+            #expect(check.status == 0, "\(check.stdout)")
+            #expect(check.stdout == "ok: 2 migrations applied, none pending or modified\n")
+            #expect(check.stderr.hasPrefix("warning: \(down) has no up file"), "\(check.stderr)")
+            let info = try await GodwitProcess.run(["migrate", "info", "--source", dir.path, "-D", db.url])
+            #expect(info.stdout.hasPrefix("1/installed (only its down in the source) a\n2/installed b\n"), "\(info.stdout)")
+
+            try dir.remove("1_a.down.sql")
+            let missing = try await GodwitProcess.run(["migrate", "check", "--source", dir.path, "-D", db.url])
+            #expect(missing.status == 1)
+            #expect(missing.stdout == "applied but missing from \(dir.path): 1/a\n", "\(missing.stdout)")
         }
     }
 }
