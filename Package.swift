@@ -68,7 +68,10 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [.embedInCode("Resources/queue_schema.sql"), .embedInCode("Resources/queue_schema_2.sql")],
+            resources: [
+                .embedInCode("Resources/queue_schema.sql"), .embedInCode("Resources/queue_schema_2.sql"),
+                .embedInCode("Resources/queue_schema_3.sql"),
+            ],
             swiftSettings: strict
         ),
         .target(

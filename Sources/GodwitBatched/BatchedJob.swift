@@ -116,63 +116,57 @@ public struct BatchedJob: JobHandler {
     public func run(_ context: JobContext) async throws -> String? {
         let payload = try context.payload(as: Payload.self)
         try payload.check(job: context.job.id)
-        return try await context.withSession { connection in
-            let sandbox = try await BatchSandbox.create(for: payload, job: context.job, schema: schema, on: connection)
+        return try await context.withSession { session in
+            let statement = try await BatchStatement.prepare(for: payload, job: context.job, schema: schema, on: session)
             var runner = try await BatchRunner(
-                payload: payload, sandbox: sandbox, context: context, connection: connection, throttle: throttle,
+                payload: payload, statement: statement, context: context, session: session, throttle: throttle,
                 schema: schema)
             return try await runner.run()
         }
     }
 }
 
-/// The batch statement, checked again and wrapped for running with the enqueuer's rights.
+/// The batch statement, checked again and made ready to run, in the enqueuer's session.
 ///
-/// Before every attempt, as the enqueuer, the worker checks the payload against the catalog
+/// Everything of a batched job that its enqueuer wrote runs in a session logged in as the
+/// enqueuer (`EnqueuerSessions`): the checks, the parse, the bounds, every batch and the health
+/// query. Whatever PostgreSQL runs of the enqueuer's there (a domain check at parse time, a
+/// trigger deferred to COMMIT, an operator it planted), it runs as the enqueuer.
+///
+/// Before every attempt the worker checks the payload against the catalog
 /// (`<schema>.batched_target`: table, unique NOT NULL key of a supported type) and parses the
 /// statement without running it (`Connection.describe`: exactly one statement, exactly `$1` and
-/// `$2`). Then it creates `pg_temp.godwit_batch(after, size)`, a `SECURITY DEFINER` function
-/// owned by the enqueuer (see `EnqueuerRole`), which finds the next batch's bounds in key order
-/// and runs the statement over them. Names in it come from the catalog, quoted by the server;
-/// the statement travels as a literal. Every batch checks that the function is still the one
-/// made here (owner, body, settings), so SQL run by a batch cannot swap it for another.
-///
-/// The worker's own statements share the session with the enqueuer's SQL, which may leave
-/// things in it: a `search_path` of its choosing, temporary tables, views and types (which
-/// PostgreSQL looks up before pg_catalog's unless `pg_temp` is named last). So the worker's
-/// statements run under `search_path = pg_catalog, pg_temp` (`resetSession`), set again
-/// after anything of the enqueuer's has run, and name every other object with its schema.
-struct BatchSandbox {
+/// `$2`), under the search_path recorded at enqueue. Then it creates `pg_temp.godwit_batch(after,
+/// size)`, which finds the next batch's bounds in key order and runs the statement over them,
+/// with the same search_path. Names in it come from the catalog, quoted by the server; the
+/// statement travels as a literal.
+struct BatchStatement {
     let relation: String
+    /// The relation's oid, for the worker's own reads of the server's state: the worker may
+    /// have no right to the enqueuer's schema, so it does not look the name up.
+    let relationOID: Int64
     let keySQL: String
     let keyType: String
     /// A shard's upper bound (inclusive), as text.
     let upper: String?
-    let enqueuer: String
-    /// The function's oid, and a digest of what makes it safe to call.
-    let oid: Int64
-    let fingerprint: String
-    /// `pg_temp.godwit_health()`, when the job has a health query.
-    let health: (oid: Int64, fingerprint: String)?
+    let healthQuery: String?
 
-    static func create(
-        for payload: BatchedJob.Payload, job: ClaimedJob, schema: QueueSchema, on connection: Connection
-    ) async throws -> BatchSandbox {
+    static func prepare(
+        for payload: BatchedJob.Payload, job: ClaimedJob, schema: QueueSchema, on session: Connection
+    ) async throws -> BatchStatement {
         func invalid(_ message: String) -> InvalidPayload { InvalidPayload("job \(job.id) (batched \"\(job.name)\"): \(message)") }
         let statements = SQLSplitter.split(payload.statement)
         guard statements.count == 1 else {
             throw invalid("the statement must be exactly one statement; it holds \(statements.count)")
         }
-        // The enqueuer's search_path, for checking the statement and for the function (FROM
-        // CURRENT). Until RESET ROLE below, everything here runs as the enqueuer outside any
-        // sandbox, so nothing may call code of the enqueuer's: only schema-qualified functions
-        // and types, catalog lookups, and a parse that executes nothing.
+        // The enqueuer's search_path at enqueue, for the checks, the parse and the function
+        // (FROM CURRENT).
         if let searchPath = payload.searchPath {
-            try await connection.query("SELECT pg_catalog.set_config('search_path', $1, false)", [searchPath])
+            try await session.query("SELECT pg_catalog.set_config('search_path', $1, false)", [searchPath])
         }
         let target: PostgresRow
         do {
-            target = try await connection.query(
+            target = try await session.query(
                 "SELECT relation, key_sql, key_type FROM \(schema.qualified("batched_target"))($1, $2)",
                 [payload.table, payload.key]
             ).first!
@@ -182,14 +176,17 @@ struct BatchSandbox {
         let relation = try target.string("relation")
         let keySQL = try target.string("key_sql")
         let keyType = try target.string("key_type")
+        let relationOID = try await session.query(
+            "SELECT $1::pg_catalog.regclass::pg_catalog.oid::pg_catalog.int8 AS oid", [relation]
+        ).first!.int64("oid")
         let described: PreparedStatementDescription
         do {
-            described = try await connection.describe(payload.statement)
+            described = try await session.describe(payload.statement)
         } catch let error as PostgresError where error.code == .server {
             throw invalid("the statement does not prepare: \(error.description)")
         }
         do {
-            try await KeyCollation.check(statement: payload.statement, key: payload.key, relation: relation, on: connection)
+            try await KeyCollation.check(statement: payload.statement, key: payload.key, relation: relation, on: session)
         } catch let mismatch as KeyCollation.Mismatch {
             throw invalid(mismatch.message)
         }
@@ -198,7 +195,7 @@ struct BatchSandbox {
                 "the statement must use $1 and $2 (the first and last key of each batch) and no other parameter; "
                     + "it uses \(described.parameterTypes.count)")
         }
-        let types = try await connection.query(
+        let types = try await session.query(
             "SELECT pg_catalog.format_type($1::pg_catalog.oid, NULL) AS a, pg_catalog.format_type($2::pg_catalog.oid, NULL) AS b",
             [Int64(described.parameterTypes[0]), Int64(described.parameterTypes[1])]
         ).first!
@@ -207,7 +204,7 @@ struct BatchSandbox {
         // A shard's batches stop at its upper bound, in the bounds query itself, so no batch of
         // one shard reaches into the next. The bound travels as a dollar-quoted literal cast
         // by the server, like the statement.
-        let upper = payload.upper.map { "\(keySQL) <= \(EnqueuerRole.dollarQuoted($0))::\(keyType)" }
+        let upper = payload.upper.map { "\(keySQL) <= \(JobScript.dollarQuoted($0))::\(keyType)" }
         let bounds = { (after: String?) in
             let conditions = [after, upper].compactMap { $0 }
             let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
@@ -231,7 +228,7 @@ struct BatchSandbox {
                 END IF;
                 changed := 0;
                 IF n > 0 THEN
-                    EXECUTE \(EnqueuerRole.dollarQuoted(payload.statement)) USING lo::\(firstType), hi::\(lastType);
+                    EXECUTE \(JobScript.dollarQuoted(payload.statement)) USING lo::\(firstType), hi::\(lastType);
                     GET DIAGNOSTICS changed = ROW_COUNT;
                 END IF;
                 -- The sessions waiting on this batch's locks now, just before it commits: each
@@ -247,79 +244,29 @@ struct BatchSandbox {
                 first_key := lo::text;
                 last_key := hi::text;
                 ms := extract(epoch FROM clock_timestamp() - started) * 1000;
-            \(EnqueuerRole.commitGuard)
             END
             """
-        try await connection.execute(
+        try await session.execute(
             """
             CREATE FUNCTION pg_temp.godwit_batch(after_key pg_catalog.text, batch_size integer,
                 OUT first_key pg_catalog.text, OUT last_key pg_catalog.text, OUT n integer, OUT changed bigint,
                 OUT ms double precision, OUT waiters integer, OUT longest_wait_ms double precision,
                 OUT total_wait_ms double precision)
-            LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS \(EnqueuerRole.dollarQuoted(body))
+            LANGUAGE plpgsql SET search_path FROM CURRENT AS \(JobScript.dollarQuoted(body))
             """)
-        if let health = payload.healthQuery {
-            // The enqueuer's health query, run with the enqueuer's rights like the statement.
-            let healthBody = """
-                BEGIN
-                    EXECUTE \(EnqueuerRole.dollarQuoted("SELECT (\(health))::boolean")) INTO healthy;
-                \(EnqueuerRole.commitGuard)
-                END
-                """
-            try await connection.execute(
-                """
-                CREATE FUNCTION pg_temp.godwit_health(OUT healthy boolean)
-                LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS \(EnqueuerRole.dollarQuoted(healthBody))
-                """)
-        }
-        // Back to the worker's own rights for the fence and the checkpoint.
-        try await connection.execute("RESET ROLE; \(resetSession)")
-        let made = try await connection.query(
-            """
-            SELECT p.oid::bigint AS oid, \(fingerprintSQL) AS fingerprint
-            FROM pg_catalog.pg_proc p WHERE p.oid = 'pg_temp.godwit_batch(text, integer)'::pg_catalog.regprocedure
-            """
-        ).first!
-        var health: (oid: Int64, fingerprint: String)?
-        if payload.healthQuery != nil {
-            let row = try await connection.query(
-                """
-                SELECT p.oid::bigint AS oid, \(fingerprintSQL) AS fingerprint
-                FROM pg_catalog.pg_proc p WHERE p.oid = 'pg_temp.godwit_health()'::pg_catalog.regprocedure
-                """
-            ).first!
-            health = (try row.int64("oid"), try row.string("fingerprint"))
-        }
-        return BatchSandbox(
-            relation: relation, keySQL: keySQL, keyType: keyType, upper: payload.upper, enqueuer: job.enqueuedBy,
-            oid: try made.int64("oid"),
-            fingerprint: try made.string("fingerprint"), health: health)
+        return BatchStatement(
+            relation: relation, relationOID: relationOID, keySQL: keySQL, keyType: keyType, upper: payload.upper, healthQuery: payload.healthQuery)
     }
-
-    /// SQL that is true while function `oid` is still the one made here (owner and fingerprint).
-    func intact(_ oid: Int64, _ fingerprint: String) -> String {
-        """
-        coalesce((SELECT p.proowner = \(quoteLiteral(enqueuer))::pg_catalog.regrole
-                AND \(BatchSandbox.fingerprintSQL) = \(quoteLiteral(fingerprint))
-            FROM pg_catalog.pg_proc p WHERE p.oid = \(oid)), false)
-        """
-    }
-
-    /// Undoes what the enqueuer's SQL did to the session's settings and keeps its temporary
-    /// objects out of the worker's statements (see above).
-    static let resetSession = "RESET ALL; SET search_path = pg_catalog, pg_temp"
-
-    /// What must not change between batches: owner, SECURITY DEFINER, body and settings.
-    static let fingerprintSQL =
-        "pg_catalog.md5(p.proowner::text || p.prosecdef::text || p.prosrc || coalesce(p.proconfig::text, ''))"
 }
 
-/// One attempt of one batched job, on the job's own connection.
+/// One attempt of one batched job: its batches in the enqueuer's session, the queue's
+/// bookkeeping (progress, holds, history) over the worker's own connections.
 struct BatchRunner {
     let payload: BatchedJob.Payload
-    let sandbox: BatchSandbox
+    let statement: BatchStatement
     let context: JobContext
-    let connection: Connection
+    /// The enqueuer's session, where the job's SQL runs.
+    let session: Connection
     let throttle: BatchThrottle
     let schema: QueueSchema
     let clock = ContinuousClock()
@@ -337,29 +284,31 @@ struct BatchRunner {
     var lastHoldCheck: ContinuousClock.Instant?
 
     init(
-        payload: BatchedJob.Payload, sandbox: BatchSandbox, context: JobContext, connection: Connection,
+        payload: BatchedJob.Payload, statement: BatchStatement, context: JobContext, session: Connection,
         throttle: BatchThrottle, schema: QueueSchema
     ) async throws {
         self.payload = payload
-        self.sandbox = sandbox
+        self.statement = statement
         self.context = context
-        self.connection = connection
+        self.session = session
         self.throttle = throttle
         self.schema = schema
         // A job enqueued by a plain INSERT has no progress row yet.
-        try await connection.query(
-            """
-            INSERT INTO \(schema.qualified("job_progress")) (job_id, batch_size, rows_total, cursor)
-            VALUES ($1, $2, $3, $4)
-            ON CONFLICT DO NOTHING
-            """,
-            [context.job.id, payload.batchSize, payload.rowsTotal, payload.lower])
-        let row = try await connection.query(
-            """
-            SELECT cursor, rows_done, rows_changed, batches_done, batch_size, rows_total
-            FROM \(schema.qualified("job_progress")) WHERE job_id = $1
-            """, [context.job.id]
-        ).first!
+        let row = try await context.pool.withConnection { connection in
+            try await connection.query(
+                """
+                INSERT INTO \(schema.qualified("job_progress")) (job_id, batch_size, rows_total, cursor)
+                VALUES ($1, $2, $3, $4)
+                ON CONFLICT DO NOTHING
+                """,
+                [context.job.id, payload.batchSize, payload.rowsTotal, payload.lower])
+            return try await connection.query(
+                """
+                SELECT cursor, rows_done, rows_changed, batches_done, batch_size, rows_total
+                FROM \(schema.qualified("job_progress")) WHERE job_id = $1
+                """, [context.job.id]
+            ).first!
+        }
         cursor = row["cursor"]
         rowsDone = try row.int64("rows_done")
         rowsChanged = try row.int64("rows_changed")
@@ -449,82 +398,50 @@ struct BatchRunner {
 
     static let retryableStates: Set<String> = ["55P03", "57014", "40001", "40P01"]
 
-    /// One batch in three round trips, all in one transaction: (1) reset the session, begin,
-    /// set the timeouts and take the fence; (2) run the batch through the sandbox and write the
-    /// checkpoint, in one statement; (3) commit.
+    /// One batch in three round trips, all in one transaction of the enqueuer's session: (1)
+    /// begin, set the timeouts and take the fence; (2) run the batch and write its checkpoint,
+    /// in one statement; (3) commit.
     ///
-    /// The fence is `FOR KEY SHARE` on the job's row where the lease is still this worker's:
-    /// only the lease holder commits a batch, and a rescue (`FOR UPDATE SKIP LOCKED`) passes the
-    /// job by while a batch is in flight, so the next holder always reads the last committed
-    /// checkpoint. Heartbeats (`FOR NO KEY UPDATE`) do not conflict with it and keep the lease
-    /// fresh through a long batch.
+    /// The fence (`<schema>.batch_fence`) holds the job's row `FOR KEY SHARE` where the lease is
+    /// still this attempt's: only the lease holder commits a batch, and a rescue (`FOR UPDATE
+    /// SKIP LOCKED`) passes the job by while a batch is in flight, so the next holder always
+    /// reads the last committed checkpoint. Heartbeats (`FOR NO KEY UPDATE`) do not conflict
+    /// with it and keep the lease fresh through a long batch. The checkpoint
+    /// (`<schema>.batch_checkpoint`) commits with the batch, or neither does. Both run with the
+    /// queue owner's rights and act only on a running job of the session's own login with this
+    /// lease.
     ///
     /// A shard of a parallel job reads a failed sibling as a pause request in the same fence:
     /// the request `derive_parallel_state` writes may have skipped this row while it was
     /// locked, and the shard must still stop at its next checkpoint so the parent can fail.
-    ///
-    /// The session is reset (`BatchSandbox.resetSession`) right after each batch's COMMIT,
-    /// and again before each batch, because SQL run by the batch may have changed settings for
-    /// the session (`set_config(..., false)`), `search_path` included, and left temporary
-    /// objects; the checkpoint is part of the batch's own statement, parsed before the batch
-    /// runs, for the same reason.
     private mutating func runBatch(attempt: Int) async throws -> BatchResult {
         let size = controller.size
-        let fence = try await connection.execute(
-            """
-            \(BatchSandbox.resetSession);
-            BEGIN;
-            SET LOCAL lock_timeout = \(payload.lockTimeoutMs);
-            SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
-            SELECT coalesce(j.control, CASE WHEN j.parent_id IS NOT NULL AND EXISTS (
-                    SELECT 1 FROM \(schema.qualified("jobs")) s WHERE s.parent_id = j.parent_id AND s.state = 'failed')
-                    THEN 'pause' END) AS control,
-                \(sandbox.intact(sandbox.oid, sandbox.fingerprint)) AS sandbox_intact
-            FROM \(schema.qualified("jobs")) j
-            WHERE j.id = \(context.job.id) AND j.lease_token = \(context.job.leaseToken) AND j.state = 'running'
-            FOR KEY SHARE OF j
-            """
-        ).last
         do {
-            guard let control = fence?.first else { throw JobInterruption.leaseLost }
-            if control["control"] == "pause" { throw JobInterruption.paused }
-            if control["control"] == "cancel" { throw JobInterruption.cancelled }
-            guard try control.bool("sandbox_intact") else {
-                throw JobFailure(
-                    "job \(context.job.id): the batch function was changed by SQL the job ran (its owner, body or settings); "
-                        + "the job stops rather than run anything else")
+            let fence = try await session.execute(
+                """
+                BEGIN;
+                SET LOCAL lock_timeout = \(payload.lockTimeoutMs);
+                SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
+                SELECT \(schema.qualified("batch_fence"))(\(context.job.id), \(context.job.leaseToken)) AS control
+                """
+            ).last?.first
+            switch fence?["control"] {
+            case nil: break
+            case "pause": throw JobInterruption.paused
+            case "cancel": throw JobInterruption.cancelled
+            default: throw JobInterruption.leaseLost
             }
             let rates = recent.reduce((rows: 0, seconds: 0.0)) { ($0.rows + $1.rows, $0.seconds + $1.seconds) }
-            let batch: PostgresRow
-            do {
-                batch = try await connection.query(
-                    """
-                    WITH b AS MATERIALIZED (SELECT * FROM pg_temp.godwit_batch($2, $3)),
-                    p AS (
-                        UPDATE \(progressTable) SET cursor = b.last_key, rows_done = rows_done + b.n,
-                            rows_changed = rows_changed + b.changed, batches_done = batches_done + 1, batch_size = $3,
-                            rows_per_second = ($5 + b.n) / nullif($6 + b.ms / 1000, 0), hold_reason = NULL,
-                            lock_waits = lock_waits + b.waiters, lock_wait_ms_total = lock_wait_ms_total + b.total_wait_ms,
-                            lock_wait_ms_max = greatest(lock_wait_ms_max, b.longest_wait_ms), updated_at = now()
-                        FROM b WHERE job_id = $1 AND b.n > 0
-                        RETURNING batches_done
-                    ),
-                    h AS (
-                        INSERT INTO \(schema.qualified("batches"))
-                            (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms,
-                             lock_waiters, lock_wait_ms)
-                        SELECT $1, p.batches_done, $4, b.first_key, b.last_key, b.n, b.changed, $3, b.ms, b.waiters,
-                            b.longest_wait_ms
-                        FROM p, b
-                    )
-                    SELECT b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms FROM b
-                    """, [context.job.id, cursor, size, attempt, rates.rows, rates.seconds]
-                ).first!
-            } catch let error as PostgresError where error.code == .server {
-                throw BatchFailure(
-                    error: error, first: nil, last: nil, retryable: Self.retryableStates.contains(error.sqlState ?? ""))
-            }
-            try await connection.execute("COMMIT; \(BatchSandbox.resetSession)")
+            let batch = try await session.query(
+                """
+                SELECT b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms,
+                    \(schema.qualified("batch_checkpoint"))($1, $2, $3, $4, b.first_key, b.last_key, b.n, b.changed, b.ms,
+                        b.waiters, b.longest_wait_ms, b.total_wait_ms, $5, $6) AS seq
+                FROM pg_temp.godwit_batch($7, $4) b
+                """,
+                [context.job.id, context.job.leaseToken, attempt, size, rates.rows, rates.seconds, cursor]
+            ).first!
+            try await session.execute("COMMIT")
             let rows = try batch.int("n")
             guard rows > 0 else { return .done }
             let changed = try batch.int("changed")
@@ -548,8 +465,9 @@ struct BatchRunner {
             batchesDone += 1
             return .committed(rows: rows, changed: changed, first: first, last: last, duration: duration)
         } catch {
-            await connection.cleanup("ROLLBACK")
+            await session.cleanup("ROLLBACK")
             if let postgres = error as? PostgresError, postgres.code == .server {
+                if postgres.sqlState == JobQueue.leaseLostState { throw JobInterruption.leaseLost }
                 throw BatchFailure(
                     error: postgres, first: nil, last: nil, retryable: Self.retryableStates.contains(postgres.sqlState ?? ""))
             }
@@ -557,38 +475,26 @@ struct BatchRunner {
         }
     }
 
-    /// The keys the next batch covers, read as the enqueuer, to name a failed batch.
-    ///
-    /// This runs outside the sandbox, so nothing of the enqueuer's may run in it: names resolve
-    /// in pg_catalog first, and row security, which would call the policies' functions, is off
-    /// (a table with a policy that applies makes the query fail, and the bounds stay unknown).
+    /// The keys the next batch covers, read in the enqueuer's session, to name a failed batch.
     private func nextBounds() async -> (first: String?, last: String?) {
         var conditions: [String] = []
         var parameters: [any PostgresParameter] = [controller.size]
         if let cursor {
             parameters.append(cursor)
-            conditions.append("\(sandbox.keySQL) > $\(parameters.count)::\(sandbox.keyType)")
+            conditions.append("\(statement.keySQL) > $\(parameters.count)::\(statement.keyType)")
         }
-        if let upper = sandbox.upper {
+        if let upper = statement.upper {
             parameters.append(upper)
-            conditions.append("\(sandbox.keySQL) <= $\(parameters.count)::\(sandbox.keyType)")
+            conditions.append("\(statement.keySQL) <= $\(parameters.count)::\(statement.keyType)")
         }
         let after = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
-        var row: PostgresRow?
-        do {
-            try await connection.execute(
-                "\(BatchSandbox.resetSession); SET row_security = off; SET ROLE \(quoteIdentifier(sandbox.enqueuer))")
-            row = try await connection.query(
-                """
-                WITH batch AS (SELECT \(sandbox.keySQL) AS k FROM \(sandbox.relation) \(after) ORDER BY \(sandbox.keySQL) LIMIT $1)
-                SELECT (SELECT b.k::text FROM batch b ORDER BY b.k LIMIT 1) AS first,
-                    (SELECT b.k::text FROM batch b ORDER BY b.k DESC LIMIT 1) AS last
-                """, parameters
-            ).first
-        } catch {
-            row = nil
-        }
-        await connection.cleanup("RESET ROLE; \(BatchSandbox.resetSession)")
+        let row = try? await session.query(
+            """
+            WITH batch AS (SELECT \(statement.keySQL) AS k FROM \(statement.relation) \(after) ORDER BY \(statement.keySQL) LIMIT $1)
+            SELECT (SELECT b.k::text FROM batch b ORDER BY b.k LIMIT 1) AS first,
+                (SELECT b.k::text FROM batch b ORDER BY b.k DESC LIMIT 1) AS last
+            """, parameters
+        ).first
         return (row?["first"], row?["last"])
     }
 
@@ -600,13 +506,18 @@ struct BatchRunner {
     }
 
     private func recordFailedBatch(_ failure: BatchFailure, attempt: Int) async throws {
-        try await connection.query(
-            """
-            INSERT INTO \(schema.qualified("batches"))
-                (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms, error)
-            VALUES ($1, $2, $3, $4, $5, 0, 0, $6, 0, $7)
-            """,
-            [context.job.id, batchesDone + 1, attempt, failure.first, failure.last, controller.size, failure.error.description])
+        let parameters: [any PostgresParameter] = [
+            context.job.id, batchesDone + 1, attempt, failure.first, failure.last, controller.size,
+            failure.error.description,
+        ]
+        try await context.pool.withConnection { connection in
+            try await connection.query(
+                """
+                INSERT INTO \(schema.qualified("batches"))
+                    (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms, error)
+                VALUES ($1, $2, $3, $4, $5, 0, 0, $6, 0, $7)
+                """, parameters)
+        }
     }
 
     /// Holds (state stays running) while a standby lags, autovacuum works on the table, WAL
@@ -619,9 +530,11 @@ struct BatchRunner {
         lastHoldCheck = clock.now
         let reason = try await holdReason()
         if reason != holding {
-            try await connection.query(
-                "UPDATE \(progressTable) SET hold_reason = $2, updated_at = now() WHERE job_id = $1",
-                [context.job.id, reason])
+            try await context.pool.withConnection { [progressTable, context] connection in
+                try await connection.query(
+                    "UPDATE \(progressTable) SET hold_reason = $2, updated_at = now() WHERE job_id = $1",
+                    [context.job.id, reason])
+            }
             if let reason {
                 context.logger.notice("batched job holding", metadata: ["job": "\(context.job.id)", "reason": "\(reason)"])
             } else {
@@ -634,18 +547,22 @@ struct BatchRunner {
         return true
     }
 
-    /// Why the job should hold now, or nil.
+    /// Why the job should hold now, or nil. The server's state and the operator's health query
+    /// are read over the worker's own connections; the job's health query in the enqueuer's
+    /// session, with its rights.
     private func holdReason() async throws -> String? {
-        let row = try await connection.query(
+        let row = try await context.pool.withConnection { [statement] connection in
+            try await connection.query(
             """
             SELECT
                 (SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0)
                  FROM pg_catalog.pg_stat_replication)::float8 AS lag,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_vacuum v JOIN pg_catalog.pg_stat_activity a ON a.pid = v.pid
-                        WHERE v.relid = $1::pg_catalog.regclass AND a.backend_type = 'autovacuum worker') AS vacuuming,
+                        WHERE v.relid = $1::pg_catalog.oid AND a.backend_type = 'autovacuum worker') AS vacuuming,
                 \(Self.archiveBacklogSQL) AS archive_backlog
-            """, [sandbox.relation]
-        ).first!
+            """, [statement.relationOID]
+            ).first!
+        }
         let lag = try row.double("lag")
         if lag > throttle.maxReplicationLag.seconds {
             return String(format: "replication lag %.1f s is above %.1f s", lag, throttle.maxReplicationLag.seconds)
@@ -658,18 +575,14 @@ struct BatchRunner {
         {
             return "WAL archiving is \(backlog) segments behind (more than \(limit))"
         }
-        if let query = throttle.healthQuery,
-            let unhealthy = try await healthProblem(
-                "SELECT (\(query))::boolean AS healthy, true AS intact", who: "the worker's health query")
-        {
-            return unhealthy
+        if let query = throttle.healthQuery {
+            let unhealthy = try await context.pool.withConnection { connection in
+                try await healthProblem(query, who: "the worker's health query", on: connection)
+            }
+            if let unhealthy { return unhealthy }
         }
-        if let health = sandbox.health,
-            let unhealthy = try await healthProblem(
-                """
-                SELECT CASE WHEN i.intact THEN pg_temp.godwit_health() END AS healthy, i.intact
-                FROM (SELECT \(sandbox.intact(health.oid, health.fingerprint)) AS intact) i
-                """, who: "the job's health query")
+        if let query = statement.healthQuery,
+            let unhealthy = try await healthProblem(query, who: "the job's health query", on: session)
         {
             return unhealthy
         }
@@ -678,28 +591,22 @@ struct BatchRunner {
 
     /// Runs a health check under a statement timeout; a description of what is wrong when it
     /// is not true.
-    private func healthProblem(_ sql: String, who: String) async throws -> String? {
+    private func healthProblem(_ query: String, who: String, on connection: Connection) async throws -> String? {
         let result: [QueryResult]
         do {
             result = try await connection.execute(
                 """
                 BEGIN;
                 SET LOCAL statement_timeout = \(Int(throttle.healthQueryTimeout.milliseconds));
-                \(sql);
-                COMMIT;
-                \(BatchSandbox.resetSession)
+                SELECT (\(query))::boolean AS healthy;
+                COMMIT
                 """
             )
         } catch let error as PostgresError where error.code == .server {
-            await connection.cleanup("ROLLBACK; \(BatchSandbox.resetSession)")
+            await connection.cleanup("ROLLBACK")
             return "\(who) failed: \(error.message)"
         }
         let row = result.count > 2 ? result[2].first : nil
-        guard row?["intact"] == "t" else {
-            throw JobFailure(
-                "job \(context.job.id): the health query's function was changed by SQL the job ran (its owner, body or settings); "
-                    + "the job stops rather than run anything else")
-        }
         switch row?["healthy"] {
         case "t": return nil
         case "f": return "\(who) returned false"
@@ -730,9 +637,11 @@ struct BatchRunner {
     }
 
     private func trimHistory() async throws {
-        try await connection.query(
-            "DELETE FROM \(schema.qualified("batches")) WHERE job_id = $1 AND seq <= $2",
-            [context.job.id, batchesDone - Int64(throttle.batchHistory)])
+        let parameters: [any PostgresParameter] = [context.job.id, batchesDone - Int64(throttle.batchHistory)]
+        try await context.pool.withConnection { [schema] connection in
+            try await connection.query(
+                "DELETE FROM \(schema.qualified("batches")) WHERE job_id = $1 AND seq <= $2", parameters)
+        }
     }
 
     private func logProgress(first: String, last: String, rows: Int, duration: Duration) {

@@ -108,6 +108,7 @@ public actor Connection {
         // fallback application name after it applies only when the string names none.
         var pairs = options.libpqDefaults
         pairs.append(("dbname", conninfo))
+        if let pin = options.pinningOptions(conninfo: conninfo) { pairs.append(pin) }
         pairs.append(("fallback_application_name", options.applicationName))
         let handle: OpaquePointer? = withArrayOfCStrings(pairs.map(\.0)) { keys in
             withArrayOfCStrings(pairs.map(\.1)) { vals in

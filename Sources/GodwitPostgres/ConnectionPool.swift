@@ -34,6 +34,7 @@ public final class ConnectionPool: Service, Sendable {
 
     /// The pool was closed: it lends nothing more.
     public struct ClosedError: Error, CustomStringConvertible, Sendable {
+        public init() {}
         public var description: String { "the connection pool is closed" }
     }
 

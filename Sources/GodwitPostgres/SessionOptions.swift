@@ -1,3 +1,5 @@
+import Foundation
+
 /// How Godwit opens and keeps its own sessions.
 ///
 /// The defaults suit a long-running worker on a network that may fail: a dead server or a cut
@@ -23,8 +25,20 @@ public struct SessionOptions: Sendable {
     /// this long (a worker stopped with SIGSTOP in the middle of a batch), which releases its
     /// locks. Nil leaves the server's setting.
     public var idleInTransactionSessionTimeout: Duration?
+    /// For sessions that run only Godwit's own SQL (the worker's, the dashboard's): the
+    /// session's `search_path`, fixed at login so that nothing planted in a schema the login
+    /// searches (an operator on Godwit's enum in `public`, a function named like one of
+    /// PostgreSQL's) is ever called by Godwit's statements. Set as a startup option after the
+    /// connection string's own `options`, so it holds whatever the string says, and `RESET ALL`
+    /// and `DISCARD ALL` come back to it. Nil leaves the login's default (sessions that run
+    /// the user's SQL: migrations, a job's).
+    public var pinnedSearchPath: String?
 
     public init() {}
+
+    /// `search_path = pg_catalog, pg_temp`: names resolve in PostgreSQL's own catalog first, and
+    /// functions and operators never in `pg_temp`.
+    public static let catalogSearchPath = "pg_catalog,pg_temp"
 
     /// The libpq keywords these options set, as defaults placed before the connection string.
     var libpqDefaults: [(String, String)] {
@@ -43,5 +57,17 @@ public struct SessionOptions: Sendable {
                 ("options", "-c idle_in_transaction_session_timeout=\(max(1, Int(idleInTransactionSessionTimeout.milliseconds)))"))
         }
         return pairs
+    }
+
+    /// The `options` startup setting that pins `search_path`, to place after the connection
+    /// string: the string's own `options` (or `PGOPTIONS`, or this session's default) with the
+    /// pin last, where it wins.
+    func pinningOptions(conninfo: String) -> (String, String)? {
+        guard let pinnedSearchPath else { return nil }
+        let given = (try? ConnectionString.options(conninfo))?["options"]
+            ?? ProcessInfo.processInfo.environment["PGOPTIONS"]
+            ?? libpqDefaults.first { $0.0 == "options" }?.1
+        let pin = "-c search_path=\(pinnedSearchPath.replacingOccurrences(of: " ", with: ""))"
+        return ("options", [given, pin].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: " "))
     }
 }

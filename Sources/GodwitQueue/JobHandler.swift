@@ -37,22 +37,32 @@ public struct JobContext: Sendable {
     public let job: ClaimedJob
     public let logger: Logger
     public let queue: JobQueue
-    /// The worker's connections; a job's own work goes through `withSession`.
+    /// The worker's own connections, for the queue's bookkeeping (progress, holds, backups'
+    /// records); never lent to the job's SQL, which runs through `withSession`.
     public let pool: ConnectionPool
+    /// Sessions that log in as the job's enqueuer.
+    public let sessions: EnqueuerSessions
     /// The database, for client programs (pg_dump) that connect by themselves.
     public let databaseURL: String
     let signals: JobSignals
 
     public init(
-        job: ClaimedJob, logger: Logger, queue: JobQueue, pool: ConnectionPool, databaseURL: String,
-        signals: JobSignals = JobSignals()
+        job: ClaimedJob, logger: Logger, queue: JobQueue, pool: ConnectionPool, sessions: EnqueuerSessions,
+        databaseURL: String, signals: JobSignals = JobSignals()
     ) {
         self.job = job
         self.logger = logger
         self.queue = queue
         self.pool = pool
+        self.sessions = sessions
         self.databaseURL = databaseURL
         self.signals = signals
+    }
+
+    /// Says that the job's success was recorded in the job's own transaction (an sql job's
+    /// `job_succeeded`), so the worker must not record it again.
+    public func successRecorded() {
+        signals.markRecorded(job.id)
     }
 
     /// Throws a `JobInterruption` when the job must stop here.
@@ -98,12 +108,21 @@ public struct NoopJob: JobHandler {
 /// Runs one SQL script: one-off maintenance in the background, with the queue's retries.
 /// Payload: `{"sql": "UPDATE ..."}`.
 ///
-/// The script runs with the rights of the role that enqueued the job (see `EnqueuerRole`), in
-/// one transaction. A lone `VACUUM`, `ANALYZE`, `CREATE INDEX CONCURRENTLY` and the like,
-/// which cannot run in a transaction, runs by itself at the top level instead.
+/// The script runs in a session logged in as the role that enqueued the job (see
+/// `EnqueuerSessions`), in one transaction that also records the job's success
+/// (`<schema>.job_succeeded`): the script and its success commit together or not at all, so a
+/// crash at any moment can neither lose the success of a committed script nor run it twice. The
+/// script may not end that transaction (`COMMIT`, `ROLLBACK`, ...). A lone `VACUUM`, `ANALYZE`,
+/// `CREATE INDEX CONCURRENTLY` and the like, which cannot run in a transaction, runs by itself
+/// at the top level instead, and is at-least-once: a crash after it and before its success is
+/// recorded runs it again.
 public struct SQLJob: JobHandler {
     public let kind = "sql"
-    public init() {}
+    public let schema: QueueSchema
+
+    public init(schema: QueueSchema = QueueSchema()) {
+        self.schema = schema
+    }
 
     struct Payload: Decodable {
         var sql: String
@@ -113,29 +132,56 @@ public struct SQLJob: JobHandler {
         let payload = try context.payload(as: Payload.self)
         let statements = SQLSplitter.split(payload.sql).map(\.text)
         guard !statements.isEmpty else { throw InvalidPayload("job \(context.job.id): the sql payload holds no statement") }
-        let affected = try await context.withSession { connection in
-            if statements.count == 1, EnqueuerRole.mustRunAtTopLevel(statements[0]) {
-                return try await connection.query(statements[0]).affectedRows ?? 0
+        func described(_ statement: String) -> String { JobScript.leadingWords(statement, count: 3).joined(separator: " ") }
+        if statements.count == 1, JobScript.mustRunAtTopLevel(statements[0]) {
+            let affected = try await context.withSession { connection in
+                try await connection.query(statements[0]).affectedRows ?? 0
             }
-            if let topLevel = statements.first(where: EnqueuerRole.mustRunAtTopLevel) {
-                throw InvalidPayload(
-                    "job \(context.job.id): \(EnqueuerRole.leadingWords(topLevel, count: 3).joined(separator: " ")) "
-                        + "cannot run inside a transaction; enqueue it as a job of its own")
-            }
-            try await EnqueuerRole.createScriptRunner(on: connection)
-            return try await connection.query("SELECT pg_temp.godwit_run_sql($1) AS n", [payload.sql]).first?.int("n") ?? 0
+            return Self.result(statements: 1, affected: affected)
         }
-        return #"{"statements": \#(statements.count), "rows_affected": \#(affected)}"#
+        if let topLevel = statements.first(where: JobScript.mustRunAtTopLevel) {
+            throw InvalidPayload(
+                "job \(context.job.id): \(described(topLevel)) cannot run inside a transaction; enqueue it as a job of its own")
+        }
+        if let control = statements.first(where: JobScript.endsTransaction) {
+            throw InvalidPayload(
+                "job \(context.job.id): the script may not end its transaction (\(described(control))): it runs in one "
+                    + "transaction, which records its success as it commits")
+        }
+        let result = try await context.withSession { connection in
+            try await connection.execute("BEGIN")
+            do {
+                let results = try await connection.execute(payload.sql)
+                guard await connection.transactionStatus == .inTransaction else {
+                    throw InvalidPayload("job \(context.job.id): the script ended its transaction")
+                }
+                let result = Self.result(statements: statements.count, affected: results.last?.affectedRows ?? 0)
+                try await connection.query(
+                    "SELECT \(schema.qualified("job_succeeded"))($1, $2, $3::pg_catalog.jsonb)",
+                    [context.job.id, context.job.leaseToken, result])
+                try await connection.execute("COMMIT")
+                return result
+            } catch {
+                await connection.cleanup("ROLLBACK")
+                if let postgres = error as? PostgresError, postgres.sqlState == JobQueue.leaseLostState {
+                    throw JobInterruption.leaseLost
+                }
+                throw error
+            }
+        }
+        context.successRecorded()
+        return result
+    }
+
+    static func result(statements: Int, affected: Int) -> String {
+        #"{"statements": \#(statements), "rows_affected": \#(affected)}"#
     }
 }
 
 extension JobContext {
-    /// Lends a connection on which the job runs as the role that enqueued it. The session is
-    /// reset (`DISCARD ALL`) when it goes back to the pool, whatever the job did to it.
+    /// Lends a session logged in as the job's enqueuer (see `EnqueuerSessions`). It is reset
+    /// (`DISCARD ALL`) when it goes back to its pool, whatever the job did to it.
     public func withSession<T: Sendable>(_ body: (Connection) async throws -> T) async throws -> T {
-        try await pool.withConnection(discardingState: true) { connection in
-            try await EnqueuerRole.assume(for: job, on: connection)
-            return try await body(connection)
-        }
+        try await sessions.withSession(for: job, body)
     }
 }

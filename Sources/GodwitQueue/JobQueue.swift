@@ -13,6 +13,10 @@ public struct JobQueue: Sendable {
 
     private var jobs: String { schema.qualified("jobs") }
 
+    /// The SQLSTATE the queue's functions raise when a job's lease is no longer the caller's
+    /// (`batch_checkpoint`, `job_succeeded`): what the job did in that transaction is rolled back.
+    public static let leaseLostState = "GW001"
+
     // MARK: Enqueue and control
 
     /// Adds a job and returns its id. The insert trigger wakes the workers.
@@ -112,6 +116,9 @@ public struct JobQueue: Sendable {
     /// How an attempt ended, as the worker records it.
     public enum Outcome: Sendable {
         case succeeded(result: String?)
+        /// Succeeded, and the success was recorded in the job's own transaction (an sql job's
+        /// `job_succeeded`): nothing is left to write.
+        case recorded(result: String?)
         /// Failed for good: no attempts left, or an error retrying cannot fix.
         case failed(error: String, result: String?)
         /// Failed, and will run again after `delay`.
@@ -131,6 +138,8 @@ public struct JobQueue: Sendable {
         let fence = "WHERE id = $1 AND state = 'running' AND lease_token = $2"
         let changed: QueryResult
         switch outcome {
+        case .recorded:
+            return true
         case .succeeded(let result):
             changed = try await connection.query(
                 """

@@ -7,6 +7,7 @@ public final class JobSignals: Sendable {
 
     private struct State {
         var perJob: [Int64: JobInterruption] = [:]
+        var recorded: Set<Int64> = []
         var shutdown = false
     }
 
@@ -28,8 +29,16 @@ public final class JobSignals: Sendable {
     }
 
     func forget(_ id: Int64) {
-        _ = state.withLock { $0.perJob.removeValue(forKey: id) }
+        state.withLock { state in
+            state.perJob.removeValue(forKey: id)
+            state.recorded.remove(id)
+        }
     }
+
+    /// The job's success is already recorded (in its own transaction).
+    func markRecorded(_ id: Int64) { _ = state.withLock { $0.recorded.insert(id) } }
+
+    func wasRecorded(_ id: Int64) -> Bool { state.withLock { $0.recorded.contains(id) } }
 
     func beginShutdown() { state.withLock { $0.shutdown = true } }
 

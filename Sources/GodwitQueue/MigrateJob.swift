@@ -145,45 +145,39 @@ public struct MigrateJob: JobHandler {
     public func run(_ context: JobContext) async throws -> String? {
         let payload = try context.payload(as: MigratePayload.self)
         let source = try payload.migrationSource(jobID: context.job.id)
+        // The backup first, over the worker's own connections: it is recorded in the queue's
+        // `backups` table, and pg_dump reads the whole database, not only what the enqueuer can.
+        let backup = payload.backup ? try await makeBackup(context) : nil
+        try context.checkpoint()
+        // The migrations themselves run in a session logged in as the job's enqueuer, like any
+        // job's SQL: whatever they do, they have its rights.
         return try await context.withSession { connection in
-            try await requireEnqueuerIsWorker(context.job, on: connection)
-            return try await migrate(payload, source: source, context: context, on: connection)
+            try await migrate(payload, source: source, backup: backup, context: context, on: connection)
         }
     }
 
-    /// A migration is a script run at the top level, where `RESET ROLE` would give it the
-    /// worker's own rights: so a migrate job runs only when its enqueuer is the worker's own
-    /// role, whose rights it then has anyway.
-    private func requireEnqueuerIsWorker(_ job: ClaimedJob, on connection: Connection) async throws {
-        let worker = try await connection.query("SELECT session_user::text AS u").first?.string("u") ?? ""
-        guard worker == job.enqueuedBy else {
-            throw JobFailure(
-                "job \(job.id) (migrate) was enqueued by role \(job.enqueuedBy), but this worker connects as \(worker): "
-                    + "a migration could leave the enqueuer's role with RESET ROLE, so migrate jobs run only on a worker "
-                    + "that connects as the role that enqueued them")
+    private func makeBackup(_ context: JobContext) async throws -> Backup {
+        let backup: Backup
+        do {
+            backup = try await context.pool.withConnection { connection in
+                try await backups.create(databaseURL: context.databaseURL, jobID: context.job.id, on: connection)
+            }
+        } catch let error as BackupError {
+            // No verified backup, no migration: the job fails before anything runs.
+            throw JobFailure("no migration was run: \(error.message)")
         }
+        context.logger.info(
+            "backup verified",
+            metadata: ["job": "\(context.job.id)", "file": "\(backup.file)", "bytes": "\(backup.sizeBytes)"])
+        return backup
     }
 
     private func migrate(
-        _ payload: MigratePayload, source: MigrationSource, context: JobContext, on connection: Connection
+        _ payload: MigratePayload, source: MigrationSource, backup: Backup?, context: JobContext, on connection: Connection
     ) async throws -> String? {
         var report = Report()
-        if payload.backup {
-            let backup: Backup
-            do {
-                backup = try await backups.create(
-                    databaseURL: context.databaseURL, jobID: context.job.id, on: connection)
-            } catch let error as BackupError {
-                // No verified backup, no migration: the job fails before anything runs.
-                throw JobFailure("no migration was run: \(error.message)")
-            }
-            context.logger.info(
-                "backup verified",
-                metadata: ["job": "\(context.job.id)", "file": "\(backup.file)", "bytes": "\(backup.sizeBytes)"])
-            report.backup = backup
-            report.restoreWith = backup.restoreCommand
-        }
-        try context.checkpoint()
+        report.backup = backup
+        report.restoreWith = backup?.restoreCommand
         var migrator = Migrator(
             source: source, logger: context.logger, lockPolicy: payload.lockPolicy, config: payload.config)
         migrator.logger[metadataKey: "job"] = "\(context.job.id)"

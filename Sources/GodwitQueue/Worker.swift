@@ -25,6 +25,10 @@ public struct WorkerConfiguration: Sendable {
     /// Succeeded and cancelled jobs older than this are deleted.
     public var keepFinished: Duration = .seconds(7 * 86_400)
     public var workerID: String
+    /// How to log in as each enqueuer, by role (`--enqueuer-logins FILE`); a role without a
+    /// line logs in with the worker's connection string, its user replaced and no password
+    /// (see `EnqueuerSessions`).
+    public var enqueuerLogins: [String: String] = [:]
 
     public init(databaseURL: String, workerID: String? = nil) {
         self.databaseURL = databaseURL
@@ -43,7 +47,17 @@ public struct WorkerConfiguration: Sendable {
         options.applicationName = "godwit worker"
         options.connectTimeout = connectTimeout
         options.idleInTransactionSessionTimeout = max(leaseTimeout * 2, .seconds(5))
+        options.pinnedSearchPath = SessionOptions.catalogSearchPath
         return options
+    }
+
+    /// Sessions that log in as each job's enqueuer, with the worker's session options (the
+    /// idle-in-transaction timeout included, so a stopped worker's batch releases its job) but
+    /// the login's own search_path; up to `concurrency` sessions a role.
+    public func makeEnqueuerSessions() -> EnqueuerSessions {
+        EnqueuerSessions(
+            workerURL: databaseURL, logins: enqueuerLogins, options: sessionOptions, maximumConnections: concurrency,
+            connectRetry: .connecting(for: connectTimeout))
     }
 
     /// A pool that fits this worker: one connection per concurrent job, and four for claims,
@@ -94,6 +108,7 @@ public final class Worker: Service {
     private let logger: Logger
     private let queue: JobQueue
     private let pool: ConnectionPool
+    private let sessions: EnqueuerSessions
     private let signals = JobSignals()
     private let wake = WakeSignal()
     private let running = Mutex<[Int64: ClaimedJob]>([:])
@@ -112,6 +127,7 @@ public final class Worker: Service {
         self.configuration = configuration
         self.observer = observer
         self.pool = pool
+        self.sessions = configuration.makeEnqueuerSessions()
         self.handlers = Dictionary(handlers.map { ($0.kind, $0) }, uniquingKeysWith: { _, last in last })
         var logger = logger
         logger[metadataKey: "worker"] = "\(configuration.workerID)"
@@ -154,7 +170,11 @@ public final class Worker: Service {
                     self.logger.warning("cannot reach the database yet; retrying", metadata: ["error": "\(error)"])
                 }) {
                     if self.signals.isShuttingDown { throw CancellationError() }
-                    try await self.pool.withConnection { try await self.configuration.schema.install(on: $0) }
+                    try await self.pool.withConnection { connection in
+                        try await self.configuration.schema.install(on: connection)
+                        let role = try await connection.query("SELECT session_user::text AS u").first?.string("u")
+                        if let role { self.sessions.setWorkerRole(role) }
+                    }
                 }
             }
         } catch is CancellationError where signals.isShuttingDown || Task.isShuttingDownGracefully {
@@ -176,6 +196,7 @@ public final class Worker: Service {
             await self.dispatchLoop()
             background.cancelAll()
         }
+        await sessions.close()
         logger.info("worker stopped")
     }
 
@@ -299,9 +320,11 @@ public final class Worker: Service {
                 result: nil)
         }
         let context = JobContext(
-            job: job, logger: logger, queue: queue, pool: pool, databaseURL: configuration.databaseURL, signals: signals)
+            job: job, logger: logger, queue: queue, pool: pool, sessions: sessions, databaseURL: configuration.databaseURL,
+            signals: signals)
         do {
-            return .succeeded(result: try await handler.run(context))
+            let result = try await handler.run(context)
+            return signals.wasRecorded(job.id) ? .recorded(result: result) : .succeeded(result: result)
         } catch let interruption as JobInterruption {
             return outcome(of: interruption)
         } catch let error where error is CancellationError || Task.isCancelled {
@@ -371,7 +394,7 @@ public final class Worker: Service {
             return
         }
         switch outcome {
-        case .succeeded:
+        case .succeeded, .recorded:
             logger.info("job succeeded", metadata: metadata)
         case .failed(let error, _):
             metadata["error"] = "\(error)"
@@ -493,7 +516,7 @@ extension JobQueue.Outcome {
     /// The outcome as a metric label.
     var metricName: String {
         switch self {
-        case .succeeded: "succeeded"
+        case .succeeded, .recorded: "succeeded"
         case .failed: "failed"
         case .retry: "retry"
         case .paused: "paused"

@@ -25,7 +25,8 @@ public enum GodwitProcess {
     }
 
     /// Starts `godwit` with `arguments`; the environment is this process's plus `environment`
-    /// (a nil value removes a variable).
+    /// (a nil value removes a variable), and `PGPASSFILE` the test roles' password file unless
+    /// `environment` says otherwise.
     public static func start(
         _ arguments: [String], environment: [String: String?] = [:], directory: String? = nil
     ) throws -> RunningProcess {
@@ -34,6 +35,7 @@ public enum GodwitProcess {
         process.arguments = arguments
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "DATABASE_URL")
+        env["PGPASSFILE"] = TestPasswordFile.path
         for (key, value) in environment { env[key] = value }
         process.environment = env
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }

@@ -29,7 +29,8 @@ public struct TestRole: Sendable {
     }
 }
 
-/// Makes one login role per prefix (the prefix and a random number), runs `body`, and drops the
+/// Makes one login role per prefix (the prefix and a random number), with a line in
+/// `TestPasswordFile` so that workers started by tests can log in as it, runs `body`, and drops the
 /// roles, whether `body` throws or not. Run the test's database inside `body`, so that it is
 /// gone (and with it everything the roles own or were granted there) before the roles are.
 public func withRoles<T>(_ prefixes: [String], _ body: ([TestRole]) async throws -> T) async throws -> T {
@@ -43,6 +44,7 @@ public func withRoles<T>(_ prefixes: [String], _ body: ([TestRole]) async throws
         for prefix in prefixes {
             let role = TestRole(name: "\(prefix)_\(UInt32.random(in: 0...UInt32.max))", password: UUID().uuidString)
             try await admin.execute("CREATE ROLE \(role.quoted) LOGIN PASSWORD \(quoteLiteral(role.password))")
+            TestPasswordFile.add(role: role.name, password: role.password)
             roles.append(role)
         }
         let value = try await body(roles)

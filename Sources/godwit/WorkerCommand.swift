@@ -88,6 +88,15 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Batches of each job kept in godwit.batches.")
     var batchHistory = 1000
 
+    @Option(
+        help: ArgumentHelp(
+            "How to log in as each enqueuer: a file of 'ROLE CONNECTION-STRING' lines, mode 600 (default: "
+                + "$GODWIT_ENQUEUER_LOGINS). A job runs in a session that logs in as the role that enqueued it; a role "
+                + "with no line logs in with this worker's connection string, its user replaced and its password left "
+                + "out (.pgpass, a client certificate, peer or trust).",
+            valueName: "file"))
+    var enqueuerLogins: String?
+
     func validate() throws {
         guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
         guard pollInterval > 0, leaseTimeout > 0, shutdownTimeout >= 0, retryDelay >= 0 else {
@@ -122,6 +131,13 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration.leaseTimeout = .seconds(leaseTimeout)
             configuration.connectTimeout = .milliseconds(Int(connection.connectTimeout * 1000))
             configuration.backoff = Backoff(base: .seconds(retryDelay))
+            if let path = enqueuerLogins ?? ProcessInfo.processInfo.environment["GODWIT_ENQUEUER_LOGINS"] {
+                do {
+                    configuration.enqueuerLogins = try EnqueuerLogins.load(path: path)
+                } catch let error as EnqueuerLogins.Invalid {
+                    throw CLIError(error.description)
+                }
+            }
             var throttle = BatchThrottle()
             throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
             throttle.holdDuringAutovacuum = holdDuringAutovacuum

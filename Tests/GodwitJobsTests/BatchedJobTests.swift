@@ -190,8 +190,9 @@ struct BatchedJobTests {
             #expect(current.leaseToken > stale.leaseToken)
             // The stale holder wakes up and runs its next batch: the fence refuses it.
             let pool = ConnectionPool(configuration: .init(conninfo: db.url))
+            let sessions = EnqueuerSessions(workerURL: db.url, workerRole: "postgres")
             let context = JobContext(
-                job: stale, logger: .init(label: "test"), queue: queue, pool: pool, databaseURL: db.url)
+                job: stale, logger: .init(label: "test"), queue: queue, pool: pool, sessions: sessions, databaseURL: db.url)
             await #expect(throws: JobInterruption.leaseLost) { try await BatchedJob().run(context) }
             #expect(try await counters(conn) == [0: 100])
             let progress = try #require(try await conn.query("SELECT cursor, batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first)
@@ -199,10 +200,11 @@ struct BatchedJobTests {
             #expect(try progress.int("batches_done") == 0)
             // The current holder runs the whole job.
             let fresh = JobContext(
-                job: current, logger: .init(label: "test"), queue: queue, pool: pool, databaseURL: db.url)
+                job: current, logger: .init(label: "test"), queue: queue, pool: pool, sessions: sessions, databaseURL: db.url)
             _ = try await BatchedJob().run(fresh)
             #expect(try await counters(conn) == [1: 100])
             await pool.close()
+            await sessions.close()
         }
     }
 

@@ -117,24 +117,41 @@ struct PrivilegeTests {
                 _ = try await enqueue.query(enqueueBatchedSQL)
                 try await enqueue.query(insertSQL)
                 #expect(try await enqueue.query("SELECT count(*) AS n FROM godwit.progress").first?.int("n") == 4)
-                await expectNoOtherFunction(enqueue, except: ["enqueue", "enqueue_batched", "batched_target"])
+                await expectNoOtherFunction(
+                    enqueue, except: ["enqueue", "enqueue_batched", "batched_target", "batch_fence", "batch_checkpoint", "job_succeeded"])
                 for write in writes { await Self.expectRefused(write, on: enqueue, "permission denied") }
+                // The functions a job's session commits its work through act on the caller's own
+                // running jobs only.
+                await Self.expectRefused("SELECT godwit.batch_fence(\(job), 1)", on: enqueue, "is not a job of role \(enqueuer.name)")
+                await Self.expectRefused(
+                    "SELECT godwit.job_succeeded(\(job), 1, '{}')", on: enqueue, "the lease is no longer this session's")
+                await Self.expectRefused(
+                    "SELECT godwit.batch_checkpoint(\(job), 1, 1, 1, '1', '2', 1, 1, 1, 0, 0, 0, 0, 0)", on: enqueue,
+                    "the lease is no longer this session's")
+                let theirs = try await enqueue.query("SELECT godwit.enqueue('noop', 'theirs') AS id").first!.int64("id")
                 await enqueue.close()
 
-                // Control: pause, resume, cancel, retry; no enqueueing, no other write.
+                // Control: pause and cancel any job; resume and retry only the jobs of a role the
+                // controller is a member of, since those make the job run again with its rights.
                 let control = try await controller.connect(db)
-                for function in ["pause", "resume", "cancel", "retry"] {
-                    #expect(try await control.query("SELECT godwit.\(function)($1) AS c", [job]).first?.bool("c") == true, "\(function)")
-                }
-                #expect(try await state(of: job, admin) == "queued")
+                #expect(try await control.query("SELECT godwit.pause($1) AS c", [job]).first?.bool("c") == true)
+                await Self.expectRefused("SELECT godwit.resume(\(job))", on: control, "resuming it needs membership in that role")
+                #expect(try await control.query("SELECT godwit.cancel($1) AS c", [job]).first?.bool("c") == true)
+                await Self.expectRefused("SELECT godwit.retry(\(job))", on: control, "retrying it needs membership in that role")
+                #expect(try await state(of: job, admin) == "cancelled")
                 await expectNoOtherFunction(control, except: ["pause", "resume", "cancel", "retry"])
                 await Self.expectRefused(insertSQL, on: control, "permission denied for table jobs")
                 for write in writes { await Self.expectRefused(write, on: control, "permission denied") }
+                try await admin.execute("GRANT \(enqueuer.quoted) TO \(controller.quoted)")
+                for function in ["pause", "resume", "cancel", "retry"] {
+                    #expect(try await control.query("SELECT godwit.\(function)($1) AS c", [theirs]).first?.bool("c") == true, "\(function)")
+                }
+                #expect(try await state(of: theirs, admin) == "queued")
                 await control.close()
 
                 let stamped = try await admin.query("SELECT enqueued_by::text AS r, count(*) AS n FROM godwit.jobs GROUP BY 1 ORDER BY 1")
                     .rows.map { "\(try $0.string("r")):\(try $0.int("n"))" }
-                #expect(Set(stamped) == ["postgres:1", "\(enqueuer.name):3"])
+                #expect(Set(stamped) == ["postgres:1", "\(enqueuer.name):4"])
             }
         }
     }

@@ -6,10 +6,12 @@ import GodwitTestSupport
 import Testing
 
 /// Starts `godwit worker` on `url` with fast timings suited to tests.
-func startWorker(_ url: String, _ extra: [String] = [], directory: String? = nil) throws -> RunningProcess {
+func startWorker(
+    _ url: String, _ extra: [String] = [], directory: String? = nil, environment: [String: String?] = [:]
+) throws -> RunningProcess {
     try GodwitProcess.start(
         ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level", "info"]
-            + extra, directory: directory)
+            + extra, environment: environment, directory: directory)
 }
 
 func jobState(_ id: Int64, _ conn: Connection) async throws -> String {
@@ -297,31 +299,40 @@ struct WorkerTests {
         }
     }
 
-    @Test func drainWaitsWhileItCannotTellWhetherADeadWorkersJobAwaitsRescue() async throws {
+    /// The worker's own statements (claim, heartbeat, rescue, outcome) compare Godwit's enum and
+    /// call make_interval. A function or operator of that name in a schema the login searches
+    /// first (here through the database's search_path; `public` or a schema named after the
+    /// login role work the same) would run as the worker, at the next claim. The worker's
+    /// sessions pin search_path to pg_catalog, pg_temp at login, so they never call it.
+    @Test func nothingPlantedInTheLoginsSearchPathRunsInTheWorkersStatements() async throws {
         try await withQueue { db, conn, _ in
-            // Of the worker's queries only the expired-lease ones (and enqueue, retry and
-            // cleanup, not reached here) call make_interval with one argument: shadowed by a
-            // function that raises, "is a lease expired?" fails while claiming still works. It
-            // is evaluated only for a running job: one another worker holds, heartbeat fresh.
             try await conn.execute(
                 """
-                INSERT INTO godwit.jobs (kind, name, state, worker_id, lease_token, heartbeat_at, started_at)
-                VALUES ('noop', 'held elsewhere', 'running', 'elsewhere', 1, now() + interval '1 hour', now());
-                CREATE SCHEMA drainfault;
-                CREATE FUNCTION drainfault.make_interval(secs double precision) RETURNS interval
-                    LANGUAGE plpgsql AS $$BEGIN RAISE EXCEPTION 'lease check unavailable'; END$$;
-                ALTER DATABASE \(quoteIdentifier(db.name)) SET search_path = drainfault, pg_catalog, public;
+                CREATE SCHEMA planted;
+                CREATE TABLE planted.calls (what text);
+                GRANT INSERT ON planted.calls TO PUBLIC;
+                GRANT USAGE ON SCHEMA planted TO PUBLIC;
+                CREATE FUNCTION planted.make_interval(secs double precision) RETURNS interval
+                    LANGUAGE plpgsql AS $$BEGIN INSERT INTO planted.calls VALUES ('make_interval'); RETURN pg_catalog.make_interval(secs => secs); END$$;
+                CREATE FUNCTION planted.state_eq(a godwit.job_state, b godwit.job_state) RETURNS boolean
+                    LANGUAGE plpgsql AS $$BEGIN INSERT INTO planted.calls VALUES ('='); RETURN a::text OPERATOR(pg_catalog.=) b::text; END$$;
+                CREATE OPERATOR planted.= (LEFTARG = godwit.job_state, RIGHTARG = godwit.job_state, FUNCTION = planted.state_eq);
+                ALTER DATABASE \(quoteIdentifier(db.name)) SET search_path = planted, pg_catalog, public;
+                CREATE TABLE runs (x int);
+                INSERT INTO godwit.jobs (kind, name, payload) VALUES ('sql', 'one', '{"sql": "INSERT INTO public.runs VALUES (1)"}');
                 """)
-            let worker = try startWorker(db.url, ["--drain"])
-            #expect(await eventually { worker.currentStderr.contains("cannot tell whether a dead worker") })
-            try await Task.sleep(for: .seconds(2))
-            #expect(worker.isRunning, "drain stopped without knowing whether a job awaited rescue")
-            // Once the question can be answered (no expired lease), the drain ends by itself.
-            try await conn.execute("DROP SCHEMA drainfault CASCADE")
-            #expect(await eventually(timeout: .seconds(20)) { !worker.isRunning })
-            if worker.isRunning { worker.signal(SIGKILL) }
-            let output = try await worker.wait()
+            // The plant works for any session that does not pin its search_path.
+            let plain = try await db.connect()
+            #expect(try await plain.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'queued'").first?.int("n") == 1)
+            #expect(try await plain.query("SELECT count(*) AS n FROM planted.calls").first?.int("n") == 1)
+            try await plain.execute("TRUNCATE planted.calls")
+            await plain.close()
+            let output = try await startWorker(db.url, ["--drain"]).wait()
             #expect(output.status == 0, "\(output.stderr.suffix(2000))")
+            #expect(try await conn.query("SELECT count(*) AS n FROM runs").first?.int("n") == 1)
+            let calls = try await conn.query("SELECT what FROM planted.calls").rows.map { try $0.string("what") }
+            #expect(calls.isEmpty, "the worker called \(calls)")
+            try await conn.execute("DROP SCHEMA planted CASCADE")
         }
     }
 }

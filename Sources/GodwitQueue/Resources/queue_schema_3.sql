@@ -1,0 +1,198 @@
+-- Step 3: jobs run in sessions that log in as their enqueuer.
+--
+-- A job's SQL (an sql job's script, a batch, a health query) runs over a connection whose
+-- session_user is the role that enqueued it, never in the worker's own session. Whatever that
+-- SQL does, at whatever moment PostgreSQL runs it (a deferred trigger at COMMIT, a domain check
+-- at parse time), it has the enqueuer's rights and no more.
+--
+-- What must still commit together with the job's work (a batch's fence and checkpoint, an sql
+-- job's success) goes through the functions below. They run with the queue owner's rights, and
+-- each acts only on a running job whose enqueuer is the calling session's login and whose lease
+-- token matches: an enqueuer that calls them by hand can touch its own running job and nothing
+-- else. Their search_path is pinned, so every name and operator in them resolves in pg_catalog
+-- (pg_temp is never searched for functions or operators, and is named last for relations).
+
+-- The fence of one batch: locks the job's row FOR KEY SHARE until the batch's transaction ends,
+-- so that no rescue (FOR UPDATE SKIP LOCKED) can take the job while a batch is in flight, and
+-- says whether to go on. Returns NULL to go on, 'pause' or 'cancel' when someone asked (a shard
+-- whose sibling failed reads that as a pause), and 'lost' when the lease is no longer the
+-- caller's.
+CREATE FUNCTION @schema@.batch_fence(job_id bigint, lease bigint) RETURNS text
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    j record;
+BEGIN
+    SELECT s.control, s.parent_id INTO j FROM @schema@.jobs s
+    WHERE s.id = job_id AND s.enqueued_by = session_user AND s.lease_token = lease AND s.state = 'running'
+    FOR KEY SHARE;
+    IF NOT FOUND THEN
+        IF NOT EXISTS (SELECT 1 FROM @schema@.jobs s WHERE s.id = job_id AND s.enqueued_by = session_user) THEN
+            RAISE EXCEPTION 'job % is not a job of role %', job_id, session_user USING ERRCODE = '42501';
+        END IF;
+        RETURN 'lost';
+    END IF;
+    IF j.control IS NOT NULL THEN
+        RETURN j.control;
+    END IF;
+    IF j.parent_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM @schema@.jobs s WHERE s.parent_id = j.parent_id AND s.state = 'failed') THEN
+        RETURN 'pause';
+    END IF;
+    RETURN NULL;
+END
+$fn$;
+
+-- A batch's checkpoint, in the batch's own transaction after its statement: the cursor, the
+-- counts and one row of history. Returns the batch's sequence number, or NULL for an empty
+-- batch (the end), which records nothing. Fails (and so rolls the batch back) when the lease is
+-- no longer the caller's.
+CREATE FUNCTION @schema@.batch_checkpoint(
+    job_id bigint, lease bigint, attempt integer, size integer, first_key text, last_key text, n integer,
+    changed bigint, ms double precision, waiters integer, longest_wait_ms double precision,
+    total_wait_ms double precision, recent_rows bigint, recent_seconds double precision
+) RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    seq bigint;
+BEGIN
+    PERFORM 1 FROM @schema@.jobs s
+    WHERE s.id = job_id AND s.enqueued_by = session_user AND s.lease_token = lease AND s.state = 'running';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job %: the lease is no longer this session''s', job_id USING ERRCODE = 'GW001';
+    END IF;
+    IF n IS NULL OR n <= 0 THEN
+        RETURN NULL;
+    END IF;
+    UPDATE @schema@.job_progress p SET cursor = last_key, rows_done = p.rows_done + n,
+        rows_changed = p.rows_changed + greatest(changed, 0), batches_done = p.batches_done + 1, batch_size = size,
+        rows_per_second = (recent_rows + n) / nullif(recent_seconds + ms / 1000, 0), hold_reason = NULL,
+        lock_waits = p.lock_waits + greatest(waiters, 0),
+        lock_wait_ms_total = p.lock_wait_ms_total + greatest(total_wait_ms, 0),
+        lock_wait_ms_max = greatest(p.lock_wait_ms_max, longest_wait_ms), updated_at = now()
+    WHERE p.job_id = batch_checkpoint.job_id
+    RETURNING p.batches_done INTO seq;
+    IF seq IS NULL THEN
+        RAISE EXCEPTION 'job % has no progress row', job_id USING ERRCODE = 'GW001';
+    END IF;
+    INSERT INTO @schema@.batches (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size,
+        duration_ms, lock_waiters, lock_wait_ms)
+    VALUES (job_id, seq, attempt, first_key, last_key, n, greatest(changed, 0), size, ms, greatest(waiters, 0),
+        greatest(longest_wait_ms, 0));
+    RETURN seq;
+END
+$fn$;
+
+-- An sql job's success, recorded inside the script's own transaction: the script and its success
+-- commit together or not at all, so a crash between them cannot run the script twice.
+CREATE FUNCTION @schema@.job_succeeded(job_id bigint, lease bigint, job_result jsonb) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    UPDATE @schema@.jobs s SET state = 'succeeded', result = job_result, finished_at = now(), heartbeat_at = NULL,
+        control = NULL
+    WHERE s.id = job_id AND s.enqueued_by = session_user AND s.lease_token = lease AND s.state = 'running';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job %: the lease is no longer this session''s', job_id USING ERRCODE = 'GW001';
+    END IF;
+END
+$fn$;
+
+-- Resuming or retrying a job makes it run again, with its enqueuer's rights: so only a login
+-- that could act as the enqueuer (a member of its role) or as the queue's owner may do it.
+-- Pause and cancel stay open to every controller. session_user, not current_user: inside these
+-- functions current_user is the owner; the login is who is asking, and a login that is a
+-- member of the enqueuer's role could run the job's SQL as that role anyway.
+CREATE FUNCTION @schema@.may_restart(job_id bigint) RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+    SELECT coalesce((SELECT pg_has_role(session_user, j.enqueued_by, 'MEMBER')
+                         OR pg_has_role(session_user, current_user, 'MEMBER')
+                     FROM @schema@.jobs j WHERE j.id = job_id), true)
+$fn$;
+
+CREATE OR REPLACE FUNCTION @schema@.resume(job_id bigint) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF NOT @schema@.may_restart(job_id) THEN
+        RAISE EXCEPTION 'job % was enqueued by another role: resuming it needs membership in that role, or the queue owner''s',
+            job_id USING ERRCODE = '42501';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @schema@.jobs WHERE id = job_id AND kind = 'batched_parallel') THEN
+        PERFORM 1 FROM @schema@.jobs WHERE parent_id = job_id ORDER BY id FOR NO KEY UPDATE;
+        IF EXISTS (SELECT 1 FROM @schema@.jobs WHERE parent_id = job_id AND state = 'failed') THEN
+            RETURN false;
+        END IF;
+        UPDATE @schema@.jobs
+        SET state = CASE WHEN state = 'paused' THEN 'queued'::@schema@.job_state ELSE state END,
+            run_at = CASE WHEN state = 'paused' THEN now() ELSE run_at END,
+            control = CASE WHEN state = 'running' THEN NULL ELSE control END
+        WHERE parent_id = job_id AND (state = 'paused' OR (state = 'running' AND control = 'pause'));
+        RETURN FOUND;
+    END IF;
+    UPDATE @schema@.jobs SET state = 'queued', run_at = now() WHERE id = job_id AND state = 'paused';
+    IF FOUND THEN RETURN true; END IF;
+    UPDATE @schema@.jobs SET control = NULL WHERE id = job_id AND state = 'running' AND control = 'pause';
+    RETURN FOUND;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION @schema@.retry(job_id bigint) RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    IF NOT @schema@.may_restart(job_id) THEN
+        RAISE EXCEPTION 'job % was enqueued by another role: retrying it needs membership in that role, or the queue owner''s',
+            job_id USING ERRCODE = '42501';
+    END IF;
+    IF EXISTS (SELECT 1 FROM @schema@.jobs WHERE id = job_id AND kind = 'batched_parallel') THEN
+        PERFORM 1 FROM @schema@.jobs WHERE parent_id = job_id ORDER BY id FOR NO KEY UPDATE;
+        IF NOT EXISTS (SELECT 1 FROM @schema@.jobs WHERE id = job_id AND state IN ('failed', 'cancelled')) THEN
+            RETURN false;
+        END IF;
+        UPDATE @schema@.jobs
+        SET state = 'queued', run_at = now(), attempts = 0, finished_at = NULL, control = NULL
+        WHERE parent_id = job_id AND state IN ('failed', 'cancelled', 'paused');
+        RETURN FOUND;
+    END IF;
+    UPDATE @schema@.jobs
+    SET state = 'queued', run_at = now(), attempts = 0, finished_at = NULL, control = NULL
+    WHERE id = job_id AND state IN ('failed', 'cancelled');
+    RETURN FOUND;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION @schema@.grant_enqueue(grantee regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    PERFORM @schema@.grant_read(grantee);
+    EXECUTE format('GRANT INSERT (kind, name, payload, priority, run_at, max_attempts, parent_id) ON @schema@.jobs TO %s', grantee);
+    EXECUTE format('GRANT EXECUTE ON FUNCTION @schema@.enqueue(text, text, jsonb, integer, timestamptz, integer),
+        @schema@.enqueue_batched(text, text, text, text, integer, integer, integer, integer, integer, integer, integer,
+            integer, integer, text, integer, text, integer),
+        @schema@.batched_target(text, text, text),
+        @schema@.batch_fence(bigint, bigint),
+        @schema@.batch_checkpoint(bigint, bigint, integer, integer, text, text, integer, bigint, double precision, integer,
+            double precision, double precision, bigint, double precision),
+        @schema@.job_succeeded(bigint, bigint, jsonb) TO %s', grantee);
+END
+$fn$;
+
+REVOKE ALL ON FUNCTION @schema@.batch_fence(bigint, bigint),
+    @schema@.batch_checkpoint(bigint, bigint, integer, integer, text, text, integer, bigint, double precision, integer,
+        double precision, double precision, bigint, double precision),
+    @schema@.job_succeeded(bigint, bigint, jsonb), @schema@.may_restart(bigint) FROM PUBLIC;
+
+-- The roles that could enqueue before this step get the new functions too.
+DO $do$
+DECLARE r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT (a.item).grantee AS oid
+        FROM (SELECT pg_catalog.aclexplode(p.proacl) AS item, p.proowner FROM pg_catalog.pg_proc p
+              WHERE p.oid = '@schema@.enqueue(text, text, jsonb, integer, timestamptz, integer)'::pg_catalog.regprocedure) a
+        WHERE (a.item).privilege_type = 'EXECUTE' AND (a.item).grantee <> 0 AND (a.item).grantee <> a.proowner
+    LOOP
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @schema@.batch_fence(bigint, bigint),
+            @schema@.batch_checkpoint(bigint, bigint, integer, integer, text, text, integer, bigint, double precision, integer,
+                double precision, double precision, bigint, double precision),
+            @schema@.job_succeeded(bigint, bigint, jsonb) TO %s', r.oid::regrole);
+    END LOOP;
+END
+$do$;
