@@ -359,8 +359,9 @@ struct BatchRunner {
                     let bounds = "keys \(failure.first ?? "?")..\(failure.last ?? "?")"
                     guard failure.retryable, attempt < payload.maxAttempts else {
                         throw JobFailure(
-                            "batch \(batchesDone + 1) (\(bounds)) failed\(attempt > 1 ? " \(attempt) times" : ""): \(failure.error)"
-                                + "; retry the job to resume from key \(cursor ?? "(start)")")
+                            "batch \(batchesDone + 1) (\(bounds)) failed\(attempt > 1 ? " \(attempt) times" : ""): "
+                                + "\(failure.error.summary); retry the job to resume from key \(cursor ?? "(start)")",
+                            detail: failure.error.detail)
                     }
                     controller.shrinkAfterTimeout()
                     let delay = Backoff(base: .milliseconds(100), max: .seconds(5)).delay(afterAttempt: attempt)
@@ -508,7 +509,7 @@ struct BatchRunner {
     private func recordFailedBatch(_ failure: BatchFailure, attempt: Int) async throws {
         let parameters: [any PostgresParameter] = [
             context.job.id, batchesDone + 1, attempt, failure.first, failure.last, controller.size,
-            failure.error.description,
+            failure.error.summary,
         ]
         try await context.pool.withConnection { connection in
             try await connection.query(

@@ -59,6 +59,16 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         return text
     }
 
+    /// The description without the DETAIL: what may be shown to roles that may not see the
+    /// rows an error is about (PostgreSQL's details quote row values: "Failing row contains
+    /// (...)", "Key (id)=(...) already exists").
+    public var summary: String {
+        var text = message
+        if let sqlState { text += " (SQLSTATE \(sqlState))" }
+        if let hint, !hint.isEmpty { text += "; hint: \(hint)" }
+        return text
+    }
+
     /// True for failures that are worth trying again: the connection broke, or the server
     /// reports a serialization failure, deadlock, lock or statement timeout, or shutdown.
     ///

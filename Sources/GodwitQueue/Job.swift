@@ -42,6 +42,10 @@ public struct ClaimedJob: Sendable {
 
 /// One row of `godwit job list` / `show`. As JSON, `payload` and `result` are JSON values,
 /// `percent` a number and timestamps ISO 8601.
+///
+/// `payload`, `result` and `lastErrorDetail` are nil for a reader that is neither the job's
+/// enqueuer (or a member of its role), a controller nor the queue's owner: they may hold secrets
+/// (an sql script, migration files, backup paths, row values in an error's DETAIL).
 public struct JobRecord: Sendable, Encodable {
     public var id: Int64
     public var kind: String
@@ -58,8 +62,9 @@ public struct JobRecord: Sendable, Encodable {
     public var createdAt: String
     public var startedAt: String?
     public var finishedAt: String?
-    public var payload: JSONValue
+    public var payload: JSONValue?
     public var result: JSONValue?
+    public var lastErrorDetail: String?
     public var enqueuedBy: String
 
     enum CodingKeys: String, CodingKey {
@@ -67,6 +72,7 @@ public struct JobRecord: Sendable, Encodable {
         case maxAttempts = "max_attempts"
         case runAt = "run_at"
         case lastError = "last_error"
+        case lastErrorDetail = "last_error_detail"
         case workerID = "worker_id"
         case heartbeatAt = "heartbeat_at"
         case createdAt = "created_at"
@@ -91,8 +97,9 @@ public struct JobRecord: Sendable, Encodable {
         createdAt = try row.string("created_at")
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
-        payload = try JSONValue(parsing: try row.string("payload"))
+        payload = try row["payload"].map(JSONValue.init(parsing:))
         result = try row["result"].map(JSONValue.init(parsing:))
+        lastErrorDetail = row["last_error_detail"]
         enqueuedBy = try row.string("enqueued_by")
     }
 }

@@ -59,15 +59,18 @@ public struct JobQueue: Sendable {
         try await connection.query("\(recordSelect) WHERE j.id = $1", [id]).first.map(JobRecord.init)
     }
 
-    /// Timestamps come as ISO 8601 (`to_json` of a timestamptz), JSON columns as JSON text.
+    /// Timestamps come as ISO 8601 (`to_json` of a timestamptz), JSON columns as JSON text. The
+    /// payload, result and error detail come from `job_details`, which shows them only to those
+    /// who may read them (see `JobRecord`).
     private var recordSelect: String {
         """
         SELECT j.id, j.kind, j.name, j.state::text AS state, j.priority, j.attempts, j.max_attempts,
             to_json(j.run_at)#>>'{}' AS run_at, j.last_error, j.worker_id, to_json(j.heartbeat_at)#>>'{}' AS heartbeat_at,
             p.percent::float8 AS percent, to_json(j.created_at)#>>'{}' AS created_at,
             to_json(j.started_at)#>>'{}' AS started_at, to_json(j.finished_at)#>>'{}' AS finished_at,
-            j.payload::text AS payload, j.result::text AS result, j.enqueued_by::text AS enqueued_by
+            d.payload::text AS payload, d.result::text AS result, d.last_error_detail, j.enqueued_by::text AS enqueued_by
         FROM \(jobs) j JOIN \(schema.qualified("progress")) p ON p.id = j.id
+        LEFT JOIN \(schema.qualified("job_details")) d ON d.id = j.id
         """
     }
 
@@ -119,10 +122,11 @@ public struct JobQueue: Sendable {
         /// Succeeded, and the success was recorded in the job's own transaction (an sql job's
         /// `job_succeeded`): nothing is left to write.
         case recorded(result: String?)
-        /// Failed for good: no attempts left, or an error retrying cannot fix.
-        case failed(error: String, result: String?)
+        /// Failed for good: no attempts left, or an error retrying cannot fix. `detail` is the
+        /// server's DETAIL, stored apart (`last_error_detail`) since it may quote row values.
+        case failed(error: String, result: String?, detail: String? = nil)
         /// Failed, and will run again after `delay`.
-        case retry(error: String, delay: Duration)
+        case retry(error: String, delay: Duration, detail: String? = nil)
         /// Stopped at a checkpoint because someone paused it.
         case paused
         /// Stopped at a checkpoint because someone cancelled it.
@@ -146,22 +150,22 @@ public struct JobQueue: Sendable {
                 UPDATE \(jobs) SET state = 'succeeded', result = $3::jsonb, finished_at = now(), heartbeat_at = NULL,
                     control = NULL \(fence)
                 """, [job.id, job.leaseToken, result])
-        case .failed(let error, let result):
+        case .failed(let error, let result, let detail):
             changed = try await connection.query(
                 """
                 UPDATE \(jobs) SET state = 'failed', last_error = $3, result = coalesce($4::jsonb, result),
-                    finished_at = now(), heartbeat_at = NULL, control = NULL \(fence)
-                """, [job.id, job.leaseToken, error, result])
-        case .retry(let error, let delay):
+                    last_error_detail = $5, finished_at = now(), heartbeat_at = NULL, control = NULL \(fence)
+                """, [job.id, job.leaseToken, error, result, detail])
+        case .retry(let error, let delay, let detail):
             // A pause or cancel requested since the last heartbeat is honoured, not dropped.
             changed = try await connection.query(
                 """
                 UPDATE \(jobs) SET state = CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled'
                         ELSE 'queued' END::\(schema.quoted).job_state,
                     finished_at = CASE WHEN control = 'cancel' THEN now() END,
-                    last_error = $3, run_at = now() + make_interval(secs => $4),
+                    last_error = $3, last_error_detail = $5, run_at = now() + make_interval(secs => $4),
                     worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)
-                """, [job.id, job.leaseToken, error, delay.seconds])
+                """, [job.id, job.leaseToken, error, delay.seconds, detail])
         case .paused:
             changed = try await connection.query(
                 "UPDATE \(jobs) SET state = 'paused', worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)",
@@ -284,6 +288,7 @@ public struct JobQueue: Sendable {
                 finished_at = CASE WHEN control = 'cancel' OR (control IS NULL AND attempts >= max_attempts)
                     THEN now() END,
                 last_error = format('lease expired: worker %s stopped heartbeating at %s', worker_id, heartbeat_at),
+                last_error_detail = NULL,
                 worker_id = NULL, heartbeat_at = NULL, control = NULL, run_at = now()
             FROM expired WHERE j.id = expired.id
             RETURNING j.id

@@ -195,12 +195,15 @@ public struct MigrateJob: JobHandler {
         } catch let error as MigrationError {
             report.failedMigration = error.version
             report.error = error.message
-            var message = error.message
+            // The server's DETAIL goes apart from the message (see `JobFailure.detail`); the
+            // result, which only the enqueuer, controllers and the owner read, keeps it.
+            let detail = error.underlying?.detail.flatMap { $0.isEmpty ? nil : $0 }
+            var message = detail.map { error.message.replacingOccurrences(of: "; detail: \($0)", with: "") } ?? error.message
             if let restore = report.restoreWith { message += "; to restore the backup: \(restore)" }
             let retrySafe =
                 error.underlying?.isTransient == true
                 && error.version.flatMap { source.up(for: $0)?.noTransaction } == false
-            throw JobFailure(message, resultJSON: report.json, transient: retrySafe)
+            throw JobFailure(message, resultJSON: report.json, transient: retrySafe, detail: detail)
         }
         return report.json
     }

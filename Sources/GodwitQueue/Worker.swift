@@ -81,11 +81,15 @@ public struct JobFailure: Error, CustomStringConvertible, Sendable {
     public var message: String
     public var resultJSON: String?
     public var transient: Bool
+    /// The server's DETAIL, kept apart from `message`: it may quote row values, so it is stored
+    /// where only the enqueuer, controllers and the owner can read it (`last_error_detail`).
+    public var detail: String?
 
-    public init(_ message: String, resultJSON: String? = nil, transient: Bool = false) {
+    public init(_ message: String, resultJSON: String? = nil, transient: Bool = false, detail: String? = nil) {
         self.message = message
         self.resultJSON = resultJSON
         self.transient = transient
+        self.detail = detail
     }
 
     public var description: String { message }
@@ -331,15 +335,21 @@ public final class Worker: Service {
             return outcome(of: signals.interruption(for: job.id) ?? .shutdown)
         } catch let failure as JobFailure {
             if failure.transient && job.attempt < job.maxAttempts {
-                return .retry(error: failure.message, delay: configuration.backoff.delay(afterAttempt: job.attempt))
+                return .retry(
+                    error: failure.message, delay: configuration.backoff.delay(afterAttempt: job.attempt),
+                    detail: failure.detail)
             }
-            return .failed(error: failure.message, result: failure.resultJSON)
+            return .failed(error: failure.message, result: failure.resultJSON, detail: failure.detail)
         } catch let error as PostgresError where error.isTransient {
             if let interruption = signals.interruption(for: job.id) { return outcome(of: interruption) }
             if job.attempt < job.maxAttempts {
-                return .retry(error: error.description, delay: configuration.backoff.delay(afterAttempt: job.attempt))
+                return .retry(
+                    error: error.summary, delay: configuration.backoff.delay(afterAttempt: job.attempt), detail: error.detail)
             }
-            return .failed(error: "\(error) (attempt \(job.attempt) of \(job.maxAttempts))", result: nil)
+            return .failed(
+                error: "\(error.summary) (attempt \(job.attempt) of \(job.maxAttempts))", result: nil, detail: error.detail)
+        } catch let error as PostgresError {
+            return .failed(error: error.summary, result: nil, detail: error.detail)
         } catch {
             return .failed(error: String(describing: error), result: nil)
         }
@@ -396,10 +406,10 @@ public final class Worker: Service {
         switch outcome {
         case .succeeded, .recorded:
             logger.info("job succeeded", metadata: metadata)
-        case .failed(let error, _):
+        case .failed(let error, _, _):
             metadata["error"] = "\(error)"
             logger.error("job failed", metadata: metadata)
-        case .retry(let error, let delay):
+        case .retry(let error, let delay, _):
             metadata["error"] = "\(error)"
             metadata["retry_in"] = "\(delay.rustDebugDescription)"
             logger.warning("job will retry", metadata: metadata)

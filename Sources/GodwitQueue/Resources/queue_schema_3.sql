@@ -103,9 +103,10 @@ $fn$;
 -- member of the enqueuer's role could run the job's SQL as that role anyway.
 CREATE FUNCTION @schema@.may_restart(job_id bigint) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
-    SELECT coalesce((SELECT pg_has_role(session_user, j.enqueued_by, 'MEMBER')
-                         OR pg_has_role(session_user, current_user, 'MEMBER')
-                     FROM @schema@.jobs j WHERE j.id = job_id), true)
+    SELECT pg_has_role(session_user, current_user, 'MEMBER')
+        OR NOT EXISTS (SELECT 1 FROM @schema@.jobs j WHERE j.id = job_id)
+        OR EXISTS (SELECT 1 FROM @schema@.jobs j JOIN pg_roles r ON r.rolname = j.enqueued_by
+                   WHERE j.id = job_id AND pg_has_role(session_user, r.oid, 'MEMBER'))
 $fn$;
 
 CREATE OR REPLACE FUNCTION @schema@.resume(job_id bigint) RETURNS boolean
@@ -157,6 +158,58 @@ BEGIN
     RETURN FOUND;
 END
 $fn$;
+
+-- What only the enqueuer, the controllers and the owner may read: a job's payload (an sql
+-- script, migration files, which may hold a CREATE ROLE ... PASSWORD), its result (backup
+-- paths) and the server's DETAIL of its last error, which may quote rows of tables a reader
+-- cannot SELECT ("Failing row contains (...)"). last_error keeps the message without it.
+ALTER TABLE @schema@.jobs ADD COLUMN last_error_detail text;
+COMMENT ON COLUMN @schema@.jobs.last_error_detail IS
+    'The server''s DETAIL of last_error, kept apart since it may quote row values; readers cannot see it.';
+UPDATE @schema@.batches SET error = regexp_replace(error, '; detail: .*$', '') WHERE error LIKE '%; detail: %';
+UPDATE @schema@.jobs SET last_error_detail = substring(last_error FROM '; detail: (.*)$'),
+    last_error = regexp_replace(last_error, '; detail: .*$', '')
+WHERE last_error LIKE '%; detail: %';
+
+-- A reader's view of those: rows of the jobs whose enqueuer it is a member of, and every row
+-- for a controller or the owner. current_user is the reader's role here (a view changes only
+-- whose rights read the table), and security_barrier keeps a reader's own functions from seeing
+-- rows before the filter has run.
+CREATE VIEW @schema@.job_details WITH (security_barrier) AS
+SELECT j.id, j.payload, j.result, j.last_error_detail
+FROM @schema@.jobs j
+WHERE pg_catalog.has_function_privilege(current_user, '@schema@.retry(bigint)', 'EXECUTE')
+   OR EXISTS (SELECT 1 FROM pg_catalog.pg_roles r
+              WHERE r.rolname = j.enqueued_by AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'));
+REVOKE ALL ON @schema@.job_details FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION @schema@.grant_read(grantee regrole) RETURNS void
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
+BEGIN
+    EXECUTE format('GRANT USAGE ON SCHEMA @schema@ TO %s', grantee);
+    EXECUTE format('GRANT SELECT (id, kind, name, state, priority, run_at, attempts, max_attempts, last_error, worker_id,
+        lease_token, heartbeat_at, control, enqueued_by, created_at, started_at, finished_at, parent_id) ON @schema@.jobs TO %s',
+        grantee);
+    EXECUTE format('GRANT SELECT ON @schema@.job_progress, @schema@.progress, @schema@.batches, @schema@.backups,
+        @schema@.schema_version, @schema@.job_details TO %s', grantee);
+END
+$fn$;
+
+-- Roles that could read every column before this step read the allowed ones from now on.
+DO $do$
+DECLARE r record;
+BEGIN
+    FOR r IN
+        SELECT DISTINCT (a.item).grantee AS oid
+        FROM (SELECT pg_catalog.aclexplode(c.relacl) AS item, c.relowner FROM pg_catalog.pg_class c
+              WHERE c.oid = '@schema@.jobs'::pg_catalog.regclass) a
+        WHERE (a.item).privilege_type = 'SELECT' AND (a.item).grantee <> 0 AND (a.item).grantee <> a.relowner
+    LOOP
+        EXECUTE format('REVOKE SELECT ON @schema@.jobs FROM %s', r.oid::regrole);
+        PERFORM @schema@.grant_read(r.oid::regrole);
+    END LOOP;
+END
+$do$;
 
 CREATE OR REPLACE FUNCTION @schema@.grant_enqueue(grantee regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
