@@ -31,8 +31,25 @@ godwit_as_owner() {
 }
 
 # A free TCP port on 127.0.0.1.
+# A free loopback port below the kernel's ephemeral range (32768 and up), where a client socket
+# could take a cluster's port while it is down.
 godwit_free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+    python3 -c '
+import random, socket
+for _ in range(1000):
+    port = random.randint(20000, 32000)
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    except OSError:
+        continue
+    finally:
+        s.close()
+    print(port)
+    break
+else:
+    raise SystemExit("no free port between 20000 and 32000")
+'
 }
 
 # godwit_start_cluster DIR PORT: creates (first time) and starts a cluster in DIR on PORT.
