@@ -157,4 +157,20 @@ struct ConnectionStringTests {
         }
         #expect(rawLeaks.count == 0, "for example \(rawLeaks.prefix(3))")
     }
+
+    /// How a worker logs in as a job's enqueuer by default: its own settings, another user, and
+    /// no password of its own (empty, so libpq reads the password file but not PGPASSWORD).
+    @Test(arguments: [
+        "postgres://worker:s3cret@db.example:6432/app?sslmode=require&application_name=w",
+        "host=db.example port=6432 dbname=app user=worker password='s3cret' sslmode=require application_name=w",
+    ])
+    func loggingInAsAnotherRoleKeepsTheSettingsAndDropsThePassword(_ conninfo: String) throws {
+        let login = try ConnectionString.loggingIn(as: "o'brien \\ app", from: conninfo)
+        #expect(!login.contains("s3cret"))
+        let settings = try ConnectionString.options(login)
+        #expect(settings["user"] == "o'brien \\ app")
+        #expect(settings["password"] == "")
+        #expect(settings["host"] == "db.example" && settings["port"] == "6432" && settings["dbname"] == "app")
+        #expect(settings["sslmode"] == "require" && settings["application_name"] == "w")
+    }
 }
