@@ -66,7 +66,7 @@ struct WorkerTests {
                 """
                 INSERT INTO release VALUES (1);
                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                WHERE pid <> pg_backend_pid() AND query LIKE '%godwit_run_sql%' AND datname = current_database()
+                WHERE pid <> pg_backend_pid() AND query LIKE '%pg_sleep(CASE WHEN EXISTS%' AND datname = current_database()
                 """)
             let rescuer = try startWorker(db.url)
             #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
