@@ -76,6 +76,7 @@ extension Migrate {
                     for allowed in report.allowed {
                         output("allowed \(allowed.rule) at \(allowed.file):\(allowed.line): \(allowed.reason ?? "")")
                     }
+                    for note in report.notes { output("note: \(note.text)") }
                     for unused in report.unusedAllows {
                         output(
                             "note: -- godwit:allow \(unused.rule) at \(unused.file):\(unused.line) accepts no finding")
@@ -91,17 +92,19 @@ extension Migrate {
             if failed { throw ExitCode(1) }
         }
 
-        /// One JSON object: `{"mode", "findings", "allowed"}`.
+        /// One JSON object: `{"mode", "findings", "allowed", "notes"}`.
         private func jsonReport(_ report: LintReport) throws -> String {
             struct Output: Encodable {
                 var mode: String
                 var findings: [LintFinding]
                 var allowed: [LintFinding]
+                var notes: [LintReport.Note]
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             let mode = report.mode == .trace ? "trace" : "static"
-            let data = try encoder.encode(Output(mode: mode, findings: report.findings, allowed: report.allowed))
+            let data = try encoder.encode(
+                Output(mode: mode, findings: report.findings, allowed: report.allowed, notes: report.notes))
             return String(decoding: data, as: UTF8.self)
         }
 
