@@ -140,7 +140,8 @@ struct LintCommandTests {
             "41_unique_using_index.sql",
             "ALTER TABLE media ADD CONSTRAINT media_uid_key UNIQUE USING INDEX media_uid_idx;"
         ),
-        // Cluster-wide, and still rolled back with everything else.
+        // Cluster-wide: the lint's own role may not run it (a note, no finding), and no role
+        // outlives the lint.
         ("44_role.sql", "CREATE ROLE godwit_lint_probe NOLOGIN;"),
         (
             "42_new_then_dropped.sql",

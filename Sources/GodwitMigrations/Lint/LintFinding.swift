@@ -164,8 +164,9 @@ public struct LintReport: Sendable, Equatable {
     /// reported so that they can be removed, without failing the lint.
     public var unusedAllows: [UnusedAllow] = []
 
-    /// What the trace did not run, and why (a migration that acts outside the database, say).
-    /// Such statements are judged by their text. Notes do not fail the lint.
+    /// What the trace did not run, and why: a migration that acts outside the database, or a
+    /// statement the trace's restricted role may not run. Such statements are judged by their
+    /// text. Notes do not fail the lint.
     public var notes: [Note] = []
 
     /// A `-- godwit:allow RULE reason` comment that accepted no finding.

@@ -11,9 +11,12 @@ import GodwitPostgres
 ///   database beside the target that has its schema and no data, and what PostgreSQL did
 ///   there (locks, relfilenode changes, constraints added validated, tables dropped) decides
 ///   the findings, so there are no false alarms on an index of a table created in the same
-///   migration, on `varchar` widening or on a constant default. A migration that acts outside
-///   the database (a program, a server file, `ALTER SYSTEM`, dblink, ending sessions) is not
-///   run at all. Needs CREATEDB, `pg_dump` and `psql`. This is `godwit migrate lint -D URL`.
+///   migration, on `varchar` widening or on a constant default. The migrations run as a role
+///   made for the lint that owns the scratch database and nothing else (``TraceRole``), never
+///   with the caller's rights; a migration that acts outside the database (a program, a
+///   server file, `ALTER SYSTEM`, dblink, ending sessions) is not run at all, and a statement
+///   the role may not run is noted and judged by its text. Needs CREATEDB and CREATEROLE (or
+///   a superuser), `pg_dump` and `psql`. This is `godwit migrate lint -D URL`.
 /// - ``lint(_:on:)``: the **catalog** check, cheap enough to run before every `migrate run`:
 ///   the rules read the statements' text, and the target's catalog says which tables exist,
 ///   which `CHECK (col IS NOT NULL)` are validated, and how big tables are. Nothing runs,
@@ -21,9 +24,9 @@ import GodwitPostgres
 /// - ``lint(_:databaseURL:)`` without a database, or ``lintStatically(_:)``: the **static**
 ///   rules alone, on the text.
 ///
-/// The target is never changed: the trace sends it catalog reads, `CREATE DATABASE` and
-/// `DROP DATABASE` for the scratch copy (cluster-level, not in the target) and the
-/// schema-only dump.
+/// The target is never changed: the trace sends it catalog reads, the schema-only dump, and
+/// the cluster-level statements that make and remove the scratch copy and its role (`CREATE`,
+/// `ALTER` and `DROP DATABASE`, `CREATE`, `GRANT` and `DROP ROLE`), none of them in the target.
 public struct MigrationLinter: Sendable {
     public let source: MigrationSource
     /// How long the first connection to the target is retried while the server is unreachable.
@@ -214,6 +217,8 @@ public struct MigrationLinter: Sendable {
         return report
     }
 
+    /// The trace's role may not run the statement.
+    private static let insufficientPrivilege = "42501"
     /// Something the statement names does not exist (a table, column, object, function or
     /// schema), as happens when an earlier statement that would have made it was not run.
     private static let undefinedObject: Set<String> = ["42P01", "42703", "42704", "42883", "3F000"]
@@ -286,14 +291,17 @@ public struct MigrationLinter: Sendable {
                                 observation = try await trace.resolveOnly(shape)
                                 failsInTransaction = true
                             } catch let error as MigrationError
-                                where leftOut && Self.undefinedObject.contains(error.underlying?.sqlState ?? "")
+                                where error.underlying?.sqlState == Self.insufficientPrivilege
+                                || leftOut && Self.undefinedObject.contains(error.underlying?.sqlState ?? "")
                             {
                                 try await connection.execute("ROLLBACK TO SAVEPOINT godwit_lint")
                                 try await connection.execute("RELEASE SAVEPOINT godwit_lint")
                                 observation = try await trace.resolveOnly(shape)
                                 let why = error.underlying.map(\.message) ?? error.message
                                 notRun =
-                                    "failed in the scratch database, where something an earlier statement would have made is missing: \(why); judged by its text"
+                                    error.underlying?.sqlState == Self.insufficientPrivilege
+                                    ? "not run in the scratch database, where the migrations run as a role that owns that database and nothing else: \(why); judged by its text"
+                                    : "failed in the scratch database, where something an earlier statement would have made is missing: \(why); judged by its text"
                             }
                         }
                         let tableOID = observation.tableOID
