@@ -30,13 +30,36 @@ extension JobCommand {
                     if let name { definition.name = name }
                     let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
                     let schema = QueueSchema(name: queueOptions.schema)
-                    try await schema.install(on: conn)
+                    try await installIfMissing(schema, on: conn)
                     let id = try await definition.enqueue(file: file, schema: schema, on: conn)
                     await conn.close()
                     output("\(id)")
                 } catch let error as BatchedJobDefinition.ParseError {
                     throw CLIError(error.description)
                 }
+            }
+        }
+
+        /// Installs (or upgrades) the queue schema only when it is missing (or older than this
+        /// godwit), so that a role with no more than `grant_enqueue` can enqueue: installing runs
+        /// `CREATE SCHEMA IF NOT EXISTS`, which PostgreSQL refuses without CREATE on the database
+        /// even when the schema exists. When it is missing and this role may not create it, one
+        /// line says who can.
+        private func installIfMissing(_ schema: QueueSchema, on conn: Connection) async throws {
+            let installed = try await schema.installedVersion(on: conn)
+            guard installed < schema.latestVersion else { return }
+            do {
+                try await schema.install(on: conn)
+            } catch let error as PostgresError where error.sqlState == "42501" {
+                let role = try? await conn.query("SELECT current_user::text AS r").first?["r"]
+                let who = role.map { "role \(quoteIdentifier($0))" } ?? "this role"
+                let state =
+                    installed == 0
+                    ? "is not installed in this database"
+                    : "is at version \(installed), older than this godwit's \(schema.latestVersion)"
+                throw CLIError(
+                    "the job queue's schema \(schema.quoted) \(state), and \(who) may not \(installed == 0 ? "create" : "upgrade") it: start `godwit worker` once against this database (it installs the schema), or run this as the database's owner; the server said: \(error.message)"
+                )
             }
         }
     }

@@ -9,10 +9,23 @@ extension Migrate {
             abstract: "Find migrations that would block a live database or break the running application.",
             discussion: """
                 Lints the pending migrations of --source (those not in _sqlx_migrations), or the \
-                FILEs given. With a database, each migration runs in a scratch database beside it \
-                that has its schema and no data (the role needs CREATEDB), and what PostgreSQL does \
-                there decides: the locks taken, tables rewritten, constraints validated, tables \
-                dropped. The target is only read. Without a database only the static rules run.
+                FILEs given. With a database, the migrations RUN, in a scratch database beside it \
+                that has its schema and no data, inside a transaction that is rolled back, and what \
+                PostgreSQL does there decides: the locks taken, tables rewritten, constraints \
+                validated, tables dropped. The target is only read.
+
+                The migrations run as a role made for the lint, which owns the scratch database and \
+                nothing else: not with the rights of the database URL's role. A migration that acts \
+                outside the database (COPY ... PROGRAM, lo_import/lo_export, ALTER SYSTEM, dblink, \
+                pg_terminate_backend) is a finding and is not run at all; a statement the role may \
+                not run (CREATE ROLE, an untrusted extension) is judged by its text, with a note. \
+                The URL's role needs CREATEDB and CREATEROLE (or to be a superuser), and the server \
+                must let the lint's role log in with a password (pg_hba.conf).
+
+                To lint an untrusted branch (a pull request), give a database URL whose role is not \
+                a superuser (CREATEDB and CREATEROLE, on a server that holds nothing else of value), \
+                or no database at all: then only the static rules run, on the text, and nothing is \
+                executed.
 
                 Accept a finding with a comment on the line (or lines) right above its statement, \
                 naming the rule and why it is safe there:
@@ -76,6 +89,7 @@ extension Migrate {
                     for allowed in report.allowed {
                         output("allowed \(allowed.rule) at \(allowed.file):\(allowed.line): \(allowed.reason ?? "")")
                     }
+                    for note in report.notes { output("note: \(note.text)") }
                     for unused in report.unusedAllows {
                         output(
                             "note: -- godwit:allow \(unused.rule) at \(unused.file):\(unused.line) accepts no finding")
@@ -91,17 +105,19 @@ extension Migrate {
             if failed { throw ExitCode(1) }
         }
 
-        /// One JSON object: `{"mode", "findings", "allowed"}`.
+        /// One JSON object: `{"mode", "findings", "allowed", "notes"}`.
         private func jsonReport(_ report: LintReport) throws -> String {
             struct Output: Encodable {
                 var mode: String
                 var findings: [LintFinding]
                 var allowed: [LintFinding]
+                var notes: [LintReport.Note]
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
             let mode = report.mode == .trace ? "trace" : "static"
-            let data = try encoder.encode(Output(mode: mode, findings: report.findings, allowed: report.allowed))
+            let data = try encoder.encode(
+                Output(mode: mode, findings: report.findings, allowed: report.allowed, notes: report.notes))
             return String(decoding: data, as: UTF8.self)
         }
 

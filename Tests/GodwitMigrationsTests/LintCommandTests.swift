@@ -80,6 +80,23 @@ struct LintCommandTests {
         ("27_required.sql", "ALTER TABLE media ADD COLUMN owner_id bigint NOT NULL;", ["not-null-without-default"]),
         // Not known to the static rules: PostgreSQL refuses it in a transaction (SQLSTATE 25001).
         ("24_create_database.sql", "CREATE DATABASE godwit_lint_never_created;", ["needs-no-transaction"]),
+        // Acting outside the database: found by their text, and the trace does not run the file
+        // (LintSandboxTests checks that it never does).
+        ("50_copy_program.sql", "COPY media (id) TO PROGRAM 'cat > /dev/null';", ["copy-program"]),
+        (
+            "51_server_file.sql", "SELECT lo_export(lo_from_bytea(0, 'x'), '/nonexistent/godwit-lint');",
+            ["server-file"]
+        ),
+        ("52_alter_system.sql", "ALTER SYSTEM SET work_mem = '8MB';", ["alter-system", "needs-no-transaction"]),
+        (
+            "53_dblink.sql", "SELECT dblink_exec('dbname=postgres', 'CREATE TABLE godwit_lint_never (id int)');",
+            ["remote-connection"]
+        ),
+        (
+            "54_terminate.sql",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid();",
+            ["signal-backend"]
+        ),
     ]
 
     /// Pending migrations that must raise nothing.
@@ -123,7 +140,8 @@ struct LintCommandTests {
             "41_unique_using_index.sql",
             "ALTER TABLE media ADD CONSTRAINT media_uid_key UNIQUE USING INDEX media_uid_idx;"
         ),
-        // Cluster-wide, and still rolled back with everything else.
+        // Cluster-wide: the lint's own role may not run it (a note, no finding), and no role
+        // outlives the lint.
         ("44_role.sql", "CREATE ROLE godwit_lint_probe NOLOGIN;"),
         (
             "42_new_then_dropped.sql",

@@ -43,6 +43,26 @@ struct LintRuleTests {
         ("ALTER TABLE media RENAME a TO b;", "rename-column"),
         ("ALTER TABLE IF EXISTS media RENAME TO pictures;", "rename-table"),
         ("DROP TABLE IF EXISTS a, media CASCADE;", "drop-table"),
+        ("COPY (SELECT 1) TO PROGRAM 'touch /tmp/x';", "copy-program"),
+        ("COPY media FROM PROGRAM 'curl -s https://example.invalid/m.csv' WITH (FORMAT csv);", "copy-program"),
+        ("DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id'''; END $$;", "copy-program"),
+        ("COPY media TO '/var/lib/postgresql/media.csv';", "server-file"),
+        ("SELECT lo_import('/etc/passwd');", "server-file"),
+        ("SELECT pg_catalog.lo_export(42, '/tmp/out');", "server-file"),
+        ("SELECT pg_read_file('/etc/hostname');", "server-file"),
+        (
+            "CREATE OR REPLACE FUNCTION f() RETURNS oid LANGUAGE sql AS $f$ SELECT lo_export(1, '/tmp/x') $f$;",
+            "server-file"
+        ),
+        ("ALTER SYSTEM SET work_mem = '64MB';", "alter-system"),
+        ("ALTER SYSTEM SET work_mem = '64MB';", "needs-no-transaction"),
+        ("SELECT pg_reload_conf();", "alter-system"),
+        ("SELECT dblink_exec('dbname=other', 'DROP TABLE t');", "remote-connection"),
+        ("SELECT * FROM dblink('dbname=other', 'SELECT 1') AS t (x int);", "remote-connection"),
+        ("CREATE EXTENSION IF NOT EXISTS dblink;", "remote-connection"),
+        ("CREATE EXTENSION \"postgres_fdw\" SCHEMA ext;", "remote-connection"),
+        ("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'app';", "signal-backend"),
+        ("SELECT pg_cancel_backend(123);", "signal-backend"),
     ])
     func eachStaticRuleFires(sql: String, rule: String) async throws {
         #expect(try await rules(sql).contains(rule), "\(sql)")
@@ -67,6 +87,13 @@ struct LintRuleTests {
         "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON media (a);\nDROP INDEX CONCURRENTLY j;\nVACUUM media;",
         "ALTER TABLE media VALIDATE CONSTRAINT c;\nUPDATE media SET a = 1 WHERE id = 1;",
         "ALTER TABLE media ADD CONSTRAINT f FOREIGN KEY (t) REFERENCES tenants NOT VALID;\nUPDATE media SET a = 1 WHERE id = 1;",
+        // Only words, in strings that are data, or a COPY that stays with the client.
+        "COPY media (id, title) FROM STDIN;",
+        "COPY (SELECT 'TO PROGRAM ''x''') TO STDOUT;",
+        "SELECT 'lo_export(1, ''/tmp/x'')', 'ALTER SYSTEM SET a = 1', 'COPY t TO PROGRAM ''y''';",
+        "COMMENT ON TABLE media IS 'filled by dblink_exec() and pg_terminate_backend() elsewhere';",
+        "CREATE EXTENSION IF NOT EXISTS pg_trgm;",
+        "SELECT program, copy FROM media;",
     ])
     func safeStatementsPass(sql: String) async throws {
         #expect(try await rules(sql) == [], "\(sql)")
@@ -86,6 +113,25 @@ struct LintRuleTests {
         #expect(finding.rewrite)
         #expect(finding.estimatedRows == nil && finding.bytes == nil)
         #expect(finding.recipe == LintRule.columnTypeRewrite.recipe)
+    }
+
+    @Test func aStatementThatActsOutsideTheDatabaseSaysWhatAndWhyOncePerRule() async throws {
+        let report = try await lint(
+            "SELECT 1;\nSELECT dblink_connect('c', 'dbname=x'), dblink_exec('c', 'DELETE FROM t');\nCOPY (SELECT 1) TO PROGRAM 'id';\n"
+        )
+        #expect(report.findings.map(\.rule) == ["remote-connection", "copy-program"])
+        let remote = try #require(report.findings.first)
+        #expect(remote.line == 2)
+        #expect(remote.lock == nil && !remote.rewrite)
+        #expect(
+            remote.message
+                == "dblink_connect opens a connection from the database server to another database, where what it does commits by itself; nothing rolls that back, and migrate lint does not run it"
+        )
+        #expect(remote.recipe == LintRule.remoteConnection.recipe)
+        let program = try #require(report.findings.last)
+        #expect(program.line == 3)
+        #expect(program.message.hasPrefix("COPY ... TO PROGRAM runs a command on the database server's operating system"))
+        #expect(program.recipe.contains("COPY ... FROM STDIN / TO STDOUT"))
     }
 
     @Test func allowCommentsApplyToTheStatementDirectlyBelow() async throws {

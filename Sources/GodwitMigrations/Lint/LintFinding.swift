@@ -164,11 +164,27 @@ public struct LintReport: Sendable, Equatable {
     /// reported so that they can be removed, without failing the lint.
     public var unusedAllows: [UnusedAllow] = []
 
+    /// What the trace did not run, and why: a migration that acts outside the database, or a
+    /// statement the trace's restricted role may not run. Such statements are judged by their
+    /// text. Notes do not fail the lint.
+    public var notes: [Note] = []
+
     /// A `-- godwit:allow RULE reason` comment that accepted no finding.
     public struct UnusedAllow: Sendable, Equatable {
         public var file: String
         public var line: Int
         public var rule: String
+    }
+
+    /// Something to know about how a statement was judged, which is not a finding.
+    public struct Note: Sendable, Equatable, Codable {
+        public var file: String
+        /// 1-based line of the statement (of the migration's first statement for a whole file).
+        public var line: Int
+        public var message: String
+
+        /// `file:line: message`.
+        public var text: String { "\(file):\(line): \(message)" }
     }
 
     public init(mode: Mode, findings: [LintFinding], allowed: [LintFinding]) {

@@ -1,11 +1,13 @@
 /// A check `godwit migrate lint` makes, with a stable kebab-case id.
 ///
 /// The id is what `-- godwit:allow RULE reason` names and what the JSON output carries, so ids
-/// never change meaning. Every rule is about a statement that either holds a lock that blocks
-/// the application for longer than a moment (a rewrite, a scan, a validation, an index build,
-/// work done under the lock) or breaks the application version that is still running. A brief
-/// ACCESS EXCLUSIVE lock by itself is not a finding: every ALTER TABLE takes one, and the
-/// lock-timeout executor handles waiting for it.
+/// never change meaning. Every rule is about a statement that holds a lock that blocks the
+/// application for longer than a moment (a rewrite, a scan, a validation, an index build, work
+/// done under the lock), breaks the application version that is still running, or acts outside
+/// the database, where no rollback undoes it (a program or file on the server, the server's
+/// configuration, another database, other sessions). A brief ACCESS EXCLUSIVE lock by itself is
+/// not a finding: every ALTER TABLE takes one, and the lock-timeout executor handles waiting
+/// for it.
 public enum LintRule: String, Sendable, CaseIterable, Codable {
     case nonConcurrentIndex = "non-concurrent-index"
     case nonConcurrentReindex = "non-concurrent-reindex"
@@ -27,6 +29,11 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
     case renameColumn = "rename-column"
     case renameTable = "rename-table"
     case dropTable = "drop-table"
+    case copyProgram = "copy-program"
+    case serverFile = "server-file"
+    case alterSystem = "alter-system"
+    case remoteConnection = "remote-connection"
+    case signalBackend = "signal-backend"
 
     /// The id as written in allow comments and JSON.
     public var id: String { rawValue }
@@ -51,11 +58,18 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
         case .wholeTableDelete: "a DELETE without WHERE of an existing table in a schema migration"
         case .workUnderExclusiveLock:
             "work done while an ACCESS EXCLUSIVE lock taken earlier in the transaction is held"
-        case .needsNoTransaction: "CONCURRENTLY or VACUUM in a file that runs inside a transaction"
+        case .needsNoTransaction: "CONCURRENTLY, VACUUM or ALTER SYSTEM in a file that runs inside a transaction"
         case .dropColumn: "DROP COLUMN, which breaks the application version still running"
         case .renameColumn: "RENAME COLUMN, which breaks the application version still running"
         case .renameTable: "ALTER TABLE ... RENAME TO, which breaks the application version still running"
         case .dropTable: "DROP TABLE of an existing table, which breaks the application version still running"
+        case .copyProgram: "COPY ... TO PROGRAM or FROM PROGRAM, which runs a command on the database server"
+        case .serverFile:
+            "COPY to or from a file, lo_import, lo_export, pg_read_file: a file on the database server"
+        case .alterSystem: "ALTER SYSTEM or pg_reload_conf(), which change the whole server's configuration"
+        case .remoteConnection:
+            "dblink calls, CREATE EXTENSION dblink or postgres_fdw: connections from the server to other databases"
+        case .signalBackend: "pg_terminate_backend or pg_cancel_backend, which end or interrupt other sessions"
         }
     }
 
@@ -102,6 +116,16 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
             "expand/contract: create the new table (or a view under the new name), move the application over, then drop the old name"
         case .dropTable:
             "deploy an application that no longer uses the table first, then drop it in a later migration"
+        case .copyProgram:
+            "move data from a client or a job with COPY ... FROM STDIN / TO STDOUT (psql's \\copy), never through a program on the database server"
+        case .serverFile:
+            "move data through a client (psql's \\copy, the client library's lo_import) or a job; a migration has no business with the server's files"
+        case .alterSystem:
+            "set server parameters where the server's configuration is managed, or per database or role (ALTER DATABASE ... SET, ALTER ROLE ... SET), not in a migration"
+        case .remoteConnection:
+            "do cross-database work from the application or a job, one connection per database; an extension that is needed is installed by an administrator, not by a migration"
+        case .signalBackend:
+            "do not end sessions from a migration: a lock timeout (migrate run retries it) gets past blockers, and the deploy procedure stops clients when it must"
         }
     }
 

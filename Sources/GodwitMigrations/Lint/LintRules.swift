@@ -38,6 +38,12 @@ enum LintRules {
             findings.append(finding)
         }
 
+        // One finding a rule: a statement that calls dblink twice is one remote connection.
+        var outside: Set<LintRule> = []
+        for effect in shape.outsideEffects where outside.insert(effect.rule).inserted {
+            add(effect.rule, "\(effect.what); nothing rolls that back, and migrate lint does not run it", lock: nil)
+        }
+
         let existing = facts.tablePreExisting
         let rewritten = trace.map { t in t.tableOID.map { t.rewritten.contains($0) } ?? false }
 

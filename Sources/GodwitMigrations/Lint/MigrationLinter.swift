@@ -11,8 +11,12 @@ import GodwitPostgres
 ///   database beside the target that has its schema and no data, and what PostgreSQL did
 ///   there (locks, relfilenode changes, constraints added validated, tables dropped) decides
 ///   the findings, so there are no false alarms on an index of a table created in the same
-///   migration, on `varchar` widening or on a constant default. Needs CREATEDB, `pg_dump`
-///   and `psql`. This is `godwit migrate lint -D URL`.
+///   migration, on `varchar` widening or on a constant default. The migrations run as a role
+///   made for the lint that owns the scratch database and nothing else (``TraceRole``), never
+///   with the caller's rights; a migration that acts outside the database (a program, a
+///   server file, `ALTER SYSTEM`, dblink, ending sessions) is not run at all, and a statement
+///   the role may not run is noted and judged by its text. Needs CREATEDB and CREATEROLE (or
+///   a superuser), `pg_dump` and `psql`. This is `godwit migrate lint -D URL`.
 /// - ``lint(_:on:)``: the **catalog** check, cheap enough to run before every `migrate run`:
 ///   the rules read the statements' text, and the target's catalog says which tables exist,
 ///   which `CHECK (col IS NOT NULL)` are validated, and how big tables are. Nothing runs,
@@ -20,9 +24,9 @@ import GodwitPostgres
 /// - ``lint(_:databaseURL:)`` without a database, or ``lintStatically(_:)``: the **static**
 ///   rules alone, on the text.
 ///
-/// The target is never changed: the trace sends it catalog reads, `CREATE DATABASE` and
-/// `DROP DATABASE` for the scratch copy (cluster-level, not in the target) and the
-/// schema-only dump.
+/// The target is never changed: the trace sends it catalog reads, the schema-only dump, and
+/// the cluster-level statements that make and remove the scratch copy and its role (`CREATE`,
+/// `ALTER` and `DROP DATABASE`, `CREATE`, `GRANT` and `DROP ROLE`), none of them in the target.
 public struct MigrationLinter: Sendable {
     public let source: MigrationSource
     /// How long the first connection to the target is retried while the server is unreachable.
@@ -213,13 +217,48 @@ public struct MigrationLinter: Sendable {
         return report
     }
 
+    /// The trace's role may not run the statement.
+    private static let insufficientPrivilege = "42501"
+    /// Something the statement names does not exist (a table, column, object, function or
+    /// schema), as happens when an earlier statement that would have made it was not run.
+    private static let undefinedObject: Set<String> = ["42P01", "42703", "42704", "42883", "3F000"]
+    /// "cannot run inside a transaction block".
+    private static let activeTransaction = "25001"
+
     private func trace(_ files: [PreparedFile], targetURL: String, target: Connection) async throws -> LintReport {
         try await MigrationTrace.withScratch(targetURL: targetURL, target: target) { trace in
             var report = LintReport(mode: .trace, findings: [], allowed: [])
             let connection = trace.connection
+            /// Whether something was left out of the scratch database (a file not run, a
+            /// statement refused): a later statement may miss what it would have made.
+            var leftOut = false
             try await connection.execute("BEGIN")
             do {
                 for file in files {
+                    // A migration that acts outside the database is not run at all, not even its
+                    // other statements: what it would do is judged by its text.
+                    let outside = Set(file.statements.flatMap { $0.shape.outsideEffects.map(\.rule.id) })
+                    if !outside.isEmpty {
+                        report.notes.append(
+                            LintReport.Note(
+                                file: file.migration.path, line: file.statements.first?.statement.startLine ?? 1,
+                                message:
+                                    "not run in the scratch database, since it acts outside the database (\(outside.sorted().joined(separator: ", "))): its statements are judged by their text"
+                            ))
+                        var exclusiveHeld: String?
+                        for (statement, shape) in file.statements {
+                            let facts = try await textFacts(
+                                statement, shape, in: file, trace: trace, exclusiveHeldOn: exclusiveHeld)
+                            sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
+                            if file.inTransaction, exclusiveHeld == nil, facts.tablePreExisting,
+                                LintRules.takesAccessExclusive(shape)
+                            {
+                                exclusiveHeld = shape.table?.written
+                            }
+                        }
+                        leftOut = true
+                        continue
+                    }
                     let baseline = file.inTransaction ? try await trace.locks() : nil
                     // Pre-existing tables this migration has taken ACCESS EXCLUSIVE on. pg_locks
                     // cannot show a lock an earlier migration of the same (rolled-back)
@@ -229,6 +268,7 @@ public struct MigrationLinter: Sendable {
                     for (statement, shape) in file.statements {
                         var observation: TraceObservation
                         var failsInTransaction = false
+                        var notRun: String?
                         let sql = shape.needsNoTransaction ? shape.withoutConcurrently(statement.text) : statement.text
                         var judgedByText = sql == nil
                         if case .vacuum = shape.command { judgedByText = true }
@@ -242,28 +282,52 @@ public struct MigrationLinter: Sendable {
                                     statement, sql: sql ?? statement.text, shape: shape, path: file.migration.path,
                                     baseline: baseline)
                                 try await connection.execute("RELEASE SAVEPOINT godwit_lint")
-                            } catch let error as MigrationError where error.underlying?.sqlState == "25001" {
+                            } catch let error as MigrationError
+                                where error.underlying?.sqlState == Self.activeTransaction
+                            {
                                 // "cannot run inside a transaction block": PostgreSQL says so itself.
                                 try await connection.execute("ROLLBACK TO SAVEPOINT godwit_lint")
                                 try await connection.execute("RELEASE SAVEPOINT godwit_lint")
                                 observation = try await trace.resolveOnly(shape)
                                 failsInTransaction = true
+                            } catch let error as MigrationError
+                                where error.underlying?.sqlState == Self.insufficientPrivilege
+                                || leftOut && Self.undefinedObject.contains(error.underlying?.sqlState ?? "")
+                            {
+                                try await connection.execute("ROLLBACK TO SAVEPOINT godwit_lint")
+                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                                observation = try await trace.resolveOnly(shape)
+                                let why = error.underlying.map(\.message) ?? error.message
+                                notRun =
+                                    error.underlying?.sqlState == Self.insufficientPrivilege
+                                    ? "not run in the scratch database, where the migrations run as a role that owns that database and nothing else: \(why); judged by its text"
+                                    : "failed in the scratch database, where something an earlier statement would have made is missing: \(why); judged by its text"
                             }
                         }
                         let tableOID = observation.tableOID
-                        var facts = StatementFacts(
-                            path: file.migration.path, statement: statement, shape: shape,
-                            inTransaction: file.inTransaction,
-                            tablePreExisting: tableOID.map { trace.preExisting[$0] != nil } ?? false,
-                            notNullProven: observation.notNullProven,
-                            exclusiveHeldOn: (observation.heldExclusive + heldInMigration).first.flatMap {
-                                trace.preExisting[$0]?.name
-                            },
-                            trace: observation, sizeName: tableOID.flatMap { observation.qualifiedNames[$0] },
-                            batchKey: observation.batchKey)
-                        facts.failsInTransaction = failsInTransaction
+                        var facts: StatementFacts
+                        if let notRun {
+                            report.notes.append(
+                                LintReport.Note(file: file.migration.path, line: statement.startLine, message: notRun))
+                            leftOut = true
+                            facts = try await textFacts(
+                                statement, shape, in: file, trace: trace,
+                                exclusiveHeldOn: heldInMigration.first.flatMap { trace.preExisting[$0]?.name })
+                        } else {
+                            facts = StatementFacts(
+                                path: file.migration.path, statement: statement, shape: shape,
+                                inTransaction: file.inTransaction,
+                                tablePreExisting: tableOID.map { trace.preExisting[$0] != nil } ?? false,
+                                notNullProven: observation.notNullProven,
+                                exclusiveHeldOn: (observation.heldExclusive + heldInMigration).first.flatMap {
+                                    trace.preExisting[$0]?.name
+                                },
+                                trace: observation, sizeName: tableOID.flatMap { observation.qualifiedNames[$0] },
+                                batchKey: observation.batchKey)
+                            facts.failsInTransaction = failsInTransaction
+                        }
                         sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
-                        if let baseline, observation.executed {
+                        if let baseline, observation.executed, notRun == nil {
                             let tables = observation.acquired.filter { oid, mode in
                                 mode == .accessExclusive
                                     && ["r", "p", "m"].contains(trace.preExisting[oid]?.kind ?? "")
@@ -285,6 +349,44 @@ public struct MigrationLinter: Sendable {
             noteUnusedAllows(files, in: &report)
             return report
         }
+    }
+
+    /// The facts of a statement the trace did not run, from its text, with the scratch
+    /// database's catalog (as the statements before it left it) saying which tables are the
+    /// target's, which `CHECK (col IS NOT NULL)` are validated, and the table's key: what the
+    /// catalog check reads from the target.
+    private func textFacts(
+        _ statement: SQLStatement, _ shape: StatementShape, in file: PreparedFile, trace: MigrationTrace,
+        exclusiveHeldOn: String?
+    ) async throws -> StatementFacts {
+        func preExisting(_ name: RelationName) async throws -> MigrationTrace.Relation? {
+            let row = try await trace.connection.query("SELECT to_regclass($1)::int8 AS oid", [name.written]).first
+            return row?["oid"].flatMap { Int64($0) }.flatMap { trace.preExisting[$0] }
+        }
+        let table = if let name = shape.table { try await preExisting(name) } else { nil as MigrationTrace.Relation? }
+        var facts = StatementFacts(
+            path: file.migration.path, statement: statement, shape: shape, inTransaction: file.inTransaction,
+            tablePreExisting: table != nil, notNullProven: false, exclusiveHeldOn: exclusiveHeldOn,
+            sizeName: table?.qualified ?? shape.table?.written)
+        if case .dropTable(let names) = shape.command {
+            for name in names {
+                if let dropped = try await preExisting(name) { facts.droppedPreExisting.append(dropped.name) }
+            }
+        }
+        guard let table else { return facts }
+        let setNotNull = shape.alterActions.compactMap { action -> String? in
+            if case .setNotNull(let column) = action { return column }
+            return nil
+        }
+        if !setNotNull.isEmpty {
+            facts.notNullProven = try await MigrationTrace.hasValidatedNotNullChecks(
+                table: table.qualified, columns: setNotNull, on: trace.connection, byOID: false)
+        }
+        if case .update(hasWhere: false) = shape.command {
+            facts.batchKey = try await MigrationTrace.singleColumnKey(
+                of: table.qualified, byOID: false, on: trace.connection)
+        }
+        return facts
     }
 
     /// Fills in `estimated_rows` (`reltuples`, when the table has been analysed) and `bytes`

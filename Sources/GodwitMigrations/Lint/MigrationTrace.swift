@@ -7,16 +7,27 @@ import GodwitPostgres
 /// constraints it added validated, the tables it dropped.
 ///
 /// The scratch database is created beside the target (from `template0` with the target's
-/// encoding and locale, as `migrate verify` does; the role needs CREATEDB), filled with
-/// `pg_dump --schema-only` of the target piped into `psql`, and dropped afterwards, also on
-/// failure. The target sees only catalog reads and the schema-only dump.
+/// encoding and locale, as `migrate verify` does), filled with `pg_dump --schema-only` of the
+/// target piped into `psql`, and dropped afterwards, also on failure. The target sees only
+/// catalog reads and the schema-only dump.
+///
+/// The migrations do not run with the caller's rights: they run in a session that logged in
+/// as a role made for the lint, which owns the scratch database and its objects and nothing
+/// else (``TraceRole``), so that a migration from an untrusted branch cannot reach the server's
+/// programs, files or configuration, other databases or other sessions. The caller needs
+/// CREATEDB and CREATEROLE (or to be a superuser) for the database and the role; without them
+/// the lint refuses with one line, before creating anything, rather than run the migrations
+/// with the caller's own rights or quietly fall back to the static rules (a person who gave a
+/// database expects the trace, and would not see what only the trace finds).
 ///
 /// All the migrations run inside one transaction that is rolled back at the end, each
 /// statement under a savepoint, so that a later pending migration finds what an earlier one
-/// created and nothing outlives the lint, not even what is cluster-wide (a `CREATE ROLE`).
-/// Statements that cannot run in a transaction run without their `CONCURRENTLY` (the same
-/// schema change); those that still cannot (SQLSTATE 25001, `CREATE DATABASE`) are not run,
-/// and neither are `VACUUM` and `CLUSTER`: they are judged by their text.
+/// created and nothing outlives the lint. Statements that cannot run in a transaction run
+/// without their `CONCURRENTLY` (the same schema change); those that still cannot (SQLSTATE
+/// 25001, `CREATE DATABASE`) are not run, and neither are `VACUUM` and `CLUSTER`: they are
+/// judged by their text. So is a statement the restricted role may not run (SQLSTATE 42501, a
+/// `CREATE ROLE`, an untrusted extension), with a note, and a migration with a statement that
+/// acts outside the database (``OutsideEffect``) is not run at all.
 struct MigrationTrace {
     struct Relation: Sendable {
         var node: Int64
@@ -29,11 +40,13 @@ struct MigrationTrace {
     /// Relations of the target, by oid in the scratch database.
     let preExisting: [Int64: Relation]
 
-    /// Creates the scratch database, copies the schema, runs `body`, and drops the database
+    /// Creates the scratch database, copies the schema, hands it to a new restricted role, runs
+    /// `body` with a session logged in as that role, and drops the database and the role
     /// whatever happens.
     static func withScratch<T>(
         targetURL: String, target: Connection, _ body: (MigrationTrace) async throws -> T
     ) async throws -> T {
+        try await requirePrivileges(on: target)
         let scratch = "godwit_lint_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
         do {
             try await MigrationVerifier.createScratch(scratch, likeCurrentDatabaseOf: target)
@@ -44,19 +57,55 @@ struct MigrationTrace {
                     .replacingOccurrences(of: "run verify", with: "run lint"),
                 underlying: error.underlying)
         }
+        let role = TraceRole(name: scratch)
+        var roleCreated = false
         do {
             let scratchURL = try MigrationVerifier.url(targetURL, database: scratch)
             try await copySchema(from: targetURL, to: scratchURL)
-            let value = try await Connection.withConnection(scratchURL) { connection in
+            try await role.create(on: target)
+            roleCreated = true
+            try await role.takeOver(database: scratch, scratchURL: scratchURL, target: target)
+            // The target's search_path as the caller's session has it (role and database
+            // settings included), which the role's own session would not.
+            let searchPath = try await target.query("SELECT current_setting('search_path') AS path").first?["path"]
+            let value = try await role.withSession(targetURL: targetURL, database: scratch) { connection in
+                if let searchPath {
+                    try await connection.query("SELECT set_config('search_path', $1, false)", [searchPath])
+                }
                 let trace = MigrationTrace(connection: connection, preExisting: try await relations(on: connection))
                 return try await body(trace)
             }
             try await target.execute("DROP DATABASE \(quoteIdentifier(scratch)) WITH (FORCE)")
+            try await target.execute("DROP ROLE \(role.quoted)")
             return value
         } catch {
-            _ = try? await target.execute("DROP DATABASE IF EXISTS \(quoteIdentifier(scratch)) WITH (FORCE)")
+            // Sent even from a cancelled task; the role goes after the database it owns.
+            await target.cleanup("DROP DATABASE IF EXISTS \(quoteIdentifier(scratch)) WITH (FORCE)")
+            if roleCreated { await role.drop(on: target) }
             throw error
         }
+    }
+
+    /// Refuses, in one line and before anything is created, a caller that can make neither the
+    /// scratch database (CREATEDB) nor the role (CREATEROLE), unless it is a superuser.
+    private static func requirePrivileges(on target: Connection) async throws {
+        guard
+            let row = try await target.query(
+                "SELECT current_user::text AS role, rolsuper, rolcreatedb, rolcreaterole FROM pg_roles WHERE rolname = current_user"
+            ).first, try !row.bool("rolsuper")
+        else { return }
+        var missing: [String] = []
+        if try !row.bool("rolcreatedb") { missing.append("CREATEDB") }
+        if try !row.bool("rolcreaterole") { missing.append("CREATEROLE") }
+        guard !missing.isEmpty else { return }
+        let role = quoteIdentifier(try row.string("role"))
+        let what =
+            missing.count == 2
+            ? "may create neither" : "may not create the \(missing[0] == "CREATEDB" ? "database" : "role")"
+        throw MigrationError(
+            .execution,
+            "migrate lint needs a scratch database beside the one given and a role of its own to run the migrations as there, and role \(role) \(what): it needs \(missing.joined(separator: " and ")) (ALTER ROLE \(role) \(missing.joined(separator: " "))), or a superuser; or lint without a database for the static rules only"
+        )
     }
 
     /// `pg_dump --schema-only TARGET | psql SCRATCH`, in one transaction, stopping at the first error.

@@ -53,11 +53,14 @@ struct StatementShape: Sendable {
     /// batch goes (before its `RETURNING`, or before the `)` closing its `WITH` query); nil
     /// for the end of the text.
     var batchWhereOffset: Int?
+    /// What the statement does outside the database, which no rollback undoes.
+    var outsideEffects: [OutsideEffect]
 
     init(_ text: String) {
         let tokens = SQLTokenizer.tokens(text)
         self.tokens = tokens
         (command, table) = Self.classify(tokens)
+        outsideEffects = OutsideEffect.find(in: tokens)
         if case .update = command {
             let withPart = tokens.first?.isKeyword("WITH") == true ? Self.modifyingPart(ofWith: tokens) : nil
             let (body, end) = withPart ?? (tokens, nil)
@@ -74,7 +77,7 @@ struct StatementShape: Sendable {
             tokens.count > 1
                 && ["SCHEMA", "DATABASE", "SYSTEM"].contains { word in tokens.contains { $0.isKeyword(word) } }
         default:
-            false
+            tokens.count > 1 && tokens[0].isKeyword("ALTER") && tokens[1].isKeyword("SYSTEM")
         }
     }
 
