@@ -1,3 +1,4 @@
+import Foundation
 import GodwitQueue
 
 /// How the operations surface (`/health`, `/metrics`, the dashboard) is served.
@@ -58,21 +59,48 @@ public struct OperationsConfiguration: Sendable {
         self.port = port
     }
 
-    /// Whether `host` reaches this machine only.
+    /// Whether `host` reaches this machine only: `localhost`, or an IP literal in 127.0.0.0/8 or
+    /// ::1. A name such as `127.attacker.example` is not: DNS can point it anywhere.
     public var bindsLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        HostPolicy.isLoopback(host)
     }
 
     /// Refuses a non-loopback address without a token: the controls would be open to the network.
     public func validate() throws {
         if !bindsLoopback && (token ?? "").isEmpty {
             throw OperationsError(
-                "refusing to serve HTTP on \(host):\(port) without a token: set --http-token or GODWIT_HTTP_TOKEN, "
-                    + "or bind to 127.0.0.1")
+                "refusing to serve HTTP on \(host):\(port) without a token: set --http-token-file, GODWIT_HTTP_TOKEN "
+                    + "or --http-token, or bind to 127.0.0.1")
         }
         if let token, !token.isEmpty, token.count < 16 {
             throw OperationsError("the HTTP token must be at least 16 characters long")
         }
+    }
+
+    /// The token in the file at `path` (`--http-token-file`), without its line break.
+    /// Refused, as libpq refuses such a .pgpass, when group or others have any access to it.
+    public static func token(fromFile path: String) throws -> String {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw OperationsError("--http-token-file \(path): \(String(cString: strerror(errno)))")
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw OperationsError("--http-token-file \(path): not a regular file")
+        }
+        guard status.st_mode & 0o077 == 0 else {
+            throw OperationsError(
+                "--http-token-file \(path): group or others can access it (mode \(String(status.st_mode & 0o777, radix: 8))); "
+                    + "run chmod 600 \(path)")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw OperationsError("--http-token-file \(path): cannot be read as UTF-8 text")
+        }
+        let token = text.trimmingCharacters(in: .newlines)
+        guard !token.isEmpty else { throw OperationsError("--http-token-file \(path): the file is empty") }
+        guard !token.contains(where: \.isNewline) else {
+            throw OperationsError("--http-token-file \(path): the token must be one line")
+        }
+        return token
     }
 }
 
