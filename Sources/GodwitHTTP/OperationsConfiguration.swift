@@ -13,6 +13,14 @@ public struct OperationsConfiguration: Sendable {
     public var token: String?
     /// Hides the pause, resume, cancel and retry buttons and refuses their POSTs.
     public var readOnly = false
+    /// Hummingbird's idle timeout, which is also the header timeout: its timer is reset only by
+    /// a complete request head or body part, so a head that trickles in is cut off at this too.
+    /// Hummingbird has no separate header timeout; a form's body has `formTimeout`.
+    public var idleTimeout: Duration = .seconds(30)
+    /// How long a form's body may take to arrive once its head has (408 after).
+    public var formTimeout: Duration = .seconds(10)
+    /// Connections open at once; more wait in the listen backlog until one closes.
+    public var maximumConnections = 64
     /// The migrations folder, to list pending migrations; without it only applied ones show.
     public var migrationsDirectory: String?
     /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,

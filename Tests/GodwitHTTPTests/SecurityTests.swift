@@ -6,7 +6,7 @@ import Testing
 
 @testable import GodwitHTTP
 
-@Suite("Loopback addresses, Host names and the token file")
+@Suite("Loopback addresses, the token file, methods and error pages")
 struct SecurityTests {
     static let token = "a-long-enough-token-0123456789"
 
@@ -89,5 +89,50 @@ struct SecurityTests {
         let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(text.contains("--http-token-file"), "\(help.stdout)")
         #expect(text.contains("/proc"), "\(help.stdout)")
+    }
+
+    @Test("Wrong methods answer 405 with Allow; unknown paths 404")
+    func methods() async throws {
+        try await withOperations { _, _, client in
+            let cases: [(String, HTTPRequest.Method, String)] = [
+                ("/jobs/1/pause", .get, "POST"), ("/jobs/1/pause", .delete, "POST"), ("/health", .post, "GET, HEAD"),
+                ("/metrics", .put, "GET, HEAD"), ("/", .post, "GET, HEAD"), ("/login", .delete, "GET, HEAD, POST"),
+                ("/jobs/7", .post, "GET, HEAD"), ("/fragments/jobs/7", .patch, "GET, HEAD"),
+            ]
+            for (path, method, allow) in cases {
+                try await client.execute(uri: path, method: method) { response in
+                    #expect(response.status == .methodNotAllowed, "\(method) \(path)")
+                    #expect(response.headers[.allow] == allow, "\(method) \(path)")
+                }
+            }
+            try await client.execute(uri: "/nothing/here", method: .get) { response in
+                #expect(response.status == .notFound)
+            }
+            try await client.execute(uri: "/", method: .head) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test("A bad or unknown id on a page answers an HTML error page with the policy, not JSON; /health stays JSON")
+    func htmlErrors() async throws {
+        try await withOperations { _, _, client in
+            for (path, status, text) in [
+                ("/jobs/abc", HTTPResponse.Status.badRequest, "a job id is a positive number"),
+                ("/jobs/-1", .badRequest, "a job id is a positive number"),
+                ("/jobs/99999999", .notFound, "no job 99999999"), ("/fragments/jobs/x", .badRequest, "positive number"),
+                ("/?state=%3Cb%3Ebogus", .badRequest, "state must be one of"), ("/nothing", .notFound, "Not Found"),
+            ] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == status, "\(path)")
+                    #expect(response.headers[.contentType]?.hasPrefix("text/html") == true, "\(path)")
+                    #expect(
+                        response.text.contains("<!doctype html>") && response.text.contains(text),
+                        "\(path): \(response.text)")
+                    #expect(response.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+                    #expect(!response.text.contains("<b>bogus"))
+                }
+            }
+        }
     }
 }
