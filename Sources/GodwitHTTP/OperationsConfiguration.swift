@@ -11,6 +11,13 @@ public struct OperationsConfiguration: Sendable {
     public var schema = QueueSchema()
     /// When set, every request needs it (`Authorization: Bearer TOKEN` or the login cookie).
     public var token: String?
+    /// Host names a server without a token answers besides localhost, 127.0.0.0/8 and [::1]
+    /// (`--http-allowed-host`): a name in /etc/hosts, or what a proxy on this machine passes on.
+    public var allowedHosts: [String] = []
+    /// The operator says a TLS proxy is in front (`--http-behind-tls`): cookies get `Secure`.
+    /// Godwit itself never serves TLS; without this, `Secure` is set when the request says it
+    /// came as https (`X-Forwarded-Proto: https`, or an `https://` Origin).
+    public var behindTLS = false
     /// Hides the pause, resume, cancel and retry buttons and refuses their POSTs.
     public var readOnly = false
     /// Hummingbird's idle timeout, which is also the header timeout: its timer is reset only by
@@ -21,6 +28,9 @@ public struct OperationsConfiguration: Sendable {
     public var formTimeout: Duration = .seconds(10)
     /// Connections open at once; more wait in the listen backlog until one closes.
     public var maximumConnections = 64
+    /// `POST /login` per client address: this many attempts at once, then one per interval.
+    public var loginBurst = 5
+    public var loginInterval: Duration = .seconds(12)
     /// The migrations folder, to list pending migrations; without it only applied ones show.
     public var migrationsDirectory: String?
     /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,
@@ -82,6 +92,9 @@ public struct OperationsConfiguration: Sendable {
         }
         if let token, !token.isEmpty, token.count < 16 {
             throw OperationsError("the HTTP token must be at least 16 characters long")
+        }
+        for name in allowedHosts where !HostPolicy.isValidName(name) {
+            throw OperationsError("--http-allowed-host \"\(name)\" is not a host name: give the name alone, without a port")
         }
     }
 

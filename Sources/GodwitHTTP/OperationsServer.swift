@@ -10,9 +10,9 @@ import Prometheus
 ///
 /// The routes read through a pool of two connections of their own, so a busy dashboard never
 /// takes a connection from the worker; run `pool` in the same service group, before the
-/// application. Controls are POSTs carrying the session's CSRF token (a cookie set by every
-/// page, SameSite=Strict, compared with the form's field), so neither a GET nor a form on
-/// another site changes anything.
+/// application. Controls are POSTs carrying the session's CSRF token (an HMAC of the session
+/// cookie under this process's secret, see `SessionKeys`) and sent from our own origin
+/// (`RequestGuard`), so neither a GET nor a form on another site changes anything.
 public struct OperationsServer: Sendable {
     public let configuration: OperationsConfiguration
     public let pool: ConnectionPool
@@ -22,8 +22,12 @@ public struct OperationsServer: Sendable {
     let databaseMetrics: DatabaseMetricsCache
     let workerStatus: @Sendable () -> WorkerStatus?
     let logger: Logger
+    let keys = SessionKeys()
+    let loginLimiter: LoginRateLimiter
 
-    static let csrfCookie = "godwit_csrf"
+    static let sessionCookie = "godwit_session"
+    /// What a proxy in front says the client used, for the cookies' `Secure` only.
+    static let forwardedProto = HTTPFields.Element.Name("X-Forwarded-Proto")!
 
     /// - Parameter workerStatus: the worker's state for `/health`, nil for `godwit serve`.
     public init(
@@ -49,6 +53,7 @@ public struct OperationsServer: Sendable {
             timeout: configuration.healthTimeout, cacheDuration: configuration.healthCacheDuration)
         self.workerStatus = workerStatus
         self.logger = logger
+        self.loginLimiter = LoginRateLimiter(burst: configuration.loginBurst, interval: configuration.loginInterval)
     }
 
     /// The application, bound to the configured address, with the idle (and header) timeout
@@ -133,14 +138,19 @@ public struct OperationsServer: Sendable {
         ]
     }
 
-    /// The routes behind, in order: `ErrorPageMiddleware` (errors of dashboard paths as HTML),
-    /// `MethodMiddleware` (405), `AccessMiddleware` (the token).
+    /// The routes behind, in order: `RequestGuard` (one Host; without a token, a loopback or
+    /// allowed Host; a POST from our own origin), `ErrorPageMiddleware` (errors of dashboard
+    /// paths as HTML), `MethodMiddleware` (405), `AccessMiddleware` (the token).
     public func router() -> Router<OperationsContext> {
         let router = Router(context: OperationsContext.self, options: .autoGenerateHeadEndpoints)
         let endpoints = endpoints()
+        let tokenless = (configuration.token ?? "").isEmpty
+        router.add(
+            middleware: RequestGuard(
+                hostPolicy: tokenless ? HostPolicy(allowedNames: configuration.allowedHosts) : nil, logger: logger))
         router.add(middleware: ErrorPageMiddleware(readOnly: configuration.readOnly))
         router.add(middleware: MethodMiddleware(endpoints.map { ($0.path, $0.method) }))
-        router.add(middleware: AccessMiddleware(token: configuration.token))
+        router.add(middleware: AccessMiddleware(token: configuration.token, keys: keys))
         for endpoint in endpoints {
             router.on(RouterPath(endpoint.path), method: endpoint.method) { request, context in
                 try await endpoint.handler(request, context)
@@ -211,15 +221,17 @@ public struct OperationsServer: Sendable {
 
     // MARK: Pages
 
-    /// Renders an HTML page or fragment with the session's CSRF token (set as a cookie when
-    /// the browser has none yet) and a Content-Security-Policy that allows only our script.
+    /// Renders an HTML page or fragment with the session's CSRF token and a
+    /// Content-Security-Policy that allows only our script. A browser without a session cookie
+    /// of the right form gets a new session (not on fragments, which the live script fetches).
     func page(
         _ request: Request, fragment: Bool = false, _ render: (DashboardPages) async throws -> String
     ) async throws -> Response {
-        let existing = request.cookies[Self.csrfCookie]?.value
-        let csrf = existing.flatMap { $0.count == 32 && $0.allSatisfy(\.isHexDigit) ? $0 : nil } ?? randomToken()
+        let existing = try Self.cookie(Self.sessionCookie, of: request)
+        let session = existing.flatMap { SessionKeys.isSessionID($0) ? $0 : nil } ?? SessionKeys.newSessionID()
         let nonce = randomToken()
-        let pages = DashboardPages(csrf: csrf, readOnly: configuration.readOnly, nonce: nonce)
+        let pages = DashboardPages(
+            csrf: keys.csrfToken(forSession: session), readOnly: configuration.readOnly, nonce: nonce)
         let html: String
         do {
             html = try await render(pages)
@@ -230,8 +242,11 @@ public struct OperationsServer: Sendable {
             throw HTTPError(.serviceUnavailable, message: "the database cannot be read now; try again shortly")
         }
         var response = Self.html(html, nonce: nonce)
-        if existing != csrf && !fragment {
-            response.setCookie(Cookie(name: Self.csrfCookie, value: csrf, path: "/", httpOnly: true, sameSite: .strict))
+        if existing != session && !fragment {
+            response.setCookie(
+                Cookie(
+                    name: Self.sessionCookie, value: session, path: "/", secure: secureCookies(request), httpOnly: true,
+                    sameSite: .strict))
         }
         return response
     }
@@ -247,6 +262,23 @@ public struct OperationsServer: Sendable {
             HTTPFields.Element.Name("Referrer-Policy")!: "same-origin",
         ]
         return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// Whether cookies get `Secure`: the operator said a TLS proxy is in front, or the request
+    /// says it came as https. Godwit never serves TLS itself.
+    func secureCookies(_ request: Request) -> Bool {
+        configuration.behindTLS || request.head.scheme?.lowercased() == "https"
+            || request.headers[Self.forwardedProto]?.lowercased() == "https"
+            || request.headers[.origin]?.lowercased().hasPrefix("https://") == true
+    }
+
+    /// Cookie `name`, nil when absent; 400 when it comes twice.
+    static func cookie(_ name: String, of request: Request) throws -> String? {
+        do {
+            return try RequestCookies(request).single(name)
+        } catch {
+            throw HTTPError(.badRequest, message: error.reason)
+        }
     }
 
     func filter(_ request: Request) throws -> JobFilter {
@@ -322,9 +354,8 @@ public struct OperationsServer: Sendable {
             throw HTTPError(.notFound, message: "the actions are pause, resume, cancel and retry")
         }
         let fields = try await form(request)
-        guard let cookie = request.cookies[Self.csrfCookie]?.value, let sent = fields["csrf"], !cookie.isEmpty,
-            constantTimeEqual(cookie, sent)
-        else {
+        let session = try Self.cookie(Self.sessionCookie, of: request)
+        guard let session, let sent = fields["csrf"], keys.isValidCSRF(sent, session: session) else {
             logger.warning(
                 "control refused: missing or wrong CSRF token",
                 metadata: ["remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)"])
@@ -355,10 +386,18 @@ public struct OperationsServer: Sendable {
         return Response(status: .seeOther, headers: [.location: next])
     }
 
-    /// Checks the token of the login form and sets the login cookie (derived from the token).
+    /// Checks the token of the login form, at most `loginBurst` attempts at once per client
+    /// address (429 after), and sets the login cookie: an expiring HMAC value, never the token.
     func login(_ request: Request, context: OperationsContext) async throws -> Response {
         guard let token = configuration.token, !token.isEmpty else {
             return Response(status: .seeOther, headers: [.location: "/"])
+        }
+        guard loginLimiter.attempt(context.clientAddress) else {
+            let wait = max(loginLimiter.secondsUntilNextAttempt(context.clientAddress), 1)
+            logger.warning("login refused: too many attempts", metadata: ["remote": "\(context.remoteAddress)"])
+            throw HTTPError(
+                .tooManyRequests, headers: [.retryAfter: "\(wait)"],
+                message: "too many login attempts from this address; try again in \(wait) s")
         }
         let fields = try await form(request)
         guard let sent = fields["token"], constantTimeEqual(sent, token) else {
@@ -371,8 +410,8 @@ public struct OperationsServer: Sendable {
         var response = Response(status: .seeOther, headers: [.location: "/"])
         response.setCookie(
             Cookie(
-                name: AccessMiddleware.cookieName, value: AccessMiddleware.loginValue(for: token), path: "/",
-                httpOnly: true, sameSite: .strict))
+                name: AccessMiddleware.cookieName, value: keys.loginCookie(), maxAge: SessionKeys.loginLifetime, path: "/",
+                secure: secureCookies(request), httpOnly: true, sameSite: .strict))
         return response
     }
 }

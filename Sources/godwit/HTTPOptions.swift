@@ -4,8 +4,8 @@ import GodwitHTTP
 import GodwitQueue
 import ServiceLifecycle
 
-/// `--http`, its token (`--http-token`, `--http-token-file`) and `--read-only`, shared by
-/// `worker` and `serve`.
+/// `--http`, its token, allowed host names and TLS flag, and `--read-only`, shared by `worker`
+/// and `serve`.
 struct HTTPOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
@@ -25,6 +25,16 @@ struct HTTPOptions: ParsableArguments {
             "Read the HTTP token from this file (one line; refused unless only its owner can read it, chmod 600).",
             valueName: "path"))
     var httpTokenFile: String?
+
+    @Option(
+        name: .customLong("http-allowed-host"),
+        help: ArgumentHelp(
+            "Without a token, also answer requests for this host name (besides localhost, 127.0.0.1 and [::1]); "
+                + "repeatable.", valueName: "name"))
+    var httpAllowedHosts: [String] = []
+
+    @Flag(help: "A TLS proxy is in front: the dashboard's cookies get Secure.")
+    var httpBehindTls = false
 
     @Flag(help: "Hide and refuse the dashboard's pause, resume, cancel and retry controls.")
     var readOnly = false
@@ -54,6 +64,8 @@ struct HTTPOptions: ParsableArguments {
             throw ValidationError(error.description)
         }
         if configuration.token?.isEmpty ?? false { configuration.token = nil }
+        configuration.allowedHosts = httpAllowedHosts
+        configuration.behindTLS = httpBehindTls
         configuration.readOnly = readOnly
         if let source, FileManager.default.fileExists(atPath: source) { configuration.migrationsDirectory = source }
         do {

@@ -81,11 +81,11 @@ func enqueue(_ database: TestDatabase, kind: String = "noop", name: String, payl
     return id
 }
 
-/// The CSRF cookie a page sets and the token its forms carry (a job with controls must
+/// The session cookie a page sets and the CSRF token its forms carry (a job with controls must
 /// be on the page).
 func csrfSession(_ client: any TestClientProtocol, path: String = "/") async throws -> (cookie: String, form: String) {
     try await client.execute(uri: path, method: .get) { response in
-        let cookie = try #require(response.cookie("godwit_csrf"))
+        let cookie = try #require(response.cookie("godwit_session"))
         let page = response.text
         let marker = #"name="csrf" value=""#
         let start = try #require(page.range(of: marker)).upperBound

@@ -6,10 +6,10 @@ import Testing
 
 @testable import GodwitHTTP
 
-/// Forms and query strings are read without ever trapping (Foundation's
+/// Forms, query strings and cookies are read without ever trapping (Foundation's
 /// `URLComponents.percentEncodedQuery` used to stop the process on `%zz`), and malformed ones
 /// are answered 400.
-@Suite("Malformed forms and query strings")
+@Suite("Malformed forms, query strings and cookies")
 struct RequestParsingTests {
     /// Bytes a browser never leaves raw in a form or query, and shapes that are not a form.
     static let hostileForms: [[UInt8]] = [
@@ -76,6 +76,45 @@ struct RequestParsingTests {
     }
 
     @Test(
+        "Fuzz, 10 000 seeded Cookie headers: never traps; one of our cookies sent twice is refused, once is read back")
+    func fuzzCookies() throws {
+        var random = SplitMix64(seed: 0x636F_6F6B_6965)
+        let names = ["godwit_session", "godwit_login", "other", "godwit_session2", "Godwit_Session"]
+        let junk = ["", " ", ";", "=", "\"", "garbage", "a=b=c", "=", "\u{0}", "é", "%zz", "\t"]
+        for _ in 0..<10_000 {
+            var pairs: [(String, String)] = []
+            var pieces: [String] = []
+            for _ in 0..<Int.random(in: 0..<6, using: &random) {
+                if Bool.random(using: &random) {
+                    let name = names.randomElement(using: &random)!
+                    let value = randomToken()
+                    pairs.append((name, value))
+                    pieces.append(Bool.random(using: &random) ? "\(name)=\(value)" : " \(name)=\"\(value)\" ")
+                } else {
+                    // Anything without an = is someone else's and skipped.
+                    pieces.append(junk.randomElement(using: &random)!.replacingOccurrences(of: "=", with: ""))
+                }
+            }
+            let headers = Bool.random(using: &random) ? [pieces.joined(separator: ";")] : pieces.map { $0 + ";" }
+            let cookies = RequestCookies(headers: headers)
+            for name in ["godwit_session", "godwit_login"] {
+                let sent = pairs.filter { $0.0 == name }
+                if sent.count > 1 {
+                    #expect(throws: MalformedRequest.self, "\(headers)") { try cookies.single(name) }
+                } else {
+                    #expect(try cookies.single(name) == sent.first?.1, "\(headers)")
+                }
+            }
+            // Random text of any kind: read without trapping.
+            let text = String(
+                decoding: (0..<Int.random(in: 0..<30, using: &random)).map { _ in
+                    UInt8.random(in: 0...255, using: &random)
+                }, as: UTF8.self)
+            _ = try? RequestCookies(headers: [text]).single("godwit_session")
+        }
+    }
+
+    @Test(
         "Fuzz through the router, 300 seeded requests: hostile query strings, form bodies and cookies get a 4xx or a page, never a 5xx or a trap"
     )
     func fuzzRouter() async throws {
@@ -119,14 +158,14 @@ struct RequestParsingTests {
             let (cookie, form) = try await csrfSession(client)
             let body = formBody([("csrf", form)])
             for contentType in [nil, "text/plain", "application/json", "multipart/form-data; boundary=x"] {
-                var headers: HTTPFields = [.cookie: "godwit_csrf=\(cookie)"]
+                var headers: HTTPFields = [.cookie: "godwit_session=\(cookie)"]
                 if let contentType { headers[.contentType] = contentType }
                 try await client.execute(uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: body) {
                     response in
                     #expect(response.status == .unsupportedMediaType, "\(contentType ?? "none")")
                 }
             }
-            var headers: HTTPFields = [.cookie: "godwit_csrf=\(cookie)"]
+            var headers: HTTPFields = [.cookie: "godwit_session=\(cookie)"]
             headers[.contentType] = "application/x-www-form-urlencoded"
             try await client.execute(
                 uri: "/jobs/\(id)/pause", method: .post, headers: headers,
@@ -150,7 +189,10 @@ struct RequestParsingTests {
     )
     func malformedLoginOverTCP() async throws {
         let token = "a-long-enough-token-0123456789"
-        try await withLiveServer(configure: { $0.token = token }) { port, _ in
+        try await withLiveServer(configure: {
+            $0.token = token
+            $0.loginBurst = 100
+        }) { port, _ in
             let form: HTTPFields = [.contentType: "application/x-www-form-urlencoded"]
             for body in Self.hostileForms {
                 let response = try await send(
@@ -166,6 +208,11 @@ struct RequestParsingTests {
             let bearer: HTTPFields = [.authorization: "Bearer \(token)"]
             #expect(try await send(port, "/?q=%zz", headers: bearer).status == .badRequest)
             #expect(try await send(port, "/fragments/jobs?state=%E9", headers: bearer).status == .badRequest)
+            var twice = bearer
+            twice[.cookie] = "godwit_session=\(randomToken()); godwit_session=\(randomToken())"
+            let duplicate = try await send(port, "/", headers: twice)
+            #expect(duplicate.status == .badRequest)
+            #expect(duplicate.text.contains("2 godwit_session cookies"))
             // A request line with raw bytes the HTTP parser itself refuses.
             let raw = await rawExchange(port, Array("GET /?q=\u{7F}%zz é HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".utf8))
             #expect(raw.text.hasPrefix("HTTP/1.1 4"), "\(raw.text)")
