@@ -1,28 +1,22 @@
-import Crypto
 import Foundation
 import Hummingbird
 
 /// With a token configured, lets through only requests that carry it: `Authorization: Bearer
-/// TOKEN`, or the login cookie that `POST /login` sets. Pages send a browser to `/login`; other
-/// paths get 401.
+/// TOKEN`, or the login cookie that `POST /login` sets (an expiring value keyed by this
+/// process's secret, see `SessionKeys`). Pages send a browser to `/login`; other paths get 401.
 struct AccessMiddleware: RouterMiddleware {
     typealias Context = OperationsContext
     let token: String?
+    let keys: SessionKeys
 
     static let cookieName = "godwit_login"
-
-    /// The login cookie's value: derived from the token, so the cookie never holds the token.
-    static func loginValue(for token: String) -> String {
-        SHA256.hash(data: Data("godwit-login:\(token)".utf8)).map { String(format: "%02x", $0) }.joined()
-    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws
         -> Response
     {
         guard let token, !token.isEmpty else { return try await next(request, context) }
-        if request.uri.path == "/login" || allowed(request, token: token) {
-            return try await next(request, context)
-        }
+        if request.uri.path == "/login" { return try await next(request, context) }
+        if try allowed(request, token: token) { return try await next(request, context) }
         if request.method == .get, request.headers[.accept]?.contains("text/html") ?? false {
             return Response(status: .seeOther, headers: [.location: "/login"])
         }
@@ -31,14 +25,19 @@ struct AccessMiddleware: RouterMiddleware {
             body: .init(byteBuffer: ByteBuffer(string: "a bearer token is required\n")))
     }
 
-    private func allowed(_ request: Request, token: String) -> Bool {
+    private func allowed(_ request: Request, token: String) throws -> Bool {
         if let header = request.headers[.authorization], header.hasPrefix("Bearer ") {
             return constantTimeEqual(String(header.dropFirst(7)), token)
         }
-        if let cookie = request.cookies[Self.cookieName]?.value {
-            return constantTimeEqual(cookie, Self.loginValue(for: token))
+        let cookie: String?
+        do {
+            cookie = try RequestCookies(request).single(Self.cookieName)
+        } catch {
+            throw HTTPError(.badRequest, message: error.reason)
         }
-        return false
+        // A value of another form (an older Godwit's, an expired one) is no login; the login
+        // page sets a new one over it.
+        return cookie.map { keys.isValidLogin($0) } ?? false
     }
 }
 

@@ -1,6 +1,7 @@
 import Foundation
 import GodwitMigrations
 import GodwitPostgres
+import Hummingbird
 
 /// The dashboard's pages, rendered on the server. Every value from the database goes through
 /// `HTML.escape`; the only script is `liveScript`, which swaps in fresh fragments.
@@ -295,6 +296,17 @@ struct DashboardPages: Sendable {
                 <h1>Log in</h1>\(failed ? "<p class=\"error\">That token is not the one this server runs with.</p>" : "")
                 <form method="post" action="/login" class="filters"><input type="password" name="token" placeholder="HTTP token" aria-label="HTTP token" autocomplete="current-password">
                 <button type="submit">Log in</button></form>
+                """)
+    }
+
+    /// An error as a page: the status and one line of what to do.
+    func errorPage(status: HTTPResponse.Status, message: String) -> String {
+        layout(
+            title: "\(status.code) \(status.reasonPhrase)", active: "",
+            body: """
+                <h1>\(status.code) \(HTML.escape(status.reasonPhrase))</h1>
+                <p class="error">\(HTML.escape(message))</p>
+                <p><a href="/">← Jobs</a></p>
                 """)
     }
 

@@ -134,10 +134,11 @@ struct DatabaseMetrics: Sendable {
                 help: "The longest wait of a session on a running batched job's locks, so far."
             ).set(to: ((try? row.double("lock_wait_ms_max")) ?? 0) / 1000)
             if let reason = row["hold_reason"], !reason.isEmpty {
-                // The reason text is the worker's own (replication lag, autovacuum), cut short.
+                // A category, never the text: a failing health query's message is the enqueuer's.
                 registry.makeGauge(
-                    named: "godwit_batched_held", labels: labels + [("reason", String(reason.prefix(60)))],
-                    help: "1 while a running batched job holds, labelled with why."
+                    named: "godwit_batched_held", labels: labels + [("reason", HoldReason.category(reason))],
+                    help: "1 while a running batched job holds, labelled with why: replication_lag, autovacuum, "
+                        + "archive_backlog, worker_health_query, job_health_query or other."
                 ).set(to: 1)
             }
         }

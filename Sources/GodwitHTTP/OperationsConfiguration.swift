@@ -1,3 +1,4 @@
+import Foundation
 import GodwitQueue
 
 /// How the operations surface (`/health`, `/metrics`, the dashboard) is served.
@@ -10,8 +11,26 @@ public struct OperationsConfiguration: Sendable {
     public var schema = QueueSchema()
     /// When set, every request needs it (`Authorization: Bearer TOKEN` or the login cookie).
     public var token: String?
+    /// Host names a server without a token answers besides localhost, 127.0.0.0/8 and [::1]
+    /// (`--http-allowed-host`): a name in /etc/hosts, or what a proxy on this machine passes on.
+    public var allowedHosts: [String] = []
+    /// The operator says a TLS proxy is in front (`--http-behind-tls`): cookies get `Secure`.
+    /// Godwit itself never serves TLS; without this, `Secure` is set when the request says it
+    /// came as https (`X-Forwarded-Proto: https`, or an `https://` Origin).
+    public var behindTLS = false
     /// Hides the pause, resume, cancel and retry buttons and refuses their POSTs.
     public var readOnly = false
+    /// Hummingbird's idle timeout, which is also the header timeout: its timer is reset only by
+    /// a complete request head or body part, so a head that trickles in is cut off at this too.
+    /// Hummingbird has no separate header timeout; a form's body has `formTimeout`.
+    public var idleTimeout: Duration = .seconds(30)
+    /// How long a form's body may take to arrive once its head has (408 after).
+    public var formTimeout: Duration = .seconds(10)
+    /// Connections open at once; more wait in the listen backlog until one closes.
+    public var maximumConnections = 64
+    /// `POST /login` per client address: this many attempts at once, then one per interval.
+    public var loginBurst = 5
+    public var loginInterval: Duration = .seconds(12)
     /// The migrations folder, to list pending migrations; without it only applied ones show.
     public var migrationsDirectory: String?
     /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,
@@ -58,21 +77,51 @@ public struct OperationsConfiguration: Sendable {
         self.port = port
     }
 
-    /// Whether `host` reaches this machine only.
+    /// Whether `host` reaches this machine only: `localhost`, or an IP literal in 127.0.0.0/8 or
+    /// ::1. A name such as `127.attacker.example` is not: DNS can point it anywhere.
     public var bindsLoopback: Bool {
-        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+        HostPolicy.isLoopback(host)
     }
 
     /// Refuses a non-loopback address without a token: the controls would be open to the network.
     public func validate() throws {
         if !bindsLoopback && (token ?? "").isEmpty {
             throw OperationsError(
-                "refusing to serve HTTP on \(host):\(port) without a token: set --http-token or GODWIT_HTTP_TOKEN, "
-                    + "or bind to 127.0.0.1")
+                "refusing to serve HTTP on \(host):\(port) without a token: set --http-token-file, GODWIT_HTTP_TOKEN "
+                    + "or --http-token, or bind to 127.0.0.1")
         }
         if let token, !token.isEmpty, token.count < 16 {
             throw OperationsError("the HTTP token must be at least 16 characters long")
         }
+        for name in allowedHosts where !HostPolicy.isValidName(name) {
+            throw OperationsError("--http-allowed-host \"\(name)\" is not a host name: give the name alone, without a port")
+        }
+    }
+
+    /// The token in the file at `path` (`--http-token-file`), without its line break.
+    /// Refused, as libpq refuses such a .pgpass, when group or others have any access to it.
+    public static func token(fromFile path: String) throws -> String {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw OperationsError("--http-token-file \(path): \(String(cString: strerror(errno)))")
+        }
+        guard status.st_mode & S_IFMT == S_IFREG else {
+            throw OperationsError("--http-token-file \(path): not a regular file")
+        }
+        guard status.st_mode & 0o077 == 0 else {
+            throw OperationsError(
+                "--http-token-file \(path): group or others can access it (mode \(String(status.st_mode & 0o777, radix: 8))); "
+                    + "run chmod 600 \(path)")
+        }
+        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+            throw OperationsError("--http-token-file \(path): cannot be read as UTF-8 text")
+        }
+        let token = text.trimmingCharacters(in: .newlines)
+        guard !token.isEmpty else { throw OperationsError("--http-token-file \(path): the file is empty") }
+        guard !token.contains(where: \.isNewline) else {
+            throw OperationsError("--http-token-file \(path): the token must be one line")
+        }
+        return token
     }
 }
 

@@ -10,9 +10,9 @@ import Prometheus
 ///
 /// The routes read through a pool of two connections of their own, so a busy dashboard never
 /// takes a connection from the worker; run `pool` in the same service group, before the
-/// application. Controls are POSTs carrying the session's CSRF token (a cookie set by every
-/// page, SameSite=Strict, compared with the form's field), so neither a GET nor a form on
-/// another site changes anything.
+/// application. Controls are POSTs carrying the session's CSRF token (an HMAC of the session
+/// cookie under this process's secret, see `SessionKeys`) and sent from our own origin
+/// (`RequestGuard`), so neither a GET nor a form on another site changes anything.
 public struct OperationsServer: Sendable {
     public let configuration: OperationsConfiguration
     public let pool: ConnectionPool
@@ -22,8 +22,12 @@ public struct OperationsServer: Sendable {
     let databaseMetrics: DatabaseMetricsCache
     let workerStatus: @Sendable () -> WorkerStatus?
     let logger: Logger
+    let keys = SessionKeys()
+    let loginLimiter: LoginRateLimiter
 
-    static let csrfCookie = "godwit_csrf"
+    static let sessionCookie = "godwit_session"
+    /// What a proxy in front says the client used, for the cookies' `Secure` only.
+    static let forwardedProto = HTTPFields.Element.Name("X-Forwarded-Proto")!
 
     /// - Parameter workerStatus: the worker's state for `/health`, nil for `godwit serve`.
     public init(
@@ -49,67 +53,109 @@ public struct OperationsServer: Sendable {
             timeout: configuration.healthTimeout, cacheDuration: configuration.healthCacheDuration)
         self.workerStatus = workerStatus
         self.logger = logger
+        self.loginLimiter = LoginRateLimiter(burst: configuration.loginBurst, interval: configuration.loginInterval)
     }
 
-    /// The application, bound to the configured address.
-    public func application() -> some ApplicationProtocol {
+    /// The application, bound to the configured address, with the idle (and header) timeout
+    /// and the connection cap of the configuration.
+    /// - Parameter onServerRunning: called once the server listens (tests wait on it).
+    public func application(onServerRunning: @escaping @Sendable () async -> Void = {}) -> some ApplicationProtocol {
         Application(
             router: router(),
-            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-            logger: logger)
+            server: .http1(
+                configuration: .init(
+                    idleTimeout: .milliseconds(Int64(configuration.idleTimeout / .milliseconds(1))),
+                    httpDecoderConfiguration: .init(
+                        maxHeaderFieldSize: 16 * 1024, maxHeaderListSize: 32 * 1024, maxHeaderFieldCount: 100))),
+            configuration: serverConfiguration(), onServerRunning: { _ in await onServerRunning() }, logger: logger)
     }
 
-    public func router() -> Router<OperationsContext> {
-        let router = Router(context: OperationsContext.self)
-        router.add(middleware: AccessMiddleware(token: configuration.token))
-        router.get("/health") { _, _ in await self.healthResponse() }
-        router.get("/health/ready") { _, _ in await self.healthResponse(readiness: true) }
-        router.get("/health/live") { _, _ in
-            Self.json(.ok, ["status": "alive", "worker": self.workerStatus()?.state.rawValue ?? "none"])
-        }
-        router.get("/metrics") { _, _ in await self.metricsResponse() }
-        router.get("/") { request, _ in try await self.page(request) { pages, csrf in
-                let filter = try self.filter(request)
-                return pages.jobsPage(
-                    try await self.store.jobs(filter), filter: filter, kinds: try await self.store.kinds(known: self.configuration.knownKinds))
-            }
-        }
-        router.get("/fragments/jobs") { request, _ in try await self.page(request, fragment: true) { pages, _ in
-                pages.jobRows(try await self.store.jobs(try self.filter(request)))
-            }
-        }
-        router.get("/jobs/:id") { request, context in try await self.page(request) { pages, _ in
-                let id = try Self.jobID(context)
-                guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
-                return pages.jobPage(
-                    job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
-            }
-        }
-        router.get("/fragments/jobs/:id") { request, context in try await self.page(request, fragment: true) { pages, _ in
-                let id = try Self.jobID(context)
-                guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
-                return pages.jobDetail(
-                    job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
-            }
-        }
-        router.get("/migrations") { request, _ in try await self.page(request) { pages, _ in
-                let hasSource = self.configuration.migrationsDirectory != nil
-                do {
-                    let (rows, lint) = try await self.store.migrations(linting: true)
-                    return pages.migrationsPage(rows, hasSource: hasSource, lint: lint)
-                } catch where OperationsStore.permissionDenied(error) {
-                    return pages.migrationsPage(
-                        [], hasSource: hasSource, denied: "\(error)", role: try await self.store.currentRole())
+    /// The address, and the cap on connections: one over it waits in the listen backlog.
+    func serverConfiguration() -> ApplicationConfiguration {
+        .init(
+            address: .hostname(configuration.host, port: configuration.port), serverName: nil,
+            availableConnectionsDelegate: .maximum(configuration.maximumConnections, logger: logger))
+    }
+
+    typealias Handler = @Sendable (Request, OperationsContext) async throws -> Response
+
+    /// Every route: the router's, and what `MethodMiddleware` answers 405 from.
+    func endpoints() -> [(path: String, method: HTTPRequest.Method, handler: Handler)] {
+        [
+            ("/health", .get, { _, _ in await self.healthResponse() }),
+            ("/health/ready", .get, { _, _ in await self.healthResponse(readiness: true) }),
+            ("/health/live", .get, { _, _ in
+                Self.json(.ok, ["status": "alive", "worker": self.workerStatus()?.state.rawValue ?? "none"])
+            }),
+            ("/metrics", .get, { _, _ in await self.metricsResponse() }),
+            ("/", .get, { request, _ in
+                try await self.page(request) { pages in
+                    let filter = try self.filter(request)
+                    return pages.jobsPage(
+                        try await self.store.jobs(filter), filter: filter,
+                        kinds: try await self.store.kinds(known: self.configuration.knownKinds))
                 }
+            }),
+            ("/fragments/jobs", .get, { request, _ in
+                try await self.page(request, fragment: true) { pages in
+                    pages.jobRows(try await self.store.jobs(try self.filter(request)))
+                }
+            }),
+            ("/jobs/:id", .get, { request, context in
+                try await self.page(request) { pages in
+                    let id = try Self.jobID(context)
+                    guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+                    return pages.jobPage(
+                        job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
+                }
+            }),
+            ("/fragments/jobs/:id", .get, { request, context in
+                try await self.page(request, fragment: true) { pages in
+                    let id = try Self.jobID(context)
+                    guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+                    return pages.jobDetail(
+                        job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
+                }
+            }),
+            ("/migrations", .get, { request, _ in
+                try await self.page(request) { pages in
+                    let hasSource = self.configuration.migrationsDirectory != nil
+                    do {
+                        let (rows, lint) = try await self.store.migrations(linting: true)
+                        return pages.migrationsPage(rows, hasSource: hasSource, lint: lint)
+                    } catch where OperationsStore.permissionDenied(error) {
+                        return pages.migrationsPage(
+                            [], hasSource: hasSource, denied: "\(error)", role: try await self.store.currentRole())
+                    }
+                }
+            }),
+            ("/backups", .get, { request, _ in
+                try await self.page(request) { pages in pages.backupsPage(try await self.store.backups()) }
+            }),
+            ("/login", .get, { request, _ in try await self.page(request) { pages in pages.loginPage(failed: false) } }),
+            ("/login", .post, { request, context in try await self.login(request, context: context) }),
+            ("/jobs/:id/:action", .post, { request, context in try await self.control(request, context: context) }),
+        ]
+    }
+
+    /// The routes behind, in order: `RequestGuard` (one Host; without a token, a loopback or
+    /// allowed Host; a POST from our own origin), `ErrorPageMiddleware` (errors of dashboard
+    /// paths as HTML), `MethodMiddleware` (405), `AccessMiddleware` (the token).
+    public func router() -> Router<OperationsContext> {
+        let router = Router(context: OperationsContext.self, options: .autoGenerateHeadEndpoints)
+        let endpoints = endpoints()
+        let tokenless = (configuration.token ?? "").isEmpty
+        router.add(
+            middleware: RequestGuard(
+                hostPolicy: tokenless ? HostPolicy(allowedNames: configuration.allowedHosts) : nil, logger: logger))
+        router.add(middleware: ErrorPageMiddleware(readOnly: configuration.readOnly))
+        router.add(middleware: MethodMiddleware(endpoints.map { ($0.path, $0.method) }))
+        router.add(middleware: AccessMiddleware(token: configuration.token, keys: keys))
+        for endpoint in endpoints {
+            router.on(RouterPath(endpoint.path), method: endpoint.method) { request, context in
+                try await endpoint.handler(request, context)
             }
         }
-        router.get("/backups") { request, _ in try await self.page(request) { pages, _ in
-                pages.backupsPage(try await self.store.backups())
-            }
-        }
-        router.get("/login") { request, _ in try await self.page(request) { pages, _ in pages.loginPage(failed: false) } }
-        router.post("/login") { request, context in try await self.login(request, context: context) }
-        router.post("/jobs/:id/:action") { request, context in try await self.control(request, context: context) }
         return router
     }
 
@@ -175,24 +221,38 @@ public struct OperationsServer: Sendable {
 
     // MARK: Pages
 
-    /// Renders an HTML page or fragment with the session's CSRF token (set as a cookie when
-    /// the browser has none yet) and a Content-Security-Policy that allows only our script.
+    /// Renders an HTML page or fragment with the session's CSRF token and a
+    /// Content-Security-Policy that allows only our script. A browser without a session cookie
+    /// of the right form gets a new session (not on fragments, which the live script fetches).
     func page(
-        _ request: Request, fragment: Bool = false, _ render: (DashboardPages, String) async throws -> String
+        _ request: Request, fragment: Bool = false, _ render: (DashboardPages) async throws -> String
     ) async throws -> Response {
-        let existing = request.cookies[Self.csrfCookie]?.value
-        let csrf = existing.flatMap { $0.count == 32 && $0.allSatisfy(\.isHexDigit) ? $0 : nil } ?? randomToken()
+        let existing = try Self.cookie(Self.sessionCookie, of: request)
+        let session = existing.flatMap { SessionKeys.isSessionID($0) ? $0 : nil } ?? SessionKeys.newSessionID()
         let nonce = randomToken()
-        let pages = DashboardPages(csrf: csrf, readOnly: configuration.readOnly, nonce: nonce)
+        let pages = DashboardPages(
+            csrf: keys.csrfToken(forSession: session), readOnly: configuration.readOnly, nonce: nonce)
         let html: String
         do {
-            html = try await render(pages, csrf)
+            html = try await render(pages)
         } catch let error as HTTPError {
             throw error
         } catch {
             logger.warning("dashboard query failed", metadata: ["error": "\(error)"])
             throw HTTPError(.serviceUnavailable, message: "the database cannot be read now; try again shortly")
         }
+        var response = Self.html(html, nonce: nonce)
+        if existing != session && !fragment {
+            response.setCookie(
+                Cookie(
+                    name: Self.sessionCookie, value: session, path: "/", secure: secureCookies(request), httpOnly: true,
+                    sameSite: .strict))
+        }
+        return response
+    }
+
+    /// An HTML response with the Content-Security-Policy that allows the script with `nonce` only.
+    static func html(_ html: String, nonce: String) -> Response {
         let headers: HTTPFields = [
             .contentType: "text/html; charset=utf-8", .cacheControl: "no-store",
             .contentSecurityPolicy:
@@ -201,20 +261,36 @@ public struct OperationsServer: Sendable {
             HTTPFields.Element.Name("X-Content-Type-Options")!: "nosniff",
             HTTPFields.Element.Name("Referrer-Policy")!: "same-origin",
         ]
-        var response = Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
-        if existing != csrf && !fragment {
-            response.setCookie(Cookie(name: Self.csrfCookie, value: csrf, path: "/", httpOnly: true, sameSite: .strict))
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: html)))
+    }
+
+    /// Whether cookies get `Secure`: the operator said a TLS proxy is in front, or the request
+    /// says it came as https. Godwit never serves TLS itself.
+    func secureCookies(_ request: Request) -> Bool {
+        configuration.behindTLS || request.head.scheme?.lowercased() == "https"
+            || request.headers[Self.forwardedProto]?.lowercased() == "https"
+            || request.headers[.origin]?.lowercased().hasPrefix("https://") == true
+    }
+
+    /// Cookie `name`, nil when absent; 400 when it comes twice.
+    static func cookie(_ name: String, of request: Request) throws -> String? {
+        do {
+            return try RequestCookies(request).single(name)
+        } catch {
+            throw HTTPError(.badRequest, message: error.reason)
         }
-        return response
     }
 
     func filter(_ request: Request) throws -> JobFilter {
-        let query = request.uri.queryParameters
-        guard
-            let filter = JobFilter(
-                state: query["state"].map(String.init), kind: query["kind"].map(String.init),
-                search: query["q"].map(String.init))
-        else { throw HTTPError(.badRequest, message: "state must be one of \(JobFilter.states.joined(separator: ", "))") }
+        let query: [String: String]
+        do {
+            query = try URLEncodedForm.parse(request.uri.query ?? "")
+        } catch {
+            throw HTTPError(.badRequest, message: "the query string is malformed: \(error.reason)")
+        }
+        guard let filter = JobFilter(state: query["state"], kind: query["kind"], search: query["q"]) else {
+            throw HTTPError(.badRequest, message: "state must be one of \(JobFilter.states.joined(separator: ", "))")
+        }
         return filter
     }
 
@@ -227,20 +303,46 @@ public struct OperationsServer: Sendable {
 
     // MARK: Controls and login
 
-    /// A form body, at most 8 kB, as key-value pairs.
-    static func form(_ request: Request) async throws -> [String: String] {
-        var request = request
-        let buffer: ByteBuffer
-        do {
-            buffer = try await request.collectBody(upTo: 8192)
-        } catch {
-            throw HTTPError(.contentTooLarge, message: "the form is too large")
+    static let maximumFormSize = 8192
+
+    /// Whether `contentType` is `application/x-www-form-urlencoded`, parameters (a charset) aside.
+    static func isForm(_ contentType: String?) -> Bool {
+        guard let contentType else { return false }
+        let media = contentType.split(separator: ";", maxSplits: 1).first ?? ""
+        return media.trimmingCharacters(in: .whitespaces).lowercased() == "application/x-www-form-urlencoded"
+    }
+
+    /// A form body as fields: `application/x-www-form-urlencoded` only (415), at most 8 kB
+    /// (413), arrived within `formTimeout` (408), well-formed (400).
+    func form(_ request: Request) async throws -> [String: String] {
+        guard Self.isForm(request.headers[.contentType]) else {
+            throw HTTPError(.unsupportedMediaType, message: "a form must be sent as application/x-www-form-urlencoded")
         }
-        var components = URLComponents()
-        components.percentEncodedQuery = String(buffer: buffer).replacingOccurrences(of: "+", with: "%20")
-        var fields: [String: String] = [:]
-        for item in components.queryItems ?? [] { fields[item.name] = item.value ?? "" }
-        return fields
+        let timeout = configuration.formTimeout
+        let buffer: ByteBuffer? = try await withThrowingTaskGroup(of: ByteBuffer?.self) { group in
+            group.addTask {
+                var request = request
+                do {
+                    return try await request.collectBody(upTo: Self.maximumFormSize)
+                } catch {
+                    throw HTTPError(.contentTooLarge, message: "the form is too large")
+                }
+            }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            return try await group.next() ?? nil
+        }
+        guard let buffer else {
+            throw HTTPError(.requestTimeout, message: "the form did not arrive within \(timeout)")
+        }
+        do {
+            return try URLEncodedForm.parse(Array(buffer.readableBytesView))
+        } catch {
+            throw HTTPError(.badRequest, message: "the form is malformed: \(error.reason)")
+        }
     }
 
     func control(_ request: Request, context: OperationsContext) async throws -> Response {
@@ -251,10 +353,9 @@ public struct OperationsServer: Sendable {
         guard let action = context.parameters.get("action").flatMap(JobQueue.Control.init(rawValue:)) else {
             throw HTTPError(.notFound, message: "the actions are pause, resume, cancel and retry")
         }
-        let fields = try await Self.form(request)
-        guard let cookie = request.cookies[Self.csrfCookie]?.value, let sent = fields["csrf"], !cookie.isEmpty,
-            constantTimeEqual(cookie, sent)
-        else {
+        let fields = try await form(request)
+        let session = try Self.cookie(Self.sessionCookie, of: request)
+        guard let session, let sent = fields["csrf"], keys.isValidCSRF(sent, session: session) else {
             logger.warning(
                 "control refused: missing or wrong CSRF token",
                 metadata: ["remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)"])
@@ -285,14 +386,23 @@ public struct OperationsServer: Sendable {
         return Response(status: .seeOther, headers: [.location: next])
     }
 
+    /// Checks the token of the login form, at most `loginBurst` attempts at once per client
+    /// address (429 after), and sets the login cookie: an expiring HMAC value, never the token.
     func login(_ request: Request, context: OperationsContext) async throws -> Response {
         guard let token = configuration.token, !token.isEmpty else {
             return Response(status: .seeOther, headers: [.location: "/"])
         }
-        let fields = try await Self.form(request)
+        guard loginLimiter.attempt(context.clientAddress) else {
+            let wait = max(loginLimiter.secondsUntilNextAttempt(context.clientAddress), 1)
+            logger.warning("login refused: too many attempts", metadata: ["remote": "\(context.remoteAddress)"])
+            throw HTTPError(
+                .tooManyRequests, headers: [.retryAfter: "\(wait)"],
+                message: "too many login attempts from this address; try again in \(wait) s")
+        }
+        let fields = try await form(request)
         guard let sent = fields["token"], constantTimeEqual(sent, token) else {
             logger.warning("login refused", metadata: ["remote": "\(context.remoteAddress)"])
-            var response = try await page(request) { pages, _ in pages.loginPage(failed: true) }
+            var response = try await page(request) { pages in pages.loginPage(failed: true) }
             response.status = .unauthorized
             return response
         }
@@ -300,8 +410,8 @@ public struct OperationsServer: Sendable {
         var response = Response(status: .seeOther, headers: [.location: "/"])
         response.setCookie(
             Cookie(
-                name: AccessMiddleware.cookieName, value: AccessMiddleware.loginValue(for: token), path: "/",
-                httpOnly: true, sameSite: .strict))
+                name: AccessMiddleware.cookieName, value: keys.loginCookie(), maxAge: SessionKeys.loginLifetime, path: "/",
+                secure: secureCookies(request), httpOnly: true, sameSite: .strict))
         return response
     }
 }

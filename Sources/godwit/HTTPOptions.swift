@@ -4,7 +4,8 @@ import GodwitHTTP
 import GodwitQueue
 import ServiceLifecycle
 
-/// `--http`, `--http-token` and `--read-only`, shared by `worker` and `serve`.
+/// `--http`, its token, allowed host names and TLS flag, and `--read-only`, shared by `worker`
+/// and `serve`.
 struct HTTPOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
@@ -15,13 +16,32 @@ struct HTTPOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "A token every HTTP request must carry (Bearer, or the login page's cookie); needed to bind beyond "
-                + "loopback. Defaults to GODWIT_HTTP_TOKEN.", valueName: "token"))
+                + "loopback. On the command line it is visible to every local user (/proc/PID/cmdline): prefer "
+                + "--http-token-file or GODWIT_HTTP_TOKEN.", valueName: "token"))
     var httpToken: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Read the HTTP token from this file (one line; refused unless only its owner can read it, chmod 600).",
+            valueName: "path"))
+    var httpTokenFile: String?
+
+    @Option(
+        name: .customLong("http-allowed-host"),
+        help: ArgumentHelp(
+            "Without a token, also answer requests for this host name (besides localhost, 127.0.0.1 and [::1]); "
+                + "repeatable.", valueName: "name"))
+    var httpAllowedHosts: [String] = []
+
+    @Flag(help: "A TLS proxy is in front: the dashboard's cookies get Secure.")
+    var httpBehindTls = false
 
     @Flag(help: "Hide and refuse the dashboard's pause, resume, cancel and retry controls.")
     var readOnly = false
 
-    /// The surface's configuration, or nil without `--http` (unless `always`).
+    /// The surface's configuration, or nil without `--http` (unless `always`). The token comes
+    /// from `--http-token`, `--http-token-file` or `GODWIT_HTTP_TOKEN`, in that order; giving
+    /// both options is refused.
     func configuration(databaseURL: String, schema: QueueSchema, source: String?, always: Bool = false) throws
         -> OperationsConfiguration?
     {
@@ -33,8 +53,19 @@ struct HTTPOptions: ParsableArguments {
             throw ValidationError("--http: \(error)")
         }
         configuration.schema = schema
-        configuration.token = httpToken ?? ProcessInfo.processInfo.environment["GODWIT_HTTP_TOKEN"]
+        if httpToken != nil && httpTokenFile != nil {
+            throw ValidationError("give --http-token or --http-token-file, not both")
+        }
+        do {
+            configuration.token =
+                try httpToken ?? httpTokenFile.map(OperationsConfiguration.token(fromFile:))
+                ?? ProcessInfo.processInfo.environment["GODWIT_HTTP_TOKEN"]
+        } catch let error as OperationsError {
+            throw ValidationError(error.description)
+        }
         if configuration.token?.isEmpty ?? false { configuration.token = nil }
+        configuration.allowedHosts = httpAllowedHosts
+        configuration.behindTLS = httpBehindTls
         configuration.readOnly = readOnly
         if let source, FileManager.default.fileExists(atPath: source) { configuration.migrationsDirectory = source }
         do {
@@ -68,7 +99,8 @@ struct ServeCommand: AsyncParsableCommand {
         discussion: """
             A read-mostly dashboard host: the same pages and endpoints as godwit worker --http, \
             and no job runs in this process. Binds to 127.0.0.1:8432 unless --http says otherwise; \
-            any other than a loopback address needs --http-token.
+            any other than a loopback address needs a token (--http-token-file, GODWIT_HTTP_TOKEN \
+            or --http-token).
 
             Example: godwit serve --http 127.0.0.1:8432 --read-only
             """)

@@ -10,16 +10,9 @@ import Testing
 
 @Suite("Controls, CSRF, read-only and the token")
 struct ControlTests {
-    /// The CSRF cookie a page sets, and the same token as the page's forms carry it.
+    /// The session cookie a page sets, and the CSRF token the page's forms carry for it.
     private func session(_ client: any TestClientProtocol) async throws -> (cookie: String, form: String) {
-        try await client.execute(uri: "/", method: .get) { response in
-            let cookie = try #require(response.cookie("godwit_csrf"))
-            let page = response.text
-            let marker = #"name="csrf" value=""#
-            let start = try #require(page.range(of: marker)).upperBound
-            let form = String(page[start...].prefix(32))
-            return (cookie, form)
-        }
+        try await csrfSession(client)
     }
 
     @Test("Pause, resume, cancel and retry through POST with the session's token call the SQL functions")
@@ -27,9 +20,9 @@ struct ControlTests {
         try await withOperations { database, _, client in
             let id = try await enqueue(database, name: "controlled")
             let (cookie, form) = try await session(client)
-            #expect(cookie == form)
+            #expect(cookie != form, "the form's token is not the cookie")
             var headers = formHeaders
-            headers[.cookie] = "godwit_csrf=\(cookie)"
+            headers[.cookie] = "godwit_session=\(cookie)"
             for (action, state) in [("pause", "paused"), ("resume", "queued"), ("cancel", "cancelled"), ("retry", "queued")] {
                 try await client.execute(
                     uri: "/jobs/\(id)/\(action)", method: .post, headers: headers,
@@ -90,7 +83,7 @@ struct ControlTests {
                         }
                         let (cookie, form) = try await session(client)
                         var headers = formHeaders
-                        headers[.cookie] = "godwit_csrf=\(cookie)"
+                        headers[.cookie] = "godwit_session=\(cookie)"
                         try await client.execute(
                             uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: formBody([("csrf", form)])
                         ) { response in
@@ -116,7 +109,7 @@ struct ControlTests {
             let id = try await enqueue(database, name: "victim")
             let (cookie, _) = try await session(client)
             var withCookie = formHeaders
-            withCookie[.cookie] = "godwit_csrf=\(cookie)"
+            withCookie[.cookie] = "godwit_session=\(cookie)"
             // A cross-site form: the browser sends no SameSite=Strict cookie, the attacker knows no token.
             let attempts: [(HTTPFields, [(String, String)])] = [
                 (formHeaders, []),
@@ -157,13 +150,13 @@ struct ControlTests {
                 #expect(response.text.contains("look_dont_touch"))
                 #expect(!response.text.contains("data-action="))
                 #expect(!response.text.contains(#"method="post""#))
-                return try #require(response.cookie("godwit_csrf"))
+                return try #require(response.cookie("godwit_session"))
             }
             try await client.execute(uri: "/jobs/\(id)", method: .get) { response in
                 #expect(!response.text.contains("data-action="))
             }
             var headers = formHeaders
-            headers[.cookie] = "godwit_csrf=\(cookie)"
+            headers[.cookie] = "godwit_session=\(cookie)"
             try await client.execute(
                 uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: formBody([("csrf", cookie)])
             ) { response in

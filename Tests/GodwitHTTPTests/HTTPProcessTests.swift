@@ -134,16 +134,14 @@ struct HTTPProcessTests {
 struct FetchedResponse {
     var status: HTTPResponse.Status
     var text: String
+    var headers: HTTPFields = [:]
     var json: [String: Any] {
         (try? JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any]) ?? [:]
     }
 }
 
-/// GET `path` from 127.0.0.1:`port` on a fresh connection; throws when nothing listens.
+/// GET `path` from 127.0.0.1:`port` on a fresh connection, as a browser would (with `Host`);
+/// throws when nothing listens.
 func get(_ port: Int, _ path: String) async throws -> FetchedResponse {
-    try await TestClient.withClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(10))) { client in
-        let response = try await client.get(path)
-        let body = response.body.map { String(buffer: $0) } ?? ""
-        return FetchedResponse(status: response.status, text: body)
-    }
+    try await send(port, path, authority: "127.0.0.1:\(port)")
 }

@@ -113,7 +113,7 @@ struct MetricsTests {
                 #expect(text.contains("godwit_batched_batch_size{\(label)} 50.0"))
                 #expect(text.contains("godwit_batched_lock_waits{\(label)} 3.0"))
                 #expect(text.contains("godwit_batched_lock_wait_max_seconds{\(label)} 0.25"))
-                #expect(text.contains(#"godwit_batched_held{\#(label),reason="replication lag 12 s"} 1.0"#))
+                #expect(text.contains(#"godwit_batched_held{\#(label),reason="replication_lag"} 1.0"#))
                 #expect(text.contains("godwit_batched_batch_duration_seconds_count{\(label)} 2"))
                 #expect(text.contains(#"godwit_batched_batch_duration_seconds_bucket{\#(label),le="0.05"} 1"#))
             }
@@ -188,6 +188,41 @@ struct MetricsTests {
                 ] {
                     #expect(response.text.contains(">\(state)</span>"), "\(state)")
                 }
+            }
+        }
+    }
+
+    @Test("A hold reason is a label only as one of six categories: an enqueuer's error text never becomes a series")
+    func holdReasonCategories() async throws {
+        // The worker's own texts (GodwitBatched's holdReason), and texts anyone could have written.
+        let reasons: [(text: String, category: String)] = [
+            ("replication lag 12.0 s is above 10.0 s", "replication_lag"),
+            ("autovacuum is working on items", "autovacuum"),
+            ("WAL archiving is 40 segments behind (more than 16)", "archive_backlog"),
+            ("the worker's health query returned false", "worker_health_query"),
+            ("the job's health query failed: ERROR: order 81723 is locked by pid 4242", "job_health_query"),
+            ("the job's health query failed: replication lag (spoofed)", "job_health_query"),
+            (#"x"} 1e9\#ngodwit_up{fake="1"#, "other"),
+            ("order 81724 is locked", "other"),
+        ]
+        try await withOperations { database, _, client in
+            let connection = try await database.connect()
+            var ids: [Int64: String] = [:]
+            for (index, reason) in reasons.enumerated() {
+                let id = try await enqueue(database, kind: "batched", name: "held \(index)")
+                try await connection.query("UPDATE godwit.jobs SET state = 'running' WHERE id = $1", [id])
+                try await connection.query(
+                    "UPDATE godwit.job_progress SET hold_reason = $2 WHERE job_id = $1", [id, reason.text])
+                ids[id] = reason.category
+            }
+            await connection.close()
+            try await client.execute(uri: "/metrics", method: .get) { response in
+                let held = samples(response.text, "godwit_batched_held")
+                #expect(held.count == reasons.count, "\(held)")
+                for (id, category) in ids {
+                    #expect(held.contains(#"godwit_batched_held{job_id="\#(id)",reason="\#(category)"} 1.0"#), "\(held)")
+                }
+                #expect(!response.text.contains("81723") && !response.text.contains("fake"), "no text of a reason in /metrics")
             }
         }
     }

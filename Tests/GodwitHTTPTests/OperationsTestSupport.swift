@@ -6,6 +6,7 @@ import GodwitTestSupport
 import Hummingbird
 import HummingbirdTesting
 import Logging
+import Testing
 
 /// Runs `body` against the operations router of a fresh database with the queue schema
 /// installed; the server's pool is closed afterwards.
@@ -78,4 +79,23 @@ func enqueue(_ database: TestDatabase, kind: String = "noop", name: String, payl
     let id = try await JobQueue().enqueue(kind: kind, name: name, payload: payload, on: connection)
     await connection.close()
     return id
+}
+
+/// The session cookie a page sets and the CSRF token its forms carry (a job with controls must
+/// be on the page).
+func csrfSession(_ client: any TestClientProtocol, path: String = "/") async throws -> (cookie: String, form: String) {
+    try await client.execute(uri: path, method: .get) { response in
+        let cookie = try #require(response.cookie("godwit_session"))
+        let page = response.text
+        let marker = #"name="csrf" value=""#
+        let start = try #require(page.range(of: marker)).upperBound
+        return (cookie, String(page[start...].prefix { $0 != "\"" }))
+    }
+}
+
+extension TestResponse {
+    /// The whole Set-Cookie line of cookie `name`, attributes included.
+    func setCookieLine(_ name: String) -> String? {
+        headers[values: .setCookie].first { $0.hasPrefix("\(name)=") }
+    }
 }

@@ -1,0 +1,436 @@
+import Foundation
+import GodwitTestSupport
+import Hummingbird
+import HummingbirdTesting
+import Testing
+
+@testable import GodwitHTTP
+
+@Suite("DNS rebinding, origins, CSRF by cookie tossing, the login cookie and its rate limit")
+struct SecurityTests {
+    static let token = "a-long-enough-token-0123456789"
+
+    @Test(
+        "Without a token only loopback literals, localhost and the allowed names are answered (421 otherwise); with one, any Host"
+    )
+    func dnsRebinding() async throws {
+        try await withLiveServer(configure: { $0.allowedHosts = ["Dash.Internal"] }) { port, _ in
+            for host in [
+                "127.0.0.1", "127.0.0.1:\(port)", "127.9.8.7:\(port)", "localhost", "LocalHost:\(port)",
+                "[::1]:\(port)", "dash.internal:\(port)",
+            ] {
+                let response = try await send(port, "/health/live", authority: host)
+                #expect(response.status == .ok, "\(host): \(response.text)")
+            }
+            for host in [
+                "attacker.example", "attacker.example:\(port)", "127.0.0.1.attacker.example:\(port)",
+                "127.attacker.example",
+                "localhost.:\(port)", "localhost.attacker.example", "[::2]:\(port)", "0.0.0.0:\(port)",
+                "dash.internal.evil",
+                "127.0.0.1:x", "",
+            ] {
+                let response = try await send(port, "/", authority: host)
+                #expect(response.status == .misdirectedRequest, "\(host)")
+                #expect(response.text.contains("--http-allowed-host"), "\(host): \(response.text)")
+                #expect(!response.text.contains("<html"), "no page content for \(host)")
+            }
+            let none = try await send(port, "/health/live", authority: nil)
+            #expect(none.status == .misdirectedRequest, "a request without Host")
+            let twice = try await send(
+                port, "/health/live", authority: "127.0.0.1", headers: [RequestGuard.hostField: "attacker.example"])
+            #expect(twice.status == .badRequest)
+        }
+        try await withLiveServer(configure: { $0.token = Self.token }) { port, _ async throws in
+            let bearer: HTTPFields = [.authorization: "Bearer \(Self.token)"]
+            #expect(try await send(port, "/health/live", authority: "dash.example.com", headers: bearer).status == .ok)
+            #expect(try await send(port, "/health/live", authority: "dash.example.com").status == .unauthorized)
+        }
+    }
+
+    @Test("Host names: loopback literals and localhost only, no name that merely starts with 127.")
+    func hostPolicy() {
+        let policy = HostPolicy(allowedNames: ["dash.internal", "[::5]"])
+        for allowed in [
+            "localhost", "localhost:1", "127.0.0.1", "127.255.255.254:65535", "[::1]", "[0:0:0:0:0:0:0:1]:80",
+            "dash.internal", "DASH.internal:8432", "[::5]:1",
+        ] {
+            #expect(policy.allows(authority: allowed), "\(allowed)")
+        }
+        for refused in [
+            nil, "", ":80", "127.1", "127.0.0.1.", "127.0.0.1:", "127.0.0.1:8a", "127.0.0.1:1:2",
+            "127.attacker.example",
+            "localhost.", "localhost.attacker.example", "::1", "[::1", "[::1]x", "[::2]", "[::ffff:127.0.0.1]",
+            "128.0.0.1",
+            "0.0.0.0", "127.0.0.1\u{0}.attacker.example", "dash.internal.evil", "xdash.internal",
+        ] as [String?] {
+            #expect(!policy.allows(authority: refused), "\(refused ?? "nil")")
+        }
+    }
+
+    @Test("--http 127.attacker.example needs a token: only 127/8 and ::1 literals and localhost count as loopback")
+    func bindsLoopback() throws {
+        for open in [
+            "127.attacker.example", "127.0.0.1.nip.io", "localhost.attacker.example", "127.1", "::2", "0.0.0.0",
+            "::ffff:127.0.0.1",
+        ] {
+            var configuration = OperationsConfiguration(databaseURL: "postgres://localhost/x")
+            configuration.host = open
+            #expect(!configuration.bindsLoopback, "\(open)")
+            #expect(throws: OperationsError.self, "\(open)") { try configuration.validate() }
+        }
+        for loopback in ["127.0.0.1:1", "127.0.0.2:1", "localhost:1", "[::1]:1", "[0::1]:1", ":1"] {
+            var configuration = OperationsConfiguration(databaseURL: "postgres://localhost/x")
+            try configuration.setAddress(loopback)
+            #expect(configuration.bindsLoopback, "\(loopback)")
+            #expect(throws: Never.self, "\(loopback)") { try configuration.validate() }
+        }
+        var named = OperationsConfiguration(databaseURL: "postgres://localhost/x")
+        named.allowedHosts = ["dash.internal:8432"]
+        #expect(throws: OperationsError.self, "a port in an allowed host name") { try named.validate() }
+    }
+
+    @Test(
+        "Every POST: an Origin other than our own, or Sec-Fetch-Site cross-site or same-site, is refused even with the right CSRF token"
+    )
+    func postOrigins() async throws {
+        try await withOperations { database, _, client in
+            let id = try await enqueue(database, name: "origin")
+            let (cookie, form) = try await csrfSession(client)
+            var headers = formHeaders
+            headers[.cookie] = "godwit_session=\(cookie)"
+            let refused: [(origin: String?, site: String?)] = [
+                ("http://attacker.example", nil), ("null", nil), ("http://localhost.attacker.example", nil),
+                ("http://localhost:8432", nil), ("ftp://localhost", nil), (nil, "cross-site"), (nil, "same-site"),
+                ("http://localhost", "cross-site"), ("http://localhost", "same-site"), ("http://localhost", "bogus"),
+            ]
+            for (origin, site) in refused {
+                var attempt = headers
+                if let origin { attempt[.origin] = origin }
+                if let site { attempt[RequestGuard.secFetchSite] = site }
+                try await client.execute(
+                    uri: "/jobs/\(id)/pause", method: .post, headers: attempt, body: formBody([("csrf", form)])
+                ) {
+                    response in
+                    #expect(response.status == .forbidden, "\(origin ?? "-") \(site ?? "-")")
+                    #expect(response.text.hasPrefix("refused: "), "one line says why: \(response.text)")
+                }
+                try await client.execute(
+                    uri: "/login", method: .post, headers: attempt, body: formBody([("token", "x")])
+                ) { response in
+                    #expect(response.status == .forbidden, "login: \(origin ?? "-") \(site ?? "-")")
+                }
+            }
+            #expect(try await jobState(id, database).state == "queued")
+            // The router's requests come to Host: localhost. Our own page, over http or behind a TLS proxy.
+            let accepted: [(origin: String?, site: String?, action: String)] = [
+                ("http://localhost", "same-origin", "pause"), ("https://localhost", nil, "resume"),
+                ("http://LOCALHOST:80", "none", "pause"), (nil, nil, "resume"),
+            ]
+            for (origin, site, action) in accepted {
+                var attempt = headers
+                if let origin { attempt[.origin] = origin }
+                if let site { attempt[RequestGuard.secFetchSite] = site }
+                try await client.execute(
+                    uri: "/jobs/\(id)/\(action)", method: .post, headers: attempt, body: formBody([("csrf", form)])
+                ) {
+                    response in
+                    #expect(response.status == .seeOther, "\(origin ?? "-") \(site ?? "-")")
+                }
+            }
+            #expect(try await jobState(id, database).state == "queued")
+        }
+    }
+
+    @Test(
+        "Cookie tossing: a session cookie someone else chose gets them no token; two session cookies, or a malformed one, are refused"
+    )
+    func cookieTossing() async throws {
+        try await withOperations { database, _, client in
+            let id = try await enqueue(database, name: "tossed")
+            let (cookie, form) = try await csrfSession(client)
+            let chosen = String(repeating: "ab", count: 16)
+            let attempts: [(cookies: String, csrf: String)] = [
+                // The old double-submit: the form's token is whatever the cookie says.
+                ("godwit_session=\(chosen); godwit_csrf=\(chosen)", chosen),
+                // Our own token, for another session than the cookie's.
+                ("godwit_session=\(chosen)", form),
+                // A token made for the attacker's session, sent with the victim's cookie: the HMAC
+                // ties it to one session.
+                ("godwit_session=\(cookie)", String(form.reversed())),
+                ("godwit_session=\(cookie.uppercased())", form),
+                ("godwit_session=zz", form), ("godwit_session=", form), ("", form),
+            ]
+            for (cookies, csrf) in attempts {
+                var headers = formHeaders
+                if !cookies.isEmpty { headers[.cookie] = cookies }
+                try await client.execute(
+                    uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: formBody([("csrf", csrf)])
+                ) {
+                    response in
+                    #expect(response.status == .forbidden, "\(cookies) csrf=\(csrf)")
+                }
+            }
+            var twice = formHeaders
+            twice[.cookie] = "godwit_session=\(cookie); godwit_session=\(chosen)"
+            try await client.execute(
+                uri: "/jobs/\(id)/pause", method: .post, headers: twice, body: formBody([("csrf", form)])
+            ) { response in
+                #expect(response.status == .badRequest)
+                #expect(response.text.contains("2 godwit_session cookies"))
+            }
+            try await client.execute(
+                uri: "/", method: .get, headers: [.cookie: "godwit_session=\(chosen); godwit_session=\(cookie)"]
+            ) {
+                response in
+                #expect(response.status == .badRequest)
+            }
+            #expect(try await jobState(id, database).state == "queued")
+            // A malformed session cookie is replaced by a page, not trusted.
+            try await client.execute(uri: "/", method: .get, headers: [.cookie: "godwit_session=<script>"]) {
+                response in
+                let fresh = try #require(response.cookie("godwit_session"))
+                #expect(SessionKeys.isSessionID(fresh))
+                #expect(response.setCookieLine("godwit_session")?.contains("SameSite=Strict") == true)
+                #expect(response.setCookieLine("godwit_session")?.contains("HttpOnly") == true)
+            }
+            // Someone else's cookies on this host name do not matter.
+            var headers = formHeaders
+            headers[.cookie] = "jupyter=\"a;b\"; godwit_session=\(cookie); junk; =x; other=%zz"
+            try await client.execute(
+                uri: "/jobs/\(id)/pause", method: .post, headers: headers, body: formBody([("csrf", form)])
+            ) {
+                response in
+                #expect(response.status == .seeOther)
+            }
+            #expect(try await jobState(id, database).state == "paused")
+        }
+    }
+
+    @Test(
+        "The login cookie: a salted, expiring HMAC value with Max-Age, HttpOnly, SameSite=Strict; Secure behind TLS; another process's is refused"
+    )
+    func loginCookie() async throws {
+        let other = try await withOperations(configure: { $0.token = Self.token }) { _, _, client in
+            try await Self.login(client)
+        }
+        try await withOperations(configure: { $0.token = Self.token }) { _, _, client in
+            let first = try await client.execute(
+                uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", Self.token)])
+            ) {
+                response in
+                let line = try #require(response.setCookieLine("godwit_login"))
+                for attribute in ["Max-Age=43200", "HttpOnly", "SameSite=Strict", "Path=/"] {
+                    #expect(line.contains(attribute), "\(line)")
+                }
+                #expect(!line.contains("Secure"), "served over plain http: \(line)")
+                return try #require(response.cookie("godwit_login"))
+            }
+            let second = try await Self.login(client)
+            #expect(first != second, "each login has its own nonce")
+            #expect(!first.contains(Self.token))
+            for value in [first, second] {
+                try await client.execute(uri: "/", method: .get, headers: [.cookie: "godwit_login=\(value)"]) {
+                    response in
+                    #expect(response.status == .ok)
+                }
+            }
+            let parts = first.split(separator: "-").map(String.init)
+            try #require(parts.count == 3, "EXPIRY-NONCE-MAC: \(first)")
+            let expiry = try #require(Int(parts[0]))
+            let forged = [
+                "\(expiry + 86400)-\(parts[1])-\(parts[2])", "\(parts[0])-\(parts[1])-\(String(parts[2].reversed()))",
+                other, "x",
+            ]
+            for value in forged {
+                try await client.execute(uri: "/metrics", method: .get, headers: [.cookie: "godwit_login=\(value)"]) {
+                    response in
+                    #expect(response.status == .unauthorized, "\(value)")
+                }
+            }
+            try await client.execute(
+                uri: "/login", method: .post, headers: formHeaders + [Self.forwardedProto: "https"],
+                body: formBody([("token", Self.token)])
+            ) { response in
+                #expect(response.setCookieLine("godwit_login")?.contains("Secure") == true)
+            }
+        }
+        try await withOperations(configure: {
+            $0.token = Self.token
+            $0.behindTLS = true
+        }) { database, _, client in
+            try await enqueue(database, name: "behind a proxy")
+            try await client.execute(
+                uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", Self.token)])
+            ) { response in
+                #expect(response.setCookieLine("godwit_login")?.contains("Secure") == true)
+            }
+            try await client.execute(uri: "/", method: .get, headers: [.authorization: "Bearer \(Self.token)"]) {
+                response in
+                #expect(response.setCookieLine("godwit_session")?.contains("Secure") == true)
+            }
+        }
+    }
+
+    @Test("Login cookies expire, and are this process's only")
+    func loginExpiry() {
+        let keys = SessionKeys()
+        let now = Date()
+        let value = keys.loginCookie(now: now)
+        #expect(keys.isValidLogin(value, now: now))
+        #expect(keys.isValidLogin(value, now: now.addingTimeInterval(Double(SessionKeys.loginLifetime) - 60)))
+        #expect(!keys.isValidLogin(value, now: now.addingTimeInterval(Double(SessionKeys.loginLifetime) + 1)))
+        #expect(!SessionKeys().isValidLogin(value, now: now))
+        #expect(!keys.isValidLogin(keys.csrfToken(forSession: SessionKeys.newSessionID()), now: now))
+    }
+
+    @Test("POST /login: a few attempts at once per address, then 429 with Retry-After, even with the right token")
+    func loginRateLimit() async throws {
+        try await withOperations(configure: {
+            $0.token = Self.token
+            $0.loginBurst = 3
+            $0.loginInterval = .seconds(3600)
+        }) { _, _, client in
+            for _ in 0..<3 {
+                try await client.execute(
+                    uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", "wrong")])
+                ) {
+                    response in
+                    #expect(response.status == .unauthorized)
+                }
+            }
+            for token in ["wrong", Self.token] {
+                try await client.execute(
+                    uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", token)])
+                ) {
+                    response in
+                    #expect(response.status == .tooManyRequests)
+                    #expect(Int(response.headers[.retryAfter] ?? "") ?? 0 > 0)
+                    #expect(response.cookie("godwit_login") == nil)
+                }
+            }
+        }
+    }
+
+    @Test("The token bucket: a burst, then one attempt an interval, per address; a full table refuses new addresses")
+    func tokenBucket() {
+        let limiter = LoginRateLimiter(burst: 2, interval: .seconds(10), maximumClients: 2)
+        let start = ContinuousClock.now
+        #expect(limiter.attempt("a", now: start))
+        #expect(limiter.attempt("a", now: start))
+        #expect(!limiter.attempt("a", now: start + .seconds(5)))
+        #expect(limiter.secondsUntilNextAttempt("a", now: start + .seconds(5)) == 5)
+        #expect(limiter.attempt("a", now: start + .seconds(10)))
+        #expect(!limiter.attempt("a", now: start + .seconds(11)))
+        #expect(limiter.attempt("b", now: start + .seconds(11)))
+        #expect(
+            !limiter.attempt("c", now: start + .seconds(11)), "two addresses with attempts in flight fill the table")
+        #expect(limiter.attempt("c", now: start + .seconds(100)), "full buckets are forgotten")
+    }
+
+    @Test("Wrong methods answer 405 with Allow; unknown paths 404")
+    func methods() async throws {
+        try await withOperations { _, _, client in
+            let cases: [(String, HTTPRequest.Method, String)] = [
+                ("/jobs/1/pause", .get, "POST"), ("/jobs/1/pause", .delete, "POST"), ("/health", .post, "GET, HEAD"),
+                ("/metrics", .put, "GET, HEAD"), ("/", .post, "GET, HEAD"), ("/login", .delete, "GET, HEAD, POST"),
+                ("/jobs/7", .post, "GET, HEAD"), ("/fragments/jobs/7", .patch, "GET, HEAD"),
+            ]
+            for (path, method, allow) in cases {
+                try await client.execute(uri: path, method: method) { response in
+                    #expect(response.status == .methodNotAllowed, "\(method) \(path)")
+                    #expect(response.headers[.allow] == allow, "\(method) \(path)")
+                }
+            }
+            try await client.execute(uri: "/nothing/here", method: .get) { response in
+                #expect(response.status == .notFound)
+            }
+            try await client.execute(uri: "/", method: .head) { response in
+                #expect(response.status == .ok)
+            }
+        }
+    }
+
+    @Test("A bad or unknown id on a page answers an HTML error page with the policy, not JSON; /health stays JSON")
+    func htmlErrors() async throws {
+        try await withOperations { _, _, client in
+            for (path, status, text) in [
+                ("/jobs/abc", HTTPResponse.Status.badRequest, "a job id is a positive number"),
+                ("/jobs/-1", .badRequest, "a job id is a positive number"),
+                ("/jobs/99999999", .notFound, "no job 99999999"), ("/fragments/jobs/x", .badRequest, "positive number"),
+                ("/?state=%3Cb%3Ebogus", .badRequest, "state must be one of"), ("/nothing", .notFound, "Not Found"),
+            ] {
+                try await client.execute(uri: path, method: .get) { response in
+                    #expect(response.status == status, "\(path)")
+                    #expect(response.headers[.contentType]?.hasPrefix("text/html") == true, "\(path)")
+                    #expect(
+                        response.text.contains("<!doctype html>") && response.text.contains(text),
+                        "\(path): \(response.text)")
+                    #expect(response.headers[.contentSecurityPolicy]?.contains("default-src 'none'") == true)
+                    #expect(!response.text.contains("<b>bogus"))
+                }
+            }
+        }
+    }
+
+    @Test("--http-token-file: the token from a file only its owner can read; any other file is refused naming it")
+    func tokenFile() throws {
+        let folder = try TemporaryDirectory(prefix: "godwit-token")
+        defer { folder.delete() }
+        let path = try folder.write("token", Self.token + "\n")
+        chmod(path, 0o600)
+        #expect(try OperationsConfiguration.token(fromFile: path) == Self.token)
+        for mode in [0o644, 0o640, 0o604, 0o620] as [mode_t] {
+            chmod(path, mode)
+            let error = #expect(throws: OperationsError.self) { try OperationsConfiguration.token(fromFile: path) }
+            let text = error.map { "\($0)" } ?? ""
+            #expect(text.contains(path) && text.contains("chmod 600") && !text.contains("\n"), "\(text)")
+        }
+        let empty = try folder.write("empty", "\n")
+        chmod(empty, 0o600)
+        #expect(throws: OperationsError.self) { try OperationsConfiguration.token(fromFile: empty) }
+        let missing = #expect(throws: OperationsError.self) {
+            try OperationsConfiguration.token(fromFile: folder.path + "/missing")
+        }
+        #expect(missing.map { "\($0)" }?.contains(folder.path + "/missing") == true)
+    }
+
+    @Test(
+        "godwit serve: --http-token-file refuses an open file in one line naming it; --help warns that --http-token shows in /proc"
+    )
+    func tokenFileProcess() async throws {
+        let folder = try TemporaryDirectory(prefix: "godwit-token-process")
+        defer { folder.delete() }
+        let path = try folder.write("token", Self.token + "\n")
+        chmod(path, 0o644)
+        let output = try await GodwitProcess.run([
+            "serve", "-D", "postgres://nobody@127.0.0.1:1/none", "--http", "0.0.0.0:8433", "--http-token-file", path,
+        ])
+        #expect(output.status != 0)
+        let lines = output.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage") && !$0.isEmpty }
+        #expect(lines.first?.contains(path) == true && lines.first?.contains("chmod 600") == true, "\(output.stderr)")
+        let help = try await GodwitProcess.run(["serve", "--help"])
+        let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(text.contains("--http-token-file"), "\(help.stdout)")
+        #expect(text.contains("/proc"), "\(help.stdout)")
+        #expect(text.contains("--http-allowed-host"), "\(help.stdout)")
+    }
+
+    // MARK: Helpers
+
+    static let forwardedProto = HTTPFields.Element.Name("X-Forwarded-Proto")!
+
+    static func login(_ client: any TestClientProtocol) async throws -> String {
+        try await client.execute(uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", token)]))
+        { response in
+            try #require(response.cookie("godwit_login"))
+        }
+    }
+}
+
+extension HTTPFields {
+    fileprivate static func + (lhs: HTTPFields, rhs: HTTPFields) -> HTTPFields {
+        var fields = lhs
+        fields.append(contentsOf: rhs)
+        return fields
+    }
+}
