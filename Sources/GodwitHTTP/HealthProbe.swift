@@ -73,6 +73,7 @@ public final class HealthProbe: Sendable {
         var options = SessionOptions()
         options.applicationName = "godwit http (health)"
         options.connectTimeout = .seconds(5)
+        options.pinnedSearchPath = SessionOptions.catalogSearchPath
         do {
             let connection = try await Connection.connect(databaseURL, options: options)
             defer { Task { await connection.close() } }

@@ -38,13 +38,17 @@ public struct OperationsServer: Sendable {
         var options = SessionOptions()
         options.applicationName = "godwit http"
         options.connectTimeout = .seconds(5)
+        // The queue's reads and controls run only Godwit's SQL: nothing planted in a schema the
+        // login searches may stand in for a name or operator of theirs.
+        options.pinnedSearchPath = SessionOptions.catalogSearchPath
         self.pool = ConnectionPool(
             configuration: .init(
                 conninfo: configuration.databaseURL, options: options, maximumConnections: 2,
                 connectRetry: .connecting(for: .seconds(1))))
         self.metrics = metrics ?? WorkerMetrics(knownKinds: configuration.knownKinds)
         self.store = OperationsStore(
-            pool: pool, schema: configuration.schema, migrationsDirectory: configuration.migrationsDirectory)
+            pool: pool, schema: configuration.schema, migrationsDirectory: configuration.migrationsDirectory,
+            databaseURL: configuration.databaseURL)
         self.databaseMetrics = DatabaseMetricsCache(
             metrics: DatabaseMetrics(store: store, knownKinds: configuration.knownKinds),
             minimumInterval: configuration.metricsReadInterval)

@@ -106,9 +106,13 @@ struct JobFilter: Sendable, Equatable {
 /// connection the worker needs. Values are always parameters; names come quoted from
 /// `QueueSchema`.
 struct OperationsStore: Sendable {
+    /// Sessions with `search_path` pinned to `pg_catalog, pg_temp`, for the queue.
     let pool: ConnectionPool
     let schema: QueueSchema
     let migrationsDirectory: String?
+    /// For the migrations ledger, which resolves through the login's own search_path as sqlx's
+    /// does: a session of its own for each read, since the pool's are pinned.
+    let databaseURL: String
 
     private var progress: String { schema.qualified("progress") }
     private var jobs: String { schema.qualified("jobs") }
@@ -222,7 +226,10 @@ struct OperationsStore: Sendable {
     func migrations(linting: Bool = false) async throws
         -> (rows: [MigrationRow], lint: Result<LintReport, MigrationError>?)
     {
-        try await pool.withConnection { connection in
+        var options = SessionOptions()
+        options.applicationName = "godwit http (migrations)"
+        options.connectTimeout = .seconds(5)
+        return try await Connection.withConnection(databaseURL, options: options) { connection in
             if let directory = migrationsDirectory {
                 let migrator = try Migrator(directory: directory)
                 let statuses = try await migrator.status(on: connection)
