@@ -24,11 +24,12 @@ struct ServerCrashTests {
             """)
         await conn.close()
         let workers = try (0..<2).map { _ in
-            try startWorker(cluster.url, ["--concurrency", "4", "--connect-timeout", "60"])
+            try startWorker(cluster.url, ["--concurrency", "4", "--connect-timeout", "60", "--lease-timeout", "1"])
         }
-        // Two crashes (immediate stop: no shutdown checkpoint, every session cut), each while
-        // jobs are being run, and the server back a moment later.
-        for threshold in [total / 5, total / 2] {
+        // Three crashes (immediate stop: no shutdown checkpoint, every session cut), each while
+        // jobs are being run, and the server back after longer than a lease: a worker gives up
+        // recording what it finished meanwhile, and another rescues those jobs.
+        for threshold in [total / 5, total / 2, total * 3 / 4] {
             let reached = try await eventually(timeout: .seconds(120), every: .milliseconds(5)) {
                 guard let probe = try? await Connection.connect(cluster.url) else { return false }
                 defer { Task { await probe.close() } }
@@ -37,7 +38,7 @@ struct ServerCrashTests {
             }
             #expect(reached, "the workers did not reach \(threshold) jobs")
             try await cluster.stop(mode: "immediate")
-            try await Task.sleep(for: .milliseconds(500))
+            try await Task.sleep(for: .seconds(3))
             try await cluster.start()
         }
         conn = try await Connection.connect(cluster.url, retryingFor: .seconds(30))
