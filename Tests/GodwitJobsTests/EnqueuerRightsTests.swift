@@ -237,10 +237,14 @@ struct EnqueuerRightsTests {
                 // A logins file that is readable by others is refused before anything runs.
                 try dir.write("logins", "\(low.name) \(try low.url(db))\n")
                 chmod(dir.path + "/logins", 0o644)
-                let refused = try await startWorker(
-                    workerURL, ["--drain", "--enqueuer-logins", dir.path + "/logins"],
-                    environment: ["PGPASSFILE": dir.path + "/none"]
-                ).wait()
+                // A worker with no password file, and the logins file as written.
+                func drainWithLogins() async throws -> GodwitProcess.Output {
+                    try await startWorker(
+                        workerURL, ["--drain", "--enqueuer-logins", dir.path + "/logins"],
+                        environment: ["PGPASSFILE": dir.path + "/none"]
+                    ).wait()
+                }
+                let refused = try await drainWithLogins()
                 #expect(refused.status == 1)
                 #expect(refused.stderr.contains("readable by group or others"), "\(refused.stderr)")
                 #expect(!refused.stderr.contains(low.password))
@@ -248,11 +252,7 @@ struct EnqueuerRightsTests {
                 try dir.write("logins", "\(low.name) \(try w.url(db))\n")
                 chmod(dir.path + "/logins", 0o600)
                 try await admin.query("SELECT godwit.retry($1)", [id])
-                #expect(
-                    try await startWorker(
-                        workerURL, ["--drain", "--enqueuer-logins", dir.path + "/logins"],
-                        environment: ["PGPASSFILE": dir.path + "/none"]
-                    ).wait().status == 0)
+                #expect(try await drainWithLogins().status == 0)
                 let impostor = try await outcome(of: id, admin)
                 #expect(impostor.state == "failed")
                 #expect(impostor.error.contains("logs in as \(w.name)"), "\(impostor.error)")
@@ -262,11 +262,7 @@ struct EnqueuerRightsTests {
                 try dir.write("logins", "# role connection-string\n\(low.name) \(try low.url(db))\n")
                 chmod(dir.path + "/logins", 0o600)
                 try await admin.query("SELECT godwit.retry($1)", [id])
-                #expect(
-                    try await startWorker(
-                        workerURL, ["--drain", "--enqueuer-logins", dir.path + "/logins"],
-                        environment: ["PGPASSFILE": dir.path + "/none"]
-                    ).wait().status == 0)
+                #expect(try await drainWithLogins().status == 0)
                 let retried = try await outcome(of: id, admin)
                 #expect(retried.state == "failed")
                 #expect(retried.error.contains("permission denied for schema w_data"), "\(retried.error)")

@@ -109,55 +109,50 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $f
                    WHERE j.id = job_id AND pg_has_role(session_user, r.oid, 'MEMBER'))
 $fn$;
 
-CREATE OR REPLACE FUNCTION @schema@.resume(job_id bigint) RETURNS boolean
+-- resume and retry keep their bodies under new names, callable by the owner only, and the
+-- functions of the old names check may_restart first. The controllers that could call the old
+-- ones may call the new ones, and nothing else.
+CREATE TEMP TABLE godwit_controllers ON COMMIT DROP AS
+SELECT DISTINCT (a.item).grantee AS oid
+FROM (SELECT pg_catalog.aclexplode(p.proacl) AS item, p.proowner FROM pg_catalog.pg_proc p
+      WHERE p.oid IN ('@schema@.resume(bigint)'::pg_catalog.regprocedure, '@schema@.retry(bigint)'::pg_catalog.regprocedure)) a
+WHERE (a.item).privilege_type = 'EXECUTE' AND (a.item).grantee <> 0 AND (a.item).grantee <> a.proowner;
+ALTER FUNCTION @schema@.resume(bigint) RENAME TO resume_any;
+ALTER FUNCTION @schema@.retry(bigint) RENAME TO retry_any;
+
+CREATE FUNCTION @schema@.resume(job_id bigint) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     IF NOT @schema@.may_restart(job_id) THEN
         RAISE EXCEPTION 'job % was enqueued by another role: resuming it needs membership in that role, or the queue owner''s',
             job_id USING ERRCODE = '42501';
     END IF;
-    IF EXISTS (SELECT 1 FROM @schema@.jobs WHERE id = job_id AND kind = 'batched_parallel') THEN
-        PERFORM 1 FROM @schema@.jobs WHERE parent_id = job_id ORDER BY id FOR NO KEY UPDATE;
-        IF EXISTS (SELECT 1 FROM @schema@.jobs WHERE parent_id = job_id AND state = 'failed') THEN
-            RETURN false;
-        END IF;
-        UPDATE @schema@.jobs
-        SET state = CASE WHEN state = 'paused' THEN 'queued'::@schema@.job_state ELSE state END,
-            run_at = CASE WHEN state = 'paused' THEN now() ELSE run_at END,
-            control = CASE WHEN state = 'running' THEN NULL ELSE control END
-        WHERE parent_id = job_id AND (state = 'paused' OR (state = 'running' AND control = 'pause'));
-        RETURN FOUND;
-    END IF;
-    UPDATE @schema@.jobs SET state = 'queued', run_at = now() WHERE id = job_id AND state = 'paused';
-    IF FOUND THEN RETURN true; END IF;
-    UPDATE @schema@.jobs SET control = NULL WHERE id = job_id AND state = 'running' AND control = 'pause';
-    RETURN FOUND;
+    RETURN @schema@.resume_any(job_id);
 END
 $fn$;
 
-CREATE OR REPLACE FUNCTION @schema@.retry(job_id bigint) RETURNS boolean
+CREATE FUNCTION @schema@.retry(job_id bigint) RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
     IF NOT @schema@.may_restart(job_id) THEN
         RAISE EXCEPTION 'job % was enqueued by another role: retrying it needs membership in that role, or the queue owner''s',
             job_id USING ERRCODE = '42501';
     END IF;
-    IF EXISTS (SELECT 1 FROM @schema@.jobs WHERE id = job_id AND kind = 'batched_parallel') THEN
-        PERFORM 1 FROM @schema@.jobs WHERE parent_id = job_id ORDER BY id FOR NO KEY UPDATE;
-        IF NOT EXISTS (SELECT 1 FROM @schema@.jobs WHERE id = job_id AND state IN ('failed', 'cancelled')) THEN
-            RETURN false;
-        END IF;
-        UPDATE @schema@.jobs
-        SET state = 'queued', run_at = now(), attempts = 0, finished_at = NULL, control = NULL
-        WHERE parent_id = job_id AND state IN ('failed', 'cancelled', 'paused');
-        RETURN FOUND;
-    END IF;
-    UPDATE @schema@.jobs
-    SET state = 'queued', run_at = now(), attempts = 0, finished_at = NULL, control = NULL
-    WHERE id = job_id AND state IN ('failed', 'cancelled');
-    RETURN FOUND;
+    RETURN @schema@.retry_any(job_id);
 END
 $fn$;
+
+REVOKE ALL ON FUNCTION @schema@.resume(bigint), @schema@.retry(bigint) FROM PUBLIC;
+DO $do$
+DECLARE r record;
+BEGIN
+    FOR r IN SELECT oid FROM godwit_controllers LOOP
+        EXECUTE format('REVOKE ALL ON FUNCTION @schema@.resume_any(bigint), @schema@.retry_any(bigint) FROM %s', r.oid::regrole);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION @schema@.resume(bigint), @schema@.retry(bigint) TO %s', r.oid::regrole);
+    END LOOP;
+END
+$do$;
+REVOKE ALL ON FUNCTION @schema@.resume_any(bigint), @schema@.retry_any(bigint) FROM PUBLIC;
 
 -- What only the enqueuer, the controllers and the owner may read: a job's payload (an sql
 -- script, migration files, which may hold a CREATE ROLE ... PASSWORD), its result (backup
