@@ -21,6 +21,8 @@ struct Godwit: AsyncParsableCommand {
     /// Usage errors exit 64 (`EX_USAGE`, as swift-argument-parser does); every other failure
     /// exits 1.
     static func main() async {
+        // First of all: the process holds the password from its start (arguments, environment).
+        CoreDumps.disableUnlessAllowed()
         for argument in CommandLine.arguments.dropFirst() { PrintedSecrets.add(conninfo: argument) }
         if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] { PrintedSecrets.add(conninfo: url) }
         do {
