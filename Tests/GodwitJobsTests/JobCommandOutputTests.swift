@@ -77,4 +77,35 @@ struct JobCommandOutputTests {
             #expect(watch.stdout.contains(#"error: boom\u001B[31m\u009B2J red"#), "\(watch.stdout)")
         }
     }
+
+    /// A payload nested deeper than JSONDecoder goes (512) is valid jsonb; it must not make
+    /// every `job list` and the job's `job show` fail.
+    ///
+    /// A known issue: the payload is decoded by `JobRecord.init(row:)` in GodwitQueue, which this
+    /// branch leaves to the queue's rewrite (the change: keep a payload or result JSONDecoder
+    /// cannot read as its text). When that lands, this test reports that the known issue was not
+    /// recorded: then remove `withKnownIssue`.
+    @Test func aPayloadNestedTooDeepDoesNotBreakListOrShow() async throws {
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await QueueSchema().install(on: conn)
+            try await conn.execute("INSERT INTO godwit.jobs (kind, name) VALUES ('noop', 'plain')")
+            let deep = try #require(
+                try await conn.query(
+                    """
+                    INSERT INTO godwit.jobs (kind, name, payload)
+                    VALUES ('noop', 'deep', (repeat('[', 600) || repeat(']', 600))::jsonb) RETURNING id
+                    """
+                ).first?.int64("id"))
+            await conn.close()
+            let list = try await GodwitProcess.run(["job", "list", "-D", db.url])
+            let show = try await GodwitProcess.run(["job", "show", "\(deep)", "-D", db.url])
+            withKnownIssue("JobRecord decodes the payload with JSONDecoder, whose depth limit is 512") {
+                #expect(list.status == 0, "\(list.stderr)")
+                #expect(list.stdout.contains("deep") && list.stdout.contains("plain"), "\(list.stdout)")
+                #expect(show.status == 0, "\(show.stderr)")
+                #expect(show.stdout.contains(String(repeating: "[", count: 600)), "\(show.stdout.prefix(300))")
+            }
+        }
+    }
 }
