@@ -39,7 +39,10 @@ public struct BackupManager: Sendable {
             let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
             let dump = try await ClientProgram.run(
                 "pg_dump",
-                ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema)", "--dbname=\(conninfo)"],
+                [
+                    "--format=custom", "--file=\(path)", "--exclude-schema=\(Self.exactPattern(schema))",
+                    "--dbname=\(conninfo)",
+                ],
                 environment: environment)
             guard dump.succeeded else {
                 throw BackupError(
@@ -346,6 +349,18 @@ public struct BackupManager: Sendable {
                 database: try row.string("database_name"), entries: 0, dataBlocks: 0,
                 createdAt: try row.string("created_at"))
         }
+    }
+
+    /// A `pg_dump` pattern (`--exclude-schema`) that matches the schema named `name` and no
+    /// other.
+    ///
+    /// pg_dump reads a pattern as psql's `\d` does: outside double quotes, letters fold to
+    /// lowercase, `*` and `?` are wildcards, `.` separates database, schema and name, and
+    /// regular-expression characters pass through. Inside double quotes every character stands
+    /// for itself, and `""` for one `"`. So the name in double quotes, its quotes doubled,
+    /// matches exactly: `Gw` only `Gw`, `gw*` only `gw*`, and `a.b` is one schema name.
+    static func exactPattern(_ name: String) -> String {
+        quoteIdentifier(name)
     }
 
     /// `path` made absolute against the working directory, so that what is recorded and
