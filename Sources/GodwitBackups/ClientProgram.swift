@@ -108,7 +108,10 @@ public enum ClientProgram {
             let task = Task<String?, Never> {
                 for pgConfig in ["/usr/bin/pg_config", "/usr/local/bin/pg_config"]
                 where FileManager.default.isExecutableFile(atPath: pgConfig) {
-                    guard let output = try? await launch([Invocation(pgConfig, ["--bindir"])], input: nil).first,
+                    guard
+                        let output = try? await launch(
+                            [Invocation(pgConfig, ["--bindir"])], input: .none, output: nil
+                        ).first,
                         output.succeeded
                     else { continue }
                     let dir = output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -153,30 +156,51 @@ public enum ClientProgram {
 
     // MARK: - Running
 
-    /// Runs `tool` to its end. `input`, when given, is the program's stdin (from a file in the
-    /// private directory); otherwise stdin is `/dev/null`.
+    /// Where the first program's stdin comes from.
+    enum Input {
+        /// `/dev/null`.
+        case none
+        /// A file in the private directory holding the text.
+        case text(String)
+        /// An open file, shared with the caller: the program reads from its current offset.
+        case descriptor(Int32)
+    }
+
+    /// Runs `tool` to its end. Its stdin is `input` (from a file in the private directory)
+    /// when given, else the open file `readingFrom` (read from its current offset), else
+    /// `/dev/null`. Its stdout is the open file `writingTo` when given (`Output.stdout` is then
+    /// empty), else collected.
+    ///
+    /// An open file, rather than a path, for a file whose contents were checked, or are to be:
+    /// a path is looked up again by the program, and may name another file by then.
     public static func run(
-        _ tool: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil
+        _ tool: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil,
+        readingFrom stdin: Int32? = nil, writingTo stdout: Int32? = nil
     ) async throws -> Output {
-        try await launch([Invocation(tool, arguments, environment: environment)], input: input)[0]
+        precondition(input == nil || stdin == nil, "a program has one stdin")
+        let source: Input = input.map { .text($0) } ?? stdin.map { .descriptor($0) } ?? .none
+        return try await launch(
+            [Invocation(tool, arguments, environment: environment)], input: source, output: stdout)[0]
     }
 
     /// Runs `producer | consumer`: the producer's stdout flows through a pipe into the
-    /// consumer's stdin, so nothing it writes touches the disk. Returns when both have ended;
-    /// the producer's `stdout` is empty.
+    /// consumer's stdin, so nothing it writes touches the disk. The producer's stdin is the
+    /// open file `readingFrom` (from its current offset), or `/dev/null`. Returns when both
+    /// have ended; the producer's `stdout` is empty.
     public static func pipeline(
-        _ producer: Invocation, into consumer: Invocation
+        _ producer: Invocation, into consumer: Invocation, readingFrom stdin: Int32? = nil
     ) async throws -> (producer: Output, consumer: Output) {
-        let outputs = try await launch([producer, consumer], input: nil)
+        let outputs = try await launch(
+            [producer, consumer], input: stdin.map { .descriptor($0) } ?? .none, output: nil)
         return (outputs[0], outputs[1])
     }
 
     /// Starts the programs, each one's stdout piped into the next one's stdin, and returns
     /// their outputs when all have ended. Cancelling the task kills them.
-    private static func launch(_ invocations: [Invocation], input: String?) async throws -> [Output] {
+    private static func launch(_ invocations: [Invocation], input: Input, output: Int32?) async throws -> [Output] {
         var executables: [String] = []
         for invocation in invocations { executables.append(await path(of: invocation.tool)) }
-        let run = try Run(invocations: invocations, executables: executables, input: input)
+        let run = try Run(invocations: invocations, executables: executables, input: input, output: output)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 run.start(continuation)
@@ -204,15 +228,22 @@ private final class Run: Sendable {
     private let invocations: [ClientProgram.Invocation]
     private let executables: [String]
     private let directory: PrivateDirectory
+    /// The caller's open files for the first program's stdin and the last one's stdout.
+    private let inputDescriptor: Int32?
+    private let outputDescriptor: Int32?
     private let state = Mutex(State())
 
-    init(invocations: [ClientProgram.Invocation], executables: [String], input: String?) throws {
+    init(
+        invocations: [ClientProgram.Invocation], executables: [String], input: ClientProgram.Input, output: Int32?
+    ) throws {
         self.invocations = invocations
         self.executables = executables
+        outputDescriptor = output
+        if case .descriptor(let descriptor) = input { inputDescriptor = descriptor } else { inputDescriptor = nil }
         directory = try PrivateDirectory()
-        if let input {
+        if case .text(let text) = input {
             do {
-                try directory.write("stdin", Array(input.utf8))
+                try directory.write("stdin", Array(text.utf8))
             } catch {
                 directory.remove()
                 throw error
@@ -236,7 +267,7 @@ private final class Run: Sendable {
                 let stdout: Int32
                 let followingStdin: Int32
                 if index == last {
-                    stdout = try directory.create("stdout")
+                    stdout = try outputDescriptor.map(duplicate) ?? directory.create("stdout")
                     followingStdin = -1
                 } else {
                     (followingStdin, stdout) = try makePipe()
@@ -287,8 +318,9 @@ private final class Run: Sendable {
         finishIfDone { $0.launched = true }
     }
 
-    /// The first program's stdin: the input file, or /dev/null.
+    /// The first program's stdin: the caller's open file, the input file, or /dev/null.
     private func input() throws -> Int32 {
+        if let inputDescriptor { return try duplicate(inputDescriptor) }
         let path = directory.contains("stdin") ? directory.path("stdin") : "/dev/null"
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw ClientProgram.LaunchError("cannot open \(path): \(systemError())") }
@@ -404,6 +436,17 @@ private func makePipe() throws -> (read: Int32, write: Int32) {
     guard pipe(&ends) == 0 else { throw ClientProgram.LaunchError("cannot make a pipe: \(systemError())") }
     for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
     return (ends[0], ends[1])
+}
+
+/// A descriptor of the caller's for a program's stdin or stdout, duplicated (closed on exec),
+/// so that closing ours after the launch leaves the caller's open. The two share the file's
+/// offset.
+private func duplicate(_ descriptor: Int32) throws -> Int32 {
+    let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+    guard copy >= 0 else {
+        throw ClientProgram.LaunchError("cannot duplicate descriptor \(descriptor): \(systemError())")
+    }
+    return copy
 }
 
 /// The message of the last system call's error (`errno`).
