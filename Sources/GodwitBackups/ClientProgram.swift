@@ -9,8 +9,9 @@ import Synchronization
 #endif
 
 /// Runs PostgreSQL's client programs (`pg_dump`, `pg_restore`, `psql`) without blocking Swift's
-/// cooperative pool, and without putting a password on their command line (where `ps` would
-/// show it): the password travels in `PGPASSWORD`.
+/// cooperative pool, and without putting a secret on their command line (where `ps` and
+/// `/proc/PID/cmdline` show it to every local user): the password travels in `PGPASSWORD`, an
+/// `sslpassword` in a service file of the program's own (see `connectionArguments(for:)`).
 ///
 /// Nothing here waits on a thread: a program's end is reported by `Process.terminationHandler`
 /// (on a thread Foundation starts for it, which also reads what the program wrote) and resumes
@@ -127,20 +128,49 @@ public enum ClientProgram {
 
     // MARK: - Connection arguments
 
-    /// libpq connection arguments for a tool: a `key=value` conninfo without the password (it
-    /// goes on the command line, where `ps` shows it), and this process's environment with the
-    /// password, if any, in `PGPASSWORD`.
+    /// libpq connection arguments for a tool: a `key=value` conninfo without a secret in it (it
+    /// goes on the command line, which every local user can read), and this process's
+    /// environment with the password, if any, in `PGPASSWORD`.
+    ///
+    /// libpq reads `sslpassword` (the key of an encrypted client certificate) from no
+    /// environment variable, so it travels in a service file: `run` and `pipeline` write it,
+    /// mode 0600, into the private directory of the launch, point `PGSERVICEFILE` and
+    /// `PGSERVICE` at it, and remove it when the programs end. Until then it waits in the
+    /// environment returned here, under a name of Godwit's own that no program sees. A
+    /// connection string that names a service of its own (`service=`, `PGSERVICE`) cannot
+    /// carry an `sslpassword` too, and one that ends with whitespace or holds a line break
+    /// cannot go in a service file: both are refused, with the remedy.
     public static func connectionArguments(for databaseURL: String) throws -> (
         conninfo: String, environment: [String: String]
     ) {
         var options = try ConnectionString.options(databaseURL)
         var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: sslPasswordVariable)
         if let password = options.removeValue(forKey: "password") { environment["PGPASSWORD"] = password }
+        if let sslPassword = options.removeValue(forKey: "sslpassword"), !sslPassword.isEmpty {
+            guard options["service"] == nil, environment["PGSERVICE"] == nil else {
+                throw LaunchError(
+                    "the connection string has an sslpassword and names a service (service= or PGSERVICE), which "
+                        + "client programs cannot both be given without putting the sslpassword on their command "
+                        + "line: move the sslpassword into the service's entry in pg_service.conf")
+            }
+            guard ServiceFile.canHold(sslPassword) else {
+                throw LaunchError(
+                    "the connection string's sslpassword ends with whitespace or holds a line break, which cannot be "
+                        + "handed to client programs in a service file (and is never put on their command line): "
+                        + "change the key's passphrase")
+            }
+            environment[sslPasswordVariable] = sslPassword
+        }
         let conninfo = options.sorted { $0.key < $1.key }
             .map { "\($0.key)=\(conninfoQuoted($0.value))" }
             .joined(separator: " ")
         return (conninfo, environment)
     }
+
+    /// Where `connectionArguments(for:)` leaves an `sslpassword` for `run` and `pipeline`,
+    /// which take it out of the environment before any program starts.
+    static let sslPasswordVariable = "GODWIT_INTERNAL_SSLPASSWORD"
 
     /// A conninfo value in single quotes as libpq reads them: a backslash or a single quote
     /// inside is escaped with a backslash (`o'neil` is `'o\'neil'`). SQL's doubled quote
@@ -236,19 +266,38 @@ private final class Run: Sendable {
     init(
         invocations: [ClientProgram.Invocation], executables: [String], input: ClientProgram.Input, output: Int32?
     ) throws {
-        self.invocations = invocations
         self.executables = executables
         outputDescriptor = output
         if case .descriptor(let descriptor) = input { inputDescriptor = descriptor } else { inputDescriptor = nil }
-        directory = try PrivateDirectory()
-        if case .text(let text) = input {
-            do {
-                try directory.write("stdin", Array(text.utf8))
-            } catch {
-                directory.remove()
-                throw error
+        let directory = try PrivateDirectory()
+        self.directory = directory
+        do {
+            self.invocations = try invocations.enumerated().map { index, invocation in
+                var invocation = invocation
+                invocation.environment = try Self.handOver(invocation.environment, index: index, directory: directory)
+                return invocation
             }
+            if case .text(let text) = input { try directory.write("stdin", Array(text.utf8)) }
+        } catch {
+            directory.remove()
+            throw error
         }
+    }
+
+    /// The environment a program starts with: an `sslpassword` left by `connectionArguments`
+    /// moves into a service file in the private directory (mode 0600, removed with it), which
+    /// `PGSERVICEFILE` and `PGSERVICE` name.
+    private static func handOver(
+        _ environment: [String: String]?, index: Int, directory: PrivateDirectory
+    ) throws -> [String: String]? {
+        guard var environment, let sslPassword = environment.removeValue(forKey: ClientProgram.sslPasswordVariable)
+        else { return environment }
+        let name = "pg_service-\(index).conf"
+        let text = ServiceFile.text(service: ServiceFile.name, ["sslpassword": sslPassword])
+        try directory.write(name, Array(text.utf8))
+        environment["PGSERVICEFILE"] = directory.path(name)
+        environment["PGSERVICE"] = ServiceFile.name
+        return environment
     }
 
     private func stderrFile(_ index: Int) -> String { "\(index).err" }
