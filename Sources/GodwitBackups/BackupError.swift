@@ -10,6 +10,9 @@ public struct BackupError: Error, CustomStringConvertible, Sendable {
         public static let missingFile = Code("missing file")
         /// The file or its folder cannot be created, written or read.
         public static let io = Code("i/o")
+        /// The file or its folder is not this user's alone: another user owns it, or group or
+        /// others may write to it, so its contents could be changed or swapped.
+        public static let untrusted = Code("untrusted")
         /// pg_dump failed.
         public static let dumpFailed = Code("dump failed")
         /// pg_restore cannot read the file to its end: not a custom-format dump, damaged or

@@ -1,4 +1,3 @@
-import Crypto
 import Foundation
 import GodwitPostgres
 
@@ -12,6 +11,10 @@ import GodwitPostgres
 /// (files mode 0600), read back in full by `pg_restore`, recorded with size and SHA-256.
 ///
 /// Godwit's own schema is left out of the dump: restoring must not rewind the job queue.
+///
+/// The folder, and every file read back, must be this user's alone (`BackupFile`), and the
+/// programs get the open file, never its path: the file written is the file verified, and
+/// the file verified is the file restored.
 public struct BackupManager: Sendable {
     /// The folder for backup files, absolute: a relative one is resolved against the working
     /// directory when the manager is made, so that the files recorded and the restore
@@ -33,22 +36,24 @@ public struct BackupManager: Sendable {
     /// keeps no file) when the dump or its verification fails: no verified backup, no
     /// migration.
     public func create(databaseURL: String, jobID: Int64? = nil, on connection: Connection) async throws -> Backup {
-        let path = try createFile()
+        let file = try BackupFile.create(in: directory, stem: "backup-\(utcFileStamp(Date()))")
+        let path = file.path
         let verification: BackupVerification
         do {
             let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
+            // The archive goes to pg_dump's stdout, which is the file: pg_dump never opens a path.
             let dump = try await ClientProgram.run(
                 "pg_dump",
-                ["--format=custom", "--file=\(path)", "--exclude-schema=\(schema)", "--dbname=\(conninfo)"],
-                environment: environment)
+                ["--format=custom", "--exclude-schema=\(Self.exactPattern(schema))", "--dbname=\(conninfo)"],
+                environment: environment, writingTo: try file.fromStart())
             guard dump.succeeded else {
                 throw BackupError(
                     .dumpFailed, file: path,
                     "backup \(path) failed: pg_dump \(dump.exitDescription): \(dump.firstErrorLine)")
             }
-            verification = try await verify(file: path)
+            verification = try await verify(file, on: nil)
         } catch {
-            try? FileManager.default.removeItem(atPath: path)
+            file.remove()
             throw error
         }
         let database = try await connection.query("SELECT current_database() AS db").first?.string("db") ?? ""
@@ -70,27 +75,33 @@ public struct BackupManager: Sendable {
     ///
     /// `pg_restore --list` alone reads only the table of contents, at the start of the file: a
     /// dump cut anywhere in its data passes it.
+    ///
+    /// The file, and its folder, must be this user's alone (`BackupError.Code.untrusted`).
     public func verify(file: String, on connection: Connection? = nil) async throws -> BackupVerification {
-        let given = file
-        let file = Self.absolutePath(file)
-        guard FileManager.default.fileExists(atPath: file) else {
-            throw BackupError(.missingFile, file: file, "no backup file \(file)")
-        }
-        let contents = try await tableOfContents(of: file)
+        try await verify(BackupFile.open(Self.absolutePath(file)), named: file, on: connection)
+    }
+
+    /// Verifies the open file; every reading (pg_restore's, the SHA-256) is of that file.
+    /// `named` is the path as given, which a record may hold too.
+    func verify(
+        _ backup: BackupFile, named given: String? = nil, on connection: Connection?
+    ) async throws -> BackupVerification {
+        let file = backup.path
+        let contents = try await tableOfContents(of: backup)
         // Restoring into /dev/null reads every entry's data from the archive and decompresses it.
-        let read = try await ClientProgram.run("pg_restore", ["--file=/dev/null", file])
+        let read = try await ClientProgram.run("pg_restore", ["--file=/dev/null"], readingFrom: try backup.fromStart())
         guard read.succeeded else {
             throw BackupError(
                 .damaged, file: file,
                 "backup \(file) failed verification: pg_restore could not read all of its data (truncated or damaged?): \(read.firstErrorLine)"
             )
         }
-        let (size, digest) = try await Self.sizeAndSHA256(of: file)
+        let (size, digest) = try await backup.sizeAndSHA256()
         var verification = BackupVerification(
             file: file, sizeBytes: size, sha256: digest, entries: contents.entries.count,
             dataBlocks: contents.dataBlocks, record: .notChecked, recordedAt: nil, recordTable: table)
         guard let connection else { return verification }
-        guard let record = try await record(of: [file, given], on: connection) else {
+        guard let record = try await record(of: [file, given ?? file], on: connection) else {
             verification.record = .notRecorded
             return verification
         }
@@ -124,9 +135,10 @@ public struct BackupManager: Sendable {
         return (try row.string("sha256"), try row.int64("size_bytes"), try row.string("created_at"))
     }
 
-    /// The dump's table of contents; throws unless `file` is a custom-format pg_dump archive.
-    func tableOfContents(of file: String) async throws -> TableOfContents {
-        let list = try await ClientProgram.run("pg_restore", ["--list", file])
+    /// The dump's table of contents; throws unless the file is a custom-format pg_dump archive.
+    func tableOfContents(of backup: BackupFile) async throws -> TableOfContents {
+        let file = backup.path
+        let list = try await ClientProgram.run("pg_restore", ["--list"], readingFrom: try backup.fromStart())
         guard list.succeeded else {
             throw BackupError(
                 .damaged, file: file, "backup \(file) failed verification: pg_restore --list: \(list.firstErrorLine)")
@@ -143,7 +155,7 @@ public struct BackupManager: Sendable {
 
     /// What restoring `file` would replace: the tables, types, functions and views in the dump.
     public func contents(of file: String) async throws -> [String] {
-        try await tableOfContents(of: Self.absolutePath(file)).objects
+        try await tableOfContents(of: BackupFile.open(Self.absolutePath(file))).objects
     }
 
     /// The schemas a restore replaces: every schema of the application's, that is all but the
@@ -201,19 +213,22 @@ public struct BackupManager: Sendable {
     /// open and the server rolls it back; if a statement fails, `ON_ERROR_STOP` ends psql and
     /// the same happens.
     ///
+    /// The file is opened once: pg_restore reads, as its stdin, the very file verified.
+    ///
     /// Returns the jobs paused, and every batched job on the replaced schemas whose checkpoint
     /// no longer matches the data (to rerun from the start).
     @discardableResult
     public func restore(
-        file: String, databaseURL: String, pauseJobs: Bool = false, pauseTimeout: Duration = .seconds(120)
+        file given: String, databaseURL: String, pauseJobs: Bool = false, pauseTimeout: Duration = .seconds(120)
     ) async throws -> RestoreOutcome {
-        let file = Self.absolutePath(file)
+        let backup = try BackupFile.open(Self.absolutePath(given))
+        let file = backup.path
         let connection = try await Connection.connect(databaseURL)
         let schemas: [String]
         let queueInstalled: Bool
         var paused: [BatchedCheckpoint] = []
         do {
-            _ = try await verify(file: file, on: connection)
+            _ = try await verify(backup, named: given, on: connection)
             schemas = try await schemasToReplace(on: connection)
             queueInstalled = try await hasQueue(on: connection)
             let blocking = try await batchedCheckpoints(on: connection).filter(\.continuesByItself)
@@ -236,7 +251,7 @@ public struct BackupManager: Sendable {
         if queueInstalled {
             prelude.append(BatchedCheckpoint.guardStatement(godwitSchema: schema))
         }
-        if try await !createsPublicSchema(file) {
+        if try await !createsPublicSchema(backup) {
             // pg_dump leaves out the standard public schema; re-create it as initdb makes it.
             prelude += [
                 "CREATE SCHEMA public AUTHORIZATION pg_database_owner;", "GRANT USAGE ON SCHEMA public TO PUBLIC;",
@@ -244,14 +259,15 @@ public struct BackupManager: Sendable {
         }
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: databaseURL)
         let (render, apply) = try await ClientProgram.pipeline(
-            .init("pg_restore", ["--no-owner", "--single-transaction", "--file=-", file]),
+            .init("pg_restore", ["--no-owner", "--single-transaction", "--file=-"]),
             into: .init(
                 "psql",
                 [
                     "-X", "-q", "-v", "ON_ERROR_STOP=1", "--output=/dev/null", "--dbname=\(conninfo)",
                     "-c", "BEGIN", "-c", prelude.joined(separator: " "), "-f", "-",
                 ],
-                environment: environment))
+                environment: environment),
+            readingFrom: try backup.fromStart())
         guard apply.succeeded else {
             let pausedNote =
                 paused.isEmpty
@@ -320,10 +336,16 @@ public struct BackupManager: Sendable {
     /// contents: only a dump with an entry for the schema can; that one entry is rendered to
     /// see whether it is a `CREATE SCHEMA` (pg_dump 15 writes a comment instead, as initdb
     /// makes the schema).
-    func createsPublicSchema(_ file: String) async throws -> Bool {
-        guard let entry = try await tableOfContents(of: file).publicSchemaEntry else { return false }
+    func createsPublicSchema(_ backup: BackupFile) async throws -> Bool {
+        let file = backup.path
+        guard let entry = try await tableOfContents(of: backup).publicSchemaEntry else { return false }
+        // The archive is pg_restore's stdin, so the list is a file of its own.
+        let directory = try PrivateDirectory()
+        defer { directory.remove() }
+        try directory.write("list", Array((entry + "\n").utf8))
         let rendered = try await ClientProgram.run(
-            "pg_restore", ["--no-owner", "--use-list=/dev/stdin", "--file=-", file], input: entry + "\n")
+            "pg_restore", ["--no-owner", "--use-list=\(directory.path("list"))", "--file=-"],
+            readingFrom: try backup.fromStart())
         guard rendered.succeeded else {
             throw BackupError(
                 .damaged, file: file, "cannot read backup \(file) (nothing was changed): \(rendered.firstErrorLine)")
@@ -348,6 +370,18 @@ public struct BackupManager: Sendable {
         }
     }
 
+    /// A `pg_dump` pattern (`--exclude-schema`) that matches the schema named `name` and no
+    /// other.
+    ///
+    /// pg_dump reads a pattern as psql's `\d` does: outside double quotes, letters fold to
+    /// lowercase, `*` and `?` are wildcards, `.` separates database, schema and name, and
+    /// regular-expression characters pass through. Inside double quotes every character stands
+    /// for itself, and `""` for one `"`. So the name in double quotes, its quotes doubled,
+    /// matches exactly: `Gw` only `Gw`, `gw*` only `gw*`, and `a.b` is one schema name.
+    static func exactPattern(_ name: String) -> String {
+        quoteIdentifier(name)
+    }
+
     /// `path` made absolute against the working directory, so that what is recorded and
     /// printed names the file wherever it is read.
     static func absolutePath(_ path: String) -> String {
@@ -355,57 +389,6 @@ public struct BackupManager: Sendable {
             path.hasPrefix("/")
             ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
         return (absolute as NSString).standardizingPath
-    }
-
-    /// Creates a new, empty backup file (mode 0600, exclusively: never one that exists) in the
-    /// folder (made 0700 if missing) and returns its path. The file exists with its mode
-    /// before pg_dump writes into it, so no other user can ever read the data.
-    private func createFile() throws -> String {
-        do {
-            try FileManager.default.createDirectory(
-                atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-        } catch {
-            throw BackupError(
-                .io, file: directory, "cannot create the backup folder \(directory): \(error.localizedDescription)")
-        }
-        let stem = "backup-\(utcFileStamp(Date()))"
-        for counter in 1...1000 {
-            let name = counter == 1 ? "\(stem).dump" : "\(stem)-\(counter).dump"
-            let path = (directory as NSString).appendingPathComponent(name)
-            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            if descriptor >= 0 {
-                close(descriptor)
-                return path
-            }
-            guard errno == EEXIST else {
-                throw BackupError(
-                    .io, file: path, "cannot create backup file \(path): \(String(cString: strerror(errno)))")
-            }
-        }
-        throw BackupError(.io, file: directory, "cannot create a backup file in \(directory): too many named \(stem)")
-    }
-
-    /// The file's size and SHA-256 (hex), read on a thread of its own: hashing a dump of
-    /// gigabytes must not hold a thread of the cooperative pool.
-    static func sizeAndSHA256(of file: String) async throws -> (Int64, String) {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                continuation.resume(
-                    with: Result {
-                        guard let handle = FileHandle(forReadingAtPath: file) else {
-                            throw BackupError(.io, file: file, "cannot read backup file \(file)")
-                        }
-                        defer { try? handle.close() }
-                        var hasher = SHA256()
-                        var size: Int64 = 0
-                        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
-                            hasher.update(data: chunk)
-                            size += Int64(chunk.count)
-                        }
-                        return (size, hasher.finalize().hexEncoded)
-                    })
-            }.start()
-        }
     }
 }
 

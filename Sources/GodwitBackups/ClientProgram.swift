@@ -9,8 +9,9 @@ import Synchronization
 #endif
 
 /// Runs PostgreSQL's client programs (`pg_dump`, `pg_restore`, `psql`) without blocking Swift's
-/// cooperative pool, and without putting a password on their command line (where `ps` would
-/// show it): the password travels in `PGPASSWORD`.
+/// cooperative pool, and without putting a secret on their command line (where `ps` and
+/// `/proc/PID/cmdline` show it to every local user): the password travels in `PGPASSWORD`, an
+/// `sslpassword` in a service file of the program's own (see `connectionArguments(for:)`).
 ///
 /// Nothing here waits on a thread: a program's end is reported by `Process.terminationHandler`
 /// (on a thread Foundation starts for it, which also reads what the program wrote) and resumes
@@ -108,7 +109,10 @@ public enum ClientProgram {
             let task = Task<String?, Never> {
                 for pgConfig in ["/usr/bin/pg_config", "/usr/local/bin/pg_config"]
                 where FileManager.default.isExecutableFile(atPath: pgConfig) {
-                    guard let output = try? await launch([Invocation(pgConfig, ["--bindir"])], input: nil).first,
+                    guard
+                        let output = try? await launch(
+                            [Invocation(pgConfig, ["--bindir"])], input: .none, output: nil
+                        ).first,
                         output.succeeded
                     else { continue }
                     let dir = output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -124,20 +128,49 @@ public enum ClientProgram {
 
     // MARK: - Connection arguments
 
-    /// libpq connection arguments for a tool: a `key=value` conninfo without the password (it
-    /// goes on the command line, where `ps` shows it), and this process's environment with the
-    /// password, if any, in `PGPASSWORD`.
+    /// libpq connection arguments for a tool: a `key=value` conninfo without a secret in it (it
+    /// goes on the command line, which every local user can read), and this process's
+    /// environment with the password, if any, in `PGPASSWORD`.
+    ///
+    /// libpq reads `sslpassword` (the key of an encrypted client certificate) from no
+    /// environment variable, so it travels in a service file: `run` and `pipeline` write it,
+    /// mode 0600, into the private directory of the launch, point `PGSERVICEFILE` and
+    /// `PGSERVICE` at it, and remove it when the programs end. Until then it waits in the
+    /// environment returned here, under a name of Godwit's own that no program sees. A
+    /// connection string that names a service of its own (`service=`, `PGSERVICE`) cannot
+    /// carry an `sslpassword` too, and one that ends with whitespace or holds a line break
+    /// cannot go in a service file: both are refused, with the remedy.
     public static func connectionArguments(for databaseURL: String) throws -> (
         conninfo: String, environment: [String: String]
     ) {
         var options = try ConnectionString.options(databaseURL)
         var environment = ProcessInfo.processInfo.environment
+        environment.removeValue(forKey: sslPasswordVariable)
         if let password = options.removeValue(forKey: "password") { environment["PGPASSWORD"] = password }
+        if let sslPassword = options.removeValue(forKey: "sslpassword"), !sslPassword.isEmpty {
+            guard options["service"] == nil, environment["PGSERVICE"] == nil else {
+                throw LaunchError(
+                    "the connection string has an sslpassword and names a service (service= or PGSERVICE), which "
+                        + "client programs cannot both be given without putting the sslpassword on their command "
+                        + "line: move the sslpassword into the service's entry in pg_service.conf")
+            }
+            guard ServiceFile.canHold(sslPassword) else {
+                throw LaunchError(
+                    "the connection string's sslpassword ends with whitespace or holds a line break, which cannot be "
+                        + "handed to client programs in a service file (and is never put on their command line): "
+                        + "change the key's passphrase")
+            }
+            environment[sslPasswordVariable] = sslPassword
+        }
         let conninfo = options.sorted { $0.key < $1.key }
             .map { "\($0.key)=\(conninfoQuoted($0.value))" }
             .joined(separator: " ")
         return (conninfo, environment)
     }
+
+    /// Where `connectionArguments(for:)` leaves an `sslpassword` for `run` and `pipeline`,
+    /// which take it out of the environment before any program starts.
+    static let sslPasswordVariable = "GODWIT_INTERNAL_SSLPASSWORD"
 
     /// A conninfo value in single quotes as libpq reads them: a backslash or a single quote
     /// inside is escaped with a backslash (`o'neil` is `'o\'neil'`). SQL's doubled quote
@@ -153,30 +186,51 @@ public enum ClientProgram {
 
     // MARK: - Running
 
-    /// Runs `tool` to its end. `input`, when given, is the program's stdin (from a file in the
-    /// private directory); otherwise stdin is `/dev/null`.
+    /// Where the first program's stdin comes from.
+    enum Input {
+        /// `/dev/null`.
+        case none
+        /// A file in the private directory holding the text.
+        case text(String)
+        /// An open file, shared with the caller: the program reads from its current offset.
+        case descriptor(Int32)
+    }
+
+    /// Runs `tool` to its end. Its stdin is `input` (from a file in the private directory)
+    /// when given, else the open file `readingFrom` (read from its current offset), else
+    /// `/dev/null`. Its stdout is the open file `writingTo` when given (`Output.stdout` is then
+    /// empty), else collected.
+    ///
+    /// An open file, rather than a path, for a file whose contents were checked, or are to be:
+    /// a path is looked up again by the program, and may name another file by then.
     public static func run(
-        _ tool: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil
+        _ tool: String, _ arguments: [String], environment: [String: String]? = nil, input: String? = nil,
+        readingFrom stdin: Int32? = nil, writingTo stdout: Int32? = nil
     ) async throws -> Output {
-        try await launch([Invocation(tool, arguments, environment: environment)], input: input)[0]
+        precondition(input == nil || stdin == nil, "a program has one stdin")
+        let source: Input = input.map { .text($0) } ?? stdin.map { .descriptor($0) } ?? .none
+        return try await launch(
+            [Invocation(tool, arguments, environment: environment)], input: source, output: stdout)[0]
     }
 
     /// Runs `producer | consumer`: the producer's stdout flows through a pipe into the
-    /// consumer's stdin, so nothing it writes touches the disk. Returns when both have ended;
-    /// the producer's `stdout` is empty.
+    /// consumer's stdin, so nothing it writes touches the disk. The producer's stdin is the
+    /// open file `readingFrom` (from its current offset), or `/dev/null`. Returns when both
+    /// have ended; the producer's `stdout` is empty.
     public static func pipeline(
-        _ producer: Invocation, into consumer: Invocation
+        _ producer: Invocation, into consumer: Invocation, readingFrom stdin: Int32? = nil
     ) async throws -> (producer: Output, consumer: Output) {
-        let outputs = try await launch([producer, consumer], input: nil)
+        let outputs = try await launch(
+            [producer, consumer], input: stdin.map { .descriptor($0) } ?? .none, output: nil)
         return (outputs[0], outputs[1])
     }
 
     /// Starts the programs, each one's stdout piped into the next one's stdin, and returns
     /// their outputs when all have ended. Cancelling the task kills them.
-    private static func launch(_ invocations: [Invocation], input: String?) async throws -> [Output] {
+    private static func launch(_ invocations: [Invocation], input: Input, output: Int32?) async throws -> [Output] {
         var executables: [String] = []
         for invocation in invocations { executables.append(await path(of: invocation.tool)) }
-        let run = try Run(invocations: invocations, executables: executables, input: input)
+        let run = try Run(invocations: invocations, executables: executables, input: input, output: output)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 run.start(continuation)
@@ -204,20 +258,46 @@ private final class Run: Sendable {
     private let invocations: [ClientProgram.Invocation]
     private let executables: [String]
     private let directory: PrivateDirectory
+    /// The caller's open files for the first program's stdin and the last one's stdout.
+    private let inputDescriptor: Int32?
+    private let outputDescriptor: Int32?
     private let state = Mutex(State())
 
-    init(invocations: [ClientProgram.Invocation], executables: [String], input: String?) throws {
-        self.invocations = invocations
+    init(
+        invocations: [ClientProgram.Invocation], executables: [String], input: ClientProgram.Input, output: Int32?
+    ) throws {
         self.executables = executables
-        directory = try PrivateDirectory()
-        if let input {
-            do {
-                try directory.write("stdin", Array(input.utf8))
-            } catch {
-                directory.remove()
-                throw error
+        outputDescriptor = output
+        if case .descriptor(let descriptor) = input { inputDescriptor = descriptor } else { inputDescriptor = nil }
+        let directory = try PrivateDirectory()
+        self.directory = directory
+        do {
+            self.invocations = try invocations.enumerated().map { index, invocation in
+                var invocation = invocation
+                invocation.environment = try Self.handOver(invocation.environment, index: index, directory: directory)
+                return invocation
             }
+            if case .text(let text) = input { try directory.write("stdin", Array(text.utf8)) }
+        } catch {
+            directory.remove()
+            throw error
         }
+    }
+
+    /// The environment a program starts with: an `sslpassword` left by `connectionArguments`
+    /// moves into a service file in the private directory (mode 0600, removed with it), which
+    /// `PGSERVICEFILE` and `PGSERVICE` name.
+    private static func handOver(
+        _ environment: [String: String]?, index: Int, directory: PrivateDirectory
+    ) throws -> [String: String]? {
+        guard var environment, let sslPassword = environment.removeValue(forKey: ClientProgram.sslPasswordVariable)
+        else { return environment }
+        let name = "pg_service-\(index).conf"
+        let text = ServiceFile.text(service: ServiceFile.name, ["sslpassword": sslPassword])
+        try directory.write(name, Array(text.utf8))
+        environment["PGSERVICEFILE"] = directory.path(name)
+        environment["PGSERVICE"] = ServiceFile.name
+        return environment
     }
 
     private func stderrFile(_ index: Int) -> String { "\(index).err" }
@@ -236,7 +316,7 @@ private final class Run: Sendable {
                 let stdout: Int32
                 let followingStdin: Int32
                 if index == last {
-                    stdout = try directory.create("stdout")
+                    stdout = try outputDescriptor.map(duplicate) ?? directory.create("stdout")
                     followingStdin = -1
                 } else {
                     (followingStdin, stdout) = try makePipe()
@@ -287,8 +367,9 @@ private final class Run: Sendable {
         finishIfDone { $0.launched = true }
     }
 
-    /// The first program's stdin: the input file, or /dev/null.
+    /// The first program's stdin: the caller's open file, the input file, or /dev/null.
     private func input() throws -> Int32 {
+        if let inputDescriptor { return try duplicate(inputDescriptor) }
         let path = directory.contains("stdin") ? directory.path("stdin") : "/dev/null"
         let descriptor = open(path, O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else { throw ClientProgram.LaunchError("cannot open \(path): \(systemError())") }
@@ -404,6 +485,17 @@ private func makePipe() throws -> (read: Int32, write: Int32) {
     guard pipe(&ends) == 0 else { throw ClientProgram.LaunchError("cannot make a pipe: \(systemError())") }
     for end in ends { _ = fcntl(end, F_SETFD, FD_CLOEXEC) }
     return (ends[0], ends[1])
+}
+
+/// A descriptor of the caller's for a program's stdin or stdout, duplicated (closed on exec),
+/// so that closing ours after the launch leaves the caller's open. The two share the file's
+/// offset.
+private func duplicate(_ descriptor: Int32) throws -> Int32 {
+    let copy = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+    guard copy >= 0 else {
+        throw ClientProgram.LaunchError("cannot duplicate descriptor \(descriptor): \(systemError())")
+    }
+    return copy
 }
 
 /// The message of the last system call's error (`errno`).

@@ -47,9 +47,11 @@ private func fail(_ message: String) -> Never {
     Godwit.exit(withError: ExitCode(1))
 }
 
-/// Writes `error: message` to stderr, scrubbed of every secret this process was given.
+/// Writes `error: message` to stderr, scrubbed of every secret this process was given, its
+/// control characters escaped (an error may quote what the database holds).
 func printError(_ message: String) {
-    FileHandle.standardError.write(Data("error: \(PrintedSecrets.scrub(message))\n".utf8))
+    let text = TerminalText.escaped(PrintedSecrets.scrub(message), keepingNewlines: true)
+    FileHandle.standardError.write(Data("error: \(text)\n".utf8))
 }
 
 /// A logger that writes to stderr, so that stdout carries only the command's output. Every
@@ -85,8 +87,9 @@ enum PrintedSecrets {
 }
 
 /// Passes log events on to `inner` with their message, metadata and error scrubbed by
-/// `PrintedSecrets`. It keeps the logger's metadata itself, so that none reaches `inner`
-/// unscrubbed.
+/// `PrintedSecrets`, and their control characters escaped (`TerminalText`, newlines included:
+/// a job's name or error, read from the database, can neither drive the terminal nor forge a
+/// log line). It keeps the logger's metadata itself, so that none reaches `inner` unscrubbed.
 struct ScrubbingLogHandler: LogHandler {
     var inner: any LogHandler
     var metadata: Logger.Metadata = [:]
@@ -114,15 +117,19 @@ struct ScrubbingLogHandler: LogHandler {
             all["error.type"] = "\(String(reflecting: type(of: error)))"
             event.error = nil
         }
-        event.message = "\(PrintedSecrets.scrub(event.message.description))"
+        event.message = "\(Self.cleaned(event.message.description))"
         event.metadata = all.isEmpty ? nil : all.mapValues(Self.scrubbed)
         inner.log(event: event)
     }
 
+    private static func cleaned(_ text: String) -> String {
+        TerminalText.escaped(PrintedSecrets.scrub(text), keepingNewlines: false)
+    }
+
     private static func scrubbed(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
         switch value {
-        case .string(let text): .string(PrintedSecrets.scrub(text))
-        case .stringConvertible(let item): .string(PrintedSecrets.scrub(item.description))
+        case .string(let text): .string(cleaned(text))
+        case .stringConvertible(let item): .string(cleaned(item.description))
         case .dictionary(let dictionary): .dictionary(dictionary.mapValues(scrubbed))
         case .array(let array): .array(array.map(scrubbed))
         }
@@ -131,6 +138,10 @@ struct ScrubbingLogHandler: LogHandler {
 
 /// Writes one line to stdout at once (unbuffered), so progress shows as it happens and
 /// interleaves correctly with the log lines on stderr.
+///
+/// Control characters are escaped (`TerminalText`): what is printed often comes from the
+/// database (job names and errors, migration descriptions, backup files). JSON output keeps
+/// its meaning: the escape is JSON's own.
 func output(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+    FileHandle.standardOutput.write(Data((TerminalText.escaped(line, keepingNewlines: true) + "\n").utf8))
 }

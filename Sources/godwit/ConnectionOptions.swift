@@ -8,9 +8,17 @@ struct ConnectionOptions: ParsableArguments {
     @Option(
         name: [.customShort("D"), .long],
         help: ArgumentHelp(
-            "The database URL or conninfo string. Defaults to DATABASE_URL from the environment, then from ./.env.",
+            "The database URL or conninfo string. Defaults to DATABASE_URL from the environment, then from ./.env. "
+                + "Every local user can read a command line (/proc/PID/cmdline): for a URL with a password, "
+                + "prefer DATABASE_URL, ./.env or --database-url-file.",
             valueName: "url"))
     var databaseURL: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "Read the database URL or conninfo string from this file (not readable or writable by group or others).",
+            valueName: "file"))
+    var databaseURLFile: String?
 
     @Flag(help: "Do not read DATABASE_URL from a .env file in the working directory.")
     var noDotenv = false
@@ -28,8 +36,15 @@ struct ConnectionOptions: ParsableArguments {
         return url
     }
 
+    func validate() throws {
+        if databaseURL != nil && databaseURLFile != nil {
+            throw ValidationError("--database-url and --database-url-file exclude each other")
+        }
+    }
+
     private func givenURL() throws -> String {
         if let databaseURL, !databaseURL.isEmpty { return databaseURL }
+        if let databaseURLFile { return try SecretFile.read(databaseURLFile, option: "--database-url-file") }
         if let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty { return url }
         if !noDotenv, let url = DotEnv.value(of: "DATABASE_URL", inFile: ".env") { return url }
         throw CLIError(
@@ -48,6 +63,41 @@ struct ConnectionOptions: ParsableArguments {
         let url = try resolvedURL()
         logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
         return try await Connection.withConnection(url, retryingFor: .milliseconds(Int(connectTimeout * 1000)), body)
+    }
+}
+
+/// A file that holds a secret, such as a database URL with its password.
+enum SecretFile {
+    /// The file's text, less surrounding whitespace (the final line break). Refuses, in one
+    /// line naming the file, one that group or others may read or write: a password in it is
+    /// not the user's alone, or another user could point Godwit at a server of theirs. The
+    /// mode is read from the open file, so the file checked is the file read.
+    static func read(_ path: String, option: String) throws -> String {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
+            throw CLIError("\(option) \(path): cannot open it: \(String(cString: strerror(errno)))")
+        }
+        let handle = FileHandle(fileDescriptor: descriptor, closeOnDealloc: true)
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else {
+            throw CLIError("\(option) \(path): cannot read it: \(String(cString: strerror(errno)))")
+        }
+        let mode = info.st_mode & 0o777
+        guard mode & 0o077 == 0 else {
+            let octal = String(mode, radix: 8)
+            throw CLIError(
+                "\(option) \(path): group or others may read or write it (mode 0\(octal)), and it holds a password: "
+                    + "chmod 600 \(path)")
+        }
+        let data: Data
+        do {
+            data = try handle.readToEnd() ?? Data()
+        } catch {
+            throw CLIError("\(option) \(path): cannot read it: \(error.localizedDescription)")
+        }
+        let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !text.isEmpty else { throw CLIError("\(option) \(path): the file is empty") }
+        return text
     }
 }
 

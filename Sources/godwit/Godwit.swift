@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Logging
 
 @main
 struct Godwit: AsyncParsableCommand {
@@ -21,6 +22,10 @@ struct Godwit: AsyncParsableCommand {
     /// Usage errors exit 64 (`EX_USAGE`, as swift-argument-parser does); every other failure
     /// exits 1.
     static func main() async {
+        // First of all: the process holds the password from its start (arguments, environment).
+        CoreDumps.disableUnlessAllowed()
+        // A logger a library makes for itself goes the way of makeLogger's: scrubbed, escaped, on stderr.
+        LoggingSystem.bootstrap { ScrubbingLogHandler(inner: StreamLogHandler.standardError(label: $0)) }
         for argument in CommandLine.arguments.dropFirst() { PrintedSecrets.add(conninfo: argument) }
         if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] { PrintedSecrets.add(conninfo: url) }
         do {
@@ -31,7 +36,7 @@ struct Godwit: AsyncParsableCommand {
                 try command.run()
             }
         } catch {
-            let message = PrintedSecrets.scrub(fullMessage(for: error))
+            let message = TerminalText.escaped(PrintedSecrets.scrub(fullMessage(for: error)), keepingNewlines: true)
             let code = exitCode(for: error)
             if !message.isEmpty {
                 let stream = code.isSuccess ? FileHandle.standardOutput : FileHandle.standardError

@@ -87,7 +87,8 @@ extension JobCommand {
                     let progress = WatchedProgress(reading)
                     if terminal {
                         // One line, cut to the terminal's width, so "\r" always rewrites all of it.
-                        let line = String(progress.bar(width: 30).prefix(max(terminalColumns() - 1, 20)))
+                        let bar = TerminalText.escaped(progress.bar(width: 30), keepingNewlines: false)
+                        let line = String(bar.prefix(max(terminalColumns() - 1, 20)))
                         FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
                     } else if ContinuousClock.now - lastLine >= .milliseconds(Int(interval * 1000))
                         || progress.finished
@@ -127,8 +128,10 @@ struct WatchedProgress {
     var hold: String?
     var lastError: String?
 
+    /// The name and hold reason come from the database: their control characters (newlines
+    /// too, as each shows on one line) are escaped here, before the bar is drawn with its own.
     init(_ reading: JobProgress) {
-        name = reading.name
+        name = TerminalText.escaped(reading.name, keepingNewlines: false)
         state = reading.state
         percent = reading.percent
         rowsDone = reading.rowsDone
@@ -136,7 +139,7 @@ struct WatchedProgress {
         rate = reading.rowsPerSecond
         eta = reading.etaSeconds
         batchSize = reading.batchSize
-        hold = reading.holdReason
+        hold = reading.holdReason.map { TerminalText.escaped($0, keepingNewlines: false) }
         lastError = reading.lastError
     }
 

@@ -56,9 +56,10 @@ struct SourceOptions: ParsableArguments {
     }
 }
 
-/// `warning: message` on stderr.
+/// `warning: message` on stderr, its control characters escaped.
 func printWarning(_ message: String) {
-    FileHandle.standardError.write(Data("warning: \(PrintedSecrets.scrub(message))\n".utf8))
+    let text = TerminalText.escaped(PrintedSecrets.scrub(message), keepingNewlines: true)
+    FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -99,4 +99,40 @@ struct CommandInputTests {
             #expect(text?.contains("default: notice)") == true, "\(command): \(text ?? help.stdout)")
         }
     }
+
+    /// `--database-url-file` keeps the URL off the command line, which every local user can
+    /// read; the file must be the user's alone.
+    @Test func aDatabaseURLFileIsReadOnlyWhenNoOneElseMayReadIt() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let file = try dir.write("database-url", try TestDatabase.serverURL + "\n")
+        let check = ["migrate", "check", "--source", dir.path, "--no-dotenv", "--database-url-file", file]
+        for permissions in [0o644, 0o640, 0o604, 0o620] {
+            #expect(chmod(file, mode_t(permissions)) == 0)
+            let refused = try await GodwitProcess.run(check)
+            #expect(refused.status == 1)
+            #expect(
+                refused.stderr
+                    == "error: --database-url-file \(file): group or others may read or write it (mode 0\(String(permissions, radix: 8))), and it holds a password: chmod 600 \(file)\n"
+            )
+        }
+        #expect(chmod(file, 0o600) == 0)
+        let read = try await GodwitProcess.run(check)
+        #expect(read.status == 0, "\(read.stderr)")
+        #expect(read.stdout == "ok: 0 migrations applied, none pending or modified\n")
+
+        let both = try await GodwitProcess.run(check + ["-D", try TestDatabase.serverURL])
+        #expect(both.status == 64)
+        #expect(both.stderr.hasPrefix("Error: --database-url and --database-url-file exclude each other"))
+    }
+
+    @Test func theHelpSaysWhereToPutAURLWithAPassword() async throws {
+        let help = try await GodwitProcess.run(["migrate", "run", "--help"])
+        let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        #expect(
+            text.contains(
+                "Every local user can read a command line (/proc/PID/cmdline): for a URL with a password, prefer DATABASE_URL, ./.env or --database-url-file."
+            ), "\(help.stdout)")
+        #expect(text.contains("--database-url-file <file>"))
+    }
 }
