@@ -15,6 +15,12 @@ public enum JSONValue: Sendable, Equatable, Codable {
         self = try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     }
 
+    /// Parses JSON text, or keeps it as a string when it does not decode (JSON nested deeper
+    /// than the decoder goes, a poison payload): showing one job never fails for everyone.
+    public init(parsingOrKeeping text: String) {
+        self = (try? JSONValue(parsing: text)) ?? .string(text)
+    }
+
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {

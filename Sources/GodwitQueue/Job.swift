@@ -97,8 +97,8 @@ public struct JobRecord: Sendable, Encodable {
         createdAt = try row.string("created_at")
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
-        payload = try row["payload"].map(JSONValue.init(parsing:))
-        result = try row["result"].map(JSONValue.init(parsing:))
+        payload = row["payload"].map(JSONValue.init(parsingOrKeeping:))
+        result = row["result"].map(JSONValue.init(parsingOrKeeping:))
         lastErrorDetail = row["last_error_detail"]
         enqueuedBy = try row.string("enqueued_by")
     }

@@ -57,6 +57,18 @@ struct ConnectionOptions: ParsableArguments {
         return try await Connection.connect(url, retryingFor: .milliseconds(Int(connectTimeout * 1000)))
     }
 
+    /// A connection for reading and controlling the queue: `search_path` pinned to
+    /// `pg_catalog, pg_temp` at login, so nothing planted in a schema the login searches stands
+    /// in for a name or operator of Godwit's statements. Not for enqueueing, which records the
+    /// caller's own search_path with a batched job.
+    func connectToQueue(logger: Logger) async throws -> Connection {
+        let url = try resolvedURL()
+        logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
+        var options = SessionOptions()
+        options.pinnedSearchPath = SessionOptions.catalogSearchPath
+        return try await Connection.connect(url, options: options, retryingFor: .milliseconds(Int(connectTimeout * 1000)))
+    }
+
     /// A connection for the length of `body`, closed afterwards whether it returns or throws.
     @discardableResult
     func withConnection<T>(logger: Logger, _ body: (Connection) async throws -> T) async throws -> T {

@@ -75,7 +75,7 @@ extension JobCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
                 let schema = QueueSchema(name: queueOptions.schema)
                 let terminal = isatty(STDOUT_FILENO) == 1
                 var lastLine = ContinuousClock.now - .seconds(3600)

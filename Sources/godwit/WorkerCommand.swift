@@ -198,7 +198,7 @@ struct JobCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
                 let jobs = try await JobQueue(schema: QueueSchema(name: queueOptions.schema))
                     .list(states: state, limit: limit, on: conn)
                 switch format {
@@ -230,7 +230,7 @@ struct JobCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
                 guard
                     let job = try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).find(id, on: conn)
                 else { throw CLIError("no job \(id)") }
@@ -276,7 +276,7 @@ struct ControlArguments: ParsableArguments {
 
     func run(_ action: JobQueue.Control) async throws {
         try await withCLIErrors {
-            let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+            let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
             let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
             let changed = try await queue.control(action, job: id, on: conn)
             let state = try await queue.find(id, on: conn)?.state
@@ -295,7 +295,7 @@ enum OutputFormat: String, ExpressibleByArgument, CaseIterable {
 extension JobState: ExpressibleByArgument {}
 
 private func pad(_ cells: [String], _ widths: [Int]) -> String {
-    zip(cells, widths).map { cell, width in
+    zip(cells.map { TerminalText.escaped($0, keepingNewlines: false) }, widths).map { cell, width in
         width == 0 || cell.count >= width ? cell + " " : cell + String(repeating: " ", count: width - cell.count)
     }.joined().trimmingCharacters(in: .whitespaces)
 }

@@ -81,10 +81,7 @@ struct JobCommandOutputTests {
     /// A payload nested deeper than JSONDecoder goes (512) is valid jsonb; it must not make
     /// every `job list` and the job's `job show` fail.
     ///
-    /// A known issue: the payload is decoded by `JobRecord.init(row:)` in GodwitQueue, which this
-    /// branch leaves to the queue's rewrite (the change: keep a payload or result JSONDecoder
-    /// cannot read as its text). When that lands, this test reports that the known issue was not
-    /// recorded: then remove `withKnownIssue`.
+    /// A payload JSONDecoder cannot read (nested past its depth limit of 512) is shown as its text.
     @Test func aPayloadNestedTooDeepDoesNotBreakListOrShow() async throws {
         try await withTestDatabase { db in
             let conn = try await db.connect()
@@ -100,12 +97,10 @@ struct JobCommandOutputTests {
             await conn.close()
             let list = try await GodwitProcess.run(["job", "list", "-D", db.url])
             let show = try await GodwitProcess.run(["job", "show", "\(deep)", "-D", db.url])
-            withKnownIssue("JobRecord decodes the payload with JSONDecoder, whose depth limit is 512") {
-                #expect(list.status == 0, "\(list.stderr)")
-                #expect(list.stdout.contains("deep") && list.stdout.contains("plain"), "\(list.stdout)")
-                #expect(show.status == 0, "\(show.stderr)")
-                #expect(show.stdout.contains(String(repeating: "[", count: 600)), "\(show.stdout.prefix(300))")
-            }
+            #expect(list.status == 0, "\(list.stderr)")
+            #expect(list.stdout.contains("deep") && list.stdout.contains("plain"), "\(list.stdout)")
+            #expect(show.status == 0, "\(show.stderr)")
+            #expect(show.stdout.contains(String(repeating: "[", count: 600)), "\(show.stdout.prefix(300))")
         }
     }
 }
