@@ -85,6 +85,22 @@ struct EnqueuerRightsTests {
         }
     }
 
+    /// An sql job's script runs in the transaction that records its success: one that would end
+    /// it is refused before anything runs.
+    @Test func aScriptThatEndsItsTransactionIsRefusedAndNothingRuns() async throws {
+        try await withEnqueuer { db, admin, low in
+            try await admin.execute("CREATE TABLE marks (x int); GRANT INSERT ON marks TO \(low.quoted)")
+            let conn = try await low.connect(db)
+            let id = try await enqueueSQL("INSERT INTO marks VALUES (1); COMMIT; INSERT INTO marks VALUES (2)", on: conn)
+            await conn.close()
+            try await drain(db)
+            let (state, error) = try await outcome(of: id, admin)
+            #expect(state == "failed")
+            #expect(error.contains("the script may not end its transaction (COMMIT)"), "\(error)")
+            #expect(try await admin.query("SELECT count(*) AS n FROM marks").first?.int("n") == 0)
+        }
+    }
+
     @Test func aLoneVacuumRunsAsTheEnqueuerAndSkipsTablesItDoesNotOwn() async throws {
         try await withEnqueuer { db, admin, low in
             try await admin.execute(
