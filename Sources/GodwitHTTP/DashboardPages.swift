@@ -276,7 +276,7 @@ struct DashboardPages: Sendable {
     func backupsPage(_ rows: [BackupRow]) -> String {
         let table = rows.map {
             """
-            <tr><td>\(HTML.escape(URL(fileURLWithPath: $0.file).lastPathComponent))</td><td>\(HTML.escape($0.databaseName))</td>\
+            <tr><td>\($0.file.map { HTML.escape(URL(fileURLWithPath: $0).lastPathComponent) } ?? "<em>hidden: needs grant_control</em>")</td><td>\(HTML.escape($0.databaseName))</td>\
             <td class="num">\(Self.size($0.sizeBytes))</td><td class="num">\(eta($0.ageSeconds)) ago</td>\
             <td>verified \(HTML.escape($0.verifiedAt))</td><td><code>\(HTML.escape(String($0.sha256.prefix(12))))</code></td></tr>
             """

@@ -65,7 +65,8 @@ struct BatchRow: Sendable {
 }
 
 struct BackupRow: Sendable {
-    var file: String
+    /// Nil for a dashboard role that may not see where backups are (`grant_read` only).
+    var file: String?
     var sizeBytes: Int64
     var databaseName: String
     var ageSeconds: Double
@@ -205,13 +206,15 @@ struct OperationsStore: Sendable {
         try await pool.withConnection { connection in
             try await connection.query(
                 """
-                SELECT file, size_bytes, database_name, extract(epoch FROM now() - created_at)::float8 AS age, sha256,
-                    to_char(verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at
-                FROM \(schema.qualified("backups")) ORDER BY id DESC LIMIT $1
+                SELECT f.file, b.size_bytes, b.database_name, extract(epoch FROM now() - b.created_at)::float8 AS age,
+                    b.sha256, to_char(b.verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at
+                FROM \(schema.qualified("backups")) b
+                LEFT JOIN \(schema.qualified("backup_files")) f ON f.id = b.id
+                ORDER BY b.id DESC LIMIT $1
                 """, [limit]
             ).rows.map {
                 BackupRow(
-                    file: try $0.string("file"), sizeBytes: try $0.int64("size_bytes"),
+                    file: $0["file"], sizeBytes: try $0.int64("size_bytes"),
                     databaseName: try $0.string("database_name"), ageSeconds: try $0.double("age"),
                     verifiedAt: try $0.string("verified_at"), sha256: try $0.string("sha256"))
             }

@@ -50,14 +50,16 @@ public final class JobSignals: Sendable {
 final class WakeSignal: Sendable {
     private struct State {
         var pending = false
-        var waiter: CheckedContinuation<Void, Never>?
+        var waiter: CheckedContinuation<Bool, Never>?
         var generation: UInt64 = 0
+        /// The wait whose timeout (or cancellation) came before it started waiting.
+        var expired: UInt64?
     }
 
     private let state = Mutex(State())
 
     func wake() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             if let waiter = state.waiter {
                 state.waiter = nil
                 return waiter
@@ -65,11 +67,13 @@ final class WakeSignal: Sendable {
             state.pending = true
             return nil
         }
-        waiter?.resume()
+        waiter?.resume(returning: true)
     }
 
-    /// Returns at the next wake-up, after `timeout`, or when the task is cancelled.
-    func wait(timeout: Duration) async {
+    /// Returns at the next wake-up (true), or after `timeout` or when the task is cancelled
+    /// (false).
+    @discardableResult
+    func wait(timeout: Duration) async -> Bool {
         let generation = state.withLock { state -> UInt64? in
             if state.pending {
                 state.pending = false
@@ -78,42 +82,46 @@ final class WakeSignal: Sendable {
             state.generation &+= 1
             return state.generation
         }
-        guard let generation else { return }
+        guard let generation else { return true }
         let timer = Task { [weak self] in
             do {
                 try await Task.sleep(for: timeout)
-                self?.resume(generation: generation)
+                self?.expire(generation: generation)
             } catch {
                 // Cancelled because the wait already ended.
             }
         }
-        await withTaskCancellationHandler {
+        let woken = await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in
-                let resumeNow = state.withLock { state -> Bool in
-                    guard state.generation == generation, !state.pending else {
+                let now = state.withLock { state -> Bool? in
+                    if state.pending {
                         state.pending = false
                         return true
                     }
+                    if state.expired == generation { return false }
                     state.waiter = continuation
-                    return false
+                    return nil
                 }
-                if resumeNow { continuation.resume() }
+                if let now { continuation.resume(returning: now) }
             }
         } onCancel: {
-            self.resume(generation: generation)
+            self.expire(generation: generation)
         }
         timer.cancel()
+        return woken
     }
 
-    private func resume(generation: UInt64) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            guard state.generation == generation, let waiter = state.waiter else {
-                if state.generation == generation { state.pending = true }
+    /// Ends wait `generation` without a wake-up: its timeout passed or its task was cancelled.
+    private func expire(generation: UInt64) {
+        let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
+            guard state.generation == generation else { return nil }
+            guard let waiter = state.waiter else {
+                state.expired = generation
                 return nil
             }
             state.waiter = nil
             return waiter
         }
-        waiter?.resume()
+        waiter?.resume(returning: false)
     }
 }

@@ -60,6 +60,11 @@ struct ControlTests {
                 try folder.write("2_second.sql", "CREATE TABLE second (id bigint PRIMARY KEY);\n")
                 _ = try await Migrator(directory: folder.path).run(on: admin, targetVersion: 1)
                 let id = try await JobQueue().enqueue(kind: "noop", name: "watched", on: admin)
+                try await admin.execute(
+                    """
+                    INSERT INTO godwit.backups (file, size_bytes, sha256, database_name, verified_at)
+                    VALUES ('/srv/secret-place/app-1.dump', 1024, 'abcdef0123456789', 'app', now())
+                    """)
                 await admin.close()
 
                 var configuration = OperationsConfiguration(databaseURL: try dash.url(database))
@@ -74,6 +79,13 @@ struct ControlTests {
                             #expect(text.contains("godwit_database_up 1.0"), "the queue was read: \(text.suffix(600))")
                             #expect(text.contains(#"godwit_jobs{state="queued",kind="noop"} 1.0"#))
                             #expect(!text.contains("godwit_migrations_applied"), "the ledger is not readable")
+                        }
+                        // Where backups are is for controllers and the owner.
+                        try await client.execute(uri: "/backups", method: .get) { response in
+                            #expect(response.status == .ok)
+                            #expect(!response.text.contains("app-1.dump"), "\(response.text)")
+                            #expect(response.text.contains("hidden: needs grant_control"))
+                            #expect(response.text.contains("abcdef012345"))
                         }
                         try await client.execute(uri: "/migrations", method: .get) { response in
                             #expect(response.status == .ok)

@@ -17,6 +17,8 @@ struct JobSecretsTests {
                     """
                     CREATE TABLE secrets (id int PRIMARY KEY, v text NOT NULL CHECK (length(v) < 20));
                     INSERT INTO secrets VALUES (10, 'secret-10');
+                    INSERT INTO godwit.backups (file, size_bytes, sha256, database_name, verified_at)
+                    VALUES ('/srv/app-1.dump', 1024, 'ab', 'app', now());
                     """)
                 try await admin.query("SELECT godwit.grant_read($1::regrole)", [reader.name])
                 try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [enqueuer.name])
@@ -52,6 +54,10 @@ struct JobSecretsTests {
                 #expect(!progressErrors.contains("secret-10") && !progressErrors.isEmpty)
                 let batchErrors = try await read.query("SELECT count(*) AS n FROM godwit.batches WHERE error LIKE '%secret-10%'")
                 #expect(try batchErrors.first!.int("n") == 0)
+                // Nor where backups are: that is for controllers and the owner, like a result.
+                await #expect(throws: PostgresError.self) { try await read.query("SELECT file FROM godwit.backups") }
+                #expect(try await read.query("SELECT count(*) AS n FROM godwit.backups").first?.int("n") == 1)
+                #expect(try await read.query("SELECT count(*) AS n FROM godwit.backup_files").first?.int("n") == 0)
                 await read.close()
 
                 // The enqueuer sees its own job's payload and result, and nothing of the owner's.
@@ -64,6 +70,7 @@ struct JobSecretsTests {
 
                 // A controller, who may retry any job, sees everything.
                 let control = try await controller.connect(db)
+                #expect(try await control.query("SELECT file FROM godwit.backup_files").first?.string("file") == "/srv/app-1.dump")
                 let all = try await queue.list(on: control)
                 #expect(all.allSatisfy { $0.payload != nil }, "\(all.map(\.id))")
                 #expect(all.first { $0.id == failing }?.lastErrorDetail?.contains("secret-10") == true)

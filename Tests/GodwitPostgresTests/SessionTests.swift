@@ -75,8 +75,9 @@ struct SessionTests {
         try await Task.sleep(for: .milliseconds(300))
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }
-        // Well before libpq's own default (no timeout at all) or the 60 s retry window.
-        #expect(clock.now - started < .seconds(10))
+        // Well before libpq's own default (no timeout at all) or the 60 s retry window; with
+        // room for a loaded machine.
+        #expect(clock.now - started < .seconds(30))
     }
 
     @Test func aConnectToAServerThatNeverAnswersTimesOut() async throws {

@@ -178,6 +178,12 @@ WHERE pg_catalog.has_function_privilege(current_user, '@schema@.retry(bigint)', 
               WHERE r.rolname = j.enqueued_by AND pg_catalog.pg_has_role(current_user, r.oid, 'MEMBER'));
 REVOKE ALL ON @schema@.job_details FROM PUBLIC;
 
+-- Where backups are on the worker's host is for controllers and the owner, like a job's result.
+CREATE VIEW @schema@.backup_files WITH (security_barrier) AS
+SELECT b.id, b.file FROM @schema@.backups b
+WHERE pg_catalog.has_function_privilege(current_user, '@schema@.retry(bigint)', 'EXECUTE');
+REVOKE ALL ON @schema@.backup_files FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION @schema@.grant_read(grantee regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
@@ -185,12 +191,15 @@ BEGIN
     EXECUTE format('GRANT SELECT (id, kind, name, state, priority, run_at, attempts, max_attempts, last_error, worker_id,
         lease_token, heartbeat_at, control, enqueued_by, created_at, started_at, finished_at, parent_id) ON @schema@.jobs TO %s',
         grantee);
-    EXECUTE format('GRANT SELECT ON @schema@.job_progress, @schema@.progress, @schema@.batches, @schema@.backups,
-        @schema@.schema_version, @schema@.job_details TO %s', grantee);
+    EXECUTE format('GRANT SELECT (id, size_bytes, sha256, database_name, job_id, verified_at, created_at)
+        ON @schema@.backups TO %s', grantee);
+    EXECUTE format('GRANT SELECT ON @schema@.job_progress, @schema@.progress, @schema@.batches, @schema@.schema_version,
+        @schema@.job_details, @schema@.backup_files TO %s', grantee);
 END
 $fn$;
 
--- Roles that could read every column before this step read the allowed ones from now on.
+-- Roles that could read every column before this step (of jobs and backups) read the allowed
+-- ones from now on.
 DO $do$
 DECLARE r record;
 BEGIN
@@ -200,7 +209,7 @@ BEGIN
               WHERE c.oid = '@schema@.jobs'::pg_catalog.regclass) a
         WHERE (a.item).privilege_type = 'SELECT' AND (a.item).grantee <> 0 AND (a.item).grantee <> a.relowner
     LOOP
-        EXECUTE format('REVOKE SELECT ON @schema@.jobs FROM %s', r.oid::regrole);
+        EXECUTE format('REVOKE SELECT ON @schema@.jobs, @schema@.backups FROM %s', r.oid::regrole);
         PERFORM @schema@.grant_read(r.oid::regrole);
     END LOOP;
 END
