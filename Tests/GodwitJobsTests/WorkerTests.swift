@@ -299,45 +299,43 @@ struct WorkerTests {
         }
     }
 
-    /// The worker's own statements (claim, heartbeat, rescue, outcome) compare Godwit's enum and
-    /// call make_interval. A function or operator of that name in a schema the login searches
-    /// first (here through the database's search_path; `public` or a schema named after the
-    /// login role work the same) would run as the worker, at the next claim. The worker's
-    /// sessions pin search_path to pg_catalog, pg_temp at login, so they never call it.
-    @Test func nothingPlantedInTheLoginsSearchPathRunsInTheWorkersStatements() async throws {
+    /// The worker's own statements (claim, heartbeat, rescue, outcome) compare Godwit's enum with
+    /// `=`. An `=` on that enum planted where the login searches would run as the worker at the
+    /// next claim: in `public` (anyone may create there up to PostgreSQL 14, and in every database
+    /// upgraded from one), or in a schema named like the login role (`"$user"` comes first). The
+    /// worker's and the CLI's sessions pin search_path to pg_catalog, pg_temp at login, so they
+    /// never call it.
+    @Test(arguments: ["public", "postgres"])
+    func nothingPlantedInTheLoginsSearchPathRunsInTheWorkersStatements(_ schema: String) async throws {
         try await withQueue { db, conn, _ in
+            let planted = quoteIdentifier(schema)
             try await conn.execute(
                 """
-                CREATE SCHEMA planted;
-                CREATE TABLE planted.calls (what text);
-                GRANT INSERT ON planted.calls TO PUBLIC;
-                GRANT USAGE ON SCHEMA planted TO PUBLIC;
-                CREATE FUNCTION planted.make_interval(secs double precision) RETURNS interval
-                    LANGUAGE plpgsql AS $$BEGIN INSERT INTO planted.calls VALUES ('make_interval'); RETURN pg_catalog.make_interval(secs => secs); END$$;
-                CREATE FUNCTION planted.state_eq(a godwit.job_state, b godwit.job_state) RETURNS boolean
-                    LANGUAGE plpgsql AS $$BEGIN INSERT INTO planted.calls VALUES ('='); RETURN a::text OPERATOR(pg_catalog.=) b::text; END$$;
-                CREATE OPERATOR planted.= (LEFTARG = godwit.job_state, RIGHTARG = godwit.job_state, FUNCTION = planted.state_eq);
-                ALTER DATABASE \(quoteIdentifier(db.name)) SET search_path = planted, pg_catalog, public;
-                CREATE TABLE runs (x int);
+                CREATE SCHEMA IF NOT EXISTS \(planted);
+                CREATE TABLE public.calls (what text);
+                GRANT INSERT ON public.calls TO PUBLIC;
+                CREATE FUNCTION \(planted).state_eq(a godwit.job_state, b godwit.job_state) RETURNS boolean
+                    LANGUAGE plpgsql AS $$BEGIN INSERT INTO public.calls VALUES (current_user); RETURN a::text OPERATOR(pg_catalog.=) b::text; END$$;
+                CREATE OPERATOR \(planted).= (LEFTARG = godwit.job_state, RIGHTARG = godwit.job_state, FUNCTION = \(planted).state_eq);
+                CREATE TABLE public.runs (x int);
                 INSERT INTO godwit.jobs (kind, name, payload) VALUES ('sql', 'one', '{"sql": "INSERT INTO public.runs VALUES (1)"}');
                 """)
             // The plant works for any session that does not pin its search_path.
             let plain = try await db.connect()
             #expect(try await plain.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'queued'").first?.int("n") == 1)
-            #expect(try await plain.query("SELECT count(*) AS n FROM planted.calls").first?.int("n") == 1)
-            try await plain.execute("TRUNCATE planted.calls")
+            #expect(try await plain.query("SELECT count(*) AS n FROM public.calls").first?.int("n") == 1)
+            try await plain.execute("TRUNCATE public.calls")
             await plain.close()
             let output = try await startWorker(db.url, ["--drain"]).wait()
             #expect(output.status == 0, "\(output.stderr.suffix(2000))")
-            #expect(try await conn.query("SELECT count(*) AS n FROM runs").first?.int("n") == 1)
+            #expect(try await conn.query("SELECT count(*) AS n FROM public.runs").first?.int("n") == 1)
             // The CLI's reads and controls of the queue pin it too.
             let list = try await GodwitProcess.run(["job", "list", "-D", db.url])
             #expect(list.status == 0 && list.stdout.contains("succeeded"), "\(list.stderr)")
             #expect(try await GodwitProcess.run(["job", "show", "1", "-D", db.url]).status == 0)
             _ = try await GodwitProcess.run(["job", "retry", "1", "-D", db.url])
-            let calls = try await conn.query("SELECT what FROM planted.calls").rows.map { try $0.string("what") }
+            let calls = try await conn.query("SELECT what FROM public.calls").rows.map { try $0.string("what") }
             #expect(calls.isEmpty, "the worker or the CLI called \(calls)")
-            try await conn.execute("DROP SCHEMA planted CASCADE")
         }
     }
 }
