@@ -252,7 +252,7 @@ struct OperationsStore: Sendable {
                 }
             }
             let present = try await connection.query(
-                "SELECT to_regclass('_sqlx_migrations') IS NOT NULL AS present"
+                "SELECT pg_catalog.to_regclass('_sqlx_migrations') IS NOT NULL AS present"
             ).first?.bool("present") ?? false
             guard present else { return ([], nil) }
             let rows = try await connection.query(

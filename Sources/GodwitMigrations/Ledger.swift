@@ -77,7 +77,7 @@ struct Ledger: Sendable {
 
     /// Whether the table exists; false also when its schema does not exist yet.
     func exists(on connection: Connection) async throws -> Bool {
-        let row = try await connection.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first
+        let row = try await connection.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present", [table]).first
         return try row?.bool("present") ?? false
     }
 

@@ -19,12 +19,12 @@ public enum MigrationLock {
     /// Takes the lock for the connection's current database, waiting as long as it takes.
     /// Logs once, naming the holder's process id, when it has to wait.
     public static func acquire(on connection: Connection, logger: Logger) async throws -> Int64 {
-        let database = try await connection.query("SELECT current_database() AS db").first?.string("db") ?? ""
+        let database = try await connection.query("SELECT pg_catalog.current_database() AS db").first?.string("db") ?? ""
         let key = key(forDatabase: database)
         var delay = Duration.milliseconds(20)
         var reported = false
         while true {
-            let row = try await connection.query("SELECT pg_try_advisory_lock($1) AS locked", [key]).first
+            let row = try await connection.query("SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8) AS locked", [key]).first
             if try row?.bool("locked") == true { return key }
             if !reported {
                 reported = true
@@ -39,13 +39,13 @@ public enum MigrationLock {
     }
 
     public static func release(key: Int64, on connection: Connection) async throws {
-        try await connection.query("SELECT pg_advisory_unlock($1)", [key])
+        try await connection.query("SELECT pg_catalog.pg_advisory_unlock($1::pg_catalog.int8)", [key])
     }
 
     /// Releases the lock even from a cancelled task (or closes the connection, which releases
     /// it too), so that a failed or cancelled run never leaves sqlx's lock held.
     public static func releaseIgnoringCancellation(key: Int64, on connection: Connection) async {
-        await connection.cleanup("SELECT pg_advisory_unlock(\(key))")
+        await connection.cleanup("SELECT pg_catalog.pg_advisory_unlock(\(key)::pg_catalog.int8)")
     }
 
     /// The process holding the lock, from `pg_locks` (a bigint key shows as two halves).
@@ -53,9 +53,10 @@ public enum MigrationLock {
         let bits = UInt64(bitPattern: key)
         let row = try await connection.query(
             """
-            SELECT pid FROM pg_locks
+            SELECT pid FROM pg_catalog.pg_locks
             WHERE locktype = 'advisory' AND granted AND objsubid = 1
-              AND classid::bigint = $1 AND objid::bigint = $2 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+              AND classid::pg_catalog.int8 = $1 AND objid::pg_catalog.int8 = $2
+              AND database = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
             LIMIT 1
             """, [Int64(bits >> 32), Int64(bits & 0xffff_ffff)]
         ).first
