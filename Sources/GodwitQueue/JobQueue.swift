@@ -44,6 +44,14 @@ public struct JobQueue: Sendable {
             .first?.bool("changed") ?? false
     }
 
+    /// A job's state and the pause or cancel requested of it while it runs; nil when there is no
+    /// such job.
+    public func controlState(of id: Int64, on connection: Connection) async throws -> (state: JobState, control: String?)? {
+        guard let row = try await connection.query("SELECT state::text AS state, control FROM \(jobs) WHERE id = $1", [id]).first
+        else { return nil }
+        return (try JobState(text: try row.string("state"), job: id), row["control"])
+    }
+
     /// The newest jobs first; a parallel job's shards right beneath it, in order.
     public func list(states: [JobState] = [], limit: Int = 50, on connection: Connection) async throws -> [JobRecord] {
         let filter = states.isEmpty ? "" : "WHERE j.state::text = ANY($2::text[])"
@@ -167,9 +175,12 @@ public struct JobQueue: Sendable {
                     worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)
                 """, [job.id, job.leaseToken, error, delay.seconds, detail])
         case .paused:
+            // A pause is no failed attempt: the claim's count is given back, as for a hand-back.
             changed = try await connection.query(
-                "UPDATE \(jobs) SET state = 'paused', worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)",
-                [job.id, job.leaseToken])
+                """
+                UPDATE \(jobs) SET state = 'paused', attempts = greatest(attempts - 1, 0), worker_id = NULL,
+                    heartbeat_at = NULL, control = NULL \(fence)
+                """, [job.id, job.leaseToken])
         case .cancelled:
             changed = try await connection.query(
                 """

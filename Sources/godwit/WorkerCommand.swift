@@ -278,12 +278,37 @@ struct ControlArguments: ParsableArguments {
         try await withCLIErrors {
             let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
             let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
+            // Read before: what the control acted on, not what a worker made of it since.
+            let before = try await queue.controlState(of: id, on: conn)
             let changed = try await queue.control(action, job: id, on: conn)
-            let state = try await queue.find(id, on: conn)?.state
             await conn.close()
-            guard let state else { throw CLIError("no job \(id)") }
-            guard changed else { throw CLIError("job \(id) is \(state.rawValue): nothing to \(action.rawValue)") }
-            output("job \(id): \(action.rawValue) done (state now \(state.rawValue))")
+            guard let before else { throw CLIError("no job \(id)") }
+            guard let said = Self.outcome(action, changed: changed, state: before.state, control: before.control) else {
+                throw CLIError("job \(id) is \(before.state.rawValue): nothing to \(action.rawValue)")
+            }
+            output("job \(id): \(said)")
+        }
+    }
+
+    /// What a control did to a job that was in `state` (with `control` requested), said
+    /// plainly; nil when it could not apply (exit 1). Asking again for what is already so
+    /// (pausing a paused job) is no error: the controls are idempotent.
+    static func outcome(_ action: JobQueue.Control, changed: Bool, state: JobState, control: String?) -> String? {
+        switch (action, changed, state, control) {
+        case (.pause, true, .running, _): "pausing: it stops at its next checkpoint"
+        case (.pause, true, _, _): "paused"
+        case (.pause, false, .paused, _): "already paused"
+        case (.pause, false, .running, "pause"): "already pausing at its next checkpoint"
+        case (.resume, true, .running, _): "pause withdrawn: it runs on"
+        case (.resume, true, _, _): "resumed (queued)"
+        case (.resume, false, .queued, _), (.resume, false, .running, nil): "not paused: already \(state.rawValue)"
+        case (.cancel, true, .running, _): "cancelling: it stops at its next checkpoint"
+        case (.cancel, true, _, _): "cancelled"
+        case (.cancel, false, .cancelled, _): "already cancelled"
+        case (.cancel, false, .running, "cancel"): "already cancelling at its next checkpoint"
+        case (.retry, true, _, _): "queued again, its attempts reset"
+        case (.retry, false, .queued, _), (.retry, false, .running, _): "already \(state.rawValue)"
+        default: nil
         }
     }
 }

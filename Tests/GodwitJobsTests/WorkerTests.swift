@@ -126,26 +126,42 @@ struct WorkerTests {
             let id = try await enqueueSlowBackfill(rows: 200, seconds: 0.2, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
 
-            // From SQL: a running job stops at its next checkpoint.
+            func attempts() async throws -> Int? {
+                try await conn.query("SELECT attempts FROM godwit.jobs WHERE id = $1", [id]).first?.int("attempts")
+            }
+            // From SQL: a running job stops at its next checkpoint, and a pause costs no attempt.
             #expect(try await conn.query("SELECT godwit.pause($1) AS c", [id]).first?.bool("c") == true)
             #expect(try await eventually { try await jobState(id, conn) == "paused" })
+            #expect(try await attempts() == 0)
             #expect(try await conn.query("SELECT godwit.resume($1) AS c", [id]).first?.bool("c") == true)
+            #expect(try await eventually { try await jobState(id, conn) == "running" })
+            // From the CLI, which says what it did.
+            let pausing = try await GodwitProcess.run(["job", "pause", "\(id)", "-D", db.url])
+            #expect(pausing.stdout == "job \(id): pausing: it stops at its next checkpoint\n", "\(pausing.stderr)")
+            #expect(try await eventually { try await jobState(id, conn) == "paused" })
+            #expect(try await attempts() == 0)
+            let resumed = try await GodwitProcess.run(["job", "resume", "\(id)", "-D", db.url])
+            #expect(resumed.stdout == "job \(id): resumed (queued)\n", "\(resumed.stderr)")
             #expect(try await eventually { try await jobState(id, conn) == "running" })
 
             // From the CLI.
             let cancel = try await GodwitProcess.run(["job", "cancel", "\(id)", "-D", db.url])
             #expect(cancel.status == 0, "\(cancel.stderr)")
             #expect(try await eventually { try await jobState(id, conn) == "cancelled" })
+            // Asking again is no error: the controls say what is already so.
             let again = try await GodwitProcess.run(["job", "cancel", "\(id)", "-D", db.url])
-            #expect(again.status == 1)
-            #expect(again.stderr == "error: job \(id) is cancelled: nothing to cancel\n")
+            #expect(again.status == 0)
+            #expect(again.stdout == "job \(id): already cancelled\n")
             let retry = try await GodwitProcess.run(["job", "retry", "\(id)", "-D", db.url])
             #expect(retry.status == 0)
             #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
 
             let paused = try await queue.enqueue(kind: "noop", name: "later", runAfter: .seconds(3600), on: conn)
             let pause = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])
-            #expect(pause.stdout == "job \(paused): pause done (state now paused)\n")
+            #expect(pause.stdout == "job \(paused): paused\n")
+            let pauseAgain = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])
+            #expect(pauseAgain.status == 0)
+            #expect(pauseAgain.stdout == "job \(paused): already paused\n")
             let resume = try await GodwitProcess.run(["job", "resume", "\(paused)", "-D", db.url])
             #expect(resume.status == 0)
             #expect(try await eventually { try await jobState(paused, conn) == "succeeded" })
