@@ -338,19 +338,25 @@ public struct JobQueue: Sendable {
     public func deleteFinished(olderThan age: Duration, on connection: Connection) async throws -> Int {
         var total = 0
         while true {
-            let result = try await connection.query(
-                """
-                DELETE FROM \(jobs) WHERE id IN (
-                    SELECT id FROM \(jobs)
-                    WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
-                        AND parent_id IS NULL
-                    LIMIT 1000
-                    FOR UPDATE SKIP LOCKED
-                )
-                """, [age.seconds.rounded(.down)])
-            let deleted = result.affectedRows ?? 0
+            let deleted = try await deleteFinished(olderThan: age, limit: 1000, on: connection)
             total += deleted
             if deleted < 1000 { return total }
         }
+    }
+
+    /// Deletes at most `limit` succeeded or cancelled jobs finished more than `age` ago (never a
+    /// shard: its parent takes it along), skipping rows someone has locked; returns how many.
+    public func deleteFinished(olderThan age: Duration, limit: Int, on connection: Connection) async throws -> Int {
+        let result = try await connection.query(
+            """
+            DELETE FROM \(jobs) WHERE id IN (
+                SELECT id FROM \(jobs)
+                WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
+                    AND parent_id IS NULL
+                LIMIT $2
+                FOR UPDATE SKIP LOCKED
+            )
+            """, [age.seconds.rounded(.down), limit])
+        return result.affectedRows ?? 0
     }
 }

@@ -196,6 +196,7 @@ public final class Worker: Service {
             background.addTask { await self.listenLoop() }
             background.addTask { await self.heartbeatLoop() }
             background.addTask { await self.rescueLoop() }
+            background.addTask { await self.housekeepingLoop() }
             background.addTask { await self.completions.flushLoop { await self.recordSuccesses($0) } }
             await self.dispatchLoop()
             background.cancelAll()
@@ -497,9 +498,8 @@ public final class Worker: Service {
         }
     }
 
-    /// Rescues the jobs of workers that stopped heartbeating, and deletes old finished jobs.
+    /// Rescues the jobs of workers that stopped heartbeating.
     private func rescueLoop() async {
-        var lastCleanup = clock.now - .seconds(3600)
         await everyHeartbeat("rescue") {
             let rescued = try await pool.withConnection {
                 try await self.queue.rescueExpired(leaseTimeout: self.configuration.leaseTimeout, on: $0)
@@ -511,12 +511,32 @@ public final class Worker: Service {
                     metadata: ["jobs": "\(rescued.map(String.init).joined(separator: ","))"])
                 wake.wake()
             }
-            if clock.now - lastCleanup > .seconds(3600) {
-                lastCleanup = clock.now
-                let deleted = try await pool.withConnection {
-                    try await self.queue.deleteFinished(olderThan: self.configuration.keepFinished, on: $0)
+        }
+    }
+
+    /// Deletes old finished jobs, at start and then hourly, in a loop of its own: however long a
+    /// large clean-up takes, it never holds up a rescue or a heartbeat. Each batch of 1000 takes a
+    /// pool connection of its own and gives it back.
+    private func housekeepingLoop() async {
+        while !Task.isCancelled {
+            var deleted = 0
+            do {
+                while !Task.isCancelled {
+                    let batch = try await pool.withConnection {
+                        try await self.queue.deleteFinished(olderThan: self.configuration.keepFinished, limit: 1000, on: $0)
+                    }
+                    deleted += batch
+                    if batch < 1000 { break }
                 }
-                if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("deleting old finished jobs failed; trying again in an hour", metadata: ["error": "\(error)"])
+            }
+            if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
+            do {
+                try await Task.sleep(for: .seconds(3600))
+            } catch {
+                return
             }
         }
     }

@@ -190,6 +190,43 @@ struct FaultTests {
         #expect(clock.now - signalled < .seconds(30))
     }
 
+    /// Deleting old jobs has a loop of its own: while it is stuck (here a trigger holds every
+    /// DELETE until released), a dead worker's job is still rescued and run.
+    @Test func aStuckCleanUpDoesNotHoldUpRescues() async throws {
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE public.release (x int);
+                CREATE FUNCTION public.hold_deletes() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN
+                    WHILE NOT EXISTS (SELECT FROM public.release) LOOP PERFORM pg_sleep(0.05); END LOOP;
+                    RETURN OLD;
+                END $$;
+                CREATE TRIGGER hold_deletes BEFORE DELETE ON godwit.jobs FOR EACH ROW EXECUTE FUNCTION public.hold_deletes();
+                INSERT INTO godwit.jobs (kind, name, state, finished_at) VALUES ('noop', 'old', 'succeeded', now() - interval '30 days');
+                """)
+            let worker = try startWorker(db.url, ["--lease-timeout", "2"])
+            #expect(
+                try await eventually {
+                    try await conn.query(
+                        "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'DELETE FROM%' AND wait_event = 'PgSleep'"
+                    ).first!.int("n") == 1
+                }, "the clean-up never started")
+            // A job whose worker died a while ago: its lease has expired.
+            let orphan = try await conn.query(
+                """
+                INSERT INTO godwit.jobs (kind, name, state, attempts, worker_id, lease_token, heartbeat_at, started_at)
+                VALUES ('noop', 'orphan', 'running', 1, 'dead', 1, now() - interval '1 minute', now()) RETURNING id
+                """
+            ).first!.int64("id")
+            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(orphan, conn) == "succeeded" })
+            try await conn.execute("INSERT INTO public.release VALUES (1)")
+            #expect(try await eventually { try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE name = 'old'").first!.int("n") == 0 })
+            worker.signal(SIGTERM)
+            #expect(try await worker.wait().status == 0)
+        }
+    }
+
     @Test func aRetryHonoursAPauseOrCancelRequestedMeanwhile() async throws {
         try await withQueue { _, conn, queue in
             for (control, expected) in [("pause", "paused"), ("cancel", "cancelled")] {
