@@ -155,10 +155,11 @@ struct WorkerCommand: AsyncParsableCommand {
                 logger: logger, observer: metrics)
             // SIGTERM starts a graceful shutdown: running jobs stop at their next checkpoint.
             // After --shutdown-timeout the group cancels the worker, which cancels their
-            // statements; they go back to the queue all the same. The pool, listed first, stops
-            // last. The HTTP server, listed before the worker, stops after it: /health says
-            // "draining" while running jobs wind down.
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: pool)]
+            // statements; they go back to the queue all the same, which takes the pool: so the
+            // pool is not in the group (whose timeout would cancel it too) and closes only once
+            // the worker has returned, every outcome written. The HTTP server, listed before the
+            // worker, stops after it: /health says "draining" while running jobs wind down.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             if let http {
                 let server = OperationsServer(configuration: http, metrics: metrics, logger: logger) { worker.status }
                 services += [.init(service: server.pool), .init(service: server.application())]
@@ -171,7 +172,13 @@ struct WorkerCommand: AsyncParsableCommand {
                 logger: logger)
             groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(Int(shutdownTimeout * 1000))
             let group = ServiceGroup(configuration: groupConfiguration)
-            try await group.run()
+            do {
+                try await group.run()
+            } catch {
+                await pool.close()
+                throw error
+            }
+            await pool.close()
         }
     }
 }

@@ -179,6 +179,23 @@ struct WorkerTests {
         }
     }
 
+    /// Past --shutdown-timeout the worker cancels its running jobs' statements, and still
+    /// records that they go back to the queue: its connections outlive every outcome.
+    @Test func aJobCancelledAtTheShutdownTimeoutIsHandedBack() async throws {
+        try await withQueue { db, conn, queue in
+            let worker = try startWorker(db.url, ["--shutdown-timeout", "1"])
+            let id = try await queue.enqueue(kind: "sql", name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
+            #expect(try await eventually { try await jobState(id, conn) == "running" })
+            worker.signal(SIGTERM)
+            let output = try await worker.wait()
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            #expect(!output.stderr.contains("pool is closed"), "\(output.stderr.suffix(1500))")
+            let row = try #require(try await conn.query("SELECT state::text AS s, attempts FROM godwit.jobs WHERE id = $1", [id]).first)
+            #expect(try row.string("s") == "queued", "\(output.stderr.suffix(1500))")
+            #expect(try row.int("attempts") == 0)
+        }
+    }
+
     @Test func sigtermHandsRunningJobsBackToTheQueue() async throws {
         try await withQueue { db, conn, queue in
             let worker = try startWorker(db.url, ["--shutdown-timeout", "10"])
