@@ -173,6 +173,21 @@ public actor Connection {
         return PQstatus(conn) == CONNECTION_OK
     }
 
+    /// Whether an idle connection can still be used: reads whatever the server sent since the
+    /// last statement, without waiting, so that a session the server has ended (a restart, a
+    /// terminated backend: it closes the socket) is found out before it is lent, not by the next
+    /// statement's failure.
+    public var isUsable: Bool {
+        guard let conn, PQstatus(conn) == CONNECTION_OK else { return false }
+        // One read returns what has arrived (a FATAL message of an ended session); the next
+        // finds the end of the stream behind it. Neither waits.
+        for _ in 0..<2 {
+            guard PQconsumeInput(conn) == 1 else { return false }
+            _ = PQisBusy(conn)
+        }
+        return PQstatus(conn) == CONNECTION_OK && PQtransactionStatus(conn) == PQTRANS_IDLE
+    }
+
     /// The server's process id for this session (as in `pg_backend_pid()`).
     public var backendPID: Int32 {
         guard let conn else { return 0 }

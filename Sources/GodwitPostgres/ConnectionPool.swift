@@ -7,7 +7,8 @@ import Synchronization
 /// length of a closure and take it back afterwards, whatever happened inside. On the way back a
 /// transaction left open is rolled back and, when asked, the session is reset (`DISCARD ALL`:
 /// role, settings, temporary objects, prepared statements, advisory locks); both are sent even
-/// when the task was cancelled. A connection that broke is closed and replaced on next use.
+/// when the task was cancelled. A connection that broke, or that the server ended while it sat
+/// idle (a restart), is closed and replaced before it would be lent.
 ///
 /// The pool is a swift-service-lifecycle `Service`: run it in the same `ServiceGroup` as the
 /// services that use it, before them in the list, so that it shuts down after them. Used
@@ -144,7 +145,8 @@ public final class ConnectionPool: Service, Sendable {
             case .closed:
                 throw ClosedError()
             case .use(let connection):
-                if await connection.isOpen { return connection }
+                // An idle connection the server has ended since (a restart) is replaced, not lent.
+                if await connection.isUsable { return connection }
                 await discard(connection)
             case .open:
                 do {

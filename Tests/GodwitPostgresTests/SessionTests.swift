@@ -184,10 +184,10 @@ struct SessionTests {
             }
             #expect(reset["name"] != "changed")
             #expect(try reset.bool("gone"))
-            // A connection the server ended is replaced on the next lease.
+            // A connection the server ended (a restart, a terminated backend) is replaced before
+            // it is lent: the next lease works at once, and no statement fails on a dead session.
             let pid = try await pool.withConnection { await $0.backendPID }
-            try await admin.query("SELECT pg_terminate_backend($1)", [Int(pid)])
-            _ = try? await pool.withConnection { try await $0.query("SELECT 1") }
+            try await admin.query("SELECT pg_terminate_backend($1, 30000)", [Int(pid)])
             let next = try await pool.withConnection { conn -> Int32 in
                 try await conn.query("SELECT 1")
                 return await conn.backendPID
