@@ -4,13 +4,16 @@ import GodwitTestSupport
 import Testing
 
 /// Runs one of the ops/ procedures with bash, against `url`, using the built executable.
-func runOps(_ script: String, _ arguments: [String], url: String) async throws -> (status: Int32, output: String) {
+func runOps(
+    _ script: String, _ arguments: [String], url: String, environment extra: [String: String] = [:]
+) async throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
     process.arguments = ["ops/\(script)"] + arguments
     var environment = ProcessInfo.processInfo.environment
     environment["DATABASE_URL"] = url
     environment["GODWIT"] = GodwitProcess.executable
+    environment.merge(extra) { _, new in new }
     process.environment = environment
     let log = FileManager.default.temporaryDirectory.appendingPathComponent("ops-\(UUID().uuidString).log")
     _ = FileManager.default.createFile(atPath: log.path, contents: nil)
@@ -30,6 +33,19 @@ func runOps(_ script: String, _ arguments: [String], url: String) async throws -
 
 @Suite("ops procedures")
 struct OpsScriptTests {
+    /// ops/package checks what it packs: the test build links the Swift runtime from the
+    /// toolchain's folder, so packaging it is refused and no tarball is written. (A release
+    /// build, which links it statically, passes the same check; ops/package builds one.)
+    @Test func packagingRefusesABinaryThatNeedsTheToolchain() async throws {
+        let out = try TemporaryDirectory()
+        defer { out.delete() }
+        let packaged = try await runOps(
+            "package", [], url: "", environment: ["GODWIT_BIN": GodwitProcess.executable, "OUT": out.path])
+        #expect(packaged.status == 1, "\(packaged.output)")
+        #expect(packaged.output.contains("needs libraries a server without Swift does not have"), "\(packaged.output)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).isEmpty)
+    }
+
     @Test func migrateSafelyThenRollBackByRevertAndByRestore() async throws {
         let backups = try TemporaryDirectory()
         defer { backups.delete() }
