@@ -181,7 +181,11 @@ public struct BackupManager: Sendable {
                 BatchedCheckpoint(
                     id: try row.int64("id"), name: try row.string("name"), state: try row.string("state"),
                     table: try row.string("table_name"), batchesDone: try row.int64("batches_done"),
-                    rowsDone: try row.int64("rows_done"), cursor: row["cursor"])
+                    rowsDone: try row.int64("rows_done"), cursor: row["cursor"],
+                    parent: try row["parent_id"].map {
+                        BatchedCheckpoint.Parent(
+                            id: Int64($0) ?? 0, name: try row.string("parent_name"), state: try row.string("parent_state"))
+                    })
             }
     }
 

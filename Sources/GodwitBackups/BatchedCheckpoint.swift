@@ -19,6 +19,29 @@ public struct BatchedCheckpoint: Sendable, Equatable, CustomStringConvertible {
     public var rowsDone: Int64
     /// The last key of the last committed batch, where the job would resume.
     public var cursor: String?
+    /// For a shard of a parallel job: the parallel job's id, name and state, which is what a
+    /// person cancels and enqueues again.
+    public var parent: Parent?
+
+    public struct Parent: Sendable, Equatable, Hashable {
+        public var id: Int64
+        public var name: String
+        public var state: String
+    }
+
+    public init(
+        id: Int64, name: String, state: String, table: String, batchesDone: Int64, rowsDone: Int64, cursor: String?,
+        parent: Parent? = nil
+    ) {
+        self.id = id
+        self.name = name
+        self.state = state
+        self.table = table
+        self.batchesDone = batchesDone
+        self.rowsDone = rowsDone
+        self.cursor = cursor
+        self.parent = parent
+    }
 
     /// Whether the job goes on without anyone asking: it is running, or queued with a
     /// checkpoint (a worker claims it and resumes there). A restore refuses while one exists.
@@ -47,8 +70,10 @@ public struct BatchedCheckpoint: Sendable, Equatable, CustomStringConvertible {
         let q = quoteIdentifier(godwitSchema)
         return """
             SELECT j.id, j.name, CAST(j.state AS text) AS state, coalesce(j.payload->>'table', '') AS table_name,
-                coalesce(p.batches_done, 0) AS batches_done, coalesce(p.rows_done, 0) AS rows_done, p.cursor
+                coalesce(p.batches_done, 0) AS batches_done, coalesce(p.rows_done, 0) AS rows_done, p.cursor,
+                j.parent_id, par.name AS parent_name, CAST(par.state AS text) AS parent_state
             FROM \(q).jobs j LEFT JOIN \(q).job_progress p ON p.job_id = j.id
+            LEFT JOIN \(q).jobs par ON par.id = j.parent_id
             CROSS JOIN LATERAL (
                 SELECT substring(j.payload->>'table' FROM '^("([^"]|"")+"|[^."]+)\\.') AS part) s
             CROSS JOIN LATERAL (

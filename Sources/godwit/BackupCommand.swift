@@ -161,10 +161,30 @@ struct BackupCommand: AsyncParsableCommand {
             guard !stale.isEmpty else { return }
             // As the person typed it in --schema (default godwit), for SQL they will paste.
             let godwit = schema
+            // A parallel job's shards are named once, as their parallel job: that is what is
+            // cancelled and enqueued again (cancelling it cancels every shard).
+            var lines: [String] = []
+            var parents: [Int64] = []
+            var shards: [Int64: [BatchedCheckpoint]] = [:]
+            for job in stale {
+                if let parent = job.parent {
+                    if shards[parent.id] == nil { parents.append(parent.id) }
+                    shards[parent.id, default: []].append(job)
+                } else {
+                    lines.append("  \(job)")
+                }
+            }
+            for id in parents {
+                let group = shards[id] ?? []
+                guard let parent = group.first?.parent else { continue }
+                lines.append(
+                    "  parallel job \(id) (\(parent.name), \(parent.state)) on \(group[0].table): \(group.count) shard\(group.count == 1 ? "" : "s") with checkpoints, "
+                        + "\(group.map(\.batchesDone).reduce(0, +)) batches, \(group.map(\.rowsDone).reduce(0, +)) rows done")
+            }
             output(
-                "the checkpoints of \(stale.count) batched job\(stale.count == 1 ? "" : "s") no longer match the restored data (\(godwit).resume and \(godwit).retry would continue from them and skip rows):"
+                "the checkpoints of \(lines.count) batched job\(lines.count == 1 ? "" : "s") no longer match the restored data (\(godwit).resume and \(godwit).retry would continue from them and skip rows):"
             )
-            for job in stale { output("  \(job)") }
+            for line in lines { output(line) }
             output(
                 "rerun each from the start: SELECT \(godwit).cancel(ID) if it is not finished, then godwit job enqueue FILE (its job file)"
             )

@@ -117,6 +117,32 @@ struct RestoreUnderJobsTests {
         }
     }
 
+    /// A parallel job's shards are named once, as the parallel job: cancelling it and enqueuing
+    /// its file again is one step, not one per shard (which would enqueue it N times).
+    @Test func afterARestoreAParallelJobIsNamedOnceNotEachShard() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            let file = try await itemsAndBackup(db, conn, dir, rows: 600)
+            let parent = try await enqueue(
+                try counterJob(dir, extra: ["parallel: 2", "batch-size: 100", "max-batch-size: 100"]), db.url)
+            let worker = try startWorker(db.url)
+            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(parent, conn) == "succeeded" })
+            worker.signal(SIGTERM)
+            _ = try await worker.wait()
+            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            #expect(restored.status == 0, "\(restored.stderr)")
+            let lines = restored.stdout.split(separator: "\n").map(String.init)
+            #expect(lines.contains("the checkpoints of 1 batched job no longer match the restored data (godwit.resume and godwit.retry would continue from them and skip rows):"), "\(restored.stdout)")
+            #expect(
+                lines.contains {
+                    $0.hasPrefix("  parallel job \(parent) (count_items, succeeded) on public.items: 2 shards with checkpoints, ")
+                        && $0.hasSuffix(" rows done")
+                }, "\(restored.stdout)")
+            #expect(!restored.stdout.contains("[shard"), "\(restored.stdout)")
+        }
+    }
+
     @Test func aJobThatStartsWhileTheRestoreWaitsForItsLocksMakesItFailWithNothingChanged() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
