@@ -307,6 +307,7 @@ struct BatchedJobTests {
                 """
                 CREATE TABLE items (id bigint PRIMARY KEY, tag text, counter int NOT NULL DEFAULT 0);
                 CREATE TABLE events (at timestamptz, counter int);
+                CREATE VIEW items_view AS SELECT * FROM items;
                 """)
             let header = "-- godwit:batched\n"
             let cases: [(String, String, String)] = [
@@ -318,6 +319,8 @@ struct BatchedJobTests {
                  "key column \"tag\" of items is not unique"),
                 ("no_index", header + "-- table: events\n-- key: at\nUPDATE events SET counter = 1 WHERE at BETWEEN $1 AND $2;",
                  "key column \"at\" of events is not unique"),
+                ("a_view", header + "-- table: items_view\n-- key: id\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2;",
+                 "items_view is a view, not a table"),
                 ("syntax", header + "-- table: items\n-- key: id\n\nUPDATE items\nSETT counter = 1\nWHERE id BETWEEN $1 AND $2;",
                  "syntax.sql:6: syntax error at or near \"counter\""),
                 ("third_param", header + "-- table: items\n-- key: id\nUPDATE items SET counter = $3 WHERE id BETWEEN $1 AND $2;",

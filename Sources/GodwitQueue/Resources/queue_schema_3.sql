@@ -215,6 +215,32 @@ BEGIN
 END
 $do$;
 
+-- A batched job's relation must be a table: a view, materialized view or foreign table is
+-- refused as such, before the key checks (which called a view's key "not unique"). The checks
+-- themselves keep their body under a new name.
+ALTER FUNCTION @schema@.batched_target(text, text, text) RENAME TO batched_target_of_table;
+CREATE FUNCTION @schema@.batched_target(table_name text, key_column text,
+    caller_search_path text DEFAULT current_setting('search_path'),
+    OUT relation text, OUT key_sql text, OUT key_type text, OUT estimated_rows bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $fn$
+DECLARE
+    kind "char";
+BEGIN
+    PERFORM set_config('search_path', caller_search_path, true);
+    SELECT c.relkind INTO kind FROM pg_class c WHERE c.oid = pg_catalog.to_regclass(table_name);
+    PERFORM pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true);
+    IF kind IS NOT NULL AND kind NOT IN ('r', 'p') THEN
+        RAISE EXCEPTION '% is a %, not a table: a batched job updates a table''s rows in the order of its key', table_name,
+            CASE kind WHEN 'v' THEN 'view' WHEN 'm' THEN 'materialized view' WHEN 'f' THEN 'foreign table'
+                WHEN 'S' THEN 'sequence' ELSE 'relation of another kind' END
+            USING ERRCODE = '42809';
+    END IF;
+    SELECT t.relation, t.key_sql, t.key_type, t.estimated_rows INTO relation, key_sql, key_type, estimated_rows
+    FROM @schema@.batched_target_of_table(table_name, key_column, caller_search_path) t;
+END
+$fn$;
+REVOKE ALL ON FUNCTION @schema@.batched_target(text, text, text) FROM PUBLIC;
+
 CREATE OR REPLACE FUNCTION @schema@.grant_enqueue(grantee regrole) RETURNS void
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
@@ -223,7 +249,7 @@ BEGIN
     EXECUTE format('GRANT EXECUTE ON FUNCTION @schema@.enqueue(text, text, jsonb, integer, timestamptz, integer),
         @schema@.enqueue_batched(text, text, text, text, integer, integer, integer, integer, integer, integer, integer,
             integer, integer, text, integer, text, integer),
-        @schema@.batched_target(text, text, text),
+        @schema@.batched_target(text, text, text), @schema@.batched_target_of_table(text, text, text),
         @schema@.batch_fence(bigint, bigint),
         @schema@.batch_checkpoint(bigint, bigint, integer, integer, text, text, integer, bigint, double precision, integer,
             double precision, double precision, bigint, double precision),
@@ -247,6 +273,7 @@ BEGIN
         WHERE (a.item).privilege_type = 'EXECUTE' AND (a.item).grantee <> 0 AND (a.item).grantee <> a.proowner
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION @schema@.batch_fence(bigint, bigint),
+            @schema@.batched_target(text, text, text),
             @schema@.batch_checkpoint(bigint, bigint, integer, integer, text, text, integer, bigint, double precision, integer,
                 double precision, double precision, bigint, double precision),
             @schema@.job_succeeded(bigint, bigint, jsonb) TO %s', r.oid::regrole);
