@@ -30,9 +30,17 @@ struct ConnectionOptions: ParsableArguments {
     /// what it found is not a PostgreSQL connection string (`mysql://...`, a bare word), so
     /// that such a string fails at once instead of being retried as a database name.
     func resolvedURL() throws -> String {
-        let url = try givenURL()
+        let (url, origin) = try givenURL()
         PrintedSecrets.add(conninfo: url)
-        try ConnectionString.validate(url)
+        do {
+            try ConnectionString.validate(url)
+        } catch let error as PostgresError {
+            // The same string is refused wherever it came from; the line says where to fix it.
+            guard let origin else { throw error }
+            var named = error
+            named.message = "\(origin): \(error.message)"
+            throw named
+        }
         return url
     }
 
@@ -42,11 +50,13 @@ struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    private func givenURL() throws -> String {
-        if let databaseURL, !databaseURL.isEmpty { return databaseURL }
-        if let databaseURLFile { return try SecretFile.read(databaseURLFile, option: "--database-url-file") }
-        if let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty { return url }
-        if !noDotenv, let url = DotEnv.value(of: "DATABASE_URL", inFile: ".env") { return url }
+    /// The connection string, and where it came from when that is a file the user may not
+    /// think of (`./.env`), for the error that refuses it.
+    private func givenURL() throws -> (url: String, origin: String?) {
+        if let databaseURL, !databaseURL.isEmpty { return (databaseURL, nil) }
+        if let databaseURLFile { return (try SecretFile.read(databaseURLFile, option: "--database-url-file"), nil) }
+        if let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty { return (url, nil) }
+        if !noDotenv, let url = DotEnv.value(of: "DATABASE_URL", inFile: ".env") { return (url, "DATABASE_URL in ./.env") }
         throw CLIError(
             "no database given: pass --database-url, or set DATABASE_URL in the environment or in ./.env")
     }

@@ -81,7 +81,10 @@ extension JobCommand {
                 var lastLine = ContinuousClock.now - .seconds(3600)
                 var lastText = ""
                 while true {
-                    guard let reading = try await JobQueue(schema: schema).progress(of: id, on: conn) else {
+                    let found = try await queueOptions.explainingMissingSchema(on: conn) {
+                        try await JobQueue(schema: schema).progress(of: id, on: conn)
+                    }
+                    guard let reading = found else {
                         throw CLIError("no job \(id)")
                     }
                     let progress = WatchedProgress(reading)

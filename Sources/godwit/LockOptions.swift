@@ -12,7 +12,9 @@ struct LockOptions: ParsableArguments {
         transform: DurationArgument.parse)
     var lockTimeout: Duration = .seconds(2)
 
-    @Option(help: "How many times to try again after a lock timeout before giving up.")
+    // Unconditional: otherwise `--lock-retries -1` reads -1 as a flag and reports a missing
+    // value, where validate() says what is wrong with it.
+    @Option(parsing: .unconditional, help: "How many times to try again after a lock timeout before giving up.")
     var lockRetries: Int = 30
 
     func validate() throws {

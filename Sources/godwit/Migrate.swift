@@ -62,6 +62,13 @@ func printWarning(_ message: String) {
     FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
 }
 
+/// `message` on stderr, for what a person reads beside a command's output (stdout keeps
+/// only what a script parses); scrubbed and escaped as `printWarning` is.
+func printNote(_ message: String) {
+    let text = TerminalText.escaped(PrintedSecrets.scrub(message), keepingNewlines: true)
+    FileHandle.standardError.write(Data("\(text)\n".utf8))
+}
+
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 extension Migrate {
@@ -190,11 +197,11 @@ extension Migrate {
             }
             do {
                 for finding in try await linter.lint(pending, on: conn).findings {
-                    printError(
-                        "warning: \(finding.file):\(finding.line): \(finding.rule): \(finding.message) (godwit migrate lint says more; --strict refuses)")
+                    printWarning(
+                        "\(finding.file):\(finding.line): \(finding.rule): \(finding.message) (godwit migrate lint says more; --strict refuses)")
                 }
             } catch {
-                printError("warning: could not lint the pending migrations: \(error)")
+                printWarning("could not lint the pending migrations: \(error)")
             }
         }
 
@@ -213,7 +220,10 @@ extension Migrate {
                         let id = try await JobQueue(schema: queueSchema).enqueue(
                             kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
                             maxAttempts: 3, on: conn)
-                        output("Enqueued migrate job \(id) with \(payload.files.count) files")
+                        // stdout carries the id alone, as `job enqueue` prints it, so that
+                        // `id=$(godwit migrate run --enqueue)` feeds `godwit job watch $id`.
+                        printNote("enqueued migrate job \(id) with \(payload.files.count) files; godwit job watch \(id) follows it")
+                        output("\(id)")
                         return
                     }
                     if backup && !dryRun {

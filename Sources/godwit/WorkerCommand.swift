@@ -16,6 +16,21 @@ struct QueueOptions: ParsableArguments {
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .notice
+
+    /// `body`'s result; when it fails on a database where the queue's schema is not installed,
+    /// one line saying so and how to install it, instead of the server's missing relation.
+    /// Checked only after a failure, so a working queue costs no extra round trip.
+    func explainingMissingSchema<T>(on conn: Connection, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as PostgresError where error.code == .server {
+            let queueSchema = QueueSchema(name: schema)
+            guard (try? await queueSchema.installedVersion(on: conn)) == 0 else { throw error }
+            throw CLIError(
+                "the job queue's schema \(queueSchema.quoted) is not installed in this database: run `godwit worker` once against it (it installs the schema), or have the database's owner install it"
+            )
+        }
+    }
 }
 
 struct WorkerCommand: AsyncParsableCommand {
@@ -206,8 +221,10 @@ struct JobCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
-                let jobs = try await JobQueue(schema: QueueSchema(name: queueOptions.schema))
-                    .list(states: state, limit: limit, on: conn)
+                let jobs = try await queueOptions.explainingMissingSchema(on: conn) {
+                    try await JobQueue(schema: QueueSchema(name: queueOptions.schema))
+                        .list(states: state, limit: limit, on: conn)
+                }
                 switch format {
                 case .json:
                     output(try jsonText(jobs))
@@ -238,9 +255,10 @@ struct JobCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
-                guard
-                    let job = try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).find(id, on: conn)
-                else { throw CLIError("no job \(id)") }
+                let found = try await queueOptions.explainingMissingSchema(on: conn) {
+                    try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).find(id, on: conn)
+                }
+                guard let job = found else { throw CLIError("no job \(id)") }
                 output(try jsonText(job))
                 await conn.close()
             }
@@ -286,7 +304,9 @@ struct ControlArguments: ParsableArguments {
             let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
             let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
             // Read before: what the control acted on, not what a worker made of it since.
-            let before = try await queue.controlState(of: id, on: conn)
+            let before = try await queueOptions.explainingMissingSchema(on: conn) {
+                try await queue.controlState(of: id, on: conn)
+            }
             let changed = try await queue.control(action, job: id, on: conn)
             await conn.close()
             guard let before else { throw CLIError("no job \(id)") }

@@ -263,4 +263,20 @@ struct RunLintWarningTests {
             #expect(try await f.exists("media_title"))
         }
     }
+
+    /// A warning is not an error: the finding is a `warning:` line of its own, and a run that
+    /// succeeds prints no `error:` line at all (it printed `error: warning: ...` once).
+    @Test func aSuccessfulRunPrintsItsFindingsAsWarningsNotErrors() async throws {
+        try await withFixture(["2_index.sql": "CREATE INDEX media_title ON media (title);"]) { f in
+            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, title text)")
+            let run = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            #expect(run.status == 0, "\(run.stderr)")
+            let lines = run.stderr.split(separator: "\n").map(String.init)
+            let finding = lines.filter { $0.contains("non-concurrent-index") }
+            #expect(finding.count == 1, "\(run.stderr)")
+            #expect(finding.allSatisfy { $0.hasPrefix("warning: ") && !$0.hasPrefix("warning: warning:") }, "\(run.stderr)")
+            #expect(!lines.contains { $0.hasPrefix("error:") }, "\(run.stderr)")
+            #expect(try await f.exists("media_title"))
+        }
+    }
 }
