@@ -8,7 +8,9 @@ import TOMLKit
 /// command line (`--source`, `-r`, `--sequential`...) wins over the file, and the file over
 /// the default. Keys outside `[migrate]` (`[common]`, `[macros]`) configure other parts of
 /// sqlx and are not read here; an unknown key inside `[migrate]` is an error, as in sqlx, so
-/// that a misspelt `table-name` cannot silently select the default ledger.
+/// that a misspelt `table-name` cannot silently select the default ledger. A section that is
+/// none of sqlx's (`[migrat]`, `[migrations]`) is a warning naming the file and line: its
+/// settings would otherwise be dropped in silence, but another tool may share the file.
 public struct MigrationConfig: Sendable, Equatable {
     /// How `migrate add` picks the kind of a new migration.
     public enum DefaultMigrationType: String, Sendable {
@@ -34,6 +36,12 @@ public struct MigrationConfig: Sendable, Equatable {
     public var defaultVersioning: DefaultVersioning
     /// The file the settings came from; nil for the defaults.
     public var path: String?
+    /// What the file holds that is not read, one line each, naming the file and line: a
+    /// top-level section none of sqlx's.
+    public var warnings: [String] = []
+
+    /// sqlx 0.9's top-level sections.
+    static let knownSections = ["common", "drivers", "macros", "migrate"]
 
     public static let defaultTableName = "_sqlx_migrations"
 
@@ -96,8 +104,13 @@ public struct MigrationConfig: Sendable, Equatable {
                 .invalidConfig, "\(path):\(error.source.begin.line): \(error.description)")
         }
         var config = MigrationConfig(path: path)
-        guard let value = root["migrate"] else { return config }
         let locate = KeyLocator(text: text)
+        for key in root.keys.sorted() where !knownSections.contains(key) {
+            config.warnings.append(
+                "\(path):\(locate.sectionLine(of: key)): unknown section `\(key)` is ignored (sqlx.toml's sections: \(knownSections.joined(separator: ", ")))"
+            )
+        }
+        guard let value = root["migrate"] else { return config }
         guard let migrate = value.table else {
             throw MigrationError(.invalidConfig, "\(path):\(locate.line(of: "migrate")): `migrate` must be a table")
         }
@@ -237,6 +250,22 @@ private struct KeyLocator {
                 if rest.hasPrefix("=") { return index + 1 }
             }
             if trimmed.hasPrefix("[") && trimmed.contains(key) { return index + 1 }
+        }
+        return 1
+    }
+
+    /// The line of a top-level key: its table header (`[key]`, `[key.sub]`, `[[key]]`) or a
+    /// `key = ...` / `key.sub = ...` line, whichever comes first. Whole names only, so
+    /// `migrat` is not found on `[migrate]`.
+    func sectionLine(of key: String) -> Int {
+        for (index, line) in lines.enumerated() {
+            var trimmed = Substring(line.trimmingCharacters(in: .whitespaces))
+            let header = trimmed.hasPrefix("[")
+            while trimmed.hasPrefix("[") { trimmed = trimmed.dropFirst().drop(while: { $0 == " " }) }
+            for form in [key, "\"\(key)\"", "'\(key)'"] where trimmed.hasPrefix(form) {
+                let next = trimmed.dropFirst(form.count).drop(while: { $0 == " " || $0 == "\t" }).first
+                if next == "." || (header ? next == "]" : next == "=") { return index + 1 }
+            }
         }
         return 1
     }

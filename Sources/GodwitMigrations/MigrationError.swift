@@ -8,6 +8,8 @@ public struct MigrationError: Error, Sendable, CustomStringConvertible {
         private let raw: String
         private init(_ raw: String) { self.raw = raw }
 
+        /// The migrations folder does not exist (a misspelt `--source` or `migrations-dir`).
+        public static let missingSource = Code("missingSource")
         /// The migrations folder holds a file that cannot be a migration.
         public static let invalidSource = Code("invalidSource")
         /// A `sqlx.toml` cannot be read, or holds a setting that is not valid.

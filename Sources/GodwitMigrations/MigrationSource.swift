@@ -11,12 +11,25 @@ import Foundation
 /// As sqlx does, it accepts a `.down.sql` with no up file (never applied; reverted when its
 /// version is in the ledger) and a simple `V_x.sql` beside a `V_x.down.sql` (revert runs the
 /// down); the first gets a warning in `warnings`, saying why.
+///
+/// Where sqlx is silent, Godwit says something, and refuses only what would otherwise apply
+/// the wrong thing:
+/// - a missing folder is an error (`missingSource`), as for sqlx, which canonicalizes the path:
+///   a misspelt `--source` must not report success with nothing applied;
+/// - a file that looks like a migration but that sqlx would skip (`1.sql`,
+///   `2024-01-01-x.sql`: a `.sql` name that starts with a digit and has no `_` version
+///   separator), and a directory named `*.sql`, are warnings: sqlx ignores them too, so
+///   refusing would make one folder fail under Godwit and pass under sqlx;
+/// - a migration name whose symbolic link leads nowhere (dangling, or a loop) and an empty
+///   migration (no bytes, or only whitespace) are errors: the first is a migration whose
+///   SQL cannot be read, the second almost always a file saved before its SQL was written,
+///   and applying either would record it in the ledger as done.
 public struct MigrationSource: Sendable {
     /// Every migration file, sorted by version; an up sorts before its down.
     public let migrations: [Migration]
     public let directory: String
     /// Things sqlx accepts that deserve a person's attention, one line each, naming the file.
-    public let warnings: [String]
+    public private(set) var warnings: [String]
 
     public init(migrations: [Migration], directory: String) {
         self.migrations = migrations.sorted {
@@ -33,30 +46,63 @@ public struct MigrationSource: Sendable {
         self.warnings = warnings
     }
 
-    /// Reads `directory`. A missing folder is an empty source, as for sqlx. Checksums leave
-    /// out `ignoredChars` (sqlx.toml's `ignored-chars`).
+    /// Reads `directory`; a missing folder is an error naming it. Checksums leave out
+    /// `ignoredChars` (sqlx.toml's `ignored-chars`).
     public static func load(directory: String, ignoredChars: Set<Unicode.Scalar> = []) throws -> MigrationSource {
         let manager = FileManager.default
         var isDirectory: ObjCBool = false
         guard manager.fileExists(atPath: directory, isDirectory: &isDirectory) else {
-            return MigrationSource(migrations: [], directory: directory)
+            throw MigrationError(.missingSource, "migrations folder \(directory) does not exist")
         }
         guard isDirectory.boolValue else {
             throw MigrationError(.invalidSource, "\(directory) is not a directory")
         }
         var files: [(name: String, contents: [UInt8])] = []
+        var ignored: [String] = []
         for name in try manager.contentsOfDirectory(atPath: directory).sorted() {
             let path = (directory as NSString).appendingPathComponent(name)
             var isDir: ObjCBool = false
-            guard manager.fileExists(atPath: path, isDirectory: &isDir), !isDir.boolValue else { continue }
+            guard manager.fileExists(atPath: path, isDirectory: &isDir) else {
+                // fileExists follows links, so only a link that leads nowhere gets here.
+                if try parseFileName(name, path: path) != nil {
+                    throw MigrationError(
+                        .invalidSource,
+                        "\(path) is a symbolic link that leads nowhere (its target is missing, or the links loop); fix or remove it"
+                    )
+                }
+                if looksLikeMigration(name) { ignored.append(notAMigrationWarning(path)) }
+                continue
+            }
+            if isDir.boolValue {
+                if name.lowercased().hasSuffix(".sql") {
+                    ignored.append("\(path) is a directory, not a migration file; it is ignored, as by sqlx")
+                }
+                continue
+            }
             // Only files that name a migration are read; the rest are ignored, as by sqlx.
-            guard try parseFileName(name, path: path) != nil else { continue }
+            guard try parseFileName(name, path: path) != nil else {
+                if looksLikeMigration(name) { ignored.append(notAMigrationWarning(path)) }
+                continue
+            }
             guard let data = manager.contents(atPath: path) else {
                 throw MigrationError(.invalidSource, "\(path): cannot read the file")
             }
             files.append((name, [UInt8](data)))
         }
-        return try MigrationSource(files: files, directory: directory, ignoredChars: ignoredChars)
+        var source = try MigrationSource(files: files, directory: directory, ignoredChars: ignoredChars)
+        source.warnings = ignored + source.warnings
+        return source
+    }
+
+    /// A name sqlx skips that was probably meant as a migration: `.sql` (in any case) after
+    /// a leading digit, as in `1.sql` or `2024-01-01-x.sql`.
+    static func looksLikeMigration(_ name: String) -> Bool {
+        guard let first = name.unicodeScalars.first, ("0"..."9").contains(first) else { return false }
+        return name.lowercased().hasSuffix(".sql")
+    }
+
+    private static func notAMigrationWarning(_ path: String) -> String {
+        "\(path) is not read: a migration's name is <version>_<description>.sql (e.g. 20240101120000_create_users.sql); sqlx ignores it too"
     }
 
     /// Builds a source from file names and contents (as a migrate job carries them), with the
@@ -70,6 +116,12 @@ public struct MigrationSource: Sendable {
             guard let parsed = try Self.parseFileName(file.name, path: path) else { continue }
             guard String(validating: file.contents, as: UTF8.self) != nil else {
                 throw MigrationError(.invalidSource, "\(path): the file is not valid UTF-8")
+            }
+            if file.contents.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
+                throw MigrationError(
+                    .invalidSource,
+                    "\(path): the migration is empty; write its SQL (or a comment saying why it does nothing)",
+                    version: parsed.version)
             }
             // libpq sends SQL as a C string: everything after a NUL would be dropped without
             // a word, and the migration recorded as applied.

@@ -33,15 +33,20 @@ struct SourceOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: Logger.Level = .notice
 
-    /// sqlx.toml's settings, as sqlx-cli 0.9 finds them.
+    /// sqlx.toml's settings, as sqlx-cli 0.9 finds them; prints what the file holds that is
+    /// not read (an unknown section) to stderr.
     func config() throws -> MigrationConfig {
-        try MigrationConfig.resolve(configPath: configFile)
+        let config = try MigrationConfig.resolve(configPath: configFile)
+        for warning in config.warnings { printWarning(warning) }
+        return config
     }
 
     /// The folder: `--source`, else the config's `migrations-dir`, else `migrations`. A
-    /// config that cannot be read is reported by `config()` in the commands that need it.
+    /// config that cannot be read, and its warnings, are reported by `config()` in the
+    /// commands that need it.
     var source: String {
-        (try? config())?.migrationsDirectory(flag: sourceFlag) ?? sourceFlag ?? "migrations"
+        (try? MigrationConfig.resolve(configPath: configFile))?.migrationsDirectory(flag: sourceFlag) ?? sourceFlag
+            ?? "migrations"
     }
 
     /// A migrator over the folder with the config's table, schemas and ignored characters;

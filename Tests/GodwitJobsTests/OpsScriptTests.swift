@@ -76,9 +76,13 @@ struct OpsScriptTests {
 
     @Test func migrateSafelyStopsAtAFailureWithTheRollbackCommand() async throws {
         let backups = try TemporaryDirectory()
-        defer { backups.delete() }
+        let empty = try TemporaryDirectory()
+        defer {
+            backups.delete()
+            empty.delete()
+        }
         try await withTestDatabase { db in
-            let result = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", "/nonexistent-\(UUID())"], url: db.url)
+            let result = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", empty.path], url: db.url)
             #expect(result.status == 0, "an empty source migrates nothing: \(result.output)")
             let unreachable = try await runOps("migrate-safely", ["--backup-dir", backups.path], url: "postgres://postgres@127.0.0.1:1/x?connect_timeout=1")
             #expect(unreachable.status == 1)

@@ -113,6 +113,8 @@ struct MigrateCommandTests {
     }
 
     @Test func aPasswordIsNeverPrinted() async throws {
+        let empty = try TemporaryDirectory()
+        defer { empty.delete() }
         try await withTestDatabase { db in
             let admin = try await db.connect()
             let secret = "pw-\(UInt32.random(in: 0...UInt32.max))"
@@ -123,7 +125,7 @@ struct MigrateCommandTests {
             components.password = secret + "x"
             let wrong = try #require(components.string)
             let failed = try await GodwitProcess.run(
-                ["migrate", "info", "--log-level", "trace", "--connect-timeout", "0", "-D", wrong, "--source", "/nonexistent"])
+                ["migrate", "info", "--log-level", "trace", "--connect-timeout", "0", "-D", wrong, "--source", empty.path])
             #expect(failed.status == 1)
             #expect(failed.stderr.contains("password authentication failed"))
             #expect(!failed.stderr.contains(secret) && !failed.stdout.contains(secret))
@@ -131,7 +133,7 @@ struct MigrateCommandTests {
             components.password = secret
             let good = try #require(components.string)
             let ok = try await GodwitProcess.run(
-                ["migrate", "info", "--log-level", "trace", "-D", good, "--source", "/nonexistent"])
+                ["migrate", "info", "--log-level", "trace", "-D", good, "--source", empty.path])
             #expect(ok.status == 0, "\(ok.stderr)")
             #expect(!ok.stderr.contains(secret) && !ok.stdout.contains(secret))
             #expect(ok.stderr.contains("connecting"))

@@ -298,4 +298,57 @@ struct MigrationConfigLintTests {
             #expect(verify.stdout.contains("ok 1/items: down restores the schema"), "\(verify.stdout)")
         }
     }
+
+    // MARK: unknown sections
+
+    /// `[migrat]` after `[migrate]`: its setting is not read, and the warning names the line of
+    /// `[migrat]`, not of `[migrate]` (which contains the same letters).
+    @Test func anUnknownSectionIsAWarningNamingTheFileAndLine() throws {
+        let config = try MigrationConfig.parse(
+            """
+            [migrate]
+            create-schemas = ["app"]
+
+            [migrat]
+            table-name = "other"
+
+            [macros.preferred-crates]
+            date-time = "chrono"
+            """, path: "sqlx.toml")
+        #expect(config.tableName == MigrationConfig.defaultTableName)
+        #expect(config.createSchemas == ["app"])
+        #expect(
+            config.warnings == [
+                "sqlx.toml:4: unknown section `migrat` is ignored (sqlx.toml's sections: common, drivers, macros, migrate)"
+            ])
+    }
+
+    @Test(arguments: [
+        ("x = 1\n", 1), ("[common]\n[[migrations]]\nx = 1\n", 2), ("migration.dir = \"db\"\n[common]\n", 1),
+    ])
+    func everyFormOfAnUnknownTopLevelKeyIsFound(text: String, line: Int) throws {
+        let config = try MigrationConfig.parse(text, path: "f.toml")
+        #expect(config.warnings.count == 1)
+        #expect(config.warnings.first?.hasPrefix("f.toml:\(line): unknown section") == true, "\(config.warnings)")
+    }
+
+    @Test func sqlxsSectionsAreNotWarnedAbout() throws {
+        let config = try MigrationConfig.parse(
+            "[common]\n[drivers]\n[macros]\n[migrate]\ntable-name = \"t\"\n", path: "sqlx.toml")
+        #expect(config.warnings.isEmpty)
+    }
+
+    /// The command prints the warning once on stderr and goes on.
+    @Test func runWarnsOnceAboutAnUnknownSection() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrat]\ntable-name = \"other\"\n")
+        try dir.write("migrations/1_t.sql", "CREATE TABLE t (id int);")
+        try await withTestDatabase { db in
+            let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            #expect(run.status == 0, "\(run.stderr)")
+            let warnings = run.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+            #expect(warnings == ["warning: sqlx.toml:1: unknown section `migrat` is ignored (sqlx.toml's sections: common, drivers, macros, migrate)"])
+        }
+    }
 }

@@ -69,11 +69,6 @@ struct MigrationSourceTests {
         #expect(source.upMigrations.contains { source.down(for: $0.version) == nil })
     }
 
-    @Test func aMissingFolderIsAnEmptySource() throws {
-        let source = try MigrationSource.load(directory: "/nonexistent/\(UUID().uuidString)")
-        #expect(source.migrations.isEmpty)
-    }
-
     // MARK: Checksums
 
     @Test(arguments: [
@@ -152,8 +147,8 @@ struct MigrationSourceTests {
     @Test func addInfersSequentialFromTheNewestTwo() throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("0001_a.sql", "")
-        try dir.write("0002_b.sql", "")
+        try dir.write("0001_a.sql", "SELECT 1;")
+        try dir.write("0002_b.sql", "SELECT 1;")
         let files = try MigrationScaffold.create(description: "third one", in: dir.path)
         #expect(files.map { ($0 as NSString).lastPathComponent } == ["0003_third_one.sql"])
     }
@@ -161,7 +156,7 @@ struct MigrationSourceTests {
     @Test func addWithOneMigrationNumberedOneIsSequential() throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("1_a.sql", "")
+        try dir.write("1_a.sql", "SELECT 1;")
         let files = try MigrationScaffold.create(description: "next", in: dir.path)
         #expect(files.map { ($0 as NSString).lastPathComponent } == ["0002_next.sql"])
     }
@@ -169,7 +164,7 @@ struct MigrationSourceTests {
     @Test func addUsesATimestampOtherwise() throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("20240101000000_a.sql", "")
+        try dir.write("20240101000000_a.sql", "SELECT 1;")
         let now = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01 00:00:00 UTC
         let files = try MigrationScaffold.create(description: "add index", in: dir.path, now: now)
         #expect(files.map { ($0 as NSString).lastPathComponent } == ["20260101000000_add_index.sql"])
@@ -180,9 +175,9 @@ struct MigrationSourceTests {
     @Test func addIsReversibleWhenTheNewestMigrationIs() throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("1_a.sql", "")
-        try dir.write("2_b.up.sql", "")
-        try dir.write("2_b.down.sql", "")
+        try dir.write("1_a.sql", "SELECT 1;")
+        try dir.write("2_b.up.sql", "SELECT 1;")
+        try dir.write("2_b.down.sql", "SELECT 1;")
         let files = try MigrationScaffold.create(description: "c", in: dir.path)
         #expect(files.map { ($0 as NSString).lastPathComponent } == ["0003_c.up.sql", "0003_c.down.sql"])
         let simple = try MigrationScaffold.create(description: "d", in: dir.path, reversibility: .simple)
@@ -192,8 +187,8 @@ struct MigrationSourceTests {
     @Test func addExplicitFlagsWin() throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("0001_a.sql", "")
-        try dir.write("0002_b.sql", "")
+        try dir.write("0001_a.sql", "SELECT 1;")
+        try dir.write("0002_b.sql", "SELECT 1;")
         let now = Date(timeIntervalSince1970: 1_767_225_600)
         let files = try MigrationScaffold.create(
             description: "e", in: dir.path, versioning: .timestamp, reversibility: .reversible, now: now)
@@ -210,7 +205,7 @@ struct MigrationSourceTests {
     @Test func addTakesTheNextFreeSecond() throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("20260101000000_a.sql", "")
+        try dir.write("20260101000000_a.sql", "SELECT 1;")
         let now = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01 00:00:00 UTC
         var names: [String] = []
         for description in ["b", "c", "d"] {
@@ -231,8 +226,8 @@ struct MigrationSourceTests {
     func theNextFreeSecondIsAfterTheNewestVersion(newest: Int64, expected: String) throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("\(newest)_a.up.sql", "")
-        try dir.write("\(newest)_a.down.sql", "")
+        try dir.write("\(newest)_a.up.sql", "SELECT 1;")
+        try dir.write("\(newest)_a.down.sql", "SELECT 1;")
         let source = try MigrationSource.load(directory: dir.path)
         let now = Date(timeIntervalSince1970: 1_767_225_600)
         #expect(MigrationScaffold.nextVersionPrefix(for: source, versioning: .timestamp, now: now) == expected)
