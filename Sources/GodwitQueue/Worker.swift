@@ -60,8 +60,10 @@ public struct WorkerConfiguration: Sendable {
             connectRetry: .connecting(for: connectTimeout))
     }
 
-    /// A pool that fits this worker: one connection per concurrent job, and four for claims,
-    /// recording outcomes, heartbeats and rescues.
+    /// A pool that fits this worker: one connection per concurrent job for its bookkeeping (a
+    /// batched job's progress row, holds and history), and four for claims, recorded outcomes,
+    /// heartbeats, rescues and housekeeping. A job's own SQL runs in its enqueuer's sessions
+    /// (`makeEnqueuerSessions`), never here.
     public func makePool() -> ConnectionPool {
         ConnectionPool(
             configuration: .init(
@@ -98,9 +100,11 @@ public struct JobFailure: Error, CustomStringConvertible, Sendable {
 /// `godwit worker`: claims jobs from the queue and runs them, until shutdown (or, when
 /// draining, until nothing is left to run).
 ///
-/// Its connections come from a `ConnectionPool`: claims, recorded outcomes, heartbeats and
-/// rescues each lease one, and so does every running job, so a long statement never holds up
-/// claims or heartbeats. One more connection, of its own, LISTENs for new jobs.
+/// Its own connections come from a `ConnectionPool` with `search_path` pinned: claims, recorded
+/// outcomes, heartbeats, rescues and housekeeping each lease one, and running jobs borrow one
+/// briefly for their bookkeeping, so a long statement never holds up claims or heartbeats. A
+/// job's SQL runs in sessions that log in as its enqueuer (`EnqueuerSessions`, a pool per
+/// role). One more connection, of its own, LISTENs for new jobs.
 ///
 /// Stopping follows swift-service-lifecycle: graceful shutdown (SIGTERM, or `shutdown()`) stops
 /// claiming and lets running jobs stop at their next checkpoint and go back to the queue;
