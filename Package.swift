@@ -71,6 +71,7 @@ let package = Package(
             resources: [
                 .embedInCode("Resources/queue_schema.sql"), .embedInCode("Resources/queue_schema_2.sql"),
                 .embedInCode("Resources/queue_schema_3.sql"),
+                .embedInCode("Resources/queue_schema_4.sql"),
             ],
             swiftSettings: strict
         ),

@@ -103,10 +103,15 @@ struct PrivilegeTests {
                     "INSERT INTO godwit.job_progress (job_id) VALUES (\(job))", "UPDATE godwit.job_progress SET rows_done = 1",
                 ]
 
-                // Read: the progress view, and nothing else.
+                // Read: the progress view (and stale_after, which it calls), and nothing else.
                 let read = try await reader.connect(db)
                 #expect(try await read.query("SELECT name FROM godwit.progress").rows.map { try $0.string("name") } == ["the worker's"])
-                await expectNoOtherFunction(read, except: [])
+                #expect(try await read.query("SELECT stale FROM godwit.progress").first?.bool("stale") == false)
+                _ = try await read.query("SELECT * FROM godwit.workers")
+                _ = try await read.query("SELECT id, job_id, attempt, worker_id, error, at FROM godwit.job_errors")
+                _ = try await read.query("SELECT reason FROM godwit.backups")
+                await Self.expectRefused("SELECT error_detail FROM godwit.job_errors", on: read, "permission denied for table job_errors")
+                await expectNoOtherFunction(read, except: ["stale_after"])
                 await Self.expectRefused(insertSQL, on: read, "permission denied for table jobs")
                 for write in writes { await Self.expectRefused(write, on: read, "permission denied") }
                 await read.close()
@@ -121,7 +126,7 @@ struct PrivilegeTests {
                     enqueue,
                     except: [
                         "enqueue", "enqueue_batched", "batched_target", "batched_target_of_table", "batch_fence",
-                        "batch_checkpoint", "job_succeeded",
+                        "batch_checkpoint", "job_succeeded", "stale_after",
                     ])
                 for write in writes { await Self.expectRefused(write, on: enqueue, "permission denied") }
                 // The functions a job's session commits its work through act on the caller's own
@@ -143,7 +148,7 @@ struct PrivilegeTests {
                 #expect(try await control.query("SELECT godwit.cancel($1) AS c", [job]).first?.bool("c") == true)
                 await Self.expectRefused("SELECT godwit.retry(\(job))", on: control, "retrying it needs membership in that role")
                 #expect(try await state(of: job, admin) == "cancelled")
-                await expectNoOtherFunction(control, except: ["pause", "resume", "cancel", "retry"])
+                await expectNoOtherFunction(control, except: ["pause", "resume", "cancel", "retry", "stale_after"])
                 await Self.expectRefused(insertSQL, on: control, "permission denied for table jobs")
                 for write in writes { await Self.expectRefused(write, on: control, "permission denied") }
                 try await admin.execute("GRANT \(enqueuer.quoted) TO \(controller.quoted)")
