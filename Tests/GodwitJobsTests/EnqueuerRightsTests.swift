@@ -117,7 +117,7 @@ struct EnqueuerRightsTests {
             let own = try await enqueueSQL("VACUUM control", name: "own vacuum", on: admin)
             try await drain(db)
             #expect(try await outcome(of: own, admin).state == "succeeded")
-            let vacuumed = try await eventually(timeout: .seconds(10)) {
+            let vacuumed = try await eventually {
                 try await admin.query(
                     "SELECT last_vacuum IS NOT NULL AS v FROM pg_stat_user_tables WHERE relname = 'control'"
                 ).first?.bool("v") == true

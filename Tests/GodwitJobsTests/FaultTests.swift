@@ -156,7 +156,8 @@ struct FaultTests {
         }
     }
 
-    @Test func aWorkerThatCannotLogInFailsAtOnceWithoutThePassword() async throws {
+    /// The connect timeout is an hour: a worker that retried would hit the time limit.
+    @Test(.timeLimit(.minutes(3))) func aWorkerThatCannotLogInFailsAtOnceWithoutThePassword() async throws {
         try await withTestDatabase { db in
             let admin = try await db.connect()
             let role = "godwit_badlogin_\(UInt32.random(in: 0...UInt32.max))"
@@ -164,30 +165,27 @@ struct FaultTests {
             var components = try #require(URLComponents(string: db.url))
             components.user = role
             components.password = "Secret-Wrong-9"
-            let clock = ContinuousClock()
-            let started = clock.now
             let output = try await GodwitProcess.run(
-                ["worker", "-D", try #require(components.string), "--connect-timeout", "60", "--log-level", "debug"])
+                ["worker", "-D", try #require(components.string), "--connect-timeout", "3600", "--log-level", "debug"])
             #expect(output.status == 1)
             #expect(output.stderr.contains("password authentication failed"))
             #expect(!output.stderr.contains("Secret-Wrong-9") && !output.stdout.contains("Secret-Wrong-9"))
-            // Not retried for the 60 s connect timeout: an authentication failure will not pass.
-            #expect(clock.now - started < .seconds(30))
+            // Not retried: an authentication failure will not pass.
             try await admin.execute("DROP ROLE \(role)")
             await admin.close()
         }
     }
 
-    @Test func sigtermEndsAWorkerStillWaitingForTheDatabase() async throws {
+    /// The worker would wait an hour for the silent server: only SIGTERM ends it before the
+    /// time limit.
+    @Test(.timeLimit(.minutes(3))) func sigtermEndsAWorkerStillWaitingForTheDatabase() async throws {
         let server = try SilentServer()
         let worker = try GodwitProcess.start(
-            ["worker", "-D", "postgres://nobody@127.0.0.1:\(server.port)/x", "--connect-timeout", "120"])
+            ["worker", "-D", "postgres://nobody@127.0.0.1:\(server.port)/x", "--connect-timeout", "3600"])
         try await Task.sleep(for: .seconds(1))
-        let clock = ContinuousClock()
-        let signalled = clock.now
         worker.signal(SIGTERM)
-        _ = try await worker.wait()
-        #expect(clock.now - signalled < .seconds(30))
+        let output = try await worker.wait()
+        #expect(output.status == 0, "\(output.status): \(output.stderr)")
     }
 
     /// Deleting old jobs has a loop of its own: while it is stuck (here a trigger holds every

@@ -196,17 +196,16 @@ struct WorkerTests {
         }
     }
 
-    @Test func sigtermHandsRunningJobsBackToTheQueue() async throws {
+    /// With an hour's shutdown timeout, only the job stopping at its next checkpoint ends the
+    /// worker before the time limit.
+    @Test(.timeLimit(.minutes(5))) func sigtermHandsRunningJobsBackToTheQueue() async throws {
         try await withQueue { db, conn, queue in
-            let worker = try startWorker(db.url, ["--shutdown-timeout", "10"])
+            let worker = try startWorker(db.url, ["--shutdown-timeout", "3600"])
             let id = try await enqueueSlowBackfill(rows: 3000, seconds: 0.2, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
-            let clock = ContinuousClock()
-            let signalled = clock.now
             worker.signal(SIGTERM)
             let output = try await worker.wait()
             #expect(output.status == 0, "\(output.stderr)")
-            #expect(clock.now - signalled < .seconds(10))
             #expect(output.stderr.contains("job handed back to the queue"))
             let row = try #require(try await conn.query("SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.string("s") == "queued")

@@ -43,9 +43,9 @@ struct CommandInputTests {
         }
     }
 
-    @Test func whatIsNotAConnectionStringFailsAtOnce() async throws {
+    /// Each command has an hour to retry in: one that retried would hit the time limit.
+    @Test(.timeLimit(.minutes(5))) func whatIsNotAConnectionStringFailsAtOnce() async throws {
         let expected = "error: not a PostgreSQL connection string: expected a postgres:// or postgresql:// URL or key=value settings"
-        let clock = ContinuousClock()
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try FileManager.default.createDirectory(atPath: dir.path + "/migrations", withIntermediateDirectories: true)
@@ -55,16 +55,12 @@ struct CommandInputTests {
             ("DATABASE_URL", "mysql://root:LEAKpw@db/app", expected + ", got a mysql:// URL\n"),
         ] {
             for command in [["migrate", "info"], ["migrate", "verify"], ["job", "list"], ["worker", "--drain"]] {
-                // With 30 s to retry in, a retried string takes 30 s; one refused at once takes a
-                // process start, which on a loaded machine can be seconds, never 25.
-                let started = clock.now
                 let output = try await GodwitProcess.run(
-                    command + (how == "-D" ? ["-D", url] : []) + ["--connect-timeout", "30"],
+                    command + (how == "-D" ? ["-D", url] : []) + ["--connect-timeout", "3600"],
                     environment: how == "DATABASE_URL" ? ["DATABASE_URL": url] : [:],
                     directory: dir.path)
                 #expect(output.status == 1, "\(command) \(how) \(url): \(output.stderr)")
                 #expect(output.stderr == message, "\(command) \(how) \(url)")
-                #expect(clock.now - started < .seconds(25), "\(command) \(how) \(url) was retried")
             }
         }
     }

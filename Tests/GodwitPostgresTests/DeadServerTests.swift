@@ -39,7 +39,7 @@ struct DeadServerTests {
         let conn = try await Connection.connect(cluster.url, options: options)
         let watcher = try await Connection.connect(cluster.url)
         let pid = await conn.backendPID
-        let query = Task { try await conn.query("SELECT pg_sleep(120)") }
+        let query = Task { try await conn.query("SELECT pg_sleep(3600)") }
         #expect(
             try await eventually {
                 try await watcher.query(
@@ -47,11 +47,9 @@ struct DeadServerTests {
                 ).first != nil
             })
         try await network.dropReplies()
-        let clock = ContinuousClock()
-        let cut = clock.now
-        // The server's answer (after 120 s) could never arrive: only the keepalive or user
-        // timeout can end this wait. Raced against 40 s so that a hang fails the test instead of
-        // hanging it (the losing wait is left behind; the cluster's destruction ends it).
+        // The server's answer (after an hour) could never arrive: only the keepalive or user
+        // timeout (3 s) can end this wait. Raced against 120 s so that a hang fails the test
+        // instead of hanging it (the losing wait is left behind; the cluster's destruction ends it).
         let outcome = await FirstOf.race(
             {
                 do {
@@ -62,17 +60,15 @@ struct DeadServerTests {
                 }
             },
             {
-                try? await Task.sleep(for: .seconds(40))
-                return "still waiting after 40 s"
+                try? await Task.sleep(for: .seconds(120))
+                return "still waiting after 120 s"
             })
-        let waited = clock.now - cut
         if outcome.hasPrefix("still waiting") {
             // The connection's thread is still inside poll(): nothing more can be asked of it.
-            Issue.record("a query to a server that stopped answering was still waiting after 40 s")
+            Issue.record("a query to a server that stopped answering was still waiting after 120 s")
             return
         }
         #expect(outcome != "the query returned")
-        #expect(waited < .seconds(40))
         #expect(await !conn.isOpen || outcome.contains("timed out") || outcome.contains("lost"), "\(outcome)")
         await conn.close()
         await watcher.close()

@@ -65,19 +65,16 @@ struct SessionTests {
         }
     }
 
-    @Test func aConnectToAServerThatNeverAnswersCanBeCancelled() async throws {
+    /// libpq's own connect never times out here, and the retry window is an hour: only the
+    /// cancel can end the wait before the time limit fails the test.
+    @Test(.timeLimit(.minutes(3))) func aConnectToAServerThatNeverAnswersCanBeCancelled() async throws {
         let server = try SilentServer()
-        let clock = ContinuousClock()
-        let started = clock.now
         let task = Task {
-            try await Connection.connect("postgres://nobody@127.0.0.1:\(server.port)/x", retryingFor: .seconds(60))
+            try await Connection.connect("postgres://nobody@127.0.0.1:\(server.port)/x", retryingFor: .seconds(3600))
         }
         try await Task.sleep(for: .milliseconds(300))
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }
-        // Well before libpq's own default (no timeout at all) or the 60 s retry window; with
-        // room for a loaded machine.
-        #expect(clock.now - started < .seconds(30))
     }
 
     @Test func aConnectToAServerThatNeverAnswersTimesOut() async throws {
