@@ -57,11 +57,11 @@ struct BatchChart {
             let ty = y(tick, sizeTop)
             return String(
                 format: "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, ty, width - right, ty)
-                + String(format: "<text class=\"axis size\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", left - 6, ty + 4)
+                + String(format: "<text class=\"axis left\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", left - 6, ty + 4)
                 + "\(Self.label(tick))</text>"
         }.joined()
         let msAxis = msTicks.map { tick in
-            String(format: "<text class=\"axis dur\" x=\"%.1f\" y=\"%.1f\">", width - right + 6, y(tick, msTop) + 4)
+            String(format: "<text class=\"axis right\" x=\"%.1f\" y=\"%.1f\">", width - right + 6, y(tick, msTop) + 4)
                 + "\(Self.label(tick)) ms</text>"
         }.joined()
         // Batch numbers below: the first, the last and up to four between.

@@ -31,28 +31,27 @@ struct DashboardPages: Sendable {
 
     // MARK: Jobs
 
-    /// The jobs list: counts by state, filters, one line a job, and links to older and newer pages.
+    /// The jobs list: counts by state (which filter by state, keeping the kind and search), the
+    /// kind and search filters, one line a job, and links to older and newer pages.
     /// `notice`: what the last bulk action did, from the redirect's query string.
     func jobsPage(_ page: JobPage, counts: JobCounts, filter: JobFilter, kinds: [String], notice: String? = nil) -> String {
         let query = fragmentQuery(filter)
-        let stateOptions = ([""] + JobFilter.states).map {
-            "<option value=\"\($0)\"\(filter.state == $0 ? " selected" : "")>\($0.isEmpty ? "any state" : $0)</option>"
-        }.joined()
         let kindOptions = ([""] + kinds).map {
             "<option value=\"\(HTML.escape($0))\"\(filter.kind == $0 ? " selected" : "")>\($0.isEmpty ? "any kind" : HTML.escape($0))</option>"
         }.joined()
         let body = """
             <div class="toolbar"><h1>Jobs</h1>
             <nav class="counts" aria-label="Jobs by state" data-live="/fragments/counts\(query)">\(countsBar(counts, filter: filter))</nav>
-            <form class="filters" method="get" action="/">
-            <select name="state" aria-label="State">\(stateOptions)</select>
+            <form class="filters" method="get" action="/">\(filter.state.map { "<input type=\"hidden\" name=\"state\" value=\"\(HTML.escape($0))\">" } ?? "")
             <select name="kind" aria-label="Kind">\(kindOptions)</select>
             <input type="search" name="q" placeholder="Search by name" value="\(HTML.escape(filter.search ?? ""))" aria-label="Search by name">
             <button type="submit">Filter</button></form></div>
             \(notice.map { "<p class=\"notice\" role=\"status\">\(HTML.escape($0))</p>" } ?? "")
-            <div class="scroll"><table id="jobs" class="jobs"><thead><tr><th class="id">ID</th><th>Name</th><th class="opt">Kind</th><th>State</th>
-            <th class="wide">Progress</th><th class="opt num">Rows/s</th><th class="opt num">ETA</th><th class="opt num" title="Attempts">Att.</th>\
-            <th class="opt">Created</th><th class="opt">Ran</th><th class="note">Hold or last error</th>\(readOnly ? "" : "<th class=\"actions\">Actions</th>")</tr></thead>
+            <div class="scroll"><table id="jobs" class="jobs"><thead><tr><th class="c-id num">ID</th><th class="c-name">Name</th>\
+            <th class="c-kind opt">Kind</th><th class="c-state">State</th><th class="c-progress">Progress</th>\
+            <th class="c-rate opt num">Rows/s</th><th class="c-eta opt num">ETA</th><th class="c-att opt num" title="Attempts">Att.</th>\
+            <th class="c-created opt">Created</th><th class="c-ran opt">Ran</th><th class="c-note">Hold or error</th>\
+            \(readOnly ? "" : "<th class=\"c-actions\">Actions</th>")</tr></thead>
             <tbody data-live="/fragments/jobs\(query)">\(jobRows(page.jobs))</tbody></table></div>
             \(pager(page, filter: filter))
             """
@@ -116,11 +115,11 @@ struct DashboardPages: Sendable {
             }
             return """
                 <tr data-job="\(job.id)"\(job.stale ? " class=\"stale\"" : "")><td class="id num"><a href="/jobs/\(job.id)">\(job.id)</a></td>\
-                <td class="name"><a href="/jobs/\(job.id)" title="\(HTML.escape(job.name))">\(HTML.escape(job.name))</a></td>\
+                <td class="name"><a href="/jobs/\(job.id)" title="\(HTML.escape(job.name)) (\(HTML.escape(job.kind)))">\(HTML.escape(job.name))</a></td>\
                 <td class="opt kind">\(HTML.escape(job.kind))</td><td class="state">\(stateTag(job))</td>\
                 <td class="progress">\(progressBar(job, compact: true))</td><td class="opt num">\(rate(job.rowsPerSecond))</td>\
                 <td class="opt num">\(eta(job.etaSeconds))</td><td class="opt num">\(job.attempts)/\(job.maxAttempts)</td>\
-                <td class="opt time">\(RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: job.createdAt))</td>\
+                <td class="created time">\(RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: job.createdAt))</td>\
                 <td class="opt time">\(ran(job))</td><td class="note">\(note)</td>\
                 \(readOnly ? "" : "<td class=\"actions\">\(controls(job, next: "/"))</td>")</tr>
                 """
@@ -185,7 +184,7 @@ struct DashboardPages: Sendable {
             """
             <form method="post" action="/jobs/\(job.id)/\(action)"><input type="hidden" name="csrf" value="\(HTML.escape(csrf))">\
             <input type="hidden" name="next" value="\(HTML.escape(next))">\
-            <button type="submit" class="\(action)" data-action="\(action)">\(action.prefix(1).uppercased() + action.dropFirst())\(action == "cancel" ? "…" : "")</button></form>
+            <button type="submit" class="\(action)" data-action="\(action)">\(action.prefix(1).uppercased() + action.dropFirst())</button></form>
             """
         }.joined()
     }
@@ -255,12 +254,17 @@ struct DashboardPages: Sendable {
         return """
             <h1>\(HTML.escape(job.name)) <small>#\(job.id) · \(HTML.escape(job.kind))</small></h1>
             \(staleNote)<div class="actions">\(controls(job, next: "/jobs/\(job.id)"))</div>
-            <dl class="facts">\(facts.map { "<div><dt>\($0.0)</dt><dd>\($0.1)</dd></div>" }.joined())</dl>
+            <dl class="facts">\(facts.filter { !Self.isBlank($0.1) }.map { "<div><dt>\($0.0)</dt><dd>\($0.1)</dd></div>" }.joined())</dl>
             \(whatItDoes(job, payload: payload, role: role))
             \(errorsSection(errors))
             \(shards.isEmpty ? batchSection(batches) : shardSection(shards))
             \(failed.isEmpty ? "" : "<h2>Failed batches</h2><ul>\(failures)</ul>")
             """
+    }
+
+    /// Whether a fact's HTML shows nothing (no hold, no error yet), so the fact is left out.
+    static func isBlank(_ html: String) -> Bool {
+        html.isEmpty || html == "<span class=\"error\"></span>"
     }
 
     /// `3 min ago` with its UTC time, or nothing without a time.
@@ -535,53 +539,55 @@ struct DashboardPages: Sendable {
         nav{display:flex;gap:1rem;flex-wrap:wrap}nav a{color:var(--muted);text-decoration:none}nav a[aria-current]{color:var(--fg);font-weight:600}
         main{padding:.6rem 1rem;max-width:1600px;margin:0 auto}h1{font-size:1.25rem;margin:.15rem 0 .6rem;overflow-wrap:break-word}h1 small{color:var(--muted);font-weight:400;font-size:.85rem}
         h2{font-size:1rem;margin:1.1rem 0 .4rem}a{color:var(--accent)}
-        .toolbar{display:flex;gap:.4rem 1rem;align-items:center;flex-wrap:wrap;margin-bottom:.5rem}.toolbar h1{margin:0}.toolbar .filters{margin:0 0 0 auto}
-        .counts{display:flex;gap:.3rem;flex-wrap:wrap;align-items:center}.count{padding:.1rem .5rem;border:1px solid var(--line);border-radius:1rem;background:var(--card);color:var(--muted);text-decoration:none;font-size:.8rem;white-space:nowrap}
+        .toolbar{display:flex;gap:.4rem 1rem;align-items:center;flex-wrap:wrap;margin-bottom:.5rem}.toolbar h1{margin:0}.toolbar .filters{margin:0 0 0 auto}.toolbar select{max-width:9rem}.toolbar input[type=search]{width:10rem}
+        .counts{display:flex;gap:.25rem;flex-wrap:wrap;align-items:center}.count{padding:.05rem .45rem;border:1px solid var(--line);border-radius:1rem;background:var(--card);color:var(--muted);text-decoration:none;font-size:.8rem;white-space:nowrap}
         .count b{color:var(--fg);font-variant-numeric:tabular-nums;margin-right:.15rem}.count[aria-current]{border-color:var(--accent);color:var(--fg)}
         .count.running b{color:var(--accent)}.count.failed b{color:var(--bad)}.count.paused b{color:var(--warn)}.count.succeeded b{color:var(--bar)}.count.stale.alert{border-color:var(--bad);color:var(--bad)}.count.stale.alert b{color:var(--bad)}
-        .counts form{margin:0}.counts button{font-size:.8rem;padding:.1rem .5rem}
+        .counts form{margin:0}.counts button{font-size:.78rem;padding:.05rem .5rem}
         .notice{padding:.4rem .7rem;border:1px solid var(--line);border-left:3px solid var(--accent);background:var(--card);border-radius:6px}
         .alert{padding:.4rem .7rem;border:1px solid var(--bad);border-radius:6px;background:var(--card)}
         .scroll{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
-        table{border-collapse:collapse;width:100%}th,td{padding:.2rem .4rem;text-align:left;border-bottom:1px solid var(--line);vertical-align:middle}
+        table{border-collapse:collapse;width:100%}th,td{padding:.15rem .4rem;text-align:left;border-bottom:1px solid var(--line);vertical-align:middle}
         tbody tr:last-child td{border-bottom:0}tbody tr:hover{background:var(--hover)}
         th{font-size:.72rem;text-transform:uppercase;letter-spacing:.03em;color:var(--muted);font-weight:600;white-space:nowrap;padding-top:.35rem;padding-bottom:.35rem}th.wide{min-width:10rem}
         .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-        table.jobs td{white-space:nowrap}table.jobs td.name{max-width:16rem;overflow:hidden;text-overflow:ellipsis}table.jobs td.name a{font-weight:500}
-        table.jobs td.kind,table.jobs td.time{color:var(--muted);font-size:.85rem}
-        table.jobs td.note{max-width:16rem;overflow:hidden;text-overflow:ellipsis;font-size:.85rem}table.jobs th.note{width:100%}
-        table.jobs tr.stale td{background:color-mix(in srgb,var(--bad) 6%,transparent)}
+        table.jobs{table-layout:fixed}table.jobs th{overflow:hidden;text-overflow:ellipsis}.percent{font-size:.85rem}table.jobs td{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}table.jobs td.name a{font-weight:500}
+        .c-id{width:3.8rem}.c-name{width:17%}.c-kind{width:5.5rem}.c-state{width:7.5rem}.c-progress{width:8.8rem}.c-rate{width:4.6rem}.c-eta{width:5.8rem}
+        .c-att{width:3.4rem}.c-created{width:5.6rem}.c-ran{width:7.6rem}.c-actions{width:8.6rem}
+        @media (max-width:1400px){table.jobs .c-kind,table.jobs td.kind{display:none}}
+        table.jobs td.kind,table.jobs td.time{color:var(--muted);font-size:.85rem}table.jobs td.note{font-size:.85rem}
+        table.jobs tr.stale{background:color-mix(in srgb,var(--bad) 7%,transparent)}
         td.name{overflow-wrap:break-word}.error{color:var(--bad);overflow-wrap:anywhere}.hold{color:var(--warn)}.empty,.note{color:var(--muted)}
-        .bar{display:inline-block;width:5rem;height:.5rem;border-radius:.25rem;background:var(--line);overflow:hidden;vertical-align:middle;margin-right:.35rem}
+        .bar{display:inline-block;width:4rem;height:.5rem;border-radius:.25rem;background:var(--line);overflow:hidden;vertical-align:middle;margin-right:.35rem}
         .bar span{display:block;height:100%;background:var(--bar)}.percent{font-variant-numeric:tabular-nums}td.progress small{color:var(--muted)}
-        .state{display:inline-block;padding:0 .45rem;border-radius:1rem;font-size:.75rem;line-height:1.35rem;border:1px solid var(--line);white-space:nowrap}
+        .state{display:inline-block;padding:0 .45rem;border-radius:1rem;font-size:.75rem;line-height:1.15rem;border:1px solid var(--line);white-space:nowrap}
         .state.running{color:var(--accent)}.state.failed{color:var(--bad)}.state.paused{color:var(--warn)}.state.succeeded{color:var(--bar)}.state.cancelled{color:var(--muted)}
         .state.stale{color:#fff;background:var(--bad);border-color:var(--bad);font-weight:600}
         .filters{display:flex;gap:.4rem;flex-wrap:wrap;margin-bottom:.6rem}input,select,button,a.button{font:inherit;font-size:.85rem;padding:.2rem .5rem;border-radius:6px;border:1px solid var(--line);background:var(--card);color:var(--fg)}
         a.button{text-decoration:none;display:inline-block}
         button{cursor:pointer}button:hover{border-color:var(--accent)}div.actions{display:flex;gap:.3rem;flex-wrap:wrap;align-items:center;margin-bottom:.8rem}.actions form{margin:0}
-        td.actions{white-space:nowrap}td.actions form{display:inline-block;margin-right:.25rem}td.actions button{font-size:.75rem;padding:0 .45rem;line-height:1.3rem}
+        td.actions{white-space:nowrap}td.actions form{display:inline-block;margin-right:.25rem}td.actions button{font-size:.72rem;padding:0 .4rem;line-height:1.1rem}
         button.cancel{color:var(--bad)}.tag{font-size:.8rem;color:var(--warn)}
         .pager{display:flex;gap:1rem;justify-content:flex-end;padding:.5rem .25rem}
         ul.findings{margin:0;padding-left:1.1rem}ul.findings li{margin:.2rem 0 .5rem;overflow-wrap:anywhere}.rule{font-weight:600;color:var(--warn)}
         li.allowed,li.allowed .rule{color:var(--muted);font-weight:400}code.statement{font-size:.85em;color:var(--muted)}.lintsummary{color:var(--warn)}
         .facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(13rem,1fr));gap:.4rem 1rem;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem}
-        .facts dt{font-size:.75rem;color:var(--muted)}.facts dd{margin:0;overflow-wrap:anywhere}
+        .facts dt{font-size:.75rem;color:var(--muted)}.facts dd small{white-space:nowrap}.facts dd{margin:0;overflow-wrap:anywhere}
         dl.what,dl.settings{display:grid;grid-template-columns:max-content 1fr;gap:.3rem 1rem;margin:0;background:var(--card);border:1px solid var(--line);border-radius:8px;padding:.8rem 1rem}
         dl.what dt,dl.settings dt{color:var(--muted);font-size:.85rem}dl.what dd,dl.settings dd{margin:0;min-width:0;overflow-wrap:anywhere}
         pre.sql{margin:0;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85rem}details{margin-top:.5rem}summary{cursor:pointer;color:var(--muted)}
         small.detail{color:var(--muted)}
         svg.chart{width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
-        svg.chart text{fill:var(--muted);font-size:11px}svg.chart text.axis.size{fill:var(--accent)}svg.chart text.axis.dur{fill:var(--warn)}
+        svg.chart text{fill:var(--muted);font-size:11px}svg.chart text.left{fill:var(--accent)}svg.chart text.right{fill:var(--warn)}
         .grid{stroke:currentColor;stroke-opacity:.12}.size{stroke:var(--accent);fill:none;stroke-width:1.5}.dur{stroke:var(--warn);fill:none;stroke-width:1.5}.fail{fill:var(--bad)}.wait{fill:var(--wait);fill-opacity:.75}svg.chart text.waitlabel{fill:var(--wait)}
         @media (max-width:700px){main{padding:.5rem}header{gap:.4rem 1rem}.toolbar .filters{margin:0}.filters input[type=search]{flex:1 1 8rem;min-width:0}
         table.jobs thead{display:none}table.jobs,table.jobs tbody{display:block}
         table.jobs tr{display:flex;flex-wrap:wrap;align-items:center;gap:.2rem .5rem;padding:.45rem .6rem;border-bottom:1px solid var(--line)}
         table.jobs td{display:block;border:0;padding:0;white-space:normal}table.jobs td.opt{display:none}
         table.jobs td.id{order:0;color:var(--muted)}table.jobs td.name{order:1;flex:1 1 12rem;max-width:none;min-width:0;overflow:visible;overflow-wrap:break-word}
-        table.jobs td.state{order:2}table.jobs td.progress{order:3;flex:1 1 auto}table.jobs td.actions{order:4;margin-left:auto}
+        table.jobs td.state{order:2}table.jobs td.progress{order:3}table.jobs td.created{order:3;font-size:.8rem}table.jobs td.actions{order:4;margin-left:auto}
         table.jobs td.note{order:5;flex:1 1 100%;max-width:none;overflow:hidden;text-overflow:ellipsis;white-space:nowrap}table.jobs td.note:empty{display:none}
-        th,td{padding:.3rem .4rem}.bar{width:3.5rem}dl.what,dl.settings{grid-template-columns:1fr}}
+        th,td{padding:.3rem .4rem}.bar{width:3.5rem}dl.what,dl.settings{grid-template-columns:1fr}.facts{grid-template-columns:repeat(2,minmax(0,1fr))}}
         """
 
     /// Replaces the content of every `data-live` element with the fragment at its URL, every two

@@ -14,15 +14,15 @@ enum RelativeTime {
         return s % 86400 / 3600 == 0 ? "\(s / 86400) d" : "\(s / 86400) d \(s % 86400 / 3600) h"
     }
 
-    /// `seconds` before now, coarser than a duration: `just now`, `42 s ago`, `3 min ago`,
-    /// `2 h 5 min ago`, `3 d ago`. A negative age (a time ahead of the database's clock) is "in".
+    /// `seconds` before now, coarser than a duration (the exact time is in the title):
+    /// `just now`, `42 s ago`, `3 min ago`, `2 h ago`, `3 d ago`. A negative age (a time ahead of the database's clock) is "in".
     static func ago(_ seconds: Double) -> String {
         guard seconds.isFinite else { return "" }
         if seconds < 0 { return "in " + duration(-seconds) }
         if seconds < 5 { return "just now" }
         let s = Int(seconds)
         if s < 3600 { return (s < 60 ? "\(s) s" : "\(s / 60) min") + " ago" }
-        if s < 86400 { return duration(seconds) + " ago" }
+        if s < 86400 { return "\(s / 3600) h ago" }
         return "\(s / 86400) d ago"
     }
 

@@ -154,7 +154,7 @@ struct DashboardFeatureTests {
         "Ages and durations in words",
         arguments: [
             (0.25, "250 ms", "just now"), (42, "42 s", "42 s ago"), (185, "3 min 5 s", "3 min ago"),
-            (1500, "25 min", "25 min ago"), (7530, "2 h 5 min", "2 h 5 min ago"), (7200, "2 h", "2 h ago"),
+            (1500, "25 min", "25 min ago"), (7530, "2 h 5 min", "2 h ago"), (7200, "2 h", "2 h ago"),
             (90000, "1 d 1 h", "1 d ago"),
         ] as [(Double, String, String)])
     func words(seconds: Double, duration: String, ago: String) {
