@@ -537,9 +537,9 @@ struct DashboardPages: Sendable {
         *{box-sizing:border-box}body{margin:0;font:14px/1.4 system-ui,-apple-system,"Segoe UI",sans-serif;background:var(--bg);color:var(--fg)}
         header{display:flex;gap:1.25rem;align-items:center;padding:.45rem 1rem;border-bottom:1px solid var(--line);background:var(--card);flex-wrap:wrap}
         nav{display:flex;gap:1rem;flex-wrap:wrap}nav a{color:var(--muted);text-decoration:none}nav a[aria-current]{color:var(--fg);font-weight:600}
-        main{padding:.6rem 1rem;max-width:1600px;margin:0 auto}h1{font-size:1.25rem;margin:.15rem 0 .6rem;overflow-wrap:break-word}h1 small{color:var(--muted);font-weight:400;font-size:.85rem}
+        main{padding:.5rem 1rem;max-width:1600px;margin:0 auto}h1{font-size:1.25rem;margin:.15rem 0 .6rem;overflow-wrap:break-word}h1 small{color:var(--muted);font-weight:400;font-size:.85rem}
         h2{font-size:1rem;margin:1.1rem 0 .4rem}a{color:var(--accent)}
-        .toolbar{display:flex;gap:.4rem 1rem;align-items:center;flex-wrap:wrap;margin-bottom:.5rem}.toolbar h1{margin:0}.toolbar .filters{margin:0 0 0 auto}.toolbar select{max-width:9rem}.toolbar input[type=search]{width:10rem}
+        .toolbar{display:flex;gap:.4rem 1rem;align-items:center;flex-wrap:wrap;margin-bottom:.4rem}.toolbar h1{margin:0}.toolbar .filters{margin:0 0 0 auto}.toolbar select{max-width:9rem}.toolbar input[type=search]{width:10rem}
         .counts{display:flex;gap:.25rem;flex-wrap:wrap;align-items:center}.count{padding:.05rem .45rem;border:1px solid var(--line);border-radius:1rem;background:var(--card);color:var(--muted);text-decoration:none;font-size:.8rem;white-space:nowrap}
         .count b{color:var(--fg);font-variant-numeric:tabular-nums;margin-right:.15rem}.count[aria-current]{border-color:var(--accent);color:var(--fg)}
         .count.running b{color:var(--accent)}.count.failed b{color:var(--bad)}.count.paused b{color:var(--warn)}.count.succeeded b{color:var(--bar)}.count.stale.alert{border-color:var(--bad);color:var(--bad)}.count.stale.alert b{color:var(--bad)}
@@ -547,7 +547,7 @@ struct DashboardPages: Sendable {
         .notice{padding:.4rem .7rem;border:1px solid var(--line);border-left:3px solid var(--accent);background:var(--card);border-radius:6px}
         .alert{padding:.4rem .7rem;border:1px solid var(--bad);border-radius:6px;background:var(--card)}
         .scroll{overflow-x:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
-        table{border-collapse:collapse;width:100%}th,td{padding:.15rem .4rem;text-align:left;border-bottom:1px solid var(--line);vertical-align:middle}
+        table{border-collapse:collapse;width:100%}th,td{padding:.1rem .4rem;text-align:left;border-bottom:1px solid var(--line);vertical-align:middle}
         tbody tr:last-child td{border-bottom:0}tbody tr:hover{background:var(--hover)}
         th{font-size:.72rem;text-transform:uppercase;letter-spacing:.03em;color:var(--muted);font-weight:600;white-space:nowrap;padding-top:.35rem;padding-bottom:.35rem}th.wide{min-width:10rem}
         .num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}

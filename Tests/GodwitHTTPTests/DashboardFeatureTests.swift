@@ -365,6 +365,27 @@ struct DashboardFeatureTests {
         }
     }
 
+    @Test("--read-only shows no Retry all failed and refuses its POST; the failed job stays failed")
+    func retryAllFailedReadOnly() async throws {
+        try await withOperations(configure: { $0.readOnly = true }) { database, _, client in
+            let id = try await enqueue(database, name: "fails")
+            try await sql(database, "UPDATE godwit.jobs SET state = 'failed' WHERE id = \(id)")
+            let cookie = try await client.execute(uri: "/", method: .get) { response in
+                #expect(response.text.contains("<b>1</b> failed"))
+                #expect(!response.text.contains("/failed/retry"))
+                return try #require(response.cookie("godwit_session"))
+            }
+            var headers = formHeaders
+            headers[.cookie] = "godwit_session=\(cookie)"
+            try await client.execute(uri: "/failed/retry", method: .post, headers: headers, body: formBody([("csrf", "x")])) {
+                response in
+                #expect(response.status == .forbidden)
+                #expect(response.text.contains("read-only"))
+            }
+            #expect(try await jobState(id, database).state == "failed")
+        }
+    }
+
     @Test("Beyond 200 jobs the list pages by id: older and newer links, every job on exactly one page")
     func pagination() async throws {
         try await withOperations { database, _, client in
