@@ -124,6 +124,21 @@ def load(page, url, ready):
     wait_for(f"{url} to load", lambda: page.evaluate(f"document.readyState === 'complete' && !!document.querySelector('{ready}')"), 30)
 
 
+def too_wide(page):
+    """Elements wider than the viewport or reaching past its right edge (at most five)."""
+    return page.evaluate("""(() => { const w = document.documentElement.clientWidth; const wide = [];
+        if (document.documentElement.scrollWidth > w) wide.push('page scrolls sideways: ' + document.documentElement.scrollWidth);
+        // What an ancestor cuts off (overflow hidden or clip, as a cell ending in an ellipsis) is
+        // not wider than the screen; the ancestor itself is checked. A table that merely scrolls
+        // inside its box (overflow auto) still counts.
+        const clipped = e => { for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
+            if (['hidden', 'clip'].includes(getComputedStyle(a).overflowX)) return true; return false; };
+        for (const e of document.querySelectorAll('body *')) { const r = e.getBoundingClientRect();
+            if (r.width > 0 && (r.right > w + 1 || r.width > w) && !clipped(e))
+                wide.push(e.tagName + '.' + e.className + ' ' + Math.round(r.width) + 'px'); }
+        return wide.slice(0, 5); })()""")
+
+
 def check_list(page, width, height, counts, stale_job):
     """The DOM checks of the jobs list at one viewport size."""
     shown = page.evaluate("""Object.fromEntries([...document.querySelectorAll('.counts [data-state]')]
@@ -138,18 +153,7 @@ def check_list(page, width, height, counts, stale_job):
     if not page.evaluate(f"!!document.querySelector('tr[data-job=\"{stale_job}\"] [data-stale]')"):
         fail(f"at {width} px the stale job {stale_job} carries no stale marker")
     print(f"browser: {width} px: job {stale_job} is marked stale", flush=True)
-    overflow = page.evaluate("""(() => { const w = document.documentElement.clientWidth; const wide = [];
-        if (document.documentElement.scrollWidth > w) wide.push('page scrolls sideways: ' + document.documentElement.scrollWidth);
-        // What an ancestor cuts off (overflow hidden or clip, as a cell ending in an ellipsis) is
-        // not wider than the screen; the ancestor itself is checked. A table that merely scrolls
-        // inside its box (overflow auto) still counts.
-        const clipped = e => { for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
-            if (['hidden', 'clip'].includes(getComputedStyle(a).overflowX)) return true; return false; };
-        for (const e of document.querySelectorAll('body *')) { const r = e.getBoundingClientRect();
-            if (r.width > 0 && (r.right > w + 1 || r.width > w) && !clipped(e))
-                wide.push(e.tagName + '.' + e.className + ' ' + Math.round(r.width) + 'px'); }
-        return wide.slice(0, 5); })()""")
-    return overflow
+    return too_wide(page)
 
 
 def main():
@@ -204,12 +208,15 @@ def main():
         fail(f"at 390 px names are squeezed into narrow columns: {narrow[:3]}")
     print("browser: 390 px: no element wider than the screen; names get the card's width", flush=True)
     load(page, url.rstrip("/") + f"/jobs/{job_id}", "svg.chart")
-    wide = page.evaluate("document.documentElement.scrollWidth > document.documentElement.clientWidth")
-    if wide:
-        fail("at 390 px the job's page scrolls sideways")
     screenshot(page, f"{shots}/job-390x844.png")
+    wide = too_wide(page)
+    if wide:
+        fail(f"at 390 px the job's page has elements wider than the screen: {wide}")
     load(page, url.rstrip("/") + "/workers", "#workers")
     screenshot(page, f"{shots}/workers-390x844.png")
+    wide = too_wide(page)
+    if wide:
+        fail(f"at 390 px the workers page has elements wider than the screen: {wide}")
 
     viewport(page, 1280, 800, False)
     load(page, url, row)

@@ -361,8 +361,8 @@ struct DashboardPages: Sendable {
             <h1>Workers</h1>
             <p class="note">A worker beats every two seconds; one unseen for longer than <code>stale_after()</code> \
             without having said it stopped is stale (it may have died), and so are its running jobs.</p>
-            <div class="scroll"><table id="workers"><thead><tr><th>ID</th><th>Status</th><th>Host</th><th class="num">PID</th>\
-            <th>Version</th><th class="num">Running jobs</th><th>Started</th><th>Last seen</th></tr></thead>
+            <div class="scroll"><table id="workers"><thead><tr><th>ID</th><th>Status</th><th>Host</th><th class="opt num">PID</th>\
+            <th class="opt">Version</th><th class="opt num">Running jobs</th><th class="opt">Started</th><th>Last seen</th></tr></thead>
             <tbody data-live="/fragments/workers">\(workerRows(workers))</tbody></table></div>
             """
         return layout(title: "Workers", active: "workers", body: body)
@@ -377,10 +377,10 @@ struct DashboardPages: Sendable {
             return """
                 <tr data-worker="\(HTML.escape(w.id))"><td class="name"><code>\(HTML.escape(w.id))</code></td>\
                 <td><span class="state \(w.status == "running" ? "running" : w.status == "stale" ? "stale" : "cancelled")" data-status="\(w.status)">\(w.status)</span>\(stopped)</td>\
-                <td>\(HTML.escape(w.host ?? ""))</td><td class="num">\(w.pid.map(String.init) ?? "")</td>\
-                <td>\(HTML.escape(w.version ?? ""))</td>\
-                <td class="num">\(w.runningJobs)\(w.concurrency.map { " / \($0)" } ?? "")</td>\
-                <td class="time">\(RelativeTime.element(RelativeTime.ago(w.startedAgo), utc: w.startedAt))</td>\
+                <td>\(HTML.escape(w.host ?? ""))</td><td class="opt num">\(w.pid.map(String.init) ?? "")</td>\
+                <td class="opt">\(HTML.escape(w.version ?? ""))</td>\
+                <td class="opt num">\(w.runningJobs)\(w.concurrency.map { " / \($0)" } ?? "")</td>\
+                <td class="opt time">\(RelativeTime.element(RelativeTime.ago(w.startedAgo), utc: w.startedAt))</td>\
                 <td class="time">\(RelativeTime.element(RelativeTime.ago(w.seenAgo), utc: w.seenAt))</td></tr>
                 """
         }.joined(separator: "\n")
@@ -580,7 +580,7 @@ struct DashboardPages: Sendable {
         svg.chart{width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
         svg.chart text{fill:var(--muted);font-size:11px}svg.chart text.left{fill:var(--accent)}svg.chart text.right{fill:var(--warn)}
         .grid{stroke:currentColor;stroke-opacity:.12}.size{stroke:var(--accent);fill:none;stroke-width:1.5}.dur{stroke:var(--warn);fill:none;stroke-width:1.5}.fail{fill:var(--bad)}.wait{fill:var(--wait);fill-opacity:.75}svg.chart text.waitlabel{fill:var(--wait)}
-        @media (max-width:700px){main{padding:.5rem}header{gap:.4rem 1rem}.toolbar .filters{margin:0}.filters input[type=search]{flex:1 1 8rem;min-width:0}
+        @media (max-width:700px){main{padding:.5rem}.opt{display:none}header{gap:.4rem 1rem}.toolbar .filters{margin:0}.filters input[type=search]{flex:1 1 8rem;min-width:0}
         table.jobs thead{display:none}table.jobs,table.jobs tbody{display:block}
         table.jobs tr{display:flex;flex-wrap:wrap;align-items:center;gap:.2rem .5rem;padding:.45rem .6rem;border-bottom:1px solid var(--line)}
         table.jobs td{display:block;border:0;padding:0;white-space:normal}table.jobs td.opt{display:none}
