@@ -216,6 +216,35 @@ struct DashboardFeatureTests {
         }
     }
 
+    @Test("Served as an enqueuer: the payload of its own job is shown, the owner's job's is not")
+    func payloadOfAnEnqueuersOwnJob() async throws {
+        try await withRoles(["dashenq"]) { roles in
+            let enqueuer = roles[0]
+            try await withTestDatabase(prefix: "godwit_http_enqueuer") { database in
+                let admin = try await database.connect()
+                try await QueueSchema().install(on: admin)
+                try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [enqueuer.name])
+                let owners = try await JobQueue().enqueue(
+                    kind: "noop", name: "the owner's", payload: #"{"note": "owner-secret"}"#, on: admin)
+                await admin.close()
+                let asEnqueuer = try await enqueuer.connect(database)
+                let own = try await JobQueue().enqueue(
+                    kind: "noop", name: "its own", payload: #"{"note": "enqueuer-visible"}"#, on: asEnqueuer)
+                await asEnqueuer.close()
+                try await withOperations(database, url: try enqueuer.url(database)) { client in
+                    try await client.execute(uri: "/jobs/\(own)", method: .get) { response in
+                        #expect(response.text.contains("enqueuer-visible"), "\(response.text)")
+                        #expect(!response.text.contains("data-payload=\"hidden\""))
+                    }
+                    try await client.execute(uri: "/jobs/\(owners)", method: .get) { response in
+                        #expect(!response.text.contains("owner-secret"))
+                        #expect(response.text.contains("data-payload=\"hidden\""))
+                    }
+                }
+            }
+        }
+    }
+
     @Test("The workers page lists each worker with its host, pid, version, start, last heartbeat and status")
     func workersPage() async throws {
         try await withOperations { database, _, client in
