@@ -2,10 +2,14 @@
 """Drives headless Chromium over the DevTools protocol (CDP) for ops/browser-test.
 
 Standard library only: a minimal WebSocket client (RFC 6455, text frames, client masking) is
-enough for CDP. Loads the dashboard, checks that the job's percentage changes on the live page
-(the page's own script polls), then clicks the job's Pause button with real mouse events.
+enough for CDP. Loads the dashboard at 1280x800, checks that the job's percentage changes on
+the live page (the page's own script polls), then checks the DOM at 1280x800 and at 390x844: the
+counts by state match SQL's, the stale job carries its marker, no element is wider than the
+viewport, rows are one line tall at 1280 px with 25 or more on the screen, and names get room on
+a phone. Takes screenshots of the list, a job, the stale job and the workers at both sizes into
+SCREENSHOT_DIR, then clicks the job's Pause button with real mouse events.
 
-    browser_cdp.py DEVTOOLS_PORT DASHBOARD_URL JOB_ID
+    browser_cdp.py DEVTOOLS_PORT DASHBOARD_URL JOB_ID STALE_JOB_ID COUNTS_JSON SCREENSHOT_DIR
 Prints one line per step; exits 1 on the first failure.
 """
 import base64, json, os, re, socket, struct, sys, time, urllib.request
@@ -104,22 +108,118 @@ def wait_for(what, probe, seconds):
     fail(f"timed out after {seconds} s waiting for {what}")
 
 
+def screenshot(page, path):
+    data = page.call("Page.captureScreenshot", format="png", captureBeyondViewport=False)["data"]
+    with open(path, "wb") as f:
+        f.write(base64.b64decode(data))
+    print(f"browser: screenshot {path}", flush=True)
+
+
+def viewport(page, width, height, mobile):
+    page.call("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=mobile)
+
+
+def load(page, url, ready):
+    page.call("Page.navigate", url=url)
+    wait_for(f"{url} to load", lambda: page.evaluate(f"document.readyState === 'complete' && !!document.querySelector('{ready}')"), 30)
+
+
+def too_wide(page):
+    """Elements wider than the viewport or reaching past its right edge (at most five)."""
+    return page.evaluate("""(() => { const w = document.documentElement.clientWidth; const wide = [];
+        if (document.documentElement.scrollWidth > w) wide.push('page scrolls sideways: ' + document.documentElement.scrollWidth);
+        // What an ancestor cuts off (overflow hidden or clip, as a cell ending in an ellipsis) is
+        // not wider than the screen; the ancestor itself is checked. A table that merely scrolls
+        // inside its box (overflow auto) still counts.
+        const clipped = e => { for (let a = e.parentElement; a && a !== document.body; a = a.parentElement)
+            if (['hidden', 'clip'].includes(getComputedStyle(a).overflowX)) return true; return false; };
+        for (const e of document.querySelectorAll('body *')) { const r = e.getBoundingClientRect();
+            if (r.width > 0 && (r.right > w + 1 || r.width > w) && !clipped(e))
+                wide.push(e.tagName + '.' + e.className + ' ' + Math.round(r.width) + 'px'); }
+        return wide.slice(0, 5); })()""")
+
+
+def check_list(page, width, height, counts, stale_job):
+    """The DOM checks of the jobs list at one viewport size."""
+    shown = page.evaluate("""Object.fromEntries([...document.querySelectorAll('.counts [data-state]')]
+        .map(a => [a.dataset.state, Number(a.querySelector('b').textContent)]))""")
+    for state, expected in counts.items():
+        if shown.get(state) is None:
+            fail(f"at {width} px the counts by state show no {state}: {shown}")
+        # A count may move while the backfill runs; the seeded states do not.
+        if state != "running" and shown[state] != expected:
+            fail(f"at {width} px the page counts {shown[state]} {state}, SQL counts {expected}")
+    print(f"browser: {width} px: counts by state {shown}", flush=True)
+    if not page.evaluate(f"!!document.querySelector('tr[data-job=\"{stale_job}\"] [data-stale]')"):
+        fail(f"at {width} px the stale job {stale_job} carries no stale marker")
+    print(f"browser: {width} px: job {stale_job} is marked stale", flush=True)
+    return too_wide(page)
+
+
 def main():
-    devtools_port, url, job_id = sys.argv[1], sys.argv[2], sys.argv[3]
+    devtools_port, url, job_id, stale_job, counts_json, shots = sys.argv[1:7]
+    counts = json.loads(counts_json)
+    os.makedirs(shots, exist_ok=True)
     targets = wait_for("Chromium's DevTools endpoint", lambda: _targets(devtools_port), 30)
     page_target = next((t for t in targets if t.get("type") == "page"), None) or fail("no page target")
     page = Page(page_target["webSocketDebuggerUrl"])
     page.call("Page.enable")
     page.call("Runtime.enable")
-    page.call("Page.navigate", url=url)
+
+    # A desktop: one line a job, 25 or more on the screen.
+    viewport(page, 1280, 800, False)
     row = f'tr[data-job="{job_id}"]'
-    wait_for("the job's row", lambda: page.evaluate(f"!!document.querySelector('{row}')"), 30)
+    load(page, url, row)
     read = f"(document.querySelector('{row} .percent')||{{}}).textContent"
     first = page.evaluate(read)
     print(f"browser: the live page shows the job at {first}", flush=True)
     later = wait_for("the percentage to change on the live page",
                      lambda: (lambda v: v if v and v != first else None)(page.evaluate(read)), 30)
     print(f"browser: the page updated itself to {later}", flush=True)
+    screenshot(page, f"{shots}/jobs-1280x800.png")
+    wide = check_list(page, 1280, 800, counts, stale_job)
+    if wide:
+        fail(f"at 1280 px elements are wider than the window: {wide}")
+    heights = page.evaluate("[...document.querySelectorAll('#jobs tbody tr')].map(r => r.getBoundingClientRect().height)")
+    tallest = max(heights)
+    if tallest > 34:
+        fail(f"at 1280 px a job's row is {tallest:.0f} px tall (one line is at most 34 px)")
+    visible = page.evaluate("[...document.querySelectorAll('#jobs tbody tr')].filter(r => r.getBoundingClientRect().bottom <= innerHeight).length")
+    if visible < 25:
+        fail(f"at 1280x800 only {visible} jobs are on the screen (25 or more expected)")
+    print(f"browser: 1280 px: rows at most {tallest:.0f} px tall, {visible} jobs on the screen", flush=True)
+    load(page, url.rstrip("/") + f"/jobs/{job_id}", "svg.chart")
+    screenshot(page, f"{shots}/job-1280x800.png")
+    load(page, url.rstrip("/") + f"/jobs/{stale_job}", "[data-stale]")
+    screenshot(page, f"{shots}/stale-job-1280x800.png")
+    load(page, url.rstrip("/") + "/workers", "#workers")
+    screenshot(page, f"{shots}/workers-1280x800.png")
+
+    # A phone: nothing wider than the screen, names wrap at word boundaries.
+    viewport(page, 390, 844, True)
+    load(page, url, row)
+    screenshot(page, f"{shots}/jobs-390x844.png")
+    wide = check_list(page, 390, 844, counts, stale_job)
+    if wide:
+        fail(f"at 390 px elements are wider than the screen: {wide}")
+    narrow = page.evaluate("""[...document.querySelectorAll('#jobs td.name')].filter(td => td.getBoundingClientRect().width < 150)
+        .map(td => td.textContent + ' ' + Math.round(td.getBoundingClientRect().width) + 'px')""")
+    if narrow:
+        fail(f"at 390 px names are squeezed into narrow columns: {narrow[:3]}")
+    print("browser: 390 px: no element wider than the screen; names get the card's width", flush=True)
+    load(page, url.rstrip("/") + f"/jobs/{job_id}", "svg.chart")
+    screenshot(page, f"{shots}/job-390x844.png")
+    wide = too_wide(page)
+    if wide:
+        fail(f"at 390 px the job's page has elements wider than the screen: {wide}")
+    load(page, url.rstrip("/") + "/workers", "#workers")
+    screenshot(page, f"{shots}/workers-390x844.png")
+    wide = too_wide(page)
+    if wide:
+        fail(f"at 390 px the workers page has elements wider than the screen: {wide}")
+
+    viewport(page, 1280, 800, False)
+    load(page, url, row)
     box = page.evaluate(f"""(() => {{ const b = document.querySelector('{row} button[data-action="pause"]');
         if (!b) return null; b.scrollIntoView({{block: 'center'}}); const r = b.getBoundingClientRect();
         return {{x: r.left + r.width / 2, y: r.top + r.height / 2}}; }})()""")

@@ -1,6 +1,6 @@
 import Hummingbird
 
-/// Answers 405 with `Allow` for a path that exists under another method; Hummingbird's router
+/// Answers 405 with `Allow` (an HTML page on the dashboard's paths) for a path that exists under another method; Hummingbird's router
 /// answers 404 to both. The paths are the router's own (`OperationsServer.endpoints`), `:name`
 /// standing for one segment.
 struct MethodMiddleware: RouterMiddleware {
@@ -42,11 +42,12 @@ struct MethodMiddleware: RouterMiddleware {
         -> Response
     {
         if let methods = allowed(request.uri.path), !methods.contains(request.method) {
+            // Thrown, so that `ErrorPageMiddleware` answers a dashboard path with an HTML page;
+            // /health and /metrics get Hummingbird's JSON.
             let allow = methods.map(\.rawValue).joined(separator: ", ")
-            return Response(
-                status: .methodNotAllowed,
-                headers: [.allow: allow, .contentType: "text/plain; charset=utf-8", .cacheControl: "no-store"],
-                body: .init(byteBuffer: ByteBuffer(string: "this path answers \(allow) only\n")))
+            throw HTTPError(
+                .methodNotAllowed, headers: [.allow: allow],
+                message: "\(request.uri.path) answers \(allow) only")
         }
         return try await next(request, context)
     }

@@ -96,30 +96,42 @@ public struct OperationsServer: Sendable {
                 try await self.page(request) { pages in
                     let filter = try self.filter(request)
                     return pages.jobsPage(
-                        try await self.store.jobs(filter), filter: filter,
-                        kinds: try await self.store.kinds(known: self.configuration.knownKinds))
+                        try await self.store.jobs(filter), counts: try await self.store.counts(), filter: filter,
+                        kinds: try await self.store.kinds(known: self.configuration.knownKinds),
+                        notice: Self.bulkNotice(request))
                 }
             }),
             ("/fragments/jobs", .get, { request, _ in
                 try await self.page(request, fragment: true) { pages in
-                    pages.jobRows(try await self.store.jobs(try self.filter(request)))
+                    pages.jobRows(try await self.store.jobs(try self.filter(request)).jobs)
+                }
+            }),
+            ("/fragments/counts", .get, { request, _ in
+                try await self.page(request, fragment: true) { pages in
+                    pages.countsBar(try await self.store.counts(), filter: try self.filter(request))
                 }
             }),
             ("/jobs/:id", .get, { request, context in
                 try await self.page(request) { pages in
                     let id = try Self.jobID(context)
-                    guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+                    let (job, batches, shards, payload, errors, role) = try await self.jobFacts(id)
                     return pages.jobPage(
-                        job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
+                        job, batches: batches, shards: shards, payload: payload, errors: errors, role: role)
                 }
             }),
             ("/fragments/jobs/:id", .get, { request, context in
                 try await self.page(request, fragment: true) { pages in
                     let id = try Self.jobID(context)
-                    guard let job = try await self.store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+                    let (job, batches, shards, payload, errors, role) = try await self.jobFacts(id)
                     return pages.jobDetail(
-                        job, batches: try await self.store.batches(of: id), shards: try await self.store.shards(of: job))
+                        job, batches: batches, shards: shards, payload: payload, errors: errors, role: role)
                 }
+            }),
+            ("/workers", .get, { request, _ in
+                try await self.page(request) { pages in pages.workersPage(try await self.store.workers()) }
+            }),
+            ("/fragments/workers", .get, { request, _ in
+                try await self.page(request, fragment: true) { pages in pages.workerRows(try await self.store.workers()) }
             }),
             ("/migrations", .get, { request, _ in
                 try await self.page(request) { pages in
@@ -139,7 +151,37 @@ public struct OperationsServer: Sendable {
             ("/login", .get, { request, _ in try await self.page(request) { pages in pages.loginPage(failed: false) } }),
             ("/login", .post, { request, context in try await self.login(request, context: context) }),
             ("/jobs/:id/:action", .post, { request, context in try await self.control(request, context: context) }),
+            ("/failed/retry", .post, { request, context in try await self.retryFailed(request, context: context) }),
         ]
+    }
+
+    /// Everything a job's page shows: the job (404 without it), its newest batches, its shards,
+    /// its payload where this server's role may see it, its attempts' errors (the server's DETAIL
+    /// only with the payload's rights), and the role, for saying what it may not see.
+    func jobFacts(_ id: Int64) async throws -> (
+        job: JobRow, batches: [BatchRow], shards: [JobRow], payload: JobPayload, errors: [JobErrorRow], role: String
+    ) {
+        guard let job = try await store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+        let payload = try await store.payload(of: id)
+        return (
+            job, try await store.batches(of: id), try await store.shards(of: job), payload,
+            try await store.errors(of: id, detail: payload.fields != nil),
+            payload.fields == nil ? try await store.currentRole() : ""
+        )
+    }
+
+    /// What "Retry all failed" did, from the query string it redirects with.
+    static func bulkNotice(_ request: Request) -> String? {
+        guard let query = try? URLEncodedForm.parse(request.uri.query ?? ""),
+            let retried = query["retried"].flatMap(Int.init)
+        else { return nil }
+        let refused = query["refused"].flatMap(Int.init) ?? 0
+        var text = "Retried \(retried) failed job\(retried == 1 ? "" : "s")."
+        if refused > 0 {
+            text += " \(refused) other\(refused == 1 ? " was" : "s were") left failed: this server's role may not retry "
+                + "\(refused == 1 ? "it" : "them") (a job another role enqueued needs membership in that role)."
+        }
+        return text
     }
 
     /// The routes behind, in order: `RequestGuard` (one Host; without a token, a loopback or
@@ -292,8 +334,15 @@ public struct OperationsServer: Sendable {
         } catch {
             throw HTTPError(.badRequest, message: "the query string is malformed: \(error.reason)")
         }
-        guard let filter = JobFilter(state: query["state"], kind: query["kind"], search: query["q"]) else {
+        guard JobFilter(state: query["state"], kind: query["kind"], search: query["q"]) != nil else {
             throw HTTPError(.badRequest, message: "state must be one of \(JobFilter.states.joined(separator: ", "))")
+        }
+        guard
+            let filter = JobFilter(
+                state: query["state"], kind: query["kind"], search: query["q"], before: query["before"],
+                after: query["after"])
+        else {
+            throw HTTPError(.badRequest, message: "before and after are job ids (positive numbers), one of them at most")
         }
         return filter
     }
@@ -365,6 +414,11 @@ public struct OperationsServer: Sendable {
                 metadata: ["remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)"])
             throw HTTPError(.forbidden, message: "missing or wrong CSRF token: reload the page and try again")
         }
+        let next = fields["next"].flatMap { $0 == "/" || $0 == "/jobs/\(id)" ? $0 : nil } ?? "/jobs/\(id)"
+        if action == .cancel && fields["confirm"] != "yes" {
+            guard let job = try await store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
+            return try await page(request) { pages in pages.cancelConfirmPage(job, next: next) }
+        }
         let changed: Bool
         do {
             changed = try await store.control(action, job: id)
@@ -386,8 +440,37 @@ public struct OperationsServer: Sendable {
                 "remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)",
                 "changed": "\(changed)",
             ])
-        let next = fields["next"].flatMap { $0 == "/" || $0 == "/jobs/\(id)" ? $0 : nil } ?? "/jobs/\(id)"
         return Response(status: .seeOther, headers: [.location: next])
+    }
+
+    /// "Retry all failed": the same checks as a job's control (read-only, form, CSRF token; the
+    /// Host and Origin in `RequestGuard`), then each failed job this server's role may retry,
+    /// and back to the list with what was done.
+    func retryFailed(_ request: Request, context: OperationsContext) async throws -> Response {
+        guard !configuration.readOnly else {
+            throw HTTPError(.forbidden, message: "this dashboard is read-only (--read-only)")
+        }
+        let fields = try await form(request)
+        let session = try Self.cookie(Self.sessionCookie, of: request)
+        guard let session, let sent = fields["csrf"], keys.isValidCSRF(sent, session: session) else {
+            logger.warning(
+                "control refused: missing or wrong CSRF token",
+                metadata: ["remote": "\(context.remoteAddress)", "action": "retry-failed"])
+            throw HTTPError(.forbidden, message: "missing or wrong CSRF token: reload the page and try again")
+        }
+        let result: (retried: Int, refused: Int)
+        do {
+            result = try await store.retryFailed()
+        } catch {
+            throw HTTPError(.serviceUnavailable, message: "the database cannot be reached now")
+        }
+        logger.notice(
+            "dashboard control",
+            metadata: [
+                "remote": "\(context.remoteAddress)", "action": "retry-failed", "retried": "\(result.retried)",
+                "refused": "\(result.refused)",
+            ])
+        return Response(status: .seeOther, headers: [.location: "/?retried=\(result.retried)&refused=\(result.refused)"])
     }
 
     /// Checks the token of the login form, at most `loginBurst` attempts at once per client

@@ -1,3 +1,4 @@
+import Foundation
 import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
@@ -26,6 +27,20 @@ struct JobRow: Sendable {
     var createdAt: String
     var startedAt: String?
     var finishedAt: String?
+    /// Seconds from each timestamp to the database's `now()`, so that "3 min ago" does not
+    /// depend on this host's clock.
+    var createdAgo: Double
+    var startedAgo: Double?
+    var finishedAgo: Double?
+    /// How long the job ran: to its finish, or until now while it runs.
+    var ranSeconds: Double?
+    /// A running job whose worker has not been seen for `stale_after()` (progress.stale).
+    var stale: Bool
+    /// Seconds since the job's worker was last seen (running jobs only).
+    var workerSeenAgo: Double?
+    /// The batched job's checkpoint (the last key done), which readers may see.
+    var cursor: String?
+    var parentID: Int64?
 
     init(_ row: PostgresRow) throws {
         id = try row.int64("id")
@@ -49,7 +64,67 @@ struct JobRow: Sendable {
         createdAt = try row.string("created_at")
         startedAt = row["started_at"]
         finishedAt = row["finished_at"]
+        createdAgo = (try? row.double("created_ago")) ?? 0
+        startedAgo = try? row.double("started_ago")
+        finishedAgo = try? row.double("finished_ago")
+        ranSeconds = try? row.double("ran_seconds")
+        stale = (try? row.bool("stale")) ?? false
+        workerSeenAgo = try? row.double("worker_seen_ago")
+        cursor = row["cursor"]
+        parentID = try? row.int64("parent_id")
     }
+}
+
+/// How many jobs are in each state, and how many running ones are stale.
+struct JobCounts: Sendable, Equatable {
+    var byState: [String: Int64]
+    var stale: Int64
+}
+
+/// One page of the jobs list and where the next ones start: keyset pagination by id.
+struct JobPage: Sendable {
+    var jobs: [JobRow]
+    /// `before` for the link to older jobs; nil when there are none.
+    var olderThan: Int64?
+    /// `after` for the link to newer jobs; nil on the newest page.
+    var newerThan: Int64?
+    /// Whether this is not the first page (a "newest" link leads back to it).
+    var paged: Bool
+}
+
+/// What a job does, from its payload, which only `job_details` shows, and only to its
+/// enqueuer, a controller or the owner.
+struct JobPayload: Sendable {
+    /// Nil when the session may not see the payload.
+    var fields: [(key: String, value: String)]?
+}
+
+/// One failed attempt of a job, from `job_errors`.
+struct JobErrorRow: Sendable {
+    var attempt: Int
+    var workerID: String?
+    var error: String
+    /// Only for a session that may see the job's details; nil otherwise.
+    var detail: String?
+    var at: String
+    var ago: Double
+}
+
+/// One worker from `workers`: its heartbeat and whether it is running, stopped or stale.
+struct WorkerRow: Sendable {
+    var id: String
+    var host: String?
+    var pid: Int?
+    var version: String?
+    var concurrency: Int?
+    var startedAt: String
+    var startedAgo: Double
+    var seenAt: String
+    var seenAgo: Double
+    var stoppedAgo: Double?
+    /// `running`, `stopped` or `stale`.
+    var status: String
+    var runningJobs: Int64
 }
 
 /// One committed or failed batch of a batched job.
@@ -87,6 +162,9 @@ struct JobFilter: Sendable, Equatable {
     var state: String?
     var kind: String?
     var search: String?
+    /// Keyset pagination: jobs with an id below `before`, or above `after` (at most one).
+    var before: Int64?
+    var after: Int64?
 
     static let states = ["queued", "running", "paused", "succeeded", "failed", "cancelled"]
 
@@ -100,6 +178,27 @@ struct JobFilter: Sendable, Equatable {
         self.state = state
         self.kind = kind
         self.search = search
+    }
+
+    /// With the page's position; nil when `before` or `after` is not a positive id, or both come.
+    init?(state: String?, kind: String?, search: String?, before: String?, after: String?) {
+        self.init(state: state, kind: kind, search: search)
+        func id(_ text: String?) -> Int64?? {
+            guard let text, !text.isEmpty else { return .some(nil) }
+            guard let value = Int64(text), value > 0 else { return nil }
+            return .some(value)
+        }
+        guard let before = id(before), let after = id(after), before == nil || after == nil else { return nil }
+        self.before = before
+        self.after = after
+    }
+
+    /// The same filter on another page.
+    func at(before: Int64? = nil, after: Int64? = nil) -> JobFilter {
+        var filter = self
+        filter.before = before
+        filter.after = after
+        return filter
     }
 }
 
@@ -126,15 +225,23 @@ struct OperationsStore: Sendable {
             p.lock_wait_ms_max::float8 AS lock_wait_ms_max,
             to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS created_at,
             to_char(p.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at,
-            to_char(p.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS finished_at
+            to_char(p.finished_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS finished_at,
+            extract(epoch FROM now() - p.created_at)::float8 AS created_ago,
+            extract(epoch FROM now() - p.started_at)::float8 AS started_ago,
+            extract(epoch FROM now() - p.finished_at)::float8 AS finished_ago,
+            extract(epoch FROM coalesce(p.finished_at, CASE WHEN p.state = 'running' THEN now() END) - p.started_at)::float8
+                AS ran_seconds,
+            p.stale, extract(epoch FROM now() - p.worker_seen_at)::float8 AS worker_seen_ago, p.cursor, p.parent_id
         FROM \(progress) p JOIN \(jobs) j ON j.id = p.id
         """
     }
 
-    /// The newest `limit` jobs matching `filter`, running ones first. Each half is read newest
-    /// first by index (running jobs by their partial index, the rest backwards by id), so the
-    /// page and its refresh every two seconds cost the same on a table of millions of jobs.
-    func jobs(_ filter: JobFilter, limit: Int = 200) async throws -> [JobRow] {
+    /// One page of at most `limit` jobs matching `filter`. The first page shows running jobs first,
+    /// then the newest; `filter.before` and `filter.after` page through all of them by id
+    /// (keyset pagination). Each read goes by index newest first (running jobs by their partial
+    /// index, the rest backwards by id), so the page and its refresh every two seconds cost the
+    /// same on a table of millions of jobs.
+    func jobs(_ filter: JobFilter, limit: Int = 200) async throws -> JobPage {
         // An ILIKE pattern with the user's %, _ and \ taken literally.
         let pattern = filter.search.map {
             "%" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
@@ -145,7 +252,27 @@ struct OperationsStore: Sendable {
                 AND ($3::text IS NULL OR p.name ILIKE $3)
             """
         return try await pool.withConnection { connection in
-            try await connection.query(
+            if let before = filter.before {
+                let rows = try await connection.query(
+                    "\(jobSelect) WHERE p.id < $5 AND \(matching) ORDER BY p.id DESC LIMIT $4",
+                    [filter.state, filter.kind, pattern, limit + 1, before]
+                ).rows.map(JobRow.init)
+                let shown = Array(rows.prefix(limit))
+                return JobPage(
+                    jobs: shown, olderThan: rows.count > limit ? shown.last?.id : nil,
+                    newerThan: shown.first?.id ?? before, paged: true)
+            }
+            if let after = filter.after {
+                let rows = try await connection.query(
+                    "\(jobSelect) WHERE p.id > $5 AND \(matching) ORDER BY p.id LIMIT $4",
+                    [filter.state, filter.kind, pattern, limit + 1, after]
+                ).rows.map(JobRow.init)
+                let shown = Array(rows.prefix(limit).reversed())
+                return JobPage(
+                    jobs: shown, olderThan: shown.last?.id ?? after + 1,
+                    newerThan: rows.count > limit ? shown.first?.id : nil, paged: true)
+            }
+            let rows = try await connection.query(
                 """
                 SELECT * FROM (
                     (\(jobSelect) WHERE p.state = 'running' AND \(matching) ORDER BY p.id DESC LIMIT $4)
@@ -154,6 +281,142 @@ struct OperationsStore: Sendable {
                 ) newest ORDER BY (state = 'running') DESC, id DESC LIMIT $4
                 """, [filter.state, filter.kind, pattern, limit]
             ).rows.map(JobRow.init)
+            // Older pages go on from the oldest job listed in id order (running jobs are pinned
+            // above them here, and show again in their place on older pages).
+            let listed = rows.filter { $0.state != "running" }
+            guard let last = (listed.isEmpty ? rows : listed).last?.id else {
+                return JobPage(jobs: rows, olderThan: nil, newerThan: nil, paged: false)
+            }
+            let older = try await connection.query(
+                "SELECT EXISTS (SELECT 1 FROM \(progress) p WHERE p.id < $4 AND \(matching)) AS older",
+                [filter.state, filter.kind, pattern, last]
+            ).first?.bool("older") ?? false
+            return JobPage(jobs: rows, olderThan: older ? last : nil, newerThan: nil, paged: false)
+        }
+    }
+
+    /// Jobs by state, and the running ones that are stale, over the whole queue.
+    func counts() async throws -> JobCounts {
+        try await pool.withConnection { connection in
+            var byState: [String: Int64] = [:]
+            for row in try await connection.query("SELECT state::text AS state, count(*) AS n FROM \(jobs) GROUP BY state").rows {
+                byState[try row.string("state")] = try row.int64("n")
+            }
+            let stale = try await connection.query(
+                "SELECT count(*) AS n FROM \(progress) p WHERE p.state = 'running' AND p.stale"
+            ).first?.int64("n") ?? 0
+            return JobCounts(byState: byState, stale: stale)
+        }
+    }
+
+    /// The job's payload as its fields, when this session may see it (`job_details` shows the
+    /// row only to the job's enqueuer, a controller or the owner).
+    func payload(of id: Int64) async throws -> JobPayload {
+        try await pool.withConnection { connection in
+            let row: PostgresRow?
+            do {
+                row = try await connection.query(
+                    "SELECT d.payload::text AS payload FROM \(schema.qualified("job_details")) d WHERE d.id = $1", [id]
+                ).first
+            } catch where Self.permissionDenied(error) {
+                return JobPayload(fields: nil)
+            }
+            guard let row, let text: String = row["payload"] else { return JobPayload(fields: nil) }
+            return JobPayload(fields: Self.payloadFields(text))
+        }
+    }
+
+    /// A payload's top-level fields in a stable order: what the job does first (table, key,
+    /// statement), then the rest by name; values as JSON text, strings unquoted.
+    static func payloadFields(_ json: String) -> [(key: String, value: String)] {
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.utf8), options: [.fragmentsAllowed]),
+            let dictionary = object as? [String: Any]
+        else { return [("payload", json)] }
+        let first = ["table", "key", "statement", "sql", "lower", "upper", "shard", "shards", "search_path"]
+        let keys = first.filter { dictionary[$0] != nil } + dictionary.keys.filter { !first.contains($0) }.sorted()
+        return keys.map { key in
+            let value = dictionary[key]!
+            if let string = value as? String { return (key, string) }
+            if value is NSNull { return (key, "null") }
+            let data = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys])
+            return (key, data.flatMap { String(data: $0, encoding: .utf8) } ?? "\(value)")
+        }
+    }
+
+    /// The job's failed attempts, newest first. `error_detail` (the server's DETAIL, which may
+    /// quote rows) only when this session may see the job's details and read that column.
+    func errors(of id: Int64, detail: Bool, limit: Int = 50) async throws -> [JobErrorRow] {
+        try await pool.withConnection { connection in
+            let table = schema.qualified("job_errors")
+            let readable =
+                detail
+                ? try await connection.query(
+                    "SELECT pg_catalog.has_column_privilege($1::text, 'error_detail', 'SELECT') AS ok", [table]
+                ).first?.bool("ok") ?? false : false
+            return try await connection.query(
+                """
+                SELECT e.attempt, e.worker_id, e.error, \(readable ? "e.error_detail" : "NULL::text") AS error_detail,
+                    to_char(e.at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS at,
+                    extract(epoch FROM now() - e.at)::float8 AS ago
+                FROM \(table) e WHERE e.job_id = $1 ORDER BY e.id DESC LIMIT $2
+                """, [id, limit]
+            ).rows.map {
+                JobErrorRow(
+                    attempt: try $0.int("attempt"), workerID: $0["worker_id"], error: try $0.string("error"),
+                    detail: $0["error_detail"], at: try $0.string("at"), ago: try $0.double("ago"))
+            }
+        }
+    }
+
+    /// The workers, live ones first, then by their last heartbeat.
+    func workers(limit: Int = 100) async throws -> [WorkerRow] {
+        try await pool.withConnection { connection in
+            try await connection.query(
+                """
+                SELECT w.id, w.host, w.pid, w.version, w.concurrency,
+                    to_char(w.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at,
+                    extract(epoch FROM now() - w.started_at)::float8 AS started_ago,
+                    to_char(w.heartbeat_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS seen_at,
+                    extract(epoch FROM now() - w.heartbeat_at)::float8 AS seen_ago,
+                    extract(epoch FROM now() - w.stopped_at)::float8 AS stopped_ago,
+                    CASE WHEN w.stopped_at IS NOT NULL THEN 'stopped'
+                        WHEN w.heartbeat_at < now() - \(schema.qualified("stale_after"))() THEN 'stale'
+                        ELSE 'running' END AS status,
+                    (SELECT count(*) FROM \(jobs) j WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs
+                FROM \(schema.qualified("workers")) w
+                ORDER BY w.stopped_at IS NULL DESC, w.heartbeat_at DESC LIMIT $1
+                """, [limit]
+            ).rows.map {
+                WorkerRow(
+                    id: try $0.string("id"), host: $0["host"], pid: try? $0.int("pid"), version: $0["version"],
+                    concurrency: try? $0.int("concurrency"), startedAt: try $0.string("started_at"),
+                    startedAgo: try $0.double("started_ago"), seenAt: try $0.string("seen_at"),
+                    seenAgo: try $0.double("seen_ago"), stoppedAgo: try? $0.double("stopped_ago"),
+                    status: try $0.string("status"), runningJobs: try $0.int64("running_jobs"))
+            }
+        }
+    }
+
+    /// Retries the failed jobs (at most `limit`, newest first; a split job's shards through their
+    /// parent) that this session may retry, each on its own: the database refuses a job another
+    /// role enqueued unless the session may act as that role.
+    /// - Returns: how many were retried and how many the database refused.
+    func retryFailed(limit: Int = 1000) async throws -> (retried: Int, refused: Int) {
+        try await pool.withConnection { connection in
+            let ids = try await connection.query(
+                "SELECT id FROM \(jobs) WHERE state = 'failed' AND parent_id IS NULL ORDER BY id DESC LIMIT $1", [limit]
+            ).rows.map { try $0.int64("id") }
+            let queue = JobQueue(schema: schema)
+            var retried = 0
+            var refused = 0
+            for id in ids {
+                do {
+                    if try await queue.control(.retry, job: id, on: connection) { retried += 1 }
+                } catch where Self.permissionDenied(error) {
+                    refused += 1
+                }
+            }
+            return (retried, refused)
         }
     }
 

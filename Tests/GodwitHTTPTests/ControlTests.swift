@@ -26,7 +26,7 @@ struct ControlTests {
             for (action, state) in [("pause", "paused"), ("resume", "queued"), ("cancel", "cancelled"), ("retry", "queued")] {
                 try await client.execute(
                     uri: "/jobs/\(id)/\(action)", method: .post, headers: headers,
-                    body: formBody([("csrf", form), ("next", "/")])
+                    body: formBody([("csrf", form), ("next", "/")] + (action == "cancel" ? [("confirm", "yes")] : []))
                 ) { response in
                     #expect(response.status == .seeOther)
                     #expect(response.headers[.location] == "/")

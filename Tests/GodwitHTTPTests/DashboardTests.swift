@@ -147,7 +147,7 @@ struct DashboardTests {
             try await client.execute(uri: "/jobs/\(id)", method: .get) { response in
                 let page = response.text
                 #expect(page.contains("<svg class=\"chart\""))
-                #expect(page.contains("batch size (max 500)"))
+                #expect(page.contains("batch size, rows (max 500)"))
                 #expect(page.contains("duration (max 50 ms)"))
                 #expect(page.contains("batch 3: canceling statement due to lock timeout"))
                 #expect(page.contains("Lock waits caused</dt><dd>none"))
