@@ -67,6 +67,10 @@ struct HTTPProcessTests {
     @Test("--http with no address serves on 127.0.0.1:8432, also when another option follows it")
     func defaultAddress() async throws {
         try await withTestDatabase(prefix: "godwit_http_default") { database in
+            // The port is fixed: another program on the machine may hold it for a while (no test
+            // of this suite does). Wait for it, rather than fail on a clash this test is not about.
+            let free = try await eventually(timeout: .seconds(120), every: .milliseconds(500)) { try isFreeLoopbackPort(8432) }
+            try #require(free, "127.0.0.1:8432 stayed in use by another program")
             let worker = try GodwitProcess.start(["worker", "--http", "-D", database.url, "--log-level", "info"])
             defer { if worker.isRunning { worker.signal(SIGKILL) } }
             let answered = await eventually(timeout: .seconds(60)) {
