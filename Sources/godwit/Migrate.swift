@@ -133,7 +133,7 @@ extension Migrate {
                 let files = try MigrationScaffold.create(
                     description: description.joined(separator: " "),
                     in: config.migrationsDirectory(flag: sourceOptions.sourceFlag),
-                    versioning: versioning, reversibility: reversibility)
+                    versioning: versioning, reversibility: reversibility, warn: printWarning)
                 for file in files { output("Creating \(file)") }
             }
         }
