@@ -113,6 +113,12 @@ struct Ledger: Sendable {
             [migration.version, migration.description, success, ByteaParameter(migration.checksum), executionTime])
     }
 
+    /// Marks a row recorded as started (`success = false`) done, with its execution time.
+    func markApplied(version: Int64, executionTime nanoseconds: Int64, on connection: Connection) async throws {
+        try await connection.query(
+            "UPDATE \(table) SET success = TRUE, execution_time = $1 WHERE version = $2", [nanoseconds, version])
+    }
+
     func setExecutionTime(_ nanoseconds: Int64, version: Int64, on connection: Connection) async throws {
         try await connection.query(
             "UPDATE \(table) SET execution_time = $1 WHERE version = $2", [nanoseconds, version])

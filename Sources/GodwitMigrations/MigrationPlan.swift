@@ -30,26 +30,37 @@ public struct MigrationPlan: Sendable, Equatable {
         lockTimeout = policy.lockTimeout
         retries = policy.lockTimeout == nil ? 0 : policy.retries
         let setting = policy.lockTimeoutSetting
-        let ledgerWrite: Statement
-        if migration.kind == .down {
-            ledgerWrite = Statement(sql: "DELETE FROM \(ledger.table) WHERE version = \(migration.version)")
-        } else {
-            ledgerWrite = Statement(
+        func insert(success: Bool) -> Statement {
+            Statement(
                 sql: """
                     INSERT INTO \(ledger.table) (version, description, success, checksum, execution_time) \
-                    VALUES (\(migration.version), \(Self.literal(migration.description)), TRUE, \
+                    VALUES (\(migration.version), \(Self.literal(migration.description)), \(success ? "TRUE" : "FALSE"), \
                     '\\x\(migration.checksumHex)', -1)
                     """)
         }
+        let ledgerWrite =
+            migration.kind == .down
+            ? Statement(sql: "DELETE FROM \(ledger.table) WHERE version = \(migration.version)") : insert(success: true)
         var statements: [Statement] = []
         if migration.noTransaction {
+            // An up is recorded as started (success = false) before its first statement and
+            // marked done after its last: see `Migrator.apply`.
+            if migration.kind != .down { statements.append(insert(success: false)) }
             if let setting {
                 statements.append(Statement(sql: "SELECT pg_catalog.set_config('lock_timeout', '\(setting)', false)"))
             }
             for statement in SQLSplitter.split(migration.sql) {
                 statements.append(Statement(sql: statement.text, line: statement.startLine))
             }
-            statements.append(ledgerWrite)
+            if migration.kind == .down {
+                statements.append(ledgerWrite)
+            } else {
+                statements.append(
+                    Statement(
+                        sql:
+                            "UPDATE \(ledger.table) SET success = TRUE, execution_time = <elapsed nanoseconds> WHERE version = \(migration.version)"
+                    ))
+            }
         } else {
             statements.append(Statement(sql: "BEGIN"))
             if let setting { statements.append(Statement(sql: "SET LOCAL lock_timeout = '\(setting)'")) }
@@ -57,7 +68,7 @@ public struct MigrationPlan: Sendable, Equatable {
             statements.append(ledgerWrite)
             statements.append(Statement(sql: "COMMIT"))
         }
-        if migration.kind != .down {
+        if migration.kind != .down, !migration.noTransaction {
             statements.append(
                 Statement(
                     sql:

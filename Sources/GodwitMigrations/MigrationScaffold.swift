@@ -79,9 +79,12 @@ public enum MigrationScaffold {
     }
 
     /// Writes the new files and returns their paths. Refuses to overwrite an existing file.
+    ///
+    /// `warn` receives the folder's warnings (names it does not read, a lone down), as every
+    /// command that reads the folder prints them.
     public static func create(
         description: String, in directory: String, versioning: Versioning = .infer,
-        reversibility: Reversibility = .infer, now: Date = Date()
+        reversibility: Reversibility = .infer, now: Date = Date(), warn: (String) -> Void = { _ in }
     ) throws -> [String] {
         let trimmed = description.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else {
@@ -92,6 +95,7 @@ public enum MigrationScaffold {
         }
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let source = try MigrationSource.load(directory: directory)
+        for warning in source.warnings { warn(warning) }
         let prefix = nextVersionPrefix(for: source, versioning: versioning, now: now)
         let stem = "\(prefix)_\(trimmed.replacingOccurrences(of: " ", with: "_"))"
         let files: [(String, String)] =

@@ -150,6 +150,18 @@ public struct MigrationSource: Sendable {
         let rest = String(name[name.index(after: underscore)...])
         guard rest.hasSuffix(".sql") else { return nil }
         guard let version = Int64(prefix) else {
+            // All digits, yet no Int64: sqlx would fail to parse it too, but the name is right;
+            // the number is what the ledger's bigint cannot hold.
+            let negative = prefix.hasPrefix("-")
+            let digits = prefix.drop { $0 == "-" || $0 == "+" }
+            if prefix.count - digits.count <= 1, !digits.isEmpty,
+                digits.unicodeScalars.allSatisfy({ ("0"..."9").contains($0) })
+            {
+                throw MigrationError(
+                    .invalidSource,
+                    "\(path ?? name): version \(prefix) is too \(negative ? "small" : "large"): the ledger's version is a bigint, from \(Int64.min) to \(Int64.max) (a UTC timestamp such as 20240101120000 fits)"
+                )
+            }
             throw MigrationError(
                 .invalidSource,
                 "\(path ?? name): the name must start with an integer version and `_` (e.g. 20240101120000_create_users.sql)"

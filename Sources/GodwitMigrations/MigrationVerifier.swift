@@ -8,6 +8,9 @@ import GodwitPostgres
 /// given, dropped afterwards even on failure) it applies the migrations one by one. After each
 /// up it snapshots the schema, runs the down, checks the schema equals the one before the up,
 /// and applies the up again (which must work, and must give the same schema as the first time).
+///
+/// It compares schema only, never data: the scratch database holds no rows, so a down that
+/// loses what its up moved passes as long as the schema comes back.
 public struct MigrationVerifier: Sendable {
     public let source: MigrationSource
     /// sqlx.toml's settings: the ledger's `table-name` (left out of the snapshots) and the

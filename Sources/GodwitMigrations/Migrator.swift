@@ -254,9 +254,11 @@ public struct Migrator: Sendable {
     private func checkedLedger(on connection: Connection, ignoreMissing: Bool) async throws -> [AppliedMigration] {
         let applied = try await ledger.applied(on: connection)
         if let dirty = applied.first(where: { !$0.success }) {
+            // sqlx's words first; then which file, and what to do, by hand.
+            let file = source.up(for: dirty.version).map { " (\($0.path))" } ?? ""
             throw MigrationError(
                 .dirty,
-                "migration \(dirty.version) is partially applied; fix and remove row from `\(ledger.table)` table",
+                "migration \(dirty.version) is partially applied; fix and remove row from `\(ledger.table)` table: it stopped part-way\(file), so nothing more runs until a person has looked: \(clearDirtyAdvice(version: dirty.version))",
                 version: dirty.version)
         }
         for row in applied {
@@ -285,11 +287,22 @@ public struct Migrator: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         if migration.noTransaction {
-            let builds = try await runStatementByStatement(migration, on: connection, recordDirty: true)
-            try await refuseInvalidIndexes(builds, of: migration, on: connection)
-            try await recording(migration, outsideTransaction: true) {
-                try await ledger.insert(migration, success: true, executionTime: -1, on: connection)
+            try await recordStarted(migration, on: connection)
+            let builds = try await runStatementByStatement(migration, on: connection, recordedAsStarted: true)
+            let elapsed = clock.now - started
+            // Every statement ran: checking the builds and marking the row done are finished
+            // even if the task was cancelled meanwhile, lest a complete migration stay dirty.
+            try await ignoringCancellation(timeout: .seconds(30)) {
+                try await self.refuseInvalidIndexes(builds, of: migration, on: connection)
+                try await self.recording(migration, outsideTransaction: true) {
+                    try await self.ledger.markApplied(
+                        version: migration.version, executionTime: elapsed.nanoseconds, on: connection)
+                }
             }
+            logger.info(
+                "applied migration",
+                metadata: ["version": "\(migration.version)", "duration": "\(elapsed.rustDebugDescription)"])
+            return elapsed
         } else {
             try await retryingLockTimeouts(migration, beforeRetry: beforeRetry) { watch in
                 try await inTransaction(migration, on: connection, watch: watch) {
@@ -312,7 +325,7 @@ public struct Migrator: Sendable {
         let clock = ContinuousClock()
         let started = clock.now
         if down.noTransaction {
-            let builds = try await runStatementByStatement(down, on: connection, recordDirty: false)
+            let builds = try await runStatementByStatement(down, on: connection, recordedAsStarted: false)
             try await refuseInvalidIndexes(builds, of: down, on: connection)
             try await recording(down, outsideTransaction: true) {
                 try await ledger.delete(version: down.version, on: connection)
@@ -344,9 +357,11 @@ public struct Migrator: Sendable {
             let verb = migration.kind == .down ? "revert of migration" : "migration"
             let write = migration.kind == .down ? "removing its row from" : "recording it in"
             let message =
-                outsideTransaction
-                ? "\(verb) \(migration.version) (\(migration.path)) ran outside a transaction, but \(write) \(ledger.table) failed, so its changes stay without the ledger knowing: check the schema before running it again: \(error)"
-                : "\(verb) \(migration.version) (\(migration.path)) was rolled back: \(write) \(ledger.table) failed: \(error)"
+                !outsideTransaction
+                ? "\(verb) \(migration.version) (\(migration.path)) was rolled back: \(write) \(ledger.table) failed: \(error)"
+                : migration.kind == .down
+                    ? "\(verb) \(migration.version) (\(migration.path)) ran outside a transaction, but \(write) \(ledger.table) failed, so its changes stay without the ledger knowing: check the schema before running it again: \(error)"
+                    : "\(verb) \(migration.version) (\(migration.path)) ran outside a transaction, but marking it done in \(ledger.table) failed, so it stays recorded as partially applied: \(clearDirtyAdvice(version: migration.version)): \(error)"
             throw MigrationError(.execution, message, version: migration.version, underlying: error)
         }
     }
@@ -382,64 +397,136 @@ public struct Migrator: Sendable {
         }
     }
 
+    /// Records a `-- no-transaction` up migration as started, a `success = false` row committed
+    /// before its first statement, so that however it stops (a statement that fails, a
+    /// cancelled task, the process killed, the server restarted) neither Godwit nor sqlx (its
+    /// `Dirty` check) runs anything more, nor its first statements a second time, until a
+    /// person has looked. `Ledger.markApplied` sets it done after the last statement.
+    private func recordStarted(_ migration: Migration, on connection: Connection) async throws {
+        do {
+            try await ledger.insert(migration, success: false, executionTime: -1, on: connection)
+        } catch let error as PostgresError {
+            throw MigrationError(
+                .execution,
+                "migration \(migration.version) (\(migration.path)) was not run: recording it as started in \(ledger.table) failed: \(error)",
+                version: migration.version, underlying: error)
+        }
+    }
+
+    /// What a person does about a row with `success = false`: by hand, since neither
+    /// `migrate repair` (checksums only) nor a rerun can know which statements ran.
+    func clearDirtyAdvice(version: Int64) -> String {
+        "check which of its statements ran and finish or undo the rest by hand, then DELETE FROM \(ledger.table) WHERE version = \(version) to run it again (or UPDATE \(ledger.table) SET success = true WHERE version = \(version) if it is now complete)"
+    }
+
     /// Runs each statement on its own, outside any transaction, as `CREATE INDEX
-    /// CONCURRENTLY` requires. When a statement fails after others succeeded, the database is
-    /// half-migrated: for an up migration the ledger gets a `success = false` row, so that
-    /// neither Godwit nor sqlx runs anything more until a person has looked.
+    /// CONCURRENTLY` requires. For an up migration (`recordedAsStarted`), the ledger already
+    /// has its `success = false` row: it is removed again only when the file stopped before
+    /// anything of it ran (and a build that stopped left nothing behind); otherwise it stays,
+    /// and the error says how to clear it.
     ///
     /// Under the lock timeout (set for the session, and put back afterwards unless the file
     /// set its own), only a statement that timed out is tried again. A concurrent index build
     /// first drops an invalid index of its name left by an earlier build that did not finish,
-    /// and after a failure drops what it left itself. Returns the index builds, each with the
+    /// and after a failure, or when the task is cancelled during it (a worker's shutdown, a
+    /// cancelled job), drops what it left itself. Returns the index builds, each with the
     /// invalid indexes its table had before it, for `refuseInvalidIndexes`.
     private func runStatementByStatement(
-        _ migration: Migration, on connection: Connection, recordDirty: Bool
+        _ migration: Migration, on connection: Connection, recordedAsStarted: Bool
     ) async throws -> [(ConcurrentIndexBuild, Set<UInt32>)] {
         let statements = SQLSplitter.split(migration.sql)
-        let sessionTimeout = try await setSessionLockTimeout(on: connection)
-        return try await ensuring {
-            var builds: [(ConcurrentIndexBuild, Set<UInt32>)] = []
-            for (index, statement) in statements.enumerated() {
-                let build = ConcurrentIndexBuild(statement.text)
-                do {
+        /// How many statements have completed.
+        var ran = 0
+        /// A build that stopped may have left an invalid index that could not be dropped.
+        var leftSomething = false
+        do {
+            let sessionTimeout = try await setSessionLockTimeout(on: connection)
+            return try await ensuring {
+                var builds: [(ConcurrentIndexBuild, Set<UInt32>)] = []
+                for (index, statement) in statements.enumerated() {
+                    let build = ConcurrentIndexBuild(statement.text)
                     var before = Set<UInt32>()
-                    if let build {
-                        try await dropLeftoverOfSameName(build, migration, statement, on: connection)
-                        before = try await build.invalidIndexes(on: connection)
-                    }
-                    try await retryingLockTimeouts(migration, statement: statement) { watch in
-                        do {
-                            try await watching(connection, watch) { try await connection.execute(statement.text) }
-                        } catch let error as PostgresError {
-                            if let build {
-                                try await dropWhatAFailedBuildLeft(build, before: before, migration, on: connection)
+                    var buildStarted = false
+                    do {
+                        if let build {
+                            try await dropLeftoverOfSameName(build, migration, statement, on: connection)
+                            before = try await build.invalidIndexes(on: connection)
+                        }
+                        try await retryingLockTimeouts(migration, statement: statement) { watch in
+                            do {
+                                buildStarted = build != nil
+                                try await watching(connection, watch) { try await connection.execute(statement.text) }
+                            } catch let error as PostgresError {
+                                if let build {
+                                    do {
+                                        try await dropWhatAFailedBuildLeft(
+                                            build, before: before, migration, on: connection)
+                                    } catch {
+                                        leftSomething = true
+                                        throw error
+                                    }
+                                }
+                                throw error
                             }
-                            throw error
                         }
-                    }
-                    if let build { builds.append((build, before)) }
-                } catch let error as PostgresError {
-                    let location =
-                        error.position.map { statement.location(ofCharacterPosition: $0) }
-                        ?? (statement.startLine, statement.startColumn)
-                    var mapped = executionError(migration, error, location: location)
-                    if index > 0 {
-                        if recordDirty, await connection.isOpen {
-                            _ = try? await ledger.insert(migration, success: false, executionTime: -1, on: connection)
+                        if let build { builds.append((build, before)) }
+                        ran = index + 1
+                    } catch is CancellationError {
+                        if let build, buildStarted {
+                            // The cancelled build left an INVALID index: dropped as a failed
+                            // build's is, though this task is cancelled.
+                            let invalidBefore = before
+                            let dropped: Void? = try? await ignoringCancellation(timeout: .seconds(30)) {
+                                try await self.dropWhatAFailedBuildLeft(
+                                    build, before: invalidBefore, migration, on: connection)
+                            }
+                            leftSomething = dropped == nil
                         }
-                        mapped.message +=
-                            "; \(index) of \(statements.count) statements had already run outside a transaction"
-                            + (recordDirty
-                                ? ", so the migration is recorded as partially applied: repair the schema, then DELETE FROM \(ledger.table) WHERE version = \(migration.version)"
-                                : "")
+                        let state =
+                            !recordedAsStarted ? "after \(index) had run outside a transaction"
+                            : index == 0 && !leftSomething ? "before anything of it had run"
+                            : "after \(index) had run outside a transaction: it stays recorded as partially applied, so the next run stops on it until a person has looked"
+                        logger.warning(
+                            "migration \(migration.version) was interrupted at statement \(index + 1) of \(statements.count) (\(migration.path):\(statement.startLine)), \(state)",
+                            metadata: ["version": "\(migration.version)"])
+                        throw CancellationError()
+                    } catch let error as PostgresError {
+                        let location =
+                            error.position.map { statement.location(ofCharacterPosition: $0) }
+                            ?? (statement.startLine, statement.startColumn)
+                        var mapped = executionError(migration, error, location: location)
+                        if index > 0 {
+                            mapped.message +=
+                                "; \(index) of \(statements.count) statements had already run outside a transaction"
+                        }
+                        throw mapped
                     }
-                    throw mapped
                 }
+                return builds
+            } finally: {
+                await restoreSessionLockTimeout(sessionTimeout, on: connection)
             }
-            return builds
-        } finally: {
-            await restoreSessionLockTimeout(sessionTimeout, on: connection)
+        } catch {
+            guard recordedAsStarted else { throw error }
+            if ran == 0, !leftSomething, await forgetStarted(migration, on: connection) { throw error }
+            guard var mapped = error as? MigrationError else { throw error }
+            mapped.message +=
+                "\(ran == 0 ? "; " : ", ")so the migration is recorded as partially applied (success = false in \(ledger.table)): \(clearDirtyAdvice(version: migration.version))"
+            throw mapped
         }
+    }
+
+    /// Removes the `success = false` row of a no-transaction migration of which nothing ran,
+    /// even from a cancelled task; false when it could not (the row then stays, and the next
+    /// run stops on it: the safe side).
+    private func forgetStarted(_ migration: Migration, on connection: Connection) async -> Bool {
+        let removed: Void? = try? await ignoringCancellation(timeout: .seconds(10)) {
+            guard await connection.isOpen, await connection.transactionStatus == .idle else {
+                throw CancellationError()
+            }
+            try await self.ledger.delete(version: migration.version, on: connection)
+        }
+        return removed != nil
     }
 
     // MARK: Lock timeouts
@@ -578,9 +665,13 @@ public struct Migrator: Sendable {
         guard !invalid.isEmpty else { return }
         let verb = migration.kind == .down ? "revert of migration" : "migration"
         let names = invalid.joined(separator: ", ")
+        let recorded =
+            migration.kind == .down
+            ? "so its row stays in \(ledger.table): clear it with DROP INDEX CONCURRENTLY \(invalid[0]); then revert again"
+            : "so it stays recorded as partially applied (success = false in \(ledger.table)): clear it with DROP INDEX CONCURRENTLY \(invalid[0]), then DELETE FROM \(ledger.table) WHERE version = \(migration.version) and run the migration again"
         throw MigrationError(
             .invalidIndex,
-            "\(verb) \(migration.version) (\(migration.path)) ran, but index \(names) is INVALID (a concurrent build that did not finish, or one that IF NOT EXISTS skipped), so it is not recorded: clear it with DROP INDEX CONCURRENTLY \(invalid[0]); then run the migration again",
+            "\(verb) \(migration.version) (\(migration.path)) ran, but index \(names) is INVALID (a concurrent build that did not finish, or one that IF NOT EXISTS skipped), \(recorded)",
             version: migration.version)
     }
 
@@ -622,6 +713,32 @@ public struct MigrationStatus: Sendable, Equatable {
     public var installedOn: String?
     public var executionTime: Int64?
     public var path: String?
+}
+
+/// Runs `body` to its end even when the calling task has been cancelled, for what a
+/// cancelled migration still owes (dropping the invalid index its build left, the ledger row
+/// of a file of which nothing ran, marking done a file whose every statement ran); after
+/// `timeout` `body` is cancelled, which cancels its statement on the server, and this throws
+/// `CancellationError`. Otherwise returns what `body` returns, or throws what it throws.
+///
+/// Swift 6.3 has no cancellation shield: a task that is not a child inherits no cancellation,
+/// and it is awaited here, so it outlives nothing (as the worker records an outcome).
+private func ignoringCancellation<T: Sendable>(
+    timeout: Duration, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    try await Task {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            guard let first else { throw CancellationError() }
+            return first
+        }
+    }.value
 }
 
 /// Runs `body`, then `cleanup`, whether `body` returned or threw: an async `defer`.

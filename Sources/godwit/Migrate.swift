@@ -133,7 +133,7 @@ extension Migrate {
                 let files = try MigrationScaffold.create(
                     description: description.joined(separator: " "),
                     in: config.migrationsDirectory(flag: sourceOptions.sourceFlag),
-                    versioning: versioning, reversibility: reversibility)
+                    versioning: versioning, reversibility: reversibility, warn: printWarning)
                 for file in files { output("Creating \(file)") }
             }
         }
@@ -328,7 +328,9 @@ extension Migrate {
                 migrations one by one; after each up it snapshots the \
                 schema, runs the down, checks that the schema is as before the up, and applies the \
                 up again. Reports the first migration whose down does not restore the schema, with \
-                the difference. Simple migrations are reported as irreversible, not as failures.
+                the difference. Simple migrations are reported as irreversible, not as failures. \
+                It compares schema (pg_dump --schema-only), not data: the scratch database has no \
+                rows, so a down that loses data passes when the schema comes back.
                 """)
 
         @OptionGroup var connection: ConnectionOptions

@@ -60,22 +60,22 @@ extension Migrate {
             var failed = false
             try await withCLIErrors {
                 let url = try connection.optionalURL()
+                let logger = makeLogger(sourceOptions.logLevel)
+                // The folder is read once, and its warnings (names it does not read) printed
+                // once, with or without a database; FILEs named alone read no folder.
+                let migrator = files.isEmpty ? try sourceOptions.migrator(logger: logger) : nil
                 let linter = MigrationLinter(
-                    source: files.isEmpty
-                        ? try MigrationSource.load(directory: sourceOptions.source)
-                        : MigrationSource(
-                            migrations: [], directory: sourceOptions.source),
+                    source: migrator?.source ?? MigrationSource(migrations: [], directory: sourceOptions.source),
                     connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)))
                 var migrations = try files.map(MigrationLinter.migration(atPath:))
-                if files.isEmpty {
+                if let migrator {
                     if url != nil {
-                        let logger = makeLogger(sourceOptions.logLevel)
                         migrations = try await connection.withConnection(logger: logger) { conn in
                             // Pending in sqlx.toml's ledger (table-name), not always _sqlx_migrations.
-                            try await sourceOptions.migrator(logger: logger).pendingMigrations(on: conn)
+                            try await migrator.pendingMigrations(on: conn)
                         }
                     } else {
-                        migrations = linter.source.upMigrations
+                        migrations = migrator.source.upMigrations
                     }
                 }
                 let report = try await linter.lint(migrations, databaseURL: url)

@@ -132,9 +132,12 @@ struct WorkerCommand: AsyncParsableCommand {
             if migrate {
                 let conn = try await connection.connect(logger: logger)
                 let settings = try MigrationConfig.resolve(configPath: config)
+                for warning in settings.warnings { printWarning(warning) }
                 let migrator = try Migrator(
                     directory: settings.migrationsDirectory(flag: source), logger: logger,
                     lockPolicy: lockOptions.policy, config: settings)
+                // As `migrate run` prints them: names in the folder that are not read, a lone down.
+                for warning in migrator.source.warnings { printWarning(warning) }
                 try await migrator.run(on: conn, onEvent: { event in logger.info("\(event.line)") })
                 await conn.close()
             }

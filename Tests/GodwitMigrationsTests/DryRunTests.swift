@@ -31,6 +31,7 @@ struct DryRunTests {
             let expectedIndex = """
                 Can apply 2/migrate index (0ns)
                 -- \(index): -- no-transaction: 3 statements, each sent on its own outside a transaction; lock_timeout 1.5 s, a statement that times out is rolled back and tried again up to 4 times
+                INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (2, 'index', FALSE, '\\x\(checksum2)', -1);
                 SELECT pg_catalog.set_config('lock_timeout', '1500ms', false);
                 -- line 2:
                 CREATE INDEX CONCURRENTLY t_id ON t (id);
@@ -39,8 +40,7 @@ struct DryRunTests {
                   WHERE id = 1;
                 -- line 6:
                 CREATE INDEX CONCURRENTLY t_note ON t (note);
-                INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (2, 'index', TRUE, '\\x\(checksum2)', -1);
-                UPDATE _sqlx_migrations SET execution_time = <elapsed nanoseconds> WHERE version = 2;
+                UPDATE _sqlx_migrations SET success = TRUE, execution_time = <elapsed nanoseconds> WHERE version = 2;
 
                 """
             #expect(run.stdout.hasSuffix(expectedIndex), "\(run.stdout)")

@@ -97,6 +97,12 @@ struct LintCommandTests {
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid();",
             ["signal-backend"]
         ),
+        // The file's own COMMIT ends the migration's transaction before its last statement.
+        (
+            "55_own_commit.sql",
+            "BEGIN;\nALTER TABLE media ADD COLUMN committed_early text;\nCOMMIT;\nUPDATE media SET committed_early = 'x' WHERE id < 10;",
+            ["file-ends-transaction"]
+        ),
     ]
 
     /// Pending migrations that must raise nothing.
@@ -143,6 +149,8 @@ struct LintCommandTests {
         // Cluster-wide: the lint's own role may not run it (a note, no finding), and no role
         // outlives the lint.
         ("44_role.sql", "CREATE ROLE godwit_lint_probe NOLOGIN;"),
+        // Wrapped whole in its own transaction, as zero-to-production's migrations are.
+        ("45_own_transaction.sql", "BEGIN;\nCREATE TABLE own_tx (id int);\nCREATE INDEX own_tx_id ON own_tx (id);\nCOMMIT;"),
         (
             "42_new_then_dropped.sql",
             "CREATE TABLE scratchpad (id int);\nCREATE INDEX ON scratchpad (id);\nDROP TABLE scratchpad;"

@@ -32,6 +32,10 @@ struct LintRuleTests {
         ("ALTER TABLE media ADD FOREIGN KEY (t) REFERENCES tenants;", "constraint-without-not-valid"),
         ("ALTER TABLE ONLY media ADD PRIMARY KEY (id);", "unique-without-index"),
         ("ALTER TABLE media ALTER n SET NOT NULL;", "set-not-null"),
+        // A NOT VALID check proves nothing to PostgreSQL until it is validated.
+        ("ALTER TABLE media ADD CONSTRAINT n CHECK (n IS NOT NULL) NOT VALID;\nALTER TABLE media ALTER n SET NOT NULL;", "set-not-null"),
+        ("BEGIN;\nALTER TABLE media ADD COLUMN x int;\nCOMMIT;\nUPDATE media SET x = 1 WHERE id = 1;", "file-ends-transaction"),
+        ("ALTER TABLE media ADD COLUMN x int;\nROLLBACK;", "file-ends-transaction"),
         ("VACUUM (FULL, ANALYZE) media;", "vacuum-full"),
         ("CLUSTER VERBOSE media;", "cluster"),
         ("UPDATE ONLY media AS m SET a = (SELECT 1 WHERE true);", "whole-table-update"),
@@ -83,7 +87,11 @@ struct LintRuleTests {
         "ALTER TABLE media ADD CONSTRAINT k UNIQUE USING INDEX k_idx;",
         "ALTER TABLE media DROP CONSTRAINT c, RENAME CONSTRAINT d TO e;",
         "CREATE TABLE t (id int);\nCREATE INDEX ON t (id);\nALTER TABLE t RENAME COLUMN id TO key;\nDROP TABLE t;",
-        "ALTER TABLE media ADD CONSTRAINT n CHECK ((n IS NOT NULL)) NOT VALID;\nALTER TABLE media ALTER COLUMN n SET NOT NULL;",
+        "ALTER TABLE media ADD CONSTRAINT n CHECK ((n IS NOT NULL)) NOT VALID;\nALTER TABLE media VALIDATE CONSTRAINT n;\nALTER TABLE media ALTER COLUMN n SET NOT NULL;",
+        // A column added by these migrations, dropped again.
+        "ALTER TABLE media ADD COLUMN tmp text;\nALTER TABLE media DROP COLUMN tmp;",
+        // The file's own BEGIN and COMMIT around all of it.
+        "BEGIN;\nCREATE TABLE t (id int);\nCREATE INDEX ON t (id);\nCOMMIT;",
         "-- no-transaction\nCREATE INDEX CONCURRENTLY i ON media (a);\nDROP INDEX CONCURRENTLY j;\nVACUUM media;",
         "ALTER TABLE media VALIDATE CONSTRAINT c;\nUPDATE media SET a = 1 WHERE id = 1;",
         "ALTER TABLE media ADD CONSTRAINT f FOREIGN KEY (t) REFERENCES tenants NOT VALID;\nUPDATE media SET a = 1 WHERE id = 1;",

@@ -241,9 +241,11 @@ struct MigrateCommandTests {
             try dir.write("3_read.sql", "-- no-transaction\nSELECT 1;")
             let outside = try await run()
             #expect(outside.status == 1)
+            // Recorded as started before its first statement: that write fails, so nothing ran.
             #expect(
                 outside.stderr.hasPrefix(
-                    "error: migration 3 (\(dir.path)/3_read.sql) ran outside a transaction, but recording it in _sqlx_migrations failed"))
+                    "error: migration 3 (\(dir.path)/3_read.sql) was not run: recording it as started in _sqlx_migrations failed: cannot execute INSERT in a read-only transaction"),
+                "\(outside.stderr)")
             #expect(outside.stderr.split(separator: "\n").count == 1)
 
             #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 0)

@@ -36,6 +36,25 @@ struct MigrationSourceTests {
         #expect(error.message.contains("integer version"))
     }
 
+    /// A version of digits only that no bigint holds is too large (or small), not "not an
+    /// integer": the name is right, the number is not.
+    @Test(arguments: [
+        ("99999999999999999999_x.sql", "version 99999999999999999999 is too large"),
+        ("9223372036854775808_x.up.sql", "version 9223372036854775808 is too large"),
+        ("-9223372036854775809_x.sql", "version -9223372036854775809 is too small"),
+    ])
+    func aVersionTooLargeForABigintIsSaidSoNamingTheFile(name: String, expected: String) throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write(name, "SELECT 1;")
+        let error = try #require(throws: MigrationError.self) { try MigrationSource.load(directory: dir.path) }
+        #expect(error.code == .invalidSource)
+        #expect(error.message.hasPrefix("\(dir.path)/\(name): \(expected): the ledger's version is a bigint"), "\(error)")
+        #expect(!error.message.contains("integer version"))
+        // The largest bigint is a version like any other.
+        #expect(try MigrationSource.parseFileName("9223372036854775807_x.sql")?.version == Int64.max)
+    }
+
     @Test(arguments: [
         ["1_a.sql", "1_b.sql"],
         ["1_a.up.sql", "1_a.down.sql", "1_b.sql"],

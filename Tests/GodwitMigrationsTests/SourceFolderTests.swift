@@ -108,6 +108,36 @@ struct SourceFolderTests {
         }
     }
 
+    /// Every command that reads the folder prints its warnings (a name not read, a directory
+    /// named `*.sql`, a link that leads nowhere), each once, as `warning:` lines on stderr:
+    /// `worker --migrate` and `lint` (with and without a database) as `run` does.
+    @Test(arguments: [
+        ["migrate", "run"], ["migrate", "info"], ["migrate", "check"], ["migrate", "lint", "--no-dotenv"],
+        ["migrate", "lint"], ["migrate", "add", "more"], ["worker", "--drain", "--migrate", "--log-level", "error"],
+    ])
+    func everyCommandThatReadsTheFolderPrintsItsWarningsOnce(command: [String]) async throws {
+        try await withFixture(["1_a.sql": "CREATE TABLE a (id int);", "2.sql": "CREATE TABLE b (id int);"]) { (f: Fixture) async throws in
+            try FileManager.default.createDirectory(
+                atPath: "\(f.dir.path)/3_dir.sql", withIntermediateDirectories: false)
+            try FileManager.default.createSymbolicLink(atPath: "\(f.dir.path)/4.sql", withDestinationPath: "gone.sql")
+            // Applied first, so that nothing is pending (check passes) and every command exits 0.
+            try await f.migrator().run(on: f.conn)
+            let database = command.contains("--no-dotenv") || command.contains("add") ? [] : ["-D", f.db.url]
+            let result = try await GodwitProcess.run(command + database + ["--source", f.dir.path])
+            #expect(result.status == 0, "\(command): \(result.stdout)\(result.stderr)")
+            let warnings = result.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
+            let expected = [
+                "warning: \(f.dir.path)/2.sql is not read: ",
+                "warning: \(f.dir.path)/3_dir.sql is a directory, not a migration file",
+                "warning: \(f.dir.path)/4.sql is not read: ",
+            ]
+            #expect(warnings.count == expected.count, "\(command): \(result.stderr)")
+            for prefix in expected {
+                #expect(warnings.filter { $0.hasPrefix(prefix) }.count == 1, "\(command): \(prefix) in \(result.stderr)")
+            }
+        }
+    }
+
     // MARK: links that lead nowhere, empty migrations: errors
 
     @Test(arguments: [("2_b.sql", "9_gone.sql"), ("2_b.sql", "2_b.sql")])

@@ -34,6 +34,7 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
     case alterSystem = "alter-system"
     case remoteConnection = "remote-connection"
     case signalBackend = "signal-backend"
+    case fileEndsTransaction = "file-ends-transaction"
 
     /// The id as written in allow comments and JSON.
     public var id: String { rawValue }
@@ -70,6 +71,8 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
         case .remoteConnection:
             "dblink calls, CREATE EXTENSION dblink or postgres_fdw: connections from the server to other databases"
         case .signalBackend: "pg_terminate_backend or pg_cancel_backend, which end or interrupt other sessions"
+        case .fileEndsTransaction:
+            "a COMMIT or ROLLBACK of the file's own that ends the transaction the migration runs in before its end"
         }
     }
 
@@ -126,6 +129,8 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
             "do cross-database work from the application or a job, one connection per database; an extension that is needed is installed by an administrator, not by a migration"
         case .signalBackend:
             "do not end sessions from a migration: a lock timeout (migrate run retries it) gets past blockers, and the deploy procedure stops clients when it must"
+        case .fileEndsTransaction:
+            "remove the file's own BEGIN and COMMIT (migrate run and sqlx already run the whole file in one transaction), or move what follows the COMMIT into a migration of its own"
         }
     }
 

@@ -129,7 +129,7 @@ enum LintRules {
                         .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
                         lock: .accessExclusive, rewrite: true)
                     sawRewriteRule = true
-                case .addConstraint(let kind, let notValid, let usingIndex, _) where trace == nil:
+                case .addConstraint(let kind, let notValid, let usingIndex, _, _) where trace == nil:
                     switch kind {
                     case .check, .foreignKey:
                         guard !notValid else { break }
@@ -147,7 +147,7 @@ enum LintRules {
                     add(
                         .setNotNull, "SET NOT NULL on \(column) scans the whole table under the lock",
                         lock: .accessExclusive)
-                case .dropColumn(let column):
+                case .dropColumn(let column) where !facts.newColumns.contains(column):
                     add(
                         .dropColumn, "dropping column \(column) breaks the application version still running",
                         lock: alterLock)
@@ -206,6 +206,40 @@ enum LintRules {
                 lock: .accessExclusive, on: held)
         }
         return findings
+    }
+
+    /// The finding for a file's own `COMMIT` or `ROLLBACK` that ends the migration's
+    /// transaction (in a file without `-- no-transaction`), when it matters: statements follow
+    /// it, which then run outside that transaction, or it is a `ROLLBACK`, which undoes what
+    /// came before while the migration is still recorded as applied. Nil otherwise: a file
+    /// wrapped whole in its own `BEGIN; ... COMMIT;` runs as it would without them.
+    static func endedTransaction(
+        _ control: TransactionControl, path: String, statement: SQLStatement, following: Int
+    ) -> LintFinding? {
+        let rollback: Bool
+        switch control {
+        case .rollback: rollback = true
+        case .commit, .twoPhase: rollback = false
+        case .begin, .savepoint: return nil
+        }
+        guard following > 0 || rollback else { return nil }
+        let word = rollback ? "ROLLBACK" : "COMMIT"
+        let after =
+            following == 1 ? "the statement after it runs" : "the \(following) statements after it run"
+        var message: String
+        if rollback {
+            message =
+                "the file's own ROLLBACK undoes everything before it in the transaction migrate run and sqlx run the migration in, yet the migration is then recorded as applied"
+            if following > 0 { message += "; \(after) outside that transaction" }
+        } else {
+            message =
+                "the file's own COMMIT ends the transaction migrate run and sqlx run the migration in, so \(after) outside it: if one fails, what came before the COMMIT stays committed with no row in the ledger, and the next run repeats it"
+        }
+        let first = String(
+            statement.text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).first ?? "")
+        return LintFinding(
+            rule: .fileEndsTransaction, file: path, line: statement.startLine,
+            statement: first.isEmpty ? word : first, message: message)
     }
 
     /// An action that can rewrite the table: a column added with a default or as serial or
@@ -272,7 +306,7 @@ enum LintRules {
         let locks = shape.alterActions.map { action -> LockMode in
             switch action {
             case .validateConstraint: .shareUpdateExclusive
-            case .addConstraint(.foreignKey, _, _, _): .shareRowExclusive
+            case .addConstraint(.foreignKey, _, _, _, _): .shareRowExclusive
             default: .accessExclusive
             }
         }

@@ -109,6 +109,37 @@ public struct MigrationLinter: Sendable {
         }
     }
 
+    /// Follows one of the file's own transaction statements (`BEGIN`, `COMMIT`, ...), which is
+    /// never sent anywhere: adds the finding when it ends the migration's transaction early,
+    /// and in the trace a note for a savepoint statement the trace leaves out. Returns what it
+    /// changed, so that the caller knows which locks are still held.
+    private func follow(
+        _ control: TransactionControl, at position: Int, in file: PreparedFile, transaction: inout FileTransaction,
+        traced: Bool, report: inout LintReport
+    ) -> FileTransaction.Change {
+        let statement = file.statements[position].statement
+        let endsMigrationTransaction =
+            transaction.runsInMigrationTransaction && transaction.ended == nil && control.endsTransaction
+        let change = transaction.apply(control, line: statement.startLine)
+        if endsMigrationTransaction {
+            let following = file.statements[(position + 1)...].filter { $0.shape.transactionControl == nil }.count
+            if let finding = LintRules.endedTransaction(
+                control, path: file.migration.path, statement: statement, following: following)
+            {
+                sort([finding], of: statement, in: file, into: &report)
+            }
+        }
+        if traced, control == .savepoint || control == .twoPhase {
+            report.notes.append(
+                LintReport.Note(
+                    file: file.migration.path, line: statement.startLine,
+                    message:
+                        "not run in the scratch database, where the migrations run in one transaction of the lint's own that is never committed; a ROLLBACK TO it would make is not followed"
+                ))
+        }
+        return change
+    }
+
     /// Splits a statement's findings into those an allow comment accepts and the rest.
     private func sort(
         _ found: [LintFinding], of statement: SQLStatement, in file: PreparedFile, into report: inout LintReport
@@ -144,7 +175,14 @@ public struct MigrationLinter: Sendable {
     private func lintByText(_ files: [PreparedFile], catalog: Connection?) async throws -> LintReport {
         var report = LintReport(mode: catalog == nil ? .static : .catalog, findings: [], allowed: [])
         var created: Set<String> = []
+        /// `table.column` with a validated `CHECK (col IS NOT NULL)` from these migrations.
         var notNullChecks: Set<String> = []
+        /// `table.constraint` to its column, for each NOT VALID `CHECK (col IS NOT NULL)` they add.
+        var notValidChecks: [String: String] = [:]
+        /// By table, the constraints they validate (for those the catalog has NOT VALID).
+        var validatedNames: [String: Set<String>] = [:]
+        /// `table.column` for each column they add.
+        var addedColumns: Set<String> = []
         /// `table.column` to the type a statement linted so far changed it to (catalog mode).
         var changedTypes: [String: String] = [:]
         func preExisting(_ name: RelationName) async throws -> Bool {
@@ -155,10 +193,17 @@ public struct MigrationLinter: Sendable {
         }
         for file in files {
             var exclusiveHeld: String?
-            for (statement, shape) in file.statements {
+            var transaction = FileTransaction(runsInMigrationTransaction: file.inTransaction)
+            for (position, (statement, shape)) in file.statements.enumerated() {
+                if let control = shape.transactionControl {
+                    let change = follow(
+                        control, at: position, in: file, transaction: &transaction, traced: false, report: &report)
+                    if change != .none { exclusiveHeld = nil }
+                    continue
+                }
                 let tablePreExisting = if let table = shape.table { try await preExisting(table) } else { false }
                 var facts = StatementFacts(
-                    path: file.migration.path, statement: statement, shape: shape, inTransaction: file.inTransaction,
+                    path: file.migration.path, statement: statement, shape: shape, inTransaction: transaction.open,
                     tablePreExisting: tablePreExisting, notNullProven: false, exclusiveHeldOn: exclusiveHeld,
                     sizeName: shape.table?.written)
                 let setNotNull = shape.alterActions.compactMap { action -> String? in
@@ -166,10 +211,24 @@ public struct MigrationLinter: Sendable {
                     return nil
                 }
                 if let table = shape.table, !setNotNull.isEmpty {
-                    facts.notNullProven = setNotNull.allSatisfy { notNullChecks.contains("\(table.key).\($0)") }
+                    let unproven = setNotNull.filter { !notNullChecks.contains("\(table.key).\($0)") }
+                    facts.notNullProven = unproven.isEmpty
                     if !facts.notNullProven, let catalog {
+                        // A check the catalog has NOT VALID counts once these migrations validated it.
                         facts.notNullProven = try await MigrationTrace.hasValidatedNotNullChecks(
-                            table: table.written, columns: setNotNull, on: catalog, byOID: false)
+                            table: table.written, columns: unproven, on: catalog, byOID: false,
+                            validatedNames: (validatedNames[table.key] ?? []).sorted())
+                    }
+                }
+                if let table = shape.table, tablePreExisting {
+                    // A column these migrations added (and the target did not already have, as
+                    // ADD COLUMN IF NOT EXISTS allows) is no running application's.
+                    for case .dropColumn(let column) in shape.alterActions
+                    where addedColumns.contains("\(table.key).\(column)") {
+                        if let catalog, try await MigrationTrace.hasColumn(table: table.written, column: column, on: catalog) {
+                            continue
+                        }
+                        facts.newColumns.insert(column)
                     }
                 }
                 if let catalog, let table = shape.table, tablePreExisting {
@@ -206,7 +265,19 @@ public struct MigrationLinter: Sendable {
                 if case .createTable = shape.command, let table = shape.table { created.insert(table.key) }
                 if let table = shape.table {
                     for column in shape.notNullCheckColumns { notNullChecks.insert("\(table.key).\(column)") }
-                    if file.inTransaction, exclusiveHeld == nil, tablePreExisting, LintRules.takesAccessExclusive(shape)
+                    for check in shape.notValidNotNullChecks {
+                        notValidChecks["\(table.key).\(check.name)"] = check.column
+                    }
+                    for name in shape.validatedConstraints {
+                        if let column = notValidChecks.removeValue(forKey: "\(table.key).\(name)") {
+                            notNullChecks.insert("\(table.key).\(column)")
+                        }
+                        validatedNames[table.key, default: []].insert(name)
+                    }
+                    for case .addColumn(let column, _, _, _) in shape.alterActions {
+                        addedColumns.insert("\(table.key).\(column)")
+                    }
+                    if transaction.open, exclusiveHeld == nil, tablePreExisting, LintRules.takesAccessExclusive(shape)
                     {
                         exclusiveHeld = table.written
                     }
@@ -246,11 +317,20 @@ public struct MigrationLinter: Sendable {
                                     "not run in the scratch database, since it acts outside the database (\(outside.sorted().joined(separator: ", "))): its statements are judged by their text"
                             ))
                         var exclusiveHeld: String?
-                        for (statement, shape) in file.statements {
+                        var transaction = FileTransaction(runsInMigrationTransaction: file.inTransaction)
+                        for (position, (statement, shape)) in file.statements.enumerated() {
+                            if let control = shape.transactionControl {
+                                let change = follow(
+                                    control, at: position, in: file, transaction: &transaction, traced: false,
+                                    report: &report)
+                                if change != .none { exclusiveHeld = nil }
+                                continue
+                            }
                             let facts = try await textFacts(
-                                statement, shape, in: file, trace: trace, exclusiveHeldOn: exclusiveHeld)
+                                statement, shape, in: file, inTransaction: transaction.open, trace: trace,
+                                exclusiveHeldOn: exclusiveHeld)
                             sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
-                            if file.inTransaction, exclusiveHeld == nil, facts.tablePreExisting,
+                            if transaction.open, exclusiveHeld == nil, facts.tablePreExisting,
                                 LintRules.takesAccessExclusive(shape)
                             {
                                 exclusiveHeld = shape.table?.written
@@ -259,13 +339,31 @@ public struct MigrationLinter: Sendable {
                         leftOut = true
                         continue
                     }
-                    let baseline = file.inTransaction ? try await trace.locks() : nil
+                    var baseline = file.inTransaction ? try await trace.locks() : nil
                     // Pre-existing tables this migration has taken ACCESS EXCLUSIVE on. pg_locks
                     // cannot show a lock an earlier migration of the same (rolled-back)
                     // transaction already holds, so a statement that by its text takes it on
                     // such a table counts as taking it.
                     var heldInMigration: [Int64] = []
-                    for (statement, shape) in file.statements {
+                    var transaction = FileTransaction(runsInMigrationTransaction: file.inTransaction)
+                    for (position, (statement, shape)) in file.statements.enumerated() {
+                        if let control = shape.transactionControl {
+                            // Never sent: the scratch database's one transaction is never
+                            // committed. Locks the file's transaction took are released here.
+                            switch follow(
+                                control, at: position, in: file, transaction: &transaction, traced: true,
+                                report: &report)
+                            {
+                            case .none: break
+                            case .opened, .restarted:
+                                baseline = try await trace.locks()
+                                heldInMigration = []
+                            case .closed:
+                                baseline = nil
+                                heldInMigration = []
+                            }
+                            continue
+                        }
                         var observation: TraceObservation
                         var failsInTransaction = false
                         var notRun: String?
@@ -276,26 +374,37 @@ public struct MigrationLinter: Sendable {
                         if judgedByText {
                             observation = try await trace.resolveOnly(shape)
                         } else {
-                            try await connection.execute("SAVEPOINT godwit_lint")
+                            /// The trace's own savepoint statements; a failure names the statement.
+                            func savepoint(_ sql: String) async throws {
+                                do {
+                                    try await connection.execute(sql)
+                                } catch let error as PostgresError {
+                                    throw MigrationError(
+                                        .execution,
+                                        "\(file.migration.path):\(statement.startLine): migrate lint's trace could not \(sql) after this statement: \(error.message)",
+                                        underlying: error)
+                                }
+                            }
+                            try await savepoint("SAVEPOINT godwit_lint")
                             do {
                                 observation = try await trace.observe(
                                     statement, sql: sql ?? statement.text, shape: shape, path: file.migration.path,
                                     baseline: baseline)
-                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                                try await savepoint("RELEASE SAVEPOINT godwit_lint")
                             } catch let error as MigrationError
                                 where error.underlying?.sqlState == Self.activeTransaction
                             {
                                 // "cannot run inside a transaction block": PostgreSQL says so itself.
-                                try await connection.execute("ROLLBACK TO SAVEPOINT godwit_lint")
-                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                                try await savepoint("ROLLBACK TO SAVEPOINT godwit_lint")
+                                try await savepoint("RELEASE SAVEPOINT godwit_lint")
                                 observation = try await trace.resolveOnly(shape)
                                 failsInTransaction = true
                             } catch let error as MigrationError
                                 where error.underlying?.sqlState == Self.insufficientPrivilege
                                 || leftOut && Self.undefinedObject.contains(error.underlying?.sqlState ?? "")
                             {
-                                try await connection.execute("ROLLBACK TO SAVEPOINT godwit_lint")
-                                try await connection.execute("RELEASE SAVEPOINT godwit_lint")
+                                try await savepoint("ROLLBACK TO SAVEPOINT godwit_lint")
+                                try await savepoint("RELEASE SAVEPOINT godwit_lint")
                                 observation = try await trace.resolveOnly(shape)
                                 let why = error.underlying.map(\.message) ?? error.message
                                 notRun =
@@ -311,12 +420,12 @@ public struct MigrationLinter: Sendable {
                                 LintReport.Note(file: file.migration.path, line: statement.startLine, message: notRun))
                             leftOut = true
                             facts = try await textFacts(
-                                statement, shape, in: file, trace: trace,
+                                statement, shape, in: file, inTransaction: transaction.open, trace: trace,
                                 exclusiveHeldOn: heldInMigration.first.flatMap { trace.preExisting[$0]?.name })
                         } else {
                             facts = StatementFacts(
                                 path: file.migration.path, statement: statement, shape: shape,
-                                inTransaction: file.inTransaction,
+                                inTransaction: transaction.open,
                                 tablePreExisting: tableOID.map { trace.preExisting[$0] != nil } ?? false,
                                 notNullProven: observation.notNullProven,
                                 exclusiveHeldOn: (observation.heldExclusive + heldInMigration).first.flatMap {
@@ -325,6 +434,16 @@ public struct MigrationLinter: Sendable {
                                 trace: observation, sizeName: tableOID.flatMap { observation.qualifiedNames[$0] },
                                 batchKey: observation.batchKey)
                             facts.failsInTransaction = failsInTransaction
+                            if let oid = tableOID, let table = trace.preExisting[oid] {
+                                // A column the target does not have was added by these migrations.
+                                for case .dropColumn(let column) in shape.alterActions {
+                                    if try await !MigrationTrace.hasColumn(
+                                        table: table.qualified, column: column, on: target)
+                                    {
+                                        facts.newColumns.insert(column)
+                                    }
+                                }
+                            }
                         }
                         sort(LintRules.evaluate(facts), of: statement, in: file, into: &report)
                         if let baseline, observation.executed, notRun == nil {
@@ -356,8 +475,8 @@ public struct MigrationLinter: Sendable {
     /// target's, which `CHECK (col IS NOT NULL)` are validated, and the table's key: what the
     /// catalog check reads from the target.
     private func textFacts(
-        _ statement: SQLStatement, _ shape: StatementShape, in file: PreparedFile, trace: MigrationTrace,
-        exclusiveHeldOn: String?
+        _ statement: SQLStatement, _ shape: StatementShape, in file: PreparedFile, inTransaction: Bool,
+        trace: MigrationTrace, exclusiveHeldOn: String?
     ) async throws -> StatementFacts {
         func preExisting(_ name: RelationName) async throws -> MigrationTrace.Relation? {
             let row = try await trace.connection.query("SELECT to_regclass($1)::int8 AS oid", [name.written]).first
@@ -365,7 +484,7 @@ public struct MigrationLinter: Sendable {
         }
         let table = if let name = shape.table { try await preExisting(name) } else { nil as MigrationTrace.Relation? }
         var facts = StatementFacts(
-            path: file.migration.path, statement: statement, shape: shape, inTransaction: file.inTransaction,
+            path: file.migration.path, statement: statement, shape: shape, inTransaction: inTransaction,
             tablePreExisting: table != nil, notNullProven: false, exclusiveHeldOn: exclusiveHeldOn,
             sizeName: table?.qualified ?? shape.table?.written)
         if case .dropTable(let names) = shape.command {

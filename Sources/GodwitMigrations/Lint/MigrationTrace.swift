@@ -286,9 +286,11 @@ struct MigrationTrace {
         return observation
     }
 
-    /// Whether every column has a validated `CHECK (col IS NOT NULL)` on the table.
+    /// Whether every column has a validated `CHECK (col IS NOT NULL)` on the table: validated
+    /// in the catalog, or NOT VALID there and named in `validatedNames` (validated by an
+    /// earlier statement of the migrations being checked, which the catalog check does not run).
     static func hasValidatedNotNullChecks(
-        table: String, columns: [String], on connection: Connection, byOID: Bool
+        table: String, columns: [String], on connection: Connection, byOID: Bool, validatedNames: [String] = []
     ) async throws -> Bool {
         let relation = byOID ? "$1::oid" : "to_regclass($1)"
         for column in columns {
@@ -296,14 +298,27 @@ struct MigrationTrace {
                 """
                 SELECT EXISTS (
                     SELECT FROM pg_constraint
-                    WHERE conrelid = \(relation) AND contype = 'c' AND convalidated
-                      AND pg_get_constraintdef(oid) = format('CHECK ((%I IS NOT NULL))', $2::text)
+                    WHERE conrelid = \(relation) AND contype = 'c' AND (convalidated OR conname = ANY ($3::text[]))
+                      AND pg_get_constraintdef(oid) IN (
+                          format('CHECK ((%I IS NOT NULL))', $2::text), format('CHECK ((%I IS NOT NULL)) NOT VALID', $2::text))
                 ) AS proven
-                """, [table, column]
+                """, [table, column, PostgresArray.literal(validatedNames)]
             ).first
             guard try row?.bool("proven") == true else { return false }
         }
         return true
+    }
+
+    /// Whether the table (as `to_regclass` resolves the text) has the column.
+    static func hasColumn(table: String, column: String, on connection: Connection) async throws -> Bool {
+        try await connection.query(
+            """
+            SELECT EXISTS (
+                SELECT FROM pg_catalog.pg_attribute
+                WHERE attrelid = pg_catalog.to_regclass($1) AND attname = $2 AND attnum > 0 AND NOT attisdropped
+            ) AS present
+            """, [table, column]
+        ).first?.bool("present") ?? false
     }
 
     /// The table's primary key when it is one column, for a batched job.

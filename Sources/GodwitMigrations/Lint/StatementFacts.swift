@@ -17,6 +17,9 @@ struct StatementFacts: Sendable {
     /// A pre-existing table held in ACCESS EXCLUSIVE since an earlier statement of the same
     /// transaction.
     var exclusiveHeldOn: String?
+    /// Columns of the statement's table that the migrations being linted added (they were
+    /// not in the target before): dropping one breaks no running application.
+    var newColumns: Set<String> = []
     var trace: TraceObservation?
     /// The trace tried the statement in a transaction and PostgreSQL refused (SQLSTATE 25001).
     var failsInTransaction = false

@@ -16,14 +16,16 @@ struct StatementShape: Sendable {
     enum Action: Sendable, Equatable {
         /// `notNull`: declared NOT NULL or PRIMARY KEY.
         case addColumn(name: String, defaultTokens: [SQLToken]?, serialOrIdentity: Bool, notNull: Bool)
-        case addConstraint(kind: ConstraintKind, notValid: Bool, usingIndex: Bool, notNullCheckColumn: String?)
+        /// `name`: as written after CONSTRAINT, nil when PostgreSQL picks it.
+        case addConstraint(
+            kind: ConstraintKind, notValid: Bool, usingIndex: Bool, notNullCheckColumn: String?, name: String?)
         /// `using`: the change has a USING expression, which may change every value.
         case alterType(column: String, type: String, using: Bool)
         case setNotNull(column: String)
         case dropColumn(String)
         case renameColumn(String)
         case renameTable
-        case validateConstraint
+        case validateConstraint(name: String?)
         case other
     }
 
@@ -55,11 +57,14 @@ struct StatementShape: Sendable {
     var batchWhereOffset: Int?
     /// What the statement does outside the database, which no rollback undoes.
     var outsideEffects: [OutsideEffect]
+    /// For `BEGIN`, `COMMIT`, `ROLLBACK`, savepoints and the like: which it is.
+    var transactionControl: TransactionControl?
 
     init(_ text: String) {
         let tokens = SQLTokenizer.tokens(text)
         self.tokens = tokens
         (command, table) = Self.classify(tokens)
+        transactionControl = TransactionControl(tokens)
         outsideEffects = OutsideEffect.find(in: tokens)
         if case .update = command {
             let withPart = tokens.first?.isKeyword("WITH") == true ? Self.modifyingPart(ofWith: tokens) : nil
@@ -107,10 +112,28 @@ struct StatementShape: Sendable {
         return []
     }
 
-    /// A `CHECK (col IS NOT NULL)` this statement adds, by column.
+    /// A `CHECK (col IS NOT NULL)` this statement adds validated (without NOT VALID), by column.
     var notNullCheckColumns: [String] {
         alterActions.compactMap {
-            if case .addConstraint(.check, _, _, let column?) = $0 { return column }
+            if case .addConstraint(.check, false, _, let column?, _) = $0 { return column }
+            return nil
+        }
+    }
+
+    /// A `CHECK (col IS NOT NULL) NOT VALID` this statement adds, with its name (PostgreSQL's
+    /// `<table>_<column>_check` when none is written), for a later VALIDATE CONSTRAINT.
+    var notValidNotNullChecks: [(name: String, column: String)] {
+        alterActions.compactMap {
+            guard case .addConstraint(.check, true, _, let column?, let name) = $0 else { return nil }
+            let tableName = table.map { String($0.key.split(separator: ".").last ?? "") } ?? ""
+            return (name ?? "\(tableName)_\(column)_check", column)
+        }
+    }
+
+    /// The constraints this statement validates (`VALIDATE CONSTRAINT name`).
+    var validatedConstraints: [String] {
+        alterActions.compactMap {
+            if case .validateConstraint(let name?) = $0 { return name }
             return nil
         }
     }
@@ -353,7 +376,7 @@ struct StatementShape: Sendable {
             guard i < a.count, let column = a[i].identifier else { return .other }
             return .dropColumn(column)
         case "VALIDATE":
-            return .validateConstraint
+            return .validateConstraint(name: word(1) == "CONSTRAINT" && a.count > 2 ? a[2].identifier : nil)
         case "RENAME":
             if word(1) == "TO" { return .renameTable }
             if word(1) == "CONSTRAINT" { return .other }
@@ -398,6 +421,8 @@ struct StatementShape: Sendable {
                 notNullColumn = column
             }
         }
-        return .addConstraint(kind: kind, notValid: notValid, usingIndex: usingIndex, notNullCheckColumn: notNullColumn)
+        let name = i == 2 && c.count > 1 ? c[1].identifier : nil
+        return .addConstraint(
+            kind: kind, notValid: notValid, usingIndex: usingIndex, notNullCheckColumn: notNullColumn, name: name)
     }
 }
