@@ -6,32 +6,33 @@ import Testing
 
 @Suite("ClientProgram")
 struct ClientProgramTests {
-    @Test func programsDoNotBlockTheCooperativePool() async throws {
-        // Four programs that take ten seconds each, at once, on a machine whose pool has two
-        // threads: if waiting for a program held a pool thread, two of them would hold both
-        // threads, the other two could not start and this task could not look, until the
-        // first two had ended. It sees all four running.
+    /// Four programs at once, on a machine whose pool has two threads, each waiting for a lock
+    /// that this task holds until it has seen all four waiting. If waiting for a program held a
+    /// pool thread, two of them would hold both threads, the other two could not start and this
+    /// task could not look, so the lock would never be released: the time limit fails that.
+    @Test(.timeLimit(.minutes(3))) func programsDoNotBlockTheCooperativePool() async throws {
         let server = try TestDatabase.serverURL
         let (conninfo, environment) = try ClientProgram.connectionArguments(for: server)
         let tag = "godwit-pool-probe-\(UInt32.random(in: 0...UInt32.max))"
+        let key = Int64.random(in: 1...Int64.max)
         let observer = try await Connection.connect(server)
-        let clock = ContinuousClock()
-        let deadline = clock.now + .milliseconds(9500)
+        try await observer.query("SELECT pg_advisory_lock($1)", [key])
         try await withThrowingTaskGroup(of: ClientProgram.Output.self) { group in
             for _ in 0..<4 {
                 group.addTask {
                     try await ClientProgram.run(
                         "psql",
-                        ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_sleep(10)"],
+                        ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_advisory_lock_shared(\(key))"],
                         environment: environment)
                 }
             }
-            var running = 0
-            while running < 4, clock.now < deadline {
-                running = try await sessions(tagged: tag, on: observer)
-                try await Task.sleep(for: .milliseconds(20))
+            let waiting = try await eventually(timeout: .seconds(120)) {
+                try await observer.query(
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [tag]
+                ).first?.int("n") == 4
             }
-            #expect(running == 4, "this task did not see the four programs running at once")
+            #expect(waiting, "this task did not see the four programs waiting at once")
+            try await observer.query("SELECT pg_advisory_unlock($1)", [key])
             for try await output in group {
                 #expect(output.succeeded, "\(output.stderr)")
             }

@@ -25,7 +25,7 @@ struct HTTPProcessTests {
                 database, kind: "sql", name: "waits at the gate", payload: #"{"sql": "SELECT count(*) FROM gate"}"#)
             let port = try freeLoopbackPort()
             let worker = try GodwitProcess.start([
-                "worker", "-D", database.url, "--http", "127.0.0.1:\(port)", "--shutdown-timeout", "120",
+                "worker", "-D", database.url, "--http", "127.0.0.1:\(port)", "--shutdown-timeout", "3600",
                 "--log-level", "info",
             ])
             defer { if worker.isRunning { worker.signal(SIGKILL) } }
@@ -40,7 +40,7 @@ struct HTTPProcessTests {
             #expect(ready.status == .ok)
 
             worker.signal(SIGTERM)
-            let draining = await eventually(timeout: .seconds(30)) {
+            let draining = await eventually(timeout: .seconds(120)) {
                 (try? await get(port, "/health/ready"))?.status == .serviceUnavailable
             }
             #expect(draining, "/health/ready never said the worker takes no new jobs")

@@ -132,7 +132,7 @@ struct BatchedJobTests {
                 // Wait until this worker holds the job (after rescuing it from the last one) and
                 // has committed a batch of its own, then kill it at a random moment.
                 let before = batchesAtKill.last ?? 0
-                _ = try await eventually(timeout: .seconds(30)) {
+                _ = try await eventually(timeout: .seconds(120)) {
                     let row = try await conn.query(
                         "SELECT j.state::text AS s, j.worker_id, p.batches_done FROM godwit.jobs j JOIN godwit.job_progress p ON p.job_id = j.id WHERE j.id = $1",
                         [id]

@@ -89,7 +89,7 @@ struct FaultTests {
             let backfill = try await enqueueSlowBackfill(rows: 60, seconds: 1.5, on: conn)
             let stopped = try startWorker(db.url, ["--lease-timeout", "2", "--concurrency", "1"])
             #expect(
-                try await eventually(timeout: .seconds(30)) {
+                try await eventually(timeout: .seconds(120)) {
                     try await conn.query(
                         "SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [backfill]
                     ).first?.int("batches_done") ?? 0 >= 1
@@ -217,7 +217,7 @@ struct FaultTests {
                 VALUES ('noop', 'orphan', 'running', 1, 'dead', 1, now() - interval '1 minute', now()) RETURNING id
                 """
             ).first!.int64("id")
-            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(orphan, conn) == "succeeded" })
+            #expect(try await eventually(timeout: .seconds(120)) { try await jobState(orphan, conn) == "succeeded" })
             try await conn.execute("INSERT INTO public.release VALUES (1)")
             #expect(try await eventually { try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE name = 'old'").first!.int("n") == 0 })
             worker.signal(SIGTERM)

@@ -127,7 +127,7 @@ struct RestoreUnderJobsTests {
             let parent = try await enqueue(
                 try counterJob(dir, extra: ["parallel: 2", "batch-size: 100", "max-batch-size: 100"]), db.url)
             let worker = try startWorker(db.url)
-            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(parent, conn) == "succeeded" })
+            #expect(try await eventually(timeout: .seconds(120)) { try await jobState(parent, conn) == "succeeded" })
             worker.signal(SIGTERM)
             _ = try await worker.wait()
             let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])

@@ -69,7 +69,7 @@ struct WorkerTests {
                 WHERE pid <> pg_backend_pid() AND query LIKE '%pg_sleep(CASE WHEN EXISTS%' AND datname = current_database()
                 """)
             let rescuer = try startWorker(db.url)
-            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
+            #expect(try await eventually(timeout: .seconds(120)) { try await jobState(id, conn) == "succeeded" })
             let row = try #require(try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.int("attempts") == 2)
             #expect(try row.int64("lease_token") > firstToken)
@@ -104,7 +104,7 @@ struct WorkerTests {
             var ids: [Int64] = []
             for n in 0..<5 { ids.append(try await queue.enqueue(kind: "noop", name: "after \(n)", on: observer)) }
             ids.append(try await queue.enqueue(kind: "sql", name: "after sleep", payload: #"{"sql": "SELECT pg_sleep(0.1)"}"#, on: observer))
-            #expect(try await eventually(timeout: .seconds(30)) {
+            #expect(try await eventually(timeout: .seconds(120)) {
                 try await observer.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first?.int("n") == 7
             })
             worker.signal(SIGTERM)
@@ -154,7 +154,7 @@ struct WorkerTests {
             #expect(again.stdout == "job \(id): already cancelled\n")
             let retry = try await GodwitProcess.run(["job", "retry", "\(id)", "-D", db.url])
             #expect(retry.status == 0)
-            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
+            #expect(try await eventually(timeout: .seconds(120)) { try await jobState(id, conn) == "succeeded" })
 
             let paused = try await queue.enqueue(kind: "noop", name: "later", runAfter: .seconds(3600), on: conn)
             let pause = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])

@@ -59,10 +59,11 @@ struct LintSandboxTests {
                     "not run in the scratch database, since it acts outside the database (copy-program)") == true)
             #expect(try await Self.leftovers(of: lint.pid) == 0)
 
-            // The control: the same statement, run by the superuser directly, does create the
-            // file, so its absence above is the lint's doing.
+            // The control: the same program, run by the superuser directly, does create the
+            // file, so its absence above is the lint's doing. It reads the row first: a program
+            // that exits before PostgreSQL has written its row fails the COPY with a broken pipe.
             let admin = try await db.connect()
-            try await admin.execute("COPY (SELECT 1) TO PROGRAM 'touch \(marker)'")
+            try await admin.execute("COPY (SELECT 1) TO PROGRAM 'cat > /dev/null && touch \(marker)'")
             await admin.close()
             #expect(FileManager.default.fileExists(atPath: marker))
         }
