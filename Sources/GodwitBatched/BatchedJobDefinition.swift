@@ -174,8 +174,11 @@ public struct BatchedJobDefinition: Sendable, Equatable {
     ///   continues from (`--resume-from`): the new job's first batch starts after the old one's
     ///   last committed key. The new job is enqueued and takes over the checkpoint in one
     ///   transaction (`<schema>.resume_batched_from`), so a refusal leaves no job behind.
+    /// - Parameter warn: told what is accepted but worth a look (`file:line: ...`): a statement
+    ///   that writes other tables besides its own.
     public func enqueue(
-        file: String, schema: QueueSchema, resumingFrom oldJob: Int64? = nil, on connection: Connection
+        file: String, schema: QueueSchema, resumingFrom oldJob: Int64? = nil, on connection: Connection,
+        warn: (String) -> Void = { _ in }
     ) async throws -> Int64 {
         if oldJob != nil && parallel > 1 {
             throw ParseError(
@@ -193,8 +196,9 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 file: file, line: statementLine + (statement.prefix { $0 != ";" }.filter { $0 == "\n" }.count),
                 message: "the statement may not contain \";\" (write chr(59) for a semicolon inside a string)")
         }
+        let parameters: Int
         do {
-            _ = try await connection.describe(statement)
+            parameters = try await connection.describe(statement).parameterTypes.count
         } catch let error as PostgresError {
             var line = statementLine
             if let position = error.position {
@@ -207,8 +211,13 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 "SELECT relation FROM \(schema.qualified("batched_target"))($1, $2)", [table, key]
             ).first?.string("relation") {
                 try await KeyCollation.check(statement: statement, key: key, relation: relation, on: connection)
-                try await WriteTargets.check(
+                // With other than $1 and $2 it cannot be planned with two keys: enqueue_batched
+                // refuses it below, saying so.
+                if parameters == 2, let warning = try await WriteTargets.check(
                     statement: statement, table: table, relation: relation, file: file, line: statementLine, on: connection)
+                {
+                    warn(warning)
+                }
             }
         } catch let mismatch as KeyCollation.Mismatch {
             throw ParseError(file: file, line: statementLine + mismatch.line - 1, message: mismatch.message)
@@ -219,17 +228,17 @@ public struct BatchedJobDefinition: Sendable, Equatable {
             SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
                 max_lock_wait_ms => $14, health_query => $15, parallel => $16) AS id
             """
-        let parameters: [any PostgresParameter] = [
+        let arguments: [any PostgresParameter] = [
             name, table, key, statement, batchSize, targetBatchMs, pauseMs, minBatchSize, maxBatchSize,
             lockTimeoutMs, statementTimeoutMs, maxAttempts, priority, maxLockWaitMs, healthQuery, parallel,
         ]
         do {
             guard let oldJob else {
-                return try await connection.query(enqueueSQL, parameters).first!.int64("id")
+                return try await connection.query(enqueueSQL, arguments).first!.int64("id")
             }
             let resumeSQL = "SELECT \(schema.qualified("resume_batched_from"))($1, $2) AS cursor"
             return try await connection.transaction { conn in
-                let id = try await conn.query(enqueueSQL, parameters).first!.int64("id")
+                let id = try await conn.query(enqueueSQL, arguments).first!.int64("id")
                 try await conn.query(resumeSQL, [id, oldJob])
                 return id
             }

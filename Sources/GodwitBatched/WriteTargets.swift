@@ -14,9 +14,11 @@ import GodwitPostgres
 ///   updatable view, is accepted;
 /// - one that writes another table, or a view whose `INSTEAD OF` trigger does the writing
 ///   (what the trigger writes cannot be seen), is refused, naming both;
-/// - one that writes the table *and* another (a writable CTE, a rule `DO ALSO`) is refused:
-///   a batched job's checkpoint, progress and restore guard cover its one table, and the other
-///   table's writes would be neither batched by its key nor seen by them;
+/// - one that writes the table *and* another (a writable CTE that records the changed keys in an
+///   audit table, as `migrate lint --write-jobs` keeps it, a rule `DO ALSO`) is accepted with a
+///   warning naming the other tables: those writes commit with each batch and its checkpoint, so
+///   they too happen once a batch, but the job's progress, checkpoint and restore guard know
+///   only its own table;
 /// - one that writes nothing visible (a `SELECT` of a function that writes) is refused: which
 ///   table it changes cannot be told without running it.
 ///
@@ -24,10 +26,10 @@ import GodwitPostgres
 enum WriteTargets {
     /// Throws a `BatchedJobDefinition.ParseError` at the statement's `line` of `file` unless the
     /// statement writes `relation` (the `-- table:` line's `table`, as `batched_target` resolved
-    /// it) and nothing else.
+    /// it). Returns a warning (`file:line: ...`) when it writes other tables as well.
     static func check(
         statement: String, table: String, relation: String, file: String, line: Int, on connection: Connection
-    ) async throws {
+    ) async throws -> String? {
         func refuse(_ message: String) -> BatchedJobDefinition.ParseError {
             BatchedJobDefinition.ParseError(file: file, line: line, message: message)
         }
@@ -52,11 +54,10 @@ enum WriteTargets {
                 "the statement writes no table that its plan shows; a batched job updates its table \(named) in the statement itself")
         }
         let others = written.filter { $0 != relation }
-        guard !others.isEmpty else { return }
+        guard !others.isEmpty else { return nil }
         if written.contains(relation) {
-            throw refuse(
-                "the statement writes \(others.joined(separator: ", ")) as well as its table \(named); "
-                    + "a batched job writes only the table it walks")
+            return "\(file):\(line): the statement writes \(others.joined(separator: ", ")) as well as its table \(named): "
+                + "those writes commit with each batch, but the job's progress and checkpoint know only its table"
         }
         throw refuse("the statement writes \(others.joined(separator: ", ")), not its table \(named)")
     }

@@ -37,7 +37,8 @@ extension JobCommand {
                     let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
                     let schema = QueueSchema(name: queueOptions.schema)
                     try await installIfMissing(schema, on: conn)
-                    let id = try await definition.enqueue(file: file, schema: schema, resumingFrom: resumeFrom, on: conn)
+                    let id = try await definition.enqueue(
+                        file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
                     await conn.close()
                     output("\(id)")
                 } catch let error as BatchedJobDefinition.ParseError {

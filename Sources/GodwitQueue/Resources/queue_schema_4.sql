@@ -160,6 +160,9 @@ CREATE TRIGGER jobs_clear_error_on_success BEFORE UPDATE OF state ON @schema@.jo
 FOR EACH ROW WHEN (NEW.state = 'succeeded' AND (NEW.last_error IS NOT NULL OR NEW.last_error_detail IS NOT NULL))
 EXECUTE FUNCTION @schema@.clear_error_on_success();
 
+-- A trigger function's EXECUTE is checked when the trigger is created, not when it fires.
+REVOKE ALL ON FUNCTION @schema@.record_job_error(), @schema@.clear_error_on_success() FROM PUBLIC;
+
 -- Jobs that succeeded before this step lose their stale error too.
 UPDATE @schema@.jobs SET last_error = NULL, last_error_detail = NULL
 WHERE state = 'succeeded' AND (last_error IS NOT NULL OR last_error_detail IS NOT NULL);
