@@ -167,8 +167,24 @@ public struct BatchedJobDefinition: Sendable, Equatable {
     /// Nothing of the statement runs: it must be one statement (a second one is refused with
     /// its line), and it is parsed and analysed with the extended protocol's Parse and Describe,
     /// which accept exactly one statement and execute nothing, so that a syntax error is
-    /// reported at its line in the file.
-    public func enqueue(file: String, schema: QueueSchema, on connection: Connection) async throws -> Int64 {
+    /// reported at its line in the file. The table it writes is read from its plan (`EXPLAIN`
+    /// without `ANALYZE`, see `WriteTargets`) and must be the `-- table:` line's.
+    ///
+    /// - Parameter resumingFrom: a failed or cancelled batched job whose checkpoint the new job
+    ///   continues from (`--resume-from`): the new job's first batch starts after the old one's
+    ///   last committed key. The new job is enqueued and takes over the checkpoint in one
+    ///   transaction (`<schema>.resume_batched_from`), so a refusal leaves no job behind.
+    /// - Parameter warn: told what is accepted but worth a look (`file:line: ...`): a statement
+    ///   that writes other tables besides its own.
+    public func enqueue(
+        file: String, schema: QueueSchema, resumingFrom oldJob: Int64? = nil, on connection: Connection,
+        warn: (String) -> Void = { _ in }
+    ) async throws -> Int64 {
+        if oldJob != nil && parallel > 1 {
+            throw ParseError(
+                file: file, line: 1,
+                message: "--resume-from continues one job from one key: a parallel job (`parallel: \(parallel)`) cannot resume")
+        }
         let statements = SQLSplitter.split(statement)
         if statements.count > 1 {
             throw ParseError(
@@ -180,8 +196,9 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 file: file, line: statementLine + (statement.prefix { $0 != ";" }.filter { $0 == "\n" }.count),
                 message: "the statement may not contain \";\" (write chr(59) for a semicolon inside a string)")
         }
+        let parameters: Int
         do {
-            _ = try await connection.describe(statement)
+            parameters = try await connection.describe(statement).parameterTypes.count
         } catch let error as PostgresError {
             var line = statementLine
             if let position = error.position {
@@ -194,23 +211,37 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 "SELECT relation FROM \(schema.qualified("batched_target"))($1, $2)", [table, key]
             ).first?.string("relation") {
                 try await KeyCollation.check(statement: statement, key: key, relation: relation, on: connection)
+                // With other than $1 and $2 it cannot be planned with two keys: enqueue_batched
+                // refuses it below, saying so.
+                if parameters == 2, let warning = try await WriteTargets.check(
+                    statement: statement, table: table, relation: relation, file: file, line: statementLine, on: connection)
+                {
+                    warn(warning)
+                }
             }
         } catch let mismatch as KeyCollation.Mismatch {
             throw ParseError(file: file, line: statementLine + mismatch.line - 1, message: mismatch.message)
         } catch let error as PostgresError where error.code == .server {
             throw ParseError(file: file, line: 1, message: error.message)
         }
+        let enqueueSQL = """
+            SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
+                max_lock_wait_ms => $14, health_query => $15, parallel => $16) AS id
+            """
+        let arguments: [any PostgresParameter] = [
+            name, table, key, statement, batchSize, targetBatchMs, pauseMs, minBatchSize, maxBatchSize,
+            lockTimeoutMs, statementTimeoutMs, maxAttempts, priority, maxLockWaitMs, healthQuery, parallel,
+        ]
         do {
-            let row = try await connection.query(
-                """
-                SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
-                    max_lock_wait_ms => $14, health_query => $15, parallel => $16) AS id
-                """,
-                [
-                    name, table, key, statement, batchSize, targetBatchMs, pauseMs, minBatchSize, maxBatchSize,
-                    lockTimeoutMs, statementTimeoutMs, maxAttempts, priority, maxLockWaitMs, healthQuery, parallel,
-                ])
-            return try row.first!.int64("id")
+            guard let oldJob else {
+                return try await connection.query(enqueueSQL, arguments).first!.int64("id")
+            }
+            let resumeSQL = "SELECT \(schema.qualified("resume_batched_from"))($1, $2) AS cursor"
+            return try await connection.transaction { conn in
+                let id = try await conn.query(enqueueSQL, arguments).first!.int64("id")
+                try await conn.query(resumeSQL, [id, oldJob])
+                return id
+            }
         } catch let error as PostgresError {
             throw ParseError(file: file, line: 1, message: error.message)
         }

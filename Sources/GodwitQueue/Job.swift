@@ -66,9 +66,21 @@ public struct JobRecord: Sendable, Encodable {
     public var result: JSONValue?
     public var lastErrorDetail: String?
     public var enqueuedBy: String
+    /// Whether the job runs but its worker (of some running shard, for a parallel job) has not
+    /// been seen for `<schema>.stale_after()`: it is probably dead, and the job's numbers are
+    /// frozen until its lease expires and a rescue requeues it.
+    public var stale: Bool
+    /// When the job's worker was last seen (its heartbeat), while the job runs.
+    public var workerSeenAt: String?
+    /// `stale: worker W not seen for 42 s`, when `stale`.
+    public var staleMarker: String?
+    /// Each attempt's error, oldest first (`<schema>.job_errors`); filled by `job show` only.
+    public var errors: [JobErrorRecord]?
 
     enum CodingKeys: String, CodingKey {
-        case id, kind, name, state, priority, attempts, percent, payload, result
+        case id, kind, name, state, priority, attempts, percent, payload, result, stale, errors
+        case workerSeenAt = "worker_seen_at"
+        case staleMarker = "stale_marker"
         case maxAttempts = "max_attempts"
         case runAt = "run_at"
         case lastError = "last_error"
@@ -101,6 +113,60 @@ public struct JobRecord: Sendable, Encodable {
         result = row["result"].map(JSONValue.init(parsingOrKeeping:))
         lastErrorDetail = row["last_error_detail"]
         enqueuedBy = try row.string("enqueued_by")
+        stale = (try? row.bool("stale")) ?? false
+        workerSeenAt = row["worker_seen_at"]
+        staleMarker =
+            stale
+            ? JobRecord.staleMarker(worker: row["stale_worker"], unseenSeconds: row["unseen_seconds"].flatMap(Double.init))
+            : nil
+    }
+
+    /// `stale: worker W not seen for 42 s`: what `job list`, `job show` and `job watch` say of a
+    /// running job whose worker has gone quiet.
+    public static func staleMarker(worker: String?, unseenSeconds: Double?) -> String {
+        let seconds = unseenSeconds.map { " for \(Int($0.rounded())) s" } ?? ""
+        return "stale: worker \(worker ?? "(unknown)") not seen\(seconds)"
+    }
+
+    /// The SQL columns `init(row:)` reads for the stale marker, given the job as `j` and its
+    /// row of `<schema>.progress` as `p`: which running worker of the job was seen longest ago,
+    /// and how long ago.
+    static func staleColumns(schema: QueueSchema) -> (columns: String, join: String) {
+        (
+            "p.stale, to_json(p.worker_seen_at)#>>'{}' AS worker_seen_at, sw.stale_worker, "
+                + "greatest(0, extract(epoch FROM now() - p.worker_seen_at))::float8 AS unseen_seconds",
+            """
+            LEFT JOIN LATERAL (
+                SELECT r.worker_id AS stale_worker FROM \(schema.qualified("jobs")) r
+                LEFT JOIN \(schema.qualified("workers")) w ON w.id = r.worker_id
+                WHERE p.stale AND r.state = 'running' AND (r.id = j.id OR r.parent_id = j.id)
+                ORDER BY CASE WHEN w.stopped_at IS NULL THEN greatest(w.heartbeat_at, r.heartbeat_at)
+                    ELSE r.heartbeat_at END NULLS FIRST
+                LIMIT 1
+            ) sw ON true
+            """
+        )
+    }
+}
+
+/// One attempt's error, from `<schema>.job_errors`. The server's DETAIL is left out: it may
+/// quote row values, and readers of the queue may not see it (`last_error_detail`).
+public struct JobErrorRecord: Sendable, Encodable, Equatable {
+    public var attempt: Int
+    public var workerID: String?
+    public var error: String
+    public var at: String
+
+    enum CodingKeys: String, CodingKey {
+        case attempt, error, at
+        case workerID = "worker_id"
+    }
+
+    init(row: PostgresRow) throws {
+        attempt = try row.int("attempt")
+        workerID = row["worker_id"]
+        error = try row.string("error")
+        at = try row.string("at")
     }
 }
 
@@ -128,6 +194,8 @@ public struct JobProgress: Sendable {
     public var batchSize: Int?
     public var holdReason: String?
     public var lastError: String?
+    /// `stale: worker W not seen for 42 s` while the job's worker has gone quiet.
+    public var staleMarker: String?
 
     init(row: PostgresRow) {
         name = row["name"] ?? ""
@@ -140,6 +208,10 @@ public struct JobProgress: Sendable {
         batchSize = row["batch_size"].flatMap { Int($0) }
         holdReason = row["hold_reason"]
         lastError = row["last_error"]
+        staleMarker =
+            row["stale"] == "t"
+            ? JobRecord.staleMarker(worker: row["stale_worker"], unseenSeconds: row["unseen_seconds"].flatMap(Double.init))
+            : nil
     }
 
     public var finished: Bool { ["succeeded", "failed", "cancelled"].contains(state) }

@@ -71,25 +71,40 @@ public struct JobQueue: Sendable {
     /// payload, result and error detail come from `job_details`, which shows them only to those
     /// who may read them (see `JobRecord`).
     private var recordSelect: String {
-        """
-        SELECT j.id, j.kind, j.name, j.state::text AS state, j.priority, j.attempts, j.max_attempts,
+        let stale = JobRecord.staleColumns(schema: schema)
+        return """
+        SELECT \(stale.columns), j.id, j.kind, j.name, j.state::text AS state, j.priority, j.attempts, j.max_attempts,
             to_json(j.run_at)#>>'{}' AS run_at, j.last_error, j.worker_id, to_json(j.heartbeat_at)#>>'{}' AS heartbeat_at,
             p.percent::float8 AS percent, to_json(j.created_at)#>>'{}' AS created_at,
             to_json(j.started_at)#>>'{}' AS started_at, to_json(j.finished_at)#>>'{}' AS finished_at,
             d.payload::text AS payload, d.result::text AS result, d.last_error_detail, j.enqueued_by::text AS enqueued_by
         FROM \(jobs) j JOIN \(schema.qualified("progress")) p ON p.id = j.id
         LEFT JOIN \(schema.qualified("job_details")) d ON d.id = j.id
+        \(stale.join)
         """
+    }
+
+    /// Each attempt's error of a job, oldest first.
+    public func errors(of id: Int64, on connection: Connection) async throws -> [JobErrorRecord] {
+        try await connection.query(
+            """
+            SELECT attempt, worker_id, error, to_json(at)#>>'{}' AS at
+            FROM \(schema.qualified("job_errors")) WHERE job_id = $1 ORDER BY id
+            """, [id]
+        ).rows.map(JobErrorRecord.init)
     }
 
     /// One reading of `<schema>.progress` for a job, or nil when there is no such job.
     public func progress(of id: Int64, on connection: Connection) async throws -> JobProgress? {
-        try await connection.query(
+        let stale = JobRecord.staleColumns(schema: schema)
+        return try await connection.query(
             """
-            SELECT state::text AS state, percent::float8 AS percent, rows_done, rows_total,
-                rows_per_second::float8 AS rate, extract(epoch FROM eta)::float8 AS eta, batch_size,
-                hold_reason, last_error, name
-            FROM \(schema.qualified("progress")) WHERE id = $1
+            SELECT p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
+                p.rows_per_second::float8 AS rate, extract(epoch FROM p.eta)::float8 AS eta, p.batch_size,
+                p.hold_reason, p.last_error, p.name, \(stale.columns)
+            FROM \(schema.qualified("progress")) p JOIN \(jobs) j ON j.id = p.id
+            \(stale.join)
+            WHERE p.id = $1
             """, [id]
         ).first.map(JobProgress.init)
     }

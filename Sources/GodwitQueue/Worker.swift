@@ -25,6 +25,10 @@ public struct WorkerConfiguration: Sendable {
     /// Succeeded and cancelled jobs older than this are deleted.
     public var keepFinished: Duration = .seconds(7 * 86_400)
     public var workerID: String
+    /// The godwit version this worker runs, as its row in `<schema>.workers` shows it.
+    public var version: String?
+    /// Rows of `<schema>.workers` stopped, or not seen, for this long are deleted.
+    public var keepGoneWorkers: Duration = .seconds(86_400)
     /// How to log in as each enqueuer, by role (`--enqueuer-logins FILE`); a role without a
     /// line logs in with the worker's connection string, its user replaced and no password
     /// (see `EnqueuerSessions`).
@@ -71,6 +75,13 @@ public struct WorkerConfiguration: Sendable {
                 connectRetry: .connecting(for: connectTimeout)))
     }
 
+    /// What this worker writes about itself in `<schema>.workers`.
+    public var registration: WorkerRegistry.Registration {
+        WorkerRegistry.Registration(
+            id: workerID, host: ProcessInfo.processInfo.hostName,
+            pid: Int(ProcessInfo.processInfo.processIdentifier), version: version, concurrency: concurrency)
+    }
+
     static func defaultWorkerID() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
         return "\(host):\(ProcessInfo.processInfo.processIdentifier):\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
@@ -115,6 +126,7 @@ public final class Worker: Service {
     private let handlers: [String: any JobHandler]
     private let logger: Logger
     private let queue: JobQueue
+    private let registry: WorkerRegistry
     private let pool: ConnectionPool
     private let sessions: EnqueuerSessions
     private let signals = JobSignals()
@@ -141,6 +153,7 @@ public final class Worker: Service {
         logger[metadataKey: "worker"] = "\(configuration.workerID)"
         self.logger = logger
         self.queue = JobQueue(schema: configuration.schema)
+        self.registry = WorkerRegistry(schema: configuration.schema)
     }
 
     /// Asks the worker to stop as on SIGTERM: stop claiming, hand running jobs back at
@@ -182,6 +195,10 @@ public final class Worker: Service {
                         try await self.configuration.schema.install(on: connection)
                         let role = try await connection.query("SELECT session_user::text AS u").first?.string("u")
                         if let role { self.sessions.setWorkerRole(role) }
+                        // Rows of workers gone for a day go at every start too, not only hourly: a
+                        // worker that drains and exits may never reach its housekeeping loop.
+                        try await self.registry.deleteGone(olderThan: self.configuration.keepGoneWorkers, on: connection)
+                        try await self.registry.register(self.configuration.registration, on: connection)
                     }
                 }
             }
@@ -205,8 +222,22 @@ public final class Worker: Service {
             await self.dispatchLoop()
             background.cancelAll()
         }
+        await markStopped()
         await sessions.close()
         logger.info("worker stopped")
+    }
+
+    /// Writes `stopped_at` in the worker's row: an orderly exit, which `godwit workers` shows as
+    /// stopped rather than stale. Written even when the task was cancelled (shutdown timeout).
+    private func markStopped() async {
+        let id = configuration.workerID
+        do {
+            try await Task {
+                try await self.pool.withConnection { try await self.registry.stopped(id, on: $0) }
+            }.value
+        } catch {
+            logger.warning("could not mark this worker stopped in the workers table", metadata: ["error": "\(error)"])
+        }
     }
 
     // MARK: Claiming
@@ -481,14 +512,24 @@ public final class Worker: Service {
         }
     }
 
-    /// Renews the leases of this worker's running jobs and passes pause and cancel requests to
-    /// them. Never waits on a lock (see `JobQueue.heartbeat`), and has a loop of its own so that
-    /// nothing else (a rescue, a clean-up) can hold it up.
+    /// Renews the worker's own row in `<schema>.workers` and the leases of its running jobs, and
+    /// passes pause and cancel requests to them. Never waits on a lock (see
+    /// `JobQueue.heartbeat`), and has a loop of its own so that nothing else (a rescue, a
+    /// clean-up) can hold it up.
     private func heartbeatLoop() async {
+        let registration = configuration.registration
         await everyHeartbeat("heartbeat") {
             let leases = running.withLock { $0.values.map { (id: $0.id, token: $0.leaseToken) } }
-            if leases.isEmpty { return }
-            let answer = try await pool.withConnection { try await self.queue.heartbeat(leases, on: $0) }
+            // The leases first: a failure to write the worker's own row must not cost them.
+            let answer = try await pool.withConnection { connection in
+                let answer = leases.isEmpty ? [:] : try await self.queue.heartbeat(leases, on: connection)
+                do {
+                    try await self.registry.beat(registration, on: connection)
+                } catch let error as PostgresError where error.code == .server {
+                    self.logger.warning("writing this worker's heartbeat in the workers table failed", metadata: ["error": "\(error)"])
+                }
+                return answer
+            }
             for lease in leases where running.withLock({ $0[lease.id] != nil }) {
                 switch answer[lease.id] ?? .lost {
                 case .renewed(let control):
@@ -518,7 +559,8 @@ public final class Worker: Service {
         }
     }
 
-    /// Deletes old finished jobs, at start and then hourly, in a loop of its own: however long a
+    /// Deletes old finished jobs (their errors go with them: `job_errors` cascades) and the rows
+    /// of workers gone for a day, at start and then hourly, in a loop of its own: however long a
     /// large clean-up takes, it never holds up a rescue or a heartbeat. Each batch of 1000 takes a
     /// pool connection of its own and gives it back.
     private func housekeepingLoop() async {
@@ -537,6 +579,15 @@ public final class Worker: Service {
                 logger.warning("deleting old finished jobs failed; trying again in an hour", metadata: ["error": "\(error)"])
             }
             if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
+            do {
+                let gone = try await pool.withConnection {
+                    try await self.registry.deleteGone(olderThan: self.configuration.keepGoneWorkers, on: $0)
+                }
+                if gone > 0 { logger.info("deleted the rows of workers gone for a day", metadata: ["count": "\(gone)"]) }
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning("deleting the rows of gone workers failed; trying again in an hour", metadata: ["error": "\(error)"])
+            }
             do {
                 try await Task.sleep(for: .seconds(3600))
             } catch {

@@ -12,7 +12,9 @@ struct Godwit: AsyncParsableCommand {
             sqlx, so a Rust service running sqlx::migrate! and Godwit agree on every byte.
             """,
         version: "0.1.0",
-        subcommands: [Migrate.self, WorkerCommand.self, ServeCommand.self, JobCommand.self, BackupCommand.self]
+        subcommands: [
+            Migrate.self, WorkerCommand.self, WorkersCommand.self, ServeCommand.self, JobCommand.self, BackupCommand.self,
+        ]
     )
 
     /// swift-argument-parser's `main`, with every message scrubbed of the secrets in the

@@ -19,6 +19,12 @@ extension JobCommand {
         @OptionGroup var queueOptions: QueueOptions
         @Argument(help: "The job definition file.") var file: String
         @Option(help: "The job's name (default: the name directive, or the file name).") var name: String?
+        @Option(
+            help: ArgumentHelp(
+                "Continue from this failed or cancelled batched job's checkpoint (the last key it committed), on the "
+                    + "same table and key: for a corrected statement. Cancel a paused job first.",
+                valueName: "id"))
+        var resumeFrom: Int64?
 
         func run() async throws {
             try await withCLIErrors {
@@ -31,7 +37,8 @@ extension JobCommand {
                     let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
                     let schema = QueueSchema(name: queueOptions.schema)
                     try await installIfMissing(schema, on: conn)
-                    let id = try await definition.enqueue(file: file, schema: schema, on: conn)
+                    let id = try await definition.enqueue(
+                        file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
                     await conn.close()
                     output("\(id)")
                 } catch let error as BatchedJobDefinition.ParseError {
@@ -130,6 +137,8 @@ struct WatchedProgress {
     var batchSize: Int?
     var hold: String?
     var lastError: String?
+    /// `stale: worker W not seen for 42 s`, while the job's worker has gone quiet.
+    var stale: String?
 
     /// The name and hold reason come from the database: their control characters (newlines
     /// too, as each shows on one line) are escaped here, before the bar is drawn with its own.
@@ -143,6 +152,7 @@ struct WatchedProgress {
         eta = reading.etaSeconds
         batchSize = reading.batchSize
         hold = reading.holdReason.map { TerminalText.escaped($0, keepingNewlines: false) }
+        stale = reading.staleMarker.map { TerminalText.escaped($0, keepingNewlines: false) }
         lastError = reading.lastError
     }
 
@@ -155,6 +165,7 @@ struct WatchedProgress {
         if let batchSize, state == "running" { parts.append("batch \(batchSize)") }
         if let eta, state == "running" { parts.append("ETA \(formatSeconds(eta))") }
         if let hold { parts.append("holding: \(hold)") }
+        if let stale, state == "running" { parts.append(stale) }
         return parts.joined(separator: "  ")
     }
 

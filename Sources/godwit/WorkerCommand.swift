@@ -142,6 +142,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 await conn.close()
             }
             var configuration = WorkerConfiguration(databaseURL: url)
+            configuration.version = Godwit.configuration.version
             configuration.schema = QueueSchema(name: queueOptions.schema)
             configuration.concurrency = concurrency
             configuration.drain = drain
@@ -240,7 +241,7 @@ struct JobCommand: AsyncParsableCommand {
                                 [
                                     "\(job.id)", job.state.rawValue, job.kind, job.name,
                                     "\(job.attempts)/\(job.maxAttempts)", job.percent.map { String(format: "%.1f", $0) } ?? "",
-                                    job.lastError.map { String($0.prefix(60)) } ?? "",
+                                    job.staleMarker ?? job.lastError.map { String($0.prefix(60)) } ?? "",
                                 ], [8, 10, 8, 28, 9, 8, 0]))
                     }
                 }
@@ -250,7 +251,8 @@ struct JobCommand: AsyncParsableCommand {
     }
 
     struct Show: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Show one job, as JSON.")
+        static let configuration = CommandConfiguration(
+            abstract: "Show one job, as JSON, with each attempt's error (errors) and a stale marker (stale_marker).")
         @OptionGroup var connection: ConnectionOptions
         @OptionGroup var queueOptions: QueueOptions
         @Argument(help: "The job's id.") var id: Int64
@@ -258,10 +260,10 @@ struct JobCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
-                let found = try await queueOptions.explainingMissingSchema(on: conn) {
-                    try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).find(id, on: conn)
-                }
-                guard let job = found else { throw CLIError("no job \(id)") }
+                let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
+                let found = try await queueOptions.explainingMissingSchema(on: conn) { try await queue.find(id, on: conn) }
+                guard var job = found else { throw CLIError("no job \(id)") }
+                job.errors = try await queue.errors(of: id, on: conn)
                 output(try jsonText(job))
                 await conn.close()
             }

@@ -126,8 +126,11 @@ struct PrivilegeTests {
                     enqueue,
                     except: [
                         "enqueue", "enqueue_batched", "batched_target", "batched_target_of_table", "batch_fence",
-                        "batch_checkpoint", "job_succeeded", "stale_after",
+                        "batch_checkpoint", "job_succeeded", "stale_after", "resume_batched_from",
                     ])
+                // --resume-from: only from a job the caller may restart, to a job it just enqueued.
+                await Self.expectRefused(
+                    "SELECT godwit.resume_batched_from(1, \(job))", on: enqueue, "is a noop job, not a batched one")
                 for write in writes { await Self.expectRefused(write, on: enqueue, "permission denied") }
                 // The functions a job's session commits its work through act on the caller's own
                 // running jobs only.

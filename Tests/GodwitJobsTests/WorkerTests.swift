@@ -73,7 +73,11 @@ struct WorkerTests {
             let row = try #require(try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.int("attempts") == 2)
             #expect(try row.int64("lease_token") > firstToken)
-            #expect(try row.string("last_error").contains("lease expired"))
+            // The success cleared last_error; the rescue's error is in the history.
+            #expect(row["last_error"] == nil)
+            #expect(
+                try await conn.query("SELECT error FROM godwit.job_errors WHERE job_id = $1 AND attempt = 1", [id]).first?
+                    .string("error").contains("lease expired") == true)
             // The dead worker's write, had it come back: fenced off.
             let late = ClaimedJob(id: id, kind: "sql", name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
             #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
@@ -240,7 +244,13 @@ struct WorkerTests {
             // A serialization failure is transient: retried with backoff until it succeeds.
             #expect(byID[flaky]?["s"] == "succeeded")
             #expect(byID[flaky]?["attempts"] == "3")
-            #expect(byID[flaky]?["last_error"]?.contains("40001") == true)
+            // Its success cleared last_error; both failed attempts are in the history.
+            #expect(byID[flaky]?["last_error"] == nil)
+            let flakyErrors = try await conn.query(
+                "SELECT attempt, error FROM godwit.job_errors WHERE job_id = $1 ORDER BY id", [flaky]
+            ).rows
+            #expect(try flakyErrors.map { try $0.int("attempt") } == [1, 2])
+            #expect(try flakyErrors.allSatisfy { try $0.string("error").contains("40001") })
             #expect(byID[fine]?["s"] == "succeeded")
         }
     }
