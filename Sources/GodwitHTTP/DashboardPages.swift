@@ -185,10 +185,11 @@ struct DashboardPages: Sendable {
 
     /// Applied and pending migrations; under each pending one, what the lint's catalog check
     /// found in it (`lint` is nil without a migrations folder).
-    /// `denied`: the database refused this server's `role` the ledger (the page says what to grant).
+    /// `denied`: the database refused this server's `role` the ledger (the page says what to grant);
+    /// `ledger` is its name as sqlx.toml gives it.
     func migrationsPage(
         _ rows: [MigrationRow], hasSource: Bool, lint: Result<LintReport, MigrationError>? = nil,
-        denied: String? = nil, role: String? = nil
+        denied: String? = nil, role: String? = nil, ledger: String = "_sqlx_migrations"
     ) -> String {
         var found: [Int64: [LintFinding]] = [:]
         var allowed: [Int64: [LintFinding]] = [:]
@@ -197,7 +198,7 @@ struct DashboardPages: Sendable {
             summary = """
                 <p class="error">The role this server connects as (\(HTML.escape(role ?? "?"))) cannot read the \
                 migrations ledger: \(HTML.escape(denied)). To show it here, grant it: \
-                <code>GRANT SELECT ON _sqlx_migrations TO \(HTML.escape(quoteIdentifier(role ?? "role")))</code>.</p>
+                <code>GRANT SELECT ON \(HTML.escape(ledger)) TO \(HTML.escape(quoteIdentifier(role ?? "role")))</code>.</p>
                 """
         }
         switch lint {

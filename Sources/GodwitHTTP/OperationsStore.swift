@@ -111,6 +111,8 @@ struct OperationsStore: Sendable {
     let pool: ConnectionPool
     let schema: QueueSchema
     let migrationsDirectory: String?
+    /// sqlx.toml's settings: which table is the ledger, and how files are checksummed.
+    let migrationConfig: MigrationConfig
     /// For the migrations ledger, which resolves through the login's own search_path as sqlx's
     /// does: a session of its own for each read, since the pool's are pinned.
     let databaseURL: String
@@ -234,7 +236,7 @@ struct OperationsStore: Sendable {
         options.connectTimeout = .seconds(5)
         return try await Connection.withConnection(databaseURL, options: options) { connection in
             if let directory = migrationsDirectory {
-                let migrator = try Migrator(directory: directory)
+                let migrator = try Migrator(directory: directory, config: migrationConfig)
                 let statuses = try await migrator.status(on: connection)
                 let rows = statuses.map {
                     MigrationRow(
@@ -251,15 +253,17 @@ struct OperationsStore: Sendable {
                     return (rows, .failure(error))
                 }
             }
+            // table-name is a checked SQL name (plain or quoted identifiers), as sqlx reads it.
+            let ledger = migrationConfig.tableName
             let present = try await connection.query(
-                "SELECT pg_catalog.to_regclass('_sqlx_migrations') IS NOT NULL AS present"
+                "SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present", [ledger]
             ).first?.bool("present") ?? false
             guard present else { return ([], nil) }
             let rows = try await connection.query(
                 """
                 SELECT version, description, success, execution_time,
                     to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS installed_on
-                FROM _sqlx_migrations ORDER BY version
+                FROM \(ledger) ORDER BY version
                 """
             ).rows.map {
                 MigrationRow(
