@@ -279,13 +279,14 @@ struct DashboardPages: Sendable {
             """
             <tr><td>\($0.file.map { HTML.escape(URL(fileURLWithPath: $0).lastPathComponent) } ?? "<em>hidden: needs grant_control</em>")</td><td>\(HTML.escape($0.databaseName))</td>\
             <td class="num">\(Self.size($0.sizeBytes))</td><td class="num">\(eta($0.ageSeconds)) ago</td>\
-            <td>verified \(HTML.escape($0.verifiedAt))</td><td><code>\(HTML.escape(String($0.sha256.prefix(12))))</code></td></tr>
+            <td>verified \(HTML.escape($0.verifiedAt))</td><td><code>\(HTML.escape(String($0.sha256.prefix(12))))</code></td>\
+            <td>\($0.reason.map(HTML.escape) ?? "<em>not recorded</em>")</td></tr>
             """
         }.joined()
         let body = """
             <h1>Backups</h1>
-            <div class="scroll"><table><thead><tr><th>File</th><th>Database</th><th>Size</th><th>Age</th><th>Verification (UTC)</th><th>SHA-256</th></tr></thead>
-            <tbody>\(rows.isEmpty ? "<tr><td colspan=\"6\" class=\"empty\">No backups.</td></tr>" : table)</tbody></table></div>
+            <div class="scroll"><table><thead><tr><th>File</th><th>Database</th><th>Size</th><th>Age</th><th>Verification (UTC)</th><th>SHA-256</th><th>Why</th></tr></thead>
+            <tbody>\(rows.isEmpty ? "<tr><td colspan=\"7\" class=\"empty\">No backups.</td></tr>" : table)</tbody></table></div>
             """
         return layout(title: "Backups", active: "backups", body: body)
     }

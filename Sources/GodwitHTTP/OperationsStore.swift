@@ -72,6 +72,8 @@ struct BackupRow: Sendable {
     var ageSeconds: Double
     var verifiedAt: String
     var sha256: String
+    /// Why it was taken ("before migration V (description)", "by hand"...); nil before schema step 4.
+    var reason: String?
 }
 
 struct MigrationRow: Sendable {
@@ -209,7 +211,7 @@ struct OperationsStore: Sendable {
             try await connection.query(
                 """
                 SELECT f.file, b.size_bytes, b.database_name, extract(epoch FROM now() - b.created_at)::float8 AS age,
-                    b.sha256, to_char(b.verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at
+                    b.sha256, to_char(b.verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at, b.reason
                 FROM \(schema.qualified("backups")) b
                 LEFT JOIN \(schema.qualified("backup_files")) f ON f.id = b.id
                 ORDER BY b.id DESC LIMIT $1
@@ -218,12 +220,13 @@ struct OperationsStore: Sendable {
                 BackupRow(
                     file: $0["file"], sizeBytes: try $0.int64("size_bytes"),
                     databaseName: try $0.string("database_name"), ageSeconds: try $0.double("age"),
-                    verifiedAt: try $0.string("verified_at"), sha256: try $0.string("sha256"))
+                    verifiedAt: try $0.string("verified_at"), sha256: try $0.string("sha256"), reason: $0["reason"])
             }
         }
     }
 
-    /// Applied migrations from `_sqlx_migrations`, and pending ones when a folder was given;
+    /// Applied migrations from the ledger (sqlx.toml's `table-name`, `_sqlx_migrations` by
+    /// default), and pending ones when a folder was given;
     /// with `linting`, also `migrate lint`'s catalog check of the pending ones (the rules on
     /// their text, told by the target's catalog which tables exist, a changed column's type and
     /// the sizes; catalog reads only, nothing of the migrations runs), or why the linter could

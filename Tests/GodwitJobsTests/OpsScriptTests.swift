@@ -4,12 +4,15 @@ import GodwitTestSupport
 import Testing
 
 /// Runs one of the ops/ procedures with bash, against `url`, using the built executable.
+/// `directory` is where it runs (its ops/ folder is the one run), the package's folder by default.
 func runOps(
-    _ script: String, _ arguments: [String], url: String, environment extra: [String: String] = [:]
+    _ script: String, _ arguments: [String], url: String, environment extra: [String: String] = [:],
+    directory: String? = nil
 ) async throws -> (status: Int32, output: String) {
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/bin/bash")
     process.arguments = ["ops/\(script)"] + arguments
+    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     var environment = ProcessInfo.processInfo.environment
     environment["DATABASE_URL"] = url
     environment["GODWIT"] = GodwitProcess.executable
@@ -60,13 +63,20 @@ struct OpsScriptTests {
             #expect(reverted.status == 0, "\(reverted.output)")
             #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 5)
 
-            // A revert past the irreversible migration is refused, and says what to do instead.
+            // A revert past the irreversible migration is refused before any backup, and names
+            // the backup taken before the migrations it would revert (migrate-safely's).
+            let first = try await conn.query("SELECT file FROM godwit.backups ORDER BY id LIMIT 1").first!.string("file")
+            let backupsBefore = try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n")
             let refused = try await runOps("rollback-migration", ["--target-version", "0", "--backup-dir", backups.path], url: db.url)
             #expect(refused.status == 1)
-            #expect(refused.output.contains("STOPPED: the revert failed. If the migration cannot be reverted: ops/rollback-migration --restore"))
+            #expect(refused.output.contains("STOPPED: cannot revert: migration 20240101000200 (create webhooks) has no .down.sql"), "\(refused.output)")
+            #expect(
+                refused.output.contains(
+                    "To undo migration 20240101000000 instead, restore the backup taken before it: ops/rollback-migration --restore \(first)"),
+                "\(refused.output)")
+            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n") == backupsBefore)
 
             // The first backup was of the empty database: restoring it empties the schema.
-            let first = try await conn.query("SELECT file FROM godwit.backups ORDER BY id LIMIT 1").first!.string("file")
             let restored = try await runOps("rollback-migration", ["--restore", first, "--backup-dir", backups.path], url: db.url)
             #expect(restored.status == 0, "\(restored.output)")
             #expect(try await conn.query("SELECT to_regclass('media') IS NULL AS gone").first?.bool("gone") == true)
@@ -118,6 +128,125 @@ struct OpsScriptTests {
             #expect(migrated.status == 0, "\(migrated.output)")
             #expect(try await conn.query("SELECT to_regclass('media_title') IS NOT NULL AS built").first?.bool("built") == true)
             await conn.close()
+        }
+    }
+
+    /// The newest migration has no down: the script checks first, takes no backup, changes
+    /// nothing, and names the backup taken before that migration, not one taken after it.
+    @Test func rollbackOfAnIrreversibleMigrationNamesTheBackupTakenBeforeIt() async throws {
+        let backups = try TemporaryDirectory()
+        let source = try TemporaryDirectory()
+        defer {
+            backups.delete()
+            source.delete()
+        }
+        try await withTestDatabase { db in
+            try source.write("1_add_notes.up.sql", "CREATE TABLE notes (id bigint PRIMARY KEY);\n")
+            try source.write("1_add_notes.down.sql", "DROP TABLE notes;\n")
+            let first = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(first.status == 0, "\(first.output)")
+            try source.write("2_fill_notes.sql", "INSERT INTO notes VALUES (1);\n")
+            let second = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(second.status == 0, "\(second.output)")
+            let conn = try await db.connect()
+            let before = try await conn.query(
+                "SELECT file FROM godwit.backups WHERE reason = 'before migration 2 (fill notes)'"
+            ).rows.map { try $0.string("file") }
+            #expect(before.count == 1)
+            let count = try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n")
+
+            let refused = try await runOps("rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(refused.status == 1)
+            let stopped = refused.output.split(separator: "\n").filter { $0.contains("STOPPED") }
+            #expect(stopped.count == 1, "\(refused.output)")
+            #expect(
+                stopped.first?.contains(
+                    "cannot revert: migration 2 (fill notes) has no .down.sql") == true, "\(refused.output)")
+            #expect(
+                stopped.first?.contains(
+                    "To undo migration 2 instead, restore the backup taken before it: ops/rollback-migration --restore \(before.first ?? "?")") == true,
+                "\(refused.output)")
+            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n") == count, "no backup taken")
+            #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 2)
+
+            // backup list says why each was taken, and of which database.
+            let listed = try await GodwitProcess.run(["backup", "list", "-D", db.url])
+            #expect(listed.status == 0, "\(listed.stderr)")
+            #expect(listed.stdout.contains("database \(db.name)  before migration 2 (fill notes)"), "\(listed.stdout)")
+            #expect(listed.stdout.contains("database \(db.name)  before migration 1 (add notes)"), "\(listed.stdout)")
+
+            // Without a backup before the migration, it says that there is none.
+            try await conn.query("UPDATE godwit.backups SET reason = 'by hand'")
+            let none = try await runOps("rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(none.status == 1)
+            #expect(none.output.contains("No backup taken before migration 2 is recorded in godwit.backups"), "\(none.output)")
+            await conn.close()
+        }
+    }
+
+    /// Every backup records why: by hand, before a migration run (alone or several), before a
+    /// rollback.
+    @Test func backupsRecordWhyTheyWereTaken() async throws {
+        let backups = try TemporaryDirectory()
+        let source = try TemporaryDirectory()
+        defer {
+            backups.delete()
+            source.delete()
+        }
+        try await withTestDatabase { db in
+            try source.write("1_add_notes.up.sql", "CREATE TABLE notes (id bigint PRIMARY KEY);\n")
+            try source.write("1_add_notes.down.sql", "DROP TABLE notes;\n")
+            try source.write("2_add_tags.up.sql", "CREATE TABLE tags (id bigint PRIMARY KEY);\n")
+            try source.write("2_add_tags.down.sql", "DROP TABLE tags;\n")
+            let byHand = try await GodwitProcess.run(["backup", "create", "-D", db.url, "--dir", backups.path])
+            #expect(byHand.status == 0, "\(byHand.stderr)")
+            let run = try await GodwitProcess.run([
+                "migrate", "run", "-D", db.url, "--source", source.path, "--backup", "--backup-dir", backups.path,
+            ])
+            #expect(run.status == 0, "\(run.stderr)")
+            let reverted = try await runOps("rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(reverted.status == 0, "\(reverted.output)")
+            let conn = try await db.connect()
+            let reasons = try await conn.query("SELECT reason, database_name FROM godwit.backups ORDER BY id").rows.map {
+                (try $0.string("reason"), try $0.string("database_name"))
+            }
+            await conn.close()
+            #expect(reasons.map(\.0) == ["by hand", "before migrations 1 (add notes) to 2 (add tags)", "before rollback of 2"])
+            #expect(reasons.allSatisfy { $0.1 == db.name })
+        }
+    }
+
+    /// migrate-safely runs migrate verify when every pending migration has a down, and stops
+    /// when a down does not undo its up; with an irreversible one pending, it says it skipped it.
+    @Test func migrateSafelyVerifiesReversibleMigrations() async throws {
+        let backups = try TemporaryDirectory()
+        let source = try TemporaryDirectory()
+        defer {
+            backups.delete()
+            source.delete()
+        }
+        try await withTestDatabase { db in
+            try source.write("1_add_notes.up.sql", "CREATE TABLE notes (id bigint PRIMARY KEY);\n")
+            // A down that forgets the table: verify must catch it, before any backup.
+            try source.write("1_add_notes.down.sql", "SELECT 1;\n")
+            let refused = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(refused.status == 1, "\(refused.output)")
+            #expect(refused.output.contains("==> 3/6 godwit migrate verify"), "\(refused.output)")
+            #expect(refused.output.contains("STOPPED: migrate verify found a down that does not undo its up"), "\(refused.output)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: backups.path).isEmpty)
+
+            try source.write("1_add_notes.down.sql", "DROP TABLE notes;\n")
+            let verified = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(verified.status == 0, "\(verified.output)")
+            #expect(verified.output.contains("ok 1/add notes: down restores the schema"), "\(verified.output)")
+
+            try source.write("2_fill_notes.sql", "INSERT INTO notes VALUES (1);\n")
+            let skipped = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            #expect(skipped.status == 0, "\(skipped.output)")
+            #expect(
+                skipped.output.contains(
+                    "migrate-safely: skipped godwit migrate verify: pending migrations without a .down.sql cannot be verified or reverted: 2 (fill notes)"),
+                "\(skipped.output)")
         }
     }
 }
