@@ -249,4 +249,49 @@ struct OpsScriptTests {
                 "\(skipped.output)")
         }
     }
+
+    /// After ops/demo, godwit run from the demo's folder reaches its database: the demo printed
+    /// the URL and wrote ./.env; it leaves an .env naming another database alone, and never
+    /// writes or prints a password.
+    @Test func demoLeavesTheDatabaseWhereGodwitFindsIt() async throws {
+        let checkout = try TemporaryDirectory(prefix: "godwit-demo")
+        defer { checkout.delete() }
+        for folder in ["ops", "migrations", "jobs"] {
+            try FileManager.default.copyItem(atPath: folder, toPath: checkout.path + "/" + folder)
+        }
+        try await withTestDatabase { db in
+            let environment = ["GODWIT_BIN": GodwitProcess.executable, "PGPASSFILE": TestPasswordFile.path]
+            let demo = try await runOps("demo", ["--rows", "300"], url: db.url, environment: environment, directory: checkout.path)
+            #expect(demo.status == 0, "\(demo.output)")
+            #expect(demo.output.contains("==> the demo database: \(db.url)"), "\(demo.output)")
+            #expect(demo.output.contains("wrote ./.env: DATABASE_URL=\(db.url)"), "\(demo.output)")
+            let dotenv = try String(contentsOfFile: checkout.path + "/.env", encoding: .utf8)
+            #expect(dotenv == "DATABASE_URL=\(db.url)\n")
+            let mode = try FileManager.default.attributesOfItem(atPath: checkout.path + "/.env")[.posixPermissions] as? Int
+            #expect(mode == 0o600)
+            // The README's next step, from that folder, with no DATABASE_URL in the environment.
+            let list = try await GodwitProcess.run(["job", "list"], directory: checkout.path)
+            #expect(list.status == 0, "\(list.stderr)")
+            #expect(list.stdout.contains("backfill media.title"), "\(list.stdout)")
+
+            // An .env that names another database is left as it is, and the demo says so.
+            try "DATABASE_URL=postgres://elsewhere/db\n".write(toFile: checkout.path + "/.env", atomically: true, encoding: .utf8)
+            let other = try await runOps("demo", ["--rows", "300"], url: db.url, environment: environment, directory: checkout.path)
+            #expect(other.status == 0, "\(other.output)")
+            #expect(other.output.contains("./.env exists and says DATABASE_URL=postgres://elsewhere/db: left as it is"), "\(other.output)")
+            #expect(try String(contentsOfFile: checkout.path + "/.env", encoding: .utf8) == "DATABASE_URL=postgres://elsewhere/db\n")
+
+            // A URL with a password: shown without it, not written.
+            try FileManager.default.removeItem(atPath: checkout.path + "/.env")
+            let secret = "Zq7-not-shown"
+            guard var parts = URLComponents(string: db.url) else { throw TestSetupError(message: "bad test URL") }
+            parts.password = secret
+            let withPassword = try await runOps(
+                "demo", ["--rows", "300"], url: parts.string ?? "", environment: environment, directory: checkout.path)
+            #expect(withPassword.status == 0, "\(withPassword.output)")
+            #expect(!withPassword.output.contains(secret), "\(withPassword.output)")
+            #expect(withPassword.output.contains("(password left out)"), "\(withPassword.output)")
+            #expect(!FileManager.default.fileExists(atPath: checkout.path + "/.env"))
+        }
+    }
 }
