@@ -34,6 +34,27 @@ func runOps(
     return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
 }
 
+/// Runs `program` with `arguments`; its exit status and its stdout and stderr together.
+func runProgram(_ program: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: program)
+    process.arguments = arguments
+    let log = FileManager.default.temporaryDirectory.appendingPathComponent("program-\(UUID().uuidString).log")
+    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
+    defer { try? FileManager.default.removeItem(at: log) }
+    let handle = try FileHandle(forWritingTo: log)
+    process.standardOutput = handle
+    process.standardError = handle
+    try process.run()
+    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+        DispatchQueue.global().async {
+            process.waitUntilExit()
+            continuation.resume()
+        }
+    }
+    return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+}
+
 @Suite("ops procedures")
 struct OpsScriptTests {
     /// ops/package checks what it packs: the test build links the Swift runtime from the
@@ -47,6 +68,32 @@ struct OpsScriptTests {
         #expect(packaged.status == 1, "\(packaged.output)")
         #expect(packaged.output.contains("needs libraries a server without Swift does not have"), "\(packaged.output)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: out.path).isEmpty)
+    }
+
+    /// The tarball carries the alerting rules beside the scrape configuration that loads them.
+    /// The binary packed is a small C program (no Swift library, so the checks pass), made with
+    /// the C compiler the toolchain brings.
+    @Test func packageCarriesThePrometheusRules() async throws {
+        let work = try TemporaryDirectory()
+        defer { work.delete() }
+        let source = try work.write("fake.c", "#include <stdio.h>\nint main(void) { puts(\"9.9.9\"); return 0; }\n")
+        let compiler = ["/usr/bin/cc", "/opt/swift/usr/bin/clang", "/usr/bin/clang"].first {
+            FileManager.default.isExecutableFile(atPath: $0)
+        }
+        let cc = try #require(compiler, "no C compiler to build the stand-in binary")
+        let built = try await runProgram(cc, [source, "-o", work.path + "/godwit"])
+        #expect(built.status == 0, "\(built.output)")
+        try FileManager.default.createDirectory(atPath: work.path + "/out", withIntermediateDirectories: true)
+        let packaged = try await runOps(
+            "package", [], url: "", environment: ["GODWIT_BIN": work.path + "/godwit", "OUT": work.path + "/out"])
+        #expect(packaged.status == 0, "\(packaged.output)")
+        let tarball = packaged.output.split(separator: "\n").last.map(String.init) ?? ""
+        #expect(tarball.hasSuffix(".tar.gz"), "\(packaged.output)")
+        let listed = try await runProgram("/bin/tar", ["-tzf", tarball])
+        #expect(listed.status == 0, "\(listed.output)")
+        let entries = listed.output.split(separator: "\n").map { $0.split(separator: "/", maxSplits: 1).last.map(String.init) ?? "" }
+        #expect(entries.contains("ops/prometheus-rules.yml"), "\(listed.output)")
+        #expect(entries.contains("ops/prometheus.yml"), "\(listed.output)")
     }
 
     @Test func migrateSafelyThenRollBackByRevertAndByRestore() async throws {
