@@ -4,8 +4,8 @@ import Synchronization
 /// Every connection's thread in the process, so that it can end in order.
 ///
 /// A connection's thread ends after the connection's deinit has closed it. Ended threads are
-/// joined (`reapEnded`) whenever a new connection starts, so a long-running worker does not
-/// collect them; at exit, `finishAll` closes what is still open and joins every thread that
+/// joined (`reapEnded`) by each new connection's thread as it starts, so a long-running worker
+/// does not collect them; at exit, `finishAll` closes what is still open and joins every thread that
 /// is ending.
 enum ConnectionThreads {
     private struct Entry {
@@ -21,13 +21,14 @@ enum ConnectionThreads {
         nextID.add(1, ordering: .relaxed).newValue
     }
 
-    /// Records a new connection and its thread under `id`; first joins the threads that have ended.
+    /// Records a new connection and its thread under `id`.
     static func register(_ connection: Connection, id: Int, executor: ThreadExecutor) {
-        reapEnded()
         entries.withLock { $0[id] = Entry(connection: connection, executor: executor) }
     }
 
     /// Joins the threads whose run loop has returned; none of them makes this wait for long.
+    /// Each new connection thread calls it before its first job, so the joins never wait on
+    /// the cooperative pool.
     static func reapEnded() {
         let ended = entries.withLock { entries -> [ThreadExecutor] in
             let ids = entries.filter { $0.value.executor.hasEnded }.map(\.key)

@@ -92,6 +92,9 @@ final class ThreadExecutor: SerialExecutor {
 
     private func runLoop() {
         Thread.current.name = name
+        // Before the first job (the connect): the threads of closed connections are joined
+        // here, on this thread, never on the cooperative pool.
+        ConnectionThreads.reapEnded()
         while true {
             available.wait()
             let item = queue.withLock { $0.removeFirst() }
