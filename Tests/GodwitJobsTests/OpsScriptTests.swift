@@ -55,7 +55,9 @@ func runProgram(_ program: String, _ arguments: [String]) async throws -> (statu
     return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
 }
 
-@Suite("ops procedures")
+/// One at a time: each runs several godwit processes, pg_dump and pg_restore, and together
+/// they would starve the suites beside them of the machine's two cores.
+@Suite("ops procedures", .serialized)
 struct OpsScriptTests {
     /// ops/package checks what it packs: the test build links the Swift runtime from the
     /// toolchain's folder, so packaging it is refused and no tarball is written. (A release

@@ -25,7 +25,7 @@ struct ProcessExitTests {
             try await QueueSchema().install(on: conn)
             try await conn.execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
             await conn.close()
-            // A dozen at once, three rounds: enough to overlap their exits, few enough that the
+            // A dozen at once, two rounds: enough to overlap their exits, few enough that the
             // other suites running beside this one keep their share of two cores.
             let commands: [(arguments: [String], status: Int32)] =
                 Array(repeating: (["backup", "create", "-D", db.url, "--dir", backups.path], 0), count: 4)
@@ -35,7 +35,7 @@ struct ProcessExitTests {
                 // Failures leave through the same door: a job that is not there, a missing file.
                 + Array(repeating: (["job", "show", "-D", db.url, "999999"], 1), count: 2)
                 + Array(repeating: (["backup", "verify", "-D", db.url, backups.path + "/missing.dump"], 1), count: 2)
-            for round in 1...3 {
+            for round in 1...2 {
                 let outputs = try await withThrowingTaskGroup(of: (Int, GodwitProcess.Output).self) { group in
                     for (index, command) in commands.enumerated() {
                         group.addTask { (index, try await GodwitProcess.run(command.arguments)) }
