@@ -16,6 +16,16 @@ godwit_install_packages() {
     fi
 }
 
+# Installs promtool (Debian's prometheus package) when missing: the tests check /metrics,
+# ops/prometheus.yml and ops/prometheus-rules.yml with it (ops/test; not the demo's business).
+godwit_install_promtool() {
+    command -v promtool >/dev/null 2>&1 && return 0
+    echo "ops: installing prometheus (for promtool)" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq prometheus >/dev/null
+}
+
 # The directory with initdb, pg_ctl, psql, pg_dump (the real binaries, not Debian's wrappers).
 godwit_pg_bindir() {
     local dir

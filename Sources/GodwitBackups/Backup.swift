@@ -11,10 +11,12 @@ public struct Backup: Sendable, Codable, Equatable {
     /// full when the backup was verified (0 in `list`).
     public var dataBlocks: Int
     public var createdAt: String
+    /// Why it was taken (`BackupReason`); nil for backups recorded before queue schema step 4.
+    public var reason: String?
 
     public init(
         file: String, sizeBytes: Int64, sha256: String, database: String, entries: Int, dataBlocks: Int,
-        createdAt: String
+        createdAt: String, reason: String? = nil
     ) {
         self.file = file
         self.sizeBytes = sizeBytes
@@ -23,10 +25,11 @@ public struct Backup: Sendable, Codable, Equatable {
         self.entries = entries
         self.dataBlocks = dataBlocks
         self.createdAt = createdAt
+        self.reason = reason
     }
 
     enum CodingKeys: String, CodingKey {
-        case file, sha256, database, entries
+        case file, sha256, database, entries, reason
         case sizeBytes = "size_bytes"
         case dataBlocks = "data_blocks"
         case createdAt = "created_at"

@@ -34,8 +34,10 @@ public struct BackupManager: Sendable {
 
     /// Dumps the database, verifies the dump as `verify` does and records it. Throws (and
     /// keeps no file) when the dump or its verification fails: no verified backup, no
-    /// migration.
-    public func create(databaseURL: String, jobID: Int64? = nil, on connection: Connection) async throws -> Backup {
+    /// migration. `reason` says why it is taken (`BackupReason`), recorded with it.
+    public func create(
+        databaseURL: String, jobID: Int64? = nil, reason: String, on connection: Connection
+    ) async throws -> Backup {
         let file = try BackupFile.create(in: directory, stem: "backup-\(utcFileStamp(Date()))")
         let path = file.path
         let verification: BackupVerification
@@ -59,13 +61,13 @@ public struct BackupManager: Sendable {
         let database = try await connection.query("SELECT current_database() AS db").first?.string("db") ?? ""
         let row = try await connection.query(
             """
-            INSERT INTO \(table) (file, size_bytes, sha256, database_name, job_id, verified_at)
-            VALUES ($1, $2, $3, $4, $5, now()) RETURNING created_at::text AS created_at
-            """, [path, verification.sizeBytes, verification.sha256, database, jobID])
+            INSERT INTO \(table) (file, size_bytes, sha256, database_name, job_id, verified_at, reason)
+            VALUES ($1, $2, $3, $4, $5, now(), $6) RETURNING created_at::text AS created_at
+            """, [path, verification.sizeBytes, verification.sha256, database, jobID, reason])
         return Backup(
             file: path, sizeBytes: verification.sizeBytes, sha256: verification.sha256, database: database,
             entries: verification.entries, dataBlocks: verification.dataBlocks,
-            createdAt: try row.first?.string("created_at") ?? "")
+            createdAt: try row.first?.string("created_at") ?? "", reason: reason)
     }
 
     /// Checks that `file` is whole and unchanged: a custom-format dump whose table of contents
@@ -363,14 +365,14 @@ public struct BackupManager: Sendable {
     public func list(on connection: Connection) async throws -> [Backup] {
         try await connection.query(
             """
-            SELECT file, size_bytes, sha256, database_name, created_at::text AS created_at
+            SELECT file, size_bytes, sha256, database_name, created_at::text AS created_at, reason
             FROM \(table) ORDER BY id DESC
             """
         ).rows.map { row in
             Backup(
                 file: try row.string("file"), sizeBytes: try row.int64("size_bytes"), sha256: try row.string("sha256"),
                 database: try row.string("database_name"), entries: 0, dataBlocks: 0,
-                createdAt: try row.string("created_at"))
+                createdAt: try row.string("created_at"), reason: row["reason"])
         }
     }
 

@@ -390,10 +390,11 @@ struct DashboardPages: Sendable {
 
     /// Applied and pending migrations; under each pending one, what the lint's catalog check
     /// found in it (`lint` is nil without a migrations folder).
-    /// `denied`: the database refused this server's `role` the ledger (the page says what to grant).
+    /// `denied`: the database refused this server's `role` the ledger (the page says what to grant);
+    /// `ledger` is its name as sqlx.toml gives it.
     func migrationsPage(
         _ rows: [MigrationRow], hasSource: Bool, lint: Result<LintReport, MigrationError>? = nil,
-        denied: String? = nil, role: String? = nil
+        denied: String? = nil, role: String? = nil, ledger: String = "_sqlx_migrations"
     ) -> String {
         var found: [Int64: [LintFinding]] = [:]
         var allowed: [Int64: [LintFinding]] = [:]
@@ -402,7 +403,7 @@ struct DashboardPages: Sendable {
             summary = """
                 <p class="error">The role this server connects as (\(HTML.escape(role ?? "?"))) cannot read the \
                 migrations ledger: \(HTML.escape(denied)). To show it here, grant it: \
-                <code>GRANT SELECT ON _sqlx_migrations TO \(HTML.escape(quoteIdentifier(role ?? "role")))</code>.</p>
+                <code>GRANT SELECT ON \(HTML.escape(ledger)) TO \(HTML.escape(quoteIdentifier(role ?? "role")))</code>.</p>
                 """
         }
         switch lint {
@@ -483,13 +484,14 @@ struct DashboardPages: Sendable {
             """
             <tr><td>\($0.file.map { HTML.escape(URL(fileURLWithPath: $0).lastPathComponent) } ?? "<em>hidden: needs grant_control</em>")</td><td>\(HTML.escape($0.databaseName))</td>\
             <td class="num">\(Self.size($0.sizeBytes))</td><td class="num">\(eta($0.ageSeconds)) ago</td>\
-            <td>verified \(HTML.escape($0.verifiedAt))</td><td><code>\(HTML.escape(String($0.sha256.prefix(12))))</code></td></tr>
+            <td>verified \(HTML.escape($0.verifiedAt))</td><td><code>\(HTML.escape(String($0.sha256.prefix(12))))</code></td>\
+            <td>\($0.reason.map(HTML.escape) ?? "<em>not recorded</em>")</td></tr>
             """
         }.joined()
         let body = """
             <h1>Backups</h1>
-            <div class="scroll"><table><thead><tr><th>File</th><th>Database</th><th>Size</th><th>Age</th><th>Verification (UTC)</th><th>SHA-256</th></tr></thead>
-            <tbody>\(rows.isEmpty ? "<tr><td colspan=\"6\" class=\"empty\">No backups.</td></tr>" : table)</tbody></table></div>
+            <div class="scroll"><table><thead><tr><th>File</th><th>Database</th><th>Size</th><th>Age</th><th>Verification (UTC)</th><th>SHA-256</th><th>Why</th></tr></thead>
+            <tbody>\(rows.isEmpty ? "<tr><td colspan=\"7\" class=\"empty\">No backups.</td></tr>" : table)</tbody></table></div>
             """
         return layout(title: "Backups", active: "backups", body: body)
     }

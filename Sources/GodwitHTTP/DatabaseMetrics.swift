@@ -114,7 +114,7 @@ struct DatabaseMetrics: Sendable {
                 .set(to: Double((try? row.int64("rows_done")) ?? 0))
             if let total = try? row.int64("rows_total") {
                 registry.makeGauge(
-                    named: "godwit_batched_rows_total", labels: labels, help: "Rows a running batched job expects to cover."
+                    named: "godwit_batched_rows_expected", labels: labels, help: "Rows a running batched job expects to cover."
                 ).set(to: Double(total))
             }
             registry.makeGauge(

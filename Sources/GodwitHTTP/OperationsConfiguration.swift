@@ -1,4 +1,5 @@
 import Foundation
+import GodwitMigrations
 import GodwitQueue
 
 /// How the operations surface (`/health`, `/metrics`, the dashboard) is served.
@@ -33,6 +34,10 @@ public struct OperationsConfiguration: Sendable {
     public var loginInterval: Duration = .seconds(12)
     /// The migrations folder, to list pending migrations; without it only applied ones show.
     public var migrationsDirectory: String?
+    /// sqlx.toml's settings (`--config`, else ./sqlx.toml): the ledger's `table-name` and the
+    /// `ignored-chars` that make the checksums, so the pages and `/metrics` read the ledger that
+    /// `migrate run` writes.
+    public var migrationConfig: MigrationConfig = .default
     /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,
     /// so a hand-inserted job cannot add series. `batched_parallel` is a split job's parent.
     public var knownKinds: [String] = ["noop", "sql", "batched", "batched_parallel", "migrate"]

@@ -48,7 +48,7 @@ public struct OperationsServer: Sendable {
         self.metrics = metrics ?? WorkerMetrics(knownKinds: configuration.knownKinds)
         self.store = OperationsStore(
             pool: pool, schema: configuration.schema, migrationsDirectory: configuration.migrationsDirectory,
-            databaseURL: configuration.databaseURL)
+            migrationConfig: configuration.migrationConfig, databaseURL: configuration.databaseURL)
         self.databaseMetrics = DatabaseMetricsCache(
             metrics: DatabaseMetrics(store: store, knownKinds: configuration.knownKinds),
             minimumInterval: configuration.metricsReadInterval)
@@ -141,7 +141,8 @@ public struct OperationsServer: Sendable {
                         return pages.migrationsPage(rows, hasSource: hasSource, lint: lint)
                     } catch where OperationsStore.permissionDenied(error) {
                         return pages.migrationsPage(
-                            [], hasSource: hasSource, denied: "\(error)", role: try await self.store.currentRole())
+                            [], hasSource: hasSource, denied: "\(error)", role: try await self.store.currentRole(),
+                            ledger: self.configuration.migrationConfig.tableName)
                     }
                 }
             }),

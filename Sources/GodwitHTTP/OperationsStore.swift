@@ -147,6 +147,8 @@ struct BackupRow: Sendable {
     var ageSeconds: Double
     var verifiedAt: String
     var sha256: String
+    /// Why it was taken ("before migration V (description)", "by hand"...); nil before schema step 4.
+    var reason: String?
 }
 
 struct MigrationRow: Sendable {
@@ -210,6 +212,8 @@ struct OperationsStore: Sendable {
     let pool: ConnectionPool
     let schema: QueueSchema
     let migrationsDirectory: String?
+    /// sqlx.toml's settings: which table is the ledger, and how files are checksummed.
+    let migrationConfig: MigrationConfig
     /// For the migrations ledger, which resolves through the login's own search_path as sqlx's
     /// does: a session of its own for each read, since the pool's are pinned.
     let databaseURL: String
@@ -470,7 +474,7 @@ struct OperationsStore: Sendable {
             try await connection.query(
                 """
                 SELECT f.file, b.size_bytes, b.database_name, extract(epoch FROM now() - b.created_at)::float8 AS age,
-                    b.sha256, to_char(b.verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at
+                    b.sha256, to_char(b.verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at, b.reason
                 FROM \(schema.qualified("backups")) b
                 LEFT JOIN \(schema.qualified("backup_files")) f ON f.id = b.id
                 ORDER BY b.id DESC LIMIT $1
@@ -479,12 +483,13 @@ struct OperationsStore: Sendable {
                 BackupRow(
                     file: $0["file"], sizeBytes: try $0.int64("size_bytes"),
                     databaseName: try $0.string("database_name"), ageSeconds: try $0.double("age"),
-                    verifiedAt: try $0.string("verified_at"), sha256: try $0.string("sha256"))
+                    verifiedAt: try $0.string("verified_at"), sha256: try $0.string("sha256"), reason: $0["reason"])
             }
         }
     }
 
-    /// Applied migrations from `_sqlx_migrations`, and pending ones when a folder was given;
+    /// Applied migrations from the ledger (sqlx.toml's `table-name`, `_sqlx_migrations` by
+    /// default), and pending ones when a folder was given;
     /// with `linting`, also `migrate lint`'s catalog check of the pending ones (the rules on
     /// their text, told by the target's catalog which tables exist, a changed column's type and
     /// the sizes; catalog reads only, nothing of the migrations runs), or why the linter could
@@ -497,7 +502,7 @@ struct OperationsStore: Sendable {
         options.connectTimeout = .seconds(5)
         return try await Connection.withConnection(databaseURL, options: options) { connection in
             if let directory = migrationsDirectory {
-                let migrator = try Migrator(directory: directory)
+                let migrator = try Migrator(directory: directory, config: migrationConfig)
                 let statuses = try await migrator.status(on: connection)
                 let rows = statuses.map {
                     MigrationRow(
@@ -514,15 +519,17 @@ struct OperationsStore: Sendable {
                     return (rows, .failure(error))
                 }
             }
+            // table-name is a checked SQL name (plain or quoted identifiers), as sqlx reads it.
+            let ledger = migrationConfig.tableName
             let present = try await connection.query(
-                "SELECT pg_catalog.to_regclass('_sqlx_migrations') IS NOT NULL AS present"
+                "SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present", [ledger]
             ).first?.bool("present") ?? false
             guard present else { return ([], nil) }
             let rows = try await connection.query(
                 """
                 SELECT version, description, success, execution_time,
                     to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS installed_on
-                FROM _sqlx_migrations ORDER BY version
+                FROM \(ledger) ORDER BY version
                 """
             ).rows.map {
                 MigrationRow(

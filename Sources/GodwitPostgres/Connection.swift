@@ -20,7 +20,10 @@ internal import CLibPQ
 /// Server notices are collected (see `takeNotices()`), never printed. Notifications that
 /// arrive while a statement runs are kept for the next `notifications(timeout:)`.
 public actor Connection {
-    private let executor: ThreadExecutor
+    /// The connection's own thread (internal for the exit tests).
+    nonisolated let executor: ThreadExecutor
+    /// Its number in `ConnectionThreads`.
+    nonisolated let registration: Int
     private let cancelSignal = CancelSignal()
     /// Only touched on the owner thread. `nil` once closed.
     private var conn: OpaquePointer?
@@ -37,9 +40,14 @@ public actor Connection {
     }
 
     private init(conninfo: String) {
-        self.executor = ThreadExecutor(name: "godwit-pq")
+        let executor = ThreadExecutor(name: "godwit-pq")
+        self.executor = executor
         self.conninfo = conninfo
         self.secrets = ConnectionString.secrets(in: conninfo)
+        let registration = ConnectionThreads.nextRegistration()
+        self.registration = registration
+        // Known to the process, so that it exits only once this thread is done (`finishAll`).
+        ConnectionThreads.register(self, id: registration, executor: executor)
     }
 
     /// Runs on the owner thread (an isolated deinit), the only thread that touches the handle.

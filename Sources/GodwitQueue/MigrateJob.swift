@@ -147,7 +147,7 @@ public struct MigrateJob: JobHandler {
         let source = try payload.migrationSource(jobID: context.job.id)
         // The backup first, over the worker's own connections: it is recorded in the queue's
         // `backups` table, and pg_dump reads the whole database, not only what the enqueuer can.
-        let backup = payload.backup ? try await makeBackup(context) : nil
+        let backup = payload.backup ? try await makeBackup(context, payload: payload, source: source) : nil
         try context.checkpoint()
         // The migrations themselves run in a session logged in as the job's enqueuer, like any
         // job's SQL: whatever they do, they have its rights.
@@ -156,11 +156,20 @@ public struct MigrateJob: JobHandler {
         }
     }
 
-    private func makeBackup(_ context: JobContext) async throws -> Backup {
+    private func makeBackup(_ context: JobContext, payload: MigratePayload, source: MigrationSource) async throws -> Backup {
+        // Why, in the words rollback-migration looks for: the migrations this job will apply,
+        // read from the ledger as the enqueuer's session sees it (the migrations run there).
+        let migrator = Migrator(source: source, logger: context.logger, config: payload.config)
+        var pending = try await context.withSession { connection in
+            try await migrator.pendingMigrations(on: connection).map { PendingMigration(version: $0.version, description: $0.description) }
+        }
+        if let target = payload.targetVersion { pending = pending.filter { $0.version <= target } }
+        let reason = BackupReason.beforeMigrations(pending.map { ($0.version, $0.description) })
         let backup: Backup
         do {
             backup = try await context.pool.withConnection { connection in
-                try await backups.create(databaseURL: context.databaseURL, jobID: context.job.id, on: connection)
+                try await backups.create(
+                    databaseURL: context.databaseURL, jobID: context.job.id, reason: reason, on: connection)
             }
         } catch let error as BackupError {
             // No verified backup, no migration: the job fails before anything runs.
@@ -207,4 +216,10 @@ public struct MigrateJob: JobHandler {
         }
         return report.json
     }
+}
+
+/// A migration a job is about to apply, for the reason its backup records.
+private struct PendingMigration: Sendable {
+    var version: Int64
+    var description: String
 }

@@ -32,12 +32,24 @@ struct BackupCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Dump the database, verify and record the dump.")
         @OptionGroup var options: Options
 
+        @Option(
+            help: ArgumentHelp(
+                "Why the backup is taken, recorded with it and shown by backup list (default: by hand).",
+                valueName: "words"))
+        var reason = BackupReason.byHand
+
+        func validate() throws {
+            guard !reason.allSatisfy(\.isWhitespace), !reason.contains(where: \.isNewline) else {
+                throw ValidationError("--reason must be one line of words, such as \"before rollback of 20240101000000\"")
+            }
+        }
+
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await options.connection.connect(logger: makeLogger(.notice))
                 try await QueueSchema(name: options.schema).install(on: conn)
                 let backup = try await options.manager.create(
-                    databaseURL: try options.connection.resolvedURL(), on: conn)
+                    databaseURL: try options.connection.resolvedURL(), reason: reason, on: conn)
                 await conn.close()
                 output(
                     "\(backup.file) \(backup.sizeBytes) bytes sha256 \(backup.sha256) (verified: \(backup.entries) entries, \(backup.dataBlocks) data blocks read in full)"
@@ -78,7 +90,13 @@ struct BackupCommand: AsyncParsableCommand {
     }
 
     struct List: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "List recorded backups, newest first.")
+        static let configuration = CommandConfiguration(
+            abstract: "List recorded backups, newest first.",
+            discussion: """
+                One line each: when, the file, its size and SHA-256, the database it is of, and why \
+                it was taken ("before migration V (description)", "by hand", "before rollback of V"; \
+                "reason not recorded" for backups taken before queue schema step 4).
+                """)
         @OptionGroup var options: Options
 
         func run() async throws {
@@ -86,7 +104,9 @@ struct BackupCommand: AsyncParsableCommand {
                 let conn = try await options.connection.connect(logger: makeLogger(.notice))
                 try await QueueSchema(name: options.schema).install(on: conn)
                 for backup in try await options.manager.list(on: conn) {
-                    output("\(backup.createdAt)  \(backup.file)  \(backup.sizeBytes) bytes  sha256 \(backup.sha256)")
+                    output(
+                        "\(backup.createdAt)  \(backup.file)  \(backup.sizeBytes) bytes  sha256 \(backup.sha256)  database \(backup.database)  \(backup.reason ?? "reason not recorded")"
+                    )
                 }
                 await conn.close()
             }

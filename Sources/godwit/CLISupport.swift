@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import GodwitBackups
 import GodwitBatched
+import GodwitHTTP
 import GodwitQueue
 import GodwitMigrations
 import GodwitPostgres
@@ -9,24 +10,27 @@ import Logging
 import Synchronization
 
 /// Runs a command body, turning the errors a person can act on into one `error: ...` line on
-/// stderr and exit status 1, instead of a stack of Swift type names.
+/// stderr and exit status 1, instead of a stack of Swift type names. The exit itself is
+/// `Godwit.main`'s, after every connection is closed (`ExitCode(1)` is thrown to it).
 func withCLIErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
     } catch let error as MigrationError {
-        fail(error.description)
+        try fail(error.description)
     } catch let error as PostgresError {
-        fail(error.description)
+        try fail(error.description)
     } catch let error as CLIError {
-        fail(error.description)
+        try fail(error.description)
     } catch let error as JobFailure {
-        fail(error.description)
+        try fail(error.description)
     } catch let error as BackupError {
-        fail(error.description)
+        try fail(error.description)
     } catch let error as ClientProgram.LaunchError {
-        fail(error.description)
+        try fail(error.description)
+    } catch let error as OperationsError {
+        try fail(error.description)
     } catch let error as CocoaError {
-        fail(error.localizedDescription)
+        try fail(error.localizedDescription)
     }
 }
 
@@ -34,17 +38,19 @@ func withCLIErrors(_ body: () throws -> Void) throws {
     do {
         try body()
     } catch let error as MigrationError {
-        fail(error.description)
+        try fail(error.description)
     } catch let error as CLIError {
-        fail(error.description)
+        try fail(error.description)
     } catch let error as CocoaError {
-        fail(error.localizedDescription)
+        try fail(error.localizedDescription)
     }
 }
 
-private func fail(_ message: String) -> Never {
+/// Prints `error: message` and throws `ExitCode(1)`, which `Godwit.main` turns into the exit,
+/// in order (never `exit()` here: a connection's thread may still be ending).
+private func fail(_ message: String) throws -> Never {
     printError(message.replacingOccurrences(of: "\n", with: " "))
-    Godwit.exit(withError: ExitCode(1))
+    throw ExitCode(1)
 }
 
 /// Writes `error: message` to stderr, scrubbed of every secret this process was given, its

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitPostgres
 import Logging
 
 @main
@@ -22,7 +23,9 @@ struct Godwit: AsyncParsableCommand {
     /// that may be a URL with a password (`godwit migrate info postgres://u:pw@host/db`).
     ///
     /// Usage errors exit 64 (`EX_USAGE`, as swift-argument-parser does); every other failure
-    /// exits 1.
+    /// exits 1. Every path out goes through here, and leaves only once every database
+    /// connection is closed and its thread joined (`Connection.finishAll()`): nothing calls
+    /// `exit()` while a connection thread may still be ending.
     static func main() async {
         // First of all: the process holds the password from its start (arguments, environment).
         CoreDumps.disableUnlessAllowed()
@@ -44,7 +47,9 @@ struct Godwit: AsyncParsableCommand {
                 let stream = code.isSuccess ? FileHandle.standardOutput : FileHandle.standardError
                 stream.write(Data((message + "\n").utf8))
             }
+            await Connection.finishAll()
             Foundation.exit(code.rawValue)
         }
+        await Connection.finishAll()
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GodwitHTTP
+import GodwitMigrations
 import GodwitQueue
 import ServiceLifecycle
 
@@ -41,10 +42,12 @@ struct HTTPOptions: ParsableArguments {
 
     /// The surface's configuration, or nil without `--http` (unless `always`). The token comes
     /// from `--http-token`, `--http-token-file` or `GODWIT_HTTP_TOKEN`, in that order; giving
-    /// both options is refused.
-    func configuration(databaseURL: String, schema: QueueSchema, source: String?, always: Bool = false) throws
-        -> OperationsConfiguration?
-    {
+    /// both options is refused. `source` and `migrationConfig` are the migrations folder and
+    /// sqlx.toml's settings, for the migrations page and metrics.
+    func configuration(
+        databaseURL: String, schema: QueueSchema, source: String?, migrationConfig: MigrationConfig = .default,
+        always: Bool = false
+    ) throws -> OperationsConfiguration? {
         guard http != nil || always else { return nil }
         var configuration = OperationsConfiguration(databaseURL: databaseURL)
         do {
@@ -68,6 +71,7 @@ struct HTTPOptions: ParsableArguments {
         configuration.behindTLS = httpBehindTls
         configuration.readOnly = readOnly
         if let source, FileManager.default.fileExists(atPath: source) { configuration.migrationsDirectory = source }
+        configuration.migrationConfig = migrationConfig
         do {
             try configuration.validate()
         } catch let error as OperationsError {
@@ -100,7 +104,8 @@ struct ServeCommand: AsyncParsableCommand {
             A read-mostly dashboard host: the same pages and endpoints as godwit worker --http, \
             and no job runs in this process. Binds to 127.0.0.1:8432 unless --http says otherwise; \
             any other than a loopback address needs a token (--http-token-file, GODWIT_HTTP_TOKEN \
-            or --http-token).
+            or --http-token). Reads sqlx.toml (or --config) as migrate run does: its table-name is \
+            the ledger shown, its migrations-dir the folder of pending migrations.
 
             Example: godwit serve --http 127.0.0.1:8432 --read-only
             """)
@@ -109,20 +114,32 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var queueOptions: QueueOptions
     @OptionGroup var httpOptions: HTTPOptions
 
-    @Option(help: "The migrations folder, to list pending migrations.")
-    var source = "migrations"
+    @Option(
+        help: "The migrations folder, to list pending migrations (default: sqlx.toml's migrations-dir, else migrations).")
+    var source: String?
+
+    @Option(
+        help: ArgumentHelp(
+            "The sqlx.toml to read (default: sqlx.toml in the current directory, when there is one).",
+            valueName: "file"))
+    var config: String?
 
     func run() async throws {
         try await withCLIErrors {
             let logger = makeLogger(queueOptions.logLevel)
             let url = try connection.resolvedURL()
+            let settings = try MigrationConfig.resolve(configPath: config)
+            for warning in settings.warnings { printWarning(warning) }
             guard
                 let configuration = try httpOptions.configuration(
-                    databaseURL: url, schema: QueueSchema(name: queueOptions.schema), source: source, always: true)
+                    databaseURL: url, schema: QueueSchema(name: queueOptions.schema),
+                    source: settings.migrationsDirectory(flag: source), migrationConfig: settings, always: true)
             else { return }
             let server = OperationsServer(configuration: configuration, logger: logger)
-            logger.notice("serving HTTP", metadata: ["address": "\(configuration.host):\(configuration.port)"])
-            let services: [any Service] = [server.pool, server.application()]
+            let http = server.service {
+                logger.notice("serving HTTP", metadata: ["address": "\(configuration.host):\(configuration.port)"])
+            }
+            let services: [any Service] = [server.pool, http]
             let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
         }

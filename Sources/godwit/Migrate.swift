@@ -30,7 +30,7 @@ struct SourceOptions: ParsableArguments {
             valueName: "file"))
     var configFile: String?
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
     /// sqlx.toml's settings, as sqlx-cli 0.9 finds them; prints what the file holds that is
@@ -233,8 +233,11 @@ extension Migrate {
                     }
                     if backup && !dryRun {
                         try await queueSchema.install(on: conn)
-                        let made = try await BackupManager(directory: backupDir, schema: queueSchema.name)
-                            .create(databaseURL: try connection.resolvedURL(), on: conn)
+                        var pending = try await migrator.pendingMigrations(on: conn)
+                        if let targetVersion { pending = pending.filter { $0.version <= targetVersion } }
+                        let made = try await BackupManager(directory: backupDir, schema: queueSchema.name).create(
+                            databaseURL: try connection.resolvedURL(),
+                            reason: BackupReason.beforeMigrations(pending.map { ($0.version, $0.description) }), on: conn)
                         output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")
                     }
                     try await migrator.run(

@@ -14,7 +14,7 @@ struct QueueOptions: ParsableArguments {
     @Option(help: "The schema that holds Godwit's queue tables, view and functions.")
     var schema = "godwit"
 
-    @Option(help: "Log level: trace, debug, info, notice, warning, error.")
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
     /// `body`'s result; when it fails on a database where the queue's schema is not installed,
@@ -74,7 +74,10 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "The migrations folder, for --migrate (default: sqlx.toml's migrations-dir, else migrations).")
     var source: String?
 
-    @Option(help: ArgumentHelp("The sqlx.toml to read, for --migrate (default: ./sqlx.toml when it exists).", valueName: "file"))
+    @Option(
+        help: ArgumentHelp(
+            "The sqlx.toml to read, for --migrate and the dashboard's migrations (default: ./sqlx.toml when it exists).",
+            valueName: "file"))
     var config: String?
 
     @OptionGroup(title: "Lock timeouts, for --migrate") var lockOptions: LockOptions
@@ -127,11 +130,13 @@ struct WorkerCommand: AsyncParsableCommand {
         try await withCLIErrors {
             let logger = makeLogger(queueOptions.logLevel)
             let url = try connection.resolvedURL()
+            // sqlx.toml, for --migrate and for the dashboard's migrations (its ledger and folder).
+            let settings = try MigrationConfig.resolve(configPath: config)
             let http = try httpOptions.configuration(
-                databaseURL: url, schema: QueueSchema(name: queueOptions.schema), source: source)
+                databaseURL: url, schema: QueueSchema(name: queueOptions.schema),
+                source: settings.migrationsDirectory(flag: source), migrationConfig: settings)
             if migrate {
                 let conn = try await connection.connect(logger: logger)
-                let settings = try MigrationConfig.resolve(configPath: config)
                 for warning in settings.warnings { printWarning(warning) }
                 let migrator = try Migrator(
                     directory: settings.migrationsDirectory(flag: source), logger: logger,
@@ -181,8 +186,10 @@ struct WorkerCommand: AsyncParsableCommand {
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             if let http {
                 let server = OperationsServer(configuration: http, metrics: metrics, logger: logger) { worker.status }
-                services += [.init(service: server.pool), .init(service: server.application())]
-                logger.notice("serving HTTP", metadata: ["address": "\(http.host):\(http.port)"])
+                let application = server.service {
+                    logger.notice("serving HTTP", metadata: ["address": "\(http.host):\(http.port)"])
+                }
+                services += [.init(service: server.pool), .init(service: application)]
             }
             services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
             var groupConfiguration = ServiceGroupConfiguration(

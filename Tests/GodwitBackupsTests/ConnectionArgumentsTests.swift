@@ -40,7 +40,7 @@ struct ConnectionArgumentsTests {
             try await QueueSchema().install(on: conn)
             try await conn.execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);")
             let manager = BackupManager(directory: dir.path)
-            let backup = try await manager.create(databaseURL: url, on: conn)
+            let backup = try await manager.create(databaseURL: url, reason: BackupReason.byHand, on: conn)
             #expect(backup.database == name)
             #expect(backup.entries >= 2)
             try await conn.execute("DELETE FROM t")

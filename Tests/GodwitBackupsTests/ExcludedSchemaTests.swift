@@ -29,7 +29,7 @@ struct ExcludedSchemaTests {
                     """)
             }
             let manager = BackupManager(directory: dir.path, schema: queueSchema)
-            let backup = try await manager.create(databaseURL: db.url, on: conn)
+            let backup = try await manager.create(databaseURL: db.url, reason: BackupReason.byHand, on: conn)
             let objects = try await manager.contents(of: backup.file)
             for schema in Self.applicationSchemas {
                 #expect(objects.contains("TABLE \(schema) t"), "\(schema) is missing from \(objects)")

@@ -24,7 +24,7 @@ func withBackedUpDatabase(
             CREATE TABLE empty_one (id int);
             """)
         let manager = BackupManager(directory: dir.path)
-        let backup = try await manager.create(databaseURL: db.url, on: conn)
+        let backup = try await manager.create(databaseURL: db.url, reason: BackupReason.byHand, on: conn)
         try await body(db, conn, manager, backup, dir)
         await conn.close()
     }

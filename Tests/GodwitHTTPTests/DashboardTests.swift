@@ -191,12 +191,13 @@ struct DashboardTests {
             let connection = try await database.connect()
             try await connection.query(
                 """
-                INSERT INTO godwit.backups (file, size_bytes, sha256, database_name, verified_at)
-                VALUES ('/var/backups/<x>.dump', 3145728, 'abcdef0123456789', 'app', now())
+                INSERT INTO godwit.backups (file, size_bytes, sha256, database_name, verified_at, reason)
+                VALUES ('/var/backups/<x>.dump', 3145728, 'abcdef0123456789', 'app', now(), 'before migration 3 (<b>x</b>)')
                 """)
             await connection.close()
             try await client.execute(uri: "/backups", method: .get) { response in
                 #expect(response.text.contains("&lt;x&gt;.dump"))
+                #expect(response.text.contains("before migration 3 (&lt;b&gt;x&lt;/b&gt;)"), "why it was taken, escaped")
                 #expect(response.text.contains("3.0 MB"))
                 #expect(response.text.contains("abcdef012345"))
             }

@@ -108,7 +108,7 @@ struct MetricsTests {
             try await client.execute(uri: "/metrics", method: .get) { response in
                 let text = response.text
                 #expect(text.contains("godwit_batched_rows_done{\(label)} 250.0"))
-                #expect(text.contains("godwit_batched_rows_total{\(label)} 1000.0"))
+                #expect(text.contains("godwit_batched_rows_expected{\(label)} 1000.0"))
                 #expect(text.contains("godwit_batched_rows_per_second{\(label)} 42.5"))
                 #expect(text.contains("godwit_batched_batch_size{\(label)} 50.0"))
                 #expect(text.contains("godwit_batched_lock_waits{\(label)} 3.0"))
