@@ -91,6 +91,18 @@ public struct Migration: Sendable, Equatable {
         return String(decoding: body, as: UTF8.self)
     }
 
+    /// Whether the file holds nothing but whitespace.
+    public var isEmpty: Bool { contents.allSatisfy { [0x20, 0x09, 0x0A, 0x0D].contains($0) } }
+
+    /// Throws when the file is empty: run, it would be recorded as done having done nothing,
+    /// and it is almost always a file saved before its SQL was written.
+    public func refuseIfEmpty() throws {
+        guard isEmpty else { return }
+        throw MigrationError(
+            .invalidSource, "\(path): the migration is empty; write its SQL (or a comment saying why it does nothing)",
+            version: version)
+    }
+
     /// Lowercase hex of the checksum, as `sqlx migrate info` prints it.
     public var checksumHex: String { checksum.hexEncoded }
 }

@@ -20,10 +20,12 @@ import Foundation
 ///   `2024-01-01-x.sql`: a `.sql` name that starts with a digit and has no `_` version
 ///   separator), and a directory named `*.sql`, are warnings: sqlx ignores them too, so
 ///   refusing would make one folder fail under Godwit and pass under sqlx;
-/// - a migration name whose symbolic link leads nowhere (dangling, or a loop) and an empty
-///   migration (no bytes, or only whitespace) are errors: the first is a migration whose
-///   SQL cannot be read, the second almost always a file saved before its SQL was written,
-///   and applying either would record it in the ledger as done.
+/// - a migration name whose symbolic link leads nowhere (dangling, or a loop) is an error: a
+///   migration whose SQL cannot be read;
+/// - an empty migration (no bytes, or only whitespace) is almost always a file saved before its
+///   SQL was written, and applying it would record it in the ledger as done: `run` and `revert`
+///   refuse to run one (`Migration.refuseIfEmpty`). One applied already (sqlx applies them)
+///   stays as it is, so a folder adopted from sqlx still runs.
 public struct MigrationSource: Sendable {
     /// Every migration file, sorted by version; an up sorts before its down.
     public let migrations: [Migration]
@@ -116,12 +118,6 @@ public struct MigrationSource: Sendable {
             guard let parsed = try Self.parseFileName(file.name, path: path) else { continue }
             guard String(validating: file.contents, as: UTF8.self) != nil else {
                 throw MigrationError(.invalidSource, "\(path): the file is not valid UTF-8")
-            }
-            if file.contents.allSatisfy({ [0x20, 0x09, 0x0A, 0x0D].contains($0) }) {
-                throw MigrationError(
-                    .invalidSource,
-                    "\(path): the migration is empty; write its SQL (or a comment saying why it does nothing)",
-                    version: parsed.version)
             }
             // libpq sends SQL as a C string: everything after a NUL would be dropped without
             // a word, and the migration recorded as applied.

@@ -90,6 +90,15 @@ public struct Migrator: Sendable {
                 .versionNotPresent, "migration \(targetVersion) is not present in the migration source",
                 version: targetVersion)
         }
+        // An empty file that would run is refused before anything is locked or created; one
+        // applied already (by sqlx, which runs them) is left alone.
+        if source.upMigrations.contains(where: \.isEmpty) {
+            let applied = Set(try await ledger.applied(on: connection).map(\.version))
+            for migration in source.upMigrations
+            where !applied.contains(migration.version) && migration.version <= (targetVersion ?? .max) {
+                try migration.refuseIfEmpty()
+            }
+        }
         return try await withLock(on: connection, dryRun: dryRun) {
             let applied = try await checkedLedger(on: connection, ignoreMissing: ignoreMissing)
             let latest = applied.map(\.version).max() ?? 0
@@ -158,6 +167,7 @@ public struct Migrator: Sendable {
                 toRevert = Array(newestFirst.prefix(1))
             }
             let downs = try toRevert.map { row -> Migration in
+                if let down = source.down(for: row.version) { try down.refuseIfEmpty() }
                 guard let down = source.down(for: row.version) else {
                     throw MigrationError(
                         .notReversible,

@@ -152,15 +152,40 @@ struct SourceFolderTests {
     }
 
     @Test(arguments: ["", " \n\t\r\n"])
-    func anEmptyMigrationIsAnError(contents: String) throws {
+    func anEmptyMigrationIsAnErrorToRun(contents: String) throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try dir.write("1_a.sql", "SELECT 1;")
         try dir.write("2_b.up.sql", contents)
-        let error = try #require(throws: MigrationError.self) { try MigrationSource.load(directory: dir.path) }
+        let source = try MigrationSource.load(directory: dir.path)
+        #expect(source.upMigrations.map(\.isEmpty) == [false, true])
+        let error = try #require(throws: MigrationError.self) { try source.upMigrations[1].refuseIfEmpty() }
         #expect(error.code == .invalidSource)
         #expect(error.version == 2)
         #expect(error.message.hasPrefix("\(dir.path)/2_b.up.sql: the migration is empty"), "\(error)")
+    }
+
+    /// sqlx applies an empty file: a folder adopted from sqlx with one applied goes on running,
+    /// and only an empty file that would run is refused (here a down).
+    @Test func anEmptyMigrationAppliedAlreadyIsLeftAloneAndAnEmptyDownIsRefused() async throws {
+        try await withFixture(["1_a.sql": "CREATE TABLE a (id int);"]) { f in
+            let first = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            #expect(first.status == 0, "\(first.stderr)")
+            try f.dir.write("2_b.sql", "")
+            let empty = try #require(try MigrationSource.load(directory: f.dir.path).upMigrations.last)
+            try await f.conn.query(
+                "INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (2, 'b', true, decode($1, 'hex'), 0)",
+                [empty.checksumHex])
+            try f.dir.write("3_c.sql", "CREATE TABLE c (id int);")
+            try f.dir.write("3_c.down.sql", "\n")
+            let next = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            #expect(next.status == 0, "\(next.stderr)")
+            #expect(try await f.exists("c"))
+            let revert = try await GodwitProcess.run(["migrate", "revert", "-D", f.db.url, "--source", f.dir.path])
+            #expect(revert.status == 1)
+            #expect(revert.stderr.hasPrefix("error: \(f.dir.path)/3_c.down.sql: the migration is empty"), "\(revert.stderr)")
+            #expect(try await f.ledger().map(\.version) == [1, 2, 3])
+        }
     }
 
     @Test func runAppliesNothingWhenAMigrationIsEmpty() async throws {
