@@ -23,25 +23,7 @@ enum Promtool {
         guard let path else {
             throw TestSetupError(message: "promtool is not installed (apt-get install -y prometheus); CI must have it")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: path)
-        process.arguments = arguments
-        let directory = try TemporaryDirectory(prefix: "promtool")
-        defer { directory.delete() }
-        let inputFile = try directory.write("input", input)
-        let outputFile = try directory.write("output", "")
-        process.standardInput = try FileHandle(forReadingFrom: URL(fileURLWithPath: inputFile))
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: outputFile))
-        process.standardOutput = handle
-        process.standardError = handle
-        try process.run()
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            DispatchQueue.global().async {
-                process.waitUntilExit()
-                continuation.resume()
-            }
-        }
-        return (process.terminationStatus, (try? String(contentsOfFile: outputFile, encoding: .utf8)) ?? "")
+        return try await runProgram(path, arguments, input: input)
     }
 }
 

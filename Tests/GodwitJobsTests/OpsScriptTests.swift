@@ -9,50 +9,11 @@ func runOps(
     _ script: String, _ arguments: [String], url: String, environment extra: [String: String] = [:],
     directory: String? = nil
 ) async throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/bin/bash")
-    process.arguments = ["ops/\(script)"] + arguments
-    if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
     var environment = ProcessInfo.processInfo.environment
     environment["DATABASE_URL"] = url
     environment["GODWIT"] = GodwitProcess.executable
     environment.merge(extra) { _, new in new }
-    process.environment = environment
-    let log = FileManager.default.temporaryDirectory.appendingPathComponent("ops-\(UUID().uuidString).log")
-    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: log) }
-    let handle = try FileHandle(forWritingTo: log)
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        DispatchQueue.global().async {
-            process.waitUntilExit()
-            continuation.resume()
-        }
-    }
-    return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
-}
-
-/// Runs `program` with `arguments`; its exit status and its stdout and stderr together.
-func runProgram(_ program: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: program)
-    process.arguments = arguments
-    let log = FileManager.default.temporaryDirectory.appendingPathComponent("program-\(UUID().uuidString).log")
-    _ = FileManager.default.createFile(atPath: log.path, contents: nil)
-    defer { try? FileManager.default.removeItem(at: log) }
-    let handle = try FileHandle(forWritingTo: log)
-    process.standardOutput = handle
-    process.standardError = handle
-    try process.run()
-    await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-        DispatchQueue.global().async {
-            process.waitUntilExit()
-            continuation.resume()
-        }
-    }
-    return (process.terminationStatus, (try? String(contentsOf: log, encoding: .utf8)) ?? "")
+    return try await runProgram("/bin/bash", ["ops/\(script)"] + arguments, environment: environment, directory: directory)
 }
 
 /// One at a time: each runs several godwit processes, pg_dump and pg_restore, and together
