@@ -81,7 +81,7 @@ HBA
         cat >>"$dir/data/postgresql.conf" <<CONF
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-max_connections = 300
+max_connections = 1000
 shared_buffers = 256MB
 CONF
         # Tests and the demo trade durability for speed; benchmarks set GODWIT_DURABLE=1 to
