@@ -399,6 +399,22 @@ public struct OperationsServer: Sendable {
         }
     }
 
+    /// The form of a control's POST, once its CSRF token matches the session's; a missing or
+    /// wrong token is logged (with `metadata`, naming the action) and refused with 403.
+    func controlForm(
+        _ request: Request, context: OperationsContext, metadata: Logger.Metadata
+    ) async throws -> [String: String] {
+        let fields = try await form(request)
+        let session = try Self.cookie(Self.sessionCookie, of: request)
+        guard let session, let sent = fields["csrf"], keys.isValidCSRF(sent, session: session) else {
+            logger.warning(
+                "control refused: missing or wrong CSRF token",
+                metadata: metadata.merging(["remote": "\(context.remoteAddress)"]) { own, _ in own })
+            throw HTTPError(.forbidden, message: "missing or wrong CSRF token: reload the page and try again")
+        }
+        return fields
+    }
+
     func control(_ request: Request, context: OperationsContext) async throws -> Response {
         guard !configuration.readOnly else {
             throw HTTPError(.forbidden, message: "this dashboard is read-only (--read-only)")
@@ -407,14 +423,8 @@ public struct OperationsServer: Sendable {
         guard let action = context.parameters.get("action").flatMap(JobQueue.Control.init(rawValue:)) else {
             throw HTTPError(.notFound, message: "the actions are pause, resume, cancel and retry")
         }
-        let fields = try await form(request)
-        let session = try Self.cookie(Self.sessionCookie, of: request)
-        guard let session, let sent = fields["csrf"], keys.isValidCSRF(sent, session: session) else {
-            logger.warning(
-                "control refused: missing or wrong CSRF token",
-                metadata: ["remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)"])
-            throw HTTPError(.forbidden, message: "missing or wrong CSRF token: reload the page and try again")
-        }
+        let fields = try await controlForm(
+            request, context: context, metadata: ["action": "\(action.rawValue)", "job": "\(id)"])
         let next = fields["next"].flatMap { $0 == "/" || $0 == "/jobs/\(id)" ? $0 : nil } ?? "/jobs/\(id)"
         if action == .cancel && fields["confirm"] != "yes" {
             guard let job = try await store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
@@ -451,14 +461,7 @@ public struct OperationsServer: Sendable {
         guard !configuration.readOnly else {
             throw HTTPError(.forbidden, message: "this dashboard is read-only (--read-only)")
         }
-        let fields = try await form(request)
-        let session = try Self.cookie(Self.sessionCookie, of: request)
-        guard let session, let sent = fields["csrf"], keys.isValidCSRF(sent, session: session) else {
-            logger.warning(
-                "control refused: missing or wrong CSRF token",
-                metadata: ["remote": "\(context.remoteAddress)", "action": "retry-failed"])
-            throw HTTPError(.forbidden, message: "missing or wrong CSRF token: reload the page and try again")
-        }
+        _ = try await controlForm(request, context: context, metadata: ["action": "retry-failed"])
         let result: (retried: Int, refused: Int)
         do {
             result = try await store.retryFailed()
