@@ -72,6 +72,7 @@ let package = Package(
                 .embedInCode("Resources/queue_schema.sql"), .embedInCode("Resources/queue_schema_2.sql"),
                 .embedInCode("Resources/queue_schema_3.sql"),
                 .embedInCode("Resources/queue_schema_4.sql"),
+                .embedInCode("Resources/queue_schema_5.sql"),
             ],
             swiftSettings: strict
         ),

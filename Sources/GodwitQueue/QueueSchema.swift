@@ -69,12 +69,13 @@ public struct QueueSchema: Sendable {
     /// Step 1 is `Resources/queue_schema.sql`, step 2 `Resources/queue_schema_2.sql` (the
     /// backfill governor), step 3 `Resources/queue_schema_3.sql` (jobs in their enqueuer's own
     /// session: the fence, checkpoint and success functions), step 4
-    /// `Resources/queue_schema_4.sql` (the workers, each attempt's error, why a backup was taken).
+    /// `Resources/queue_schema_4.sql` (the workers, each attempt's error, why a backup was taken),
+    /// step 5 `Resources/queue_schema_5.sql` (why the governor chose a batch's size).
     /// They are embedded in the binary at build time (one file to deploy), with the schema's
     /// quoted name and the channel substituted.
     private var steps: [String] {
         [PackageResources.queue_schema_sql, PackageResources.queue_schema_2_sql, PackageResources.queue_schema_3_sql,
-         PackageResources.queue_schema_4_sql].map(QueueSchema.template)
+         PackageResources.queue_schema_4_sql, PackageResources.queue_schema_5_sql].map(QueueSchema.template)
             .map {
                 $0.replacingOccurrences(of: "@schema@", with: quoted)
                     .replacingOccurrences(of: "@channel@", with: quoteLiteral(channel))
