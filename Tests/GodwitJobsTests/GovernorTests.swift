@@ -66,6 +66,56 @@ struct GovernorTests {
         #expect(off.size == 1200, "with no limit, waits do not steer")
     }
 
+    /// 1 ms a batch whatever its size, 10 µs a row: the knee (fixed cost 3% of the batch) is
+    /// 1 * 0.97 / 0.03 / 0.01 = 3,233 rows, the 200 ms ceiling 20,000.
+    func paced(_ c: inout BatchSizeController, batches: Int, overhead: Duration = .milliseconds(1), shared: Bool) {
+        for _ in 0..<batches {
+            c.record(rows: c.size, duration: .microseconds(Int64(c.size) * 10), overhead: overhead, shared: shared)
+        }
+    }
+
+    @Test func whileOthersUseTheTableItSettlesAtTheKneeAndAloneItClimbsToTheCeiling() {
+        var shared = controller()
+        paced(&shared, batches: 40, shared: true)
+        #expect(shared.knee == 3233)
+        #expect(shared.size == 3233)
+        #expect(shared.reason == .shared)
+        #expect(shared.explanation.hasPrefix("3,233 rows: other sessions are using the table; the smallest size"))
+        var alone = controller()
+        paced(&alone, batches: 40, shared: false)
+        #expect(alone.size == 20_000)
+        #expect(alone.explanation.hasPrefix("20,000 rows: nobody else is using the table; at the 200 ms target-batch-ms ceiling"))
+        // Someone arrives: down to the knee at once, not step by step.
+        paced(&alone, batches: 1, shared: true)
+        #expect(alone.size == 3233)
+        // They leave: back up at 1.2x a batch.
+        paced(&alone, batches: 1, shared: false)
+        #expect(alone.size == 3880)
+    }
+
+    @Test func aKneeAboveTheCeilingIsHeldAtTheCeiling() {
+        var c = controller()
+        // 10 ms a batch whatever its size: the knee would be 32,333 rows, 323 ms.
+        paced(&c, batches: 40, overhead: .milliseconds(10), shared: true)
+        #expect(c.size == 20_000)
+        #expect(c.explanation.contains("held at the 200 ms target-batch-ms ceiling"))
+    }
+
+    @Test func aLockTimeoutHalvesTheSizeDownToTheMinimumAndIsRemembered() {
+        var c = controller(initial: 80)
+        let first = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        #expect(first)
+        #expect(c.size == 40)
+        #expect(c.harmfulSize == 80)
+        #expect(c.explanation == "40 rows: the last attempt gave up after waiting 10 ms for another session's lock while holding its own rows; halved")
+        _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        #expect(c.size == 10)
+        let atMinimum = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        #expect(!atMinimum, "at the minimum: nothing left to halve")
+        #expect(c.size == 10)
+    }
+
     // MARK: Against PostgreSQL
 
     /// A session that keeps updating the first row of the batch in flight while each batch holds
@@ -127,6 +177,84 @@ struct GovernorTests {
             #expect(try progress.int("lock_waits") == batches.map(\.2).reduce(0, +))
             #expect(try progress.double("lock_wait_ms_max") == batches.map(\.3).max())
             #expect(try progress.double("lock_wait_ms_total") >= progress.double("lock_wait_ms_max"))
+        }
+    }
+
+    /// An application transaction holds row 550 while the job runs. Instead of waiting for it
+    /// with the rest of its batch locked (a convoy for every session that wants one of those
+    /// rows), a batch gives up after max-lock-wait-ms, is halved and retried, down to one row:
+    /// the job commits every row before 550 while 550 is held, and then waits for that row alone.
+    @Test func aBatchGivesUpOnARowTheApplicationHoldsAndCommitsUpToIt() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
+                INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;
+                """)
+            let app = try await db.connect()
+            defer { Task { await app.close() } }
+            try await app.execute("BEGIN; UPDATE items SET probe = 1 WHERE id = 550")
+            let id = try await enqueue(
+                try counterJob(dir, extra: ["batch-size: 100", "min-batch-size: 1", "max-lock-wait-ms: 10", "lock-timeout: 5s"]),
+                db.url)
+            let worker = try startWorker(db.url, ["--drain"])
+            defer { worker.signal(SIGKILL) }
+            try await waitUntil("the job has committed every row before the held one", timeout: .seconds(60)) {
+                try await conn.query("SELECT cursor FROM godwit.job_progress WHERE job_id = $1", [id]).first?["cursor"] == "549"
+            }
+            // Down to the held row alone, the batch waits longer each time (it holds no other row).
+            try await waitUntil("a one-row batch waits for the held row") {
+                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?["size_reason"]?
+                    .hasPrefix("1 row: at min-batch-size, waiting up to") == true
+            }
+            #expect(try await conn.query("SELECT count(*) AS n FROM items WHERE counter = 1").first?.int("n") == 549)
+            // No row before the held one is locked by the job: all of them can be taken at once.
+            try await conn.execute("BEGIN; SET LOCAL lock_timeout = '1s'; SELECT id FROM items WHERE id < 550 FOR UPDATE; ROLLBACK")
+            let failed = try await conn.query(
+                "SELECT batch_size, error FROM godwit.batches WHERE job_id = $1 AND error IS NOT NULL ORDER BY id", [id]
+            ).rows.map { (try $0.int("batch_size"), $0["error"] ?? "") }
+            #expect(!failed.isEmpty)
+            #expect(failed.allSatisfy { $0.1.contains("lock timeout") }, "\(failed)")
+            #expect(failed.contains { $0.0 == 1 }, "\(failed)")
+            try await app.execute("COMMIT")
+            let output = try await worker.wait()
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            #expect(try await counters(conn) == [1: 1000])
+            #expect(try await conn.query("SELECT state FROM godwit.jobs WHERE id = $1", [id]).first?["state"] == "succeeded")
+        }
+    }
+
+    /// A batch looks at the lock table as it ends: another session holding the table to write
+    /// (here an open transaction's ROW EXCLUSIVE lock) makes the job steer to the knee and say
+    /// so; with nobody else there it climbs, and says that.
+    @Test func theJobSaysWhetherOtherSessionsUseTheTable() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO items (id) SELECT g FROM generate_series(1, 100) g;
+                CREATE TABLE others (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO others (id) SELECT g FROM generate_series(1, 100) g;
+                """)
+            let app = try await db.connect()
+            defer { Task { await app.close() } }
+            try await app.execute("BEGIN; LOCK TABLE items IN ROW EXCLUSIVE MODE")
+            let shared = try await enqueue(try counterJob(dir, extra: ["batch-size: 10"]), db.url)
+            let alone = try await enqueue(try counterJob(dir, table: "others", extra: ["batch-size: 10"]), db.url)
+            let output = try await startWorker(db.url, ["--drain"]).wait()
+            try await app.execute("ROLLBACK")
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            func reason(_ id: Int64) async throws -> String {
+                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?["size_reason"] ?? "nil"
+            }
+            let sharedReason = try await reason(shared)
+            let aloneReason = try await reason(alone)
+            #expect(sharedReason.contains("other sessions are using the table"), "\(sharedReason)")
+            #expect(aloneReason.contains("nobody else is using the table"), "\(aloneReason)")
         }
     }
 
