@@ -21,9 +21,11 @@ import Foundation
 /// ideal is taken at once. The harm a batch does decides first: when a session waited on the
 /// batch's locks longer than `maxLockWait`, the next batch is smaller at once, in proportion to
 /// how far over the limit the wait went (at least halved, at most to a quarter), and the size
-/// that did it is remembered; growing back toward it goes slowly (1.05x a batch), so the size
-/// settles just below the size that hurts instead of bouncing off it. A batch that gave up
-/// waiting for another session's lock is halved the same way.
+/// that did it is remembered. Growing back is quick (1.2x) up to half that size and slow above it
+/// (1.01x a batch), for as long as others use the table: an application's waits on a backfill
+/// are chance meetings, more frequent the larger the batch, so the size settles where they are
+/// rare (about one batch in seventy) instead of bouncing off the size that hurt. A batch that
+/// gave up waiting for another session's lock is halved the same way.
 public struct BatchSizeController: Sendable, Equatable {
     public private(set) var size: Int
     /// `target-batch-ms`: the longest a batch should take, the ceiling of its size.
@@ -36,8 +38,8 @@ public struct BatchSizeController: Sendable, Equatable {
     public private(set) var msPerRow: Double?
     /// Smoothed milliseconds a batch costs whatever its size; nil before it is measured.
     public private(set) var overheadMs: Double?
-    /// The smallest size that made a session wait too long, until the size grows past it
-    /// without harm.
+    /// The latest size that made a session wait too long (or gave up waiting for a lock), while
+    /// others use the table.
     public private(set) var harmfulSize: Int?
     /// Why `size` is what it is.
     public private(set) var reason: Reason = .initial
@@ -50,7 +52,7 @@ public struct BatchSizeController: Sendable, Equatable {
         case alone
         /// Others use the table: at the knee, or growing toward it.
         case shared
-        /// Growing slowly toward a size that made a session wait too long.
+        /// Growing slowly: above half a size that made a session wait too long.
         case cautious
         /// A session waited `waited` on the last batch, over `maxLockWait`.
         case harm(waited: Duration)
@@ -65,8 +67,8 @@ public struct BatchSizeController: Sendable, Equatable {
     /// Weight of the newest batch in the averages.
     static let smoothing = 0.3
     static let maxGrowth = 1.2
-    /// Growth when the next size would come within reach of a size that hurt.
-    static let cautiousGrowth = 1.05
+    /// Growth above half the latest size that hurt.
+    static let cautiousGrowth = 1.01
     /// The share of a batch's time its fixed cost may take at the knee.
     public static let overheadShare = 0.03
 
@@ -111,17 +113,15 @@ public struct BatchSizeController: Sendable, Equatable {
         if shared || longestLockWait > .zero {
             ideal = min(ceiling, knee.map(Double.init) ?? ceiling)
             reason = .shared
+        } else {
+            harmfulSize = nil  // nobody else there: nobody to harm
         }
         var growth = Self.maxGrowth
-        if let harmful = harmfulSize {
-            if size >= harmful {
-                harmfulSize = nil  // grown past it without harm: that was a passing load
-            } else if Double(size) * Self.maxGrowth >= Double(harmful) * 0.8, ideal > Double(size) {
-                growth = Self.cautiousGrowth
-                reason = .cautious
-            }
+        if let harmful = harmfulSize, Double(size) * Self.maxGrowth > Double(harmful) / 2, ideal > Double(size) {
+            growth = Self.cautiousGrowth
+            reason = .cautious
         }
-        size = clamp(min(ideal, Double(size) * growth))
+        size = clamp(min(ideal, max(Double(size) * growth, Double(size + 1))))
     }
 
     /// After a batch gave up waiting `bound` for another session's lock while holding its own
@@ -169,8 +169,8 @@ public struct BatchSizeController: Sendable, Equatable {
             }
             return "\(rows): \(why)\(pace.map { " (\($0))" } ?? "")"
         case .cautious:
-            return "\(rows): growing slowly (1.05x a batch) toward \(Self.grouped(harmfulSize ?? size)) rows, "
-                + "where a session last waited too long"
+            return "\(rows): growing slowly (1.01x a batch): a session last waited too long on a batch of "
+                + "\(Self.grouped(harmfulSize ?? size)) rows"
         case .harm(let waited):
             let limit = maxLockWait.map { " (max-lock-wait-ms \(Self.ms($0.milliseconds)))" } ?? ""
             return "\(rows): a session waited \(Self.ms(waited.milliseconds)) on the last batch\(limit); cut at once"
@@ -186,7 +186,7 @@ public struct BatchSizeController: Sendable, Equatable {
     }
 
     private mutating func cut(by factor: Double, because why: Reason) {
-        harmfulSize = min(harmfulSize ?? size, size)
+        harmfulSize = size
         size = clamp(Double(size) * factor)
         reason = why
     }

@@ -35,25 +35,35 @@ struct GovernorTests {
         #expect(c.size == 300, "a 40 ms wait against a 10 ms limit: a quarter")
         c.record(rows: 300, duration: .milliseconds(6), longestLockWait: .milliseconds(15))
         #expect(c.size == 150, "over the limit by little: still halved at once")
+        #expect(c.harmfulSize == 300)
         c.record(rows: 150, duration: .milliseconds(3), longestLockWait: .milliseconds(9))
-        #expect(c.size == 180, "a wait under the limit is no harm: it grows again")
+        #expect(c.size == 152, "a wait under the limit is no harm; at half the size that hurt, it grows by 1.01x")
     }
 
-    @Test func nearASizeThatHurtItGrowsSlowlyAndPastItTheMemoryIsDropped() {
+    @Test func afterHarmItGrowsBackQuicklyToHalfTheSizeThatHurtThenSlowlyWhileOthersAreThere() {
         var c = controller(initial: 4000)
-        c.record(rows: 4000, duration: .milliseconds(40), longestLockWait: .milliseconds(20))
-        #expect(c.size == 2000)
+        c.record(rows: 4000, duration: .milliseconds(40), longestLockWait: .milliseconds(40))
+        #expect(c.size == 1000)
         #expect(c.harmfulSize == 4000)
         var sizes: [Int] = []
-        for _ in 0..<12 {
-            c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)))
+        for _ in 0..<5 {
+            c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)), shared: true)
             sizes.append(c.size)
         }
-        // 2000 -> 2400 -> 2880 at 1.2x, then 1.05x once 1.2x would come within 80% of 4000.
-        #expect(Array(sizes.prefix(3)) == [2400, 2880, 3024])
-        #expect(sizes.allSatisfy { $0 <= 4000 } || c.harmfulSize == nil)
-        while c.size < 4000 { c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100))) }
-        #expect(c.harmfulSize == nil, "grown back past it with no harm: forgotten")
+        // 1.2x up to half of 4000, then 1.01x.
+        #expect(sizes == [1200, 1440, 1728, 1745, 1762])
+        #expect(c.reason == .cautious)
+        #expect(c.explanation == "1,762 rows: growing slowly (1.01x a batch): a session last waited too long on a batch of 4,000 rows")
+        // Nobody else there any more: nobody to harm, back to 1.2x.
+        c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)), shared: false)
+        #expect(c.harmfulSize == nil)
+        #expect(c.size == 2114)
+    }
+
+    @Test func aOneRowBatchStillGrows() {
+        var c = BatchSizeController(initial: 1, target: .milliseconds(200), minimum: 1, maximum: 100, maxLockWait: .milliseconds(10))
+        c.record(rows: 1, duration: .milliseconds(1))
+        #expect(c.size == 2, "1.2 rows would round back to 1")
     }
 
     @Test func onATableNoOneTouchesItClimbsToTheTargetDuration() {
