@@ -125,11 +125,19 @@ public struct BatchSizeController: Sendable, Equatable {
     }
 
     /// After a batch gave up waiting `bound` for another session's lock while holding its own
-    /// rows: halve the size and remember it as harmful. Returns false, changing nothing, when the
+    /// rows: halve the size, and remember the size the batch had at its first such failure as
+    /// harmful. Returns false, changing nothing, when the
     /// size is already the minimum.
     public mutating func shrinkAfterLockTimeout(bound: Duration) -> Bool {
         guard size > minimum else { return false }
-        cut(by: 0.5, because: .lockTimeout(bound: bound))
+        switch reason {
+        case .lockTimeout, .waitingAtMinimum:
+            // The same batch again: the size that hurt is the one it started at, not this one.
+            size = clamp(Double(size) * 0.5)
+            reason = .lockTimeout(bound: bound)
+        default:
+            cut(by: 0.5, because: .lockTimeout(bound: bound))
+        }
         return true
     }
 

@@ -121,6 +121,7 @@ struct GovernorTests {
         _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
         _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
         #expect(c.size == 10)
+        #expect(c.harmfulSize == 80, "the same batch failing again: the size that hurt is the one it started at")
         let atMinimum = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
         #expect(!atMinimum, "at the minimum: nothing left to halve")
         #expect(c.size == 10)
