@@ -129,17 +129,22 @@ struct GovernorTests {
 
     // MARK: Against PostgreSQL
 
+    /// `items` 1...1000, with a `probe` column for the application's own updates.
+    func createItemsWithProbe(_ conn: Connection) async throws {
+        try await conn.execute(
+            """
+            CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
+            INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;
+            """)
+    }
+
     /// A session that keeps updating the first row of the batch in flight while each batch holds
     /// its rows for 100 ms: the batches see it waiting, record it, and shrink.
     @Test func aSessionWaitingOnABatchIsRecordedAndTheNextBatchIsSmaller() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
-            try await conn.execute(
-                """
-                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
-                INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;
-                """)
+            try await createItemsWithProbe(conn)
             let file = try dir.write(
                 "jobs/slow.sql",
                 """
@@ -199,11 +204,7 @@ struct GovernorTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
-            try await conn.execute(
-                """
-                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
-                INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;
-                """)
+            try await createItemsWithProbe(conn)
             let app = try await db.connect()
             defer { Task { await app.close() } }
             try await app.execute("BEGIN; UPDATE items SET probe = 1 WHERE id = 550")
