@@ -7,9 +7,10 @@ extension DashboardPages {
     /// names) and as a job file writes them, with what each means to it.
     static let governorSettings: [(key: String, directive: String, unit: String, meaning: String)] = [
         ("target_batch_ms", "target-batch-ms", " ms", "the ceiling on a batch's duration"),
-        ("max_lock_wait_ms", "max-lock-wait-ms", " ms", "the longest wait its locks may cause (0: steer by duration alone)"),
+        ("max_lock_wait_ms", "max-lock-wait-ms", " ms", "the longest a batch makes another session wait (0 turns the governor off)"),
         ("min_batch_size", "min-batch-size", " rows", "the smallest batch"),
         ("max_batch_size", "max-batch-size", " rows", "the largest batch"),
+        ("lock_timeout_ms", "lock-timeout", " ms", "the longest a batch at min-batch-size waits for another session's lock"),
     ]
 
     /// How many batches the table lists, newest first, and how many the chart draws.

@@ -43,7 +43,7 @@ struct GovernorSectionTests {
                     #expect(!page.contains("<script>alert"), "the reason is escaped")
                     for (setting, value) in [
                         ("target-batch-ms", "250 ms"), ("max-lock-wait-ms", "15 ms"), ("min-batch-size", "50 rows"),
-                        ("max-batch-size", "4000 rows"),
+                        ("max-batch-size", "4000 rows"), ("lock-timeout", "2000 ms"),
                     ] {
                         #expect(governor.contains("<dt>\(setting)</dt><dd>\(value) <small"), "\(setting)")
                     }
