@@ -15,10 +15,7 @@ let strict: [SwiftSetting] = [.treatAllWarnings(as: .error)]
 /// - `--symbol-ordering-file` (lld's, hence `-use-ld=lld`) places the code the worker runs
 ///   together (ops/link-order.txt, made by ops/link-order): the 1.3 MB of it had been spread over
 ///   12.8 MB of 64 KB blocks: 25.4 MB. SwiftPM does not know that the link reads the file:
-///   ops/link-order removes the binary so that the next build links again;
-/// - `-z pack-relative-relocs` (RELR) packs the 113,000 relative relocations of a position-
-///   independent executable, which the loader read from a 2.7 MB table at every start, into a few
-///   KB: 22.7 MB. It needs glibc 2.36 or newer (Debian 12, Ubuntu 24.04) to run.
+///   ops/link-order removes the binary so that the next build links again.
 /// Debug builds (the tests) link as before.
 let releaseLinkFlags = [
     "-use-ld=lld",
@@ -26,7 +23,6 @@ let releaseLinkFlags = [
     "-Xlinker", "--symbol-ordering-file=\(Context.packageDirectory)/ops/link-order.txt",
     // A symbol of the list that this build lacks (renamed since, or from another platform) is no error.
     "-Xlinker", "--no-warn-symbol-ordering",
-    "-Xlinker", "-z", "-Xlinker", "pack-relative-relocs",
 ]
 
 let package = Package(
