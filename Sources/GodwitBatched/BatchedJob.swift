@@ -205,14 +205,25 @@ struct BatchStatement {
         // one shard reaches into the next. The bound travels as a dollar-quoted literal cast
         // by the server, like the statement.
         let upper = payload.upper.map { "\(keySQL) <= \(JobScript.dollarQuoted($0))::\(keyType)" }
+        // The batch's first key and its batch_size-th, read from the key's index without sorting
+        // or keeping the keys between them; only the table's last batch, shorter than
+        // batch_size, reads its last key and counts its rows.
         let bounds = { (after: String?) in
             let conditions = [after, upper].compactMap { $0 }
             let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
             return """
-                    WITH batch AS (SELECT \(keySQL) AS k FROM \(relation) \(filter) ORDER BY \(keySQL) LIMIT godwit_batch.batch_size)
-                    SELECT (SELECT b.k FROM batch b ORDER BY b.k LIMIT 1), (SELECT b.k FROM batch b ORDER BY b.k DESC LIMIT 1),
-                        (SELECT count(*) FROM batch)
-                    INTO lo, hi, n;
+                    SELECT (SELECT \(keySQL) FROM \(relation) \(filter) ORDER BY \(keySQL) LIMIT 1),
+                        (SELECT \(keySQL) FROM \(relation) \(filter) ORDER BY \(keySQL) OFFSET godwit_batch.batch_size - 1 LIMIT 1)
+                    INTO lo, hi;
+                    IF hi IS NOT NULL THEN
+                        n := godwit_batch.batch_size;
+                    ELSIF lo IS NULL THEN
+                        n := 0;
+                    ELSE
+                        SELECT (SELECT \(keySQL) FROM \(relation) \(filter) ORDER BY \(keySQL) DESC LIMIT 1),
+                            (SELECT pg_catalog.count(*)::integer FROM (SELECT FROM \(relation) \(filter) LIMIT godwit_batch.batch_size) r)
+                        INTO hi, n;
+                    END IF;
             """
         }
         // A column of the table may be named like one of the function's parameters (a key
