@@ -322,6 +322,12 @@ struct BatchRunner {
     /// application's short transactions are caught by some batches' look at the lock table, not
     /// by every one.
     static let sharedMemory: Duration = .seconds(10)
+    /// Until a batch has seen another session, the table counts as shared for this long after
+    /// the attempt starts: one look at the lock table a batch can miss an application whose
+    /// transactions are short, and the first batches are the ones that would grow too fast.
+    static let aloneAfter: Duration = .seconds(1)
+    /// When this attempt started.
+    let startedAt = ContinuousClock.now
     /// The size reason last written to `job_progress.size_reason`, and when.
     var writtenReason: (text: String, at: ContinuousClock.Instant)?
 
@@ -497,6 +503,14 @@ struct BatchRunner {
     /// session's own login with this lease. Every value in the message is a number or a
     /// dollar-quoted literal.
     ///
+    /// The batch commits with `synchronous_commit = off`: its COMMIT returns, and its rows are
+    /// released, without waiting for the WAL flush (early in a backfill, every row's page adds a
+    /// full-page image, and that flush took longer than the batch). A server crash may lose the
+    /// last batches' commits, but never a batch without its checkpoint, nor a checkpoint without
+    /// its batch: both are in one commit record, and the WAL is replayed in order. The job
+    /// resumes from the checkpoint that survived, and its success, committed synchronously after
+    /// the last batch, cannot survive without every batch before it.
+    ///
     /// A shard of a parallel job reads a failed sibling as a pause request in the same fence:
     /// the request `derive_parallel_state` writes may have skipped this row while it was
     /// locked, and the shard must still stop at its next checkpoint so the parent can fail.
@@ -513,6 +527,7 @@ struct BatchRunner {
                 BEGIN;
                 SET LOCAL lock_timeout = \(Int((lockTimeout?.milliseconds ?? 0).rounded(.up)));
                 SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
+                SET LOCAL synchronous_commit = off;
                 SELECT b.control, b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms, b.shared,
                     CASE WHEN b.control IS NULL THEN
                         \(schema.qualified("batch_checkpoint"))(\(job), \(lease), \(attempt), \(size), b.first_key, b.last_key,
@@ -522,8 +537,8 @@ struct BatchRunner {
                 FROM pg_temp.godwit_batch(\(after), \(size), \(job), \(lease)) b;
                 COMMIT
                 """)
-            guard results.count == 5, let batch = results[3].first else {
-                throw JobFailure("batch \(batchesDone + 1): the batch message returned \(results.count) results, not 5")
+            guard results.count == 6, let batch = results[4].first else {
+                throw JobFailure("batch \(batchesDone + 1): the batch message returned \(results.count) results, not 6")
             }
             switch batch["control"] {
             case nil: break
@@ -539,7 +554,7 @@ struct BatchRunner {
             if try batch.bool("shared") || longestWait > .zero { sharedSeenAt = clock.now }
             controller.record(
                 rows: rows, duration: duration, overhead: clock.now - began - duration, longestLockWait: longestWait,
-                shared: sharedSeenAt.map { clock.now - $0 < Self.sharedMemory } ?? false)
+                shared: sharedSeenAt.map { clock.now - $0 < Self.sharedMemory } ?? (clock.now - startedAt < Self.aloneAfter))
             if longestWait > .zero {
                 let waiters = batch["waiters"] ?? "?"
                 context.logger.debug(
