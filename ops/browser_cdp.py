@@ -6,8 +6,8 @@ enough for CDP. Loads the dashboard at 1280x800, checks that the job's percentag
 the live page (the page's own script polls), then checks the DOM at 1280x800 and at 390x844: the
 counts by state match SQL's, the stale job carries its marker, no element is wider than the
 viewport, rows are one line tall at 1280 px with 25 or more on the screen, and names get room on
-a phone. Takes screenshots of the list, a job, the stale job and the workers at both sizes into
-SCREENSHOT_DIR, then clicks the job's Pause button with real mouse events.
+a phone. Takes screenshots of the list, a job (and its Governor section at 1280 px), the stale
+job and the workers at both sizes into SCREENSHOT_DIR, then clicks the job's Pause button with real mouse events.
 
     browser_cdp.py DEVTOOLS_PORT DASHBOARD_URL JOB_ID STALE_JOB_ID COUNTS_JSON SCREENSHOT_DIR
 Prints one line per step; exits 1 on the first failure.
@@ -188,8 +188,16 @@ def main():
     if visible < 25:
         fail(f"at 1280x800 only {visible} jobs are on the screen (25 or more expected)")
     print(f"browser: 1280 px: rows at most {tallest:.0f} px tall, {visible} jobs on the screen", flush=True)
-    load(page, url.rstrip("/") + f"/jobs/{job_id}", "svg.chart")
+    load(page, url.rstrip("/") + f"/jobs/{job_id}", "svg.chart.governor")
     screenshot(page, f"{shots}/job-1280x800.png")
+    # The governor's section: its size, settings, recent batches (newest first) and chart.
+    batches = page.evaluate("""(() => { const h = [...document.querySelectorAll('h2')].find(e => e.textContent === 'Governor');
+        if (!h) return null; h.scrollIntoView({block: 'start'});
+        return document.querySelectorAll('table.batches tr[data-batch]').length; })()""")
+    if not batches:
+        fail("the job's page has no Governor section with recent batches")
+    screenshot(page, f"{shots}/job-governor-1280x800.png")
+    print(f"browser: 1280 px: the Governor section lists {batches} recent batches", flush=True)
     load(page, url.rstrip("/") + f"/jobs/{stale_job}", "[data-stale]")
     screenshot(page, f"{shots}/stale-job-1280x800.png")
     load(page, url.rstrip("/") + "/workers", "#workers")
@@ -207,7 +215,7 @@ def main():
     if narrow:
         fail(f"at 390 px names are squeezed into narrow columns: {narrow[:3]}")
     print("browser: 390 px: no element wider than the screen; names get the card's width", flush=True)
-    load(page, url.rstrip("/") + f"/jobs/{job_id}", "svg.chart")
+    load(page, url.rstrip("/") + f"/jobs/{job_id}", "svg.chart.governor")
     screenshot(page, f"{shots}/job-390x844.png")
     wide = too_wide(page)
     if wide:

@@ -231,16 +231,28 @@ struct BatchStatement {
                     EXECUTE \(JobScript.dollarQuoted(payload.statement)) USING lo::\(firstType), hi::\(lastType);
                     GET DIAGNOSTICS changed = ROW_COUNT;
                 END IF;
-                -- The sessions waiting on this batch's locks now, just before it commits: each
-                -- has waited since it hit a lock the batch holds and waits until the COMMIT,
-                -- so this reads every such wait at (almost) its full length.
-                SELECT pg_catalog.count(*)::integer, coalesce(pg_catalog.max(w.ms), 0), coalesce(pg_catalog.sum(w.ms), 0)
-                INTO waiters, longest_wait_ms, total_wait_ms
-                FROM (SELECT l.pid, pg_catalog.max(extract(epoch FROM pg_catalog.clock_timestamp() - l.waitstart) * 1000) AS ms
-                      FROM pg_catalog.pg_locks l
-                      WHERE NOT l.granted AND l.waitstart IS NOT NULL
-                        AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(l.pid))
-                      GROUP BY l.pid) w;
+                -- One look at the lock table, just before the batch commits. The sessions
+                -- waiting on this batch's locks: each has waited since it hit a lock the batch
+                -- holds and waits until the COMMIT, so this reads every such wait at (almost) its
+                -- full length. And whether another session holds the table in a mode that writes
+                -- or locks rows (an application that this batch's row locks could make wait).
+                WITH l AS MATERIALIZED (
+                    SELECT l.pid, l.locktype, l.database, l.relation, l.mode, l.granted, l.waitstart
+                    FROM pg_catalog.pg_locks l),
+                w AS (
+                    SELECT l.pid, pg_catalog.max(extract(epoch FROM pg_catalog.clock_timestamp() - l.waitstart) * 1000) AS ms
+                    FROM l
+                    WHERE NOT l.granted AND l.waitstart IS NOT NULL
+                      AND pg_catalog.pg_backend_pid() = ANY (pg_catalog.pg_blocking_pids(l.pid))
+                    GROUP BY l.pid)
+                SELECT (SELECT pg_catalog.count(*)::integer FROM w), (SELECT coalesce(pg_catalog.max(w.ms), 0) FROM w),
+                    (SELECT coalesce(pg_catalog.sum(w.ms), 0) FROM w),
+                    EXISTS (SELECT FROM l WHERE l.locktype = 'relation' AND l.relation = \(relationOID)::pg_catalog.oid
+                            AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d
+                                              WHERE d.datname = pg_catalog.current_database())
+                            AND l.pid <> pg_catalog.pg_backend_pid() AND l.granted
+                            AND l.mode IN ('RowShareLock', 'RowExclusiveLock'))
+                INTO waiters, longest_wait_ms, total_wait_ms, shared;
                 first_key := lo::text;
                 last_key := hi::text;
                 ms := extract(epoch FROM clock_timestamp() - started) * 1000;
@@ -251,7 +263,7 @@ struct BatchStatement {
             CREATE FUNCTION pg_temp.godwit_batch(after_key pg_catalog.text, batch_size integer,
                 OUT first_key pg_catalog.text, OUT last_key pg_catalog.text, OUT n integer, OUT changed bigint,
                 OUT ms double precision, OUT waiters integer, OUT longest_wait_ms double precision,
-                OUT total_wait_ms double precision)
+                OUT total_wait_ms double precision, OUT shared boolean)
             LANGUAGE plpgsql SET search_path FROM CURRENT AS \(JobScript.dollarQuoted(body))
             """)
         return BatchStatement(
@@ -282,6 +294,15 @@ struct BatchRunner {
     var recent: [(rows: Int, seconds: Double)] = []
     var holding: String?
     var lastHoldCheck: ContinuousClock.Instant?
+    /// When a batch last saw another session using the table (holding it to write or lock rows,
+    /// or waiting on the batch).
+    var sharedSeenAt: ContinuousClock.Instant?
+    /// How long the table counts as shared after the last sign of another session: an
+    /// application's short transactions are caught by some batches' look at the lock table, not
+    /// by every one.
+    static let sharedMemory: Duration = .seconds(10)
+    /// The size reason last written to `job_progress.size_reason`, and when.
+    var writtenReason: (text: String, at: ContinuousClock.Instant)?
 
     init(
         payload: BatchedJob.Payload, statement: BatchStatement, context: JobContext, session: Connection,
@@ -333,6 +354,23 @@ struct BatchRunner {
         var first: String?
         var last: String?
         var retryable: Bool
+        /// How long the failed attempt took, from its BEGIN to its ROLLBACK.
+        var duration: Duration = .zero
+
+        var isLockTimeout: Bool { error.sqlState == "55P03" }
+    }
+
+    /// `lock-timeout`: the longest a batch ever waits for a lock; nil (0) waits as long as it takes.
+    var fullLockTimeout: Duration? { payload.lockTimeoutMs > 0 ? .milliseconds(payload.lockTimeoutMs) : nil }
+
+    /// How long a batch first waits for another session's lock while it holds its own rows. Each
+    /// wait of the application behind those rows lasts as long, so it is `max-lock-wait-ms` (or
+    /// `lock-timeout` when shorter, or when the governor is off): a batch gives up fast, is
+    /// halved and retried, instead of holding a convoy. Only at the minimum size, holding few
+    /// rows, does it wait longer: twice as long each time, up to `lock-timeout`.
+    var shortLockTimeout: Duration? {
+        guard let bound = payload.maxLockWait else { return fullLockTimeout }
+        return min(bound, fullLockTimeout ?? bound)
     }
 
     mutating func run() async throws -> String? {
@@ -348,15 +386,34 @@ struct BatchRunner {
             if try await holdIfNeeded() { continue }
             let batchStarted = clock.now
             var attempt = 1
+            var lockTimeout = shortLockTimeout
             let result: BatchResult
             while true {
                 do {
-                    result = try await runBatch(attempt: attempt)
+                    result = try await runBatch(attempt: attempt, lockTimeout: lockTimeout)
                     break
                 } catch var failure as BatchFailure {
                     (failure.first, failure.last) = await nextBounds()
                     try await recordFailedBatch(failure, attempt: attempt)
                     let bounds = "keys \(failure.first ?? "?")..\(failure.last ?? "?")"
+                    // Gave up waiting for another session's lock under the short bound: not an
+                    // attempt. Retry at once, halved; at the minimum size, wait twice as long.
+                    if failure.isLockTimeout, let bound = lockTimeout, bound < fullLockTimeout ?? .seconds(Int64.max) {
+                        if !controller.shrinkAfterLockTimeout(bound: bound) {
+                            let longer = fullLockTimeout.map { min(bound * 2, $0) } ?? bound * 2
+                            lockTimeout = longer
+                            controller.waitLonger(bound: longer)
+                        }
+                        context.logger.debug(
+                            "batch gave up waiting for a lock; retrying smaller",
+                            metadata: [
+                                "job": "\(context.job.id)", "batch": "\(batchesDone + 1)", "keys": "\(bounds)",
+                                "next_size": "\(controller.size)", "lock_timeout_ms": "\(Int(lockTimeout?.milliseconds ?? 0))",
+                            ])
+                        try await writeSizeReason(force: true)
+                        try context.checkpoint()
+                        continue
+                    }
                     guard failure.retryable, attempt < payload.maxAttempts else {
                         throw JobFailure(
                             "batch \(batchesDone + 1) (\(bounds)) failed\(attempt > 1 ? " \(attempt) times" : ""): "
@@ -364,6 +421,7 @@ struct BatchRunner {
                             detail: failure.error.detail)
                     }
                     controller.shrinkAfterTimeout()
+                    try await writeSizeReason(force: true)
                     let delay = Backoff(base: .milliseconds(100), max: .seconds(5)).delay(afterAttempt: attempt)
                     context.logger.warning(
                         "batch failed; retrying smaller",
@@ -381,6 +439,7 @@ struct BatchRunner {
             recent.append((rows, wall.seconds))
             if recent.count > 20 { recent.removeFirst() }
             if batchesDone % 100 == 0 { try await trimHistory() }
+            try await writeSizeReason()
             if clock.now - lastLog >= throttle.progressLogInterval {
                 lastLog = clock.now
                 logProgress(first: first, last: last, rows: rows, duration: duration)
@@ -415,13 +474,14 @@ struct BatchRunner {
     /// A shard of a parallel job reads a failed sibling as a pause request in the same fence:
     /// the request `derive_parallel_state` writes may have skipped this row while it was
     /// locked, and the shard must still stop at its next checkpoint so the parent can fail.
-    private mutating func runBatch(attempt: Int) async throws -> BatchResult {
+    private mutating func runBatch(attempt: Int, lockTimeout: Duration?) async throws -> BatchResult {
         let size = controller.size
+        let began = clock.now
         do {
             let fence = try await session.execute(
                 """
                 BEGIN;
-                SET LOCAL lock_timeout = \(payload.lockTimeoutMs);
+                SET LOCAL lock_timeout = \(Int((lockTimeout?.milliseconds ?? 0).rounded(.up)));
                 SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
                 SELECT \(schema.qualified("batch_fence"))(\(context.job.id), \(context.job.leaseToken)) AS control
                 """
@@ -435,7 +495,7 @@ struct BatchRunner {
             let rates = recent.reduce((rows: 0, seconds: 0.0)) { ($0.rows + $1.rows, $0.seconds + $1.seconds) }
             let batch = try await session.query(
                 """
-                SELECT b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms,
+                SELECT b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms, b.shared,
                     \(schema.qualified("batch_checkpoint"))($1, $2, $3, $4, b.first_key, b.last_key, b.n, b.changed, b.ms,
                         b.waiters, b.longest_wait_ms, b.total_wait_ms, $5, $6) AS seq
                 FROM pg_temp.godwit_batch($7, $4) b
@@ -448,7 +508,10 @@ struct BatchRunner {
             let changed = try batch.int("changed")
             let duration = Duration.milliseconds(try batch.double("ms"))
             let longestWait = Duration.milliseconds(try batch.double("longest_wait_ms"))
-            controller.record(rows: rows, duration: duration, longestLockWait: longestWait)
+            if try batch.bool("shared") || longestWait > .zero { sharedSeenAt = clock.now }
+            controller.record(
+                rows: rows, duration: duration, overhead: clock.now - began - duration, longestLockWait: longestWait,
+                shared: sharedSeenAt.map { clock.now - $0 < Self.sharedMemory } ?? false)
             if longestWait > .zero {
                 let waiters = batch["waiters"] ?? "?"
                 context.logger.debug(
@@ -470,7 +533,8 @@ struct BatchRunner {
             if let postgres = error as? PostgresError, postgres.code == .server {
                 if postgres.sqlState == JobQueue.leaseLostState { throw JobInterruption.leaseLost }
                 throw BatchFailure(
-                    error: postgres, first: nil, last: nil, retryable: Self.retryableStates.contains(postgres.sqlState ?? ""))
+                    error: postgres, first: nil, last: nil, retryable: Self.retryableStates.contains(postgres.sqlState ?? ""),
+                    duration: clock.now - began)
             }
             throw error
         }
@@ -509,15 +573,27 @@ struct BatchRunner {
     private func recordFailedBatch(_ failure: BatchFailure, attempt: Int) async throws {
         let parameters: [any PostgresParameter] = [
             context.job.id, batchesDone + 1, attempt, failure.first, failure.last, controller.size,
-            failure.error.summary,
+            failure.duration.milliseconds, failure.error.summary,
         ]
         try await context.pool.withConnection { connection in
             try await connection.query(
                 """
                 INSERT INTO \(schema.qualified("batches"))
                     (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms, error)
-                VALUES ($1, $2, $3, $4, $5, 0, 0, $6, 0, $7)
+                VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $7, $8)
                 """, parameters)
+        }
+    }
+
+    /// Writes why the next batch has its size to `job_progress.size_reason`, when it changed: at
+    /// once when `force`d (after a failed attempt), else at most once a second.
+    private mutating func writeSizeReason(force: Bool = false) async throws {
+        let text = controller.explanation
+        if let written = writtenReason, written.text == text || (!force && clock.now - written.at < .seconds(1)) { return }
+        writtenReason = (text, clock.now)
+        try await context.pool.withConnection { [progressTable, context] connection in
+            try await connection.query(
+                "UPDATE \(progressTable) SET size_reason = $2 WHERE job_id = $1", [context.job.id, text])
         }
     }
 

@@ -219,8 +219,9 @@ struct DashboardPages: Sendable {
         return layout(title: job.name, active: "jobs", body: body)
     }
 
-    /// A job's facts, controls, what it does, its attempts' errors and its batch chart; for a
-    /// split job's parent (which runs no batch itself) the table of its shards instead.
+    /// A job's facts, controls, what it does, its attempts' errors, for a batched job (a shard
+    /// too) the governor's state, and its batch chart; for a split job's parent (which runs no
+    /// batch itself) the table of its shards instead.
     func jobDetail(
         _ job: JobRow, batches: [BatchRow], shards: [JobRow] = [], payload: JobPayload = JobPayload(fields: nil),
         errors: [JobErrorRow] = [], role: String = "?"
@@ -257,6 +258,7 @@ struct DashboardPages: Sendable {
             <dl class="facts">\(facts.filter { !Self.isBlank($0.1) }.map { "<div><dt>\($0.0)</dt><dd>\($0.1)</dd></div>" }.joined())</dl>
             \(whatItDoes(job, payload: payload, role: role))
             \(errorsSection(errors))
+            \(job.kind == "batched" ? governorSection(job, batches: batches, payload: payload) : "")
             \(shards.isEmpty ? batchSection(batches) : shardSection(shards))
             \(failed.isEmpty ? "" : "<h2>Failed batches</h2><ul>\(failures)</ul>")
             """
@@ -332,12 +334,14 @@ struct DashboardPages: Sendable {
             + (batches.isEmpty ? "<p class=\"empty\">No batches recorded.</p>" : BatchChart(batches: batches).svg)
     }
 
-    /// The shards of a split job, each linked to its own page (its batches and chart).
+    /// The shards of a split job, each linked to its own page (its governor, batches and
+    /// chart), with its batch size and the governor's reason for it.
     func shardSection(_ shards: [JobRow]) -> String {
         let rows = shards.map {
             """
             <tr><td class="num"><a href="/jobs/\($0.id)">\($0.id)</a></td><td>\(stateTag($0))</td><td>\(progressBar($0))</td>\
             <td class="num">\(rate($0.rowsPerSecond))</td><td class="num">\($0.batchSize.map(String.init) ?? "")</td>\
+            <td class="reason">\(HTML.escape(String(($0.sizeReason ?? "").prefix(300))))</td>\
             <td>\(Self.lockWaits($0.lockWaits, longestMS: $0.lockWaitMSMax))</td><td>\(HTML.escape($0.holdReason ?? ""))</td>\
             <td class="error">\(HTML.escape(String(($0.lastError ?? "").prefix(200))))</td></tr>
             """
@@ -345,7 +349,7 @@ struct DashboardPages: Sendable {
         return """
             <h2>Shards</h2>
             <div class="scroll"><table><thead><tr><th>Shard</th><th>State</th><th class="wide">Progress</th><th>Rows/s</th>\
-            <th>Batch size</th><th>Lock waits caused</th><th>Hold</th><th>Last error</th></tr></thead><tbody>\(rows)</tbody></table></div>
+            <th>Batch size</th><th>Why this size</th><th>Lock waits caused</th><th>Hold</th><th>Last error</th></tr></thead><tbody>\(rows)</tbody></table></div>
             """
     }
 
@@ -581,6 +585,9 @@ struct DashboardPages: Sendable {
         small.detail{color:var(--muted)}
         svg.chart{width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
         svg.chart text{fill:var(--muted);font-size:11px}svg.chart text.left{fill:var(--accent)}svg.chart text.right{fill:var(--warn)}
+        svg.chart.governor{margin-bottom:.4rem}svg.chart text.bound{fill:var(--muted)}.bound{stroke:var(--muted);stroke-dasharray:4 3;stroke-opacity:.7}
+        dl.governor{margin-bottom:.4rem}table.batches th.c-error{width:45%}table.batches caption{caption-side:top;text-align:left;font-size:.75rem;color:var(--muted);padding:.3rem .4rem}
+        table.batches tr.failed{background:color-mix(in srgb,var(--bad) 6%,transparent)}td.reason{font-size:.85rem;overflow-wrap:anywhere}
         .grid{stroke:currentColor;stroke-opacity:.12}.size{stroke:var(--accent);fill:none;stroke-width:1.5}.dur{stroke:var(--warn);fill:none;stroke-width:1.5}.fail{fill:var(--bad)}.wait{fill:var(--wait);fill-opacity:.75}svg.chart text.waitlabel{fill:var(--wait)}
         @media (max-width:700px){main{padding:.5rem}.opt{display:none}header{gap:.4rem 1rem}.toolbar .filters{margin:0}.filters input[type=search]{flex:1 1 8rem;min-width:0}
         table.jobs thead{display:none}table.jobs,table.jobs tbody{display:block}

@@ -19,6 +19,9 @@ struct JobRow: Sendable {
     var holdReason: String?
     var lastError: String?
     var batchSize: Int?
+    /// Why the governor chose `batchSize`, in the worker's words (`job_progress.size_reason`);
+    /// nil before the first batch. A parallel job's: its running shards' reasons, distinct.
+    var sizeReason: String?
     /// Sessions its batches made wait on their locks, and the longest wait (the governor's measure).
     var lockWaits: Int64
     var lockWaitMSMax: Double
@@ -57,6 +60,7 @@ struct JobRow: Sendable {
         holdReason = row["hold_reason"]
         lastError = row["last_error"]
         batchSize = try? row.int("batch_size")
+        sizeReason = row["size_reason"]
         lockWaits = (try? row.int64("lock_waits")) ?? 0
         lockWaitMSMax = (try? row.double("lock_wait_ms_max")) ?? 0
         control = row["control"]
@@ -134,6 +138,8 @@ struct BatchRow: Sendable {
     var batchSize: Int
     var durationMS: Double
     var error: String?
+    /// Rows the batch's statement changed (0 for a failed attempt, whose changes rolled back).
+    var rowsChanged: Int64 = 0
     /// Sessions that waited on the batch's locks as it committed, and the longest wait.
     var lockWaiters: Int = 0
     var lockWaitMS: Double = 0
@@ -225,7 +231,7 @@ struct OperationsStore: Sendable {
         """
         SELECT p.id, p.name, p.kind, p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
             p.rows_per_second::float8 AS rows_per_second, extract(epoch FROM p.eta)::float8 AS eta, p.attempts,
-            j.max_attempts, p.hold_reason, p.last_error, p.batch_size, j.control, p.worker_id, p.lock_waits,
+            j.max_attempts, p.hold_reason, p.last_error, p.batch_size, p.size_reason, j.control, p.worker_id, p.lock_waits,
             p.lock_wait_ms_max::float8 AS lock_wait_ms_max,
             to_char(p.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS created_at,
             to_char(p.started_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS started_at,
@@ -455,16 +461,17 @@ struct OperationsStore: Sendable {
             try await connection.query(
                 """
                 SELECT * FROM (
-                    SELECT seq, rows, batch_size, duration_ms, error, lock_waiters, lock_wait_ms::float8 AS lock_wait_ms
+                    SELECT id, seq, rows, rows_changed, batch_size, duration_ms, error, lock_waiters,
+                        lock_wait_ms::float8 AS lock_wait_ms
                     FROM \(schema.qualified("batches"))
                     WHERE job_id = $1 ORDER BY id DESC LIMIT $2
-                ) b ORDER BY seq
+                ) b ORDER BY seq, id
                 """, [id, limit]
             ).rows.map {
                 BatchRow(
                     seq: try $0.int64("seq"), rows: try $0.int("rows"), batchSize: try $0.int("batch_size"),
                     durationMS: try $0.double("duration_ms"), error: $0["error"],
-                    lockWaiters: try $0.int("lock_waiters"), lockWaitMS: try $0.double("lock_wait_ms"))
+                    rowsChanged: try $0.int64("rows_changed"), lockWaiters: try $0.int("lock_waiters"), lockWaitMS: try $0.double("lock_wait_ms"))
             }
         }
     }

@@ -76,6 +76,11 @@ public struct JobRecord: Sendable, Encodable {
     public var staleMarker: String?
     /// Each attempt's error, oldest first (`<schema>.job_errors`); filled by `job show` only.
     public var errors: [JobErrorRecord]?
+    /// A batched job's latest batch size (a parallel job's: its running shards', summed), and
+    /// why the governor chose it, in the worker's words (`progress.size_reason`); nil before
+    /// the first batch and for other kinds.
+    public var batchSize: Int?
+    public var sizeReason: String?
 
     enum CodingKeys: String, CodingKey {
         case id, kind, name, state, priority, attempts, percent, payload, result, stale, errors
@@ -91,6 +96,8 @@ public struct JobRecord: Sendable, Encodable {
         case startedAt = "started_at"
         case finishedAt = "finished_at"
         case enqueuedBy = "enqueued_by"
+        case batchSize = "batch_size"
+        case sizeReason = "size_reason"
     }
 
     init(row: PostgresRow) throws {
@@ -115,6 +122,8 @@ public struct JobRecord: Sendable, Encodable {
         enqueuedBy = try row.string("enqueued_by")
         stale = (try? row.bool("stale")) ?? false
         workerSeenAt = row["worker_seen_at"]
+        batchSize = row["batch_size"].flatMap { Int($0) }
+        sizeReason = row["size_reason"]
         staleMarker =
             stale
             ? JobRecord.staleMarker(worker: row["stale_worker"], unseenSeconds: row["unseen_seconds"].flatMap(Double.init))
@@ -192,6 +201,8 @@ public struct JobProgress: Sendable {
     public var rowsPerSecond: Double?
     public var etaSeconds: Double?
     public var batchSize: Int?
+    /// Why the governor chose `batchSize`, in the worker's words; nil before the first batch.
+    public var sizeReason: String?
     public var holdReason: String?
     public var lastError: String?
     /// `stale: worker W not seen for 42 s` while the job's worker has gone quiet.
@@ -206,6 +217,7 @@ public struct JobProgress: Sendable {
         rowsPerSecond = row["rate"].flatMap(Double.init)
         etaSeconds = row["eta"].flatMap(Double.init)
         batchSize = row["batch_size"].flatMap { Int($0) }
+        sizeReason = row["size_reason"]
         holdReason = row["hold_reason"]
         lastError = row["last_error"]
         staleMarker =

@@ -77,7 +77,8 @@ public struct JobQueue: Sendable {
             to_json(j.run_at)#>>'{}' AS run_at, j.last_error, j.worker_id, to_json(j.heartbeat_at)#>>'{}' AS heartbeat_at,
             p.percent::float8 AS percent, to_json(j.created_at)#>>'{}' AS created_at,
             to_json(j.started_at)#>>'{}' AS started_at, to_json(j.finished_at)#>>'{}' AS finished_at,
-            d.payload::text AS payload, d.result::text AS result, d.last_error_detail, j.enqueued_by::text AS enqueued_by
+            d.payload::text AS payload, d.result::text AS result, d.last_error_detail, j.enqueued_by::text AS enqueued_by,
+            p.batch_size, p.size_reason
         FROM \(jobs) j JOIN \(schema.qualified("progress")) p ON p.id = j.id
         LEFT JOIN \(schema.qualified("job_details")) d ON d.id = j.id
         \(stale.join)
@@ -101,7 +102,7 @@ public struct JobQueue: Sendable {
             """
             SELECT p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
                 p.rows_per_second::float8 AS rate, extract(epoch FROM p.eta)::float8 AS eta, p.batch_size,
-                p.hold_reason, p.last_error, p.name, \(stale.columns)
+                p.size_reason, p.hold_reason, p.last_error, p.name, \(stale.columns)
             FROM \(schema.qualified("progress")) p JOIN \(jobs) j ON j.id = p.id
             \(stale.join)
             WHERE p.id = $1

@@ -135,6 +135,8 @@ struct WatchedProgress {
     var rate: Double?
     var eta: Double?
     var batchSize: Int?
+    /// Why the governor chose the batch size, escaped as the name is.
+    var sizeReason: String?
     var hold: String?
     var lastError: String?
     /// `stale: worker W not seen for 42 s`, while the job's worker has gone quiet.
@@ -151,6 +153,9 @@ struct WatchedProgress {
         rate = reading.rowsPerSecond
         eta = reading.etaSeconds
         batchSize = reading.batchSize
+        sizeReason = reading.sizeReason.flatMap {
+            $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : TerminalText.escaped($0, keepingNewlines: false)
+        }
         hold = reading.holdReason.map { TerminalText.escaped($0, keepingNewlines: false) }
         stale = reading.staleMarker.map { TerminalText.escaped($0, keepingNewlines: false) }
         lastError = reading.lastError
@@ -158,24 +163,31 @@ struct WatchedProgress {
 
     var finished: Bool { ["succeeded", "failed", "cancelled"].contains(state) }
 
-    private var details: String {
+    /// The numbers after the state. The governor's reason follows the batch size; with
+    /// `reasonLast` (the bar, cut to the terminal's width) it comes last instead, so that a long
+    /// reason is what the cut takes, not the ETA or a hold.
+    private func details(reasonLast: Bool = false) -> String {
         var parts = [String(format: "%5.1f%%", percent)]
         if let rowsDone { parts.append("\(rowsDone)\(rowsTotal.map { "/\($0)" } ?? "") rows") }
         if let rate, rate > 0 { parts.append("\(Int(rate)) rows/s") }
-        if let batchSize, state == "running" { parts.append("batch \(batchSize)") }
+        let reason = state == "running" && batchSize != nil ? sizeReason.map { "(\($0))" } : nil
+        if let batchSize, state == "running" {
+            parts.append("batch \(batchSize)" + (reasonLast ? "" : reason.map { " " + $0 } ?? ""))
+        }
         if let eta, state == "running" { parts.append("ETA \(formatSeconds(eta))") }
         if let hold { parts.append("holding: \(hold)") }
         if let stale, state == "running" { parts.append(stale) }
+        if reasonLast, let reason { parts.append("size \(reason)") }
         return parts.joined(separator: "  ")
     }
 
     func bar(width: Int) -> String {
         let filled = Int((percent / 100 * Double(width)).rounded())
         let bar = String(repeating: "#", count: min(filled, width)) + String(repeating: ".", count: max(0, width - filled))
-        return "[\(bar)] \(state)  \(details)"
+        return "[\(bar)] \(state)  \(details(reasonLast: true))"
     }
 
-    var line: String { "\(name): \(state)  \(details)" }
+    var line: String { "\(name): \(state)  \(details())" }
 }
 
 func formatSeconds(_ seconds: Double) -> String {

@@ -35,25 +35,35 @@ struct GovernorTests {
         #expect(c.size == 300, "a 40 ms wait against a 10 ms limit: a quarter")
         c.record(rows: 300, duration: .milliseconds(6), longestLockWait: .milliseconds(15))
         #expect(c.size == 150, "over the limit by little: still halved at once")
+        #expect(c.harmfulSize == 300)
         c.record(rows: 150, duration: .milliseconds(3), longestLockWait: .milliseconds(9))
-        #expect(c.size == 180, "a wait under the limit is no harm: it grows again")
+        #expect(c.size == 152, "a wait under the limit is no harm; at half the size that hurt, it grows by 1.01x")
     }
 
-    @Test func nearASizeThatHurtItGrowsSlowlyAndPastItTheMemoryIsDropped() {
+    @Test func afterHarmItGrowsBackQuicklyToHalfTheSizeThatHurtThenSlowlyWhileOthersAreThere() {
         var c = controller(initial: 4000)
-        c.record(rows: 4000, duration: .milliseconds(40), longestLockWait: .milliseconds(20))
-        #expect(c.size == 2000)
+        c.record(rows: 4000, duration: .milliseconds(40), longestLockWait: .milliseconds(40))
+        #expect(c.size == 1000)
         #expect(c.harmfulSize == 4000)
         var sizes: [Int] = []
-        for _ in 0..<12 {
-            c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)))
+        for _ in 0..<5 {
+            c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)), shared: true)
             sizes.append(c.size)
         }
-        // 2000 -> 2400 -> 2880 at 1.2x, then 1.05x once 1.2x would come within 80% of 4000.
-        #expect(Array(sizes.prefix(3)) == [2400, 2880, 3024])
-        #expect(sizes.allSatisfy { $0 <= 4000 } || c.harmfulSize == nil)
-        while c.size < 4000 { c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100))) }
-        #expect(c.harmfulSize == nil, "grown back past it with no harm: forgotten")
+        // 1.2x up to half of 4000, then 1.01x.
+        #expect(sizes == [1200, 1440, 1728, 1745, 1762])
+        #expect(c.reason == .cautious)
+        #expect(c.explanation == "1,762 rows: growing slowly (1.01x a batch): a session last waited too long on a batch of 4,000 rows")
+        // Nobody else there any more: nobody to harm, back to 1.2x.
+        c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)), shared: false)
+        #expect(c.harmfulSize == nil)
+        #expect(c.size == 2114)
+    }
+
+    @Test func aOneRowBatchStillGrows() {
+        var c = BatchSizeController(initial: 1, target: .milliseconds(200), minimum: 1, maximum: 100, maxLockWait: .milliseconds(10))
+        c.record(rows: 1, duration: .milliseconds(1))
+        #expect(c.size == 2, "1.2 rows would round back to 1")
     }
 
     @Test func onATableNoOneTouchesItClimbsToTheTargetDuration() {
@@ -66,7 +76,67 @@ struct GovernorTests {
         #expect(off.size == 1200, "with no limit, waits do not steer")
     }
 
+    /// 1 ms a batch whatever its size, 10 µs a row: the knee (fixed cost 3% of the batch) is
+    /// 1 * 0.97 / 0.03 / 0.01 = 3,233 rows, the 200 ms ceiling 20,000.
+    func paced(_ c: inout BatchSizeController, batches: Int, overhead: Duration = .milliseconds(1), shared: Bool) {
+        for _ in 0..<batches {
+            c.record(rows: c.size, duration: .microseconds(Int64(c.size) * 10), overhead: overhead, shared: shared)
+        }
+    }
+
+    @Test func whileOthersUseTheTableItSettlesAtTheKneeAndAloneItClimbsToTheCeiling() {
+        var shared = controller()
+        paced(&shared, batches: 40, shared: true)
+        #expect(shared.knee == 3233)
+        #expect(shared.size == 3233)
+        #expect(shared.reason == .shared)
+        #expect(shared.explanation.hasPrefix("3,233 rows: other sessions are using the table; the smallest size"))
+        var alone = controller()
+        paced(&alone, batches: 40, shared: false)
+        #expect(alone.size == 20_000)
+        #expect(alone.explanation.hasPrefix("20,000 rows: nobody else is using the table; at the 200 ms target-batch-ms ceiling"))
+        // Someone arrives: down to the knee at once, not step by step.
+        paced(&alone, batches: 1, shared: true)
+        #expect(alone.size == 3233)
+        // They leave: back up at 1.2x a batch.
+        paced(&alone, batches: 1, shared: false)
+        #expect(alone.size == 3880)
+    }
+
+    @Test func aKneeAboveTheCeilingIsHeldAtTheCeiling() {
+        var c = controller()
+        // 10 ms a batch whatever its size: the knee would be 32,333 rows, 323 ms.
+        paced(&c, batches: 40, overhead: .milliseconds(10), shared: true)
+        #expect(c.size == 20_000)
+        #expect(c.explanation.contains("held at the 200 ms target-batch-ms ceiling"))
+    }
+
+    @Test func aLockTimeoutHalvesTheSizeDownToTheMinimumAndIsRemembered() {
+        var c = controller(initial: 80)
+        let first = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        #expect(first)
+        #expect(c.size == 40)
+        #expect(c.harmfulSize == 80)
+        #expect(c.explanation == "40 rows: the last attempt gave up after waiting 10 ms for another session's lock while holding its own rows; halved")
+        _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        #expect(c.size == 10)
+        #expect(c.harmfulSize == 80, "the same batch failing again: the size that hurt is the one it started at")
+        let atMinimum = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
+        #expect(!atMinimum, "at the minimum: nothing left to halve")
+        #expect(c.size == 10)
+    }
+
     // MARK: Against PostgreSQL
+
+    /// `items` 1...1000, with a `probe` column for the application's own updates.
+    func createItemsWithProbe(_ conn: Connection) async throws {
+        try await conn.execute(
+            """
+            CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
+            INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;
+            """)
+    }
 
     /// A session that keeps updating the first row of the batch in flight while each batch holds
     /// its rows for 100 ms: the batches see it waiting, record it, and shrink.
@@ -74,11 +144,7 @@ struct GovernorTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
-            try await conn.execute(
-                """
-                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0, probe int NOT NULL DEFAULT 0);
-                INSERT INTO items (id) SELECT g FROM generate_series(1, 1000) g;
-                """)
+            try await createItemsWithProbe(conn)
             let file = try dir.write(
                 "jobs/slow.sql",
                 """
@@ -127,6 +193,80 @@ struct GovernorTests {
             #expect(try progress.int("lock_waits") == batches.map(\.2).reduce(0, +))
             #expect(try progress.double("lock_wait_ms_max") == batches.map(\.3).max())
             #expect(try progress.double("lock_wait_ms_total") >= progress.double("lock_wait_ms_max"))
+        }
+    }
+
+    /// An application transaction holds row 550 while the job runs. Instead of waiting for it
+    /// with the rest of its batch locked (a convoy for every session that wants one of those
+    /// rows), a batch gives up after max-lock-wait-ms, is halved and retried, down to one row:
+    /// the job commits every row before 550 while 550 is held, and then waits for that row alone.
+    @Test func aBatchGivesUpOnARowTheApplicationHoldsAndCommitsUpToIt() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await createItemsWithProbe(conn)
+            let app = try await db.connect()
+            defer { Task { await app.close() } }
+            try await app.execute("BEGIN; UPDATE items SET probe = 1 WHERE id = 550")
+            let id = try await enqueue(
+                try counterJob(dir, extra: ["batch-size: 100", "min-batch-size: 1", "max-lock-wait-ms: 10", "lock-timeout: 5s"]),
+                db.url)
+            let worker = try startWorker(db.url, ["--drain"])
+            defer { worker.signal(SIGKILL) }
+            try await waitUntil("the job has committed every row before the held one", timeout: .seconds(60)) {
+                try await conn.query("SELECT cursor FROM godwit.job_progress WHERE job_id = $1", [id]).first?["cursor"] == "549"
+            }
+            // Down to the held row alone, the batch waits longer each time (it holds no other row).
+            try await waitUntil("a one-row batch waits for the held row") {
+                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?["size_reason"]?
+                    .hasPrefix("1 row: at min-batch-size, waiting up to") == true
+            }
+            #expect(try await conn.query("SELECT count(*) AS n FROM items WHERE counter = 1").first?.int("n") == 549)
+            // No row before the held one is locked by the job: all of them can be taken at once.
+            try await conn.execute("BEGIN; SET LOCAL lock_timeout = '1s'; SELECT id FROM items WHERE id < 550 FOR UPDATE; ROLLBACK")
+            let failed = try await conn.query(
+                "SELECT batch_size, error FROM godwit.batches WHERE job_id = $1 AND error IS NOT NULL ORDER BY id", [id]
+            ).rows.map { (try $0.int("batch_size"), $0["error"] ?? "") }
+            #expect(!failed.isEmpty)
+            #expect(failed.allSatisfy { $0.1.contains("lock timeout") }, "\(failed)")
+            #expect(failed.contains { $0.0 == 1 }, "\(failed)")
+            try await app.execute("COMMIT")
+            let output = try await worker.wait()
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            #expect(try await counters(conn) == [1: 1000])
+            #expect(try await conn.query("SELECT state FROM godwit.jobs WHERE id = $1", [id]).first?["state"] == "succeeded")
+        }
+    }
+
+    /// A batch looks at the lock table as it ends: another session holding the table to write
+    /// (here an open transaction's ROW EXCLUSIVE lock) makes the job steer to the knee and say
+    /// so; with nobody else there it climbs, and says that.
+    @Test func theJobSaysWhetherOtherSessionsUseTheTable() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO items (id) SELECT g FROM generate_series(1, 100) g;
+                CREATE TABLE others (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO others (id) SELECT g FROM generate_series(1, 100) g;
+                """)
+            let app = try await db.connect()
+            defer { Task { await app.close() } }
+            try await app.execute("BEGIN; LOCK TABLE items IN ROW EXCLUSIVE MODE")
+            let shared = try await enqueue(try counterJob(dir, extra: ["batch-size: 10"]), db.url)
+            let alone = try await enqueue(try counterJob(dir, table: "others", extra: ["batch-size: 10"]), db.url)
+            let output = try await startWorker(db.url, ["--drain"]).wait()
+            try await app.execute("ROLLBACK")
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            func reason(_ id: Int64) async throws -> String {
+                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?["size_reason"] ?? "nil"
+            }
+            let sharedReason = try await reason(shared)
+            let aloneReason = try await reason(alone)
+            #expect(sharedReason.contains("other sessions are using the table"), "\(sharedReason)")
+            #expect(aloneReason.contains("nobody else is using the table"), "\(aloneReason)")
         }
     }
 

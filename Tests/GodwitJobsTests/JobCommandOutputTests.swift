@@ -78,6 +78,57 @@ struct JobCommandOutputTests {
         }
     }
 
+    /// The governor's reason is the worker's text, but it quotes what the enqueuer chose (a
+    /// table's name): `job show` gives it beside the batch size, `job watch` after the batch
+    /// size, both escaped for the terminal, and JSON keeps its meaning.
+    @Test func jobShowAndWatchPrintTheGovernorsReasonEscaped() async throws {
+        let reason = "others write public.\u{1B}]52;c;ZXZpbA==\u{07}media\u{9B}2J: 4,800 rows \u{202E}under 3%\nforged"
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await QueueSchema().install(on: conn)
+            try await conn.execute("CREATE TABLE media (id bigint PRIMARY KEY)")
+            let id = try #require(
+                try await conn.query(
+                    "SELECT godwit.enqueue_batched('backfill media', 'media', 'id', 'UPDATE media SET id = id WHERE id BETWEEN $1 AND $2') AS id"
+                ).first?.int64("id"))
+            try await conn.query(
+                "UPDATE godwit.job_progress SET batch_size = 4800, size_reason = $2 WHERE job_id = $1", [id, reason])
+            // Running, with a heartbeat ahead so that no slow run sees it go stale.
+            try await conn.query(
+                """
+                UPDATE godwit.jobs SET state = 'running', started_at = now(), heartbeat_at = now() + interval '1 hour'
+                WHERE id = $1
+                """, [id])
+
+            let show = try await GodwitProcess.run(["job", "show", "\(id)", "-D", db.url])
+            #expect(show.status == 0, "\(show.stderr)")
+            #expect(controls(in: show.stdout) == [], "\(show.stdout)")
+            struct Shown: Decodable { var batchSize: Int?; var sizeReason: String? }
+            let decoder = JSONDecoder()
+            decoder.keyDecodingStrategy = .convertFromSnakeCase
+            let shown = try decoder.decode(Shown.self, from: Data(show.stdout.utf8))
+            #expect(shown.batchSize == 4800)
+            #expect(shown.sizeReason == reason, "JSON keeps the reason's meaning")
+
+            // Piped, watch prints a line at once: the reason right after the batch size, on the
+            // line's one line. Then the job ends, and so does watch.
+            let watch = try GodwitProcess.start(["job", "watch", "\(id)", "--interval", "0.2", "-D", db.url])
+            let printed = await eventually { watch.currentStdout.contains("batch 4800 (") }
+            try await conn.query("UPDATE godwit.jobs SET state = 'succeeded', finished_at = now() WHERE id = $1", [id])
+            await conn.close()
+            if !printed { watch.signal(SIGTERM) }
+            let watched = try await watch.wait()
+            #expect(printed, "\(watched.stdout) \(watched.stderr)")
+            #expect(watched.status == 0, "\(watched.stderr)")
+            #expect(controls(in: watched.stdout) == [], "\(watched.stdout)")
+            let first = watched.stdout.split(separator: "\n").first.map(String.init) ?? ""
+            #expect(
+                first.contains(
+                    #"batch 4800 (others write public.\u001B]52;c;ZXZpbA==\u0007media\u009B2J: 4,800 rows \u202Eunder 3%\u000Aforged)"#),
+                "\(watched.stdout)")
+        }
+    }
+
     /// A payload nested deeper than JSONDecoder goes (512) is valid jsonb; it must not make
     /// every `job list` and the job's `job show` fail.
     ///
