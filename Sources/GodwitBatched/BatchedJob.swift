@@ -209,22 +209,32 @@ struct BatchStatement {
             let conditions = [after, upper].compactMap { $0 }
             let filter = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
             return """
-                    WITH batch AS (SELECT \(keySQL) AS k FROM \(relation) \(filter) ORDER BY \(keySQL) LIMIT batch_size)
+                    WITH batch AS (SELECT \(keySQL) AS k FROM \(relation) \(filter) ORDER BY \(keySQL) LIMIT godwit_batch.batch_size)
                     SELECT (SELECT b.k FROM batch b ORDER BY b.k LIMIT 1), (SELECT b.k FROM batch b ORDER BY b.k DESC LIMIT 1),
                         (SELECT count(*) FROM batch)
                     INTO lo, hi, n;
             """
         }
+        // A column of the table may be named like one of the function's parameters (a key
+        // named job_id or n): in its queries a bare name is the column, and the parameters are
+        // named with the function's name.
         let body = """
+            #variable_conflict use_column
             DECLARE
                 lo \(keyType);
                 hi \(keyType);
                 started timestamptz := clock_timestamp();
             BEGIN
+                -- The fence first: the batch runs only while the lease is this attempt's and no
+                -- one asked the job to stop.
+                control := \(schema.qualified("batch_fence"))(job_id, lease);
+                IF control IS NOT NULL THEN
+                    RETURN;
+                END IF;
                 IF after_key IS NULL THEN
             \(bounds(nil))
                 ELSE
-            \(bounds("\(keySQL) > after_key::\(keyType)"))
+            \(bounds("\(keySQL) > godwit_batch.after_key::\(keyType)"))
                 END IF;
                 changed := 0;
                 IF n > 0 THEN
@@ -260,8 +270,8 @@ struct BatchStatement {
             """
         try await session.execute(
             """
-            CREATE FUNCTION pg_temp.godwit_batch(after_key pg_catalog.text, batch_size integer,
-                OUT first_key pg_catalog.text, OUT last_key pg_catalog.text, OUT n integer, OUT changed bigint,
+            CREATE FUNCTION pg_temp.godwit_batch(after_key pg_catalog.text, batch_size integer, job_id bigint, lease bigint,
+                OUT control pg_catalog.text, OUT first_key pg_catalog.text, OUT last_key pg_catalog.text, OUT n integer, OUT changed bigint,
                 OUT ms double precision, OUT waiters integer, OUT longest_wait_ms double precision,
                 OUT total_wait_ms double precision, OUT shared boolean)
             LANGUAGE plpgsql SET search_path FROM CURRENT AS \(JobScript.dollarQuoted(body))
@@ -458,18 +468,23 @@ struct BatchRunner {
 
     static let retryableStates: Set<String> = ["55P03", "57014", "40001", "40P01"]
 
-    /// One batch in three round trips, all in one transaction of the enqueuer's session: (1)
-    /// begin, set the timeouts and take the fence; (2) run the batch and write its checkpoint,
-    /// in one statement; (3) commit.
+    /// One batch in one round trip: a single message that begins a transaction of the
+    /// enqueuer's session, sets the timeouts, takes the fence, runs the batch with its
+    /// checkpoint when the fence allows it, and commits. The COMMIT follows the batch on the
+    /// server, not after a trip to the worker and back, so the batch's rows are released as soon
+    /// as it is done. When any statement fails, the server runs none of the rest, and the
+    /// transaction is rolled back.
     ///
     /// The fence (`<schema>.batch_fence`) holds the job's row `FOR KEY SHARE` where the lease is
     /// still this attempt's: only the lease holder commits a batch, and a rescue (`FOR UPDATE
     /// SKIP LOCKED`) passes the job by while a batch is in flight, so the next holder always
     /// reads the last committed checkpoint. Heartbeats (`FOR NO KEY UPDATE`) do not conflict
-    /// with it and keep the lease fresh through a long batch. The checkpoint
-    /// (`<schema>.batch_checkpoint`) commits with the batch, or neither does. Both run with the
-    /// queue owner's rights and act only on a running job of the session's own login with this
-    /// lease.
+    /// with it and keep the lease fresh through a long batch. The batch function calls the fence
+    /// first and runs the batch only when it returns NULL; otherwise the message commits nothing
+    /// and the fence's answer (pause, cancel, lost) is acted on. The checkpoint (`<schema>.batch_checkpoint`) commits with the batch, or
+    /// neither does. Both run with the queue owner's rights and act only on a running job of the
+    /// session's own login with this lease. Every value in the message is a number or a
+    /// dollar-quoted literal.
     ///
     /// A shard of a parallel job reads a failed sibling as a pause request in the same fence:
     /// the request `derive_parallel_state` writes may have skipped this row while it was
@@ -478,31 +493,33 @@ struct BatchRunner {
         let size = controller.size
         let began = clock.now
         do {
-            let fence = try await session.execute(
+            let rates = recent.reduce((rows: 0, seconds: 0.0)) { ($0.rows + $1.rows, $0.seconds + $1.seconds) }
+            let job = context.job.id
+            let lease = context.job.leaseToken
+            let after = cursor.map { "\(JobScript.dollarQuoted($0))::pg_catalog.text" } ?? "NULL::pg_catalog.text"
+            let results = try await session.execute(
                 """
                 BEGIN;
                 SET LOCAL lock_timeout = \(Int((lockTimeout?.milliseconds ?? 0).rounded(.up)));
                 SET LOCAL statement_timeout = \(payload.statementTimeoutMs);
-                SELECT \(schema.qualified("batch_fence"))(\(context.job.id), \(context.job.leaseToken)) AS control
-                """
-            ).last?.first
-            switch fence?["control"] {
+                SELECT b.control, b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms, b.shared,
+                    CASE WHEN b.control IS NULL THEN
+                        \(schema.qualified("batch_checkpoint"))(\(job), \(lease), \(attempt), \(size), b.first_key, b.last_key,
+                            b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms, b.total_wait_ms, \(rates.rows),
+                            \(rates.seconds)::double precision)
+                    END AS seq
+                FROM pg_temp.godwit_batch(\(after), \(size), \(job), \(lease)) b;
+                COMMIT
+                """)
+            guard results.count == 5, let batch = results[3].first else {
+                throw JobFailure("batch \(batchesDone + 1): the batch message returned \(results.count) results, not 5")
+            }
+            switch batch["control"] {
             case nil: break
             case "pause": throw JobInterruption.paused
             case "cancel": throw JobInterruption.cancelled
             default: throw JobInterruption.leaseLost
             }
-            let rates = recent.reduce((rows: 0, seconds: 0.0)) { ($0.rows + $1.rows, $0.seconds + $1.seconds) }
-            let batch = try await session.query(
-                """
-                SELECT b.first_key, b.last_key, b.n, b.changed, b.ms, b.waiters, b.longest_wait_ms, b.shared,
-                    \(schema.qualified("batch_checkpoint"))($1, $2, $3, $4, b.first_key, b.last_key, b.n, b.changed, b.ms,
-                        b.waiters, b.longest_wait_ms, b.total_wait_ms, $5, $6) AS seq
-                FROM pg_temp.godwit_batch($7, $4) b
-                """,
-                [context.job.id, context.job.leaseToken, attempt, size, rates.rows, rates.seconds, cursor]
-            ).first!
-            try await session.execute("COMMIT")
             let rows = try batch.int("n")
             guard rows > 0 else { return .done }
             let changed = try batch.int("changed")

@@ -164,8 +164,8 @@ struct BatchSandboxTests {
                 CREATE FUNCTION low_code.plant() RETURNS boolean LANGUAGE plpgsql AS $f$
                 BEGIN
                     EXECUTE $s$
-                        CREATE OR REPLACE FUNCTION pg_temp.godwit_batch(after_key text, batch_size integer,
-                            OUT first_key text, OUT last_key text, OUT n integer, OUT changed bigint, OUT ms double precision,
+                        CREATE OR REPLACE FUNCTION pg_temp.godwit_batch(after_key text, batch_size integer, job_id bigint,
+                            lease bigint, OUT control text, OUT first_key text, OUT last_key text, OUT n integer, OUT changed bigint, OUT ms double precision,
                             OUT waiters integer, OUT longest_wait_ms double precision, OUT total_wait_ms double precision, OUT shared boolean)
                         LANGUAGE plpgsql AS $b$ BEGIN PERFORM low_code.evil(); n := 0; changed := 0; END $b$
                     $s$;

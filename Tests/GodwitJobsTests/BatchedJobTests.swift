@@ -72,6 +72,26 @@ struct BatchedJobTests {
         }
     }
 
+    /// The batch function's own parameters and results (`job_id`, `lease`, `n`, `after_key`, ...)
+    /// share a namespace with the table's columns in its bounds query: a key named like one of
+    /// them is still the key.
+    @Test(arguments: ["job_id", "n", "after_key", "batch_size"])
+    func aKeyNamedLikeTheBatchFunctionsOwnNames(key: String) async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try await withQueue { db, conn, _ in
+            try await conn.execute(
+                """
+                CREATE TABLE items (\(key) bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
+                INSERT INTO items (\(key)) SELECT g FROM generate_series(1, 500) g;
+                """)
+            _ = try await enqueue(try counterJob(dir, key: key, extra: ["batch-size: 70", "max-batch-size: 70"]), db.url)
+            let output = try await startWorker(db.url, ["--drain"]).wait()
+            #expect(output.status == 0, "\(output.stderr.suffix(1500))")
+            #expect(try await counters(conn) == [1: 500])
+        }
+    }
+
     @Test func anEmptyTableSucceedsAtOnce() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
