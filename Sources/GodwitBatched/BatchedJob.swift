@@ -546,7 +546,8 @@ struct BatchRunner {
             batchesDone += 1
             return .committed(rows: rows, changed: changed, first: first, last: last, duration: duration)
         } catch {
-            await session.cleanup("ROLLBACK")
+            // The message committed when the fence said stop; anything else left a transaction.
+            if await session.transactionStatus != .idle { await session.cleanup("ROLLBACK") }
             if let postgres = error as? PostgresError, postgres.code == .server {
                 if postgres.sqlState == JobQueue.leaseLostState { throw JobInterruption.leaseLost }
                 throw BatchFailure(
