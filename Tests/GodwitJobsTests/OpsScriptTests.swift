@@ -20,6 +20,43 @@ func runOps(
 /// they would starve the suites beside them of the machine's two cores.
 @Suite("ops procedures", .serialized)
 struct OpsScriptTests {
+    /// Every shell script under ops/ (a `#!` line naming bash or sh, or a `.sh` file) passes
+    /// `bash -n`, and every Python file parses: the benchmarks are not run by the suite, so this
+    /// is what catches a typo in them. A deliberately broken script proves the check can fail.
+    @Test func everyOpsScriptParses() async throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../ops").standardizedFileURL.path
+        let files = try FileManager.default.subpathsOfDirectory(atPath: root).sorted()
+        var shell: [String] = []
+        var python: [String] = []
+        for file in files {
+            let path = root + "/" + file
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            let firstLine = text.prefix { $0 != "\n" }
+            if file.hasSuffix(".sh") || (firstLine.hasPrefix("#!") && (firstLine.hasSuffix("bash") || firstLine.hasSuffix("/sh"))) {
+                shell.append(path)
+            } else if file.hasSuffix(".py") {
+                python.append(path)
+            }
+        }
+        #expect(shell.contains(root + "/bench/backfill") && shell.contains(root + "/lib-postgres.sh"), "\(shell)")
+        #expect(python.contains(root + "/bench/band_app.py"), "\(python)")
+        for path in shell {
+            let checked = try await runProgram("/bin/bash", ["-n", path])
+            #expect(checked.status == 0, "bash -n \(path): \(checked.output)")
+        }
+        for path in python {
+            let checked = try await runProgram(
+                "/usr/bin/env", ["python3", "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])", path])
+            #expect(checked.status == 0, "\(path) does not parse: \(checked.output)")
+        }
+
+        let work = try TemporaryDirectory()
+        defer { work.delete() }
+        let broken = try work.write("broken", "#!/usr/bin/env bash\nif true; then\n  echo missing fi\n")
+        #expect(try await runProgram("/bin/bash", ["-n", broken]).status != 0)
+    }
+
     /// ops/package checks what it packs: the test build links the Swift runtime from the
     /// toolchain's folder, so packaging it is refused and no tarball is written. (A release
     /// build, which links it statically, passes the same check; ops/package builds one.)
