@@ -11,7 +11,7 @@ import Foundation
 /// - **The ceiling** is the size that takes `target-batch-ms`: the user's limit on how long a
 ///   batch holds its rows.
 /// - **The knee** is the smallest size whose fixed cost stays under `overheadShare` of the batch
-///   (32x the fixed cost over the time a row takes). Below it, batches lose throughput; above it
+///   (49x the fixed cost over the time a row takes). Below it, batches lose throughput; above it
 ///   they gain almost none, yet every extra row is one more row an application update may wait on.
 /// - While other sessions use the table (the runner sees their locks at each batch's end, or
 ///   someone waited), the size steers to the knee, never above the ceiling. While nobody does, it
@@ -70,7 +70,7 @@ public struct BatchSizeController: Sendable, Equatable {
     /// Growth above half the latest size that hurt.
     static let cautiousGrowth = 1.01
     /// The share of a batch's time its fixed cost may take at the knee.
-    public static let overheadShare = 0.03
+    public static let overheadShare = 0.02
 
     public init(initial: Int, target: Duration, minimum: Int, maximum: Int, maxLockWait: Duration? = nil) {
         self.minimum = max(1, minimum)

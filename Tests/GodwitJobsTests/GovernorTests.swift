@@ -76,8 +76,8 @@ struct GovernorTests {
         #expect(off.size == 1200, "with no limit, waits do not steer")
     }
 
-    /// 1 ms a batch whatever its size, 10 µs a row: the knee (fixed cost 3% of the batch) is
-    /// 1 * 0.97 / 0.03 / 0.01 = 3,233 rows, the 200 ms ceiling 20,000.
+    /// 1 ms a batch whatever its size, 10 µs a row: the knee (fixed cost 2% of the batch) is
+    /// 1 * 0.98 / 0.02 / 0.01 = 4,900 rows, the 200 ms ceiling 20,000.
     func paced(_ c: inout BatchSizeController, batches: Int, overhead: Duration = .milliseconds(1), shared: Bool) {
         for _ in 0..<batches {
             c.record(rows: c.size, duration: .microseconds(Int64(c.size) * 10), overhead: overhead, shared: shared)
@@ -87,25 +87,25 @@ struct GovernorTests {
     @Test func whileOthersUseTheTableItSettlesAtTheKneeAndAloneItClimbsToTheCeiling() {
         var shared = controller()
         paced(&shared, batches: 40, shared: true)
-        #expect(shared.knee == 3233)
-        #expect(shared.size == 3233)
+        #expect(shared.knee == 4900)
+        #expect(shared.size == 4900)
         #expect(shared.reason == .shared)
-        #expect(shared.explanation.hasPrefix("3,233 rows: other sessions are using the table; the smallest size"))
+        #expect(shared.explanation.hasPrefix("4,900 rows: other sessions are using the table; the smallest size"))
         var alone = controller()
         paced(&alone, batches: 40, shared: false)
         #expect(alone.size == 20_000)
         #expect(alone.explanation.hasPrefix("20,000 rows: nobody else is using the table; at the 200 ms target-batch-ms ceiling"))
         // Someone arrives: down to the knee at once, not step by step.
         paced(&alone, batches: 1, shared: true)
-        #expect(alone.size == 3233)
+        #expect(alone.size == 4900)
         // They leave: back up at 1.2x a batch.
         paced(&alone, batches: 1, shared: false)
-        #expect(alone.size == 3880)
+        #expect(alone.size == 5880)
     }
 
     @Test func aKneeAboveTheCeilingIsHeldAtTheCeiling() {
         var c = controller()
-        // 10 ms a batch whatever its size: the knee would be 32,333 rows, 323 ms.
+        // 10 ms a batch whatever its size: the knee would be 49,000 rows, 490 ms.
         paced(&c, batches: 40, overhead: .milliseconds(10), shared: true)
         #expect(c.size == 20_000)
         #expect(c.explanation.contains("held at the 200 ms target-batch-ms ceiling"))
