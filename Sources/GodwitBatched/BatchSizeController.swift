@@ -22,10 +22,11 @@ import Foundation
 /// batch's locks longer than `maxLockWait`, the next batch is smaller at once, in proportion to
 /// how far over the limit the wait went (at least halved, at most to a quarter), and the size
 /// that did it is remembered. Growing back is quick (1.2x) up to half that size and slow above it
-/// (1.01x a batch), for as long as others use the table: an application's waits on a backfill
-/// are chance meetings, more frequent the larger the batch, so the size settles where they are
-/// rare (about one batch in seventy) instead of bouncing off the size that hurt. A batch that
-/// gave up waiting for another session's lock is halved the same way.
+/// (1.01x a batch): an application's waits on a backfill are chance meetings, more frequent the
+/// larger the batch, so the size settles where they are rare instead of bouncing off the size
+/// that hurt. The memory lasts for `harmMemory` batches without harm (or until nobody else uses
+/// the table), so that a backfill that has left a hot range grows back. A batch that gave up
+/// waiting for another session's lock is halved the same way.
 public struct BatchSizeController: Sendable, Equatable {
     public private(set) var size: Int
     /// `target-batch-ms`: the longest a batch should take, the ceiling of its size.
@@ -41,6 +42,8 @@ public struct BatchSizeController: Sendable, Equatable {
     /// The latest size that made a session wait too long (or gave up waiting for a lock), while
     /// others use the table.
     public private(set) var harmfulSize: Int?
+    /// Batches without harm since the last.
+    public private(set) var harmlessBatches = 0
     /// Why `size` is what it is.
     public private(set) var reason: Reason = .initial
 
@@ -69,6 +72,8 @@ public struct BatchSizeController: Sendable, Equatable {
     static let maxGrowth = 1.2
     /// Growth above half the latest size that hurt.
     static let cautiousGrowth = 1.01
+    /// Batches without harm after which the size that hurt is forgotten.
+    static let harmMemory = 50
     /// The share of a batch's time its fixed cost may take at the knee.
     public static let overheadShare = 0.02
 
@@ -116,6 +121,8 @@ public struct BatchSizeController: Sendable, Equatable {
         } else {
             harmfulSize = nil  // nobody else there: nobody to harm
         }
+        harmlessBatches += 1
+        if harmlessBatches >= Self.harmMemory { harmfulSize = nil }
         var growth = Self.maxGrowth
         if let harmful = harmfulSize, Double(size) * Self.maxGrowth > Double(harmful) / 2, ideal > Double(size) {
             growth = Self.cautiousGrowth
@@ -195,6 +202,7 @@ public struct BatchSizeController: Sendable, Equatable {
 
     private mutating func cut(by factor: Double, because why: Reason) {
         harmfulSize = size
+        harmlessBatches = 0
         size = clamp(Double(size) * factor)
         reason = why
     }

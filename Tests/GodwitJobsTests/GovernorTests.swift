@@ -54,6 +54,11 @@ struct GovernorTests {
         #expect(sizes == [1200, 1440, 1728, 1745, 1762])
         #expect(c.reason == .cautious)
         #expect(c.explanation == "1,762 rows: growing slowly (1.01x a batch): a session last waited too long on a batch of 4,000 rows")
+        // Fifty batches without harm: the size that hurt is forgotten, back to 1.2x.
+        var after = c
+        for _ in 0..<45 { after.record(rows: after.size, duration: .milliseconds(Int64(after.size / 100)), shared: true) }
+        #expect(after.harmfulSize == nil)
+        #expect(after.reason == .shared)
         // Nobody else there any more: nobody to harm, back to 1.2x.
         c.record(rows: c.size, duration: .milliseconds(Int64(c.size / 100)), shared: false)
         #expect(c.harmfulSize == nil)
