@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 
 /// Picks each batch's size: as small as costs no throughput while the application is there to be
 /// harmed, as large as `target-batch-ms` allows while nobody else uses the table, and smaller at
@@ -168,7 +169,7 @@ public struct BatchSizeController: Sendable, Equatable {
         case .initial:
             return "\(rows): the job's batch-size, before the first batch"
         case .alone:
-            let limit = "the \(Self.ms(target.milliseconds)) target-batch-ms ceiling"
+            let limit = "the \(target.millisecondsDescription) target-batch-ms ceiling"
             let at = size >= maximum ? "at max-batch-size, under \(limit)" : (ceiling.map { size >= $0 } ?? false)
                 ? "at \(limit)" : "growing toward \(limit)"
             return "\(rows): nobody else is using the table; \(at)\(pace.map { " (\($0))" } ?? "")"
@@ -176,9 +177,9 @@ public struct BatchSizeController: Sendable, Equatable {
             let share = "\(Int(Self.overheadShare * 100))%"
             var why = "other sessions are using the table; "
             if let ceiling, size >= ceiling, (knee ?? .max) >= ceiling {
-                why += "held at the \(Self.ms(target.milliseconds)) target-batch-ms ceiling"
+                why += "held at the \(target.millisecondsDescription) target-batch-ms ceiling"
             } else if let knee, let overheadMs, size >= knee || size >= maximum {
-                why += "the smallest size whose fixed cost (\(Self.ms(overheadMs)) a batch) stays under \(share) of the batch"
+                why += "the smallest size whose fixed cost (\(Duration.milliseconds(overheadMs).millisecondsDescription) a batch) stays under \(share) of the batch"
             } else {
                 why += "growing toward the size whose fixed cost stays under \(share) of the batch"
             }
@@ -187,13 +188,13 @@ public struct BatchSizeController: Sendable, Equatable {
             return "\(rows): growing slowly (1.01x a batch): a session last waited too long on a batch of "
                 + "\(Self.grouped(harmfulSize ?? size)) rows"
         case .harm(let waited):
-            let limit = maxLockWait.map { " (max-lock-wait-ms \(Self.ms($0.milliseconds)))" } ?? ""
-            return "\(rows): a session waited \(Self.ms(waited.milliseconds)) on the last batch\(limit); cut at once"
+            let limit = maxLockWait.map { " (max-lock-wait-ms \($0.millisecondsDescription))" } ?? ""
+            return "\(rows): a session waited \(waited.millisecondsDescription) on the last batch\(limit); cut at once"
         case .lockTimeout(let bound):
-            return "\(rows): the last attempt gave up after waiting \(Self.ms(bound.milliseconds)) for another "
+            return "\(rows): the last attempt gave up after waiting \(bound.millisecondsDescription) for another "
                 + "session's lock while holding its own rows; halved"
         case .waitingAtMinimum(let bound):
-            return "\(rows): at min-batch-size, waiting up to \(Self.ms(bound.milliseconds)) for another session's lock "
+            return "\(rows): at min-batch-size, waiting up to \(bound.millisecondsDescription) for another session's lock "
                 + "(twice as long after each timeout, up to lock-timeout)"
         case .failed:
             return "\(rows): the last attempt failed (statement timeout, deadlock or serialization failure); halved"
@@ -224,10 +225,6 @@ public struct BatchSizeController: Sendable, Equatable {
             out.append(digit)
         }
         return out
-    }
-
-    static func ms(_ value: Double) -> String {
-        value >= 10 ? "\(Int(value.rounded())) ms" : String(format: "%.1f ms", value)
     }
 
     static func micros(_ msValue: Double) -> String {

@@ -632,8 +632,10 @@ struct BatchRunner {
     /// Writes why the next batch has its size to `job_progress.size_reason`, when it changed: at
     /// once when `force`d (after a failed attempt), else at most once a second.
     private mutating func writeSizeReason(force: Bool = false) async throws {
+        // Checked before the text is made: this runs after every batch.
+        if !force, let written = writtenReason, clock.now - written.at < .seconds(1) { return }
         let text = controller.explanation
-        if let written = writtenReason, written.text == text || (!force && clock.now - written.at < .seconds(1)) { return }
+        if writtenReason?.text == text { return }
         writtenReason = (text, clock.now)
         try await context.pool.withConnection { [progressTable, context] connection in
             try await connection.query(

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 
 /// The backfill governor's state on a batched job's page (and a shard's): the batch size it
 /// chose and why, the settings it steers by, and its recent batches as a table and a chart.
@@ -67,13 +68,13 @@ extension DashboardPages {
     /// count of waiters hide (`opt`), so the table fits the screen.
     func recentBatchesTable(_ batches: [BatchRow]) -> String {
         let rows = batches.map { b in
-            let wait = b.lockWaiters == 0 ? "" : Self.milliseconds(b.lockWaitMS)
+            let wait = b.lockWaiters == 0 ? "" : Duration.milliseconds(b.lockWaitMS).millisecondsDescription
             let error = b.error.map {
                 "<span class=\"error\" title=\"\(HTML.escape(String($0.prefix(1000))))\">\(HTML.escape(String($0.prefix(300))))</span>"
             } ?? ""
             return """
                 <tr data-batch="\(b.seq)"\(b.error == nil ? "" : " class=\"failed\"")><td class="num">\(b.seq)</td>\
-                <td class="num">\(b.batchSize)</td><td class="num">\(Self.milliseconds(b.durationMS))</td>\
+                <td class="num">\(b.batchSize)</td><td class="num">\(Duration.milliseconds(b.durationMS).millisecondsDescription)</td>\
                 <td class="opt num">\(b.error == nil ? String(b.rowsChanged) : "")</td>\
                 <td class="opt num">\(b.lockWaiters == 0 ? "" : String(b.lockWaiters))</td><td class="num">\(wait)</td>\
                 <td>\(error)</td></tr>
@@ -85,10 +86,5 @@ extension DashboardPages {
             <th class="opt num">Rows changed</th><th class="opt num" title="Sessions that waited on its locks">Waiters</th>\
             <th class="num">Longest wait</th><th class="c-error">Error</th></tr></thead><tbody>\(rows)</tbody></table></div>
             """
-    }
-
-    /// `0.4 ms`, `8.5 ms`, `238 ms`: tenths below 10 ms, where batches of a fast statement are.
-    static func milliseconds(_ value: Double) -> String {
-        String(format: value < 10 ? "%.1f ms" : "%.0f ms", value)
     }
 }

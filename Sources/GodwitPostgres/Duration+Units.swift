@@ -46,6 +46,13 @@ extension Duration {
         return "\(minutes / 60) h \(minutes % 60) min"
     }
 
+    /// Milliseconds for a person reading a table or a reason: tenths below 10 ms (`0.4 ms`,
+    /// `8.5 ms`), whole milliseconds above (`10 ms`, `238 ms`).
+    public var millisecondsDescription: String {
+        let tenths = Int((milliseconds * 10).rounded())
+        return tenths < 100 ? "\(tenths / 10).\(tenths % 10) ms" : "\(Int(milliseconds.rounded())) ms"
+    }
+
     /// For `poll()`: whole milliseconds, rounded up so that a wait never ends early, at least 0.
     var pollMilliseconds: Int32 {
         guard self > .zero else { return 0 }

@@ -171,7 +171,7 @@ struct GovernorSectionTests {
         (0.44, "0.4 ms"), (8.46, "8.5 ms"), (10, "10 ms"), (238.2, "238 ms"),
     ] as [(Double, String)])
     func milliseconds(value: Double, expected: String) {
-        #expect(DashboardPages.milliseconds(value) == expected)
+        #expect(Duration.milliseconds(value).millisecondsDescription == expected)
     }
 
     // MARK: Helpers
