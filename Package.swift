@@ -34,8 +34,9 @@ let package = Package(
         .library(name: "GodwitBackups", targets: ["GodwitBackups"]),
         .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
         .library(name: "GodwitQueue", targets: ["GodwitQueue"]),
-        .library(name: "GodwitBatched", targets: ["GodwitBatched"]),
+        .library(name: "GodwitJobs", targets: ["GodwitJobs"]),
         .library(name: "GodwitHTTP", targets: ["GodwitHTTP"]),
+        .library(name: "GodwitCLI", targets: ["GodwitCLI"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -72,7 +73,6 @@ let package = Package(
             name: "GodwitMigrations",
             dependencies: [
                 "GodwitPostgres",
-                "GodwitBackups",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -83,8 +83,6 @@ let package = Package(
             name: "GodwitQueue",
             dependencies: [
                 "GodwitPostgres",
-                "GodwitBackups",
-                "GodwitMigrations",
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -98,11 +96,13 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
-            name: "GodwitBatched",
+            name: "GodwitJobs",
             dependencies: [
                 "GodwitPostgres",
                 "GodwitMigrations",
+                "GodwitBackups",
                 "GodwitQueue",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strict
@@ -121,19 +121,24 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(
-            name: "godwit",
+        .target(
+            name: "GodwitCLI",
             dependencies: [
                 "GodwitPostgres",
                 "GodwitBackups",
                 "GodwitMigrations",
                 "GodwitQueue",
-                "GodwitBatched",
+                "GodwitJobs",
                 "GodwitHTTP",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "godwit",
+            dependencies: ["GodwitCLI"],
             swiftSettings: strict,
             linkerSettings: [.unsafeFlags(releaseLinkFlags, .when(platforms: [.linux], configuration: .release))]
         ),
@@ -156,7 +161,7 @@ let package = Package(
         .testTarget(
             name: "GodwitJobsTests",
             dependencies: [
-                "GodwitQueue", "GodwitBatched", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
+                "GodwitQueue", "GodwitJobs", "GodwitMigrations", "GodwitBackups", "GodwitPostgres", "GodwitTestSupport",
             ],
             swiftSettings: strict
         ),

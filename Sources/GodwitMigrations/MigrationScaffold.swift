@@ -2,6 +2,7 @@
     import Glibc
 #endif
 import Foundation
+import GodwitPostgres
 
 /// Creates new migration files with sqlx's naming and inference rules (`migrate add`).
 public enum MigrationScaffold {

@@ -1,5 +1,4 @@
 import Foundation
-import GodwitBackups
 import GodwitPostgres
 
 /// Proves that every reversible migration's down undoes its up.

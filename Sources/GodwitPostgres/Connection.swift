@@ -545,17 +545,6 @@ extension PostgresError {
     }
 }
 
-/// Quotes an SQL identifier: `my "table"` becomes `"my ""table"""`.
-public func quoteIdentifier(_ name: String) -> String {
-    "\"" + name.replacingOccurrences(of: "\"", with: "\"\"") + "\""
-}
-
-/// Quotes an SQL string literal, for the rare statement that cannot take parameters
-/// (`SET`, DDL defaults). Prefer parameters everywhere else.
-public func quoteLiteral(_ value: String) -> String {
-    "'" + value.replacingOccurrences(of: "'", with: "''") + "'"
-}
-
 // MARK: - Notices
 
 /// Collects notices from libpq's notice receiver. The receiver runs on the owner thread,

@@ -131,6 +131,15 @@ public struct TemporaryDirectory: Sendable {
         return file
     }
 
+    /// Writes an executable shell script `name` (`#!/bin/sh` and `script`), as a stand-in for
+    /// pg_dump, pg_restore or psql under `GODWIT_PG_BIN`, where godwit looks for them first.
+    @discardableResult
+    public func writeProgram(_ name: String, _ script: String) throws -> String {
+        let file = try write(name, "#!/bin/sh\n" + script)
+        try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: file)
+        return file
+    }
+
     public func remove(_ name: String) throws {
         try FileManager.default.removeItem(atPath: (path as NSString).appendingPathComponent(name))
     }

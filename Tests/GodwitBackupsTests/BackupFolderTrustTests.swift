@@ -8,15 +8,6 @@ import Testing
     import Glibc
 #endif
 
-/// Writes an executable shell script `name` into `directory`, for `GODWIT_PG_BIN`: godwit
-/// looks there first for pg_dump, pg_restore and psql.
-@discardableResult
-func writeFakeProgram(_ name: String, in directory: TemporaryDirectory, _ script: String) throws -> String {
-    let path = try directory.write(name, "#!/bin/sh\n" + script)
-    #expect(chmod(path, 0o755) == 0)
-    return path
-}
-
 /// A folder under `parent` that belongs to another user: `nobody`'s when the tests run as
 /// root, else the root folder, which is root's.
 func foldersOfAnotherUser(in parent: TemporaryDirectory) throws -> (path: String, owner: uid_t) {
@@ -123,8 +114,8 @@ struct BackupFolderTrustTests {
             try await conn.execute("UPDATE t SET label = 'current'")
 
             // The pg_restore that feeds psql renames the other backup over the verified one first.
-            try writeFakeProgram(
-                "pg_restore", in: fakes,
+            try fakes.writeProgram(
+                "pg_restore",
                 """
                 case " $* " in *" --single-transaction "*) cp "$SWAP_IN" "$SWAP_IN.tmp" && mv -f "$SWAP_IN.tmp" "$SWAP_OVER" ;; esac
                 exec '\(realRestore)' "$@"
@@ -146,8 +137,8 @@ struct BackupFolderTrustTests {
         defer { fakes.delete() }
         let realDump = await ClientProgram.path(of: "pg_dump")
         let arguments = (fakes.path as NSString).appendingPathComponent("pg_dump.argv")
-        try writeFakeProgram(
-            "pg_dump", in: fakes,
+        try fakes.writeProgram(
+            "pg_dump",
             """
             printf '%s\\n' "$@" > '\(arguments)'
             exec '\(realDump)' "$@"

@@ -194,7 +194,7 @@ struct MetricsTests {
 
     @Test("A hold reason is a label only as one of six categories: an enqueuer's error text never becomes a series")
     func holdReasonCategories() async throws {
-        // The worker's own texts (GodwitBatched's holdReason), and texts anyone could have written.
+        // The worker's own texts (GodwitJobs' holdReason), and texts anyone could have written.
         let reasons: [(text: String, category: String)] = [
             ("replication lag 12.0 s is above 10.0 s", "replication_lag"),
             ("autovacuum is working on items", "autovacuum"),

@@ -1,4 +1,4 @@
-import GodwitBatched
+import GodwitJobs
 import GodwitQueue
 import Testing
 

@@ -3,7 +3,7 @@ import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
-@testable import GodwitBatched
+@testable import GodwitJobs
 import GodwitQueue
 
 /// Writes a batched job file that increments `counter` for each row of `table`.

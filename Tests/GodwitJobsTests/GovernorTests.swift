@@ -3,7 +3,7 @@ import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
-@testable import GodwitBatched
+@testable import GodwitJobs
 import GodwitQueue
 
 /// The backfill governor: batch sizes steered by the waits they cause, the health holds, and

@@ -1,4 +1,5 @@
-import GodwitQueue
+import GodwitJobs
+import GodwitPostgres
 import Testing
 
 /// What the worker reads in an sql job's text before running it, without a database.
@@ -20,6 +21,6 @@ struct JobScriptTests {
         #expect(JobScript.mustRunAtTopLevel("-- tidy\nVACUUM (ANALYZE) t"))
         #expect(JobScript.mustRunAtTopLevel("create unique index concurrently i on t (x)"))
         #expect(!JobScript.mustRunAtTopLevel("CREATE INDEX i ON t (x)"))
-        #expect(JobScript.dollarQuoted("a $godwit$ b") == "$godwit1$a $godwit$ b$godwit1$")
+        #expect(dollarQuote("a $godwit$ b") == "$godwit1$a $godwit$ b$godwit1$")
     }
 }

@@ -1,5 +1,5 @@
 import Foundation
-import GodwitBatched
+import GodwitJobs
 import GodwitMigrations
 import GodwitTestSupport
 import Testing

@@ -1,5 +1,5 @@
 import Foundation
-import GodwitBatched
+import GodwitJobs
 import GodwitQueue
 import GodwitPostgres
 import GodwitTestSupport

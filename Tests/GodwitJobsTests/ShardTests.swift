@@ -4,7 +4,7 @@ import GodwitQueue
 import GodwitTestSupport
 import Testing
 
-@testable import GodwitBatched
+@testable import GodwitJobs
 
 /// A parallel job's shards, in key order: id, state, bounds and progress.
 struct Shard {

@@ -4,7 +4,7 @@ import GodwitPostgres
 /// Writes the `jobs/*.sql` file that replaces a whole-table UPDATE found by `migrate lint`: the
 /// same UPDATE, run by the worker in keyset batches of the table's key.
 ///
-/// Only the text is made here, in the format `GodwitBatched`'s `BatchedJobDefinition` reads
+/// Only the text is made here, in the format `GodwitJobs`'s `BatchedJobDefinition` reads
 /// (`-- godwit:batched`, `-- name:`/`-- table:`/`-- key:` directives, one statement using `$1`
 /// and `$2`); this library does not depend on that one, so the tests that parse the result
 /// live where both are visible.

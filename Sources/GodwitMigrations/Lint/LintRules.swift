@@ -1,3 +1,5 @@
+import GodwitPostgres
+
 /// The rules, applied to one statement at a time. With a trace, rewrites, validations, locks
 /// and drops are what PostgreSQL did; without one, they are read from the statement's shape.
 enum LintRules {

@@ -1,5 +1,4 @@
 import Foundation
-import GodwitBackups
 import GodwitPostgres
 
 /// Runs migrations in a scratch database that has the target's schema and no data, and

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 
 /// Something a statement does outside the database it runs in, which no rollback undoes: a
 /// program or a file on the database server, the server's configuration, another database,

@@ -1,3 +1,5 @@
+import GodwitPostgres
+
 /// Everything the rules look at for one statement.
 struct StatementFacts: Sendable {
     var path: String

@@ -1,3 +1,5 @@
+import GodwitPostgres
+
 /// A table (or index) name as a statement writes it.
 struct RelationName: Sendable, Equatable, Hashable {
     /// Exactly as written (`public."Media"`), for `to_regclass`.

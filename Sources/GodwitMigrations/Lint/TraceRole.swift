@@ -1,6 +1,5 @@
 import Crypto
 import Foundation
-import GodwitBackups
 import GodwitPostgres
 
 /// The role the trace runs the migrations as: made for one lint, the owner of the scratch

@@ -1,3 +1,5 @@
+import GodwitPostgres
+
 /// A statement of a migration file that starts or ends a transaction, or works with
 /// savepoints: a file may hold its own `BEGIN; ... COMMIT;` (zero-to-production's do).
 ///

@@ -3,9 +3,12 @@ import Foundation
 import GodwitPostgres
 import Logging
 
-@main
-struct Godwit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
+/// The `godwit` command: every subcommand lives in this library, and the executable's `main`
+/// only calls `Godwit.runAsMain()`, so that tests parse and run commands in-process.
+public struct Godwit: AsyncParsableCommand {
+    public init() {}
+
+    public static let configuration = CommandConfiguration(
         commandName: "godwit",
         abstract: "Change a live PostgreSQL database safely: sqlx-compatible schema migrations.",
         discussion: """
@@ -26,7 +29,7 @@ struct Godwit: AsyncParsableCommand {
     /// exits 1. Every path out goes through here, and leaves only once every database
     /// connection is closed and its thread joined (`Connection.finishAll()`): nothing calls
     /// `exit()` while a connection thread may still be ending.
-    static func main() async {
+    public static func runAsMain() async {
         // First of all: the process holds the password from its start (arguments, environment).
         CoreDumps.disableUnlessAllowed()
         // A logger a library makes for itself goes the way of makeLogger's: scrubbed, escaped, on stderr.

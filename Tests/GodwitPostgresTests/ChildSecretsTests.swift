@@ -1,9 +1,8 @@
 import Foundation
-import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
-@testable import GodwitBackups
+@testable import GodwitPostgres
 
 /// The client programs Godwit starts get no secret on their command line, which every local
 /// user can read in `/proc/PID/cmdline`.
@@ -25,8 +24,8 @@ struct ChildSecretsTests {
         let record = { (name: String) in (fakes.path as NSString).appendingPathComponent(name) }
         // Records what pg_dump was given: its arguments, the service file libpq reads, and
         // where that file is; then does the real work.
-        try writeFakeProgram(
-            "pg_dump", in: fakes,
+        try fakes.writeProgram(
+            "pg_dump",
             """
             printf '%s\\n' "$@" > '\(record("argv"))'
             printf '%s\\n' "$PGSERVICEFILE" > '\(record("servicefile"))'

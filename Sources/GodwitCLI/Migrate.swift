@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import GodwitBackups
-import GodwitBatched
+import GodwitJobs
 import GodwitQueue
 import GodwitMigrations
 import GodwitPostgres

@@ -1,4 +1,4 @@
-import GodwitMigrations
+import GodwitPostgres
 import Testing
 
 /// The statement texts of `script`, for tests that only care where the cuts fall.
@@ -303,7 +303,7 @@ struct SQLSplitterTests {
         ("🦤\nxe\u{301}😀y", 6, 2, 4),
     ])
     func wholeScriptLocations(text: String, position: Int, line: Int, column: Int) {
-        let location = GodwitMigrations.SourceLocation.lineAndColumn(in: text, characterPosition: position)
+        let location = GodwitPostgres.SourceLocation.lineAndColumn(in: text, characterPosition: position)
         #expect(location.line == line)
         #expect(location.column == column)
     }
@@ -315,7 +315,7 @@ struct SQLSplitterTests {
             .unicodeScalars.count
         for position in 1...(statement.text.unicodeScalars.count + 1) {
             let viaStatement = statement.location(ofCharacterPosition: position)
-            let viaScript = GodwitMigrations.SourceLocation.lineAndColumn(
+            let viaScript = GodwitPostgres.SourceLocation.lineAndColumn(
                 in: script, characterPosition: scalarsBefore + position
             )
             #expect(viaStatement == viaScript, "position \(position)")

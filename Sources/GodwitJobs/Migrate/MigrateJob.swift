@@ -3,6 +3,7 @@ import Foundation
 import GodwitBackups
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import Logging
 
 /// What a migrate job carries: the migration files captured at enqueue time (so the worker

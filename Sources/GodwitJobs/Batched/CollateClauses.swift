@@ -1,9 +1,11 @@
+import GodwitPostgres
+
 /// The `COLLATE` clauses of a statement and what each applies to, read lexically (comments and
 /// strings never count).
 ///
 /// A batched job's bounds are found in the order of its key's own collation; a statement that
 /// compares the key (or `$1`, `$2`) under another collation sees other rows between the same
-/// bounds, so that batches overlap and rows are skipped. `GodwitBatched` refuses those.
+/// bounds, so that batches overlap and rows are skipped. `KeyCollation` refuses those.
 public struct CollateClause: Sendable, Equatable {
     /// What the clause applies to: a column name as PostgreSQL folds it (the last part of a
     /// qualified name), `$1`, `$2`, or nil for anything else (a function call, a literal).

@@ -1,5 +1,4 @@
 import Foundation
-import GodwitPostgres
 import Synchronization
 
 #if canImport(Glibc)
@@ -432,10 +431,10 @@ private final class Run: Sendable {
 /// A directory of our own under the temporary folder (`TMPDIR`): mode 0700, made by
 /// `mkdtemp`, its files created 0600 and exclusively, so no other user can read or replace
 /// what a program writes there.
-struct PrivateDirectory: Sendable {
-    let path: String
+public struct PrivateDirectory: Sendable {
+    public let path: String
 
-    init() throws {
+    public init() throws {
         let pattern = (NSTemporaryDirectory() as NSString).appendingPathComponent("godwit-XXXXXX")
         var template = Array(pattern.utf8CString)
         guard let made = mkdtemp(&template) else {
@@ -444,18 +443,18 @@ struct PrivateDirectory: Sendable {
         path = String(cString: made)
     }
 
-    func path(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
+    public func path(_ name: String) -> String { (path as NSString).appendingPathComponent(name) }
 
-    func contains(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
+    public func contains(_ name: String) -> Bool { FileManager.default.fileExists(atPath: path(name)) }
 
     /// Creates `name` (mode 0600) and returns a descriptor open for writing, closed on exec.
-    func create(_ name: String) throws -> Int32 {
+    public func create(_ name: String) throws -> Int32 {
         let descriptor = open(path(name), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else { throw ClientProgram.LaunchError("cannot create \(path(name)): \(systemError())") }
         return descriptor
     }
 
-    func write(_ name: String, _ bytes: [UInt8]) throws {
+    public func write(_ name: String, _ bytes: [UInt8]) throws {
         let handle = FileHandle(fileDescriptor: try create(name), closeOnDealloc: true)
         do {
             try handle.write(contentsOf: bytes)
@@ -465,12 +464,12 @@ struct PrivateDirectory: Sendable {
         }
     }
 
-    func read(_ name: String) -> String {
+    public func read(_ name: String) -> String {
         guard let data = FileManager.default.contents(atPath: path(name)) else { return "" }
         return String(decoding: data, as: UTF8.self)
     }
 
-    func remove() {
+    public func remove() {
         try? FileManager.default.removeItem(atPath: path)
     }
 }

@@ -1,4 +1,3 @@
-import GodwitMigrations
 import GodwitPostgres
 
 /// A batched statement must compare its key under the key's own collation.

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import GodwitBatched
+import GodwitJobs
 import GodwitQueue
 import GodwitPostgres
 

@@ -1,5 +1,4 @@
 import Foundation
-import GodwitBackups
 import GodwitPostgres
 import GodwitTestSupport
 import Testing

@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
 import GodwitBackups
-import GodwitBatched
+import GodwitJobs
 import GodwitHTTP
 import GodwitQueue
 import GodwitMigrations
@@ -11,7 +11,7 @@ import Synchronization
 
 /// Runs a command body, turning the errors a person can act on into one `error: ...` line on
 /// stderr and exit status 1, instead of a stack of Swift type names. The exit itself is
-/// `Godwit.main`'s, after every connection is closed (`ExitCode(1)` is thrown to it).
+/// `Godwit.runAsMain`'s, after every connection is closed (`ExitCode(1)` is thrown to it).
 func withCLIErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
@@ -46,7 +46,7 @@ func withCLIErrors(_ body: () throws -> Void) throws {
     }
 }
 
-/// Prints `error: message` and throws `ExitCode(1)`, which `Godwit.main` turns into the exit,
+/// Prints `error: message` and throws `ExitCode(1)`, which `Godwit.runAsMain` turns into the exit,
 /// in order (never `exit()` here: a connection's thread may still be ending).
 private func fail(_ message: String) throws -> Never {
     printError(message.replacingOccurrences(of: "\n", with: " "))

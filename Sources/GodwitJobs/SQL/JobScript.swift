@@ -55,15 +55,4 @@ public enum JobScript {
         }
         return words
     }
-
-    /// A dollar-quoted literal of `body` whose tag does not occur in it.
-    public static func dollarQuoted(_ body: String) -> String {
-        var tag = "godwit"
-        var counter = 0
-        while body.contains("$\(tag)$") {
-            counter += 1
-            tag = "godwit\(counter)"
-        }
-        return "$\(tag)$\(body)$\(tag)$"
-    }
 }

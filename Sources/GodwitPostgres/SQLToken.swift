@@ -1,8 +1,8 @@
 /// One lexical token of a statement, as the linter sees it: comments and whitespace are gone,
 /// strings and dollar-quoted bodies are single tokens, so that no word inside them is ever
 /// taken for a keyword.
-struct SQLToken: Sendable, Equatable {
-    enum Kind: Sendable, Equatable {
+public struct SQLToken: Sendable, Equatable {
+    public enum Kind: Sendable, Equatable {
         /// A keyword or unquoted identifier.
         case word
         /// A `"quoted identifier"`; `text` keeps the quotes.
@@ -16,22 +16,22 @@ struct SQLToken: Sendable, Equatable {
         case symbol
     }
 
-    var kind: Kind
+    public var kind: Kind
     /// The token exactly as written.
-    var text: String
+    public var text: String
     /// Parenthesis depth at the token (a `(` has the depth outside it).
-    var depth: Int
+    public var depth: Int
     /// Offset in Unicode scalars of the token in the statement (kept for words and for `)`).
-    var start = 0
+    public var start = 0
 
     /// The word in upper case, or nil for anything that is not an unquoted word.
-    var keyword: String? { kind == .word ? text.uppercased() : nil }
+    public var keyword: String? { kind == .word ? text.uppercased() : nil }
 
-    func isKeyword(_ word: String) -> Bool { kind == .word && text.uppercased() == word }
-    func isSymbol(_ symbol: String) -> Bool { kind == .symbol && text == symbol }
+    public func isKeyword(_ word: String) -> Bool { kind == .word && text.uppercased() == word }
+    public func isSymbol(_ symbol: String) -> Bool { kind == .symbol && text == symbol }
 
     /// The name as PostgreSQL folds it: unquoted words in lower case, quoted ones verbatim.
-    var identifier: String? {
+    public var identifier: String? {
         switch kind {
         case .word: text.lowercased()
         case .quotedIdentifier: String(text.dropFirst().dropLast()).replacingOccurrences(of: "\"\"", with: "\"")
@@ -43,8 +43,8 @@ struct SQLToken: Sendable, Equatable {
 /// A small lexer over one statement's text: just enough of PostgreSQL's rules (the same ones
 /// ``SQLSplitter`` follows) to step over comments, strings, quoted identifiers and dollar
 /// quotes. It never fails; an unterminated construct runs to the end.
-enum SQLTokenizer {
-    static func tokens(_ text: String) -> [SQLToken] {
+public enum SQLTokenizer {
+    public static func tokens(_ text: String) -> [SQLToken] {
         let scalars = Array(text.unicodeScalars)
         var tokens: [SQLToken] = []
         var index = 0

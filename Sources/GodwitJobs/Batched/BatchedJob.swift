@@ -1,5 +1,4 @@
 import Foundation
-import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
 import Logging
@@ -204,7 +203,7 @@ struct BatchStatement {
         // A shard's batches stop at its upper bound, in the bounds query itself, so no batch of
         // one shard reaches into the next. The bound travels as a dollar-quoted literal cast
         // by the server, like the statement.
-        let upper = payload.upper.map { "\(keySQL) <= \(JobScript.dollarQuoted($0))::\(keyType)" }
+        let upper = payload.upper.map { "\(keySQL) <= \(dollarQuote($0))::\(keyType)" }
         // The batch's first key and its batch_size-th, read from the key's index without sorting
         // or keeping the keys between them; only the table's last batch, shorter than
         // batch_size, reads its last key and counts its rows.
@@ -249,7 +248,7 @@ struct BatchStatement {
                 END IF;
                 changed := 0;
                 IF n > 0 THEN
-                    EXECUTE \(JobScript.dollarQuoted(payload.statement)) USING lo::\(firstType), hi::\(lastType);
+                    EXECUTE \(dollarQuote(payload.statement)) USING lo::\(firstType), hi::\(lastType);
                     GET DIAGNOSTICS changed = ROW_COUNT;
                 END IF;
                 -- One look at the lock table, just before the batch commits. The sessions
@@ -285,7 +284,7 @@ struct BatchStatement {
                 OUT control pg_catalog.text, OUT first_key pg_catalog.text, OUT last_key pg_catalog.text, OUT n integer, OUT changed bigint,
                 OUT ms double precision, OUT waiters integer, OUT longest_wait_ms double precision,
                 OUT total_wait_ms double precision, OUT shared boolean)
-            LANGUAGE plpgsql SET search_path FROM CURRENT AS \(JobScript.dollarQuoted(body))
+            LANGUAGE plpgsql SET search_path FROM CURRENT AS \(dollarQuote(body))
             """)
         return BatchStatement(
             relation: relation, relationOID: relationOID, keySQL: keySQL, keyType: keyType, upper: payload.upper, healthQuery: payload.healthQuery)
@@ -521,7 +520,7 @@ struct BatchRunner {
             let rates = recent.reduce((rows: 0, seconds: 0.0)) { ($0.rows + $1.rows, $0.seconds + $1.seconds) }
             let job = context.job.id
             let lease = context.job.leaseToken
-            let after = cursor.map { "\(JobScript.dollarQuoted($0))::pg_catalog.text" } ?? "NULL::pg_catalog.text"
+            let after = cursor.map { "\(dollarQuote($0))::pg_catalog.text" } ?? "NULL::pg_catalog.text"
             let results = try await session.execute(
                 """
                 BEGIN;

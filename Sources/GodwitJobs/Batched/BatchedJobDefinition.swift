@@ -1,5 +1,4 @@
 import Foundation
-import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
 

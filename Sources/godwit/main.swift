@@ -1,0 +1,4 @@
+import GodwitCLI
+
+// Every command lives in GodwitCLI; see `Godwit.runAsMain()`.
+await Godwit.runAsMain()
