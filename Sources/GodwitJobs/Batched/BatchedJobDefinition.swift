@@ -236,7 +236,7 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 return try await connection.query(enqueueSQL, arguments).first!.int64("id")
             }
             let resumeSQL = "SELECT \(schema.qualified("resume_batched_from"))($1, $2) AS cursor"
-            return try await connection.transaction { conn in
+            return try await connection.withTransaction { conn in
                 let id = try await conn.query(enqueueSQL, arguments).first!.int64("id")
                 try await conn.query(resumeSQL, [id, oldJob])
                 return id
