@@ -34,8 +34,9 @@ public final class ConnectionPool: Service, Sendable {
     }
 
     /// The pool was closed: it lends nothing more.
-    public struct ClosedError: Error, CustomStringConvertible, Sendable {
+    public struct ClosedError: GodwitError {
         public init() {}
+        public var code: String { "poolClosed" }
         public var description: String { "the connection pool is closed" }
     }
 
