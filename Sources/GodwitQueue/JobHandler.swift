@@ -4,8 +4,8 @@ import Logging
 
 /// Runs jobs of one kind.
 public protocol JobHandler: Sendable {
-    /// The `kind` column value this handler serves.
-    var kind: String { get }
+    /// The kind of job this handler serves.
+    var kind: JobKind { get }
 
     /// Runs one attempt. Returns the result JSON to store (or nil). Long work calls
     /// `context.checkpoint()` between steps, so that pause, cancel, shutdown and a lost lease
@@ -99,7 +99,7 @@ func describe(_ error: any Error) -> String {
 
 /// Jobs that do nothing: for benchmarks and smoke tests.
 public struct NoopJob: JobHandler {
-    public let kind = "noop"
+    public let kind = JobKind.noop
     public init() {}
     public func run(_ context: JobContext) async throws -> String? { nil }
 }

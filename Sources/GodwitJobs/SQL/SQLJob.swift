@@ -13,7 +13,7 @@ import GodwitQueue
 /// at the top level instead, and is at-least-once: a crash after it and before its success is
 /// recorded runs it again.
 public struct SQLJob: JobHandler {
-    public let kind = "sql"
+    public let kind = JobKind.sql
     public let schema: QueueSchema
 
     public init(schema: QueueSchema = QueueSchema()) {
@@ -59,7 +59,7 @@ public struct SQLJob: JobHandler {
                 return result
             } catch {
                 await connection.cleanup("ROLLBACK")
-                if let postgres = error as? PostgresError, postgres.sqlState == JobQueue.leaseLostState {
+                if let postgres = error as? PostgresError, postgres.sqlState == .leaseLost {
                     throw JobInterruption.leaseLost
                 }
                 throw error
