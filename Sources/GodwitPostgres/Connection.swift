@@ -93,15 +93,6 @@ public actor Connection {
         try await RetryPolicy.connecting(for: timeout).run { try await connect(conninfo, options: options) }
     }
 
-    /// Opens a connection, retrying as `connect(_:options:retryingFor:)` does.
-    public static func connect(
-        _ conninfo: String, applicationName: String, retryingFor timeout: Duration
-    ) async throws -> Connection {
-        var options = SessionOptions()
-        options.applicationName = applicationName
-        return try await connect(conninfo, options: options, retryingFor: timeout)
-    }
-
     private func open(_ options: SessionOptions) async throws {
         let operation = cancelSignal.begin()
         try await withTaskCancellationHandler {

@@ -69,9 +69,6 @@ public struct JobContext: Sendable {
         if let interruption = signals.interruption(for: job.id) { throw interruption }
     }
 
-    /// The interruption pending for this job, if any, without throwing.
-    public var pendingInterruption: JobInterruption? { signals.interruption(for: job.id) }
-
     /// Decodes the payload into `T`, or throws `InvalidPayload` naming the job.
     public func payload<T: Decodable>(as type: T.Type) throws -> T {
         do {

@@ -609,13 +609,6 @@ struct BatchRunner {
         return (row?["first"], row?["last"])
     }
 
-    /// Rows a second over the recent batches, with this one.
-    private func rate(adding rows: Int, _ seconds: Double) -> Double {
-        let all = recent + [(rows, seconds)]
-        let time = all.map(\.seconds).reduce(0, +)
-        return time > 0 ? Double(all.map(\.rows).reduce(0, +)) / time : 0
-    }
-
     private func recordFailedBatch(_ failure: BatchFailure, attempt: Int) async throws {
         let parameters: [any PostgresParameter] = [
             context.job.id, batchesDone + 1, attempt, failure.first, failure.last, controller.size,
