@@ -400,7 +400,7 @@ struct DashboardPages: Sendable {
     /// `ledger` is its name as sqlx.toml gives it.
     func migrationsPage(
         _ rows: [MigrationRow], hasSource: Bool, lint: Result<LintReport, MigrationError>? = nil,
-        denied: String? = nil, role: String? = nil, ledger: String = "_sqlx_migrations"
+        denied: String? = nil, role: String? = nil, ledger: String = MigrationConfig.defaultTableName
     ) -> String {
         var found: [Int64: [LintFinding]] = [:]
         var allowed: [Int64: [LintFinding]] = [:]

@@ -164,8 +164,10 @@ struct DatabaseMetrics: Sendable {
         // Every state a successful ledger row can have: `installed`, and `installed (...)` for
         // a file modified, gone, or only its down left.
         let applied = rows.filter { $0.state.hasPrefix("installed") }
-        registry.makeGauge(named: "godwit_migrations_applied", help: "Migrations recorded as applied in _sqlx_migrations.")
-            .set(to: Double(applied.count))
+        registry.makeGauge(
+            named: "godwit_migrations_applied",
+            help: "Migrations recorded as applied in the ledger (sqlx.toml's table-name, _sqlx_migrations by default)."
+        ).set(to: Double(applied.count))
         if store.migrationsDirectory != nil {
             registry.makeGauge(
                 named: "godwit_migrations_pending", help: "Migrations in the migrations folder not yet applied."
