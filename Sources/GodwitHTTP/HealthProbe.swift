@@ -37,14 +37,21 @@ public final class HealthProbe: Sendable {
     private let schema: QueueSchema
     private let timeout: Duration
     private let cacheDuration: Duration
+    private let connectTimeout: Duration
     private let state = Mutex(State())
     private let clock = ContinuousClock()
 
-    public init(databaseURL: String, schema: QueueSchema, timeout: Duration, cacheDuration: Duration) {
+    /// - Parameter connectTimeout: how long a probe waits to connect before it reads as
+    ///   unreachable (a request gives up on it after `timeout` all the same).
+    public init(
+        databaseURL: String, schema: QueueSchema, timeout: Duration, cacheDuration: Duration,
+        connectTimeout: Duration = .seconds(5)
+    ) {
         self.databaseURL = databaseURL
         self.schema = schema
         self.timeout = timeout
         self.cacheDuration = cacheDuration
+        self.connectTimeout = connectTimeout
     }
 
     /// The newest reading, probing when the cached one is too old; within `timeout`.
@@ -119,7 +126,7 @@ public final class HealthProbe: Sendable {
         let expected = schema.latestVersion
         var options = SessionOptions()
         options.applicationName = "godwit http (health)"
-        options.connectTimeout = .seconds(5)
+        options.connectTimeout = connectTimeout
         options.pinnedSearchPath = SessionOptions.catalogSearchPath
         do {
             let connection = try await Connection.connect(databaseURL, options: options)

@@ -41,7 +41,7 @@ public struct OperationsConfiguration: Sendable {
     public var migrationConfig: MigrationConfig = .default
     /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,
     /// so a hand-inserted job cannot add series. `batched_parallel` is a split job's parent.
-    public var knownKinds: [String] = ["noop", "sql", "batched", "batched_parallel", "migrate"]
+    public var knownKinds: [JobKind] = JobKind.shipped
     /// How long the database-derived metrics are reused between scrapes, at least; a read that
     /// takes long is reused for 20 times as long as it took, so scraping never costs the
     /// database more than a twentieth of one session's time however large the jobs table grows.

@@ -4,8 +4,8 @@ import Logging
 
 /// Runs jobs of one kind.
 public protocol JobHandler: Sendable {
-    /// The `kind` column value this handler serves.
-    var kind: String { get }
+    /// The kind of job this handler serves.
+    var kind: JobKind { get }
 
     /// Runs one attempt. Returns the result JSON to store (or nil). Long work calls
     /// `context.checkpoint()` between steps, so that pause, cancel, shutdown and a lost lease
@@ -70,9 +70,6 @@ public struct JobContext: Sendable {
         if let interruption = signals.interruption(for: job.id) { throw interruption }
     }
 
-    /// The interruption pending for this job, if any, without throwing.
-    public var pendingInterruption: JobInterruption? { signals.interruption(for: job.id) }
-
     /// Decodes the payload into `T`, or throws `InvalidPayload` naming the job.
     public func payload<T: Decodable>(as type: T.Type) throws -> T {
         do {
@@ -100,7 +97,7 @@ func describe(_ error: any Error) -> String {
 
 /// Jobs that do nothing: for benchmarks and smoke tests.
 public struct NoopJob: JobHandler {
-    public let kind = "noop"
+    public let kind = JobKind.noop
     public init() {}
     public func run(_ context: JobContext) async throws -> String? { nil }
 }

@@ -13,7 +13,7 @@ import GodwitQueue
 /// at the top level instead, and is at-least-once: a crash after it and before its success is
 /// recorded runs it again.
 public struct SQLJob: JobHandler {
-    public let kind = "sql"
+    public let kind = JobKind.sql
     public let schema: QueueSchema
 
     public init(schema: QueueSchema = QueueSchema()) {
@@ -57,7 +57,7 @@ public struct SQLJob: JobHandler {
                         [context.job.id, context.job.leaseToken, result])
                     return result
                 }
-            } catch let error as PostgresError where error.sqlState == JobQueue.leaseLostState {
+            } catch let error as PostgresError where error.sqlState == .leaseLost {
                 throw JobInterruption.leaseLost
             }
         }
