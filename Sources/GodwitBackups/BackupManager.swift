@@ -38,7 +38,7 @@ public struct BackupManager: Sendable {
     public func create(
         databaseURL: String, jobID: Int64? = nil, reason: String, on connection: Connection
     ) async throws -> Backup {
-        let file = try BackupFile.create(in: directory, stem: "backup-\(utcFileStamp(Date()))")
+        let file = try BackupFile.create(in: directory, stem: "backup-\(UTCTimestamp.format(Date(), "%Y%m%d-%H%M%S"))")
         let path = file.path
         let verification: BackupVerification
         do {
@@ -396,15 +396,4 @@ public struct BackupManager: Sendable {
             ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
         return (absolute as NSString).standardizingPath
     }
-}
-
-/// `date` in UTC as `YYYYmmdd-HHMMSS`, with the C library rather than `DateFormatter`, which
-/// would load ICU's data for a fixed, locale-free pattern.
-private func utcFileStamp(_ date: Date) -> String {
-    var seconds = time_t(date.timeIntervalSince1970.rounded(.down))
-    var parts = tm()
-    gmtime_r(&seconds, &parts)
-    var buffer = [CChar](repeating: 0, count: 32)
-    let count = strftime(&buffer, buffer.count, "%Y%m%d-%H%M%S", &parts)
-    return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 import Hummingbird
 
 /// With a token configured, lets through only requests that carry it: `Authorization: Bearer
@@ -54,5 +55,5 @@ func constantTimeEqual(_ a: String, _ b: String) -> Bool {
 /// A random token of 32 hex digits (CSRF tokens, script nonces).
 func randomToken() -> String {
     var generator = SystemRandomNumberGenerator()
-    return (0..<16).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &generator)) }.joined()
+    return Hex.encode((0..<16).map { _ in UInt8.random(in: 0...255, using: &generator) })
 }

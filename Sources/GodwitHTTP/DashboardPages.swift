@@ -162,12 +162,10 @@ struct DashboardPages: Sendable {
 
     func rate(_ value: Double?) -> String { value.map { String(format: "%.0f", $0) } ?? "" }
 
+    /// The time left, in the dashboard's words for durations (`42 s`, `3 min 5 s`, `2 h 5 min`).
     func eta(_ seconds: Double?) -> String {
         guard let seconds, seconds.isFinite, seconds >= 0 else { return "" }
-        let s = Int(seconds)
-        if s < 60 { return "\(s) s" }
-        if s < 3600 { return "\(s / 60) min \(s % 60) s" }
-        return "\(s / 3600) h \(s % 3600 / 60) min"
+        return RelativeTime.duration(seconds)
     }
 
     /// The buttons that apply to the job's state, each a POST form with the CSRF token. Cancel
@@ -466,7 +464,7 @@ struct DashboardPages: Sendable {
         var facts: [String] = []
         if finding.rewrite { facts.append("rewrites the table") }
         if let rows = finding.estimatedRows { facts.append("~\(rows) rows") }
-        if let bytes = finding.bytes { facts.append(size(bytes)) }
+        if let bytes = finding.bytes { facts.append(ByteSize.description(bytes)) }
         let file = URL(fileURLWithPath: finding.file).lastPathComponent
         return """
             <li><span class="rule">\(HTML.escape(finding.rule))</span> <code>\(HTML.escape(file)):\(finding.line)</code> \
@@ -489,7 +487,7 @@ struct DashboardPages: Sendable {
         let table = rows.map {
             """
             <tr><td>\($0.file.map { HTML.escape(URL(fileURLWithPath: $0).lastPathComponent) } ?? "<em>hidden: needs grant_control</em>")</td><td>\(HTML.escape($0.databaseName))</td>\
-            <td class="num">\(Self.size($0.sizeBytes))</td><td class="num">\(eta($0.ageSeconds)) ago</td>\
+            <td class="num">\(ByteSize.description($0.sizeBytes))</td><td class="num">\(eta($0.ageSeconds)) ago</td>\
             <td>verified \(HTML.escape($0.verifiedAt))</td><td><code>\(HTML.escape(String($0.sha256.prefix(12))))</code></td>\
             <td>\($0.reason.map(HTML.escape) ?? "<em>not recorded</em>")</td></tr>
             """
@@ -521,17 +519,6 @@ struct DashboardPages: Sendable {
                 <p class="error">\(HTML.escape(message))</p>
                 <p><a href="/">← Jobs</a></p>
                 """)
-    }
-
-    static func size(_ bytes: Int64) -> String {
-        let units = ["bytes", "kB", "MB", "GB", "TB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024 && unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) bytes" : String(format: "%.1f", value) + " " + units[unit]
     }
 
     // MARK: Style and script

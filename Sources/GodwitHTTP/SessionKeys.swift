@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import GodwitPostgres
 
 /// The per-process secret behind the CSRF tokens and the login cookie.
 ///
@@ -61,7 +62,7 @@ struct SessionKeys: Sendable {
         HMAC<SHA256>.authenticationCode(
             for: Data("godwit-\(purpose)\u{0}\(message)".utf8), using: SymmetricKey(data: secret)
         )
-        .map { String(format: "%02x", $0) }.joined()
+        .withUnsafeBytes { Hex.encode($0) }
     }
 
     private static func isLowerHex(_ byte: UInt8) -> Bool {

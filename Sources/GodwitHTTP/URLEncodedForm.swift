@@ -1,3 +1,5 @@
+import GodwitPostgres
+
 /// `application/x-www-form-urlencoded` text, a form body or a query string, parsed strictly and
 /// without ever trapping.
 ///
@@ -39,8 +41,8 @@ enum URLEncodedForm {
             case UInt8(ascii: "+"):
                 out.append(0x20)
             case UInt8(ascii: "%"):
-                guard bytes.endIndex - index >= 3, let high = hexValue(bytes[index + 1]),
-                    let low = hexValue(bytes[index + 2])
+                guard bytes.endIndex - index >= 3, let high = Hex.value(ofDigit: bytes[index + 1]),
+                    let low = Hex.value(ofDigit: bytes[index + 2])
                 else { throw MalformedRequest("a % that is not followed by two hex digits") }
                 out.append(high << 4 | low)
                 index += 2
@@ -62,15 +64,6 @@ enum URLEncodedForm {
     private static func allowedRaw(_ byte: UInt8) -> Bool {
         (0x21...0x7E).contains(byte) && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "#")
             && byte != UInt8(ascii: "<") && byte != UInt8(ascii: ">")
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 
 /// A table-level lock mode, strongest last, with what it blocks said in words.
 public enum LockMode: String, Sendable, CaseIterable, Comparable, Codable {
@@ -120,25 +121,10 @@ public struct LintFinding: Sendable, Equatable, Codable {
         // The message already says the lock and what it blocks.
         var facts = ["rewrite: \(rewrite ? "yes" : "no")"]
         if let estimatedRows { facts.append("~\(estimatedRows) rows") }
-        if let bytes { facts.append(Self.size(bytes)) }
+        if let bytes { facts.append(ByteSize.description(bytes)) }
         lines.append("  " + facts.joined(separator: "; "))
         lines.append("  fix: \(recipe)")
         return lines.joined(separator: "\n")
-    }
-}
-
-extension LintFinding {
-    /// `812 bytes`, `136 kB`, `1.2 MB`, `3.4 GB` (powers of 1024, as `pg_size_pretty`).
-    static func size(_ bytes: Int64) -> String {
-        guard bytes >= 10 * 1024 else { return "\(bytes) bytes" }
-        var value = Double(bytes)
-        for unit in ["kB", "MB", "GB", "TB"] {
-            value /= 1024
-            if value < 1024 || unit == "TB" {
-                return value < 10 ? "\(String(format: "%.1f", value)) \(unit)" : "\(Int(value.rounded())) \(unit)"
-            }
-        }
-        return "\(bytes) bytes"
     }
 }
 
