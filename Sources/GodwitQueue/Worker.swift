@@ -475,14 +475,7 @@ public final class Worker: Service {
                 try await listener.listen(configuration.schema.channel)
                 wake.wake()
                 delay = .milliseconds(100)
-                while !Task.isCancelled {
-                    let received = try await listener.notifications(timeout: .seconds(30))
-                    if received.isEmpty {
-                        try await listener.query("SELECT 1")
-                    } else {
-                        wake.wake()
-                    }
-                }
+                for try await _ in listener.notifications(pingingAfter: .seconds(30)) { wake.wake() }
             } catch {
                 if !(error is CancellationError) && !Task.isCancelled {
                     logger.warning("LISTEN connection lost; reconnecting", metadata: ["error": "\(error)"])

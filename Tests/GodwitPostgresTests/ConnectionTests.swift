@@ -126,6 +126,38 @@ struct ConnectionTests {
         }
     }
 
+    @Test func theNotificationSequenceHandsOutEachInOrder() async throws {
+        try await withTestDatabase { db in
+            let listener = try await db.connect()
+            let sender = try await db.connect()
+            try await listener.listen("godwit test")
+            // Three in one transaction arrive together; the sequence hands them out one by one.
+            try await sender.execute(
+                "BEGIN; SELECT pg_notify('godwit test', 'a'); SELECT pg_notify('godwit test', 'b'); "
+                    + "SELECT pg_notify('godwit test', 'c'); COMMIT")
+            var payloads: [String] = []
+            for try await notification in listener.notifications(pingingAfter: .milliseconds(100)) {
+                payloads.append(notification.payload)
+                if payloads.count == 3 { break }
+            }
+            #expect(payloads == ["a", "b", "c"])
+        }
+    }
+
+    @Test func theNotificationSequenceEndsWithAnErrorWhenItsQuietSessionDies() async throws {
+        try await withTestDatabase { db in
+            let listener = try await db.connect()
+            let admin = try await db.connect()
+            try await listener.listen("nobody_sends")
+            let pid = await listener.backendPID
+            try await admin.query("SELECT pg_terminate_backend($1)", [pid])
+            // Nothing ever arrives: only the ping after 100 ms of quiet finds the session gone.
+            await #expect(throws: PostgresError.self) {
+                for try await _ in listener.notifications(pingingAfter: .milliseconds(100)) {}
+            }
+        }
+    }
+
     @Test func waitingForNotificationsEndsOnCancellation() async throws {
         try await withTestDatabase { db in
             let listener = try await db.connect()
