@@ -85,7 +85,7 @@ extension JobCommand {
                 var lastText = ""
                 while true {
                     let found = try await queueOptions.explainingMissingSchema(on: conn) {
-                        try await JobQueue(schema: schema).progress(of: id, on: conn)
+                        try await JobQueue(schema: schema).find(id, details: false, on: conn)
                     }
                     guard let reading = found else {
                         throw CLIError("no job \(id)")
@@ -109,8 +109,8 @@ extension JobCommand {
                         if let error = progress.lastError, progress.state != .succeeded { output("error: \(error)") }
                         await conn.close()
                         switch progress.state {
-                        case .succeeded?: return
-                        case .cancelled?: throw ExitCode(2)
+                        case .succeeded: return
+                        case .cancelled: throw ExitCode(2)
                         default: throw ExitCode(1)
                         }
                     }
@@ -121,60 +121,39 @@ extension JobCommand {
     }
 }
 
-/// One reading of `godwit.progress`, formatted for `job watch`.
+/// A job as `job watch` draws it: a reading of the queue's one row for a job, with what comes
+/// from the database (the name, the hold and size reasons, the stale marker) escaped for the
+/// terminal, newlines too, as each shows on one line.
 struct WatchedProgress {
-    var name: String
-    /// Nil for a state this godwit does not know, shown as `?`.
-    var state: JobState?
-    var percent: Double
-    var rowsDone: Int64?
-    var rowsTotal: Int64?
-    var rate: Double?
-    var eta: Double?
-    var batchSize: Int?
-    /// Why the governor chose the batch size, escaped as the name is.
-    var sizeReason: String?
-    var hold: String?
-    var lastError: String?
-    /// `stale: worker W not seen for 42 s`, while the job's worker has gone quiet.
-    var stale: String?
+    var job: JobRecord
 
-    /// The name and hold reason come from the database: their control characters (newlines
-    /// too, as each shows on one line) are escaped here, before the bar is drawn with its own.
-    init(_ reading: JobProgress) {
-        name = TerminalText.escaped(reading.name, keepingNewlines: false)
-        state = reading.state
-        percent = reading.percent
-        rowsDone = reading.rowsDone
-        rowsTotal = reading.rowsTotal
-        rate = reading.rowsPerSecond
-        eta = reading.etaSeconds
-        batchSize = reading.batchSize
-        sizeReason = reading.sizeReason.flatMap {
-            $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : TerminalText.escaped($0, keepingNewlines: false)
-        }
-        hold = reading.holdReason.map { TerminalText.escaped($0, keepingNewlines: false) }
-        stale = reading.staleMarker.map { TerminalText.escaped($0, keepingNewlines: false) }
-        lastError = reading.lastError
+    init(_ job: JobRecord) { self.job = job }
+
+    var state: JobState { job.state }
+    var finished: Bool { job.finished }
+    var lastError: String? { job.lastError }
+
+    private var name: String { Self.escaped(job.name) }
+    private var hold: String? { job.holdReason.map(Self.escaped) }
+    private var stale: String? { job.staleMarker.map(Self.escaped) }
+    private var sizeReason: String? {
+        job.sizeReason.flatMap { $0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty ? nil : Self.escaped($0) }
     }
 
-    var finished: Bool { state?.isFinished ?? false }
-
-    /// The state as shown.
-    private var stateText: String { state?.rawValue ?? "?" }
+    private static func escaped(_ text: String) -> String { TerminalText.escaped(text, keepingNewlines: false) }
 
     /// The numbers after the state. The governor's reason follows the batch size; with
     /// `reasonLast` (the bar, cut to the terminal's width) it comes last instead, so that a long
     /// reason is what the cut takes, not the ETA or a hold.
     private func details(reasonLast: Bool = false) -> String {
-        var parts = [String(format: "%5.1f%%", percent)]
-        if let rowsDone { parts.append("\(rowsDone)\(rowsTotal.map { "/\($0)" } ?? "") rows") }
-        if let rate, rate > 0 { parts.append("\(Int(rate)) rows/s") }
-        let reason = state == .running && batchSize != nil ? sizeReason.map { "(\($0))" } : nil
-        if let batchSize, state == .running {
+        var parts = [String(format: "%5.1f%%", job.percent)]
+        if let rowsDone = job.rowsDone { parts.append("\(rowsDone)\(job.rowsTotal.map { "/\($0)" } ?? "") rows") }
+        if let rate = job.rowsPerSecond, rate > 0 { parts.append("\(Int(rate)) rows/s") }
+        let reason = state == .running && job.batchSize != nil ? sizeReason.map { "(\($0))" } : nil
+        if let batchSize = job.batchSize, state == .running {
             parts.append("batch \(batchSize)" + (reasonLast ? "" : reason.map { " " + $0 } ?? ""))
         }
-        if let eta, state == .running { parts.append("ETA \(formatSeconds(eta))") }
+        if let eta = job.etaSeconds, state == .running { parts.append("ETA \(formatSeconds(eta))") }
         if let hold { parts.append("holding: \(hold)") }
         if let stale, state == .running { parts.append(stale) }
         if reasonLast, let reason { parts.append("size \(reason)") }
@@ -182,12 +161,12 @@ struct WatchedProgress {
     }
 
     func bar(width: Int) -> String {
-        let filled = Int((percent / 100 * Double(width)).rounded())
+        let filled = Int((job.percent / 100 * Double(width)).rounded())
         let bar = String(repeating: "#", count: min(filled, width)) + String(repeating: ".", count: max(0, width - filled))
-        return "[\(bar)] \(stateText)  \(details(reasonLast: true))"
+        return "[\(bar)] \(state.rawValue)  \(details(reasonLast: true))"
     }
 
-    var line: String { "\(name): \(stateText)  \(details())" }
+    var line: String { "\(name): \(state.rawValue)  \(details())" }
 }
 
 func formatSeconds(_ seconds: Double) -> String {

@@ -247,7 +247,7 @@ struct JobCommand: AsyncParsableCommand {
                             pad(
                                 [
                                     "\(job.id)", job.state.rawValue, job.kind.rawValue, job.name,
-                                    "\(job.attempts)/\(job.maxAttempts)", job.percent.map { String(format: "%.1f", $0) } ?? "",
+                                    "\(job.attempts)/\(job.maxAttempts)", String(format: "%.1f", job.percent),
                                     job.staleMarker ?? job.lastError.map { String($0.prefix(60)) } ?? "",
                                 ], [8, 10, 8, 28, 9, 8, 0]))
                     }

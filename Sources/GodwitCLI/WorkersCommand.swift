@@ -24,7 +24,7 @@ struct WorkersCommand: AsyncParsableCommand {
         try await withCLIErrors {
             let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
             let workers = try await queueOptions.explainingMissingSchema(on: conn) {
-                try await WorkerRegistry(schema: QueueSchema(name: queueOptions.schema)).list(on: conn)
+                try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).workers(on: conn)
             }
             await conn.close()
             switch format {

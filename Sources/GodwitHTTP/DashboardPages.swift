@@ -68,12 +68,13 @@ struct DashboardPages: Sendable {
         ]
         items += JobState.allCases.map { state in
             let current = filter.state == state ? " aria-current=\"true\"" : ""
+            let count = counts.byState[state] ?? 0
             let state = state.rawValue
-            return "<a class=\"count \(state)\" data-state=\"\(state)\" href=\"/?state=\(state)\"\(current)><b>\(counts.byState[state] ?? 0)</b> \(state)</a>"
+            return "<a class=\"count \(state)\" data-state=\"\(state)\" href=\"/?state=\(state)\"\(current)><b>\(count)</b> \(state)</a>"
         }
         items.append(
             "<a class=\"count stale\(counts.stale > 0 ? " alert" : "")\" data-state=\"stale\" href=\"/?state=running\" title=\"running jobs whose worker has not been seen lately\"><b>\(counts.stale)</b> stale</a>")
-        let failed = counts.byState[JobState.failed.rawValue] ?? 0
+        let failed = counts.byState[.failed] ?? 0
         if !readOnly && failed > 0 {
             items.append(
                 """
@@ -104,7 +105,7 @@ struct DashboardPages: Sendable {
 
     func fragmentQuery(_ filter: JobFilter) -> String { pageQuery(filter) }
 
-    func jobRows(_ jobs: [JobRow]) -> String {
+    func jobRows(_ jobs: [JobRecord]) -> String {
         if jobs.isEmpty { return "<tr><td colspan=\"12\" class=\"empty\">No jobs.</td></tr>" }
         return jobs.map { job in
             let note: String
@@ -121,7 +122,7 @@ struct DashboardPages: Sendable {
                 <td class="opt kind">\(HTML.escape(job.kind.rawValue))</td><td class="state">\(stateTag(job))</td>\
                 <td class="progress">\(progressBar(job, compact: true))</td><td class="opt num">\(rate(job.rowsPerSecond))</td>\
                 <td class="opt num">\(eta(job.etaSeconds))</td><td class="opt num">\(job.attempts)/\(job.maxAttempts)</td>\
-                <td class="created time">\(RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: job.createdAt))</td>\
+                <td class="created time">\(RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: RelativeTime.utc(iso: job.createdAt)))</td>\
                 <td class="opt time">\(ran(job))</td><td class="note">\(note)</td>\
                 \(readOnly ? "" : "<td class=\"actions\">\(controls(job, next: "/"))</td>")</tr>
                 """
@@ -130,14 +131,16 @@ struct DashboardPages: Sendable {
 
     /// `ran 2 h 5 min` for a finished job, `running 5 min` for a running one, the start and end
     /// in UTC in the title.
-    func ran(_ job: JobRow) -> String {
+    func ran(_ job: JobRecord) -> String {
         guard let seconds = job.ranSeconds, let started = job.startedAt else { return "" }
-        let title = "started \(started) UTC" + (job.finishedAt.map { ", finished \($0) UTC" } ?? "")
+        let title =
+            "started \(RelativeTime.utc(iso: started)) UTC"
+            + (job.finishedAt.map { ", finished \(RelativeTime.utc(iso: $0)) UTC" } ?? "")
         let words = job.state == .running ? "running \(RelativeTime.duration(seconds))" : "ran \(RelativeTime.duration(seconds))"
         return "<span title=\"\(HTML.escape(title))\">\(HTML.escape(words))</span>"
     }
 
-    func stateTag(_ job: JobRow) -> String {
+    func stateTag(_ job: JobRecord) -> String {
         let pending = job.control.map { " <small>(\($0.rawValue) requested)</small>" } ?? ""
         let stale =
             job.stale
@@ -148,7 +151,7 @@ struct DashboardPages: Sendable {
 
     /// A bar and the percentage, and rows done of rows total: beside them, or with `compact` (the
     /// one-line list) in the bar's title.
-    func progressBar(_ job: JobRow, compact: Bool = false) -> String {
+    func progressBar(_ job: JobRecord, compact: Bool = false) -> String {
         let percent = String(format: "%.1f%%", job.percent)
         let rowsText = job.rowsTotal.map { total in "\(job.rowsDone ?? 0) / \(total) rows" }
         let rows = compact ? "" : rowsText.map { " <small>\($0)</small>" } ?? ""
@@ -170,7 +173,7 @@ struct DashboardPages: Sendable {
 
     /// The buttons that apply to the job's state, each a POST form with the CSRF token. Cancel
     /// asks first: its POST answers a page to confirm on (see `cancelConfirmPage`).
-    func controls(_ job: JobRow, next: String) -> String {
+    func controls(_ job: JobRecord, next: String) -> String {
         guard !readOnly else { return "" }
         let actions: [JobAction]
         switch job.state {
@@ -191,7 +194,7 @@ struct DashboardPages: Sendable {
 
     /// The step between a Cancel button and the cancel: what will be cancelled, and a second
     /// POST that carries `confirm=yes`. It needs no script, so the page's policy stays strict.
-    func cancelConfirmPage(_ job: JobRow, next: String) -> String {
+    func cancelConfirmPage(_ job: JobRecord, next: String) -> String {
         let body = """
             <h1>Cancel job #\(job.id)?</h1>
             <p><strong>\(HTML.escape(job.name))</strong> (\(HTML.escape(job.kind.rawValue))) is \(stateTag(job)), \
@@ -209,8 +212,8 @@ struct DashboardPages: Sendable {
     // MARK: One job
 
     func jobPage(
-        _ job: JobRow, batches: [BatchRow], shards: [JobRow] = [], payload: JobPayload = JobPayload(fields: nil),
-        errors: [JobErrorRow] = [], role: String = "?"
+        _ job: JobRecord, batches: [BatchRow], shards: [JobRecord] = [], payload: JobPayload = JobPayload(fields: nil),
+        errors: [JobErrorRecord] = [], role: String = "?"
     ) -> String {
         let body = """
             <p><a href="/">← Jobs</a></p>
@@ -223,8 +226,8 @@ struct DashboardPages: Sendable {
     /// too) the governor's state, and its batch chart; for a split job's parent (which runs no
     /// batch itself) the table of its shards instead.
     func jobDetail(
-        _ job: JobRow, batches: [BatchRow], shards: [JobRow] = [], payload: JobPayload = JobPayload(fields: nil),
-        errors: [JobErrorRow] = [], role: String = "?"
+        _ job: JobRecord, batches: [BatchRow], shards: [JobRecord] = [], payload: JobPayload = JobPayload(fields: nil),
+        errors: [JobErrorRecord] = [], role: String = "?"
     ) -> String {
         let worker =
             job.workerID.map { id in
@@ -238,7 +241,7 @@ struct DashboardPages: Sendable {
             ("Lock waits caused", Self.lockWaits(job.lockWaits, longestMS: job.lockWaitMSMax)),
             ("Attempts", "\(job.attempts)/\(job.maxAttempts)"), ("Hold", HTML.escape(job.holdReason ?? "")),
             ("Worker", worker),
-            ("Created", RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: job.createdAt)),
+            ("Created", RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: RelativeTime.utc(iso: job.createdAt))),
             ("Started", Self.when(job.startedAt, ago: job.startedAgo)),
             ("Finished", Self.when(job.finishedAt, ago: job.finishedAgo)),
             ("Ran", ran(job)),
@@ -269,15 +272,15 @@ struct DashboardPages: Sendable {
         html.isEmpty || html == "<span class=\"error\"></span>"
     }
 
-    /// `3 min ago` with its UTC time, or nothing without a time.
-    static func when(_ utc: String?, ago: Double?) -> String {
-        guard let utc, let ago else { return "" }
-        return RelativeTime.element(RelativeTime.ago(ago), utc: utc)
+    /// `3 min ago` with its UTC time, or nothing without a time (ISO 8601, as a job's are).
+    static func when(_ iso: String?, ago: Double?) -> String {
+        guard let iso, let ago else { return "" }
+        return RelativeTime.element(RelativeTime.ago(ago), utc: RelativeTime.utc(iso: iso))
     }
 
     /// What the job does: its kind and checkpoint, which every reader sees, and its payload
     /// (table, key, statement and settings) only for a role `job_details` shows it to.
-    func whatItDoes(_ job: JobRow, payload: JobPayload, role: String) -> String {
+    func whatItDoes(_ job: JobRecord, payload: JobPayload, role: String) -> String {
         var rows: [(String, String)] = [("Kind", "<code>\(HTML.escape(job.kind.rawValue))</code>")]
         if let parent = job.parentID { rows.append(("Shard of", "<a href=\"/jobs/\(parent)\">#\(parent)</a>")) }
         var settings: [(String, String)] = []
@@ -313,11 +316,11 @@ struct DashboardPages: Sendable {
 
     /// Each failed attempt's error, newest first; the server's DETAIL only where the store
     /// read it (a session that may see the job's details).
-    func errorsSection(_ errors: [JobErrorRow]) -> String {
+    func errorsSection(_ errors: [JobErrorRecord]) -> String {
         guard !errors.isEmpty else { return "" }
         let rows = errors.map { e in
             """
-            <tr><td class="num">\(e.attempt)</td><td class="time">\(RelativeTime.element(RelativeTime.ago(e.ago), utc: e.at))</td>\
+            <tr><td class="num">\(e.attempt)</td><td class="time">\(RelativeTime.element(RelativeTime.ago(e.ago), utc: RelativeTime.utc(iso: e.at)))</td>\
             <td>\(HTML.escape(e.workerID ?? ""))</td><td class="error">\(HTML.escape(String(e.error.prefix(2000))))\
             \(e.detail.map { "<br><small class=\"detail\">detail: \(HTML.escape(String($0.prefix(2000))))</small>" } ?? "")</td></tr>
             """
@@ -336,7 +339,7 @@ struct DashboardPages: Sendable {
 
     /// The shards of a split job, each linked to its own page (its governor, batches and
     /// chart), with its batch size and the governor's reason for it.
-    func shardSection(_ shards: [JobRow]) -> String {
+    func shardSection(_ shards: [JobRecord]) -> String {
         let rows = shards.map {
             """
             <tr><td class="num"><a href="/jobs/\($0.id)">\($0.id)</a></td><td>\(stateTag($0))</td><td>\(progressBar($0))</td>\
@@ -360,7 +363,7 @@ struct DashboardPages: Sendable {
 
     // MARK: Workers
 
-    func workersPage(_ workers: [WorkerRow]) -> String {
+    func workersPage(_ workers: [WorkerRecord]) -> String {
         let body = """
             <h1>Workers</h1>
             <p class="note">A worker beats every two seconds; one unseen for longer than <code>stale_after()</code> \
@@ -372,7 +375,7 @@ struct DashboardPages: Sendable {
         return layout(title: "Workers", active: "workers", body: body)
     }
 
-    func workerRows(_ workers: [WorkerRow]) -> String {
+    func workerRows(_ workers: [WorkerRecord]) -> String {
         guard !workers.isEmpty else {
             return "<tr><td colspan=\"8\" class=\"empty\">No worker has registered yet.</td></tr>"
         }
@@ -380,12 +383,12 @@ struct DashboardPages: Sendable {
             let stopped = w.stoppedAgo.map { " <small>(\(RelativeTime.ago($0)))</small>" } ?? ""
             return """
                 <tr data-worker="\(HTML.escape(w.id))"><td class="name"><code>\(HTML.escape(w.id))</code></td>\
-                <td><span class="state \(w.status == "running" ? "running" : w.status == "stale" ? "stale" : "cancelled")" data-status="\(w.status)">\(w.status)</span>\(stopped)</td>\
+                <td><span class="state \(w.state == "running" ? "running" : w.state == "stale" ? "stale" : "cancelled")" data-status="\(HTML.escape(w.state))">\(HTML.escape(w.state))</span>\(stopped)</td>\
                 <td>\(HTML.escape(w.host ?? ""))</td><td class="opt num">\(w.pid.map(String.init) ?? "")</td>\
                 <td class="opt">\(HTML.escape(w.version ?? ""))</td>\
                 <td class="opt num">\(w.runningJobs)\(w.concurrency.map { " / \($0)" } ?? "")</td>\
-                <td class="opt time">\(RelativeTime.element(RelativeTime.ago(w.startedAgo), utc: w.startedAt))</td>\
-                <td class="time">\(RelativeTime.element(RelativeTime.ago(w.seenAgo), utc: w.seenAt))</td></tr>
+                <td class="opt time">\(RelativeTime.element(RelativeTime.ago(w.startedAgo), utc: RelativeTime.utc(iso: w.startedAt)))</td>\
+                <td class="time">\(RelativeTime.element(RelativeTime.ago(w.seenAgo), utc: RelativeTime.utc(iso: w.heartbeatAt)))</td></tr>
                 """
         }.joined(separator: "\n")
     }

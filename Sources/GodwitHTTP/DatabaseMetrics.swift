@@ -32,18 +32,16 @@ struct DatabaseMetrics: Sendable {
 
     private func read(into registry: PrometheusCollectorRegistry) async throws {
         let schema = store.schema
+        let queue = JobQueue(schema: schema)
         try await store.pool.withConnection { connection in
             try await connection.query("SET statement_timeout = '5s'")
             // One pass over the table, grouped by what is stored; unknown kinds fold into
             // `other` here, and every (state, kind) pair is written, at zero when absent.
-            let byState = try await connection.query(
-                "SELECT state::text AS state, kind, count(*) AS n FROM \(schema.jobs) GROUP BY 1, 2")
             let kindLabels = knownKinds.map(\.rawValue) + ["other"]
             var counts: [String: [String: Int64]] = [:]
-            for row in byState.rows {
-                let kind = JobKind(try row.string("kind"))
-                counts[try row.string("state"), default: [:]][knownKinds.contains(kind) ? kind.rawValue : "other", default: 0] +=
-                    try row.int64("n")
+            for group in try await queue.countsByStateAndKind(on: connection) {
+                let label = knownKinds.contains(group.kind) ? group.kind.rawValue : "other"
+                counts[group.state, default: [:]][label, default: 0] += group.count
             }
             for state in JobState.allCases.map(\.rawValue) {
                 for kind in kindLabels {
@@ -53,18 +51,12 @@ struct DatabaseMetrics: Sendable {
                     ).set(to: Double(counts[state]?[kind] ?? 0))
                 }
             }
-            let depth = try await connection.query(
-                """
-                SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest
-                FROM \(schema.jobs) WHERE state = 'queued' AND run_at <= now()
-                """)
-            if let row = depth.first {
-                registry.makeGauge(named: "godwit_queue_depth", help: "Queued jobs that are due now.")
-                    .set(to: Double(try row.int64("n")))
-                registry.makeGauge(
-                    named: "godwit_queue_oldest_age_seconds", help: "How long the oldest due queued job has waited (0 when none)."
-                ).set(to: try row.double("oldest"))
-            }
+            let depth = try await queue.depth(on: connection)
+            registry.makeGauge(named: "godwit_queue_depth", help: "Queued jobs that are due now.")
+                .set(to: Double(depth.due))
+            registry.makeGauge(
+                named: "godwit_queue_oldest_age_seconds", help: "How long the oldest due queued job has waited (0 when none)."
+            ).set(to: depth.oldestSeconds)
             try await batched(connection, into: registry)
             let backups = try await connection.query(
                 """
@@ -98,29 +90,22 @@ struct DatabaseMetrics: Sendable {
 
     private func batched(_ connection: Connection, into registry: PrometheusCollectorRegistry) async throws {
         let schema = store.schema
-        let running = try await connection.query(
-            """
-            SELECT p.id, p.rows_done, p.rows_total, p.rows_per_second::float8 AS rate, p.batch_size, p.hold_reason,
-                p.lock_waits, p.lock_wait_ms_max::float8 AS lock_wait_ms_max
-            FROM \(schema.progress) p WHERE p.kind = 'batched' AND p.state = 'running'
-            ORDER BY p.id LIMIT 100
-            """)
         var ids: [Int64] = []
-        for row in running.rows {
-            let id = try row.int64("id")
+        for job in try await JobQueue(schema: schema).running(.batched, limit: 100, on: connection) {
+            let id = job.id
             ids.append(id)
             let labels = [("job_id", String(id))]
             registry.makeGauge(named: "godwit_batched_rows_done", labels: labels, help: "Rows done by a running batched job.")
-                .set(to: Double((try? row.int64("rows_done")) ?? 0))
-            if let total = try? row.int64("rows_total") {
+                .set(to: Double(job.rowsDone ?? 0))
+            if let total = job.rowsTotal {
                 registry.makeGauge(
                     named: "godwit_batched_rows_expected", labels: labels, help: "Rows a running batched job expects to cover."
                 ).set(to: Double(total))
             }
             registry.makeGauge(
                 named: "godwit_batched_rows_per_second", labels: labels, help: "Recent throughput of a running batched job."
-            ).set(to: (try? row.double("rate")) ?? 0)
-            if let size = try? row.int("batch_size") {
+            ).set(to: job.rowsPerSecond ?? 0)
+            if let size = job.batchSize {
                 registry.makeGauge(
                     named: "godwit_batched_batch_size", labels: labels, help: "Current batch size of a running batched job."
                 ).set(to: Double(size))
@@ -128,12 +113,12 @@ struct DatabaseMetrics: Sendable {
             registry.makeGauge(
                 named: "godwit_batched_lock_waits", labels: labels,
                 help: "Sessions a running batched job's batches made wait on their locks, so far."
-            ).set(to: Double((try? row.int64("lock_waits")) ?? 0))
+            ).set(to: Double(job.lockWaits))
             registry.makeGauge(
                 named: "godwit_batched_lock_wait_max_seconds", labels: labels,
                 help: "The longest wait of a session on a running batched job's locks, so far."
-            ).set(to: ((try? row.double("lock_wait_ms_max")) ?? 0) / 1000)
-            if let reason = row["hold_reason"], !reason.isEmpty {
+            ).set(to: job.lockWaitMSMax / 1000)
+            if let reason = job.holdReason, !reason.isEmpty {
                 // A category, never the text: a failing health query's message is the enqueuer's.
                 registry.makeGauge(
                     named: "godwit_batched_held", labels: labels + [("reason", HoldReason.category(reason))],

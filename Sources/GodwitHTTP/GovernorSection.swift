@@ -1,5 +1,6 @@
 import Foundation
 import GodwitPostgres
+import GodwitQueue
 
 /// The backfill governor's state on a batched job's page (and a shard's): the batch size it
 /// chose and why, the settings it steers by, and its recent batches as a table and a chart.
@@ -22,7 +23,7 @@ extension DashboardPages {
     /// out while there is none, never shown as "NULL"), the settings from the payload (or why
     /// they are not shown), the lock waits its batches caused, the newest batches and a chart of
     /// their sizes. `batches` are the job's newest, oldest first, as `OperationsStore` reads them.
-    func governorSection(_ job: JobRow, batches: [BatchRow], payload: JobPayload) -> String {
+    func governorSection(_ job: JobRecord, batches: [BatchRow], payload: JobPayload) -> String {
         // Before the first batch, job_progress holds the size the job starts with.
         let starting = batches.isEmpty ? " <small class=\"detail\">to start with</small>" : ""
         var facts: [(String, String)] = [

@@ -160,7 +160,7 @@ public struct OperationsServer: Sendable {
     /// its payload where this server's role may see it, its attempts' errors (the server's DETAIL
     /// only with the payload's rights), and the role, for saying what it may not see.
     func jobFacts(_ id: Int64) async throws -> (
-        job: JobRow, batches: [BatchRow], shards: [JobRow], payload: JobPayload, errors: [JobErrorRow], role: String
+        job: JobRecord, batches: [BatchRow], shards: [JobRecord], payload: JobPayload, errors: [JobErrorRecord], role: String
     ) {
         guard let job = try await store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
         let payload = try await store.payload(of: id)

@@ -1,6 +1,10 @@
 import GodwitPostgres
 
-/// The queue's SQL: enqueue, claim, finish, heartbeat and rescue, and the controls.
+/// The queue's one store: the only reader and writer, in Swift, of its tables (`jobs`,
+/// `job_errors`, `workers`) and views (`progress`, `job_details`). Here: enqueue, claim, finish,
+/// heartbeat and rescue, and the controls; the workers' rows in `JobQueue+Workers.swift`; what
+/// `godwit job`, the dashboard and the metrics read in `JobQueue+Reads.swift`, every job as a
+/// `JobRecord`.
 ///
 /// Every write a worker makes for a claimed job is fenced by `state = 'running' AND
 /// lease_token = $token`, so a worker that was presumed dead and comes back changes nothing.
@@ -39,67 +43,12 @@ public struct JobQueue: Sendable {
     public func controlState(of id: Int64, on connection: Connection) async throws -> (
         state: JobState, control: JobControl?
     )? {
-        guard let row = try await connection.query("SELECT state::text AS state, control FROM \(schema.jobs) WHERE id = $1", [id]).first
+        guard
+            let row = try await connection.query(
+                "SELECT state::text AS state, control FROM \(schema.jobs) WHERE id = $1", [id]
+            ).first
         else { return nil }
         return (try JobState(text: try row.string("state"), job: id), try JobControl(column: row["control"], job: id))
-    }
-
-    /// The newest jobs first; a parallel job's shards right beneath it, in order.
-    public func list(states: [JobState] = [], limit: Int = 50, on connection: Connection) async throws -> [JobRecord] {
-        let filter = states.isEmpty ? "" : "WHERE j.state::text = ANY($2::text[])"
-        var parameters: [any PostgresParameter] = [limit]
-        if !states.isEmpty { parameters.append(PostgresArray.literal(states.map(\.rawValue))) }
-        return try await connection.query(
-            "\(recordSelect) \(filter) ORDER BY coalesce(j.parent_id, j.id) DESC, j.parent_id IS NOT NULL, j.id LIMIT $1",
-            parameters
-        ).rows.map(JobRecord.init)
-    }
-
-    public func find(_ id: Int64, on connection: Connection) async throws -> JobRecord? {
-        try await connection.query("\(recordSelect) WHERE j.id = $1", [id]).first.map(JobRecord.init)
-    }
-
-    /// Timestamps come as ISO 8601 (`to_json` of a timestamptz), JSON columns as JSON text. The
-    /// payload, result and error detail come from `job_details`, which shows them only to those
-    /// who may read them (see `JobRecord`).
-    private var recordSelect: String {
-        let stale = JobRecord.staleColumns(schema: schema)
-        return """
-        SELECT \(stale.columns), j.id, j.kind, j.name, j.state::text AS state, j.priority, j.attempts, j.max_attempts,
-            to_json(j.run_at)#>>'{}' AS run_at, j.last_error, j.worker_id, to_json(j.heartbeat_at)#>>'{}' AS heartbeat_at,
-            p.percent::float8 AS percent, to_json(j.created_at)#>>'{}' AS created_at,
-            to_json(j.started_at)#>>'{}' AS started_at, to_json(j.finished_at)#>>'{}' AS finished_at,
-            d.payload::text AS payload, d.result::text AS result, d.last_error_detail, j.enqueued_by::text AS enqueued_by,
-            p.batch_size, p.size_reason
-        FROM \(schema.jobs) j JOIN \(schema.progress) p ON p.id = j.id
-        LEFT JOIN \(schema.jobDetails) d ON d.id = j.id
-        \(stale.join)
-        """
-    }
-
-    /// Each attempt's error of a job, oldest first.
-    public func errors(of id: Int64, on connection: Connection) async throws -> [JobErrorRecord] {
-        try await connection.query(
-            """
-            SELECT attempt, worker_id, error, to_json(at)#>>'{}' AS at
-            FROM \(schema.jobErrors) WHERE job_id = $1 ORDER BY id
-            """, [id]
-        ).rows.map(JobErrorRecord.init)
-    }
-
-    /// One reading of `<schema>.progress` for a job, or nil when there is no such job.
-    public func progress(of id: Int64, on connection: Connection) async throws -> JobProgress? {
-        let stale = JobRecord.staleColumns(schema: schema)
-        return try await connection.query(
-            """
-            SELECT p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
-                p.rows_per_second::float8 AS rate, extract(epoch FROM p.eta)::float8 AS eta, p.batch_size,
-                p.size_reason, p.hold_reason, p.last_error, p.name, \(stale.columns)
-            FROM \(schema.progress) p JOIN \(schema.jobs) j ON j.id = p.id
-            \(stale.join)
-            WHERE p.id = $1
-            """, [id]
-        ).first.map(JobProgress.init)
     }
 
     // MARK: The worker's side

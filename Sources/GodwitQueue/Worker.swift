@@ -75,8 +75,8 @@ public struct WorkerConfiguration: Sendable {
     }
 
     /// What this worker writes about itself in `<schema>.workers`.
-    public var registration: WorkerRegistry.Registration {
-        WorkerRegistry.Registration(
+    public var registration: WorkerRegistration {
+        WorkerRegistration(
             id: workerID, host: ProcessInfo.processInfo.hostName,
             pid: Int(ProcessInfo.processInfo.processIdentifier), version: version, concurrency: concurrency)
     }
@@ -127,7 +127,6 @@ public final class Worker: Service {
     private let handlers: [JobKind: any JobHandler]
     private let logger: Logger
     private let queue: JobQueue
-    private let registry: WorkerRegistry
     private let pool: ConnectionPool
     private let sessions: EnqueuerSessions
     private let signals = JobSignals()
@@ -154,7 +153,6 @@ public final class Worker: Service {
         logger[metadataKey: "worker"] = "\(configuration.workerID)"
         self.logger = logger
         self.queue = JobQueue(schema: configuration.schema)
-        self.registry = WorkerRegistry(schema: configuration.schema)
     }
 
     /// Asks the worker to stop as on SIGTERM: stop claiming, hand running jobs back at
@@ -198,8 +196,8 @@ public final class Worker: Service {
                         if let role { self.sessions.setWorkerRole(role) }
                         // Rows of workers gone for a day go at every start too, not only hourly: a
                         // worker that drains and exits may never reach its housekeeping loop.
-                        try await self.registry.deleteGone(olderThan: self.configuration.keepGoneWorkers, on: connection)
-                        try await self.registry.register(self.configuration.registration, on: connection)
+                        try await self.queue.deleteGoneWorkers(olderThan: self.configuration.keepGoneWorkers, on: connection)
+                        try await self.queue.register(self.configuration.registration, on: connection)
                     }
                 }
             }
@@ -234,7 +232,7 @@ public final class Worker: Service {
         let id = configuration.workerID
         do {
             try await Task {
-                try await self.pool.withConnection { try await self.registry.stopped(id, on: $0) }
+                try await self.pool.withConnection { try await self.queue.workerStopped(id, on: $0) }
             }.value
         } catch {
             logger.warning("could not mark this worker stopped in the workers table", metadata: ["error": "\(error)"])
@@ -518,7 +516,7 @@ public final class Worker: Service {
             let answer = try await pool.withConnection { connection in
                 let answer = leases.isEmpty ? [:] : try await self.queue.heartbeat(leases, on: connection)
                 do {
-                    try await self.registry.beat(registration, on: connection)
+                    try await self.queue.beat(registration, on: connection)
                 } catch let error as PostgresError where error.code == .server {
                     self.logger.warning("writing this worker's heartbeat in the workers table failed", metadata: ["error": "\(error)"])
                 }
@@ -575,7 +573,7 @@ public final class Worker: Service {
             if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
             do {
                 let gone = try await pool.withConnection {
-                    try await self.registry.deleteGone(olderThan: self.configuration.keepGoneWorkers, on: $0)
+                    try await self.queue.deleteGoneWorkers(olderThan: self.configuration.keepGoneWorkers, on: $0)
                 }
                 if gone > 0 { logger.info("deleted the rows of workers gone for a day", metadata: ["count": "\(gone)"]) }
             } catch {

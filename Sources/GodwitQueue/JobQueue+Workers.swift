@@ -1,36 +1,13 @@
 import GodwitPostgres
 
-/// The SQL of `<schema>.workers`: a worker's own row (written at start, with every heartbeat and
-/// at an orderly exit) and the listing `godwit workers` shows.
+/// The queue's SQL over `<schema>.workers`: a worker's own row (written at start, with every
+/// heartbeat and at an orderly exit) and the listing `godwit workers` and the dashboard show.
 ///
 /// A worker that dies says nothing: its row keeps the last heartbeat and no `stopped_at`, which
 /// is how `progress.stale` and `godwit workers` tell it from a live one.
-public struct WorkerRegistry: Sendable {
-    public let schema: QueueSchema
-
-    public init(schema: QueueSchema = QueueSchema()) {
-        self.schema = schema
-    }
-
-    /// What a worker says about itself at start.
-    public struct Registration: Sendable {
-        public var id: String
-        public var host: String?
-        public var pid: Int?
-        public var version: String?
-        public var concurrency: Int
-
-        public init(id: String, host: String?, pid: Int?, version: String?, concurrency: Int) {
-            self.id = id
-            self.host = host
-            self.pid = pid
-            self.version = version
-            self.concurrency = concurrency
-        }
-    }
-
+extension JobQueue {
     /// Inserts the worker's row, or starts it afresh when a worker of the same id ran before.
-    public func register(_ worker: Registration, on connection: Connection) async throws {
+    public func register(_ worker: WorkerRegistration, on connection: Connection) async throws {
         try await connection.query(
             """
             INSERT INTO \(schema.workers) (id, host, pid, version, concurrency) VALUES ($1, $2, $3, $4, $5)
@@ -42,20 +19,20 @@ public struct WorkerRegistry: Sendable {
 
     /// One heartbeat. The row is written again when it is missing (housekeeping removed it after
     /// the worker lost the database for a day), so a live worker is always listed.
-    public func beat(_ worker: Registration, on connection: Connection) async throws {
+    public func beat(_ worker: WorkerRegistration, on connection: Connection) async throws {
         let updated = try await connection.query(
             "UPDATE \(schema.workers) SET heartbeat_at = now(), stopped_at = NULL WHERE id = $1", [worker.id])
         if updated.affectedRows == 0 { try await register(worker, on: connection) }
     }
 
     /// Marks the worker stopped: an orderly exit.
-    public func stopped(_ id: String, on connection: Connection) async throws {
+    public func workerStopped(_ id: String, on connection: Connection) async throws {
         try await connection.query("UPDATE \(schema.workers) SET stopped_at = now() WHERE id = $1", [id])
     }
 
     /// Deletes the rows of workers stopped, or not seen, for `age` or more; returns how many.
     @discardableResult
-    public func deleteGone(olderThan age: Duration, on connection: Connection) async throws -> Int {
+    public func deleteGoneWorkers(olderThan age: Duration, on connection: Connection) async throws -> Int {
         try await connection.query(
             """
             DELETE FROM \(schema.workers)
@@ -64,27 +41,50 @@ public struct WorkerRegistry: Sendable {
         ).affectedRows ?? 0
     }
 
-    /// Every worker with a row: running ones first, then the newest.
-    public func list(on connection: Connection) async throws -> [WorkerRecord] {
+    /// The workers with a row, running ones first, then the newest (`godwit workers`); with
+    /// `byLastSeen`, then the last seen (the dashboard). At most `limit` (nil: all).
+    public func workers(
+        limit: Int? = nil, byLastSeen: Bool = false, on connection: Connection
+    ) async throws -> [WorkerRecord] {
         try await connection.query(
             """
             SELECT w.id, w.login::text AS login, w.host, w.pid, w.version, w.concurrency,
                 to_json(w.started_at)#>>'{}' AS started_at, to_json(w.heartbeat_at)#>>'{}' AS heartbeat_at,
                 to_json(w.stopped_at)#>>'{}' AS stopped_at,
                 greatest(0, extract(epoch FROM now() - w.heartbeat_at))::float8 AS unseen_seconds,
+                extract(epoch FROM now() - w.heartbeat_at)::float8 AS seen_ago,
+                extract(epoch FROM now() - w.started_at)::float8 AS started_ago,
+                extract(epoch FROM now() - w.stopped_at)::float8 AS stopped_ago,
                 CASE WHEN w.stopped_at IS NOT NULL THEN 'stopped'
                     WHEN w.heartbeat_at < now() - \(schema.staleAfter)() THEN 'stale'
                     ELSE 'running' END AS state,
                 (SELECT count(*) FROM \(schema.jobs) j
                  WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs
             FROM \(schema.workers) w
-            ORDER BY w.stopped_at IS NOT NULL, w.started_at DESC, w.id
-            """
+            ORDER BY w.stopped_at IS NOT NULL, \(byLastSeen ? "w.heartbeat_at DESC" : "w.started_at DESC, w.id") LIMIT $1
+            """, [limit]
         ).rows.map(WorkerRecord.init)
     }
 }
 
-/// One row of `godwit workers`.
+/// What a worker says about itself at start.
+public struct WorkerRegistration: Sendable {
+    public var id: String
+    public var host: String?
+    public var pid: Int?
+    public var version: String?
+    public var concurrency: Int
+
+    public init(id: String, host: String?, pid: Int?, version: String?, concurrency: Int) {
+        self.id = id
+        self.host = host
+        self.pid = pid
+        self.version = version
+        self.concurrency = concurrency
+    }
+}
+
+/// One worker, as `godwit workers` and the dashboard show it. The ages stay out of the JSON.
 public struct WorkerRecord: Sendable, Codable, Equatable {
     public var id: String
     public var login: String
@@ -102,6 +102,11 @@ public struct WorkerRecord: Sendable, Codable, Equatable {
     public var state: String
     /// Jobs that name this worker and are running.
     public var runningJobs: Int
+    /// Seconds from its last heartbeat, its start, and its orderly exit, to the database's
+    /// `now()`; unlike `unseenSeconds`, negative for a heartbeat ahead of the database's clock.
+    public var seenAgo: Double = 0
+    public var startedAgo: Double = 0
+    public var stoppedAgo: Double? = nil
 
     enum CodingKeys: String, CodingKey {
         case id, login, host, pid, version, concurrency, state
@@ -125,5 +130,8 @@ public struct WorkerRecord: Sendable, Codable, Equatable {
         unseenSeconds = try row.double("unseen_seconds")
         state = try row.string("state")
         runningJobs = try row.int("running_jobs")
+        seenAgo = row["seen_ago"].flatMap(Double.init) ?? 0
+        startedAgo = row["started_ago"].flatMap(Double.init) ?? 0
+        stoppedAgo = row["stopped_ago"].flatMap(Double.init)
     }
 }
