@@ -25,7 +25,11 @@ struct BackupCommand: AsyncParsableCommand {
         @Option(help: "The schema of Godwit's tables.")
         var schema = "godwit"
 
-        var manager: BackupManager { BackupManager(directory: dir, schema: schema) }
+        /// A manager whose restores ask the batched jobs first.
+        var manager: BackupManager {
+            BackupManager(
+                directory: dir, schema: schema, restoreGuard: BatchedRestoreGuard(schema: QueueSchema(name: schema)))
+        }
     }
 
     struct Create: AsyncParsableCommand {
