@@ -51,7 +51,7 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await options.connection.connect(logger: makeLogger(.notice))
-                try await QueueSchema(name: options.schema).install(on: conn)
+                try await options.manager.installSchema(on: conn)
                 let backup = try await options.manager.create(
                     databaseURL: try options.connection.resolvedURL(), reason: reason, on: conn)
                 await conn.close()
@@ -106,7 +106,7 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await options.connection.connect(logger: makeLogger(.notice))
-                try await QueueSchema(name: options.schema).install(on: conn)
+                try await options.manager.installSchema(on: conn)
                 for backup in try await options.manager.list(on: conn) {
                     output(
                         "\(backup.createdAt)  \(backup.file)  \(backup.sizeBytes) bytes  sha256 \(backup.sha256)  database \(backup.database)  \(backup.reason ?? "reason not recorded")"
