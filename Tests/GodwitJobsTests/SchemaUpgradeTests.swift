@@ -140,6 +140,27 @@ struct SchemaUpgradeTests {
         }
     }
 
+    @Test func workersStartingAtOnceOnAStepFiveDatabaseUpgradeItOnce() async throws {
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            try await Self.installLegacy(on: conn)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<6 {
+                    group.addTask {
+                        let worker = try await db.connect()
+                        try await QueueSchema.withJobs().install(on: worker)
+                        await worker.close()
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(
+                try await Self.versions(conn)
+                    == ["backups 1", "jobs 1", "legacy 1", "legacy 2", "legacy 3", "legacy 4", "legacy 5", "queue 1"])
+            await conn.close()
+        }
+    }
+
     @Test func theBackupsPartInstallsAloneAndTheOthersJoinItLater() async throws {
         try await withTestDatabase { first in
             try await withTestDatabase { all in
