@@ -31,19 +31,15 @@ extension JobCommand {
                 guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                     throw CLIError("\(file): cannot read the file")
                 }
-                do {
-                    var definition = try BatchedJobDefinition.parse(text, file: file)
-                    if let name { definition.name = name }
-                    let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
-                    let schema = QueueSchema.withJobs(name: queueOptions.schema)
-                    try await installIfMissing(schema, on: conn)
-                    let id = try await definition.enqueue(
-                        file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
-                    await conn.close()
-                    output("\(id)")
-                } catch let error as BatchedJobDefinition.ParseError {
-                    throw CLIError(error.description)
-                }
+                var definition = try BatchedJobDefinition.parse(text, file: file)
+                if let name { definition.name = name }
+                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                let schema = QueueSchema.withJobs(name: queueOptions.schema)
+                try await installIfMissing(schema, on: conn)
+                let id = try await definition.enqueue(
+                    file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
+                await conn.close()
+                output("\(id)")
             }
         }
 
@@ -57,7 +53,7 @@ extension JobCommand {
             let installed = try await schema.installedVersion(on: conn)
             do {
                 try await schema.install(on: conn)
-            } catch let error as PostgresError where error.sqlState == "42501" {
+            } catch let error as PostgresError where error.sqlState == .insufficientPrivilege {
                 let role = try? await conn.query("SELECT current_user::text AS r").first?["r"]
                 let who = role.map { "role \(quoteIdentifier($0))" } ?? "this role"
                 let state =
@@ -110,11 +106,11 @@ extension JobCommand {
                     }
                     if progress.finished {
                         if terminal { output("") }
-                        if let error = progress.lastError, progress.state != "succeeded" { output("error: \(error)") }
+                        if let error = progress.lastError, progress.state != .succeeded { output("error: \(error)") }
                         await conn.close()
                         switch progress.state {
-                        case "succeeded": return
-                        case "cancelled": throw ExitCode(2)
+                        case .succeeded?: return
+                        case .cancelled?: throw ExitCode(2)
                         default: throw ExitCode(1)
                         }
                     }
@@ -128,7 +124,8 @@ extension JobCommand {
 /// One reading of `godwit.progress`, formatted for `job watch`.
 struct WatchedProgress {
     var name: String
-    var state: String
+    /// Nil for a state this godwit does not know, shown as `?`.
+    var state: JobState?
     var percent: Double
     var rowsDone: Int64?
     var rowsTotal: Int64?
@@ -161,7 +158,10 @@ struct WatchedProgress {
         lastError = reading.lastError
     }
 
-    var finished: Bool { ["succeeded", "failed", "cancelled"].contains(state) }
+    var finished: Bool { state?.isFinished ?? false }
+
+    /// The state as shown.
+    private var stateText: String { state?.rawValue ?? "?" }
 
     /// The numbers after the state. The governor's reason follows the batch size; with
     /// `reasonLast` (the bar, cut to the terminal's width) it comes last instead, so that a long
@@ -170,13 +170,13 @@ struct WatchedProgress {
         var parts = [String(format: "%5.1f%%", percent)]
         if let rowsDone { parts.append("\(rowsDone)\(rowsTotal.map { "/\($0)" } ?? "") rows") }
         if let rate, rate > 0 { parts.append("\(Int(rate)) rows/s") }
-        let reason = state == "running" && batchSize != nil ? sizeReason.map { "(\($0))" } : nil
-        if let batchSize, state == "running" {
+        let reason = state == .running && batchSize != nil ? sizeReason.map { "(\($0))" } : nil
+        if let batchSize, state == .running {
             parts.append("batch \(batchSize)" + (reasonLast ? "" : reason.map { " " + $0 } ?? ""))
         }
-        if let eta, state == "running" { parts.append("ETA \(formatSeconds(eta))") }
+        if let eta, state == .running { parts.append("ETA \(formatSeconds(eta))") }
         if let hold { parts.append("holding: \(hold)") }
-        if let stale, state == "running" { parts.append(stale) }
+        if let stale, state == .running { parts.append(stale) }
         if reasonLast, let reason { parts.append("size \(reason)") }
         return parts.joined(separator: "  ")
     }
@@ -184,10 +184,10 @@ struct WatchedProgress {
     func bar(width: Int) -> String {
         let filled = Int((percent / 100 * Double(width)).rounded())
         let bar = String(repeating: "#", count: min(filled, width)) + String(repeating: ".", count: max(0, width - filled))
-        return "[\(bar)] \(state)  \(details(reasonLast: true))"
+        return "[\(bar)] \(stateText)  \(details(reasonLast: true))"
     }
 
-    var line: String { "\(name): \(state)  \(details())" }
+    var line: String { "\(name): \(stateText)  \(details())" }
 }
 
 func formatSeconds(_ seconds: Double) -> String {

@@ -223,7 +223,7 @@ extension Migrate {
                             source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
                             backup: backup, lockPolicy: lockOptions.policy, config: migrator.config)
                         let id = try await JobQueue(schema: queueSchema).enqueue(
-                            kind: "migrate", name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
+                            kind: .migrate, name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
                             maxAttempts: 3, on: conn)
                         // stdout carries the id alone, as `job enqueue` prints it, so that
                         // `id=$(godwit migrate run --enqueue)` feeds `godwit job watch $id`.

@@ -246,7 +246,7 @@ struct JobCommand: AsyncParsableCommand {
                         output(
                             pad(
                                 [
-                                    "\(job.id)", job.state.rawValue, job.kind, job.name,
+                                    "\(job.id)", job.state.rawValue, job.kind.rawValue, job.name,
                                     "\(job.attempts)/\(job.maxAttempts)", job.percent.map { String(format: "%.1f", $0) } ?? "",
                                     job.staleMarker ?? job.lastError.map { String($0.prefix(60)) } ?? "",
                                 ], [8, 10, 8, 28, 9, 8, 0]))
@@ -311,7 +311,7 @@ struct ControlArguments: ParsableArguments {
     @OptionGroup var queueOptions: QueueOptions
     @Argument(help: "The job's id.") var id: Int64
 
-    func run(_ action: JobQueue.Control) async throws {
+    func run(_ action: JobAction) async throws {
         try await withCLIErrors {
             let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
             let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
@@ -332,19 +332,19 @@ struct ControlArguments: ParsableArguments {
     /// What a control did to a job that was in `state` (with `control` requested), said
     /// plainly; nil when it could not apply (exit 1). Asking again for what is already so
     /// (pausing a paused job) is no error: the controls are idempotent.
-    static func outcome(_ action: JobQueue.Control, changed: Bool, state: JobState, control: String?) -> String? {
+    static func outcome(_ action: JobAction, changed: Bool, state: JobState, control: JobControl?) -> String? {
         switch (action, changed, state, control) {
         case (.pause, true, .running, _): "pausing: it stops at its next checkpoint"
         case (.pause, true, _, _): "paused"
         case (.pause, false, .paused, _): "already paused"
-        case (.pause, false, .running, "pause"): "already pausing at its next checkpoint"
+        case (.pause, false, .running, .pause?): "already pausing at its next checkpoint"
         case (.resume, true, .running, _): "pause withdrawn: it runs on"
         case (.resume, true, _, _): "resumed (queued)"
         case (.resume, false, .queued, _), (.resume, false, .running, nil): "not paused: already \(state.rawValue)"
         case (.cancel, true, .running, _): "cancelling: it stops at its next checkpoint"
         case (.cancel, true, _, _): "cancelled"
         case (.cancel, false, .cancelled, _): "already cancelled"
-        case (.cancel, false, .running, "cancel"): "already cancelling at its next checkpoint"
+        case (.cancel, false, .running, .cancel?): "already cancelling at its next checkpoint"
         case (.retry, true, _, _): "queued again, its attempts reset"
         case (.retry, false, .queued, _), (.retry, false, .running, _): "already \(state.rawValue)"
         default: nil

@@ -1,6 +1,7 @@
 import Foundation
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import Hummingbird
 
 /// The dashboard's pages, rendered on the server. Every value from the database goes through
@@ -42,7 +43,7 @@ struct DashboardPages: Sendable {
         let body = """
             <div class="toolbar"><h1>Jobs</h1>
             <nav class="counts" aria-label="Jobs by state" data-live="/fragments/counts\(query)">\(countsBar(counts, filter: filter))</nav>
-            <form class="filters" method="get" action="/">\(filter.state.map { "<input type=\"hidden\" name=\"state\" value=\"\(HTML.escape($0))\">" } ?? "")
+            <form class="filters" method="get" action="/">\(filter.state.map { "<input type=\"hidden\" name=\"state\" value=\"\($0.rawValue)\">" } ?? "")
             <select name="kind" aria-label="Kind">\(kindOptions)</select>
             <input type="search" name="q" placeholder="Search by name" value="\(HTML.escape(filter.search ?? ""))" aria-label="Search by name">
             <button type="submit">Filter</button></form></div>
@@ -65,13 +66,14 @@ struct DashboardPages: Sendable {
         var items = [
             "<a class=\"count all\" href=\"/\"\(filter.state == nil ? " aria-current=\"true\"" : "")><b>\(total)</b> all</a>"
         ]
-        items += JobFilter.states.map { state in
+        items += JobState.allCases.map { state in
             let current = filter.state == state ? " aria-current=\"true\"" : ""
+            let state = state.rawValue
             return "<a class=\"count \(state)\" data-state=\"\(state)\" href=\"/?state=\(state)\"\(current)><b>\(counts.byState[state] ?? 0)</b> \(state)</a>"
         }
         items.append(
             "<a class=\"count stale\(counts.stale > 0 ? " alert" : "")\" data-state=\"stale\" href=\"/?state=running\" title=\"running jobs whose worker has not been seen lately\"><b>\(counts.stale)</b> stale</a>")
-        let failed = counts.byState["failed"] ?? 0
+        let failed = counts.byState[JobState.failed.rawValue] ?? 0
         if !readOnly && failed > 0 {
             items.append(
                 """
@@ -94,7 +96,7 @@ struct DashboardPages: Sendable {
     /// The filter as a query string for a link, HTML-escaped; empty without any.
     func pageQuery(_ filter: JobFilter) -> String {
         let pairs = [
-            ("state", filter.state), ("kind", filter.kind), ("q", filter.search), ("before", filter.before.map(String.init)),
+            ("state", filter.state?.rawValue), ("kind", filter.kind), ("q", filter.search), ("before", filter.before.map(String.init)),
             ("after", filter.after.map(String.init)),
         ].compactMap { key, value in value.map { "\(key)=\(HTML.queryEscape($0))" } }
         return pairs.isEmpty ? "" : "?" + HTML.escape(pairs.joined(separator: "&"))
@@ -115,8 +117,8 @@ struct DashboardPages: Sendable {
             }
             return """
                 <tr data-job="\(job.id)"\(job.stale ? " class=\"stale\"" : "")><td class="id num"><a href="/jobs/\(job.id)">\(job.id)</a></td>\
-                <td class="name"><a href="/jobs/\(job.id)" title="\(HTML.escape(job.name)) (\(HTML.escape(job.kind)))">\(HTML.escape(job.name))</a></td>\
-                <td class="opt kind">\(HTML.escape(job.kind))</td><td class="state">\(stateTag(job))</td>\
+                <td class="name"><a href="/jobs/\(job.id)" title="\(HTML.escape(job.name)) (\(HTML.escape(job.kind.rawValue)))">\(HTML.escape(job.name))</a></td>\
+                <td class="opt kind">\(HTML.escape(job.kind.rawValue))</td><td class="state">\(stateTag(job))</td>\
                 <td class="progress">\(progressBar(job, compact: true))</td><td class="opt num">\(rate(job.rowsPerSecond))</td>\
                 <td class="opt num">\(eta(job.etaSeconds))</td><td class="opt num">\(job.attempts)/\(job.maxAttempts)</td>\
                 <td class="created time">\(RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: job.createdAt))</td>\
@@ -131,17 +133,17 @@ struct DashboardPages: Sendable {
     func ran(_ job: JobRow) -> String {
         guard let seconds = job.ranSeconds, let started = job.startedAt else { return "" }
         let title = "started \(started) UTC" + (job.finishedAt.map { ", finished \($0) UTC" } ?? "")
-        let words = job.state == "running" ? "running \(RelativeTime.duration(seconds))" : "ran \(RelativeTime.duration(seconds))"
+        let words = job.state == .running ? "running \(RelativeTime.duration(seconds))" : "ran \(RelativeTime.duration(seconds))"
         return "<span title=\"\(HTML.escape(title))\">\(HTML.escape(words))</span>"
     }
 
     func stateTag(_ job: JobRow) -> String {
-        let pending = job.control.map { " <small>(\(HTML.escape($0)) requested)</small>" } ?? ""
+        let pending = job.control.map { " <small>(\($0.rawValue) requested)</small>" } ?? ""
         let stale =
             job.stale
             ? " <span class=\"state stale\" data-stale=\"true\" title=\"its worker was last seen \(job.workerSeenAgo.map { RelativeTime.ago($0) } ?? "long ago")\">stale</span>"
             : ""
-        return "<span class=\"state \(HTML.escape(job.state))\">\(HTML.escape(job.state))</span>\(stale)\(pending)"
+        return "<span class=\"state \(job.state.rawValue)\">\(job.state.rawValue)</span>\(stale)\(pending)"
     }
 
     /// A bar and the percentage, and rows done of rows total: beside them, or with `compact` (the
@@ -172,15 +174,15 @@ struct DashboardPages: Sendable {
     /// asks first: its POST answers a page to confirm on (see `cancelConfirmPage`).
     func controls(_ job: JobRow, next: String) -> String {
         guard !readOnly else { return "" }
-        var actions: [String] = []
+        let actions: [JobAction]
         switch job.state {
-        case "queued": actions = ["pause", "cancel"]
-        case "running": actions = job.control == "pause" ? ["resume", "cancel"] : ["pause", "cancel"]
-        case "paused": actions = ["resume", "cancel"]
-        case "failed", "cancelled": actions = ["retry"]
-        default: actions = []
+        case .queued: actions = [.pause, .cancel]
+        case .running: actions = job.control == .pause ? [.resume, .cancel] : [.pause, .cancel]
+        case .paused: actions = [.resume, .cancel]
+        case .failed, .cancelled: actions = [.retry]
+        case .succeeded: actions = []
         }
-        return actions.map { action in
+        return actions.map(\.rawValue).map { action in
             """
             <form method="post" action="/jobs/\(job.id)/\(action)"><input type="hidden" name="csrf" value="\(HTML.escape(csrf))">\
             <input type="hidden" name="next" value="\(HTML.escape(next))">\
@@ -194,7 +196,7 @@ struct DashboardPages: Sendable {
     func cancelConfirmPage(_ job: JobRow, next: String) -> String {
         let body = """
             <h1>Cancel job #\(job.id)?</h1>
-            <p><strong>\(HTML.escape(job.name))</strong> (\(HTML.escape(job.kind))) is \(stateTag(job)), \
+            <p><strong>\(HTML.escape(job.name))</strong> (\(HTML.escape(job.kind.rawValue))) is \(stateTag(job)), \
             \(String(format: "%.1f%%", job.percent)) done. A running job stops at its next checkpoint; what its \
             batches committed stays committed. A cancelled job can be retried later.</p>
             <div class="actions"><form method="post" action="/jobs/\(job.id)/cancel">\
@@ -229,7 +231,7 @@ struct DashboardPages: Sendable {
         let worker =
             job.workerID.map { id in
                 HTML.escape(id)
-                    + (job.state == "running"
+                    + (job.state == .running
                         ? job.workerSeenAgo.map { " <small>seen \(RelativeTime.ago($0))</small>" } ?? "" : "")
             } ?? ""
         let facts: [(String, String)] = [
@@ -253,12 +255,12 @@ struct DashboardPages: Sendable {
             ? "<p class=\"alert\" role=\"status\"><span class=\"state stale\" data-stale=\"true\">stale</span> Its worker was last seen \(job.workerSeenAgo.map { RelativeTime.ago($0) } ?? "long ago"): it may have died. Once its lease runs out, a worker rescues the job and runs it again. See <a href=\"/workers\">Workers</a>.</p>"
             : ""
         return """
-            <h1>\(HTML.escape(job.name)) <small>#\(job.id) · \(HTML.escape(job.kind))</small></h1>
+            <h1>\(HTML.escape(job.name)) <small>#\(job.id) · \(HTML.escape(job.kind.rawValue))</small></h1>
             \(staleNote)<div class="actions">\(controls(job, next: "/jobs/\(job.id)"))</div>
             <dl class="facts">\(facts.filter { !Self.isBlank($0.1) }.map { "<div><dt>\($0.0)</dt><dd>\($0.1)</dd></div>" }.joined())</dl>
             \(whatItDoes(job, payload: payload, role: role))
             \(errorsSection(errors))
-            \(job.kind == "batched" ? governorSection(job, batches: batches, payload: payload) : "")
+            \(job.kind == .batched ? governorSection(job, batches: batches, payload: payload) : "")
             \(shards.isEmpty ? batchSection(batches) : shardSection(shards))
             \(failed.isEmpty ? "" : "<h2>Failed batches</h2><ul>\(failures)</ul>")
             """
@@ -278,7 +280,7 @@ struct DashboardPages: Sendable {
     /// What the job does: its kind and checkpoint, which every reader sees, and its payload
     /// (table, key, statement and settings) only for a role `job_details` shows it to.
     func whatItDoes(_ job: JobRow, payload: JobPayload, role: String) -> String {
-        var rows: [(String, String)] = [("Kind", "<code>\(HTML.escape(job.kind))</code>")]
+        var rows: [(String, String)] = [("Kind", "<code>\(HTML.escape(job.kind.rawValue))</code>")]
         if let parent = job.parentID { rows.append(("Shard of", "<a href=\"/jobs/\(parent)\">#\(parent)</a>")) }
         var settings: [(String, String)] = []
         if let fields = payload.fields {
@@ -398,7 +400,7 @@ struct DashboardPages: Sendable {
     /// `ledger` is its name as sqlx.toml gives it.
     func migrationsPage(
         _ rows: [MigrationRow], hasSource: Bool, lint: Result<LintReport, MigrationError>? = nil,
-        denied: String? = nil, role: String? = nil, ledger: String = "_sqlx_migrations"
+        denied: String? = nil, role: String? = nil, ledger: String = MigrationConfig.defaultTableName
     ) -> String {
         var found: [Int64: [LintFinding]] = [:]
         var allowed: [Int64: [LintFinding]] = [:]

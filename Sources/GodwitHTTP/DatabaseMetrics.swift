@@ -11,7 +11,7 @@ import Synchronization
 /// Job id labels appear only for running batched jobs, which are few by construction.
 struct DatabaseMetrics: Sendable {
     let store: OperationsStore
-    let knownKinds: [String]
+    let knownKinds: [JobKind]
 
     static let batchBuckets: [Double] = [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30]
 
@@ -37,12 +37,12 @@ struct DatabaseMetrics: Sendable {
             // One pass over the table, grouped by what is stored; unknown kinds fold into
             // `other` here, and every (state, kind) pair is written, at zero when absent.
             let byState = try await connection.query(
-                "SELECT state::text AS state, kind, count(*) AS n FROM \(schema.qualified("jobs")) GROUP BY 1, 2")
-            let kindLabels = knownKinds + ["other"]
+                "SELECT state::text AS state, kind, count(*) AS n FROM \(schema.jobs) GROUP BY 1, 2")
+            let kindLabels = knownKinds.map(\.rawValue) + ["other"]
             var counts: [String: [String: Int64]] = [:]
             for row in byState.rows {
-                let kind = try row.string("kind")
-                counts[try row.string("state"), default: [:]][knownKinds.contains(kind) ? kind : "other", default: 0] +=
+                let kind = JobKind(try row.string("kind"))
+                counts[try row.string("state"), default: [:]][knownKinds.contains(kind) ? kind.rawValue : "other", default: 0] +=
                     try row.int64("n")
             }
             for state in JobState.allCases.map(\.rawValue) {
@@ -56,7 +56,7 @@ struct DatabaseMetrics: Sendable {
             let depth = try await connection.query(
                 """
                 SELECT count(*) AS n, coalesce(extract(epoch FROM now() - min(run_at)), 0)::float8 AS oldest
-                FROM \(schema.qualified("jobs")) WHERE state = 'queued' AND run_at <= now()
+                FROM \(schema.jobs) WHERE state = 'queued' AND run_at <= now()
                 """)
             if let row = depth.first {
                 registry.makeGauge(named: "godwit_queue_depth", help: "Queued jobs that are due now.")
@@ -102,7 +102,7 @@ struct DatabaseMetrics: Sendable {
             """
             SELECT p.id, p.rows_done, p.rows_total, p.rows_per_second::float8 AS rate, p.batch_size, p.hold_reason,
                 p.lock_waits, p.lock_wait_ms_max::float8 AS lock_wait_ms_max
-            FROM \(schema.qualified("progress")) p WHERE p.kind = 'batched' AND p.state = 'running'
+            FROM \(schema.progress) p WHERE p.kind = 'batched' AND p.state = 'running'
             ORDER BY p.id LIMIT 100
             """)
         var ids: [Int64] = []
@@ -147,7 +147,7 @@ struct DatabaseMetrics: Sendable {
             """
             SELECT job_id, duration_ms FROM (
                 SELECT job_id, duration_ms, row_number() OVER (PARTITION BY job_id ORDER BY id DESC) AS n
-                FROM \(schema.qualified("batches")) WHERE job_id = ANY($1::bigint[])
+                FROM \(schema.batches) WHERE job_id = ANY($1::bigint[])
             ) b WHERE n <= 1000
             """, [PostgresArray.literal(ids.map(String.init))])
         for row in batches.rows {
@@ -164,8 +164,10 @@ struct DatabaseMetrics: Sendable {
         // Every state a successful ledger row can have: `installed`, and `installed (...)` for
         // a file modified, gone, or only its down left.
         let applied = rows.filter { $0.state.hasPrefix("installed") }
-        registry.makeGauge(named: "godwit_migrations_applied", help: "Migrations recorded as applied in _sqlx_migrations.")
-            .set(to: Double(applied.count))
+        registry.makeGauge(
+            named: "godwit_migrations_applied",
+            help: "Migrations recorded as applied in the ledger (sqlx.toml's table-name, _sqlx_migrations by default)."
+        ).set(to: Double(applied.count))
         if store.migrationsDirectory != nil {
             registry.makeGauge(
                 named: "godwit_migrations_pending", help: "Migrations in the migrations folder not yet applied."

@@ -1,5 +1,6 @@
 import Foundation
 import GodwitMigrations
+import GodwitPostgres
 import GodwitQueue
 
 /// How the operations surface (`/health`, `/metrics`, the dashboard) is served.
@@ -40,7 +41,7 @@ public struct OperationsConfiguration: Sendable {
     public var migrationConfig: MigrationConfig = .default
     /// The job kinds that get a label of their own in metrics; any other kind counts as `other`,
     /// so a hand-inserted job cannot add series. `batched_parallel` is a split job's parent.
-    public var knownKinds: [String] = ["noop", "sql", "batched", "batched_parallel", "migrate"]
+    public var knownKinds: [JobKind] = JobKind.shipped
     /// How long the database-derived metrics are reused between scrapes, at least; a read that
     /// takes long is reused for 20 times as long as it took, so scraping never costs the
     /// database more than a twentieth of one session's time however large the jobs table grows.
@@ -131,8 +132,9 @@ public struct OperationsConfiguration: Sendable {
 }
 
 /// A configuration the surface cannot run with; the message says what to change.
-public struct OperationsError: Error, CustomStringConvertible, Sendable {
+public struct OperationsError: GodwitError {
     public var description: String
+    public var code: String { "invalidConfiguration" }
     public init(_ description: String) { self.description = description }
 }
 

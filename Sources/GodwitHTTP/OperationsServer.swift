@@ -336,7 +336,8 @@ public struct OperationsServer: Sendable {
             throw HTTPError(.badRequest, message: "the query string is malformed: \(error.reason)")
         }
         guard JobFilter(state: query["state"], kind: query["kind"], search: query["q"]) != nil else {
-            throw HTTPError(.badRequest, message: "state must be one of \(JobFilter.states.joined(separator: ", "))")
+            throw HTTPError(
+                .badRequest, message: "state must be one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard
             let filter = JobFilter(
@@ -420,7 +421,7 @@ public struct OperationsServer: Sendable {
             throw HTTPError(.forbidden, message: "this dashboard is read-only (--read-only)")
         }
         let id = try Self.jobID(context)
-        guard let action = context.parameters.get("action").flatMap(JobQueue.Control.init(rawValue:)) else {
+        guard let action = context.parameters.get("action").flatMap(JobAction.init(rawValue:)) else {
             throw HTTPError(.notFound, message: "the actions are pause, resume, cancel and retry")
         }
         let fields = try await controlForm(

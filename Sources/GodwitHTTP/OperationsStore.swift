@@ -7,8 +7,8 @@ import GodwitQueue
 struct JobRow: Sendable {
     var id: Int64
     var name: String
-    var kind: String
-    var state: String
+    var kind: JobKind
+    var state: JobState
     var percent: Double
     var rowsDone: Int64?
     var rowsTotal: Int64?
@@ -25,7 +25,7 @@ struct JobRow: Sendable {
     /// Sessions its batches made wait on their locks, and the longest wait (the governor's measure).
     var lockWaits: Int64
     var lockWaitMSMax: Double
-    var control: String?
+    var control: JobControl?
     var workerID: String?
     var createdAt: String
     var startedAt: String?
@@ -48,8 +48,8 @@ struct JobRow: Sendable {
     init(_ row: PostgresRow) throws {
         id = try row.int64("id")
         name = try row.string("name")
-        kind = try row.string("kind")
-        state = try row.string("state")
+        kind = JobKind(try row.string("kind"))
+        state = try JobState(text: try row.string("state"), job: id)
         percent = (try? row.double("percent")) ?? 0
         rowsDone = try? row.int64("rows_done")
         rowsTotal = try? row.int64("rows_total")
@@ -63,7 +63,7 @@ struct JobRow: Sendable {
         sizeReason = row["size_reason"]
         lockWaits = (try? row.int64("lock_waits")) ?? 0
         lockWaitMSMax = (try? row.double("lock_wait_ms_max")) ?? 0
-        control = row["control"]
+        control = try JobControl(column: row["control"], job: id)
         workerID = row["worker_id"]
         createdAt = try row.string("created_at")
         startedAt = row["started_at"]
@@ -167,23 +167,22 @@ struct MigrationRow: Sendable {
 
 /// What the dashboard shows from the job list: filters from the query string, checked.
 struct JobFilter: Sendable, Equatable {
-    var state: String?
+    var state: JobState?
     var kind: String?
     var search: String?
     /// Keyset pagination: jobs with an id below `before`, or above `after` (at most one).
     var before: Int64?
     var after: Int64?
 
-    static let states = ["queued", "running", "paused", "succeeded", "failed", "cancelled"]
-
     /// Nil when a parameter is malformed (an unknown state, an overlong search): a 400.
     init?(state: String?, kind: String?, search: String?) {
         let state = state.flatMap { $0.isEmpty ? nil : $0 }
         let kind = kind.flatMap { $0.isEmpty ? nil : $0 }
         let search = search.flatMap { $0.isEmpty ? nil : $0 }
-        if let state, !Self.states.contains(state) { return nil }
+        let known = state.map(JobState.init(rawValue:))
+        if known == .some(nil) { return nil }
         if (kind?.count ?? 0) > 100 || (search?.count ?? 0) > 200 { return nil }
-        self.state = state
+        self.state = known ?? nil
         self.kind = kind
         self.search = search
     }
@@ -224,9 +223,6 @@ struct OperationsStore: Sendable {
     /// does: a session of its own for each read, since the pool's are pinned.
     let databaseURL: String
 
-    private var progress: String { schema.qualified("progress") }
-    private var jobs: String { schema.qualified("jobs") }
-
     private var jobSelect: String {
         """
         SELECT p.id, p.name, p.kind, p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
@@ -242,7 +238,7 @@ struct OperationsStore: Sendable {
             extract(epoch FROM coalesce(p.finished_at, CASE WHEN p.state = 'running' THEN now() END) - p.started_at)::float8
                 AS ran_seconds,
             p.stale, extract(epoch FROM now() - p.worker_seen_at)::float8 AS worker_seen_ago, p.cursor, p.parent_id
-        FROM \(progress) p JOIN \(jobs) j ON j.id = p.id
+        FROM \(schema.progress) p JOIN \(schema.jobs) j ON j.id = p.id
         """
     }
 
@@ -265,7 +261,7 @@ struct OperationsStore: Sendable {
             if let before = filter.before {
                 let rows = try await connection.query(
                     "\(jobSelect) WHERE p.id < $5 AND \(matching) ORDER BY p.id DESC LIMIT $4",
-                    [filter.state, filter.kind, pattern, limit + 1, before]
+                    [filter.state?.rawValue, filter.kind, pattern, limit + 1, before]
                 ).rows.map(JobRow.init)
                 let shown = Array(rows.prefix(limit))
                 return JobPage(
@@ -275,7 +271,7 @@ struct OperationsStore: Sendable {
             if let after = filter.after {
                 let rows = try await connection.query(
                     "\(jobSelect) WHERE p.id > $5 AND \(matching) ORDER BY p.id LIMIT $4",
-                    [filter.state, filter.kind, pattern, limit + 1, after]
+                    [filter.state?.rawValue, filter.kind, pattern, limit + 1, after]
                 ).rows.map(JobRow.init)
                 let shown = Array(rows.prefix(limit).reversed())
                 return JobPage(
@@ -289,17 +285,17 @@ struct OperationsStore: Sendable {
                     UNION ALL
                     (\(jobSelect) WHERE p.state <> 'running' AND \(matching) ORDER BY p.id DESC LIMIT $4)
                 ) newest ORDER BY (state = 'running') DESC, id DESC LIMIT $4
-                """, [filter.state, filter.kind, pattern, limit]
+                """, [filter.state?.rawValue, filter.kind, pattern, limit]
             ).rows.map(JobRow.init)
             // Older pages go on from the oldest job listed in id order (running jobs are pinned
             // above them here, and show again in their place on older pages).
-            let listed = rows.filter { $0.state != "running" }
+            let listed = rows.filter { $0.state != .running }
             guard let last = (listed.isEmpty ? rows : listed).last?.id else {
                 return JobPage(jobs: rows, olderThan: nil, newerThan: nil, paged: false)
             }
             let older = try await connection.query(
-                "SELECT EXISTS (SELECT 1 FROM \(progress) p WHERE p.id < $4 AND \(matching)) AS older",
-                [filter.state, filter.kind, pattern, last]
+                "SELECT EXISTS (SELECT 1 FROM \(schema.progress) p WHERE p.id < $4 AND \(matching)) AS older",
+                [filter.state?.rawValue, filter.kind, pattern, last]
             ).first?.bool("older") ?? false
             return JobPage(jobs: rows, olderThan: older ? last : nil, newerThan: nil, paged: false)
         }
@@ -309,11 +305,11 @@ struct OperationsStore: Sendable {
     func counts() async throws -> JobCounts {
         try await pool.withConnection { connection in
             var byState: [String: Int64] = [:]
-            for row in try await connection.query("SELECT state::text AS state, count(*) AS n FROM \(jobs) GROUP BY state").rows {
+            for row in try await connection.query("SELECT state::text AS state, count(*) AS n FROM \(schema.jobs) GROUP BY state").rows {
                 byState[try row.string("state")] = try row.int64("n")
             }
             let stale = try await connection.query(
-                "SELECT count(*) AS n FROM \(progress) p WHERE p.state = 'running' AND p.stale"
+                "SELECT count(*) AS n FROM \(schema.progress) p WHERE p.state = 'running' AND p.stale"
             ).first?.int64("n") ?? 0
             return JobCounts(byState: byState, stale: stale)
         }
@@ -326,7 +322,7 @@ struct OperationsStore: Sendable {
             let row: PostgresRow?
             do {
                 row = try await connection.query(
-                    "SELECT d.payload::text AS payload FROM \(schema.qualified("job_details")) d WHERE d.id = $1", [id]
+                    "SELECT d.payload::text AS payload FROM \(schema.jobDetails) d WHERE d.id = $1", [id]
                 ).first
             } catch where Self.permissionDenied(error) {
                 return JobPayload(fields: nil)
@@ -357,7 +353,7 @@ struct OperationsStore: Sendable {
     /// quote rows) only when this session may see the job's details and read that column.
     func errors(of id: Int64, detail: Bool, limit: Int = 50) async throws -> [JobErrorRow] {
         try await pool.withConnection { connection in
-            let table = schema.qualified("job_errors")
+            let table = schema.jobErrors
             let readable =
                 detail
                 ? try await connection.query(
@@ -390,10 +386,10 @@ struct OperationsStore: Sendable {
                     extract(epoch FROM now() - w.heartbeat_at)::float8 AS seen_ago,
                     extract(epoch FROM now() - w.stopped_at)::float8 AS stopped_ago,
                     CASE WHEN w.stopped_at IS NOT NULL THEN 'stopped'
-                        WHEN w.heartbeat_at < now() - \(schema.qualified("stale_after"))() THEN 'stale'
+                        WHEN w.heartbeat_at < now() - \(schema.staleAfter)() THEN 'stale'
                         ELSE 'running' END AS status,
-                    (SELECT count(*) FROM \(jobs) j WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs
-                FROM \(schema.qualified("workers")) w
+                    (SELECT count(*) FROM \(schema.jobs) j WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs
+                FROM \(schema.workers) w
                 ORDER BY w.stopped_at IS NULL DESC, w.heartbeat_at DESC LIMIT $1
                 """, [limit]
             ).rows.map {
@@ -414,7 +410,7 @@ struct OperationsStore: Sendable {
     func retryFailed(limit: Int = 1000) async throws -> (retried: Int, refused: Int) {
         try await pool.withConnection { connection in
             let ids = try await connection.query(
-                "SELECT id FROM \(jobs) WHERE state = 'failed' AND parent_id IS NULL ORDER BY id DESC LIMIT $1", [limit]
+                "SELECT id FROM \(schema.jobs) WHERE state = 'failed' AND parent_id IS NULL ORDER BY id DESC LIMIT $1", [limit]
             ).rows.map { try $0.int64("id") }
             let queue = JobQueue(schema: schema)
             var retried = 0
@@ -432,13 +428,13 @@ struct OperationsStore: Sendable {
 
     /// The kinds to filter by: those this server knows, and any other among the newest
     /// thousand jobs (a bounded read, where `DISTINCT` over the table would scan all of it).
-    func kinds(known: [String]) async throws -> [String] {
+    func kinds(known: [JobKind]) async throws -> [String] {
         let recent = try await pool.withConnection { connection in
             try await connection.query(
-                "SELECT DISTINCT kind FROM (SELECT kind FROM \(jobs) ORDER BY id DESC LIMIT 1000) newest"
+                "SELECT DISTINCT kind FROM (SELECT kind FROM \(schema.jobs) ORDER BY id DESC LIMIT 1000) newest"
             ).rows.compactMap { $0["kind"] }
         }
-        return Array(Set(known).union(recent)).sorted().prefix(50).map { $0 }
+        return Array(Set(known.map(\.rawValue)).union(recent)).sorted().prefix(50).map { $0 }
     }
 
     func job(_ id: Int64) async throws -> JobRow? {
@@ -449,7 +445,7 @@ struct OperationsStore: Sendable {
 
     /// The shards of a split job (`batched_parallel`) in key order; none for any other job.
     func shards(of job: JobRow) async throws -> [JobRow] {
-        guard job.kind == "batched_parallel" else { return [] }
+        guard job.kind == .batchedParallel else { return [] }
         return try await pool.withConnection { connection in
             try await connection.query("\(jobSelect) WHERE p.parent_id = $1 ORDER BY p.id", [job.id]).rows.map(JobRow.init)
         }
@@ -463,7 +459,7 @@ struct OperationsStore: Sendable {
                 SELECT * FROM (
                     SELECT id, seq, rows, rows_changed, batch_size, duration_ms, error, lock_waiters,
                         lock_wait_ms::float8 AS lock_wait_ms
-                    FROM \(schema.qualified("batches"))
+                    FROM \(schema.batches)
                     WHERE job_id = $1 ORDER BY id DESC LIMIT $2
                 ) b ORDER BY seq, id
                 """, [id, limit]
@@ -558,12 +554,12 @@ struct OperationsStore: Sendable {
     /// Whether `error` is PostgreSQL refusing this server's role (SQLSTATE 42501), as for a
     /// dashboard role with `grant_read` only: no right to the migrations ledger or the controls.
     static func permissionDenied(_ error: any Error) -> Bool {
-        if let error = error as? PostgresError { return error.sqlState == "42501" }
-        if let error = error as? MigrationError { return error.underlying?.sqlState == "42501" }
+        if let error = error as? PostgresError { return error.sqlState == .insufficientPrivilege }
+        if let error = error as? MigrationError { return error.underlying?.sqlState == .insufficientPrivilege }
         return false
     }
 
-    func control(_ action: JobQueue.Control, job id: Int64) async throws -> Bool {
+    func control(_ action: JobAction, job id: Int64) async throws -> Bool {
         try await pool.withConnection { connection in
             try await JobQueue(schema: schema).control(action, job: id, on: connection)
         }

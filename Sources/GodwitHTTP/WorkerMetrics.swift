@@ -16,14 +16,12 @@ public final class WorkerMetrics: WorkerObserver {
         var startLatency: DurationHistogram
         var duration: DurationHistogram
         var leasesLost: Counter
-        var outcomes: [String: Counter]
+        var outcomes: [JobOutcome.Label: Counter]
     }
 
     /// By kind label: each known kind, and `other`.
     private let series: [String: KindSeries]
     private let rescued: Counter
-
-    static let outcomes = ["succeeded", "failed", "retry", "paused", "cancelled", "handed_back"]
 
     static let latencyBuckets: [Duration] = [
         .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
@@ -36,10 +34,10 @@ public final class WorkerMetrics: WorkerObserver {
     ]
 
     /// Every series exists (at zero) from the first scrape, for each known kind and `other`.
-    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), knownKinds: [String]) {
+    public init(registry: PrometheusCollectorRegistry = PrometheusCollectorRegistry(), knownKinds: [JobKind]) {
         self.registry = registry
         var series: [String: KindSeries] = [:]
-        for kind in knownKinds + ["other"] where series[kind] == nil {
+        for kind in knownKinds.map(\.rawValue) + ["other"] where series[kind] == nil {
             series[kind] = KindSeries(
                 attempts: registry.makeCounter(
                     named: "godwit_job_attempts_total", labels: [("kind", kind)],
@@ -54,11 +52,11 @@ public final class WorkerMetrics: WorkerObserver {
                     named: "godwit_job_leases_lost_total", labels: [("kind", kind)],
                     help: "Attempts that lost their lease to another worker (they wrote nothing)."),
                 outcomes: Dictionary(
-                    uniqueKeysWithValues: Self.outcomes.map { outcome in
+                    uniqueKeysWithValues: JobOutcome.Label.allCases.map { outcome in
                         (
                             outcome,
                             registry.makeCounter(
-                                named: "godwit_job_outcomes_total", labels: [("kind", kind), ("outcome", outcome)],
+                                named: "godwit_job_outcomes_total", labels: [("kind", kind), ("outcome", outcome.rawValue)],
                                 help: "Attempts ended, by outcome: succeeded, failed, retry, paused, cancelled, handed_back.")
                         )
                     }))
@@ -68,15 +66,15 @@ public final class WorkerMetrics: WorkerObserver {
             named: "godwit_jobs_rescued_total", help: "Jobs of dead workers put back in the queue by this worker.")
     }
 
-    private func of(_ kind: String) -> KindSeries { series[kind] ?? series["other"]! }
+    private func of(_ kind: JobKind) -> KindSeries { series[kind.rawValue] ?? series["other"]! }
 
-    public func jobStarted(kind: String, waited: Duration) {
+    public func jobStarted(kind: JobKind, waited: Duration) {
         let series = of(kind)
         series.attempts.increment()
         series.startLatency.record(waited)
     }
 
-    public func jobFinished(kind: String, outcome: String, duration: Duration) {
+    public func jobFinished(kind: JobKind, outcome: JobOutcome.Label, duration: Duration) {
         let series = of(kind)
         series.outcomes[outcome]?.increment()
         series.duration.record(duration)
@@ -86,7 +84,7 @@ public final class WorkerMetrics: WorkerObserver {
         rescued.increment(by: Int64(count))
     }
 
-    public func leaseLost(kind: String) {
+    public func leaseLost(kind: JobKind) {
         of(kind).leasesLost.increment()
     }
 }

@@ -41,9 +41,6 @@ struct Ledger: Sendable {
         """
     }
 
-    /// The ledger as `_sqlx_migrations` reads in messages.
-    var name: String { table }
-
     /// Creates the table if needed. Call only while holding the migration lock.
     ///
     /// `CREATE TABLE IF NOT EXISTS` fails even for a table that exists when the database is

@@ -41,7 +41,7 @@ public struct LockTimeoutPolicy: Sendable {
     }
 
     static func isLockTimeout(_ error: PostgresError) -> Bool {
-        error.sqlState == "55P03"
+        error.sqlState == .lockNotAvailable
     }
 }
 

@@ -171,7 +171,7 @@ public struct MigrationVerifier: Sendable {
         }
         do {
             try await connection.execute("CREATE DATABASE \(quoteIdentifier(name)) \(options.joined(separator: " "))")
-        } catch let error as PostgresError where error.sqlState == "42501" {
+        } catch let error as PostgresError where error.sqlState == .insufficientPrivilege {
             let role = (try? await connection.query("SELECT current_user AS role").first?.string("role")) ?? "..."
             throw MigrationError(
                 .execution,

@@ -93,15 +93,6 @@ public actor Connection {
         try await RetryPolicy.connecting(for: timeout).run { try await connect(conninfo, options: options) }
     }
 
-    /// Opens a connection, retrying as `connect(_:options:retryingFor:)` does.
-    public static func connect(
-        _ conninfo: String, applicationName: String, retryingFor timeout: Duration
-    ) async throws -> Connection {
-        var options = SessionOptions()
-        options.applicationName = applicationName
-        return try await connect(conninfo, options: options, retryingFor: timeout)
-    }
-
     private func open(_ options: SessionOptions) async throws {
         let operation = cancelSignal.begin()
         try await withTaskCancellationHandler {
@@ -231,8 +222,12 @@ public actor Connection {
 
     /// Runs `body` inside BEGIN ... COMMIT. If `body` throws, or the task is cancelled, the
     /// transaction is rolled back: the ROLLBACK is sent even from a cancelled task.
-    public func transaction<T: Sendable>(
-        _ body: @Sendable (isolated Connection) async throws -> T
+    ///
+    /// `body` runs in the caller's isolation (postgres-nio's `isolation: #isolation` form), not
+    /// the connection's: it may read and change the caller's state, needs not be `Sendable`,
+    /// and reaches the connection with `await` like any other caller.
+    public func withTransaction<T>(
+        isolation: isolated (any Actor)? = #isolation, _ body: (Connection) async throws -> T
     ) async throws -> T {
         try await execute("BEGIN")
         do {
@@ -450,7 +445,7 @@ public actor Connection {
         collectNotifications(conn)
         if PQstatus(conn) != CONNECTION_OK { throw connectionError(conn) }
         if let firstError {
-            if cancelSent && firstError.sqlState == "57014" { throw CancellationError() }
+            if cancelSent && firstError.sqlState == .queryCanceled { throw CancellationError() }
             throw firstError
         }
         return results
@@ -515,8 +510,9 @@ public actor Connection {
         let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines
         func scrubbed(_ text: String?) -> String? { text.map { ConnectionString.scrub($0, secrets: secrets) } }
         return PostgresError(
-            code: .server, message: ConnectionString.scrub(message, secrets: secrets), sqlState: field("C"),
-            severity: field("V") ?? field("S"), detail: scrubbed(field("D")), hint: scrubbed(field("H")),
+            code: .server, message: ConnectionString.scrub(message, secrets: secrets),
+            sqlState: field("C").map(SQLState.init(rawValue:)), severity: field("V") ?? field("S"),
+            detail: scrubbed(field("D")), hint: scrubbed(field("H")),
             position: field("P").flatMap { Int($0) }, context: scrubbed(field("W")))
     }
 
@@ -569,8 +565,8 @@ private func noticeReceiver(_ context: UnsafeMutableRawPointer?, _ result: Opaqu
     if sink.notices.count >= 1000 { sink.notices.removeFirst() }
     sink.notices.append(
         PostgresNotice(
-            severity: field("V") ?? field("S") ?? "NOTICE", sqlState: field("C"), message: field("M") ?? "",
-            detail: field("D"), hint: field("H")))
+            severity: field("V") ?? field("S") ?? "NOTICE", sqlState: field("C").map(SQLState.init(rawValue:)),
+            message: field("M") ?? "", detail: field("D"), hint: field("H")))
 }
 
 // MARK: - C strings

@@ -129,16 +129,6 @@ public enum ConnectionString {
         return result
     }
 
-    /// Replaces every occurrence of `secret` (and its percent-encoded form) in `text`.
-    public static func scrub(_ text: String, secret: String?) -> String {
-        guard let secret, !secret.isEmpty else { return text }
-        var result = text.replacingOccurrences(of: secret, with: mask)
-        if let encoded = secret.addingPercentEncoding(withAllowedCharacters: .alphanumerics), encoded != secret {
-            result = result.replacingOccurrences(of: encoded, with: mask)
-        }
-        return result
-    }
-
     // MARK: Internals
 
     /// `secret`, its percent-decoded form, and the percent-encoded forms a URL may carry

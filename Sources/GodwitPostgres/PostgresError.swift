@@ -2,7 +2,7 @@
 ///
 /// Carries what a person needs to act: the SQLSTATE, the server's message, detail and hint,
 /// and the 1-based character position of the error in the statement when the server gives one.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
+public struct PostgresError: GodwitError {
     /// What kind of failure this is, independent of the message text.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let raw: String
@@ -23,7 +23,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     }
 
     public var code: Code
-    public var sqlState: String?
+    public var sqlState: SQLState?
     public var severity: String?
     public var message: String
     public var detail: String?
@@ -37,7 +37,7 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
     public var statementIndex: Int?
 
     public init(
-        code: Code, message: String, sqlState: String? = nil, severity: String? = nil,
+        code: Code, message: String, sqlState: SQLState? = nil, severity: String? = nil,
         detail: String? = nil, hint: String? = nil, position: Int? = nil, context: String? = nil
     ) {
         self.code = code
@@ -79,20 +79,22 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible {
         if code == .connectionLost { return true }
         if code == .connectionFailed { return isRetryableConnect }
         guard let sqlState else { return false }
-        switch sqlState {
-        case "40001", "40P01", "55P03", "57014", "57P01", "57P02", "57P03", "08000", "08003", "08006", "08001",
-            "08004":
-            return true
-        default:
-            return false
-        }
+        return Self.transientStates.contains(sqlState)
     }
+
+    /// The server's answers that trying again may cure: a lost race, a lock or statement
+    /// timeout, a shutdown or restart, a broken connection.
+    static let transientStates: Set<SQLState> = [
+        .serializationFailure, .deadlockDetected, .lockNotAvailable, .queryCanceled, .adminShutdown, .crashShutdown,
+        .cannotConnectNow, .connectionException, .connectionDoesNotExist, .connectionFailure,
+        .sqlclientUnableToEstablishSqlconnection, .sqlserverRejectedEstablishmentOfSqlconnection,
+    ]
 }
 
 /// A NOTICE, WARNING or other non-error message the server sent during a statement.
 public struct PostgresNotice: Sendable, Equatable {
     public var severity: String
-    public var sqlState: String?
+    public var sqlState: SQLState?
     public var message: String
     public var detail: String?
     public var hint: String?

@@ -42,7 +42,7 @@ public struct SchemaInstaller: Sendable {
     /// transaction. Safe to call from many processes at once; does nothing (and substitutes no
     /// template) when every part is current.
     public func install(on connection: Connection) async throws {
-        try await connection.transaction { conn in
+        try await connection.withTransaction { conn in
             try await conn.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["godwit-schema:\(schema)"])
             try await conn.execute("CREATE SCHEMA IF NOT EXISTS \(quoted)")
             var installed = try await prepareVersions(on: conn)

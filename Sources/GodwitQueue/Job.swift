@@ -1,16 +1,9 @@
 import GodwitPostgres
 
-/// The states of a job, as in the `job_state` enum.
-public enum JobState: String, Sendable, Codable, CaseIterable {
-    case queued, running, paused, succeeded, failed, cancelled
-
-    public var isFinished: Bool { self == .succeeded || self == .failed || self == .cancelled }
-}
-
 /// A job this worker has claimed: what the handler needs, and the lease that fences its writes.
 public struct ClaimedJob: Sendable {
     public var id: Int64
-    public var kind: String
+    public var kind: JobKind
     public var name: String
     /// The payload as JSON text.
     public var payload: String
@@ -25,7 +18,7 @@ public struct ClaimedJob: Sendable {
     public var waitedSeconds: Double
 
     public init(
-        id: Int64, kind: String, name: String, payload: String, attempt: Int, maxAttempts: Int, leaseToken: Int64,
+        id: Int64, kind: JobKind, name: String, payload: String, attempt: Int, maxAttempts: Int, leaseToken: Int64,
         enqueuedBy: String, waitedSeconds: Double = 0
     ) {
         self.enqueuedBy = enqueuedBy
@@ -48,7 +41,7 @@ public struct ClaimedJob: Sendable {
 /// (an sql script, migration files, backup paths, row values in an error's DETAIL).
 public struct JobRecord: Sendable, Encodable {
     public var id: Int64
-    public var kind: String
+    public var kind: JobKind
     public var name: String
     public var state: JobState
     public var priority: Int
@@ -102,7 +95,7 @@ public struct JobRecord: Sendable, Encodable {
 
     init(row: PostgresRow) throws {
         id = try row.int64("id")
-        kind = try row.string("kind")
+        kind = JobKind(try row.string("kind"))
         name = try row.string("name")
         state = try JobState(text: try row.string("state"), job: id)
         priority = try row.int("priority")
@@ -146,8 +139,8 @@ public struct JobRecord: Sendable, Encodable {
                 + "greatest(0, extract(epoch FROM now() - p.worker_seen_at))::float8 AS unseen_seconds",
             """
             LEFT JOIN LATERAL (
-                SELECT r.worker_id AS stale_worker FROM \(schema.qualified("jobs")) r
-                LEFT JOIN \(schema.qualified("workers")) w ON w.id = r.worker_id
+                SELECT r.worker_id AS stale_worker FROM \(schema.jobs) r
+                LEFT JOIN \(schema.workers) w ON w.id = r.worker_id
                 WHERE p.stale AND r.state = 'running' AND (r.id = j.id OR r.parent_id = j.id)
                 ORDER BY CASE WHEN w.stopped_at IS NULL THEN greatest(w.heartbeat_at, r.heartbeat_at)
                     ELSE r.heartbeat_at END NULLS FIRST
@@ -179,22 +172,11 @@ public struct JobErrorRecord: Sendable, Encodable, Equatable {
     }
 }
 
-extension JobState {
-    /// A state read from the database; one this build does not know is an error naming the
-    /// job, never silently another state.
-    init(text: String, job id: Int64) throws {
-        guard let state = JobState(rawValue: text) else {
-            throw PostgresError(
-                code: .client, message: "job \(id) is in state \"\(text)\", which this godwit does not know: upgrade godwit")
-        }
-        self = state
-    }
-}
-
 /// One reading of `<schema>.progress`, as `godwit job watch` shows it.
 public struct JobProgress: Sendable {
     public var name: String
-    public var state: String
+    /// Nil for a state this build does not know (a newer godwit's): shown as `?`.
+    public var state: JobState?
     public var percent: Double
     public var rowsDone: Int64?
     public var rowsTotal: Int64?
@@ -210,7 +192,7 @@ public struct JobProgress: Sendable {
 
     init(row: PostgresRow) {
         name = row["name"] ?? ""
-        state = row["state"] ?? "?"
+        state = row["state"].flatMap(JobState.init(rawValue:))
         percent = row["percent"].flatMap(Double.init) ?? 0
         rowsDone = row["rows_done"].flatMap { Int64($0) }
         rowsTotal = row["rows_total"].flatMap { Int64($0) }
@@ -226,5 +208,5 @@ public struct JobProgress: Sendable {
             : nil
     }
 
-    public var finished: Bool { ["succeeded", "failed", "cancelled"].contains(state) }
+    public var finished: Bool { state?.isFinished ?? false }
 }

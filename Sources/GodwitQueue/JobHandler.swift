@@ -4,8 +4,8 @@ import Logging
 
 /// Runs jobs of one kind.
 public protocol JobHandler: Sendable {
-    /// The `kind` column value this handler serves.
-    var kind: String { get }
+    /// The kind of job this handler serves.
+    var kind: JobKind { get }
 
     /// Runs one attempt. Returns the result JSON to store (or nil). Long work calls
     /// `context.checkpoint()` between steps, so that pause, cancel, shutdown and a lost lease
@@ -25,8 +25,9 @@ public enum JobInterruption: Error, Sendable, Equatable {
 
 /// A payload that is not what the job's kind expects. Fails the job at once: retrying
 /// cannot fix it.
-public struct InvalidPayload: Error, CustomStringConvertible, Sendable {
+public struct InvalidPayload: GodwitError {
     public var message: String
+    public var code: String { "invalidPayload" }
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
@@ -69,9 +70,6 @@ public struct JobContext: Sendable {
         if let interruption = signals.interruption(for: job.id) { throw interruption }
     }
 
-    /// The interruption pending for this job, if any, without throwing.
-    public var pendingInterruption: JobInterruption? { signals.interruption(for: job.id) }
-
     /// Decodes the payload into `T`, or throws `InvalidPayload` naming the job.
     public func payload<T: Decodable>(as type: T.Type) throws -> T {
         do {
@@ -99,7 +97,7 @@ func describe(_ error: any Error) -> String {
 
 /// Jobs that do nothing: for benchmarks and smoke tests.
 public struct NoopJob: JobHandler {
-    public let kind = "noop"
+    public let kind = JobKind.noop
     public init() {}
     public func run(_ context: JobContext) async throws -> String? { nil }
 }

@@ -11,45 +11,37 @@ public struct JobQueue: Sendable {
         self.schema = schema
     }
 
-    private var jobs: String { schema.qualified("jobs") }
-
-    /// The SQLSTATE the queue's functions raise when a job's lease is no longer the caller's
-    /// (`batch_checkpoint`, `job_succeeded`): what the job did in that transaction is rolled back.
-    public static let leaseLostState = "GW001"
-
     // MARK: Enqueue and control
 
     /// Adds a job and returns its id. The insert trigger wakes the workers.
     @discardableResult
     public func enqueue(
-        kind: String, name: String, payload: String = "{}", priority: Int = 0, maxAttempts: Int = 10,
+        kind: JobKind, name: String, payload: String = "{}", priority: Int = 0, maxAttempts: Int = 10,
         runAfter delay: Duration = .zero, on connection: Connection
     ) async throws -> Int64 {
         let row = try await connection.query(
             """
-            INSERT INTO \(jobs) (kind, name, payload, priority, max_attempts, run_at)
+            INSERT INTO \(schema.jobs) (kind, name, payload, priority, max_attempts, run_at)
             VALUES ($1, $2, $3::jsonb, $4, $5, now() + make_interval(secs => $6))
             RETURNING id
             """, [kind, name, payload, priority, maxAttempts, delay.seconds])
         return try row.first!.int64("id")
     }
 
-    public enum Control: String, Sendable, CaseIterable {
-        case pause, resume, cancel, retry
-    }
-
     /// Calls `<schema>.pause|resume|cancel|retry(id)`; true when it changed something.
-    public func control(_ action: Control, job id: Int64, on connection: Connection) async throws -> Bool {
+    public func control(_ action: JobAction, job id: Int64, on connection: Connection) async throws -> Bool {
         try await connection.query("SELECT \(schema.qualified(action.rawValue))($1) AS changed", [id])
             .first?.bool("changed") ?? false
     }
 
     /// A job's state and the pause or cancel requested of it while it runs; nil when there is no
     /// such job.
-    public func controlState(of id: Int64, on connection: Connection) async throws -> (state: JobState, control: String?)? {
-        guard let row = try await connection.query("SELECT state::text AS state, control FROM \(jobs) WHERE id = $1", [id]).first
+    public func controlState(of id: Int64, on connection: Connection) async throws -> (
+        state: JobState, control: JobControl?
+    )? {
+        guard let row = try await connection.query("SELECT state::text AS state, control FROM \(schema.jobs) WHERE id = $1", [id]).first
         else { return nil }
-        return (try JobState(text: try row.string("state"), job: id), row["control"])
+        return (try JobState(text: try row.string("state"), job: id), try JobControl(column: row["control"], job: id))
     }
 
     /// The newest jobs first; a parallel job's shards right beneath it, in order.
@@ -79,8 +71,8 @@ public struct JobQueue: Sendable {
             to_json(j.started_at)#>>'{}' AS started_at, to_json(j.finished_at)#>>'{}' AS finished_at,
             d.payload::text AS payload, d.result::text AS result, d.last_error_detail, j.enqueued_by::text AS enqueued_by,
             p.batch_size, p.size_reason
-        FROM \(jobs) j JOIN \(schema.qualified("progress")) p ON p.id = j.id
-        LEFT JOIN \(schema.qualified("job_details")) d ON d.id = j.id
+        FROM \(schema.jobs) j JOIN \(schema.progress) p ON p.id = j.id
+        LEFT JOIN \(schema.jobDetails) d ON d.id = j.id
         \(stale.join)
         """
     }
@@ -90,7 +82,7 @@ public struct JobQueue: Sendable {
         try await connection.query(
             """
             SELECT attempt, worker_id, error, to_json(at)#>>'{}' AS at
-            FROM \(schema.qualified("job_errors")) WHERE job_id = $1 ORDER BY id
+            FROM \(schema.jobErrors) WHERE job_id = $1 ORDER BY id
             """, [id]
         ).rows.map(JobErrorRecord.init)
     }
@@ -103,7 +95,7 @@ public struct JobQueue: Sendable {
             SELECT p.state::text AS state, p.percent::float8 AS percent, p.rows_done, p.rows_total,
                 p.rows_per_second::float8 AS rate, extract(epoch FROM p.eta)::float8 AS eta, p.batch_size,
                 p.size_reason, p.hold_reason, p.last_error, p.name, \(stale.columns)
-            FROM \(schema.qualified("progress")) p JOIN \(jobs) j ON j.id = p.id
+            FROM \(schema.progress) p JOIN \(schema.jobs) j ON j.id = p.id
             \(stale.join)
             WHERE p.id = $1
             """, [id]
@@ -118,13 +110,13 @@ public struct JobQueue: Sendable {
         let result = try await connection.query(
             """
             WITH next AS (
-                SELECT id FROM \(jobs)
+                SELECT id FROM \(schema.jobs)
                 WHERE state = 'queued' AND run_at <= now()
                 ORDER BY priority DESC, run_at, id
                 LIMIT $1
                 FOR UPDATE SKIP LOCKED
             )
-            UPDATE \(jobs) j
+            UPDATE \(schema.jobs) j
             SET state = 'running', attempts = j.attempts + 1, worker_id = $2, lease_token = j.lease_token + 1,
                 heartbeat_at = now(), started_at = coalesce(j.started_at, now()), control = NULL
             FROM next WHERE j.id = next.id
@@ -133,36 +125,17 @@ public struct JobQueue: Sendable {
             """, [limit, workerID])
         return try result.rows.map { row in
             ClaimedJob(
-                id: try row.int64("id"), kind: try row.string("kind"), name: try row.string("name"),
+                id: try row.int64("id"), kind: JobKind(try row.string("kind")), name: try row.string("name"),
                 payload: try row.string("payload"), attempt: try row.int("attempts"),
                 maxAttempts: try row.int("max_attempts"), leaseToken: try row.int64("lease_token"),
                 enqueuedBy: try row.string("enqueued_by"), waitedSeconds: (try? row.double("waited")) ?? 0)
         }.sorted { $0.id < $1.id }
     }
 
-    /// How an attempt ended, as the worker records it.
-    public enum Outcome: Sendable {
-        case succeeded(result: String?)
-        /// Succeeded, and the success was recorded in the job's own transaction (an sql job's
-        /// `job_succeeded`): nothing is left to write.
-        case recorded(result: String?)
-        /// Failed for good: no attempts left, or an error retrying cannot fix. `detail` is the
-        /// server's DETAIL, stored apart (`last_error_detail`) since it may quote row values.
-        case failed(error: String, result: String?, detail: String? = nil)
-        /// Failed, and will run again after `delay`.
-        case retry(error: String, delay: Duration, detail: String? = nil)
-        /// Stopped at a checkpoint because someone paused it.
-        case paused
-        /// Stopped at a checkpoint because someone cancelled it.
-        case cancelled
-        /// The worker is shutting down: back to the queue, and the attempt does not count.
-        case handBack
-    }
-
     /// Records how an attempt ended. Returns false when the lease was lost meanwhile (the job
     /// was rescued and perhaps claimed elsewhere): then nothing was written.
     @discardableResult
-    public func finish(_ job: ClaimedJob, _ outcome: Outcome, on connection: Connection) async throws -> Bool {
+    public func finish(_ job: ClaimedJob, _ outcome: JobOutcome, on connection: Connection) async throws -> Bool {
         let fence = "WHERE id = $1 AND state = 'running' AND lease_token = $2"
         let changed: QueryResult
         switch outcome {
@@ -171,21 +144,21 @@ public struct JobQueue: Sendable {
         case .succeeded(let result):
             changed = try await connection.query(
                 """
-                UPDATE \(jobs) SET state = 'succeeded', result = $3::jsonb, finished_at = now(), heartbeat_at = NULL,
+                UPDATE \(schema.jobs) SET state = 'succeeded', result = $3::jsonb, finished_at = now(), heartbeat_at = NULL,
                     control = NULL \(fence)
                 """, [job.id, job.leaseToken, result])
         case .failed(let error, let result, let detail):
             changed = try await connection.query(
                 """
-                UPDATE \(jobs) SET state = 'failed', last_error = $3, result = coalesce($4::jsonb, result),
+                UPDATE \(schema.jobs) SET state = 'failed', last_error = $3, result = coalesce($4::jsonb, result),
                     last_error_detail = $5, finished_at = now(), heartbeat_at = NULL, control = NULL \(fence)
                 """, [job.id, job.leaseToken, error, result, detail])
         case .retry(let error, let delay, let detail):
             // A pause or cancel requested since the last heartbeat is honoured, not dropped.
             changed = try await connection.query(
                 """
-                UPDATE \(jobs) SET state = CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled'
-                        ELSE 'queued' END::\(schema.quoted).job_state,
+                UPDATE \(schema.jobs) SET state = CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled'
+                        ELSE 'queued' END::\(schema.jobStateType),
                     finished_at = CASE WHEN control = 'cancel' THEN now() END,
                     last_error = $3, last_error_detail = $5, run_at = now() + make_interval(secs => $4),
                     worker_id = NULL, heartbeat_at = NULL, control = NULL \(fence)
@@ -194,20 +167,20 @@ public struct JobQueue: Sendable {
             // A pause is no failed attempt: the claim's count is given back, as for a hand-back.
             changed = try await connection.query(
                 """
-                UPDATE \(jobs) SET state = 'paused', attempts = greatest(attempts - 1, 0), worker_id = NULL,
+                UPDATE \(schema.jobs) SET state = 'paused', attempts = greatest(attempts - 1, 0), worker_id = NULL,
                     heartbeat_at = NULL, control = NULL \(fence)
                 """, [job.id, job.leaseToken])
         case .cancelled:
             changed = try await connection.query(
                 """
-                UPDATE \(jobs) SET state = 'cancelled', finished_at = now(), worker_id = NULL, heartbeat_at = NULL,
+                UPDATE \(schema.jobs) SET state = 'cancelled', finished_at = now(), worker_id = NULL, heartbeat_at = NULL,
                     control = NULL \(fence)
                 """, [job.id, job.leaseToken])
         case .handBack:
             changed = try await connection.query(
                 """
-                UPDATE \(jobs) SET state = CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled'
-                        ELSE 'queued' END::\(schema.quoted).job_state,
+                UPDATE \(schema.jobs) SET state = CASE control WHEN 'pause' THEN 'paused' WHEN 'cancel' THEN 'cancelled'
+                        ELSE 'queued' END::\(schema.jobStateType),
                     finished_at = CASE WHEN control = 'cancel' THEN now() END,
                     attempts = greatest(attempts - 1, 0), worker_id = NULL, heartbeat_at = NULL, control = NULL,
                     run_at = now() \(fence)
@@ -224,7 +197,7 @@ public struct JobQueue: Sendable {
         guard !entries.isEmpty else { return [] }
         let result = try await connection.query(
             """
-            UPDATE \(jobs) j SET state = 'succeeded', result = r.result::jsonb, finished_at = now(),
+            UPDATE \(schema.jobs) j SET state = 'succeeded', result = r.result::jsonb, finished_at = now(),
                 heartbeat_at = NULL, control = NULL
             FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS r(id, token, result)
             WHERE j.id = r.id AND j.lease_token = r.token AND j.state = 'running'
@@ -241,7 +214,7 @@ public struct JobQueue: Sendable {
     /// What a heartbeat found for one lease.
     public enum LeaseStatus: Sendable, Equatable {
         /// Renewed; with the pause or cancel requested for the job, if any.
-        case renewed(control: String?)
+        case renewed(control: JobControl?)
         /// Held, but the row is locked right now (a control function is updating it): nothing
         /// to do this time.
         case busy
@@ -262,15 +235,15 @@ public struct JobQueue: Sendable {
             """
             WITH lease AS (SELECT * FROM unnest($1::bigint[], $2::bigint[]) AS l(id, token)),
             held AS (
-                SELECT j.id FROM \(jobs) j JOIN lease ON j.id = lease.id AND j.lease_token = lease.token
+                SELECT j.id FROM \(schema.jobs) j JOIN lease ON j.id = lease.id AND j.lease_token = lease.token
                 WHERE j.state = 'running'
             ),
             lockable AS (
-                SELECT j.id FROM \(jobs) j JOIN held ON j.id = held.id
+                SELECT j.id FROM \(schema.jobs) j JOIN held ON j.id = held.id
                 FOR NO KEY UPDATE OF j SKIP LOCKED
             ),
             beat AS (
-                UPDATE \(jobs) j SET heartbeat_at = now() FROM lockable WHERE j.id = lockable.id
+                UPDATE \(schema.jobs) j SET heartbeat_at = now() FROM lockable WHERE j.id = lockable.id
                 RETURNING j.id, j.control
             )
             SELECT lease.id, beat.id IS NOT NULL AS renewed, beat.control, held.id IS NOT NULL AS held
@@ -281,7 +254,7 @@ public struct JobQueue: Sendable {
         for row in result.rows {
             let id = try row.int64("id")
             if try row.bool("renewed") {
-                answer[id] = .renewed(control: row["control"])
+                answer[id] = .renewed(control: try JobControl(column: row["control"], job: id))
             } else {
                 answer[id] = try row.bool("held") ? .busy : .lost
             }
@@ -302,16 +275,16 @@ public struct JobQueue: Sendable {
         let result = try await connection.query(
             """
             WITH expired AS (
-                SELECT id FROM \(jobs)
+                SELECT id FROM \(schema.jobs)
                 WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
                 FOR UPDATE SKIP LOCKED
             )
-            UPDATE \(jobs) j SET
+            UPDATE \(schema.jobs) j SET
                 state = CASE
                     WHEN control = 'cancel' THEN 'cancelled'
                     WHEN control = 'pause' THEN 'paused'
                     WHEN attempts >= max_attempts THEN 'failed'
-                    ELSE 'queued' END::\(schema.quoted).job_state,
+                    ELSE 'queued' END::\(schema.jobStateType),
                 finished_at = CASE WHEN control = 'cancel' OR (control IS NULL AND attempts >= max_attempts)
                     THEN now() END,
                 last_error = format('lease expired: worker %s stopped heartbeating at %s', worker_id, heartbeat_at),
@@ -328,7 +301,7 @@ public struct JobQueue: Sendable {
     public func hasExpiredLeases(leaseTimeout: Duration, on connection: Connection) async throws -> Bool {
         return try await connection.query(
             """
-            SELECT EXISTS (SELECT 1 FROM \(jobs)
+            SELECT EXISTS (SELECT 1 FROM \(schema.jobs)
                 WHERE state = 'running' AND heartbeat_at < now() - make_interval(secs => $1)) AS expired
             """, [leaseTimeout.seconds]
         ).first?.bool("expired") ?? false
@@ -339,7 +312,7 @@ public struct JobQueue: Sendable {
         let row = try await connection.query(
             """
             SELECT greatest(0, extract(epoch FROM next - now()))::float8 AS wait
-            FROM (SELECT min(run_at) AS next FROM \(jobs) WHERE state = 'queued') AS queued
+            FROM (SELECT min(run_at) AS next FROM \(schema.jobs) WHERE state = 'queued') AS queued
             WHERE next IS NOT NULL
             """
         ).first
@@ -365,8 +338,8 @@ public struct JobQueue: Sendable {
     public func deleteFinished(olderThan age: Duration, limit: Int, on connection: Connection) async throws -> Int {
         let result = try await connection.query(
             """
-            DELETE FROM \(jobs) WHERE id IN (
-                SELECT id FROM \(jobs)
+            DELETE FROM \(schema.jobs) WHERE id IN (
+                SELECT id FROM \(schema.jobs)
                 WHERE finished_at < now() - make_interval(secs => $1) AND state IN ('succeeded', 'cancelled')
                     AND parent_id IS NULL
                 LIMIT $2

@@ -89,7 +89,7 @@ public struct WorkerConfiguration: Sendable {
 
 /// A job failure that carries a result to store with the failed job (a migrate job names the
 /// migration that failed and the backup to restore).
-public struct JobFailure: Error, CustomStringConvertible, Sendable {
+public struct JobFailure: GodwitError {
     public var message: String
     public var resultJSON: String?
     public var transient: Bool
@@ -105,6 +105,8 @@ public struct JobFailure: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+    /// `transient` for a failure worth retrying as it is, `failed` otherwise.
+    public var code: String { transient ? "transient" : "failed" }
 }
 
 /// `godwit worker`: claims jobs from the queue and runs them, until shutdown (or, when
@@ -122,7 +124,7 @@ public struct JobFailure: Error, CustomStringConvertible, Sendable {
 /// their statements at once, and they go back to the queue all the same.
 public final class Worker: Service {
     public let configuration: WorkerConfiguration
-    private let handlers: [String: any JobHandler]
+    private let handlers: [JobKind: any JobHandler]
     private let logger: Logger
     private let queue: JobQueue
     private let registry: WorkerRegistry
@@ -210,7 +212,7 @@ public final class Worker: Service {
         logger.info(
             "worker started",
             metadata: [
-                "concurrency": "\(configuration.concurrency)", "kinds": "\(handlers.keys.sorted().joined(separator: ","))",
+                "concurrency": "\(configuration.concurrency)", "kinds": "\(handlers.keys.sorted().map(\.rawValue).joined(separator: ","))",
             ])
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.listenLoop() }
@@ -325,7 +327,7 @@ public final class Worker: Service {
         let duration = clock.now - started
         metadata["duration"] = "\(duration.rustDebugDescription)"
         if let outcome {
-            observer?.jobFinished(kind: job.kind, outcome: outcome.metricName, duration: duration)
+            observer?.jobFinished(kind: job.kind, outcome: outcome.label, duration: duration)
         } else {
             observer?.leaseLost(kind: job.kind)
         }
@@ -352,10 +354,10 @@ public final class Worker: Service {
     }
 
     /// Runs the handler and decides the outcome; nil when the lease was lost (write nothing).
-    private func attempt(_ job: ClaimedJob) async -> JobQueue.Outcome? {
+    private func attempt(_ job: ClaimedJob) async -> JobOutcome? {
         guard let handler = handlers[job.kind] else {
             return .failed(
-                error: "unknown job kind \"\(job.kind)\" (this worker runs: \(handlers.keys.sorted().joined(separator: ", ")))",
+                error: "unknown job kind \"\(job.kind)\" (this worker runs: \(handlers.keys.sorted().map(\.rawValue).joined(separator: ", ")))",
                 result: nil)
         }
         let context = JobContext(
@@ -390,7 +392,7 @@ public final class Worker: Service {
         }
     }
 
-    private func outcome(of interruption: JobInterruption) -> JobQueue.Outcome? {
+    private func outcome(of interruption: JobInterruption) -> JobOutcome? {
         switch interruption {
         case .paused: .paused
         case .cancelled: .cancelled
@@ -407,7 +409,7 @@ public final class Worker: Service {
 
     /// Writes the outcome. Returns false when the lease was lost meanwhile or it could not be
     /// written.
-    private func record(_ job: ClaimedJob, _ outcome: JobQueue.Outcome) async -> Bool {
+    private func record(_ job: ClaimedJob, _ outcome: JobOutcome) async -> Bool {
         do {
             return try await recordRetry.run {
                 try await self.pool.withConnection { try await self.queue.finish(job, outcome, on: $0) }
@@ -432,7 +434,7 @@ public final class Worker: Service {
         }
     }
 
-    private func logOutcome(_ outcome: JobQueue.Outcome, recorded: Bool, metadata: Logger.Metadata) {
+    private func logOutcome(_ outcome: JobOutcome, recorded: Bool, metadata: Logger.Metadata) {
         var metadata = metadata
         guard recorded else {
             logger.warning("job outcome not recorded: the lease was lost meanwhile", metadata: metadata)
@@ -532,7 +534,7 @@ public final class Worker: Service {
             for lease in leases where running.withLock({ $0[lease.id] != nil }) {
                 switch answer[lease.id] ?? .lost {
                 case .renewed(let control):
-                    signals.set(control == "pause" ? .paused : control == "cancel" ? .cancelled : nil, for: lease.id)
+                    signals.set(control?.interruption, for: lease.id)
                 case .busy:
                     break
                 case .lost:
@@ -592,20 +594,6 @@ public final class Worker: Service {
             } catch {
                 return
             }
-        }
-    }
-}
-
-extension JobQueue.Outcome {
-    /// The outcome as a metric label.
-    var metricName: String {
-        switch self {
-        case .succeeded, .recorded: "succeeded"
-        case .failed: "failed"
-        case .retry: "retry"
-        case .paused: "paused"
-        case .cancelled: "cancelled"
-        case .handBack: "handed_back"
         }
     }
 }

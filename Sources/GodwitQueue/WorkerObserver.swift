@@ -4,20 +4,20 @@
 /// never block (record a number, nothing more). Every method has an empty default.
 public protocol WorkerObserver: Sendable {
     /// A job was claimed and starts an attempt, `waited` after it was due.
-    func jobStarted(kind: String, waited: Duration)
-    /// An attempt ended: `outcome` is succeeded, failed, retry, paused, cancelled or handed_back.
-    func jobFinished(kind: String, outcome: String, duration: Duration)
+    func jobStarted(kind: JobKind, waited: Duration)
+    /// An attempt ended, how.
+    func jobFinished(kind: JobKind, outcome: JobOutcome.Label, duration: Duration)
     /// Jobs of dead workers put back in the queue by this worker.
     func jobsRescued(_ count: Int)
     /// An attempt lost its lease (another worker took the job over).
-    func leaseLost(kind: String)
+    func leaseLost(kind: JobKind)
 }
 
 extension WorkerObserver {
-    public func jobStarted(kind: String, waited: Duration) {}
-    public func jobFinished(kind: String, outcome: String, duration: Duration) {}
+    public func jobStarted(kind: JobKind, waited: Duration) {}
+    public func jobFinished(kind: JobKind, outcome: JobOutcome.Label, duration: Duration) {}
     public func jobsRescued(_ count: Int) {}
-    public func leaseLost(kind: String) {}
+    public func leaseLost(kind: JobKind) {}
 }
 
 /// What a worker is doing, for a health check.

@@ -12,8 +12,6 @@ public struct WorkerRegistry: Sendable {
         self.schema = schema
     }
 
-    private var workers: String { schema.qualified("workers") }
-
     /// What a worker says about itself at start.
     public struct Registration: Sendable {
         public var id: String
@@ -35,7 +33,7 @@ public struct WorkerRegistry: Sendable {
     public func register(_ worker: Registration, on connection: Connection) async throws {
         try await connection.query(
             """
-            INSERT INTO \(workers) (id, host, pid, version, concurrency) VALUES ($1, $2, $3, $4, $5)
+            INSERT INTO \(schema.workers) (id, host, pid, version, concurrency) VALUES ($1, $2, $3, $4, $5)
             ON CONFLICT (id) DO UPDATE SET login = session_user, host = EXCLUDED.host, pid = EXCLUDED.pid,
                 version = EXCLUDED.version, concurrency = EXCLUDED.concurrency, started_at = now(),
                 heartbeat_at = now(), stopped_at = NULL
@@ -46,13 +44,13 @@ public struct WorkerRegistry: Sendable {
     /// the worker lost the database for a day), so a live worker is always listed.
     public func beat(_ worker: Registration, on connection: Connection) async throws {
         let updated = try await connection.query(
-            "UPDATE \(workers) SET heartbeat_at = now(), stopped_at = NULL WHERE id = $1", [worker.id])
+            "UPDATE \(schema.workers) SET heartbeat_at = now(), stopped_at = NULL WHERE id = $1", [worker.id])
         if updated.affectedRows == 0 { try await register(worker, on: connection) }
     }
 
     /// Marks the worker stopped: an orderly exit.
     public func stopped(_ id: String, on connection: Connection) async throws {
-        try await connection.query("UPDATE \(workers) SET stopped_at = now() WHERE id = $1", [id])
+        try await connection.query("UPDATE \(schema.workers) SET stopped_at = now() WHERE id = $1", [id])
     }
 
     /// Deletes the rows of workers stopped, or not seen, for `age` or more; returns how many.
@@ -60,7 +58,7 @@ public struct WorkerRegistry: Sendable {
     public func deleteGone(olderThan age: Duration, on connection: Connection) async throws -> Int {
         try await connection.query(
             """
-            DELETE FROM \(workers)
+            DELETE FROM \(schema.workers)
             WHERE heartbeat_at < now() - make_interval(secs => $1) OR stopped_at < now() - make_interval(secs => $1)
             """, [age.seconds]
         ).affectedRows ?? 0
@@ -75,11 +73,11 @@ public struct WorkerRegistry: Sendable {
                 to_json(w.stopped_at)#>>'{}' AS stopped_at,
                 greatest(0, extract(epoch FROM now() - w.heartbeat_at))::float8 AS unseen_seconds,
                 CASE WHEN w.stopped_at IS NOT NULL THEN 'stopped'
-                    WHEN w.heartbeat_at < now() - \(schema.qualified("stale_after"))() THEN 'stale'
+                    WHEN w.heartbeat_at < now() - \(schema.staleAfter)() THEN 'stale'
                     ELSE 'running' END AS state,
-                (SELECT count(*) FROM \(schema.qualified("jobs")) j
+                (SELECT count(*) FROM \(schema.jobs) j
                  WHERE j.worker_id = w.id AND j.state = 'running') AS running_jobs
-            FROM \(workers) w
+            FROM \(schema.workers) w
             ORDER BY w.stopped_at IS NOT NULL, w.started_at DESC, w.id
             """
         ).rows.map(WorkerRecord.init)

@@ -5,7 +5,7 @@ import GodwitQueue
 /// cancel, leases and shutdown in tests that run a `Worker` in-process; the `godwit` executable
 /// does not have this kind. Payload: `{"milliseconds": 500}`.
 public struct SleepJob: JobHandler {
-    public let kind = "sleep"
+    public let kind = JobKind.sleep
     public init() {}
 
     struct Payload: Decodable {
@@ -19,7 +19,7 @@ public struct SleepJob: JobHandler {
         if let failAttempts = payload.failAttempts, context.job.attempt <= failAttempts {
             throw PostgresError(
                 code: .server, message: "simulated serialization failure on attempt \(context.job.attempt)",
-                sqlState: "40001")
+                sqlState: .serializationFailure)
         }
         let clock = ContinuousClock()
         let deadline = clock.now + .milliseconds(payload.milliseconds)
@@ -30,4 +30,9 @@ public struct SleepJob: JobHandler {
         try context.checkpoint()
         return #"{"slept_ms": \#(payload.milliseconds)}"#
     }
+}
+
+extension JobKind {
+    /// The tests' `SleepJob`, which the `godwit` executable does not run.
+    public static let sleep = JobKind("sleep")
 }

@@ -60,7 +60,7 @@ struct ControlTests {
                 try folder.write("1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")
                 try folder.write("2_second.sql", "CREATE TABLE second (id bigint PRIMARY KEY);\n")
                 _ = try await Migrator(directory: folder.path).run(on: admin, targetVersion: 1)
-                let id = try await JobQueue().enqueue(kind: "noop", name: "watched", on: admin)
+                let id = try await JobQueue().enqueue(kind: .noop, name: "watched", on: admin)
                 try await admin.execute(
                     """
                     INSERT INTO godwit.backups (file, size_bytes, sha256, database_name, verified_at)

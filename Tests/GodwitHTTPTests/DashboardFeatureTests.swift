@@ -226,11 +226,11 @@ struct DashboardFeatureTests {
                 try await QueueSchema.withJobs().install(on: admin)
                 try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [enqueuer.name])
                 let owners = try await JobQueue().enqueue(
-                    kind: "noop", name: "the owner's", payload: #"{"note": "owner-secret"}"#, on: admin)
+                    kind: .noop, name: "the owner's", payload: #"{"note": "owner-secret"}"#, on: admin)
                 await admin.close()
                 let asEnqueuer = try await enqueuer.connect(database)
                 let own = try await JobQueue().enqueue(
-                    kind: "noop", name: "its own", payload: #"{"note": "enqueuer-visible"}"#, on: asEnqueuer)
+                    kind: .noop, name: "its own", payload: #"{"note": "enqueuer-visible"}"#, on: asEnqueuer)
                 await asEnqueuer.close()
                 try await withOperations(database, url: try enqueuer.url(database)) { client in
                     try await client.execute(uri: "/jobs/\(own)", method: .get) { response in
@@ -369,9 +369,9 @@ struct DashboardFeatureTests {
                 try await QueueSchema.withJobs().install(on: admin)
                 try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [controller.name])
                 try await admin.query("SELECT godwit.grant_control($1::regrole)", [controller.name])
-                let owners = try await JobQueue().enqueue(kind: "noop", name: "the owner's", on: admin)
+                let owners = try await JobQueue().enqueue(kind: .noop, name: "the owner's", on: admin)
                 let asController = try await controller.connect(database)
-                let own = try await JobQueue().enqueue(kind: "noop", name: "the controller's", on: asController)
+                let own = try await JobQueue().enqueue(kind: .noop, name: "the controller's", on: asController)
                 await asController.close()
                 try await admin.query("UPDATE godwit.jobs SET state = 'failed' WHERE id IN ($1, $2)", [owners, own])
                 await admin.close()
@@ -469,7 +469,7 @@ struct DashboardFeatureTests {
     @Test("The batch chart has values on its axes and a legend")
     func chartAxes() async throws {
         try await withOperations { database, _, client in
-            let id = try await enqueue(database, kind: "batched", name: "chart")
+            let id = try await enqueue(database, kind: .batched, name: "chart")
             try await sql(
                 database,
                 """

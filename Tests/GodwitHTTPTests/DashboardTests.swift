@@ -13,7 +13,7 @@ struct DashboardTests {
     @Test("A hostile job name, error and hold reason are escaped on the page and in the live fragment")
     func escaping() async throws {
         try await withOperations { database, _, client in
-            let id = try await enqueue(database, kind: "batched", name: Self.hostile)
+            let id = try await enqueue(database, kind: .batched, name: Self.hostile)
             let connection = try await database.connect()
             try await connection.query("UPDATE godwit.jobs SET last_error = $2 WHERE id = $1", [id, "<img src=x onerror=alert(1)>"])
             try await connection.query("UPDATE godwit.job_progress SET hold_reason = $2 WHERE job_id = $1", [id, "<b>held</b>"])
@@ -34,7 +34,7 @@ struct DashboardTests {
     @Test("The jobs page: progress as a percentage, filters by state and kind, search by name")
     func jobsPage() async throws {
         try await withOperations { database, _, client in
-            let id = try await enqueue(database, kind: "batched", name: "backfill_orders")
+            let id = try await enqueue(database, kind: .batched, name: "backfill_orders")
             try await enqueue(database, name: "noop_100%_done")
             let connection = try await database.connect()
             try await connection.query("UPDATE godwit.jobs SET state = 'running' WHERE id = $1", [id])
@@ -135,7 +135,7 @@ struct DashboardTests {
     @Test("The job page charts its batches as inline SVG")
     func jobPage() async throws {
         try await withOperations { database, _, client in
-            let id = try await enqueue(database, kind: "batched", name: "chart_me")
+            let id = try await enqueue(database, kind: .batched, name: "chart_me")
             let connection = try await database.connect()
             try await connection.query(
                 """
@@ -159,7 +159,7 @@ struct DashboardTests {
     @Test("The job page shows the lock waits its batches caused, in its facts and on the chart")
     func lockWaitsOnTheJobPage() async throws {
         try await withOperations { database, _, client in
-            let id = try await enqueue(database, kind: "batched", name: "made_them_wait")
+            let id = try await enqueue(database, kind: .batched, name: "made_them_wait")
             let connection = try await database.connect()
             try await connection.query(
                 """

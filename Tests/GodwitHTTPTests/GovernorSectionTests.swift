@@ -90,7 +90,7 @@ struct GovernorSectionTests {
                 try await admin.query("SELECT godwit.grant_read($1::regrole)", [reader.name])
                 await admin.close()
                 let id = try await enqueueBackfill(database, parallel: 1)
-                let other = try await enqueue(database, kind: "noop", name: "not batched")
+                let other = try await enqueue(database, kind: .noop, name: "not batched")
                 // Whitespace is no reason either.
                 try await sql(database, "UPDATE godwit.job_progress SET size_reason = ' ' WHERE job_id = \(id)")
                 for url in [database.url, try reader.url(database)] {

@@ -23,7 +23,7 @@ struct HTTPProcessTests {
             try await connection.query("BEGIN")
             try await connection.query("LOCK TABLE gate IN ACCESS EXCLUSIVE MODE")
             let id = try await enqueue(
-                database, kind: "sql", name: "waits at the gate", payload: #"{"sql": "SELECT count(*) FROM gate"}"#)
+                database, kind: .sql, name: "waits at the gate", payload: #"{"sql": "SELECT count(*) FROM gate"}"#)
             let port = try freeLoopbackPort()
             let worker = try GodwitProcess.start([
                 "worker", "-D", database.url, "--http", "127.0.0.1:\(port)", "--shutdown-timeout", "3600",
@@ -91,7 +91,7 @@ struct HTTPProcessTests {
             let connection = try await database.connect()
             defer { Task { await connection.close() } }
             try await QueueSchema.withJobs().install(on: connection)
-            let id = try await JobQueue().enqueue(kind: "noop", name: "left <b>alone</b>", on: connection)
+            let id = try await JobQueue().enqueue(kind: .noop, name: "left <b>alone</b>", on: connection)
             let folder = try TemporaryDirectory(prefix: "godwit-serve")
             try folder.write("1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")
             let port = try freeLoopbackPort()

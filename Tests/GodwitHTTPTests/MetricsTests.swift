@@ -18,12 +18,12 @@ struct MetricsTests {
         try await withOperations { database, server, client in
             try await enqueue(database, name: "a")
             try await enqueue(database, name: "b")
-            try await enqueue(database, kind: "made-up-kind", name: "c")
-            server.metrics.jobStarted(kind: "noop", waited: .milliseconds(30))
-            server.metrics.jobFinished(kind: "noop", outcome: "retry", duration: .milliseconds(120))
+            try await enqueue(database, kind: JobKind("made-up-kind"), name: "c")
+            server.metrics.jobStarted(kind: .noop, waited: .milliseconds(30))
+            server.metrics.jobFinished(kind: .noop, outcome: .retry, duration: .milliseconds(120))
             server.metrics.jobsRescued(2)
-            server.metrics.leaseLost(kind: "batched")
-            server.metrics.jobStarted(kind: "made-up-kind", waited: .milliseconds(5))
+            server.metrics.leaseLost(kind: .batched)
+            server.metrics.jobStarted(kind: JobKind("made-up-kind"), waited: .milliseconds(5))
             try await client.execute(uri: "/metrics", method: .get) { response in
                 #expect(response.status == .ok)
                 #expect(response.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
@@ -90,7 +90,7 @@ struct MetricsTests {
     @Test("A running batched job has series with its id; they go when it stops running")
     func batchedJobMetrics() async throws {
         try await withOperations { database, _, client in
-            let id = try await enqueue(database, kind: "batched", name: "backfill")
+            let id = try await enqueue(database, kind: .batched, name: "backfill")
             let connection = try await database.connect()
             try await connection.query("UPDATE godwit.jobs SET state = 'running' WHERE id = $1", [id])
             try await connection.query(
@@ -209,7 +209,7 @@ struct MetricsTests {
             let connection = try await database.connect()
             var ids: [Int64: String] = [:]
             for (index, reason) in reasons.enumerated() {
-                let id = try await enqueue(database, kind: "batched", name: "held \(index)")
+                let id = try await enqueue(database, kind: .batched, name: "held \(index)")
                 try await connection.query("UPDATE godwit.jobs SET state = 'running' WHERE id = $1", [id])
                 try await connection.query(
                     "UPDATE godwit.job_progress SET hold_reason = $2 WHERE job_id = $1", [id, reason.text])

@@ -75,7 +75,7 @@ func jobState(_ id: Int64, _ database: TestDatabase) async throws -> (state: Str
 }
 
 @discardableResult
-func enqueue(_ database: TestDatabase, kind: String = "noop", name: String, payload: String = "{}") async throws -> Int64 {
+func enqueue(_ database: TestDatabase, kind: JobKind = .noop, name: String, payload: String = "{}") async throws -> Int64 {
     let connection = try await database.connect()
     let id = try await JobQueue().enqueue(kind: kind, name: name, payload: payload, on: connection)
     await connection.close()

@@ -36,7 +36,7 @@ struct PromtoolTests {
     @Test func liveMetricsPassPromtool() async throws {
         try await withLiveServer { port, database in
             let connection = try await database.connect()
-            let id = try await JobQueue().enqueue(kind: "batched", name: "backfill", payload: "{}", on: connection)
+            let id = try await JobQueue().enqueue(kind: .batched, name: "backfill", payload: "{}", on: connection)
             try await connection.query("UPDATE godwit.jobs SET state = 'running' WHERE id = $1", [id])
             try await connection.query(
                 """

@@ -98,7 +98,7 @@ struct FaultTests {
             var healthy: [Int64] = []
             for n in 0..<2 {
                 healthy.append(
-                    try await queue.enqueue(kind: "sql", name: "healthy \(n)", payload: #"{"sql": "SELECT pg_sleep(7)"}"#, on: conn))
+                    try await queue.enqueue(kind: .sql, name: "healthy \(n)", payload: #"{"sql": "SELECT pg_sleep(7)"}"#, on: conn))
             }
             let other = try startWorker(db.url, ["--lease-timeout", "2", "--concurrency", "4"])
             // Past the lease, and past the stopped session's idle-in-transaction timeout.
@@ -129,7 +129,7 @@ struct FaultTests {
             configuration.pollInterval = .milliseconds(200)
             let pool = configuration.makePool()
             let worker = Worker(configuration: configuration, pool: pool, handlers: [SleepJob()], logger: capture.logger)
-            let id = try await queue.enqueue(kind: "sleep", name: "long", payload: #"{"milliseconds": 60000}"#, on: conn)
+            let id = try await queue.enqueue(kind: .sleep, name: "long", payload: #"{"milliseconds": 60000}"#, on: conn)
             let running = Task { try await worker.run() }
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             running.cancel()
@@ -177,12 +177,14 @@ struct FaultTests {
     }
 
     /// The worker would wait an hour for the silent server: only SIGTERM ends it before the
-    /// time limit.
+    /// time limit. The signal is sent once the worker is connecting, past its start-up (where
+    /// SIGTERM still has its default action, on a machine slow enough).
     @Test(.timeLimit(.minutes(3))) func sigtermEndsAWorkerStillWaitingForTheDatabase() async throws {
-        let server = try SilentServer()
+        let server = try LoopbackListener()
         let worker = try GodwitProcess.start(
             ["worker", "-D", "postgres://nobody@127.0.0.1:\(server.port)/x", "--connect-timeout", "3600"])
-        try await Task.sleep(for: .seconds(1))
+        #expect(await eventually { server.acceptIfWaiting() || !worker.isRunning })
+        try #require(worker.isRunning, "the worker ended before it connected: \(worker.currentStderr)")
         worker.signal(SIGTERM)
         let output = try await worker.wait()
         #expect(output.status == 0, "\(output.status): \(output.stderr)")
@@ -228,7 +230,7 @@ struct FaultTests {
     @Test func aRetryHonoursAPauseOrCancelRequestedMeanwhile() async throws {
         try await withQueue { _, conn, queue in
             for (control, expected) in [("pause", "paused"), ("cancel", "cancelled")] {
-                let id = try await queue.enqueue(kind: "noop", name: control, on: conn)
+                let id = try await queue.enqueue(kind: .noop, name: control, on: conn)
                 let job = try #require(try await queue.claim(limit: 1, workerID: "w", on: conn).first)
                 #expect(try await queue.control(control == "pause" ? .pause : .cancel, job: id, on: conn))
                 #expect(try await queue.finish(job, .retry(error: "deadlock", delay: .zero), on: conn))
@@ -239,7 +241,7 @@ struct FaultTests {
 
     @Test func anUnknownJobStateIsAnErrorNotAFailedJob() async throws {
         try await withQueue { _, conn, queue in
-            let id = try await queue.enqueue(kind: "noop", name: "odd", runAfter: .seconds(3600), on: conn)
+            let id = try await queue.enqueue(kind: .noop, name: "odd", runAfter: .seconds(3600), on: conn)
             try await conn.execute("ALTER TYPE godwit.job_state ADD VALUE 'archived'")
             try await conn.query("UPDATE godwit.jobs SET state = 'archived' WHERE id = $1", [id])
             let error = try await #require(throws: PostgresError.self) { _ = try await queue.find(id, on: conn) }
@@ -249,7 +251,7 @@ struct FaultTests {
 
     @Test func jobListAsJSONHasJSONValuesNumbersAndISOTimestamps() async throws {
         try await withQueue { db, conn, queue in
-            _ = try await queue.enqueue(kind: "sql", name: "json", payload: #"{"sql": "SELECT 1", "n": [1, 2]}"#, on: conn)
+            _ = try await queue.enqueue(kind: .sql, name: "json", payload: #"{"sql": "SELECT 1", "n": [1, 2]}"#, on: conn)
             let list = try await GodwitProcess.run(["job", "list", "-D", db.url, "--format", "json"])
             #expect(list.status == 0, "\(list.stderr)")
             let jobs = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
@@ -299,7 +301,7 @@ struct SignalTests {
             }
         }
         func job(_ id: Int64) -> ClaimedJob {
-            ClaimedJob(id: id, kind: "noop", name: "n", payload: "{}", attempt: 1, maxAttempts: 1, leaseToken: 1, enqueuedBy: "x")
+            ClaimedJob(id: id, kind: .noop, name: "n", payload: "{}", attempt: 1, maxAttempts: 1, leaseToken: 1, enqueuedBy: "x")
         }
         let results = await withTaskGroup(of: (Int64, Bool).self) { group in
             group.addTask { (1, await batch.submit(job(1), result: nil)) }

@@ -87,7 +87,7 @@ struct PrivilegeTests {
                 try await admin.query("SELECT godwit.grant_read($1::regrole)", [reader.name])
                 try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [enqueuer.name])
                 try await admin.query("SELECT godwit.grant_control($1::regrole)", [controller.name])
-                let job = try await queue.enqueue(kind: "noop", name: "the worker's", on: admin)
+                let job = try await queue.enqueue(kind: .noop, name: "the worker's", on: admin)
                 let calls = try await Self.functionCalls(admin)
                 func expectNoOtherFunction(_ conn: Connection, except allowed: Set<String>) async {
                     for (name, call) in calls where !allowed.contains(name) {

@@ -53,7 +53,7 @@ struct QueueTests {
             let conn = try await db.connect()
             let queue = JobQueue(schema: .withJobs(name: "ops queue"))
             try await queue.schema.install(on: conn)
-            let id = try await queue.enqueue(kind: "noop", name: "x", on: conn)
+            let id = try await queue.enqueue(kind: .noop, name: "x", on: conn)
             let claimed = try await queue.claim(limit: 5, workerID: "w", on: conn)
             #expect(claimed.map(\.id) == [id])
             #expect(try await conn.query(#"SELECT count(*) AS n FROM "ops queue".progress"#).first?.int("n") == 1)
@@ -78,9 +78,9 @@ struct QueueTests {
 
     @Test func claimsByPriorityThenDueTimeAndLeavesFutureJobs() async throws {
         try await withQueue { _, conn, queue in
-            let low = try await queue.enqueue(kind: "noop", name: "low", priority: 0, on: conn)
-            let high = try await queue.enqueue(kind: "noop", name: "high", priority: 10, on: conn)
-            let later = try await queue.enqueue(kind: "noop", name: "later", priority: 99, runAfter: .seconds(3600), on: conn)
+            let low = try await queue.enqueue(kind: .noop, name: "low", priority: 0, on: conn)
+            let high = try await queue.enqueue(kind: .noop, name: "high", priority: 10, on: conn)
+            let later = try await queue.enqueue(kind: .noop, name: "later", priority: 99, runAfter: .seconds(3600), on: conn)
             let first = try await queue.claim(limit: 1, workerID: "w", on: conn)
             #expect(first.map(\.id) == [high])
             #expect(first.first?.attempt == 1)
@@ -116,7 +116,7 @@ struct QueueTests {
 
     @Test func controlsFromSQLReportWhetherTheyChangedAnything() async throws {
         try await withQueue { _, conn, queue in
-            let id = try await queue.enqueue(kind: "noop", name: "c", on: conn)
+            let id = try await queue.enqueue(kind: .noop, name: "c", on: conn)
             func call(_ function: String) async throws -> Bool {
                 try await conn.query("SELECT godwit.\(function)($1) AS changed", [id]).first?.bool("changed") ?? false
             }
@@ -138,14 +138,14 @@ struct QueueTests {
             #expect(try await conn.query("SELECT control FROM godwit.jobs WHERE id = $1", [id]).first?.string("control") == "pause")
             #expect(try await call("cancel"))
             let answer = try await queue.heartbeat([(job.id, job.leaseToken)], on: conn)
-            #expect(answer[job.id] == .renewed(control: "cancel"))
+            #expect(answer[job.id] == .renewed(control: .cancel))
             #expect(try await !conn.query("SELECT godwit.pause(424242) AS c").first!.bool("c"))
         }
     }
 
     @Test func aStaleLeaseWritesNothingAfterARescue() async throws {
         try await withQueue { _, conn, queue in
-            let id = try await queue.enqueue(kind: "noop", name: "stale", on: conn)
+            let id = try await queue.enqueue(kind: .noop, name: "stale", on: conn)
             let first = try #require(try await queue.claim(limit: 1, workerID: "dead", on: conn).first)
             // The worker stops heartbeating; its heartbeat ages past the lease.
             try await conn.execute("UPDATE godwit.jobs SET heartbeat_at = now() - interval '1 minute' WHERE id = \(id)")
@@ -168,8 +168,8 @@ struct QueueTests {
 
     @Test func rescueHonoursRequestsAndAttempts() async throws {
         try await withQueue { _, conn, queue in
-            let paused = try await queue.enqueue(kind: "noop", name: "p", on: conn)
-            let exhausted = try await queue.enqueue(kind: "noop", name: "e", maxAttempts: 1, on: conn)
+            let paused = try await queue.enqueue(kind: .noop, name: "p", on: conn)
+            let exhausted = try await queue.enqueue(kind: .noop, name: "e", maxAttempts: 1, on: conn)
             _ = try await queue.claim(limit: 2, workerID: "dead", on: conn)
             _ = try await conn.query("SELECT godwit.pause($1)", [paused])
             try await conn.execute("UPDATE godwit.jobs SET heartbeat_at = now() - interval '1 hour'")
@@ -181,7 +181,7 @@ struct QueueTests {
 
     @Test func progressViewShowsEveryJob() async throws {
         try await withQueue { _, conn, queue in
-            let id = try await queue.enqueue(kind: "noop", name: "v", on: conn)
+            let id = try await queue.enqueue(kind: .noop, name: "v", on: conn)
             let job = try #require(try await queue.claim(limit: 1, workerID: "w1", on: conn).first)
             var row = try #require(try await conn.query("SELECT * FROM godwit.progress WHERE id = $1", [id]).first)
             #expect(try row.string("state") == "running")
@@ -231,6 +231,6 @@ struct BackoffTests {
         ("42601", false), ("42P01", false), ("42703", false), ("42501", false), ("23505", false),
     ])
     func classifiesServerErrors(sqlState: String, transient: Bool) {
-        #expect(PostgresError(code: .server, message: "x", sqlState: sqlState).isTransient == transient)
+        #expect(PostgresError(code: .server, message: "x", sqlState: SQLState(rawValue: sqlState)).isTransient == transient)
     }
 }

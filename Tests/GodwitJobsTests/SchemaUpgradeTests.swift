@@ -23,7 +23,7 @@ struct SchemaUpgradeTests {
                 .replacingOccurrences(of: "@schema@", with: quoteIdentifier("godwit"))
                 .replacingOccurrences(of: "@channel@", with: "'godwit_jobs'")
         }
-        try await conn.transaction { conn in
+        try await conn.withTransaction { conn in
             try await conn.execute(
                 """
                 CREATE SCHEMA godwit;

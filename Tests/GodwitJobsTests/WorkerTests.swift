@@ -53,7 +53,7 @@ struct WorkerTests {
             // its worker is killed however slow the machine; the rescued attempt does not.
             try await conn.execute("CREATE TABLE release (x int)")
             let id = try await queue.enqueue(
-                kind: "sql", name: "long",
+                kind: .sql, name: "long",
                 payload: #"{"sql": "SELECT pg_sleep(CASE WHEN EXISTS (SELECT FROM public.release) THEN 0 ELSE 60 END)"}"#,
                 on: conn)
             let doomed = try startWorker(db.url)
@@ -79,7 +79,7 @@ struct WorkerTests {
                 try await conn.query("SELECT error FROM godwit.job_errors WHERE job_id = $1 AND attempt = 1", [id]).first?
                     .string("error").contains("lease expired") == true)
             // The dead worker's write, had it come back: fenced off.
-            let late = ClaimedJob(id: id, kind: "sql", name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
+            let late = ClaimedJob(id: id, kind: .sql, name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
             #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
             #expect(try await jobState(id, conn) == "succeeded")
             rescuer.signal(SIGTERM)
@@ -94,7 +94,7 @@ struct WorkerTests {
             let conn = try await Connection.connect(url)
             let queue = JobQueue(schema: .withJobs())
             try await queue.schema.install(on: conn)
-            let first = try await queue.enqueue(kind: "noop", name: "before", on: conn)
+            let first = try await queue.enqueue(kind: .noop, name: "before", on: conn)
             await conn.close()
             let worker = try startWorker(url, ["--concurrency", "2"])
             var observer = try await Connection.connect(url)
@@ -106,8 +106,8 @@ struct WorkerTests {
             observer = try await Connection.connect(url, retryingFor: .seconds(10))
             // Plain inserts after the restart: only a re-LISTENed worker (or its poll) sees them.
             var ids: [Int64] = []
-            for n in 0..<5 { ids.append(try await queue.enqueue(kind: "noop", name: "after \(n)", on: observer)) }
-            ids.append(try await queue.enqueue(kind: "sql", name: "after sleep", payload: #"{"sql": "SELECT pg_sleep(0.1)"}"#, on: observer))
+            for n in 0..<5 { ids.append(try await queue.enqueue(kind: .noop, name: "after \(n)", on: observer)) }
+            ids.append(try await queue.enqueue(kind: .sql, name: "after sleep", payload: #"{"sql": "SELECT pg_sleep(0.1)"}"#, on: observer))
             #expect(try await eventually(timeout: .seconds(120)) {
                 try await observer.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first?.int("n") == 7
             })
@@ -160,7 +160,7 @@ struct WorkerTests {
             #expect(retry.status == 0)
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(id, conn) == "succeeded" })
 
-            let paused = try await queue.enqueue(kind: "noop", name: "later", runAfter: .seconds(3600), on: conn)
+            let paused = try await queue.enqueue(kind: .noop, name: "later", runAfter: .seconds(3600), on: conn)
             let pause = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])
             #expect(pause.stdout == "job \(paused): paused\n")
             let pauseAgain = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])
@@ -188,7 +188,7 @@ struct WorkerTests {
     @Test func aJobCancelledAtTheShutdownTimeoutIsHandedBack() async throws {
         try await withQueue { db, conn, queue in
             let worker = try startWorker(db.url, ["--shutdown-timeout", "1"])
-            let id = try await queue.enqueue(kind: "sql", name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
+            let id = try await queue.enqueue(kind: .sql, name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             worker.signal(SIGTERM)
             let output = try await worker.wait()
@@ -220,15 +220,15 @@ struct WorkerTests {
 
     @Test func badJobsFailClearlyAndTheWorkerKeepsServing() async throws {
         try await withQueue { db, conn, queue in
-            let malformed = try await queue.enqueue(kind: "sql", name: "malformed", payload: #"{"query": "SELECT 1"}"#, on: conn)
-            let unknown = try await queue.enqueue(kind: "teleport", name: "unknown", on: conn)
-            let badSQL = try await queue.enqueue(kind: "sql", name: "bad sql", payload: #"{"sql": "SELEKT 1"}"#, on: conn)
+            let malformed = try await queue.enqueue(kind: .sql, name: "malformed", payload: #"{"query": "SELECT 1"}"#, on: conn)
+            let unknown = try await queue.enqueue(kind: JobKind("teleport"), name: "unknown", on: conn)
+            let badSQL = try await queue.enqueue(kind: .sql, name: "bad sql", payload: #"{"sql": "SELEKT 1"}"#, on: conn)
             // Fails its first two attempts with a serialization failure.
             let flaky = try await queue.enqueue(
-                kind: "sql", name: "flaky",
+                kind: .sql, name: "flaky",
                 payload: #"{"sql": "DO $$ BEGIN IF (SELECT attempts FROM godwit.jobs WHERE name = 'flaky') < 3 THEN RAISE EXCEPTION 'simulated serialization failure' USING ERRCODE = '40001'; END IF; END $$"}"#,
                 on: conn)
-            let fine = try await queue.enqueue(kind: "noop", name: "fine", on: conn)
+            let fine = try await queue.enqueue(kind: .noop, name: "fine", on: conn)
             let output = try await startWorker(db.url, ["--drain"]).wait()
             #expect(output.status == 0)
             let rows = try await conn.query("SELECT id, state::text AS s, attempts, last_error FROM godwit.jobs ORDER BY id").rows

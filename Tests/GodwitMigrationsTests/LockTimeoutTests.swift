@@ -163,7 +163,7 @@ struct LockTimeoutTests {
         ]) { f in
             try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, code int); INSERT INTO media VALUES (1, 7), (2, 7)")
             let error = await #expect(throws: MigrationError.self) { try await f.migrator(quickLocks()).run(on: f.conn) }
-            #expect(error?.underlying?.sqlState == "23505")
+            #expect(error?.underlying?.sqlState == .uniqueViolation)
             #expect(try await !f.exists("media_code"))
             #expect(try await f.ledger().isEmpty)
         }

@@ -189,7 +189,7 @@ struct MigratorTests {
             #expect(error?.version == 2)
             #expect(error?.message.contains("2_bad.sql:5:5") == true)
             #expect(error?.message.contains("SQLSTATE 42703") == true)
-            #expect(error?.underlying?.sqlState == "42703")
+            #expect(error?.underlying?.sqlState == .undefinedColumn)
             #expect(try await fx.ledger().map(\.version) == [1])
             #expect(try await !fx.exists("partial"))
         }

@@ -50,7 +50,7 @@ struct ConnectionTests {
                 Issue.record("expected an error")
             } catch let error as PostgresError {
                 #expect(error.code == .server)
-                #expect(error.sqlState == "42703")
+                #expect(error.sqlState == .undefinedColumn)
                 #expect(error.message.contains("nosuchcolumn"))
                 #expect(error.position == 18)
                 #expect(error.description.contains("SQLSTATE 42703"))
@@ -146,7 +146,7 @@ struct ConnectionTests {
                 try await victim.query("SELECT 1")
                 Issue.record("expected the query to fail")
             } catch let error as PostgresError {
-                #expect(error.code == .connectionLost || error.sqlState == "57P01")
+                #expect(error.code == .connectionLost || error.sqlState == .adminShutdown)
                 #expect(error.isTransient)
             }
         }

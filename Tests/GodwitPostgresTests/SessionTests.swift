@@ -24,7 +24,7 @@ struct SessionTests {
             let conn = try await db.connect()
             try await conn.execute("CREATE TABLE t (id int)")
             let task = Task {
-                try await conn.transaction { conn in
+                try await conn.withTransaction { conn in
                     try await conn.execute("INSERT INTO t VALUES (1)")
                     try await conn.query("SELECT pg_sleep(30)")
                 }
@@ -122,7 +122,7 @@ struct SessionTests {
             let error = try await #require(throws: PostgresError.self) {
                 _ = try await conn.describe("INSERT INTO t VALUES (1, 'a'); DROP TABLE t")
             }
-            #expect(error.sqlState == "42601")
+            #expect(error.sqlState == .syntaxError)
             #expect(try await conn.query("SELECT count(*) AS n FROM t").first?.int("n") == 0)
             await conn.close()
         }
@@ -218,7 +218,7 @@ struct SessionTests {
         await #expect(throws: PostgresError.self) {
             try await policy.run {
                 attempts.add()
-                throw PostgresError(code: .server, message: "deadlock", sqlState: "40P01")
+                throw PostgresError(code: .server, message: "deadlock", sqlState: .deadlockDetected)
             }
         }
         #expect(attempts.value == 3)

@@ -31,7 +31,7 @@ public struct BatchThrottle: Sendable {
 /// its checkpoint, sized toward a target duration, throttled, resumable exactly where they
 /// stopped.
 public struct BatchedJob: JobHandler {
-    public let kind = "batched"
+    public let kind = JobKind.batched
     public var throttle: BatchThrottle
     public var schema: QueueSchema
 
@@ -344,7 +344,7 @@ struct BatchRunner {
         let row = try await context.pool.withConnection { connection in
             try await connection.query(
                 """
-                INSERT INTO \(schema.qualified("job_progress")) (job_id, batch_size, rows_total, cursor)
+                INSERT INTO \(schema.jobProgress) (job_id, batch_size, rows_total, cursor)
                 VALUES ($1, $2, $3, $4)
                 ON CONFLICT DO NOTHING
                 """,
@@ -352,7 +352,7 @@ struct BatchRunner {
             return try await connection.query(
                 """
                 SELECT cursor, rows_done, rows_changed, batches_done, batch_size, rows_total
-                FROM \(schema.qualified("job_progress")) WHERE job_id = $1
+                FROM \(schema.jobProgress) WHERE job_id = $1
                 """, [context.job.id]
             ).first!
         }
@@ -368,7 +368,7 @@ struct BatchRunner {
             maxLockWait: payload.maxLockWait)
     }
 
-    private var progressTable: String { schema.qualified("job_progress") }
+    private var progressTable: String { schema.jobProgress }
 
     enum BatchResult {
         case done
@@ -383,7 +383,7 @@ struct BatchRunner {
         /// How long the failed attempt took, from its BEGIN to its ROLLBACK.
         var duration: Duration = .zero
 
-        var isLockTimeout: Bool { error.sqlState == "55P03" }
+        var isLockTimeout: Bool { error.sqlState == .lockNotAvailable }
     }
 
     /// `lock-timeout`: the longest a batch ever waits for a lock; nil (0) waits as long as it takes.
@@ -482,7 +482,9 @@ struct BatchRunner {
             #"{"rows_done": \#(rowsDone), "rows_changed": \#(rowsChanged), "batches": \#(batchesDone), "seconds": \#((elapsed * 1000).rounded() / 1000)}"#
     }
 
-    static let retryableStates: Set<String> = ["55P03", "57014", "40001", "40P01"]
+    static let retryableStates: Set<SQLState> = [
+        .lockNotAvailable, .queryCanceled, .serializationFailure, .deadlockDetected,
+    ]
 
     /// One batch in one round trip: a single message that begins a transaction of the
     /// enqueuer's session, sets the timeouts, takes the fence, runs the batch with its
@@ -574,9 +576,10 @@ struct BatchRunner {
             // The message committed when the fence said stop; anything else left a transaction.
             if await session.transactionStatus != .idle { await session.cleanup("ROLLBACK") }
             if let postgres = error as? PostgresError, postgres.code == .server {
-                if postgres.sqlState == JobQueue.leaseLostState { throw JobInterruption.leaseLost }
+                if postgres.sqlState == .leaseLost { throw JobInterruption.leaseLost }
                 throw BatchFailure(
-                    error: postgres, first: nil, last: nil, retryable: Self.retryableStates.contains(postgres.sqlState ?? ""),
+                    error: postgres, first: nil, last: nil,
+                    retryable: postgres.sqlState.map(Self.retryableStates.contains) == true,
                     duration: clock.now - began)
             }
             throw error
@@ -606,13 +609,6 @@ struct BatchRunner {
         return (row?["first"], row?["last"])
     }
 
-    /// Rows a second over the recent batches, with this one.
-    private func rate(adding rows: Int, _ seconds: Double) -> Double {
-        let all = recent + [(rows, seconds)]
-        let time = all.map(\.seconds).reduce(0, +)
-        return time > 0 ? Double(all.map(\.rows).reduce(0, +)) / time : 0
-    }
-
     private func recordFailedBatch(_ failure: BatchFailure, attempt: Int) async throws {
         let parameters: [any PostgresParameter] = [
             context.job.id, batchesDone + 1, attempt, failure.first, failure.last, controller.size,
@@ -621,7 +617,7 @@ struct BatchRunner {
         try await context.pool.withConnection { connection in
             try await connection.query(
                 """
-                INSERT INTO \(schema.qualified("batches"))
+                INSERT INTO \(schema.batches)
                     (job_id, seq, attempt, first_key, last_key, rows, rows_changed, batch_size, duration_ms, error)
                 VALUES ($1, $2, $3, $4, $5, 0, 0, $6, $7, $8)
                 """, parameters)
@@ -762,7 +758,7 @@ struct BatchRunner {
         let parameters: [any PostgresParameter] = [context.job.id, batchesDone - Int64(throttle.batchHistory)]
         try await context.pool.withConnection { [schema] connection in
             try await connection.query(
-                "DELETE FROM \(schema.qualified("batches")) WHERE job_id = $1 AND seq <= $2", parameters)
+                "DELETE FROM \(schema.batches) WHERE job_id = $1 AND seq <= $2", parameters)
         }
     }
 

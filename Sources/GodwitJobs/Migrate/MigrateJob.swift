@@ -105,7 +105,7 @@ public struct MigratePayload: Codable, Sendable {
 
 /// Applies schema migrations as a job, optionally after a verified backup.
 public struct MigrateJob: JobHandler {
-    public let kind = "migrate"
+    public let kind = JobKind.migrate
     public let backups: BackupManager
 
     public init(backups: BackupManager) {

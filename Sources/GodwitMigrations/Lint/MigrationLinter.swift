@@ -289,12 +289,14 @@ public struct MigrationLinter: Sendable {
     }
 
     /// The trace's role may not run the statement.
-    private static let insufficientPrivilege = "42501"
+    private static let insufficientPrivilege = SQLState.insufficientPrivilege
     /// Something the statement names does not exist (a table, column, object, function or
     /// schema), as happens when an earlier statement that would have made it was not run.
-    private static let undefinedObject: Set<String> = ["42P01", "42703", "42704", "42883", "3F000"]
+    private static let undefinedObject: Set<SQLState> = [
+        .undefinedTable, .undefinedColumn, .undefinedObject, .undefinedFunction, .invalidSchemaName,
+    ]
     /// "cannot run inside a transaction block".
-    private static let activeTransaction = "25001"
+    private static let activeTransaction = SQLState.activeSqlTransaction
 
     private func trace(_ files: [PreparedFile], targetURL: String, target: Connection) async throws -> LintReport {
         try await MigrationTrace.withScratch(targetURL: targetURL, target: target) { trace in
@@ -401,7 +403,7 @@ public struct MigrationLinter: Sendable {
                                 failsInTransaction = true
                             } catch let error as MigrationError
                                 where error.underlying?.sqlState == Self.insufficientPrivilege
-                                || leftOut && Self.undefinedObject.contains(error.underlying?.sqlState ?? "")
+                                || leftOut && (error.underlying?.sqlState).map(Self.undefinedObject.contains) == true
                             {
                                 try await savepoint("ROLLBACK TO SAVEPOINT godwit_lint")
                                 try await savepoint("RELEASE SAVEPOINT godwit_lint")
