@@ -67,6 +67,7 @@ let package = Package(
                 "GodwitPostgres",
                 .product(name: "Crypto", package: "swift-crypto"),
             ],
+            resources: [.embedInCode("Resources/backups_schema.sql")],
             swiftSettings: strict
         ),
         .target(
@@ -87,12 +88,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            resources: [
-                .embedInCode("Resources/queue_schema.sql"), .embedInCode("Resources/queue_schema_2.sql"),
-                .embedInCode("Resources/queue_schema_3.sql"),
-                .embedInCode("Resources/queue_schema_4.sql"),
-                .embedInCode("Resources/queue_schema_5.sql"),
-            ],
+            resources: [.embedInCode("Resources/queue.sql")],
             swiftSettings: strict
         ),
         .target(
@@ -105,6 +101,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            resources: [.embedInCode("Resources/jobs_schema.sql")],
             swiftSettings: strict
         ),
         .target(
@@ -159,8 +156,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitBackupsTests",
-            // GodwitQueue only to install the queue schema, whose `backups` table records backups.
-            dependencies: ["GodwitBackups", "GodwitQueue", "GodwitPostgres", "GodwitTestSupport"],
+            dependencies: ["GodwitBackups", "GodwitPostgres", "GodwitTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -168,12 +164,15 @@ let package = Package(
             dependencies: [
                 "GodwitQueue", "GodwitJobs", "GodwitMigrations", "GodwitBackups", "GodwitPostgres", "GodwitTestSupport",
             ],
+            // The schema's steps from before owners, which SchemaUpgradeTests installs and upgrades.
+            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "GodwitHTTPTests",
             dependencies: [
-                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitPostgres", "GodwitTestSupport",
+                // GodwitJobs to install the whole schema, as a worker does.
+                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitJobs", "GodwitPostgres", "GodwitTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict

@@ -23,10 +23,14 @@ public struct BackupManager: Sendable {
     /// The schema of Godwit's own tables, unquoted: backups are recorded in `<schema>.backups`,
     /// and the schema is left out of every dump.
     public let schema: String
+    /// What a restore asks before it replaces the application's schemas (`RestoreGuard`); nil
+    /// restores without asking.
+    public let restoreGuard: (any RestoreGuard)?
 
-    public init(directory: String, schema: String = "godwit") {
+    public init(directory: String, schema: String = "godwit", restoreGuard: (any RestoreGuard)? = nil) {
         self.directory = Self.absolutePath(directory)
         self.schema = schema
+        self.restoreGuard = restoreGuard
     }
 
     /// `<schema>.backups`, quoted.
@@ -174,29 +178,10 @@ public struct BackupManager: Sendable {
     }
 
     /// The batched jobs whose checkpoints a restore would leave, or has left, ahead of the
-    /// data: each one running, or with a checkpoint, on a table in a schema a restore replaces.
-    /// Empty when Godwit's schema is not installed.
+    /// data, as the restore guard reports them: each one running, or with a checkpoint, on a
+    /// table in a schema a restore replaces. Empty without a guard.
     public func batchedCheckpoints(on connection: Connection) async throws -> [BatchedCheckpoint] {
-        guard try await hasQueue(on: connection) else { return [] }
-        return try await connection.query(BatchedCheckpoint.query(godwitSchema: schema, schemaName: "$1"), [schema])
-            .rows.map { row in
-                BatchedCheckpoint(
-                    id: try row.int64("id"), name: try row.string("name"), state: try row.string("state"),
-                    table: try row.string("table_name"), batchesDone: try row.int64("batches_done"),
-                    rowsDone: try row.int64("rows_done"), cursor: row["cursor"],
-                    parent: try row["parent_id"].map {
-                        BatchedCheckpoint.Parent(
-                            id: Int64($0) ?? 0, name: try row.string("parent_name"), state: try row.string("parent_state"))
-                    })
-            }
-    }
-
-    /// Whether Godwit's job tables exist.
-    private func hasQueue(on connection: Connection) async throws -> Bool {
-        try await connection.query(
-            "SELECT to_regclass($1) IS NOT NULL AND to_regclass($2) IS NOT NULL AS present",
-            ["\(quoteIdentifier(schema)).jobs", "\(quoteIdentifier(schema)).job_progress"]
-        ).first?.bool("present") == true
+        try await restoreGuard?.checkpoints(on: connection) ?? []
     }
 
     /// Makes the database what `file` holds: in one transaction, the application's schemas are
@@ -204,13 +189,13 @@ public struct BackupManager: Sendable {
     /// own schema is left alone. The file is verified first (against its record, when there is
     /// one). Nothing changes if any step fails.
     ///
-    /// A batched job on those schemas that is running, or queued with a checkpoint, makes the
-    /// restore refuse (`BackupError.Code.jobsRunning`), before anything is dropped: its
-    /// checkpoint would stay ahead of the restored rows and it would go on from there. With
-    /// `pauseJobs`, such jobs are paused first (`<schema>.pause`), and the restore waits up to
-    /// `pauseTimeout` for the running ones to stop at a checkpoint. The check is made again
-    /// inside the restore's transaction, once the schemas are dropped and locked, so a job that
-    /// starts in between makes the restore fail with nothing changed.
+    /// With a restore guard, a batched job on those schemas that is running, or queued with a
+    /// checkpoint, makes the restore refuse (`BackupError.Code.jobsRunning`), before anything is
+    /// dropped: its checkpoint would stay ahead of the restored rows and it would go on from
+    /// there. With `pauseJobs`, such jobs are paused first (through the guard), and the restore
+    /// waits up to `pauseTimeout` for the running ones to stop at a checkpoint. The guard's
+    /// statement checks again inside the restore's transaction, once the schemas are dropped and
+    /// locked, so a job that starts in between makes the restore fail with nothing changed.
     ///
     /// The dump's SQL streams from pg_restore through a pipe into psql: no data touches the
     /// disk. pg_restore runs with `--single-transaction`, so the `COMMIT` is the last thing it
@@ -231,12 +216,12 @@ public struct BackupManager: Sendable {
         let file = backup.path
         let connection = try await Connection.connect(databaseURL)
         let schemas: [String]
-        let queueInstalled: Bool
+        let guardStatement: String?
         var paused: [BatchedCheckpoint] = []
         do {
             _ = try await verify(backup, named: given, on: connection)
             schemas = try await schemasToReplace(on: connection)
-            queueInstalled = try await hasQueue(on: connection)
+            guardStatement = try await restoreGuard?.guardStatement(on: connection)
             let blocking = try await batchedCheckpoints(on: connection).filter(\.continuesByItself)
             if !blocking.isEmpty {
                 guard pauseJobs else {
@@ -254,8 +239,8 @@ public struct BackupManager: Sendable {
         await connection.close()
         var prelude = ["SET client_min_messages = error;"]
         prelude += schemas.map { "DROP SCHEMA IF EXISTS \(quoteIdentifier($0)) CASCADE;" }
-        if queueInstalled {
-            prelude.append(BatchedCheckpoint.guardStatement(godwitSchema: schema))
+        if let guardStatement {
+            prelude.append(guardStatement)
         }
         if try await !createsPublicSchema(backup) {
             // pg_dump leaves out the standard public schema; re-create it as initdb makes it.
@@ -321,7 +306,7 @@ public struct BackupManager: Sendable {
         while !blocking.isEmpty {
             // Asked again each round: a job re-queued since (its worker died) is paused then.
             for job in blocking {
-                _ = try await connection.query("SELECT \(quoteIdentifier(schema)).pause($1) AS paused", [job.id])
+                try await restoreGuard?.pause(job: job.id, on: connection)
                 if !asked.contains(where: { $0.id == job.id }) { asked.append(job) }
             }
             blocking = try await batchedCheckpoints(on: connection).filter(\.continuesByItself)

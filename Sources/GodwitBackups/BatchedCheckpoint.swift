@@ -27,6 +27,12 @@ public struct BatchedCheckpoint: Sendable, Equatable, CustomStringConvertible {
         public var id: Int64
         public var name: String
         public var state: String
+
+        public init(id: Int64, name: String, state: String) {
+            self.id = id
+            self.name = name
+            self.state = state
+        }
     }
 
     public init(
@@ -56,54 +62,6 @@ public struct BatchedCheckpoint: Sendable, Equatable, CustomStringConvertible {
     public var description: String {
         "\(label) on \(table): \(batchesDone) batches, \(rowsDone) rows done"
             + (cursor.map { ", checkpoint at key \($0)" } ?? "")
-    }
-
-    /// The query behind `BackupManager.batchedCheckpoints(on:)`: every batched job that is
-    /// running or has a checkpoint, whose table's schema is one a restore replaces (all but
-    /// the system's and Godwit's own; a table named without a schema counts too). `schemaName`
-    /// is the SQL for Godwit's schema name as a string (`$1`, or a literal where no parameter
-    /// can be passed). Written without `:` so that psql runs it as it is.
-    ///
-    /// The payload's `table` is `format('%I.%I', ...)`: the schema is the part before the
-    /// first dot outside double quotes, unquoted.
-    static func query(godwitSchema: String, schemaName: String) -> String {
-        let q = quoteIdentifier(godwitSchema)
-        return """
-            SELECT j.id, j.name, CAST(j.state AS text) AS state, coalesce(j.payload->>'table', '') AS table_name,
-                coalesce(p.batches_done, 0) AS batches_done, coalesce(p.rows_done, 0) AS rows_done, p.cursor,
-                j.parent_id, par.name AS parent_name, CAST(par.state AS text) AS parent_state
-            FROM \(q).jobs j LEFT JOIN \(q).job_progress p ON p.job_id = j.id
-            LEFT JOIN \(q).jobs par ON par.id = j.parent_id
-            CROSS JOIN LATERAL (
-                SELECT substring(j.payload->>'table' FROM '^("([^"]|"")+"|[^."]+)\\.') AS part) s
-            CROSS JOIN LATERAL (
-                SELECT CASE WHEN s.part LIKE '"%' THEN replace(substr(s.part, 2, length(s.part) - 2), '""', '"')
-                    ELSE s.part END AS nsp) n
-            WHERE j.kind = 'batched'
-              AND (j.state = 'running' OR coalesce(p.batches_done, 0) > 0 OR p.cursor IS NOT NULL)
-              AND (n.nsp IS NULL OR (n.nsp NOT IN ('pg_catalog', 'information_schema', \(schemaName))
-                   AND n.nsp NOT LIKE 'pg\\_toast%' AND n.nsp NOT LIKE 'pg\\_temp\\_%'))
-            ORDER BY j.id
-            """
-    }
-
-    /// A statement for the restore's own transaction, run after the schemas are dropped: it
-    /// fails, and so rolls the whole restore back, if a job started going on by itself since
-    /// the check made before the restore. Once the schemas are dropped the restore holds an
-    /// ACCESS EXCLUSIVE lock on every table in them until it commits, so no batch can commit a
-    /// checkpoint on them after this statement and before the restored data is in place.
-    static func guardStatement(godwitSchema: String) -> String {
-        let checkpoints = query(godwitSchema: godwitSchema, schemaName: quoteLiteral(godwitSchema))
-        return """
-            DO $godwit_guard$ DECLARE blocking text; BEGIN
-            SELECT string_agg(format('job %s (%s, %s)', c.id, c.name, c.state), ', ') INTO blocking
-            FROM (\(checkpoints)) c
-            WHERE c.state = 'running' OR (c.state = 'queued' AND (c.batches_done > 0 OR c.cursor IS NOT NULL));
-            IF blocking IS NOT NULL THEN
-                RAISE EXCEPTION 'restore refused: batched % started on the replaced schemas during the restore; pause or cancel them and run it again', blocking;
-            END IF;
-            END $godwit_guard$;
-            """
     }
 }
 

@@ -25,7 +25,11 @@ struct BackupCommand: AsyncParsableCommand {
         @Option(help: "The schema of Godwit's tables.")
         var schema = "godwit"
 
-        var manager: BackupManager { BackupManager(directory: dir, schema: schema) }
+        /// A manager whose restores ask the batched jobs first.
+        var manager: BackupManager {
+            BackupManager(
+                directory: dir, schema: schema, restoreGuard: BatchedRestoreGuard(schema: QueueSchema(name: schema)))
+        }
     }
 
     struct Create: AsyncParsableCommand {
@@ -47,7 +51,7 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await options.connection.connect(logger: makeLogger(.notice))
-                try await QueueSchema(name: options.schema).install(on: conn)
+                try await options.manager.installSchema(on: conn)
                 let backup = try await options.manager.create(
                     databaseURL: try options.connection.resolvedURL(), reason: reason, on: conn)
                 await conn.close()
@@ -102,7 +106,7 @@ struct BackupCommand: AsyncParsableCommand {
         func run() async throws {
             try await withCLIErrors {
                 let conn = try await options.connection.connect(logger: makeLogger(.notice))
-                try await QueueSchema(name: options.schema).install(on: conn)
+                try await options.manager.installSchema(on: conn)
                 for backup in try await options.manager.list(on: conn) {
                     output(
                         "\(backup.createdAt)  \(backup.file)  \(backup.sizeBytes) bytes  sha256 \(backup.sha256)  database \(backup.database)  \(backup.reason ?? "reason not recorded")"

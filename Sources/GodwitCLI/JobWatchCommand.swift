@@ -34,7 +34,7 @@ extension JobCommand {
                 var definition = try BatchedJobDefinition.parse(text, file: file)
                 if let name { definition.name = name }
                 let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
-                let schema = QueueSchema(name: queueOptions.schema)
+                let schema = QueueSchema.withJobs(name: queueOptions.schema)
                 try await installIfMissing(schema, on: conn)
                 let id = try await definition.enqueue(
                     file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
@@ -49,8 +49,8 @@ extension JobCommand {
         /// even when the schema exists. When it is missing and this role may not create it, one
         /// line says who can.
         private func installIfMissing(_ schema: QueueSchema, on conn: Connection) async throws {
+            guard !(try await schema.isCurrent(on: conn)) else { return }
             let installed = try await schema.installedVersion(on: conn)
-            guard installed < schema.latestVersion else { return }
             do {
                 try await schema.install(on: conn)
             } catch let error as PostgresError where error.sqlState == .insufficientPrivilege {

@@ -216,7 +216,7 @@ extension Migrate {
                 let migrator = try sourceOptions.migrator(logger: logger, lockPolicy: lockOptions.policy)
                 try await connection.withConnection(logger: logger) { conn in
                     try await lintPending(migrator, on: conn)
-                    let queueSchema = QueueSchema(name: schema)
+                    let queueSchema = QueueSchema.withJobs(name: schema)
                     if enqueue {
                         try await queueSchema.install(on: conn)
                         let payload = MigratePayload(
@@ -232,7 +232,7 @@ extension Migrate {
                         return
                     }
                     if backup && !dryRun {
-                        try await queueSchema.install(on: conn)
+                        try await BackupManager(directory: backupDir, schema: queueSchema.name).installSchema(on: conn)
                         var pending = try await migrator.pendingMigrations(on: conn)
                         if let targetVersion { pending = pending.filter { $0.version <= targetVersion } }
                         let made = try await BackupManager(directory: backupDir, schema: queueSchema.name).create(

@@ -148,7 +148,7 @@ struct WorkerCommand: AsyncParsableCommand {
             }
             var configuration = WorkerConfiguration(databaseURL: url)
             configuration.version = Godwit.configuration.version
-            configuration.schema = QueueSchema(name: queueOptions.schema)
+            configuration.schema = QueueSchema.withJobs(name: queueOptions.schema)
             configuration.concurrency = concurrency
             configuration.drain = drain
             configuration.pollInterval = .seconds(pollInterval)

@@ -187,15 +187,17 @@ struct RestoreTests {
         defer { dir.delete() }
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            // The backup's table refers to a job: Godwit's schema is not restored, so the
-            // foreign key can only be re-created, after the data, if the job is still there.
+            // The backup's table refers to a row of Godwit's schema (a backup's record; `backup
+            // list` installs that table alone): the schema is not restored, so the foreign key
+            // can only be re-created, after the data, if the row is still there.
             let created = try await GodwitProcess.run(["backup", "list", "-D", db.url])
             #expect(created.status == 0, "\(created.stderr)")
             try await conn.execute(
                 """
-                INSERT INTO godwit.jobs (kind, name, payload) VALUES ('noop', 'referenced', '{}');
-                CREATE TABLE refs (id int PRIMARY KEY, job_id bigint REFERENCES godwit.jobs (id));
-                INSERT INTO refs SELECT g, (SELECT min(id) FROM godwit.jobs) FROM generate_series(1, 1000) g;
+                INSERT INTO godwit.backups (file, size_bytes, sha256, database_name, verified_at)
+                VALUES ('referenced', 0, '', '', now());
+                CREATE TABLE refs (id int PRIMARY KEY, backup_id bigint REFERENCES godwit.backups (id));
+                INSERT INTO refs SELECT g, (SELECT min(id) FROM godwit.backups) FROM generate_series(1, 1000) g;
                 CREATE TABLE kept (label text);
                 INSERT INTO kept VALUES ('before the backup');
                 """)
@@ -205,7 +207,7 @@ struct RestoreTests {
             try await conn.execute(
                 """
                 DROP TABLE refs;
-                DELETE FROM godwit.jobs;
+                DELETE FROM godwit.backups WHERE file = 'referenced';
                 UPDATE kept SET label = 'after the backup';
                 CREATE TABLE later (id int);
                 """)

@@ -1,6 +1,5 @@
 import Foundation
 import GodwitBackups
-import GodwitQueue
 import GodwitPostgres
 import GodwitTestSupport
 import Testing
@@ -37,7 +36,7 @@ struct ConnectionArgumentsTests {
         defer { dir.delete() }
         try await withDatabase(named: name) { url in
             let conn = try await Connection.connect(url)
-            try await QueueSchema().install(on: conn)
+            try await BackupManager(directory: "/tmp").installSchema(on: conn)
             try await conn.execute("CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 100);")
             let manager = BackupManager(directory: dir.path)
             let backup = try await manager.create(databaseURL: url, reason: BackupReason.byHand, on: conn)

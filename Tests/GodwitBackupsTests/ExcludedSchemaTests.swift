@@ -1,7 +1,6 @@
 import Foundation
 import GodwitBackups
 import GodwitPostgres
-import GodwitQueue
 import GodwitTestSupport
 import Testing
 
@@ -19,7 +18,7 @@ struct ExcludedSchemaTests {
         defer { dir.delete() }
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            try await QueueSchema(name: queueSchema).install(on: conn)
+            try await BackupManager(directory: "/tmp", schema: queueSchema).installSchema(on: conn)
             for schema in Self.applicationSchemas {
                 try await conn.execute(
                     """

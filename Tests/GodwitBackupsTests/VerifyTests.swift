@@ -1,6 +1,5 @@
 import Foundation
 import GodwitBackups
-import GodwitQueue
 import GodwitPostgres
 import GodwitTestSupport
 import Testing
@@ -14,7 +13,7 @@ func withBackedUpDatabase(
     defer { dir.delete() }
     try await withTestDatabase { db in
         let conn = try await db.connect()
-        try await QueueSchema().install(on: conn)
+        try await BackupManager(directory: "/tmp").installSchema(on: conn)
         try await conn.execute(
             """
             CREATE TABLE accounts (id int PRIMARY KEY, secret text);

@@ -1,5 +1,6 @@
 import Foundation
 import GodwitHTTP
+import GodwitJobs
 import GodwitMigrations
 import GodwitQueue
 import GodwitTestSupport
@@ -53,7 +54,7 @@ struct ControlTests {
             let dash = roles[0]
             try await withTestDatabase(prefix: "godwit_http_role") { database in
                 let admin = try await database.connect()
-                try await QueueSchema().install(on: admin)
+                try await QueueSchema.withJobs().install(on: admin)
                 try await admin.query("SELECT godwit.grant_read($1::regrole)", [dash.name])
                 let folder = try TemporaryDirectory(prefix: "godwit-http-role")
                 try folder.write("1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")

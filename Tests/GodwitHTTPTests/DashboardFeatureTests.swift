@@ -1,5 +1,6 @@
 import Foundation
 @testable import GodwitHTTP
+import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
@@ -192,7 +193,7 @@ struct DashboardFeatureTests {
             let reader = roles[0]
             try await withTestDatabase(prefix: "godwit_http_payload") { database in
                 let admin = try await database.connect()
-                try await QueueSchema().install(on: admin)
+                try await QueueSchema.withJobs().install(on: admin)
                 try await admin.query("SELECT godwit.grant_read($1::regrole)", [reader.name])
                 await admin.close()
                 let id = try await enqueueBackfill(database)
@@ -222,7 +223,7 @@ struct DashboardFeatureTests {
             let enqueuer = roles[0]
             try await withTestDatabase(prefix: "godwit_http_enqueuer") { database in
                 let admin = try await database.connect()
-                try await QueueSchema().install(on: admin)
+                try await QueueSchema.withJobs().install(on: admin)
                 try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [enqueuer.name])
                 let owners = try await JobQueue().enqueue(
                     kind: .noop, name: "the owner's", payload: #"{"note": "owner-secret"}"#, on: admin)
@@ -365,7 +366,7 @@ struct DashboardFeatureTests {
             let controller = roles[0]
             try await withTestDatabase(prefix: "godwit_http_retry") { database in
                 let admin = try await database.connect()
-                try await QueueSchema().install(on: admin)
+                try await QueueSchema.withJobs().install(on: admin)
                 try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [controller.name])
                 try await admin.query("SELECT godwit.grant_control($1::regrole)", [controller.name])
                 let owners = try await JobQueue().enqueue(kind: .noop, name: "the owner's", on: admin)

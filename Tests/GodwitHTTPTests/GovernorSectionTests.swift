@@ -1,5 +1,6 @@
 import Foundation
 @testable import GodwitHTTP
+import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
@@ -85,7 +86,7 @@ struct GovernorSectionTests {
             let reader = roles[0]
             try await withTestDatabase(prefix: "godwit_http_governor") { database in
                 let admin = try await database.connect()
-                try await QueueSchema().install(on: admin)
+                try await QueueSchema.withJobs().install(on: admin)
                 try await admin.query("SELECT godwit.grant_read($1::regrole)", [reader.name])
                 await admin.close()
                 let id = try await enqueueBackfill(database, parallel: 1)

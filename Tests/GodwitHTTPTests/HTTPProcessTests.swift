@@ -1,4 +1,5 @@
 import Foundation
+import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
@@ -15,7 +16,7 @@ struct HTTPProcessTests {
         try await withTestDatabase(prefix: "godwit_http_term") { database in
             let connection = try await database.connect()
             defer { Task { await connection.close() } }
-            try await QueueSchema().install(on: connection)
+            try await QueueSchema.withJobs().install(on: connection)
             try await connection.query("CREATE TABLE gate (n int)")
             // The job blocks on the gate the test holds, so the wind-down lasts exactly as long
             // as the test wants, whatever the machine's load.
@@ -89,7 +90,7 @@ struct HTTPProcessTests {
         try await withTestDatabase(prefix: "godwit_http_serve") { database in
             let connection = try await database.connect()
             defer { Task { await connection.close() } }
-            try await QueueSchema().install(on: connection)
+            try await QueueSchema.withJobs().install(on: connection)
             let id = try await JobQueue().enqueue(kind: .noop, name: "left <b>alone</b>", on: connection)
             let folder = try TemporaryDirectory(prefix: "godwit-serve")
             try folder.write("1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")
@@ -151,7 +152,7 @@ struct HTTPProcessTests {
             let migrated = try await GodwitProcess.run(["migrate", "run", "-D", database.url], directory: folder.path)
             #expect(migrated.status == 0, "\(migrated.stderr)")
             let connection = try await database.connect()
-            try await QueueSchema().install(on: connection)
+            try await QueueSchema.withJobs().install(on: connection)
             #expect(try await connection.query("SELECT count(*) AS n FROM app_ledger").first?.int("n") == 2)
             await connection.close()
 

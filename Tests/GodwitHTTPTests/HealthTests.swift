@@ -71,7 +71,7 @@ struct HealthTests {
     func schemaTooNew() async throws {
         try await withOperations { database, _, client in
             let connection = try await database.connect()
-            try await connection.query("INSERT INTO godwit.schema_version (version) VALUES (999)")
+            try await connection.query("INSERT INTO godwit.schema_version (owner, version) VALUES ('queue', 999)")
             await connection.close()
             try await client.execute(uri: "/health", method: .get) { response in
                 #expect(response.status == .serviceUnavailable)

@@ -1,5 +1,6 @@
 import Foundation
 import GodwitHTTP
+import GodwitJobs
 import GodwitQueue
 import GodwitTestSupport
 import Hummingbird
@@ -21,7 +22,7 @@ func withLiveServer<T: Sendable>(
 ) async throws -> T {
     try await withTestDatabase(prefix: "godwit_http_live") { database in
         let connection = try await database.connect()
-        try await QueueSchema().install(on: connection)
+        try await QueueSchema.withJobs().install(on: connection)
         await connection.close()
         var lastError: (any Error)?
         for _ in 0..<10 {

@@ -1,5 +1,6 @@
 import Foundation
 import GodwitHTTP
+import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
@@ -18,7 +19,7 @@ func withOperations<T: Sendable>(
     try await withTestDatabase(prefix: "godwit_http") { database in
         if install {
             let connection = try await database.connect()
-            try await QueueSchema().install(on: connection)
+            try await QueueSchema.withJobs().install(on: connection)
             await connection.close()
         }
         var configuration = OperationsConfiguration(databaseURL: database.url)

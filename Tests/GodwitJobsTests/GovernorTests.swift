@@ -389,7 +389,7 @@ struct GovernorTests {
         defer { Task { await cluster.destroy() } }
         let conn = try await Connection.connect(cluster.url)
         defer { Task { await conn.close() } }
-        try await JobQueue().schema.install(on: conn)
+        try await QueueSchema.withJobs().install(on: conn)
         try await conn.execute(
             """
             CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
@@ -429,7 +429,7 @@ struct GovernorTests {
         defer { Task { await cluster.destroy() } }
         let conn = try await Connection.connect(cluster.url)
         defer { Task { await conn.close() } }
-        try await JobQueue().schema.install(on: conn)
+        try await QueueSchema.withJobs().install(on: conn)
         try await conn.execute(
             """
             CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
@@ -25,7 +26,7 @@ struct JobCommandOutputTests {
     func withFailedJob(_ body: (TestDatabase, Int64) async throws -> Void) async throws {
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            try await QueueSchema().install(on: conn)
+            try await QueueSchema.withJobs().install(on: conn)
             let id = try #require(
                 try await conn.query(
                     """
@@ -85,7 +86,7 @@ struct JobCommandOutputTests {
         let reason = "others write public.\u{1B}]52;c;ZXZpbA==\u{07}media\u{9B}2J: 4,800 rows \u{202E}under 3%\nforged"
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            try await QueueSchema().install(on: conn)
+            try await QueueSchema.withJobs().install(on: conn)
             try await conn.execute("CREATE TABLE media (id bigint PRIMARY KEY)")
             let id = try #require(
                 try await conn.query(
@@ -136,7 +137,7 @@ struct JobCommandOutputTests {
     @Test func aPayloadNestedTooDeepDoesNotBreakListOrShow() async throws {
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            try await QueueSchema().install(on: conn)
+            try await QueueSchema.withJobs().install(on: conn)
             try await conn.execute("INSERT INTO godwit.jobs (kind, name) VALUES ('noop', 'plain')")
             let deep = try #require(
                 try await conn.query(

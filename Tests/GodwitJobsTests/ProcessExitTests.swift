@@ -1,4 +1,5 @@
 import Foundation
+import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
@@ -22,7 +23,7 @@ struct ProcessExitTests {
         try migrations.write("1_first.sql", "CREATE TABLE first (id bigint);\n")
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            try await QueueSchema().install(on: conn)
+            try await QueueSchema.withJobs().install(on: conn)
             try await conn.execute("CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 1000) g")
             await conn.close()
             // A dozen at once, two rounds: enough to overlap their exits, few enough that the

@@ -9,7 +9,7 @@ import Testing
 func withQueue(_ body: (TestDatabase, Connection, JobQueue) async throws -> Void) async throws {
     try await withTestDatabase { db in
         let conn = try await db.connect()
-        let queue = JobQueue()
+        let queue = JobQueue(schema: .withJobs())
         try await queue.schema.install(on: conn)
         try await body(db, conn, queue)
         await conn.close()
@@ -28,17 +28,20 @@ struct QueueTests {
                 for _ in 0..<6 {
                     group.addTask {
                         let conn = try await db.connect()
-                        try await QueueSchema().install(on: conn)
+                        try await QueueSchema.withJobs().install(on: conn)
                         await conn.close()
                     }
                 }
                 try await group.waitForAll()
             }
             let conn = try await db.connect()
-            try await QueueSchema().install(on: conn)
-            let versions = try await conn.query("SELECT version FROM godwit.schema_version ORDER BY version")
-            #expect(versions.rows.count == QueueSchema().latestVersion)
-            #expect(try await QueueSchema().installedVersion(on: conn) == QueueSchema().latestVersion)
+            try await QueueSchema.withJobs().install(on: conn)
+            // Each owner's part recorded once, at the version this build knows.
+            let versions = try await conn.query("SELECT owner, version FROM godwit.schema_version ORDER BY owner")
+            #expect(try versions.rows.map { try $0.string("owner") } == ["backups", "jobs", "queue"])
+            #expect(try versions.rows.map { try $0.int("version") } == [1, 1, 1])
+            #expect(try await QueueSchema.withJobs().installedVersion(on: conn) == QueueSchema().latestVersion)
+            #expect(try await QueueSchema.withJobs().isCurrent(on: conn))
             // Nothing went into the application's ledger.
             #expect(try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS n").first?.bool("n") == true)
             await conn.close()
@@ -48,7 +51,7 @@ struct QueueTests {
     @Test func anotherSchemaNameWorks() async throws {
         try await withTestDatabase { db in
             let conn = try await db.connect()
-            let queue = JobQueue(schema: QueueSchema(name: "ops queue"))
+            let queue = JobQueue(schema: .withJobs(name: "ops queue"))
             try await queue.schema.install(on: conn)
             let id = try await queue.enqueue(kind: .noop, name: "x", on: conn)
             let claimed = try await queue.claim(limit: 5, workerID: "w", on: conn)

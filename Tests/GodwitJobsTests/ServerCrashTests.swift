@@ -1,4 +1,5 @@
 import Foundation
+import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
@@ -14,7 +15,7 @@ struct ServerCrashTests {
         defer { Task { await cluster.destroy() } }
         let total = 3000
         var conn = try await Connection.connect(cluster.url)
-        try await JobQueue().schema.install(on: conn)
+        try await QueueSchema.withJobs().install(on: conn)
         try await conn.execute(
             """
             CREATE TABLE runs (n int NOT NULL);

@@ -92,7 +92,7 @@ struct WorkerTests {
         do {
             let url = try TestDatabase.url(cluster.url, database: "postgres")
             let conn = try await Connection.connect(url)
-            let queue = JobQueue()
+            let queue = JobQueue(schema: .withJobs())
             try await queue.schema.install(on: conn)
             let first = try await queue.enqueue(kind: .noop, name: "before", on: conn)
             await conn.close()
