@@ -22,8 +22,8 @@ struct BackupCommand: AsyncParsableCommand {
         @Option(help: "The folder for backup files.")
         var dir = "backups"
 
-        @Option(help: "The schema of Godwit's tables.")
-        var schema = "godwit"
+        @OptionGroup var schemaOptions: SchemaOptions
+        var schema: String { schemaOptions.schema }
 
         var manager: BackupManager { BackupManager(directory: dir, schema: schema) }
     }
@@ -69,8 +69,8 @@ struct BackupCommand: AsyncParsableCommand {
                 """)
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: "The schema of Godwit's tables.")
-        var schema = "godwit"
+        @OptionGroup var schemaOptions: SchemaOptions
+        var schema: String { schemaOptions.schema }
 
         @Argument(help: "The backup file.") var file: String
 
