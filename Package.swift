@@ -159,6 +159,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            // No database: reads Package.swift and Sources/ (the module graph).
+            name: "GodwitStructureTests",
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "GodwitPostgresTests",
             dependencies: ["GodwitPostgres", "GodwitTestSupport"],
             swiftSettings: strict

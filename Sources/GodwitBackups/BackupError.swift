@@ -1,6 +1,8 @@
+import GodwitPostgres
+
 /// A backup that cannot be taken, verified or restored. The message says what failed and names
 /// the file.
-public struct BackupError: Error, CustomStringConvertible, Sendable {
+public struct BackupError: GodwitError {
     /// What kind of failure, for callers that react to one (the message is for people).
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         public let description: String

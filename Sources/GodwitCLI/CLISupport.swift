@@ -9,40 +9,32 @@ import GodwitPostgres
 import Logging
 import Synchronization
 
-/// Runs a command body, turning the errors a person can act on into one `error: ...` line on
-/// stderr and exit status 1, instead of a stack of Swift type names. The exit itself is
-/// `Godwit.runAsMain`'s, after every connection is closed (`ExitCode(1)` is thrown to it).
+/// Runs a command body, turning the errors a person can act on (every `GodwitError`, and
+/// Foundation's file errors) into one `error: ...` line on stderr and exit status 1, instead of
+/// a stack of Swift type names. The exit itself is `Godwit.runAsMain`'s, after every connection
+/// is closed (`ExitCode(1)` is thrown to it).
 func withCLIErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch let error as MigrationError {
-        try fail(error.description)
-    } catch let error as PostgresError {
-        try fail(error.description)
-    } catch let error as CLIError {
-        try fail(error.description)
-    } catch let error as JobFailure {
-        try fail(error.description)
-    } catch let error as BackupError {
-        try fail(error.description)
-    } catch let error as ClientProgram.LaunchError {
-        try fail(error.description)
-    } catch let error as OperationsError {
-        try fail(error.description)
-    } catch let error as CocoaError {
-        try fail(error.localizedDescription)
+    } catch {
+        try failIfActionable(error)
     }
 }
 
 func withCLIErrors(_ body: () throws -> Void) throws {
     do {
         try body()
-    } catch let error as MigrationError {
-        try fail(error.description)
-    } catch let error as CLIError {
-        try fail(error.description)
-    } catch let error as CocoaError {
-        try fail(error.localizedDescription)
+    } catch {
+        try failIfActionable(error)
+    }
+}
+
+/// `fail`s with the one line of an error a person can act on; rethrows any other.
+private func failIfActionable(_ error: any Error) throws -> Never {
+    switch error {
+    case let error as any GodwitError: try fail(error.description)
+    case let error as CocoaError: try fail(error.localizedDescription)
+    default: throw error
     }
 }
 

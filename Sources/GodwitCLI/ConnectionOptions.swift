@@ -147,7 +147,8 @@ enum DotEnv {
     }
 }
 
-struct CLIError: Error, CustomStringConvertible {
+struct CLIError: GodwitError {
     var description: String
+    var code: String { "command" }
     init(_ description: String) { self.description = description }
 }

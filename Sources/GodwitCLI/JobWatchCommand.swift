@@ -31,19 +31,15 @@ extension JobCommand {
                 guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                     throw CLIError("\(file): cannot read the file")
                 }
-                do {
-                    var definition = try BatchedJobDefinition.parse(text, file: file)
-                    if let name { definition.name = name }
-                    let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
-                    let schema = QueueSchema(name: queueOptions.schema)
-                    try await installIfMissing(schema, on: conn)
-                    let id = try await definition.enqueue(
-                        file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
-                    await conn.close()
-                    output("\(id)")
-                } catch let error as BatchedJobDefinition.ParseError {
-                    throw CLIError(error.description)
-                }
+                var definition = try BatchedJobDefinition.parse(text, file: file)
+                if let name { definition.name = name }
+                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
+                let schema = QueueSchema(name: queueOptions.schema)
+                try await installIfMissing(schema, on: conn)
+                let id = try await definition.enqueue(
+                    file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
+                await conn.close()
+                output("\(id)")
             }
         }
 

@@ -16,14 +16,21 @@ public struct HealthReading: Sendable, Equatable {
 ///
 /// A reading is reused for `cacheDuration`, so an orchestrator probing often costs one query a
 /// second. A probe runs on a connection of its own (not the worker's pool, which busy jobs may
-/// hold), in a task of its own: the request waits at most `timeout` for it and then answers that
-/// the database did not answer, while the probe goes on; the next request waits for that same
-/// probe rather than starting another, so a hung server costs one connection, not one a request.
+/// hold). A request waits at most `timeout` for it and then answers that the database did not
+/// answer, while the probe goes on; the next request waits for that same probe rather than
+/// starting another, so a hung server costs one connection, not one a request.
+///
+/// The probe is the one task that outlives a request (it is owned by the state, not by whoever
+/// started it). A request's wait is structured: a task group of the wait for the probe's
+/// reading and the bound's sleep, the loser cancelled, so nothing of a request outlives it.
 public final class HealthProbe: Sendable {
     private struct State {
         var reading: HealthReading?
         var readAt: ContinuousClock.Instant?
-        var inFlight: Task<HealthReading, Never>?
+        var probing = false
+        /// The requests waiting for the probe in flight, by a number of their own.
+        var waiters: [Int: CheckedContinuation<HealthReading?, Never>] = [:]
+        var nextWaiter = 0
     }
 
     private let databaseURL: String
@@ -43,29 +50,69 @@ public final class HealthProbe: Sendable {
     /// The newest reading, probing when the cached one is too old; within `timeout`.
     public func check() async -> HealthReading {
         let now = clock.now
-        let task: Task<HealthReading, Never> = state.withLock { state in
-            if let reading = state.reading, let at = state.readAt, now - at < cacheDuration {
-                return Task { reading }
-            }
-            if let inFlight = state.inFlight { return inFlight }
-            let probe = Task { await self.probe() }
-            state.inFlight = probe
-            return probe
+        let cached: HealthReading? = state.withLock { state in
+            if let reading = state.reading, let at = state.readAt, now - at < cacheDuration { return reading }
+            return nil
         }
-        if let reading = await Self.value(of: task, within: timeout) { return reading }
+        if let cached { return cached }
+        let bound = timeout
+        let reading = await withTaskGroup(of: HealthReading?.self) { group in
+            group.addTask { await self.nextReading() }
+            group.addTask {
+                try? await Task.sleep(for: bound)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        if let reading { return reading }
         return HealthReading(
             healthy: false, reason: "the database did not answer within \(Int(timeout.milliseconds)) ms",
             schemaVersion: nil, expectedSchemaVersion: schema.latestVersion)
     }
 
-    private func probe() async -> HealthReading {
+    /// The reading of the probe in flight, starting one if none is; nil when the waiting task is
+    /// cancelled first (the request's bound passed), which leaves the probe running.
+    private func nextReading() async -> HealthReading? {
+        let id = state.withLock { state in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        enum Next { case cancelled, wait, probe }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                // Decided under the lock that `onCancel` takes: either it finds this waiter to
+                // resume, or this sees the cancellation and never registers.
+                let next: Next = state.withLock { state in
+                    guard !Task.isCancelled else { return .cancelled }
+                    state.waiters[id] = continuation
+                    if state.probing { return .wait }
+                    state.probing = true
+                    return .probe
+                }
+                switch next {
+                case .cancelled: continuation.resume(returning: nil)
+                case .wait: break
+                // Owned by the state until it records its reading; see the type's comment.
+                case .probe: Task { await self.probe() }
+                }
+            }
+        } onCancel: {
+            state.withLock { $0.waiters.removeValue(forKey: id) }?.resume(returning: nil)
+        }
+    }
+
+    private func probe() async {
         let reading = await read()
-        state.withLock { state in
+        let waiters = state.withLock { state in
             state.reading = reading
             state.readAt = clock.now
-            state.inFlight = nil
+            state.probing = false
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters.values)
         }
-        return reading
+        for waiter in waiters { waiter.resume(returning: reading) }
     }
 
     private func read() async -> HealthReading {
@@ -97,24 +144,4 @@ public final class HealthProbe: Sendable {
                 expectedSchemaVersion: expected)
         }
     }
-
-    /// The task's value, or nil when it takes longer than `bound`; the task goes on either way.
-    static func value<T: Sendable>(of task: Task<T, Never>, within bound: Duration) async -> T? {
-        let once = ResumeOnce<T?>()
-        return await withCheckedContinuation { continuation in
-            once.set(continuation)
-            Task { once.resume(await task.value) }
-            Task {
-                try? await Task.sleep(for: bound)
-                once.resume(nil)
-            }
-        }
-    }
-}
-
-/// A continuation resumed by whichever of two tasks comes first.
-private final class ResumeOnce<T: Sendable>: Sendable {
-    private let continuation = Mutex<CheckedContinuation<T, Never>?>(nil)
-    func set(_ value: CheckedContinuation<T, Never>) { continuation.withLock { $0 = value } }
-    func resume(_ value: T) { continuation.withLock { $0.take() }?.resume(returning: value) }
 }

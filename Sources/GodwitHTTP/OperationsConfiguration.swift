@@ -1,5 +1,6 @@
 import Foundation
 import GodwitMigrations
+import GodwitPostgres
 import GodwitQueue
 
 /// How the operations surface (`/health`, `/metrics`, the dashboard) is served.
@@ -131,8 +132,9 @@ public struct OperationsConfiguration: Sendable {
 }
 
 /// A configuration the surface cannot run with; the message says what to change.
-public struct OperationsError: Error, CustomStringConvertible, Sendable {
+public struct OperationsError: GodwitError {
     public var description: String
+    public var code: String { "invalidConfiguration" }
     public init(_ description: String) { self.description = description }
 }
 

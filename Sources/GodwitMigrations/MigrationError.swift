@@ -3,7 +3,7 @@ import GodwitPostgres
 /// Why a migration command refused to act or failed, with the file, line and version concerned.
 ///
 /// The `description` is the one line a person at the terminal sees.
-public struct MigrationError: Error, Sendable, CustomStringConvertible {
+public struct MigrationError: GodwitError {
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let raw: String
         private init(_ raw: String) { self.raw = raw }

@@ -30,14 +30,13 @@ extension Migrator {
                     "\(ledger.table) already has migration\(present.count == 1 ? "" : "s") \(list): baseline records only versions the ledger does not have, so nothing was recorded",
                     version: present[0])
             }
-            try await connection.execute("BEGIN")
             do {
-                for migration in migrations {
-                    try await ledger.insert(migration, success: true, executionTime: 0, on: connection)
+                try await connection.withTransaction { connection in
+                    for migration in migrations {
+                        try await ledger.insert(migration, success: true, executionTime: 0, on: connection)
+                    }
                 }
-                try await connection.execute("COMMIT")
             } catch {
-                await connection.cleanup("ROLLBACK")
                 if let error = error as? PostgresError {
                     throw MigrationError(
                         .execution, "baseline recorded nothing: writing \(ledger.table) failed: \(error)",

@@ -75,15 +75,10 @@ extension Migrator {
                 throw Self.contentChanged(refused, hadAppliedText: appliedText != nil)
             }
             guard !mismatches.isEmpty else { return [] }
-            try await connection.execute("BEGIN")
-            do {
+            try await connection.withTransaction { connection in
                 for mismatch in mismatches {
                     try await ledger.setChecksum(mismatch.fileChecksum, version: mismatch.version, on: connection)
                 }
-                try await connection.execute("COMMIT")
-            } catch {
-                await connection.cleanup("ROLLBACK")
-                throw error
             }
             return mismatches
         }

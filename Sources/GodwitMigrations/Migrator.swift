@@ -382,8 +382,7 @@ public struct Migrator: Sendable {
     private func inTransaction(
         _ migration: Migration, on connection: Connection, watch: LockWatch?, record: () async throws -> Void
     ) async throws {
-        try await connection.execute("BEGIN")
-        do {
+        try await connection.withTransaction { connection in
             if let setting = lockPolicy.lockTimeoutSetting {
                 try await connection.execute("SET LOCAL lock_timeout = '\(setting)'")
             }
@@ -399,11 +398,6 @@ public struct Migrator: Sendable {
                 throw executionError(migration, error, location: location)
             }
             try await record()
-            try await connection.execute("COMMIT")
-        } catch {
-            // Sent even when the task was cancelled: the connection may live on.
-            await connection.cleanup("ROLLBACK")
-            throw error
         }
     }
 

@@ -65,8 +65,9 @@ public enum ClientProgram {
     }
 
     /// A client program could not be started.
-    public struct LaunchError: Error, CustomStringConvertible, Sendable {
+    public struct LaunchError: GodwitError {
         public var description: String
+        public var code: String { "launch" }
 
         public init(_ description: String) {
             self.description = description

@@ -231,8 +231,12 @@ public actor Connection {
 
     /// Runs `body` inside BEGIN ... COMMIT. If `body` throws, or the task is cancelled, the
     /// transaction is rolled back: the ROLLBACK is sent even from a cancelled task.
-    public func transaction<T: Sendable>(
-        _ body: @Sendable (isolated Connection) async throws -> T
+    ///
+    /// `body` runs in the caller's isolation (postgres-nio's `isolation: #isolation` form), not
+    /// the connection's: it may read and change the caller's state, needs not be `Sendable`,
+    /// and reaches the connection with `await` like any other caller.
+    public func withTransaction<T>(
+        isolation: isolated (any Actor)? = #isolation, _ body: (Connection) async throws -> T
     ) async throws -> T {
         try await execute("BEGIN")
         do {

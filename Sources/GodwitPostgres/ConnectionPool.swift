@@ -34,8 +34,9 @@ public final class ConnectionPool: Service, Sendable {
     }
 
     /// The pool was closed: it lends nothing more.
-    public struct ClosedError: Error, CustomStringConvertible, Sendable {
+    public struct ClosedError: GodwitError {
         public init() {}
+        public var code: String { "poolClosed" }
         public var description: String { "the connection pool is closed" }
     }
 
@@ -72,7 +73,8 @@ public final class ConnectionPool: Service, Sendable {
     ///   that changes session state (a job's `SET ROLE`, temporary functions).
     @discardableResult
     public func withConnection<T: Sendable>(
-        discardingState: Bool = false, _ body: (Connection) async throws -> T
+        discardingState: Bool = false, isolation: isolated (any Actor)? = #isolation,
+        _ body: (Connection) async throws -> T
     ) async throws -> T {
         let connection = try await lease()
         let value: T
@@ -90,10 +92,11 @@ public final class ConnectionPool: Service, Sendable {
     /// it throws or the task is cancelled.
     @discardableResult
     public func withTransaction<T: Sendable>(
-        discardingState: Bool = false, _ body: @Sendable (isolated Connection) async throws -> T
+        discardingState: Bool = false, isolation: isolated (any Actor)? = #isolation,
+        _ body: (Connection) async throws -> T
     ) async throws -> T {
         try await withConnection(discardingState: discardingState) { connection in
-            try await connection.transaction(body)
+            try await connection.withTransaction(body)
         }
     }
 

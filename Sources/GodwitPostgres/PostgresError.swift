@@ -2,7 +2,7 @@
 ///
 /// Carries what a person needs to act: the SQLSTATE, the server's message, detail and hint,
 /// and the 1-based character position of the error in the statement when the server gives one.
-public struct PostgresError: Error, Sendable, CustomStringConvertible {
+public struct PostgresError: GodwitError {
     /// What kind of failure this is, independent of the message text.
     public struct Code: Hashable, Sendable, CustomStringConvertible {
         private let raw: String

@@ -126,8 +126,9 @@ public final class EnqueuerSessions: Sendable {
 /// The enqueuer logins file: `ROLE CONNECTION-STRING` a line, `#` comments and blank lines
 /// ignored. It holds passwords, so like `.pgpass` it must not be readable by group or others.
 public enum EnqueuerLogins {
-    public struct Invalid: Error, CustomStringConvertible, Sendable {
+    public struct Invalid: GodwitError {
         public var description: String
+        public var code: String { "invalidLogins" }
     }
 
     public static func load(path: String) throws -> [String: String] {

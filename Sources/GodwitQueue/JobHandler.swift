@@ -25,8 +25,9 @@ public enum JobInterruption: Error, Sendable, Equatable {
 
 /// A payload that is not what the job's kind expects. Fails the job at once: retrying
 /// cannot fix it.
-public struct InvalidPayload: Error, CustomStringConvertible, Sendable {
+public struct InvalidPayload: GodwitError {
     public var message: String
+    public var code: String { "invalidPayload" }
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }

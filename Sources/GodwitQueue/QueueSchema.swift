@@ -27,7 +27,7 @@ public struct QueueSchema: Sendable {
 
     /// Installs or upgrades the schema. Safe to call from many processes at once.
     public func install(on connection: Connection) async throws {
-        try await connection.transaction { conn in
+        try await connection.withTransaction { conn in
             try await conn.query("SELECT pg_advisory_xact_lock(hashtext($1))", ["godwit-schema:\(name)"])
             try await conn.execute("CREATE SCHEMA IF NOT EXISTS \(quoted)")
             try await conn.execute(

@@ -89,7 +89,7 @@ public struct WorkerConfiguration: Sendable {
 
 /// A job failure that carries a result to store with the failed job (a migrate job names the
 /// migration that failed and the backup to restore).
-public struct JobFailure: Error, CustomStringConvertible, Sendable {
+public struct JobFailure: GodwitError {
     public var message: String
     public var resultJSON: String?
     public var transient: Bool
@@ -105,6 +105,8 @@ public struct JobFailure: Error, CustomStringConvertible, Sendable {
     }
 
     public var description: String { message }
+    /// `transient` for a failure worth retrying as it is, `failed` otherwise.
+    public var code: String { transient ? "transient" : "failed" }
 }
 
 /// `godwit worker`: claims jobs from the queue and runs them, until shutdown (or, when

@@ -122,4 +122,22 @@ struct HealthTests {
             }
         }
     }
+
+    @Test("Requests that give up on a hung probe share it: one connection, not one a request")
+    func aHungProbeIsShared() async throws {
+        let listener = try LoopbackListener()
+        // The probe's own connect timeout is 5 s; every request below gives up after 200 ms.
+        let probe = HealthProbe(
+            databaseURL: "postgres://postgres@127.0.0.1:\(listener.port)/postgres", schema: QueueSchema(),
+            timeout: .milliseconds(200), cacheDuration: .seconds(1))
+        let first = await probe.check()
+        #expect(!first.healthy && first.reason?.contains("did not answer within 200 ms") == true, "\(first)")
+        let readings = await withTaskGroup(of: HealthReading.self) { group in
+            for _ in 0..<4 { group.addTask { await probe.check() } }
+            return await group.reduce(into: []) { $0.append($1) }
+        }
+        #expect(readings.allSatisfy { !$0.healthy }, "\(readings)")
+        #expect(listener.acceptIfWaiting(), "the probe never connected")
+        #expect(!listener.acceptIfWaiting(), "a second probe connected while the first still hung")
+    }
 }

@@ -65,7 +65,7 @@ struct BatchedJobDefinitionTests {
         ("-- godwit:batched\n-- table: t\n-- table: u\n-- key: k\nSELECT $1, $2", "x.sql:3: directive `table` given twice"),
     ])
     func badDefinitionsNameTheLine(text: String, expected: String) {
-        let error = #expect(throws: BatchedJobDefinition.ParseError.self) {
+        let error = #expect(throws: BatchedJobError.self) {
             try BatchedJobDefinition.parse(text, file: "x.sql")
         }
         #expect(error?.description.hasPrefix(expected) == true, "\(error?.description ?? "")")

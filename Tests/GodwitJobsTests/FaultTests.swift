@@ -177,12 +177,14 @@ struct FaultTests {
     }
 
     /// The worker would wait an hour for the silent server: only SIGTERM ends it before the
-    /// time limit.
+    /// time limit. The signal is sent once the worker is connecting, past its start-up (where
+    /// SIGTERM still has its default action, on a machine slow enough).
     @Test(.timeLimit(.minutes(3))) func sigtermEndsAWorkerStillWaitingForTheDatabase() async throws {
-        let server = try SilentServer()
+        let server = try LoopbackListener()
         let worker = try GodwitProcess.start(
             ["worker", "-D", "postgres://nobody@127.0.0.1:\(server.port)/x", "--connect-timeout", "3600"])
-        try await Task.sleep(for: .seconds(1))
+        #expect(await eventually { server.acceptIfWaiting() || !worker.isRunning })
+        try #require(worker.isRunning, "the worker ended before it connected: \(worker.currentStderr)")
         worker.signal(SIGTERM)
         let output = try await worker.wait()
         #expect(output.status == 0, "\(output.status): \(output.stderr)")

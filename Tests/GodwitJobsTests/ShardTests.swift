@@ -479,13 +479,13 @@ struct ShardTests {
     @Test func parallelOutOfRangeIsRefusedWithFileAndLine() async throws {
         let text =
             "-- godwit:batched\n-- table: items\n-- key: id\n-- parallel: 0\nUPDATE items SET n = 1 WHERE id BETWEEN $1 AND $2;"
-        let error = #expect(throws: BatchedJobDefinition.ParseError.self) {
+        let error = #expect(throws: BatchedJobError.self) {
             try BatchedJobDefinition.parse(text, file: "jobs/split.sql")
         }
         #expect(
             error?.description == "jobs/split.sql:4: `parallel` must be a whole number of shards from 1 to 256, not `0`"
         )
-        #expect(throws: BatchedJobDefinition.ParseError.self) {
+        #expect(throws: BatchedJobError.self) {
             try BatchedJobDefinition.parse(
                 text.replacingOccurrences(of: "parallel: 0", with: "parallel: 257"), file: "f")
         }

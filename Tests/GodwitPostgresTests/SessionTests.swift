@@ -24,7 +24,7 @@ struct SessionTests {
             let conn = try await db.connect()
             try await conn.execute("CREATE TABLE t (id int)")
             let task = Task {
-                try await conn.transaction { conn in
+                try await conn.withTransaction { conn in
                     try await conn.execute("INSERT INTO t VALUES (1)")
                     try await conn.query("SELECT pg_sleep(30)")
                 }

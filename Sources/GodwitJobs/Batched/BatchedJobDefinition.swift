@@ -41,19 +41,11 @@ public struct BatchedJobDefinition: Sendable, Equatable {
     /// The 1-based line where the statement starts in the file.
     public var statementLine = 1
 
-    /// A definition error, naming the file and line.
-    public struct ParseError: Error, CustomStringConvertible, Sendable {
-        public var file: String
-        public var line: Int
-        public var message: String
-        public var description: String { "\(file):\(line): \(message)" }
-    }
-
     public static let marker = "-- godwit:batched"
 
     /// Parses the text of `file` (used in messages and for the default name).
     public static func parse(_ text: String, file: String) throws -> BatchedJobDefinition {
-        func fail(_ line: Int, _ message: String) -> ParseError { ParseError(file: file, line: line, message: message) }
+        func fail(_ line: Int, _ message: String) -> BatchedJobError { BatchedJobError(.definition, file: file, line: line, message) }
         var body = text
         if body.hasPrefix("\u{FEFF}") { body.removeFirst() }
         // "\r\n" is one Character in Swift, so split on newline characters, not on "\n".
@@ -180,20 +172,20 @@ public struct BatchedJobDefinition: Sendable, Equatable {
         warn: (String) -> Void = { _ in }
     ) async throws -> Int64 {
         if oldJob != nil && parallel > 1 {
-            throw ParseError(
-                file: file, line: 1,
-                message: "--resume-from continues one job from one key: a parallel job (`parallel: \(parallel)`) cannot resume")
+            throw BatchedJobError(
+                .definition, file: file,
+                "--resume-from continues one job from one key: a parallel job (`parallel: \(parallel)`) cannot resume")
         }
         let statements = SQLSplitter.split(statement)
         if statements.count > 1 {
-            throw ParseError(
-                file: file, line: statementLine + statements[1].startLine - 1,
-                message: "a batched job holds exactly one statement; a second one starts here")
+            throw BatchedJobError(
+                .definition, file: file, line: statementLine + statements[1].startLine - 1,
+                "a batched job holds exactly one statement; a second one starts here")
         }
         if statement.contains(";") {
-            throw ParseError(
-                file: file, line: statementLine + (statement.prefix { $0 != ";" }.filter { $0 == "\n" }.count),
-                message: "the statement may not contain \";\" (write chr(59) for a semicolon inside a string)")
+            throw BatchedJobError(
+                .definition, file: file, line: statementLine + (statement.prefix { $0 != ";" }.filter { $0 == "\n" }.count),
+                "the statement may not contain \";\" (write chr(59) for a semicolon inside a string)")
         }
         let parameters: Int
         do {
@@ -203,7 +195,7 @@ public struct BatchedJobDefinition: Sendable, Equatable {
             if let position = error.position {
                 line += statement.unicodeScalars.prefix(max(position - 1, 0)).filter { $0 == "\n" }.count
             }
-            throw ParseError(file: file, line: line, message: error.description)
+            throw BatchedJobError(.refused, file: file, line: line, error.description)
         }
         do {
             if let relation = try await connection.query(
@@ -219,9 +211,9 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 }
             }
         } catch let mismatch as KeyCollation.Mismatch {
-            throw ParseError(file: file, line: statementLine + mismatch.line - 1, message: mismatch.message)
+            throw BatchedJobError(.refused, file: file, line: statementLine + mismatch.line - 1, mismatch.message)
         } catch let error as PostgresError where error.code == .server {
-            throw ParseError(file: file, line: 1, message: error.message)
+            throw BatchedJobError(.refused, file: file, error.message)
         }
         let enqueueSQL = """
             SELECT \(schema.qualified("enqueue_batched"))($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,
@@ -236,13 +228,43 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 return try await connection.query(enqueueSQL, arguments).first!.int64("id")
             }
             let resumeSQL = "SELECT \(schema.qualified("resume_batched_from"))($1, $2) AS cursor"
-            return try await connection.transaction { conn in
+            return try await connection.withTransaction { conn in
                 let id = try await conn.query(enqueueSQL, arguments).first!.int64("id")
                 try await conn.query(resumeSQL, [id, oldJob])
                 return id
             }
         } catch let error as PostgresError {
-            throw ParseError(file: file, line: 1, message: error.message)
+            throw BatchedJobError(.refused, file: file, error.message)
         }
     }
+}
+
+/// A batched job that cannot be enqueued, naming its file, and the line where one is known.
+public struct BatchedJobError: GodwitError {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        public let description: String
+        private init(_ description: String) { self.description = description }
+
+        /// The file's text is not a batched job (a directive, the statement's shape).
+        public static let definition = Code("definition")
+        /// The database will not take it: the statement does not parse or plan, the table or
+        /// key is not what the file says, a collation differs, or `enqueue_batched` refused it.
+        public static let refused = Code("refused")
+    }
+
+    public var code: Code
+    public var file: String
+    /// The 1-based line of the file concerned; nil when the database's answer names no place
+    /// in the file (a table that does not exist, a job that cannot be resumed).
+    public var line: Int?
+    public var message: String
+
+    public init(_ code: Code, file: String, line: Int? = nil, _ message: String) {
+        self.code = code
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    public var description: String { line.map { "\(file):\($0): \(message)" } ?? "\(file): \(message)" }
 }

@@ -8,8 +8,8 @@ import GodwitPostgres
 /// gaps (rows never changed). Such a `COLLATE`, on the key or on `$1`/`$2`, is refused, at
 /// enqueue and again before every attempt. Collations are compared by what they sort by
 /// (provider and locale), so `COLLATE "C"` on a key whose collation is the database's default
-/// `C` passes. A mismatch hidden in a function or a view is beyond a lexical check; the README
-/// says so.
+/// `C` passes. A mismatch hidden in a function or a view is beyond a lexical check;
+/// docs/batched.md says so.
 enum KeyCollation {
     struct Mismatch: Error {
         var message: String

@@ -24,14 +24,14 @@ import GodwitPostgres
 ///
 /// Triggers on the table itself are not in the plan; what they write is the table's business.
 enum WriteTargets {
-    /// Throws a `BatchedJobDefinition.ParseError` at the statement's `line` of `file` unless the
+    /// Throws a `BatchedJobError` at the statement's `line` of `file` unless the
     /// statement writes `relation` (the `-- table:` line's `table`, as `batched_target` resolved
     /// it). Returns a warning (`file:line: ...`) when it writes other tables as well.
     static func check(
         statement: String, table: String, relation: String, file: String, line: Int, on connection: Connection
     ) async throws -> String? {
-        func refuse(_ message: String) -> BatchedJobDefinition.ParseError {
-            BatchedJobDefinition.ParseError(file: file, line: line, message: message)
+        func refuse(_ message: String) -> BatchedJobError {
+            BatchedJobError(.refused, file: file, line: line, message)
         }
         let plan: String
         do {

@@ -45,24 +45,20 @@ public struct SQLJob: JobHandler {
                     + "transaction, which records its success as it commits")
         }
         let result = try await context.withSession { connection in
-            try await connection.execute("BEGIN")
             do {
-                let results = try await connection.execute(payload.sql)
-                guard await connection.transactionStatus == .inTransaction else {
-                    throw InvalidPayload("job \(context.job.id): the script ended its transaction")
+                return try await connection.withTransaction { connection in
+                    let results = try await connection.execute(payload.sql)
+                    guard await connection.transactionStatus == .inTransaction else {
+                        throw InvalidPayload("job \(context.job.id): the script ended its transaction")
+                    }
+                    let result = Self.result(statements: statements.count, affected: results.last?.affectedRows ?? 0)
+                    try await connection.query(
+                        "SELECT \(schema.qualified("job_succeeded"))($1, $2, $3::pg_catalog.jsonb)",
+                        [context.job.id, context.job.leaseToken, result])
+                    return result
                 }
-                let result = Self.result(statements: statements.count, affected: results.last?.affectedRows ?? 0)
-                try await connection.query(
-                    "SELECT \(schema.qualified("job_succeeded"))($1, $2, $3::pg_catalog.jsonb)",
-                    [context.job.id, context.job.leaseToken, result])
-                try await connection.execute("COMMIT")
-                return result
-            } catch {
-                await connection.cleanup("ROLLBACK")
-                if let postgres = error as? PostgresError, postgres.sqlState == JobQueue.leaseLostState {
-                    throw JobInterruption.leaseLost
-                }
-                throw error
+            } catch let error as PostgresError where error.sqlState == JobQueue.leaseLostState {
+                throw JobInterruption.leaseLost
             }
         }
         context.successRecorded()

@@ -39,7 +39,7 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
     /// The id as written in allow comments and JSON.
     public var id: String { rawValue }
 
-    /// What the rule catches, in one line (the README's rules table says the same).
+    /// What the rule catches, in one line (the rules table of docs/lint.md says the same).
     public var summary: String {
         switch self {
         case .nonConcurrentIndex: "CREATE INDEX without CONCURRENTLY on an existing table"

@@ -1,0 +1,98 @@
+import Foundation
+import Testing
+
+/// The modules' dependencies point one way (issue 21): GodwitPostgres underneath everything;
+/// migrations, backups and the queue each over it alone; the jobs that run on the queue over
+/// those; the HTTP surface, then the CLI library, then the `godwit` executable on top. Read from
+/// `Package.swift` and from every `import` in `Sources/`, so that neither a declared dependency
+/// nor an import that a transitive dependency happens to make visible can point backwards.
+@Suite("The module graph")
+struct ModuleGraphTests {
+    /// What each Godwit target may depend on. A target missing here fails the test: a new module
+    /// takes its place in the graph on purpose.
+    static let allowed: [String: Set<String>] = {
+        let base: Set<String> = ["GodwitPostgres"]
+        let owners: Set<String> = base.union(["GodwitMigrations", "GodwitBackups", "GodwitQueue"])
+        let jobs = owners.union(["GodwitJobs"])
+        let http = jobs.union(["GodwitHTTP"])
+        return [
+            "CLibPQ": [],
+            "GodwitPostgres": ["CLibPQ"],
+            "GodwitMigrations": base,
+            "GodwitBackups": base,
+            "GodwitQueue": base,
+            "GodwitJobs": owners,
+            "GodwitHTTP": jobs,
+            "GodwitCLI": http,
+            "godwit": ["GodwitCLI"],
+            // Test support may reach anything but the executable.
+            "GodwitTestSupport": http.union(["GodwitCLI"]),
+        ]
+    }()
+
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    /// Every target `Package.swift` declares (test targets aside), with the names of the
+    /// package's own targets among its dependencies (products of other packages aside).
+    static func declaredTargets() throws -> [String: Set<String>] {
+        let manifest = try String(contentsOf: root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        var targets: [String: Set<String>] = [:]
+        // Each `.target(`, `.executableTarget(` or `.systemLibrary(` up to the next target.
+        let starts = manifest.ranges(of: /\.(target|executableTarget|systemLibrary|testTarget)\(/)
+        for (index, start) in starts.enumerated() {
+            let end = index + 1 < starts.count ? starts[index + 1].lowerBound : manifest.endIndex
+            let block = manifest[start.lowerBound..<end]
+            guard !block.hasPrefix(".testTarget"), let name = block.firstMatch(of: /name: "([^"]+)"/)?.1 else { continue }
+            var dependencies: Set<String> = []
+            if let list = block.firstMatch(of: /dependencies: \[([^\]]*)\]/)?.1 {
+                // Quoted names only: `.product(name: "X", package: "y")` entries are not targets.
+                let withoutProducts = list.replacing(/\.product\([^)]*\)/, with: "")
+                for match in withoutProducts.matches(of: /"([^"]+)"/) { dependencies.insert(String(match.1)) }
+            }
+            targets[String(name)] = dependencies
+        }
+        return targets
+    }
+
+    @Test func everyTargetIsPlacedInTheGraph() throws {
+        let targets = try Self.declaredTargets()
+        #expect(targets.count >= 10, "read \(targets.count) targets from Package.swift")
+        for name in targets.keys.sorted() {
+            #expect(Self.allowed[name] != nil, "Package.swift declares \(name), which has no place in the module graph")
+        }
+    }
+
+    @Test func noDeclaredDependencyPointsBackwards() throws {
+        for (name, dependencies) in try Self.declaredTargets().sorted(by: { $0.key < $1.key }) {
+            let backwards = dependencies.subtracting(Self.allowed[name] ?? [])
+            #expect(backwards.isEmpty, "\(name) depends on \(backwards.sorted()) against the module graph")
+        }
+    }
+
+    @Test func noImportPointsBackwards() throws {
+        let targets = try Self.declaredTargets()
+        let modules = Set(targets.keys)
+        var filesRead = 0
+        for (name, dependencies) in targets.sorted(by: { $0.key < $1.key }) {
+            let folder = Self.root.appendingPathComponent("Sources/\(name)")
+            guard let files = FileManager.default.enumerator(atPath: folder.path) else { continue }
+            for case let file as String in files where file.hasSuffix(".swift") {
+                let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+                filesRead += 1
+                for line in text.split(separator: "\n") {
+                    guard let imported = line.firstMatch(of: /^\s*(?:@testable\s+)?import\s+(\w+)/)?.1 else { continue }
+                    let module = String(imported)
+                    guard modules.contains(module), module != name else { continue }
+                    #expect(
+                        dependencies.contains(module),
+                        "Sources/\(name)/\(file) imports \(module), which \(name) does not declare")
+                    #expect(
+                        Self.allowed[name]?.contains(module) == true,
+                        "Sources/\(name)/\(file) imports \(module) against the module graph")
+                }
+            }
+        }
+        #expect(filesRead > 100, "read \(filesRead) source files")
+    }
+}
