@@ -27,14 +27,19 @@ struct CoreDumpTests {
         environment["GODWIT_ALLOW_CORE_DUMPS"] = allowingDumps ? "1" : nil
         process.environment = environment
         process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
+        let errors = try TemporaryDirectory(prefix: "core-dump-stderr")
+        defer { errors.delete() }
+        let errorFile = try errors.write("stderr", "")
+        process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: errorFile))
         try process.run()
         defer {
             process.terminate()
             process.waitUntilExit()
         }
         let connected = await eventually { server.acceptIfWaiting() || !process.isRunning }
-        try #require(connected && process.isRunning, "godwit never connected")
+        try #require(
+            connected && process.isRunning,
+            "godwit never connected: \((try? String(contentsOfFile: errorFile, encoding: .utf8)) ?? "")")
         return try body(process.processIdentifier)
     }
 
