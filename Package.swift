@@ -141,7 +141,18 @@ let package = Package(
         ),
         .target(
             name: "GodwitTestSupport",
-            dependencies: ["GodwitPostgres", "GodwitQueue"],
+            // GodwitCLI for `GodwitCommand`, which runs a command line in-process.
+            dependencies: ["GodwitPostgres", "GodwitQueue", "GodwitCLI"],
+            swiftSettings: strict
+        ),
+        // The commands: parsing (in-process), the in-process runner, and what needs the
+        // `godwit` process itself (signals, kill, exit codes, concurrent runs, secrets on stderr).
+        .testTarget(
+            name: "GodwitCLITests",
+            dependencies: [
+                "GodwitCLI", "GodwitMigrations", "GodwitQueue", "GodwitPostgres", "GodwitTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(

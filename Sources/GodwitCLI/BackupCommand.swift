@@ -22,8 +22,8 @@ struct BackupCommand: AsyncParsableCommand {
         @Option(help: "The folder for backup files.")
         var dir = "backups"
 
-        @Option(help: "The schema of Godwit's tables.")
-        var schema = "godwit"
+        @OptionGroup var schemaOptions: SchemaOptions
+        var schema: String { schemaOptions.schema }
 
         /// A manager whose restores ask the batched jobs first.
         var manager: BackupManager {
@@ -73,8 +73,8 @@ struct BackupCommand: AsyncParsableCommand {
                 """)
         @OptionGroup var connection: ConnectionOptions
 
-        @Option(help: "The schema of Godwit's tables.")
-        var schema = "godwit"
+        @OptionGroup var schemaOptions: SchemaOptions
+        var schema: String { schemaOptions.schema }
 
         @Argument(help: "The backup file.") var file: String
 

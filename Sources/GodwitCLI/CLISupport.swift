@@ -49,37 +49,44 @@ private func fail(_ message: String) throws -> Never {
 /// control characters escaped (an error may quote what the database holds).
 func printError(_ message: String) {
     let text = TerminalText.escaped(PrintedSecrets.scrub(message), keepingNewlines: true)
-    FileHandle.standardError.write(Data("error: \(text)\n".utf8))
+    Console.current.writeErr("error: \(text)\n")
 }
 
 /// A logger that writes to stderr, so that stdout carries only the command's output. Every
 /// line is scrubbed of the secrets this process was given.
 func makeLogger(_ level: Logger.Level, label: String = "godwit") -> Logger {
-    var logger = Logger(label: label) { ScrubbingLogHandler(inner: StreamLogHandler.standardError(label: $0)) }
+    var logger = Logger(label: label, factory: makeLogHandler)
     logger.logLevel = level
     return logger
 }
 
-/// The secrets of every connection string this process was given (its arguments,
+/// swift-log's stream handler on the stderr of the console current now (`Console.current`,
+/// kept for the logger's life, wherever it is used later), behind `ScrubbingLogHandler`.
+func makeLogHandler(label: String) -> any LogHandler {
+    let console = Console.current
+    return ScrubbingLogHandler(
+        inner: StreamLogHandler(label: label, stream: ConsoleErrorStream(console: console)), console: console)
+}
+
+/// The secrets of every connection string the running command was given (its arguments,
 /// `DATABASE_URL`, `./.env`), removed from everything Godwit prints: error lines, usage
-/// errors and log lines.
+/// errors and log lines. They are the current console's (`Console.secrets`), so that commands
+/// run in parallel in one process (tests) neither share nor lose them.
 ///
 /// `Connection` scrubs its errors of the password libpq parses; this also catches what libpq
 /// cannot parse, and the pieces of a password that libpq splits off and echoes as a host name
 /// or port (`postgres://u:p@ss@host` connects to host `ss@host`).
 enum PrintedSecrets {
-    private static let secrets = Mutex<[String]>([])
-
-    static func add(conninfo: String) {
+    static func add(conninfo: String, to console: Console = .current) {
         let found = ConnectionString.secrets(in: conninfo)
         guard !found.isEmpty else { return }
-        secrets.withLock { known in
+        console.secrets.withLock { known in
             known = Set(known + found).sorted { ($0.utf8.count, $0) > ($1.utf8.count, $1) }
         }
     }
 
-    static func scrub(_ text: String) -> String {
-        let known = secrets.withLock { $0 }
+    static func scrub(_ text: String, for console: Console = .current) -> String {
+        let known = console.secrets.withLock { $0 }
         return known.isEmpty ? text : ConnectionString.scrub(text, secrets: known)
     }
 }
@@ -90,7 +97,14 @@ enum PrintedSecrets {
 /// log line). It keeps the logger's metadata itself, so that none reaches `inner` unscrubbed.
 struct ScrubbingLogHandler: LogHandler {
     var inner: any LogHandler
+    /// Whose secrets are scrubbed: the console the logger was made under.
+    let console: Console
     var metadata: Logger.Metadata = [:]
+
+    init(inner: any LogHandler, console: Console) {
+        self.inner = inner
+        self.console = console
+    }
 
     var logLevel: Logger.Level {
         get { inner.logLevel }
@@ -115,16 +129,16 @@ struct ScrubbingLogHandler: LogHandler {
             all["error.type"] = "\(String(reflecting: type(of: error)))"
             event.error = nil
         }
-        event.message = "\(Self.cleaned(event.message.description))"
-        event.metadata = all.isEmpty ? nil : all.mapValues(Self.scrubbed)
+        event.message = "\(cleaned(event.message.description))"
+        event.metadata = all.isEmpty ? nil : all.mapValues(scrubbed)
         inner.log(event: event)
     }
 
-    private static func cleaned(_ text: String) -> String {
-        TerminalText.escaped(PrintedSecrets.scrub(text), keepingNewlines: false)
+    private func cleaned(_ text: String) -> String {
+        TerminalText.escaped(PrintedSecrets.scrub(text, for: console), keepingNewlines: false)
     }
 
-    private static func scrubbed(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
+    private func scrubbed(_ value: Logger.Metadata.Value) -> Logger.Metadata.Value {
         switch value {
         case .string(let text): .string(cleaned(text))
         case .stringConvertible(let item): .string(cleaned(item.description))
@@ -141,5 +155,5 @@ struct ScrubbingLogHandler: LogHandler {
 /// database (job names and errors, migration descriptions, backup files). JSON output keeps
 /// its meaning: the escape is JSON's own.
 func output(_ line: String) {
-    FileHandle.standardOutput.write(Data((TerminalText.escaped(line, keepingNewlines: true) + "\n").utf8))
+    Console.current.writeOut(TerminalText.escaped(line, keepingNewlines: true) + "\n")
 }

@@ -55,7 +55,7 @@ struct ConnectionOptions: ParsableArguments {
     private func givenURL() throws -> (url: String, origin: String?) {
         if let databaseURL, !databaseURL.isEmpty { return (databaseURL, nil) }
         if let databaseURLFile { return (try SecretFile.read(databaseURLFile, option: "--database-url-file"), nil) }
-        if let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty { return (url, nil) }
+        if let url = Console.current.environment["DATABASE_URL"], !url.isEmpty { return (url, nil) }
         if !noDotenv, let url = DotEnv.value(of: "DATABASE_URL", inFile: ".env") { return (url, "DATABASE_URL in ./.env") }
         throw CLIError(
             "no database given: pass --database-url, or set DATABASE_URL in the environment or in ./.env")

@@ -21,9 +21,8 @@ public struct Godwit: AsyncParsableCommand {
         ]
     )
 
-    /// swift-argument-parser's `main`, with every message scrubbed of the secrets in the
-    /// arguments and `DATABASE_URL`: a usage error quotes the argument it could not place, and
-    /// that may be a URL with a password (`godwit migrate info postgres://u:pw@host/db`).
+    /// swift-argument-parser's `main` for the `godwit` executable: `run(arguments:)` on the
+    /// process's streams and environment, then the exit.
     ///
     /// Usage errors exit 64 (`EX_USAGE`, as swift-argument-parser does); every other failure
     /// exits 1. Every path out goes through here, and leaves only once every database
@@ -33,26 +32,70 @@ public struct Godwit: AsyncParsableCommand {
         // First of all: the process holds the password from its start (arguments, environment).
         CoreDumps.disableUnlessAllowed()
         // A logger a library makes for itself goes the way of makeLogger's: scrubbed, escaped, on stderr.
-        LoggingSystem.bootstrap { ScrubbingLogHandler(inner: StreamLogHandler.standardError(label: $0)) }
-        for argument in CommandLine.arguments.dropFirst() { PrintedSecrets.add(conninfo: argument) }
-        if let url = ProcessInfo.processInfo.environment["DATABASE_URL"] { PrintedSecrets.add(conninfo: url) }
+        LoggingSystem.bootstrap { makeLogHandler(label: $0) }
+        let status = await run(arguments: Array(CommandLine.arguments.dropFirst()))
+        await Connection.finishAll()
+        if status != 0 { Foundation.exit(status) }
+    }
+
+    /// Parses and runs `arguments` (without the program's name) in this process, with the
+    /// console given (`Console.current` by default), and returns the exit status: what
+    /// `runAsMain()` does, but the exit.
+    ///
+    /// Every message is scrubbed of the secrets in the arguments and `DATABASE_URL`: a usage
+    /// error quotes the argument it could not place, and that may be a URL with a password
+    /// (`godwit migrate info postgres://u:pw@host/db`).
+    static func run(arguments: [String]) async -> Int32 {
+        for argument in arguments { PrintedSecrets.add(conninfo: argument) }
+        if let url = Console.current.environment["DATABASE_URL"] { PrintedSecrets.add(conninfo: url) }
         do {
-            var command = try await asyncParseAsRoot(HTTPOptions.withDefaultAddress(Array(CommandLine.arguments.dropFirst())))
+            var command = try await asyncParseAsRoot(HTTPOptions.withDefaultAddress(arguments))
             if var asyncCommand = command as? AsyncParsableCommand {
                 try await asyncCommand.run()
             } else {
                 try command.run()
             }
+            return 0
         } catch {
             let message = TerminalText.escaped(PrintedSecrets.scrub(fullMessage(for: error)), keepingNewlines: true)
             let code = exitCode(for: error)
             if !message.isEmpty {
-                let stream = code.isSuccess ? FileHandle.standardOutput : FileHandle.standardError
-                stream.write(Data((message + "\n").utf8))
+                if code.isSuccess {
+                    Console.current.writeOut(message + "\n")
+                } else {
+                    Console.current.writeErr(message + "\n")
+                }
             }
-            await Connection.finishAll()
-            Foundation.exit(code.rawValue)
+            return code.rawValue
         }
-        await Connection.finishAll()
     }
+
+    /// Parses and runs a command line in this process, as `godwit` would run it, and returns
+    /// its exit status and what it wrote, without exiting: for tests.
+    ///
+    /// Its output is rendered as the executable's is (one-line errors, secrets scrubbed,
+    /// control characters escaped); `environment` stands for the process's environment in
+    /// what the commands read themselves (`DATABASE_URL`, `GODWIT_HTTP_TOKEN`,
+    /// `GODWIT_ENQUEUER_LOGINS`); libpq and the client programs read the process's own. The
+    /// working directory is the process's. `worker` and `serve` leave SIGTERM and SIGINT to
+    /// the process: a worker run here ends by `--drain` or by cancelling the calling task.
+    public static func run(_ arguments: [String], environment: [String: String] = [:]) async -> CommandOutcome {
+        let captured = CapturedOutput()
+        let console = Console(
+            environment: environment, stdoutIsTerminal: false, handlesSignals: false,
+            writeOut: { captured.appendOut($0) }, writeErr: { captured.appendErr($0) })
+        let status = await Console.$current.withValue(console) { await run(arguments: arguments) }
+        return CommandOutcome(status: status, stdout: captured.stdout, stderr: captured.stderr)
+    }
+}
+
+/// What a command line run in-process (`Godwit.run(_:environment:)`) ended with.
+public struct CommandOutcome: Sendable {
+    /// The exit status `godwit` would have exited with: 0, 1, 2 (`job watch`'s cancelled job)
+    /// or 64 (a usage error).
+    public var status: Int32
+    /// What the command wrote to stdout.
+    public var stdout: String
+    /// What the command wrote to stderr: errors, warnings, notes and log lines.
+    public var stderr: String
 }

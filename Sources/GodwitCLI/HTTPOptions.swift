@@ -62,7 +62,7 @@ struct HTTPOptions: ParsableArguments {
         do {
             configuration.token =
                 try httpToken ?? httpTokenFile.map(OperationsConfiguration.token(fromFile:))
-                ?? ProcessInfo.processInfo.environment["GODWIT_HTTP_TOKEN"]
+                ?? Console.current.environment["GODWIT_HTTP_TOKEN"]
         } catch let error as OperationsError {
             throw ValidationError(error.description)
         }
@@ -114,33 +114,28 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup var queueOptions: QueueOptions
     @OptionGroup var httpOptions: HTTPOptions
 
-    @Option(
-        help: "The migrations folder, to list pending migrations (default: sqlx.toml's migrations-dir, else migrations).")
-    var source: String?
-
-    @Option(
-        help: ArgumentHelp(
-            "The sqlx.toml to read (default: sqlx.toml in the current directory, when there is one).",
-            valueName: "file"))
-    var config: String?
+    /// `--source` and `--config`, for the migrations page.
+    @OptionGroup var folder: MigrationFolderOptions
 
     func run() async throws {
         try await withCLIErrors {
             let logger = makeLogger(queueOptions.logLevel)
             let url = try connection.resolvedURL()
-            let settings = try MigrationConfig.resolve(configPath: config)
+            let settings = try folder.resolvedConfig()
             for warning in settings.warnings { printWarning(warning) }
             guard
                 let configuration = try httpOptions.configuration(
                     databaseURL: url, schema: QueueSchema(name: queueOptions.schema),
-                    source: settings.migrationsDirectory(flag: source), migrationConfig: settings, always: true)
+                    source: folder.directory(in: settings), migrationConfig: settings, always: true)
             else { return }
             let server = OperationsServer(configuration: configuration, logger: logger)
             let http = server.service {
                 logger.notice("serving HTTP", metadata: ["address": "\(configuration.host):\(configuration.port)"])
             }
             let services: [any Service] = [server.pool, http]
-            let group = ServiceGroup(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+            let group = ServiceGroup(
+                services: services, gracefulShutdownSignals: Console.current.handlesSignals ? [.sigterm, .sigint] : [],
+                logger: logger)
             try await group.run()
         }
     }

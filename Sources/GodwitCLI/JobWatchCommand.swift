@@ -80,7 +80,7 @@ extension JobCommand {
             try await withCLIErrors {
                 let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
                 let schema = QueueSchema(name: queueOptions.schema)
-                let terminal = isatty(STDOUT_FILENO) == 1
+                let terminal = Console.current.stdoutIsTerminal
                 var lastLine = ContinuousClock.now - .seconds(3600)
                 var lastText = ""
                 while true {
@@ -95,7 +95,7 @@ extension JobCommand {
                         // One line, cut to the terminal's width, so "\r" always rewrites all of it.
                         let bar = TerminalText.escaped(progress.bar(width: 30), keepingNewlines: false)
                         let line = String(bar.prefix(max(terminalColumns() - 1, 20)))
-                        FileHandle.standardOutput.write(Data(("\r\u{1B}[K" + line).utf8))
+                        Console.current.writeOut("\r\u{1B}[K" + line)
                     } else if ContinuousClock.now - lastLine >= .milliseconds(Int(interval * 1000))
                         || progress.finished
                     {

@@ -18,17 +18,10 @@ struct Migrate: AsyncParsableCommand {
 
 /// Options every `migrate` subcommand shares.
 struct SourceOptions: ParsableArguments {
-    @Option(
-        name: .customLong("source"),
-        help: "The folder that holds the migrations (default: sqlx.toml's migrations-dir, else migrations).")
-    var sourceFlag: String?
+    @OptionGroup var folder: MigrationFolderOptions
 
-    @Option(
-        name: .customLong("config"),
-        help: ArgumentHelp(
-            "The sqlx.toml to read (default: sqlx.toml in the current directory, when there is one).",
-            valueName: "file"))
-    var configFile: String?
+    /// `--source`, when given.
+    var sourceFlag: String? { folder.sourceFlag }
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
@@ -36,7 +29,7 @@ struct SourceOptions: ParsableArguments {
     /// sqlx.toml's settings, as sqlx-cli 0.9 finds them; prints what the file holds that is
     /// not read (an unknown section) to stderr.
     func config() throws -> MigrationConfig {
-        let config = try MigrationConfig.resolve(configPath: configFile)
+        let config = try folder.resolvedConfig()
         for warning in config.warnings { printWarning(warning) }
         return config
     }
@@ -45,8 +38,7 @@ struct SourceOptions: ParsableArguments {
     /// config that cannot be read, and its warnings, are reported by `config()` in the
     /// commands that need it.
     var source: String {
-        (try? MigrationConfig.resolve(configPath: configFile))?.migrationsDirectory(flag: sourceFlag) ?? sourceFlag
-            ?? "migrations"
+        (try? folder.resolvedConfig()).map(folder.directory(in:)) ?? sourceFlag ?? "migrations"
     }
 
     /// A migrator over the folder with the config's table, schemas and ignored characters;
@@ -64,14 +56,14 @@ struct SourceOptions: ParsableArguments {
 /// `warning: message` on stderr, its control characters escaped.
 func printWarning(_ message: String) {
     let text = TerminalText.escaped(PrintedSecrets.scrub(message), keepingNewlines: true)
-    FileHandle.standardError.write(Data("warning: \(text)\n".utf8))
+    Console.current.writeErr("warning: \(text)\n")
 }
 
 /// `message` on stderr, for what a person reads beside a command's output (stdout keeps
 /// only what a script parses); scrubbed and escaped as `printWarning` is.
 func printNote(_ message: String) {
     let text = TerminalText.escaped(PrintedSecrets.scrub(message), keepingNewlines: true)
-    FileHandle.standardError.write(Data("\(text)\n".utf8))
+    Console.current.writeErr("\(text)\n")
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
@@ -173,8 +165,8 @@ extension Migrate {
         @Option(help: "Where --backup writes its dump (when running here).")
         var backupDir = "backups"
 
-        @Option(help: "The schema of Godwit's queue and backup tables.")
-        var schema = "godwit"
+        @OptionGroup var schemaOptions: SchemaOptions
+        var schema: String { schemaOptions.schema }
 
         @Flag(help: "Refuse to run when migrate lint's trace flags a pending migration (for deploy pipelines).")
         var strict = false

@@ -143,7 +143,7 @@ extension ConnectionOptions {
     /// The database to lint against, or nil when none is given anywhere (lint then runs its
     /// static rules only). Looked for as every command does: the option, `DATABASE_URL`, `./.env`.
     fileprivate func optionalURL() throws -> String? {
-        let environment = ProcessInfo.processInfo.environment["DATABASE_URL"]
+        let environment = Console.current.environment["DATABASE_URL"]
         let given =
             databaseURL.flatMap { $0.isEmpty ? nil : $0 } ?? environment.flatMap { $0.isEmpty ? nil : $0 }
             ?? (noDotenv ? nil : DotEnv.value(of: "DATABASE_URL", inFile: ".env"))

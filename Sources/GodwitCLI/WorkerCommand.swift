@@ -11,8 +11,8 @@ import ServiceLifecycle
 
 /// Options naming Godwit's own schema, shared by `worker` and `job`.
 struct QueueOptions: ParsableArguments {
-    @Option(help: "The schema that holds Godwit's queue tables, view and functions.")
-    var schema = "godwit"
+    @OptionGroup var schemaOptions: SchemaOptions
+    var schema: String { schemaOptions.schema }
 
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
@@ -71,14 +71,8 @@ struct WorkerCommand: AsyncParsableCommand {
     @Flag(help: "Apply pending schema migrations from --source at startup first.")
     var migrate = false
 
-    @Option(help: "The migrations folder, for --migrate (default: sqlx.toml's migrations-dir, else migrations).")
-    var source: String?
-
-    @Option(
-        help: ArgumentHelp(
-            "The sqlx.toml to read, for --migrate and the dashboard's migrations (default: ./sqlx.toml when it exists).",
-            valueName: "file"))
-    var config: String?
+    /// `--source` and `--config`, for --migrate and the dashboard's migrations.
+    @OptionGroup var folder: MigrationFolderOptions
 
     @OptionGroup(title: "Lock timeouts, for --migrate") var lockOptions: LockOptions
 
@@ -131,15 +125,15 @@ struct WorkerCommand: AsyncParsableCommand {
             let logger = makeLogger(queueOptions.logLevel)
             let url = try connection.resolvedURL()
             // sqlx.toml, for --migrate and for the dashboard's migrations (its ledger and folder).
-            let settings = try MigrationConfig.resolve(configPath: config)
+            let settings = try folder.resolvedConfig()
             let http = try httpOptions.configuration(
                 databaseURL: url, schema: QueueSchema(name: queueOptions.schema),
-                source: settings.migrationsDirectory(flag: source), migrationConfig: settings)
+                source: folder.directory(in: settings), migrationConfig: settings)
             if migrate {
                 let conn = try await connection.connect(logger: logger)
                 for warning in settings.warnings { printWarning(warning) }
                 let migrator = try Migrator(
-                    directory: settings.migrationsDirectory(flag: source), logger: logger,
+                    directory: folder.directory(in: settings), logger: logger,
                     lockPolicy: lockOptions.policy, config: settings)
                 // As `migrate run` prints them: names in the folder that are not read, a lone down.
                 for warning in migrator.source.warnings { printWarning(warning) }
@@ -155,7 +149,7 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration.leaseTimeout = .seconds(leaseTimeout)
             configuration.connectTimeout = .milliseconds(Int(connection.connectTimeout * 1000))
             configuration.backoff = Backoff(base: .seconds(retryDelay))
-            if let path = enqueuerLogins ?? ProcessInfo.processInfo.environment["GODWIT_ENQUEUER_LOGINS"] {
+            if let path = enqueuerLogins ?? Console.current.environment["GODWIT_ENQUEUER_LOGINS"] {
                 do {
                     configuration.enqueuerLogins = try EnqueuerLogins.load(path: path)
                 } catch let error as EnqueuerLogins.Invalid {
@@ -194,7 +188,7 @@ struct WorkerCommand: AsyncParsableCommand {
             services.append(.init(service: worker, successTerminationBehavior: .gracefullyShutdownGroup))
             var groupConfiguration = ServiceGroupConfiguration(
                 services: services,
-                gracefulShutdownSignals: [.sigterm, .sigint],
+                gracefulShutdownSignals: Console.current.handlesSignals ? [.sigterm, .sigint] : [],
                 logger: logger)
             groupConfiguration.maximumGracefulShutdownDuration = .milliseconds(Int(shutdownTimeout * 1000))
             let group = ServiceGroup(configuration: groupConfiguration)

@@ -30,7 +30,7 @@ struct BackupFolderTrustTests {
         let (folder, owner) = try foldersOfAnotherUser(in: dir)
         let before = try FileManager.default.contentsOfDirectory(atPath: folder)
         try await withTestDatabase { db in
-            let created = try await GodwitProcess.run(["backup", "create", "--dir", folder, "-D", db.url])
+            let created = try await GodwitCommand.run(["backup", "create", "--dir", folder, "-D", db.url])
             #expect(created.status == 1)
             let expected = "error: refusing backup folder \(folder): it is owned by uid \(owner), not by this user"
             #expect(created.stderr.hasPrefix("\(expected) (uid \(geteuid()))"), "\(created.stderr)")
@@ -47,7 +47,7 @@ struct BackupFolderTrustTests {
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: false)
         #expect(chmod(folder, mode_t(permissions)) == 0)
         try await withTestDatabase { db in
-            let created = try await GodwitProcess.run(["backup", "create", "--dir", folder, "-D", db.url])
+            let created = try await GodwitCommand.run(["backup", "create", "--dir", folder, "-D", db.url])
             #expect(created.status == 1)
             let octal = String(permissions, radix: 8)
             #expect(
@@ -66,7 +66,7 @@ struct BackupFolderTrustTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try await withTestDatabase { db in
-            let created = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            let created = try await GodwitCommand.run(["backup", "create", "--dir", dir.path, "-D", db.url])
             #expect(created.status == 0, "\(created.stderr)")
             let file = String(created.stdout.split(separator: " ").first ?? "")
             let expected: String
@@ -84,7 +84,7 @@ struct BackupFolderTrustTests {
                     "error: refusing backup file \(file): group or others may write to it (mode \(change.dropFirst(5)))"
             }
             for command in [["backup", "verify", file], ["backup", "restore", file, "--yes"]] {
-                let output = try await GodwitProcess.run(command + ["-D", db.url])
+                let output = try await GodwitCommand.run(command + ["-D", db.url])
                 #expect(output.status == 1, "\(command)")
                 #expect(output.stderr.hasPrefix(expected), "\(command): \(output.stderr)")
                 #expect(output.stderr.split(separator: "\n").count == 1, "\(command): \(output.stderr)")
@@ -104,11 +104,11 @@ struct BackupFolderTrustTests {
         try await withTestDatabase { db in
             let conn = try await db.connect()
             try await conn.execute("CREATE TABLE t (label text); INSERT INTO t VALUES ('original');")
-            let original = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            let original = try await GodwitCommand.run(["backup", "create", "--dir", dir.path, "-D", db.url])
             #expect(original.status == 0, "\(original.stderr)")
             let file = String(original.stdout.split(separator: " ").first ?? "")
             try await conn.execute("UPDATE t SET label = 'swapped in'")
-            let other = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            let other = try await GodwitCommand.run(["backup", "create", "--dir", dir.path, "-D", db.url])
             #expect(other.status == 0, "\(other.stderr)")
             let swapIn = String(other.stdout.split(separator: " ").first ?? "")
             try await conn.execute("UPDATE t SET label = 'current'")
@@ -151,7 +151,7 @@ struct BackupFolderTrustTests {
             let argv = try String(contentsOfFile: arguments, encoding: .utf8)
             #expect(!argv.contains(dir.path), "\(argv)")
             #expect(try mode(of: file) == 0o600)
-            let verified = try await GodwitProcess.run(["backup", "verify", file, "-D", db.url])
+            let verified = try await GodwitCommand.run(["backup", "verify", file, "-D", db.url])
             #expect(verified.status == 0, "\(verified.stderr)")
             #expect(verified.stdout.contains("matches the one recorded"), "\(verified.stdout)")
         }

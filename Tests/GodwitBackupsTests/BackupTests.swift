@@ -21,7 +21,7 @@ struct BackupTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try await withTestDatabase { db in
-            #expect(try await GodwitProcess.run(["migrate", "run", "-D", db.url]).status == 0)
+            #expect(try await GodwitCommand.run(["migrate", "run", "-D", db.url]).status == 0)
             let conn = try await db.connect()
             try await conn.execute(
                 """
@@ -31,13 +31,13 @@ struct BackupTests {
                 FROM generate_series(1, 3000) g;
                 """)
             let before = try await checksums(conn)
-            let created = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            let created = try await GodwitCommand.run(["backup", "create", "--dir", dir.path, "-D", db.url])
             #expect(created.status == 0, "\(created.stderr)")
             let file = String(created.stdout.split(separator: " ").first ?? "")
             #expect(file.hasPrefix(dir.path + "/backup-") && file.hasSuffix(".dump"))
             let mode = try FileManager.default.attributesOfItem(atPath: file)[.posixPermissions] as? Int
             #expect(mode == 0o600)
-            let listed = try await GodwitProcess.run(["backup", "list", "--dir", dir.path, "-D", db.url])
+            let listed = try await GodwitCommand.run(["backup", "list", "--dir", dir.path, "-D", db.url])
             #expect(listed.stdout.contains(file))
 
             // Damage: drop a table's data, change rows, add an object after the backup.
@@ -49,7 +49,7 @@ struct BackupTests {
                 DROP TABLE webhooks;
                 """)
             #expect(try await checksums(conn) != before)
-            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             await conn.close()
             let fresh = try await db.connect()
@@ -84,7 +84,7 @@ struct BackupTests {
                 try await conn.query("SELECT file FROM godwit.backups").rows.map { try $0.string("file") } == [file])
             await conn.close()
             // verify, from another folder, finds its record by that name.
-            let verified = try await GodwitProcess.run(["backup", "verify", file, "-D", db.url])
+            let verified = try await GodwitCommand.run(["backup", "verify", file, "-D", db.url])
             #expect(verified.stdout.contains("matches the one recorded"), "\(verified.stdout)\(verified.stderr)")
         }
     }
@@ -108,7 +108,7 @@ struct BackupTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         let path = try dir.write("backup-broken.dump", "PGDMP this is not a dump")
-        let output = try await GodwitProcess.run(["backup", "verify", path])
+        let output = try await GodwitCommand.run(["backup", "verify", path])
         #expect(output.status == 1)
         #expect(output.stderr.hasPrefix("error: backup \(path) failed verification"), "\(output.stderr)")
     }
@@ -190,7 +190,7 @@ struct RestoreTests {
             // The backup's table refers to a row of Godwit's schema (a backup's record; `backup
             // list` installs that table alone): the schema is not restored, so the foreign key
             // can only be re-created, after the data, if the row is still there.
-            let created = try await GodwitProcess.run(["backup", "list", "-D", db.url])
+            let created = try await GodwitCommand.run(["backup", "list", "-D", db.url])
             #expect(created.status == 0, "\(created.stderr)")
             try await conn.execute(
                 """
@@ -201,7 +201,7 @@ struct RestoreTests {
                 CREATE TABLE kept (label text);
                 INSERT INTO kept VALUES ('before the backup');
                 """)
-            let backup = try await GodwitProcess.run(["backup", "create", "--dir", dir.path, "-D", db.url])
+            let backup = try await GodwitCommand.run(["backup", "create", "--dir", dir.path, "-D", db.url])
             #expect(backup.status == 0, "\(backup.stderr)")
             let file = String(backup.stdout.split(separator: " ").first ?? "")
             try await conn.execute(
@@ -212,7 +212,7 @@ struct RestoreTests {
                 CREATE TABLE later (id int);
                 """)
 
-            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 1)
             #expect(
                 restored.stderr.hasPrefix(

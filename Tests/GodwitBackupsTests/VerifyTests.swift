@@ -61,7 +61,7 @@ struct VerifyTests {
             #expect(
                 error?.message.hasPrefix("backup \(truncated) failed verification") == true, "\(error?.message ?? "")")
 
-            let output = try await GodwitProcess.run(["backup", "verify", truncated, "-D", db.url])
+            let output = try await GodwitCommand.run(["backup", "verify", truncated, "-D", db.url])
             #expect(output.status == 1)
             #expect(output.stdout.isEmpty)
             #expect(output.stderr.hasPrefix("error: backup \(truncated) failed verification"), "\(output.stderr)")
@@ -74,7 +74,7 @@ struct VerifyTests {
             let bytes = try #require(FileManager.default.contents(atPath: backup.file))
             try Data(bytes.prefix(bytes.count - 1)).write(to: URL(fileURLWithPath: backup.file))
             await #expect(throws: BackupError.self) { _ = try await manager.verify(file: backup.file, on: conn) }
-            let output = try await GodwitProcess.run(["backup", "verify", backup.file, "-D", db.url])
+            let output = try await GodwitCommand.run(["backup", "verify", backup.file, "-D", db.url])
             #expect(output.status == 1)
             #expect(output.stderr.hasPrefix("error: backup \(backup.file) failed verification"), "\(output.stderr)")
         }
@@ -103,7 +103,7 @@ struct VerifyTests {
             #expect(error?.message.contains(backup.sha256) == true)
             #expect(error?.message.contains(alone.sha256) == true)
 
-            let output = try await GodwitProcess.run(["backup", "verify", backup.file, "-D", db.url])
+            let output = try await GodwitCommand.run(["backup", "verify", backup.file, "-D", db.url])
             #expect(output.status == 1)
             #expect(
                 output.stderr.hasPrefix(
@@ -126,14 +126,14 @@ struct VerifyTests {
             #expect(verification.sha256 == backup.sha256)
             #expect(verification.recordedAt == backup.createdAt)
 
-            let recorded = try await GodwitProcess.run(["backup", "verify", backup.file, "-D", db.url])
+            let recorded = try await GodwitCommand.run(["backup", "verify", backup.file, "-D", db.url])
             #expect(recorded.status == 0, "\(recorded.stderr)")
             #expect(
                 recorded.stdout
                     == "\(backup.file): ok, \(backup.entries) entries, 3 data blocks read and decompressed in full (\(size) bytes), sha256 \(backup.sha256) matches the one recorded in \"godwit\".backups at \(backup.createdAt)\n"
             )
 
-            let offline = try await GodwitProcess.run(["backup", "verify", backup.file, "--no-dotenv"])
+            let offline = try await GodwitCommand.run(["backup", "verify", backup.file, "--no-dotenv"])
             #expect(offline.status == 0, "\(offline.stderr)")
             #expect(
                 offline.stdout.hasSuffix("sha256 \(backup.sha256) (not compared with a record: no database given)\n"))
@@ -141,7 +141,7 @@ struct VerifyTests {
             // A copy is sound, but no record names it.
             let copy = (dir.path as NSString).appendingPathComponent("copy.dump")
             try FileManager.default.copyItem(atPath: backup.file, toPath: copy)
-            let unrecorded = try await GodwitProcess.run(["backup", "verify", copy, "-D", db.url])
+            let unrecorded = try await GodwitCommand.run(["backup", "verify", copy, "-D", db.url])
             #expect(unrecorded.status == 0, "\(unrecorded.stderr)")
             #expect(unrecorded.stdout.hasSuffix("(no record of this file in \"godwit\".backups to compare with)\n"))
         }

@@ -402,13 +402,13 @@ struct SecurityTests {
         defer { folder.delete() }
         let path = try folder.write("token", Self.token + "\n")
         chmod(path, 0o644)
-        let output = try await GodwitProcess.run([
+        let output = try await GodwitCommand.run([
             "serve", "-D", "postgres://nobody@127.0.0.1:1/none", "--http", "0.0.0.0:8433", "--http-token-file", path,
         ])
         #expect(output.status != 0)
         let lines = output.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage") && !$0.isEmpty }
         #expect(lines.first?.contains(path) == true && lines.first?.contains("chmod 600") == true, "\(output.stderr)")
-        let help = try await GodwitProcess.run(["serve", "--help"])
+        let help = try await GodwitCommand.run(["serve", "--help"])
         let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(text.contains("--http-token-file"), "\(help.stdout)")
         #expect(text.contains("/proc"), "\(help.stdout)")

@@ -18,7 +18,7 @@ func counterJob(
 }
 
 func enqueue(_ file: String, _ url: String) async throws -> Int64 {
-    let output = try await GodwitProcess.run(["job", "enqueue", file, "-D", url])
+    let output = try await GodwitCommand.run(["job", "enqueue", file, "-D", url])
     guard output.status == 0, let id = Int64(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) else {
         throw TestSetupError(message: "enqueue failed: \(output.stderr)")
     }
@@ -53,7 +53,7 @@ struct BatchedJobTests {
                 ANALYZE items;
                 """)
             let id = try await enqueue(try counterJob(dir, extra: ["batch-size: 300", "target-batch-ms: 50"]), db.url)
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             #expect(try await counters(conn) == [1: 5000])
             let progress = try #require(try await conn.query("SELECT * FROM godwit.progress WHERE id = $1", [id]).first)
@@ -86,7 +86,7 @@ struct BatchedJobTests {
                 INSERT INTO items (\(key)) SELECT g FROM generate_series(1, 500) g;
                 """)
             _ = try await enqueue(try counterJob(dir, key: key, extra: ["batch-size: 70", "max-batch-size: 70"]), db.url)
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             #expect(try await counters(conn) == [1: 500])
         }
@@ -98,7 +98,7 @@ struct BatchedJobTests {
         try await withQueue { db, conn, _ in
             try await conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)")
             let id = try await enqueue(try counterJob(dir), db.url)
-            #expect(try await startWorker(db.url, ["--drain"]).wait().status == 0)
+            #expect(try await drainWorker(db.url).status == 0)
             let row = try #require(try await conn.query("SELECT state::text AS s, percent, rows_done FROM godwit.progress WHERE id = $1", [id]).first)
             #expect(try row.string("s") == "succeeded")
             #expect(try row.double("percent") == 100)
@@ -118,13 +118,13 @@ struct BatchedJobTests {
                 """)
             let id = try await enqueue(
                 try counterJob(dir, extra: ["batch-size: 200", "max-batch-size: 400", "pause-ms: 5"]), db.url)
-            let worker = try startWorker(db.url, ["--drain"])
+            async let worker = drainWorker(db.url)
             let writer = try await db.connect()
             for _ in 0..<40 {
                 try await writer.execute("INSERT INTO items (original) SELECT false FROM generate_series(1, 50)")
                 try await Task.sleep(for: .milliseconds(10))
             }
-            #expect(try await worker.wait().status == 0)
+            #expect(try await worker.status == 0)
             #expect(try await jobState(id, conn) == "succeeded")
             // Every row that was there at the start ran exactly once; none ran twice.
             #expect(try await conn.query("SELECT count(*) AS n FROM items WHERE original AND counter <> 1").first?.int("n") == 0)
@@ -241,13 +241,13 @@ struct BatchedJobTests {
             try await locker.execute("BEGIN; SELECT * FROM items WHERE id = 1500 FOR UPDATE;")
             let id = try await enqueue(
                 try counterJob(dir, extra: ["batch-size: 1000", "lock-timeout: 100ms", "max-attempts: 50"]), db.url)
-            let worker = try startWorker(db.url, ["--drain"])
+            async let worker = drainWorker(db.url)
             #expect(try await eventually {
                 try await conn.query("SELECT count(*) AS n FROM godwit.batches WHERE job_id = $1 AND error IS NOT NULL", [id])
                     .first!.int("n") >= 3
             })
             try await locker.execute("COMMIT")
-            #expect(try await worker.wait().status == 0)
+            #expect(try await worker.status == 0)
             #expect(try await jobState(id, conn) == "succeeded")
             #expect(try await counters(conn) == [1: 3000])
             let failed = try await conn.query(
@@ -271,7 +271,7 @@ struct BatchedJobTests {
                 UPDATE items SET counter = 1 WHERE id = 700;
                 """)
             let id = try await enqueue(try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100"]), db.url)
-            _ = try await startWorker(db.url, ["--drain"]).wait()
+            _ = try await drainWorker(db.url)
             let row = try #require(try await conn.query("SELECT state::text AS s, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.string("s") == "failed")
             #expect(try row.string("last_error").contains("batch 7 (keys 601..700)"), "\(row["last_error"] ?? "")")
@@ -281,7 +281,7 @@ struct BatchedJobTests {
             // Fix the data, retry: it resumes from the checkpoint, and nothing runs twice.
             try await conn.execute("UPDATE items SET counter = 0 WHERE id = 700")
             #expect(try await conn.query("SELECT godwit.retry($1) AS r", [id]).first?.bool("r") == true)
-            _ = try await startWorker(db.url, ["--drain"]).wait()
+            _ = try await drainWorker(db.url)
             #expect(try await jobState(id, conn) == "succeeded")
             #expect(try await counters(conn) == [1: 1000])
         }
@@ -350,7 +350,7 @@ struct BatchedJobTests {
             ]
             for (name, text, expected) in cases {
                 let file = try dir.write("jobs/\(name).sql", text)
-                let output = try await GodwitProcess.run(["job", "enqueue", file, "-D", db.url])
+                let output = try await GodwitCommand.run(["job", "enqueue", file, "-D", db.url])
                 #expect(output.status == 1, "\(name)")
                 #expect(output.stderr.hasPrefix("error: \(file):"), "\(name): \(output.stderr)")
                 #expect(output.stderr.contains(expected), "\(name): \(output.stderr)")

@@ -19,7 +19,7 @@ struct EnqueueCommandRightsTests {
                 INSERT INTO items (id) SELECT generate_series(1, 100);
                 GRANT SELECT, UPDATE ON items TO \(low.quoted);
                 """)
-            let output = try await GodwitProcess.run(["job", "enqueue", try counterJob(dir), "-D", try low.url(db)])
+            let output = try await GodwitCommand.run(["job", "enqueue", try counterJob(dir), "-D", try low.url(db)])
             #expect(output.status == 0, "\(output.stderr)")
             let id = try #require(
                 Int64(output.stdout.trimmingCharacters(in: .whitespacesAndNewlines)), "\(output.stdout)")
@@ -41,7 +41,7 @@ struct EnqueueCommandRightsTests {
             try await withTestDatabase { db in
                 let admin = try await db.connect()
                 try await admin.execute("CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)")
-                let output = try await GodwitProcess.run(
+                let output = try await GodwitCommand.run(
                     ["job", "enqueue", try counterJob(dir), "-D", try nobody.url(db)])
                 #expect(output.status == 1)
                 #expect(output.stdout.isEmpty)

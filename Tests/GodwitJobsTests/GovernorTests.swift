@@ -179,7 +179,7 @@ struct GovernorTests {
             try await waitUntil("the probe runs") {
                 try await conn.query("SELECT sum(probe) AS n FROM items").first?.int("n") ?? 0 > 0
             }
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             prober.cancel()
             _ = await prober.result
             await probe.close()
@@ -216,8 +216,8 @@ struct GovernorTests {
             let id = try await enqueue(
                 try counterJob(dir, extra: ["batch-size: 100", "min-batch-size: 1", "max-lock-wait-ms: 10", "lock-timeout: 5s"]),
                 db.url)
-            let worker = try startWorker(db.url, ["--drain"])
-            defer { worker.signal(SIGKILL) }
+            // In-process: a failure before the end cancels the worker with the test's task.
+            async let worker = drainWorker(db.url)
             try await waitUntil("the job has committed every row before the held one", timeout: .seconds(60)) {
                 try await conn.query("SELECT cursor FROM godwit.job_progress WHERE job_id = $1", [id]).first?["cursor"] == "549"
             }
@@ -236,7 +236,7 @@ struct GovernorTests {
             #expect(failed.allSatisfy { $0.1.contains("lock timeout") }, "\(failed)")
             #expect(failed.contains { $0.0 == 1 }, "\(failed)")
             try await app.execute("COMMIT")
-            let output = try await worker.wait()
+            let output = try await worker
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             #expect(try await counters(conn) == [1: 1000])
             #expect(try await conn.query("SELECT state FROM godwit.jobs WHERE id = $1", [id]).first?["state"] == "succeeded")
@@ -276,7 +276,7 @@ struct GovernorTests {
                     WITH pause AS (SELECT pg_sleep(0.02))
                     UPDATE others SET counter = counter + 1 FROM pause WHERE id BETWEEN $1 AND $2
                     """), db.url)
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             try await app.execute("ROLLBACK")
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             func reason(_ id: Int64) async throws -> String {
@@ -366,7 +366,7 @@ struct GovernorTests {
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
             try await conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)")
-            let output = try await GodwitProcess.run(["job", "enqueue", try counterJob(dir, extra: [directive]), "-D", db.url])
+            let output = try await GodwitCommand.run(["job", "enqueue", try counterJob(dir, extra: [directive]), "-D", db.url])
             #expect(output.status == 1)
             #expect(output.stderr.contains("count_items.sql:"), "\(output.stderr)")
             #expect(output.stderr.contains(message), "\(output.stderr)")
@@ -439,7 +439,7 @@ struct GovernorTests {
         defer { dir.delete() }
         let id = try await enqueue(
             try counterJob(dir, extra: ["batch-size: 50", "min-batch-size: 50", "max-batch-size: 50"]), cluster.url)
-        let output = try await startWorker(cluster.url, ["--drain"]).wait()
+        let output = try await drainWorker(cluster.url)
         #expect(output.status == 0, "\(output.stderr.suffix(1500))")
         #expect(try await counters(conn) == [1: 3000])
         let batches = try #require(try await conn.query("SELECT batches_done FROM godwit.progress WHERE id = $1", [id]).first?.int("batches_done"))
@@ -487,7 +487,7 @@ struct GovernorTests {
                 #"k COLLATE "en-x-icu" BETWEEN $1 AND $2"#, #"k >= $1 COLLATE "en-x-icu" AND k <= $2"#,
                 #"(k)::text COLLATE pg_catalog."en-x-icu" BETWEEN $1 AND $2"#,
             ] {
-                let output = try await GodwitProcess.run(["job", "enqueue", try file(condition), "-D", db.url])
+                let output = try await GodwitCommand.run(["job", "enqueue", try file(condition), "-D", db.url])
                 #expect(output.status == 1, "\(condition)")
                 #expect(output.stderr.contains("collate.sql:5: "), "\(output.stderr)")
                 #expect(output.stderr.contains(#"under collation "en-x-icu", not the key's own ("C")"#), "\(output.stderr)")
@@ -497,7 +497,7 @@ struct GovernorTests {
                 #"k COLLATE "C" BETWEEN $1 AND $2"#,
                 #"k BETWEEN $1 AND $2 AND counter::text COLLATE "en-x-icu" <> 'x'"#,
             ] {
-                let output = try await GodwitProcess.run(["job", "enqueue", try file(condition), "-D", db.url])
+                let output = try await GodwitCommand.run(["job", "enqueue", try file(condition), "-D", db.url])
                 #expect(output.status == 0, "\(condition): \(output.stderr)")
             }
             try await conn.execute("DELETE FROM godwit.jobs")
@@ -505,7 +505,7 @@ struct GovernorTests {
             let id = try await conn.query(
                 #"SELECT godwit.enqueue_batched('collate', 'items', 'k', 'UPDATE items SET counter = counter + 1 WHERE k COLLATE "en-x-icu" BETWEEN $1 AND $2') AS id"#
             ).first!.int64("id")
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             let result = try await outcome(of: id, conn)
             #expect(result.state == "failed")

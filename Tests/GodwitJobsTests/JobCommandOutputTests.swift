@@ -36,7 +36,7 @@ struct JobCommandOutputTests {
                     [Self.name, #"DO $$ BEGIN RAISE EXCEPTION E'boom\x1b[31m\u009b2J red'; END $$"#]
                 ).first?.int64("id"))
             await conn.close()
-            let worker = try await GodwitProcess.run(["worker", "--drain", "--log-level", "info", "-D", db.url])
+            let worker = try await GodwitCommand.run(["worker", "--drain", "--log-level", "info", "-D", db.url])
             #expect(worker.status == 0, "\(worker.stderr)")
             // The worker logs the job's name and its error, one log line each.
             #expect(controls(in: worker.stderr) == [], "\(worker.stderr)")
@@ -49,7 +49,7 @@ struct JobCommandOutputTests {
 
     @Test func jobListShowAndWatchEscapeWhatTheDatabaseHolds() async throws {
         try await withFailedJob { db, id in
-            let list = try await GodwitProcess.run(["job", "list", "-D", db.url])
+            let list = try await GodwitCommand.run(["job", "list", "-D", db.url])
             #expect(list.status == 0, "\(list.stderr)")
             #expect(controls(in: list.stdout) == [], "\(list.stdout)")
             #expect(list.stdout.contains(#"evil\u001B[2K\u000Dname"#), "\(list.stdout)")
@@ -59,17 +59,17 @@ struct JobCommandOutputTests {
             struct Listed: Decodable { var id: Int64; var name: String; var lastError: String? }
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
-            let json = try await GodwitProcess.run(["job", "list", "--format", "json", "-D", db.url])
+            let json = try await GodwitCommand.run(["job", "list", "--format", "json", "-D", db.url])
             #expect(controls(in: json.stdout) == [], "\(json.stdout)")
             let listed = try decoder.decode([Listed].self, from: Data(json.stdout.utf8))
             #expect(listed.map(\.name) == [Self.name])
-            let show = try await GodwitProcess.run(["job", "show", "\(id)", "-D", db.url])
+            let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.status == 0, "\(show.stderr)")
             #expect(controls(in: show.stdout) == [], "\(show.stdout)")
             #expect(try decoder.decode(Listed.self, from: Data(show.stdout.utf8)).name == Self.name)
 
             // Piped, watch prints the name on one line, and the error.
-            let watch = try await GodwitProcess.run(["job", "watch", "\(id)", "-D", db.url])
+            let watch = try await GodwitCommand.run(["job", "watch", "\(id)", "-D", db.url])
             #expect(watch.status == 1, "\(watch.stderr)")
             #expect(controls(in: watch.stdout) == [], "\(watch.stdout)")
             #expect(watch.stdout.split(separator: "\n").count == 2, "\(watch.stdout)")
@@ -101,7 +101,7 @@ struct JobCommandOutputTests {
                 WHERE id = $1
                 """, [id])
 
-            let show = try await GodwitProcess.run(["job", "show", "\(id)", "-D", db.url])
+            let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.status == 0, "\(show.stderr)")
             #expect(controls(in: show.stdout) == [], "\(show.stdout)")
             struct Shown: Decodable { var batchSize: Int?; var sizeReason: String? }
@@ -147,8 +147,8 @@ struct JobCommandOutputTests {
                     """
                 ).first?.int64("id"))
             await conn.close()
-            let list = try await GodwitProcess.run(["job", "list", "-D", db.url])
-            let show = try await GodwitProcess.run(["job", "show", "\(deep)", "-D", db.url])
+            let list = try await GodwitCommand.run(["job", "list", "-D", db.url])
+            let show = try await GodwitCommand.run(["job", "show", "\(deep)", "-D", db.url])
             #expect(list.status == 0, "\(list.stderr)")
             #expect(list.stdout.contains("deep") && list.stdout.contains("plain"), "\(list.stdout)")
             #expect(show.status == 0, "\(show.stderr)")

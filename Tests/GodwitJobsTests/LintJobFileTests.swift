@@ -43,7 +43,7 @@ struct LintJobFileTests {
             let conn = try await db.connect()
             try await conn.execute("CREATE TABLE items (item_no bigint PRIMARY KEY, label text)")
             await conn.close()
-            let lint = try await GodwitProcess.run(
+            let lint = try await GodwitCommand.run(
                 ["migrate", "lint", "-D", db.url, "--write-jobs", dir.path + "/jobs", migration])
             #expect(lint.status == 1, "\(lint.stderr)")
             let path = dir.path + "/jobs/lint_2_fill_line1.sql"
@@ -52,7 +52,7 @@ struct LintJobFileTests {
                 try String(contentsOfFile: path, encoding: .utf8), file: path)
             #expect(definition.key == "item_no")
             #expect(definition.statement == "UPDATE items SET label = upper(label)\nWHERE item_no BETWEEN $1 AND $2")
-            let enqueue = try await GodwitProcess.run(["job", "enqueue", path, "-D", db.url])
+            let enqueue = try await GodwitCommand.run(["job", "enqueue", path, "-D", db.url])
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
         }
     }
@@ -82,7 +82,7 @@ struct LintJobFileTests {
             try await conn.execute("CREATE TABLE items (item_no bigint PRIMARY KEY, label text)")
             try await conn.execute("CREATE TABLE audit (item_no bigint)")
             await conn.close()
-            let lint = try await GodwitProcess.run(
+            let lint = try await GodwitCommand.run(
                 ["migrate", "lint", "-D", db.url, "--write-jobs", dir.path + "/jobs", migration])
             #expect(lint.status == 1, "\(lint.stderr)")
             #expect(lint.stdout.contains("whole-table-update"), "\(lint.stdout)")
@@ -90,7 +90,7 @@ struct LintJobFileTests {
             let definition = try BatchedJobDefinition.parse(
                 try String(contentsOfFile: path, encoding: .utf8), file: path)
             #expect(definition.statement == statement)
-            let enqueue = try await GodwitProcess.run(["job", "enqueue", path, "-D", db.url])
+            let enqueue = try await GodwitCommand.run(["job", "enqueue", path, "-D", db.url])
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
         }
     }

@@ -24,7 +24,7 @@ struct MigrateEnqueueOutputTests {
             let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
             #expect(worker.status == 0, "\(worker.stderr)")
             // As a script does: id=$(godwit migrate run --enqueue); godwit job watch $id
-            let watch = try await GodwitProcess.run(["job", "watch", printed, "-D", db.url])
+            let watch = try await GodwitCommand.run(["job", "watch", printed, "-D", db.url])
             #expect(watch.status == 0, "\(watch.stderr)")
             #expect(try await jobState(id, conn) == "succeeded")
         }

@@ -39,7 +39,7 @@ struct MigrateJobBackupTests {
             // to before the migrations: migration 1's table goes.
             #expect(
                 try await conn.query("SELECT to_regclass('ok') IS NOT NULL AS present").first?.bool("present") == true)
-            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             #expect(try await conn.query("SELECT to_regclass('ok') IS NULL AS gone").first?.bool("gone") == true)
         }

@@ -18,7 +18,7 @@ struct RestoreUnderJobsTests {
             CREATE TABLE marker (label text);
             INSERT INTO marker VALUES ('in the backup');
             """)
-        let created = try await GodwitProcess.run(["backup", "create", "--dir", backups.path, "-D", db.url])
+        let created = try await GodwitCommand.run(["backup", "create", "--dir", backups.path, "-D", db.url])
         guard created.status == 0 else { throw TestSetupError(message: "backup failed: \(created.stderr)") }
         try await conn.execute("UPDATE marker SET label = 'after the backup'")
         return String(created.stdout.split(separator: " ").first ?? "")
@@ -42,7 +42,7 @@ struct RestoreUnderJobsTests {
                         .first!.int("batches_done") >= 2
                 })
 
-            let refused = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            let refused = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(refused.status == 1)
             #expect(
                 refused.stderr.hasPrefix(
@@ -54,10 +54,10 @@ struct RestoreUnderJobsTests {
             #expect(try await jobState(id, conn) == "running")
 
             // The dry run says it would refuse.
-            let dry = try await GodwitProcess.run(["backup", "restore", file, "-D", db.url])
+            let dry = try await GodwitCommand.run(["backup", "restore", file, "-D", db.url])
             #expect(dry.stderr.contains("it would refuse, as batched job \(id) (count_items, running) would go on from checkpoints"), "\(dry.stderr)")
 
-            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "--pause-jobs", "-D", db.url])
+            let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "--pause-jobs", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             let lines = restored.stdout.split(separator: "\n").map(String.init)
             #expect(lines.first == "paused before the restore: job \(id) (count_items)", "\(restored.stdout)")
@@ -96,13 +96,13 @@ struct RestoreUnderJobsTests {
 
             // Queued with a checkpoint (as after a worker's shutdown): a worker would resume it.
             try await conn.execute("UPDATE godwit.jobs SET state = 'queued', finished_at = NULL WHERE id = \(done)")
-            let refused = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            let refused = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(refused.status == 1)
             #expect(refused.stderr.contains("batched job \(done) (count_items, queued) on the schemas"), "\(refused.stderr)")
             #expect(try await marker(conn) == "after the backup")
             try await conn.execute("UPDATE godwit.jobs SET state = 'succeeded', finished_at = now() WHERE id = \(done)")
 
-            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             #expect(try await counters(conn) == [0: 500])
             let lines = restored.stdout.split(separator: "\n").map(String.init)
@@ -130,7 +130,7 @@ struct RestoreUnderJobsTests {
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(parent, conn) == "succeeded" })
             worker.signal(SIGTERM)
             _ = try await worker.wait()
-            let restored = try await GodwitProcess.run(["backup", "restore", file, "--yes", "-D", db.url])
+            let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             let lines = restored.stdout.split(separator: "\n").map(String.init)
             #expect(lines.contains("the checkpoints of 1 batched job no longer match the restored data (godwit.resume and godwit.retry would continue from them and skip rows):"), "\(restored.stdout)")

@@ -23,7 +23,7 @@ struct ResumeFromTests {
     }
 
     func run(_ arguments: [String]) async throws -> GodwitProcess.Output {
-        try await GodwitProcess.run(["job", "enqueue"] + arguments)
+        try await GodwitCommand.run(["job", "enqueue"] + arguments)
     }
 
     func jobCount(_ conn: Connection) async throws -> Int {
@@ -44,7 +44,7 @@ struct ResumeFromTests {
                 """)
             let buggy = try await enqueue(
                 try jobFile(dir, "buggy", set: "counter = counter + 1 + 0 * (1 / (id - 777))"), db.url)
-            #expect(try await startWorker(db.url, ["--drain"]).wait().status == 0)
+            #expect(try await drainWorker(db.url).status == 0)
             #expect(try await jobState(buggy, conn) == "failed")
             #expect(try await counters(conn) == [1: 700, 0: 1300])
             #expect(
@@ -58,7 +58,7 @@ struct ResumeFromTests {
             let payload = try #require(
                 try await conn.query("SELECT payload->>'resumes' AS r FROM godwit.jobs WHERE id = $1", [fixed]).first)
             #expect(payload["r"] == "\(buggy)")
-            #expect(try await startWorker(db.url, ["--drain"]).wait().status == 0)
+            #expect(try await drainWorker(db.url).status == 0)
             #expect(try await jobState(fixed, conn) == "succeeded")
             #expect(try await counters(conn) == [1: 2000])
             let first = try #require(
@@ -70,7 +70,7 @@ struct ResumeFromTests {
                     == 2000)
 
             // The old job is the new one's now: retrying it would update 701.. twice.
-            let retry = try await GodwitProcess.run(["job", "retry", "\(buggy)", "-D", db.url])
+            let retry = try await GodwitCommand.run(["job", "retry", "\(buggy)", "-D", db.url])
             #expect(retry.status == 1)
             #expect(retry.stderr.contains("was resumed by job \(fixed)"), "\(retry.stderr)")
             // And nobody resumes from it twice.

@@ -86,9 +86,9 @@ struct ShardTests {
             try await conn.execute(
                 "UPDATE godwit.jobs SET state = 'queued', worker_id = NULL, attempts = 0 WHERE parent_id = \(parent)")
             // Two workers share the shards; drain ends when the shards are done.
-            let workers = try (0..<2).map { _ in try startWorker(db.url, ["--drain", "--concurrency", "2"]) }
-            for worker in workers {
-                let output = try await worker.wait()
+            async let first = drainWorker(db.url, ["--concurrency", "2"])
+            async let second = drainWorker(db.url, ["--concurrency", "2"])
+            for output in try await [first, second] {
                 #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             }
             #expect(try await counters(conn) == [1: 6000])
@@ -118,7 +118,7 @@ struct ShardTests {
             #expect(try await rowsPerShard(parent, type: "bigint", conn).reduce(0, +) == 2)
             // Rows added beyond the last split point after enqueue belong to the last shard.
             try await conn.execute("INSERT INTO items (id) VALUES (100), (101)")
-            #expect(try await startWorker(db.url, ["--drain"]).wait().status == 0)
+            #expect(try await drainWorker(db.url).status == 0)
             #expect(try await counters(conn) == [1: 4])
             #expect(try await jobState(parent, conn) == "succeeded")
             let progress = try #require(
@@ -142,7 +142,7 @@ struct ShardTests {
             let middle = try await shards(of: parent, conn)[1]
             try await conn.query(
                 "DELETE FROM items WHERE id > $1::bigint AND id <= $2::bigint", [middle.lower, middle.upper])
-            #expect(try await startWorker(db.url, ["--drain"]).wait().status == 0)
+            #expect(try await drainWorker(db.url).status == 0)
             let done = try await shards(of: parent, conn)
             #expect(done.map(\.state) == ["succeeded", "succeeded", "succeeded"])
             #expect(done[1].rowsDone == 0)
@@ -194,7 +194,7 @@ struct ShardTests {
                 try await conn.query("SELECT result->>'rows_done' AS r FROM godwit.jobs WHERE id = $1", [parent]).first)
             #expect(result["r"] == "9000")
             // `job list` shows each shard right beneath its parallel job.
-            let list = try await GodwitProcess.run(["job", "list", "-D", db.url, "--format", "json"])
+            let list = try await GodwitCommand.run(["job", "list", "-D", db.url, "--format", "json"])
             #expect(list.status == 0, "\(list.stderr)")
             let listed = try #require(
                 try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
@@ -224,7 +224,7 @@ struct ShardTests {
                     try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [parent]).first!
                         .int("rows_done") >= 600
                 })
-            let pause = try await GodwitProcess.run(["job", "pause", "\(parent)", "-D", db.url])
+            let pause = try await GodwitCommand.run(["job", "pause", "\(parent)", "-D", db.url])
             #expect(pause.status == 0, "\(pause.stderr)")
             #expect(try await eventually { try await jobState(parent, conn) == "paused" })
             let paused = try await shards(of: parent, conn)
@@ -233,7 +233,7 @@ struct ShardTests {
             #expect(done > 0 && done < 9000)
             try await Task.sleep(for: .milliseconds(500))
             #expect(try await shards(of: parent, conn).map(\.rowsDone).reduce(0, +) == done)
-            let resume = try await GodwitProcess.run(["job", "resume", "\(parent)", "-D", db.url])
+            let resume = try await GodwitCommand.run(["job", "resume", "\(parent)", "-D", db.url])
             #expect(resume.status == 0, "\(resume.stderr)")
             #expect(try await jobState(parent, conn) == "running")
             #expect(try await eventually(timeout: .seconds(60)) { try await jobState(parent, conn) == "succeeded" })
@@ -273,7 +273,7 @@ struct ShardTests {
             // A cancelled job is neither resumed nor paused; retry requeues every shard, each
             // from its own checkpoint.
             #expect(try await conn.query("SELECT godwit.resume($1) AS c", [parent]).first?.bool("c") == false)
-            let retry = try await GodwitProcess.run(["job", "retry", "\(parent)", "-D", db.url])
+            let retry = try await GodwitCommand.run(["job", "retry", "\(parent)", "-D", db.url])
             #expect(retry.status == 0, "\(retry.stderr)")
             #expect(try await eventually(timeout: .seconds(60)) { try await jobState(parent, conn) == "succeeded" })
             #expect(try await counters(conn) == [1: 6000])
@@ -301,7 +301,7 @@ struct ShardTests {
             // A row early in the middle shard that its batch cannot update.
             let bad = lower + 120
             try await conn.query("UPDATE items SET counter = 1 WHERE id = $1", [bad])
-            let worker = try startWorker(db.url, ["--drain", "--concurrency", "3"])
+            async let worker = drainWorker(db.url, ["--concurrency", "3"])
             // Whenever the parent is seen failed, no shard is still running.
             var sawFailedWhileRunning = false
             let ended = try await eventually(timeout: .seconds(60), every: .milliseconds(10)) {
@@ -317,7 +317,7 @@ struct ShardTests {
             }
             #expect(ended)
             #expect(!sawFailedWhileRunning)
-            let output = try await worker.wait()
+            let output = try await worker
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             let states = try await shards(of: parent, conn).map(\.state)
             #expect(states == ["paused", "failed", "paused"], "the others stopped at a checkpoint, not at the end")
@@ -331,7 +331,7 @@ struct ShardTests {
             try await conn.query("UPDATE items SET counter = 0 WHERE id = $1", [bad])
             #expect(try await conn.query("SELECT godwit.retry($1) AS c", [parent]).first?.bool("c") == true)
             #expect(try await jobState(parent, conn) == "running")
-            let again = try await startWorker(db.url, ["--drain", "--concurrency", "3"]).wait()
+            let again = try await drainWorker(db.url, ["--concurrency", "3"])
             #expect(again.status == 0, "\(again.stderr.suffix(1500))")
             #expect(try await jobState(parent, conn) == "succeeded")
             #expect(try await counters(conn) == [1: 6000])

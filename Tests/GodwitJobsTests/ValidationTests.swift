@@ -72,7 +72,7 @@ struct ValidationTests {
         try await withQueue { db, conn, _ in
             try await conn.execute(Self.schema)
             let file = try dir.write("jobs/\(name).sql", text)
-            let output = try await GodwitProcess.run(["job", "enqueue", file, "-D", db.url])
+            let output = try await GodwitCommand.run(["job", "enqueue", file, "-D", db.url])
             #expect(output.status == 1)
             #expect(output.stderr == "error: \(file):\(expected)\n")
             #expect(output.stdout.isEmpty)

@@ -6,7 +6,7 @@ import Testing
 
 /// `godwit workers --format json`, decoded.
 func listedWorkers(_ url: String) async throws -> [WorkerRecord] {
-    let output = try await GodwitProcess.run(["workers", "--format", "json", "-D", url])
+    let output = try await GodwitCommand.run(["workers", "--format", "json", "-D", url])
     guard output.status == 0 else { throw TestSetupError(message: "godwit workers failed: \(output.stderr)") }
     return try JSONDecoder().decode([WorkerRecord].self, from: Data(output.stdout.utf8))
 }
@@ -56,7 +56,7 @@ struct WorkerRegistryTests {
                     .first?.bool("s") == true)
             let stopped = try await listedWorkers(db.url)
             #expect(stopped.first?.state == "stopped")
-            let text = try await GodwitProcess.run(["workers", "-D", db.url])
+            let text = try await GodwitCommand.run(["workers", "-D", db.url])
             #expect(text.status == 0, "\(text.stderr)")
             let lines = text.stdout.split(separator: "\n")
             #expect(lines.first?.hasPrefix("ID") == true, "\(text.stdout)")
@@ -74,7 +74,7 @@ struct WorkerRegistryTests {
                     ('stopped-lately', now() - interval '1 hour', now() - interval '1 hour'),
                     ('vanished-lately', now() - interval '23 hours', NULL);
                 """)
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             let left = try await conn.query("SELECT id FROM godwit.workers WHERE id NOT LIKE '%:%' ORDER BY id").rows
                 .map { try $0.string("id") }
@@ -114,11 +114,11 @@ struct WorkerRegistryTests {
                 })
             let marker = "stale: worker \(workerID) not seen for "
 
-            let list = try await GodwitProcess.run(["job", "list", "-D", db.url])
+            let list = try await GodwitCommand.run(["job", "list", "-D", db.url])
             #expect(list.status == 0, "\(list.stderr)")
             #expect(list.stdout.contains(marker), "\(list.stdout)")
 
-            let show = try await GodwitProcess.run(["job", "show", "\(id)", "-D", db.url])
+            let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.status == 0, "\(show.stderr)")
             struct Shown: Decodable { var stale: Bool; var staleMarker: String? }
             let decoder = JSONDecoder()
@@ -154,7 +154,7 @@ struct WorkerRegistryTests {
                     'running', 'ghost', now() - interval '1 hour', 1);
                 """)
             let id = try #require(try await conn.query("SELECT id FROM godwit.jobs").first?.int64("id"))
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             let job = try #require(
                 try await conn.query("SELECT state::text AS s, last_error, last_error_detail FROM godwit.jobs WHERE id = $1", [id])
@@ -176,7 +176,7 @@ struct WorkerRegistryTests {
                 #expect(try errors[2].int("attempt") == 3)
                 #expect(errors[1]["worker_id"] != nil && errors[1]["worker_id"] != "ghost")
             }
-            let show = try await GodwitProcess.run(["job", "show", "\(id)", "-D", db.url])
+            let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.status == 0, "\(show.stderr)")
             struct Shown: Decodable {
                 struct Failure: Decodable { var attempt: Int; var error: String }
@@ -203,7 +203,7 @@ struct WorkerRegistryTests {
                 INSERT INTO godwit.jobs (kind, name, payload, max_attempts)
                 VALUES ('sql', 'bad', '{"sql": "INSERT INTO t VALUES (-1)"}', 1);
                 """)
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             let row = try #require(
                 try await conn.query(

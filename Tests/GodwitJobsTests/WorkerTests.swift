@@ -14,6 +14,17 @@ func startWorker(
             + extra, environment: environment, directory: directory)
 }
 
+/// Runs `godwit worker --drain` in this process (`GodwitCommand`), with `startWorker`'s
+/// timings but a lease of 10 s, until the queue is drained. In-process, its heartbeats share
+/// the test process's threads with every other test: a 2 s lease could expire under load
+/// while the job runs on. For a worker that is killed or stopped, or that logs in as a job's
+/// enqueuer with the test roles' password file, use `startWorker`.
+func drainWorker(_ url: String, _ extra: [String] = []) async throws -> GodwitProcess.Output {
+    try await GodwitCommand.run(
+        ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
+            + ["--drain"] + extra)
+}
+
 func jobState(_ id: Int64, _ conn: Connection) async throws -> String {
     try await conn.query("SELECT state::text AS s FROM godwit.jobs WHERE id = $1", [id]).first?.string("s") ?? "missing"
 }
@@ -140,40 +151,40 @@ struct WorkerTests {
             #expect(try await conn.query("SELECT godwit.resume($1) AS c", [id]).first?.bool("c") == true)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             // From the CLI, which says what it did.
-            let pausing = try await GodwitProcess.run(["job", "pause", "\(id)", "-D", db.url])
+            let pausing = try await GodwitCommand.run(["job", "pause", "\(id)", "-D", db.url])
             #expect(pausing.stdout == "job \(id): pausing: it stops at its next checkpoint\n", "\(pausing.stderr)")
             #expect(try await eventually { try await jobState(id, conn) == "paused" })
             #expect(try await attempts() == 0)
-            let resumed = try await GodwitProcess.run(["job", "resume", "\(id)", "-D", db.url])
+            let resumed = try await GodwitCommand.run(["job", "resume", "\(id)", "-D", db.url])
             #expect(resumed.stdout == "job \(id): resumed (queued)\n", "\(resumed.stderr)")
             #expect(try await eventually { try await jobState(id, conn) == "running" })
 
             // From the CLI.
-            let cancel = try await GodwitProcess.run(["job", "cancel", "\(id)", "-D", db.url])
+            let cancel = try await GodwitCommand.run(["job", "cancel", "\(id)", "-D", db.url])
             #expect(cancel.status == 0, "\(cancel.stderr)")
             #expect(try await eventually { try await jobState(id, conn) == "cancelled" })
             // Asking again is no error: the controls say what is already so.
-            let again = try await GodwitProcess.run(["job", "cancel", "\(id)", "-D", db.url])
+            let again = try await GodwitCommand.run(["job", "cancel", "\(id)", "-D", db.url])
             #expect(again.status == 0)
             #expect(again.stdout == "job \(id): already cancelled\n")
-            let retry = try await GodwitProcess.run(["job", "retry", "\(id)", "-D", db.url])
+            let retry = try await GodwitCommand.run(["job", "retry", "\(id)", "-D", db.url])
             #expect(retry.status == 0)
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(id, conn) == "succeeded" })
 
             let paused = try await queue.enqueue(kind: .noop, name: "later", runAfter: .seconds(3600), on: conn)
-            let pause = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])
+            let pause = try await GodwitCommand.run(["job", "pause", "\(paused)", "-D", db.url])
             #expect(pause.stdout == "job \(paused): paused\n")
-            let pauseAgain = try await GodwitProcess.run(["job", "pause", "\(paused)", "-D", db.url])
+            let pauseAgain = try await GodwitCommand.run(["job", "pause", "\(paused)", "-D", db.url])
             #expect(pauseAgain.status == 0)
             #expect(pauseAgain.stdout == "job \(paused): already paused\n")
-            let resume = try await GodwitProcess.run(["job", "resume", "\(paused)", "-D", db.url])
+            let resume = try await GodwitCommand.run(["job", "resume", "\(paused)", "-D", db.url])
             #expect(resume.status == 0)
             #expect(try await eventually { try await jobState(paused, conn) == "succeeded" })
 
-            let list = try await GodwitProcess.run(["job", "list", "-D", db.url, "--format", "json"])
+            let list = try await GodwitCommand.run(["job", "list", "-D", db.url, "--format", "json"])
             let jobs = try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]]
             #expect(jobs?.count == 2)
-            let show = try await GodwitProcess.run(["job", "show", "\(id)", "-D", db.url])
+            let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.stdout.contains("\"state\" : \"succeeded\""))
 
             worker.signal(SIGTERM)
@@ -229,7 +240,7 @@ struct WorkerTests {
                 payload: #"{"sql": "DO $$ BEGIN IF (SELECT attempts FROM godwit.jobs WHERE name = 'flaky') < 3 THEN RAISE EXCEPTION 'simulated serialization failure' USING ERRCODE = '40001'; END IF; END $$"}"#,
                 on: conn)
             let fine = try await queue.enqueue(kind: .noop, name: "fine", on: conn)
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0)
             let rows = try await conn.query("SELECT id, state::text AS s, attempts, last_error FROM godwit.jobs ORDER BY id").rows
             let byID = Dictionary(uniqueKeysWithValues: try rows.map { (try $0.int64("id"), $0) })
@@ -288,14 +299,14 @@ struct WorkerTests {
             #expect(try recorded?.string("sha256") == (backup["sha256"] as? String))
 
             // The backup verifies, and restores.
-            let verify = try await GodwitProcess.run(["backup", "verify", path])
+            let verify = try await GodwitCommand.run(["backup", "verify", path])
             #expect(verify.status == 0)
             #expect(verify.stdout.contains(": ok,"))
-            let refused = try await GodwitProcess.run(["backup", "restore", path, "-D", db.url])
+            let refused = try await GodwitCommand.run(["backup", "restore", path, "-D", db.url])
             #expect(refused.status == 1)
             #expect(refused.stderr.contains("run again with --yes"))
             try await conn.execute("DELETE FROM items WHERE id > 100")
-            let restore = try await GodwitProcess.run(["backup", "restore", path, "--yes", "-D", db.url])
+            let restore = try await GodwitCommand.run(["backup", "restore", path, "--yes", "-D", db.url])
             #expect(restore.status == 0, "\(restore.stderr)")
             // The dump was taken before migration 2: all 500 rows, no price column, and a
             // ledger that agrees.
@@ -368,14 +379,14 @@ struct WorkerTests {
             #expect(try await plain.query("SELECT count(*) AS n FROM public.calls").first?.int("n") == 1)
             try await plain.execute("TRUNCATE public.calls")
             await plain.close()
-            let output = try await startWorker(db.url, ["--drain"]).wait()
+            let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(2000))")
             #expect(try await conn.query("SELECT count(*) AS n FROM public.runs").first?.int("n") == 1)
             // The CLI's reads and controls of the queue pin it too.
-            let list = try await GodwitProcess.run(["job", "list", "-D", db.url])
+            let list = try await GodwitCommand.run(["job", "list", "-D", db.url])
             #expect(list.status == 0 && list.stdout.contains("succeeded"), "\(list.stderr)")
-            #expect(try await GodwitProcess.run(["job", "show", "1", "-D", db.url]).status == 0)
-            _ = try await GodwitProcess.run(["job", "retry", "1", "-D", db.url])
+            #expect(try await GodwitCommand.run(["job", "show", "1", "-D", db.url]).status == 0)
+            _ = try await GodwitCommand.run(["job", "retry", "1", "-D", db.url])
             let calls = try await conn.query("SELECT what FROM public.calls").rows.map { try $0.string("what") }
             #expect(calls.isEmpty, "the worker or the CLI called \(calls)")
         }

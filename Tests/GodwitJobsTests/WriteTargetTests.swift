@@ -38,7 +38,7 @@ struct WriteTargetTests {
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
             try await conn.execute(Self.schema)
-            let output = try await GodwitProcess.run(["job", "enqueue", try file(dir, statement), "-D", db.url])
+            let output = try await GodwitCommand.run(["job", "enqueue", try file(dir, statement), "-D", db.url])
             #expect(output.status == 0, "\(output.stderr)")
             #expect(output.stderr == "", "\(output.stderr)")
             #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 1)
@@ -59,7 +59,7 @@ struct WriteTargetTests {
                 dir,
                 "WITH o AS (UPDATE items SET counter = bump(counter) WHERE id BETWEEN $1 AND $2 RETURNING id) "
                     + "UPDATE others SET counter = 1 WHERE id IN (SELECT id FROM o)")
-            let output = try await GodwitProcess.run(["job", "enqueue", path, "-D", db.url])
+            let output = try await GodwitCommand.run(["job", "enqueue", path, "-D", db.url])
             #expect(output.status == 0, "\(output.stderr)")
             #expect(
                 output.stderr.hasPrefix(
@@ -88,7 +88,7 @@ struct WriteTargetTests {
         try await withQueue { db, conn, _ in
             try await conn.execute(Self.schema)
             let path = try file(dir, statement)
-            let output = try await GodwitProcess.run(["job", "enqueue", path, "-D", db.url])
+            let output = try await GodwitCommand.run(["job", "enqueue", path, "-D", db.url])
             #expect(output.status == 1)
             #expect(output.stderr.hasPrefix("error: \(path):5: "), "\(output.stderr)")
             #expect(output.stderr.contains(says), "\(output.stderr)")

@@ -87,16 +87,16 @@ struct BaselineTests {
         for (name, text) in Self.files { try dir.write(name, text) }
         try await withTestDatabase { db in
             let args = ["migrate", "baseline", "--source", dir.path, "-D", db.url, "--target-version", "2"]
-            let first = try await GodwitProcess.run(args)
+            let first = try await GodwitCommand.run(args)
             #expect(first.status == 0, "\(first.stderr)")
             #expect(first.stdout == "Baselined 1/migrate users (0ns)\nBaselined 2/migrate media (0ns)\n")
-            let again = try await GodwitProcess.run(args)
+            let again = try await GodwitCommand.run(args)
             #expect(again.status == 1)
             #expect(
                 again.stderr
                     == "error: _sqlx_migrations already has migrations 1, 2: baseline records only versions the ledger does not have, so nothing was recorded\n"
             )
-            let info = try await GodwitProcess.run(["migrate", "info", "--source", dir.path, "-D", db.url])
+            let info = try await GodwitCommand.run(["migrate", "info", "--source", dir.path, "-D", db.url])
             #expect(info.stdout == "1/installed users\n2/installed media\n3/pending tags\n")
         }
     }

@@ -70,10 +70,10 @@ struct CatalogCheckTests {
         defer { dir.delete() }
         try dir.write("1_base.sql", Self.base)
         try await withTestDatabase { db in
-            let base = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let base = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(base.status == 0, "\(base.stderr)")
             for file in Self.pending { try dir.write(file.file, file.sql + "\n") }
-            let run = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let run = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(run.status == 0, "\(run.stderr)")
             let lines = run.stderr.split(separator: "\n").map(String.init)
             #expect(lines.allSatisfy { $0.hasPrefix("warning: ") }, "\(run.stderr)")

@@ -7,42 +7,6 @@ import Testing
 /// must not print, usage errors, default log levels.
 @Suite("godwit input (the executable)")
 struct CommandInputTests {
-    /// The real executable, at the most verbose log level, on a sample of the strings: nothing
-    /// on stdout or stderr, whether libpq parses the string or not.
-    @Test func theExecutableNeverPrintsTheSecret() async throws {
-        let cases = SecretFuzzCase.generate(count: 24, seed: 0xE7EC, host: try TestDatabase.serverAddress)
-        // An empty migrations folder, so that the commands get as far as connecting.
-        let dir = try TemporaryDirectory()
-        defer { dir.delete() }
-        try FileManager.default.createDirectory(atPath: dir.path + "/migrations", withIntermediateDirectories: true)
-        try await withThrowingTaskGroup(of: (SecretFuzzCase, String, GodwitProcess.Output).self) { group in
-            var pending = cases.flatMap { fuzz in
-                [
-                    (fuzz, "-D", ["migrate", "info", "-D", fuzz.conninfo]),
-                    (fuzz, "-D", ["migrate", "verify", "-D", fuzz.conninfo]),
-                    (fuzz, "DATABASE_URL", ["job", "list"]),
-                    // A usage error quotes the argument it cannot place.
-                    (fuzz, "positional", ["migrate", "info", fuzz.conninfo]),
-                ]
-            }[...]
-            func next() throws {
-                guard let (fuzz, how, arguments) = pending.popFirst() else { return }
-                let environment: [String: String?] = how == "DATABASE_URL" ? ["DATABASE_URL": fuzz.conninfo] : [:]
-                let process = try GodwitProcess.start(
-                    arguments + ["--log-level", "trace", "--connect-timeout", "0"], environment: environment,
-                    directory: dir.path)
-                group.addTask { (fuzz, how, try await process.wait()) }
-            }
-            for _ in 0..<6 { try next() }
-            while let (fuzz, how, output) = try await group.next() {
-                #expect(output.status != 0, "\(how) \(fuzz): \(output.stderr)")
-                #expect(fuzz.leak(in: output.stdout) == nil, "stdout, \(how) \(fuzz): \(output.stdout)")
-                #expect(fuzz.leak(in: output.stderr) == nil, "stderr, \(how) \(fuzz): \(output.stderr)")
-                try next()
-            }
-        }
-    }
-
     /// Each command has an hour to retry in: one that retried would hit the time limit.
     @Test(.timeLimit(.minutes(5))) func whatIsNotAConnectionStringFailsAtOnce() async throws {
         let expected = "error: not a PostgreSQL connection string: expected a postgres:// or postgresql:// URL or key=value settings"
@@ -66,16 +30,16 @@ struct CommandInputTests {
     }
 
     @Test func usageErrorsExit64AndOtherFailuresExit1() async throws {
-        let unknownOption = try await GodwitProcess.run(["migrate", "run", "--no-such-option"])
+        let unknownOption = try await GodwitCommand.run(["migrate", "run", "--no-such-option"])
         #expect(unknownOption.status == 64)
         #expect(unknownOption.stderr.hasPrefix("Error: Unknown option '--no-such-option'"))
-        let missingArgument = try await GodwitProcess.run(["job", "enqueue"])
+        let missingArgument = try await GodwitCommand.run(["job", "enqueue"])
         #expect(missingArgument.status == 64)
-        let excluded = try await GodwitProcess.run(["migrate", "add", "--simple", "-r", "x"])
+        let excluded = try await GodwitCommand.run(["migrate", "add", "--simple", "-r", "x"])
         #expect(excluded.status == 64)
-        let failure = try await GodwitProcess.run(["migrate", "info", "-D", "not a url"])
+        let failure = try await GodwitCommand.run(["migrate", "info", "-D", "not a url"])
         #expect(failure.status == 1)
-        let help = try await GodwitProcess.run(["migrate", "--help"])
+        let help = try await GodwitCommand.run(["migrate", "--help"])
         #expect(help.status == 0)
         #expect(help.stdout.contains("USAGE: godwit migrate"))
 
@@ -94,7 +58,7 @@ struct CommandInputTests {
             ["job", "retry"], ["job", "enqueue"], ["job", "watch"],
         ]
         for command in commands {
-            let help = try await GodwitProcess.run(command + ["--help"])
+            let help = try await GodwitCommand.run(command + ["--help"])
             #expect(help.status == 0, "\(command)")
             // From the option to the next one: its help text, perhaps wrapped.
             let option = help.stdout.components(separatedBy: "\n  --log-level <log-level>").dropFirst().first
@@ -112,7 +76,7 @@ struct CommandInputTests {
         let check = ["migrate", "check", "--source", dir.path, "--no-dotenv", "--database-url-file", file]
         for permissions in [0o644, 0o640, 0o604, 0o620] {
             #expect(chmod(file, mode_t(permissions)) == 0)
-            let refused = try await GodwitProcess.run(check)
+            let refused = try await GodwitCommand.run(check)
             #expect(refused.status == 1)
             #expect(
                 refused.stderr
@@ -120,17 +84,17 @@ struct CommandInputTests {
             )
         }
         #expect(chmod(file, 0o600) == 0)
-        let read = try await GodwitProcess.run(check)
+        let read = try await GodwitCommand.run(check)
         #expect(read.status == 0, "\(read.stderr)")
         #expect(read.stdout == "ok: 0 migrations applied, none pending or modified\n")
 
-        let both = try await GodwitProcess.run(check + ["-D", try TestDatabase.serverURL])
+        let both = try await GodwitCommand.run(check + ["-D", try TestDatabase.serverURL])
         #expect(both.status == 64)
         #expect(both.stderr.hasPrefix("Error: --database-url and --database-url-file exclude each other"))
     }
 
     @Test func theHelpSaysWhereToPutAURLWithAPassword() async throws {
-        let help = try await GodwitProcess.run(["migrate", "run", "--help"])
+        let help = try await GodwitCommand.run(["migrate", "run", "--help"])
         let text = help.stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         #expect(
             text.contains(

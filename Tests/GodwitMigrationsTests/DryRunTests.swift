@@ -24,7 +24,7 @@ struct DryRunTests {
 
             """)
         try await withTestDatabase { db in
-            let run = try await GodwitProcess.run(
+            let run = try await GodwitCommand.run(
                 ["migrate", "run", "--dry-run", "--lock-timeout", "1500ms", "--lock-retries", "4", "--source", dir.path, "-D", db.url])
             #expect(run.status == 0, "\(run.stderr)")
             let checksum2 = try MigrationSource.load(directory: dir.path).up(for: 2)!.checksumHex
@@ -60,8 +60,8 @@ struct DryRunTests {
         let down = try dir.write("1_t.down.sql", "-- no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t_id;\nDROP TABLE t;\n")
         try await withTestDatabase { db in
             let base = ["--source", dir.path, "-D", db.url]
-            #expect(try await GodwitProcess.run(["migrate", "run"] + base).status == 0)
-            let revert = try await GodwitProcess.run(["migrate", "revert", "--dry-run", "--lock-timeout", "0"] + base)
+            #expect(try await GodwitCommand.run(["migrate", "run"] + base).status == 0)
+            let revert = try await GodwitCommand.run(["migrate", "revert", "--dry-run", "--lock-timeout", "0"] + base)
             #expect(revert.status == 0, "\(revert.stderr)")
             #expect(
                 revert.stdout == """

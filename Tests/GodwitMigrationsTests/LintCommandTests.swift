@@ -215,7 +215,7 @@ struct LintCommandTests {
             let only = try TemporaryDirectory()
             defer { only.delete() }
             try only.write("01_base.sql", Self.base)
-            let applied = try await GodwitProcess.run(["migrate", "run", "--source", only.path, "-D", db.url])
+            let applied = try await GodwitCommand.run(["migrate", "run", "--source", only.path, "-D", db.url])
             #expect(applied.status == 0, "\(applied.stderr)")
             let conn = try await db.connect()
             try await conn.execute(
@@ -431,7 +431,7 @@ struct LintCommandTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         let path = try dir.write("5_bad.sql", contents)
-        let output = try await GodwitProcess.run(["migrate", "lint", "--no-dotenv", "--format", "json", path])
+        let output = try await GodwitCommand.run(["migrate", "lint", "--no-dotenv", "--format", "json", path])
         #expect(output.status == 1)
         #expect(output.stdout.isEmpty)
         let lines = output.stderr.split(separator: "\n")

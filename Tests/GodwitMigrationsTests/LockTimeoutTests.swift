@@ -224,7 +224,7 @@ struct LockTimeoutTests {
             let bad = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--lock-timeout", "soon"], directory: f.dir.path)
             #expect(bad.status == 64)
             #expect(bad.stderr.contains("'soon' is not a duration"), "\(bad.stderr)")
-            let ok = try await GodwitProcess.run(
+            let ok = try await GodwitCommand.run(
                 ["migrate", "run", "-D", f.db.url, "--lock-timeout", "1.5s", "--lock-retries", "3", "--source", f.dir.path])
             #expect(ok.status == 0, "\(ok.stderr)")
         }
@@ -250,13 +250,13 @@ struct RunLintWarningTests {
     @Test func aFlaggedMigrationIsNamedByRuleAndStrictRefusesIt() async throws {
         try await withFixture(["2_index.sql": "CREATE INDEX media_title ON media (title);"]) { f in
             try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, title text)")
-            let strict = try await GodwitProcess.run(["migrate", "run", "--strict", "-D", f.db.url, "--source", f.dir.path])
+            let strict = try await GodwitCommand.run(["migrate", "run", "--strict", "-D", f.db.url, "--source", f.dir.path])
             #expect(strict.status == 1)
             #expect(strict.stderr.contains("non-concurrent-index"), "\(strict.stderr)")
             #expect(strict.stderr.contains("--strict: migrate lint flags 1 of the pending statements, so nothing was applied"))
             #expect(try await !f.exists("media_title"))
             #expect(try await !f.exists("_sqlx_migrations"))
-            let warned = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            let warned = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
             #expect(warned.status == 0, "\(warned.stderr)")
             #expect(warned.stderr.contains("warning: "), "\(warned.stderr)")
             #expect(warned.stderr.contains("2_index.sql:1: non-concurrent-index"), "\(warned.stderr)")
@@ -270,7 +270,7 @@ struct RunLintWarningTests {
     @Test func aSuccessfulRunPrintsItsFindingsAsWarningsNotErrors() async throws {
         try await withFixture(["2_index.sql": "CREATE INDEX media_title ON media (title);"]) { f in
             try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, title text)")
-            let run = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            let run = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
             #expect(run.status == 0, "\(run.stderr)")
             let lines = run.stderr.split(separator: "\n").map(String.init)
             let finding = lines.filter { $0.contains("non-concurrent-index") }

@@ -73,7 +73,7 @@ struct LoneDownTests {
         try dir.write("1_a.sql", "CREATE TABLE a (id int);")
         let down = try dir.write("2_b.down.sql", "DROP TABLE b;")
         try await withTestDatabase { db in
-            let run = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let run = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(run.status == 0)
             #expect(run.stdout.hasPrefix("Applied 1/migrate a ("))
             #expect(run.stderr.hasPrefix("warning: \(down) has no up file"), "\(run.stderr)")
@@ -89,17 +89,17 @@ struct LoneDownTests {
         let down = try dir.write("1_a.down.sql", "DROP TABLE a;")
         try dir.write("2_b.sql", "CREATE TABLE b (id int);")
         try await withTestDatabase { db in
-            #expect(try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url]).status == 0)
+            #expect(try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url]).status == 0)
             try dir.remove("1_a.up.sql")
-            let check = try await GodwitProcess.run(["migrate", "check", "--source", dir.path, "-D", db.url])
+            let check = try await GodwitCommand.run(["migrate", "check", "--source", dir.path, "-D", db.url])
             #expect(check.status == 0, "\(check.stdout)")
             #expect(check.stdout == "ok: 2 migrations applied, none pending or modified\n")
             #expect(check.stderr.hasPrefix("warning: \(down) has no up file"), "\(check.stderr)")
-            let info = try await GodwitProcess.run(["migrate", "info", "--source", dir.path, "-D", db.url])
+            let info = try await GodwitCommand.run(["migrate", "info", "--source", dir.path, "-D", db.url])
             #expect(info.stdout.hasPrefix("1/installed (only its down in the source) a\n2/installed b\n"), "\(info.stdout)")
 
             try dir.remove("1_a.down.sql")
-            let missing = try await GodwitProcess.run(["migrate", "check", "--source", dir.path, "-D", db.url])
+            let missing = try await GodwitCommand.run(["migrate", "check", "--source", dir.path, "-D", db.url])
             #expect(missing.status == 1)
             #expect(missing.stdout == "applied but missing from \(dir.path): 1/a\n", "\(missing.stdout)")
         }

@@ -7,17 +7,17 @@ struct MigrateCheckTests {
     @Test func failsWithALinePerReasonUntilEverythingIsAppliedAndUnmodified() async throws {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);", "2_b.sql": "CREATE TABLE b (id int);"]) { f in
             let check = ["migrate", "check", "-D", f.db.url, "--source", f.dir.path]
-            let fresh = try await GodwitProcess.run(check)
+            let fresh = try await GodwitCommand.run(check)
             #expect(fresh.status == 1)
             #expect(fresh.stdout.split(separator: "\n").map { $0.prefix(15) } == ["pending: 1/a (/", "pending: 2/b (/"], "\(fresh.stdout)")
             #expect(try await f.exists("_sqlx_migrations") == false, "check must create nothing")
-            _ = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
-            let applied = try await GodwitProcess.run(check)
+            _ = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            let applied = try await GodwitCommand.run(check)
             #expect(applied.status == 0, "\(applied.stdout)\(applied.stderr)")
             #expect(applied.stdout == "ok: 2 migrations applied, none pending or modified\n")
             try f.dir.write("2_b.sql", "CREATE TABLE b (id bigint);")
             try f.dir.write("3_c.sql", "CREATE TABLE c (id int);")
-            let changed = try await GodwitProcess.run(check)
+            let changed = try await GodwitCommand.run(check)
             #expect(changed.status == 1)
             let lines = changed.stdout.split(separator: "\n")
             #expect(lines.count == 2)
@@ -26,10 +26,10 @@ struct MigrateCheckTests {
             try f.dir.remove("3_c.sql")
             try f.dir.write("2_b.sql", "CREATE TABLE b (id int);")
             try f.dir.remove("1_a.sql")
-            let missing = try await GodwitProcess.run(check)
+            let missing = try await GodwitCommand.run(check)
             #expect(missing.status == 1)
             #expect(missing.stdout.hasPrefix("applied but missing from"), "\(missing.stdout)")
-            #expect(try await GodwitProcess.run(check + ["--ignore-missing"]).status == 0)
+            #expect(try await GodwitCommand.run(check + ["--ignore-missing"]).status == 0)
         }
     }
 }

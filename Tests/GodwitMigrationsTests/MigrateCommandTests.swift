@@ -6,37 +6,6 @@ import Testing
 /// The `godwit migrate` executable as a person runs it: exit status, stdout, stderr.
 @Suite("godwit migrate (the executable)")
 struct MigrateCommandTests {
-    @Test func threeConcurrentRunsApplyEachMigrationExactlyOnce() async throws {
-        let dir = try TemporaryDirectory()
-        defer { dir.delete() }
-        // Each migration logs itself in a table without a unique key, so a second
-        // application would show as a duplicate row rather than as an error.
-        try dir.write("1_log.sql", "CREATE TABLE applied_log (version int, at timestamptz DEFAULT clock_timestamp());")
-        for version in 2...12 {
-            try dir.write(
-                "\(version)_step.sql",
-                "SELECT pg_sleep(0.02); INSERT INTO applied_log (version) VALUES (\(version)); CREATE TABLE t\(version) (id int);"
-            )
-        }
-        try dir.write("13_idx.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY t2_idx ON t2 (id);\nINSERT INTO applied_log (version) VALUES (13);\n")
-        try await withTestDatabase { db in
-            let processes = try (0..<3).map { _ in
-                try GodwitProcess.start(["migrate", "run", "--source", dir.path, "-D", db.url])
-            }
-            var outputs: [GodwitProcess.Output] = []
-            for process in processes { outputs.append(try await process.wait()) }
-            for output in outputs { #expect(output.status == 0, "stderr: \(output.stderr)") }
-            let appliedLines = outputs.flatMap { $0.stdout.split(separator: "\n") }.filter { $0.hasPrefix("Applied ") }
-            #expect(appliedLines.count == 13)
-            let conn = try await db.connect()
-            let counts = try await conn.query("SELECT version, count(*) AS n FROM applied_log GROUP BY version ORDER BY version")
-            #expect(counts.rows.count == 12)
-            #expect(try counts.rows.allSatisfy { try $0.int("n") == 1 })
-            #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations WHERE success").first?.int("n") == 13)
-            await conn.close()
-        }
-    }
-
     @Test func outputMatchesSqlxAndErrorsAreOneLine() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
@@ -44,11 +13,11 @@ struct MigrateCommandTests {
         try dir.write("1_create_things.down.sql", "DROP TABLE things;")
         try dir.write("2_broken.sql", "SELECT 1;\nSELEC 2;\n")
         try await withTestDatabase { db in
-            let info = try await GodwitProcess.run(["migrate", "info", "--source", dir.path, "-D", db.url])
+            let info = try await GodwitCommand.run(["migrate", "info", "--source", dir.path, "-D", db.url])
             #expect(info.status == 0)
             #expect(info.stdout == "1/pending create things\n2/pending broken\n")
 
-            let run = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let run = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(run.status == 1)
             #expect(run.stdout.hasPrefix("Applied 1/migrate create things ("))
             let errorLines = run.stderr.split(separator: "\n")
@@ -56,20 +25,20 @@ struct MigrateCommandTests {
             #expect(errorLines.first?.hasPrefix("error: migration 2 failed at \(dir.path)/2_broken.sql:2:1: syntax error") == true)
 
             try dir.write("2_broken.sql", "SELECT 2;\n")
-            let fixed = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let fixed = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(fixed.status == 0)
             #expect(fixed.stdout.hasPrefix("Applied 2/migrate broken ("))
 
             try dir.write("1_create_things.up.sql", "CREATE TABLE things (id bigint);")
-            let modified = try await GodwitProcess.run(["migrate", "info", "--source", dir.path, "-D", db.url])
+            let modified = try await GodwitCommand.run(["migrate", "info", "--source", dir.path, "-D", db.url])
             let lines = modified.stdout.split(separator: "\n")
             #expect(lines.first == "1/installed (different checksum) create things")
             #expect(lines.dropFirst().first?.hasPrefix("applied migration had checksum ") == true)
-            let refused = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let refused = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(refused.status == 1)
             #expect(refused.stderr == "error: migration 1 was previously applied but has been modified\n")
 
-            let json = try await GodwitProcess.run(["migrate", "info", "--format", "json", "--source", dir.path, "-D", db.url])
+            let json = try await GodwitCommand.run(["migrate", "info", "--format", "json", "--source", dir.path, "-D", db.url])
             let decoded = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
             #expect(decoded?.map { $0["status"] as? String } == ["installed (different checksum)", "installed"])
         }
@@ -81,11 +50,11 @@ struct MigrateCommandTests {
         try dir.write("1_a.up.sql", "CREATE TABLE a (id int);")
         try dir.write("1_a.down.sql", "DROP TABLE a;")
         try await withTestDatabase { db in
-            _ = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
-            let revert = try await GodwitProcess.run(["migrate", "revert", "--source", dir.path, "-D", db.url])
+            _ = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let revert = try await GodwitCommand.run(["migrate", "revert", "--source", dir.path, "-D", db.url])
             #expect(revert.status == 0)
             #expect(revert.stdout.hasPrefix("Applied 1/revert a ("))
-            let nothing = try await GodwitProcess.run(["migrate", "revert", "--source", dir.path, "-D", db.url])
+            let nothing = try await GodwitCommand.run(["migrate", "revert", "--source", dir.path, "-D", db.url])
             #expect(nothing.stdout == "No migrations available to revert\n")
         }
     }
@@ -124,7 +93,7 @@ struct MigrateCommandTests {
             components.user = role
             components.password = secret + "x"
             let wrong = try #require(components.string)
-            let failed = try await GodwitProcess.run(
+            let failed = try await GodwitCommand.run(
                 ["migrate", "info", "--log-level", "trace", "--connect-timeout", "0", "-D", wrong, "--source", empty.path])
             #expect(failed.status == 1)
             #expect(failed.stderr.contains("password authentication failed"))
@@ -132,7 +101,7 @@ struct MigrateCommandTests {
 
             components.password = secret
             let good = try #require(components.string)
-            let ok = try await GodwitProcess.run(
+            let ok = try await GodwitCommand.run(
                 ["migrate", "info", "--log-level", "trace", "-D", good, "--source", empty.path])
             #expect(ok.status == 0, "\(ok.stderr)")
             #expect(!ok.stderr.contains(secret) && !ok.stdout.contains(secret))
@@ -183,7 +152,7 @@ struct MigrateCommandTests {
         try dir.write("1_first.sql", "CREATE TABLE n0 (x int);")
         try dir.write("2_x.sql", bytes: Array("\(prefix)CREATE TABLE n1 (x int);\n".utf8) + [0] + Array("\nCREATE TABLE n2 (x int);\n".utf8))
         try await withTestDatabase { db in
-            let run = try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+            let run = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(run.status == 1)
             #expect(
                 run.stderr
@@ -207,7 +176,7 @@ struct MigrateCommandTests {
             let conn = try await db.connect()
             try await conn.execute("ALTER DATABASE \(quoteIdentifier(db.name)) SET default_transaction_read_only = on")
             func run() async throws -> GodwitProcess.Output {
-                try await GodwitProcess.run(["migrate", "run", "--source", dir.path, "-D", db.url])
+                try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             }
             try dir.write("1_create.sql", "CREATE TABLE a (id int);")
             let noLedger = try await run()

@@ -29,7 +29,7 @@ struct MigrateVerifyTests {
     }
 
     @Test func theSampleSchemaVerifies() async throws {
-        let output = try await GodwitProcess.run(["migrate", "verify", "-D", try TestDatabase.serverURL])
+        let output = try await GodwitCommand.run(["migrate", "verify", "-D", try TestDatabase.serverURL])
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("ok 20240301130000/index media listing: down restores the schema"))
         #expect(output.stdout.contains("-- 20240101000200/create webhooks: irreversible (no .down.sql)"))

@@ -95,14 +95,17 @@ struct MigrationConfigCommandTests {
     @Test func aCRLFCheckoutWithIgnoredCarriageReturnsIsNotModified() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("sqlx.toml", "[migrate]\nignored-chars = [\"\\r\"]\n")
+        let config = try dir.write("sqlx.toml", "[migrate]\nignored-chars = [\"\\r\"]\n")
         let files = [
             "1_users.sql": "CREATE TABLE users (\r\n    id int\r\n);\r\n",
             "2_index.sql": "-- no-transaction\r\nCREATE INDEX CONCURRENTLY users_id ON users (id);\r\n",
         ]
         for (name, text) in files { try dir.write("migrations/\(name)", text) }
         try await withTestDatabase { db in
-            let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            // The files named, so the command runs in-process; finding ./sqlx.toml is
+            // MigrationConfigTests.theFileComesFromConfigThenTheCurrentDirectoryThenDefaults's.
+            let source = ["--source", dir.path + "/migrations"]
+            let run = try await GodwitCommand.run(["migrate", "run", "-D", db.url, "--config", config] + source)
             #expect(run.status == 0, "\(run.stderr)")
             let conn = try await db.connect()
             let rows = try await conn.query("SELECT version, checksum FROM _sqlx_migrations ORDER BY version").rows
@@ -117,18 +120,17 @@ struct MigrationConfigCommandTests {
             for (name, text) in files {
                 try dir.write("migrations/\(name)", text.replacingOccurrences(of: "\r\n", with: "\n"))
             }
-            let info = try await GodwitProcess.run(["migrate", "info", "-D", db.url], directory: dir.path)
+            let info = try await GodwitCommand.run(["migrate", "info", "-D", db.url, "--config", config] + source)
             #expect(info.stdout == "1/installed users\n2/installed index\n", "\(info.stderr)")
-            let again = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            let again = try await GodwitCommand.run(["migrate", "run", "-D", db.url, "--config", config] + source)
             #expect(again.status == 0 && again.stdout.isEmpty, "\(again.stderr)")
 
             // The CRLF checkout again: accepted with the setting, "modified" without it (sqlx
             // #2659), so the setting is what makes the check pass.
             for (name, text) in files { try dir.write("migrations/\(name)", text) }
-            let crlfAgain = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            let crlfAgain = try await GodwitCommand.run(["migrate", "run", "-D", db.url, "--config", config] + source)
             #expect(crlfAgain.status == 0 && crlfAgain.stdout.isEmpty, "\(crlfAgain.stderr)")
-            let without = try await GodwitProcess.run(
-                ["migrate", "run", "-D", db.url, "--config", "/dev/null"], directory: dir.path)
+            let without = try await GodwitCommand.run(["migrate", "run", "-D", db.url, "--config", "/dev/null"] + source)
             #expect(without.status == 1)
             #expect(without.stderr == "error: migration 1 was previously applied but has been modified\n")
             await conn.close()
@@ -271,14 +273,15 @@ struct MigrationConfigLintTests {
     @Test func lintLooksAtTheConfiguredLedger() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("sqlx.toml", "[migrate]\ncreate-schemas = [\"app\"]\ntable-name = \"app._sqlx_migrations\"\n")
+        let config = try dir.write(
+            "sqlx.toml", "[migrate]\ncreate-schemas = [\"app\"]\ntable-name = \"app._sqlx_migrations\"\n")
         try dir.write("migrations/1_t.sql", "CREATE TABLE app.t (id int);")
         try dir.write("migrations/2_drop.sql", "ALTER TABLE app.t DROP COLUMN id;")
+        let files = ["--config", config, "--source", dir.path + "/migrations"]
         try await withTestDatabase { db in
-            #expect(
-                try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path).status == 0)
+            #expect(try await GodwitCommand.run(["migrate", "run", "-D", db.url] + files).status == 0)
             // Both applied: nothing is pending in app._sqlx_migrations, so nothing to flag.
-            let lint = try await GodwitProcess.run(["migrate", "lint", "-D", db.url], directory: dir.path)
+            let lint = try await GodwitCommand.run(["migrate", "lint", "-D", db.url] + files)
             #expect(lint.status == 0, "\(lint.stdout) \(lint.stderr)")
             #expect(!lint.stdout.contains("drop-column"), "\(lint.stdout)")
         }
@@ -289,11 +292,13 @@ struct MigrationConfigLintTests {
     @Test func verifyLeavesAConfiguredLedgerOutOfItsSnapshots() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("sqlx.toml", "[migrate]\ncreate-schemas = [\"ledgers\"]\ntable-name = \"ledgers.applied\"\n")
+        let config = try dir.write(
+            "sqlx.toml", "[migrate]\ncreate-schemas = [\"ledgers\"]\ntable-name = \"ledgers.applied\"\n")
         try dir.write("migrations/1_items.up.sql", "CREATE TABLE items (id int PRIMARY KEY);\n")
         try dir.write("migrations/1_items.down.sql", "DROP TABLE items;\n")
         try await withTestDatabase { db in
-            let verify = try await GodwitProcess.run(["migrate", "verify", "-D", db.url], directory: dir.path)
+            let verify = try await GodwitCommand.run(
+                ["migrate", "verify", "-D", db.url, "--config", config, "--source", dir.path + "/migrations"])
             #expect(verify.status == 0, "\(verify.stdout) \(verify.stderr)")
             #expect(verify.stdout.contains("ok 1/items: down restores the schema"), "\(verify.stdout)")
         }

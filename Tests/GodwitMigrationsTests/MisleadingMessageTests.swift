@@ -10,7 +10,7 @@ struct MisleadingMessageTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         for command in [["migrate", "run"], ["migrate", "revert"]] {
-            let output = try await GodwitProcess.run(
+            let output = try await GodwitCommand.run(
                 command + ["--lock-retries", "-1", "--source", dir.path, "-D", "postgres://127.0.0.1:1/x"])
             #expect(output.status == 64, "\(command): \(output.stderr)")
             #expect(output.stderr.contains("--lock-retries must be 0 or more"), "\(command): \(output.stderr)")
@@ -41,7 +41,7 @@ struct MisleadingMessageTests {
     @Test func theJobCommandsOnADatabaseWithoutTheQueueSaySoAndHowToInstallIt() async throws {
         try await withTestDatabase { db in
             for command in [["job", "list"], ["job", "show", "1"], ["job", "pause", "1"], ["job", "watch", "1"]] {
-                let output = try await GodwitProcess.run(command + ["-D", db.url])
+                let output = try await GodwitCommand.run(command + ["-D", db.url])
                 #expect(output.status == 1, "\(command): \(output.stderr)")
                 #expect(
                     output.stderr

@@ -33,12 +33,12 @@ struct RepairTests {
         let path = try dir.write("1_users.sql", Self.original)
         try await withTestDatabase { db in
             let base = ["--source", dir.path, "-D", db.url]
-            #expect(try await GodwitProcess.run(["migrate", "run"] + base).status == 0)
+            #expect(try await GodwitCommand.run(["migrate", "run"] + base).status == 0)
             let before = try await Self.storedChecksum(db.url)
             try dir.write("1_users.sql", changed)
-            #expect(try await GodwitProcess.run(["migrate", "run"] + base).status == 1)
+            #expect(try await GodwitCommand.run(["migrate", "run"] + base).status == 1)
 
-            let shown = try await GodwitProcess.run(["migrate", "repair"] + base)
+            let shown = try await GodwitCommand.run(["migrate", "repair"] + base)
             #expect(shown.status == 0, "\(shown.stderr)")
             let fileChecksum = Array(SHA384.hash(data: Array(changed.utf8)))
             #expect(
@@ -47,13 +47,13 @@ struct RepairTests {
                 ] + differences + ["nothing rewritten: run again with --yes to set these checksums to the files'"])
             #expect(try await Self.storedChecksum(db.url) == before)
 
-            let repaired = try await GodwitProcess.run(["migrate", "repair", "--yes"] + base)
+            let repaired = try await GodwitCommand.run(["migrate", "repair", "--yes"] + base)
             #expect(repaired.status == 0, "\(repaired.stderr)")
             #expect(repaired.stdout.hasSuffix("Repaired 1/users: checksum set to the file's\n"))
             #expect(try await Self.storedChecksum(db.url) == fileChecksum)
-            let run = try await GodwitProcess.run(["migrate", "run"] + base)
+            let run = try await GodwitCommand.run(["migrate", "run"] + base)
             #expect(run.status == 0 && run.stdout.isEmpty, "\(run.stderr)")
-            let nothing = try await GodwitProcess.run(["migrate", "repair", "--yes"] + base)
+            let nothing = try await GodwitCommand.run(["migrate", "repair", "--yes"] + base)
             #expect(nothing.stdout == "ok: every applied migration's file has the checksum in the ledger\n")
         }
     }
@@ -67,18 +67,18 @@ struct RepairTests {
         let applied = try dir.write("applied.txt", Self.original)
         try await withTestDatabase { db in
             let base = ["--source", dir.path, "-D", db.url]
-            #expect(try await GodwitProcess.run(["migrate", "run"] + base).status == 0)
+            #expect(try await GodwitCommand.run(["migrate", "run"] + base).status == 0)
             let before = try await Self.storedChecksum(db.url)
             try dir.write("1_users.sql", "CREATE TABLE users (\r\n    id bigint\r\n);\r\n")
 
-            let blind = try await GodwitProcess.run(["migrate", "repair", "--yes"] + base)
+            let blind = try await GodwitCommand.run(["migrate", "repair", "--yes"] + base)
             #expect(blind.status == 1)
             #expect(
                 blind.stderr.hasPrefix(
                     "error: migration 1 (\(path)) cannot be repaired: no variant of the file in line endings, byte-order mark or trailing whitespace has the stored checksum"
                 ), "\(blind.stderr)")
 
-            let withText = try await GodwitProcess.run(
+            let withText = try await GodwitCommand.run(
                 ["migrate", "repair", "--yes", "--version", "1", "--applied", applied] + base)
             #expect(withText.status == 1)
             #expect(withText.stdout.hasSuffix("  -2:     id int\n  +2:     id bigint\n"), "\(withText.stdout)")
@@ -90,7 +90,7 @@ struct RepairTests {
 
             // A text that is not what was applied is refused too.
             try dir.write("applied.txt", "SELECT 1;\n")
-            let wrong = try await GodwitProcess.run(
+            let wrong = try await GodwitCommand.run(
                 ["migrate", "repair", "--version", "1", "--applied", applied] + base)
             #expect(wrong.status == 1)
             #expect(wrong.stderr.contains("it is not what was applied"), "\(wrong.stderr)")
@@ -105,14 +105,15 @@ struct RepairTests {
         let crlf = Self.original.replacingOccurrences(of: "\n", with: "\r\n")
         try dir.write("migrations/1_users.sql", crlf)
         try await withTestDatabase { db in
-            #expect(try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path).status == 0)
-            try dir.write("sqlx.toml", "[migrate]\nignored-chars = [\"\\r\"]\n")
-            let shown = try await GodwitProcess.run(["migrate", "repair", "-D", db.url], directory: dir.path)
+            let source = ["--source", dir.path + "/migrations"]
+            #expect(try await GodwitCommand.run(["migrate", "run", "-D", db.url] + source).status == 0)
+            let config = ["--config", try dir.write("sqlx.toml", "[migrate]\nignored-chars = [\"\\r\"]\n")]
+            let shown = try await GodwitCommand.run(["migrate", "repair", "-D", db.url] + source + config)
             #expect(
                 shown.stdout.contains(
                     "  the file is unchanged: its stored checksum was computed from its raw bytes, before sqlx.toml's ignored-chars were set"
                 ), "\(shown.stdout)")
-            #expect(try await GodwitProcess.run(["migrate", "repair", "--yes", "-D", db.url], directory: dir.path).status == 0)
+            #expect(try await GodwitCommand.run(["migrate", "repair", "--yes", "-D", db.url] + source + config).status == 0)
             let expected = Array(SHA384.hash(data: Array(Self.original.utf8)))
             #expect(try await Self.storedChecksum(db.url) == expected)
         }

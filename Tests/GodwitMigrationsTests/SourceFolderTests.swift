@@ -98,7 +98,7 @@ struct SourceFolderTests {
     /// `migrate run` prints the warning on stderr and applies the rest.
     @Test func runWarnsAboutANameItDoesNotReadAndAppliesTheRest() async throws {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);", "2.sql": "CREATE TABLE b (id int);"]) { f in
-            let result = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            let result = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
             #expect(result.status == 0, "\(result.stderr)")
             let warnings = result.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
             #expect(warnings.count == 1)
@@ -123,7 +123,7 @@ struct SourceFolderTests {
             // Applied first, so that nothing is pending (check passes) and every command exits 0.
             try await f.migrator().run(on: f.conn)
             let database = command.contains("--no-dotenv") || command.contains("add") ? [] : ["-D", f.db.url]
-            let result = try await GodwitProcess.run(command + database + ["--source", f.dir.path])
+            let result = try await GodwitCommand.run(command + database + ["--source", f.dir.path])
             #expect(result.status == 0, "\(command): \(result.stdout)\(result.stderr)")
             let warnings = result.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
             let expected = [
@@ -169,7 +169,7 @@ struct SourceFolderTests {
     /// and only an empty file that would run is refused (here a down).
     @Test func anEmptyMigrationAppliedAlreadyIsLeftAloneAndAnEmptyDownIsRefused() async throws {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);"]) { f in
-            let first = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            let first = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
             #expect(first.status == 0, "\(first.stderr)")
             try f.dir.write("2_b.sql", "")
             let empty = try #require(try MigrationSource.load(directory: f.dir.path).upMigrations.last)
@@ -178,10 +178,10 @@ struct SourceFolderTests {
                 [empty.checksumHex])
             try f.dir.write("3_c.sql", "CREATE TABLE c (id int);")
             try f.dir.write("3_c.down.sql", "\n")
-            let next = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            let next = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
             #expect(next.status == 0, "\(next.stderr)")
             #expect(try await f.exists("c"))
-            let revert = try await GodwitProcess.run(["migrate", "revert", "-D", f.db.url, "--source", f.dir.path])
+            let revert = try await GodwitCommand.run(["migrate", "revert", "-D", f.db.url, "--source", f.dir.path])
             #expect(revert.status == 1)
             #expect(revert.stderr.hasPrefix("error: \(f.dir.path)/3_c.down.sql: the migration is empty"), "\(revert.stderr)")
             #expect(try await f.ledger().map(\.version) == [1, 2, 3])
@@ -190,7 +190,7 @@ struct SourceFolderTests {
 
     @Test func runAppliesNothingWhenAMigrationIsEmpty() async throws {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);", "2_b.sql": ""]) { f in
-            let result = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
+            let result = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
             #expect(result.status == 1)
             #expect(result.stderr.hasPrefix("error: \(f.dir.path)/2_b.sql: the migration is empty"), "\(result.stderr)")
             #expect(try await f.exists("a") == false)

@@ -1,0 +1,69 @@
+import Foundation
+import Logging
+import Synchronization
+
+/// What a command writes to and reads from around it: its stdout and stderr, the environment
+/// variables it looks at, whether stdout is a terminal, whether it answers SIGTERM and SIGINT,
+/// and the secrets it scrubs from all it prints (`PrintedSecrets`).
+///
+/// Every command writes through `Console.current`, which is the process's own streams and
+/// environment unless `Godwit.run(_:environment:)` runs a command line with a console of its
+/// own that captures the output. It is task-local, so that tests running commands in
+/// parallel in one process each see their own output, environment and secrets.
+final class Console: Sendable {
+    /// Writes text (whole lines, with their `\n`) to stdout.
+    let writeOut: @Sendable (String) -> Void
+    /// Writes text (whole lines, with their `\n`) to stderr.
+    let writeErr: @Sendable (String) -> Void
+    /// The environment variables the commands read (`DATABASE_URL`, `GODWIT_HTTP_TOKEN`,
+    /// `GODWIT_ENQUEUER_LOGINS`). Libraries and libpq read the process's own
+    /// (`GODWIT_PG_BIN`, `PGPASSFILE`, `PGOPTIONS`): those are not this console's to change.
+    let environment: [String: String]
+    /// Whether stdout is a terminal (`job watch` then draws a bar that rewrites itself).
+    let stdoutIsTerminal: Bool
+    /// Whether `worker` and `serve` stop gracefully on SIGTERM and SIGINT. A command run
+    /// in-process leaves the signals to the process it runs in.
+    let handlesSignals: Bool
+    /// The secrets of the connection strings this console's commands were given, longest first.
+    let secrets = Mutex<[String]>([])
+
+    init(
+        environment: [String: String], stdoutIsTerminal: Bool, handlesSignals: Bool,
+        writeOut: @escaping @Sendable (String) -> Void, writeErr: @escaping @Sendable (String) -> Void
+    ) {
+        self.environment = environment
+        self.stdoutIsTerminal = stdoutIsTerminal
+        self.handlesSignals = handlesSignals
+        self.writeOut = writeOut
+        self.writeErr = writeErr
+    }
+
+    /// The process's stdout and stderr (each write unbuffered and whole) and environment.
+    static let process = Console(
+        environment: ProcessInfo.processInfo.environment, stdoutIsTerminal: isatty(STDOUT_FILENO) == 1,
+        handlesSignals: true,
+        writeOut: { FileHandle.standardOutput.write(Data($0.utf8)) },
+        writeErr: { FileHandle.standardError.write(Data($0.utf8)) })
+
+    /// The console of the command running in this task.
+    @TaskLocal static var current: Console = .process
+}
+
+/// What a command run in-process wrote, each stream kept apart, in the order written.
+final class CapturedOutput: Sendable {
+    private let streams = Mutex<(stdout: String, stderr: String)>(("", ""))
+
+    func appendOut(_ text: String) { streams.withLock { $0.stdout += text } }
+    func appendErr(_ text: String) { streams.withLock { $0.stderr += text } }
+
+    var stdout: String { streams.withLock { $0.stdout } }
+    var stderr: String { streams.withLock { $0.stderr } }
+}
+
+/// A console's stderr as a stream for swift-log's `StreamLogHandler`, so that log lines keep
+/// its format wherever they go.
+struct ConsoleErrorStream: TextOutputStream, Sendable {
+    let console: Console
+
+    mutating func write(_ string: String) { console.writeErr(string) }
+}
