@@ -101,7 +101,13 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ],
-            resources: [.embedInCode("Resources/jobs_schema.sql")],
+            resources: [
+                .embedInCode("Resources/jobs_schema.sql"),
+                // The steps before owners, for a database that stopped short of the last.
+                .embedInCode("Resources/legacy/queue_schema.sql"), .embedInCode("Resources/legacy/queue_schema_2.sql"),
+                .embedInCode("Resources/legacy/queue_schema_3.sql"), .embedInCode("Resources/legacy/queue_schema_4.sql"),
+                .embedInCode("Resources/legacy/queue_schema_5.sql"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -175,8 +181,6 @@ let package = Package(
             dependencies: [
                 "GodwitQueue", "GodwitJobs", "GodwitMigrations", "GodwitBackups", "GodwitPostgres", "GodwitTestSupport",
             ],
-            // The schema's steps from before owners, which SchemaUpgradeTests installs and upgrades.
-            exclude: ["Fixtures"],
             swiftSettings: strict
         ),
         .testTarget(

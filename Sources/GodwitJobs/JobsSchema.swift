@@ -17,6 +17,14 @@ extension QueueSchema {
     /// part, then the backups' and the jobs'. What a worker, `job enqueue` and `migrate run
     /// --enqueue` install.
     public static func withJobs(name: String = "godwit") -> QueueSchema {
-        QueueSchema(name: name, companions: [.backups, .jobs])
+        QueueSchema(name: name, companions: [.backups, .jobs], legacySteps: legacySteps)
     }
+
+    /// The five steps that installed every owner's objects before owners
+    /// (`Resources/legacy/queue_schema*.sql`, as released), for a database that an older
+    /// godwit left at step 1 to 4: they take it to step 5, which becomes the owners' versions.
+    static let legacySteps = [
+        PackageResources.queue_schema_sql, PackageResources.queue_schema_2_sql, PackageResources.queue_schema_3_sql,
+        PackageResources.queue_schema_4_sql, PackageResources.queue_schema_5_sql,
+    ].map(SchemaPart.template)
 }

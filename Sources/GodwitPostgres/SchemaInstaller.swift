@@ -12,8 +12,9 @@
 /// Before owners, one sequence of five steps installed every owner's objects, recorded as
 /// versions 1 to 5 with no owner. Such a schema at step 5 holds exactly what the three parts'
 /// version 1 make, so it is recognised and recorded at those versions without running
-/// anything; its steps' rows stay, as owner `legacy`. A schema at an earlier step is refused:
-/// the godwit that installed it takes it to step 5 first.
+/// anything; its steps' rows stay, as owner `legacy`. A schema at an earlier step is taken to
+/// step 5 by the steps themselves (`legacySteps`, as released), then converted; an installer
+/// without them (one installing the backups' part alone) refuses it.
 public struct SchemaInstaller: Sendable {
     /// The schema's name, unquoted.
     public let schema: String
@@ -22,11 +23,15 @@ public struct SchemaInstaller: Sendable {
     public let parts: [SchemaPart]
     /// What the templates' other placeholders stand for (`@channel@` -> `'godwit_jobs'`).
     public let variables: [String: String]
+    /// The steps from before owners (templates), oldest first: all `legacyLastStep` of them, or
+    /// none.
+    public let legacySteps: [String]
 
-    public init(schema: String, parts: [SchemaPart], variables: [String: String] = [:]) {
+    public init(schema: String, parts: [SchemaPart], variables: [String: String] = [:], legacySteps: [String] = []) {
         self.schema = schema
         self.parts = parts
         self.variables = variables
+        self.legacySteps = legacySteps
     }
 
     /// The last step of the sequence before owners, and what it holds in owners' versions.
@@ -152,11 +157,17 @@ public struct SchemaInstaller: Sendable {
             return [:]
         case .legacy:
             let step = try await legacyStep(on: conn)
-            guard step == Self.legacyLastStep else {
+            if step < Self.legacyLastStep && legacySteps.count == Self.legacyLastStep {
+                // As the godwit of that time took it on: each step, then its row.
+                for index in step..<Self.legacyLastStep {
+                    try await conn.execute(substituted(legacySteps[index]))
+                    try await conn.query("INSERT INTO \(versionTable) (version) VALUES ($1)", [index + 1])
+                }
+            } else if step != Self.legacyLastStep {
                 throw PostgresError(
                     code: .client,
                     message:
-                        "schema \(schema) is at step \(step) of the steps godwit took before its parts had owners; this godwit upgrades from step \(Self.legacyLastStep) only: run the godwit that installed it once (godwit worker --drain), then this one"
+                        "schema \(schema) is at step \(step) of the steps godwit took before its parts had owners; this command upgrades from step \(Self.legacyLastStep) only: run godwit worker --drain (which installs every part) once first"
                 )
             }
             // The same columns, in the same order, and the same key as a new table's.

@@ -13,10 +13,16 @@ public struct QueueSchema: Sendable {
     public let name: String
     /// The other owners' parts, installed after the queue's by `install(on:)`.
     public let companions: [SchemaPart]
+    /// The steps from before owners, oldest first (see `init`).
+    public let legacySteps: [String]
 
-    public init(name: String = "godwit", companions: [SchemaPart] = []) {
+    /// - Parameter legacySteps: the steps from before owners (templates), which take a
+    ///   database an older godwit left short of the last step to it before it is converted;
+    ///   without them such a database is refused.
+    public init(name: String = "godwit", companions: [SchemaPart] = [], legacySteps: [String] = []) {
         self.name = name
         self.companions = companions
+        self.legacySteps = legacySteps
     }
 
     /// The schema name quoted for SQL.
@@ -50,7 +56,8 @@ public struct QueueSchema: Sendable {
 
     private var installer: SchemaInstaller {
         SchemaInstaller(
-            schema: name, parts: [.queue] + companions, variables: ["@channel@": quoteLiteral(channel)])
+            schema: name, parts: [.queue] + companions, variables: ["@channel@": quoteLiteral(channel)],
+            legacySteps: legacySteps)
     }
 }
 

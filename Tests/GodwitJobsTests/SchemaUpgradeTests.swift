@@ -8,14 +8,15 @@ import Testing
 
 /// Godwit's schema by owner (`SchemaPart`): a new install is the queue's, the backups' and the
 /// jobs' files, and a database installed before owners, by the five steps kept in
-/// `Fixtures/LegacySchema`, upgrades in place to the very same catalog, keeping its rows.
+/// `Sources/GodwitJobs/Resources/legacy`, upgrades in place to the very same catalog, keeping
+/// its rows.
 @Suite("Schema parts and the upgrade from the steps before owners")
 struct SchemaUpgradeTests {
     /// The five steps godwit installed before owners, exactly as it ran them: the schema, the
     /// version table of that time, and each step in one transaction with its version.
     static func installLegacy(through lastStep: Int = 5, on conn: Connection) async throws {
-        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("Fixtures/LegacySchema")
+        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/GodwitJobs/Resources/legacy")
         let files = ["queue_schema.sql", "queue_schema_2.sql", "queue_schema_3.sql", "queue_schema_4.sql",
                      "queue_schema_5.sql"].prefix(lastStep)
         let steps = try files.map { name in
@@ -203,15 +204,35 @@ struct SchemaUpgradeTests {
         }
     }
 
-    @Test func aDatabaseAtAnEarlierStepIsRefusedAndLeftAsItWas() async throws {
-        try await withTestDatabase { db in
-            let conn = try await db.connect()
-            try await Self.installLegacy(through: 3, on: conn)
-            let error = await #expect(throws: PostgresError.self) { try await QueueSchema.withJobs().install(on: conn) }
-            #expect(error?.message.hasPrefix("schema godwit is at step 3 of the steps godwit took before its parts had owners") == true)
-            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.schema_version").first!.int("n") == 3)
-            #expect(try await QueueSchema.withJobs().installedVersion(on: conn) == 0)
-            await conn.close()
+    @Test(arguments: 1...4)
+    func aDatabaseAnOlderGodwitLeftAtAnEarlierStepIsTakenThroughTheRestAndConverted(step: Int) async throws {
+        try await withTestDatabase { old in
+            try await withTestDatabase { new in
+                let conn = try await old.connect()
+                try await Self.installLegacy(through: step, on: conn)
+                let plain = try await conn.query("SELECT godwit.enqueue('noop', 'plain') AS id").first!.int64("id")
+                // A part alone (what `backup create` installs) has not the steps: it refuses.
+                let error = await #expect(throws: PostgresError.self) {
+                    try await QueueSchema(companions: [.backups]).install(on: conn)
+                }
+                #expect(
+                    error?.message.hasPrefix("schema godwit is at step \(step) of the steps godwit took before its parts had owners")
+                        == true)
+                #expect(try await conn.query("SELECT count(*) AS n FROM godwit.schema_version").first!.int("n") == step)
+
+                try await QueueSchema.withJobs().install(on: conn)
+                #expect(
+                    try await Self.versions(conn)
+                        == ["backups 1", "jobs 1", "legacy 1", "legacy 2", "legacy 3", "legacy 4", "legacy 5", "queue 1"])
+                #expect(try await conn.query("SELECT name FROM godwit.jobs WHERE id = $1", [plain]).first?.string("name") == "plain")
+                let fresh = try await new.connect()
+                try await QueueSchema.withJobs().install(on: fresh)
+                let upgraded = try await Self.catalog(of: old), installed = try await Self.catalog(of: new)
+                let same = upgraded == installed
+                #expect(same, "\(Self.difference(upgraded, installed))")
+                await conn.close()
+                await fresh.close()
+            }
         }
     }
 
