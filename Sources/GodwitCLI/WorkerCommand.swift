@@ -150,11 +150,8 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration.connectTimeout = .milliseconds(Int(connection.connectTimeout * 1000))
             configuration.backoff = Backoff(base: .seconds(retryDelay))
             if let path = enqueuerLogins ?? Console.current.environment["GODWIT_ENQUEUER_LOGINS"] {
-                do {
-                    configuration.enqueuerLogins = try EnqueuerLogins.load(path: path)
-                } catch let error as EnqueuerLogins.Invalid {
-                    throw CLIError(error.description)
-                }
+                // A bad file is a GodwitError: withCLIErrors prints its one line.
+                configuration.enqueuerLogins = try EnqueuerLogins.load(path: path)
             }
             var throttle = BatchThrottle()
             throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
