@@ -335,9 +335,11 @@ extension Migrate {
 
         func run() async throws {
             try await withCLIErrors {
-                let migrator = try sourceOptions.migrator(logger: makeLogger(sourceOptions.logLevel))
+                let logger = makeLogger(sourceOptions.logLevel)
+                let migrator = try sourceOptions.migrator(logger: logger)
                 do {
-                    let steps = try await MigrationVerifier(source: migrator.source, config: migrator.config).verify(
+                    let verifier = MigrationVerifier(source: migrator.source, config: migrator.config, logger: logger)
+                    let steps = try await verifier.verify(
                         serverURL: try connection.resolvedURL()
                     ) { step in
                         switch step.outcome {

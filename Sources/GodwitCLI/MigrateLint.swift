@@ -66,7 +66,7 @@ extension Migrate {
                 let migrator = files.isEmpty ? try sourceOptions.migrator(logger: logger) : nil
                 let linter = MigrationLinter(
                     source: migrator?.source ?? MigrationSource(migrations: [], directory: sourceOptions.source),
-                    connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)))
+                    connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)), logger: logger)
                 var migrations = try files.map {
                     try MigrationLinter.migration(atPath: $0, relativeTo: Console.current.directory)
                 }

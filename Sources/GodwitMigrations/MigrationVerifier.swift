@@ -1,5 +1,6 @@
 import Foundation
 import GodwitPostgres
+import Logging
 
 /// Proves that every reversible migration's down undoes its up.
 ///
@@ -15,10 +16,16 @@ public struct MigrationVerifier: Sendable {
     /// sqlx.toml's settings: the ledger's `table-name` (left out of the snapshots) and the
     /// `create-schemas` made in the scratch database before anything runs.
     public let config: MigrationConfig
+    /// Where the scratch database's name (`godwit_verify_<pid>_<random>`) is logged at debug
+    /// level before it is created, so that whoever reads the log can check it is gone.
+    public let logger: Logger
 
-    public init(source: MigrationSource, config: MigrationConfig = .default) {
+    public init(
+        source: MigrationSource, config: MigrationConfig = .default, logger: Logger = Logger(label: "godwit.verify")
+    ) {
         self.source = source
         self.config = config
+        self.logger = logger
     }
 
     /// What verification found for one migration.
@@ -58,6 +65,7 @@ public struct MigrationVerifier: Sendable {
         let admin = try await Connection.connect(serverURL)
         // Named after the process, so a scratch database left by a killed run can be traced.
         let scratch = "godwit_verify_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        logger.debug("scratch database", metadata: ["name": "\(scratch)"])
         do {
             try await Self.createScratch(scratch, likeCurrentDatabaseOf: admin)
         } catch {

@@ -19,7 +19,7 @@ struct CommandInputTests {
             ("DATABASE_URL", "mysql://root:LEAKpw@db/app", expected + ", got a mysql:// URL\n"),
         ] {
             for command in [["migrate", "info"], ["migrate", "verify"], ["job", "list"], ["worker", "--drain"]] {
-                let output = try await GodwitProcess.run(
+                let output = try await GodwitCommand.run(
                     command + (how == "-D" ? ["-D", url] : []) + ["--connect-timeout", "3600"],
                     environment: how == "DATABASE_URL" ? ["DATABASE_URL": url] : [:],
                     directory: dir.path)

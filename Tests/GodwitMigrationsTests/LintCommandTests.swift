@@ -233,9 +233,10 @@ struct LintCommandTests {
             let schemaBefore = try await schemaDump(db.url)
 
             let start = ContinuousClock.now
-            let lint = try await GodwitProcess.run(
+            let run = try await ScratchRun.run(
                 ["migrate", "lint", "--format", "json", "-D", db.url, "--write-jobs", dir.path + "/jobs"],
                 directory: dir.path)
+            let lint = run.output
             let elapsed = ContinuousClock.now - start
             #expect(lint.status == 1, "\(lint.stderr)")
             let report = try Self.json(lint)
@@ -302,11 +303,8 @@ struct LintCommandTests {
             #expect(ledgerAfter == ledgerBefore)
             #expect(try await conn.query("SELECT count(*) AS n FROM media").first?.int("n") == 500)
             let admin = try await Connection.connect(try TestDatabase.serverURL)
-            // Other suites lint at the same time: only this run's scratch databases count.
-            let left = try await admin.query(
-                "SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'godwit\\_lint\\_' || $1 || '\\_%'",
-                [String(lint.pid)])
-            #expect(try left.first?.int("n") == 0)
+            // Other suites lint at the same time: only this run's scratch database and role count.
+            #expect(try await run.leftovers() == 0)
             let leaked = try await admin.query(
                 """
                 SELECT (SELECT count(*) FROM pg_roles WHERE rolname = 'godwit_lint_probe')
@@ -373,7 +371,7 @@ struct LintCommandTests {
         let files = (Self.dangerous.map(\.file) + Self.safe.map(\.file) + [Self.allowedFile.0]).map {
             "migrations/\($0)"
         }
-        let json = try await GodwitProcess.run(
+        let json = try await GodwitCommand.run(
             ["migrate", "lint", "--no-dotenv", "--format", "json"] + files, directory: dir.path)
         #expect(json.status == 1, "\(json.stderr)")
         let report = try Self.json(json)
@@ -396,7 +394,7 @@ struct LintCommandTests {
         #expect(decoded.findings.allSatisfy { $0.lintRule != nil && $0.line > 0 && !$0.recipe.isEmpty })
         #expect(decoded.allowed.map(\.reason) == ["media is tiny and this runs at night"])
 
-        let text = try await GodwitProcess.run(["migrate", "lint", "--no-dotenv"] + files, directory: dir.path)
+        let text = try await GodwitCommand.run(["migrate", "lint", "--no-dotenv"] + files, directory: dir.path)
         #expect(text.status == 1)
         let lines = text.stdout.split(separator: "\n").map(String.init)
         #expect(lines.first == "note: no database given: static rules only")
@@ -410,7 +408,7 @@ struct LintCommandTests {
                 "allowed non-concurrent-index at migrations/43_allowed.sql:3: media is tiny and this runs at night"))
 
         // Only safe files: exit 0, and the same note.
-        let clean = try await GodwitProcess.run(
+        let clean = try await GodwitCommand.run(
             ["migrate", "lint", "--no-dotenv"] + Self.safe.map { "migrations/\($0.file)" }, directory: dir.path)
         #expect(clean.status == 0, "\(clean.stdout)\(clean.stderr)")
         #expect(clean.stdout.hasPrefix("note: no database given: static rules only\n"))
@@ -443,7 +441,7 @@ struct LintCommandTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try dir.write("migrations/1_a.sql", "CREATE INDEX i ON t (a);\n")
-        let output = try await GodwitProcess.run(
+        let output = try await GodwitCommand.run(
             [
                 "migrate", "lint", "--format", "json", "--connect-timeout", "0", "-D",
                 "postgres://postgres:sekrit@127.0.0.1:1/x",
@@ -469,7 +467,7 @@ struct LintCommandTests {
             var components = try #require(URLComponents(string: db.url))
             components.user = role
             components.password = secret
-            let output = try await GodwitProcess.run(
+            let output = try await GodwitCommand.run(
                 ["migrate", "lint", "--format", "json", "-D", try #require(components.string)], directory: dir.path)
             #expect(output.status == 1)
             #expect(output.stdout.isEmpty)
@@ -486,7 +484,7 @@ struct LintCommandTests {
         defer { dir.delete() }
         try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);\nALTER TABLE a ADD COLUMN b nosuchtype;\n")
         try await withTestDatabase { db in
-            let output = try await GodwitProcess.run(
+            let output = try await GodwitCommand.run(
                 ["migrate", "lint", "--format", "json", "-D", db.url], directory: dir.path)
             #expect(output.status == 1)
             #expect(output.stdout.isEmpty)

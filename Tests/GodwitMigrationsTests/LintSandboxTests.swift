@@ -12,20 +12,6 @@ struct LintSandboxTests {
     /// A path the database server can create (it runs on this host and writes /tmp).
     static func marker() -> String { "/tmp/godwit-lint-marker-\(UUID().uuidString)" }
 
-    /// Scratch databases and roles this lint run left behind (named after its process).
-    static func leftovers(of pid: Int32) async throws -> Int {
-        let admin = try await Connection.connect(try TestDatabase.serverURL)
-        let pattern = "godwit\\_lint\\_\(pid)\\_%"
-        let count = try await admin.query(
-            """
-            SELECT (SELECT count(*) FROM pg_database WHERE datname LIKE $1)
-                 + (SELECT count(*) FROM pg_roles WHERE rolname LIKE $1) AS n
-            """, [pattern]
-        ).first?.int("n")
-        await admin.close()
-        return count ?? -1
-    }
-
     static func json(_ output: GodwitProcess.Output) throws -> [String: Any] {
         try #require(
             JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any],
@@ -41,8 +27,9 @@ struct LintSandboxTests {
             "migrations/1_export.sql",
             "CREATE TABLE exported (id int);\nCOPY (SELECT 1) TO PROGRAM 'touch \(marker)';\n")
         try await withTestDatabase { db in
-            let lint = try await GodwitProcess.run(
+            let run = try await ScratchRun.run(
                 ["migrate", "lint", "--format", "json", "-D", db.url], directory: dir.path)
+            let lint = run.output
             #expect(lint.status == 1, "\(lint.stderr)")
             #expect(!FileManager.default.fileExists(atPath: marker), "the lint ran the migration's program")
             let report = try Self.json(lint)
@@ -57,7 +44,7 @@ struct LintSandboxTests {
             #expect(
                 (notes.first?["message"] as? String)?.hasPrefix(
                     "not run in the scratch database, since it acts outside the database (copy-program)") == true)
-            #expect(try await Self.leftovers(of: lint.pid) == 0)
+            #expect(try await run.leftovers() == 0)
 
             // The control: the same program, run by the superuser directly, does create the
             // file, so its absence above is the lint's doing. It reads the row first: a program
@@ -86,8 +73,9 @@ struct LintSandboxTests {
 
             """)
         try await withTestDatabase { db in
-            let lint = try await GodwitProcess.run(
+            let run = try await ScratchRun.run(
                 ["migrate", "lint", "--format", "json", "-D", db.url], directory: dir.path)
+            let lint = run.output
             #expect(!FileManager.default.fileExists(atPath: marker), "the lint ran the migration's program")
             #expect(lint.status == 0, "\(lint.stdout)\(lint.stderr)")
             let report = try Self.json(lint)
@@ -97,7 +85,7 @@ struct LintSandboxTests {
             let message = notes.first?["message"] as? String ?? ""
             #expect(message.contains("pg_execute_server_program"), "\(message)")
             #expect(message.hasPrefix("not run in the scratch database, where the migrations run as a role"))
-            #expect(try await Self.leftovers(of: lint.pid) == 0)
+            #expect(try await run.leftovers() == 0)
         }
     }
 
@@ -144,8 +132,9 @@ struct LintSandboxTests {
                 CREATE FUNCTION app.stamp() RETURNS timestamptz LANGUAGE sql SECURITY DEFINER AS 'SELECT now()';
                 """)
             await admin.close()
-            let lint = try await GodwitProcess.run(
+            let run = try await ScratchRun.run(
                 ["migrate", "lint", "--format", "json", "-D", db.url], directory: dir.path)
+            let lint = run.output
             #expect(!lint.stderr.contains("godwit-lint-probe"), "\(lint.stderr)")
             #expect(lint.status == 0, "\(lint.stdout)\(lint.stderr)")
             let report = try Self.json(lint)
@@ -153,7 +142,7 @@ struct LintSandboxTests {
             // The two role changes were refused and noted; RESET ROLE and the rest ran.
             let notes = try #require(report["notes"] as? [[String: Any]])
             #expect(notes.map { $0["line"] as? Int } == [2, 3], "\(notes)")
-            #expect(try await Self.leftovers(of: lint.pid) == 0)
+            #expect(try await run.leftovers() == 0)
         }
     }
 
@@ -163,11 +152,12 @@ struct LintSandboxTests {
         defer { dir.delete() }
         try dir.write("migrations/1_bad.sql", "CREATE TABLE a (id int);\nALTER TABLE a ADD COLUMN b nosuchtype;\n")
         try await withTestDatabase { db in
-            let lint = try await GodwitProcess.run(
+            let run = try await ScratchRun.run(
                 ["migrate", "lint", "--format", "json", "-D", db.url], directory: dir.path)
+            let lint = run.output
             #expect(lint.status == 1)
             #expect(lint.stderr.contains("type \"nosuchtype\" does not exist"), "\(lint.stderr)")
-            #expect(try await Self.leftovers(of: lint.pid) == 0)
+            #expect(try await run.leftovers() == 0)
         }
     }
 
@@ -183,8 +173,9 @@ struct LintSandboxTests {
             try await admin.execute("ALTER ROLE \(role.quoted) CREATEDB")
             await admin.close()
             try await withTestDatabase { db in
-                let lint = try await GodwitProcess.run(
+                let run = try await ScratchRun.run(
                     ["migrate", "lint", "--format", "json", "-D", try role.url(db)], directory: dir.path)
+                let lint = run.output
                 #expect(lint.status == 1)
                 #expect(lint.stdout.isEmpty)
                 let lines = lint.stderr.split(separator: "\n")
@@ -194,7 +185,15 @@ struct LintSandboxTests {
                         "error: migrate lint needs a scratch database beside the one given and a role of its own to run the migrations as there, and role \"\(role.name)\" may not create the role: it needs CREATEROLE"
                     ), "\(lint.stderr)")
                 #expect(!lint.stderr.contains(role.password))
-                #expect(try await Self.leftovers(of: lint.pid) == 0)
+                // Refused before a scratch name was even chosen, and no database of the role's made.
+                #expect(try await run.leftovers(expected: 0) == 0)
+                let check = try await Connection.connect(try TestDatabase.serverURL)
+                let owned = try await check.query(
+                    "SELECT count(*) AS n FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = $1)",
+                    [role.name]
+                ).first?.int("n")
+                await check.close()
+                #expect(owned == 0)
             }
         }
     }
@@ -218,15 +217,16 @@ struct LintSandboxTests {
                 let owner = try await role.connect(db)
                 try await owner.execute("CREATE TABLE media (id bigint PRIMARY KEY, title text)")
                 await owner.close()
-                let lint = try await GodwitProcess.run(
+                let run = try await ScratchRun.run(
                     ["migrate", "lint", "--format", "json", "-D", try role.url(db)], directory: dir.path)
+                let lint = run.output
                 #expect(lint.status == 1, "\(lint.stderr)")
                 let report = try Self.json(lint)
                 #expect(report["mode"] as? String == "trace")
                 let rules = (report["findings"] as? [[String: Any]])?.map { $0["rule"] as? String }
                 #expect(rules == ["non-concurrent-index"])
                 #expect(!lint.stderr.contains(role.password))
-                #expect(try await Self.leftovers(of: lint.pid) == 0)
+                #expect(try await run.leftovers() == 0)
                 // Objects the lint's role owned, or grants to it, would keep the test's role
                 // from being dropped: withRoles drops it, and must be able to.
             }

@@ -221,7 +221,7 @@ struct LockTimeoutTests {
 
     @Test func theCommandLineTakesDurationsAndRefusesNonsense() async throws {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);"]) { f in
-            let bad = try await GodwitProcess.run(["migrate", "run", "-D", f.db.url, "--lock-timeout", "soon"], directory: f.dir.path)
+            let bad = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--lock-timeout", "soon"], directory: f.dir.path)
             #expect(bad.status == 64)
             #expect(bad.stderr.contains("'soon' is not a duration"), "\(bad.stderr)")
             let ok = try await GodwitCommand.run(

@@ -65,17 +65,17 @@ struct MigrateCommandTests {
         try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);")
         try await withTestDatabase { db in
             try dir.write(".env", "# local settings\nexport DATABASE_URL=\"\(db.url)\"\n")
-            let fromDotEnv = try await GodwitProcess.run(["migrate", "info"], directory: dir.path)
+            let fromDotEnv = try await GodwitCommand.run(["migrate", "info"], directory: dir.path)
             #expect(fromDotEnv.status == 0, "\(fromDotEnv.stderr)")
             #expect(fromDotEnv.stdout == "1/pending a\n")
 
-            let noDotEnv = try await GodwitProcess.run(["migrate", "info", "--no-dotenv"], directory: dir.path)
+            let noDotEnv = try await GodwitCommand.run(["migrate", "info", "--no-dotenv"], directory: dir.path)
             #expect(noDotEnv.status == 1)
             #expect(noDotEnv.stderr.hasPrefix("error: no database given"))
 
             let bogus = "postgres://postgres@127.0.0.1:1/nothing"
             try dir.write(".env", "DATABASE_URL=\(bogus)\n")
-            let fromEnvironment = try await GodwitProcess.run(
+            let fromEnvironment = try await GodwitCommand.run(
                 ["migrate", "info"], environment: ["DATABASE_URL": db.url], directory: dir.path)
             #expect(fromEnvironment.status == 0, "\(fromEnvironment.stderr)")
         }
@@ -114,7 +114,7 @@ struct MigrateCommandTests {
     @Test func addCreatesFilesLikeSqlx() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        let first = try await GodwitProcess.run(["migrate", "add", "-r", "create", "users"], directory: dir.path)
+        let first = try await GodwitCommand.run(["migrate", "add", "-r", "create", "users"], directory: dir.path)
         #expect(first.status == 0)
         let created = first.stdout.split(separator: "\n").map { String($0.dropFirst("Creating ".count)) }
         #expect(created.count == 2)
@@ -122,7 +122,7 @@ struct MigrateCommandTests {
         // The next one is reversible too, inferred from the newest.
         let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/migrations")
         #expect(files.count == 2)
-        let both = try await GodwitProcess.run(["migrate", "add", "--simple", "-r", "x"], directory: dir.path)
+        let both = try await GodwitCommand.run(["migrate", "add", "--simple", "-r", "x"], directory: dir.path)
         #expect(both.status != 0)
         #expect(both.stderr.contains("--reversible and --simple"))
     }
@@ -132,7 +132,7 @@ struct MigrateCommandTests {
         defer { dir.delete() }
         var versions: [Int64] = []
         for description in ["one", "two", "three"] {
-            let add = try await GodwitProcess.run(["migrate", "add", "--timestamp", description], directory: dir.path)
+            let add = try await GodwitCommand.run(["migrate", "add", "--timestamp", description], directory: dir.path)
             #expect(add.status == 0, "\(add.stderr)")
             let name = add.stdout.dropFirst("Creating migrations/".count)
             versions.append(Int64(name.prefix { $0 != "_" }) ?? 0)

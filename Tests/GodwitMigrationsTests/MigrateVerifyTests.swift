@@ -10,22 +10,11 @@ struct MigrateVerifyTests {
         "1_items.down.sql": "DROP TABLE items;",
     ]
 
-    func verify(_ files: [String: String], url: String? = nil) async throws -> GodwitProcess.Output {
+    func verify(_ files: [String: String], url: String? = nil) async throws -> ScratchRun {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         for (name, contents) in files { try dir.write("migrations/\(name)", contents) }
-        return try await GodwitProcess.run(["migrate", "verify", "-D", try url ?? TestDatabase.serverURL], directory: dir.path)
-    }
-
-    /// The scratch databases `verify` left behind. Other suites verify at the same time, so
-    /// only the ones named after this run's process count.
-    func scratchDatabases(leftBy run: GodwitProcess.Output) async throws -> Int {
-        let conn = try await Connection.connect(try TestDatabase.serverURL)
-        defer { Task { await conn.close() } }
-        return try await conn.query(
-            "SELECT count(*) AS n FROM pg_database WHERE datname LIKE 'godwit\\_verify\\_' || $1 || '\\_%'",
-            [String(run.pid)]
-        ).first!.int("n")
+        return try await ScratchRun.run(["migrate", "verify", "-D", try url ?? TestDatabase.serverURL], directory: dir.path)
     }
 
     @Test func theSampleSchemaVerifies() async throws {
@@ -61,24 +50,26 @@ struct MigrateVerifyTests {
         files["2_change.up.sql"] = up
         files["2_change.down.sql"] = down
         files["3_later.sql"] = "CREATE TABLE later (id int);"
-        let output = try await verify(files)
+        let run = try await verify(files)
+        let output = run.output
         #expect(output.status == 1)
         #expect(output.stdout.contains("ok 1/items"))
         #expect(output.stderr.hasPrefix("error: migration 2 (change): the down does not restore the schema\n"), "\(output.stderr)")
         #expect(output.stderr.contains(header), "\(output.stderr)")
         #expect(output.stderr.contains(detail), "\(output.stderr)")
-        #expect(try await scratchDatabases(leftBy: output) == 0)
+        #expect(try await run.leftovers() == 0)
     }
 
     @Test func aDownThatFailsIsReported() async throws {
         var files = Self.base
         files["2_change.up.sql"] = "CREATE TABLE other (id int);"
         files["2_change.down.sql"] = "DROP TABLE otherr;"
-        let output = try await verify(files)
+        let run = try await verify(files)
+        let output = run.output
         #expect(output.status == 1)
         #expect(output.stderr.hasPrefix("error: migration 2 (change): the down failed: "), "\(output.stderr)")
         #expect(output.stderr.contains("table \"otherr\" does not exist"))
-        #expect(try await scratchDatabases(leftBy: output) == 0)
+        #expect(try await run.leftovers() == 0)
     }
 
     @Test func anUpThatCannotRunAgainAfterItsDownIsReported() async throws {
@@ -86,13 +77,14 @@ struct MigrateVerifyTests {
         // The down restores the schema but leaves the seeded row, so the up fails the second time.
         files["2_seed.up.sql"] = "CREATE TABLE extra (id int); INSERT INTO items VALUES (1, 'seed');"
         files["2_seed.down.sql"] = "DROP TABLE extra;"
-        let output = try await verify(files)
+        let run = try await verify(files)
+        let output = run.output
         #expect(output.status == 1)
         #expect(
             output.stderr.hasPrefix("error: migration 2 (seed): the up does not run again after its down: "),
             "\(output.stderr)")
         #expect(output.stderr.contains("SQLSTATE 23505"))
-        #expect(try await scratchDatabases(leftBy: output) == 0)
+        #expect(try await run.leftovers() == 0)
     }
 
     /// The scratch database has the encoding, collation, character classes and locale provider
@@ -125,9 +117,9 @@ struct MigrateVerifyTests {
             END $$;
             """
         files["2_names.down.sql"] = "DROP TABLE names; DROP COLLATION case_insensitive;"
-        let output: GodwitProcess.Output
+        let run: ScratchRun
         do {
-            output = try await verify(files, url: try TestDatabase.url(try TestDatabase.serverURL, database: name))
+            run = try await verify(files, url: try TestDatabase.url(try TestDatabase.serverURL, database: name))
             try await admin.execute("DROP DATABASE \(quoteIdentifier(name)) WITH (FORCE)")
             await admin.close()
         } catch {
@@ -135,9 +127,10 @@ struct MigrateVerifyTests {
             await admin.close()
             throw error
         }
+        let output = run.output
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("ok 2/names: down restores the schema"), "\(output.stdout)")
-        #expect(try await scratchDatabases(leftBy: output) == 0)
+        #expect(try await run.leftovers() == 0)
     }
 
     @Test func withoutCreatedbTheErrorSaysWhatIsNeeded() async throws {
@@ -152,7 +145,7 @@ struct MigrateVerifyTests {
             let url = try #require(components.string)
             let output: GodwitProcess.Output
             do {
-                output = try await verify(Self.base, url: url)
+                output = try await verify(Self.base, url: url).output
                 try await admin.execute("DROP ROLE \(quoteIdentifier(role))")
                 await admin.close()
             } catch {

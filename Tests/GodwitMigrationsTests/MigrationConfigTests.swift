@@ -192,7 +192,7 @@ struct MigrationConfigCommandTests {
         try await withTestDatabase { db in
             // As the example's README runs them: accounts, payments, then the app.
             for folder in ["accounts", "payments", ""] {
-                let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
+                let run = try await GodwitCommand.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
                 #expect(run.status == 0, "\(folder): \(run.stderr)")
                 #expect(run.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("Applied ") }, "\(run.stdout)")
             }
@@ -216,18 +216,18 @@ struct MigrationConfigCommandTests {
                 "": "1/installed setup\n2/installed purchase\n",
             ]
             for folder in ["accounts", "payments", ""] {
-                let again = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
+                let again = try await GodwitCommand.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
                 #expect(again.status == 0 && again.stdout.isEmpty, "\(folder): \(again.stdout) \(again.stderr)")
-                let info = try await GodwitProcess.run(["migrate", "info", "-D", db.url], directory: dir.path + "/" + folder)
+                let info = try await GodwitCommand.run(["migrate", "info", "-D", db.url], directory: dir.path + "/" + folder)
                 #expect(info.stdout == expectedInfo[folder], "\(folder): \(info.stderr)")
             }
             // verify makes the crate's schemas in its scratch database before the first up.
-            let verify = try await GodwitProcess.run(["migrate", "verify", "-D", db.url], directory: dir.path + "/accounts")
+            let verify = try await GodwitCommand.run(["migrate", "verify", "-D", db.url], directory: dir.path + "/accounts")
             #expect(verify.status == 0, "\(verify.stderr)")
             #expect(verify.stdout.contains("-- 3/session: irreversible"), "\(verify.stdout)")
             // From the top, --config names a crate's file; migrations-dir is relative to the
             // current directory, as in sqlx-cli, so --source points at the crate's folder.
-            let fromTop = try await GodwitProcess.run(
+            let fromTop = try await GodwitCommand.run(
                 ["migrate", "info", "-D", db.url, "--config", "accounts/sqlx.toml", "--source", "accounts/migrations"],
                 directory: dir.path)
             #expect(fromTop.stdout == expectedInfo["accounts"], "\(fromTop.stderr)")
@@ -241,7 +241,7 @@ struct MigrationConfigCommandTests {
         try dir.write("sqlx.toml", "[migrate]\ntable-name = \"ledger\"\ncreate-schema = [\"x\"]\n")
         try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);")
         try await withTestDatabase { db in
-            let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            let run = try await GodwitCommand.run(["migrate", "run", "-D", db.url], directory: dir.path)
             #expect(run.status == 1)
             #expect(
                 run.stderr
@@ -260,9 +260,9 @@ struct MigrationConfigCommandTests {
             "sqlx.toml",
             "[migrate]\nmigrations-dir = \"db\"\n[migrate.defaults]\nmigration-type = \"reversible\"\nmigration-versioning = \"sequential\"\n"
         )
-        let first = try await GodwitProcess.run(["migrate", "add", "create users"], directory: dir.path)
+        let first = try await GodwitCommand.run(["migrate", "add", "create users"], directory: dir.path)
         #expect(first.stdout == "Creating db/0001_create_users.up.sql\nCreating db/0001_create_users.down.sql\n", "\(first.stderr)")
-        let simple = try await GodwitProcess.run(["migrate", "add", "--simple", "seed"], directory: dir.path)
+        let simple = try await GodwitCommand.run(["migrate", "add", "--simple", "seed"], directory: dir.path)
         #expect(simple.stdout == "Creating db/0002_seed.sql\n", "\(simple.stderr)")
     }
 }
@@ -350,7 +350,7 @@ struct MigrationConfigLintTests {
         try dir.write("sqlx.toml", "[migrat]\ntable-name = \"other\"\n")
         try dir.write("migrations/1_t.sql", "CREATE TABLE t (id int);")
         try await withTestDatabase { db in
-            let run = try await GodwitProcess.run(["migrate", "run", "-D", db.url], directory: dir.path)
+            let run = try await GodwitCommand.run(["migrate", "run", "-D", db.url], directory: dir.path)
             #expect(run.status == 0, "\(run.stderr)")
             let warnings = run.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
             #expect(warnings == ["warning: sqlx.toml:1: unknown section `migrat` is ignored (sqlx.toml's sections: common, drivers, macros, migrate)"])

@@ -25,7 +25,7 @@ struct MisleadingMessageTests {
         try dir.write(".env", "DATABASE_URL=mysql://root:LEAKpw@db/app\n")
         try dir.write("migrations/1_first.sql", "SELECT 1;\n")
         for command in [["migrate", "info"], ["job", "list"]] {
-            let output = try await GodwitProcess.run(
+            let output = try await GodwitCommand.run(
                 command + ["--connect-timeout", "0"], environment: ["DATABASE_URL": nil], directory: dir.path)
             #expect(output.status == 1, "\(command): \(output.stderr)")
             #expect(

@@ -23,7 +23,7 @@ struct SourceFolderTests {
     @Test func runAndCheckRefuseAMisspeltSource() async throws {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);"]) { f in
             for command in ["run", "check"] {
-                let result = try await GodwitProcess.run(
+                let result = try await GodwitCommand.run(
                     ["migrate", command, "-D", f.db.url, "--source", "nope"], directory: f.dir.path)
                 #expect(result.status == 1, "\(command): \(result.stdout)\(result.stderr)")
                 #expect(result.stderr == "error: migrations folder nope does not exist\n", "\(command)")
@@ -37,7 +37,7 @@ struct SourceFolderTests {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);"]) { f in
             try f.dir.write("sqlx.toml", "[migrate]\nmigrations-dir = \"nope\"\n")
             for command in ["run", "check"] {
-                let result = try await GodwitProcess.run(["migrate", command, "-D", f.db.url], directory: f.dir.path)
+                let result = try await GodwitCommand.run(["migrate", command, "-D", f.db.url], directory: f.dir.path)
                 #expect(result.status == 1, "\(command): \(result.stdout)\(result.stderr)")
                 #expect(result.stderr == "error: migrations folder nope does not exist\n", "\(command)")
                 #expect(!result.stdout.contains("ok:"), "\(command)")
@@ -52,7 +52,7 @@ struct SourceFolderTests {
     ])
     func everyCommandThatReadsTheFolderRefusesAMissingOne(command: [String]) async throws {
         try await withFixture([:]) { f in
-            let result = try await GodwitProcess.run(
+            let result = try await GodwitCommand.run(
                 ["migrate"] + command + ["-D", f.db.url, "--source", "nope"], directory: f.dir.path)
             #expect(result.status == 1, "\(result.stdout)\(result.stderr)")
             #expect(result.stderr == "error: migrations folder nope does not exist\n")

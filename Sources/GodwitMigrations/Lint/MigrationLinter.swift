@@ -1,5 +1,6 @@
 import Foundation
 import GodwitPostgres
+import Logging
 
 /// Lints migrations for changes that are unsafe on a live database: statements that hold a
 /// blocking lock for long (rewrites, scans, validations, non-concurrent index builds, work
@@ -31,10 +32,16 @@ public struct MigrationLinter: Sendable {
     public let source: MigrationSource
     /// How long the first connection to the target is retried while the server is unreachable.
     public var connectTimeout: Duration?
+    /// Where the trace names, at debug level, the scratch database and role it is about to
+    /// create (`godwit_lint_<pid>_<random>`), so that whoever reads the log can check they are gone.
+    public var logger: Logger
 
-    public init(source: MigrationSource, connectTimeout: Duration? = nil) {
+    public init(
+        source: MigrationSource, connectTimeout: Duration? = nil, logger: Logger = Logger(label: "godwit.lint")
+    ) {
         self.source = source
         self.connectTimeout = connectTimeout
+        self.logger = logger
     }
 
     // MARK: - Which migrations
@@ -300,7 +307,7 @@ public struct MigrationLinter: Sendable {
     private static let activeTransaction = SQLState.activeSqlTransaction
 
     private func trace(_ files: [PreparedFile], targetURL: String, target: Connection) async throws -> LintReport {
-        try await MigrationTrace.withScratch(targetURL: targetURL, target: target) { trace in
+        try await MigrationTrace.withScratch(targetURL: targetURL, target: target, logger: logger) { trace in
             var report = LintReport(mode: .trace, findings: [], allowed: [])
             let connection = trace.connection
             /// Whether something was left out of the scratch database (a file not run, a

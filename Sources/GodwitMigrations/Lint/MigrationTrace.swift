@@ -1,5 +1,6 @@
 import Foundation
 import GodwitPostgres
+import Logging
 
 /// Runs migrations in a scratch database that has the target's schema and no data, and
 /// records what each statement did there: the locks it took, the tables it rewrote, the
@@ -41,12 +42,15 @@ struct MigrationTrace {
 
     /// Creates the scratch database, copies the schema, hands it to a new restricted role, runs
     /// `body` with a session logged in as that role, and drops the database and the role
-    /// whatever happens.
+    /// whatever happens. Both are named after the process (so that one a killed run left can
+    /// be traced) and a random number, and that name is logged at debug level before either is
+    /// created.
     static func withScratch<T>(
-        targetURL: String, target: Connection, _ body: (MigrationTrace) async throws -> T
+        targetURL: String, target: Connection, logger: Logger, _ body: (MigrationTrace) async throws -> T
     ) async throws -> T {
         try await requirePrivileges(on: target)
         let scratch = "godwit_lint_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
+        logger.debug("scratch database and role", metadata: ["name": "\(scratch)"])
         do {
             try await MigrationVerifier.createScratch(scratch, likeCurrentDatabaseOf: target)
         } catch let error as MigrationError {
