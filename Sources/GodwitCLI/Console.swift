@@ -18,8 +18,9 @@ final class Console: Sendable {
     /// Writes text (whole lines, with their `\n`) to stderr.
     let writeErr: @Sendable (String) -> Void
     /// The environment variables the commands read (`DATABASE_URL`, `GODWIT_HTTP_TOKEN`,
-    /// `GODWIT_ENQUEUER_LOGINS`). Libraries and libpq read the process's own
-    /// (`GODWIT_PG_BIN`, `PGPASSFILE`, `PGOPTIONS`): those are not this console's to change.
+    /// `GODWIT_ENQUEUER_LOGINS`). Client programs get it over the process's
+    /// (`ClientProgram.environment`, with `GODWIT_PG_BIN` and `TMPDIR`); libpq reads the
+    /// process's own (`PGPASSFILE`, `PGOPTIONS`): those are not this console's to change.
     let environment: [String: String]
     /// The folder every relative path a command is given or looks for is opened in (`.env`,
     /// `sqlx.toml`, `--config`, `--source`, `--dir`, `--backup-dir`, job, lint, backup and

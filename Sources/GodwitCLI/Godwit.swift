@@ -76,7 +76,10 @@ public struct Godwit: AsyncParsableCommand {
     /// Its output is rendered as the executable's is (one-line errors, secrets scrubbed,
     /// control characters escaped); `environment` stands for the process's environment in
     /// what the commands read themselves (`DATABASE_URL`, `GODWIT_HTTP_TOKEN`,
-    /// `GODWIT_ENQUEUER_LOGINS`); libpq and the client programs read the process's own.
+    /// `GODWIT_ENQUEUER_LOGINS`) and in the client programs' environment (`pg_dump`,
+    /// `pg_restore`, `psql`: the process's with `environment` over it, which is also where
+    /// `GODWIT_PG_BIN` and `TMPDIR` are read for them); libpq, in this process, reads the
+    /// process's own (`PGPASSFILE`, `PGOPTIONS`).
     /// `directory` stands for the working directory (the process's when nil; a relative one is
     /// inside the process's): every relative path the command opens is opened there, and
     /// printed as given, as the executable started in that folder would. `worker` and `serve`
@@ -90,7 +93,10 @@ public struct Godwit: AsyncParsableCommand {
             environment: environment, directory: directory.map(WorkingDirectory.init) ?? .process,
             stdoutIsTerminal: false, handlesSignals: false,
             writeOut: { captured.appendOut($0) }, writeErr: { captured.appendErr($0) })
-        let status = await Console.$current.withValue(console) { await run(arguments: arguments) }
+        let programs = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let status = await Console.$current.withValue(console) {
+            await ClientProgram.$environment.withValue(programs) { await run(arguments: arguments) }
+        }
         return CommandOutcome(status: status, stdout: captured.stdout, stderr: captured.stderr)
     }
 }

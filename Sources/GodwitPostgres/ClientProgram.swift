@@ -18,6 +18,13 @@ import Synchronization
 /// What a program writes to stdout and stderr goes to files in a private temporary directory
 /// (mode 0700, files 0600) that is removed as soon as the program has ended.
 public enum ClientProgram {
+    /// The environment the programs start with, are looked for in (`GODWIT_PG_BIN`, `PATH`)
+    /// and keep their private files under (`TMPDIR`): the process's, unless a command run
+    /// in-process gives its own (`Godwit.run(_:environment:directory:)`: its environment over
+    /// the process's). Task-local, so that commands running at once in one process each start
+    /// their programs with theirs; libpq, inside this process, reads the process's own.
+    @TaskLocal public static var environment: [String: String] = ProcessInfo.processInfo.environment
+
     /// What a finished program returned and wrote.
     public struct Output: Sendable {
         /// The exit status, or the signal's number when `killedBySignal`.
@@ -51,7 +58,7 @@ public enum ClientProgram {
     }
 
     /// One program to run: the tool's name (looked up with `path(of:)`) or path, its arguments
-    /// and its environment (nil: this process's).
+    /// and its environment (nil: `ClientProgram.environment`).
     public struct Invocation: Sendable {
         public var tool: String
         public var arguments: [String]
@@ -77,13 +84,14 @@ public enum ClientProgram {
     // MARK: - Finding the programs
 
     /// The tool's path: `GODWIT_PG_BIN`, then `pg_config --bindir` (the real binaries, not
-    /// Debian's wrappers), then the PATH; the tool's bare name when none has it.
+    /// Debian's wrappers), then the PATH (both of `ClientProgram.environment`); the tool's bare
+    /// name when none has it.
     ///
     /// `pg_config` runs once a process, the first time a tool is looked up, as a child process
     /// awaited like any other.
     public static func path(of tool: String) async -> String {
         if tool.contains("/") { return tool }
-        let environment = ProcessInfo.processInfo.environment
+        let environment = ClientProgram.environment
         if let dir = environment["GODWIT_PG_BIN"], !dir.isEmpty, let found = executable(tool, in: dir) {
             return found
         }
@@ -106,7 +114,8 @@ public enum ClientProgram {
     private static func pgConfigBindir() async -> String? {
         let task = bindir.withLock { cached in
             if let cached { return cached }
-            let task = Task<String?, Never> {
+            // Detached: the answer is the process's, not of the first asker's environment.
+            let task = Task<String?, Never>.detached {
                 for pgConfig in ["/usr/bin/pg_config", "/usr/local/bin/pg_config"]
                 where FileManager.default.isExecutableFile(atPath: pgConfig) {
                     guard
@@ -129,8 +138,8 @@ public enum ClientProgram {
     // MARK: - Connection arguments
 
     /// libpq connection arguments for a tool: a `key=value` conninfo without a secret in it (it
-    /// goes on the command line, which every local user can read), and this process's
-    /// environment with the password, if any, in `PGPASSWORD`.
+    /// goes on the command line, which every local user can read), and
+    /// `ClientProgram.environment` with the password, if any, in `PGPASSWORD`.
     ///
     /// libpq reads `sslpassword` (the key of an encrypted client certificate) from no
     /// environment variable, so it travels in a service file: `run` and `pipeline` write it,
@@ -144,7 +153,7 @@ public enum ClientProgram {
         conninfo: String, environment: [String: String]
     ) {
         var options = try ConnectionString.options(databaseURL)
-        var environment = ProcessInfo.processInfo.environment
+        var environment = ClientProgram.environment
         environment.removeValue(forKey: sslPasswordVariable)
         if let password = options.removeValue(forKey: "password") { environment["PGPASSWORD"] = password }
         if let sslPassword = options.removeValue(forKey: "sslpassword"), !sslPassword.isEmpty {
@@ -230,6 +239,12 @@ public enum ClientProgram {
     private static func launch(_ invocations: [Invocation], input: Input, output: Int32?) async throws -> [Output] {
         var executables: [String] = []
         for invocation in invocations { executables.append(await path(of: invocation.tool)) }
+        // The environment is read here, in the task: `Run` starts the programs on other threads.
+        let invocations = invocations.map { invocation in
+            var invocation = invocation
+            invocation.environment = invocation.environment ?? ClientProgram.environment
+            return invocation
+        }
         let run = try Run(invocations: invocations, executables: executables, input: input, output: output)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
@@ -429,14 +444,15 @@ private final class Run: Sendable {
     }
 }
 
-/// A directory of our own under the temporary folder (`TMPDIR`): mode 0700, made by
-/// `mkdtemp`, its files created 0600 and exclusively, so no other user can read or replace
-/// what a program writes there.
+/// A directory of our own under the temporary folder (`TMPDIR` of `ClientProgram.environment`):
+/// mode 0700, made by `mkdtemp`, its files created 0600 and exclusively, so no other user can
+/// read or replace what a program writes there.
 public struct PrivateDirectory: Sendable {
     public let path: String
 
     public init() throws {
-        let pattern = (NSTemporaryDirectory() as NSString).appendingPathComponent("godwit-XXXXXX")
+        let temporary = ClientProgram.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? NSTemporaryDirectory()
+        let pattern = (temporary as NSString).appendingPathComponent("godwit-XXXXXX")
         var template = Array(pattern.utf8CString)
         guard let made = mkdtemp(&template) else {
             throw ClientProgram.LaunchError("cannot create a private temporary directory \(pattern): \(systemError())")

@@ -12,6 +12,9 @@ public enum GodwitCommand {
     /// Runs `arguments` to completion. `environment` stands for the process's environment in
     /// what the commands read themselves (`DATABASE_URL`, `GODWIT_HTTP_TOKEN`,
     /// `GODWIT_ENQUEUER_LOGINS`); a nil value leaves a variable out, as for `GodwitProcess`.
+    /// The client programs a command starts (`pg_dump`, `pg_restore`, `psql`) get it over the
+    /// test process's environment, `GODWIT_PG_BIN` and `TMPDIR` included; libpq, in this
+    /// process, reads the process's own (`PGPASSFILE`): a test that must change that spawns.
     /// `directory` is the working directory (the test process's when nil).
     public static func run(
         _ arguments: [String], environment: [String: String?] = [:], directory: String? = nil

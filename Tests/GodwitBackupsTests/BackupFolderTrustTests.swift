@@ -120,7 +120,7 @@ struct BackupFolderTrustTests {
                 case " $* " in *" --single-transaction "*) cp "$SWAP_IN" "$SWAP_IN.tmp" && mv -f "$SWAP_IN.tmp" "$SWAP_OVER" ;; esac
                 exec '\(realRestore)' "$@"
                 """)
-            let restored = try await GodwitProcess.run(
+            let restored = try await GodwitCommand.run(
                 ["backup", "restore", file, "--yes", "-D", db.url],
                 environment: ["GODWIT_PG_BIN": fakes.path, "SWAP_IN": swapIn, "SWAP_OVER": file])
             #expect(restored.status == 0, "\(restored.stderr)")
@@ -144,7 +144,7 @@ struct BackupFolderTrustTests {
             exec '\(realDump)' "$@"
             """)
         try await withTestDatabase { db in
-            let created = try await GodwitProcess.run(
+            let created = try await GodwitCommand.run(
                 ["backup", "create", "--dir", dir.path, "-D", db.url], environment: ["GODWIT_PG_BIN": fakes.path])
             #expect(created.status == 0, "\(created.stderr)")
             let file = String(created.stdout.split(separator: " ").first ?? "")

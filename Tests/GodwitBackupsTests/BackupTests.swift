@@ -70,7 +70,7 @@ struct BackupTests {
         let work = try TemporaryDirectory()
         defer { work.delete() }
         try await withTestDatabase { db in
-            let created = try await GodwitProcess.run(
+            let created = try await GodwitCommand.run(
                 ["backup", "create", "--dir", "nested/../backups", "-D", db.url], directory: work.path)
             #expect(created.status == 0, "\(created.stderr)")
             let file = String(created.stdout.split(separator: " ").first ?? "")
@@ -93,6 +93,9 @@ struct BackupTests {
         let manager = BackupManager(directory: "some/./backups/")
         #expect(manager.directory == FileManager.default.currentDirectoryPath + "/some/backups")
         #expect(BackupManager(directory: "/srv/backups").directory == "/srv/backups")
+        let elsewhere = BackupManager(directory: "some/../backups", workingDirectory: WorkingDirectory("/srv/app"))
+        #expect(elsewhere.directory == "/srv/app/backups")
+        #expect(BackupManager(directory: "/srv/backups", workingDirectory: WorkingDirectory("/srv/app")).directory == "/srv/backups")
     }
 
     @Test func theRestoreCommandQuotesAPathThatNeedsIt() {
@@ -159,7 +162,7 @@ struct RestoreTests {
                 """)
             let environment = ["TMPDIR": tmp.path]
             let (created, seenCreating) = try await watchingDirectory(tmp.path) {
-                try await GodwitProcess.run(
+                try await GodwitCommand.run(
                     ["backup", "create", "--dir", dir.path, "-D", db.url], environment: environment)
             }
             #expect(created.status == 0, "\(created.stderr)")
@@ -167,13 +170,15 @@ struct RestoreTests {
             try await conn.execute("UPDATE secrets SET value = 'changed'")
 
             let (restored, seenRestoring) = try await watchingDirectory(tmp.path) {
-                try await GodwitProcess.run(
+                try await GodwitCommand.run(
                     ["backup", "restore", file, "--yes", "-D", db.url], environment: environment)
             }
             #expect(restored.status == 0, "\(restored.stderr)")
             #expect(
                 try await conn.query("SELECT count(*) AS n FROM secrets WHERE value = 'changed'").first?.int("n") == 0)
 
+            // The programs' private folders were made under the TMPDIR given to the command.
+            #expect(seenCreating.keys.contains { $0.hasPrefix("godwit-") }, "\(seenCreating)")
             for (entry, mode) in seenCreating.merging(seenRestoring, uniquingKeysWith: |) {
                 #expect(mode & 0o077 == 0, "\(entry) in TMPDIR had mode \(String(mode, radix: 8))")
             }

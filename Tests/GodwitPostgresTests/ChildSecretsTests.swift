@@ -37,7 +37,7 @@ struct ChildSecretsTests {
             """)
         try await withTestDatabase { db in
             let url = try urlWithSecrets(db)
-            let created = try await GodwitProcess.run(
+            let created = try await GodwitCommand.run(
                 ["backup", "create", "--dir", dir.path, "-D", url], environment: ["GODWIT_PG_BIN": fakes.path])
             #expect(created.status == 0, "\(created.stderr)")
             let read = { (name: String) in (try? String(contentsOfFile: record(name), encoding: .utf8)) ?? "" }
