@@ -7,8 +7,9 @@ import Hummingbird
 import HummingbirdTesting
 import Testing
 
-/// The real `godwit` executable serving HTTP: the default address, `serve`, the refusal of an
-/// open address, and a worker's server outliving its jobs' wind-down after SIGTERM.
+/// The real `godwit` executable serving HTTP: the default address, `serve` stopped by SIGTERM,
+/// and a worker's server outliving its jobs' wind-down after SIGTERM. What needs no process
+/// (sqlx.toml, a port in use, an open address refused) is in `ServeCommandTests`.
 @Suite("godwit worker --http and godwit serve, as processes")
 struct HTTPProcessTests {
     @Test("SIGTERM: /health/ready turns 503 while a running job winds down, the server answers until the worker is done, then the process exits 0")
@@ -119,78 +120,6 @@ struct HTTPProcessTests {
             server.signal(SIGTERM)
             let output = try await server.wait()
             #expect(output.status == 0, "\(output.stderr)")
-        }
-    }
-
-    @Test("A port already in use: one line, `error: cannot listen on HOST:PORT: address already in use`, exit 1, and never \"serving HTTP\"")
-    func portInUse() async throws {
-        try await withTestDatabase(prefix: "godwit_http_taken") { database in
-            let taken = try LoopbackListener()
-            for command in ["serve", "worker"] {
-                let output = try await GodwitProcess.run([
-                    command, "-D", database.url, "--http", "127.0.0.1:\(taken.port)", "--log-level", "info",
-                ])
-                #expect(output.status == 1, "\(command): \(output.stderr)")
-                let errors = output.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
-                #expect(
-                    errors == ["error: cannot listen on 127.0.0.1:\(taken.port): address already in use"],
-                    "\(command): \(output.stderr)")
-                #expect(!output.stderr.contains("serving HTTP"), "\(command) said it served: \(output.stderr)")
-                #expect(!output.stderr.contains("bind("), "\(command): \(output.stderr)")
-            }
-        }
-    }
-
-    @Test("godwit serve reads sqlx.toml (and --config): migrations in a custom ledger show as installed, and /metrics counts them")
-    func serveReadsSqlxToml() async throws {
-        try await withTestDatabase(prefix: "godwit_http_sqlx") { database in
-            let folder = try TemporaryDirectory(prefix: "godwit-serve-toml")
-            defer { folder.delete() }
-            try folder.write("sqlx.toml", "[migrate]\ntable-name = \"app_ledger\"\nmigrations-dir = \"db\"\n")
-            try folder.write("db/1_first.sql", "CREATE TABLE first (id bigint PRIMARY KEY);\n")
-            try folder.write("db/2_second.sql", "CREATE TABLE second (id bigint PRIMARY KEY);\n")
-            let migrated = try await GodwitProcess.run(["migrate", "run", "-D", database.url], directory: folder.path)
-            #expect(migrated.status == 0, "\(migrated.stderr)")
-            let connection = try await database.connect()
-            try await QueueSchema.withJobs().install(on: connection)
-            #expect(try await connection.query("SELECT count(*) AS n FROM app_ledger").first?.int("n") == 2)
-            await connection.close()
-
-            // From the folder (./sqlx.toml), and from elsewhere with --config.
-            let elsewhere = try TemporaryDirectory(prefix: "godwit-serve-elsewhere")
-            defer { elsewhere.delete() }
-            let ways: [(arguments: [String], directory: String)] = [
-                ([], folder.path),
-                (["--config", folder.path + "/sqlx.toml", "--source", folder.path + "/db"], elsewhere.path),
-            ]
-            for way in ways {
-                let port = try freeLoopbackPort()
-                let server = try GodwitProcess.start(
-                    ["serve", "-D", database.url, "--http", "127.0.0.1:\(port)"] + way.arguments, directory: way.directory)
-                defer { if server.isRunning { server.signal(SIGKILL) } }
-                let answered = await eventually(timeout: .seconds(60)) { (try? await get(port, "/health")) != nil }
-                #expect(answered, "godwit serve never answered: \(server.currentStderr)")
-                let migrations = try await get(port, "/migrations").text
-                #expect(migrations.contains("second") && migrations.contains(">installed<"), "\(way.arguments): \(migrations)")
-                #expect(!migrations.contains(">pending<"), "\(way.arguments): applied shown as pending: \(migrations)")
-                let metrics = try await get(port, "/metrics").text
-                #expect(metrics.contains("godwit_migrations_applied 2"), "\(way.arguments): \(metrics)")
-                #expect(metrics.contains("godwit_migrations_pending 0"), "\(way.arguments): \(metrics)")
-                #expect(metrics.contains("godwit_migration_last_duration_seconds"), "\(way.arguments): \(metrics)")
-                server.signal(SIGTERM)
-                let output = try await server.wait()
-                #expect(output.status == 0, "\(output.stderr)")
-            }
-        }
-    }
-
-    @Test("An address beyond loopback without --http-token is refused in one line before anything starts")
-    func openAddressRefused() async throws {
-        for command in ["worker", "serve"] {
-            let output = try await GodwitProcess.run([command, "-D", "postgres://nobody@127.0.0.1:1/none", "--http", "0.0.0.0:8433"])
-            #expect(output.status != 0)
-            let lines = output.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage") && !$0.isEmpty }
-            #expect(lines.first?.contains("--http-token") == true, "\(command): \(output.stderr)")
         }
     }
 }
