@@ -79,6 +79,25 @@ struct MigrationConfigTests {
         }
         #expect(missing.message == "\(dir.path)/nope.toml: no such config file (given with --config)")
     }
+
+    /// The working directory's file and a relative `--config` are opened in it, and named as
+    /// the person knows them: `sqlx.toml`, and the path as given.
+    @Test func aRelativeConfigIsOpenedInTheWorkingDirectoryAndNamedAsGiven() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("sqlx.toml", "[migrat]\n")
+        try dir.write("sub/other.toml", "[migrate]\ntable-name = \"there\"\n[nope]\n")
+        let implicit = try MigrationConfig.resolve(configPath: nil, directory: dir.path)
+        #expect(implicit.path == "sqlx.toml")
+        #expect(implicit.warnings.first?.hasPrefix("sqlx.toml:1: unknown section `migrat`") == true, "\(implicit.warnings)")
+        let given = try MigrationConfig.resolve(configPath: "sub/other.toml", directory: dir.path)
+        #expect(given.tableName == "there" && given.path == "sub/other.toml")
+        #expect(given.warnings.first?.hasPrefix("sub/other.toml:3: unknown section `nope`") == true, "\(given.warnings)")
+        let missing = try #require(throws: MigrationError.self) {
+            try MigrationConfig.resolve(configPath: "sub/nope.toml", directory: dir.path)
+        }
+        #expect(missing.message == "sub/nope.toml: no such config file (given with --config)")
+    }
 }
 
 /// sqlx.toml honoured by the executable, against PostgreSQL.

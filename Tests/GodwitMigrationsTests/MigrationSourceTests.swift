@@ -1,5 +1,6 @@
 import Foundation
 import GodwitMigrations
+import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
@@ -159,6 +160,28 @@ struct MigrationSourceTests {
     ])
     func durationsPrintLikeRust(duration: Duration, expected: String) {
         #expect(duration.rustDebugDescription == expected)
+    }
+
+    // MARK: a folder relative to a working directory
+
+    /// A relative folder is read in the working directory given, and every path in the
+    /// migrations and warnings names it as given.
+    @Test func aRelativeFolderIsReadInTheWorkingDirectoryAndNamedAsGiven() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("db/1_a.sql", "SELECT 1;")
+        try dir.write("db/2.sql", "SELECT 2;")
+        let source = try MigrationSource.load(directory: "db", relativeTo: WorkingDirectory(dir.path))
+        #expect(source.migrations.map(\.path) == ["db/1_a.sql"])
+        #expect(source.warnings.first?.hasPrefix("db/2.sql is not read") == true, "\(source.warnings)")
+        let missing = try #require(throws: MigrationError.self) {
+            try MigrationSource.load(directory: "nope", relativeTo: WorkingDirectory(dir.path))
+        }
+        #expect(missing.message == "migrations folder nope does not exist")
+        let files = try MigrationScaffold.create(
+            description: "next", in: "db", relativeTo: WorkingDirectory(dir.path), versioning: .sequential)
+        #expect(files == ["db/0002_next.sql"])
+        #expect(FileManager.default.fileExists(atPath: dir.path + "/db/0002_next.sql"))
     }
 
     // MARK: migrate add
