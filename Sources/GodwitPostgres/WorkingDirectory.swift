@@ -21,8 +21,9 @@ public struct WorkingDirectory: Sendable, Equatable {
     /// The process's current directory, as it is now.
     public static var process: WorkingDirectory { WorkingDirectory(FileManager.default.currentDirectoryPath) }
 
-    /// Where `given` is opened: itself when absolute, else inside this folder.
+    /// Where `given` is opened: itself when absolute, else inside this folder. An empty path
+    /// stays empty, and names nothing, as it did for the process: never the folder itself.
     public func resolve(_ given: String) -> String {
-        given.hasPrefix("/") ? given : (path as NSString).appendingPathComponent(given)
+        given.isEmpty || given.hasPrefix("/") ? given : (path as NSString).appendingPathComponent(given)
     }
 }

@@ -189,8 +189,16 @@ struct RunnerTests {
         #expect(WorkingDirectory("a/b").path == here + "/a/b")
         #expect(WorkingDirectory("/x").resolve("sqlx.toml") == "/x/sqlx.toml")
         #expect(WorkingDirectory("/x").resolve("/y/sqlx.toml") == "/y/sqlx.toml")
+        #expect(WorkingDirectory("/x").resolve("") == "")
         let console = Console.current
         #expect(console.directory.path == here)
+        // An empty --source names no folder, as for the executable: not the working directory.
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("1_a.sql", "SELECT 1;")
+        let empty = await Godwit.run(["migrate", "run", "--source", "", "-D", "postgres://127.0.0.1:1/x"], directory: dir.path)
+        #expect(empty.status == 1)
+        #expect(empty.stderr == "error: migrations folder  does not exist\n")
     }
 
     /// What the executable renders the same way: `GodwitCommand` returns `GodwitProcess`'s shape.
