@@ -162,8 +162,40 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
-            // No database: reads Package.swift and Sources/ (the module graph).
+            // Pure too: reads Package.swift and Sources/ (the module graph).
             name: "GodwitStructureTests",
+            swiftSettings: strict
+        ),
+        // Pure tests: no database, no server, no godwit process. ops/test runs them first with no
+        // TEST_DATABASE_URL, so one that reaches for a database fails there.
+        .testTarget(
+            name: "GodwitPostgresUnitTests",
+            dependencies: ["GodwitPostgres"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitMigrationsUnitTests",
+            dependencies: ["GodwitMigrations", "GodwitTestSupport"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitQueueUnitTests",
+            dependencies: ["GodwitQueue", "GodwitPostgres"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitJobsUnitTests",
+            dependencies: ["GodwitJobs", "GodwitQueue", "GodwitPostgres"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitHTTPUnitTests",
+            dependencies: ["GodwitHTTP"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitCLIUnitTests",
+            dependencies: ["GodwitCLI", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             swiftSettings: strict
         ),
         .testTarget(

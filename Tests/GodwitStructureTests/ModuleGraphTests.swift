@@ -95,4 +95,17 @@ struct ModuleGraphTests {
         }
         #expect(filesRead > 100, "read \(filesRead) source files")
     }
+
+    /// Test targets match the modules: `<Module>Tests` for a module's database tests and
+    /// `<Module>UnitTests` for its pure ones (run by ops/test with no database), with this one.
+    @Test func testTargetsMatchTheModules() throws {
+        let manifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        let modules = Set(try Self.declaredTargets().keys)
+        let testTargets = manifest.matches(of: /\.testTarget\(\s*(?:\/\/[^\n]*\n\s*)*name: "([^"]+)"/).map { String($0.1) }
+        #expect(testTargets.count >= 10, "read \(testTargets.count) test targets from Package.swift")
+        for name in testTargets where name != "GodwitStructureTests" {
+            let module = name.replacing(/(Unit)?Tests$/, with: "")
+            #expect(modules.contains(module) && name != module, "test target \(name) is named after no module")
+        }
+    }
 }
