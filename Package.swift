@@ -170,7 +170,7 @@ let package = Package(
         // TEST_DATABASE_URL, so one that reaches for a database fails there.
         .testTarget(
             name: "GodwitPostgresUnitTests",
-            dependencies: ["GodwitPostgres"],
+            dependencies: ["GodwitPostgres", "GodwitTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -190,7 +190,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitHTTPUnitTests",
-            dependencies: ["GodwitHTTP"],
+            dependencies: ["GodwitHTTP", "GodwitTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(
