@@ -6,8 +6,6 @@ import Testing
 @testable import GodwitJobs
 import GodwitQueue
 
-/// The backfill governor: batch sizes steered by the waits they cause, the health holds, and
-/// what a batch costs in round trips.
 /// Polls until `condition` holds, or fails the test naming what it waited for.
 func waitUntil(
     _ what: String, timeout: Duration = .seconds(30), _ condition: () async throws -> Bool
@@ -17,6 +15,8 @@ func waitUntil(
     }
 }
 
+/// The backfill governor: batch sizes steered by the waits they cause, the health holds, and
+/// what a batch costs in round trips.
 @Suite("Backfill governor", .serialized)
 struct GovernorTests {
     // MARK: Against PostgreSQL
