@@ -118,7 +118,10 @@ let package = Package(
             dependencies: [
                 "GodwitPostgres",
                 "GodwitMigrations",
+                "GodwitBackups",
                 "GodwitQueue",
+                // The batch history a job page and /metrics show.
+                "GodwitJobs",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
