@@ -43,6 +43,7 @@ public struct BackupRecords: Sendable {
             """
         ).first!
         return BackupSummary(
-            count: try row.int64("n"), newestAgeSeconds: try? row.double("age"), newestSizeBytes: try? row.int64("size"))
+            count: try row.int64("n"), newestAgeSeconds: try? row.double("age"), newestSizeBytes: try? row.int64("size")
+        )
     }
 }

@@ -27,7 +27,8 @@ struct JobsSchemaFilesTests {
     }
 
     @Test func theFilesHoldTheSingleFilesStatementsInItsOrder() throws {
-        let split = Self.statements(SchemaPart.jobs.install), single = Self.statements(try Self.singleFile())
+        let split = Self.statements(SchemaPart.jobs.install)
+        let single = Self.statements(try Self.singleFile())
         #expect(single.count > 400, "read \(single.count) lines of the single file")
         // Compared apart from #expect, which would print both whole.
         let same = split == single
@@ -52,7 +53,9 @@ struct JobsSchemaFilesTests {
                     // Recorded alike: the jobs part at the version the single file was.
                     #expect(try await SchemaUpgradeTests.versions(files) == ["backups 1", "jobs 1", "queue 1"])
                     #expect(try await SchemaUpgradeTests.versions(one) == ["backups 1", "jobs 1", "queue 1"])
-                    #expect(try await QueueSchema.withJobs().isCurrent(on: one), "a database the single file made reads as current")
+                    #expect(
+                        try await QueueSchema.withJobs().isCurrent(on: one),
+                        "a database the single file made reads as current")
 
                     let split = try await SchemaUpgradeTests.catalog(of: fromFiles)
                     let whole = try await SchemaUpgradeTests.catalog(of: fromSingle)

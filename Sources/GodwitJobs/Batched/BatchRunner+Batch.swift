@@ -95,7 +95,8 @@ extension BatchRunner {
             if try batch.bool("shared") || longestWait > .zero { sharedSeenAt = clock.now }
             controller.record(
                 rows: rows, duration: duration, overhead: clock.now - began - duration, longestLockWait: longestWait,
-                shared: sharedSeenAt.map { clock.now - $0 < Self.sharedMemory } ?? (clock.now - startedAt < Self.aloneAfter))
+                shared: sharedSeenAt.map { clock.now - $0 < Self.sharedMemory }
+                    ?? (clock.now - startedAt < Self.aloneAfter))
             if longestWait > .zero {
                 let waiters = batch["waiters"] ?? "?"
                 context.logger.debug(

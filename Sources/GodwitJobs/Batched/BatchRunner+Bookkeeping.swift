@@ -38,7 +38,8 @@ extension BatchRunner {
     }
 
     func logProgress(first: String, last: String, rows: Int, duration: Duration) {
-        let rowsPerSecond = recent.isEmpty ? 0 : Double(recent.map(\.rows).reduce(0, +)) / recent.map(\.seconds).reduce(0, +)
+        let rowsPerSecond =
+            recent.isEmpty ? 0 : Double(recent.map(\.rows).reduce(0, +)) / recent.map(\.seconds).reduce(0, +)
         var metadata: Logger.Metadata = [
             "job": "\(context.job.id)", "batch": "\(batchesDone)", "keys": "\(first)..\(last)", "rows": "\(rows)",
             "rows_per_second": "\(Int(rowsPerSecond))", "batch_size": "\(controller.size)",

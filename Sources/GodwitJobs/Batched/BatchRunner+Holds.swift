@@ -19,7 +19,8 @@ extension BatchRunner {
                 try await progress.setHoldReason(reason, job: context.job.id, on: connection)
             }
             if let reason {
-                context.logger.notice("batched job holding", metadata: ["job": "\(context.job.id)", "reason": "\(reason)"])
+                context.logger.notice(
+                    "batched job holding", metadata: ["job": "\(context.job.id)", "reason": "\(reason)"])
             } else {
                 context.logger.notice("batched job goes on", metadata: ["job": "\(context.job.id)"])
             }
@@ -36,14 +37,14 @@ extension BatchRunner {
     private func holdReason() async throws -> String? {
         let row = try await context.pool.withConnection { [statement] connection in
             try await connection.query(
-            """
-            SELECT
-                (SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0)
-                 FROM pg_catalog.pg_stat_replication)::float8 AS lag,
-                EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_vacuum v JOIN pg_catalog.pg_stat_activity a ON a.pid = v.pid
-                        WHERE v.relid = $1::pg_catalog.oid AND a.backend_type = 'autovacuum worker') AS vacuuming,
-                \(Self.archiveBacklogSQL) AS archive_backlog
-            """, [statement.relationOID]
+                """
+                SELECT
+                    (SELECT coalesce(max(extract(epoch FROM greatest(write_lag, flush_lag, replay_lag))), 0)
+                     FROM pg_catalog.pg_stat_replication)::float8 AS lag,
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_stat_progress_vacuum v JOIN pg_catalog.pg_stat_activity a ON a.pid = v.pid
+                            WHERE v.relid = $1::pg_catalog.oid AND a.backend_type = 'autovacuum worker') AS vacuuming,
+                    \(Self.archiveBacklogSQL) AS archive_backlog
+                """, [statement.relationOID]
             ).first!
         }
         let lag = try row.double("lag")

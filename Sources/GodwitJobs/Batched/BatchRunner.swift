@@ -120,7 +120,8 @@ struct BatchRunner {
                             "batch gave up waiting for a lock; retrying smaller",
                             metadata: [
                                 "job": "\(context.job.id)", "batch": "\(batchesDone + 1)", "keys": "\(bounds)",
-                                "next_size": "\(controller.size)", "lock_timeout_ms": "\(Int(lockTimeout?.milliseconds ?? 0))",
+                                "next_size": "\(controller.size)",
+                                "lock_timeout_ms": "\(Int(lockTimeout?.milliseconds ?? 0))",
                             ])
                         try await writeSizeReason(force: true)
                         try context.checkpoint()

@@ -31,7 +31,9 @@ struct BatchStatement {
     static func prepare(
         for payload: BatchedJob.Payload, job: ClaimedJob, schema: QueueSchema, on session: Connection
     ) async throws -> BatchStatement {
-        func invalid(_ message: String) -> InvalidPayload { InvalidPayload("job \(job.id) (batched \"\(job.name)\"): \(message)") }
+        func invalid(_ message: String) -> InvalidPayload {
+            InvalidPayload("job \(job.id) (batched \"\(job.name)\"): \(message)")
+        }
         let statements = SQLSplitter.split(payload.statement)
         guard statements.count == 1 else {
             throw invalid("the statement must be exactly one statement; it holds \(statements.count)")
@@ -63,7 +65,8 @@ struct BatchStatement {
             throw invalid("the statement does not prepare: \(error.description)")
         }
         do {
-            try await KeyCollation.check(statement: payload.statement, key: payload.key, relation: relation, on: session)
+            try await KeyCollation.check(
+                statement: payload.statement, key: payload.key, relation: relation, on: session)
         } catch let mismatch as KeyCollation.Mismatch {
             throw invalid(mismatch.message)
         }

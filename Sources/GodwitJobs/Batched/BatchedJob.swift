@@ -21,7 +21,8 @@ public struct BatchedJob: JobHandler {
         let payload = try context.payload(as: Payload.self)
         try payload.check(job: context.job.id)
         return try await context.withSession { session in
-            let statement = try await BatchStatement.prepare(for: payload, job: context.job, schema: schema, on: session)
+            let statement = try await BatchStatement.prepare(
+                for: payload, job: context.job, schema: schema, on: session)
             let checkpoint = try await context.pool.withConnection { [schema] connection in
                 try await BatchProgress(schema: schema).start(job: context.job.id, payload: payload, on: connection)
             }

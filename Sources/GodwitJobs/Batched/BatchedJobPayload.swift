@@ -67,7 +67,8 @@ extension BatchedJob {
                 (maxLockWaitMs ?? 0) >= 0
             else {
                 throw fail(
-                    "target_batch_ms and max_attempts must be positive, and pauses, timeouts and max_lock_wait_ms not negative")
+                    "target_batch_ms and max_attempts must be positive, and pauses, timeouts and max_lock_wait_ms not negative"
+                )
             }
             if let healthQuery, healthQuery.contains(";") {
                 throw fail("the health query must be one query with no \";\" in it")
