@@ -231,23 +231,11 @@ struct OperationsStore: Sendable {
                     return (rows, .failure(error))
                 }
             }
-            // table-name is a checked SQL name (plain or quoted identifiers), as sqlx reads it.
-            let ledger = migrationConfig.tableName
-            let present = try await connection.query(
-                "SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present", [ledger]
-            ).first?.bool("present") ?? false
-            guard present else { return ([], nil) }
-            let rows = try await connection.query(
-                """
-                SELECT version, description, success, execution_time,
-                    to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS installed_on
-                FROM \(ledger) ORDER BY version
-                """
-            ).rows.map {
+            // Without a folder, the ledger's rows alone.
+            let rows = try await LedgerReader(config: migrationConfig).entries(on: connection).map {
                 MigrationRow(
-                    version: try $0.int64("version"), description: try $0.string("description"),
-                    state: (try $0.bool("success")) ? "installed" : "failed", installedOn: $0["installed_on"],
-                    executionMS: (try? $0.double("execution_time")).map { $0 / 1e6 })
+                    version: $0.version, description: $0.description, state: $0.success ? "installed" : "failed",
+                    installedOn: $0.installedOn, executionMS: $0.executionTime.map { Double($0) / 1e6 })
             }
             return (rows, nil)
         }
