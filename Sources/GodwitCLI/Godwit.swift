@@ -79,8 +79,11 @@ public struct Godwit: AsyncParsableCommand {
     /// `GODWIT_ENQUEUER_LOGINS`); libpq and the client programs read the process's own. The
     /// working directory is the process's. `worker` and `serve` leave SIGTERM and SIGINT to
     /// the process: a worker run here ends by `--drain` or by cancelling the calling task.
-    public static func run(_ arguments: [String], environment: [String: String] = [:]) async -> CommandOutcome {
-        let captured = CapturedOutput()
+    /// What it writes goes to `captured` as it is written, for a caller that reads it meanwhile.
+    public static func run(
+        _ arguments: [String], environment: [String: String] = [:],
+        capturingInto captured: CapturedOutput = CapturedOutput()
+    ) async -> CommandOutcome {
         let console = Console(
             environment: environment, stdoutIsTerminal: false, handlesSignals: false,
             writeOut: { captured.appendOut($0) }, writeErr: { captured.appendErr($0) })

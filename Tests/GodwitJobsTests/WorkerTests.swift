@@ -25,6 +25,17 @@ func drainWorker(_ url: String, _ extra: [String] = []) async throws -> GodwitPr
             + ["--drain"] + extra)
 }
 
+/// Starts `godwit worker` in this process (`GodwitCommand.start`), with `drainWorker`'s
+/// timings (a lease of 10 s), for a worker that runs jobs while the test watches and acts:
+/// `stop()` ends it (cancelled: running jobs go back to the queue) and returns its output.
+/// `extra` comes last, so it may set another lease. For a worker that is killed, stopped or
+/// sent SIGTERM, or several racing, use `startWorker`.
+func inProcessWorker(_ url: String, _ extra: [String] = []) -> RunningCommand {
+    GodwitCommand.start(
+        ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
+            + extra)
+}
+
 func jobState(_ id: Int64, _ conn: Connection) async throws -> String {
     try await conn.query("SELECT state::text AS s FROM godwit.jobs WHERE id = $1", [id]).first?.string("s") ?? "missing"
 }
