@@ -17,8 +17,9 @@ func startWorker(
 /// Runs `godwit worker --drain` in this process (`GodwitCommand`), with `startWorker`'s
 /// timings but a lease of 10 s, until the queue is drained. In-process, its heartbeats share
 /// the test process's threads with every other test: a 2 s lease could expire under load
-/// while the job runs on. For a worker that is killed or stopped, or that logs in as a job's
-/// enqueuer with the test roles' password file, use `startWorker`.
+/// while the job runs on. A worker that logs in as a job's enqueuer with the test roles'
+/// password file gets it in its URL (`TestPasswordFile.url`). For a worker that is killed or
+/// stopped, use `startWorker`.
 func drainWorker(_ url: String, _ extra: [String] = []) async throws -> GodwitProcess.Output {
     try await GodwitCommand.run(
         ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
