@@ -91,7 +91,7 @@ struct WorkerTests {
                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                 WHERE pid <> pg_backend_pid() AND query LIKE '%pg_sleep(CASE WHEN EXISTS%' AND datname = current_database()
                 """)
-            let rescuer = try startWorker(db.url)
+            let rescuer = inProcessWorker(db.url)
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(id, conn) == "succeeded" })
             let row = try #require(try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.int("attempts") == 2)
@@ -105,8 +105,7 @@ struct WorkerTests {
             let late = ClaimedJob(id: id, kind: .sql, name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
             #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
             #expect(try await jobState(id, conn) == "succeeded")
-            rescuer.signal(SIGTERM)
-            #expect(try await rescuer.wait().status == 0)
+            #expect(await rescuer.stop().status == 0)
         }
     }
 
@@ -148,7 +147,7 @@ struct WorkerTests {
 
     @Test func pauseResumeCancelAndRetryFromSQLAndTheCLI() async throws {
         try await withQueue { db, conn, queue in
-            let worker = try startWorker(db.url)
+            let worker = inProcessWorker(db.url)
             // About 4 s of 0.2 s batches: a checkpoint between every two.
             let id = try await enqueueSlowBackfill(rows: 200, seconds: 0.2, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
@@ -199,8 +198,7 @@ struct WorkerTests {
             let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.stdout.contains("\"state\" : \"succeeded\""))
 
-            worker.signal(SIGTERM)
-            let output = try await worker.wait()
+            let output = await worker.stop()
             #expect(output.stderr.contains("job paused"))
             #expect(output.stderr.contains("job cancelled"))
         }
@@ -238,6 +236,8 @@ struct WorkerTests {
             #expect(try row.string("s") == "queued")
             #expect(try row.int("attempts") == 0)
             #expect(row["worker_id"] == nil)
+            // An orderly exit: the worker's row says it stopped.
+            #expect(try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool("s") == true)
         }
     }
 
