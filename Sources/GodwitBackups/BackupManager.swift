@@ -27,8 +27,16 @@ public struct BackupManager: Sendable {
     /// restores without asking.
     public let restoreGuard: (any RestoreGuard)?
 
-    public init(directory: String, schema: String = "godwit", restoreGuard: (any RestoreGuard)? = nil) {
-        self.directory = Self.absolutePath(directory)
+    /// The folder relative paths are resolved against: the backup folder, and the files given
+    /// to `verify`, `contents(of:)` and `restore`.
+    public let workingDirectory: WorkingDirectory
+
+    public init(
+        directory: String, schema: String = "godwit", restoreGuard: (any RestoreGuard)? = nil,
+        workingDirectory: WorkingDirectory = .process
+    ) {
+        self.workingDirectory = workingDirectory
+        self.directory = Self.absolutePath(directory, in: workingDirectory)
         self.schema = schema
         self.restoreGuard = restoreGuard
     }
@@ -84,7 +92,7 @@ public struct BackupManager: Sendable {
     ///
     /// The file, and its folder, must be this user's alone (`BackupError.Code.untrusted`).
     public func verify(file: String, on connection: Connection? = nil) async throws -> BackupVerification {
-        try await verify(BackupFile.open(Self.absolutePath(file)), named: file, on: connection)
+        try await verify(BackupFile.open(absolutePath(file)), named: file, on: connection)
     }
 
     /// Verifies the open file; every reading (pg_restore's, the SHA-256) is of that file.
@@ -161,7 +169,7 @@ public struct BackupManager: Sendable {
 
     /// What restoring `file` would replace: the tables, types, functions and views in the dump.
     public func contents(of file: String) async throws -> [String] {
-        try await tableOfContents(of: BackupFile.open(Self.absolutePath(file))).objects
+        try await tableOfContents(of: BackupFile.open(absolutePath(file))).objects
     }
 
     /// The schemas a restore replaces: every schema of the application's, that is all but the
@@ -212,7 +220,7 @@ public struct BackupManager: Sendable {
     public func restore(
         file given: String, databaseURL: String, pauseJobs: Bool = false, pauseTimeout: Duration = .seconds(120)
     ) async throws -> RestoreOutcome {
-        let backup = try BackupFile.open(Self.absolutePath(given))
+        let backup = try BackupFile.open(absolutePath(given))
         let file = backup.path
         let connection = try await Connection.connect(databaseURL)
         let schemas: [String]
@@ -375,10 +383,10 @@ public struct BackupManager: Sendable {
 
     /// `path` made absolute against the working directory, so that what is recorded and
     /// printed names the file wherever it is read.
-    static func absolutePath(_ path: String) -> String {
-        let absolute =
-            path.hasPrefix("/")
-            ? path : (FileManager.default.currentDirectoryPath as NSString).appendingPathComponent(path)
-        return (absolute as NSString).standardizingPath
+    static func absolutePath(_ path: String, in workingDirectory: WorkingDirectory) -> String {
+        (workingDirectory.resolve(path) as NSString).standardizingPath
     }
+
+    /// `path` made absolute against this manager's working directory.
+    func absolutePath(_ path: String) -> String { Self.absolutePath(path, in: workingDirectory) }
 }

@@ -28,7 +28,8 @@ struct BackupCommand: AsyncParsableCommand {
         /// A manager whose restores ask the batched jobs first.
         var manager: BackupManager {
             BackupManager(
-                directory: dir, schema: schema, restoreGuard: BatchedRestoreGuard(schema: QueueSchema(name: schema)))
+                directory: dir, schema: schema, restoreGuard: BatchedRestoreGuard(schema: QueueSchema(name: schema)),
+                workingDirectory: Console.current.directory)
         }
     }
 
@@ -80,7 +81,7 @@ struct BackupCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let manager = BackupManager(directory: ".", schema: schema)
+                let manager = BackupManager(directory: ".", schema: schema, workingDirectory: Console.current.directory)
                 // Without a database, the file alone is checked.
                 guard (try? connection.resolvedURL()) != nil else {
                     output(try await manager.verify(file: file).summary)

@@ -56,7 +56,9 @@ struct ConnectionOptions: ParsableArguments {
         if let databaseURL, !databaseURL.isEmpty { return (databaseURL, nil) }
         if let databaseURLFile { return (try SecretFile.read(databaseURLFile, option: "--database-url-file"), nil) }
         if let url = Console.current.environment["DATABASE_URL"], !url.isEmpty { return (url, nil) }
-        if !noDotenv, let url = DotEnv.value(of: "DATABASE_URL", inFile: ".env") { return (url, "DATABASE_URL in ./.env") }
+        if !noDotenv, let url = DotEnv.value(of: "DATABASE_URL", inFile: Console.current.opened(".env")) {
+            return (url, "DATABASE_URL in ./.env")
+        }
         throw CLIError(
             "no database given: pass --database-url, or set DATABASE_URL in the environment or in ./.env")
     }
@@ -93,9 +95,10 @@ enum SecretFile {
     /// The file's text, less surrounding whitespace (the final line break). Refuses, in one
     /// line naming the file, one that group or others may read or write: a password in it is
     /// not the user's alone, or another user could point Godwit at a server of theirs. The
-    /// mode is read from the open file, so the file checked is the file read.
+    /// mode is read from the open file, so the file checked is the file read. A relative
+    /// `path` is opened in the console's working directory, and named as given.
     static func read(_ path: String, option: String) throws -> String {
-        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        let descriptor = open(Console.current.opened(path), O_RDONLY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw CLIError("\(option) \(path): cannot open it: \(String(cString: strerror(errno)))")
         }
@@ -124,7 +127,8 @@ enum SecretFile {
 }
 
 /// Reads `KEY=value` lines from a `.env` file the way dotenv does: `#` comments, an optional
-/// `export `, and single or double quotes around the value.
+/// `export `, and single or double quotes around the value. `path` is opened as it is: the
+/// caller resolves it against the console's working directory.
 enum DotEnv {
     static func value(of key: String, inFile path: String) -> String? {
         guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }

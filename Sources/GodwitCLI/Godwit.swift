@@ -76,23 +76,27 @@ public struct Godwit: AsyncParsableCommand {
     /// Its output is rendered as the executable's is (one-line errors, secrets scrubbed,
     /// control characters escaped); `environment` stands for the process's environment in
     /// what the commands read themselves (`DATABASE_URL`, `GODWIT_HTTP_TOKEN`,
-    /// `GODWIT_ENQUEUER_LOGINS`); libpq and the client programs read the process's own. The
-    /// working directory is the process's. `worker` and `serve` leave SIGTERM and SIGINT to
-    /// the process: a worker run here ends by `--drain` or by cancelling the calling task.
-    /// What it writes goes to `captured` as it is written, for a caller that reads it meanwhile.
+    /// `GODWIT_ENQUEUER_LOGINS`); libpq and the client programs read the process's own.
+    /// `directory` stands for the working directory (the process's when nil; a relative one is
+    /// inside the process's): every relative path the command opens is opened there, and
+    /// printed as given, as the executable started in that folder would. `worker` and `serve`
+    /// leave SIGTERM and SIGINT to the process: a worker run here ends by `--drain` or by
+    /// cancelling the calling task. What it writes goes to `captured` as it is written, for a
+    /// caller that reads it meanwhile.
     public static func run(
-        _ arguments: [String], environment: [String: String] = [:],
+        _ arguments: [String], environment: [String: String] = [:], directory: String? = nil,
         capturingInto captured: CapturedOutput = CapturedOutput()
     ) async -> CommandOutcome {
         let console = Console(
-            environment: environment, stdoutIsTerminal: false, handlesSignals: false,
+            environment: environment, directory: directory.map(WorkingDirectory.init) ?? .process,
+            stdoutIsTerminal: false, handlesSignals: false,
             writeOut: { captured.appendOut($0) }, writeErr: { captured.appendErr($0) })
         let status = await Console.$current.withValue(console) { await run(arguments: arguments) }
         return CommandOutcome(status: status, stdout: captured.stdout, stderr: captured.stderr)
     }
 }
 
-/// What a command line run in-process (`Godwit.run(_:environment:)`) ended with.
+/// What a command line run in-process (`Godwit.run(_:environment:directory:)`) ended with.
 public struct CommandOutcome: Sendable {
     /// The exit status `godwit` would have exited with: 0, 1, 2 (`job watch`'s cancelled job)
     /// or 64 (a usage error).

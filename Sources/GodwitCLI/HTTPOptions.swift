@@ -61,7 +61,8 @@ struct HTTPOptions: ParsableArguments {
         }
         do {
             configuration.token =
-                try httpToken ?? httpTokenFile.map(OperationsConfiguration.token(fromFile:))
+                try httpToken
+                ?? httpTokenFile.map { try OperationsConfiguration.token(fromFile: $0, relativeTo: Console.current.directory) }
                 ?? Console.current.environment["GODWIT_HTTP_TOKEN"]
         } catch let error as OperationsError {
             throw ValidationError(error.description)
@@ -70,7 +71,11 @@ struct HTTPOptions: ParsableArguments {
         configuration.allowedHosts = httpAllowedHosts
         configuration.behindTLS = httpBehindTls
         configuration.readOnly = readOnly
-        if let source, FileManager.default.fileExists(atPath: source) { configuration.migrationsDirectory = source }
+        // The dashboard reads the folder at each request, long after the command started: by
+        // its path in the working directory.
+        if let source, FileManager.default.fileExists(atPath: Console.current.opened(source)) {
+            configuration.migrationsDirectory = Console.current.opened(source)
+        }
         configuration.migrationConfig = migrationConfig
         do {
             try configuration.validate()

@@ -28,7 +28,7 @@ extension JobCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                guard let text = try? String(contentsOfFile: Console.current.opened(file), encoding: .utf8) else {
                     throw CLIError("\(file): cannot read the file")
                 }
                 var definition = try BatchedJobDefinition.parse(text, file: file)

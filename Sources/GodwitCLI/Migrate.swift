@@ -46,8 +46,8 @@ struct SourceOptions: ParsableArguments {
     func migrator(logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator {
         let config = try config()
         let migrator = try Migrator(
-            directory: config.migrationsDirectory(flag: sourceFlag), logger: logger, lockPolicy: lockPolicy,
-            config: config)
+            directory: config.migrationsDirectory(flag: sourceFlag), relativeTo: Console.current.directory,
+            logger: logger, lockPolicy: lockPolicy, config: config)
         for warning in migrator.source.warnings { printWarning(warning) }
         return migrator
     }
@@ -125,7 +125,7 @@ extension Migrate {
                 let files = try MigrationScaffold.create(
                     description: description.joined(separator: " "),
                     in: config.migrationsDirectory(flag: sourceOptions.sourceFlag),
-                    versioning: versioning, reversibility: reversibility, warn: printWarning)
+                    relativeTo: Console.current.directory, versioning: versioning, reversibility: reversibility, warn: printWarning)
                 for file in files { output("Creating \(file)") }
             }
         }
@@ -224,10 +224,12 @@ extension Migrate {
                         return
                     }
                     if backup && !dryRun {
-                        try await BackupManager(directory: backupDir, schema: queueSchema.name).installSchema(on: conn)
+                        let backups = BackupManager(
+                            directory: backupDir, schema: queueSchema.name, workingDirectory: Console.current.directory)
+                        try await backups.installSchema(on: conn)
                         var pending = try await migrator.pendingMigrations(on: conn)
                         if let targetVersion { pending = pending.filter { $0.version <= targetVersion } }
-                        let made = try await BackupManager(directory: backupDir, schema: queueSchema.name).create(
+                        let made = try await backups.create(
                             databaseURL: try connection.resolvedURL(),
                             reason: BackupReason.beforeMigrations(pending.map { ($0.version, $0.description) }), on: conn)
                         output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")

@@ -67,7 +67,9 @@ extension Migrate {
                 let linter = MigrationLinter(
                     source: migrator?.source ?? MigrationSource(migrations: [], directory: sourceOptions.source),
                     connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)))
-                var migrations = try files.map(MigrationLinter.migration(atPath:))
+                var migrations = try files.map {
+                    try MigrationLinter.migration(atPath: $0, relativeTo: Console.current.directory)
+                }
                 if let migrator {
                     if url != nil {
                         migrations = try await connection.withConnection(logger: logger) { conn in
@@ -121,15 +123,18 @@ extension Migrate {
             return String(decoding: data, as: UTF8.self)
         }
 
-        /// The batched job files for the whole-table UPDATEs found (not those allowed).
+        /// The batched job files for the whole-table UPDATEs found (not those allowed), named as
+        /// `--write-jobs` was given (relative to the working directory, when it is).
         private func writeJobFiles(_ report: LintReport) throws -> [String] {
             guard let writeJobs else { return [] }
-            try FileManager.default.createDirectory(atPath: writeJobs, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(
+                atPath: Console.current.opened(writeJobs), withIntermediateDirectories: true)
             var written: [String] = []
             for finding in report.findings {
                 guard let text = BatchedJobFile.text(for: finding) else { continue }
                 let path = (writeJobs as NSString).appendingPathComponent(BatchedJobFile.fileName(for: finding))
-                guard FileManager.default.createFile(atPath: path, contents: Data(text.utf8)) else {
+                guard FileManager.default.createFile(atPath: Console.current.opened(path), contents: Data(text.utf8))
+                else {
                     throw CLIError("cannot write \(path)")
                 }
                 written.append(path)
@@ -146,7 +151,7 @@ extension ConnectionOptions {
         let environment = Console.current.environment["DATABASE_URL"]
         let given =
             databaseURL.flatMap { $0.isEmpty ? nil : $0 } ?? environment.flatMap { $0.isEmpty ? nil : $0 }
-            ?? (noDotenv ? nil : DotEnv.value(of: "DATABASE_URL", inFile: ".env"))
+            ?? (noDotenv ? nil : DotEnv.value(of: "DATABASE_URL", inFile: Console.current.opened(".env")))
         guard given != nil else { return nil }
         return try resolvedURL()
     }

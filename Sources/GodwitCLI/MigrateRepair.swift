@@ -41,7 +41,7 @@ extension Migrate {
                 let migrator = try sourceOptions.migrator(logger: logger)
                 var appliedText: [UInt8]?
                 if let applied {
-                    guard let data = FileManager.default.contents(atPath: applied) else {
+                    guard let data = FileManager.default.contents(atPath: Console.current.opened(applied)) else {
                         throw CLIError("\(applied): cannot read the file given with --applied")
                     }
                     appliedText = [UInt8](data)

@@ -7,7 +7,8 @@ import GodwitMigrations
 ///
 /// The defaults are the same for all of them, as sqlx-cli 0.9 has them: the config is
 /// `--config`, else `sqlx.toml` in the current directory when there is one; the folder is
-/// `--source`, else the config's `migrations-dir`, else `migrations`.
+/// `--source`, else the config's `migrations-dir`, else `migrations`. Relative paths are the
+/// console's working directory's (`Console.directory`).
 struct MigrationFolderOptions: ParsableArguments {
     @Option(
         name: .customLong("source"),
@@ -24,7 +25,7 @@ struct MigrationFolderOptions: ParsableArguments {
     /// sqlx.toml's settings (the defaults without a file); a file that cannot be read throws.
     /// Its warnings (an unknown section) are the caller's to print.
     func resolvedConfig() throws -> MigrationConfig {
-        try MigrationConfig.resolve(configPath: configFile)
+        try MigrationConfig.resolve(configPath: configFile, directory: Console.current.directory.path)
     }
 
     /// The folder under `config`: `--source`, else its `migrations-dir`, else `migrations`.

@@ -133,7 +133,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 let conn = try await connection.connect(logger: logger)
                 for warning in settings.warnings { printWarning(warning) }
                 let migrator = try Migrator(
-                    directory: folder.directory(in: settings), logger: logger,
+                    directory: folder.directory(in: settings), relativeTo: Console.current.directory, logger: logger,
                     lockPolicy: lockOptions.policy, config: settings)
                 // As `migrate run` prints them: names in the folder that are not read, a lone down.
                 for warning in migrator.source.warnings { printWarning(warning) }
@@ -151,7 +151,7 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration.backoff = Backoff(base: .seconds(retryDelay))
             if let path = enqueuerLogins ?? Console.current.environment["GODWIT_ENQUEUER_LOGINS"] {
                 // A bad file is a GodwitError: withCLIErrors prints its one line.
-                configuration.enqueuerLogins = try EnqueuerLogins.load(path: path)
+                configuration.enqueuerLogins = try EnqueuerLogins.load(path: path, relativeTo: Console.current.directory)
             }
             var throttle = BatchThrottle()
             throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
@@ -165,7 +165,10 @@ struct WorkerCommand: AsyncParsableCommand {
                 configuration: configuration, pool: pool,
                 handlers: [
                     NoopJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
-                    MigrateJob(backups: BackupManager(directory: backupDir, schema: configuration.schema.name)),
+                    MigrateJob(
+                        backups: BackupManager(
+                            directory: backupDir, schema: configuration.schema.name,
+                            workingDirectory: Console.current.directory)),
                 ],
                 logger: logger, observer: metrics)
             // SIGTERM starts a graceful shutdown: running jobs stop at their next checkpoint.

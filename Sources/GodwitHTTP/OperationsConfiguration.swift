@@ -106,9 +106,11 @@ public struct OperationsConfiguration: Sendable {
 
     /// The token in the file at `path` (`--http-token-file`), without its line break.
     /// Refused, as libpq refuses such a .pgpass, when group or others have any access to it.
-    public static func token(fromFile path: String) throws -> String {
+    /// A relative `path` is opened inside `base`, and named as given.
+    public static func token(fromFile path: String, relativeTo base: WorkingDirectory = .process) throws -> String {
+        let opened = base.resolve(path)
         var status = stat()
-        guard stat(path, &status) == 0 else {
+        guard stat(opened, &status) == 0 else {
             throw OperationsError("--http-token-file \(path): \(String(cString: strerror(errno)))")
         }
         guard status.st_mode & S_IFMT == S_IFREG else {
@@ -119,7 +121,7 @@ public struct OperationsConfiguration: Sendable {
                 "--http-token-file \(path): group or others can access it (mode \(String(status.st_mode & 0o777, radix: 8))); "
                     + "run chmod 600 \(path)")
         }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: opened), let text = String(data: data, encoding: .utf8) else {
             throw OperationsError("--http-token-file \(path): cannot be read as UTF-8 text")
         }
         let token = text.trimmingCharacters(in: .newlines)

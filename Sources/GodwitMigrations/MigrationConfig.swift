@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 import TOMLKit
 
 /// The `[migrate]` settings of a `sqlx.toml`, read as sqlx 0.9 reads them.
@@ -28,7 +29,7 @@ public struct MigrationConfig: Sendable, Equatable {
     /// The ledger table as SQL text: `_sqlx_migrations`, or schema-qualified and quoted as
     /// the user wrote it (`accounts._sqlx_migrations`, `"Tenant"."ledger"`).
     public var tableName: String
-    /// The folder of migrations, relative to the current directory (as for sqlx-cli), when set.
+    /// The folder of migrations, relative to the working directory (as for sqlx-cli), when set.
     public var migrationsDir: String?
     /// Characters removed from a file's text before it is hashed.
     public var ignoredChars: Set<Unicode.Scalar>
@@ -65,33 +66,38 @@ public struct MigrationConfig: Sendable, Equatable {
 
     /// The file named by `--config`, else `sqlx.toml` in `directory` when there is one, else
     /// the defaults. A `--config` file that does not exist is an error, as in sqlx-cli.
+    ///
+    /// `directory` is the working directory: a relative `--config` is opened inside it, and
+    /// `sqlx.toml` looked for there. Messages name the file as the person knows it: the
+    /// `--config` path as given, `sqlx.toml` for the working directory's.
     public static func resolve(configPath: String?, directory: String = FileManager.default.currentDirectoryPath)
         throws -> MigrationConfig
     {
+        let base = WorkingDirectory(directory)
         if let configPath {
-            guard FileManager.default.fileExists(atPath: configPath) else {
+            guard FileManager.default.fileExists(atPath: base.resolve(configPath)) else {
                 throw MigrationError(.invalidConfig, "\(configPath): no such config file (given with --config)")
             }
-            return try load(path: configPath)
+            return try load(path: base.resolve(configPath), shown: configPath)
         }
-        let implicit = (directory as NSString).appendingPathComponent("sqlx.toml")
+        let implicit = base.resolve("sqlx.toml")
         guard FileManager.default.fileExists(atPath: implicit) else { return .default }
-        // Named as the user knows it: `sqlx.toml` when it is the current directory's.
-        let shown = directory == FileManager.default.currentDirectoryPath ? "sqlx.toml" : implicit
-        return try load(path: shown)
+        return try load(path: implicit, shown: "sqlx.toml")
     }
 
-    /// Reads one `sqlx.toml`.
-    public static func load(path: String) throws -> MigrationConfig {
+    /// Reads one `sqlx.toml` at `path`; `shown` names it in errors, warnings and `path` (the
+    /// path as the person gave it), `path` itself by default.
+    public static func load(path: String, shown: String? = nil) throws -> MigrationConfig {
+        let shown = shown ?? path
         // A FileHandle, not FileManager.contents, so that `--config /dev/null` (sqlx's way to
         // bypass the file) reads as empty.
         guard let handle = FileHandle(forReadingAtPath: path), let data = try? handle.readToEnd() ?? Data() else {
-            throw MigrationError(.invalidConfig, "\(path): cannot read the config file")
+            throw MigrationError(.invalidConfig, "\(shown): cannot read the config file")
         }
         guard let text = String(validating: [UInt8](data), as: UTF8.self) else {
-            throw MigrationError(.invalidConfig, "\(path): the config file is not valid UTF-8")
+            throw MigrationError(.invalidConfig, "\(shown): the config file is not valid UTF-8")
         }
-        return try parse(text, path: path)
+        return try parse(text, path: shown)
     }
 
     /// Parses the text of a `sqlx.toml`; `path` names it in errors.

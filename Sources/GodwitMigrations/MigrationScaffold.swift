@@ -82,10 +82,12 @@ public enum MigrationScaffold {
     /// Writes the new files and returns their paths. Refuses to overwrite an existing file.
     ///
     /// `warn` receives the folder's warnings (names it does not read, a lone down), as every
-    /// command that reads the folder prints them.
+    /// command that reads the folder prints them. A relative `directory` is made inside
+    /// `base`; the paths returned and the messages name it as given.
     public static func create(
-        description: String, in directory: String, versioning: Versioning = .infer,
-        reversibility: Reversibility = .infer, now: Date = Date(), warn: (String) -> Void = { _ in }
+        description: String, in directory: String, relativeTo base: WorkingDirectory = .process,
+        versioning: Versioning = .infer, reversibility: Reversibility = .infer, now: Date = Date(),
+        warn: (String) -> Void = { _ in }
     ) throws -> [String] {
         let trimmed = description.trimmingCharacters(in: .whitespaces)
         guard !trimmed.isEmpty else {
@@ -94,8 +96,8 @@ public enum MigrationScaffold {
         guard !trimmed.contains("/") else {
             throw MigrationError(.invalidSource, "the description \"\(trimmed)\" must not contain `/`")
         }
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let source = try MigrationSource.load(directory: directory)
+        try FileManager.default.createDirectory(atPath: base.resolve(directory), withIntermediateDirectories: true)
+        let source = try MigrationSource.load(directory: directory, relativeTo: base)
         for warning in source.warnings { warn(warning) }
         let prefix = nextVersionPrefix(for: source, versioning: versioning, now: now)
         let stem = "\(prefix)_\(trimmed.replacingOccurrences(of: " ", with: "_"))"
@@ -112,7 +114,7 @@ public enum MigrationScaffold {
         var created: [String] = []
         for (name, contents) in files {
             let path = (directory as NSString).appendingPathComponent(name)
-            guard FileManager.default.createFile(atPath: path, contents: Data(contents.utf8)) else {
+            guard FileManager.default.createFile(atPath: base.resolve(path), contents: Data(contents.utf8)) else {
                 throw MigrationError(.invalidSource, "\(path): cannot create the file")
             }
             created.append(path)

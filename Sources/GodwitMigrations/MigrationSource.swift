@@ -1,4 +1,5 @@
 import Foundation
+import GodwitPostgres
 
 /// The migrations of one folder, resolved with sqlx's rules.
 ///
@@ -50,10 +51,16 @@ public struct MigrationSource: Sendable {
 
     /// Reads `directory`; a missing folder is an error naming it. Checksums leave out
     /// `ignoredChars` (sqlx.toml's `ignored-chars`).
-    public static func load(directory: String, ignoredChars: Set<Unicode.Scalar> = []) throws -> MigrationSource {
+    ///
+    /// A relative `directory` is opened inside `base`, and every message and migration path
+    /// names it as given (`migrations/1_a.sql`).
+    public static func load(
+        directory: String, ignoredChars: Set<Unicode.Scalar> = [], relativeTo base: WorkingDirectory = .process
+    ) throws -> MigrationSource {
         let manager = FileManager.default
+        let opened = base.resolve(directory)
         var isDirectory: ObjCBool = false
-        guard manager.fileExists(atPath: directory, isDirectory: &isDirectory) else {
+        guard manager.fileExists(atPath: opened, isDirectory: &isDirectory) else {
             throw MigrationError(.missingSource, "migrations folder \(directory) does not exist")
         }
         guard isDirectory.boolValue else {
@@ -61,10 +68,11 @@ public struct MigrationSource: Sendable {
         }
         var files: [(name: String, contents: [UInt8])] = []
         var ignored: [String] = []
-        for name in try manager.contentsOfDirectory(atPath: directory).sorted() {
+        for name in try manager.contentsOfDirectory(atPath: opened).sorted() {
             let path = (directory as NSString).appendingPathComponent(name)
+            let openedPath = (opened as NSString).appendingPathComponent(name)
             var isDir: ObjCBool = false
-            guard manager.fileExists(atPath: path, isDirectory: &isDir) else {
+            guard manager.fileExists(atPath: openedPath, isDirectory: &isDir) else {
                 // fileExists follows links, so only a link that leads nowhere gets here.
                 if try parseFileName(name, path: path) != nil {
                     throw MigrationError(
@@ -86,7 +94,7 @@ public struct MigrationSource: Sendable {
                 if looksLikeMigration(name) { ignored.append(notAMigrationWarning(path)) }
                 continue
             }
-            guard let data = manager.contents(atPath: path) else {
+            guard let data = manager.contents(atPath: openedPath) else {
                 throw MigrationError(.invalidSource, "\(path): cannot read the file")
             }
             files.append((name, [UInt8](data)))

@@ -59,14 +59,15 @@ public struct Migrator: Sendable {
         self.config = config
     }
 
-    /// Reads `directory` with the config's `ignored-chars`.
+    /// Reads `directory` (opened inside `base` when relative, named as given) with the
+    /// config's `ignored-chars`.
     public init(
-        directory: String, logger: Logger = Logger(label: "godwit.migrate"), lockPolicy: LockTimeoutPolicy = .default,
-        config: MigrationConfig = .default
+        directory: String, relativeTo base: WorkingDirectory = .process, logger: Logger = Logger(label: "godwit.migrate"),
+        lockPolicy: LockTimeoutPolicy = .default, config: MigrationConfig = .default
     ) throws {
         self.init(
-            source: try MigrationSource.load(directory: directory, ignoredChars: config.ignoredChars), logger: logger,
-            lockPolicy: lockPolicy, config: config)
+            source: try MigrationSource.load(directory: directory, ignoredChars: config.ignoredChars, relativeTo: base),
+            logger: logger, lockPolicy: lockPolicy, config: config)
     }
 
     // MARK: run

@@ -131,16 +131,18 @@ public enum EnqueuerLogins {
         public var code: String { "invalidLogins" }
     }
 
-    public static func load(path: String) throws -> [String: String] {
+    /// Reads the file at `path` (opened inside `base` when relative; messages name it as given).
+    public static func load(path: String, relativeTo base: WorkingDirectory = .process) throws -> [String: String] {
+        let opened = base.resolve(path)
         var status = stat()
-        guard stat(path, &status) == 0 else {
+        guard stat(opened, &status) == 0 else {
             throw Invalid(description: "\(path): cannot read the enqueuer logins file (\(String(cString: strerror(errno))))")
         }
         guard status.st_mode & 0o077 == 0 else {
             throw Invalid(
                 description: "\(path): the enqueuer logins file holds passwords and is readable by group or others: chmod 600 it")
         }
-        guard let data = FileManager.default.contents(atPath: path) else {
+        guard let data = FileManager.default.contents(atPath: opened) else {
             throw Invalid(description: "\(path): cannot read the enqueuer logins file")
         }
         return try parse(String(decoding: data, as: UTF8.self), path: path)

@@ -1,21 +1,23 @@
 import Foundation
 import GodwitCLI
 
-/// Runs a `godwit` command line in this process (`Godwit.run(_:environment:)`), for tests of
-/// what a command does and prints that need no process of its own: the same status, stdout
-/// and stderr as `GodwitProcess.run`, without the spawn.
+/// Runs a `godwit` command line in this process (`Godwit.run(_:environment:directory:)`), for
+/// tests of what a command does and prints that need no process of its own: the same status,
+/// stdout and stderr as `GodwitProcess.run`, without the spawn.
 ///
 /// The command sees the environment given and nothing else of the test's (no `DATABASE_URL`
-/// unless given); the working directory is the test process's, so a test that needs another
-/// (to find `./sqlx.toml` or `./.env`) names its files, or spawns the binary.
+/// unless given), and opens relative paths (`./sqlx.toml`, `./.env`, `migrations`) in
+/// `directory`, as `GodwitProcess.run(_:environment:directory:)` started there would.
 public enum GodwitCommand {
     /// Runs `arguments` to completion. `environment` stands for the process's environment in
     /// what the commands read themselves (`DATABASE_URL`, `GODWIT_HTTP_TOKEN`,
     /// `GODWIT_ENQUEUER_LOGINS`); a nil value leaves a variable out, as for `GodwitProcess`.
+    /// `directory` is the working directory (the test process's when nil).
     public static func run(
-        _ arguments: [String], environment: [String: String?] = [:]
+        _ arguments: [String], environment: [String: String?] = [:], directory: String? = nil
     ) async throws -> GodwitProcess.Output {
-        let outcome = await Godwit.run(arguments, environment: environment.compactMapValues { $0 })
+        let outcome = await Godwit.run(
+            arguments, environment: environment.compactMapValues { $0 }, directory: directory)
         return GodwitProcess.Output(
             status: outcome.status, stdout: outcome.stdout, stderr: outcome.stderr,
             pid: ProcessInfo.processInfo.processIdentifier)

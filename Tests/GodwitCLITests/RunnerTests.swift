@@ -5,8 +5,8 @@ import Testing
 
 @testable import GodwitCLI
 
-/// `Godwit.run(_:environment:)`: a command line parsed and run in this process, its output
-/// captured and rendered as the executable renders it.
+/// `Godwit.run(_:environment:directory:)`: a command line parsed and run in this process, in a
+/// working directory of its own, its output captured and rendered as the executable renders it.
 @Suite("The in-process runner")
 struct RunnerTests {
     @Test func aUsageErrorExits64WithSwiftArgumentParsersMessageOnStderr() async throws {
@@ -116,6 +116,81 @@ struct RunnerTests {
             #expect(outcome.stdout.isEmpty)
             #expect(outcome.stderr.contains("info godwit:"), "\(outcome.stderr)")
         }
+    }
+
+    /// Commands run at once in different working directories each open their own `.env`,
+    /// `sqlx.toml` and migrations folder, and name them relative, as the executable started in
+    /// that folder names them: its output for the same command is the same, byte for byte.
+    @Test func runsInParallelEachOpenTheirOwnFolderAndNameItAsGiven() async throws {
+        try await withTestDatabase { first in
+            try await withTestDatabase { second in
+                let databases = [first, second]
+                let dirs = try databases.map { _ in try TemporaryDirectory() }
+                defer { for dir in dirs { dir.delete() } }
+                for (index, dir) in dirs.enumerated() {
+                    try dir.write(".env", "DATABASE_URL=\(databases[index].url)\n")
+                    try dir.write(
+                        "sqlx.toml", "[migrate]\nmigrations-dir = \"m\(index)\"\ntable-name = \"ledger\(index)\"\n\n[mine\(index)]\n")
+                    try dir.write("m\(index)/1_create_t\(index).sql", "CREATE TABLE t\(index) (id int);\n")
+                    // Not a migration's name: a warning naming it.
+                    try dir.write("m\(index)/2.sql", "SELECT 1;\n")
+                }
+                let runs = await withTaskGroup(of: (Int, CommandOutcome).self) { group in
+                    for index in 0..<(dirs.count * 3) {
+                        group.addTask { (index, await Godwit.run(["migrate", "run"], directory: dirs[index % 2].path)) }
+                    }
+                    var all: [Int: CommandOutcome] = [:]
+                    for await (index, outcome) in group { all[index] = outcome }
+                    return all
+                }
+                for (index, outcome) in runs.sorted(by: { $0.key < $1.key }) {
+                    let own = index % 2
+                    #expect(outcome.status == 0, "\(outcome.stderr)")
+                    // Then, maybe, a notice that another run holds the migration lock.
+                    #expect(
+                        outcome.stderr.hasPrefix(
+                            """
+                            warning: sqlx.toml:5: unknown section `mine\(own)` is ignored (sqlx.toml's sections: common, drivers, macros, migrate)
+                            warning: m\(own)/2.sql is not read: a migration's name is <version>_<description>.sql (e.g. 20240101120000_create_users.sql); sqlx ignores it too
+
+                            """), "\(outcome.stderr)")
+                    #expect(!outcome.stderr.contains("mine\(1 - own)") && !outcome.stderr.contains("m\(1 - own)/"))
+                    #expect(!outcome.stdout.contains("t\(1 - own)"), "\(outcome.stdout)")
+                }
+                // Each folder's migration was applied once, to the database of its own .env, in its ledger.
+                #expect(runs.values.filter { $0.stdout.hasPrefix("Applied 1/migrate create t0 ") }.count == 1)
+                #expect(runs.values.filter { $0.stdout.hasPrefix("Applied 1/migrate create t1 ") }.count == 1)
+                for (index, database) in databases.enumerated() {
+                    let conn = try await database.connect()
+                    let row = try await conn.query(
+                        "SELECT to_regclass('t\(index)')::text AS own, to_regclass('t\(1 - index)')::text AS other, to_regclass('ledger\(index)')::text AS ledger"
+                    ).first
+                    await conn.close()
+                    #expect(row?["own"] == "t\(index)" && row?["other"] == nil && row?["ledger"] == "ledger\(index)")
+                }
+                // The executable started in the folder says the same, relative paths included.
+                for arguments in [["migrate", "info"], ["migrate", "info", "--config", "nope.toml"], ["migrate", "run"]] {
+                    let inProcess = await Godwit.run(arguments, directory: dirs[0].path)
+                    let spawned = try await GodwitProcess.run(arguments, directory: dirs[0].path)
+                    #expect(inProcess.status == spawned.status, "\(arguments)")
+                    #expect(inProcess.stdout == spawned.stdout, "\(arguments)")
+                    #expect(inProcess.stderr == spawned.stderr, "\(arguments)")
+                }
+                let missing = await Godwit.run(["migrate", "info", "--config", "nope.toml"], directory: dirs[0].path)
+                #expect(missing.stderr == "error: nope.toml: no such config file (given with --config)\n")
+            }
+        }
+    }
+
+    /// A relative `directory` is inside the process's current directory; without one, the
+    /// command opens the process's own.
+    @Test func aRelativeOrNoDirectoryIsTheProcesssCurrentOne() async throws {
+        let here = FileManager.default.currentDirectoryPath
+        #expect(WorkingDirectory("a/b").path == here + "/a/b")
+        #expect(WorkingDirectory("/x").resolve("sqlx.toml") == "/x/sqlx.toml")
+        #expect(WorkingDirectory("/x").resolve("/y/sqlx.toml") == "/y/sqlx.toml")
+        let console = Console.current
+        #expect(console.directory.path == here)
     }
 
     /// What the executable renders the same way: `GodwitCommand` returns `GodwitProcess`'s shape.

@@ -47,9 +47,10 @@ public struct MigrationLinter: Sendable {
     }
 
     /// A migration file named by path, which need not be in the source folder nor follow
-    /// sqlx's naming (its version is then 0).
-    public static func migration(atPath path: String) throws -> Migration {
-        guard let data = FileManager.default.contents(atPath: path) else {
+    /// sqlx's naming (its version is then 0). A relative path is opened inside `base`, and
+    /// named as given.
+    public static func migration(atPath path: String, relativeTo base: WorkingDirectory = .process) throws -> Migration {
+        guard let data = FileManager.default.contents(atPath: base.resolve(path)) else {
             throw MigrationError(.invalidSource, "\(path): cannot read the file")
         }
         let bytes = [UInt8](data)
