@@ -24,8 +24,10 @@ public enum GodwitCommand {
     }
 
     /// Starts `arguments` and returns at once, for a command the test acts on while it runs
-    /// (a worker, `job watch`): see `RunningCommand`. `environment` as for `run`.
-    public static func start(_ arguments: [String], environment: [String: String?] = [:]) -> RunningCommand {
-        RunningCommand(arguments: arguments, environment: environment.compactMapValues { $0 })
+    /// (a worker, `job watch`): see `RunningCommand`. `environment` and `directory` as for `run`.
+    public static func start(
+        _ arguments: [String], environment: [String: String?] = [:], directory: String? = nil
+    ) -> RunningCommand {
+        RunningCommand(arguments: arguments, environment: environment.compactMapValues { $0 }, directory: directory)
     }
 }

@@ -17,7 +17,7 @@ public final class RunningCommand: Sendable {
     private let task: Task<CommandOutcome, Never>
     private let finished: EndMark
 
-    init(arguments: [String], environment: [String: String]) {
+    init(arguments: [String], environment: [String: String], directory: String?) {
         let captured = CapturedOutput()
         let finished = EndMark()
         self.captured = captured
@@ -25,7 +25,8 @@ public final class RunningCommand: Sendable {
         // Unstructured on purpose: the command outlives the call that starts it, as a process
         // would; `stop()` and `deinit` end it, `wait()` joins it.
         task = Task {
-            let outcome = await Godwit.run(arguments, environment: environment, capturingInto: captured)
+            let outcome = await Godwit.run(
+                arguments, environment: environment, directory: directory, capturingInto: captured)
             finished.ended.store(true, ordering: .sequentiallyConsistent)
             return outcome
         }

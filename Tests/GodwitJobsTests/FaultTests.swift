@@ -333,10 +333,10 @@ struct MigrateJobReportTests {
         try dir.write("migrations/2_b.sql", "CREATE TABLE b (id int);")
         try dir.write("migrations/3_c.sql", "CREATE TABLE c (id int);")
         try await withQueue { db, conn, _ in
-            let enqueue = try await GodwitProcess.run(
+            let enqueue = try await GodwitCommand.run(
                 ["migrate", "run", "--enqueue", "--target-version", "2", "-D", db.url], directory: dir.path)
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
-            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
             let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs").first)
             #expect(try job.string("s") == "succeeded")

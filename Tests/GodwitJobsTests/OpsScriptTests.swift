@@ -317,7 +317,7 @@ struct OpsScriptTests {
             let mode = try FileManager.default.attributesOfItem(atPath: checkout.path + "/.env")[.posixPermissions] as? Int
             #expect(mode == 0o600)
             // The README's next step, from that folder, with no DATABASE_URL in the environment.
-            let list = try await GodwitProcess.run(["job", "list"], directory: checkout.path)
+            let list = try await GodwitCommand.run(["job", "list"], directory: checkout.path)
             #expect(list.status == 0, "\(list.stderr)")
             #expect(list.stdout.contains("backfill media.title"), "\(list.stdout)")
 

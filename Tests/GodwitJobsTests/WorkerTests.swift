@@ -5,25 +5,28 @@ import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
-/// Starts `godwit worker` on `url` with fast timings suited to tests.
-func startWorker(
-    _ url: String, _ extra: [String] = [], directory: String? = nil, environment: [String: String?] = [:]
-) throws -> RunningProcess {
+/// Starts the `godwit worker` process on `url` with fast timings suited to tests, for a worker
+/// whose process is the point: killed, stopped, sent SIGTERM, or racing others. Any other
+/// runs in-process (`inProcessWorker`, `drainWorker`).
+func startWorker(_ url: String, _ extra: [String] = []) throws -> RunningProcess {
     try GodwitProcess.start(
         ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level", "info"]
-            + extra, environment: environment, directory: directory)
+            + extra)
 }
 
 /// Runs `godwit worker --drain` in this process (`GodwitCommand`), with `startWorker`'s
-/// timings but a lease of 10 s, until the queue is drained. In-process, its heartbeats share
+/// timings but a lease of 10 s, until the queue is drained; `directory` is its working
+/// directory (`--migrate`'s folder, the default `--backup-dir`). In-process, its heartbeats share
 /// the test process's threads with every other test: a 2 s lease could expire under load
 /// while the job runs on. A worker that logs in as a job's enqueuer with the test roles'
 /// password file gets it in its URL (`TestPasswordFile.url`). For a worker that is killed or
 /// stopped, use `startWorker`.
-func drainWorker(_ url: String, _ extra: [String] = []) async throws -> GodwitProcess.Output {
+func drainWorker(
+    _ url: String, _ extra: [String] = [], directory: String? = nil
+) async throws -> GodwitProcess.Output {
     try await GodwitCommand.run(
         ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
-            + ["--drain"] + extra)
+            + ["--drain"] + extra, directory: directory)
 }
 
 /// Starts `godwit worker` in this process (`GodwitCommand.start`), with `drainWorker`'s
@@ -285,16 +288,16 @@ struct WorkerTests {
         try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN price numeric DEFAULT 0;")
         try await withQueue { db, conn, _ in
             // The database is in use: migration 1 and its data are there before the job.
-            let first = try await GodwitProcess.run(
+            let first = try await GodwitCommand.run(
                 ["migrate", "run", "--target-version", "1", "-D", db.url], directory: dir.path)
             #expect(first.status == 0, "\(first.stderr)")
-            let enqueue = try await GodwitProcess.run(
+            let enqueue = try await GodwitCommand.run(
                 ["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
             #expect(Int64(enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(enqueue.stdout)")
             // What the worker applies is what was enqueued, not what the folder holds later.
             try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN changed_after_review int;")
-            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
             let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs WHERE kind = 'migrate'").first)
             #expect(try job.string("s") == "succeeded")
@@ -336,8 +339,8 @@ struct WorkerTests {
         try dir.write("migrations/1_ok.sql", "CREATE TABLE ok (id int);")
         try dir.write("migrations/2_bad.sql", "ALTER TABLE missing_table ADD COLUMN x int;")
         try await withQueue { db, conn, _ in
-            _ = try await GodwitProcess.run(["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
-            _ = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            _ = try await GodwitCommand.run(["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
+            _ = try await drainWorker(db.url, directory: dir.path)
             let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r, last_error FROM godwit.jobs").first)
             #expect(try job.string("s") == "failed")
             let error = try job.string("last_error")
@@ -356,7 +359,7 @@ struct WorkerTests {
         defer { dir.delete() }
         try dir.write("migrations/1_t.sql", "CREATE TABLE t (id int);")
         try await withTestDatabase { db in
-            let output = try await startWorker(db.url, ["--drain", "--migrate"], directory: dir.path).wait()
+            let output = try await drainWorker(db.url, ["--migrate"], directory: dir.path)
             #expect(output.status == 0, "\(output.stderr)")
             let conn = try await db.connect()
             #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 1)
