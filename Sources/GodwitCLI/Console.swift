@@ -64,15 +64,20 @@ final class Console: Sendable {
     func opened(_ given: String) -> String { directory.resolve(given) }
 }
 
-/// What a command run in-process wrote, each stream kept apart, in the order written.
-final class CapturedOutput: Sendable {
+/// What a command run in-process wrote, each stream kept apart, in the order written. It can
+/// be read while the command runs (a worker's log so far) as well as after.
+public final class CapturedOutput: Sendable {
     private let streams = Mutex<(stdout: String, stderr: String)>(("", ""))
+
+    public init() {}
 
     func appendOut(_ text: String) { streams.withLock { $0.stdout += text } }
     func appendErr(_ text: String) { streams.withLock { $0.stderr += text } }
 
-    var stdout: String { streams.withLock { $0.stdout } }
-    var stderr: String { streams.withLock { $0.stderr } }
+    /// What the command has written to stdout so far.
+    public var stdout: String { streams.withLock { $0.stdout } }
+    /// What the command has written to stderr so far.
+    public var stderr: String { streams.withLock { $0.stderr } }
 }
 
 /// A console's stderr as a stream for swift-log's `StreamLogHandler`, so that log lines keep

@@ -84,11 +84,12 @@ public struct Godwit: AsyncParsableCommand {
     /// inside the process's): every relative path the command opens is opened there, and
     /// printed as given, as the executable started in that folder would. `worker` and `serve`
     /// leave SIGTERM and SIGINT to the process: a worker run here ends by `--drain` or by
-    /// cancelling the calling task.
+    /// cancelling the calling task. What it writes goes to `captured` as it is written, for a
+    /// caller that reads it meanwhile.
     public static func run(
-        _ arguments: [String], environment: [String: String] = [:], directory: String? = nil
+        _ arguments: [String], environment: [String: String] = [:], directory: String? = nil,
+        capturingInto captured: CapturedOutput = CapturedOutput()
     ) async -> CommandOutcome {
-        let captured = CapturedOutput()
         let console = Console(
             environment: environment, directory: directory.map(WorkingDirectory.init) ?? .process,
             stdoutIsTerminal: false, handlesSignals: false,

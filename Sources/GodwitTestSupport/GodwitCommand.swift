@@ -25,4 +25,12 @@ public enum GodwitCommand {
             status: outcome.status, stdout: outcome.stdout, stderr: outcome.stderr,
             pid: ProcessInfo.processInfo.processIdentifier)
     }
+
+    /// Starts `arguments` and returns at once, for a command the test acts on while it runs
+    /// (a worker, `job watch`): see `RunningCommand`. `environment` and `directory` as for `run`.
+    public static func start(
+        _ arguments: [String], environment: [String: String?] = [:], directory: String? = nil
+    ) -> RunningCommand {
+        RunningCommand(arguments: arguments, environment: environment.compactMapValues { $0 }, directory: directory)
+    }
 }

@@ -16,6 +16,20 @@ public enum TestPasswordFile {
         return path
     }()
 
+    /// `url` with libpq's `passfile` setting naming `file` (this file by default), for a worker
+    /// run in this process (`GodwitCommand`), whose libpq reads the test process's environment
+    /// and not a `PGPASSFILE` of its own. A worker's sessions as a job's enqueuer keep its
+    /// connection string's settings but the user and password, so it finds the enqueuer's
+    /// password in `file` as a process given `PGPASSFILE=file` would.
+    public static func url(_ url: String, file: String = path) throws -> String {
+        guard var components = URLComponents(string: url) else {
+            throw TestSetupError(message: "a worker's URL does not parse")
+        }
+        components.queryItems = (components.queryItems ?? []) + [URLQueryItem(name: "passfile", value: file)]
+        guard let url = components.string else { throw TestSetupError(message: "cannot add passfile to a URL") }
+        return url
+    }
+
     /// Adds a line for `role` with `password`, for any host, port and database.
     public static func add(role: String, password: String) {
         func escaped(_ text: String) -> String {

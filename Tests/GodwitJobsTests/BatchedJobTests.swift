@@ -173,7 +173,9 @@ struct BatchedJobTests {
                 batchesAtKill.append(
                     try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first!.int("batches_done"))
             }
-            let finisher = try startWorker(db.url, ["--lease-timeout", "1"])
+            // In-process, with a lease of 10 s: it rescues the last killed worker's job 10 s after
+            // its last heartbeat.
+            let finisher = inProcessWorker(db.url)
             // Until the job has ended: between the rescue of the last killed worker's job and the
             // finisher's claim it is briefly queued, which is not an end.
             _ = try await eventually(timeout: .seconds(120)) {
@@ -182,8 +184,7 @@ struct BatchedJobTests {
             let lastError = try await conn.query("SELECT last_error FROM godwit.jobs WHERE id = $1", [id]).first?["last_error"]
             let endState = try await jobState(id, conn)
             #expect(endState == "succeeded", "last error: \(lastError ?? "none")")
-            finisher.signal(SIGTERM)
-            _ = try await finisher.wait()
+            _ = await finisher.stop()
             #expect(kills == 10, "the job finished before ten kills: make it longer")
             #expect(Set(batchesAtKill).count > 1, "kills landed at different points of the run")
             #expect(try await counters(conn) == [1: 200_000])
@@ -298,7 +299,7 @@ struct BatchedJobTests {
                 """)
             let id = try await enqueue(
                 try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 30"]), db.url)
-            let worker = try startWorker(db.url)
+            let worker = inProcessWorker(db.url)
             #expect(try await eventually {
                 try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first!.int("batches_done") >= 3
             })
@@ -308,14 +309,13 @@ struct BatchedJobTests {
             #expect(done > 0 && done < 4000)
             try await Task.sleep(for: .milliseconds(300))
             #expect(try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [id]).first!.int("rows_done") == done)
-            let watch = try GodwitProcess.start(["job", "watch", "\(id)", "-D", db.url, "--interval", "0.2"])
+            let watch = GodwitCommand.start(["job", "watch", "\(id)", "-D", db.url, "--interval", "0.2"])
             #expect(try await conn.query("SELECT godwit.resume($1) AS c", [id]).first?.bool("c") == true)
-            let watched = try await watch.wait()
+            let watched = await watch.wait()
             #expect(watched.status == 0)
             #expect(watched.stdout.contains("succeeded  100.0%"), "\(watched.stdout)")
             #expect(try await counters(conn) == [1: 4000])
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
         }
     }
 

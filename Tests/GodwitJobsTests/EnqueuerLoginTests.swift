@@ -103,7 +103,7 @@ struct EnqueuerLoginTests {
                 let workerURL = kind == .superuser ? db.url : try w.url(db)
                 let workerRole = kind == .superuser ? "postgres" : w.name
                 // The worker installs the queue, and owns it.
-                let installed = try await startWorker(workerURL, ["--drain"]).wait()
+                let installed = try await drainWorker(try TestPasswordFile.url(workerURL))
                 #expect(installed.status == 0, "\(installed.stderr.suffix(1500))")
                 let owner = try await Connection.connect(workerURL)
                 for role in [a, b] { try await owner.query("SELECT godwit.grant_enqueue($1::regrole)", [role.name]) }
@@ -121,7 +121,7 @@ struct EnqueuerLoginTests {
                 for job in Self.jobs(schema: "b_code") { try await connB.query(job) }
                 await connA.close()
                 await connB.close()
-                let output = try await startWorker(workerURL, ["--drain"]).wait()
+                let output = try await drainWorker(try TestPasswordFile.url(workerURL))
                 #expect(output.status == 0, "\(output.stderr.suffix(2000))")
                 let failed = try await admin.query(
                     "SELECT name || ': ' || coalesce(last_error, '') AS e FROM godwit.jobs WHERE state <> 'succeeded'"

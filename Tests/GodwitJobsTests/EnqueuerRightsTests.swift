@@ -228,7 +228,7 @@ struct EnqueuerRightsTests {
                     """)
                 // The worker connects as w, not a superuser: it installs the schema and owns it.
                 let workerURL = try w.url(db)
-                let first = try await startWorker(workerURL, ["--drain"]).wait()
+                let first = try await drainWorker(try TestPasswordFile.url(workerURL))
                 #expect(first.status == 0, "\(first.stderr.suffix(1500))")
                 #expect(!first.stderr.contains(w.password))
                 let asW = try await w.connect(db)
@@ -240,8 +240,7 @@ struct EnqueuerRightsTests {
                 await conn.close()
                 let dir = try TemporaryDirectory()
                 defer { dir.delete() }
-                let noPasswords = try startWorker(workerURL, ["--drain"], environment: ["PGPASSFILE": dir.path + "/none"])
-                let lockedOut = try await noPasswords.wait()
+                let lockedOut = try await drainWorker(try TestPasswordFile.url(workerURL, file: dir.path + "/none"))
                 #expect(lockedOut.status == 0)
                 #expect(!lockedOut.stderr.contains(w.password) && !lockedOut.stderr.contains(low.password))
                 let (state, error) = try await outcome(of: id, admin)
@@ -255,10 +254,9 @@ struct EnqueuerRightsTests {
                 chmod(dir.path + "/logins", 0o644)
                 // A worker with no password file, and the logins file as written.
                 func drainWithLogins() async throws -> GodwitProcess.Output {
-                    try await startWorker(
-                        workerURL, ["--drain", "--enqueuer-logins", dir.path + "/logins"],
-                        environment: ["PGPASSFILE": dir.path + "/none"]
-                    ).wait()
+                    try await drainWorker(
+                        try TestPasswordFile.url(workerURL, file: dir.path + "/none"),
+                        ["--enqueuer-logins", dir.path + "/logins"])
                 }
                 let refused = try await drainWithLogins()
                 #expect(refused.status == 1)

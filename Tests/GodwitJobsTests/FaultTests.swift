@@ -205,14 +205,14 @@ struct FaultTests {
                 CREATE TRIGGER hold_deletes BEFORE DELETE ON godwit.jobs FOR EACH ROW EXECUTE FUNCTION public.hold_deletes();
                 INSERT INTO godwit.jobs (kind, name, state, finished_at) VALUES ('noop', 'old', 'succeeded', now() - interval '30 days');
                 """)
-            let worker = try startWorker(db.url, ["--lease-timeout", "2"])
+            let worker = inProcessWorker(db.url)
             #expect(
                 try await eventually {
                     try await conn.query(
                         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'DELETE FROM%' AND wait_event = 'PgSleep'"
                     ).first!.int("n") == 1
                 }, "the clean-up never started")
-            // A job whose worker died a while ago: its lease has expired.
+            // A job whose worker died a while ago: its lease (10 s) has expired.
             let orphan = try await conn.query(
                 """
                 INSERT INTO godwit.jobs (kind, name, state, attempts, worker_id, lease_token, heartbeat_at, started_at)
@@ -222,8 +222,7 @@ struct FaultTests {
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(orphan, conn) == "succeeded" })
             try await conn.execute("INSERT INTO public.release VALUES (1)")
             #expect(try await eventually { try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE name = 'old'").first!.int("n") == 0 })
-            worker.signal(SIGTERM)
-            #expect(try await worker.wait().status == 0)
+            #expect(await worker.stop().status == 0)
         }
     }
 
@@ -252,7 +251,7 @@ struct FaultTests {
     @Test func jobListAsJSONHasJSONValuesNumbersAndISOTimestamps() async throws {
         try await withQueue { db, conn, queue in
             _ = try await queue.enqueue(kind: .sql, name: "json", payload: #"{"sql": "SELECT 1", "n": [1, 2]}"#, on: conn)
-            let list = try await GodwitProcess.run(["job", "list", "-D", db.url, "--format", "json"])
+            let list = try await GodwitCommand.run(["job", "list", "-D", db.url, "--format", "json"])
             #expect(list.status == 0, "\(list.stderr)")
             let jobs = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
             let job = try #require(jobs.first)
@@ -275,10 +274,10 @@ struct MigrateJobReportTests {
         try dir.write("migrations/2_b.sql", "CREATE TABLE b (id int);")
         try dir.write("migrations/3_c.sql", "CREATE TABLE c (id int);")
         try await withQueue { db, conn, _ in
-            let enqueue = try await GodwitProcess.run(
+            let enqueue = try await GodwitCommand.run(
                 ["migrate", "run", "--enqueue", "--target-version", "2", "-D", db.url], directory: dir.path)
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
-            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
             let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs").first)
             #expect(try job.string("s") == "succeeded")

@@ -188,9 +188,8 @@ struct GovernorTests {
                 INSERT INTO maintenance VALUES (now());
                 """)
             let id = try await enqueue(try counterJob(dir, extra: ["batch-size: 20"]), db.url)
-            let worker = try startWorker(
+            let worker = inProcessWorker(
                 db.url, ["--health-query", "SELECT NOT EXISTS (SELECT FROM public.maintenance)"])
-            defer { worker.signal(SIGKILL) }
             try await waitUntil("the job holds") {
                 try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
                     == "the worker's health query returned false"
@@ -201,6 +200,7 @@ struct GovernorTests {
             try await waitUntil("the job succeeds") { try await jobState(id, conn) == "succeeded" }
             #expect(try await counters(conn) == [1: 200])
             #expect(try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"] == nil)
+            _ = await worker.stop()
         }
     }
 
@@ -225,8 +225,7 @@ struct GovernorTests {
             let file = try counterJob(
                 dir, extra: ["batch-size: 20", "health-query: SELECT public.gate_open() AND current_user = session_user"])
             let id = try await enqueue(file, db.url)
-            let worker = try startWorker(db.url)
-            defer { worker.signal(SIGKILL) }
+            let worker = inProcessWorker(db.url)
             func holdReason() async throws -> String? {
                 try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
             }
@@ -239,6 +238,7 @@ struct GovernorTests {
             try await conn.execute("UPDATE gate SET open = true")
             try await waitUntil("the job succeeds") { try await jobState(id, conn) == "succeeded" }
             #expect(try await counters(conn) == [1: 200])
+            _ = await worker.stop()
         }
     }
 
@@ -295,8 +295,7 @@ struct GovernorTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         let id = try await enqueue(try counterJob(dir, extra: ["batch-size: 10"]), cluster.url)
-        let worker = try startWorker(cluster.url, ["--max-archive-backlog", "2"])
-        defer { worker.signal(SIGKILL) }
+        let worker = inProcessWorker(cluster.url, ["--max-archive-backlog", "2"])
         try await waitUntil("the job holds") {
             try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
                 .map { $0.hasPrefix("WAL archiving is ") && $0.hasSuffix(" segments behind (more than 2)") } == true
@@ -306,6 +305,7 @@ struct GovernorTests {
         try await conn.query("SELECT pg_switch_wal()")  // wakes the archiver
         try await waitUntil("the job succeeds", timeout: .seconds(90)) { try await jobState(id, conn) == "succeeded" }
         #expect(try await counters(conn) == [1: 100])
+        _ = await worker.stop()
     }
 
     /// Every batch is one round trip in the enqueuer's session: one message with the timeouts,

@@ -113,12 +113,11 @@ struct JobCommandOutputTests {
 
             // Piped, watch prints a line at once: the reason right after the batch size, on the
             // line's one line. Then the job ends, and so does watch.
-            let watch = try GodwitProcess.start(["job", "watch", "\(id)", "--interval", "0.2", "-D", db.url])
+            let watch = GodwitCommand.start(["job", "watch", "\(id)", "--interval", "0.2", "-D", db.url])
             let printed = await eventually { watch.currentStdout.contains("batch 4800 (") }
             try await conn.query("UPDATE godwit.jobs SET state = 'succeeded', finished_at = now() WHERE id = $1", [id])
             await conn.close()
-            if !printed { watch.signal(SIGTERM) }
-            let watched = try await watch.wait()
+            let watched = printed ? await watch.wait() : await watch.stop()
             #expect(printed, "\(watched.stdout) \(watched.stderr)")
             #expect(watched.status == 0, "\(watched.stderr)")
             #expect(controls(in: watched.stdout) == [], "\(watched.stdout)")

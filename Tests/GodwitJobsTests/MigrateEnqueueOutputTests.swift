@@ -12,7 +12,7 @@ struct MigrateEnqueueOutputTests {
         defer { dir.delete() }
         try dir.write("migrations/1_items.sql", "CREATE TABLE items (id int PRIMARY KEY);")
         try await withQueue { db, conn, _ in
-            let enqueue = try await GodwitProcess.run(["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
+            let enqueue = try await GodwitCommand.run(["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
             let printed = enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let job = try #require(try await conn.query("SELECT id FROM godwit.jobs WHERE kind = 'migrate'").first)
@@ -21,7 +21,7 @@ struct MigrateEnqueueOutputTests {
             // The sentence a person reads is on stderr.
             #expect(enqueue.stderr.contains("godwit job watch \(id)"), "\(enqueue.stderr)")
 
-            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
             // As a script does: id=$(godwit migrate run --enqueue); godwit job watch $id
             let watch = try await GodwitCommand.run(["job", "watch", printed, "-D", db.url])

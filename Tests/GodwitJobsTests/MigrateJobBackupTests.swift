@@ -11,11 +11,11 @@ struct MigrateJobBackupTests {
         try dir.write("migrations/1_ok.sql", "CREATE TABLE ok (id int); INSERT INTO ok VALUES (1);")
         try dir.write("migrations/2_bad.sql", "ALTER TABLE missing_table ADD COLUMN x int;")
         try await withQueue { db, conn, _ in
-            let enqueued = try await GodwitProcess.run(
+            let enqueued = try await GodwitCommand.run(
                 ["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
             #expect(enqueued.status == 0, "\(enqueued.stderr)")
             // The worker runs in the folder, with the default, relative --backup-dir backups.
-            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr.suffix(2000))")
 
             let job = try #require(

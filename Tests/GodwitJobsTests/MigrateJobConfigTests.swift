@@ -26,10 +26,10 @@ struct MigrateJobConfigTests {
         try dir.write("sqlx.toml", Self.toml)
         try dir.write("migrations/1_items.sql", Self.crlf)
         try await withQueue { db, conn, _ in
-            let enqueue = try await GodwitProcess.run(["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
+            let enqueue = try await GodwitCommand.run(["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
             // A worker with no sqlx.toml of its own.
-            let worker = try await startWorker(db.url, ["--drain"], directory: elsewhere.path).wait()
+            let worker = try await drainWorker(db.url, directory: elsewhere.path)
             #expect(worker.status == 0, "\(worker.stderr)")
             let state = try await conn.query("SELECT state::text AS s, last_error FROM godwit.jobs WHERE kind = 'migrate'").first
             #expect(try state?.string("s") == "succeeded", "\(String(describing: state?["last_error"]))")
@@ -46,7 +46,7 @@ struct MigrateJobConfigTests {
         try dir.write("sqlx.toml", Self.toml + "migrations-dir = \"db\"\n")
         try dir.write("db/1_items.sql", Self.crlf)
         try await withQueue { db, conn, _ in
-            let worker = try await startWorker(db.url, ["--drain", "--migrate"], directory: dir.path).wait()
+            let worker = try await drainWorker(db.url, ["--migrate"], directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
             #expect(try await ledger(conn).map(\.0) == [1])
             #expect(try await conn.query("SELECT to_regclass('tenant.items') IS NOT NULL AS present").first?.bool("present") == true)

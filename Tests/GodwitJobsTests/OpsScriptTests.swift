@@ -217,7 +217,7 @@ struct OpsScriptTests {
             #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 2)
 
             // backup list says why each was taken, and of which database.
-            let listed = try await GodwitProcess.run(["backup", "list", "-D", db.url])
+            let listed = try await GodwitCommand.run(["backup", "list", "-D", db.url])
             #expect(listed.status == 0, "\(listed.stderr)")
             #expect(listed.stdout.contains("database \(db.name)  before migration 2 (fill notes)"), "\(listed.stdout)")
             #expect(listed.stdout.contains("database \(db.name)  before migration 1 (add notes)"), "\(listed.stdout)")
@@ -245,9 +245,9 @@ struct OpsScriptTests {
             try source.write("1_add_notes.down.sql", "DROP TABLE notes;\n")
             try source.write("2_add_tags.up.sql", "CREATE TABLE tags (id bigint PRIMARY KEY);\n")
             try source.write("2_add_tags.down.sql", "DROP TABLE tags;\n")
-            let byHand = try await GodwitProcess.run(["backup", "create", "-D", db.url, "--dir", backups.path])
+            let byHand = try await GodwitCommand.run(["backup", "create", "-D", db.url, "--dir", backups.path])
             #expect(byHand.status == 0, "\(byHand.stderr)")
-            let run = try await GodwitProcess.run([
+            let run = try await GodwitCommand.run([
                 "migrate", "run", "-D", db.url, "--source", source.path, "--backup", "--backup-dir", backups.path,
             ])
             #expect(run.status == 0, "\(run.stderr)")
@@ -317,7 +317,7 @@ struct OpsScriptTests {
             let mode = try FileManager.default.attributesOfItem(atPath: checkout.path + "/.env")[.posixPermissions] as? Int
             #expect(mode == 0o600)
             // The README's next step, from that folder, with no DATABASE_URL in the environment.
-            let list = try await GodwitProcess.run(["job", "list"], directory: checkout.path)
+            let list = try await GodwitCommand.run(["job", "list"], directory: checkout.path)
             #expect(list.status == 0, "\(list.stderr)")
             #expect(list.stdout.contains("backfill media.title"), "\(list.stdout)")
 

@@ -35,7 +35,7 @@ struct RestoreUnderJobsTests {
             let file = try await itemsAndBackup(db, conn, dir, rows: 4000)
             let job = try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 1000"])
             let id = try await enqueue(job, db.url)
-            let worker = try startWorker(db.url)
+            let worker = inProcessWorker(db.url)
             #expect(
                 try await eventually {
                     try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id])
@@ -75,8 +75,7 @@ struct RestoreUnderJobsTests {
             let again = try await enqueue(try counterJob(dir, extra: ["batch-size: 1000"]), db.url)
             #expect(try await eventually(timeout: .seconds(60)) { try await jobState(again, conn) == "succeeded" })
             #expect(try await counters(conn) == [1: 4000])
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
         }
     }
 
@@ -86,10 +85,9 @@ struct RestoreUnderJobsTests {
         try await withQueue { db, conn, _ in
             let file = try await itemsAndBackup(db, conn, dir, rows: 500)
             let done = try await enqueue(try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100"]), db.url)
-            let worker = try startWorker(db.url)
+            let worker = inProcessWorker(db.url)
             #expect(try await eventually { try await jobState(done, conn) == "succeeded" })
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
             #expect(try await counters(conn) == [1: 500])
             // Queued, never started: it will start from the first key of the restored table.
             let fresh = try await enqueue(try counterJob(dir, extra: ["name: fresh"]), db.url)
@@ -126,10 +124,9 @@ struct RestoreUnderJobsTests {
             let file = try await itemsAndBackup(db, conn, dir, rows: 600)
             let parent = try await enqueue(
                 try counterJob(dir, extra: ["parallel: 2", "batch-size: 100", "max-batch-size: 100"]), db.url)
-            let worker = try startWorker(db.url)
+            let worker = inProcessWorker(db.url)
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(parent, conn) == "succeeded" })
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
             let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             let lines = restored.stdout.split(separator: "\n").map(String.init)
@@ -152,7 +149,7 @@ struct RestoreUnderJobsTests {
             // Holding a lock on items keeps the restore's DROP SCHEMA waiting, after its check.
             let holder = try await db.connect()
             try await holder.execute("BEGIN; LOCK TABLE items IN ACCESS SHARE MODE")
-            let restore = try GodwitProcess.start(["backup", "restore", file, "--yes", "-D", db.url])
+            let restore = GodwitCommand.start(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(
                 try await eventually {
                     try await conn.query(
@@ -164,7 +161,7 @@ struct RestoreUnderJobsTests {
                 "UPDATE godwit.jobs SET state = 'running', attempts = 1, started_at = now() WHERE id = \(id)")
             try await holder.execute("COMMIT")
             await holder.close()
-            let output = try await restore.wait()
+            let output = await restore.wait()
             #expect(output.status == 1)
             #expect(output.stderr.hasPrefix("error: restore of \(file) failed (nothing was changed): psql exited with status 1:"), "\(output.stderr)")
             #expect(
@@ -182,7 +179,7 @@ struct RestoreUnderJobsTests {
             let file = try await itemsAndBackup(db, conn, dir)
             let id = try await enqueue(
                 try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 1000"]), db.url)
-            let worker = try startWorker(db.url)
+            let worker = inProcessWorker(db.url)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             let refused = try await runOps("rollback-migration", ["--restore", file, "--backup-dir", dir.path], url: db.url)
             #expect(refused.status == 1)
@@ -194,8 +191,7 @@ struct RestoreUnderJobsTests {
             #expect(restored.output.contains("paused before the restore: job \(id) (count_items)"), "\(restored.output)")
             #expect(restored.output.contains("  job \(id) (count_items, paused) on public.items: "), "\(restored.output)")
             #expect(try await marker(conn) == "in the backup")
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
         }
     }
 }

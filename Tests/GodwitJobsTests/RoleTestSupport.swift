@@ -61,9 +61,10 @@ func outcome(of id: Int64, _ conn: Connection) async throws -> (state: String, e
     return (try row.string("s"), try row.string("e"))
 }
 
-/// Runs a worker (as the superuser `postgres`) until the queue is drained.
+/// Runs a worker (as the superuser `postgres`, in this process) until the queue is drained; it
+/// logs in as each job's enqueuer with the test roles' password file (`TestPasswordFile.url`).
 func drain(_ db: TestDatabase) async throws {
-    let output = try await startWorker(db.url, ["--drain"]).wait()
+    let output = try await drainWorker(try TestPasswordFile.url(db.url))
     #expect(output.status == 0, "\(output.stderr.suffix(2000))")
 }
 

@@ -163,7 +163,7 @@ struct ShardTests {
                 """)
             let parent = try await enqueueParallel(
                 dir, db.url, parallel: 3, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 50"])
-            let worker = try startWorker(db.url, ["--concurrency", "3"])
+            let worker = inProcessWorker(db.url, ["--concurrency", "3"])
             let sums = """
                 SELECT p.rows_done, p.rows_total, p.batches_done, p.rows_changed,
                     (SELECT sum(s.rows_done) FROM godwit.progress s WHERE s.parent_id = p.id)::bigint AS shard_rows,
@@ -200,8 +200,7 @@ struct ShardTests {
                 try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
             let shardIDs = try await shards(of: parent, conn).map(\.id)
             #expect(listed.compactMap { ($0["id"] as? NSNumber)?.int64Value } == [parent] + shardIDs)
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
         }
     }
 
@@ -218,7 +217,7 @@ struct ShardTests {
             let parent = try await enqueueParallel(
                 dir, db.url, parallel: 3, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 30"])
             // Two shards run at once, the third waits in the queue.
-            let worker = try startWorker(db.url, ["--concurrency", "2"])
+            let worker = inProcessWorker(db.url, ["--concurrency", "2"])
             #expect(
                 try await eventually {
                     try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [parent]).first!
@@ -238,8 +237,7 @@ struct ShardTests {
             #expect(try await jobState(parent, conn) == "running")
             #expect(try await eventually(timeout: .seconds(60)) { try await jobState(parent, conn) == "succeeded" })
             #expect(try await counters(conn) == [1: 9000])
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
         }
     }
 
@@ -255,7 +253,7 @@ struct ShardTests {
                 """)
             let parent = try await enqueueParallel(
                 dir, db.url, parallel: 3, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 30"])
-            let worker = try startWorker(db.url, ["--concurrency", "1"])
+            let worker = inProcessWorker(db.url, ["--concurrency", "1"])
             #expect(
                 try await eventually {
                     try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [parent]).first!
@@ -277,8 +275,7 @@ struct ShardTests {
             #expect(retry.status == 0, "\(retry.stderr)")
             #expect(try await eventually(timeout: .seconds(60)) { try await jobState(parent, conn) == "succeeded" })
             #expect(try await counters(conn) == [1: 6000])
-            worker.signal(SIGTERM)
-            _ = try await worker.wait()
+            _ = await worker.stop()
         }
     }
 

@@ -17,10 +17,12 @@ func listedWorkers(_ url: String) async throws -> [WorkerRecord] {
 struct WorkerRegistryTests {
     @Test func aWorkerWritesItsRowBeatsAndMarksAnOrderlyExit() async throws {
         try await withQueue { db, conn, _ in
-            let worker = try startWorker(db.url, ["--concurrency", "3"])
+            // In-process: the worker's row names the test process.
+            let pid = Int(ProcessInfo.processInfo.processIdentifier)
+            let worker = inProcessWorker(db.url, ["--concurrency", "3"])
             #expect(
                 try await eventually {
-                    try await conn.query("SELECT 1 FROM godwit.workers WHERE pid = $1", [Int(worker.pid)]).first != nil
+                    try await conn.query("SELECT 1 FROM godwit.workers WHERE pid = $1", [pid]).first != nil
                 })
             let row = try #require(
                 try await conn.query(
@@ -28,7 +30,7 @@ struct WorkerRegistryTests {
                     SELECT id, login::text AS login, host, version, concurrency, heartbeat_at::text AS beat,
                         stopped_at IS NULL AS live
                     FROM godwit.workers WHERE pid = $1
-                    """, [Int(worker.pid)]
+                    """, [pid]
                 ).first)
             #expect(try row.string("login") == "postgres")
             #expect(try row.string("host") == ProcessInfo.processInfo.hostName)
@@ -48,8 +50,7 @@ struct WorkerRegistryTests {
             #expect(running.first?.state == "running")
             #expect(running.first?.runningJobs == 0)
 
-            worker.signal(SIGTERM)
-            let output = try await worker.wait()
+            let output = await worker.stop()
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             #expect(
                 try await conn.query("SELECT stopped_at IS NOT NULL AS s FROM godwit.workers WHERE id = $1", [id])
@@ -127,10 +128,9 @@ struct WorkerRegistryTests {
             #expect(shown.stale)
             #expect(shown.staleMarker?.hasPrefix(marker) == true, "\(show.stdout)")
 
-            let watch = try GodwitProcess.start(["job", "watch", "\(id)", "--interval", "0.2", "-D", db.url])
+            let watch = GodwitCommand.start(["job", "watch", "\(id)", "--interval", "0.2", "-D", db.url])
             #expect(await eventually { watch.currentStdout.contains(marker) }, "\(watch.currentStdout)")
-            watch.signal(SIGTERM)
-            _ = try await watch.wait()
+            _ = await watch.stop()
 
             let workers = try await listedWorkers(db.url)
             let dead = try #require(workers.first { $0.id == workerID })

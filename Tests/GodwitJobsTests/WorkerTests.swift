@@ -5,24 +5,39 @@ import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
-/// Starts `godwit worker` on `url` with fast timings suited to tests.
-func startWorker(
-    _ url: String, _ extra: [String] = [], directory: String? = nil, environment: [String: String?] = [:]
-) throws -> RunningProcess {
+/// Starts the `godwit worker` process on `url` with fast timings suited to tests, for a worker
+/// whose process is the point: killed, stopped, sent SIGTERM, or racing others. Any other
+/// runs in-process (`inProcessWorker`, `drainWorker`).
+func startWorker(_ url: String, _ extra: [String] = []) throws -> RunningProcess {
     try GodwitProcess.start(
         ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level", "info"]
-            + extra, environment: environment, directory: directory)
+            + extra)
 }
 
 /// Runs `godwit worker --drain` in this process (`GodwitCommand`), with `startWorker`'s
-/// timings but a lease of 10 s, until the queue is drained. In-process, its heartbeats share
+/// timings but a lease of 10 s, until the queue is drained; `directory` is its working
+/// directory (`--migrate`'s folder, the default `--backup-dir`). In-process, its heartbeats share
 /// the test process's threads with every other test: a 2 s lease could expire under load
-/// while the job runs on. For a worker that is killed or stopped, or that logs in as a job's
-/// enqueuer with the test roles' password file, use `startWorker`.
-func drainWorker(_ url: String, _ extra: [String] = []) async throws -> GodwitProcess.Output {
+/// while the job runs on. A worker that logs in as a job's enqueuer with the test roles'
+/// password file gets it in its URL (`TestPasswordFile.url`). For a worker that is killed or
+/// stopped, use `startWorker`.
+func drainWorker(
+    _ url: String, _ extra: [String] = [], directory: String? = nil
+) async throws -> GodwitProcess.Output {
     try await GodwitCommand.run(
         ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
-            + ["--drain"] + extra)
+            + ["--drain"] + extra, directory: directory)
+}
+
+/// Starts `godwit worker` in this process (`GodwitCommand.start`), with `drainWorker`'s
+/// timings (a lease of 10 s), for a worker that runs jobs while the test watches and acts:
+/// `stop()` ends it (cancelled: running jobs go back to the queue) and returns its output.
+/// `extra` comes last, so it may set another lease. For a worker that is killed, stopped or
+/// sent SIGTERM, or several racing, use `startWorker`.
+func inProcessWorker(_ url: String, _ extra: [String] = []) -> RunningCommand {
+    GodwitCommand.start(
+        ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
+            + extra)
 }
 
 func jobState(_ id: Int64, _ conn: Connection) async throws -> String {
@@ -79,7 +94,7 @@ struct WorkerTests {
                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
                 WHERE pid <> pg_backend_pid() AND query LIKE '%pg_sleep(CASE WHEN EXISTS%' AND datname = current_database()
                 """)
-            let rescuer = try startWorker(db.url)
+            let rescuer = inProcessWorker(db.url)
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(id, conn) == "succeeded" })
             let row = try #require(try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.int("attempts") == 2)
@@ -93,8 +108,7 @@ struct WorkerTests {
             let late = ClaimedJob(id: id, kind: .sql, name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
             #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
             #expect(try await jobState(id, conn) == "succeeded")
-            rescuer.signal(SIGTERM)
-            #expect(try await rescuer.wait().status == 0)
+            #expect(await rescuer.stop().status == 0)
         }
     }
 
@@ -136,7 +150,7 @@ struct WorkerTests {
 
     @Test func pauseResumeCancelAndRetryFromSQLAndTheCLI() async throws {
         try await withQueue { db, conn, queue in
-            let worker = try startWorker(db.url)
+            let worker = inProcessWorker(db.url)
             // About 4 s of 0.2 s batches: a checkpoint between every two.
             let id = try await enqueueSlowBackfill(rows: 200, seconds: 0.2, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
@@ -187,8 +201,7 @@ struct WorkerTests {
             let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.stdout.contains("\"state\" : \"succeeded\""))
 
-            worker.signal(SIGTERM)
-            let output = try await worker.wait()
+            let output = await worker.stop()
             #expect(output.stderr.contains("job paused"))
             #expect(output.stderr.contains("job cancelled"))
         }
@@ -226,6 +239,8 @@ struct WorkerTests {
             #expect(try row.string("s") == "queued")
             #expect(try row.int("attempts") == 0)
             #expect(row["worker_id"] == nil)
+            // An orderly exit: the worker's row says it stopped.
+            #expect(try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool("s") == true)
         }
     }
 
@@ -273,16 +288,16 @@ struct WorkerTests {
         try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN price numeric DEFAULT 0;")
         try await withQueue { db, conn, _ in
             // The database is in use: migration 1 and its data are there before the job.
-            let first = try await GodwitProcess.run(
+            let first = try await GodwitCommand.run(
                 ["migrate", "run", "--target-version", "1", "-D", db.url], directory: dir.path)
             #expect(first.status == 0, "\(first.stderr)")
-            let enqueue = try await GodwitProcess.run(
+            let enqueue = try await GodwitCommand.run(
                 ["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
             #expect(Int64(enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines)) != nil, "\(enqueue.stdout)")
             // What the worker applies is what was enqueued, not what the folder holds later.
             try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN changed_after_review int;")
-            let worker = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
             let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs WHERE kind = 'migrate'").first)
             #expect(try job.string("s") == "succeeded")
@@ -324,8 +339,8 @@ struct WorkerTests {
         try dir.write("migrations/1_ok.sql", "CREATE TABLE ok (id int);")
         try dir.write("migrations/2_bad.sql", "ALTER TABLE missing_table ADD COLUMN x int;")
         try await withQueue { db, conn, _ in
-            _ = try await GodwitProcess.run(["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
-            _ = try await startWorker(db.url, ["--drain"], directory: dir.path).wait()
+            _ = try await GodwitCommand.run(["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
+            _ = try await drainWorker(db.url, directory: dir.path)
             let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r, last_error FROM godwit.jobs").first)
             #expect(try job.string("s") == "failed")
             let error = try job.string("last_error")
@@ -344,7 +359,7 @@ struct WorkerTests {
         defer { dir.delete() }
         try dir.write("migrations/1_t.sql", "CREATE TABLE t (id int);")
         try await withTestDatabase { db in
-            let output = try await startWorker(db.url, ["--drain", "--migrate"], directory: dir.path).wait()
+            let output = try await drainWorker(db.url, ["--migrate"], directory: dir.path)
             #expect(output.status == 0, "\(output.stderr)")
             let conn = try await db.connect()
             #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 1)
