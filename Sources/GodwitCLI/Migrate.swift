@@ -42,12 +42,22 @@ struct SourceOptions: ParsableArguments {
     }
 
     /// A migrator over the folder with the config's table, schemas and ignored characters;
-    /// prints the source's warnings (a lone .down.sql) to stderr.
+    /// prints the config's and the source's warnings (an unknown section, a lone .down.sql)
+    /// to stderr.
     func migrator(logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator {
-        let config = try config()
+        try folder.migrator(config: try folder.resolvedConfig(), logger: logger, lockPolicy: lockPolicy)
+    }
+}
+
+extension MigrationFolderOptions {
+    /// A migrator over the folder under `config` (already read), with its table, schemas and
+    /// ignored characters; prints the config's warnings (an unknown section), then the
+    /// source's (names it does not read, a lone .down.sql) to stderr. `migrate` and `worker
+    /// --migrate` set up their migrations through it alike.
+    func migrator(config: MigrationConfig, logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator {
+        for warning in config.warnings { printWarning(warning) }
         let migrator = try Migrator(
-            directory: config.migrationsDirectory(flag: sourceFlag), logger: logger, lockPolicy: lockPolicy,
-            config: config)
+            directory: directory(in: config), logger: logger, lockPolicy: lockPolicy, config: config)
         for warning in migrator.source.warnings { printWarning(warning) }
         return migrator
     }
