@@ -53,7 +53,9 @@ extension Migrator {
             }
             elapsed = clock.now - started
             // As sqlx: the time is recorded after the commit, so it covers the whole transaction.
-            if isUp { try await ledger.setExecutionTime(elapsed.nanoseconds, version: migration.version, on: connection) }
+            if isUp {
+                try await ledger.setExecutionTime(elapsed.nanoseconds, version: migration.version, on: connection)
+            }
         }
         logger.info(
             "\(isUp ? "applied" : "reverted") migration",

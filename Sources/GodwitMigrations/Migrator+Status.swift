@@ -4,7 +4,9 @@ import GodwitPostgres
 extension Migrator {
     /// The source's migrations not in the configured ledger (all of them while it does not
     /// exist), up to and including `targetVersion` when given, in version order. Reads only.
-    public func pendingMigrations(on connection: Connection, upTo targetVersion: Int64? = nil) async throws -> [Migration] {
+    public func pendingMigrations(on connection: Connection, upTo targetVersion: Int64? = nil) async throws
+        -> [Migration]
+    {
         let applied = Set(try await ledger.applied(on: connection).map(\.version))
         return source.upMigrations.filter { !applied.contains($0.version) && $0.version <= (targetVersion ?? .max) }
     }

@@ -107,7 +107,8 @@ public struct Migrator: Sendable {
                     version: targetVersion)
             }
             let newestFirst = applied.sorted { $0.version > $1.version }
-            let toRevert = targetVersion.map { target in newestFirst.filter { $0.version > target } }
+            let toRevert =
+                targetVersion.map { target in newestFirst.filter { $0.version > target } }
                 ?? Array(newestFirst.prefix(1))
             let steps = try toRevert.map { row -> Step in
                 if let down = source.down(for: row.version) { try down.refuseIfEmpty() }

@@ -144,16 +144,18 @@ struct SafeMigrationTests {
             let enqueued = try await s.migration(options).enqueue(on: s.conn)
             #expect(enqueued.fileCount == 2)
             let job = try #require(
-                try await s.conn.query("SELECT id, kind, name, max_attempts, payload::text AS p FROM godwit.jobs").first)
+                try await s.conn.query("SELECT id, kind, name, max_attempts, payload::text AS p FROM godwit.jobs").first
+            )
             #expect(try job.int64("id") == enqueued.id)
             #expect(try job.string("kind") == "migrate")
             #expect(try job.string("name") == "migrate \(s.migrations)")
             #expect(try job.int64("max_attempts") == 3)
             let payload = try JSONDecoder().decode(MigratePayload.self, from: Data(try job.string("p").utf8))
             #expect(payload.files.map(\.name) == ["1_a.sql", "2_b.sql"])
-            #expect(payload.files.map { Data(base64Encoded: $0.contents).map { String(decoding: $0, as: UTF8.self) } } == [
-                "CREATE TABLE a (id int);", "CREATE TABLE b (id int);",
-            ])
+            #expect(
+                payload.files.map { Data(base64Encoded: $0.contents).map { String(decoding: $0, as: UTF8.self) } } == [
+                    "CREATE TABLE a (id int);", "CREATE TABLE b (id int);",
+                ])
             #expect(payload.targetVersion == 1)
             #expect(payload.ignoreMissing)
             #expect(payload.backup)
@@ -180,7 +182,8 @@ struct SafeMigrationTests {
             #expect(try await !s.exists("a"))
             #expect(try await !s.exists("_sqlx_migrations"))
             #expect(
-                try await s.conn.query("SELECT to_regnamespace('godwit') IS NULL AS absent").first?.bool("absent") == true)
+                try await s.conn.query("SELECT to_regnamespace('godwit') IS NULL AS absent").first?.bool("absent")
+                    == true)
             #expect(s.backupFiles().isEmpty)
         }
     }

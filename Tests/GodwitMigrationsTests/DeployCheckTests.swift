@@ -22,9 +22,11 @@ struct DeployCheckTests {
                 let fresh = try await f.migrator().deployCheck(on: conn)
                 await conn.close()
                 #expect(fresh.reasons.map(\.kind) == [.pending, .pending])
-                #expect(try await Connection.withConnection(empty.url) { conn in
-                    try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS absent").first?.bool("absent")
-                } == true, "the check must create nothing")
+                #expect(
+                    try await Connection.withConnection(empty.url) { conn in
+                        try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS absent").first?.bool(
+                            "absent")
+                    } == true, "the check must create nothing")
             }
         }
     }

@@ -19,7 +19,9 @@ struct WorkerMigrateTests {
             let source = "\(dir.path)/migrations"
             let arguments = ["--migrate", "--drain", "--log-level", "error", "--config", config, "--source", source]
             let worker = try await GodwitCommand.run(["worker", "-D", db.url] + arguments)
-            let run = try await GodwitCommand.run(["migrate", "run", "-D", db.url, "--config", config, "--source", source])
+            let run = try await GodwitCommand.run([
+                "migrate", "run", "-D", db.url, "--config", config, "--source", source,
+            ])
             #expect(worker.status == 1)
             #expect(run.status == 1)
             let warnings = { (stderr: String) in stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") } }
@@ -33,13 +35,16 @@ struct WorkerMigrateTests {
                 "\(worker.stderr)")
             let errors = worker.stderr.split(separator: "\n").filter { $0.hasPrefix("error: ") }
             #expect(errors.count == 1)
-            #expect(errors.first?.hasPrefix("error: migration 2 failed at \(source)/2_bad.sql:1:") == true, "\(worker.stderr)")
+            #expect(
+                errors.first?.hasPrefix("error: migration 2 failed at \(source)/2_bad.sql:1:") == true,
+                "\(worker.stderr)")
             // Migration 1 is applied, once; the worker never installed the queue.
             let conn = try await db.connect()
             let applied = try await conn.query("SELECT version FROM _sqlx_migrations ORDER BY version").rows.map {
                 try $0.int64("version")
             }
-            let queue = try await conn.query("SELECT to_regnamespace('godwit') IS NOT NULL AS present").first?.bool("present")
+            let queue = try await conn.query("SELECT to_regnamespace('godwit') IS NOT NULL AS present").first?.bool(
+                "present")
             await conn.close()
             #expect(applied == [1])
             #expect(queue == false)
