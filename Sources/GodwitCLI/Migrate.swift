@@ -1,8 +1,6 @@
 import ArgumentParser
 import Foundation
-import GodwitBackups
 import GodwitJobs
-import GodwitQueue
 import GodwitMigrations
 import GodwitPostgres
 import Logging
