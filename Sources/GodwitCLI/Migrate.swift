@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GodwitBackups
 import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
@@ -191,7 +192,7 @@ extension Migrate {
                     migrator: migrator, databaseURL: try connection.resolvedURL(),
                     options: SafeMigration.Options(
                         targetVersion: targetVersion, ignoreMissing: ignoreMissing, dryRun: dryRun, strict: strict,
-                        backupDirectory: backup ? backupDir : nil, schema: schema))
+                        backups: backup ? BackupManager(directory: backupDir, schema: schema) : nil, schema: schema))
                 try await connection.withConnection(logger: logger) { conn in
                     do {
                         if enqueue {

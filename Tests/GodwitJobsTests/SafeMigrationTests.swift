@@ -56,7 +56,7 @@ struct SafeMigrationTests {
     @Test func strictRefusesOnTheTracesFindingsAndNothingIsAppliedOrBackedUp() async throws {
         try await withSetup(Self.flagged) { s in
             try await s.conn.execute("CREATE TABLE media (id int PRIMARY KEY, title text)")
-            let migration = try s.migration(SafeMigration.Options(strict: true, backupDirectory: s.backups))
+            let migration = try s.migration(SafeMigration.Options(strict: true, backups: BackupManager(directory: s.backups)))
             var events: [SafeMigration.Event] = []
             var error: SafeMigrationError?
             do {
@@ -112,7 +112,7 @@ struct SafeMigrationTests {
         try await withSetup(files) { s in
             var order: [String] = []
             var made: Backup?
-            let options = SafeMigration.Options(targetVersion: 2, backupDirectory: s.backups)
+            let options = SafeMigration.Options(targetVersion: 2, backups: BackupManager(directory: s.backups))
             try await s.migration(options).run(on: s.conn) { event in
                 switch event {
                 case .backup(let backup):
@@ -140,7 +140,7 @@ struct SafeMigrationTests {
 
     @Test func enqueueWritesAMigrateJobWhosePayloadCarriesTheFiles() async throws {
         try await withSetup(["1_a.sql": "CREATE TABLE a (id int);", "2_b.sql": "CREATE TABLE b (id int);"]) { s in
-            let options = SafeMigration.Options(targetVersion: 1, ignoreMissing: true, backupDirectory: s.backups)
+            let options = SafeMigration.Options(targetVersion: 1, ignoreMissing: true, backups: BackupManager(directory: s.backups))
             let enqueued = try await s.migration(options).enqueue(on: s.conn)
             #expect(enqueued.fileCount == 2)
             let job = try #require(
@@ -169,7 +169,7 @@ struct SafeMigrationTests {
     @Test func aDryRunChangesNothingEvenWithABackupAsked() async throws {
         try await withSetup(["1_a.sql": "CREATE TABLE a (id int);"]) { s in
             var actions: [MigrationEvent.Action] = []
-            let options = SafeMigration.Options(dryRun: true, backupDirectory: s.backups)
+            let options = SafeMigration.Options(dryRun: true, backups: BackupManager(directory: s.backups))
             try await s.migration(options).run(on: s.conn) { event in
                 guard case .migration(let event) = event else {
                     Issue.record("unexpected event \(event)")

@@ -28,21 +28,22 @@ public struct SafeMigration: Sendable {
         public var dryRun: Bool
         /// Refuse on any finding of lint's trace, instead of warning on the catalog check's.
         public var strict: Bool
-        /// Take a verified backup into this folder before anything runs; nil takes none. For
-        /// `enqueue` only whether one is asked counts: the job writes into the worker's folder.
-        public var backupDirectory: String?
-        /// The schema of Godwit's own tables: the queue's (enqueue) and the backups' (backup).
+        /// Take a verified backup with this manager (into its folder, recorded in its schema's
+        /// `backups`) before anything runs; nil takes none. For `enqueue` only whether one is
+        /// asked counts: the job takes it with the worker's manager.
+        public var backups: BackupManager?
+        /// The schema of the queue that `enqueue` writes to.
         public var schema: String
 
         public init(
             targetVersion: Int64? = nil, ignoreMissing: Bool = false, dryRun: Bool = false, strict: Bool = false,
-            backupDirectory: String? = nil, schema: String = "godwit"
+            backups: BackupManager? = nil, schema: String = "godwit"
         ) {
             self.targetVersion = targetVersion
             self.ignoreMissing = ignoreMissing
             self.dryRun = dryRun
             self.strict = strict
-            self.backupDirectory = backupDirectory
+            self.backups = backups
             self.schema = schema
         }
     }
@@ -85,8 +86,7 @@ public struct SafeMigration: Sendable {
     @discardableResult
     public func run(on connection: Connection, onEvent: (Event) -> Void = { _ in }) async throws -> [MigrationEvent] {
         try await lintPending(on: connection, onEvent: onEvent)
-        if let directory = options.backupDirectory, !options.dryRun {
-            let backups = BackupManager(directory: directory, schema: options.schema)
+        if let backups = options.backups, !options.dryRun {
             try await backups.installSchema(on: connection)
             let reason = try await Self.backupReason(migrator, targetVersion: options.targetVersion, on: connection)
             onEvent(.backup(try await backups.create(databaseURL: databaseURL, reason: reason, on: connection)))
@@ -108,7 +108,7 @@ public struct SafeMigration: Sendable {
         try await queueSchema.install(on: connection)
         let payload = MigratePayload(
             source: migrator.source, targetVersion: options.targetVersion, ignoreMissing: options.ignoreMissing,
-            backup: options.backupDirectory != nil, lockPolicy: migrator.lockPolicy, config: migrator.config)
+            backup: options.backups != nil, lockPolicy: migrator.lockPolicy, config: migrator.config)
         let id = try await JobQueue(schema: queueSchema).enqueue(
             kind: .migrate, name: name ?? "migrate \(migrator.source.directory)", payload: try payload.jsonText(),
             maxAttempts: 3, on: connection)
