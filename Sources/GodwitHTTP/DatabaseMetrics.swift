@@ -1,3 +1,5 @@
+import GodwitBackups
+import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
@@ -58,23 +60,16 @@ struct DatabaseMetrics: Sendable {
                 named: "godwit_queue_oldest_age_seconds", help: "How long the oldest due queued job has waited (0 when none)."
             ).set(to: depth.oldestSeconds)
             try await batched(connection, into: registry)
-            let backups = try await connection.query(
-                """
-                SELECT count(*) AS n, extract(epoch FROM now() - max(created_at))::float8 AS age,
-                    (SELECT size_bytes FROM \(schema.qualified("backups")) ORDER BY id DESC LIMIT 1) AS size
-                FROM \(schema.qualified("backups"))
-                """)
-            if let row = backups.first {
-                registry.makeGauge(named: "godwit_backups", help: "Verified backups recorded in the backups table.")
-                    .set(to: Double(try row.int64("n")))
-                if let age = try? row.double("age") {
-                    registry.makeGauge(named: "godwit_backup_last_age_seconds", help: "Age of the newest verified backup.")
-                        .set(to: age)
-                }
-                if let size = try? row.int64("size") {
-                    registry.makeGauge(named: "godwit_backup_last_size_bytes", help: "Size of the newest verified backup.")
-                        .set(to: Double(size))
-                }
+            let backups = try await BackupRecords(schema: schema.name).summary(on: connection)
+            registry.makeGauge(named: "godwit_backups", help: "Verified backups recorded in the backups table.")
+                .set(to: Double(backups.count))
+            if let age = backups.newestAgeSeconds {
+                registry.makeGauge(named: "godwit_backup_last_age_seconds", help: "Age of the newest verified backup.")
+                    .set(to: age)
+            }
+            if let size = backups.newestSizeBytes {
+                registry.makeGauge(named: "godwit_backup_last_size_bytes", help: "Size of the newest verified backup.")
+                    .set(to: Double(size))
             }
             try await connection.query("RESET statement_timeout")
         }
@@ -127,20 +122,12 @@ struct DatabaseMetrics: Sendable {
                 ).set(to: 1)
             }
         }
-        guard !ids.isEmpty else { return }
-        let batches = try await connection.query(
-            """
-            SELECT job_id, duration_ms FROM (
-                SELECT job_id, duration_ms, row_number() OVER (PARTITION BY job_id ORDER BY id DESC) AS n
-                FROM \(schema.batches) WHERE job_id = ANY($1::bigint[])
-            ) b WHERE n <= 1000
-            """, [PostgresArray.literal(ids.map(String.init))])
-        for row in batches.rows {
+        for batch in try await BatchHistory(schema: schema).durations(of: ids, perJob: 1000, on: connection) {
             registry.makeValueHistogram(
-                named: "godwit_batched_batch_duration_seconds", labels: [("job_id", try row.string("job_id"))],
+                named: "godwit_batched_batch_duration_seconds", labels: [("job_id", String(batch.job))],
                 buckets: Self.batchBuckets,
                 help: "Durations of a running batched job's kept batches (the newest 1000)."
-            ).record(try row.double("duration_ms") / 1000)
+            ).record(batch.milliseconds / 1000)
         }
     }
 

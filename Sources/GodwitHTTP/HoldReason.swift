@@ -3,7 +3,7 @@
 /// The text can be anyone's: a failing health query's error message is written by whoever
 /// enqueued the job. As a label it would make a new series for every message, so it is mapped
 /// to one of a fixed set by the worker's own prefix (see `holdReason()` in GodwitJobs'
-/// `BatchedJob.swift`); the full text stays on the dashboard.
+/// `BatchRunner+Holds.swift`); the full text stays on the dashboard.
 enum HoldReason {
     static let categories = [
         "replication_lag", "autovacuum", "archive_backlog", "worker_health_query", "job_health_query", "other",

@@ -1,33 +1,31 @@
 import Hummingbird
 
-/// Answers 405 with `Allow` (an HTML page on the dashboard's paths) for a path that exists under another method; Hummingbird's router
-/// answers 404 to both. The paths are the router's own (`OperationsServer.endpoints`), `:name`
-/// standing for one segment.
+/// Answers 405 with `Allow` (an HTML page on the dashboard's paths) for a path that exists
+/// under another method; Hummingbird's router answers 404 to both. The routes are the route
+/// collections' own (`OperationsServer.routeCollections`), matched segment by segment as the
+/// router matches them (a `:name` capture stands for any one segment).
 struct MethodMiddleware: RouterMiddleware {
     typealias Context = OperationsContext
-    private let routes: [(segments: [Substring], methods: [HTTPRequest.Method])]
+    private let routes: [(path: RouterPath, methods: [HTTPRequest.Method])]
 
-    init(_ endpoints: [(path: String, method: HTTPRequest.Method)]) {
-        var routes: [(segments: [Substring], methods: [HTTPRequest.Method])] = []
-        for endpoint in endpoints {
-            let segments = endpoint.path.split(separator: "/")
-            if let index = routes.firstIndex(where: { $0.segments == segments }) {
-                routes[index].methods.append(endpoint.method)
+    init(_ routes: [(path: RouterPath, method: HTTPRequest.Method)]) {
+        var grouped: [(path: RouterPath, methods: [HTTPRequest.Method])] = []
+        for route in routes {
+            if let index = grouped.firstIndex(where: { $0.path.description == route.path.description }) {
+                grouped[index].methods.append(route.method)
             } else {
-                routes.append((segments, [endpoint.method]))
+                grouped.append((route.path, [route.method]))
             }
         }
-        self.routes = routes
+        self.routes = grouped
     }
 
     /// The methods `path` answers to (GET with HEAD), or nil when no route matches it.
     func allowed(_ path: String) -> [HTTPRequest.Method]? {
         let segments = path.split(separator: "/")
         let matching = routes.filter { route in
-            route.segments.count == segments.count
-                && zip(route.segments, segments).allSatisfy { pattern, segment in
-                    pattern.hasPrefix(":") || pattern == segment
-                }
+            route.path.components.count == segments.count
+                && zip(route.path.components, segments).allSatisfy { element, segment in element ~= segment }
         }
         guard !matching.isEmpty else { return nil }
         var methods: [HTTPRequest.Method] = []

@@ -81,81 +81,6 @@ public struct OperationsServer: Sendable {
             availableConnectionsDelegate: .maximum(configuration.maximumConnections, logger: logger))
     }
 
-    typealias Handler = @Sendable (Request, OperationsContext) async throws -> Response
-
-    /// Every route: the router's, and what `MethodMiddleware` answers 405 from.
-    func endpoints() -> [(path: String, method: HTTPRequest.Method, handler: Handler)] {
-        [
-            ("/health", .get, { _, _ in await self.healthResponse() }),
-            ("/health/ready", .get, { _, _ in await self.healthResponse(readiness: true) }),
-            ("/health/live", .get, { _, _ in
-                Self.json(.ok, ["status": "alive", "worker": self.workerStatus()?.state.rawValue ?? "none"])
-            }),
-            ("/metrics", .get, { _, _ in await self.metricsResponse() }),
-            ("/", .get, { request, _ in
-                try await self.page(request) { pages in
-                    let filter = try self.filter(request)
-                    return pages.jobsPage(
-                        try await self.store.jobs(filter), counts: try await self.store.counts(), filter: filter,
-                        kinds: try await self.store.kinds(known: self.configuration.knownKinds),
-                        notice: Self.bulkNotice(request))
-                }
-            }),
-            ("/fragments/jobs", .get, { request, _ in
-                try await self.page(request, fragment: true) { pages in
-                    pages.jobRows(try await self.store.jobs(try self.filter(request)).jobs)
-                }
-            }),
-            ("/fragments/counts", .get, { request, _ in
-                try await self.page(request, fragment: true) { pages in
-                    pages.countsBar(try await self.store.counts(), filter: try self.filter(request))
-                }
-            }),
-            ("/jobs/:id", .get, { request, context in
-                try await self.page(request) { pages in
-                    let id = try Self.jobID(context)
-                    let (job, batches, shards, payload, errors, role) = try await self.jobFacts(id)
-                    return pages.jobPage(
-                        job, batches: batches, shards: shards, payload: payload, errors: errors, role: role)
-                }
-            }),
-            ("/fragments/jobs/:id", .get, { request, context in
-                try await self.page(request, fragment: true) { pages in
-                    let id = try Self.jobID(context)
-                    let (job, batches, shards, payload, errors, role) = try await self.jobFacts(id)
-                    return pages.jobDetail(
-                        job, batches: batches, shards: shards, payload: payload, errors: errors, role: role)
-                }
-            }),
-            ("/workers", .get, { request, _ in
-                try await self.page(request) { pages in pages.workersPage(try await self.store.workers()) }
-            }),
-            ("/fragments/workers", .get, { request, _ in
-                try await self.page(request, fragment: true) { pages in pages.workerRows(try await self.store.workers()) }
-            }),
-            ("/migrations", .get, { request, _ in
-                try await self.page(request) { pages in
-                    let hasSource = self.configuration.migrationsDirectory != nil
-                    do {
-                        let (rows, lint) = try await self.store.migrations(linting: true)
-                        return pages.migrationsPage(rows, hasSource: hasSource, lint: lint)
-                    } catch where OperationsStore.permissionDenied(error) {
-                        return pages.migrationsPage(
-                            [], hasSource: hasSource, denied: "\(error)", role: try await self.store.currentRole(),
-                            ledger: self.configuration.migrationConfig.tableName)
-                    }
-                }
-            }),
-            ("/backups", .get, { request, _ in
-                try await self.page(request) { pages in pages.backupsPage(try await self.store.backups()) }
-            }),
-            ("/login", .get, { request, _ in try await self.page(request) { pages in pages.loginPage(failed: false) } }),
-            ("/login", .post, { request, context in try await self.login(request, context: context) }),
-            ("/jobs/:id/:action", .post, { request, context in try await self.control(request, context: context) }),
-            ("/failed/retry", .post, { request, context in try await self.retryFailed(request, context: context) }),
-        ]
-    }
-
     /// Everything a job's page shows: the job (404 without it), its newest batches, its shards,
     /// its payload where this server's role may see it, its attempts' errors (the server's DETAIL
     /// only with the payload's rights), and the role, for saying what it may not see.
@@ -185,24 +110,30 @@ public struct OperationsServer: Sendable {
         return text
     }
 
+    /// The route collections: the probes, the dashboard's pages, and its controls.
+    func routeCollections() -> [RouteCollection<OperationsContext>] {
+        [probeRoutes(), dashboardRoutes(), controlRoutes()]
+    }
+
     /// The routes behind, in order: `RequestGuard` (one Host; without a token, a loopback or
     /// allowed Host; a POST from our own origin), `ErrorPageMiddleware` (errors of dashboard
-    /// paths as HTML), `MethodMiddleware` (405), `AccessMiddleware` (the token).
+    /// paths as HTML), `MethodMiddleware` (405, from the collections' own routes),
+    /// `AccessMiddleware` (the token).
     public func router() -> Router<OperationsContext> {
+        let collections = routeCollections()
+        // Middleware wraps only the routes added after it, so the 405s are learnt from the
+        // collections in a router of their own first.
+        let listing = Router(context: OperationsContext.self)
+        for collection in collections { listing.addRoutes(collection) }
         let router = Router(context: OperationsContext.self, options: .autoGenerateHeadEndpoints)
-        let endpoints = endpoints()
         let tokenless = (configuration.token ?? "").isEmpty
         router.add(
             middleware: RequestGuard(
                 hostPolicy: tokenless ? HostPolicy(allowedNames: configuration.allowedHosts) : nil, logger: logger))
         router.add(middleware: ErrorPageMiddleware(readOnly: configuration.readOnly))
-        router.add(middleware: MethodMiddleware(endpoints.map { ($0.path, $0.method) }))
+        router.add(middleware: MethodMiddleware(listing.routes.map { ($0.path, $0.method) }))
         router.add(middleware: AccessMiddleware(token: configuration.token, keys: keys))
-        for endpoint in endpoints {
-            router.on(RouterPath(endpoint.path), method: endpoint.method) { request, context in
-                try await endpoint.handler(request, context)
-            }
-        }
+        for collection in collections { router.addRoutes(collection) }
         return router
     }
 

@@ -1,4 +1,6 @@
 import Foundation
+import GodwitBackups
+import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
@@ -17,30 +19,10 @@ struct JobPayload: Sendable {
 }
 
 /// One committed or failed batch of a batched job.
-struct BatchRow: Sendable {
-    var seq: Int64
-    var rows: Int
-    var batchSize: Int
-    var durationMS: Double
-    var error: String?
-    /// Rows the batch's statement changed (0 for a failed attempt, whose changes rolled back).
-    var rowsChanged: Int64 = 0
-    /// Sessions that waited on the batch's locks as it committed, and the longest wait.
-    var lockWaiters: Int = 0
-    var lockWaitMS: Double = 0
-}
+typealias BatchRow = BatchRecord
 
-struct BackupRow: Sendable {
-    /// Nil for a dashboard role that may not see where backups are (`grant_read` only).
-    var file: String?
-    var sizeBytes: Int64
-    var databaseName: String
-    var ageSeconds: Double
-    var verifiedAt: String
-    var sha256: String
-    /// Why it was taken ("before migration V (description)", "by hand"...); nil before schema step 4.
-    var reason: String?
-}
+/// A recorded backup, its file only where this session may see it.
+typealias BackupRow = BackupRecord
 
 struct MigrationRow: Sendable {
     var version: Int64
@@ -207,44 +189,15 @@ struct OperationsStore: Sendable {
         try await pool.withConnection { try await queue.shards(of: job, on: $0) }
     }
 
-    /// The newest `limit` batches of a job, oldest first.
+    /// The newest `limit` batches of a job, oldest first (`BatchHistory`).
     func batches(of id: Int64, limit: Int = 300) async throws -> [BatchRow] {
-        try await pool.withConnection { connection in
-            try await connection.query(
-                """
-                SELECT * FROM (
-                    SELECT id, seq, rows, rows_changed, batch_size, duration_ms, error, lock_waiters,
-                        lock_wait_ms::float8 AS lock_wait_ms
-                    FROM \(schema.batches)
-                    WHERE job_id = $1 ORDER BY id DESC LIMIT $2
-                ) b ORDER BY seq, id
-                """, [id, limit]
-            ).rows.map {
-                BatchRow(
-                    seq: try $0.int64("seq"), rows: try $0.int("rows"), batchSize: try $0.int("batch_size"),
-                    durationMS: try $0.double("duration_ms"), error: $0["error"],
-                    rowsChanged: try $0.int64("rows_changed"), lockWaiters: try $0.int("lock_waiters"), lockWaitMS: try $0.double("lock_wait_ms"))
-            }
-        }
+        try await pool.withConnection { try await BatchHistory(schema: schema).newest(of: id, limit: limit, on: $0) }
     }
 
+    /// The newest `limit` backups, newest first (`BackupRecords`); a file only where this
+    /// session may see it.
     func backups(limit: Int = 100) async throws -> [BackupRow] {
-        try await pool.withConnection { connection in
-            try await connection.query(
-                """
-                SELECT f.file, b.size_bytes, b.database_name, extract(epoch FROM now() - b.created_at)::float8 AS age,
-                    b.sha256, to_char(b.verified_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS verified_at, b.reason
-                FROM \(schema.qualified("backups")) b
-                LEFT JOIN \(schema.qualified("backup_files")) f ON f.id = b.id
-                ORDER BY b.id DESC LIMIT $1
-                """, [limit]
-            ).rows.map {
-                BackupRow(
-                    file: $0["file"], sizeBytes: try $0.int64("size_bytes"),
-                    databaseName: try $0.string("database_name"), ageSeconds: try $0.double("age"),
-                    verifiedAt: try $0.string("verified_at"), sha256: try $0.string("sha256"), reason: $0["reason"])
-            }
-        }
+        try await pool.withConnection { try await BackupRecords(schema: schema.name).newest(limit: limit, on: $0) }
     }
 
     /// Applied migrations from the ledger (sqlx.toml's `table-name`, `_sqlx_migrations` by
@@ -278,23 +231,11 @@ struct OperationsStore: Sendable {
                     return (rows, .failure(error))
                 }
             }
-            // table-name is a checked SQL name (plain or quoted identifiers), as sqlx reads it.
-            let ledger = migrationConfig.tableName
-            let present = try await connection.query(
-                "SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present", [ledger]
-            ).first?.bool("present") ?? false
-            guard present else { return ([], nil) }
-            let rows = try await connection.query(
-                """
-                SELECT version, description, success, execution_time,
-                    to_char(installed_on AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS') AS installed_on
-                FROM \(ledger) ORDER BY version
-                """
-            ).rows.map {
+            // Without a folder, the ledger's rows alone.
+            let rows = try await LedgerReader(config: migrationConfig).entries(on: connection).map {
                 MigrationRow(
-                    version: try $0.int64("version"), description: try $0.string("description"),
-                    state: (try $0.bool("success")) ? "installed" : "failed", installedOn: $0["installed_on"],
-                    executionMS: (try? $0.double("execution_time")).map { $0 / 1e6 })
+                    version: $0.version, description: $0.description, state: $0.success ? "installed" : "failed",
+                    installedOn: $0.installedOn, executionMS: $0.executionTime.map { Double($0) / 1e6 })
             }
             return (rows, nil)
         }

@@ -14,10 +14,6 @@ extension QueueSchema {
     public var workers: String { qualified("workers") }
     /// `<schema>.stale_after()`: how long a worker may go unseen before its jobs are stale.
     public var staleAfter: String { qualified("stale_after") }
-    /// `<schema>.job_progress`: a batched job's checkpoint and counters (the batched owner's).
-    public var jobProgress: String { qualified("job_progress") }
-    /// `<schema>.batches`: a batched job's recent batches (the batched owner's).
-    public var batches: String { qualified("batches") }
     /// `<schema>.job_state`: the enum of `JobState`.
     public var jobStateType: String { qualified("job_state") }
 }

@@ -95,4 +95,68 @@ struct ModuleGraphTests {
         }
         #expect(filesRead > 100, "read \(filesRead) source files")
     }
+
+    /// Test targets match the modules: `<Module>Tests` for a module's database tests and
+    /// `<Module>UnitTests` for its pure ones (run by ops/test with no database), with this one.
+    @Test func testTargetsMatchTheModules() throws {
+        let manifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        let modules = Set(try Self.declaredTargets().keys)
+        let testTargets = manifest.matches(of: /\.testTarget\(\s*(?:\/\/[^\n]*\n\s*)*name: "([^"]+)"/).map { String($0.1) }
+        #expect(testTargets.count >= 10, "read \(testTargets.count) test targets from Package.swift")
+        for name in testTargets where name != "GodwitStructureTests" {
+            let module = name.replacing(/(Unit)?Tests$/, with: "")
+            #expect(modules.contains(module) && name != module, "test target \(name) is named after no module")
+        }
+    }
+}
+
+/// GodwitHTTP reads tables through the libraries that own them (`JobQueue`, `BatchHistory`,
+/// `BackupRecords`, `LedgerReader`), never with SQL of its own: no `FROM`, `JOIN`, `INTO`,
+/// `UPDATE` or `TABLE` in its sources names a table or view that an owner's SQL creates, nor
+/// one whose name is interpolated (the migrations ledger's).
+@Suite("GodwitHTTP reads through the libraries")
+struct HTTPReadsThroughLibrariesTests {
+    /// The tables and views the owners' new-install SQL creates (`Sources/*/Resources/*.sql`;
+    /// the released steps in `legacy/` make the same).
+    static func ownedRelations() throws -> Set<String> {
+        let sources = ModuleGraphTests.root.appendingPathComponent("Sources")
+        var names: Set<String> = []
+        guard let files = FileManager.default.enumerator(atPath: sources.path) else { return names }
+        for case let file as String in files
+        where file.hasSuffix(".sql") && file.contains("/Resources/") && !file.contains("/legacy/") {
+            let text = try String(contentsOf: sources.appendingPathComponent(file), encoding: .utf8)
+            for match in text.matches(of: /CREATE (?:TABLE|VIEW) @schema@\.(\w+)/) { names.insert(String(match.1)) }
+        }
+        return names
+    }
+
+    @Test func noSQLOfGodwitHTTPNamesATableOfAnotherModule() throws {
+        let owned = try Self.ownedRelations()
+        #expect(owned.isSuperset(of: ["jobs", "workers", "backups", "batches", "job_progress", "progress", "backup_files"]))
+        let folder = ModuleGraphTests.root.appendingPathComponent("Sources/GodwitHTTP")
+        let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".swift") }
+        #expect(files.count > 10)
+        let alternatives = owned.sorted().joined(separator: "|")
+        // Simple word boundaries: Unicode's would read `schema.batches` as one word.
+        let naming = try Regex(#"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+\S*?\b("# + alternatives + #")\b"#)
+            .wordBoundaryKind(.simple)
+        let qualifying = try Regex(#"qualified\("(?:"# + alternatives + #")"\)"#)
+        // A relation named by a value: the migrations ledger (sqlx.toml's table-name), read
+        // through GodwitMigrations' `LedgerReader`.
+        let interpolated = try Regex(#"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+\\\("#).wordBoundaryKind(.simple)
+        // The matchers find what the dashboard's SQL once said.
+        #expect(#"FROM \(schema.batches) WHERE job_id = $1"#.contains(naming))
+        #expect(#"LEFT JOIN \(schema.qualified("backup_files")) f"#.contains(qualifying))
+        #expect(#"INSERT INTO godwit.job_progress (job_id)"#.contains(naming))
+        #expect(#"FROM \(ledger) ORDER BY version"#.contains(interpolated))
+        #expect(!#"FROM pg_catalog.pg_locks l"#.contains(naming))
+        for file in files.sorted() {
+            let text = try String(contentsOf: folder.appendingPathComponent(file), encoding: .utf8)
+            for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            where !line.trimmingCharacters(in: .whitespaces).hasPrefix("//") {
+                let named = line.contains(naming) || line.contains(qualifying) || line.contains(interpolated)
+                #expect(!named, "Sources/GodwitHTTP/\(file):\(index + 1) names a table of another module: \(line)")
+            }
+        }
+    }
 }

@@ -271,16 +271,3 @@ struct MigrationSourceTests {
         }
     }
 }
-
-/// The checksum by the coreutils tool, to check ours against an independent implementation.
-func sha384sum(_ path: String) throws -> String {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/sha384sum")
-    process.arguments = [path]
-    let pipe = Pipe()
-    process.standardOutput = pipe
-    try process.run()
-    let data = pipe.fileHandleForReading.readDataToEndOfFile()
-    process.waitUntilExit()
-    return String(String(decoding: data, as: UTF8.self).prefix(96))
-}
