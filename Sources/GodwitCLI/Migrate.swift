@@ -2,7 +2,6 @@ import ArgumentParser
 import Foundation
 import GodwitBackups
 import GodwitJobs
-import GodwitQueue
 import GodwitMigrations
 import GodwitPostgres
 import Logging
@@ -42,12 +41,23 @@ struct SourceOptions: ParsableArguments {
     }
 
     /// A migrator over the folder with the config's table, schemas and ignored characters;
-    /// prints the source's warnings (a lone .down.sql) to stderr.
+    /// prints the config's and the source's warnings (an unknown section, a lone .down.sql)
+    /// to stderr.
     func migrator(logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator {
-        let config = try config()
+        try folder.migrator(config: try folder.resolvedConfig(), logger: logger, lockPolicy: lockPolicy)
+    }
+}
+
+extension MigrationFolderOptions {
+    /// A migrator over the folder under `config` (already read), with its table, schemas and
+    /// ignored characters; prints the config's warnings (an unknown section), then the
+    /// source's (names it does not read, a lone .down.sql) to stderr. `migrate` and `worker
+    /// --migrate` set up their migrations through it alike.
+    func migrator(config: MigrationConfig, logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator {
+        for warning in config.warnings { printWarning(warning) }
         let migrator = try Migrator(
-            directory: config.migrationsDirectory(flag: sourceFlag), relativeTo: Console.current.directory,
-            logger: logger, lockPolicy: lockPolicy, config: config)
+            directory: directory(in: config), relativeTo: Console.current.directory, logger: logger,
+            lockPolicy: lockPolicy, config: config)
         for warning in migrator.source.warnings { printWarning(warning) }
         return migrator
     }
@@ -175,68 +185,36 @@ extension Migrate {
             if enqueue && dryRun { throw ValidationError("--enqueue and --dry-run exclude each other") }
         }
 
-        /// Before anything runs: a warning per lint finding in the pending migrations (the
-        /// catalog check, which reads the catalog only), or with `--strict` a refusal on any
-        /// finding of the trace.
-        private func lintPending(_ migrator: Migrator, on conn: Connection) async throws {
-            let linter = MigrationLinter(source: migrator.source)
-            var pending = try await migrator.pendingMigrations(on: conn)
-            if let targetVersion { pending = pending.filter { $0.version <= targetVersion } }
-            guard !pending.isEmpty else { return }
-            if strict {
-                let report = try await linter.lint(pending, databaseURL: try connection.resolvedURL())
-                guard report.findings.isEmpty else {
-                    for finding in report.findings { printError(finding.text) }
-                    throw CLIError(
-                        "--strict: migrate lint flags \(report.findings.count) of the pending statements, so nothing was applied: make them safe, or accept one with -- godwit:allow RULE reason on the line before it")
-                }
-                return
-            }
-            do {
-                for finding in try await linter.lint(pending, on: conn).findings {
-                    printWarning(
-                        "\(finding.file):\(finding.line): \(finding.rule): \(finding.message) (godwit migrate lint says more; --strict refuses)")
-                }
-            } catch {
-                printWarning("could not lint the pending migrations: \(error)")
-            }
-        }
-
         func run() async throws {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
                 let migrator = try sourceOptions.migrator(logger: logger, lockPolicy: lockOptions.policy)
+                let migration = SafeMigration(
+                    migrator: migrator, databaseURL: try connection.resolvedURL(),
+                    options: SafeMigration.Options(
+                        targetVersion: targetVersion, ignoreMissing: ignoreMissing, dryRun: dryRun, strict: strict,
+                        backups: backup
+                            ? BackupManager(
+                                directory: backupDir, schema: schema, workingDirectory: Console.current.directory)
+                            : nil,
+                        schema: schema))
                 try await connection.withConnection(logger: logger) { conn in
-                    try await lintPending(migrator, on: conn)
-                    let queueSchema = QueueSchema.withJobs(name: schema)
-                    if enqueue {
-                        try await queueSchema.install(on: conn)
-                        let payload = MigratePayload(
-                            source: migrator.source, targetVersion: targetVersion, ignoreMissing: ignoreMissing,
-                            backup: backup, lockPolicy: lockOptions.policy, config: migrator.config)
-                        let id = try await JobQueue(schema: queueSchema).enqueue(
-                            kind: .migrate, name: "migrate \(sourceOptions.source)", payload: try jsonText(payload),
-                            maxAttempts: 3, on: conn)
-                        // stdout carries the id alone, as `job enqueue` prints it, so that
-                        // `id=$(godwit migrate run --enqueue)` feeds `godwit job watch $id`.
-                        printNote("enqueued migrate job \(id) with \(payload.files.count) files; godwit job watch \(id) follows it")
-                        output("\(id)")
-                        return
+                    do {
+                        if enqueue {
+                            let job = try await migration.enqueue(on: conn, onEvent: printSafeMigrationEvent)
+                            // stdout carries the id alone, as `job enqueue` prints it, so that
+                            // `id=$(godwit migrate run --enqueue)` feeds `godwit job watch $id`.
+                            printNote(
+                                "enqueued migrate job \(job.id) with \(job.fileCount) files; godwit job watch \(job.id) follows it")
+                            output("\(job.id)")
+                            return
+                        }
+                        try await migration.run(on: conn, onEvent: printSafeMigrationEvent)
+                    } catch let refusal as SafeMigrationError {
+                        // Each finding on its own line, then the refusal's.
+                        for finding in refusal.findings { printError(finding.text) }
+                        throw refusal
                     }
-                    if backup && !dryRun {
-                        let backups = BackupManager(
-                            directory: backupDir, schema: queueSchema.name, workingDirectory: Console.current.directory)
-                        try await backups.installSchema(on: conn)
-                        var pending = try await migrator.pendingMigrations(on: conn)
-                        if let targetVersion { pending = pending.filter { $0.version <= targetVersion } }
-                        let made = try await backups.create(
-                            databaseURL: try connection.resolvedURL(),
-                            reason: BackupReason.beforeMigrations(pending.map { ($0.version, $0.description) }), on: conn)
-                        output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")
-                    }
-                    try await migrator.run(
-                        on: conn, targetVersion: targetVersion, dryRun: dryRun, ignoreMissing: ignoreMissing,
-                        onEvent: printEvent)
                 }
             }
         }
@@ -379,31 +357,33 @@ extension Migrate {
             try await withCLIErrors {
                 let logger = makeLogger(sourceOptions.logLevel)
                 let migrator = try sourceOptions.migrator(logger: logger)
-                let statuses = try await connection.withConnection(logger: logger) { conn in
-                    try await migrator.status(on: conn)
+                let check = try await connection.withConnection(logger: logger) { conn in
+                    try await migrator.deployCheck(on: conn, ignoreMissing: ignoreMissing)
                 }
-                var reasons: [String] = []
-                for status in statuses {
-                    let name = "\(status.version)/\(status.description)"
-                    switch status.state {
-                    // A lone down's version is present for run too; its warning is on stderr.
-                    case .installed, .downOnly: continue
-                    case .pending: reasons.append("pending: \(name) (\(status.path ?? ""))")
-                    case .modified:
-                        reasons.append("modified since it was applied: \(name) (\(status.path ?? ""))")
-                    case .failed: reasons.append("partially applied: \(name)")
-                    case .missingFromSource:
-                        if !ignoreMissing { reasons.append("applied but missing from \(sourceOptions.source): \(name)") }
-                    }
-                }
-                if reasons.isEmpty {
-                    output("ok: \(statuses.count) migrations applied, none pending or modified")
+                guard !check.passed else {
+                    output("ok: \(check.statuses.count) migrations applied, none pending or modified")
                     return
                 }
-                for reason in reasons { output(reason) }
+                for reason in check.reasons { output(reason.text) }
                 throw ExitCode(1)
             }
         }
+    }
+}
+
+/// What `migrate run` prints of a safe migration: lint warnings on stderr, the backup and the
+/// migrator's events on stdout.
+func printSafeMigrationEvent(_ event: SafeMigration.Event) {
+    switch event {
+    case .lintWarning(let finding):
+        printWarning(
+            "\(finding.file):\(finding.line): \(finding.rule): \(finding.message) (godwit migrate lint says more; --strict refuses)")
+    case .lintFailed(let error):
+        printWarning("could not lint the pending migrations: \(error)")
+    case .backup(let made):
+        output("Backup \(made.file) (\(made.sizeBytes) bytes, sha256 \(made.sha256)) verified")
+    case .migration(let event):
+        printEvent(event)
     }
 }
 

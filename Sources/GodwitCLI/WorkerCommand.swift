@@ -130,15 +130,12 @@ struct WorkerCommand: AsyncParsableCommand {
                 databaseURL: url, schema: QueueSchema(name: queueOptions.schema),
                 source: folder.directory(in: settings), migrationConfig: settings)
             if migrate {
-                let conn = try await connection.connect(logger: logger)
-                for warning in settings.warnings { printWarning(warning) }
-                let migrator = try Migrator(
-                    directory: folder.directory(in: settings), relativeTo: Console.current.directory, logger: logger,
-                    lockPolicy: lockOptions.policy, config: settings)
-                // As `migrate run` prints them: names in the folder that are not read, a lone down.
-                for warning in migrator.source.warnings { printWarning(warning) }
-                try await migrator.run(on: conn, onEvent: { event in logger.info("\(event.line)") })
-                await conn.close()
+                // Set up, and warned about, as `migrate run` does; the connection is closed
+                // however the run ends.
+                let migrator = try folder.migrator(config: settings, logger: logger, lockPolicy: lockOptions.policy)
+                try await connection.withConnection(logger: logger) { conn in
+                    try await migrator.run(on: conn, onEvent: { event in logger.info("\(event.line)") })
+                }
             }
             var configuration = WorkerConfiguration(databaseURL: url)
             configuration.version = Godwit.configuration.version

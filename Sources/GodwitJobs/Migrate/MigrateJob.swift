@@ -86,6 +86,14 @@ public struct MigratePayload: Codable, Sendable {
         self.lockRetries = lockPolicy.retries
     }
 
+    /// The payload as a job's JSON text.
+    func jsonText() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        return String(decoding: try encoder.encode(self), as: UTF8.self)
+    }
+
     /// The migrations, after checking each file against its recorded checksum.
     func migrationSource(jobID: Int64) throws -> MigrationSource {
         let files = try files.map { file -> (name: String, contents: [UInt8]) in
@@ -161,11 +169,9 @@ public struct MigrateJob: JobHandler {
         // Why, in the words rollback-migration looks for: the migrations this job will apply,
         // read from the ledger as the enqueuer's session sees it (the migrations run there).
         let migrator = Migrator(source: source, logger: context.logger, config: payload.config)
-        var pending = try await context.withSession { connection in
-            try await migrator.pendingMigrations(on: connection).map { PendingMigration(version: $0.version, description: $0.description) }
+        let reason = try await context.withSession { connection in
+            try await SafeMigration.backupReason(migrator, targetVersion: payload.targetVersion, on: connection)
         }
-        if let target = payload.targetVersion { pending = pending.filter { $0.version <= target } }
-        let reason = BackupReason.beforeMigrations(pending.map { ($0.version, $0.description) })
         let backup: Backup
         do {
             backup = try await context.pool.withConnection { connection in
@@ -217,10 +223,4 @@ public struct MigrateJob: JobHandler {
         }
         return report.json
     }
-}
-
-/// A migration a job is about to apply, for the reason its backup records.
-private struct PendingMigration: Sendable {
-    var version: Int64
-    var description: String
 }
