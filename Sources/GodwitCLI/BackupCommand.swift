@@ -51,11 +51,11 @@ struct BackupCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await options.connection.connect(logger: makeLogger(.notice))
-                try await options.manager.installSchema(on: conn)
-                let backup = try await options.manager.create(
-                    databaseURL: try options.connection.resolvedURL(), reason: reason, on: conn)
-                await conn.close()
+                let backup = try await options.connection.withConnection(logger: makeLogger(.notice)) { conn in
+                    try await options.manager.installSchema(on: conn)
+                    return try await options.manager.create(
+                        databaseURL: try options.connection.resolvedURL(), reason: reason, on: conn)
+                }
                 output(
                     "\(backup.file) \(backup.sizeBytes) bytes sha256 \(backup.sha256) (verified: \(backup.entries) entries, \(backup.dataBlocks) data blocks read in full)"
                 )
@@ -106,14 +106,15 @@ struct BackupCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await options.connection.connect(logger: makeLogger(.notice))
-                try await options.manager.installSchema(on: conn)
-                for backup in try await options.manager.list(on: conn) {
+                let backups = try await options.connection.withConnection(logger: makeLogger(.notice)) { conn in
+                    try await options.manager.installSchema(on: conn)
+                    return try await options.manager.list(on: conn)
+                }
+                for backup in backups {
                     output(
                         "\(backup.createdAt)  \(backup.file)  \(backup.sizeBytes) bytes  sha256 \(backup.sha256)  database \(backup.database)  \(backup.reason ?? "reason not recorded")"
                     )
                 }
-                await conn.close()
             }
         }
     }
@@ -155,11 +156,15 @@ struct BackupCommand: AsyncParsableCommand {
                 let url = try options.connection.resolvedURL()
                 let manager = options.manager
                 let objects = try await manager.contents(of: file)
-                let conn = try await options.connection.connect(logger: makeLogger(.notice))
-                let database = try await conn.query("SELECT current_database() AS d").first?.string("d") ?? "?"
-                let schemas = try await manager.schemasToReplace(on: conn)
-                let blocking = try await manager.batchedCheckpoints(on: conn).filter(\.continuesByItself)
-                await conn.close()
+                let (database, schemas, blocking) = try await options.connection.withConnection(
+                    logger: makeLogger(.notice)
+                ) { conn in
+                    (
+                        try await conn.query("SELECT current_database() AS d").first?.string("d") ?? "?",
+                        try await manager.schemasToReplace(on: conn),
+                        try await manager.batchedCheckpoints(on: conn).filter(\.continuesByItself)
+                    )
+                }
                 guard yes else {
                     let jobs =
                         blocking.isEmpty

@@ -63,30 +63,26 @@ struct ConnectionOptions: ParsableArguments {
             "no database given: pass --database-url, or set DATABASE_URL in the environment or in ./.env")
     }
 
-    func connect(logger: Logger) async throws -> Connection {
-        let url = try resolvedURL()
-        logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
-        return try await Connection.connect(url, retryingFor: .milliseconds(Int(connectTimeout * 1000)))
-    }
-
-    /// A connection for reading and controlling the queue: `search_path` pinned to
-    /// `pg_catalog, pg_temp` at login, so nothing planted in a schema the login searches stands
-    /// in for a name or operator of Godwit's statements. Not for enqueueing, which records the
-    /// caller's own search_path with a batched job.
-    func connectToQueue(logger: Logger) async throws -> Connection {
-        let url = try resolvedURL()
-        logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
-        var options = SessionOptions()
-        options.pinnedSearchPath = SessionOptions.catalogSearchPath
-        return try await Connection.connect(url, options: options, retryingFor: .milliseconds(Int(connectTimeout * 1000)))
-    }
-
     /// A connection for the length of `body`, closed afterwards whether it returns or throws.
     @discardableResult
     func withConnection<T>(logger: Logger, _ body: (Connection) async throws -> T) async throws -> T {
         let url = try resolvedURL()
         logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
         return try await Connection.withConnection(url, retryingFor: .milliseconds(Int(connectTimeout * 1000)), body)
+    }
+
+    /// A connection for reading and controlling the queue, for the length of `body` and closed
+    /// afterwards: `search_path` pinned to `pg_catalog, pg_temp` at login, so nothing planted in
+    /// a schema the login searches stands in for a name or operator of Godwit's statements. Not
+    /// for enqueueing, which records the caller's own search_path with a batched job.
+    @discardableResult
+    func withQueueConnection<T>(logger: Logger, _ body: (Connection) async throws -> T) async throws -> T {
+        let url = try resolvedURL()
+        logger.debug("connecting", metadata: ["url": "\(ConnectionString.redacted(url))"])
+        var options = SessionOptions()
+        options.pinnedSearchPath = SessionOptions.catalogSearchPath
+        return try await Connection.withConnection(
+            url, options: options, retryingFor: .milliseconds(Int(connectTimeout * 1000)), body)
     }
 }
 

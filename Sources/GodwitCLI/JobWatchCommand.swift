@@ -33,12 +33,12 @@ extension JobCommand {
                 }
                 var definition = try BatchedJobDefinition.parse(text, file: file)
                 if let name { definition.name = name }
-                let conn = try await connection.connect(logger: makeLogger(queueOptions.logLevel))
                 let schema = QueueSchema.withJobs(name: queueOptions.schema)
-                try await installIfMissing(schema, on: conn)
-                let id = try await definition.enqueue(
-                    file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
-                await conn.close()
+                let id = try await connection.withConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
+                    try await installIfMissing(schema, on: conn)
+                    return try await definition.enqueue(
+                        file: file, schema: schema, resumingFrom: resumeFrom, on: conn, warn: printWarning)
+                }
                 output("\(id)")
             }
         }
@@ -78,43 +78,44 @@ extension JobCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
                 let schema = QueueSchema(name: queueOptions.schema)
                 let terminal = Console.current.stdoutIsTerminal
                 var lastLine = ContinuousClock.now - .seconds(3600)
                 var lastText = ""
-                while true {
-                    let found = try await queueOptions.explainingMissingSchema(on: conn) {
-                        try await JobQueue(schema: schema).find(id, details: false, on: conn)
-                    }
-                    guard let reading = found else {
-                        throw CLIError("no job \(id)")
-                    }
-                    let progress = WatchedProgress(reading)
-                    if terminal {
-                        // One line, cut to the terminal's width, so "\r" always rewrites all of it.
-                        let bar = TerminalText.escaped(progress.bar(width: 30), keepingNewlines: false)
-                        let line = String(bar.prefix(max(terminalColumns() - 1, 20)))
-                        Console.current.writeOut("\r\u{1B}[K" + line)
-                    } else if ContinuousClock.now - lastLine >= .milliseconds(Int(interval * 1000))
-                        || progress.finished
-                    {
-                        let text = progress.line
-                        if text != lastText { output(text) }
-                        lastText = text
-                        lastLine = ContinuousClock.now
-                    }
-                    if progress.finished {
-                        if terminal { output("") }
-                        if let error = progress.lastError, progress.state != .succeeded { output("error: \(error)") }
-                        await conn.close()
-                        switch progress.state {
-                        case .succeeded: return
-                        case .cancelled: throw ExitCode(2)
-                        default: throw ExitCode(1)
+                // The connection is closed however the watch ends: at the job's end, or on an error.
+                try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
+                    while true {
+                        let found = try await queueOptions.explainingMissingSchema(on: conn) {
+                            try await JobQueue(schema: schema).find(id, details: false, on: conn)
                         }
+                        guard let reading = found else {
+                            throw CLIError("no job \(id)")
+                        }
+                        let progress = WatchedProgress(reading)
+                        if terminal {
+                            // One line, cut to the terminal's width, so "\r" always rewrites all of it.
+                            let bar = TerminalText.escaped(progress.bar(width: 30), keepingNewlines: false)
+                            let line = String(bar.prefix(max(terminalColumns() - 1, 20)))
+                            Console.current.writeOut("\r\u{1B}[K" + line)
+                        } else if ContinuousClock.now - lastLine >= .milliseconds(Int(interval * 1000))
+                            || progress.finished
+                        {
+                            let text = progress.line
+                            if text != lastText { output(text) }
+                            lastText = text
+                            lastLine = ContinuousClock.now
+                        }
+                        if progress.finished {
+                            if terminal { output("") }
+                            if let error = progress.lastError, progress.state != .succeeded { output("error: \(error)") }
+                            switch progress.state {
+                            case .succeeded: return
+                            case .cancelled: throw ExitCode(2)
+                            default: throw ExitCode(1)
+                            }
+                        }
+                        try await Task.sleep(for: .milliseconds(terminal ? 250 : 500))
                     }
-                    try await Task.sleep(for: .milliseconds(terminal ? 250 : 500))
                 }
             }
         }

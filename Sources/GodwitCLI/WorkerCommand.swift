@@ -222,10 +222,11 @@ struct JobCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
-                let jobs = try await queueOptions.explainingMissingSchema(on: conn) {
-                    try await JobQueue(schema: QueueSchema(name: queueOptions.schema))
-                        .list(states: state, limit: limit, on: conn)
+                let jobs = try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
+                    try await queueOptions.explainingMissingSchema(on: conn) {
+                        try await JobQueue(schema: QueueSchema(name: queueOptions.schema))
+                            .list(states: state, limit: limit, on: conn)
+                    }
                 }
                 switch format {
                 case .json:
@@ -243,7 +244,6 @@ struct JobCommand: AsyncParsableCommand {
                                 ], [8, 10, 8, 28, 9, 8, 0]))
                     }
                 }
-                await conn.close()
             }
         }
     }
@@ -257,13 +257,14 @@ struct JobCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await withCLIErrors {
-                let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
                 let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
-                let found = try await queueOptions.explainingMissingSchema(on: conn) { try await queue.find(id, on: conn) }
-                guard var job = found else { throw CLIError("no job \(id)") }
-                job.errors = try await queue.errors(of: id, on: conn)
+                let job = try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
+                    let found = try await queueOptions.explainingMissingSchema(on: conn) { try await queue.find(id, on: conn) }
+                    guard var job = found else { throw CLIError("no job \(id)") }
+                    job.errors = try await queue.errors(of: id, on: conn)
+                    return job
+                }
                 output(try jsonText(job))
-                await conn.close()
             }
         }
     }
@@ -304,14 +305,15 @@ struct ControlArguments: ParsableArguments {
 
     func run(_ action: JobAction) async throws {
         try await withCLIErrors {
-            let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
             let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
-            // Read before: what the control acted on, not what a worker made of it since.
-            let before = try await queueOptions.explainingMissingSchema(on: conn) {
-                try await queue.controlState(of: id, on: conn)
+            let (before, changed) = try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) {
+                conn in
+                // Read before: what the control acted on, not what a worker made of it since.
+                let before = try await queueOptions.explainingMissingSchema(on: conn) {
+                    try await queue.controlState(of: id, on: conn)
+                }
+                return (before, try await queue.control(action, job: id, on: conn))
             }
-            let changed = try await queue.control(action, job: id, on: conn)
-            await conn.close()
             guard let before else { throw CLIError("no job \(id)") }
             guard let said = Self.outcome(action, changed: changed, state: before.state, control: before.control) else {
                 throw CLIError("job \(id) is \(before.state.rawValue): nothing to \(action.rawValue)")

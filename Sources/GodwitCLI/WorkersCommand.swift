@@ -22,11 +22,11 @@ struct WorkersCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await withCLIErrors {
-            let conn = try await connection.connectToQueue(logger: makeLogger(queueOptions.logLevel))
-            let workers = try await queueOptions.explainingMissingSchema(on: conn) {
-                try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).workers(on: conn)
+            let workers = try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
+                try await queueOptions.explainingMissingSchema(on: conn) {
+                    try await JobQueue(schema: QueueSchema(name: queueOptions.schema)).workers(on: conn)
+                }
             }
-            await conn.close()
             switch format {
             case .json:
                 output(try jsonText(workers))
