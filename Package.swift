@@ -108,7 +108,8 @@ let package = Package(
                 .embedInCode("Resources/jobs_backups.sql"), .embedInCode("Resources/jobs_rights.sql"),
                 // The steps before owners, for a database that stopped short of the last.
                 .embedInCode("Resources/legacy/queue_schema.sql"), .embedInCode("Resources/legacy/queue_schema_2.sql"),
-                .embedInCode("Resources/legacy/queue_schema_3.sql"), .embedInCode("Resources/legacy/queue_schema_4.sql"),
+                .embedInCode("Resources/legacy/queue_schema_3.sql"),
+                .embedInCode("Resources/legacy/queue_schema_4.sql"),
                 .embedInCode("Resources/legacy/queue_schema_5.sql"),
             ],
             swiftSettings: strict

@@ -270,7 +270,8 @@ public struct BackupManager: Sendable {
         guard apply.succeeded else {
             let pausedNote =
                 paused.isEmpty
-                ? "" : " (paused before it: \(paused.map(\.label).joined(separator: ", ")); resume them with SELECT \(schema).resume(ID))"
+                ? ""
+                : " (paused before it: \(paused.map(\.label).joined(separator: ", ")); resume them with SELECT \(schema).resume(ID))"
             throw BackupError(
                 .restoreFailed, file: file,
                 "restore of \(file) failed (nothing was changed\(pausedNote)): psql \(apply.exitDescription): \(apply.firstErrorLine)"

@@ -2,8 +2,8 @@ import ArgumentParser
 import Foundation
 import GodwitBackups
 import GodwitJobs
-import GodwitQueue
 import GodwitPostgres
+import GodwitQueue
 
 struct BackupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,7 +45,8 @@ struct BackupCommand: AsyncParsableCommand {
 
         func validate() throws {
             guard !reason.allSatisfy(\.isWhitespace), !reason.contains(where: \.isNewline) else {
-                throw ValidationError("--reason must be one line of words, such as \"before rollback of 20240101000000\"")
+                throw ValidationError(
+                    "--reason must be one line of words, such as \"before rollback of 20240101000000\"")
             }
         }
 
@@ -209,7 +210,8 @@ struct BackupCommand: AsyncParsableCommand {
                 guard let parent = group.first?.parent else { continue }
                 lines.append(
                     "  parallel job \(id) (\(parent.name), \(parent.state)) on \(group[0].table): \(group.count) shard\(group.count == 1 ? "" : "s") with checkpoints, "
-                        + "\(group.map(\.batchesDone).reduce(0, +)) batches, \(group.map(\.rowsDone).reduce(0, +)) rows done")
+                        + "\(group.map(\.batchesDone).reduce(0, +)) batches, \(group.map(\.rowsDone).reduce(0, +)) rows done"
+                )
             }
             output(
                 "the checkpoints of \(lines.count) batched job\(lines.count == 1 ? "" : "s") no longer match the restored data (\(godwit).resume and \(godwit).retry would continue from them and skip rows):"

@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
 import GodwitBackups
-import GodwitJobs
 import GodwitHTTP
-import GodwitQueue
+import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import Logging
 import Synchronization
 
@@ -16,14 +16,6 @@ import Synchronization
 func withCLIErrors(_ body: () async throws -> Void) async throws {
     do {
         try await body()
-    } catch {
-        try failIfActionable(error)
-    }
-}
-
-func withCLIErrors(_ body: () throws -> Void) throws {
-    do {
-        try body()
     } catch {
         try failIfActionable(error)
     }

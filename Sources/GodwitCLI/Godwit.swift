@@ -17,7 +17,8 @@ public struct Godwit: AsyncParsableCommand {
             """,
         version: "0.1.0",
         subcommands: [
-            Migrate.self, WorkerCommand.self, WorkersCommand.self, ServeCommand.self, JobCommand.self, BackupCommand.self,
+            Migrate.self, WorkerCommand.self, WorkersCommand.self, ServeCommand.self, JobCommand.self,
+            BackupCommand.self,
         ]
     )
 

@@ -62,7 +62,9 @@ struct HTTPOptions: ParsableArguments {
         do {
             configuration.token =
                 try httpToken
-                ?? httpTokenFile.map { try OperationsConfiguration.token(fromFile: $0, relativeTo: Console.current.directory) }
+                ?? httpTokenFile.map {
+                    try OperationsConfiguration.token(fromFile: $0, relativeTo: Console.current.directory)
+                }
                 ?? Console.current.environment["GODWIT_HTTP_TOKEN"]
         } catch let error as OperationsError {
             throw ValidationError(error.description)

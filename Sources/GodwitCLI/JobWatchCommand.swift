@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
 import GodwitJobs
-import GodwitQueue
 import GodwitPostgres
+import GodwitQueue
 
 extension JobCommand {
     struct Enqueue: AsyncParsableCommand {
@@ -107,7 +107,9 @@ extension JobCommand {
                         }
                         if progress.finished {
                             if terminal { output("") }
-                            if let error = progress.lastError, progress.state != .succeeded { output("error: \(error)") }
+                            if let error = progress.lastError, progress.state != .succeeded {
+                                output("error: \(error)")
+                            }
                             switch progress.state {
                             case .succeeded: return
                             case .cancelled: throw ExitCode(2)
@@ -163,7 +165,8 @@ struct WatchedProgress {
 
     func bar(width: Int) -> String {
         let filled = Int((job.percent / 100 * Double(width)).rounded())
-        let bar = String(repeating: "#", count: min(filled, width)) + String(repeating: ".", count: max(0, width - filled))
+        let bar =
+            String(repeating: "#", count: min(filled, width)) + String(repeating: ".", count: max(0, width - filled))
         return "[\(bar)] \(state.rawValue)  \(details(reasonLast: true))"
     }
 

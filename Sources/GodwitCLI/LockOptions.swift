@@ -8,7 +8,9 @@ struct LockOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
             "Take every lock under this lock_timeout (2s, 500ms, 1m; 0 turns it off).",
-            discussion: "On a timeout the migration rolls back, waits, and tries again: it never queues the application behind it."),
+            discussion:
+                "On a timeout the migration rolls back, waits, and tries again: it never queues the application behind it."
+        ),
         transform: DurationArgument.parse)
     var lockTimeout: Duration = .seconds(2)
 

@@ -53,7 +53,8 @@ extension MigrationFolderOptions {
     /// ignored characters; prints the config's warnings (an unknown section), then the
     /// source's (names it does not read, a lone .down.sql) to stderr. `migrate` and `worker
     /// --migrate` set up their migrations through it alike.
-    func migrator(config: MigrationConfig, logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator {
+    func migrator(config: MigrationConfig, logger: Logger, lockPolicy: LockTimeoutPolicy = .default) throws -> Migrator
+    {
         for warning in config.warnings { printWarning(warning) }
         let migrator = try Migrator(
             directory: directory(in: config), relativeTo: Console.current.directory, logger: logger,
@@ -76,6 +77,9 @@ func printNote(_ message: String) {
     Console.current.writeErr("\(text)\n")
 }
 
+// swift-format-ignore: AvoidRetroactiveConformances
+// swift-argument-parser reads --log-level into swift-log's own type; neither package will
+// declare the conformance, so this module does, once.
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 extension Migrate {
@@ -113,7 +117,7 @@ extension Migrate {
         }
 
         func run() async throws {
-            try withCLIErrors {
+            try await withCLIErrors {
                 // A flag wins over sqlx.toml's [migrate.defaults], which wins over inferring.
                 let config = try sourceOptions.config()
                 let fromConfig: MigrationScaffold.Versioning =
@@ -135,7 +139,8 @@ extension Migrate {
                 let files = try MigrationScaffold.create(
                     description: description.joined(separator: " "),
                     in: config.migrationsDirectory(flag: sourceOptions.sourceFlag),
-                    relativeTo: Console.current.directory, versioning: versioning, reversibility: reversibility, warn: printWarning)
+                    relativeTo: Console.current.directory, versioning: versioning, reversibility: reversibility,
+                    warn: printWarning)
                 for file in files { output("Creating \(file)") }
             }
         }
@@ -160,7 +165,9 @@ extension Migrate {
         @Flag(
             help: ArgumentHelp(
                 "Print what would be sent for each pending migration, and change nothing.",
-                discussion: "Each statement as it would be sent (a -- no-transaction file split as it runs), with the lock timeout that would apply."))
+                discussion:
+                    "Each statement as it would be sent (a -- no-transaction file split as it runs), with the lock timeout that would apply."
+            ))
         var dryRun = false
 
         @Flag(help: "Ignore applied migrations that are missing from the source folder.")
@@ -205,7 +212,8 @@ extension Migrate {
                             // stdout carries the id alone, as `job enqueue` prints it, so that
                             // `id=$(godwit migrate run --enqueue)` feeds `godwit job watch $id`.
                             printNote(
-                                "enqueued migrate job \(job.id) with \(job.fileCount) files; godwit job watch \(job.id) follows it")
+                                "enqueued migrate job \(job.id) with \(job.fileCount) files; godwit job watch \(job.id) follows it"
+                            )
                             output("\(job.id)")
                             return
                         }
@@ -322,11 +330,14 @@ extension Migrate {
                     ) { step in
                         switch step.outcome {
                         case .reversible: output("ok \(step.version)/\(step.description): down restores the schema")
-                        case .irreversible: output("-- \(step.version)/\(step.description): irreversible (no .down.sql)")
+                        case .irreversible:
+                            output("-- \(step.version)/\(step.description): irreversible (no .down.sql)")
                         }
                     }
                     let reversible = steps.filter { $0.outcome == .reversible }.count
-                    output("verified \(steps.count) migrations: \(reversible) reversible, \(steps.count - reversible) irreversible")
+                    output(
+                        "verified \(steps.count) migrations: \(reversible) reversible, \(steps.count - reversible) irreversible"
+                    )
                 } catch let failure as MigrationVerifier.Failure {
                     printError(failure.description)
                     throw ExitCode(1)
@@ -377,7 +388,8 @@ func printSafeMigrationEvent(_ event: SafeMigration.Event) {
     switch event {
     case .lintWarning(let finding):
         printWarning(
-            "\(finding.file):\(finding.line): \(finding.rule): \(finding.message) (godwit migrate lint says more; --strict refuses)")
+            "\(finding.file):\(finding.line): \(finding.rule): \(finding.message) (godwit migrate lint says more; --strict refuses)"
+        )
     case .lintFailed(let error):
         printWarning("could not lint the pending migrations: \(error)")
     case .backup(let made):
@@ -427,4 +439,3 @@ struct InfoRecord: Encodable {
         case executionTimeNs = "execution_time_ns"
     }
 }
-

@@ -1,11 +1,11 @@
 import ArgumentParser
 import Foundation
 import GodwitBackups
-import GodwitJobs
 import GodwitHTTP
-import GodwitQueue
+import GodwitJobs
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import Logging
 import ServiceLifecycle
 
@@ -116,7 +116,9 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         guard maxArchiveBacklog >= 0 else { throw ValidationError("--max-archive-backlog must not be negative") }
         if let healthQuery, healthQuery.contains(";") || healthQuery.allSatisfy(\.isWhitespace) {
-            throw ValidationError("--health-query must be one query with no \";\" in it, such as 'SELECT count(*) < 100 FROM pg_stat_activity'")
+            throw ValidationError(
+                "--health-query must be one query with no \";\" in it, such as 'SELECT count(*) < 100 FROM pg_stat_activity'"
+            )
         }
     }
 
@@ -148,7 +150,8 @@ struct WorkerCommand: AsyncParsableCommand {
             configuration.backoff = Backoff(base: .seconds(retryDelay))
             if let path = enqueuerLogins ?? Console.current.environment["GODWIT_ENQUEUER_LOGINS"] {
                 // A bad file is a GodwitError: withCLIErrors prints its one line.
-                configuration.enqueuerLogins = try EnqueuerLogins.load(path: path, relativeTo: Console.current.directory)
+                configuration.enqueuerLogins = try EnqueuerLogins.load(
+                    path: path, relativeTo: Console.current.directory)
             }
             var throttle = BatchThrottle()
             throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
@@ -233,7 +236,9 @@ struct JobCommand: AsyncParsableCommand {
                     output(try jsonText(jobs))
                 case .text:
                     output(
-                        pad(["ID", "STATE", "KIND", "NAME", "ATTEMPTS", "PERCENT", "LAST ERROR"], [8, 10, 8, 28, 9, 8, 0]))
+                        pad(
+                            ["ID", "STATE", "KIND", "NAME", "ATTEMPTS", "PERCENT", "LAST ERROR"],
+                            [8, 10, 8, 28, 9, 8, 0]))
                     for job in jobs {
                         output(
                             pad(
@@ -259,7 +264,9 @@ struct JobCommand: AsyncParsableCommand {
             try await withCLIErrors {
                 let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
                 let job = try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
-                    let found = try await queueOptions.explainingMissingSchema(on: conn) { try await queue.find(id, on: conn) }
+                    let found = try await queueOptions.explainingMissingSchema(on: conn) {
+                        try await queue.find(id, on: conn)
+                    }
                     guard var job = found else { throw CLIError("no job \(id)") }
                     job.errors = try await queue.errors(of: id, on: conn)
                     return job
@@ -306,7 +313,8 @@ struct ControlArguments: ParsableArguments {
     func run(_ action: JobAction) async throws {
         try await withCLIErrors {
             let queue = JobQueue(schema: QueueSchema(name: queueOptions.schema))
-            let (before, changed) = try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) {
+            let (before, changed) = try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel))
+            {
                 conn in
                 // Read before: what the control acted on, not what a worker made of it since.
                 let before = try await queueOptions.explainingMissingSchema(on: conn) {

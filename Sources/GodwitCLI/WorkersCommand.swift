@@ -1,7 +1,7 @@
 import ArgumentParser
 import Foundation
-import GodwitQueue
 import GodwitPostgres
+import GodwitQueue
 
 /// `godwit workers`: the workers that have a row in `<schema>.workers`, live, stopped and stale.
 struct WorkersCommand: AsyncParsableCommand {

@@ -26,7 +26,8 @@ struct BatchChart {
     /// A tick's label: `1.5k`, `2M`, `250`.
     static func label(_ value: Double) -> String {
         func trimmed(_ v: Double) -> String {
-            v == v.rounded() ? String(Int(v)) : (v * 10).rounded() == v * 10 ? String(format: "%.1f", v) : String(format: "%.2f", v)
+            v == v.rounded()
+                ? String(Int(v)) : (v * 10).rounded() == v * 10 ? String(format: "%.1f", v) : String(format: "%.2f", v)
         }
         if value >= 1_000_000 { return trimmed(value / 1_000_000) + "M" }
         if value >= 1000 { return trimmed(value / 1000) + "k" }
@@ -34,7 +35,9 @@ struct BatchChart {
     }
 
     var svg: String {
-        let (width, height, left, right, top, bottom) = (Self.width, Self.height, Self.left, Self.right, Self.top, Self.bottom)
+        let (width, height, left, right, top, bottom) = (
+            Self.width, Self.height, Self.left, Self.right, Self.top, Self.bottom
+        )
         let plotW = width - left - right
         let plotH = height - top - bottom
         let maxSize = Double(batches.map(\.batchSize).max() ?? 1)
@@ -56,8 +59,10 @@ struct BatchChart {
         let grid = sizeTicks.map { tick in
             let ty = y(tick, sizeTop)
             return String(
-                format: "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, ty, width - right, ty)
-                + String(format: "<text class=\"axis left\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", left - 6, ty + 4)
+                format: "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, ty,
+                width - right, ty)
+                + String(
+                    format: "<text class=\"axis left\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", left - 6, ty + 4)
                 + "\(Self.label(tick))</text>"
         }.joined()
         let msAxis = msTicks.map { tick in
@@ -66,14 +71,18 @@ struct BatchChart {
         }.joined()
         // Batch numbers below: the first, the last and up to four between.
         let count = batches.count
-        let marks = count <= 1 ? [0] : Array(Set((0...5).map { Int((Double($0) * Double(count - 1) / 5).rounded()) })).sorted()
+        let marks =
+            count <= 1 ? [0] : Array(Set((0...5).map { Int((Double($0) * Double(count - 1) / 5).rounded()) })).sorted()
         let xAxis = marks.filter { $0 < count }.map { i in
             let anchor = i == 0 && count > 1 ? "start" : i == count - 1 && count > 1 ? "end" : "middle"
             return String(format: "<text class=\"axis\" x=\"%.1f\" y=\"%.1f\"", x(i), height - 10)
                 + " text-anchor=\"\(anchor)\">\(batches[i].seq)</text>"
         }.joined()
         let failures = batches.enumerated().filter { $0.element.error != nil }.map {
-            String(format: "<rect class=\"fail\" x=\"%.1f\" y=\"%.1f\" width=\"3\" height=\"8\"><title>batch %lld failed</title></rect>", x($0.offset) - 1.5, top + plotH - 8, $0.element.seq)
+            String(
+                format:
+                    "<rect class=\"fail\" x=\"%.1f\" y=\"%.1f\" width=\"3\" height=\"8\"><title>batch %lld failed</title></rect>",
+                x($0.offset) - 1.5, top + plotH - 8, $0.element.seq)
         }.joined()
         // A batch that made sessions wait on its locks is a dot: as high as its longest wait
         // against the longest of all, as wide as how many waited.
@@ -82,7 +91,8 @@ struct BatchChart {
             let b = $0.element
             let r = min(2.5 + Double(b.lockWaiters), 7)
             return String(
-                format: "<circle class=\"wait\" cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\"><title>batch %lld made %ld waiting, longest %.0f ms</title></circle>",
+                format:
+                    "<circle class=\"wait\" cx=\"%.1f\" cy=\"%.1f\" r=\"%.1f\"><title>batch %lld made %ld waiting, longest %.0f ms</title></circle>",
                 x($0.offset), y(b.lockWaitMS, maxWait), r, b.seq, b.lockWaiters, b.lockWaitMS)
         }.joined()
         var legend = [
@@ -92,12 +102,15 @@ struct BatchChart {
         ]
         var offset = 450
         if !failures.isEmpty {
-            legend.append("<rect class=\"fail\" x=\"\(offset)\" y=\"-9\" width=\"3\" height=\"8\"/><text x=\"\(offset + 9)\" y=\"0\">failed batch</text>")
+            legend.append(
+                "<rect class=\"fail\" x=\"\(offset)\" y=\"-9\" width=\"3\" height=\"8\"/><text x=\"\(offset + 9)\" y=\"0\">failed batch</text>"
+            )
             offset += 100
         }
         if !waits.isEmpty {
             legend.append(
-                "<circle class=\"wait key\" cx=\"\(offset + 4)\" cy=\"-4\" r=\"4\"/><text class=\"waitlabel\" x=\"\(offset + 13)\" y=\"0\">lock waits caused (longest \(String(format: "%.0f", maxWait)) ms)</text>")
+                "<circle class=\"wait key\" cx=\"\(offset + 4)\" cy=\"-4\" r=\"4\"/><text class=\"waitlabel\" x=\"\(offset + 13)\" y=\"0\">lock waits caused (longest \(String(format: "%.0f", maxWait)) ms)</text>"
+            )
         }
         legend.append("</g>")
         return """

@@ -14,8 +14,11 @@ struct DashboardPages: Sendable {
     var nonce: String
 
     func layout(title: String, active: String, body: String) -> String {
-        let links = [("/", "Jobs", "jobs"), ("/workers", "Workers", "workers"), ("/migrations", "Migrations", "migrations"), ("/backups", "Backups", "backups")]
-            .map { "<a href=\"\($0.0)\"\($0.2 == active ? " aria-current=\"page\"" : "")>\($0.1)</a>" }.joined()
+        let links = [
+            ("/", "Jobs", "jobs"), ("/workers", "Workers", "workers"), ("/migrations", "Migrations", "migrations"),
+            ("/backups", "Backups", "backups"),
+        ]
+        .map { "<a href=\"\($0.0)\"\($0.2 == active ? " aria-current=\"page\"" : "")>\($0.1)</a>" }.joined()
         return """
             <!doctype html>
             <html lang="en"><head><meta charset="utf-8">
@@ -35,7 +38,9 @@ struct DashboardPages: Sendable {
     /// The jobs list: counts by state (which filter by state, keeping the kind and search), the
     /// kind and search filters, one line a job, and links to older and newer pages.
     /// `notice`: what the last bulk action did, from the redirect's query string.
-    func jobsPage(_ page: JobPage, counts: JobCounts, filter: JobFilter, kinds: [String], notice: String? = nil) -> String {
+    func jobsPage(_ page: JobPage, counts: JobCounts, filter: JobFilter, kinds: [String], notice: String? = nil)
+        -> String
+    {
         let query = fragmentQuery(filter)
         let kindOptions = ([""] + kinds).map {
             "<option value=\"\(HTML.escape($0))\"\(filter.kind == $0 ? " selected" : "")>\($0.isEmpty ? "any kind" : HTML.escape($0))</option>"
@@ -70,10 +75,12 @@ struct DashboardPages: Sendable {
             let current = filter.state == state ? " aria-current=\"true\"" : ""
             let count = counts.byState[state] ?? 0
             let state = state.rawValue
-            return "<a class=\"count \(state)\" data-state=\"\(state)\" href=\"/?state=\(state)\"\(current)><b>\(count)</b> \(state)</a>"
+            return
+                "<a class=\"count \(state)\" data-state=\"\(state)\" href=\"/?state=\(state)\"\(current)><b>\(count)</b> \(state)</a>"
         }
         items.append(
-            "<a class=\"count stale\(counts.stale > 0 ? " alert" : "")\" data-state=\"stale\" href=\"/?state=running\" title=\"running jobs whose worker has not been seen lately\"><b>\(counts.stale)</b> stale</a>")
+            "<a class=\"count stale\(counts.stale > 0 ? " alert" : "")\" data-state=\"stale\" href=\"/?state=running\" title=\"running jobs whose worker has not been seen lately\"><b>\(counts.stale)</b> stale</a>"
+        )
         let failed = counts.byState[.failed] ?? 0
         if !readOnly && failed > 0 {
             items.append(
@@ -89,15 +96,20 @@ struct DashboardPages: Sendable {
     func pager(_ page: JobPage, filter: JobFilter) -> String {
         var links: [String] = []
         if page.paged { links.append("<a href=\"/\(pageQuery(filter.at()))\">« Newest</a>") }
-        if let after = page.newerThan { links.append("<a rel=\"prev\" href=\"/\(pageQuery(filter.at(after: after)))\">‹ Newer</a>") }
-        if let before = page.olderThan { links.append("<a rel=\"next\" href=\"/\(pageQuery(filter.at(before: before)))\">Older ›</a>") }
+        if let after = page.newerThan {
+            links.append("<a rel=\"prev\" href=\"/\(pageQuery(filter.at(after: after)))\">‹ Newer</a>")
+        }
+        if let before = page.olderThan {
+            links.append("<a rel=\"next\" href=\"/\(pageQuery(filter.at(before: before)))\">Older ›</a>")
+        }
         return links.isEmpty ? "" : "<nav class=\"pager\" aria-label=\"Pages\">\(links.joined())</nav>"
     }
 
     /// The filter as a query string for a link, HTML-escaped; empty without any.
     func pageQuery(_ filter: JobFilter) -> String {
         let pairs = [
-            ("state", filter.state?.rawValue), ("kind", filter.kind), ("q", filter.search), ("before", filter.before.map(String.init)),
+            ("state", filter.state?.rawValue), ("kind", filter.kind), ("q", filter.search),
+            ("before", filter.before.map(String.init)),
             ("after", filter.after.map(String.init)),
         ].compactMap { key, value in value.map { "\(key)=\(HTML.queryEscape($0))" } }
         return pairs.isEmpty ? "" : "?" + HTML.escape(pairs.joined(separator: "&"))
@@ -110,9 +122,11 @@ struct DashboardPages: Sendable {
         return jobs.map { job in
             let note: String
             if let hold = job.holdReason, !hold.isEmpty {
-                note = "<span class=\"hold\" title=\"\(HTML.escape(String(hold.prefix(500))))\">held: \(HTML.escape(String(hold.prefix(200))))</span>"
+                note =
+                    "<span class=\"hold\" title=\"\(HTML.escape(String(hold.prefix(500))))\">held: \(HTML.escape(String(hold.prefix(200))))</span>"
             } else if let error = job.lastError, !error.isEmpty {
-                note = "<span class=\"error\" title=\"\(HTML.escape(String(error.prefix(500))))\">\(HTML.escape(String(error.prefix(200))))</span>"
+                note =
+                    "<span class=\"error\" title=\"\(HTML.escape(String(error.prefix(500))))\">\(HTML.escape(String(error.prefix(200))))</span>"
             } else {
                 note = ""
             }
@@ -136,7 +150,9 @@ struct DashboardPages: Sendable {
         let title =
             "started \(RelativeTime.utc(iso: started)) UTC"
             + (job.finishedAt.map { ", finished \(RelativeTime.utc(iso: $0)) UTC" } ?? "")
-        let words = job.state == .running ? "running \(RelativeTime.duration(seconds))" : "ran \(RelativeTime.duration(seconds))"
+        let words =
+            job.state == .running
+            ? "running \(RelativeTime.duration(seconds))" : "ran \(RelativeTime.duration(seconds))"
         return "<span title=\"\(HTML.escape(title))\">\(HTML.escape(words))</span>"
     }
 
@@ -241,7 +257,10 @@ struct DashboardPages: Sendable {
             ("Lock waits caused", Self.lockWaits(job.lockWaits, longestMS: job.lockWaitMSMax)),
             ("Attempts", "\(job.attempts)/\(job.maxAttempts)"), ("Hold", HTML.escape(job.holdReason ?? "")),
             ("Worker", worker),
-            ("Created", RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: RelativeTime.utc(iso: job.createdAt))),
+            (
+                "Created",
+                RelativeTime.element(RelativeTime.ago(job.createdAgo), utc: RelativeTime.utc(iso: job.createdAt))
+            ),
             ("Started", Self.when(job.startedAt, ago: job.startedAgo)),
             ("Finished", Self.when(job.finishedAt, ago: job.finishedAgo)),
             ("Ran", ran(job)),
@@ -294,7 +313,12 @@ struct DashboardPages: Sendable {
                 }
             }
         }
-        rows.append(("Cursor", job.cursor.map { "<code>\(HTML.escape($0))</code> <small>(the last key done)</small>" } ?? "<span class=\"empty\">none yet</span>"))
+        rows.append(
+            (
+                "Cursor",
+                job.cursor.map { "<code>\(HTML.escape($0))</code> <small>(the last key done)</small>" }
+                    ?? "<span class=\"empty\">none yet</span>"
+            ))
         let hidden =
             payload.fields == nil
             ? """
@@ -306,7 +330,9 @@ struct DashboardPages: Sendable {
             settings.isEmpty
             ? ""
             : "<details><summary>Settings</summary><dl class=\"settings\">"
-                + settings.map { "<dt>\(HTML.escape($0.0))</dt><dd><code>\(HTML.escape(String($0.1.prefix(2000))))</code></dd>" }.joined()
+                + settings.map {
+                    "<dt>\(HTML.escape($0.0))</dt><dd><code>\(HTML.escape(String($0.1.prefix(2000))))</code></dd>"
+                }.joined()
                 + "</dl></details>"
         return """
             <h2>What it does</h2>
@@ -439,7 +465,9 @@ struct DashboardPages: Sendable {
         let table = rows.map { row in
             let findings = row.state == "pending" ? found[row.version] ?? [] : []
             let accepted = row.state == "pending" ? allowed[row.version] ?? [] : []
-            let tag = findings.isEmpty ? "" : " <span class=\"tag\">\(findings.count) finding\(findings.count == 1 ? "" : "s")</span>"
+            let tag =
+                findings.isEmpty
+                ? "" : " <span class=\"tag\">\(findings.count) finding\(findings.count == 1 ? "" : "s")</span>"
             var html = """
                 <tr><td class="num">\(row.version)</td><td>\(HTML.escape(row.description))</td>\
                 <td><span class="state \(row.state == "installed" ? "succeeded" : row.state == "pending" ? "queued" : "failed")">\(HTML.escape(row.state))</span>\(tag)</td>\
@@ -447,7 +475,8 @@ struct DashboardPages: Sendable {
                 """
             if !findings.isEmpty || !accepted.isEmpty {
                 let items = findings.map(Self.findingItem) + accepted.map(Self.allowedItem)
-                html += "<tr class=\"findings\"><td></td><td colspan=\"4\"><ul class=\"findings\">\(items.joined())</ul></td></tr>"
+                html +=
+                    "<tr class=\"findings\"><td></td><td colspan=\"4\"><ul class=\"findings\">\(items.joined())</ul></td></tr>"
             }
             return html
         }.joined()

@@ -57,7 +57,8 @@ struct DatabaseMetrics: Sendable {
             registry.makeGauge(named: "godwit_queue_depth", help: "Queued jobs that are due now.")
                 .set(to: Double(depth.due))
             registry.makeGauge(
-                named: "godwit_queue_oldest_age_seconds", help: "How long the oldest due queued job has waited (0 when none)."
+                named: "godwit_queue_oldest_age_seconds",
+                help: "How long the oldest due queued job has waited (0 when none)."
             ).set(to: depth.oldestSeconds)
             try await batched(connection, into: registry)
             let backups = try await BackupRecords(schema: schema.name).summary(on: connection)
@@ -78,7 +79,7 @@ struct DatabaseMetrics: Sendable {
         // were read all the same.
         do {
             try await migrations(into: registry)
-        } catch where OperationsStore.permissionDenied(error) || error is MigrationError {
+        } catch  where OperationsStore.permissionDenied(error) || error is MigrationError {
             return
         }
     }
@@ -90,19 +91,24 @@ struct DatabaseMetrics: Sendable {
             let id = job.id
             ids.append(id)
             let labels = [("job_id", String(id))]
-            registry.makeGauge(named: "godwit_batched_rows_done", labels: labels, help: "Rows done by a running batched job.")
-                .set(to: Double(job.rowsDone ?? 0))
+            registry.makeGauge(
+                named: "godwit_batched_rows_done", labels: labels, help: "Rows done by a running batched job."
+            )
+            .set(to: Double(job.rowsDone ?? 0))
             if let total = job.rowsTotal {
                 registry.makeGauge(
-                    named: "godwit_batched_rows_expected", labels: labels, help: "Rows a running batched job expects to cover."
+                    named: "godwit_batched_rows_expected", labels: labels,
+                    help: "Rows a running batched job expects to cover."
                 ).set(to: Double(total))
             }
             registry.makeGauge(
-                named: "godwit_batched_rows_per_second", labels: labels, help: "Recent throughput of a running batched job."
+                named: "godwit_batched_rows_per_second", labels: labels,
+                help: "Recent throughput of a running batched job."
             ).set(to: job.rowsPerSecond ?? 0)
             if let size = job.batchSize {
                 registry.makeGauge(
-                    named: "godwit_batched_batch_size", labels: labels, help: "Current batch size of a running batched job."
+                    named: "godwit_batched_batch_size", labels: labels,
+                    help: "Current batch size of a running batched job."
                 ).set(to: Double(size))
             }
             registry.makeGauge(

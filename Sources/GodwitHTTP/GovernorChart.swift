@@ -18,7 +18,9 @@ struct GovernorChart {
     static let bottom = 24.0
 
     var svg: String {
-        let (width, height, left, right, top, bottom) = (Self.width, Self.height, Self.left, Self.right, Self.top, Self.bottom)
+        let (width, height, left, right, top, bottom) = (
+            Self.width, Self.height, Self.left, Self.right, Self.top, Self.bottom
+        )
         let plotW = width - left - right
         let plotH = height - top - bottom
         let maxSize = Double(batches.map(\.batchSize).max() ?? 1)
@@ -29,8 +31,11 @@ struct GovernorChart {
         func y(_ value: Double) -> Double { top + plotH * (1 - value / axisTop) }
         let grid = ticks.map { tick in
             String(
-                format: "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, y(tick), width - right, y(tick))
-                + String(format: "<text class=\"axis left\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", left - 6, y(tick) + 4)
+                format: "<line class=\"grid\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\"/>", left, y(tick),
+                width - right, y(tick))
+                + String(
+                    format: "<text class=\"axis left\" x=\"%.1f\" y=\"%.1f\" text-anchor=\"end\">", left - 6,
+                    y(tick) + 4)
                 + "\(BatchChart.label(tick))</text>"
         }.joined()
         // The bounds the governor keeps to, where the axis reaches them.
@@ -40,7 +45,9 @@ struct GovernorChart {
                 format: "<line class=\"bound\" x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\">",
                 left, y(Double(value)), width - right, y(Double(value)))
                 + "<title>\(name)-batch-size \(value)</title></line>"
-                + String(format: "<text class=\"axis bound\" x=\"%.1f\" y=\"%.1f\">", width - right + 6, y(Double(value)) + 4)
+                + String(
+                    format: "<text class=\"axis bound\" x=\"%.1f\" y=\"%.1f\">", width - right + 6, y(Double(value)) + 4
+                )
                 + "\(name) \(BatchChart.label(Double(value)))</text>"
         }.joined()
         let line = batches.enumerated().map { i, b in
@@ -54,13 +61,16 @@ struct GovernorChart {
         }.joined()
         let waits = batches.enumerated().filter { $0.element.lockWaiters > 0 && $0.element.error == nil }.map {
             String(
-                format: "<circle class=\"wait mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\"><title>batch %lld, %ld rows: made %ld wait, longest %.0f ms</title></circle>",
-                x($0.offset), y(Double($0.element.batchSize)), $0.element.seq, $0.element.batchSize, $0.element.lockWaiters,
+                format:
+                    "<circle class=\"wait mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"3\"><title>batch %lld, %ld rows: made %ld wait, longest %.0f ms</title></circle>",
+                x($0.offset), y(Double($0.element.batchSize)), $0.element.seq, $0.element.batchSize,
+                $0.element.lockWaiters,
                 $0.element.lockWaitMS)
         }.joined()
         let failures = batches.enumerated().filter { $0.element.error != nil }.map {
             String(
-                format: "<circle class=\"fail mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"><title>batch %lld failed at %ld rows</title></circle>",
+                format:
+                    "<circle class=\"fail mark\" cx=\"%.1f\" cy=\"%.1f\" r=\"3.5\"><title>batch %lld failed at %ld rows</title></circle>",
                 x($0.offset), y(Double($0.element.batchSize)), $0.element.seq, $0.element.batchSize)
         }.joined()
         var legend = [
@@ -69,11 +79,15 @@ struct GovernorChart {
         ]
         var offset = 300
         if !failures.isEmpty {
-            legend.append("<circle class=\"fail key\" cx=\"\(offset + 4)\" cy=\"-4\" r=\"3.5\"/><text x=\"\(offset + 12)\" y=\"0\">failed attempt</text>")
+            legend.append(
+                "<circle class=\"fail key\" cx=\"\(offset + 4)\" cy=\"-4\" r=\"3.5\"/><text x=\"\(offset + 12)\" y=\"0\">failed attempt</text>"
+            )
             offset += 110
         }
         if !waits.isEmpty {
-            legend.append("<circle class=\"wait key\" cx=\"\(offset + 4)\" cy=\"-4\" r=\"3\"/><text class=\"waitlabel\" x=\"\(offset + 12)\" y=\"0\">made sessions wait</text>")
+            legend.append(
+                "<circle class=\"wait key\" cx=\"\(offset + 4)\" cy=\"-4\" r=\"3\"/><text class=\"waitlabel\" x=\"\(offset + 12)\" y=\"0\">made sessions wait</text>"
+            )
         }
         legend.append("</g>")
         return """

@@ -9,10 +9,16 @@ extension DashboardPages {
     /// names) and as a job file writes them, with what each means to it.
     static let governorSettings: [(key: String, directive: String, unit: String, meaning: String)] = [
         ("target_batch_ms", "target-batch-ms", " ms", "the ceiling on a batch's duration"),
-        ("max_lock_wait_ms", "max-lock-wait-ms", " ms", "the longest a batch makes another session wait (0 turns the governor off)"),
+        (
+            "max_lock_wait_ms", "max-lock-wait-ms", " ms",
+            "the longest a batch makes another session wait (0 turns the governor off)"
+        ),
         ("min_batch_size", "min-batch-size", " rows", "the smallest batch"),
         ("max_batch_size", "max-batch-size", " rows", "the largest batch"),
-        ("lock_timeout_ms", "lock-timeout", " ms", "the longest a batch at min-batch-size waits for another session's lock"),
+        (
+            "lock_timeout_ms", "lock-timeout", " ms",
+            "the longest a batch at min-batch-size waits for another session's lock"
+        ),
     ]
 
     /// How many batches the table lists, newest first, and how many the chart draws.
@@ -46,17 +52,21 @@ extension DashboardPages {
             facts.append(("Settings", "<span class=\"empty\">not shown, with the payload (see above)</span>"))
         }
         facts.append(("Lock waits caused", Self.lockWaits(job.lockWaits, longestMS: job.lockWaitMSMax)))
-        let dl = "<dl class=\"settings governor\">"
+        let dl =
+            "<dl class=\"settings governor\">"
             + facts.map { "<dt>\(HTML.escape($0.0))</dt><dd>\($0.1)</dd>" }.joined() + "</dl>"
         guard !batches.isEmpty else {
             return "<h2>Governor</h2>\(dl)<p class=\"empty\">No batches recorded.</p>"
         }
         let bounds = payload.fields.map { fields in
             let values = Dictionary(fields.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
-            return (min: values["min_batch_size"].flatMap { Int($0) }, max: values["max_batch_size"].flatMap { Int($0) })
+            return (
+                min: values["min_batch_size"].flatMap { Int($0) }, max: values["max_batch_size"].flatMap { Int($0) }
+            )
         }
         let chart = GovernorChart(
-            batches: Array(batches.suffix(Self.governorChartBatches)), minBatchSize: bounds?.min, maxBatchSize: bounds?.max)
+            batches: Array(batches.suffix(Self.governorChartBatches)), minBatchSize: bounds?.min,
+            maxBatchSize: bounds?.max)
         return """
             <h2>Governor</h2>\(dl)
             \(chart.svg)
@@ -70,9 +80,10 @@ extension DashboardPages {
     func recentBatchesTable(_ batches: [BatchRow]) -> String {
         let rows = batches.map { b in
             let wait = b.lockWaiters == 0 ? "" : Duration.milliseconds(b.lockWaitMS).millisecondsDescription
-            let error = b.error.map {
-                "<span class=\"error\" title=\"\(HTML.escape(String($0.prefix(1000))))\">\(HTML.escape(String($0.prefix(300))))</span>"
-            } ?? ""
+            let error =
+                b.error.map {
+                    "<span class=\"error\" title=\"\(HTML.escape(String($0.prefix(1000))))\">\(HTML.escape(String($0.prefix(300))))</span>"
+                } ?? ""
             return """
                 <tr data-batch="\(b.seq)"\(b.error == nil ? "" : " class=\"failed\"")><td class="num">\(b.seq)</td>\
                 <td class="num">\(b.batchSize)</td><td class="num">\(Duration.milliseconds(b.durationMS).millisecondsDescription)</td>\

@@ -140,7 +140,8 @@ public final class HealthProbe: Sendable {
             if version > expected {
                 return HealthReading(
                     healthy: false,
-                    reason: "the queue schema \(schema.name) is at version \(version), newer than this godwit knows (\(expected))",
+                    reason:
+                        "the queue schema \(schema.name) is at version \(version), newer than this godwit knows (\(expected))",
                     schemaVersion: version, expectedSchemaVersion: expected)
             }
             return HealthReading(healthy: true, reason: nil, schemaVersion: version, expectedSchemaVersion: expected)

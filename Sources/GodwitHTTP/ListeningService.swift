@@ -21,7 +21,7 @@ struct ListeningService<App: Service>: Service {
     func run() async throws {
         do {
             try await application.run()
-        } catch where !listening.value {
+        } catch  where !listening.value {
             throw OperationsError.cannotListen(host: host, port: port, error)
         }
     }

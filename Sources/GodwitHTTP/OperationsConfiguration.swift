@@ -100,7 +100,8 @@ public struct OperationsConfiguration: Sendable {
             throw OperationsError("the HTTP token must be at least 16 characters long")
         }
         for name in allowedHosts where !HostPolicy.isValidName(name) {
-            throw OperationsError("--http-allowed-host \"\(name)\" is not a host name: give the name alone, without a port")
+            throw OperationsError(
+                "--http-allowed-host \"\(name)\" is not a host name: give the name alone, without a port")
         }
     }
 
@@ -121,7 +122,8 @@ public struct OperationsConfiguration: Sendable {
                 "--http-token-file \(path): group or others can access it (mode \(String(status.st_mode & 0o777, radix: 8))); "
                     + "run chmod 600 \(path)")
         }
-        guard let data = FileManager.default.contents(atPath: opened), let text = String(data: data, encoding: .utf8) else {
+        guard let data = FileManager.default.contents(atPath: opened), let text = String(data: data, encoding: .utf8)
+        else {
             throw OperationsError("--http-token-file \(path): cannot be read as UTF-8 text")
         }
         let token = text.trimmingCharacters(in: .newlines)

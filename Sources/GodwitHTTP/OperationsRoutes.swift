@@ -65,7 +65,7 @@ extension OperationsServer {
                 do {
                     let (rows, lint) = try await self.store.migrations(linting: true)
                     return pages.migrationsPage(rows, hasSource: hasSource, lint: lint)
-                } catch where OperationsStore.permissionDenied(error) {
+                } catch  where OperationsStore.permissionDenied(error) {
                     return pages.migrationsPage(
                         [], hasSource: hasSource, denied: "\(error)", role: try await self.store.currentRole(),
                         ledger: self.configuration.migrationConfig.tableName)

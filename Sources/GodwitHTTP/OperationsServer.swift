@@ -85,7 +85,8 @@ public struct OperationsServer: Sendable {
     /// its payload where this server's role may see it, its attempts' errors (the server's DETAIL
     /// only with the payload's rights), and the role, for saying what it may not see.
     func jobFacts(_ id: Int64) async throws -> (
-        job: JobRecord, batches: [BatchRow], shards: [JobRecord], payload: JobPayload, errors: [JobErrorRecord], role: String
+        job: JobRecord, batches: [BatchRow], shards: [JobRecord], payload: JobPayload, errors: [JobErrorRecord],
+        role: String
     ) {
         guard let job = try await store.job(id) else { throw HTTPError(.notFound, message: "no job \(id)") }
         let payload = try await store.payload(of: id)
@@ -104,7 +105,8 @@ public struct OperationsServer: Sendable {
         let refused = query["refused"].flatMap(Int.init) ?? 0
         var text = "Retried \(retried) failed job\(retried == 1 ? "" : "s")."
         if refused > 0 {
-            text += " \(refused) other\(refused == 1 ? " was" : "s were") left failed: this server's role may not retry "
+            text +=
+                " \(refused) other\(refused == 1 ? " was" : "s were") left failed: this server's role may not retry "
                 + "\(refused == 1 ? "it" : "them") (a job another role enqueued needs membership in that role)."
         }
         return text
@@ -152,7 +154,9 @@ public struct OperationsServer: Sendable {
 
         enum CodingKeys: String, CodingKey {
             case status, database, reason, state
-            case schemaVersion = "schema_version", schemaExpected = "schema_expected", workerID = "worker_id"
+            case schemaVersion = "schema_version"
+            case schemaExpected = "schema_expected"
+            case workerID = "worker_id"
             case runningJobs = "running_jobs"
         }
     }
@@ -268,14 +272,16 @@ public struct OperationsServer: Sendable {
         }
         guard JobFilter(state: query["state"], kind: query["kind"], search: query["q"]) != nil else {
             throw HTTPError(
-                .badRequest, message: "state must be one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
+                .badRequest,
+                message: "state must be one of \(JobState.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         guard
             let filter = JobFilter(
                 state: query["state"], kind: query["kind"], search: query["q"], before: query["before"],
                 after: query["after"])
         else {
-            throw HTTPError(.badRequest, message: "before and after are job ids (positive numbers), one of them at most")
+            throw HTTPError(
+                .badRequest, message: "before and after are job ids (positive numbers), one of them at most")
         }
         return filter
     }
@@ -365,11 +371,14 @@ public struct OperationsServer: Sendable {
         let changed: Bool
         do {
             changed = try await store.control(action, job: id)
-        } catch where OperationsStore.permissionDenied(error) {
+        } catch  where OperationsStore.permissionDenied(error) {
             let role = (try? await store.currentRole()) ?? "this server's role"
             logger.warning(
                 "control refused by the database: the role may not control jobs",
-                metadata: ["remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)", "role": "\(role)"])
+                metadata: [
+                    "remote": "\(context.remoteAddress)", "action": "\(action.rawValue)", "job": "\(id)",
+                    "role": "\(role)",
+                ])
             throw HTTPError(
                 .forbidden,
                 message: "role \(role) may not \(action.rawValue) jobs; the schema's owner can allow it with "
@@ -406,7 +415,8 @@ public struct OperationsServer: Sendable {
                 "remote": "\(context.remoteAddress)", "action": "retry-failed", "retried": "\(result.retried)",
                 "refused": "\(result.refused)",
             ])
-        return Response(status: .seeOther, headers: [.location: "/?retried=\(result.retried)&refused=\(result.refused)"])
+        return Response(
+            status: .seeOther, headers: [.location: "/?retried=\(result.retried)&refused=\(result.refused)"])
     }
 
     /// Checks the token of the login form, at most `loginBurst` attempts at once per client
@@ -433,7 +443,8 @@ public struct OperationsServer: Sendable {
         var response = Response(status: .seeOther, headers: [.location: "/"])
         response.setCookie(
             Cookie(
-                name: AccessMiddleware.cookieName, value: keys.loginCookie(), maxAge: SessionKeys.loginLifetime, path: "/",
+                name: AccessMiddleware.cookieName, value: keys.loginCookie(), maxAge: SessionKeys.loginLifetime,
+                path: "/",
                 secure: secureCookies(request), httpOnly: true, sameSite: .strict))
         return response
     }

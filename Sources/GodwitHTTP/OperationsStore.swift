@@ -116,7 +116,7 @@ struct OperationsStore: Sendable {
             let text: String?
             do {
                 text = try await queue.payload(of: id, on: connection)
-            } catch where Self.permissionDenied(error) {
+            } catch  where Self.permissionDenied(error) {
                 return JobPayload(fields: nil)
             }
             return JobPayload(fields: text.map(Self.payloadFields))
@@ -165,7 +165,7 @@ struct OperationsStore: Sendable {
             for id in ids {
                 do {
                     if try await queue.control(.retry, job: id, on: connection) { retried += 1 }
-                } catch where Self.permissionDenied(error) {
+                } catch  where Self.permissionDenied(error) {
                     refused += 1
                 }
             }

@@ -14,13 +14,15 @@ extension PrometheusCollectorRegistry {
         named name: String, labels: [(String, String)] = [], buckets: [Duration], help: String
     ) -> DurationHistogram {
         makeDurationHistogram(
-            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels, buckets: buckets)
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels,
+            buckets: buckets)
     }
 
     func makeValueHistogram(
         named name: String, labels: [(String, String)] = [], buckets: [Double], help: String
     ) -> ValueHistogram {
         makeValueHistogram(
-            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels, buckets: buckets)
+            descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels,
+            buckets: buckets)
     }
 }

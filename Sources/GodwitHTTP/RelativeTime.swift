@@ -33,7 +33,8 @@ enum RelativeTime {
     /// in the title a pointer shows.
     static func element(_ text: String, utc: String) -> String {
         let machine = utc.replacingOccurrences(of: " ", with: "T") + "Z"
-        return "<time datetime=\"\(HTML.escape(machine))\" title=\"\(HTML.escape(utc)) UTC\">\(HTML.escape(text))</time>"
+        return
+            "<time datetime=\"\(HTML.escape(machine))\" title=\"\(HTML.escape(utc)) UTC\">\(HTML.escape(text))</time>"
     }
 
     /// An ISO 8601 time as PostgreSQL's `to_json` writes a timestamptz

@@ -56,8 +56,11 @@ public final class WorkerMetrics: WorkerObserver {
                         (
                             outcome,
                             registry.makeCounter(
-                                named: "godwit_job_outcomes_total", labels: [("kind", kind), ("outcome", outcome.rawValue)],
-                                help: "Attempts ended, by outcome: succeeded, failed, retry, paused, cancelled, handed_back.")
+                                named: "godwit_job_outcomes_total",
+                                labels: [("kind", kind), ("outcome", outcome.rawValue)],
+                                help:
+                                    "Attempts ended, by outcome: succeeded, failed, retry, paused, cancelled, handed_back."
+                            )
                         )
                     }))
         }

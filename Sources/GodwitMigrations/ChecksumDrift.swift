@@ -54,15 +54,22 @@ public struct ChecksumDrift: Sendable, Equatable {
                         }
                         if withBOM != hasBOM {
                             differences.append(
-                                withBOM ? "the applied file began with a byte-order mark; the file has none" :
-                                    "the file now begins with a byte-order mark, which the applied file did not have")
+                                withBOM
+                                    ? "the applied file began with a byte-order mark; the file has none"
+                                    : "the file now begins with a byte-order mark, which the applied file did not have")
                         }
                         if strip {
                             let list = trailingLines.map(String.init).joined(separator: ", ")
-                            differences.append("the file now has trailing whitespace on line\(trailingLines.count == 1 ? "" : "s") \(list)")
+                            differences.append(
+                                "the file now has trailing whitespace on line\(trailingLines.count == 1 ? "" : "s") \(list)"
+                            )
                         }
-                        if finalNewline == 1 { differences.append("the applied file ended with a newline; the file does not") }
-                        if finalNewline == -1 { differences.append("the file now ends with a newline; the applied file did not") }
+                        if finalNewline == 1 {
+                            differences.append("the applied file ended with a newline; the file does not")
+                        }
+                        if finalNewline == -1 {
+                            differences.append("the file now ends with a newline; the applied file did not")
+                        }
                         return ChecksumDrift(differences: differences)
                     }
                 }
@@ -88,16 +95,21 @@ public struct ChecksumDrift: Sendable, Equatable {
             }
             if oldText.hasPrefix("\u{FEFF}") != newText.hasPrefix("\u{FEFF}") {
                 differences.append(
-                    oldText.hasPrefix("\u{FEFF}") ? "the applied file began with a byte-order mark; the file has none" :
-                        "the file now begins with a byte-order mark, which the applied file did not have")
+                    oldText.hasPrefix("\u{FEFF}")
+                        ? "the applied file began with a byte-order mark; the file has none"
+                        : "the file now begins with a byte-order mark, which the applied file did not have")
             }
             let oldRaw = rawLines(oldText)
             let newRaw = rawLines(newText)
             let changed = (0..<min(oldRaw.count, newRaw.count)).filter { oldRaw[$0] != newRaw[$0] }.map { $0 + 1 }
             if !changed.isEmpty {
-                differences.append("trailing whitespace differs on line\(changed.count == 1 ? "" : "s") \(changed.map(String.init).joined(separator: ", "))")
+                differences.append(
+                    "trailing whitespace differs on line\(changed.count == 1 ? "" : "s") \(changed.map(String.init).joined(separator: ", "))"
+                )
             }
-            if oldRaw.count != newRaw.count { differences.append("the files end with a different number of blank lines") }
+            if oldRaw.count != newRaw.count {
+                differences.append("the files end with a different number of blank lines")
+            }
             if differences.isEmpty { differences.append("the files differ only in whitespace") }
             return (ChecksumDrift(differences: differences), [])
         }
@@ -110,12 +122,14 @@ public struct ChecksumDrift: Sendable, Equatable {
     static func normalizedLines(_ bytes: [UInt8]) -> [String] {
         var text = String(decoding: bytes, as: UTF8.self)
         if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
-        var lines = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)
-            .map { line -> String in
-                var line = String(line)
-                while line.last == " " || line.last == "\t" || line.last == "\r" { line.removeLast() }
-                return line
-            }
+        var lines = text.replacingOccurrences(of: "\r\n", with: "\n").split(
+            separator: "\n", omittingEmptySubsequences: false
+        )
+        .map { line -> String in
+            var line = String(line)
+            while line.last == " " || line.last == "\t" || line.last == "\r" { line.removeLast() }
+            return line
+        }
         while lines.last == "" { lines.removeLast() }
         return lines
     }
@@ -123,8 +137,10 @@ public struct ChecksumDrift: Sendable, Equatable {
     private static func rawLines(_ text: String) -> [String] {
         var text = text
         if text.hasPrefix("\u{FEFF}") { text.removeFirst() }
-        var lines = text.replacingOccurrences(of: "\r\n", with: "\n").split(separator: "\n", omittingEmptySubsequences: false)
-            .map(String.init)
+        var lines = text.replacingOccurrences(of: "\r\n", with: "\n").split(
+            separator: "\n", omittingEmptySubsequences: false
+        )
+        .map(String.init)
         while lines.last == "" { lines.removeLast() }
         return lines
     }

@@ -84,7 +84,8 @@ struct ConcurrentIndexBuild: Equatable, Sendable {
         let parameter: String
         switch target {
         case .create(_, let table), .reindexTable(let table):
-            sql = "SELECT indexrelid::oid AS oid FROM pg_catalog.pg_index WHERE indrelid = pg_catalog.to_regclass($1) AND NOT indisvalid"
+            sql =
+                "SELECT indexrelid::oid AS oid FROM pg_catalog.pg_index WHERE indrelid = pg_catalog.to_regclass($1) AND NOT indisvalid"
             parameter = Self.regclassText(table)
         case .reindexIndex(let index):
             sql = """

@@ -69,7 +69,10 @@ public struct LockHolder: Sendable, Equatable, CustomStringConvertible {
     static func shown(_ query: String) -> String {
         var kept = ""
         for character in query {
-            if character == "'" || character == "$" { kept += "…"; break }
+            if character == "'" || character == "$" {
+                kept += "…"
+                break
+            }
             kept.append(character.isWhitespace ? " " : character)
         }
         kept = kept.split(separator: " ", omittingEmptySubsequences: true).joined(separator: " ")
@@ -138,7 +141,9 @@ final class LockWatch: Sendable {
 
     private func session(like connection: Connection) async -> Connection? {
         if let open = watcher.withLock({ $0 }) { return open }
-        guard let opened = try? await connection.connectSibling(applicationName: "godwit lock watch") else { return nil }
+        guard let opened = try? await connection.connectSibling(applicationName: "godwit lock watch") else {
+            return nil
+        }
         if let raced = watcher.withLock({ current -> Connection? in
             if let current { return current }
             current = opened

@@ -1,6 +1,6 @@
 import Crypto
-import GodwitPostgres
 import Foundation
+import GodwitPostgres
 
 /// One migration file, as sqlx resolves it.
 public struct Migration: Sendable, Equatable {

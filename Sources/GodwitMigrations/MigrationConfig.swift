@@ -127,11 +127,14 @@ public struct MigrationConfig: Sendable, Equatable {
             let item = migrate[key]!
             switch key {
             case "create-schemas":
-                guard let array = item.array else { throw fail(key, "`create-schemas` must be an array of schema names") }
+                guard let array = item.array else {
+                    throw fail(key, "`create-schemas` must be an array of schema names")
+                }
                 config.createSchemas = []
                 for element in array {
                     guard let name = element.string, SQLName.isValid(name, parts: 1...1) else {
-                        throw fail(key, "`create-schemas` holds \(element.debugDescription), which is not a schema name")
+                        throw fail(
+                            key, "`create-schemas` holds \(element.debugDescription), which is not a schema name")
                     }
                     // sqlx keeps them in a set, so each is created once, in sorted order.
                     if !config.createSchemas.contains(name) { config.createSchemas.append(name) }
@@ -153,9 +156,11 @@ public struct MigrationConfig: Sendable, Equatable {
                     throw fail(key, "`ignored-chars` must be an array of one-character strings, e.g. [\"\\r\"]")
                 }
                 for element in array {
-                    guard let string = element.string, string.unicodeScalars.count == 1, let scalar = string.unicodeScalars.first
+                    guard let string = element.string, string.unicodeScalars.count == 1,
+                        let scalar = string.unicodeScalars.first
                     else {
-                        throw fail(key, "`ignored-chars` holds \(element.debugDescription), which is not a single character")
+                        throw fail(
+                            key, "`ignored-chars` holds \(element.debugDescription), which is not a single character")
                     }
                     config.ignoredChars.insert(scalar)
                 }
@@ -171,17 +176,21 @@ public struct MigrationConfig: Sendable, Equatable {
                         config.defaultMigrationType = parsed
                     case "migration-versioning":
                         guard let setting, let parsed = DefaultVersioning(rawValue: setting) else {
-                            throw fail(name, "`migration-versioning` must be \"inferred\", \"timestamp\" or \"sequential\"")
+                            throw fail(
+                                name, "`migration-versioning` must be \"inferred\", \"timestamp\" or \"sequential\"")
                         }
                         config.defaultVersioning = parsed
                     default:
-                        throw fail(name, "unknown key `migrate.defaults.\(name)` (known: migration-type, migration-versioning)")
+                        throw fail(
+                            name, "unknown key `migrate.defaults.\(name)` (known: migration-type, migration-versioning)"
+                        )
                     }
                 }
             default:
                 throw fail(
                     key,
-                    "unknown key `migrate.\(key)` (known: create-schemas, table-name, migrations-dir, ignored-chars, defaults)")
+                    "unknown key `migrate.\(key)` (known: create-schemas, table-name, migrations-dir, ignored-chars, defaults)"
+                )
             }
         }
         return config
@@ -225,8 +234,9 @@ enum SQLName {
                 let first = scalars[index]
                 guard first == "_" || first.properties.isAlphabetic else { return false }
                 index += 1
-                while index < scalars.count, scalars[index] == "_" || scalars[index] == "$"
-                    || scalars[index].properties.isAlphabetic || ("0"..."9").contains(scalars[index])
+                while index < scalars.count,
+                    scalars[index] == "_" || scalars[index] == "$"
+                        || scalars[index].properties.isAlphabetic || ("0"..."9").contains(scalars[index])
                 {
                     index += 1
                 }

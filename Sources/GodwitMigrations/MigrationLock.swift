@@ -19,12 +19,15 @@ public enum MigrationLock {
     /// Takes the lock for the connection's current database, waiting as long as it takes.
     /// Logs once, naming the holder's process id, when it has to wait.
     public static func acquire(on connection: Connection, logger: Logger) async throws -> Int64 {
-        let database = try await connection.query("SELECT pg_catalog.current_database() AS db").first?.string("db") ?? ""
+        let database =
+            try await connection.query("SELECT pg_catalog.current_database() AS db").first?.string("db") ?? ""
         let key = key(forDatabase: database)
         var delay = Duration.milliseconds(20)
         var reported = false
         while true {
-            let row = try await connection.query("SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8) AS locked", [key]).first
+            let row = try await connection.query(
+                "SELECT pg_catalog.pg_try_advisory_lock($1::pg_catalog.int8) AS locked", [key]
+            ).first
             if try row?.bool("locked") == true { return key }
             if !reported {
                 reported = true

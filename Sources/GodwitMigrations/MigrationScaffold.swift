@@ -1,8 +1,9 @@
+import Foundation
+import GodwitPostgres
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Foundation
-import GodwitPostgres
 
 /// Creates new migration files with sqlx's naming and inference rules (`migrate add`).
 public enum MigrationScaffold {
@@ -103,8 +104,10 @@ public enum MigrationScaffold {
         let stem = "\(prefix)_\(trimmed.replacingOccurrences(of: " ", with: "_"))"
         let files: [(String, String)] =
             isReversible(reversibility, source: source)
-            ? [(stem + ".up.sql", "-- Add up migration script here\n"),
-                (stem + ".down.sql", "-- Add down migration script here\n")]
+            ? [
+                (stem + ".up.sql", "-- Add up migration script here\n"),
+                (stem + ".down.sql", "-- Add down migration script here\n"),
+            ]
             : [(stem + ".sql", "-- Add migration script here\n")]
         let version = Int64(prefix) ?? 0
         if source.contains(version: version) {

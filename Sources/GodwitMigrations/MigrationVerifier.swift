@@ -114,7 +114,8 @@ public struct MigrationVerifier: Sendable {
                     problem: "the down failed: \(error.message)", difference: [])
             }
             let afterDown = try await SchemaSnapshot.take(url, ledger: config.tableName)
-            let undone = before.difference(to: afterDown, removed: "missing after the down", added: "left behind by the down")
+            let undone = before.difference(
+                to: afterDown, removed: "missing after the down", added: "left behind by the down")
             guard undone.isEmpty else {
                 throw Failure(
                     version: migration.version, migrationDescription: migration.description,

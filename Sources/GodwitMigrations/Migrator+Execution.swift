@@ -98,11 +98,13 @@ extension Migrator {
                 try await watching(connection, watch) { try await connection.execute(migration.sql) }
             } catch let error as PostgresError {
                 let statements = SQLSplitter.split(migration.sql)
-                let location = error.position.map {
-                    SourceLocation.lineAndColumn(in: migration.sql, characterPosition: $0)
-                } ?? error.statementIndex.flatMap { index in
-                    index < statements.count ? (statements[index].startLine, statements[index].startColumn) : nil
-                }
+                let location =
+                    error.position.map {
+                        SourceLocation.lineAndColumn(in: migration.sql, characterPosition: $0)
+                    }
+                    ?? error.statementIndex.flatMap { index in
+                        index < statements.count ? (statements[index].startLine, statements[index].startColumn) : nil
+                    }
                 throw executionError(migration, error, location: location)
             }
             try await record()
@@ -195,9 +197,11 @@ extension Migrator {
                             leftSomething = dropped == nil
                         }
                         let state =
-                            !recordedAsStarted ? "after \(index) had run outside a transaction"
-                            : index == 0 && !leftSomething ? "before anything of it had run"
-                            : "after \(index) had run outside a transaction: it stays recorded as partially applied, so the next run stops on it until a person has looked"
+                            !recordedAsStarted
+                            ? "after \(index) had run outside a transaction"
+                            : index == 0 && !leftSomething
+                                ? "before anything of it had run"
+                                : "after \(index) had run outside a transaction: it stays recorded as partially applied, so the next run stops on it until a person has looked"
                         logger.warning(
                             "migration \(migration.version) was interrupted at statement \(index + 1) of \(statements.count) (\(migration.path):\(statement.startLine)), \(state)",
                             metadata: ["version": "\(migration.version)"])

@@ -26,7 +26,8 @@ extension Migrator {
         let left = try await build.invalidIndexes(on: connection).subtracting(before)
         for name in try await ConcurrentIndexBuild.names(Array(left), on: connection) {
             logger.notice(
-                "dropping invalid index \(name) left by the failed build", metadata: ["version": "\(migration.version)"])
+                "dropping invalid index \(name) left by the failed build", metadata: ["version": "\(migration.version)"]
+            )
             try await connection.execute("DROP INDEX CONCURRENTLY IF EXISTS \(name)")
         }
     }

@@ -67,7 +67,8 @@ extension Migrator {
     /// back and ours as the server shows it.
     func setSessionLockTimeout(on connection: Connection) async throws -> (previous: String, ours: String)? {
         guard let setting = lockPolicy.lockTimeoutSetting else { return nil }
-        let previous = try await connection.query("SELECT pg_catalog.current_setting('lock_timeout') AS v").first?.string("v")
+        let previous = try await connection.query("SELECT pg_catalog.current_setting('lock_timeout') AS v").first?
+            .string("v")
         let ours = try await connection.query("SELECT pg_catalog.set_config('lock_timeout', $1, false) AS v", [setting])
             .first?.string("v")
         guard let previous, let ours else { return nil }

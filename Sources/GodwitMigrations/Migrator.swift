@@ -35,7 +35,8 @@ public struct Migrator: Sendable {
     /// Reads `directory` (opened inside `base` when relative, named as given) with the
     /// config's `ignored-chars`.
     public init(
-        directory: String, relativeTo base: WorkingDirectory = .process, logger: Logger = Logger(label: "godwit.migrate"),
+        directory: String, relativeTo base: WorkingDirectory = .process,
+        logger: Logger = Logger(label: "godwit.migrate"),
         lockPolicy: LockTimeoutPolicy = .default, config: MigrationConfig = .default
     ) throws {
         self.init(

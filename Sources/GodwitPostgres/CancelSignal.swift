@@ -1,8 +1,9 @@
+internal import CLibPQ
+import Synchronization
+
 #if canImport(Glibc)
     import Glibc
 #endif
-internal import CLibPQ
-import Synchronization
 
 /// Lets another thread interrupt what a connection's owner thread is waiting for.
 ///

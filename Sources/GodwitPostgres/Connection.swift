@@ -1,8 +1,9 @@
+internal import CLibPQ
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Foundation
-internal import CLibPQ
 
 /// One PostgreSQL connection, owned by its own thread.
 ///
@@ -63,7 +64,9 @@ public actor Connection {
     ///   - conninfo: a `postgres://` URL or `key=value` string; empty means libpq's defaults
     ///     (PG* variables).
     ///   - options: the session's settings; see `SessionOptions`.
-    public static func connect(_ conninfo: String, options: SessionOptions = SessionOptions()) async throws -> Connection {
+    public static func connect(_ conninfo: String, options: SessionOptions = SessionOptions()) async throws
+        -> Connection
+    {
         try ConnectionString.validate(conninfo)
         let connection = Connection(conninfo: conninfo)
         try await connection.open(options)
@@ -134,7 +137,8 @@ public actor Connection {
             let left = deadline - clock.now
             if left <= .zero {
                 throw fail(
-                    "could not connect within \(String(format: "%g", options.connectTimeout.seconds)) s (connect timeout)")
+                    "could not connect within \(String(format: "%g", options.connectTimeout.seconds)) s (connect timeout)"
+                )
             }
             let socket = PQsocket(handle)
             if socket < 0 { throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines) }
@@ -356,7 +360,8 @@ public actor Connection {
             if let deadline {
                 let left = deadline - clock.now
                 if left <= .zero { return [] }
-                waitMs = Int32(clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
+                waitMs = Int32(
+                    clamping: left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1)
             }
             let ready = try waitReadable(conn, timeoutMs: waitMs)
             if ready.cancel { continue }

@@ -1,5 +1,5 @@
-import Foundation
 internal import CLibPQ
+import Foundation
 
 /// Helpers for connection strings: both URLs (`postgres://...`) and `key=value` conninfo.
 ///
@@ -60,7 +60,8 @@ public enum ConnectionString {
                 } else {
                     got = scheme.count <= 32 ? "a \(scheme):// URL" : "a URL"
                 }
-                throw PostgresError(code: .client, message: "not a PostgreSQL connection string: \(expected), got \(got)")
+                throw PostgresError(
+                    code: .client, message: "not a PostgreSQL connection string: \(expected), got \(got)")
             }
         } else if !conninfo.contains("=") {
             throw PostgresError(code: .client, message: "not a PostgreSQL connection string: \(expected)")
@@ -153,7 +154,9 @@ public enum ConnectionString {
         guard let separator = text.range(of: "://") else { return nil }
         let scheme = text[..<separator.lowerBound]
         guard let first = scheme.unicodeScalars.first, first.isASCIILetter,
-            scheme.unicodeScalars.allSatisfy({ $0.isASCIILetter || ("0"..."9").contains($0) || "+-.:".unicodeScalars.contains($0) })
+            scheme.unicodeScalars.allSatisfy({
+                $0.isASCIILetter || ("0"..."9").contains($0) || "+-.:".unicodeScalars.contains($0)
+            })
         else { return nil }
         return String(scheme)
     }
@@ -165,7 +168,10 @@ public enum ConnectionString {
         let isURL = conninfo.hasPrefix("postgres://") || conninfo.hasPrefix("postgresql://")
         let prefix = isURL ? "invalid database URL" : "invalid connection string"
         let kinds: [(String, String)] = [
-            ("invalid percent-encoded token", "a % is not followed by two hexadecimal digits (write a literal % as %25)"),
+            (
+                "invalid percent-encoded token",
+                "a % is not followed by two hexadecimal digits (write a literal % as %25)"
+            ),
             ("forbidden value %00", "it contains the percent-encoded NUL byte %00"),
             ("looking for matching \"]\"", "an IPv6 host address opened with [ is not closed with ]"),
             ("IPv6 host address may not be empty", "an IPv6 host address in [ ] is empty"),
@@ -422,7 +428,9 @@ enum SecretScanner {
     private static func schemeEnd(_ bytes: [UInt8], from start: Int) -> Int? {
         guard start < bytes.count, isASCIILetter(bytes[start]) else { return nil }
         var index = start
-        while index < bytes.count, isASCIILetter(bytes[index]) || isDigit(bytes[index]) || Array("+-.:".utf8).contains(bytes[index]) {
+        while index < bytes.count,
+            isASCIILetter(bytes[index]) || isDigit(bytes[index]) || Array("+-.:".utf8).contains(bytes[index])
+        {
             if bytes[index] == UInt8(ascii: ":"), index + 2 < bytes.count,
                 bytes[index + 1] == UInt8(ascii: "/"), bytes[index + 2] == UInt8(ascii: "/")
             {

@@ -32,7 +32,10 @@ public struct RetryPolicy: Sendable {
     /// Give up after this many tries (nil: no limit).
     public var maxAttempts: Int?
 
-    public init(backoff: Backoff = Backoff(base: .milliseconds(100), max: .seconds(2)), deadline: Duration? = nil, maxAttempts: Int? = nil) {
+    public init(
+        backoff: Backoff = Backoff(base: .milliseconds(100), max: .seconds(2)), deadline: Duration? = nil,
+        maxAttempts: Int? = nil
+    ) {
         self.backoff = backoff
         self.deadline = deadline
         self.maxAttempts = maxAttempts

@@ -534,7 +534,8 @@ extension UInt8 {
     /// PostgreSQL's `ident_start`; also the first character of a dollar-quote tag.
     fileprivate var isIdentifierStart: Bool {
         switch self {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "_"), 0x80...: true
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "_"), 0x80...:
+            true
         default: false
         }
     }

@@ -54,7 +54,10 @@ public struct SessionOptions: Sendable {
         // As a startup option it is the session's default, so RESET ALL and DISCARD ALL keep it.
         if let idleInTransactionSessionTimeout {
             pairs.append(
-                ("options", "-c idle_in_transaction_session_timeout=\(max(1, Int(idleInTransactionSessionTimeout.milliseconds)))"))
+                (
+                    "options",
+                    "-c idle_in_transaction_session_timeout=\(max(1, Int(idleInTransactionSessionTimeout.milliseconds)))"
+                ))
         }
         return pairs
     }
@@ -64,7 +67,8 @@ public struct SessionOptions: Sendable {
     /// pin last, where it wins.
     func pinningOptions(conninfo: String) -> (String, String)? {
         guard let pinnedSearchPath else { return nil }
-        let given = (try? ConnectionString.options(conninfo))?["options"]
+        let given =
+            (try? ConnectionString.options(conninfo))?["options"]
             ?? ProcessInfo.processInfo.environment["PGOPTIONS"]
             ?? libpqDefaults.first { $0.0 == "options" }?.1
         let pin = "-c search_path=\(pinnedSearchPath.replacingOccurrences(of: " ", with: ""))"

@@ -1,7 +1,8 @@
+import Foundation
+
 #if canImport(Glibc)
     import Glibc
 #endif
-import Foundation
 
 /// UTC timestamps for file names (`20240101120000`, `20240101-120000`), formatted with the C
 /// library rather than `DateFormatter`, which would load ICU's data (megabytes) for a fixed,

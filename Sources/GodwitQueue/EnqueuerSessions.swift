@@ -63,7 +63,10 @@ public final class EnqueuerSessions: Sendable {
     func login(for role: String) throws -> (conninfo: String, source: String) {
         if let given = logins[role] { return (given, "the enqueuer logins file") }
         if state.withLock({ $0.workerRole }) == role { return (workerURL, "the worker's own connection string") }
-        return (try ConnectionString.loggingIn(as: role, from: workerURL), "the worker's connection string with user \(role)")
+        return (
+            try ConnectionString.loggingIn(as: role, from: workerURL),
+            "the worker's connection string with user \(role)"
+        )
     }
 
     /// Lends a session logged in as `job`'s enqueuer for the length of `body`, reset afterwards.
@@ -71,7 +74,8 @@ public final class EnqueuerSessions: Sendable {
     /// Throws a permanent `JobFailure` naming the role when the worker cannot log in as it (or
     /// the login turns out to be another role); a server that cannot be reached is a transient
     /// `PostgresError`, retried like any other.
-    public func withSession<T: Sendable>(for job: ClaimedJob, _ body: (Connection) async throws -> T) async throws -> T {
+    public func withSession<T: Sendable>(for job: ClaimedJob, _ body: (Connection) async throws -> T) async throws -> T
+    {
         let role = job.enqueuedBy
         let pool = try pool(for: role)
         var entered = false
@@ -136,11 +140,14 @@ public enum EnqueuerLogins {
         let opened = base.resolve(path)
         var status = stat()
         guard stat(opened, &status) == 0 else {
-            throw Invalid(description: "\(path): cannot read the enqueuer logins file (\(String(cString: strerror(errno))))")
+            throw Invalid(
+                description: "\(path): cannot read the enqueuer logins file (\(String(cString: strerror(errno))))")
         }
         guard status.st_mode & 0o077 == 0 else {
             throw Invalid(
-                description: "\(path): the enqueuer logins file holds passwords and is readable by group or others: chmod 600 it")
+                description:
+                    "\(path): the enqueuer logins file holds passwords and is readable by group or others: chmod 600 it"
+            )
         }
         guard let data = FileManager.default.contents(atPath: opened) else {
             throw Invalid(description: "\(path): cannot read the enqueuer logins file")

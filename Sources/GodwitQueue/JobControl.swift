@@ -19,7 +19,8 @@ public enum JobControl: String, Sendable, Codable, CaseIterable {
         guard let text else { return nil }
         guard let control = JobControl(rawValue: text) else {
             throw PostgresError(
-                code: .client, message: "job \(id) has control \"\(text)\", which this godwit does not know: upgrade godwit")
+                code: .client,
+                message: "job \(id) has control \"\(text)\", which this godwit does not know: upgrade godwit")
         }
         self = control
     }

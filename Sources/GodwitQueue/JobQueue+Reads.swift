@@ -39,7 +39,8 @@ extension JobQueue {
         public var after: Int64?
 
         public init(
-            state: JobState? = nil, kind: String? = nil, search: String? = nil, before: Int64? = nil, after: Int64? = nil
+            state: JobState? = nil, kind: String? = nil, search: String? = nil, before: Int64? = nil,
+            after: Int64? = nil
         ) {
             self.state = state
             self.kind = kind
@@ -68,7 +69,8 @@ extension JobQueue {
     public func page(_ query: PageQuery, limit: Int = 200, on connection: Connection) async throws -> Page {
         // An ILIKE pattern with the user's %, _ and \ taken literally.
         let pattern = query.search.map {
-            "%" + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
+            "%"
+                + $0.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "%", with: "\\%")
                 .replacingOccurrences(of: "_", with: "\\_") + "%"
         }
         let matching = """
@@ -94,7 +96,8 @@ extension JobQueue {
             ).rows.map(JobRecord.init)
             let shown = Array(rows.prefix(limit).reversed())
             return Page(
-                jobs: shown, olderThan: shown.last?.id ?? after + 1, newerThan: rows.count > limit ? shown.first?.id : nil,
+                jobs: shown, olderThan: shown.last?.id ?? after + 1,
+                newerThan: rows.count > limit ? shown.first?.id : nil,
                 paged: true)
         }
         let rows = try await connection.query(
@@ -112,10 +115,11 @@ extension JobQueue {
         guard let last = (listed.isEmpty ? rows : listed).last?.id else {
             return Page(jobs: rows, olderThan: nil, newerThan: nil, paged: false)
         }
-        let older = try await connection.query(
-            "SELECT EXISTS (SELECT 1 FROM \(schema.progress) p WHERE p.id < $4 AND \(matching)) AS older",
-            [state, query.kind, pattern, last]
-        ).first?.bool("older") ?? false
+        let older =
+            try await connection.query(
+                "SELECT EXISTS (SELECT 1 FROM \(schema.progress) p WHERE p.id < $4 AND \(matching)) AS older",
+                [state, query.kind, pattern, last]
+            ).first?.bool("older") ?? false
         return Page(jobs: rows, olderThan: older ? last : nil, newerThan: nil, paged: false)
     }
 
@@ -134,13 +138,15 @@ extension JobQueue {
             let text = try row.string("state")
             guard let state = JobState(rawValue: text) else {
                 throw PostgresError(
-                    code: .client, message: "jobs are in state \"\(text)\", which this godwit does not know: upgrade godwit")
+                    code: .client,
+                    message: "jobs are in state \"\(text)\", which this godwit does not know: upgrade godwit")
             }
             byState[state] = try row.int64("n")
         }
-        let stale = try await connection.query(
-            "SELECT count(*) AS n FROM \(schema.progress) p WHERE p.state = 'running' AND p.stale"
-        ).first?.int64("n") ?? 0
+        let stale =
+            try await connection.query(
+                "SELECT count(*) AS n FROM \(schema.progress) p WHERE p.state = 'running' AND p.stale"
+            ).first?.int64("n") ?? 0
         return Counts(byState: byState, stale: stale)
     }
 

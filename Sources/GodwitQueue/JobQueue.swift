@@ -198,7 +198,10 @@ public struct JobQueue: Sendable {
             SELECT lease.id, beat.id IS NOT NULL AS renewed, beat.control, held.id IS NOT NULL AS held
             FROM lease LEFT JOIN beat ON beat.id = lease.id LEFT JOIN held ON held.id = lease.id
             """,
-            [PostgresArray.literal(leases.map { String($0.id) }), PostgresArray.literal(leases.map { String($0.token) })])
+            [
+                PostgresArray.literal(leases.map { String($0.id) }),
+                PostgresArray.literal(leases.map { String($0.token) }),
+            ])
         var answer: [Int64: LeaseStatus] = [:]
         for row in result.rows {
             let id = try row.int64("id")

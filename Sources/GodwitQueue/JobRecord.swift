@@ -131,7 +131,8 @@ public struct JobRecord: Sendable, Encodable {
         workerSeenAt = row["worker_seen_at"]
         staleMarker =
             stale
-            ? JobRecord.staleMarker(worker: row["stale_worker"], unseenSeconds: row["unseen_seconds"].flatMap(Double.init))
+            ? JobRecord.staleMarker(
+                worker: row["stale_worker"], unseenSeconds: row["unseen_seconds"].flatMap(Double.init))
             : nil
         batchSize = row["batch_size"].flatMap { Int($0) }
         sizeReason = row["size_reason"]

@@ -15,7 +15,8 @@ public enum JobState: String, Sendable, Codable, CaseIterable {
     public init(text: String, job id: Int64) throws {
         guard let state = JobState(rawValue: text) else {
             throw PostgresError(
-                code: .client, message: "job \(id) is in state \"\(text)\", which this godwit does not know: upgrade godwit")
+                code: .client,
+                message: "job \(id) is in state \"\(text)\", which this godwit does not know: upgrade godwit")
         }
         self = state
     }

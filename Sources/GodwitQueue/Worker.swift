@@ -83,7 +83,8 @@ public struct WorkerConfiguration: Sendable {
 
     static func defaultWorkerID() -> String {
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "host"
-        return "\(host):\(ProcessInfo.processInfo.processIdentifier):\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
+        return
+            "\(host):\(ProcessInfo.processInfo.processIdentifier):\(String(UInt16.random(in: 0...UInt16.max), radix: 16))"
     }
 }
 
@@ -196,7 +197,8 @@ public final class Worker: Service {
                         if let role { self.sessions.setWorkerRole(role) }
                         // Rows of workers gone for a day go at every start too, not only hourly: a
                         // worker that drains and exits may never reach its housekeeping loop.
-                        try await self.queue.deleteGoneWorkers(olderThan: self.configuration.keepGoneWorkers, on: connection)
+                        try await self.queue.deleteGoneWorkers(
+                            olderThan: self.configuration.keepGoneWorkers, on: connection)
                         try await self.queue.register(self.configuration.registration, on: connection)
                     }
                 }
@@ -210,7 +212,8 @@ public final class Worker: Service {
         logger.info(
             "worker started",
             metadata: [
-                "concurrency": "\(configuration.concurrency)", "kinds": "\(handlers.keys.sorted().map(\.rawValue).joined(separator: ","))",
+                "concurrency": "\(configuration.concurrency)",
+                "kinds": "\(handlers.keys.sorted().map(\.rawValue).joined(separator: ","))",
             ])
         await withTaskGroup(of: Void.self) { background in
             background.addTask { await self.listenLoop() }
@@ -344,7 +347,8 @@ public final class Worker: Service {
             let recorded = await Task { await self.record(job, outcome) }.value
             logOutcome(outcome, recorded: recorded, metadata: metadata)
         } else {
-            logger.warning("job lease lost: another worker took it over; this attempt wrote nothing", metadata: metadata)
+            logger.warning(
+                "job lease lost: another worker took it over; this attempt wrote nothing", metadata: metadata)
         }
         running.withLock { _ = $0.removeValue(forKey: job.id) }
         signals.forget(job.id)
@@ -355,11 +359,13 @@ public final class Worker: Service {
     private func attempt(_ job: ClaimedJob) async -> JobOutcome? {
         guard let handler = handlers[job.kind] else {
             return .failed(
-                error: "unknown job kind \"\(job.kind)\" (this worker runs: \(handlers.keys.sorted().map(\.rawValue).joined(separator: ", ")))",
+                error:
+                    "unknown job kind \"\(job.kind)\" (this worker runs: \(handlers.keys.sorted().map(\.rawValue).joined(separator: ", ")))",
                 result: nil)
         }
         let context = JobContext(
-            job: job, logger: logger, queue: queue, pool: pool, sessions: sessions, databaseURL: configuration.databaseURL,
+            job: job, logger: logger, queue: queue, pool: pool, sessions: sessions,
+            databaseURL: configuration.databaseURL,
             signals: signals)
         do {
             let result = try await handler.run(context)
@@ -379,10 +385,12 @@ public final class Worker: Service {
             if let interruption = signals.interruption(for: job.id) { return outcome(of: interruption) }
             if job.attempt < job.maxAttempts {
                 return .retry(
-                    error: error.summary, delay: configuration.backoff.delay(afterAttempt: job.attempt), detail: error.detail)
+                    error: error.summary, delay: configuration.backoff.delay(afterAttempt: job.attempt),
+                    detail: error.detail)
             }
             return .failed(
-                error: "\(error.summary) (attempt \(job.attempt) of \(job.maxAttempts))", result: nil, detail: error.detail)
+                error: "\(error.summary) (attempt \(job.attempt) of \(job.maxAttempts))", result: nil,
+                detail: error.detail)
         } catch let error as PostgresError {
             return .failed(error: error.summary, result: nil, detail: error.detail)
         } catch {
@@ -427,7 +435,8 @@ public final class Worker: Service {
                 }
             }
         } catch {
-            logger.error("could not record finished jobs", metadata: ["count": "\(entries.count)", "error": "\(error)"])
+            logger.error(
+                "could not record finished jobs", metadata: ["count": "\(entries.count)", "error": "\(error)"])
             return []
         }
     }
@@ -518,7 +527,8 @@ public final class Worker: Service {
                 do {
                     try await self.queue.beat(registration, on: connection)
                 } catch let error as PostgresError where error.code == .server {
-                    self.logger.warning("writing this worker's heartbeat in the workers table failed", metadata: ["error": "\(error)"])
+                    self.logger.warning(
+                        "writing this worker's heartbeat in the workers table failed", metadata: ["error": "\(error)"])
                 }
                 return answer
             }
@@ -561,24 +571,30 @@ public final class Worker: Service {
             do {
                 while !Task.isCancelled {
                     let batch = try await pool.withConnection {
-                        try await self.queue.deleteFinished(olderThan: self.configuration.keepFinished, limit: 1000, on: $0)
+                        try await self.queue.deleteFinished(
+                            olderThan: self.configuration.keepFinished, limit: 1000, on: $0)
                     }
                     deleted += batch
                     if batch < 1000 { break }
                 }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("deleting old finished jobs failed; trying again in an hour", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "deleting old finished jobs failed; trying again in an hour", metadata: ["error": "\(error)"])
             }
             if deleted > 0 { logger.info("deleted old finished jobs", metadata: ["count": "\(deleted)"]) }
             do {
                 let gone = try await pool.withConnection {
                     try await self.queue.deleteGoneWorkers(olderThan: self.configuration.keepGoneWorkers, on: $0)
                 }
-                if gone > 0 { logger.info("deleted the rows of workers gone for a day", metadata: ["count": "\(gone)"]) }
+                if gone > 0 {
+                    logger.info("deleted the rows of workers gone for a day", metadata: ["count": "\(gone)"])
+                }
             } catch {
                 if Task.isCancelled { return }
-                logger.warning("deleting the rows of gone workers failed; trying again in an hour", metadata: ["error": "\(error)"])
+                logger.warning(
+                    "deleting the rows of gone workers failed; trying again in an hour", metadata: ["error": "\(error)"]
+                )
             }
             do {
                 try await Task.sleep(for: .seconds(3600))

@@ -109,7 +109,8 @@ public struct TemporaryDirectory: Sendable {
     public let path: String
 
     public init(prefix: String = "godwit") throws {
-        path = FileManager.default.temporaryDirectory
+        path =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("\(prefix)-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }

@@ -13,7 +13,8 @@ public final class PrivateCluster: Sendable {
     /// `settings` are added to `postgresql.conf` as written (`archive_mode = on`).
     public init(network: NetworkNamespace? = nil, settings: [String] = []) async throws {
         self.network = network
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-cluster-\(UUID().uuidString)").path
+        directory =
+            FileManager.default.temporaryDirectory.appendingPathComponent("godwit-cluster-\(UUID().uuidString)").path
         // Below the kernel's ephemeral range (32768 and up), where a client socket could take the
         // port while the server is down.
         port = Int.random(in: 20_000...32_000)
@@ -22,7 +23,9 @@ public final class PrivateCluster: Sendable {
             try await Self.shell(["chown", "postgres:", directory])
             try await Self.shell(["chmod", "755", directory])
         }
-        try await asOwner([Self.bin("initdb"), "-D", "\(directory)/data", "-U", "postgres", "--auth=trust", "-E", "UTF8"])
+        try await asOwner([
+            Self.bin("initdb"), "-D", "\(directory)/data", "-U", "postgres", "--auth=trust", "-E", "UTF8",
+        ])
         let conf = """
             listen_addresses = '\(network?.serverAddress ?? "127.0.0.1")'
             port = \(port)
@@ -48,7 +51,9 @@ public final class PrivateCluster: Sendable {
     public var url: String { "postgres://postgres@\(network?.serverAddress ?? "127.0.0.1"):\(port)/postgres" }
 
     public func start() async throws {
-        try await asOwner([Self.bin("pg_ctl"), "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "start"])
+        try await asOwner([
+            Self.bin("pg_ctl"), "-D", "\(directory)/data", "-l", "\(directory)/server.log", "-w", "start",
+        ])
     }
 
     public func stop(mode: String = "fast") async throws {
@@ -88,7 +93,7 @@ public final class PrivateCluster: Sendable {
                 posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
                 defer { posix_spawn_file_actions_destroy(&actions) }
                 let argv = command.map { strdup($0) } + [nil]
-                defer { argv.forEach { free($0) } }
+                defer { for pointer in argv { free(pointer) } }
                 guard posix_spawnp(&pid, command[0], &actions, nil, argv, environ) == 0 else {
                     continuation.resume(returning: -1)
                     return

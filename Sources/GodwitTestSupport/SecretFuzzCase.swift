@@ -46,16 +46,26 @@ public struct SecretFuzzCase: CustomStringConvertible, Sendable {
         case 0: parts = ["postgres://", "app:\(secret(userinfo))@", host, "/db"]
         case 1: parts = ["postgresql://", "app:\(secret(userinfo))@", host, "/db", "?sslmode=disable"]
         case 2: parts = ["postgres://", "app:\(secret(userinfo))@[", "::1", "/db"]
-        case 3: parts = ["postgres://", "app:\(secret(userinfo))@", "127.0.0.1:", ["99999", "x1", "-5", ""].randomElement(using: &random)!, "/db"]
+        case 3:
+            parts = [
+                "postgres://", "app:\(secret(userinfo))@", "127.0.0.1:",
+                ["99999", "x1", "-5", ""].randomElement(using: &random)!, "/db",
+            ]
         case 4: parts = ["postgres://", host, "/db", "?\(key)=\(secret(query))", "&sslmode=disable"]
         case 5: parts = ["postgresql://", "app@", host, "/db?sslmode=disable", "&\(key)=\(secret(query))"]
         // No `@`: the password shows as a port. (Junk before it could make it anything.)
         case 6: parts = ["postgres://app:\(secret([":", "%zz", "%", "=", "&", "#", "'"]))", "/db"]
-        case 7: parts = ["host=\(host.split(separator: ":")[0])", " port=\(host.split(separator: ":")[1])", " user=app", " \(key)=\(secret(bare))", " dbname=db"]
+        case 7:
+            parts = [
+                "host=\(host.split(separator: ":")[0])", " port=\(host.split(separator: ":")[1])", " user=app",
+                " \(key)=\(secret(bare))", " dbname=db",
+            ]
         case 8: parts = ["host=127.0.0.1", " \(key) = '\(secret(quoted))'", " dbname=db"]
         default: parts = ["dbname=db", " \(key)='\(secret(quoted))"]
         }
-        let junk = ["[", "]", "%zz", "%", ":99999", "?bogus=1", "&nothing=1", "'", " ", "=", "\\", " bogus", " port=abc", ""]
+        let junk = [
+            "[", "]", "%zz", "%", ":99999", "?bogus=1", "&nothing=1", "'", " ", "=", "\\", " bogus", " port=abc", "",
+        ]
         var text = ""
         for (index, part) in parts.enumerated() {
             if index > 0, Int.random(in: 0..<4, using: &random) == 0 { text += junk.randomElement(using: &random)! }

@@ -95,7 +95,9 @@ struct BackupTests {
         #expect(BackupManager(directory: "/srv/backups").directory == "/srv/backups")
         let elsewhere = BackupManager(directory: "some/../backups", workingDirectory: WorkingDirectory("/srv/app"))
         #expect(elsewhere.directory == "/srv/app/backups")
-        #expect(BackupManager(directory: "/srv/backups", workingDirectory: WorkingDirectory("/srv/app")).directory == "/srv/backups")
+        #expect(
+            BackupManager(directory: "/srv/backups", workingDirectory: WorkingDirectory("/srv/app")).directory
+                == "/srv/backups")
     }
 
     @Test func theRestoreCommandQuotesAPathThatNeedsIt() {

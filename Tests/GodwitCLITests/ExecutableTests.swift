@@ -19,7 +19,10 @@ struct ExecutableTests {
                 "SELECT pg_sleep(0.02); INSERT INTO applied_log (version) VALUES (\(version)); CREATE TABLE t\(version) (id int);"
             )
         }
-        try dir.write("13_idx.sql", "-- no-transaction\nCREATE INDEX CONCURRENTLY t2_idx ON t2 (id);\nINSERT INTO applied_log (version) VALUES (13);\n")
+        try dir.write(
+            "13_idx.sql",
+            "-- no-transaction\nCREATE INDEX CONCURRENTLY t2_idx ON t2 (id);\nINSERT INTO applied_log (version) VALUES (13);\n"
+        )
         try await withTestDatabase { db in
             let processes = try (0..<3).map { _ in
                 try GodwitProcess.start(["migrate", "run", "--source", dir.path, "-D", db.url])
@@ -30,10 +33,12 @@ struct ExecutableTests {
             let appliedLines = outputs.flatMap { $0.stdout.split(separator: "\n") }.filter { $0.hasPrefix("Applied ") }
             #expect(appliedLines.count == 13)
             let conn = try await db.connect()
-            let counts = try await conn.query("SELECT version, count(*) AS n FROM applied_log GROUP BY version ORDER BY version")
+            let counts = try await conn.query(
+                "SELECT version, count(*) AS n FROM applied_log GROUP BY version ORDER BY version")
             #expect(counts.rows.count == 12)
             #expect(try counts.rows.allSatisfy { try $0.int("n") == 1 })
-            #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations WHERE success").first?.int("n") == 13)
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations WHERE success").first?.int("n") == 13)
             await conn.close()
         }
     }

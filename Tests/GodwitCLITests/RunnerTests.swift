@@ -33,7 +33,8 @@ struct RunnerTests {
         #expect(outcome.stdout.isEmpty)
         #expect(
             outcome.stderr
-                == "error: no database given: pass --database-url, or set DATABASE_URL in the environment or in ./.env\n")
+                == "error: no database given: pass --database-url, or set DATABASE_URL in the environment or in ./.env\n"
+        )
     }
 
     /// A usage error quotes the argument it cannot place: a URL's password is scrubbed from it.
@@ -69,7 +70,10 @@ struct RunnerTests {
             for (index, dir) in dirs.enumerated() {
                 group.addTask {
                     if index.isMultiple(of: 2) {
-                        return (index, await Godwit.run(["migrate", "add", "--source", dir.path, "--sequential", "step \(index)"]))
+                        return (
+                            index,
+                            await Godwit.run(["migrate", "add", "--source", dir.path, "--sequential", "step \(index)"])
+                        )
                     }
                     // A usage error quotes the URL it cannot place: only the scrub hides the password.
                     let url = "postgres://user\(index):secret\(index)x@127.0.0.1:1/db"
@@ -89,7 +93,9 @@ struct RunnerTests {
             } else {
                 #expect(outcome.status == 64)
                 #expect(outcome.stdout.isEmpty)
-                #expect(outcome.stderr.hasPrefix("Error: Unexpected argument 'postgres://user\(index):"), "\(outcome.stderr)")
+                #expect(
+                    outcome.stderr.hasPrefix("Error: Unexpected argument 'postgres://user\(index):"),
+                    "\(outcome.stderr)")
                 #expect(!outcome.stderr.contains("secret\(index)x"), "\(outcome.stderr)")
             }
         }
@@ -130,14 +136,18 @@ struct RunnerTests {
                 for (index, dir) in dirs.enumerated() {
                     try dir.write(".env", "DATABASE_URL=\(databases[index].url)\n")
                     try dir.write(
-                        "sqlx.toml", "[migrate]\nmigrations-dir = \"m\(index)\"\ntable-name = \"ledger\(index)\"\n\n[mine\(index)]\n")
+                        "sqlx.toml",
+                        "[migrate]\nmigrations-dir = \"m\(index)\"\ntable-name = \"ledger\(index)\"\n\n[mine\(index)]\n"
+                    )
                     try dir.write("m\(index)/1_create_t\(index).sql", "CREATE TABLE t\(index) (id int);\n")
                     // Not a migration's name: a warning naming it.
                     try dir.write("m\(index)/2.sql", "SELECT 1;\n")
                 }
                 let runs = await withTaskGroup(of: (Int, CommandOutcome).self) { group in
                     for index in 0..<(dirs.count * 3) {
-                        group.addTask { (index, await Godwit.run(["migrate", "run"], directory: dirs[index % 2].path)) }
+                        group.addTask {
+                            (index, await Godwit.run(["migrate", "run"], directory: dirs[index % 2].path))
+                        }
                     }
                     var all: [Int: CommandOutcome] = [:]
                     for await (index, outcome) in group { all[index] = outcome }
@@ -169,7 +179,9 @@ struct RunnerTests {
                     #expect(row?["own"] == "t\(index)" && row?["other"] == nil && row?["ledger"] == "ledger\(index)")
                 }
                 // The executable started in the folder says the same, relative paths included.
-                for arguments in [["migrate", "info"], ["migrate", "info", "--config", "nope.toml"], ["migrate", "run"]] {
+                for arguments in [
+                    ["migrate", "info"], ["migrate", "info", "--config", "nope.toml"], ["migrate", "run"],
+                ] {
                     let inProcess = await Godwit.run(arguments, directory: dirs[0].path)
                     let spawned = try await GodwitProcess.run(arguments, directory: dirs[0].path)
                     #expect(inProcess.status == spawned.status, "\(arguments)")
@@ -196,14 +208,16 @@ struct RunnerTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try dir.write("1_a.sql", "SELECT 1;")
-        let empty = await Godwit.run(["migrate", "run", "--source", "", "-D", "postgres://127.0.0.1:1/x"], directory: dir.path)
+        let empty = await Godwit.run(
+            ["migrate", "run", "--source", "", "-D", "postgres://127.0.0.1:1/x"], directory: dir.path)
         #expect(empty.status == 1)
         #expect(empty.stderr == "error: migrations folder  does not exist\n")
     }
 
     /// What the executable renders the same way: `GodwitCommand` returns `GodwitProcess`'s shape.
     @Test func godwitCommandGivesTheExecutablesShape() async throws {
-        let output = try await GodwitCommand.run(["migrate", "info", "--no-dotenv"], environment: ["DATABASE_URL": nil])
+        let output = try await GodwitCommand.run(
+            ["migrate", "info", "--no-dotenv"], environment: ["DATABASE_URL": nil])
         #expect(output.status == 1)
         #expect(output.pid == ProcessInfo.processInfo.processIdentifier)
         #expect(output.stderr.hasPrefix("error: no database given"))

@@ -47,7 +47,8 @@ struct ParseTests {
         let run = try await parse(
             Migrate.Run.self,
             [
-                "migrate", "run", "-D", "postgres://h/db", "--source", "db", "--config", "x.toml", "--log-level", "debug",
+                "migrate", "run", "-D", "postgres://h/db", "--source", "db", "--config", "x.toml", "--log-level",
+                "debug",
                 "--lock-timeout", "500ms", "--lock-retries", "0", "--target-version", "20240101000000", "--dry-run",
                 "--ignore-missing", "--strict", "--schema", "ops", "--connect-timeout", "2.5",
             ])
@@ -63,8 +64,10 @@ struct ParseTests {
         #expect(run.schema == "ops")
     }
 
-    @Test(arguments: [("2s", Duration.seconds(2)), ("500ms", .milliseconds(500)), ("1.5s", .milliseconds(1500)),
-        ("2m", .seconds(120)), ("1min", .seconds(60)), ("1h", .seconds(3600)), ("3", .seconds(3)), ("0", .zero)])
+    @Test(arguments: [
+        ("2s", Duration.seconds(2)), ("500ms", .milliseconds(500)), ("1.5s", .milliseconds(1500)),
+        ("2m", .seconds(120)), ("1min", .seconds(60)), ("1h", .seconds(3600)), ("3", .seconds(3)), ("0", .zero),
+    ])
     func lockTimeoutsAreWrittenAsPeopleWriteThem(text: String, duration: Duration) async throws {
         let run = try await parse(Migrate.Run.self, ["migrate", "run", "--lock-timeout", text])
         #expect(run.lockOptions.lockTimeout == duration)
@@ -189,16 +192,28 @@ struct ParseTests {
 
     @Test(arguments: [
         (["migrate", "add", "-r", "--simple", "x"], "Error: --reversible and --simple exclude each other"),
-        (["migrate", "add", "--timestamp", "--sequential", "x"], "Error: --timestamp and --sequential exclude each other"),
+        (
+            ["migrate", "add", "--timestamp", "--sequential", "x"],
+            "Error: --timestamp and --sequential exclude each other"
+        ),
         (["migrate", "run", "--enqueue", "--dry-run"], "Error: --enqueue and --dry-run exclude each other"),
-        (["migrate", "info", "-D", "x", "--database-url-file", "f"], "Error: --database-url and --database-url-file exclude each other"),
+        (
+            ["migrate", "info", "-D", "x", "--database-url-file", "f"],
+            "Error: --database-url and --database-url-file exclude each other"
+        ),
         (["migrate", "repair", "--applied", "f"], "Error: --applied needs --version"),
         (["migrate", "run", "--lock-retries", "-1"], "Error: --lock-retries must be 0 or more"),
         (["worker", "--concurrency", "0"], "Error: --concurrency must be at least 1"),
         (["worker", "--poll-interval", "0"], "Error: intervals and timeouts must be positive"),
         (["worker", "--max-archive-backlog=-1"], "Error: --max-archive-backlog must not be negative"),
-        (["backup", "create", "--reason", " "], "Error: --reason must be one line of words, such as \"before rollback of 20240101000000\""),
-        (["backup", "restore", "f", "--pause-timeout", "0"], "Error: --pause-timeout must be a positive number of seconds"),
+        (
+            ["backup", "create", "--reason", " "],
+            "Error: --reason must be one line of words, such as \"before rollback of 20240101000000\""
+        ),
+        (
+            ["backup", "restore", "f", "--pause-timeout", "0"],
+            "Error: --pause-timeout must be a positive number of seconds"
+        ),
     ])
     func exclusiveAndInvalidOptionsAreUsageErrors(arguments: [String], message: String) async throws {
         let error = try await usageError(arguments)

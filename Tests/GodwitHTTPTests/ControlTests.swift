@@ -24,7 +24,9 @@ struct ControlTests {
             #expect(cookie != form, "the form's token is not the cookie")
             var headers = formHeaders
             headers[.cookie] = "godwit_session=\(cookie)"
-            for (action, state) in [("pause", "paused"), ("resume", "queued"), ("cancel", "cancelled"), ("retry", "queued")] {
+            for (action, state) in [
+                ("pause", "paused"), ("resume", "queued"), ("cancel", "cancelled"), ("retry", "queued"),
+            ] {
                 try await client.execute(
                     uri: "/jobs/\(id)/\(action)", method: .post, headers: headers,
                     body: formBody([("csrf", form), ("next", "/")] + (action == "cancel" ? [("confirm", "yes")] : []))
@@ -48,7 +50,9 @@ struct ControlTests {
         }
     }
 
-    @Test("Served as a role with grant_read only: pages and /metrics work, the ledger and the controls are refused with what to grant")
+    @Test(
+        "Served as a role with grant_read only: pages and /metrics work, the ledger and the controls are refused with what to grant"
+    )
     func leastPrivilegeRole() async throws {
         try await withRoles(["dash"]) { roles in
             let dash = roles[0]
@@ -91,7 +95,8 @@ struct ControlTests {
                         try await client.execute(uri: "/migrations", method: .get) { response in
                             #expect(response.status == .ok)
                             #expect(response.text.contains("cannot read the migrations ledger"), "\(response.text)")
-                            #expect(response.text.contains("GRANT SELECT ON _sqlx_migrations TO &quot;\(dash.name)&quot;"))
+                            #expect(
+                                response.text.contains("GRANT SELECT ON _sqlx_migrations TO &quot;\(dash.name)&quot;"))
                             #expect(!response.text.contains(dash.password))
                         }
                         let (cookie, form) = try await session(client)
@@ -187,7 +192,8 @@ struct ControlTests {
                 try await client.execute(uri: path, method: .get) { response in
                     #expect(response.status == .unauthorized, "\(path)")
                 }
-                try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer wrong"]) { response in
+                try await client.execute(uri: path, method: .get, headers: [.authorization: "Bearer wrong"]) {
+                    response in
                     #expect(response.status == .unauthorized, "\(path)")
                 }
             }
@@ -195,13 +201,17 @@ struct ControlTests {
                 #expect(response.status == .seeOther)
                 #expect(response.headers[.location] == "/login")
             }
-            try await client.execute(uri: "/health", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+            try await client.execute(uri: "/health", method: .get, headers: [.authorization: "Bearer \(token)"]) {
+                response in
                 #expect(response.status == .ok)
             }
-            try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(token)"]) { response in
+            try await client.execute(uri: "/metrics", method: .get, headers: [.authorization: "Bearer \(token)"]) {
+                response in
                 #expect(response.status == .ok)
             }
-            try await client.execute(uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", "nope")])) {
+            try await client.execute(
+                uri: "/login", method: .post, headers: formHeaders, body: formBody([("token", "nope")])
+            ) {
                 response in
                 #expect(response.status == .unauthorized)
                 #expect(response.cookie("godwit_login") == nil)

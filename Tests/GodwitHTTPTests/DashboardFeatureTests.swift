@@ -1,5 +1,4 @@
 import Foundation
-@testable import GodwitHTTP
 import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
@@ -8,6 +7,8 @@ import Hummingbird
 import HummingbirdTesting
 import Logging
 import Testing
+
+@testable import GodwitHTTP
 
 /// Runs `body` against the operations router of `database`, logged in to the database as `url`
 /// (another role than the owner, to test what it may see and do).
@@ -84,8 +85,12 @@ struct DashboardFeatureTests {
                 }
             }
             try await client.execute(uri: "/?state=failed", method: .get) { response in
-                #expect(response.text.contains("class=\"count failed\" data-state=\"failed\" href=\"/?state=failed\" aria-current=\"true\""))
-                #expect(response.text.contains("data-live=\"/fragments/counts?state=failed\""), "the live counts keep the filter")
+                #expect(
+                    response.text.contains(
+                        "class=\"count failed\" data-state=\"failed\" href=\"/?state=failed\" aria-current=\"true\""))
+                #expect(
+                    response.text.contains("data-live=\"/fragments/counts?state=failed\""),
+                    "the live counts keep the filter")
             }
         }
     }
@@ -163,7 +168,8 @@ struct DashboardFeatureTests {
         #expect(RelativeTime.ago(seconds) == ago)
     }
 
-    @Test("The owner sees what a job does: kind, table, key, statement, cursor; and each attempt's error with its detail")
+    @Test(
+        "The owner sees what a job does: kind, table, key, statement, cursor; and each attempt's error with its detail")
     func whatItDoesForTheOwner() async throws {
         try await withOperations { database, _, client in
             let id = try await enqueueBackfill(database)
@@ -175,7 +181,9 @@ struct DashboardFeatureTests {
                     #expect(page.contains("<dt>Kind</dt><dd><code>batched</code></dd>"))
                     #expect(page.contains("<dt>Table</dt><dd><code>public.items</code></dd>"), "\(page)")
                     #expect(page.contains("<dt>Key</dt><dd><code>id</code></dd>"))
-                    #expect(page.contains("UPDATE items SET n = n + 1 WHERE id BETWEEN $1 AND $2 AND note &lt;&gt; &#39;x&#39;"))
+                    #expect(
+                        page.contains(
+                            "UPDATE items SET n = n + 1 WHERE id BETWEEN $1 AND $2 AND note &lt;&gt; &#39;x&#39;"))
                     #expect(page.contains("<dt>Cursor</dt><dd><code>4242</code>"))
                     #expect(!page.contains("data-payload=\"hidden\""))
                     #expect(page.contains("<h2>Errors by attempt</h2>"))
@@ -257,12 +265,15 @@ struct DashboardFeatureTests {
                     ('w-gone', 'app-2', 77, '0.8.1', 2, now() - interval '1 day', now() - interval '10 minutes', NULL),
                     ('w-done', 'app-<3>', 5, '0.8.1', 1, now() - interval '3 days', now() - interval '2 days', now() - interval '2 days')
                 """,
-                "INSERT INTO godwit.jobs (kind, name, state, worker_id, heartbeat_at) VALUES ('noop', 'on_live', 'running', 'w-live', now())")
+                "INSERT INTO godwit.jobs (kind, name, state, worker_id, heartbeat_at) VALUES ('noop', 'on_live', 'running', 'w-live', now())"
+            )
             for path in ["/workers", "/fragments/workers"] {
                 try await client.execute(uri: path, method: .get) { response in
                     let page = response.text
                     #expect(response.status == .ok)
-                    let rows = page.components(separatedBy: "<tr data-worker=").dropFirst().map { $0.components(separatedBy: "</tr>")[0] }
+                    let rows = page.components(separatedBy: "<tr data-worker=").dropFirst().map {
+                        $0.components(separatedBy: "</tr>")[0]
+                    }
                     #expect(rows.count == 3, "\(path)")
                     let live = try #require(rows.first { $0.hasPrefix("\"w-live\"") })
                     #expect(live.contains("data-status=\"running\""))
@@ -285,7 +296,8 @@ struct DashboardFeatureTests {
         }
     }
 
-    @Test("Cancel asks first: the first POST answers a confirmation page and cancels nothing; the confirmed one cancels")
+    @Test(
+        "Cancel asks first: the first POST answers a confirmation page and cancels nothing; the confirmed one cancels")
     func cancelConfirmation() async throws {
         try await withOperations { database, _, client in
             let id = try await enqueue(database, name: "keep <me>")
@@ -293,7 +305,8 @@ struct DashboardFeatureTests {
             var headers = formHeaders
             headers[.cookie] = "godwit_session=\(cookie)"
             try await client.execute(
-                uri: "/jobs/\(id)/cancel", method: .post, headers: headers, body: formBody([("csrf", form), ("next", "/")])
+                uri: "/jobs/\(id)/cancel", method: .post, headers: headers,
+                body: formBody([("csrf", form), ("next", "/")])
             ) { response in
                 #expect(response.status == .ok)
                 let page = response.text
@@ -328,7 +341,8 @@ struct DashboardFeatureTests {
             let b = try await enqueue(database, name: "fails_b")
             let done = try await enqueue(database, name: "succeeded_c")
             let connection = try await database.connect()
-            try await connection.query("UPDATE godwit.jobs SET state = 'failed', last_error = 'boom' WHERE id IN ($1, $2)", [a, b])
+            try await connection.query(
+                "UPDATE godwit.jobs SET state = 'failed', last_error = 'boom' WHERE id IN ($1, $2)", [a, b])
             try await connection.query("UPDATE godwit.jobs SET state = 'succeeded' WHERE id = $1", [done])
             await connection.close()
             let (cookie, form) = try await csrfSession(client)
@@ -346,7 +360,9 @@ struct DashboardFeatureTests {
             try await client.execute(uri: "/failed/retry", method: .get) { response in
                 #expect(response.status == .methodNotAllowed)
             }
-            try await client.execute(uri: "/failed/retry", method: .post, headers: headers, body: formBody([("csrf", form)])) {
+            try await client.execute(
+                uri: "/failed/retry", method: .post, headers: headers, body: formBody([("csrf", form)])
+            ) {
                 response in
                 #expect(response.status == .seeOther)
                 #expect(response.headers[.location] == "/?retried=2&refused=0")
@@ -386,7 +402,8 @@ struct DashboardFeatureTests {
                         #expect(response.headers[.location] == "/?retried=1&refused=1")
                     }
                     try await client.execute(uri: "/?retried=1&refused=1", method: .get) { response in
-                        #expect(response.text.contains("1 other was left failed: this server&#39;s role may not retry it"))
+                        #expect(
+                            response.text.contains("1 other was left failed: this server&#39;s role may not retry it"))
                     }
                 }
                 #expect(try await jobState(own, database).state == "queued")
@@ -407,7 +424,9 @@ struct DashboardFeatureTests {
             }
             var headers = formHeaders
             headers[.cookie] = "godwit_session=\(cookie)"
-            try await client.execute(uri: "/failed/retry", method: .post, headers: headers, body: formBody([("csrf", "x")])) {
+            try await client.execute(
+                uri: "/failed/retry", method: .post, headers: headers, body: formBody([("csrf", "x")])
+            ) {
                 response in
                 #expect(response.status == .forbidden)
                 #expect(response.text.contains("read-only"))
@@ -419,7 +438,9 @@ struct DashboardFeatureTests {
     @Test("Beyond 200 jobs the list pages by id: older and newer links, every job on exactly one page")
     func pagination() async throws {
         try await withOperations { database, _, client in
-            try await sql(database, "INSERT INTO godwit.jobs (kind, name) SELECT 'noop', 'job_' || g FROM generate_series(1, 450) g")
+            try await sql(
+                database,
+                "INSERT INTO godwit.jobs (kind, name) SELECT 'noop', 'job_' || g FROM generate_series(1, 450) g")
             var seen: [Int64] = []
             var path = "/"
             var pages = 0
@@ -446,9 +467,10 @@ struct DashboardFeatureTests {
             // Newer from the last page leads back to the same ids as the page before it.
             try await client.execute(uri: path, method: .get) { response in
                 let page = response.text
-                let newer = try #require(page.range(of: "<a rel=\"prev\" href=\"").map {
-                    page[$0.upperBound...].prefix { $0 != "\"" }.replacingOccurrences(of: "&amp;", with: "&")
-                })
+                let newer = try #require(
+                    page.range(of: "<a rel=\"prev\" href=\"").map {
+                        page[$0.upperBound...].prefix { $0 != "\"" }.replacingOccurrences(of: "&amp;", with: "&")
+                    })
                 try await client.execute(uri: newer, method: .get) { response in
                     #expect(jobIDs(response.text) == Array(seen[200..<400]))
                 }
@@ -483,17 +505,26 @@ struct DashboardFeatureTests {
                 #expect(page.contains(">batch size, rows (max 500)</text>"))
                 #expect(page.contains(">duration (max 50 ms)</text>"))
                 #expect(page.contains(">failed batch</text>"), "the red mark is explained")
-                for tick in ["0", "200", "400", "600"] { #expect(page.contains("text-anchor=\"end\">\(tick)</text>"), "size tick \(tick)") }
-                for tick in ["0 ms", "20 ms", "40 ms", "60 ms"] { #expect(page.contains(">\(tick)</text>"), "duration tick \(tick)") }
-                #expect(page.contains("text-anchor=\"start\">1</text>") && page.contains("text-anchor=\"end\">5</text>"), "batch numbers")
+                for tick in ["0", "200", "400", "600"] {
+                    #expect(page.contains("text-anchor=\"end\">\(tick)</text>"), "size tick \(tick)")
+                }
+                for tick in ["0 ms", "20 ms", "40 ms", "60 ms"] {
+                    #expect(page.contains(">\(tick)</text>"), "duration tick \(tick)")
+                }
+                #expect(
+                    page.contains("text-anchor=\"start\">1</text>") && page.contains("text-anchor=\"end\">5</text>"),
+                    "batch numbers")
             }
         }
     }
 
-    @Test("Chart ticks are round numbers from zero up to at least the maximum", arguments: [
-        (500.0, [0.0, 200, 400, 600]), (50, [0, 20, 40, 60]), (1, [0, 0.25, 0.5, 0.75, 1]), (1000, [0, 250, 500, 750, 1000]),
-        (3700, [0, 1000, 2000, 3000, 4000]),
-    ] as [(Double, [Double])])
+    @Test(
+        "Chart ticks are round numbers from zero up to at least the maximum",
+        arguments: [
+            (500.0, [0.0, 200, 400, 600]), (50, [0, 20, 40, 60]), (1, [0, 0.25, 0.5, 0.75, 1]),
+            (1000, [0, 250, 500, 750, 1000]),
+            (3700, [0, 1000, 2000, 3000, 4000]),
+        ] as [(Double, [Double])])
     func ticks(maximum: Double, expected: [Double]) {
         #expect(BatchChart.ticks(maximum) == expected)
     }
@@ -502,7 +533,8 @@ struct DashboardFeatureTests {
     func htmlErrorsAndMethods() async throws {
         try await withOperations { _, _, client in
             for (path, method, status) in [
-                ("/", HTTPRequest.Method.post, HTTPResponse.Status.methodNotAllowed), ("/workers", .delete, .methodNotAllowed),
+                ("/", HTTPRequest.Method.post, HTTPResponse.Status.methodNotAllowed),
+                ("/workers", .delete, .methodNotAllowed),
                 ("/jobs/1/pause", .get, .methodNotAllowed), ("/failed/retry", .put, .methodNotAllowed),
                 ("/jobs/0", .get, .badRequest), ("/no/such/page", .get, .notFound),
             ] {

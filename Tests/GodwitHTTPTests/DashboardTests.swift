@@ -15,14 +15,18 @@ struct DashboardTests {
         try await withOperations { database, _, client in
             let id = try await enqueue(database, kind: .batched, name: Self.hostile)
             let connection = try await database.connect()
-            try await connection.query("UPDATE godwit.jobs SET last_error = $2 WHERE id = $1", [id, "<img src=x onerror=alert(1)>"])
-            try await connection.query("UPDATE godwit.job_progress SET hold_reason = $2 WHERE job_id = $1", [id, "<b>held</b>"])
+            try await connection.query(
+                "UPDATE godwit.jobs SET last_error = $2 WHERE id = $1", [id, "<img src=x onerror=alert(1)>"])
+            try await connection.query(
+                "UPDATE godwit.job_progress SET hold_reason = $2 WHERE job_id = $1", [id, "<b>held</b>"])
             await connection.close()
             for path in ["/", "/fragments/jobs", "/jobs/\(id)", "/fragments/jobs/\(id)"] {
                 try await client.execute(uri: path, method: .get) { response in
                     #expect(response.status == .ok, "\(path)")
                     let page = response.text
-                    #expect(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quoted&#39;"), "\(path)")
+                    #expect(
+                        page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &#39;quoted&#39;"),
+                        "\(path)")
                     #expect(!page.contains("<script>alert"), "\(path)")
                     #expect(!page.contains("<img src=x"), "\(path)")
                     #expect(!page.contains("<b>held</b>"), "\(path)")
@@ -50,7 +54,8 @@ struct DashboardTests {
                 #expect(page.contains("prefers-color-scheme:dark"))
                 #expect(page.contains(#"name="viewport""#))
                 #expect(response.headers[.contentSecurityPolicy]?.contains("script-src 'nonce-") == true)
-                #expect(!page.contains("http://") && !page.contains("https://"), "everything is served by godwit itself")
+                #expect(
+                    !page.contains("http://") && !page.contains("https://"), "everything is served by godwit itself")
             }
             try await client.execute(uri: "/?state=running", method: .get) { response in
                 #expect(response.text.contains("backfill_orders"))
@@ -71,7 +76,8 @@ struct DashboardTests {
         }
     }
 
-    @Test("Running jobs come first, then the newest, at most 200; a kind only in the table is still offered as a filter")
+    @Test(
+        "Running jobs come first, then the newest, at most 200; a kind only in the table is still offered as a filter")
     func jobOrder() async throws {
         try await withOperations { database, _, client in
             let connection = try await database.connect()
@@ -108,8 +114,10 @@ struct DashboardTests {
                         'UPDATE items SET n = n + 1 WHERE id BETWEEN $1 AND $2', parallel => 3) AS id
                     """
                 ).first?.int64("id"))
-            let shards = try await connection.query("SELECT id FROM godwit.jobs WHERE parent_id = $1 ORDER BY id", [parent])
-                .rows.map { try $0.int64("id") }
+            let shards = try await connection.query(
+                "SELECT id FROM godwit.jobs WHERE parent_id = $1 ORDER BY id", [parent]
+            )
+            .rows.map { try $0.int64("id") }
             #expect(shards.count == 3)
             try await connection.query(
                 "UPDATE godwit.job_progress SET rows_done = 1234, lock_waits = 2, lock_wait_ms_max = 17 WHERE job_id = $1",
@@ -177,7 +185,9 @@ struct DashboardTests {
                 try await client.execute(uri: uri, method: .get) { response in
                     let page = response.text
                     #expect(page.contains("Lock waits caused</dt><dd>4, longest 42 ms"), "\(uri)")
-                    #expect(page.components(separatedBy: "<circle class=\"wait\"").count - 1 == 2, "one dot per batch that made others wait")
+                    #expect(
+                        page.components(separatedBy: "<circle class=\"wait\"").count - 1 == 2,
+                        "one dot per batch that made others wait")
                     #expect(page.contains("<title>batch 2 made 3 waiting, longest 42 ms</title>"))
                     #expect(page.contains("lock waits caused (longest 42 ms)"))
                 }
@@ -197,7 +207,8 @@ struct DashboardTests {
             await connection.close()
             try await client.execute(uri: "/backups", method: .get) { response in
                 #expect(response.text.contains("&lt;x&gt;.dump"))
-                #expect(response.text.contains("before migration 3 (&lt;b&gt;x&lt;/b&gt;)"), "why it was taken, escaped")
+                #expect(
+                    response.text.contains("before migration 3 (&lt;b&gt;x&lt;/b&gt;)"), "why it was taken, escaped")
                 #expect(response.text.contains("3.0 MB"))
                 #expect(response.text.contains("abcdef012345"))
             }
@@ -226,7 +237,9 @@ struct DashboardTests {
         }
     }
 
-    @Test("The migrations page shows what the lint's catalog check finds in each pending migration, and what an allow comment accepted")
+    @Test(
+        "The migrations page shows what the lint's catalog check finds in each pending migration, and what an allow comment accepted"
+    )
     func lintFindings() async throws {
         let folder = try TemporaryDirectory(prefix: "godwit-http-lint")
         try folder.write("20240101000000_create_big.sql", "CREATE TABLE big (id bigint PRIMARY KEY, v text);\n")
@@ -239,7 +252,7 @@ struct DashboardTests {
             let connection = try await database.connect()
             // The first migration is applied and its table has rows, so the catalog check
             // knows the table exists and how big it is.
-            _ = try await Migrator(directory: folder.path).run(on: connection, targetVersion: 20240101000000)
+            _ = try await Migrator(directory: folder.path).run(on: connection, targetVersion: 20_240_101_000_000)
             try await connection.query("CREATE TABLE old_things (id int)")
             try await connection.query("INSERT INTO big SELECT g, 'v' || g FROM generate_series(1, 5000) g")
             try await connection.query("ANALYZE big")
@@ -247,16 +260,24 @@ struct DashboardTests {
             try await client.execute(uri: "/migrations", method: .get) { response in
                 let page = response.text
                 #expect(response.status == .ok)
-                #expect(page.contains("Lint of the 3 pending migrations (the catalog check, nothing run): 1 finding, 1 accepted by an allow comment."), "\(page)")
-                #expect(page.contains("<span class=\"rule\">non-concurrent-index</span> <code>20240102000000_index_big.sql:1</code>"))
+                #expect(
+                    page.contains(
+                        "Lint of the 3 pending migrations (the catalog check, nothing run): 1 finding, 1 accepted by an allow comment."
+                    ), "\(page)")
+                #expect(
+                    page.contains(
+                        "<span class=\"rule\">non-concurrent-index</span> <code>20240102000000_index_big.sql:1</code>"))
                 #expect(page.contains("CREATE INDEX CONCURRENTLY"), "the fix is shown")
                 #expect(page.contains("~5000 rows"))
                 #expect(page.contains("accepted: nothing reads &lt;old&gt; since v2"), "the reason is escaped")
-                #expect(page.components(separatedBy: "<span class=\"tag\">1 finding</span>").count - 1 == 1, "only the index migration is tagged")
+                #expect(
+                    page.components(separatedBy: "<span class=\"tag\">1 finding</span>").count - 1 == 1,
+                    "only the index migration is tagged")
             }
             // Nothing ran: the index is not there and the ledger still has one row.
             let check = try await database.connect()
-            #expect(try await check.query("SELECT to_regclass('big_v') IS NULL AS absent").first?.bool("absent") == true)
+            #expect(
+                try await check.query("SELECT to_regclass('big_v') IS NULL AS absent").first?.bool("absent") == true)
             #expect(try await check.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 1)
             await check.close()
         }
@@ -275,10 +296,12 @@ struct DashboardTests {
         }
     }
 
-    @Test("Bad requests get 4xx", arguments: [
-        ("/jobs/abc", 400), ("/jobs/-1", 400), ("/jobs/99999999", 404), ("/?state=bogus", 400),
-        ("/fragments/jobs?state=%3Cx%3E", 400), ("/nowhere", 404),
-    ])
+    @Test(
+        "Bad requests get 4xx",
+        arguments: [
+            ("/jobs/abc", 400), ("/jobs/-1", 400), ("/jobs/99999999", 404), ("/?state=bogus", 400),
+            ("/fragments/jobs?state=%3Cx%3E", 400), ("/nowhere", 404),
+        ])
     func badRequests(path: String, status: Int) async throws {
         try await withOperations { _, _, client in
             try await client.execute(uri: path, method: .get) { response in

@@ -1,10 +1,11 @@
 import Foundation
-@testable import GodwitHTTP
 import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
 import Testing
+
+@testable import GodwitHTTP
 
 /// The backfill governor's state on a batched job's page: the size it chose and why, the
 /// settings it steers by, its recent batches and a chart of their sizes (issue 20). Until the
@@ -12,9 +13,12 @@ import Testing
 @Suite("The dashboard's governor section: size, reason, settings, recent batches, chart")
 struct GovernorSectionTests {
     /// A reason that would run a script if it were not escaped.
-    static let reason = "a session waited 42 ms on batch 17 (limit 15 ms): cut to a quarter <script>alert(1)</script> & more"
+    static let reason =
+        "a session waited 42 ms on batch 17 (limit 15 ms): cut to a quarter <script>alert(1)</script> & more"
 
-    @Test("A batched job shows its governor: the reason escaped, the settings, the newest 20 batches with a failed one, the chart of the last 100")
+    @Test(
+        "A batched job shows its governor: the reason escaped, the settings, the newest 20 batches with a failed one, the chart of the last 100"
+    )
     func governorOfABatchedJob() async throws {
         try await withOperations { database, _, client in
             let id = try await enqueueBackfill(database, parallel: 1)
@@ -40,7 +44,8 @@ struct GovernorSectionTests {
                     #expect(
                         governor.contains(
                             "<dt>Why</dt><dd><span class=\"reason\">a session waited 42 ms on batch 17 (limit 15 ms): cut to a "
-                                + "quarter &lt;script&gt;alert(1)&lt;/script&gt; &amp; more</span></dd>"), "\(governor)")
+                                + "quarter &lt;script&gt;alert(1)&lt;/script&gt; &amp; more</span></dd>"), "\(governor)"
+                    )
                     #expect(!page.contains("<script>alert"), "the reason is escaped")
                     for (setting, value) in [
                         ("target-batch-ms", "250 ms"), ("max-lock-wait-ms", "15 ms"), ("min-batch-size", "50 rows"),
@@ -53,22 +58,28 @@ struct GovernorSectionTests {
                     // The table: batches 130 down to 111, the failed one marked with its error.
                     let rows = governor.components(separatedBy: "<tr data-batch=\"").dropFirst()
                         .map { $0.components(separatedBy: "</tr>")[0] }
-                    #expect(rows.compactMap { Int($0.prefix { $0 != "\"" }) } == Array((111...130).reversed()), "\(rows)")
+                    #expect(
+                        rows.compactMap { Int($0.prefix { $0 != "\"" }) } == Array((111...130).reversed()), "\(rows)")
                     let failed = try #require(rows.first { $0.hasPrefix("120\"") })
                     #expect(failed.contains("class=\"failed\""), "\(failed)")
                     #expect(failed.contains("canceling statement due to lock timeout &lt;b&gt;"), "\(failed)")
                     let waited = try #require(rows.first { $0.hasPrefix("119\"") })
                     #expect(
                         waited.contains(
-                            "<td class=\"num\">1190</td><td class=\"num\">238 ms</td><td class=\"opt num\">833</td><td class=\"opt num\">2</td><td class=\"num\">42 ms</td>"),
+                            "<td class=\"num\">1190</td><td class=\"num\">238 ms</td><td class=\"opt num\">833</td><td class=\"opt num\">2</td><td class=\"num\">42 ms</td>"
+                        ),
                         "\(waited)")
                     #expect(!waited.contains("class=\"failed\""))
 
                     // The chart: the last 100 batches (31 to 130), the failure marked where it was.
                     #expect(governor.contains("<svg class=\"chart governor\""))
                     #expect(governor.contains("batch size, rows, over the last 100 batches</text>"))
-                    #expect(governor.contains("text-anchor=\"start\">31</text>") && governor.contains("text-anchor=\"end\">130</text>"))
-                    #expect(governor.components(separatedBy: "<circle class=\"fail mark\" cx=").count - 1 == 1, "one failed attempt")
+                    #expect(
+                        governor.contains("text-anchor=\"start\">31</text>")
+                            && governor.contains("text-anchor=\"end\">130</text>"))
+                    #expect(
+                        governor.components(separatedBy: "<circle class=\"fail mark\" cx=").count - 1 == 1,
+                        "one failed attempt")
                     #expect(governor.contains("<title>batch 120 failed at 1200 rows</title>"))
                     #expect(governor.contains(">failed attempt</text>"), "the legend explains the mark")
                     #expect(governor.contains("<title>batch 119, 1190 rows: made 2 wait, longest 42 ms</title>"))
@@ -80,7 +91,9 @@ struct GovernorSectionTests {
         }
     }
 
-    @Test("Without a reason or batches yet the section says so, never NULL; a reader sees no settings; other kinds have no section")
+    @Test(
+        "Without a reason or batches yet the section says so, never NULL; a reader sees no settings; other kinds have no section"
+    )
     func governorBeforeTheFirstBatch() async throws {
         try await withRoles(["govread"]) { roles in
             let reader = roles[0]
@@ -98,16 +111,23 @@ struct GovernorSectionTests {
                         try await client.execute(uri: "/jobs/\(id)", method: .get) { response in
                             let page = response.text
                             let governor = try #require(section(page, "Governor"), "\(url)")
-                            #expect(governor.contains("<dt>Batch size</dt><dd>100 rows <small class=\"detail\">to start with</small></dd>"))
+                            #expect(
+                                governor.contains(
+                                    "<dt>Batch size</dt><dd>100 rows <small class=\"detail\">to start with</small></dd>"
+                                ))
                             #expect(!governor.contains("<dt>Why</dt>"), "\(governor)")
                             #expect(governor.contains("No batches recorded."))
                             #expect(!governor.contains("<svg"))
                             #expect(!page.contains("NULL"))
                             if url == database.url {
-                                #expect(governor.contains("<dt>target-batch-ms</dt><dd>250 ms"), "the owner sees the settings")
+                                #expect(
+                                    governor.contains("<dt>target-batch-ms</dt><dd>250 ms"),
+                                    "the owner sees the settings")
                             } else {
                                 #expect(!governor.contains("<dt>target-batch-ms</dt>"), "a reader does not")
-                                #expect(governor.contains("<dt>Settings</dt><dd><span class=\"empty\">not shown, with the payload"))
+                                #expect(
+                                    governor.contains(
+                                        "<dt>Settings</dt><dd><span class=\"empty\">not shown, with the payload"))
                             }
                         }
                         try await client.execute(uri: "/jobs/\(other)", method: .get) { response in
@@ -125,26 +145,35 @@ struct GovernorSectionTests {
         try await withOperations { database, _, client in
             let parent = try await enqueueBackfill(database, parallel: 2)
             let connection = try await database.connect()
-            let shards = try await connection.query("SELECT id FROM godwit.jobs WHERE parent_id = $1 ORDER BY id", [parent])
-                .rows.map { try $0.int64("id") }
+            let shards = try await connection.query(
+                "SELECT id FROM godwit.jobs WHERE parent_id = $1 ORDER BY id", [parent]
+            )
+            .rows.map { try $0.int64("id") }
             await connection.close()
             try #require(shards.count == 2)
             try await sql(
                 database,
                 "UPDATE godwit.job_progress SET batch_size = 400, size_reason = 'shard one <i>climbing</i>' WHERE job_id = \(shards[0])",
-                "UPDATE godwit.job_progress SET batch_size = 100, size_reason = 'shard two cut' WHERE job_id = \(shards[1])")
+                "UPDATE godwit.job_progress SET batch_size = 100, size_reason = 'shard two cut' WHERE job_id = \(shards[1])"
+            )
             try await client.execute(uri: "/jobs/\(parent)", method: .get) { response in
                 let page = response.text
                 #expect(section(page, "Governor") == nil, "the parent runs no batch")
                 #expect(page.contains("<th>Batch size</th><th>Why this size</th>"))
-                #expect(page.contains("<td class=\"num\">400</td><td class=\"reason\">shard one &lt;i&gt;climbing&lt;/i&gt;</td>"), "\(page)")
+                #expect(
+                    page.contains(
+                        "<td class=\"num\">400</td><td class=\"reason\">shard one &lt;i&gt;climbing&lt;/i&gt;</td>"),
+                    "\(page)")
                 #expect(page.contains("<td class=\"num\">100</td><td class=\"reason\">shard two cut</td>"))
             }
             try await client.execute(uri: "/jobs/\(shards[1])", method: .get) { response in
                 let governor = try #require(section(response.text, "Governor"))
-                #expect(governor.contains("<dt>Batch size</dt><dd>100 rows <small class=\"detail\">to start with</small></dd>"))
+                #expect(
+                    governor.contains(
+                        "<dt>Batch size</dt><dd>100 rows <small class=\"detail\">to start with</small></dd>"))
                 #expect(governor.contains("<span class=\"reason\">shard two cut</span>"))
-                #expect(governor.contains("<dt>max-batch-size</dt><dd>4000 rows"), "a shard carries its parent's settings")
+                #expect(
+                    governor.contains("<dt>max-batch-size</dt><dd>4000 rows"), "a shard carries its parent's settings")
             }
         }
     }
@@ -153,7 +182,8 @@ struct GovernorSectionTests {
     func chartMarks() {
         let batches = (1...10).map { i in
             BatchRow(
-                seq: Int64(i), rows: 100, batchSize: 100 * i, durationMS: 5, error: i == 4 || i == 9 ? "lock timeout" : nil,
+                seq: Int64(i), rows: 100, batchSize: 100 * i, durationMS: 5,
+                error: i == 4 || i == 9 ? "lock timeout" : nil,
                 lockWaiters: i == 5 ? 3 : 0, lockWaitMS: i == 5 ? 12 : 0)
         }
         let svg = GovernorChart(batches: batches, minBatchSize: 100, maxBatchSize: 5000).svg
@@ -168,9 +198,11 @@ struct GovernorSectionTests {
         #expect(one.contains("text-anchor=\"middle\">1</text>"), "a single batch is labelled once")
     }
 
-    @Test("Durations and waits read in tenths below 10 ms, whole milliseconds above", arguments: [
-        (0.44, "0.4 ms"), (8.46, "8.5 ms"), (10, "10 ms"), (238.2, "238 ms"),
-    ] as [(Double, String)])
+    @Test(
+        "Durations and waits read in tenths below 10 ms, whole milliseconds above",
+        arguments: [
+            (0.44, "0.4 ms"), (8.46, "8.5 ms"), (10, "10 ms"), (238.2, "238 ms"),
+        ] as [(Double, String)])
     func milliseconds(value: Double, expected: String) {
         #expect(Duration.milliseconds(value).millisecondsDescription == expected)
     }

@@ -12,7 +12,9 @@ import Testing
 /// (sqlx.toml, a port in use, an open address refused) is in `ServeCommandTests`.
 @Suite("godwit worker --http and godwit serve, as processes")
 struct HTTPProcessTests {
-    @Test("SIGTERM: /health/ready turns 503 while a running job winds down, the server answers until the worker is done, then the process exits 0")
+    @Test(
+        "SIGTERM: /health/ready turns 503 while a running job winds down, the server answers until the worker is done, then the process exits 0"
+    )
     func gracefulShutdown() async throws {
         try await withTestDatabase(prefix: "godwit_http_term") { database in
             let connection = try await database.connect()
@@ -71,7 +73,9 @@ struct HTTPProcessTests {
         try await withTestDatabase(prefix: "godwit_http_default") { database in
             // The port is fixed: another program on the machine may hold it for a while (no test
             // of this suite does). Wait for it, rather than fail on a clash this test is not about.
-            let free = try await eventually(timeout: .seconds(120), every: .milliseconds(500)) { try isFreeLoopbackPort(8432) }
+            let free = try await eventually(timeout: .seconds(120), every: .milliseconds(500)) {
+                try isFreeLoopbackPort(8432)
+            }
             try #require(free, "127.0.0.1:8432 stayed in use by another program")
             let worker = try GodwitProcess.start(["worker", "--http", "-D", database.url, "--log-level", "info"])
             defer { if worker.isRunning { worker.signal(SIGKILL) } }

@@ -35,9 +35,11 @@ struct HealthTests {
         }
     }
 
-    @Test("/health/ready answers 503 while the worker starts or drains; /health and /health/live stay 200", arguments: [
-        WorkerStatus.State.starting, .draining, .stopped,
-    ])
+    @Test(
+        "/health/ready answers 503 while the worker starts or drains; /health and /health/live stay 200",
+        arguments: [
+            WorkerStatus.State.starting, .draining, .stopped,
+        ])
     func notReady(state: WorkerStatus.State) async throws {
         let status = WorkerStatus(state: state, runningJobs: 1, workerID: "host:1:ab")
         try await withOperations(workerStatus: { status }) { _, _, client in

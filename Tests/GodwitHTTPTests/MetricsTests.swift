@@ -52,7 +52,9 @@ struct MetricsTests {
                 #expect(text.contains(#"godwit_job_leases_lost_total{kind="batched"} 1"#))
                 #expect(text.contains(#"godwit_job_start_latency_seconds_count{kind="noop"} 1"#))
                 #expect(text.contains(#"godwit_job_attempts_total{kind="other"} 1"#))
-                #expect(text.contains(#"godwit_job_outcomes_total{kind="sql",outcome="handed_back"} 0"#), "every series from the start")
+                #expect(
+                    text.contains(#"godwit_job_outcomes_total{kind="sql",outcome="handed_back"} 0"#),
+                    "every series from the start")
                 #expect(
                     samples(text, "godwit_jobs").count
                         == JobState.allCases.count * (server.configuration.knownKinds.count + 1),
@@ -72,7 +74,9 @@ struct MetricsTests {
             try await enqueue(database, name: "second")
             server.metrics.jobsRescued(1)
             try await client.execute(uri: "/metrics", method: .get) { response in
-                #expect(samples(response.text, "godwit_queue_depth") == ["godwit_queue_depth 1.0"], "read a moment ago: reused")
+                #expect(
+                    samples(response.text, "godwit_queue_depth") == ["godwit_queue_depth 1.0"],
+                    "read a moment ago: reused")
                 #expect(samples(response.text, "godwit_jobs_rescued_total") == ["godwit_jobs_rescued_total 1"])
             }
         }
@@ -153,7 +157,10 @@ struct MetricsTests {
                 }
                 #expect(age.map { $0 >= 600 && $0 < 7200 } == true)
                 #expect(samples(text, "godwit_migrations_applied") == ["godwit_migrations_applied 2.0"])
-                #expect(samples(text, "godwit_migration_last_duration_seconds") == ["godwit_migration_last_duration_seconds 2.5"])
+                #expect(
+                    samples(text, "godwit_migration_last_duration_seconds") == [
+                        "godwit_migration_last_duration_seconds 2.5"
+                    ])
             }
         }
     }
@@ -220,9 +227,12 @@ struct MetricsTests {
                 let held = samples(response.text, "godwit_batched_held")
                 #expect(held.count == reasons.count, "\(held)")
                 for (id, category) in ids {
-                    #expect(held.contains(#"godwit_batched_held{job_id="\#(id)",reason="\#(category)"} 1.0"#), "\(held)")
+                    #expect(
+                        held.contains(#"godwit_batched_held{job_id="\#(id)",reason="\#(category)"} 1.0"#), "\(held)")
                 }
-                #expect(!response.text.contains("81723") && !response.text.contains("fake"), "no text of a reason in /metrics")
+                #expect(
+                    !response.text.contains("81723") && !response.text.contains("fake"),
+                    "no text of a reason in /metrics")
             }
         }
     }

@@ -69,13 +69,16 @@ let formHeaders: HTTPFields = [.contentType: "application/x-www-form-urlencoded"
 
 func jobState(_ id: Int64, _ database: TestDatabase) async throws -> (state: String, control: String?) {
     let connection = try await database.connect()
-    let row = try await connection.query("SELECT state::text AS state, control FROM godwit.jobs WHERE id = $1", [id]).first!
+    let row = try await connection.query("SELECT state::text AS state, control FROM godwit.jobs WHERE id = $1", [id])
+        .first!
     await connection.close()
     return (try row.string("state"), row["control"])
 }
 
 @discardableResult
-func enqueue(_ database: TestDatabase, kind: JobKind = .noop, name: String, payload: String = "{}") async throws -> Int64 {
+func enqueue(_ database: TestDatabase, kind: JobKind = .noop, name: String, payload: String = "{}") async throws
+    -> Int64
+{
     let connection = try await database.connect()
     let id = try await JobQueue().enqueue(kind: kind, name: name, payload: payload, on: connection)
     await connection.close()

@@ -87,7 +87,9 @@ struct PromtoolTests {
     @Test func alertingRulesPass() async throws {
         let checked = try await Promtool.run(["check", "rules", "ops/prometheus-rules.yml"])
         #expect(checked.status == 0, "\(checked.output)")
-        for alert in ["GodwitDatabaseDown", "GodwitQueueStuck", "GodwitJobsFailing", "GodwitBackfillHeld", "GodwitBackupTooOld"] {
+        for alert in [
+            "GodwitDatabaseDown", "GodwitQueueStuck", "GodwitJobsFailing", "GodwitBackfillHeld", "GodwitBackupTooOld",
+        ] {
             #expect(try String(contentsOfFile: "ops/prometheus-rules.yml", encoding: .utf8).contains("alert: \(alert)"))
         }
     }

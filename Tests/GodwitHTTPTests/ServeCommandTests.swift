@@ -8,7 +8,9 @@ import Testing
 /// process shows (SIGTERM, the exit status, the default address) is in `HTTPProcessTests`.
 @Suite("godwit worker --http and godwit serve, in-process")
 struct ServeCommandTests {
-    @Test("godwit serve reads sqlx.toml (and --config): migrations in a custom ledger show as installed, and /metrics counts them")
+    @Test(
+        "godwit serve reads sqlx.toml (and --config): migrations in a custom ledger show as installed, and /metrics counts them"
+    )
     func serveReadsSqlxToml() async throws {
         try await withTestDatabase(prefix: "godwit_http_sqlx") { database in
             let folder = try TemporaryDirectory(prefix: "godwit-serve-toml")
@@ -42,8 +44,10 @@ struct ServeCommandTests {
                     #expect(answered, "godwit serve never answered")
                     let migrations = try await get(port, "/migrations").text
                     #expect(
-                        migrations.contains("second") && migrations.contains(">installed<"), "\(way.arguments): \(migrations)")
-                    #expect(!migrations.contains(">pending<"), "\(way.arguments): applied shown as pending: \(migrations)")
+                        migrations.contains("second") && migrations.contains(">installed<"),
+                        "\(way.arguments): \(migrations)")
+                    #expect(
+                        !migrations.contains(">pending<"), "\(way.arguments): applied shown as pending: \(migrations)")
                     let metrics = try await get(port, "/metrics").text
                     #expect(metrics.contains("godwit_migrations_applied 2"), "\(way.arguments): \(metrics)")
                     #expect(metrics.contains("godwit_migrations_pending 0"), "\(way.arguments): \(metrics)")
@@ -52,13 +56,17 @@ struct ServeCommandTests {
                 // No `error:` nor `warning:` line of the command's (cancelling it ends Hummingbird's
                 // server with log lines of its own).
                 let lines = output.stderr.split(separator: "\n")
-                #expect(!lines.contains { $0.hasPrefix("error:") || $0.hasPrefix("warning:") }, "\(way.arguments): \(output.stderr)")
+                #expect(
+                    !lines.contains { $0.hasPrefix("error:") || $0.hasPrefix("warning:") },
+                    "\(way.arguments): \(output.stderr)")
                 #expect(lines.first?.hasSuffix("serving HTTP") == true, "\(way.arguments): \(output.stderr)")
             }
         }
     }
 
-    @Test("A port already in use: one line, `error: cannot listen on HOST:PORT: address already in use`, exit 1, and never \"serving HTTP\"")
+    @Test(
+        "A port already in use: one line, `error: cannot listen on HOST:PORT: address already in use`, exit 1, and never \"serving HTTP\""
+    )
     func portInUse() async throws {
         try await withTestDatabase(prefix: "godwit_http_taken") { database in
             let taken = try LoopbackListener()

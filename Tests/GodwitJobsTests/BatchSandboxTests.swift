@@ -39,7 +39,8 @@ struct BatchSandboxTests {
         /// Run as the enqueuer after `setup`; records 'planted' when the trick is set (in a
         /// batch, the record goes with the batch if it fails).
         var plant: String
-        var statement = "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND low_code.plant()"
+        var statement =
+            "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND low_code.plant()"
         var searchPath: String?
         var pauseMs = 0
         var healthQuery: String?
@@ -156,7 +157,8 @@ struct BatchSandboxTests {
                 CREATE POLICY everything ON low_code.items USING (low_code.policy());
                 INSERT INTO low_code.seen VALUES ('planted');
                 """,
-            statement: "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND 1 / (id - id) = 0",
+            statement:
+                "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND 1 / (id - id) = 0",
             expected: .fails("division by zero")),
         Trick(
             label: "a function that swaps the batch function for one of its own",
@@ -199,7 +201,8 @@ struct BatchSandboxTests {
                 INSERT INTO low_code.seen VALUES ('planted');
                 """,
             statement:
-                "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND '{1}'::low_code.checked[] IS NOT NULL"),
+                "UPDATE low_code.items SET counter = counter + 1 WHERE id BETWEEN $1 AND $2 AND '{1}'::low_code.checked[] IS NOT NULL"
+        ),
         Trick(
             label: "a health query that leaves a trigger for its COMMIT",
             plant: """
@@ -273,7 +276,8 @@ struct BatchSandboxTests {
             try await conn.execute(trick.plant)
             let id = try await insertBatchedJob(
                 batchedPayload(
-                    table: "low_code.items", statement: trick.statement, searchPath: trick.searchPath, pauseMs: trick.pauseMs,
+                    table: "low_code.items", statement: trick.statement, searchPath: trick.searchPath,
+                    pauseMs: trick.pauseMs,
                     healthQuery: trick.healthQuery),
                 name: trick.label, on: conn)
             await conn.close()

@@ -1,10 +1,10 @@
 import Foundation
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
 @testable import GodwitJobs
-import GodwitQueue
 
 /// Writes a batched job file that increments `counter` for each row of `table`.
 func counterJob(
@@ -13,7 +13,7 @@ func counterJob(
     try dir.write(
         "jobs/count_\(table).sql",
         (["-- godwit:batched", "-- table: \(table)", "-- key: \(key)"] + extra.map { "-- \($0)" } + [
-            "UPDATE \(table) SET counter = counter + 1 WHERE \(key) BETWEEN $1 AND $2;",
+            "UPDATE \(table) SET counter = counter + 1 WHERE \(key) BETWEEN $1 AND $2;"
         ]).joined(separator: "\n"))
 }
 
@@ -85,7 +85,8 @@ struct BatchedJobTests {
                 CREATE TABLE items (\(key) bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0);
                 INSERT INTO items (\(key)) SELECT g FROM generate_series(1, 500) g;
                 """)
-            _ = try await enqueue(try counterJob(dir, key: key, extra: ["batch-size: 70", "max-batch-size: 70"]), db.url)
+            _ = try await enqueue(
+                try counterJob(dir, key: key, extra: ["batch-size: 70", "max-batch-size: 70"]), db.url)
             let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             #expect(try await counters(conn) == [1: 500])
@@ -99,7 +100,10 @@ struct BatchedJobTests {
             try await conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)")
             let id = try await enqueue(try counterJob(dir), db.url)
             #expect(try await drainWorker(db.url).status == 0)
-            let row = try #require(try await conn.query("SELECT state::text AS s, percent, rows_done FROM godwit.progress WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query(
+                    "SELECT state::text AS s, percent, rows_done FROM godwit.progress WHERE id = $1", [id]
+                ).first)
             #expect(try row.string("s") == "succeeded")
             #expect(try row.double("percent") == 100)
             #expect(try row.int("rows_done") == 0)
@@ -127,7 +131,9 @@ struct BatchedJobTests {
             #expect(try await worker.status == 0)
             #expect(try await jobState(id, conn) == "succeeded")
             // Every row that was there at the start ran exactly once; none ran twice.
-            #expect(try await conn.query("SELECT count(*) AS n FROM items WHERE original AND counter <> 1").first?.int("n") == 0)
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM items WHERE original AND counter <> 1").first?.int("n")
+                    == 0)
             #expect(try await conn.query("SELECT max(counter) AS m FROM items").first?.int("m") == 1)
             await writer.close()
         }
@@ -144,7 +150,9 @@ struct BatchedJobTests {
                 ANALYZE items;
                 """)
             let id = try await enqueue(
-                try counterJob(dir, extra: ["batch-size: 500", "target-batch-ms: 20", "max-batch-size: 1000", "pause-ms: 20"]), db.url)
+                try counterJob(
+                    dir, extra: ["batch-size: 500", "target-batch-ms: 20", "max-batch-size: 1000", "pause-ms: 20"]),
+                db.url)
             var kills = 0
             var batchesAtKill: [Int] = []
             while kills < 10 {
@@ -171,7 +179,8 @@ struct BatchedJobTests {
                 _ = try await worker.wait()
                 kills += 1
                 batchesAtKill.append(
-                    try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first!.int("batches_done"))
+                    try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first!
+                        .int("batches_done"))
             }
             // In-process, with a lease of 10 s: it rescues the last killed worker's job 10 s after
             // its last heartbeat.
@@ -181,14 +190,16 @@ struct BatchedJobTests {
             _ = try await eventually(timeout: .seconds(120)) {
                 ["succeeded", "failed", "cancelled"].contains(try await jobState(id, conn))
             }
-            let lastError = try await conn.query("SELECT last_error FROM godwit.jobs WHERE id = $1", [id]).first?["last_error"]
+            let lastError = try await conn.query("SELECT last_error FROM godwit.jobs WHERE id = $1", [id]).first?[
+                "last_error"]
             let endState = try await jobState(id, conn)
             #expect(endState == "succeeded", "last error: \(lastError ?? "none")")
             _ = await finisher.stop()
             #expect(kills == 10, "the job finished before ten kills: make it longer")
             #expect(Set(batchesAtKill).count > 1, "kills landed at different points of the run")
             #expect(try await counters(conn) == [1: 200_000])
-            let progress = try #require(try await conn.query("SELECT rows_done, attempts FROM godwit.progress WHERE id = $1", [id]).first)
+            let progress = try #require(
+                try await conn.query("SELECT rows_done, attempts FROM godwit.progress WHERE id = $1", [id]).first)
             #expect(try progress.int("rows_done") == 200_000)
             #expect(try progress.int("attempts") >= 2)
         }
@@ -213,15 +224,19 @@ struct BatchedJobTests {
             let pool = ConnectionPool(configuration: .init(conninfo: db.url))
             let sessions = EnqueuerSessions(workerURL: db.url, workerRole: "postgres")
             let context = JobContext(
-                job: stale, logger: .init(label: "test"), queue: queue, pool: pool, sessions: sessions, databaseURL: db.url)
+                job: stale, logger: .init(label: "test"), queue: queue, pool: pool, sessions: sessions,
+                databaseURL: db.url)
             await #expect(throws: JobInterruption.leaseLost) { try await BatchedJob().run(context) }
             #expect(try await counters(conn) == [0: 100])
-            let progress = try #require(try await conn.query("SELECT cursor, batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first)
+            let progress = try #require(
+                try await conn.query("SELECT cursor, batches_done FROM godwit.job_progress WHERE job_id = $1", [id])
+                    .first)
             #expect(progress["cursor"] == nil)
             #expect(try progress.int("batches_done") == 0)
             // The current holder runs the whole job.
             let fresh = JobContext(
-                job: current, logger: .init(label: "test"), queue: queue, pool: pool, sessions: sessions, databaseURL: db.url)
+                job: current, logger: .init(label: "test"), queue: queue, pool: pool, sessions: sessions,
+                databaseURL: db.url)
             _ = try await BatchedJob().run(fresh)
             #expect(try await counters(conn) == [1: 100])
             await pool.close()
@@ -243,10 +258,13 @@ struct BatchedJobTests {
             let id = try await enqueue(
                 try counterJob(dir, extra: ["batch-size: 1000", "lock-timeout: 100ms", "max-attempts: 50"]), db.url)
             async let worker = drainWorker(db.url)
-            #expect(try await eventually {
-                try await conn.query("SELECT count(*) AS n FROM godwit.batches WHERE job_id = $1 AND error IS NOT NULL", [id])
+            #expect(
+                try await eventually {
+                    try await conn.query(
+                        "SELECT count(*) AS n FROM godwit.batches WHERE job_id = $1 AND error IS NOT NULL", [id]
+                    )
                     .first!.int("n") >= 3
-            })
+                })
             try await locker.execute("COMMIT")
             #expect(try await worker.status == 0)
             #expect(try await jobState(id, conn) == "succeeded")
@@ -273,12 +291,15 @@ struct BatchedJobTests {
                 """)
             let id = try await enqueue(try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100"]), db.url)
             _ = try await drainWorker(db.url)
-            let row = try #require(try await conn.query("SELECT state::text AS s, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query("SELECT state::text AS s, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.string("s") == "failed")
             #expect(try row.string("last_error").contains("batch 7 (keys 601..700)"), "\(row["last_error"] ?? "")")
             #expect(try row.string("last_error").contains("SQLSTATE 23514"))
             // Batches before the failing one are done and stay done.
-            #expect(try await conn.query("SELECT count(*) AS n FROM items WHERE id <= 600 AND counter = 1").first?.int("n") == 600)
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM items WHERE id <= 600 AND counter = 1").first?.int("n")
+                    == 600)
             // Fix the data, retry: it resumes from the checkpoint, and nothing runs twice.
             try await conn.execute("UPDATE items SET counter = 0 WHERE id = 700")
             #expect(try await conn.query("SELECT godwit.retry($1) AS r", [id]).first?.bool("r") == true)
@@ -300,15 +321,20 @@ struct BatchedJobTests {
             let id = try await enqueue(
                 try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 30"]), db.url)
             let worker = inProcessWorker(db.url)
-            #expect(try await eventually {
-                try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first!.int("batches_done") >= 3
-            })
+            #expect(
+                try await eventually {
+                    try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first!
+                        .int("batches_done") >= 3
+                })
             #expect(try await conn.query("SELECT godwit.pause($1) AS c", [id]).first?.bool("c") == true)
             #expect(try await eventually { try await jobState(id, conn) == "paused" })
-            let done = try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [id]).first!.int("rows_done")
+            let done = try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [id]).first!.int(
+                "rows_done")
             #expect(done > 0 && done < 4000)
             try await Task.sleep(for: .milliseconds(300))
-            #expect(try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [id]).first!.int("rows_done") == done)
+            #expect(
+                try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [id]).first!.int(
+                    "rows_done") == done)
             let watch = GodwitCommand.start(["job", "watch", "\(id)", "-D", db.url, "--interval", "0.2"])
             #expect(try await conn.query("SELECT godwit.resume($1) AS c", [id]).first?.bool("c") == true)
             let watched = await watch.wait()
@@ -331,22 +357,48 @@ struct BatchedJobTests {
                 """)
             let header = "-- godwit:batched\n"
             let cases: [(String, String, String)] = [
-                ("missing_table", header + "-- table: nope\n-- key: id\nUPDATE nope SET counter = 1 WHERE id BETWEEN $1 AND $2;",
-                 "relation \"nope\" does not exist"),
-                ("missing_key", header + "-- table: items\n-- key: uid\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2;",
-                 "table items has no column \"uid\""),
-                ("not_unique", header + "-- table: items\n-- key: tag\nUPDATE items SET counter = 1 WHERE tag BETWEEN $1 AND $2;",
-                 "key column \"tag\" of items is not unique"),
-                ("no_index", header + "-- table: events\n-- key: at\nUPDATE events SET counter = 1 WHERE at BETWEEN $1 AND $2;",
-                 "key column \"at\" of events is not unique"),
-                ("a_view", header + "-- table: items_view\n-- key: id\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2;",
-                 "items_view is a view, not a table"),
-                ("syntax", header + "-- table: items\n-- key: id\n\nUPDATE items\nSETT counter = 1\nWHERE id BETWEEN $1 AND $2;",
-                 "syntax.sql:6: syntax error at or near \"counter\""),
-                ("third_param", header + "-- table: items\n-- key: id\nUPDATE items SET counter = $3 WHERE id BETWEEN $1 AND $2;",
-                 "the statement must use $1 and $2"),
-                ("missing_column", header + "-- table: items\n-- key: id\nUPDATE items SET countr = 1 WHERE id BETWEEN $1 AND $2;",
-                 "column \"countr\" of relation \"items\" does not exist"),
+                (
+                    "missing_table",
+                    header + "-- table: nope\n-- key: id\nUPDATE nope SET counter = 1 WHERE id BETWEEN $1 AND $2;",
+                    "relation \"nope\" does not exist"
+                ),
+                (
+                    "missing_key",
+                    header + "-- table: items\n-- key: uid\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2;",
+                    "table items has no column \"uid\""
+                ),
+                (
+                    "not_unique",
+                    header + "-- table: items\n-- key: tag\nUPDATE items SET counter = 1 WHERE tag BETWEEN $1 AND $2;",
+                    "key column \"tag\" of items is not unique"
+                ),
+                (
+                    "no_index",
+                    header + "-- table: events\n-- key: at\nUPDATE events SET counter = 1 WHERE at BETWEEN $1 AND $2;",
+                    "key column \"at\" of events is not unique"
+                ),
+                (
+                    "a_view",
+                    header
+                        + "-- table: items_view\n-- key: id\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2;",
+                    "items_view is a view, not a table"
+                ),
+                (
+                    "syntax",
+                    header
+                        + "-- table: items\n-- key: id\n\nUPDATE items\nSETT counter = 1\nWHERE id BETWEEN $1 AND $2;",
+                    "syntax.sql:6: syntax error at or near \"counter\""
+                ),
+                (
+                    "third_param",
+                    header + "-- table: items\n-- key: id\nUPDATE items SET counter = $3 WHERE id BETWEEN $1 AND $2;",
+                    "the statement must use $1 and $2"
+                ),
+                (
+                    "missing_column",
+                    header + "-- table: items\n-- key: id\nUPDATE items SET countr = 1 WHERE id BETWEEN $1 AND $2;",
+                    "column \"countr\" of relation \"items\" does not exist"
+                ),
             ]
             for (name, text, expected) in cases {
                 let file = try dir.write("jobs/\(name).sql", text)
@@ -359,10 +411,13 @@ struct BatchedJobTests {
             #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 0)
             // The same checks guard the SQL function.
             await #expect(throws: PostgresError.self) {
-                try await conn.query("SELECT godwit.enqueue_batched('x', 'items', 'tag', 'UPDATE items SET counter = 1 WHERE tag BETWEEN $1 AND $2')")
+                try await conn.query(
+                    "SELECT godwit.enqueue_batched('x', 'items', 'tag', 'UPDATE items SET counter = 1 WHERE tag BETWEEN $1 AND $2')"
+                )
             }
             let only1 = await #expect(throws: PostgresError.self) {
-                try await conn.query("SELECT godwit.enqueue_batched('x', 'items', 'id', 'UPDATE items SET counter = 1 WHERE id >= $1')")
+                try await conn.query(
+                    "SELECT godwit.enqueue_batched('x', 'items', 'id', 'UPDATE items SET counter = 1 WHERE id >= $1')")
             }
             #expect(only1?.message.contains("must use $1 and $2") == true)
             #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 0)

@@ -18,7 +18,8 @@ import Testing
 @Suite("Enqueuer code runs as the enqueuer at every point", .serialized)
 struct EnqueuerLoginTests {
     static let points: Set<String> = [
-        "statement", "immediate trigger", "deferred trigger", "commit", "parse (lone statement)", "parse (batch)", "batch",
+        "statement", "immediate trigger", "deferred trigger", "commit", "parse (lone statement)", "parse (batch)",
+        "batch",
         "row security", "health query",
     ]
 
@@ -112,8 +113,10 @@ struct EnqueuerLoginTests {
                 let connB = try await b.connect(db)
                 try await connA.execute("CREATE TABLE a_code.secret (x text)")
                 try await connB.execute("CREATE TABLE b_code.secret (x text)")
-                let secretA = try await admin.query("SELECT 'a_code.secret'::regclass::oid::bigint AS o").first!.int64("o")
-                let secretB = try await admin.query("SELECT 'b_code.secret'::regclass::oid::bigint AS o").first!.int64("o")
+                let secretA = try await admin.query("SELECT 'a_code.secret'::regclass::oid::bigint AS o").first!.int64(
+                    "o")
+                let secretB = try await admin.query("SELECT 'b_code.secret'::regclass::oid::bigint AS o").first!.int64(
+                    "o")
                 try await connA.execute(Self.setup(a, schema: "a_code", other: secretB, worker: workerRole))
                 try await connB.execute(Self.setup(b, schema: "b_code", other: secretA, worker: workerRole))
                 try await admin.execute("TRUNCATE public.observations")

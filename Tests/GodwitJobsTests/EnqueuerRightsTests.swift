@@ -1,8 +1,8 @@
 import Foundation
 import GodwitJobs
-import GodwitQueue
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
@@ -16,11 +16,14 @@ struct EnqueuerRightsTests {
             // The column is not among those granted: naming it is refused outright.
             let forged = await #expect(throws: PostgresError.self) {
                 try await conn.query(
-                    "INSERT INTO godwit.jobs (kind, name, payload, enqueued_by) VALUES ('noop', 'forged', '{}', 'postgres')")
+                    "INSERT INTO godwit.jobs (kind, name, payload, enqueued_by) VALUES ('noop', 'forged', '{}', 'postgres')"
+                )
             }
             #expect(forged?.message.contains("permission denied for table jobs") == true)
-            let plain = try await conn.query("INSERT INTO godwit.jobs (kind, name) VALUES ('noop', 'plain') RETURNING id")
-                .first!.int64("id")
+            let plain = try await conn.query(
+                "INSERT INTO godwit.jobs (kind, name) VALUES ('noop', 'plain') RETURNING id"
+            )
+            .first!.int64("id")
             let viaFunction = try await conn.query("SELECT godwit.enqueue('noop', 'function') AS id").first!.int64("id")
             await conn.close()
             // A role granted INSERT on every column (a careless grant) still cannot choose: the
@@ -31,7 +34,9 @@ struct EnqueuerRightsTests {
                 "INSERT INTO godwit.jobs (kind, name, enqueued_by) VALUES ('noop', 'careless', 'postgres') RETURNING id"
             ).first!.int64("id")
             await careless.close()
-            let byID = try await admin.query("SELECT id, enqueued_by::text AS r FROM godwit.jobs").rows.reduce(into: [Int64: String]()) {
+            let byID = try await admin.query("SELECT id, enqueued_by::text AS r FROM godwit.jobs").rows.reduce(
+                into: [Int64: String]()
+            ) {
                 $0[try $1.int64("id")] = try $1.string("r")
             }
             #expect(byID == [plain: low.name, viaFunction: low.name, overwritten: low.name])
@@ -91,7 +96,8 @@ struct EnqueuerRightsTests {
         try await withEnqueuer { db, admin, low in
             try await admin.execute("CREATE TABLE marks (x int); GRANT INSERT ON marks TO \(low.quoted)")
             let conn = try await low.connect(db)
-            let id = try await enqueueSQL("INSERT INTO marks VALUES (1); COMMIT; INSERT INTO marks VALUES (2)", on: conn)
+            let id = try await enqueueSQL(
+                "INSERT INTO marks VALUES (1); COMMIT; INSERT INTO marks VALUES (2)", on: conn)
             await conn.close()
             try await drain(db)
             let (state, error) = try await outcome(of: id, admin)
@@ -153,7 +159,9 @@ struct EnqueuerRightsTests {
                 ),
                 (
                     "table name with a statement",
-                    batchedPayload(table: "items; DROP TABLE victim", statement: "UPDATE items SET n = n WHERE id BETWEEN $1 AND $2"),
+                    batchedPayload(
+                        table: "items; DROP TABLE victim",
+                        statement: "UPDATE items SET n = n WHERE id BETWEEN $1 AND $2"),
                     "job %id (batched", "invalid name syntax"
                 ),
                 (
@@ -245,7 +253,9 @@ struct EnqueuerRightsTests {
                 #expect(!lockedOut.stderr.contains(w.password) && !lockedOut.stderr.contains(low.password))
                 let (state, error) = try await outcome(of: id, admin)
                 #expect(state == "failed")
-                #expect(error.contains("enqueued by role \(low.name), and the worker cannot log in as \(low.name)"), "\(error)")
+                #expect(
+                    error.contains("enqueued by role \(low.name), and the worker cannot log in as \(low.name)"),
+                    "\(error)")
                 #expect(error.contains("--enqueuer-logins"), "\(error)")
                 #expect(!error.contains(w.password))
                 #expect(!(try await relationExists("made", admin)))

@@ -73,7 +73,8 @@ struct FaultTests {
             #expect(try await eventually(timeout: .seconds(60)) { try await jobState(id, conn) == "succeeded" })
             worker.signal(SIGTERM)
             let output = try await worker.wait()
-            let row = try #require(try await conn.query("SELECT attempts, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query("SELECT attempts, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.int("attempts") == 1, "\(output.stderr.suffix(2000))")
             #expect(row["last_error"] == nil)
             #expect(!output.stderr.contains("rescued"))
@@ -98,7 +99,8 @@ struct FaultTests {
             var healthy: [Int64] = []
             for n in 0..<2 {
                 healthy.append(
-                    try await queue.enqueue(kind: .sql, name: "healthy \(n)", payload: #"{"sql": "SELECT pg_sleep(7)"}"#, on: conn))
+                    try await queue.enqueue(
+                        kind: .sql, name: "healthy \(n)", payload: #"{"sql": "SELECT pg_sleep(7)"}"#, on: conn))
             }
             let other = try startWorker(db.url, ["--lease-timeout", "2", "--concurrency", "4"])
             // Past the lease, and past the stopped session's idle-in-transaction timeout.
@@ -113,7 +115,8 @@ struct FaultTests {
             _ = try await stopped.wait()
             let output = try await other.wait()
             for id in healthy {
-                let attempts = try await conn.query("SELECT attempts FROM godwit.jobs WHERE id = $1", [id]).first?.int("attempts")
+                let attempts = try await conn.query("SELECT attempts FROM godwit.jobs WHERE id = $1", [id]).first?.int(
+                    "attempts")
                 #expect(attempts == 1, "a healthy job ran twice: \(output.stderr.suffix(3000))")
             }
             #expect(try await itemCounts(conn) == [1: 60])
@@ -128,7 +131,8 @@ struct FaultTests {
             var configuration = WorkerConfiguration(databaseURL: db.url)
             configuration.pollInterval = .milliseconds(200)
             let pool = configuration.makePool()
-            let worker = Worker(configuration: configuration, pool: pool, handlers: [SleepJob()], logger: capture.logger)
+            let worker = Worker(
+                configuration: configuration, pool: pool, handlers: [SleepJob()], logger: capture.logger)
             let id = try await queue.enqueue(kind: .sleep, name: "long", payload: #"{"milliseconds": 60000}"#, on: conn)
             let running = Task { try await worker.run() }
             #expect(try await eventually { try await jobState(id, conn) == "running" })
@@ -149,7 +153,8 @@ struct FaultTests {
             }
             #expect(finished, "the cancelled worker did not stop")
             #expect(capture.count(of: "claiming failed") == 0)
-            let row = try #require(try await conn.query("SELECT state::text AS s, attempts FROM godwit.jobs WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query("SELECT state::text AS s, attempts FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.string("s") == "queued")
             #expect(try row.int("attempts") == 0)
             await pool.close()
@@ -221,7 +226,11 @@ struct FaultTests {
             ).first!.int64("id")
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(orphan, conn) == "succeeded" })
             try await conn.execute("INSERT INTO public.release VALUES (1)")
-            #expect(try await eventually { try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE name = 'old'").first!.int("n") == 0 })
+            #expect(
+                try await eventually {
+                    try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE name = 'old'").first!.int("n")
+                        == 0
+                })
             #expect(await worker.stop().status == 0)
         }
     }
@@ -250,7 +259,8 @@ struct FaultTests {
 
     @Test func jobListAsJSONHasJSONValuesNumbersAndISOTimestamps() async throws {
         try await withQueue { db, conn, queue in
-            _ = try await queue.enqueue(kind: .sql, name: "json", payload: #"{"sql": "SELECT 1", "n": [1, 2]}"#, on: conn)
+            _ = try await queue.enqueue(
+                kind: .sql, name: "json", payload: #"{"sql": "SELECT 1", "n": [1, 2]}"#, on: conn)
             let list = try await GodwitCommand.run(["job", "list", "-D", db.url, "--format", "json"])
             #expect(list.status == 0, "\(list.stderr)")
             let jobs = try #require(try JSONSerialization.jsonObject(with: Data(list.stdout.utf8)) as? [[String: Any]])
@@ -258,7 +268,10 @@ struct FaultTests {
             #expect((job["payload"] as? [String: Any])?["sql"] as? String == "SELECT 1")
             #expect(job["percent"] is NSNumber)
             let created = try #require(job["created_at"] as? String)
-            #expect(created.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"#, options: .regularExpression) != nil)
+            #expect(
+                created.range(
+                    of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$"#, options: .regularExpression)
+                    != nil)
             #expect(job["enqueued_by"] as? String == "postgres")
         }
     }
@@ -279,9 +292,11 @@ struct MigrateJobReportTests {
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
             let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
-            let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs").first)
+            let job = try #require(
+                try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs").first)
             #expect(try job.string("s") == "succeeded")
-            let result = try #require(try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
+            let result = try #require(
+                try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
             #expect((result["applied"] as? [[String: Any]])?.map { $0["version"] as? Int } == [1, 2])
             #expect(try await conn.query("SELECT to_regclass('c') IS NULL AS absent").first?.bool("absent") == true)
         }

@@ -1,10 +1,10 @@
 import Foundation
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
 @testable import GodwitJobs
-import GodwitQueue
 
 /// Polls until `condition` holds, or fails the test naming what it waited for.
 func waitUntil(
@@ -75,7 +75,9 @@ struct GovernorTests {
             let batches = try await conn.query(
                 "SELECT seq, batch_size, lock_waiters, lock_wait_ms FROM godwit.batches WHERE job_id = $1 AND error IS NULL ORDER BY seq",
                 [id]
-            ).rows.map { (try $0.int("seq"), try $0.int("batch_size"), try $0.int("lock_waiters"), try $0.double("lock_wait_ms")) }
+            ).rows.map {
+                (try $0.int("seq"), try $0.int("batch_size"), try $0.int("lock_waiters"), try $0.double("lock_wait_ms"))
+            }
             let harmful = try #require(batches.firstIndex { $0.3 > 10 }, "no batch saw a wait: \(batches)")
             #expect(batches[harmful].2 >= 1)
             if harmful + 1 < batches.count {
@@ -101,21 +103,25 @@ struct GovernorTests {
             defer { Task { await app.close() } }
             try await app.execute("BEGIN; UPDATE items SET probe = 1 WHERE id = 550")
             let id = try await enqueue(
-                try counterJob(dir, extra: ["batch-size: 100", "min-batch-size: 1", "max-lock-wait-ms: 10", "lock-timeout: 5s"]),
+                try counterJob(
+                    dir, extra: ["batch-size: 100", "min-batch-size: 1", "max-lock-wait-ms: 10", "lock-timeout: 5s"]),
                 db.url)
             // In-process: a failure before the end cancels the worker with the test's task.
             async let worker = drainWorker(db.url)
             try await waitUntil("the job has committed every row before the held one", timeout: .seconds(60)) {
-                try await conn.query("SELECT cursor FROM godwit.job_progress WHERE job_id = $1", [id]).first?["cursor"] == "549"
+                try await conn.query("SELECT cursor FROM godwit.job_progress WHERE job_id = $1", [id]).first?["cursor"]
+                    == "549"
             }
             // Down to the held row alone, the batch waits longer each time (it holds no other row).
             try await waitUntil("a one-row batch waits for the held row") {
-                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?["size_reason"]?
+                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?[
+                    "size_reason"]?
                     .hasPrefix("1 row: at min-batch-size, waiting up to") == true
             }
             #expect(try await conn.query("SELECT count(*) AS n FROM items WHERE counter = 1").first?.int("n") == 549)
             // No row before the held one is locked by the job: all of them can be taken at once.
-            try await conn.execute("BEGIN; SET LOCAL lock_timeout = '1s'; SELECT id FROM items WHERE id < 550 FOR UPDATE; ROLLBACK")
+            try await conn.execute(
+                "BEGIN; SET LOCAL lock_timeout = '1s'; SELECT id FROM items WHERE id < 550 FOR UPDATE; ROLLBACK")
             let failed = try await conn.query(
                 "SELECT batch_size, error FROM godwit.batches WHERE job_id = $1 AND error IS NOT NULL ORDER BY id", [id]
             ).rows.map { (try $0.int("batch_size"), $0["error"] ?? "") }
@@ -126,7 +132,9 @@ struct GovernorTests {
             let output = try await worker
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             #expect(try await counters(conn) == [1: 1000])
-            #expect(try await conn.query("SELECT state FROM godwit.jobs WHERE id = $1", [id]).first?["state"] == "succeeded")
+            #expect(
+                try await conn.query("SELECT state FROM godwit.jobs WHERE id = $1", [id]).first?["state"] == "succeeded"
+            )
         }
     }
 
@@ -167,7 +175,8 @@ struct GovernorTests {
             try await app.execute("ROLLBACK")
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             func reason(_ id: Int64) async throws -> String {
-                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?["size_reason"] ?? "nil"
+                try await conn.query("SELECT size_reason FROM godwit.progress WHERE id = $1", [id]).first?[
+                    "size_reason"] ?? "nil"
             }
             let sharedReason = try await reason(shared)
             let aloneReason = try await reason(alone)
@@ -191,7 +200,8 @@ struct GovernorTests {
             let worker = inProcessWorker(
                 db.url, ["--health-query", "SELECT NOT EXISTS (SELECT FROM public.maintenance)"])
             try await waitUntil("the job holds") {
-                try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
+                try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?[
+                    "hold_reason"]
                     == "the worker's health query returned false"
             }
             #expect(try await counters(conn) == [0: 200])
@@ -199,7 +209,9 @@ struct GovernorTests {
             try await conn.execute("DELETE FROM maintenance")
             try await waitUntil("the job succeeds") { try await jobState(id, conn) == "succeeded" }
             #expect(try await counters(conn) == [1: 200])
-            #expect(try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"] == nil)
+            #expect(
+                try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?[
+                    "hold_reason"] == nil)
             _ = await worker.stop()
         }
     }
@@ -223,17 +235,21 @@ struct GovernorTests {
                 END $$;
                 """)
             let file = try counterJob(
-                dir, extra: ["batch-size: 20", "health-query: SELECT public.gate_open() AND current_user = session_user"])
+                dir,
+                extra: ["batch-size: 20", "health-query: SELECT public.gate_open() AND current_user = session_user"])
             let id = try await enqueue(file, db.url)
             let worker = inProcessWorker(db.url)
             func holdReason() async throws -> String? {
-                try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?["hold_reason"]
+                try await conn.query("SELECT hold_reason FROM godwit.progress WHERE id = $1", [id]).first?[
+                    "hold_reason"]
             }
             let held = try await eventually { try await holdReason() == "the job's health query failed: gate unknown" }
             let reason = try await holdReason()
             #expect(held, "hold reason \(String(describing: reason)); worker: \(worker.currentStderr.suffix(1500))")
             try await conn.execute("UPDATE gate SET open = false")
-            try await waitUntil("the job holds on false") { try await holdReason() == "the job's health query returned false" }
+            try await waitUntil("the job holds on false") {
+                try await holdReason() == "the job's health query returned false"
+            }
             #expect(try await counters(conn) == [0: 200])
             try await conn.execute("UPDATE gate SET open = true")
             try await waitUntil("the job succeeds") { try await jobState(id, conn) == "succeeded" }
@@ -253,7 +269,9 @@ struct GovernorTests {
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
             try await conn.execute("CREATE TABLE items (id bigint PRIMARY KEY, counter int NOT NULL DEFAULT 0)")
-            let output = try await GodwitCommand.run(["job", "enqueue", try counterJob(dir, extra: [directive]), "-D", db.url])
+            let output = try await GodwitCommand.run([
+                "job", "enqueue", try counterJob(dir, extra: [directive]), "-D", db.url,
+            ])
             #expect(output.status == 1)
             #expect(output.stderr.contains("count_items.sql:"), "\(output.stderr)")
             #expect(output.stderr.contains(message), "\(output.stderr)")
@@ -285,7 +303,8 @@ struct GovernorTests {
         // One segment archived, then archiving fails while three more fill up.
         try await conn.query("SELECT pg_switch_wal()")
         try await waitUntil("a segment is archived") {
-            try await conn.query("SELECT last_archived_wal IS NOT NULL AS a FROM pg_stat_archiver").first?.bool("a") == true
+            try await conn.query("SELECT last_archived_wal IS NOT NULL AS a FROM pg_stat_archiver").first?.bool("a")
+                == true
         }
         _ = FileManager.default.createFile(atPath: stop, contents: nil)
         for _ in 0..<3 {
@@ -329,7 +348,9 @@ struct GovernorTests {
         let output = try await drainWorker(cluster.url)
         #expect(output.status == 0, "\(output.stderr.suffix(1500))")
         #expect(try await counters(conn) == [1: 3000])
-        let batches = try #require(try await conn.query("SELECT batches_done FROM godwit.progress WHERE id = $1", [id]).first?.int("batches_done"))
+        let batches = try #require(
+            try await conn.query("SELECT batches_done FROM godwit.progress WHERE id = $1", [id]).first?.int(
+                "batches_done"))
         #expect(batches == 60)
         // Each message the job's session sent is one "statement:" or "execute" entry; an entry
         // starts with "pid|" and runs over the lines of its statement.
@@ -368,7 +389,8 @@ struct GovernorTests {
             func file(_ condition: String) throws -> String {
                 try dir.write(
                     "jobs/collate.sql",
-                    "-- godwit:batched\n-- table: items\n-- key: k\nUPDATE items SET counter = counter + 1\nWHERE \(condition);\n")
+                    "-- godwit:batched\n-- table: items\n-- key: k\nUPDATE items SET counter = counter + 1\nWHERE \(condition);\n"
+                )
             }
             for condition in [
                 #"k COLLATE "en-x-icu" BETWEEN $1 AND $2"#, #"k >= $1 COLLATE "en-x-icu" AND k <= $2"#,
@@ -377,7 +399,8 @@ struct GovernorTests {
                 let output = try await GodwitCommand.run(["job", "enqueue", try file(condition), "-D", db.url])
                 #expect(output.status == 1, "\(condition)")
                 #expect(output.stderr.contains("collate.sql:5: "), "\(output.stderr)")
-                #expect(output.stderr.contains(#"under collation "en-x-icu", not the key's own ("C")"#), "\(output.stderr)")
+                #expect(
+                    output.stderr.contains(#"under collation "en-x-icu", not the key's own ("C")"#), "\(output.stderr)")
             }
             #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 0)
             for condition in [

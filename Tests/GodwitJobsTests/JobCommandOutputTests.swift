@@ -40,7 +40,8 @@ struct JobCommandOutputTests {
             #expect(worker.status == 0, "\(worker.stderr)")
             // The worker logs the job's name and its error, one log line each.
             #expect(controls(in: worker.stderr) == [], "\(worker.stderr)")
-            #expect(worker.stderr.contains(#"name=evil\u001B[2K\u000Dname\u001B]52;c;ZXZpbA==\u0007"#), "\(worker.stderr)")
+            #expect(
+                worker.stderr.contains(#"name=evil\u001B[2K\u000Dname\u001B]52;c;ZXZpbA==\u0007"#), "\(worker.stderr)")
             #expect(worker.stderr.contains(#"error=boom\u001B[31m\u009B2J red"#), "\(worker.stderr)")
             #expect(!worker.stderr.contains("\n2026-01-01T00:00:00 info forged"), "\(worker.stderr)")
             try await body(db, id)
@@ -56,7 +57,11 @@ struct JobCommandOutputTests {
             #expect(list.stdout.contains(#"boom\u001B[31m\u009B2J red"#), "\(list.stdout)")
 
             // JSON keeps its meaning: the same name comes back from it.
-            struct Listed: Decodable { var id: Int64; var name: String; var lastError: String? }
+            struct Listed: Decodable {
+                var id: Int64
+                var name: String
+                var lastError: String?
+            }
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             let json = try await GodwitCommand.run(["job", "list", "--format", "json", "-D", db.url])
@@ -104,7 +109,10 @@ struct JobCommandOutputTests {
             let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.status == 0, "\(show.stderr)")
             #expect(controls(in: show.stdout) == [], "\(show.stdout)")
-            struct Shown: Decodable { var batchSize: Int?; var sizeReason: String? }
+            struct Shown: Decodable {
+                var batchSize: Int?
+                var sizeReason: String?
+            }
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             let shown = try decoder.decode(Shown.self, from: Data(show.stdout.utf8))
@@ -124,7 +132,8 @@ struct JobCommandOutputTests {
             let first = watched.stdout.split(separator: "\n").first.map(String.init) ?? ""
             #expect(
                 first.contains(
-                    #"batch 4800 (others write public.\u001B]52;c;ZXZpbA==\u0007media\u009B2J: 4,800 rows \u202Eunder 3%\u000Aforged)"#),
+                    #"batch 4800 (others write public.\u001B]52;c;ZXZpbA==\u0007media\u009B2J: 4,800 rows \u202Eunder 3%\u000Aforged)"#
+                ),
                 "\(watched.stdout)")
         }
     }

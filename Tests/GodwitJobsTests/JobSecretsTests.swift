@@ -49,10 +49,13 @@ struct JobSecretsTests {
                     #expect(job.payload == nil && job.result == nil && job.lastErrorDetail == nil, "job \(job.id)")
                     #expect(job.lastError?.contains("secret-10") != true)
                 }
-                let progressErrors = try await read.query("SELECT coalesce(string_agg(last_error, ' '), '') AS e FROM godwit.progress")
-                    .first!.string("e")
+                let progressErrors = try await read.query(
+                    "SELECT coalesce(string_agg(last_error, ' '), '') AS e FROM godwit.progress"
+                )
+                .first!.string("e")
                 #expect(!progressErrors.contains("secret-10") && !progressErrors.isEmpty)
-                let batchErrors = try await read.query("SELECT count(*) AS n FROM godwit.batches WHERE error LIKE '%secret-10%'")
+                let batchErrors = try await read.query(
+                    "SELECT count(*) AS n FROM godwit.batches WHERE error LIKE '%secret-10%'")
                 #expect(try batchErrors.first!.int("n") == 0)
                 // Nor where backups are: that is for controllers and the owner, like a result.
                 await #expect(throws: PostgresError.self) { try await read.query("SELECT file FROM godwit.backups") }
@@ -70,7 +73,9 @@ struct JobSecretsTests {
 
                 // A controller, who may retry any job, sees everything.
                 let control = try await controller.connect(db)
-                #expect(try await control.query("SELECT file FROM godwit.backup_files").first?.string("file") == "/srv/app-1.dump")
+                #expect(
+                    try await control.query("SELECT file FROM godwit.backup_files").first?.string("file")
+                        == "/srv/app-1.dump")
                 let all = try await queue.list(on: control)
                 #expect(all.allSatisfy { $0.payload != nil }, "\(all.map(\.id))")
                 #expect(all.first { $0.id == failing }?.lastErrorDetail?.contains("secret-10") == true)

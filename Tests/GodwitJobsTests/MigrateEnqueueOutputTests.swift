@@ -12,7 +12,8 @@ struct MigrateEnqueueOutputTests {
         defer { dir.delete() }
         try dir.write("migrations/1_items.sql", "CREATE TABLE items (id int PRIMARY KEY);")
         try await withQueue { db, conn, _ in
-            let enqueue = try await GodwitCommand.run(["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
+            let enqueue = try await GodwitCommand.run(
+                ["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
             #expect(enqueue.status == 0, "\(enqueue.stderr)")
             let printed = enqueue.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
             let job = try #require(try await conn.query("SELECT id FROM godwit.jobs WHERE kind = 'migrate'").first)

@@ -90,17 +90,22 @@ struct NoEscalationTests {
             ] {
                 mine.append(
                     try await conn.query(
-                        "SELECT godwit.enqueue_batched('batched', 'items', 'id', $1, batch_size => 100) AS id", [statement]
+                        "SELECT godwit.enqueue_batched('batched', 'items', 'id', $1, batch_size => 100) AS id",
+                        [statement]
                     ).first!.int64("id"))
             }
             // Batched jobs inserted by hand, with payloads no check has seen.
             for payload in [
                 batchedPayload(table: "items", statement: "DELETE FROM items WHERE id BETWEEN $1 AND $2"),
-                batchedPayload(table: "webhooks", key: "url", statement: "DELETE FROM webhooks WHERE url BETWEEN $1 AND $2"),
+                batchedPayload(
+                    table: "webhooks", key: "url", statement: "DELETE FROM webhooks WHERE url BETWEEN $1 AND $2"),
                 batchedPayload(table: "items; DROP TABLE webhooks", statement: "SELECT $1::int, $2::int"),
-                batchedPayload(table: "items", key: "id) ; DROP TABLE webhooks; --", statement: "SELECT $1::int, $2::int"),
+                batchedPayload(
+                    table: "items", key: "id) ; DROP TABLE webhooks; --", statement: "SELECT $1::int, $2::int"),
                 batchedPayload(table: "items", statement: "SELECT $1::int, $2::int; DROP TABLE webhooks"),
-                batchedPayload(table: "items", statement: "UPDATE items SET n = 1 WHERE id BETWEEN $1 AND $2", searchPath: "pg_temp, public"),
+                batchedPayload(
+                    table: "items", statement: "UPDATE items SET n = 1 WHERE id BETWEEN $1 AND $2",
+                    searchPath: "pg_temp, public"),
             ] {
                 mine.append(try await insertBatchedJob(payload, on: conn))
             }
@@ -125,9 +130,15 @@ struct NoEscalationTests {
                 #expect(["failed", "succeeded"].contains(state), "job \(id): \(state) \(error)")
             }
             let job = try #require(
-                try await admin.query("SELECT state::text AS s, kind, payload::text AS p, enqueued_by::text AS r FROM godwit.jobs WHERE id = $1", [theirs]).first)
+                try await admin.query(
+                    "SELECT state::text AS s, kind, payload::text AS p, enqueued_by::text AS r FROM godwit.jobs WHERE id = $1",
+                    [theirs]
+                ).first)
             #expect(try job.string("s") == "cancelled")
-            #expect(try [job.string("kind"), job.string("p"), job.string("r")] == ["sql", #"{"sql": "SELECT 1"}"#, "postgres"])
+            #expect(
+                try [job.string("kind"), job.string("p"), job.string("r")] == [
+                    "sql", #"{"sql": "SELECT 1"}"#, "postgres",
+                ])
             let after = try await Self.snapshot(admin, low)
             #expect(after == before, "changed: \(Set(after).symmetricDifference(before).sorted())")
         }

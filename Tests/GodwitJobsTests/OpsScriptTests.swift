@@ -13,7 +13,8 @@ func runOps(
     environment["DATABASE_URL"] = url
     environment["GODWIT"] = GodwitProcess.executable
     environment.merge(extra) { _, new in new }
-    return try await runProgram("/bin/bash", ["ops/\(script)"] + arguments, environment: environment, directory: directory)
+    return try await runProgram(
+        "/bin/bash", ["ops/\(script)"] + arguments, environment: environment, directory: directory)
 }
 
 /// One at a time: each runs several godwit processes, pg_dump and pg_restore, and together
@@ -33,7 +34,9 @@ struct OpsScriptTests {
             let path = root + "/" + file
             guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
             let firstLine = text.prefix { $0 != "\n" }
-            if file.hasSuffix(".sh") || (firstLine.hasPrefix("#!") && (firstLine.hasSuffix("bash") || firstLine.hasSuffix("/sh"))) {
+            if file.hasSuffix(".sh")
+                || (firstLine.hasPrefix("#!") && (firstLine.hasSuffix("bash") || firstLine.hasSuffix("/sh")))
+            {
                 shell.append(path)
             } else if file.hasSuffix(".py") {
                 python.append(path)
@@ -47,7 +50,8 @@ struct OpsScriptTests {
         }
         for path in python {
             let checked = try await runProgram(
-                "/usr/bin/env", ["python3", "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])", path])
+                "/usr/bin/env",
+                ["python3", "-c", "import ast, sys; ast.parse(open(sys.argv[1]).read(), sys.argv[1])", path])
             #expect(checked.status == 0, "\(path) does not parse: \(checked.output)")
         }
 
@@ -91,7 +95,9 @@ struct OpsScriptTests {
         #expect(tarball.hasSuffix(".tar.gz"), "\(packaged.output)")
         let listed = try await runProgram("/bin/tar", ["-tzf", tarball])
         #expect(listed.status == 0, "\(listed.output)")
-        let entries = listed.output.split(separator: "\n").map { $0.split(separator: "/", maxSplits: 1).last.map(String.init) ?? "" }
+        let entries = listed.output.split(separator: "\n").map {
+            $0.split(separator: "/", maxSplits: 1).last.map(String.init) ?? ""
+        }
         #expect(entries.contains("ops/prometheus-rules.yml"), "\(listed.output)")
         #expect(entries.contains("ops/prometheus.yml"), "\(listed.output)")
     }
@@ -112,19 +118,26 @@ struct OpsScriptTests {
 
             // A revert past the irreversible migration is refused before any backup, and names
             // the backup taken before the migrations it would revert (migrate-safely's).
-            let first = try await conn.query("SELECT file FROM godwit.backups ORDER BY id LIMIT 1").first!.string("file")
+            let first = try await conn.query("SELECT file FROM godwit.backups ORDER BY id LIMIT 1").first!.string(
+                "file")
             let backupsBefore = try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n")
-            let refused = try await runOps("rollback-migration", ["--target-version", "0", "--backup-dir", backups.path], url: db.url)
+            let refused = try await runOps(
+                "rollback-migration", ["--target-version", "0", "--backup-dir", backups.path], url: db.url)
             #expect(refused.status == 1)
-            #expect(refused.output.contains("STOPPED: cannot revert: migration 20240101000200 (create webhooks) has no .down.sql"), "\(refused.output)")
             #expect(
                 refused.output.contains(
-                    "To undo migration 20240101000000 instead, restore the backup taken before it: ops/rollback-migration --restore \(first)"),
+                    "STOPPED: cannot revert: migration 20240101000200 (create webhooks) has no .down.sql"),
+                "\(refused.output)")
+            #expect(
+                refused.output.contains(
+                    "To undo migration 20240101000000 instead, restore the backup taken before it: ops/rollback-migration --restore \(first)"
+                ),
                 "\(refused.output)")
             #expect(try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n") == backupsBefore)
 
             // The first backup was of the empty database: restoring it empties the schema.
-            let restored = try await runOps("rollback-migration", ["--restore", first, "--backup-dir", backups.path], url: db.url)
+            let restored = try await runOps(
+                "rollback-migration", ["--restore", first, "--backup-dir", backups.path], url: db.url)
             #expect(restored.status == 0, "\(restored.output)")
             #expect(try await conn.query("SELECT to_regclass('media') IS NULL AS gone").first?.bool("gone") == true)
             await conn.close()
@@ -139,11 +152,16 @@ struct OpsScriptTests {
             empty.delete()
         }
         try await withTestDatabase { db in
-            let result = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", empty.path], url: db.url)
+            let result = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", empty.path], url: db.url)
             #expect(result.status == 0, "an empty source migrates nothing: \(result.output)")
-            let unreachable = try await runOps("migrate-safely", ["--backup-dir", backups.path], url: "postgres://postgres@127.0.0.1:1/x?connect_timeout=1")
+            let unreachable = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path],
+                url: "postgres://postgres@127.0.0.1:1/x?connect_timeout=1")
             #expect(unreachable.status == 1)
-            #expect(unreachable.output.contains("STOPPED: lint refused the pending migrations (above): nothing was changed"))
+            #expect(
+                unreachable.output.contains("STOPPED: lint refused the pending migrations (above): nothing was changed")
+            )
         }
     }
 
@@ -160,20 +178,28 @@ struct OpsScriptTests {
             try "CREATE INDEX media_title ON media (title);\n".write(
                 toFile: source.path + "/1_title_index.sql", atomically: true, encoding: .utf8)
             let refused = try await runOps(
-                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path, "--lock-timeout", "1s"], url: db.url)
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path, "--lock-timeout", "1s"],
+                url: db.url)
             #expect(refused.status == 1)
             #expect(refused.output.contains("non-concurrent-index"), "\(refused.output)")
-            #expect(refused.output.contains("STOPPED: lint refused the pending migrations (above): nothing was changed"))
+            #expect(
+                refused.output.contains("STOPPED: lint refused the pending migrations (above): nothing was changed"))
             #expect(try FileManager.default.contentsOfDirectory(atPath: backups.path).isEmpty)
-            #expect(try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS none").first?.bool("none") == true)
+            #expect(
+                try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS none").first?.bool("none")
+                    == true)
 
             // Accepted with a reason, it runs, under the lock timeout given.
-            try "-- godwit:allow non-concurrent-index media is tiny\nCREATE INDEX media_title ON media (title);\n".write(
-                toFile: source.path + "/1_title_index.sql", atomically: true, encoding: .utf8)
+            try "-- godwit:allow non-concurrent-index media is tiny\nCREATE INDEX media_title ON media (title);\n"
+                .write(
+                    toFile: source.path + "/1_title_index.sql", atomically: true, encoding: .utf8)
             let migrated = try await runOps(
-                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path, "--lock-timeout", "1s"], url: db.url)
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path, "--lock-timeout", "1s"],
+                url: db.url)
             #expect(migrated.status == 0, "\(migrated.output)")
-            #expect(try await conn.query("SELECT to_regclass('media_title') IS NOT NULL AS built").first?.bool("built") == true)
+            #expect(
+                try await conn.query("SELECT to_regclass('media_title') IS NOT NULL AS built").first?.bool("built")
+                    == true)
             await conn.close()
         }
     }
@@ -190,10 +216,12 @@ struct OpsScriptTests {
         try await withTestDatabase { db in
             try source.write("1_add_notes.up.sql", "CREATE TABLE notes (id bigint PRIMARY KEY);\n")
             try source.write("1_add_notes.down.sql", "DROP TABLE notes;\n")
-            let first = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let first = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(first.status == 0, "\(first.output)")
             try source.write("2_fill_notes.sql", "INSERT INTO notes VALUES (1);\n")
-            let second = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let second = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(second.status == 0, "\(second.output)")
             let conn = try await db.connect()
             let before = try await conn.query(
@@ -202,7 +230,8 @@ struct OpsScriptTests {
             #expect(before.count == 1)
             let count = try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n")
 
-            let refused = try await runOps("rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let refused = try await runOps(
+                "rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(refused.status == 1)
             let stopped = refused.output.split(separator: "\n").filter { $0.contains("STOPPED") }
             #expect(stopped.count == 1, "\(refused.output)")
@@ -211,9 +240,12 @@ struct OpsScriptTests {
                     "cannot revert: migration 2 (fill notes) has no .down.sql") == true, "\(refused.output)")
             #expect(
                 stopped.first?.contains(
-                    "To undo migration 2 instead, restore the backup taken before it: ops/rollback-migration --restore \(before.first ?? "?")") == true,
+                    "To undo migration 2 instead, restore the backup taken before it: ops/rollback-migration --restore \(before.first ?? "?")"
+                ) == true,
                 "\(refused.output)")
-            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n") == count, "no backup taken")
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM godwit.backups").first!.int("n") == count,
+                "no backup taken")
             #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 2)
 
             // backup list says why each was taken, and of which database.
@@ -224,9 +256,12 @@ struct OpsScriptTests {
 
             // Without a backup before the migration, it says that there is none.
             try await conn.query("UPDATE godwit.backups SET reason = 'by hand'")
-            let none = try await runOps("rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let none = try await runOps(
+                "rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(none.status == 1)
-            #expect(none.output.contains("No backup taken before migration 2 is recorded in godwit.backups"), "\(none.output)")
+            #expect(
+                none.output.contains("No backup taken before migration 2 is recorded in godwit.backups"),
+                "\(none.output)")
             await conn.close()
         }
     }
@@ -251,14 +286,19 @@ struct OpsScriptTests {
                 "migrate", "run", "-D", db.url, "--source", source.path, "--backup", "--backup-dir", backups.path,
             ])
             #expect(run.status == 0, "\(run.stderr)")
-            let reverted = try await runOps("rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let reverted = try await runOps(
+                "rollback-migration", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(reverted.status == 0, "\(reverted.output)")
             let conn = try await db.connect()
-            let reasons = try await conn.query("SELECT reason, database_name FROM godwit.backups ORDER BY id").rows.map {
+            let reasons = try await conn.query("SELECT reason, database_name FROM godwit.backups ORDER BY id").rows.map
+            {
                 (try $0.string("reason"), try $0.string("database_name"))
             }
             await conn.close()
-            #expect(reasons.map(\.0) == ["by hand", "before migrations 1 (add notes) to 2 (add tags)", "before rollback of 2"])
+            #expect(
+                reasons.map(\.0) == [
+                    "by hand", "before migrations 1 (add notes) to 2 (add tags)", "before rollback of 2",
+                ])
             #expect(reasons.allSatisfy { $0.1 == db.name })
         }
     }
@@ -276,23 +316,29 @@ struct OpsScriptTests {
             try source.write("1_add_notes.up.sql", "CREATE TABLE notes (id bigint PRIMARY KEY);\n")
             // A down that forgets the table: verify must catch it, before any backup.
             try source.write("1_add_notes.down.sql", "SELECT 1;\n")
-            let refused = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let refused = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(refused.status == 1, "\(refused.output)")
             #expect(refused.output.contains("==> 3/6 godwit migrate verify"), "\(refused.output)")
-            #expect(refused.output.contains("STOPPED: migrate verify found a down that does not undo its up"), "\(refused.output)")
+            #expect(
+                refused.output.contains("STOPPED: migrate verify found a down that does not undo its up"),
+                "\(refused.output)")
             #expect(try FileManager.default.contentsOfDirectory(atPath: backups.path).isEmpty)
 
             try source.write("1_add_notes.down.sql", "DROP TABLE notes;\n")
-            let verified = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let verified = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(verified.status == 0, "\(verified.output)")
             #expect(verified.output.contains("ok 1/add notes: down restores the schema"), "\(verified.output)")
 
             try source.write("2_fill_notes.sql", "INSERT INTO notes VALUES (1);\n")
-            let skipped = try await runOps("migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
+            let skipped = try await runOps(
+                "migrate-safely", ["--backup-dir", backups.path, "--source", source.path], url: db.url)
             #expect(skipped.status == 0, "\(skipped.output)")
             #expect(
                 skipped.output.contains(
-                    "migrate-safely: skipped godwit migrate verify: pending migrations without a .down.sql cannot be verified or reverted: 2 (fill notes)"),
+                    "migrate-safely: skipped godwit migrate verify: pending migrations without a .down.sql cannot be verified or reverted: 2 (fill notes)"
+                ),
                 "\(skipped.output)")
         }
     }
@@ -308,13 +354,15 @@ struct OpsScriptTests {
         }
         try await withTestDatabase { db in
             let environment = ["GODWIT_BIN": GodwitProcess.executable, "PGPASSFILE": TestPasswordFile.path]
-            let demo = try await runOps("demo", ["--rows", "300"], url: db.url, environment: environment, directory: checkout.path)
+            let demo = try await runOps(
+                "demo", ["--rows", "300"], url: db.url, environment: environment, directory: checkout.path)
             #expect(demo.status == 0, "\(demo.output)")
             #expect(demo.output.contains("==> the demo database: \(db.url)"), "\(demo.output)")
             #expect(demo.output.contains("wrote ./.env: DATABASE_URL=\(db.url)"), "\(demo.output)")
             let dotenv = try String(contentsOfFile: checkout.path + "/.env", encoding: .utf8)
             #expect(dotenv == "DATABASE_URL=\(db.url)\n")
-            let mode = try FileManager.default.attributesOfItem(atPath: checkout.path + "/.env")[.posixPermissions] as? Int
+            let mode =
+                try FileManager.default.attributesOfItem(atPath: checkout.path + "/.env")[.posixPermissions] as? Int
             #expect(mode == 0o600)
             // The README's next step, from that folder, with no DATABASE_URL in the environment.
             let list = try await GodwitCommand.run(["job", "list"], directory: checkout.path)
@@ -322,11 +370,17 @@ struct OpsScriptTests {
             #expect(list.stdout.contains("backfill media.title"), "\(list.stdout)")
 
             // An .env that names another database is left as it is, and the demo says so.
-            try "DATABASE_URL=postgres://elsewhere/db\n".write(toFile: checkout.path + "/.env", atomically: true, encoding: .utf8)
-            let other = try await runOps("demo", ["--rows", "300"], url: db.url, environment: environment, directory: checkout.path)
+            try "DATABASE_URL=postgres://elsewhere/db\n".write(
+                toFile: checkout.path + "/.env", atomically: true, encoding: .utf8)
+            let other = try await runOps(
+                "demo", ["--rows", "300"], url: db.url, environment: environment, directory: checkout.path)
             #expect(other.status == 0, "\(other.output)")
-            #expect(other.output.contains("./.env exists and says DATABASE_URL=postgres://elsewhere/db: left as it is"), "\(other.output)")
-            #expect(try String(contentsOfFile: checkout.path + "/.env", encoding: .utf8) == "DATABASE_URL=postgres://elsewhere/db\n")
+            #expect(
+                other.output.contains("./.env exists and says DATABASE_URL=postgres://elsewhere/db: left as it is"),
+                "\(other.output)")
+            #expect(
+                try String(contentsOfFile: checkout.path + "/.env", encoding: .utf8)
+                    == "DATABASE_URL=postgres://elsewhere/db\n")
 
             // A URL with a password: shown without it, not written.
             try FileManager.default.removeItem(atPath: checkout.path + "/.env")

@@ -38,7 +38,8 @@ struct PrivilegeTests {
                 ).rows
                 #expect(
                     Set(try functions.map { try $0.string("name") }).isSuperset(of: [
-                        "enqueue", "enqueue_batched", "batched_target", "pause", "resume", "cancel", "retry", "grant_read",
+                        "enqueue", "enqueue_batched", "batched_target", "pause", "resume", "cancel", "retry",
+                        "grant_read",
                         "grant_enqueue", "grant_control", "stamp_enqueued_by", "create_job_progress", "notify_jobs",
                     ]))
                 for function in functions {
@@ -65,9 +66,14 @@ struct PrivilegeTests {
                 ).rows.map { try $0.string("q") }
                 #expect(relations.count >= 6)
                 let outsider = try await nobody.connect(db)
-                for (_, call) in calls { await Self.expectRefused(call, on: outsider, "permission denied for schema godwit") }
-                for query in relations { await Self.expectRefused(query, on: outsider, "permission denied for schema godwit") }
-                await Self.expectRefused("INSERT INTO godwit.jobs (kind, name) VALUES ('noop', 'x')", on: outsider, "permission denied")
+                for (_, call) in calls {
+                    await Self.expectRefused(call, on: outsider, "permission denied for schema godwit")
+                }
+                for query in relations {
+                    await Self.expectRefused(query, on: outsider, "permission denied for schema godwit")
+                }
+                await Self.expectRefused(
+                    "INSERT INTO godwit.jobs (kind, name) VALUES ('noop', 'x')", on: outsider, "permission denied")
                 await outsider.close()
                 #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 0)
             }
@@ -100,17 +106,22 @@ struct PrivilegeTests {
                 let insertSQL = "INSERT INTO godwit.jobs (kind, name) VALUES ('noop', 'inserted')"
                 let writes = [
                     "UPDATE godwit.jobs SET state = 'cancelled'", "DELETE FROM godwit.jobs",
-                    "INSERT INTO godwit.job_progress (job_id) VALUES (\(job))", "UPDATE godwit.job_progress SET rows_done = 1",
+                    "INSERT INTO godwit.job_progress (job_id) VALUES (\(job))",
+                    "UPDATE godwit.job_progress SET rows_done = 1",
                 ]
 
                 // Read: the progress view (and stale_after, which it calls), and nothing else.
                 let read = try await reader.connect(db)
-                #expect(try await read.query("SELECT name FROM godwit.progress").rows.map { try $0.string("name") } == ["the worker's"])
+                #expect(
+                    try await read.query("SELECT name FROM godwit.progress").rows.map { try $0.string("name") } == [
+                        "the worker's"
+                    ])
                 #expect(try await read.query("SELECT stale FROM godwit.progress").first?.bool("stale") == false)
                 _ = try await read.query("SELECT * FROM godwit.workers")
                 _ = try await read.query("SELECT id, job_id, attempt, worker_id, error, at FROM godwit.job_errors")
                 _ = try await read.query("SELECT reason FROM godwit.backups")
-                await Self.expectRefused("SELECT error_detail FROM godwit.job_errors", on: read, "permission denied for table job_errors")
+                await Self.expectRefused(
+                    "SELECT error_detail FROM godwit.job_errors", on: read, "permission denied for table job_errors")
                 await expectNoOtherFunction(read, except: ["stale_after"])
                 await Self.expectRefused(insertSQL, on: read, "permission denied for table jobs")
                 for write in writes { await Self.expectRefused(write, on: read, "permission denied") }
@@ -134,9 +145,11 @@ struct PrivilegeTests {
                 for write in writes { await Self.expectRefused(write, on: enqueue, "permission denied") }
                 // The functions a job's session commits its work through act on the caller's own
                 // running jobs only.
-                await Self.expectRefused("SELECT godwit.batch_fence(\(job), 1)", on: enqueue, "is not a job of role \(enqueuer.name)")
                 await Self.expectRefused(
-                    "SELECT godwit.job_succeeded(\(job), 1, '{}')", on: enqueue, "the lease is no longer this session's")
+                    "SELECT godwit.batch_fence(\(job), 1)", on: enqueue, "is not a job of role \(enqueuer.name)")
+                await Self.expectRefused(
+                    "SELECT godwit.job_succeeded(\(job), 1, '{}')", on: enqueue, "the lease is no longer this session's"
+                )
                 await Self.expectRefused(
                     "SELECT godwit.batch_checkpoint(\(job), 1, 1, 1, '1', '2', 1, 1, 1, 0, 0, 0, 0, 0)", on: enqueue,
                     "the lease is no longer this session's")
@@ -147,22 +160,28 @@ struct PrivilegeTests {
                 // controller is a member of, since those make the job run again with its rights.
                 let control = try await controller.connect(db)
                 #expect(try await control.query("SELECT godwit.pause($1) AS c", [job]).first?.bool("c") == true)
-                await Self.expectRefused("SELECT godwit.resume(\(job))", on: control, "resuming it needs membership in that role")
+                await Self.expectRefused(
+                    "SELECT godwit.resume(\(job))", on: control, "resuming it needs membership in that role")
                 #expect(try await control.query("SELECT godwit.cancel($1) AS c", [job]).first?.bool("c") == true)
-                await Self.expectRefused("SELECT godwit.retry(\(job))", on: control, "retrying it needs membership in that role")
+                await Self.expectRefused(
+                    "SELECT godwit.retry(\(job))", on: control, "retrying it needs membership in that role")
                 #expect(try await state(of: job, admin) == "cancelled")
                 await expectNoOtherFunction(control, except: ["pause", "resume", "cancel", "retry", "stale_after"])
                 await Self.expectRefused(insertSQL, on: control, "permission denied for table jobs")
                 for write in writes { await Self.expectRefused(write, on: control, "permission denied") }
                 try await admin.execute("GRANT \(enqueuer.quoted) TO \(controller.quoted)")
                 for function in ["pause", "resume", "cancel", "retry"] {
-                    #expect(try await control.query("SELECT godwit.\(function)($1) AS c", [theirs]).first?.bool("c") == true, "\(function)")
+                    #expect(
+                        try await control.query("SELECT godwit.\(function)($1) AS c", [theirs]).first?.bool("c")
+                            == true, "\(function)")
                 }
                 #expect(try await state(of: theirs, admin) == "queued")
                 await control.close()
 
-                let stamped = try await admin.query("SELECT enqueued_by::text AS r, count(*) AS n FROM godwit.jobs GROUP BY 1 ORDER BY 1")
-                    .rows.map { "\(try $0.string("r")):\(try $0.int("n"))" }
+                let stamped = try await admin.query(
+                    "SELECT enqueued_by::text AS r, count(*) AS n FROM godwit.jobs GROUP BY 1 ORDER BY 1"
+                )
+                .rows.map { "\(try $0.string("r")):\(try $0.int("n"))" }
                 #expect(Set(stamped) == ["postgres:1", "\(enqueuer.name):4"])
             }
         }

@@ -1,7 +1,7 @@
 import Foundation
 import GodwitJobs
-import GodwitQueue
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
@@ -43,7 +43,8 @@ struct QueueTests {
             #expect(try await QueueSchema.withJobs().installedVersion(on: conn) == QueueSchema().latestVersion)
             #expect(try await QueueSchema.withJobs().isCurrent(on: conn))
             // Nothing went into the application's ledger.
-            #expect(try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS n").first?.bool("n") == true)
+            #expect(
+                try await conn.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS n").first?.bool("n") == true)
             await conn.close()
         }
     }
@@ -80,7 +81,8 @@ struct QueueTests {
         try await withQueue { _, conn, queue in
             let low = try await queue.enqueue(kind: .noop, name: "low", priority: 0, on: conn)
             let high = try await queue.enqueue(kind: .noop, name: "high", priority: 10, on: conn)
-            let later = try await queue.enqueue(kind: .noop, name: "later", priority: 99, runAfter: .seconds(3600), on: conn)
+            let later = try await queue.enqueue(
+                kind: .noop, name: "later", priority: 99, runAfter: .seconds(3600), on: conn)
             let first = try await queue.claim(limit: 1, workerID: "w", on: conn)
             #expect(first.map(\.id) == [high])
             #expect(first.first?.attempt == 1)
@@ -92,7 +94,8 @@ struct QueueTests {
 
     @Test func concurrentClaimsNeverShareAJob() async throws {
         try await withQueue { db, conn, queue in
-            try await conn.execute("INSERT INTO godwit.jobs (kind, name) SELECT 'noop', 'j' || g FROM generate_series(1, 400) g")
+            try await conn.execute(
+                "INSERT INTO godwit.jobs (kind, name) SELECT 'noop', 'j' || g FROM generate_series(1, 400) g")
             let claims = try await withThrowingTaskGroup(of: [Int64].self) { group in
                 for worker in 0..<4 {
                     group.addTask {
@@ -135,7 +138,9 @@ struct QueueTests {
             // On a running job, pause and cancel become requests the worker acts on.
             let job = try #require(try await queue.claim(limit: 1, workerID: "w", on: conn).first)
             #expect(try await call("pause"))
-            #expect(try await conn.query("SELECT control FROM godwit.jobs WHERE id = $1", [id]).first?.string("control") == "pause")
+            #expect(
+                try await conn.query("SELECT control FROM godwit.jobs WHERE id = $1", [id]).first?.string("control")
+                    == "pause")
             #expect(try await call("cancel"))
             let answer = try await queue.heartbeat([(job.id, job.leaseToken)], on: conn)
             #expect(answer[job.id] == .renewed(control: .cancel))
@@ -150,7 +155,8 @@ struct QueueTests {
             // The worker stops heartbeating; its heartbeat ages past the lease.
             try await conn.execute("UPDATE godwit.jobs SET heartbeat_at = now() - interval '1 minute' WHERE id = \(id)")
             #expect(try await queue.rescueExpired(leaseTimeout: .seconds(30), on: conn) == [id])
-            let progress = try #require(try await conn.query("SELECT last_error FROM godwit.jobs WHERE id = $1", [id]).first)
+            let progress = try #require(
+                try await conn.query("SELECT last_error FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try progress.string("last_error").contains("lease expired: worker dead"))
             let second = try #require(try await queue.claim(limit: 1, workerID: "alive", on: conn).first)
             #expect(second.leaseToken > first.leaseToken)
@@ -161,7 +167,9 @@ struct QueueTests {
             #expect(try await state(of: id, conn) == "running")
             #expect(try await queue.finish(second, .succeeded(result: nil), on: conn))
             #expect(try await state(of: id, conn) == "succeeded")
-            let row = try #require(try await conn.query("SELECT result IS NULL AS r, worker_id FROM godwit.jobs WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query("SELECT result IS NULL AS r, worker_id FROM godwit.jobs WHERE id = $1", [id]).first
+            )
             #expect(try row.bool("r"))
         }
     }

@@ -55,17 +55,29 @@ struct RestoreUnderJobsTests {
 
             // The dry run says it would refuse.
             let dry = try await GodwitCommand.run(["backup", "restore", file, "-D", db.url])
-            #expect(dry.stderr.contains("it would refuse, as batched job \(id) (count_items, running) would go on from checkpoints"), "\(dry.stderr)")
+            #expect(
+                dry.stderr.contains(
+                    "it would refuse, as batched job \(id) (count_items, running) would go on from checkpoints"),
+                "\(dry.stderr)")
 
-            let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "--pause-jobs", "-D", db.url])
+            let restored = try await GodwitCommand.run([
+                "backup", "restore", file, "--yes", "--pause-jobs", "-D", db.url,
+            ])
             #expect(restored.status == 0, "\(restored.stderr)")
             let lines = restored.stdout.split(separator: "\n").map(String.init)
             #expect(lines.first == "paused before the restore: job \(id) (count_items)", "\(restored.stdout)")
-            #expect(lines.contains { $0.hasPrefix("the checkpoints of 1 batched job no longer match the restored data") })
             #expect(
-                lines.contains { $0.hasPrefix("  job \(id) (count_items, paused) on public.items: ") && $0.contains("checkpoint at key") },
+                lines.contains { $0.hasPrefix("the checkpoints of 1 batched job no longer match the restored data") })
+            #expect(
+                lines.contains {
+                    $0.hasPrefix("  job \(id) (count_items, paused) on public.items: ")
+                        && $0.contains("checkpoint at key")
+                },
                 "\(restored.stdout)")
-            #expect(lines.last?.hasPrefix("rerun each from the start: SELECT godwit.cancel(ID) if it is not finished, then godwit job enqueue FILE") == true)
+            #expect(
+                lines.last?.hasPrefix(
+                    "rerun each from the start: SELECT godwit.cancel(ID) if it is not finished, then godwit job enqueue FILE"
+                ) == true)
             #expect(try await jobState(id, conn) == "paused")
             #expect(try await marker(conn) == "in the backup")
             #expect(try await counters(conn) == [0: 4000])
@@ -84,7 +96,8 @@ struct RestoreUnderJobsTests {
         defer { dir.delete() }
         try await withQueue { db, conn, _ in
             let file = try await itemsAndBackup(db, conn, dir, rows: 500)
-            let done = try await enqueue(try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100"]), db.url)
+            let done = try await enqueue(
+                try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100"]), db.url)
             let worker = inProcessWorker(db.url)
             #expect(try await eventually { try await jobState(done, conn) == "succeeded" })
             _ = await worker.stop()
@@ -96,7 +109,9 @@ struct RestoreUnderJobsTests {
             try await conn.execute("UPDATE godwit.jobs SET state = 'queued', finished_at = NULL WHERE id = \(done)")
             let refused = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(refused.status == 1)
-            #expect(refused.stderr.contains("batched job \(done) (count_items, queued) on the schemas"), "\(refused.stderr)")
+            #expect(
+                refused.stderr.contains("batched job \(done) (count_items, queued) on the schemas"), "\(refused.stderr)"
+            )
             #expect(try await marker(conn) == "after the backup")
             try await conn.execute("UPDATE godwit.jobs SET state = 'succeeded', finished_at = now() WHERE id = \(done)")
 
@@ -130,10 +145,15 @@ struct RestoreUnderJobsTests {
             let restored = try await GodwitCommand.run(["backup", "restore", file, "--yes", "-D", db.url])
             #expect(restored.status == 0, "\(restored.stderr)")
             let lines = restored.stdout.split(separator: "\n").map(String.init)
-            #expect(lines.contains("the checkpoints of 1 batched job no longer match the restored data (godwit.resume and godwit.retry would continue from them and skip rows):"), "\(restored.stdout)")
+            #expect(
+                lines.contains(
+                    "the checkpoints of 1 batched job no longer match the restored data (godwit.resume and godwit.retry would continue from them and skip rows):"
+                ), "\(restored.stdout)")
             #expect(
                 lines.contains {
-                    $0.hasPrefix("  parallel job \(parent) (count_items, succeeded) on public.items: 2 shards with checkpoints, ")
+                    $0.hasPrefix(
+                        "  parallel job \(parent) (count_items, succeeded) on public.items: 2 shards with checkpoints, "
+                    )
                         && $0.hasSuffix(" rows done")
                 }, "\(restored.stdout)")
             #expect(!restored.stdout.contains("[shard"), "\(restored.stdout)")
@@ -163,10 +183,14 @@ struct RestoreUnderJobsTests {
             await holder.close()
             let output = await restore.wait()
             #expect(output.status == 1)
-            #expect(output.stderr.hasPrefix("error: restore of \(file) failed (nothing was changed): psql exited with status 1:"), "\(output.stderr)")
+            #expect(
+                output.stderr.hasPrefix(
+                    "error: restore of \(file) failed (nothing was changed): psql exited with status 1:"),
+                "\(output.stderr)")
             #expect(
                 output.stderr.contains(
-                    "restore refused: batched job \(id) (count_items, running) started on the replaced schemas during the restore"),
+                    "restore refused: batched job \(id) (count_items, running) started on the replaced schemas during the restore"
+                ),
                 "\(output.stderr)")
             #expect(try await marker(conn) == "after the backup")
         }
@@ -181,15 +205,20 @@ struct RestoreUnderJobsTests {
                 try counterJob(dir, extra: ["batch-size: 100", "max-batch-size: 100", "pause-ms: 1000"]), db.url)
             let worker = inProcessWorker(db.url)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
-            let refused = try await runOps("rollback-migration", ["--restore", file, "--backup-dir", dir.path], url: db.url)
+            let refused = try await runOps(
+                "rollback-migration", ["--restore", file, "--backup-dir", dir.path], url: db.url)
             #expect(refused.status == 1)
-            #expect(refused.output.contains("refused (nothing was changed): batched job \(id) (count_items, running)"), "\(refused.output)")
+            #expect(
+                refused.output.contains("refused (nothing was changed): batched job \(id) (count_items, running)"),
+                "\(refused.output)")
             #expect(try await marker(conn) == "after the backup")
             let restored = try await runOps(
                 "rollback-migration", ["--restore", file, "--pause-jobs", "--backup-dir", dir.path], url: db.url)
             #expect(restored.status == 0, "\(restored.output)")
-            #expect(restored.output.contains("paused before the restore: job \(id) (count_items)"), "\(restored.output)")
-            #expect(restored.output.contains("  job \(id) (count_items, paused) on public.items: "), "\(restored.output)")
+            #expect(
+                restored.output.contains("paused before the restore: job \(id) (count_items)"), "\(restored.output)")
+            #expect(
+                restored.output.contains("  job \(id) (count_items, paused) on public.items: "), "\(restored.output)")
             #expect(try await marker(conn) == "in the backup")
             _ = await worker.stop()
         }

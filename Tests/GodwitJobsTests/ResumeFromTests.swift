@@ -16,10 +16,11 @@ struct ResumeFromTests {
         try dir.write(
             "jobs/\(name).sql",
             ([
-                "-- godwit:batched", "-- table: \(table)", "-- key: \(key)", "-- batch-size: 100", "-- min-batch-size: 100",
+                "-- godwit:batched", "-- table: \(table)", "-- key: \(key)", "-- batch-size: 100",
+                "-- min-batch-size: 100",
                 "-- max-batch-size: 100",
             ] + extra.map { "-- \($0)" } + ["UPDATE \(table) SET \(set) WHERE \(key) BETWEEN $1 AND $2;"])
-                .joined(separator: "\n"))
+            .joined(separator: "\n"))
     }
 
     func run(_ arguments: [String]) async throws -> GodwitProcess.Output {
@@ -48,7 +49,8 @@ struct ResumeFromTests {
             #expect(try await jobState(buggy, conn) == "failed")
             #expect(try await counters(conn) == [1: 700, 0: 1300])
             #expect(
-                try await conn.query("SELECT cursor FROM godwit.job_progress WHERE job_id = $1", [buggy]).first?["cursor"]
+                try await conn.query("SELECT cursor FROM godwit.job_progress WHERE job_id = $1", [buggy]).first?[
+                    "cursor"]
                     == "700")
 
             let fixedFile = try jobFile(dir, "fixed")
@@ -62,11 +64,14 @@ struct ResumeFromTests {
             #expect(try await jobState(fixed, conn) == "succeeded")
             #expect(try await counters(conn) == [1: 2000])
             let first = try #require(
-                try await conn.query("SELECT first_key FROM godwit.batches WHERE job_id = $1 ORDER BY seq LIMIT 1", [fixed])
-                    .first)
+                try await conn.query(
+                    "SELECT first_key FROM godwit.batches WHERE job_id = $1 ORDER BY seq LIMIT 1", [fixed]
+                )
+                .first)
             #expect(first["first_key"] == "701")
             #expect(
-                try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [fixed]).first?.int("rows_done")
+                try await conn.query("SELECT rows_done FROM godwit.progress WHERE id = $1", [fixed]).first?.int(
+                    "rows_done")
                     == 2000)
 
             // The old job is the new one's now: retrying it would update 701.. twice.
@@ -100,7 +105,8 @@ struct ResumeFromTests {
             let parallel = try await enqueue(
                 try dir.write(
                     "jobs/par.sql",
-                    "-- godwit:batched\n-- table: items\n-- key: id\n-- parallel: 2\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2"),
+                    "-- godwit:batched\n-- table: items\n-- key: id\n-- parallel: 2\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2"
+                ),
                 db.url)
             let cancelled = try await enqueue(file, db.url)
             for id in [parallel, cancelled] { try await conn.query("SELECT godwit.cancel($1)", [id]) }
@@ -118,8 +124,13 @@ struct ResumeFromTests {
                     "job \(cancelled) walks key id, this file key code"
                 ),
                 (
-                    [try dir.write("jobs/p2.sql", "-- godwit:batched\n-- table: items\n-- key: id\n-- parallel: 2\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2"),
-                     "--resume-from", "\(cancelled)"],
+                    [
+                        try dir.write(
+                            "jobs/p2.sql",
+                            "-- godwit:batched\n-- table: items\n-- key: id\n-- parallel: 2\nUPDATE items SET counter = 1 WHERE id BETWEEN $1 AND $2"
+                        ),
+                        "--resume-from", "\(cancelled)",
+                    ],
                     "a parallel job (`parallel: 2`) cannot resume"
                 ),
             ]

@@ -56,8 +56,10 @@ func insertBatchedJob(_ payload: String, name: String = "hand-made", on conn: Co
 /// A job's state and last error.
 func outcome(of id: Int64, _ conn: Connection) async throws -> (state: String, error: String) {
     let row = try #require(
-        try await conn.query("SELECT state::text AS s, coalesce(last_error, '') AS e FROM godwit.jobs WHERE id = $1", [id])
-            .first)
+        try await conn.query(
+            "SELECT state::text AS s, coalesce(last_error, '') AS e FROM godwit.jobs WHERE id = $1", [id]
+        )
+        .first)
     return (try row.string("s"), try row.string("e"))
 }
 

@@ -21,7 +21,8 @@ struct RunningCommandTests {
     /// says it stopped, it exits 0 having said so, and none of its sessions is left.
     @Test func aStoppedWorkerHandsItsRunningJobBackAndLeavesNoSession() async throws {
         try await withQueue { db, conn, queue in
-            let id = try await queue.enqueue(kind: .sql, name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
+            let id = try await queue.enqueue(
+                kind: .sql, name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
             let worker = inProcessWorker(db.url)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             // Its log so far, while it runs.
@@ -35,15 +36,19 @@ struct RunningCommandTests {
             #expect(output.stderr.contains("job handed back to the queue"), "\(output.stderr.suffix(1500))")
             #expect(output.stdout.isEmpty)
             let row = try #require(
-                try await conn.query("SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]).first)
+                try await conn.query(
+                    "SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]
+                ).first)
             #expect(try row.string("s") == "queued")
             #expect(try row.int("attempts") == 0)
             #expect(row["worker_id"] == nil)
             #expect(
-                try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool("s")
+                try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool(
+                    "s")
                     == true)
             // The server ends a closed session's backend a moment after the client goes.
-            #expect(try await eventually { try await workerSessions(conn) == 0 }, "a session of the stopped worker is left")
+            #expect(
+                try await eventually { try await workerSessions(conn) == 0 }, "a session of the stopped worker is left")
             #expect(
                 try await conn.query(
                     "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(600)%' AND pid <> pg_backend_pid()"
@@ -74,7 +79,8 @@ struct RunningCommandTests {
     /// cancels the command.
     @Test func droppingTheHandleStopsTheWorker() async throws {
         try await withQueue { db, conn, queue in
-            let id = try await queue.enqueue(kind: .sql, name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
+            let id = try await queue.enqueue(
+                kind: .sql, name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
             func startAndForget() async throws -> Bool {
                 let worker = inProcessWorker(db.url)
                 return try await eventually { try await jobState(id, conn) == "running" } && worker.isRunning
@@ -83,10 +89,12 @@ struct RunningCommandTests {
             #expect(try await eventually { try await jobState(id, conn) == "queued" })
             #expect(
                 try await eventually {
-                    try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool("s")
+                    try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?
+                        .bool("s")
                         == true
                 })
-            #expect(try await eventually { try await workerSessions(conn) == 0 }, "a session of the dropped worker is left")
+            #expect(
+                try await eventually { try await workerSessions(conn) == 0 }, "a session of the dropped worker is left")
         }
     }
 }

@@ -56,7 +56,8 @@ struct SafeMigrationTests {
     @Test func strictRefusesOnTheTracesFindingsAndNothingIsAppliedOrBackedUp() async throws {
         try await withSetup(Self.flagged) { s in
             try await s.conn.execute("CREATE TABLE media (id int PRIMARY KEY, title text)")
-            let migration = try s.migration(SafeMigration.Options(strict: true, backups: BackupManager(directory: s.backups)))
+            let migration = try s.migration(
+                SafeMigration.Options(strict: true, backups: BackupManager(directory: s.backups)))
             var events: [SafeMigration.Event] = []
             var error: SafeMigrationError?
             do {
@@ -140,7 +141,8 @@ struct SafeMigrationTests {
 
     @Test func enqueueWritesAMigrateJobWhosePayloadCarriesTheFiles() async throws {
         try await withSetup(["1_a.sql": "CREATE TABLE a (id int);", "2_b.sql": "CREATE TABLE b (id int);"]) { s in
-            let options = SafeMigration.Options(targetVersion: 1, ignoreMissing: true, backups: BackupManager(directory: s.backups))
+            let options = SafeMigration.Options(
+                targetVersion: 1, ignoreMissing: true, backups: BackupManager(directory: s.backups))
             let enqueued = try await s.migration(options).enqueue(on: s.conn)
             #expect(enqueued.fileCount == 2)
             let job = try #require(

@@ -17,8 +17,10 @@ struct SchemaUpgradeTests {
     static func installLegacy(through lastStep: Int = 5, on conn: Connection) async throws {
         let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Sources/GodwitJobs/Resources/legacy")
-        let files = ["queue_schema.sql", "queue_schema_2.sql", "queue_schema_3.sql", "queue_schema_4.sql",
-                     "queue_schema_5.sql"].prefix(lastStep)
+        let files = [
+            "queue_schema.sql", "queue_schema_2.sql", "queue_schema_3.sql", "queue_schema_4.sql",
+            "queue_schema_5.sql",
+        ].prefix(lastStep)
         let steps = try files.map { name in
             try String(contentsOf: folder.appendingPathComponent(name), encoding: .utf8)
                 .replacingOccurrences(of: "@schema@", with: quoteIdentifier("godwit"))
@@ -52,7 +54,8 @@ struct SchemaUpgradeTests {
             "pg_dump", ["--schema-only", "--schema=godwit", "--dbname=\(conninfo)"], environment: environment)
         guard dump.succeeded else { throw TestSetupError(message: "pg_dump failed: \(dump.stderr)") }
         let lines = dump.stdout.split(separator: "\n", omittingEmptySubsequences: true).filter {
-            !$0.hasPrefix("--") && !$0.hasPrefix("SET ") && !$0.hasPrefix("\\") && !$0.hasPrefix("SELECT pg_catalog.set_config")
+            !$0.hasPrefix("--") && !$0.hasPrefix("SET ") && !$0.hasPrefix("\\")
+                && !$0.hasPrefix("SELECT pg_catalog.set_config")
         }
         return lines.joined(separator: "\n").components(separatedBy: ";\n").map {
             $0.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -61,8 +64,10 @@ struct SchemaUpgradeTests {
 
     /// What differs between two catalogs, for a failure message a person can read.
     static func difference(_ a: [String], _ b: [String]) -> String {
-        let onlyA = Set(a).subtracting(b).sorted(), onlyB = Set(b).subtracting(a).sorted()
-        return "only in the upgraded schema:\n\(onlyA.joined(separator: "\n---\n"))\nonly in the new install:\n\(onlyB.joined(separator: "\n---\n"))"
+        let onlyA = Set(a).subtracting(b).sorted()
+        let onlyB = Set(b).subtracting(a).sorted()
+        return
+            "only in the upgraded schema:\n\(onlyA.joined(separator: "\n---\n"))\nonly in the new install:\n\(onlyB.joined(separator: "\n---\n"))"
     }
 
     static func versions(_ conn: Connection) async throws -> [String] {
@@ -92,7 +97,8 @@ struct SchemaUpgradeTests {
                         VALUES ($1, 1, 1, '1', '10', 10, 10, 10, 1.5)
                         """, [batched])
                     try await conn.query(
-                        "UPDATE godwit.job_progress SET cursor = '10', rows_done = 10, batches_done = 1 WHERE job_id = $1", [batched])
+                        "UPDATE godwit.job_progress SET cursor = '10', rows_done = 10, batches_done = 1 WHERE job_id = $1",
+                        [batched])
                     try await conn.query(
                         """
                         INSERT INTO godwit.backups (file, size_bytes, sha256, database_name, job_id, verified_at, reason)
@@ -104,14 +110,21 @@ struct SchemaUpgradeTests {
                     // Recognised and recorded, nothing run: the steps' rows stay, as legacy.
                     #expect(
                         try await Self.versions(conn)
-                            == ["backups 1", "jobs 1", "legacy 1", "legacy 2", "legacy 3", "legacy 4", "legacy 5", "queue 1"])
+                            == [
+                                "backups 1", "jobs 1", "legacy 1", "legacy 2", "legacy 3", "legacy 4", "legacy 5",
+                                "queue 1",
+                            ])
                     #expect(try await QueueSchema.withJobs().isCurrent(on: conn))
                     // The rows are there, and the job's checkpoint with them.
-                    let jobs = try await conn.query("SELECT id, kind, state::text AS state FROM godwit.jobs ORDER BY id").rows
+                    let jobs = try await conn.query(
+                        "SELECT id, kind, state::text AS state FROM godwit.jobs ORDER BY id"
+                    ).rows
                     #expect(try jobs.map { try $0.int64("id") } == [plain, batched])
                     #expect(try jobs.map { try $0.string("kind") } == ["noop", "batched"])
                     let progress = try #require(
-                        try await conn.query("SELECT cursor, rows_done, rows_total FROM godwit.progress WHERE id = $1", [batched]).first)
+                        try await conn.query(
+                            "SELECT cursor, rows_done, rows_total FROM godwit.progress WHERE id = $1", [batched]
+                        ).first)
                     #expect(try progress.string("cursor") == "10")
                     #expect(try progress.int64("rows_done") == 10)
                     #expect(try await conn.query("SELECT count(*) AS n FROM godwit.batches").first!.int("n") == 1)
@@ -129,7 +142,8 @@ struct SchemaUpgradeTests {
                     try await Self.grant(roles[0], roles[1], on: fresh)
                     #expect(try await Self.versions(fresh) == ["backups 1", "jobs 1", "queue 1"])
 
-                    let upgraded = try await Self.catalog(of: old), installed = try await Self.catalog(of: new)
+                    let upgraded = try await Self.catalog(of: old)
+                    let installed = try await Self.catalog(of: new)
                     #expect(upgraded.count > 50)
                     // Compared apart from #expect, which would print both catalogs whole.
                     let same = upgraded == installed
@@ -180,7 +194,8 @@ struct SchemaUpgradeTests {
 
                 let other = try await all.connect()
                 try await QueueSchema.withJobs().install(on: other)
-                let joined = try await Self.catalog(of: first), together = try await Self.catalog(of: all)
+                let joined = try await Self.catalog(of: first)
+                let together = try await Self.catalog(of: all)
                 let same = joined == together
                 #expect(same, "\(Self.difference(joined, together))")
                 await conn.close()
@@ -216,18 +231,25 @@ struct SchemaUpgradeTests {
                     try await QueueSchema(companions: [.backups]).install(on: conn)
                 }
                 #expect(
-                    error?.message.hasPrefix("schema godwit is at step \(step) of the steps godwit took before its parts had owners")
+                    error?.message.hasPrefix(
+                        "schema godwit is at step \(step) of the steps godwit took before its parts had owners")
                         == true)
                 #expect(try await conn.query("SELECT count(*) AS n FROM godwit.schema_version").first!.int("n") == step)
 
                 try await QueueSchema.withJobs().install(on: conn)
                 #expect(
                     try await Self.versions(conn)
-                        == ["backups 1", "jobs 1", "legacy 1", "legacy 2", "legacy 3", "legacy 4", "legacy 5", "queue 1"])
-                #expect(try await conn.query("SELECT name FROM godwit.jobs WHERE id = $1", [plain]).first?.string("name") == "plain")
+                        == [
+                            "backups 1", "jobs 1", "legacy 1", "legacy 2", "legacy 3", "legacy 4", "legacy 5",
+                            "queue 1",
+                        ])
+                #expect(
+                    try await conn.query("SELECT name FROM godwit.jobs WHERE id = $1", [plain]).first?.string("name")
+                        == "plain")
                 let fresh = try await new.connect()
                 try await QueueSchema.withJobs().install(on: fresh)
-                let upgraded = try await Self.catalog(of: old), installed = try await Self.catalog(of: new)
+                let upgraded = try await Self.catalog(of: old)
+                let installed = try await Self.catalog(of: new)
                 let same = upgraded == installed
                 #expect(same, "\(Self.difference(upgraded, installed))")
                 await conn.close()
@@ -244,7 +266,8 @@ struct SchemaUpgradeTests {
             let error = await #expect(throws: PostgresError.self) { try await QueueSchema.withJobs().install(on: conn) }
             #expect(
                 error?.message
-                    == "schema godwit holds the jobs objects at version 2, newer than this godwit knows (1): upgrade godwit")
+                    == "schema godwit holds the jobs objects at version 2, newer than this godwit knows (1): upgrade godwit"
+            )
             #expect(try await QueueSchema.withJobs().isCurrent(on: conn) == false)
             await conn.close()
         }

@@ -34,7 +34,8 @@ struct ServerCrashTests {
             let reached = try await eventually(timeout: .seconds(120), every: .milliseconds(5)) {
                 guard let probe = try? await Connection.connect(cluster.url) else { return false }
                 defer { Task { await probe.close() } }
-                let done = try await probe.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first!.int("n")
+                let done = try await probe.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'")
+                    .first!.int("n")
                 return done >= threshold
             }
             #expect(reached, "the workers did not reach \(threshold) jobs")
@@ -44,22 +45,26 @@ struct ServerCrashTests {
         }
         conn = try await Connection.connect(cluster.url, retryingFor: .seconds(30))
         let finished = try await eventually(timeout: .seconds(180)) {
-            try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first!.int("n") == total
+            try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first!.int("n")
+                == total
         }
         for worker in workers { worker.signal(SIGTERM) }
         for worker in workers { _ = try await worker.wait() }
-        let states = try await conn.query("SELECT state::text AS s, count(*) AS n FROM godwit.jobs GROUP BY 1").rows.map {
+        let states = try await conn.query("SELECT state::text AS s, count(*) AS n FROM godwit.jobs GROUP BY 1").rows.map
+        {
             "\(try $0.string("s")): \(try $0.int("n"))"
         }
         #expect(finished, "\(states)")
-        let twice = try await conn.query("SELECT n FROM runs GROUP BY n HAVING count(*) > 1 ORDER BY n LIMIT 10").rows.map {
-            try $0.int("n")
-        }
+        let twice = try await conn.query("SELECT n FROM runs GROUP BY n HAVING count(*) > 1 ORDER BY n LIMIT 10").rows
+            .map {
+                try $0.int("n")
+            }
         #expect(twice.isEmpty, "jobs that ran twice: \(twice)")
         #expect(try await conn.query("SELECT count(DISTINCT n) AS n FROM runs").first!.int("n") == total)
         // Each success was recorded in the script's own transaction, with its result.
         #expect(
-            try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE result->>'rows_affected' = '1'").first!.int("n")
+            try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE result->>'rows_affected' = '1'").first!
+                .int("n")
                 == total)
         await conn.close()
     }

@@ -88,9 +88,18 @@ struct ValidationTests {
                 ("\(update); CREATE TABLE sneaky (x int)", "must be one statement with no \";\""),
                 ("\(update) --; CREATE TABLE sneaky (x int)", "must be one statement with no \";\""),
                 ("\(update) /*; CREATE TABLE sneaky (x int) */", "must be one statement with no \";\""),
-                ("\(update) AND $q$;$q$ IS NOT NULL; CREATE TABLE sneaky (x int)", "must be one statement with no \";\""),
-                ("\(update) AND label <> E'\\\\'; CREATE TABLE sneaky (x int); SELECT '", "must be one statement with no \";\""),
-                ("\(update) AND label <> $q$ $q$; CREATE TABLE sneaky (x int); SELECT $q$ $q$", "must be one statement with no \";\""),
+                (
+                    "\(update) AND $q$;$q$ IS NOT NULL; CREATE TABLE sneaky (x int)",
+                    "must be one statement with no \";\""
+                ),
+                (
+                    "\(update) AND label <> E'\\\\'; CREATE TABLE sneaky (x int); SELECT '",
+                    "must be one statement with no \";\""
+                ),
+                (
+                    "\(update) AND label <> $q$ $q$; CREATE TABLE sneaky (x int); SELECT $q$ $q$",
+                    "must be one statement with no \";\""
+                ),
                 // Without a ";" there is no second statement to hide: an open comment is a
                 // syntax error of the one statement.
                 ("\(update) /* CREATE TABLE sneaky (x int)", "unterminated /* comment"),

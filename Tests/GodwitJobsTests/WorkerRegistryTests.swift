@@ -95,10 +95,12 @@ struct WorkerRegistryTests {
                 ["worker", "-D", db.url, "--lease-timeout", "600", "--log-level", "info"])
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             let workerID = try #require(
-                try await conn.query("SELECT worker_id FROM godwit.jobs WHERE id = $1", [id]).first?.string("worker_id"))
+                try await conn.query("SELECT worker_id FROM godwit.jobs WHERE id = $1", [id]).first?.string("worker_id")
+            )
             // Live: not stale.
             #expect(
-                try await conn.query("SELECT stale FROM godwit.progress WHERE id = $1", [id]).first?.bool("stale") == false)
+                try await conn.query("SELECT stale FROM godwit.progress WHERE id = $1", [id]).first?.bool("stale")
+                    == false)
             worker.signal(SIGKILL)
             _ = try await worker.wait()
             // Its last heartbeat, as if it had died 42 seconds ago (again, should a beat sent just
@@ -110,7 +112,8 @@ struct WorkerRegistryTests {
                         UPDATE godwit.workers SET heartbeat_at = now() - interval '42 seconds';
                         UPDATE godwit.jobs SET heartbeat_at = now() - interval '42 seconds' WHERE id = \(id);
                         """)
-                    return try await conn.query("SELECT stale FROM godwit.progress WHERE id = $1", [id]).first?.bool("stale")
+                    return try await conn.query("SELECT stale FROM godwit.progress WHERE id = $1", [id]).first?.bool(
+                        "stale")
                         == true
                 })
             let marker = "stale: worker \(workerID) not seen for "
@@ -121,7 +124,10 @@ struct WorkerRegistryTests {
 
             let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.status == 0, "\(show.stderr)")
-            struct Shown: Decodable { var stale: Bool; var staleMarker: String? }
+            struct Shown: Decodable {
+                var stale: Bool
+                var staleMarker: String?
+            }
             let decoder = JSONDecoder()
             decoder.keyDecodingStrategy = .convertFromSnakeCase
             let shown = try decoder.decode(Shown.self, from: Data(show.stdout.utf8))
@@ -157,8 +163,10 @@ struct WorkerRegistryTests {
             let output = try await drainWorker(db.url)
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             let job = try #require(
-                try await conn.query("SELECT state::text AS s, last_error, last_error_detail FROM godwit.jobs WHERE id = $1", [id])
-                    .first)
+                try await conn.query(
+                    "SELECT state::text AS s, last_error, last_error_detail FROM godwit.jobs WHERE id = $1", [id]
+                )
+                .first)
             #expect(try job.string("s") == "succeeded")
             #expect(job["last_error"] == nil)
             #expect(job["last_error_detail"] == nil)
@@ -179,7 +187,10 @@ struct WorkerRegistryTests {
             let show = try await GodwitCommand.run(["job", "show", "\(id)", "-D", db.url])
             #expect(show.status == 0, "\(show.stderr)")
             struct Shown: Decodable {
-                struct Failure: Decodable { var attempt: Int; var error: String }
+                struct Failure: Decodable {
+                    var attempt: Int
+                    var error: String
+                }
                 var lastError: String?
                 var errors: [Failure]
             }

@@ -1,7 +1,7 @@
 import Foundation
 import GodwitJobs
-import GodwitQueue
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
@@ -10,7 +10,10 @@ import Testing
 /// runs in-process (`inProcessWorker`, `drainWorker`).
 func startWorker(_ url: String, _ extra: [String] = []) throws -> RunningProcess {
     try GodwitProcess.start(
-        ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level", "info"]
+        [
+            "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level",
+            "info",
+        ]
             + extra)
 }
 
@@ -25,7 +28,10 @@ func drainWorker(
     _ url: String, _ extra: [String] = [], directory: String? = nil
 ) async throws -> GodwitProcess.Output {
     try await GodwitCommand.run(
-        ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
+        [
+            "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05",
+            "--log-level", "info",
+        ]
             + ["--drain"] + extra, directory: directory)
 }
 
@@ -36,7 +42,10 @@ func drainWorker(
 /// sent SIGTERM, or several racing, use `startWorker`.
 func inProcessWorker(_ url: String, _ extra: [String] = []) -> RunningCommand {
     GodwitCommand.start(
-        ["worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05", "--log-level", "info"]
+        [
+            "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05",
+            "--log-level", "info",
+        ]
             + extra)
 }
 
@@ -63,9 +72,12 @@ struct WorkerTests {
                 try await conn.query("SELECT count(*) AS n, count(DISTINCT label) AS d FROM runs").first)
             #expect(try counts.int("n") == 1000)
             #expect(try counts.int("d") == 1000)
-            #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded' AND attempts = 1").first?.int("n") == 1000)
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded' AND attempts = 1")
+                    .first?.int("n") == 1000)
             // The work was shared: more than one worker ran jobs (worker_id stays on a finished job).
-            let workersUsed = try await conn.query("SELECT count(DISTINCT worker_id) AS n FROM godwit.jobs").first?.int("n")
+            let workersUsed = try await conn.query("SELECT count(DISTINCT worker_id) AS n FROM godwit.jobs").first?.int(
+                "n")
             #expect((workersUsed ?? 0) > 1)
             let started = outputs.map { $0.stderr.components(separatedBy: "job succeeded").count - 1 }
             #expect(started.reduce(0, +) == 1000)
@@ -80,11 +92,13 @@ struct WorkerTests {
             try await conn.execute("CREATE TABLE release (x int)")
             let id = try await queue.enqueue(
                 kind: .sql, name: "long",
-                payload: #"{"sql": "SELECT pg_sleep(CASE WHEN EXISTS (SELECT FROM public.release) THEN 0 ELSE 60 END)"}"#,
+                payload:
+                    #"{"sql": "SELECT pg_sleep(CASE WHEN EXISTS (SELECT FROM public.release) THEN 0 ELSE 60 END)"}"#,
                 on: conn)
             let doomed = try startWorker(db.url)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
-            let firstToken = try await conn.query("SELECT lease_token FROM godwit.jobs WHERE id = $1", [id]).first!.int64("lease_token")
+            let firstToken = try await conn.query("SELECT lease_token FROM godwit.jobs WHERE id = $1", [id]).first!
+                .int64("lease_token")
             doomed.signal(SIGKILL)
             _ = try await doomed.wait()
             // The dead worker's backend would run on until it next wrote to the lost socket.
@@ -96,16 +110,21 @@ struct WorkerTests {
                 """)
             let rescuer = inProcessWorker(db.url)
             #expect(try await eventually(timeout: .seconds(120)) { try await jobState(id, conn) == "succeeded" })
-            let row = try #require(try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query("SELECT attempts, lease_token, last_error FROM godwit.jobs WHERE id = $1", [id])
+                    .first)
             #expect(try row.int("attempts") == 2)
             #expect(try row.int64("lease_token") > firstToken)
             // The success cleared last_error; the rescue's error is in the history.
             #expect(row["last_error"] == nil)
             #expect(
-                try await conn.query("SELECT error FROM godwit.job_errors WHERE job_id = $1 AND attempt = 1", [id]).first?
+                try await conn.query("SELECT error FROM godwit.job_errors WHERE job_id = $1 AND attempt = 1", [id])
+                    .first?
                     .string("error").contains("lease expired") == true)
             // The dead worker's write, had it come back: fenced off.
-            let late = ClaimedJob(id: id, kind: .sql, name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken, enqueuedBy: "postgres")
+            let late = ClaimedJob(
+                id: id, kind: .sql, name: "long", payload: "{}", attempt: 1, maxAttempts: 10, leaseToken: firstToken,
+                enqueuedBy: "postgres")
             #expect(try await !queue.finish(late, .failed(error: "late", result: nil), on: conn))
             #expect(try await jobState(id, conn) == "succeeded")
             #expect(await rescuer.stop().status == 0)
@@ -132,10 +151,14 @@ struct WorkerTests {
             // Plain inserts after the restart: only a re-LISTENed worker (or its poll) sees them.
             var ids: [Int64] = []
             for n in 0..<5 { ids.append(try await queue.enqueue(kind: .noop, name: "after \(n)", on: observer)) }
-            ids.append(try await queue.enqueue(kind: .sql, name: "after sleep", payload: #"{"sql": "SELECT pg_sleep(0.1)"}"#, on: observer))
-            #expect(try await eventually(timeout: .seconds(120)) {
-                try await observer.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first?.int("n") == 7
-            })
+            ids.append(
+                try await queue.enqueue(
+                    kind: .sql, name: "after sleep", payload: #"{"sql": "SELECT pg_sleep(0.1)"}"#, on: observer))
+            #expect(
+                try await eventually(timeout: .seconds(120)) {
+                    try await observer.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded'").first?
+                        .int("n") == 7
+                })
             worker.signal(SIGTERM)
             let output = try await worker.wait()
             #expect(output.status == 0)
@@ -212,13 +235,15 @@ struct WorkerTests {
     @Test func aJobCancelledAtTheShutdownTimeoutIsHandedBack() async throws {
         try await withQueue { db, conn, queue in
             let worker = try startWorker(db.url, ["--shutdown-timeout", "1"])
-            let id = try await queue.enqueue(kind: .sql, name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
+            let id = try await queue.enqueue(
+                kind: .sql, name: "long", payload: #"{"sql": "SELECT pg_sleep(600)"}"#, on: conn)
             #expect(try await eventually { try await jobState(id, conn) == "running" })
             worker.signal(SIGTERM)
             let output = try await worker.wait()
             #expect(output.status == 0, "\(output.stderr.suffix(1500))")
             #expect(!output.stderr.contains("pool is closed"), "\(output.stderr.suffix(1500))")
-            let row = try #require(try await conn.query("SELECT state::text AS s, attempts FROM godwit.jobs WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query("SELECT state::text AS s, attempts FROM godwit.jobs WHERE id = $1", [id]).first)
             #expect(try row.string("s") == "queued", "\(output.stderr.suffix(1500))")
             #expect(try row.int("attempts") == 0)
         }
@@ -235,32 +260,44 @@ struct WorkerTests {
             let output = try await worker.wait()
             #expect(output.status == 0, "\(output.stderr)")
             #expect(output.stderr.contains("job handed back to the queue"))
-            let row = try #require(try await conn.query("SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]).first)
+            let row = try #require(
+                try await conn.query(
+                    "SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]
+                ).first)
             #expect(try row.string("s") == "queued")
             #expect(try row.int("attempts") == 0)
             #expect(row["worker_id"] == nil)
             // An orderly exit: the worker's row says it stopped.
-            #expect(try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool("s") == true)
+            #expect(
+                try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool(
+                    "s") == true)
         }
     }
 
     @Test func badJobsFailClearlyAndTheWorkerKeepsServing() async throws {
         try await withQueue { db, conn, queue in
-            let malformed = try await queue.enqueue(kind: .sql, name: "malformed", payload: #"{"query": "SELECT 1"}"#, on: conn)
+            let malformed = try await queue.enqueue(
+                kind: .sql, name: "malformed", payload: #"{"query": "SELECT 1"}"#, on: conn)
             let unknown = try await queue.enqueue(kind: JobKind("teleport"), name: "unknown", on: conn)
-            let badSQL = try await queue.enqueue(kind: .sql, name: "bad sql", payload: #"{"sql": "SELEKT 1"}"#, on: conn)
+            let badSQL = try await queue.enqueue(
+                kind: .sql, name: "bad sql", payload: #"{"sql": "SELEKT 1"}"#, on: conn)
             // Fails its first two attempts with a serialization failure.
             let flaky = try await queue.enqueue(
                 kind: .sql, name: "flaky",
-                payload: #"{"sql": "DO $$ BEGIN IF (SELECT attempts FROM godwit.jobs WHERE name = 'flaky') < 3 THEN RAISE EXCEPTION 'simulated serialization failure' USING ERRCODE = '40001'; END IF; END $$"}"#,
+                payload:
+                    #"{"sql": "DO $$ BEGIN IF (SELECT attempts FROM godwit.jobs WHERE name = 'flaky') < 3 THEN RAISE EXCEPTION 'simulated serialization failure' USING ERRCODE = '40001'; END IF; END $$"}"#,
                 on: conn)
             let fine = try await queue.enqueue(kind: .noop, name: "fine", on: conn)
             let output = try await drainWorker(db.url)
             #expect(output.status == 0)
-            let rows = try await conn.query("SELECT id, state::text AS s, attempts, last_error FROM godwit.jobs ORDER BY id").rows
+            let rows = try await conn.query(
+                "SELECT id, state::text AS s, attempts, last_error FROM godwit.jobs ORDER BY id"
+            ).rows
             let byID = Dictionary(uniqueKeysWithValues: try rows.map { (try $0.int64("id"), $0) })
             #expect(byID[malformed]?["s"] == "failed")
-            #expect(byID[malformed]?["last_error"] == "job \(malformed) (sql \"malformed\"): malformed payload: missing field \"sql\"")
+            #expect(
+                byID[malformed]?["last_error"]
+                    == "job \(malformed) (sql \"malformed\"): malformed payload: missing field \"sql\"")
             #expect(byID[unknown]?["s"] == "failed")
             #expect(byID[unknown]?["last_error"]?.hasPrefix("unknown job kind \"teleport\"") == true)
             // A syntax error is permanent: failed on the first attempt.
@@ -284,7 +321,10 @@ struct WorkerTests {
     @Test func aMigrateJobWithABackupAppliesTheReviewedFilesAndRestores() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("migrations/1_items.sql", "CREATE TABLE items (id int PRIMARY KEY, label text);\nINSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g;")
+        try dir.write(
+            "migrations/1_items.sql",
+            "CREATE TABLE items (id int PRIMARY KEY, label text);\nINSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 500) g;"
+        )
         try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN price numeric DEFAULT 0;")
         try await withQueue { db, conn, _ in
             // The database is in use: migration 1 and its data are there before the job.
@@ -299,9 +339,13 @@ struct WorkerTests {
             try dir.write("migrations/2_more.sql", "ALTER TABLE items ADD COLUMN changed_after_review int;")
             let worker = try await drainWorker(db.url, directory: dir.path)
             #expect(worker.status == 0, "\(worker.stderr)")
-            let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r FROM godwit.jobs WHERE kind = 'migrate'").first)
+            let job = try #require(
+                try await conn.query(
+                    "SELECT state::text AS s, result::text AS r FROM godwit.jobs WHERE kind = 'migrate'"
+                ).first)
             #expect(try job.string("s") == "succeeded")
-            let result = try #require(try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
+            let result = try #require(
+                try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
             #expect((result["applied"] as? [[String: Any]])?.map { $0["version"] as? Int } == [2])
             let backup = try #require(result["backup"] as? [String: Any])
             let file = try #require(backup["file"] as? String)
@@ -309,7 +353,10 @@ struct WorkerTests {
             #expect((file as NSString).lastPathComponent.hasPrefix("backup-"))
             let attributes = try FileManager.default.attributesOfItem(atPath: path)
             #expect((attributes[.posixPermissions] as? Int) == 0o600)
-            #expect(try await conn.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'").first?.int("n") == 1)
+            #expect(
+                try await conn.query(
+                    "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'"
+                ).first?.int("n") == 1)
             let recorded = try await conn.query("SELECT sha256, size_bytes FROM godwit.backups").first
             #expect(try recorded?.string("sha256") == (backup["sha256"] as? String))
 
@@ -326,8 +373,13 @@ struct WorkerTests {
             // The dump was taken before migration 2: all 500 rows, no price column, and a
             // ledger that agrees.
             #expect(try await conn.query("SELECT count(*) AS n FROM items").first?.int("n") == 500)
-            #expect(try await conn.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'").first?.int("n") == 0)
-            #expect(try await conn.query("SELECT array_agg(version)::text AS v FROM _sqlx_migrations").first?.string("v") == "{1}")
+            #expect(
+                try await conn.query(
+                    "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'items' AND column_name = 'price'"
+                ).first?.int("n") == 0)
+            #expect(
+                try await conn.query("SELECT array_agg(version)::text AS v FROM _sqlx_migrations").first?.string("v")
+                    == "{1}")
             // Godwit's own tables were not rewound.
             #expect(try await conn.query("SELECT count(*) AS n FROM godwit.jobs").first?.int("n") == 1)
         }
@@ -339,15 +391,18 @@ struct WorkerTests {
         try dir.write("migrations/1_ok.sql", "CREATE TABLE ok (id int);")
         try dir.write("migrations/2_bad.sql", "ALTER TABLE missing_table ADD COLUMN x int;")
         try await withQueue { db, conn, _ in
-            _ = try await GodwitCommand.run(["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
+            _ = try await GodwitCommand.run(
+                ["migrate", "run", "--enqueue", "--backup", "-D", db.url], directory: dir.path)
             _ = try await drainWorker(db.url, directory: dir.path)
-            let job = try #require(try await conn.query("SELECT state::text AS s, result::text AS r, last_error FROM godwit.jobs").first)
+            let job = try #require(
+                try await conn.query("SELECT state::text AS s, result::text AS r, last_error FROM godwit.jobs").first)
             #expect(try job.string("s") == "failed")
             let error = try job.string("last_error")
             #expect(error.contains("migration 2 failed at migrations/2_bad.sql"))
             #expect(error.contains("SQLSTATE 42P01"))
             #expect(error.contains("godwit backup restore "))
-            let result = try #require(try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
+            let result = try #require(
+                try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
             #expect(result["failed_migration"] as? Int == 2)
             #expect((result["restore_with"] as? String)?.hasSuffix("--yes") == true)
             #expect((result["applied"] as? [[String: Any]])?.map { $0["version"] as? Int } == [1])
@@ -390,7 +445,9 @@ struct WorkerTests {
                 """)
             // The plant works for any session that does not pin its search_path.
             let plain = try await db.connect()
-            #expect(try await plain.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'queued'").first?.int("n") == 1)
+            #expect(
+                try await plain.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'queued'").first?.int("n")
+                    == 1)
             #expect(try await plain.query("SELECT count(*) AS n FROM public.calls").first?.int("n") == 1)
             try await plain.execute("TRUNCATE public.calls")
             await plain.close()

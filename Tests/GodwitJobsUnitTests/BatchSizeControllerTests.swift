@@ -37,10 +37,15 @@ struct BatchSizeControllerTests {
         // 1.2x up to half of 4000, then 1.01x.
         #expect(sizes == [1200, 1440, 1728, 1745, 1762])
         #expect(c.reason == .cautious)
-        #expect(c.explanation == "1,762 rows: growing slowly (1.01x a batch): a session last waited too long on a batch of 4,000 rows")
+        #expect(
+            c.explanation
+                == "1,762 rows: growing slowly (1.01x a batch): a session last waited too long on a batch of 4,000 rows"
+        )
         // Fifty batches without harm: the size that hurt is forgotten, back to 1.2x.
         var after = c
-        for _ in 0..<45 { after.record(rows: after.size, duration: .milliseconds(Int64(after.size / 100)), shared: true) }
+        for _ in 0..<45 {
+            after.record(rows: after.size, duration: .milliseconds(Int64(after.size / 100)), shared: true)
+        }
         #expect(after.harmfulSize == nil)
         #expect(after.reason == .shared)
         // Nobody else there any more: nobody to harm, back to 1.2x.
@@ -50,7 +55,8 @@ struct BatchSizeControllerTests {
     }
 
     @Test func aOneRowBatchStillGrows() {
-        var c = BatchSizeController(initial: 1, target: .milliseconds(200), minimum: 1, maximum: 100, maxLockWait: .milliseconds(10))
+        var c = BatchSizeController(
+            initial: 1, target: .milliseconds(200), minimum: 1, maximum: 100, maxLockWait: .milliseconds(10))
         c.record(rows: 1, duration: .milliseconds(1))
         #expect(c.size == 2, "1.2 rows would round back to 1")
     }
@@ -83,7 +89,9 @@ struct BatchSizeControllerTests {
         var alone = controller()
         paced(&alone, batches: 40, shared: false)
         #expect(alone.size == 20_000)
-        #expect(alone.explanation.hasPrefix("20,000 rows: nobody else is using the table; at the 200 ms target-batch-ms ceiling"))
+        #expect(
+            alone.explanation.hasPrefix(
+                "20,000 rows: nobody else is using the table; at the 200 ms target-batch-ms ceiling"))
         // Someone arrives: down to the knee at once, not step by step.
         paced(&alone, batches: 1, shared: true)
         #expect(alone.size == 4900)
@@ -106,7 +114,10 @@ struct BatchSizeControllerTests {
         #expect(first)
         #expect(c.size == 40)
         #expect(c.harmfulSize == 80)
-        #expect(c.explanation == "40 rows: the last attempt gave up after waiting 10 ms for another session's lock while holding its own rows; halved")
+        #expect(
+            c.explanation
+                == "40 rows: the last attempt gave up after waiting 10 ms for another session's lock while holding its own rows; halved"
+        )
         _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
         _ = c.shrinkAfterLockTimeout(bound: .milliseconds(10))
         #expect(c.size == 10)

@@ -54,15 +54,39 @@ struct BatchedJobDefinitionTests {
 
     @Test(arguments: [
         ("-- table: t\n-- key: k\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2", "x.sql:1: a batched job starts with"),
-        ("-- godwit:batched\n-- key: k\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2", "x.sql:1: missing directive `-- table: NAME`"),
-        ("-- godwit:batched\n-- table: t\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2", "x.sql:1: missing directive `-- key: COLUMN`"),
-        ("-- godwit:batched\n-- table: t\n-- key: k\n-- batch-sise: 5\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2", "x.sql:4: unknown directive `batch-sise`"),
-        ("-- godwit:batched\n-- table: t\n-- key: k\n-- batch-size: many\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2", "x.sql:4: `batch-size` must be a whole number, not `many`"),
-        ("-- godwit:batched\n-- table: t\n-- key: k\n-- lock-timeout: soon\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2", "x.sql:4: `lock-timeout` must be a duration"),
-        ("-- godwit:batched\n-- table: t\n-- key: a, b\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2", "x.sql:3: composite keys are not supported"),
-        ("-- godwit:batched\n-- table: t\n-- key: k\n\nUPDATE t SET a = 1 WHERE k >= $1", "x.sql:5: the statement must use $2"),
+        (
+            "-- godwit:batched\n-- key: k\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2",
+            "x.sql:1: missing directive `-- table: NAME`"
+        ),
+        (
+            "-- godwit:batched\n-- table: t\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2",
+            "x.sql:1: missing directive `-- key: COLUMN`"
+        ),
+        (
+            "-- godwit:batched\n-- table: t\n-- key: k\n-- batch-sise: 5\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2",
+            "x.sql:4: unknown directive `batch-sise`"
+        ),
+        (
+            "-- godwit:batched\n-- table: t\n-- key: k\n-- batch-size: many\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2",
+            "x.sql:4: `batch-size` must be a whole number, not `many`"
+        ),
+        (
+            "-- godwit:batched\n-- table: t\n-- key: k\n-- lock-timeout: soon\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2",
+            "x.sql:4: `lock-timeout` must be a duration"
+        ),
+        (
+            "-- godwit:batched\n-- table: t\n-- key: a, b\nUPDATE t SET a = 1 WHERE k BETWEEN $1 AND $2",
+            "x.sql:3: composite keys are not supported"
+        ),
+        (
+            "-- godwit:batched\n-- table: t\n-- key: k\n\nUPDATE t SET a = 1 WHERE k >= $1",
+            "x.sql:5: the statement must use $2"
+        ),
         ("-- godwit:batched\n-- table: t\n-- key: k\n", "x.sql:4: the file has no statement"),
-        ("-- godwit:batched\n-- table: t\n-- table: u\n-- key: k\nSELECT $1, $2", "x.sql:3: directive `table` given twice"),
+        (
+            "-- godwit:batched\n-- table: t\n-- table: u\n-- key: k\nSELECT $1, $2",
+            "x.sql:3: directive `table` given twice"
+        ),
     ])
     func badDefinitionsNameTheLine(text: String, expected: String) {
         let error = #expect(throws: BatchedJobError.self) {

@@ -10,7 +10,8 @@ struct JobScriptTests {
         ("rollback prepared 'x'", true), ("COMMIT PREPARED 'x'", true), ("PREPARE TRANSACTION 'x'", true),
         ("BEGIN", true), ("START TRANSACTION", true), ("/* c */ -- c\n  Commit", true),
         ("ROLLBACK TO SAVEPOINT a", false), ("rollback to a", false), ("SAVEPOINT a", false), ("RELEASE a", false),
-        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false), ("SELECT 'COMMIT'", false), ("UPDATE t SET x = 1", false),
+        ("SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", false), ("SELECT 'COMMIT'", false),
+        ("UPDATE t SET x = 1", false),
         ("PREPARE q AS SELECT 1", false),
     ])
     func aScriptMayNotEndTheTransactionThatRecordsItsSuccess(statement: String, ends: Bool) {

@@ -78,8 +78,12 @@ struct CatalogCheckTests {
             let lines = run.stderr.split(separator: "\n").map(String.init)
             #expect(lines.allSatisfy { $0.hasPrefix("warning: ") }, "\(run.stderr)")
             #expect(lines.count == Self.expected.count, "\(run.stderr)")
-            #expect(lines.contains { $0.hasPrefix("warning: \(dir.path)/6_depth_not_null.sql:1: set-not-null: ") }, "\(run.stderr)")
-            #expect(lines.contains { $0.hasPrefix("warning: \(dir.path)/9_drop_legacy.sql:1: drop-column: ") }, "\(run.stderr)")
+            #expect(
+                lines.contains { $0.hasPrefix("warning: \(dir.path)/6_depth_not_null.sql:1: set-not-null: ") },
+                "\(run.stderr)")
+            #expect(
+                lines.contains { $0.hasPrefix("warning: \(dir.path)/9_drop_legacy.sql:1: drop-column: ") },
+                "\(run.stderr)")
             #expect(run.stdout.split(separator: "\n").count == Self.pending.count)
         }
     }

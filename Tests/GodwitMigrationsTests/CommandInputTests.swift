@@ -9,7 +9,8 @@ import Testing
 struct CommandInputTests {
     /// Each command has an hour to retry in: one that retried would hit the time limit.
     @Test(.timeLimit(.minutes(5))) func whatIsNotAConnectionStringFailsAtOnce() async throws {
-        let expected = "error: not a PostgreSQL connection string: expected a postgres:// or postgresql:// URL or key=value settings"
+        let expected =
+            "error: not a PostgreSQL connection string: expected a postgres:// or postgresql:// URL or key=value settings"
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try FileManager.default.createDirectory(atPath: dir.path + "/migrations", withIntermediateDirectories: true)
@@ -45,7 +46,8 @@ struct CommandInputTests {
 
         // The README says so.
         let readme = try String(
-            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../README.md"),
+            contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent(
+                "../../README.md"),
             encoding: .utf8)
         #expect(readme.contains("and exits 1"))
         #expect(readme.contains("exits 64"))
@@ -62,7 +64,8 @@ struct CommandInputTests {
             #expect(help.status == 0, "\(command)")
             // From the option to the next one: its help text, perhaps wrapped.
             let option = help.stdout.components(separatedBy: "\n  --log-level <log-level>").dropFirst().first
-            let text = option?.components(separatedBy: "\n  -").first?.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            let text = option?.components(separatedBy: "\n  -").first?.split(whereSeparator: \.isWhitespace).joined(
+                separator: " ")
             #expect(text?.contains("default: notice)") == true, "\(command): \(text ?? help.stdout)")
         }
     }

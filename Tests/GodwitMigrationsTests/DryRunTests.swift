@@ -25,7 +25,10 @@ struct DryRunTests {
             """)
         try await withTestDatabase { db in
             let run = try await GodwitCommand.run(
-                ["migrate", "run", "--dry-run", "--lock-timeout", "1500ms", "--lock-retries", "4", "--source", dir.path, "-D", db.url])
+                [
+                    "migrate", "run", "--dry-run", "--lock-timeout", "1500ms", "--lock-retries", "4", "--source",
+                    dir.path, "-D", db.url,
+                ])
             #expect(run.status == 0, "\(run.stderr)")
             let checksum2 = try MigrationSource.load(directory: dir.path).up(for: 2)!.checksumHex
             let expectedIndex = """
@@ -44,10 +47,15 @@ struct DryRunTests {
 
                 """
             #expect(run.stdout.hasSuffix(expectedIndex), "\(run.stdout)")
-            #expect(run.stdout.hasPrefix("Can apply 1/migrate table (0ns)\n-- \(dir.path)/1_table.sql: one transaction, the file sent as one message; lock_timeout 1.5 s, the transaction is rolled back and tried again up to 4 times\nBEGIN;\nSET LOCAL lock_timeout = '1500ms';\n-- the file:\nCREATE TABLE t (id int, note text);\nINSERT INTO _sqlx_migrations"))
+            #expect(
+                run.stdout.hasPrefix(
+                    "Can apply 1/migrate table (0ns)\n-- \(dir.path)/1_table.sql: one transaction, the file sent as one message; lock_timeout 1.5 s, the transaction is rolled back and tried again up to 4 times\nBEGIN;\nSET LOCAL lock_timeout = '1500ms';\n-- the file:\nCREATE TABLE t (id int, note text);\nINSERT INTO _sqlx_migrations"
+                ))
             let conn = try await db.connect()
             for relation in ["t", "_sqlx_migrations"] {
-                #expect(try await conn.query("SELECT to_regclass($1) IS NULL AS absent", [relation]).first?.bool("absent") == true)
+                #expect(
+                    try await conn.query("SELECT to_regclass($1) IS NULL AS absent", [relation]).first?.bool("absent")
+                        == true)
             }
             await conn.close()
         }
@@ -57,7 +65,8 @@ struct DryRunTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try dir.write("1_t.up.sql", "CREATE TABLE t (id int);")
-        let down = try dir.write("1_t.down.sql", "-- no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t_id;\nDROP TABLE t;\n")
+        let down = try dir.write(
+            "1_t.down.sql", "-- no-transaction\nDROP INDEX CONCURRENTLY IF EXISTS t_id;\nDROP TABLE t;\n")
         try await withTestDatabase { db in
             let base = ["--source", dir.path, "-D", db.url]
             #expect(try await GodwitCommand.run(["migrate", "run"] + base).status == 0)
@@ -75,7 +84,8 @@ struct DryRunTests {
 
                     """)
             let conn = try await db.connect()
-            #expect(try await conn.query("SELECT to_regclass('t') IS NOT NULL AS present").first?.bool("present") == true)
+            #expect(
+                try await conn.query("SELECT to_regclass('t') IS NOT NULL AS present").first?.bool("present") == true)
             await conn.close()
         }
     }

@@ -17,10 +17,10 @@ struct InterruptedMigrationTests {
         try await withFixture([
             "1_t.sql": "CREATE TABLE t (a int);",
             "2_steps.sql": """
-                -- no-transaction
-                CREATE TABLE seen AS SELECT version, success, execution_time FROM _sqlx_migrations WHERE version = 2;
-                CREATE INDEX CONCURRENTLY t_a_idx ON t (a);
-                """,
+            -- no-transaction
+            CREATE TABLE seen AS SELECT version, success, execution_time FROM _sqlx_migrations WHERE version = 2;
+            CREATE INDEX CONCURRENTLY t_a_idx ON t (a);
+            """,
         ]) { (fx: Fixture) async throws in
             try await fx.migrator().run(on: fx.conn)
             let seen = try await fx.conn.query("SELECT version, success, execution_time FROM seen").rows.map {
@@ -43,11 +43,11 @@ struct InterruptedMigrationTests {
         try await withFixture([
             "1_t.sql": "CREATE TABLE t (a int);",
             "2_steps.sql": """
-                -- no-transaction
-                CREATE TABLE first_step (id int);
-                SELECT pg_terminate_backend(pg_backend_pid());
-                CREATE TABLE last_step (id int);
-                """,
+            -- no-transaction
+            CREATE TABLE first_step (id int);
+            SELECT pg_terminate_backend(pg_backend_pid());
+            CREATE TABLE last_step (id int);
+            """,
             "3_after.sql": "CREATE TABLE after_it (id int);",
         ]) { (fx: Fixture) async throws in
             let session = try await fx.db.connect()
@@ -64,7 +64,9 @@ struct InterruptedMigrationTests {
             #expect(again?.code == .dirty)
             #expect(again?.version == 2)
             let message = again?.message ?? ""
-            #expect(message.hasPrefix("migration 2 is partially applied; fix and remove row from `_sqlx_migrations` table"), "\(message)")
+            #expect(
+                message.hasPrefix("migration 2 is partially applied; fix and remove row from `_sqlx_migrations` table"),
+                "\(message)")
             #expect(message.contains("2_steps.sql"), "\(message)")
             #expect(message.contains("DELETE FROM _sqlx_migrations WHERE version = 2"), "\(message)")
             #expect(!message.contains("already exists"))
@@ -90,7 +92,10 @@ struct InterruptedMigrationTests {
             let error = await #expect(throws: MigrationError.self) { try await fx.migrator().run(on: fx.conn) }
             let message = error?.message ?? ""
             #expect(message.contains("1_steps.sql:3:"), "\(message)")
-            #expect(message.contains("1 of 2 statements had already run outside a transaction, so the migration is recorded as partially applied (success = false in _sqlx_migrations)"), "\(message)")
+            #expect(
+                message.contains(
+                    "1 of 2 statements had already run outside a transaction, so the migration is recorded as partially applied (success = false in _sqlx_migrations)"
+                ), "\(message)")
             #expect(message.contains("DELETE FROM _sqlx_migrations WHERE version = 1"), "\(message)")
             #expect(try await fx.ledger().map(\.success) == [false])
         }
@@ -102,13 +107,14 @@ struct InterruptedMigrationTests {
     /// applied, so the next attempt stops as dirty instead of failing on "already exists".
     @Test func aTaskCancelledDuringAConcurrentBuildDropsItsInvalidIndexAndLeavesTheMigrationDirty() async throws {
         try await withFixture([
-            "1_t.sql": "CREATE TABLE t (a int, b int); CREATE TABLE u (a int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;",
+            "1_t.sql":
+                "CREATE TABLE t (a int, b int); CREATE TABLE u (a int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;",
             "2_idx.sql": """
-                -- no-transaction
-                CREATE INDEX CONCURRENTLY u_a_idx ON u (a);
-                CREATE INDEX CONCURRENTLY t_b_idx ON t (b);
-                CREATE INDEX CONCURRENTLY t_a_idx ON t (a);
-                """,
+            -- no-transaction
+            CREATE INDEX CONCURRENTLY u_a_idx ON u (a);
+            CREATE INDEX CONCURRENTLY t_b_idx ON t (b);
+            CREATE INDEX CONCURRENTLY t_a_idx ON t (a);
+            """,
         ]) { (fx: Fixture) async throws in
             let migrator = try fx.migrator(.off)
             try await migrator.run(on: fx.conn, targetVersion: 1)

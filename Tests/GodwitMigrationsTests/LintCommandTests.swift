@@ -150,7 +150,10 @@ struct LintCommandTests {
         // outlives the lint.
         ("44_role.sql", "CREATE ROLE godwit_lint_probe NOLOGIN;"),
         // Wrapped whole in its own transaction, as zero-to-production's migrations are.
-        ("45_own_transaction.sql", "BEGIN;\nCREATE TABLE own_tx (id int);\nCREATE INDEX own_tx_id ON own_tx (id);\nCOMMIT;"),
+        (
+            "45_own_transaction.sql",
+            "BEGIN;\nCREATE TABLE own_tx (id int);\nCREATE INDEX own_tx_id ON own_tx (id);\nCOMMIT;"
+        ),
         (
             "42_new_then_dropped.sql",
             "CREATE TABLE scratchpad (id int);\nCREATE INDEX ON scratchpad (id);\nDROP TABLE scratchpad;"
@@ -331,7 +334,8 @@ struct LintCommandTests {
         try await withTestDatabase(prefix: "godwit_string_types") { db in
             let conn = try await db.connect()
             try await conn.query(
-                "CREATE TABLE people (id bigint PRIMARY KEY, name varchar(50), bio text, code varchar(10), nick varchar)")
+                "CREATE TABLE people (id bigint PRIMARY KEY, name varchar(50), bio text, code varchar(10), nick varchar)"
+            )
             let cases: [(sql: String, rewrites: Bool)] = [
                 ("ALTER TABLE people ALTER COLUMN name TYPE varchar(80);", false),
                 ("ALTER TABLE people ALTER COLUMN name TYPE varchar(20);", true),
@@ -342,7 +346,10 @@ struct LintCommandTests {
                 ("ALTER TABLE people ALTER COLUMN code TYPE CHARACTER VARYING ( 10 );", false),
                 ("ALTER TABLE people ALTER COLUMN code TYPE text USING upper(code);", true),
                 // The second statement sees the type the first gave, not the catalog's varchar(50).
-                ("ALTER TABLE people ALTER COLUMN name TYPE text;\nALTER TABLE people ALTER COLUMN name TYPE varchar(50);", true),
+                (
+                    "ALTER TABLE people ALTER COLUMN name TYPE text;\nALTER TABLE people ALTER COLUMN name TYPE varchar(50);",
+                    true
+                ),
             ]
             for (index, item) in cases.enumerated() {
                 let migration = Migration(

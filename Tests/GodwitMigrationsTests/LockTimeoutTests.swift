@@ -1,13 +1,15 @@
 import Foundation
-@testable import GodwitMigrations
 import GodwitPostgres
 import GodwitTestSupport
 import Testing
 
+@testable import GodwitMigrations
+
 /// Quick timings for tests: 200 ms lock timeout, short backoff.
 func quickLocks(retries: Int = 100) -> LockTimeoutPolicy {
     LockTimeoutPolicy(
-        lockTimeout: .milliseconds(200), retries: retries, backoff: Backoff(base: .milliseconds(20), max: .milliseconds(100)))
+        lockTimeout: .milliseconds(200), retries: retries,
+        backoff: Backoff(base: .milliseconds(20), max: .milliseconds(100)))
 }
 
 extension Fixture {
@@ -65,7 +67,10 @@ struct LockTimeoutTests {
             let events = try await run.value
             #expect(events.map(\.action) == [.applied])
             #expect(try await f.ledger().map(\.success) == [true])
-            #expect(try await f.conn.query("SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'media' AND column_name = 'note'").first?.int("n") == 1)
+            #expect(
+                try await f.conn.query(
+                    "SELECT count(*) AS n FROM information_schema.columns WHERE table_name = 'media' AND column_name = 'note'"
+                ).first?.int("n") == 1)
             for c in [holder, migrationConn, reader] { await c.close() }
         }
     }
@@ -101,7 +106,8 @@ struct LockTimeoutTests {
     @Test func aFileThatSetsItsOwnLockTimeoutKeepsIt() async throws {
         try await withFixture([
             "1_default.sql": "CREATE TABLE seen_default AS SELECT current_setting('lock_timeout') AS v;",
-            "2_own.sql": "SET LOCAL lock_timeout = '3s';\nCREATE TABLE seen_own AS SELECT current_setting('lock_timeout') AS v;",
+            "2_own.sql":
+                "SET LOCAL lock_timeout = '3s';\nCREATE TABLE seen_own AS SELECT current_setting('lock_timeout') AS v;",
             "3_off.sql": "-- no-transaction\nCREATE TABLE seen_no_tx AS SELECT current_setting('lock_timeout') AS v;",
         ]) { f in
             let migrationConn = try await f.db.connect()
@@ -110,13 +116,15 @@ struct LockTimeoutTests {
             #expect(try await f.conn.query("SELECT v FROM seen_own").first?.string("v") == "3s")
             #expect(try await f.conn.query("SELECT v FROM seen_no_tx").first?.string("v") == "200ms")
             // The session's own setting is back after the no-transaction file.
-            #expect(try await migrationConn.query("SELECT current_setting('lock_timeout') AS v").first?.string("v") == "0")
+            #expect(
+                try await migrationConn.query("SELECT current_setting('lock_timeout') AS v").first?.string("v") == "0")
             await migrationConn.close()
         }
     }
 
     @Test func offLeavesTheSessionsLockTimeoutAlone() async throws {
-        try await withFixture(["1_seen.sql": "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS v;"]) { f in
+        try await withFixture(["1_seen.sql": "CREATE TABLE seen AS SELECT current_setting('lock_timeout') AS v;"]) {
+            f in
             try await f.migrator(.off).run(on: f.conn)
             #expect(try await f.conn.query("SELECT v FROM seen").first?.string("v") == "0")
         }
@@ -124,7 +132,8 @@ struct LockTimeoutTests {
 
     @Test func inANoTransactionFileOnlyTheStatementThatTimedOutIsRetried() async throws {
         try await withFixture([
-            "1_two.sql": "-- no-transaction\nCREATE TABLE created_once (id int);\nALTER TABLE media ADD COLUMN note text;\n"
+            "1_two.sql":
+                "-- no-transaction\nCREATE TABLE created_once (id int);\nALTER TABLE media ADD COLUMN note text;\n"
         ]) { f in
             try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY)")
             let holder = try await f.holder(of: "media")
@@ -142,17 +151,23 @@ struct LockTimeoutTests {
 
     @Test func anInvalidIndexLeftByAnUnfinishedBuildIsDroppedAndBuiltAgain() async throws {
         try await withFixture([
-            "1_index.sql": "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS media_code ON media (code);\n"
+            "1_index.sql":
+                "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS media_code ON media (code);\n"
         ]) { f in
-            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, code int); INSERT INTO media VALUES (1, 7), (2, 7)")
+            try await f.conn.execute(
+                "CREATE TABLE media (id int PRIMARY KEY, code int); INSERT INTO media VALUES (1, 7), (2, 7)")
             // A build that failed half-way leaves the index behind, INVALID.
             await #expect(throws: PostgresError.self) {
                 try await f.conn.execute("CREATE UNIQUE INDEX CONCURRENTLY media_code ON media (code)")
             }
-            #expect(try await f.conn.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'media_code'::regclass").first?.bool("indisvalid") == false)
+            #expect(
+                try await f.conn.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'media_code'::regclass")
+                    .first?.bool("indisvalid") == false)
             try await f.conn.execute("DELETE FROM media WHERE id = 2")
             try await f.migrator(quickLocks()).run(on: f.conn)
-            #expect(try await f.conn.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'media_code'::regclass").first?.bool("indisvalid") == true)
+            #expect(
+                try await f.conn.query("SELECT indisvalid FROM pg_index WHERE indexrelid = 'media_code'::regclass")
+                    .first?.bool("indisvalid") == true)
             #expect(try await f.ledger().map(\.success) == [true])
         }
     }
@@ -161,8 +176,11 @@ struct LockTimeoutTests {
         try await withFixture([
             "1_index.sql": "-- no-transaction\nCREATE UNIQUE INDEX CONCURRENTLY media_code ON media (code);\n"
         ]) { f in
-            try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, code int); INSERT INTO media VALUES (1, 7), (2, 7)")
-            let error = await #expect(throws: MigrationError.self) { try await f.migrator(quickLocks()).run(on: f.conn) }
+            try await f.conn.execute(
+                "CREATE TABLE media (id int PRIMARY KEY, code int); INSERT INTO media VALUES (1, 7), (2, 7)")
+            let error = await #expect(throws: MigrationError.self) {
+                try await f.migrator(quickLocks()).run(on: f.conn)
+            }
             #expect(error?.underlying?.sqlState == .uniqueViolation)
             #expect(try await !f.exists("media_code"))
             #expect(try await f.ledger().isEmpty)
@@ -188,7 +206,9 @@ struct LockTimeoutTests {
                 END $$;
                 CREATE INDEX media_code_f ON media (code_f(code));
                 """)
-            let error = await #expect(throws: MigrationError.self) { try await f.migrator(quickLocks()).run(on: f.conn) }
+            let error = await #expect(throws: MigrationError.self) {
+                try await f.migrator(quickLocks()).run(on: f.conn)
+            }
             #expect(error?.underlying?.message.contains("rebuild refused") == true, "\(String(describing: error))")
             let left = try await f.conn.query(
                 "SELECT c.relname::text AS name, i.indisvalid AS valid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid WHERE i.indrelid = 'media'::regclass ORDER BY 1"
@@ -210,7 +230,9 @@ struct LockTimeoutTests {
             await #expect(throws: PostgresError.self) {
                 try await f.conn.execute("CREATE UNIQUE INDEX CONCURRENTLY shared_name ON other (code)")
             }
-            let error = await #expect(throws: MigrationError.self) { try await f.migrator(quickLocks()).run(on: f.conn) }
+            let error = await #expect(throws: MigrationError.self) {
+                try await f.migrator(quickLocks()).run(on: f.conn)
+            }
             #expect(error?.code == .invalidIndex)
             #expect(error?.message.contains("index shared_name is INVALID") == true, "\(error?.message ?? "")")
             #expect(error?.message.contains("DROP INDEX CONCURRENTLY shared_name,") == true, "\(error?.message ?? "")")
@@ -221,11 +243,15 @@ struct LockTimeoutTests {
 
     @Test func theCommandLineTakesDurationsAndRefusesNonsense() async throws {
         try await withFixture(["1_a.sql": "CREATE TABLE a (id int);"]) { f in
-            let bad = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--lock-timeout", "soon"], directory: f.dir.path)
+            let bad = try await GodwitCommand.run(
+                ["migrate", "run", "-D", f.db.url, "--lock-timeout", "soon"], directory: f.dir.path)
             #expect(bad.status == 64)
             #expect(bad.stderr.contains("'soon' is not a duration"), "\(bad.stderr)")
             let ok = try await GodwitCommand.run(
-                ["migrate", "run", "-D", f.db.url, "--lock-timeout", "1.5s", "--lock-retries", "3", "--source", f.dir.path])
+                [
+                    "migrate", "run", "-D", f.db.url, "--lock-timeout", "1.5s", "--lock-retries", "3", "--source",
+                    f.dir.path,
+                ])
             #expect(ok.status == 0, "\(ok.stderr)")
         }
     }
@@ -236,10 +262,14 @@ struct RunLintWarningTests {
     @Test func aFlaggedMigrationIsNamedByRuleAndStrictRefusesIt() async throws {
         try await withFixture(["2_index.sql": "CREATE INDEX media_title ON media (title);"]) { f in
             try await f.conn.execute("CREATE TABLE media (id int PRIMARY KEY, title text)")
-            let strict = try await GodwitCommand.run(["migrate", "run", "--strict", "-D", f.db.url, "--source", f.dir.path])
+            let strict = try await GodwitCommand.run([
+                "migrate", "run", "--strict", "-D", f.db.url, "--source", f.dir.path,
+            ])
             #expect(strict.status == 1)
             #expect(strict.stderr.contains("non-concurrent-index"), "\(strict.stderr)")
-            #expect(strict.stderr.contains("--strict: migrate lint flags 1 of the pending statements, so nothing was applied"))
+            #expect(
+                strict.stderr.contains(
+                    "--strict: migrate lint flags 1 of the pending statements, so nothing was applied"))
             #expect(try await !f.exists("media_title"))
             #expect(try await !f.exists("_sqlx_migrations"))
             let warned = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
@@ -261,7 +291,8 @@ struct RunLintWarningTests {
             let lines = run.stderr.split(separator: "\n").map(String.init)
             let finding = lines.filter { $0.contains("non-concurrent-index") }
             #expect(finding.count == 1, "\(run.stderr)")
-            #expect(finding.allSatisfy { $0.hasPrefix("warning: ") && !$0.hasPrefix("warning: warning:") }, "\(run.stderr)")
+            #expect(
+                finding.allSatisfy { $0.hasPrefix("warning: ") && !$0.hasPrefix("warning: warning:") }, "\(run.stderr)")
             #expect(!lines.contains { $0.hasPrefix("error:") }, "\(run.stderr)")
             #expect(try await f.exists("media_title"))
         }

@@ -96,7 +96,8 @@ struct LoneDownTests {
             #expect(check.stdout == "ok: 2 migrations applied, none pending or modified\n")
             #expect(check.stderr.hasPrefix("warning: \(down) has no up file"), "\(check.stderr)")
             let info = try await GodwitCommand.run(["migrate", "info", "--source", dir.path, "-D", db.url])
-            #expect(info.stdout.hasPrefix("1/installed (only its down in the source) a\n2/installed b\n"), "\(info.stdout)")
+            #expect(
+                info.stdout.hasPrefix("1/installed (only its down in the source) a\n2/installed b\n"), "\(info.stdout)")
 
             try dir.remove("1_a.down.sql")
             let missing = try await GodwitCommand.run(["migrate", "check", "--source", dir.path, "-D", db.url])

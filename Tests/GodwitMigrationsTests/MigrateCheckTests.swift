@@ -9,7 +9,9 @@ struct MigrateCheckTests {
             let check = ["migrate", "check", "-D", f.db.url, "--source", f.dir.path]
             let fresh = try await GodwitCommand.run(check)
             #expect(fresh.status == 1)
-            #expect(fresh.stdout.split(separator: "\n").map { $0.prefix(15) } == ["pending: 1/a (/", "pending: 2/b (/"], "\(fresh.stdout)")
+            #expect(
+                fresh.stdout.split(separator: "\n").map { $0.prefix(15) } == ["pending: 1/a (/", "pending: 2/b (/"],
+                "\(fresh.stdout)")
             #expect(try await f.exists("_sqlx_migrations") == false, "check must create nothing")
             _ = try await GodwitCommand.run(["migrate", "run", "-D", f.db.url, "--source", f.dir.path])
             let applied = try await GodwitCommand.run(check)

@@ -22,7 +22,9 @@ struct MigrateCommandTests {
             #expect(run.stdout.hasPrefix("Applied 1/migrate create things ("))
             let errorLines = run.stderr.split(separator: "\n")
             #expect(errorLines.count == 1)
-            #expect(errorLines.first?.hasPrefix("error: migration 2 failed at \(dir.path)/2_broken.sql:2:1: syntax error") == true)
+            #expect(
+                errorLines.first?.hasPrefix("error: migration 2 failed at \(dir.path)/2_broken.sql:2:1: syntax error")
+                    == true)
 
             try dir.write("2_broken.sql", "SELECT 2;\n")
             let fixed = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
@@ -38,7 +40,9 @@ struct MigrateCommandTests {
             #expect(refused.status == 1)
             #expect(refused.stderr == "error: migration 1 was previously applied but has been modified\n")
 
-            let json = try await GodwitCommand.run(["migrate", "info", "--format", "json", "--source", dir.path, "-D", db.url])
+            let json = try await GodwitCommand.run([
+                "migrate", "info", "--format", "json", "--source", dir.path, "-D", db.url,
+            ])
             let decoded = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [[String: Any]]
             #expect(decoded?.map { $0["status"] as? String } == ["installed (different checksum)", "installed"])
         }
@@ -94,7 +98,10 @@ struct MigrateCommandTests {
             components.password = secret + "x"
             let wrong = try #require(components.string)
             let failed = try await GodwitCommand.run(
-                ["migrate", "info", "--log-level", "trace", "--connect-timeout", "0", "-D", wrong, "--source", empty.path])
+                [
+                    "migrate", "info", "--log-level", "trace", "--connect-timeout", "0", "-D", wrong, "--source",
+                    empty.path,
+                ])
             #expect(failed.status == 1)
             #expect(failed.stderr.contains("password authentication failed"))
             #expect(!failed.stderr.contains(secret) && !failed.stdout.contains(secret))
@@ -150,17 +157,22 @@ struct MigrateCommandTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         try dir.write("1_first.sql", "CREATE TABLE n0 (x int);")
-        try dir.write("2_x.sql", bytes: Array("\(prefix)CREATE TABLE n1 (x int);\n".utf8) + [0] + Array("\nCREATE TABLE n2 (x int);\n".utf8))
+        try dir.write(
+            "2_x.sql",
+            bytes: Array("\(prefix)CREATE TABLE n1 (x int);\n".utf8) + [0] + Array("\nCREATE TABLE n2 (x int);\n".utf8))
         try await withTestDatabase { db in
             let run = try await GodwitCommand.run(["migrate", "run", "--source", dir.path, "-D", db.url])
             #expect(run.status == 1)
             #expect(
                 run.stderr
-                    == "error: \(dir.path)/2_x.sql:\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it\n")
+                    == "error: \(dir.path)/2_x.sql:\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it\n"
+            )
             #expect(run.stdout.isEmpty)
             let conn = try await db.connect()
             for relation in ["n0", "n1", "n2", "_sqlx_migrations"] {
-                #expect(try await conn.query("SELECT to_regclass($1) IS NULL AS absent", [relation]).first?.bool("absent") == true, "\(relation)")
+                #expect(
+                    try await conn.query("SELECT to_regclass($1) IS NULL AS absent", [relation]).first?.bool("absent")
+                        == true, "\(relation)")
             }
             await conn.close()
         }
@@ -183,7 +195,8 @@ struct MigrateCommandTests {
             #expect(noLedger.status == 1)
             #expect(
                 noLedger.stderr
-                    == "error: cannot create the migrations ledger _sqlx_migrations: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)\n")
+                    == "error: cannot create the migrations ledger _sqlx_migrations: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)\n"
+            )
 
             try await conn.execute(
                 """
@@ -195,7 +208,8 @@ struct MigrateCommandTests {
             #expect(migration.status == 1)
             #expect(
                 migration.stderr
-                    == "error: migration 1 failed at \(dir.path)/1_create.sql:1:1: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)\n")
+                    == "error: migration 1 failed at \(dir.path)/1_create.sql:1:1: cannot execute CREATE TABLE in a read-only transaction (SQLSTATE 25006)\n"
+            )
 
             // A migration that only reads runs, and then cannot be recorded.
             try dir.remove("1_create.sql")
@@ -204,7 +218,8 @@ struct MigrateCommandTests {
             #expect(record.status == 1)
             #expect(
                 record.stderr
-                    == "error: migration 2 (\(dir.path)/2_read.sql) was rolled back: recording it in _sqlx_migrations failed: cannot execute INSERT in a read-only transaction (SQLSTATE 25006)\n")
+                    == "error: migration 2 (\(dir.path)/2_read.sql) was rolled back: recording it in _sqlx_migrations failed: cannot execute INSERT in a read-only transaction (SQLSTATE 25006)\n"
+            )
 
             try dir.remove("2_read.sql")
             try dir.write("3_read.sql", "-- no-transaction\nSELECT 1;")
@@ -213,7 +228,8 @@ struct MigrateCommandTests {
             // Recorded as started before its first statement: that write fails, so nothing ran.
             #expect(
                 outside.stderr.hasPrefix(
-                    "error: migration 3 (\(dir.path)/3_read.sql) was not run: recording it as started in _sqlx_migrations failed: cannot execute INSERT in a read-only transaction"),
+                    "error: migration 3 (\(dir.path)/3_read.sql) was not run: recording it as started in _sqlx_migrations failed: cannot execute INSERT in a read-only transaction"
+                ),
                 "\(outside.stderr)")
             #expect(outside.stderr.split(separator: "\n").count == 1)
 

@@ -14,7 +14,8 @@ struct MigrateVerifyTests {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
         for (name, contents) in files { try dir.write("migrations/\(name)", contents) }
-        return try await ScratchRun.run(["migrate", "verify", "-D", try url ?? TestDatabase.serverURL], directory: dir.path)
+        return try await ScratchRun.run(
+            ["migrate", "verify", "-D", try url ?? TestDatabase.serverURL], directory: dir.path)
     }
 
     @Test func theSampleSchemaVerifies() async throws {
@@ -32,7 +33,8 @@ struct MigrateVerifyTests {
         ),
         (
             "CREATE INDEX items_label_idx ON items (label);", "SELECT 1;",
-            "+ left behind by the down: Name: items_label_idx; Type: INDEX; Schema: public", "CREATE INDEX items_label_idx"
+            "+ left behind by the down: Name: items_label_idx; Type: INDEX; Schema: public",
+            "CREATE INDEX items_label_idx"
         ),
         (
             "ALTER TABLE items ALTER COLUMN label SET DEFAULT 'none';", "SELECT 1;",
@@ -54,7 +56,9 @@ struct MigrateVerifyTests {
         let output = run.output
         #expect(output.status == 1)
         #expect(output.stdout.contains("ok 1/items"))
-        #expect(output.stderr.hasPrefix("error: migration 2 (change): the down does not restore the schema\n"), "\(output.stderr)")
+        #expect(
+            output.stderr.hasPrefix("error: migration 2 (change): the down does not restore the schema\n"),
+            "\(output.stderr)")
         #expect(output.stderr.contains(header), "\(output.stderr)")
         #expect(output.stderr.contains(detail), "\(output.stderr)")
         #expect(try await run.leftovers() == 0)
@@ -92,11 +96,14 @@ struct MigrateVerifyTests {
     /// against an ICU database whose encoding is not the server's default.
     @Test func theScratchDatabaseHasTheEncodingAndLocaleOfTheOneVerified() async throws {
         let admin = try await Connection.connect(try TestDatabase.serverURL)
-        let defaultEncoding = try await admin.query("SELECT pg_encoding_to_char(encoding) AS e FROM pg_database WHERE datname = 'template0'").first!.string("e")
+        let defaultEncoding = try await admin.query(
+            "SELECT pg_encoding_to_char(encoding) AS e FROM pg_database WHERE datname = 'template0'"
+        ).first!.string("e")
         let encoding = defaultEncoding == "LATIN1" ? "UTF8" : "LATIN1"
         let name = "godwit_test_icu_\(UInt32.random(in: 0...UInt32.max))"
         try await admin.execute(
-            "CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0 ENCODING '\(encoding)' LC_COLLATE 'C' LC_CTYPE 'C' LOCALE_PROVIDER icu ICU_LOCALE 'en-US'")
+            "CREATE DATABASE \(quoteIdentifier(name)) TEMPLATE template0 ENCODING '\(encoding)' LC_COLLATE 'C' LC_CTYPE 'C' LOCALE_PROVIDER icu ICU_LOCALE 'en-US'"
+        )
         var files = Self.base
         // Fails unless the scratch database is like the one verified.
         files["2_names.up.sql"] = """
@@ -138,7 +145,8 @@ struct MigrateVerifyTests {
             let admin = try await db.connect()
             let role = "verify_\(UInt32.random(in: 0...UInt32.max))"
             let password = "Zq-\(UInt32.random(in: 0...UInt32.max))-pw"
-            try await admin.execute("CREATE ROLE \(quoteIdentifier(role)) LOGIN NOCREATEDB PASSWORD \(quoteLiteral(password))")
+            try await admin.execute(
+                "CREATE ROLE \(quoteIdentifier(role)) LOGIN NOCREATEDB PASSWORD \(quoteLiteral(password))")
             var components = try #require(URLComponents(string: db.url))
             components.user = role
             components.password = password
@@ -156,7 +164,8 @@ struct MigrateVerifyTests {
             #expect(output.status == 1)
             #expect(
                 output.stderr.hasPrefix(
-                    "error: migrate verify needs a scratch database beside the one given, and role \"\(role)\" may not create one: it needs the CREATEDB privilege (ALTER ROLE \"\(role)\" CREATEDB)"),
+                    "error: migrate verify needs a scratch database beside the one given, and role \"\(role)\" may not create one: it needs the CREATEDB privilege (ALTER ROLE \"\(role)\" CREATEDB)"
+                ),
                 "\(output.stderr)")
             #expect(output.stderr.contains("permission denied to create database (SQLSTATE 42501)"))
             #expect(output.stderr.split(separator: "\n").count == 1)

@@ -54,7 +54,8 @@ struct MigrationConfigCommandTests {
             for (name, text) in files { try dir.write("migrations/\(name)", text) }
             let crlfAgain = try await GodwitCommand.run(["migrate", "run", "-D", db.url, "--config", config] + source)
             #expect(crlfAgain.status == 0 && crlfAgain.stdout.isEmpty, "\(crlfAgain.stderr)")
-            let without = try await GodwitCommand.run(["migrate", "run", "-D", db.url, "--config", "/dev/null"] + source)
+            let without = try await GodwitCommand.run(
+                ["migrate", "run", "-D", db.url, "--config", "/dev/null"] + source)
             #expect(without.status == 1)
             #expect(without.stderr == "error: migration 1 was previously applied but has been modified\n")
             await conn.close()
@@ -66,7 +67,8 @@ struct MigrationConfigCommandTests {
     @Test func theMultiTenantExampleKeepsThreeLedgersInThreeSchemas() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
-        try dir.write("sqlx.toml", "[migrate]\n# The app's migrations live under src/.\nmigrations-dir = \"src/migrations\"\n")
+        try dir.write(
+            "sqlx.toml", "[migrate]\n# The app's migrations live under src/.\nmigrations-dir = \"src/migrations\"\n")
         try dir.write(
             "src/migrations/01_setup.sql", "CREATE TABLE app_setting (name text PRIMARY KEY, value text);\n")
         try dir.write(
@@ -89,7 +91,8 @@ struct MigrationConfigCommandTests {
 
             """
         try dir.write("accounts/sqlx.toml", accountsToml)
-        try dir.write("accounts/migrations/01_setup.sql", "CREATE DOMAIN accounts.email AS text CHECK (VALUE LIKE '%@%');\n")
+        try dir.write(
+            "accounts/migrations/01_setup.sql", "CREATE DOMAIN accounts.email AS text CHECK (VALUE LIKE '%@%');\n")
         try dir.write(
             "accounts/migrations/02_account.sql",
             "CREATE TABLE accounts.account (account_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, email accounts.email NOT NULL UNIQUE);\n"
@@ -116,7 +119,8 @@ struct MigrationConfigCommandTests {
         try await withTestDatabase { db in
             // As the example's README runs them: accounts, payments, then the app.
             for folder in ["accounts", "payments", ""] {
-                let run = try await GodwitCommand.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
+                let run = try await GodwitCommand.run(
+                    ["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
                 #expect(run.status == 0, "\(folder): \(run.stderr)")
                 #expect(run.stdout.split(separator: "\n").allSatisfy { $0.hasPrefix("Applied ") }, "\(run.stdout)")
             }
@@ -128,7 +132,9 @@ struct MigrationConfigCommandTests {
                 """
             ).rows.map { try $0.string("schema") }
             #expect(ledgers == ["accounts", "payments", "public"])
-            for (table, count) in [("accounts._sqlx_migrations", 3), ("payments._sqlx_migrations", 2), ("public._sqlx_migrations", 2)] {
+            for (table, count) in [
+                ("accounts._sqlx_migrations", 3), ("payments._sqlx_migrations", 2), ("public._sqlx_migrations", 2),
+            ] {
                 let versions = try await conn.query("SELECT version FROM \(table) WHERE success ORDER BY version").rows
                     .map { try $0.int64("version") }
                 #expect(versions == Array(1...Int64(count)), "\(table)")
@@ -140,13 +146,16 @@ struct MigrationConfigCommandTests {
                 "": "1/installed setup\n2/installed purchase\n",
             ]
             for folder in ["accounts", "payments", ""] {
-                let again = try await GodwitCommand.run(["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
+                let again = try await GodwitCommand.run(
+                    ["migrate", "run", "-D", db.url], directory: dir.path + "/" + folder)
                 #expect(again.status == 0 && again.stdout.isEmpty, "\(folder): \(again.stdout) \(again.stderr)")
-                let info = try await GodwitCommand.run(["migrate", "info", "-D", db.url], directory: dir.path + "/" + folder)
+                let info = try await GodwitCommand.run(
+                    ["migrate", "info", "-D", db.url], directory: dir.path + "/" + folder)
                 #expect(info.stdout == expectedInfo[folder], "\(folder): \(info.stderr)")
             }
             // verify makes the crate's schemas in its scratch database before the first up.
-            let verify = try await GodwitCommand.run(["migrate", "verify", "-D", db.url], directory: dir.path + "/accounts")
+            let verify = try await GodwitCommand.run(
+                ["migrate", "verify", "-D", db.url], directory: dir.path + "/accounts")
             #expect(verify.status == 0, "\(verify.stderr)")
             #expect(verify.stdout.contains("-- 3/session: irreversible"), "\(verify.stdout)")
             // From the top, --config names a crate's file; migrations-dir is relative to the
@@ -185,7 +194,9 @@ struct MigrationConfigCommandTests {
             "[migrate]\nmigrations-dir = \"db\"\n[migrate.defaults]\nmigration-type = \"reversible\"\nmigration-versioning = \"sequential\"\n"
         )
         let first = try await GodwitCommand.run(["migrate", "add", "create users"], directory: dir.path)
-        #expect(first.stdout == "Creating db/0001_create_users.up.sql\nCreating db/0001_create_users.down.sql\n", "\(first.stderr)")
+        #expect(
+            first.stdout == "Creating db/0001_create_users.up.sql\nCreating db/0001_create_users.down.sql\n",
+            "\(first.stderr)")
         let simple = try await GodwitCommand.run(["migrate", "add", "--simple", "seed"], directory: dir.path)
         #expect(simple.stdout == "Creating db/0002_seed.sql\n", "\(simple.stderr)")
     }
@@ -277,7 +288,10 @@ struct MigrationConfigLintTests {
             let run = try await GodwitCommand.run(["migrate", "run", "-D", db.url], directory: dir.path)
             #expect(run.status == 0, "\(run.stderr)")
             let warnings = run.stderr.split(separator: "\n").filter { $0.hasPrefix("warning: ") }
-            #expect(warnings == ["warning: sqlx.toml:1: unknown section `migrat` is ignored (sqlx.toml's sections: common, drivers, macros, migrate)"])
+            #expect(
+                warnings == [
+                    "warning: sqlx.toml:1: unknown section `migrat` is ignored (sqlx.toml's sections: common, drivers, macros, migrate)"
+                ])
         }
     }
 }

@@ -101,13 +101,17 @@ struct MigratorTests {
     @Test func targetVersionsAreChecked() async throws {
         try await withFixture(threeReversible) { (fx: Fixture) async throws in
             let migrator = try fx.migrator()
-            var error = await #expect(throws: MigrationError.self) { try await migrator.run(on: fx.conn, targetVersion: 9) }
+            var error = await #expect(throws: MigrationError.self) {
+                try await migrator.run(on: fx.conn, targetVersion: 9)
+            }
             #expect(error?.code == .versionNotPresent)
             try await migrator.run(on: fx.conn)
             error = await #expect(throws: MigrationError.self) { try await migrator.run(on: fx.conn, targetVersion: 1) }
             #expect(error?.message == "migration 1 is older than the latest applied migration 3")
             try await migrator.revert(on: fx.conn, targetVersion: 1)
-            error = await #expect(throws: MigrationError.self) { try await migrator.revert(on: fx.conn, targetVersion: 3) }
+            error = await #expect(throws: MigrationError.self) {
+                try await migrator.revert(on: fx.conn, targetVersion: 3)
+            }
             #expect(error?.message == "migration 3 is newer than the latest applied migration 1")
         }
     }
@@ -182,7 +186,8 @@ struct MigratorTests {
     @Test func aFailingMigrationRollsBackWholeAndNamesFileLineAndColumn() async throws {
         try await withFixture([
             "1_ok.sql": "CREATE TABLE ok (id int);",
-            "2_bad.sql": "CREATE TABLE partial (id int);\nINSERT INTO partial VALUES (1);\n\nSELECT\n    nosuch_column FROM partial;\n",
+            "2_bad.sql":
+                "CREATE TABLE partial (id int);\nINSERT INTO partial VALUES (1);\n\nSELECT\n    nosuch_column FROM partial;\n",
         ]) { (fx: Fixture) async throws in
             let error = await #expect(throws: MigrationError.self) { try await fx.migrator().run(on: fx.conn) }
             #expect(error?.code == .execution)
@@ -197,7 +202,8 @@ struct MigratorTests {
 
     @Test func anErrorWithoutAPositionIsLocatedByItsStatement() async throws {
         try await withFixture([
-            "1_dup.sql": "CREATE TABLE d (id int PRIMARY KEY);\n-- two rows, one key\nINSERT INTO d VALUES (1);\n  INSERT INTO d VALUES (1);\n"
+            "1_dup.sql":
+                "CREATE TABLE d (id int PRIMARY KEY);\n-- two rows, one key\nINSERT INTO d VALUES (1);\n  INSERT INTO d VALUES (1);\n"
         ]) { (fx: Fixture) async throws in
             let error = await #expect(throws: MigrationError.self) { try await fx.migrator().run(on: fx.conn) }
             #expect(error?.message.contains("1_dup.sql:4:3") == true)
@@ -210,11 +216,11 @@ struct MigratorTests {
         try await withFixture([
             "1_t.sql": "CREATE TABLE t (a int, b int); INSERT INTO t SELECT g, g FROM generate_series(1, 100) g;",
             "2_idx.sql": """
-                -- no-transaction
-                CREATE INDEX CONCURRENTLY t_a_idx ON t (a);
-                /* a comment; with a semicolon */
-                CREATE INDEX CONCURRENTLY t_b_idx ON t (b);
-                """,
+            -- no-transaction
+            CREATE INDEX CONCURRENTLY t_a_idx ON t (a);
+            /* a comment; with a semicolon */
+            CREATE INDEX CONCURRENTLY t_b_idx ON t (b);
+            """,
         ]) { (fx: Fixture) async throws in
             try await fx.migrator().run(on: fx.conn)
             let valid = try await fx.conn.query(
@@ -227,7 +233,8 @@ struct MigratorTests {
     @Test func aNoTransactionFileFailingHalfWayIsRecordedAsPartiallyApplied() async throws {
         try await withFixture([
             "1_t.sql": "CREATE TABLE t (a int);",
-            "2_idx.sql": "-- no-transaction\nCREATE INDEX CONCURRENTLY t_a_idx ON t (a);\nCREATE INDEX CONCURRENTLY t_z_idx ON t (zz);\n",
+            "2_idx.sql":
+                "-- no-transaction\nCREATE INDEX CONCURRENTLY t_a_idx ON t (a);\nCREATE INDEX CONCURRENTLY t_z_idx ON t (zz);\n",
             "3_more.sql": "CREATE TABLE more (id int);",
         ]) { (fx: Fixture) async throws in
             let error = await #expect(throws: MigrationError.self) { try await fx.migrator().run(on: fx.conn) }
@@ -274,7 +281,9 @@ struct MigratorTests {
             try await Task.sleep(for: .milliseconds(700))
             // Still waiting: nothing applied, and the ledger was not even created.
             let observer = try await fx.db.connect()
-            #expect(try await observer.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS absent").first?.bool("absent") == true)
+            #expect(
+                try await observer.query("SELECT to_regclass('_sqlx_migrations') IS NULL AS absent").first?.bool(
+                    "absent") == true)
             // While waiting, the runner holds no transaction open (so CREATE INDEX
             // CONCURRENTLY elsewhere cannot deadlock on it).
             let open = try await observer.query(
@@ -306,4 +315,3 @@ struct MigratorTests {
         }
     }
 }
-

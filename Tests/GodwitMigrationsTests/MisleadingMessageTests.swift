@@ -50,7 +50,9 @@ struct MisleadingMessageTests {
             }
             // Nothing was installed on the way.
             let conn = try await db.connect()
-            #expect(try await conn.query("SELECT to_regnamespace('godwit') IS NULL AS absent").first?.bool("absent") == true)
+            #expect(
+                try await conn.query("SELECT to_regnamespace('godwit') IS NULL AS absent").first?.bool("absent") == true
+            )
             await conn.close()
         }
     }

@@ -36,7 +36,11 @@ struct OwnTransactionTests {
         ("2_status_not_null.sql", zeroToProduction, ["set-not-null"]),
         // Wrapped whole: runs as it would without its BEGIN and COMMIT; the table is new, so
         // its index is no finding (the trace ran the CREATE TABLE).
-        ("3_tokens.sql", "BEGIN;\nCREATE TABLE tokens (id bigint PRIMARY KEY, sub uuid);\nCREATE INDEX tokens_sub ON tokens (sub);\nCOMMIT;", []),
+        (
+            "3_tokens.sql",
+            "BEGIN;\nCREATE TABLE tokens (id bigint PRIMARY KEY, sub uuid);\nCREATE INDEX tokens_sub ON tokens (sub);\nCOMMIT;",
+            []
+        ),
         // Statements after the COMMIT: a finding at the COMMIT. The ACCESS EXCLUSIVE that the
         // ALTER took ends at the COMMIT, so the UPDATE after it is not work under that lock.
         (
@@ -66,7 +70,8 @@ struct OwnTransactionTests {
 
     func rulesByFile(_ output: GodwitProcess.Output) throws -> [String: Set<String>] {
         let report = try #require(
-            JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any], "\(output.stdout)\(output.stderr)")
+            JSONSerialization.jsonObject(with: Data(output.stdout.utf8)) as? [String: Any],
+            "\(output.stdout)\(output.stderr)")
         return LintCommandTests.rulesByFile(try #require(report["findings"] as? [[String: Any]]))
     }
 
@@ -96,7 +101,8 @@ struct OwnTransactionTests {
                 ), "\(text.stdout)")
 
             // Nothing of the pending files reached the target, and the scratch database is gone.
-            #expect(try await conn.query("SELECT to_regclass('tokens') IS NULL AS absent").first?.bool("absent") == true)
+            #expect(
+                try await conn.query("SELECT to_regclass('tokens') IS NULL AS absent").first?.bool("absent") == true)
             #expect(try await conn.query("SELECT count(*) AS n FROM _sqlx_migrations").first?.int("n") == 1)
             #expect(try await run.leftovers() == 0)
             await conn.close()
@@ -140,7 +146,8 @@ struct OwnTransactionTests {
         try await withFixture([
             "1_base.sql": Self.subscriptions,
             "2_status_not_null.sql": Self.zeroToProduction,
-            "3_tokens.sql": "BEGIN;\nCREATE TABLE tokens (id bigint PRIMARY KEY);\nCOMMIT;\nCREATE TABLE after_commit (id int);\n",
+            "3_tokens.sql":
+                "BEGIN;\nCREATE TABLE tokens (id bigint PRIMARY KEY);\nCOMMIT;\nCREATE TABLE after_commit (id int);\n",
         ]) { (fx: Fixture) async throws in
             let events = try await fx.migrator().run(on: fx.conn)
             #expect(events.map(\.version) == [1, 2, 3])

@@ -12,20 +12,27 @@ struct RepairTests {
     static func storedChecksum(_ url: String) async throws -> [UInt8] {
         let conn = try await Connection.connect(url)
         defer { Task { await conn.close() } }
-        return try await conn.query("SELECT checksum FROM _sqlx_migrations WHERE version = 1").first?.bytes("checksum") ?? []
+        return try await conn.query("SELECT checksum FROM _sqlx_migrations WHERE version = 1").first?.bytes("checksum")
+            ?? []
     }
 
     /// The file checked out again with CRLF and a BOM: repair shows it, changes nothing
     /// without --yes, and with --yes stores the file's checksum, so run accepts it.
     @Test(arguments: [
-        ("\u{FEFF}" + original.replacingOccurrences(of: "\n", with: "\r\n"), [
-            "  the applied file had LF line ends; the file now has CRLF",
-            "  the file now begins with a byte-order mark, which the applied file did not have",
-        ]),
-        ("CREATE TABLE users (  \n    id int\t\n);", [
-            "  the file now has trailing whitespace on lines 1, 2",
-            "  the applied file ended with a newline; the file does not",
-        ]),
+        (
+            "\u{FEFF}" + original.replacingOccurrences(of: "\n", with: "\r\n"),
+            [
+                "  the applied file had LF line ends; the file now has CRLF",
+                "  the file now begins with a byte-order mark, which the applied file did not have",
+            ]
+        ),
+        (
+            "CREATE TABLE users (  \n    id int\t\n);",
+            [
+                "  the file now has trailing whitespace on lines 1, 2",
+                "  the applied file ended with a newline; the file does not",
+            ]
+        ),
     ])
     func aWhitespaceOnlyChangeIsShownAndRepairedWithYes(changed: String, differences: [String]) async throws {
         let dir = try TemporaryDirectory()
@@ -113,7 +120,8 @@ struct RepairTests {
                 shown.stdout.contains(
                     "  the file is unchanged: its stored checksum was computed from its raw bytes, before sqlx.toml's ignored-chars were set"
                 ), "\(shown.stdout)")
-            #expect(try await GodwitCommand.run(["migrate", "repair", "--yes", "-D", db.url] + source + config).status == 0)
+            #expect(
+                try await GodwitCommand.run(["migrate", "repair", "--yes", "-D", db.url] + source + config).status == 0)
             let expected = Array(SHA384.hash(data: Array(Self.original.utf8)))
             #expect(try await Self.storedChecksum(db.url) == expected)
         }

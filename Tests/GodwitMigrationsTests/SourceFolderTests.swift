@@ -92,7 +92,8 @@ struct SourceFolderTests {
         try dir.write("6_b.sql/inside.txt", "x")
         let source = try MigrationSource.load(directory: dir.path)
         #expect(source.migrations.map(\.version) == [5])
-        #expect(source.warnings == ["\(dir.path)/6_b.sql is a directory, not a migration file; it is ignored, as by sqlx"])
+        #expect(
+            source.warnings == ["\(dir.path)/6_b.sql is a directory, not a migration file; it is ignored, as by sqlx"])
     }
 
     /// `migrate run` prints the warning on stderr and applies the rest.
@@ -116,7 +117,8 @@ struct SourceFolderTests {
         ["migrate", "lint"], ["migrate", "add", "more"], ["worker", "--drain", "--migrate", "--log-level", "error"],
     ])
     func everyCommandThatReadsTheFolderPrintsItsWarningsOnce(command: [String]) async throws {
-        try await withFixture(["1_a.sql": "CREATE TABLE a (id int);", "2.sql": "CREATE TABLE b (id int);"]) { (f: Fixture) async throws in
+        try await withFixture(["1_a.sql": "CREATE TABLE a (id int);", "2.sql": "CREATE TABLE b (id int);"]) {
+            (f: Fixture) async throws in
             try FileManager.default.createDirectory(
                 atPath: "\(f.dir.path)/3_dir.sql", withIntermediateDirectories: false)
             try FileManager.default.createSymbolicLink(atPath: "\(f.dir.path)/4.sql", withDestinationPath: "gone.sql")
@@ -133,7 +135,8 @@ struct SourceFolderTests {
             ]
             #expect(warnings.count == expected.count, "\(command): \(result.stderr)")
             for prefix in expected {
-                #expect(warnings.filter { $0.hasPrefix(prefix) }.count == 1, "\(command): \(prefix) in \(result.stderr)")
+                #expect(
+                    warnings.filter { $0.hasPrefix(prefix) }.count == 1, "\(command): \(prefix) in \(result.stderr)")
             }
         }
     }
@@ -183,7 +186,9 @@ struct SourceFolderTests {
             #expect(try await f.exists("c"))
             let revert = try await GodwitCommand.run(["migrate", "revert", "-D", f.db.url, "--source", f.dir.path])
             #expect(revert.status == 1)
-            #expect(revert.stderr.hasPrefix("error: \(f.dir.path)/3_c.down.sql: the migration is empty"), "\(revert.stderr)")
+            #expect(
+                revert.stderr.hasPrefix("error: \(f.dir.path)/3_c.down.sql: the migration is empty"), "\(revert.stderr)"
+            )
             #expect(try await f.ledger().map(\.version) == [1, 2, 3])
         }
     }

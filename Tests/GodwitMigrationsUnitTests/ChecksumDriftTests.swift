@@ -16,7 +16,8 @@ struct ChecksumDriftTests {
             ChecksumDrift.explain(stored: stored, file: crlf, ignoredChars: [])?.differences == [
                 "the applied file had LF line ends; the file now has CRLF"
             ])
-        #expect(ChecksumDrift.explain(stored: stored, file: Array("SELECT 1;\nSELECT 3;\n".utf8), ignoredChars: []) == nil)
+        #expect(
+            ChecksumDrift.explain(stored: stored, file: Array("SELECT 1;\nSELECT 3;\n".utf8), ignoredChars: []) == nil)
     }
 
     @Test func comparingTheAppliedTextGivesALineDiffForContent() {

@@ -33,8 +33,14 @@ struct LintRuleTests {
         ("ALTER TABLE ONLY media ADD PRIMARY KEY (id);", "unique-without-index"),
         ("ALTER TABLE media ALTER n SET NOT NULL;", "set-not-null"),
         // A NOT VALID check proves nothing to PostgreSQL until it is validated.
-        ("ALTER TABLE media ADD CONSTRAINT n CHECK (n IS NOT NULL) NOT VALID;\nALTER TABLE media ALTER n SET NOT NULL;", "set-not-null"),
-        ("BEGIN;\nALTER TABLE media ADD COLUMN x int;\nCOMMIT;\nUPDATE media SET x = 1 WHERE id = 1;", "file-ends-transaction"),
+        (
+            "ALTER TABLE media ADD CONSTRAINT n CHECK (n IS NOT NULL) NOT VALID;\nALTER TABLE media ALTER n SET NOT NULL;",
+            "set-not-null"
+        ),
+        (
+            "BEGIN;\nALTER TABLE media ADD COLUMN x int;\nCOMMIT;\nUPDATE media SET x = 1 WHERE id = 1;",
+            "file-ends-transaction"
+        ),
         ("ALTER TABLE media ADD COLUMN x int;\nROLLBACK;", "file-ends-transaction"),
         ("VACUUM (FULL, ANALYZE) media;", "vacuum-full"),
         ("CLUSTER VERBOSE media;", "cluster"),
@@ -138,7 +144,8 @@ struct LintRuleTests {
         #expect(remote.recipe == LintRule.remoteConnection.recipe)
         let program = try #require(report.findings.last)
         #expect(program.line == 3)
-        #expect(program.message.hasPrefix("COPY ... TO PROGRAM runs a command on the database server's operating system"))
+        #expect(
+            program.message.hasPrefix("COPY ... TO PROGRAM runs a command on the database server's operating system"))
         #expect(program.recipe.contains("COPY ... FROM STDIN / TO STDOUT"))
     }
 

@@ -87,10 +87,12 @@ struct MigrationConfigTests {
         try dir.write("sub/other.toml", "[migrate]\ntable-name = \"there\"\n[nope]\n")
         let implicit = try MigrationConfig.resolve(configPath: nil, directory: dir.path)
         #expect(implicit.path == "sqlx.toml")
-        #expect(implicit.warnings.first?.hasPrefix("sqlx.toml:1: unknown section `migrat`") == true, "\(implicit.warnings)")
+        #expect(
+            implicit.warnings.first?.hasPrefix("sqlx.toml:1: unknown section `migrat`") == true, "\(implicit.warnings)")
         let given = try MigrationConfig.resolve(configPath: "sub/other.toml", directory: dir.path)
         #expect(given.tableName == "there" && given.path == "sub/other.toml")
-        #expect(given.warnings.first?.hasPrefix("sub/other.toml:3: unknown section `nope`") == true, "\(given.warnings)")
+        #expect(
+            given.warnings.first?.hasPrefix("sub/other.toml:3: unknown section `nope`") == true, "\(given.warnings)")
         let missing = try #require(throws: MigrationError.self) {
             try MigrationConfig.resolve(configPath: "sub/nope.toml", directory: dir.path)
         }

@@ -6,15 +6,16 @@ import Testing
 
 @Suite("Migration files, checksums and naming")
 struct MigrationSourceTests {
-    @Test(arguments: [
-        ("20240101120000_create_users.sql", 20_240_101_120_000, "create users", Migration.Kind.simple),
-        ("1_init.up.sql", 1, "init", .up),
-        ("0001_init.down.sql", 1, "init", .down),
-        ("42_a_b_c.sql", 42, "a b c", .simple),
-        ("7_x.sql.sql", 7, "x", .simple),
-        ("3_with.dots.up.sql", 3, "with.dots", .up),
-        ("-5_negative.sql", -5, "negative", .simple),
-    ] as [(String, Int64, String, Migration.Kind)])
+    @Test(
+        arguments: [
+            ("20240101120000_create_users.sql", 20_240_101_120_000, "create users", Migration.Kind.simple),
+            ("1_init.up.sql", 1, "init", .up),
+            ("0001_init.down.sql", 1, "init", .down),
+            ("42_a_b_c.sql", 42, "a b c", .simple),
+            ("7_x.sql.sql", 7, "x", .simple),
+            ("3_with.dots.up.sql", 3, "with.dots", .up),
+            ("-5_negative.sql", -5, "negative", .simple),
+        ] as [(String, Int64, String, Migration.Kind)])
     func parsesNamesLikeSqlx(name: String, version: Int64, description: String, kind: Migration.Kind) throws {
         let parsed = try #require(try MigrationSource.parseFileName(name))
         #expect(parsed.version == version)
@@ -50,7 +51,8 @@ struct MigrationSourceTests {
         try dir.write(name, "SELECT 1;")
         let error = try #require(throws: MigrationError.self) { try MigrationSource.load(directory: dir.path) }
         #expect(error.code == .invalidSource)
-        #expect(error.message.hasPrefix("\(dir.path)/\(name): \(expected): the ledger's version is a bigint"), "\(error)")
+        #expect(
+            error.message.hasPrefix("\(dir.path)/\(name): \(expected): the ledger's version is a bigint"), "\(error)")
         #expect(!error.message.contains("integer version"))
         // The largest bigint is a version like any other.
         #expect(try MigrationSource.parseFileName("9223372036854775807_x.sql")?.version == Int64.max)
@@ -91,12 +93,13 @@ struct MigrationSourceTests {
 
     // MARK: Checksums
 
-    @Test(arguments: [
-        ("lf", Array("CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n".utf8)),
-        ("crlf", Array("CREATE TABLE a (id int);\r\nINSERT INTO a VALUES (1);\r\n".utf8)),
-        ("bom", [0xEF, 0xBB, 0xBF] + Array("CREATE TABLE a (id int);\n".utf8)),
-        ("directive", Array("-- no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);\n".utf8)),
-    ] as [(String, [UInt8])])
+    @Test(
+        arguments: [
+            ("lf", Array("CREATE TABLE a (id int);\nINSERT INTO a VALUES (1);\n".utf8)),
+            ("crlf", Array("CREATE TABLE a (id int);\r\nINSERT INTO a VALUES (1);\r\n".utf8)),
+            ("bom", [0xEF, 0xBB, 0xBF] + Array("CREATE TABLE a (id int);\n".utf8)),
+            ("directive", Array("-- no-transaction\nCREATE INDEX CONCURRENTLY i ON a (id);\n".utf8)),
+        ] as [(String, [UInt8])])
     func checksumIsSHA384OfTheRawBytes(label: String, bytes: [UInt8]) async throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
@@ -239,7 +242,8 @@ struct MigrationSourceTests {
                 "20260101000000_e.up.sql", "20260101000000_e.down.sql",
             ])
         let seq = try MigrationScaffold.create(description: "f", in: dir.path, versioning: .sequential)
-        #expect(seq.map { ($0 as NSString).lastPathComponent } == ["20260101000001_f.up.sql", "20260101000001_f.down.sql"])
+        #expect(
+            seq.map { ($0 as NSString).lastPathComponent } == ["20260101000001_f.up.sql", "20260101000001_f.down.sql"])
     }
 
     /// Two `migrate add` in one second, or a clock behind the newest migration: the next free
@@ -251,20 +255,22 @@ struct MigrationSourceTests {
         let now = Date(timeIntervalSince1970: 1_767_225_600)  // 2026-01-01 00:00:00 UTC
         var names: [String] = []
         for description in ["b", "c", "d"] {
-            let files = try MigrationScaffold.create(description: description, in: dir.path, versioning: .timestamp, now: now)
+            let files = try MigrationScaffold.create(
+                description: description, in: dir.path, versioning: .timestamp, now: now)
             names += files.map { ($0 as NSString).lastPathComponent }
         }
         #expect(names == ["20260101000001_b.sql", "20260101000002_c.sql", "20260101000003_d.sql"])
         #expect(try MigrationSource.load(directory: dir.path).migrations.count == 4)
     }
 
-    @Test(arguments: [
-        (20_260_101_000_059, "20260101000100"),  // the second after :59 is the next minute
-        (20_261_231_235_959, "20270101000000"),
-        (20_991_231_120_000, "20991231120001"),  // a version far ahead of the clock
-        (20_270_100_000_000, "20270100000001"),  // day 0 is not a real time: one more than it
-        (99_999_999_999_999_999, "100000000000000000"),
-    ] as [(Int64, String)])
+    @Test(
+        arguments: [
+            (20_260_101_000_059, "20260101000100"),  // the second after :59 is the next minute
+            (20_261_231_235_959, "20270101000000"),
+            (20_991_231_120_000, "20991231120001"),  // a version far ahead of the clock
+            (20_270_100_000_000, "20270100000001"),  // day 0 is not a real time: one more than it
+            (99_999_999_999_999_999, "100000000000000000"),
+        ] as [(Int64, String)])
     func theNextFreeSecondIsAfterTheNewestVersion(newest: Int64, expected: String) throws {
         let dir = try TemporaryDirectory()
         defer { dir.delete() }
@@ -286,10 +292,13 @@ struct MigrationSourceTests {
             var files = [(name: "2_x.up.sql", contents: Array("SELECT 1;".utf8))]
             if name == "2_x.sql" { files = [] }
             files.append((name: name, contents: Array(contents.utf8)))
-            let error = #expect(throws: MigrationError.self) { try MigrationSource(files: files, directory: "migrations") }
+            let error = #expect(throws: MigrationError.self) {
+                try MigrationSource(files: files, directory: "migrations")
+            }
             #expect(
                 error?.message
-                    == "migrations/\(name):\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it")
+                    == "migrations/\(name):\(line): the file contains a NUL byte, which PostgreSQL cannot take (the SQL after it would be silently dropped); remove it"
+            )
             #expect(error?.version == 2)
         }
     }

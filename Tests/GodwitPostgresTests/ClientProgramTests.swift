@@ -21,13 +21,17 @@ struct ClientProgramTests {
                 group.addTask {
                     try await ClientProgram.run(
                         "psql",
-                        ["-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c", "SELECT pg_advisory_lock_shared(\(key))"],
+                        [
+                            "-X", "-q", "--dbname=\(conninfo) application_name=\(tag)", "-c",
+                            "SELECT pg_advisory_lock_shared(\(key))",
+                        ],
                         environment: environment)
                 }
             }
             let waiting = try await eventually(timeout: .seconds(120)) {
                 try await observer.query(
-                    "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", [tag]
+                    "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'",
+                    [tag]
                 ).first?.int("n") == 4
             }
             #expect(waiting, "this task did not see the four programs waiting at once")

@@ -25,7 +25,8 @@ struct ConnectionTests {
         try await withTestDatabase { db in
             let conn = try await db.connect()
             let bytes: [UInt8] = [0, 1, 0x7f, 0x80, 0xff, 0x5c]
-            let row = try #require(try await conn.query("SELECT $1::bytea AS b, length($1::bytea) AS n", [ByteaParameter(bytes)]).first)
+            let row = try #require(
+                try await conn.query("SELECT $1::bytea AS b, length($1::bytea) AS n", [ByteaParameter(bytes)]).first)
             #expect(try row.bytes("b") == bytes)
             #expect(try row.int("n") == bytes.count)
         }
@@ -90,7 +91,8 @@ struct ConnectionTests {
             await #expect(throws: CancellationError.self) { try await task.value }
             #expect(
                 try await eventually {
-                    try await observer.query("SELECT state FROM pg_stat_activity WHERE pid = $1", [pid]).first?.string("state")
+                    try await observer.query("SELECT state FROM pg_stat_activity WHERE pid = $1", [pid]).first?.string(
+                        "state")
                         == "idle"
                 })
             // The session is usable.

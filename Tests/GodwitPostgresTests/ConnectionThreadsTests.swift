@@ -1,7 +1,8 @@
 import Foundation
-@testable import GodwitPostgres
 import GodwitTestSupport
 import Testing
+
+@testable import GodwitPostgres
 
 /// What `Connection.finishAll()` does before the process exits, on this test's connections only
 /// (the process is shared with every other test): a connection released is closed and its

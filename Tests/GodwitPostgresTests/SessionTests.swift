@@ -95,7 +95,7 @@ struct SessionTests {
             let admin = try await db.connect()
             let role = "godwit_wrongpass_\(UInt32.random(in: 0...UInt32.max))"
             try await admin.execute("CREATE ROLE \(role) LOGIN PASSWORD 'right-password'")
-            
+
             var components = try #require(URLComponents(string: db.url))
             components.user = role
             components.password = "wrong-password"

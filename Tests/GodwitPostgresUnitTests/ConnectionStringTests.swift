@@ -10,7 +10,10 @@ struct ConnectionStringTests {
     @Test(arguments: [
         // Well formed.
         ("postgres://app:Zq1secret@db.example/app", "postgres://app:********@db.example/app"),
-        ("postgres://app@db/app?sslmode=disable&password=Zq1secret", "postgres://app@db/app?sslmode=disable&password=********"),
+        (
+            "postgres://app@db/app?sslmode=disable&password=Zq1secret",
+            "postgres://app@db/app?sslmode=disable&password=********"
+        ),
         ("host=db password=Zq1secret dbname=app", "host=db password=******** dbname=app"),
         ("host=db password = 'Zq1 it\\'s' dbname=app", "host=db password = ******** dbname=app"),
         // Malformed: libpq cannot parse these, the scan still finds the password.
@@ -18,7 +21,10 @@ struct ConnectionStringTests {
         ("postgres://app:Zq1secret@[::1/app", "postgres://app:********@[::1/app"),
         ("postgres://app:Zq1@sec:ret@db/app", "postgres://app:********@db/app"),
         ("postgres://db/app?PASS%57ORD=Zq1secret&bogus", "postgres://db/app?PASS%57ORD=********"),
-        ("postgres://db/app?password=Zq1&secret&sslmode=require", "postgres://db/app?password=********&sslmode=require"),
+        (
+            "postgres://db/app?password=Zq1&secret&sslmode=require",
+            "postgres://db/app?password=********&sslmode=require"
+        ),
         ("postgres://app:Zq1secret/app", "postgres://app:********/app"),
         ("host=db password=Zq1 two words dbname=app", "host=db password=******** dbname=app"),
         ("host=db password=Zq1 bogus=1 port=5432", "host=db password=******** port=5432"),
@@ -31,16 +37,26 @@ struct ConnectionStringTests {
     }
 
     @Test func redactedLeavesAStringWithoutAPasswordAlone() {
-        for conninfo in ["", "postgres://app@db:5432/app?sslmode=require", "host=db port=5432 dbname=app", "not a url"] {
+        for conninfo in ["", "postgres://app@db:5432/app?sslmode=require", "host=db port=5432 dbname=app", "not a url"]
+        {
             #expect(ConnectionString.redacted(conninfo) == conninfo)
         }
     }
 
     @Test func parseErrorsNameTheProblemNotTheString() throws {
         let cases: [(String, String)] = [
-            ("postgres://app:BadPass%zzLEAK@db/app", "invalid database URL: a % is not followed by two hexadecimal digits"),
-            ("postgres://app:LEAKpw@[::1/app", "invalid database URL: an IPv6 host address opened with [ is not closed"),
-            ("postgres://app:LEAKpw@db/app?bogus=1", "invalid database URL: a query parameter is not a libpq connection setting"),
+            (
+                "postgres://app:BadPass%zzLEAK@db/app",
+                "invalid database URL: a % is not followed by two hexadecimal digits"
+            ),
+            (
+                "postgres://app:LEAKpw@[::1/app",
+                "invalid database URL: an IPv6 host address opened with [ is not closed"
+            ),
+            (
+                "postgres://app:LEAKpw@db/app?bogus=1",
+                "invalid database URL: a query parameter is not a libpq connection setting"
+            ),
             ("host=db password=LEAK pw", "invalid connection string: a word is not followed by ="),
             ("host=db password='LEAK", "invalid connection string: a quoted value has no closing '"),
         ]
@@ -51,7 +67,9 @@ struct ConnectionStringTests {
         }
         // With nothing secret in the string, an unknown setting is named.
         let unknown = #expect(throws: PostgresError.self) { try ConnectionString.options("host=db sslmod=require") }
-        #expect(unknown?.description == "invalid connection string: a setting is not a libpq connection setting: \"sslmod\"")
+        #expect(
+            unknown?.description == "invalid connection string: a setting is not a libpq connection setting: \"sslmod\""
+        )
     }
 
     @Test func validateRefusesWhatIsNotAConnectionString() {
@@ -60,16 +78,27 @@ struct ConnectionStringTests {
             ("not a url", "not a PostgreSQL connection string: \(expected)"),
             ("mydatabase", "not a PostgreSQL connection string: \(expected)"),
             ("mysql://root:LEAK@db/app", "not a PostgreSQL connection string: \(expected), got a mysql:// URL"),
-            ("jdbc:postgresql://db/app?password=LEAK", "not a PostgreSQL connection string: \(expected), got a jdbc:postgresql:// URL"),
-            ("POSTGRES://db/app", "not a PostgreSQL connection string: \(expected), got POSTGRES:// (write the scheme in lowercase)"),
-            (" postgres://db/app", "not a PostgreSQL connection string: \(expected), got whitespace before postgres://"),
+            (
+                "jdbc:postgresql://db/app?password=LEAK",
+                "not a PostgreSQL connection string: \(expected), got a jdbc:postgresql:// URL"
+            ),
+            (
+                "POSTGRES://db/app",
+                "not a PostgreSQL connection string: \(expected), got POSTGRES:// (write the scheme in lowercase)"
+            ),
+            (
+                " postgres://db/app",
+                "not a PostgreSQL connection string: \(expected), got whitespace before postgres://"
+            ),
         ]
         for (conninfo, message) in refused {
             let error = #expect(throws: PostgresError.self) { try ConnectionString.validate(conninfo) }
             #expect(error?.message == message)
             #expect(error?.description.contains("LEAK") == false)
         }
-        for accepted in ["", "  ", "postgres://db/app", "postgresql://", "postgresql:///app?host=/tmp", "host=db dbname=app"] {
+        for accepted in [
+            "", "  ", "postgres://db/app", "postgresql://", "postgresql:///app?host=/tmp", "host=db dbname=app",
+        ] {
             #expect(throws: Never.self) { try ConnectionString.validate(accepted) }
         }
         // Malformed PostgreSQL strings are refused with the parse error.
@@ -79,7 +108,8 @@ struct ConnectionStringTests {
 
     @Test func scrubRemovesEveryFormOfThePassword() {
         let conninfo = "postgres://app:Zq1%40sec%2Fret@db/app"
-        let message = "raw Zq1%40sec%2Fret, decoded Zq1@sec/ret, lower zq1%40sec%2fret? no: Zq1%40sec%2fret, piece ret\nsec"
+        let message =
+            "raw Zq1%40sec%2Fret, decoded Zq1@sec/ret, lower zq1%40sec%2fret? no: Zq1%40sec%2fret, piece ret\nsec"
         let scrubbed = ConnectionString.scrub(message, conninfo: conninfo)
         #expect(!scrubbed.contains("Zq1"))
         #expect(!scrubbed.contains("sec"))
@@ -103,8 +133,11 @@ struct ConnectionStringTests {
             #expect(redacted.contains("********"), "redacted: \(fuzz) -> \(redacted)")
             for function in ["options", "validate"] {
                 do {
-                    if function == "options" { _ = try ConnectionString.options(fuzz.conninfo) }
-                    else { try ConnectionString.validate(fuzz.conninfo) }
+                    if function == "options" {
+                        _ = try ConnectionString.options(fuzz.conninfo)
+                    } else {
+                        try ConnectionString.validate(fuzz.conninfo)
+                    }
                 } catch {
                     #expect(fuzz.leak(in: "\(error)") == nil, "\(function): \(fuzz) -> \(error)")
                 }

@@ -19,10 +19,12 @@ struct FormattingTests {
         #expect(decoded == all)
     }
 
-    @Test(arguments: [
-        (0, "0 bytes"), (10_239, "10239 bytes"), (10_240, "10 kB"), (10_700, "10 kB"), (139_264, "136 kB"), (1_258_291, "1.2 MB"),
-        (3_145_728, "3.0 MB"), (3_650_722_202, "3.4 GB"), (5 << 50, "5120 TB"),
-    ] as [(Int64, String)])
+    @Test(
+        arguments: [
+            (0, "0 bytes"), (10_239, "10239 bytes"), (10_240, "10 kB"), (10_700, "10 kB"), (139_264, "136 kB"),
+            (1_258_291, "1.2 MB"),
+            (3_145_728, "3.0 MB"), (3_650_722_202, "3.4 GB"), (5 << 50, "5120 TB"),
+        ] as [(Int64, String)])
     func sizesReadAsPgSizePrettyDoes(bytes: Int64, text: String) {
         #expect(ByteSize.description(bytes) == text)
     }

@@ -10,17 +10,19 @@ private func texts(_ script: String) -> [String] {
 struct SQLSplitterTests {
     // MARK: Basics
 
-    @Test("Scripts without statements yield nothing", arguments: [
-        "",
-        "   \n\t \r\n",
-        "-- no-transaction\n",
-        "-- no-transaction",
-        "/* only a comment */",
-        "/* a /* nested */ comment */ -- and a line comment\n",
-        ";",
-        " ; ;; \n;",
-        "-- no-transaction\n;\n/* x */;",
-    ])
+    @Test(
+        "Scripts without statements yield nothing",
+        arguments: [
+            "",
+            "   \n\t \r\n",
+            "-- no-transaction\n",
+            "-- no-transaction",
+            "/* only a comment */",
+            "/* a /* nested */ comment */ -- and a line comment\n",
+            ";",
+            " ; ;; \n;",
+            "-- no-transaction\n;\n/* x */;",
+        ])
     func emptyScripts(script: String) {
         #expect(SQLSplitter.split(script) == [])
     }
@@ -47,12 +49,13 @@ struct SQLSplitterTests {
             -- trailing comment of the file
             """
         let statements = SQLSplitter.split(script)
-        #expect(statements == [
-            SQLStatement(
-                text: "SELECT /* inner; */ 1 -- trailing; still this statement",
-                startLine: 3, startColumn: 1, startOffset: 48
-            ),
-        ])
+        #expect(
+            statements == [
+                SQLStatement(
+                    text: "SELECT /* inner; */ 1 -- trailing; still this statement",
+                    startLine: 3, startColumn: 1, startOffset: 48
+                )
+            ])
     }
 
     @Test func severalCreateIndexConcurrently() {
@@ -65,11 +68,12 @@ struct SQLSplitterTests {
               CREATE UNIQUE INDEX CONCURRENTLY "Weird;Name" ON t ((lower(name)));
             """
         let statements = SQLSplitter.split(script)
-        #expect(statements.map(\.text) == [
-            "CREATE INDEX CONCURRENTLY users_email_idx ON users (email)",
-            "CREATE INDEX CONCURRENTLY orders_user_idx\n    ON orders (user_id) WHERE deleted_at IS NULL",
-            #"CREATE UNIQUE INDEX CONCURRENTLY "Weird;Name" ON t ((lower(name)))"#,
-        ])
+        #expect(
+            statements.map(\.text) == [
+                "CREATE INDEX CONCURRENTLY users_email_idx ON users (email)",
+                "CREATE INDEX CONCURRENTLY orders_user_idx\n    ON orders (user_id) WHERE deleted_at IS NULL",
+                #"CREATE UNIQUE INDEX CONCURRENTLY "Weird;Name" ON t ((lower(name)))"#,
+            ])
         #expect(statements.map(\.startLine) == [2, 4, 6])
         #expect(statements.map(\.startColumn) == [1, 1, 3])
         #expect(statements.map(\.startOffset) == [18, 79, 173])
@@ -78,38 +82,40 @@ struct SQLSplitterTests {
     // MARK: Semicolons that do not end a statement
 
     /// Each script holds one statement with a `;` that must not split, then `; SELECT 2`.
-    @Test("Semicolons inside strings, identifiers and comments", arguments: [
-        "SELECT 'a;b'",
-        "SELECT 'it''s; fine'",
-        "SELECT ''';'''",
-        #"SELECT E'it\'s; escaped'"#,
-        #"SELECT e'\\', ';'"#,
-        #"SELECT E'tab\t;\\\''"#,
-        "SELECT E'a'\n  '\\'; continued'",
-        "SELECT E'a' \n-- comment in the gap\n'\\'; continued'",
-        "SELECT U&'d\\0061t;a' UESCAPE '\\'",
-        "SELECT u&'x;y', N'n;', B'1;0', X'ab;'",
-        #"SELECT "semi;colon""#,
-        #"SELECT "a"";b" FROM "t;""#,
-        #"SELECT U&"d;x""#,
-        "SELECT $$a;b$$",
-        "SELECT $$$$, $$;$$",
-        "SELECT $fn$ $$ ; $$ $fn$",
-        "SELECT $a$ $b$ ; $b$ $a$",
-        "SELECT $x$ $xy$; $X$; $x $x$",
-        "SELECT $_1$;$_1$",
-        "SELECT $ä$;$ä$",
-        "SELECT 1$$;$$",
-        "SELECT 1 -- comment; here\n + 1",
-        "SELECT 1 -- comment; here\r + 1",
-        "SELECT 1 --; \r\n + 1",
-        "SELECT /* a; */ 1",
-        "SELECT /* a /* b; */ c; */ 1",
-        "SELECT /*/ ; */ 1",
-        "SELECT /* **/ 1 /***/",
-        "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a VALUES (1); INSERT INTO b VALUES (2))",
-        "SELECT (1;2)",
-    ])
+    @Test(
+        "Semicolons inside strings, identifiers and comments",
+        arguments: [
+            "SELECT 'a;b'",
+            "SELECT 'it''s; fine'",
+            "SELECT ''';'''",
+            #"SELECT E'it\'s; escaped'"#,
+            #"SELECT e'\\', ';'"#,
+            #"SELECT E'tab\t;\\\''"#,
+            "SELECT E'a'\n  '\\'; continued'",
+            "SELECT E'a' \n-- comment in the gap\n'\\'; continued'",
+            "SELECT U&'d\\0061t;a' UESCAPE '\\'",
+            "SELECT u&'x;y', N'n;', B'1;0', X'ab;'",
+            #"SELECT "semi;colon""#,
+            #"SELECT "a"";b" FROM "t;""#,
+            #"SELECT U&"d;x""#,
+            "SELECT $$a;b$$",
+            "SELECT $$$$, $$;$$",
+            "SELECT $fn$ $$ ; $$ $fn$",
+            "SELECT $a$ $b$ ; $b$ $a$",
+            "SELECT $x$ $xy$; $X$; $x $x$",
+            "SELECT $_1$;$_1$",
+            "SELECT $ä$;$ä$",
+            "SELECT 1$$;$$",
+            "SELECT 1 -- comment; here\n + 1",
+            "SELECT 1 -- comment; here\r + 1",
+            "SELECT 1 --; \r\n + 1",
+            "SELECT /* a; */ 1",
+            "SELECT /* a /* b; */ c; */ 1",
+            "SELECT /*/ ; */ 1",
+            "SELECT /* **/ 1 /***/",
+            "CREATE RULE r AS ON INSERT TO t DO ALSO (INSERT INTO a VALUES (1); INSERT INTO b VALUES (2))",
+            "SELECT (1;2)",
+        ])
     func protectedSemicolons(first: String) {
         #expect(texts(first + "; SELECT 2;") == [first, "SELECT 2"])
     }
@@ -122,24 +128,27 @@ struct SQLSplitterTests {
         #expect(texts("SELECT 'a'\n'\\'; SELECT 2") == ["SELECT 'a'\n'\\'", "SELECT 2"])
     }
 
-    @Test("Dollar signs that do not open a dollar quote", arguments: [
-        "SELECT $1, $2::text",
-        "SELECT a$b$c FROM t",
-        "SELECT a$$ FROM t",
-        "SELECT \"q\"$1",
-        "SELECT $abc",
-        "SELECT $",
-        "SELECT $1$",
-        "SELECT $12abc",
-    ])
+    @Test(
+        "Dollar signs that do not open a dollar quote",
+        arguments: [
+            "SELECT $1, $2::text",
+            "SELECT a$b$c FROM t",
+            "SELECT a$$ FROM t",
+            "SELECT \"q\"$1",
+            "SELECT $abc",
+            "SELECT $",
+            "SELECT $1$",
+            "SELECT $12abc",
+        ])
     func dollarSignsThatAreNotQuotes(first: String) {
         #expect(texts(first + "; SELECT 2;") == [first, "SELECT 2"])
     }
 
     @Test func dollarQuoteNextToParameters() {
-        #expect(texts("SELECT $1||$t$;$t$||$2; SELECT $$ $1; $$; SELECT 3") == [
-            "SELECT $1||$t$;$t$||$2", "SELECT $$ $1; $$", "SELECT 3",
-        ])
+        #expect(
+            texts("SELECT $1||$t$;$t$||$2; SELECT $$ $1; $$; SELECT 3") == [
+                "SELECT $1||$t$;$t$||$2", "SELECT $$ $1; $$", "SELECT 3",
+            ])
     }
 
     @Test func dollarTagsAreCaseSensitive() {
@@ -173,14 +182,16 @@ struct SQLSplitterTests {
         #expect(texts(function + ";\nSELECT 2;") == [function, "SELECT 2"])
     }
 
-    @Test("BEGIN ATOMIC in routine definitions", arguments: [
-        "create or replace procedure p() language sql begin atomic insert into t values (1); insert into t values (2); end",
-        "Create Function f() Returns int Language sql Begin /* c */ Atomic Select 1; Select 2; End",
-        "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN -- comment\nATOMIC\nSELECT 1;\nEND",
-        "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC END",
-        "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT a; SELECT 'END;'; END",
-        "CREATE FUNCTION \"backend\"() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS backend; END",
-    ])
+    @Test(
+        "BEGIN ATOMIC in routine definitions",
+        arguments: [
+            "create or replace procedure p() language sql begin atomic insert into t values (1); insert into t values (2); end",
+            "Create Function f() Returns int Language sql Begin /* c */ Atomic Select 1; Select 2; End",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql\nBEGIN -- comment\nATOMIC\nSELECT 1;\nEND",
+            "CREATE FUNCTION f() RETURNS void LANGUAGE sql BEGIN ATOMIC END",
+            "CREATE FUNCTION f(a int) RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT a; SELECT 'END;'; END",
+            "CREATE FUNCTION \"backend\"() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1 AS backend; END",
+        ])
     func beginAtomic(function: String) {
         #expect(texts(function + "; SELECT 2;") == [function, "SELECT 2"])
     }
@@ -193,9 +204,10 @@ struct SQLSplitterTests {
     }
 
     @Test func beginAndAtomicAsIdentifiersOutsideRoutines() {
-        #expect(texts("SELECT begin atomic FROM (SELECT 1 AS begin) s; SELECT 2") == [
-            "SELECT begin atomic FROM (SELECT 1 AS begin) s", "SELECT 2",
-        ])
+        #expect(
+            texts("SELECT begin atomic FROM (SELECT 1 AS begin) s; SELECT 2") == [
+                "SELECT begin atomic FROM (SELECT 1 AS begin) s", "SELECT 2",
+            ])
         #expect(texts("CREATE TABLE atomic (begin int); SELECT 2") == ["CREATE TABLE atomic (begin int)", "SELECT 2"])
     }
 
@@ -208,20 +220,22 @@ struct SQLSplitterTests {
 
     // MARK: Malformed input
 
-    @Test("Unterminated constructs run to the end of the script", arguments: [
-        "SELECT 'oops; SELECT 3;",
-        "SELECT E'oops\\'; SELECT 3;",
-        "SELECT E'oops\\",
-        "SELECT \"oops; SELECT 3;",
-        "SELECT $$oops; SELECT 3;",
-        "SELECT $tag$oops; $tag SELECT 3;",
-        "SELECT /* oops; SELECT 3;",
-        "SELECT /* a /* b */ oops; SELECT 3; */",
-        "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 3;",
-        "SELECT 1 --",
-        "SELECT 1 /",
-        "SELECT 'a'\n",
-    ])
+    @Test(
+        "Unterminated constructs run to the end of the script",
+        arguments: [
+            "SELECT 'oops; SELECT 3;",
+            "SELECT E'oops\\'; SELECT 3;",
+            "SELECT E'oops\\",
+            "SELECT \"oops; SELECT 3;",
+            "SELECT $$oops; SELECT 3;",
+            "SELECT $tag$oops; $tag SELECT 3;",
+            "SELECT /* oops; SELECT 3;",
+            "SELECT /* a /* b */ oops; SELECT 3; */",
+            "CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 3;",
+            "SELECT 1 --",
+            "SELECT 1 /",
+            "SELECT 'a'\n",
+        ])
     func unterminated(rest: String) {
         let trimmed = rest.hasSuffix("\n") ? String(rest.dropLast()) : rest
         #expect(texts("SELECT 1;\n" + rest) == ["SELECT 1", trimmed])
@@ -230,52 +244,61 @@ struct SQLSplitterTests {
     // MARK: Positions
 
     @Test func crlfLineEndings() {
-        let script = "-- no-transaction\r\nCREATE INDEX CONCURRENTLY a ON t (a);\r\n\r\n  CREATE INDEX CONCURRENTLY b\r\n  ON t (b);\r\n"
+        let script =
+            "-- no-transaction\r\nCREATE INDEX CONCURRENTLY a ON t (a);\r\n\r\n  CREATE INDEX CONCURRENTLY b\r\n  ON t (b);\r\n"
         let statements = SQLSplitter.split(script)
-        #expect(statements == [
-            SQLStatement(text: "CREATE INDEX CONCURRENTLY a ON t (a)", startLine: 2, startColumn: 1, startOffset: 19),
-            SQLStatement(text: "CREATE INDEX CONCURRENTLY b\r\n  ON t (b)", startLine: 4, startColumn: 3, startOffset: 62),
-        ])
+        #expect(
+            statements == [
+                SQLStatement(
+                    text: "CREATE INDEX CONCURRENTLY a ON t (a)", startLine: 2, startColumn: 1, startOffset: 19),
+                SQLStatement(
+                    text: "CREATE INDEX CONCURRENTLY b\r\n  ON t (b)", startLine: 4, startColumn: 3, startOffset: 62),
+            ])
     }
 
     @Test func loneCarriageReturnEndsALine() {
-        #expect(SQLSplitter.split("SELECT 1;\rSELECT 2") == [
-            SQLStatement(text: "SELECT 1", startLine: 1, startColumn: 1, startOffset: 0),
-            SQLStatement(text: "SELECT 2", startLine: 2, startColumn: 1, startOffset: 10),
-        ])
+        #expect(
+            SQLSplitter.split("SELECT 1;\rSELECT 2") == [
+                SQLStatement(text: "SELECT 1", startLine: 1, startColumn: 1, startOffset: 0),
+                SQLStatement(text: "SELECT 2", startLine: 2, startColumn: 1, startOffset: 10),
+            ])
     }
 
     @Test func multibyteCharactersBeforeAStatement() {
         // Line 1 is 20 bytes; "e\u{301}" is two scalars but one Character; 🦤 is 4 bytes.
         let script = "-- ünïcödé 🦤\nSELECT 'e\u{301}🦤'; /* ✓ */ SELECT 2;"
-        #expect(SQLSplitter.split(script) == [
-            SQLStatement(text: "SELECT 'e\u{301}🦤'", startLine: 2, startColumn: 1, startOffset: 20),
-            SQLStatement(text: "SELECT 2", startLine: 2, startColumn: 23, startOffset: 48),
-        ])
+        #expect(
+            SQLSplitter.split(script) == [
+                SQLStatement(text: "SELECT 'e\u{301}🦤'", startLine: 2, startColumn: 1, startOffset: 20),
+                SQLStatement(text: "SELECT 2", startLine: 2, startColumn: 23, startOffset: 48),
+            ])
     }
 
     @Test func nonASCIIIdentifiersStartStatements() {
-        #expect(SQLSplitter.split("SELECT 1; ñame;") == [
-            SQLStatement(text: "SELECT 1", startLine: 1, startColumn: 1, startOffset: 0),
-            SQLStatement(text: "ñame", startLine: 1, startColumn: 11, startOffset: 10),
-        ])
+        #expect(
+            SQLSplitter.split("SELECT 1; ñame;") == [
+                SQLStatement(text: "SELECT 1", startLine: 1, startColumn: 1, startOffset: 0),
+                SQLStatement(text: "ñame", startLine: 1, startColumn: 11, startOffset: 10),
+            ])
     }
 
-    @Test("Statement positions map to file locations", arguments: [
-        // (script, index of the statement, position in its text, expected line, expected column)
-        ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 35, 4, 8),
-        ("-- header\r\nCREATE TABLE t (\r\n  id int,\r\n  ñame téxt\r\n);", 0, 37, 4, 8),
-        ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 1, 2, 1),
-        ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 40, 5, 1),
-        ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 41, 5, 2),
-        ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 500, 5, 2),
-        ("SELECT 1; SELECT x FROM\n  t", 1, 1, 1, 11),
-        ("SELECT 1; SELECT x FROM\n  t", 1, 8, 1, 18),
-        ("SELECT 1; SELECT x FROM\n  t", 1, 17, 2, 3),
-        ("SELECT 1; SELECT x FROM\n  t", 1, 0, 1, 11),
-        ("SELECT 1; SELECT x FROM\n  t", 1, -3, 1, 11),
-        ("SELECT '🦤'; /* é */ SELECT 'é', x", 1, 13, 1, 33),
-    ])
+    @Test(
+        "Statement positions map to file locations",
+        arguments: [
+            // (script, index of the statement, position in its text, expected line, expected column)
+            ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 35, 4, 8),
+            ("-- header\r\nCREATE TABLE t (\r\n  id int,\r\n  ñame téxt\r\n);", 0, 37, 4, 8),
+            ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 1, 2, 1),
+            ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 40, 5, 1),
+            ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 41, 5, 2),
+            ("-- header\nCREATE TABLE t (\n  id int,\n  ñame téxt\n);", 0, 500, 5, 2),
+            ("SELECT 1; SELECT x FROM\n  t", 1, 1, 1, 11),
+            ("SELECT 1; SELECT x FROM\n  t", 1, 8, 1, 18),
+            ("SELECT 1; SELECT x FROM\n  t", 1, 17, 2, 3),
+            ("SELECT 1; SELECT x FROM\n  t", 1, 0, 1, 11),
+            ("SELECT 1; SELECT x FROM\n  t", 1, -3, 1, 11),
+            ("SELECT '🦤'; /* é */ SELECT 'é', x", 1, 13, 1, 33),
+        ])
     func statementLocations(script: String, index: Int, position: Int, line: Int, column: Int) throws {
         let statements = SQLSplitter.split(script)
         try #require(statements.indices.contains(index))
@@ -284,24 +307,26 @@ struct SQLSplitterTests {
         #expect(location.column == column)
     }
 
-    @Test("Whole-script positions", arguments: [
-        ("abc", 1, 1, 1),
-        ("abc", 3, 1, 3),
-        ("abc", 4, 1, 4),
-        ("abc", 99, 1, 4),
-        ("abc", 0, 1, 1),
-        ("", 1, 1, 1),
-        ("a\nb", 2, 1, 2),
-        ("a\nb", 3, 2, 1),
-        ("a\n", 3, 2, 1),
-        ("a\r\nb", 2, 1, 2),
-        ("a\r\nb", 3, 1, 3),
-        ("a\r\nb", 4, 2, 1),
-        ("a\rb", 3, 2, 1),
-        ("\r", 2, 2, 1),
-        ("\n\n\nx", 4, 4, 1),
-        ("🦤\nxe\u{301}😀y", 6, 2, 4),
-    ])
+    @Test(
+        "Whole-script positions",
+        arguments: [
+            ("abc", 1, 1, 1),
+            ("abc", 3, 1, 3),
+            ("abc", 4, 1, 4),
+            ("abc", 99, 1, 4),
+            ("abc", 0, 1, 1),
+            ("", 1, 1, 1),
+            ("a\nb", 2, 1, 2),
+            ("a\nb", 3, 2, 1),
+            ("a\n", 3, 2, 1),
+            ("a\r\nb", 2, 1, 2),
+            ("a\r\nb", 3, 1, 3),
+            ("a\r\nb", 4, 2, 1),
+            ("a\rb", 3, 2, 1),
+            ("\r", 2, 2, 1),
+            ("\n\n\nx", 4, 4, 1),
+            ("🦤\nxe\u{301}😀y", 6, 2, 4),
+        ])
     func wholeScriptLocations(text: String, position: Int, line: Int, column: Int) {
         let location = GodwitPostgres.SourceLocation.lineAndColumn(in: text, characterPosition: position)
         #expect(location.line == line)

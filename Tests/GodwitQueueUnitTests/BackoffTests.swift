@@ -19,6 +19,7 @@ struct BackoffTests {
         ("42601", false), ("42P01", false), ("42703", false), ("42501", false), ("23505", false),
     ])
     func classifiesServerErrors(sqlState: String, transient: Bool) {
-        #expect(PostgresError(code: .server, message: "x", sqlState: SQLState(rawValue: sqlState)).isTransient == transient)
+        #expect(
+            PostgresError(code: .server, message: "x", sqlState: SQLState(rawValue: sqlState)).isTransient == transient)
     }
 }

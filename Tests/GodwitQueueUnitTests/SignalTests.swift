@@ -39,7 +39,9 @@ struct SignalTests {
             }
         }
         func job(_ id: Int64) -> ClaimedJob {
-            ClaimedJob(id: id, kind: .noop, name: "n", payload: "{}", attempt: 1, maxAttempts: 1, leaseToken: 1, enqueuedBy: "x")
+            ClaimedJob(
+                id: id, kind: .noop, name: "n", payload: "{}", attempt: 1, maxAttempts: 1, leaseToken: 1,
+                enqueuedBy: "x")
         }
         let results = await withTaskGroup(of: (Int64, Bool).self) { group in
             group.addTask { (1, await batch.submit(job(1), result: nil)) }

@@ -36,7 +36,9 @@ struct TypedValuesTests {
     @Test("Each outcome's metric label, as the worker's metrics have always named them")
     func outcomeLabels() {
         #expect(
-            JobOutcome.Label.allCases.map(\.rawValue) == ["succeeded", "failed", "retry", "paused", "cancelled", "handed_back"])
+            JobOutcome.Label.allCases.map(\.rawValue) == [
+                "succeeded", "failed", "retry", "paused", "cancelled", "handed_back",
+            ])
         #expect(JobOutcome.recorded(result: nil).label == .succeeded)
         #expect(JobOutcome.handBack.label == .handedBack)
         #expect(JobOutcome.retry(error: "x", delay: .seconds(1)).label == .retry)

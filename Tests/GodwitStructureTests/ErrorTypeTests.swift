@@ -25,7 +25,9 @@ struct ErrorTypeTests {
                 guard conformances.contains(where: { $0 == "Error" || $0.hasSuffix("Error") }) else { continue }
                 checked += 1
                 guard !Self.exempt.contains(name) else { continue }
-                #expect(conformances.contains("GodwitError"), "Sources/\(file): \(name) is a public error but not a GodwitError")
+                #expect(
+                    conformances.contains("GodwitError"),
+                    "Sources/\(file): \(name) is a public error but not a GodwitError")
             }
         }
         #expect(checked >= 10, "found \(checked) public error types")

@@ -43,7 +43,9 @@ struct ModuleGraphTests {
         for (index, start) in starts.enumerated() {
             let end = index + 1 < starts.count ? starts[index + 1].lowerBound : manifest.endIndex
             let block = manifest[start.lowerBound..<end]
-            guard !block.hasPrefix(".testTarget"), let name = block.firstMatch(of: /name: "([^"]+)"/)?.1 else { continue }
+            guard !block.hasPrefix(".testTarget"), let name = block.firstMatch(of: /name: "([^"]+)"/)?.1 else {
+                continue
+            }
             var dependencies: Set<String> = []
             if let list = block.firstMatch(of: /dependencies: \[([^\]]*)\]/)?.1 {
                 // Quoted names only: `.product(name: "X", package: "y")` entries are not targets.
@@ -101,7 +103,9 @@ struct ModuleGraphTests {
     @Test func testTargetsMatchTheModules() throws {
         let manifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
         let modules = Set(try Self.declaredTargets().keys)
-        let testTargets = manifest.matches(of: /\.testTarget\(\s*(?:\/\/[^\n]*\n\s*)*name: "([^"]+)"/).map { String($0.1) }
+        let testTargets = manifest.matches(of: /\.testTarget\(\s*(?:\/\/[^\n]*\n\s*)*name: "([^"]+)"/).map {
+            String($0.1)
+        }
         #expect(testTargets.count >= 10, "read \(testTargets.count) test targets from Package.swift")
         for name in testTargets where name != "GodwitStructureTests" {
             let module = name.replacing(/(Unit)?Tests$/, with: "")
@@ -132,7 +136,8 @@ struct HTTPReadsThroughLibrariesTests {
 
     @Test func noSQLOfGodwitHTTPNamesATableOfAnotherModule() throws {
         let owned = try Self.ownedRelations()
-        #expect(owned.isSuperset(of: ["jobs", "workers", "backups", "batches", "job_progress", "progress", "backup_files"]))
+        #expect(
+            owned.isSuperset(of: ["jobs", "workers", "backups", "batches", "job_progress", "progress", "backup_files"]))
         let folder = ModuleGraphTests.root.appendingPathComponent("Sources/GodwitHTTP")
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".swift") }
         #expect(files.count > 10)

@@ -102,7 +102,8 @@ public struct BatchSizeController: Sendable, Equatable {
     /// session on its locks was `longestLockWait`; `shared` says whether other sessions use the
     /// table. Picks the next size.
     public mutating func record(
-        rows: Int, duration: Duration, overhead: Duration? = nil, longestLockWait: Duration = .zero, shared: Bool = false
+        rows: Int, duration: Duration, overhead: Duration? = nil, longestLockWait: Duration = .zero,
+        shared: Bool = false
     ) {
         guard rows > 0 else { return }
         let sample = max(duration.milliseconds, 0.001) / Double(rows)
@@ -170,8 +171,11 @@ public struct BatchSizeController: Sendable, Equatable {
             return "\(rows): the job's batch-size, before the first batch"
         case .alone:
             let limit = "the \(target.millisecondsDescription) target-batch-ms ceiling"
-            let at = size >= maximum ? "at max-batch-size, under \(limit)" : (ceiling.map { size >= $0 } ?? false)
-                ? "at \(limit)" : "growing toward \(limit)"
+            let at =
+                size >= maximum
+                ? "at max-batch-size, under \(limit)"
+                : (ceiling.map { size >= $0 } ?? false)
+                    ? "at \(limit)" : "growing toward \(limit)"
             return "\(rows): nobody else is using the table; \(at)\(pace.map { " (\($0))" } ?? "")"
         case .shared:
             let share = "\(Int(Self.overheadShare * 100))%"
@@ -179,7 +183,8 @@ public struct BatchSizeController: Sendable, Equatable {
             if let ceiling, size >= ceiling, (knee ?? .max) >= ceiling {
                 why += "held at the \(target.millisecondsDescription) target-batch-ms ceiling"
             } else if let knee, let overheadMs, size >= knee || size >= maximum {
-                why += "the smallest size whose fixed cost (\(Duration.milliseconds(overheadMs).millisecondsDescription) a batch) stays under \(share) of the batch"
+                why +=
+                    "the smallest size whose fixed cost (\(Duration.milliseconds(overheadMs).millisecondsDescription) a batch) stays under \(share) of the batch"
             } else {
                 why += "growing toward the size whose fixed cost stays under \(share) of the batch"
             }
@@ -194,7 +199,8 @@ public struct BatchSizeController: Sendable, Equatable {
             return "\(rows): the last attempt gave up after waiting \(bound.millisecondsDescription) for another "
                 + "session's lock while holding its own rows; halved"
         case .waitingAtMinimum(let bound):
-            return "\(rows): at min-batch-size, waiting up to \(bound.millisecondsDescription) for another session's lock "
+            return
+                "\(rows): at min-batch-size, waiting up to \(bound.millisecondsDescription) for another session's lock "
                 + "(twice as long after each timeout, up to lock-timeout)"
         case .failed:
             return "\(rows): the last attempt failed (statement timeout, deadlock or serialization failure); halved"

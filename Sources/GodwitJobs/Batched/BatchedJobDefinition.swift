@@ -45,7 +45,9 @@ public struct BatchedJobDefinition: Sendable, Equatable {
 
     /// Parses the text of `file` (used in messages and for the default name).
     public static func parse(_ text: String, file: String) throws -> BatchedJobDefinition {
-        func fail(_ line: Int, _ message: String) -> BatchedJobError { BatchedJobError(.definition, file: file, line: line, message) }
+        func fail(_ line: Int, _ message: String) -> BatchedJobError {
+            BatchedJobError(.definition, file: file, line: line, message)
+        }
         var body = text
         if body.hasPrefix("\u{FEFF}") { body.removeFirst() }
         // "\r\n" is one Character in Swift, so split on newline characters, not on "\n".
@@ -70,7 +72,8 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                     guard Self.knownDirectives.contains(name) else {
                         throw fail(
                             index + 1,
-                            "unknown directive `\(name)` (known: \(Self.knownDirectives.sorted().joined(separator: ", ")))")
+                            "unknown directive `\(name)` (known: \(Self.knownDirectives.sorted().joined(separator: ", ")))"
+                        )
                     }
                     guard directives[name] == nil else { throw fail(index + 1, "directive `\(name)` given twice") }
                     directives[name] = (value, index + 1)
@@ -94,17 +97,23 @@ public struct BatchedJobDefinition: Sendable, Equatable {
             throw fail(directives["key"]!.line, "composite keys are not supported: `key` names one unique column")
         }
         for parameter in ["$1", "$2"] where !statement.contains(parameter) {
-            throw fail(index + 1, "the statement must use \(parameter) (\(parameter == "$1" ? "first" : "last") key of the batch)")
+            throw fail(
+                index + 1,
+                "the statement must use \(parameter) (\(parameter == "$1" ? "first" : "last") key of the batch)")
         }
         let defaultName = ((file as NSString).lastPathComponent as NSString).deletingPathExtension
         var definition = BatchedJobDefinition(
             name: directives["name"]?.value ?? defaultName, table: table, key: key, statement: statement)
         definition.statementLine = index + 1
-        func integer(_ name: String, _ keyPath: WritableKeyPath<BatchedJobDefinition, Int>, duration: Bool = false) throws {
+        func integer(_ name: String, _ keyPath: WritableKeyPath<BatchedJobDefinition, Int>, duration: Bool = false)
+            throws
+        {
             guard let (value, line) = directives[name] else { return }
             guard let parsed = duration ? Self.milliseconds(value) : Int(value), parsed >= 0 else {
                 throw fail(
-                    line, "`\(name)` must be \(duration ? "a duration such as 500ms, 2s or 1min" : "a whole number"), not `\(value)`")
+                    line,
+                    "`\(name)` must be \(duration ? "a duration such as 500ms, 2s or 1min" : "a whole number"), not `\(value)`"
+                )
             }
             definition[keyPath: keyPath] = parsed
         }
@@ -120,7 +129,8 @@ public struct BatchedJobDefinition: Sendable, Equatable {
         try integer("max-lock-wait-ms", \.maxLockWaitMs)
         if let (value, line) = directives["parallel"] {
             guard let shards = Int(value), (1...Self.maxParallel).contains(shards) else {
-                throw fail(line, "`parallel` must be a whole number of shards from 1 to \(Self.maxParallel), not `\(value)`")
+                throw fail(
+                    line, "`parallel` must be a whole number of shards from 1 to \(Self.maxParallel), not `\(value)`")
             }
             definition.parallel = shards
         }
@@ -130,8 +140,12 @@ public struct BatchedJobDefinition: Sendable, Equatable {
             }
             definition.healthQuery = value
         }
-        if directives["min-batch-size"] == nil { definition.minBatchSize = min(definition.minBatchSize, definition.batchSize) }
-        if directives["max-batch-size"] == nil { definition.maxBatchSize = max(definition.maxBatchSize, definition.batchSize) }
+        if directives["min-batch-size"] == nil {
+            definition.minBatchSize = min(definition.minBatchSize, definition.batchSize)
+        }
+        if directives["max-batch-size"] == nil {
+            definition.maxBatchSize = max(definition.maxBatchSize, definition.batchSize)
+        }
         return definition
     }
 
@@ -184,7 +198,8 @@ public struct BatchedJobDefinition: Sendable, Equatable {
         }
         if statement.contains(";") {
             throw BatchedJobError(
-                .definition, file: file, line: statementLine + (statement.prefix { $0 != ";" }.filter { $0 == "\n" }.count),
+                .definition, file: file,
+                line: statementLine + (statement.prefix { $0 != ";" }.filter { $0 == "\n" }.count),
                 "the statement may not contain \";\" (write chr(59) for a semicolon inside a string)")
         }
         let parameters: Int
@@ -204,8 +219,10 @@ public struct BatchedJobDefinition: Sendable, Equatable {
                 try await KeyCollation.check(statement: statement, key: key, relation: relation, on: connection)
                 // With other than $1 and $2 it cannot be planned with two keys: enqueue_batched
                 // refuses it below, saying so.
-                if parameters == 2, let warning = try await WriteTargets.check(
-                    statement: statement, table: table, relation: relation, file: file, line: statementLine, on: connection)
+                if parameters == 2,
+                    let warning = try await WriteTargets.check(
+                        statement: statement, table: table, relation: relation, file: file, line: statementLine,
+                        on: connection)
                 {
                     warn(warning)
                 }

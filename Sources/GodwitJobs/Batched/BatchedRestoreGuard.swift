@@ -27,7 +27,8 @@ public struct BatchedRestoreGuard: RestoreGuard {
                     rowsDone: try row.int64("rows_done"), cursor: row["cursor"],
                     parent: try row["parent_id"].map {
                         BatchedCheckpoint.Parent(
-                            id: Int64($0) ?? 0, name: try row.string("parent_name"), state: try row.string("parent_state"))
+                            id: Int64($0) ?? 0, name: try row.string("parent_name"),
+                            state: try row.string("parent_state"))
                     })
             }
     }

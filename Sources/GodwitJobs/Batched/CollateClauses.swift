@@ -42,7 +42,8 @@ public struct CollateClause: Sendable, Equatable {
         // Step back over `::type` casts, a type being words and a parenthesised modifier.
         while end >= 0 {
             var j = end
-            if tokens[j].isSymbol(")"), let open = opening(of: j, in: tokens), open > 0, tokens[open - 1].kind == .word {
+            if tokens[j].isSymbol(")"), let open = opening(of: j, in: tokens), open > 0, tokens[open - 1].kind == .word
+            {
                 j = open - 1
             }
             // A type of several words: `character varying`, `timestamp with time zone`.
@@ -58,9 +59,10 @@ public struct CollateClause: Sendable, Equatable {
         let last = tokens[end]
         if last.isSymbol(")"), let open = opening(of: end, in: tokens) {
             // `(k)` alone, not a function call's arguments.
-            guard open == 0 || tokens[open - 1].kind != .word || tokens[open - 1].isKeyword("AND")
-                || tokens[open - 1].isKeyword("OR") || tokens[open - 1].isKeyword("NOT")
-                || tokens[open - 1].isKeyword("WHERE")
+            guard
+                open == 0 || tokens[open - 1].kind != .word || tokens[open - 1].isKeyword("AND")
+                    || tokens[open - 1].isKeyword("OR") || tokens[open - 1].isKeyword("NOT")
+                    || tokens[open - 1].isKeyword("WHERE")
             else { return nil }
             guard end - open == 2 else { return nil }
             return name(of: tokens[open + 1])

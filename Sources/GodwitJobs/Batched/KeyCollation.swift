@@ -20,7 +20,8 @@ enum KeyCollation {
     /// Throws `Mismatch` when `statement` compares `key` of `relation` (quoted, as
     /// `batched_target` returns it) under another collation.
     static func check(statement: String, key: String, relation: String, on connection: Connection) async throws {
-        for clause in CollateClause.all(in: statement) where clause.operand == key || clause.operand == "$1" || clause.operand == "$2" {
+        for clause in CollateClause.all(in: statement)
+        where clause.operand == key || clause.operand == "$1" || clause.operand == "$2" {
             let row = try await connection.query(
                 """
                 WITH db AS (

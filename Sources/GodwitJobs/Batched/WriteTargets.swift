@@ -35,9 +35,10 @@ enum WriteTargets {
         }
         let plan: String
         do {
-            plan = try await connection.query(
-                "EXPLAIN (VERBOSE, FORMAT JSON) \(statement)", [String?.none, String?.none]
-            ).first?.string("QUERY PLAN") ?? "[]"
+            plan =
+                try await connection.query(
+                    "EXPLAIN (VERBOSE, FORMAT JSON) \(statement)", [String?.none, String?.none]
+                ).first?.string("QUERY PLAN") ?? "[]"
         } catch let error as PostgresError where error.code == .server {
             throw refuse("cannot tell which table the statement writes: planning it failed: \(error.message)")
         }
@@ -51,12 +52,14 @@ enum WriteTargets {
         let named = "\(relation) (`-- table: \(table)`)"
         guard !written.isEmpty else {
             throw refuse(
-                "the statement writes no table that its plan shows; a batched job updates its table \(named) in the statement itself")
+                "the statement writes no table that its plan shows; a batched job updates its table \(named) in the statement itself"
+            )
         }
         let others = written.filter { $0 != relation }
         guard !others.isEmpty else { return nil }
         if written.contains(relation) {
-            return "\(file):\(line): the statement writes \(others.joined(separator: ", ")) as well as its table \(named): "
+            return
+                "\(file):\(line): the statement writes \(others.joined(separator: ", ")) as well as its table \(named): "
                 + "those writes commit with each batch, but the job's progress and checkpoint know only its table"
         }
         throw refuse("the statement writes \(others.joined(separator: ", ")), not its table \(named)")

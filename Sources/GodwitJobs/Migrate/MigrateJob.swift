@@ -48,7 +48,8 @@ public struct MigratePayload: Codable, Sendable {
     public var config: MigrationConfig {
         MigrationConfig(
             createSchemas: createSchemas ?? [], tableName: tableName ?? MigrationConfig.defaultTableName,
-            ignoredChars: Set((ignoredChars ?? []).compactMap { $0.unicodeScalars.count == 1 ? $0.unicodeScalars.first : nil }))
+            ignoredChars: Set(
+                (ignoredChars ?? []).compactMap { $0.unicodeScalars.count == 1 ? $0.unicodeScalars.first : nil }))
     }
 
     /// How the job's migrations take their locks.
@@ -165,7 +166,9 @@ public struct MigrateJob: JobHandler {
         }
     }
 
-    private func makeBackup(_ context: JobContext, payload: MigratePayload, source: MigrationSource) async throws -> Backup {
+    private func makeBackup(_ context: JobContext, payload: MigratePayload, source: MigrationSource) async throws
+        -> Backup
+    {
         // Why, in the words rollback-migration looks for: the migrations this job will apply,
         // read from the ledger as the enqueuer's session sees it (the migrations run there).
         let migrator = Migrator(source: source, logger: context.logger, config: payload.config)
@@ -189,7 +192,8 @@ public struct MigrateJob: JobHandler {
     }
 
     private func migrate(
-        _ payload: MigratePayload, source: MigrationSource, backup: Backup?, context: JobContext, on connection: Connection
+        _ payload: MigratePayload, source: MigrationSource, backup: Backup?, context: JobContext,
+        on connection: Connection
     ) async throws -> String? {
         var report = Report()
         report.backup = backup
@@ -214,7 +218,8 @@ public struct MigrateJob: JobHandler {
             // The server's DETAIL goes apart from the message (see `JobFailure.detail`); the
             // result, which only the enqueuer, controllers and the owner read, keeps it.
             let detail = error.underlying?.detail.flatMap { $0.isEmpty ? nil : $0 }
-            var message = detail.map { error.message.replacingOccurrences(of: "; detail: \($0)", with: "") } ?? error.message
+            var message =
+                detail.map { error.message.replacingOccurrences(of: "; detail: \($0)", with: "") } ?? error.message
             if let restore = report.restoreWith { message += "; to restore the backup: \(restore)" }
             let retrySafe =
                 error.underlying?.isTransient == true

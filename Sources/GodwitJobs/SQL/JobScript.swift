@@ -30,7 +30,8 @@ public enum JobScript {
 
     private static func startsWithAny(_ statement: String, _ prefixes: [[String]]) -> Bool {
         let words = leadingWords(statement, count: 4)
-        return prefixes.contains { prefix in words.count >= prefix.count && Array(words.prefix(prefix.count)) == prefix }
+        return prefixes.contains { prefix in words.count >= prefix.count && Array(words.prefix(prefix.count)) == prefix
+        }
     }
 
     /// The first `count` words of a statement, upper-cased, after comments and whitespace.

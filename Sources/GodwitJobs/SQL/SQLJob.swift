@@ -27,8 +27,12 @@ public struct SQLJob: JobHandler {
     public func run(_ context: JobContext) async throws -> String? {
         let payload = try context.payload(as: Payload.self)
         let statements = SQLSplitter.split(payload.sql).map(\.text)
-        guard !statements.isEmpty else { throw InvalidPayload("job \(context.job.id): the sql payload holds no statement") }
-        func described(_ statement: String) -> String { JobScript.leadingWords(statement, count: 3).joined(separator: " ") }
+        guard !statements.isEmpty else {
+            throw InvalidPayload("job \(context.job.id): the sql payload holds no statement")
+        }
+        func described(_ statement: String) -> String {
+            JobScript.leadingWords(statement, count: 3).joined(separator: " ")
+        }
         if statements.count == 1, JobScript.mustRunAtTopLevel(statements[0]) {
             let affected = try await context.withSession { connection in
                 try await connection.query(statements[0]).affectedRows ?? 0
@@ -37,7 +41,8 @@ public struct SQLJob: JobHandler {
         }
         if let topLevel = statements.first(where: JobScript.mustRunAtTopLevel) {
             throw InvalidPayload(
-                "job \(context.job.id): \(described(topLevel)) cannot run inside a transaction; enqueue it as a job of its own")
+                "job \(context.job.id): \(described(topLevel)) cannot run inside a transaction; enqueue it as a job of its own"
+            )
         }
         if let control = statements.first(where: JobScript.endsTransaction) {
             throw InvalidPayload(

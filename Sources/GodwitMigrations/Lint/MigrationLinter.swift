@@ -56,7 +56,8 @@ public struct MigrationLinter: Sendable {
     /// A migration file named by path, which need not be in the source folder nor follow
     /// sqlx's naming (its version is then 0). A relative path is opened inside `base`, and
     /// named as given.
-    public static func migration(atPath path: String, relativeTo base: WorkingDirectory = .process) throws -> Migration {
+    public static func migration(atPath path: String, relativeTo base: WorkingDirectory = .process) throws -> Migration
+    {
         guard let data = FileManager.default.contents(atPath: base.resolve(path)) else {
             throw MigrationError(.invalidSource, "\(path): cannot read the file")
         }
@@ -233,7 +234,9 @@ public struct MigrationLinter: Sendable {
                     // ADD COLUMN IF NOT EXISTS allows) is no running application's.
                     for case .dropColumn(let column) in shape.alterActions
                     where addedColumns.contains("\(table.key).\(column)") {
-                        if let catalog, try await MigrationTrace.hasColumn(table: table.written, column: column, on: catalog) {
+                        if let catalog,
+                            try await MigrationTrace.hasColumn(table: table.written, column: column, on: catalog)
+                        {
                             continue
                         }
                         facts.newColumns.insert(column)
@@ -254,7 +257,9 @@ public struct MigrationLinter: Sendable {
                                 ).first?["type"]
                             }
                         changedTypes["\(table.key).\(column)"] = type
-                        if !using, let current, let rewrites = LintRules.stringTypeChangeRewrites(from: current, to: type) {
+                        if !using, let current,
+                            let rewrites = LintRules.stringTypeChangeRewrites(from: current, to: type)
+                        {
                             facts.typeChangeRewrites[column] = rewrites
                         }
                     }
@@ -285,8 +290,7 @@ public struct MigrationLinter: Sendable {
                     for case .addColumn(let column, _, _, _) in shape.alterActions {
                         addedColumns.insert("\(table.key).\(column)")
                     }
-                    if transaction.open, exclusiveHeld == nil, tablePreExisting, LintRules.takesAccessExclusive(shape)
-                    {
+                    if transaction.open, exclusiveHeld == nil, tablePreExisting, LintRules.takesAccessExclusive(shape) {
                         exclusiveHeld = table.written
                     }
                 }

@@ -282,7 +282,9 @@ struct StatementShape: Sendable {
                 i += 1
             }
         }
-        let modifying = parts.filter { $0.tokens.first?.isKeyword("UPDATE") == true || $0.tokens.first?.isKeyword("DELETE") == true }
+        let modifying = parts.filter {
+            $0.tokens.first?.isKeyword("UPDATE") == true || $0.tokens.first?.isKeyword("DELETE") == true
+        }
         return modifying.first { part in !part.tokens.contains { $0.depth == 0 && $0.isKeyword("WHERE") } }
             ?? modifying.first
     }
@@ -352,7 +354,8 @@ struct StatementShape: Sendable {
                 defaultTokens = Array(rest[(d + 1)..<end])
             }
             return .addColumn(
-                name: column, defaultTokens: defaultTokens, serialOrIdentity: serialTypes.contains(typeWord) || identity,
+                name: column, defaultTokens: defaultTokens,
+                serialOrIdentity: serialTypes.contains(typeWord) || identity,
                 // A generated column computes its value, so it needs no default.
                 notNull: notNull && !(generated && !identity))
         case "ALTER":
