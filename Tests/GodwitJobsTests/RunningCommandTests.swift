@@ -35,17 +35,7 @@ struct RunningCommandTests {
             #expect(output.stderr.contains("cancelled: stopping running jobs now"), "\(output.stderr.suffix(1500))")
             #expect(output.stderr.contains("job handed back to the queue"), "\(output.stderr.suffix(1500))")
             #expect(output.stdout.isEmpty)
-            let row = try #require(
-                try await conn.query(
-                    "SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]
-                ).first)
-            #expect(try row.string("s") == "queued")
-            #expect(try row.int("attempts") == 0)
-            #expect(row["worker_id"] == nil)
-            #expect(
-                try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool(
-                    "s")
-                    == true)
+            try await expectHandedBackByAStoppedWorker(id, conn)
             // The server ends a closed session's backend a moment after the client goes.
             #expect(
                 try await eventually { try await workerSessions(conn) == 0 }, "a session of the stopped worker is left")

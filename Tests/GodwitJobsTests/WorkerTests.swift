@@ -17,6 +17,19 @@ func startWorker(_ url: String, _ extra: [String] = []) throws -> RunningProcess
             + extra)
 }
 
+/// What a worker that stopped with a job running leaves: the job queued again, the attempt not
+/// counted, no worker on it, and the worker's own row saying it stopped (an orderly exit).
+func expectHandedBackByAStoppedWorker(_ id: Int64, _ conn: Connection) async throws {
+    let row = try #require(
+        try await conn.query("SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id])
+            .first)
+    #expect(try row.string("s") == "queued")
+    #expect(try row.int("attempts") == 0)
+    #expect(row["worker_id"] == nil)
+    let stopped = try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first
+    #expect(try stopped?.bool("s") == true)
+}
+
 /// Runs `godwit worker --drain` in this process (`GodwitCommand`), with `startWorker`'s
 /// timings but a lease of 10 s, until the queue is drained; `directory` is its working
 /// directory (`--migrate`'s folder, the default `--backup-dir`). In-process, its heartbeats share
@@ -260,17 +273,7 @@ struct WorkerTests {
             let output = try await worker.wait()
             #expect(output.status == 0, "\(output.stderr)")
             #expect(output.stderr.contains("job handed back to the queue"))
-            let row = try #require(
-                try await conn.query(
-                    "SELECT state::text AS s, attempts, worker_id FROM godwit.jobs WHERE id = $1", [id]
-                ).first)
-            #expect(try row.string("s") == "queued")
-            #expect(try row.int("attempts") == 0)
-            #expect(row["worker_id"] == nil)
-            // An orderly exit: the worker's row says it stopped.
-            #expect(
-                try await conn.query("SELECT bool_and(stopped_at IS NOT NULL) AS s FROM godwit.workers").first?.bool(
-                    "s") == true)
+            try await expectHandedBackByAStoppedWorker(id, conn)
         }
     }
 
