@@ -35,6 +35,7 @@ let package = Package(
         .library(name: "GodwitMigrations", targets: ["GodwitMigrations"]),
         .library(name: "GodwitQueue", targets: ["GodwitQueue"]),
         .library(name: "GodwitJobs", targets: ["GodwitJobs"]),
+        .library(name: "GodwitChanges", targets: ["GodwitChanges"]),
         .library(name: "GodwitHTTP", targets: ["GodwitHTTP"]),
         .library(name: "GodwitCLI", targets: ["GodwitCLI"]),
     ],
@@ -112,6 +113,12 @@ let package = Package(
                 .embedInCode("Resources/legacy/queue_schema_4.sql"),
                 .embedInCode("Resources/legacy/queue_schema_5.sql"),
             ],
+            swiftSettings: strict
+        ),
+        .target(
+            // Zero-downtime column changes (expand/contract), over the queue and its jobs.
+            name: "GodwitChanges",
+            dependencies: ["GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs"],
             swiftSettings: strict
         ),
         .target(
@@ -196,6 +203,11 @@ let package = Package(
         .testTarget(
             name: "GodwitJobsUnitTests",
             dependencies: ["GodwitJobs", "GodwitQueue", "GodwitPostgres"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitChangesUnitTests",
+            dependencies: ["GodwitChanges"],
             swiftSettings: strict
         ),
         .testTarget(

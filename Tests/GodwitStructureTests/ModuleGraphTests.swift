@@ -3,7 +3,8 @@ import Testing
 
 /// The modules' dependencies point one way (issue 21): GodwitPostgres underneath everything;
 /// migrations, backups and the queue each over it alone; the jobs that run on the queue over
-/// those; the HTTP surface, then the CLI library, then the `godwit` executable on top. Read from
+/// those; zero-downtime column changes over the jobs; the HTTP surface, then the CLI library,
+/// then the `godwit` executable on top. Read from
 /// `Package.swift` and from every `import` in `Sources/`, so that neither a declared dependency
 /// nor an import that a transitive dependency happens to make visible can point backwards.
 @Suite("The module graph")
@@ -14,7 +15,8 @@ struct ModuleGraphTests {
         let base: Set<String> = ["GodwitPostgres"]
         let owners: Set<String> = base.union(["GodwitMigrations", "GodwitBackups", "GodwitQueue"])
         let jobs = owners.union(["GodwitJobs"])
-        let http = jobs.union(["GodwitHTTP"])
+        let changes = jobs.union(["GodwitChanges"])
+        let http = changes.union(["GodwitHTTP"])
         return [
             "CLibPQ": [],
             "GodwitPostgres": ["CLibPQ"],
@@ -22,7 +24,8 @@ struct ModuleGraphTests {
             "GodwitBackups": base,
             "GodwitQueue": base,
             "GodwitJobs": owners,
-            "GodwitHTTP": jobs,
+            "GodwitChanges": jobs,
+            "GodwitHTTP": changes,
             "GodwitCLI": http,
             "godwit": ["GodwitCLI"],
             // Test support may reach anything but the executable.

@@ -149,7 +149,8 @@ public struct BatchedJobDefinition: Sendable, Equatable {
         return definition
     }
 
-    static let knownDirectives: Set<String> = [
+    /// Every directive a job file may give.
+    public static let knownDirectives: Set<String> = [
         "name", "table", "key", "batch-size", "target-batch-ms", "pause-ms", "min-batch-size", "max-batch-size",
         "lock-timeout", "statement-timeout", "max-attempts", "priority", "max-lock-wait-ms", "health-query",
         "parallel",
