@@ -70,6 +70,20 @@ struct SchemaUpgradeTests {
             "only in the upgraded schema:\n\(onlyA.joined(separator: "\n---\n"))\nonly in the new install:\n\(onlyB.joined(separator: "\n---\n"))"
     }
 
+    /// Expects the godwit schemas of `upgraded` and `installed` to be the same, naming what
+    /// differs; returns the first's catalog.
+    @discardableResult
+    static func expectSameCatalog(
+        _ upgraded: TestDatabase, _ installed: TestDatabase, sourceLocation: Testing.SourceLocation = #_sourceLocation
+    ) async throws -> [String] {
+        let a = try await catalog(of: upgraded)
+        let b = try await catalog(of: installed)
+        // Compared apart from #expect, which would print both catalogs whole.
+        let same = a == b
+        #expect(same, "\(difference(a, b))", sourceLocation: sourceLocation)
+        return a
+    }
+
     static func versions(_ conn: Connection) async throws -> [String] {
         try await conn.query("SELECT owner || ' ' || version AS v FROM godwit.schema_version ORDER BY owner, version")
             .rows.map { try $0.string("v") }
@@ -142,12 +156,8 @@ struct SchemaUpgradeTests {
                     try await Self.grant(roles[0], roles[1], on: fresh)
                     #expect(try await Self.versions(fresh) == ["backups 1", "jobs 1", "queue 1"])
 
-                    let upgraded = try await Self.catalog(of: old)
-                    let installed = try await Self.catalog(of: new)
+                    let upgraded = try await Self.expectSameCatalog(old, new)
                     #expect(upgraded.count > 50)
-                    // Compared apart from #expect, which would print both catalogs whole.
-                    let same = upgraded == installed
-                    #expect(same, "\(Self.difference(upgraded, installed))")
                     await conn.close()
                     await fresh.close()
                 }
@@ -194,10 +204,7 @@ struct SchemaUpgradeTests {
 
                 let other = try await all.connect()
                 try await QueueSchema.withJobs().install(on: other)
-                let joined = try await Self.catalog(of: first)
-                let together = try await Self.catalog(of: all)
-                let same = joined == together
-                #expect(same, "\(Self.difference(joined, together))")
+                try await Self.expectSameCatalog(first, all)
                 await conn.close()
                 await other.close()
             }
@@ -248,10 +255,7 @@ struct SchemaUpgradeTests {
                         == "plain")
                 let fresh = try await new.connect()
                 try await QueueSchema.withJobs().install(on: fresh)
-                let upgraded = try await Self.catalog(of: old)
-                let installed = try await Self.catalog(of: new)
-                let same = upgraded == installed
-                #expect(same, "\(Self.difference(upgraded, installed))")
+                try await Self.expectSameCatalog(old, new)
                 await conn.close()
                 await fresh.close()
             }
