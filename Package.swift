@@ -119,6 +119,11 @@ let package = Package(
             // Zero-downtime column changes (expand/contract), over the queue and its jobs.
             name: "GodwitChanges",
             dependencies: ["GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs"],
+            resources: [
+                // The changes' part, by concern, installed in the order `SchemaPart.changes` names.
+                .embedInCode("Resources/changes_records.sql"), .embedInCode("Resources/changes_readers.sql"),
+                .embedInCode("Resources/changes_view.sql"),
+            ],
             swiftSettings: strict
         ),
         .target(
@@ -237,6 +242,13 @@ let package = Package(
             ],
             // Read by path: the jobs part as one file, before it was split (JobsSchemaFilesTests).
             exclude: ["Fixtures"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitChangesTests",
+            dependencies: [
+                "GodwitChanges", "GodwitJobs", "GodwitQueue", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

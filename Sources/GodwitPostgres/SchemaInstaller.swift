@@ -187,7 +187,7 @@ public struct SchemaInstaller: Sendable {
     }
 
     private var versionTableComment: String {
-        "COMMENT ON TABLE \(versionTable) IS 'The versions each owner''s part of this schema reached (queue, backups, jobs); owner legacy: the steps before owners.';"
+        "COMMENT ON TABLE \(versionTable) IS 'The versions each owner''s part of this schema reached (queue, backups, jobs, changes); owner legacy: the steps before owners.';"
     }
 
     private func record(_ owner: String, _ version: Int, on conn: Connection) async throws {
