@@ -21,6 +21,10 @@ public struct ChangePlan: Sendable {
         public var type: String
         public var notNull: Bool
         public var generated: Bool
+        /// The column's default as SQL, when evaluating it again has no side effect (no
+        /// sequence, no volatile function of the user's): the trigger tells an INSERT that left
+        /// the column to its default from one that wrote it.
+        public var defaultExpression: String? = nil
     }
 
     /// A `drop-column` with an expression: the old-side column new writers keep right.
@@ -103,15 +107,26 @@ private struct Resolver {
         let columns = try await connection.query(
             """
             SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-                   a.attnotnull AS not_null, a.attgenerated <> '' AS generated
+                   a.attnotnull AS not_null, a.attgenerated <> '' AS generated,
+                   CASE WHEN a.attgenerated = '' AND NOT EXISTS (
+                       SELECT 1 FROM pg_catalog.pg_depend dep
+                       LEFT JOIN pg_catalog.pg_class s
+                           ON dep.refclassid = 'pg_catalog.pg_class'::regclass AND s.oid = dep.refobjid
+                       LEFT JOIN pg_catalog.pg_proc p
+                           ON dep.refclassid = 'pg_catalog.pg_proc'::regclass AND p.oid = dep.refobjid
+                       WHERE dep.classid = 'pg_catalog.pg_attrdef'::regclass AND dep.objid = d.oid
+                         AND (s.relkind = 'S' OR p.provolatile = 'v'))
+                   THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS default_sql
             FROM pg_catalog.pg_attribute a
+            LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
             WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped
             ORDER BY a.attnum
             """, [oid]
         ).rows.map {
             ChangePlan.Column(
                 name: try $0.string("name"), type: try $0.string("type"), notNull: try $0.bool("not_null"),
-                generated: try $0.bool("generated"))
+                generated: try $0.bool("generated"),
+                defaultExpression: $0["default_sql"].flatMap { $0.contains("nextval(") ? nil : $0 })
         }
         let byName = Dictionary(columns.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let key = try await self.key(oid: oid, columns: byName, table: qualified)

@@ -71,10 +71,18 @@ public struct ChangeSQL: Sendable {
             .joined(separator: " OR ")
     }
 
-    /// `NEW."a" IS NOT NULL OR ...`: what an INSERT supplied (`false` for no column).
+    /// `NEW."a" IS NOT NULL OR ...`: what an INSERT supplied (`false` for no column). A
+    /// column equal to its default counts as left out, so that a version that does not know
+    /// an old column with a default still writes the new side alone.
     private func anySupplied(_ columns: [String]) -> String {
         guard !columns.isEmpty else { return "false" }
-        return columns.map { "NEW.\(quoteIdentifier($0)) IS NOT NULL" }.joined(separator: " OR ")
+        return columns.map { name in
+            let column = "NEW.\(quoteIdentifier(name))"
+            guard let live = plan.columns.first(where: { $0.name == name }), let value = live.defaultExpression else {
+                return "\(column) IS NOT NULL"
+            }
+            return "(\(column) IS NOT NULL AND \(column) IS DISTINCT FROM (\(value))::\(live.type))"
+        }.joined(separator: " OR ")
     }
 
     private func forwardVariable(_ index: Int) -> String { "godwit_new_\(index + 1)" }

@@ -101,6 +101,41 @@ struct ChangeSyncTriggerTests {
         }
     }
 
+    @Test func anOldColumnLeftToItsDefaultDoesNotCountAsWritten() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await ChangeTests.createMedia(on: conn)
+            try await conn.execute("ALTER TABLE media ADD COLUMN created_at timestamptz NOT NULL DEFAULT now()")
+            _ = try await ChangeTests.start(
+                "view_count",
+                """
+                -- table: media
+                -- add-column: view_count integer = views
+                -- drop-column: views = view_count
+                -- add-column: created timestamptz = created_at
+                -- drop-column: created_at = created
+                """, on: conn)
+            // The new version knows neither views (NOT NULL DEFAULT 0) nor created_at (now()).
+            let row = try await conn.query(
+                "INSERT INTO media (view_count, created) VALUES (5, '2020-01-01Z') RETURNING views, created_at = '2020-01-01Z' AS same"
+            ).first!
+            #expect(try row.int("views") == 5)
+            #expect(try row.bool("same"))
+            // The old version inserting the default's own value still fills the new side.
+            let old = try await conn.query(
+                "INSERT INTO media (views) VALUES (0) RETURNING view_count, created = created_at AS same"
+            ).first!
+            #expect(try old.int("view_count") == 0)
+            #expect(try old.bool("same"))
+            // A value apart from the default on both sides is still refused.
+            let error = await ChangeTests.serverError {
+                try await conn.query("INSERT INTO media (views, view_count) VALUES (7, 8)")
+            }
+            #expect(error?.sqlState == SQLState("23514"))
+            await conn.close()
+        }
+    }
+
     @Test func writesThatSetBothSidesApartAreRefusedNamingTheChange() async throws {
         try await withTestDatabase { database in
             let conn = try await database.connect()
