@@ -143,6 +143,21 @@ struct ChangePlanTests {
         }
     }
 
+    @Test func planParsesAnExpressionWithoutEvaluatingIt() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await ChangeTests.createMedia(on: conn)
+            try await conn.execute("CREATE SEQUENCE probe")
+            let plan = try await ChangeTests.manager().plan(
+                text: "-- godwit:change\n-- table: media\n-- add-column: n bigint = nextval('probe') + views\n",
+                file: "changes/n.sql", on: conn)
+            #expect(plan.contains("nextval('probe')"))
+            let called = try await conn.query("SELECT is_called FROM probe").first!.bool("is_called")
+            #expect(!called, "the expression ran")
+            await conn.close()
+        }
+    }
+
     /// What plan must leave as it was: media's rows and columns, the records, the jobs, and
     /// media's scan and write counters.
     static func read(_ conn: Connection) async throws -> String {

@@ -114,6 +114,33 @@ struct ChangeStartTests {
         }
     }
 
+    @Test func aStartThatFailsInItsDDLLeavesNothing() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await ChangeTests.createMedia(on: conn)
+            let before = try await ChangeTests.schemaDump(of: database)
+            // A text column cannot reference a bigint key: PostgreSQL refuses the constraint,
+            // after the column and the trigger were added in the same transaction.
+            let error = await #expect(throws: ChangeError.self) {
+                _ = try await ChangeTests.start(
+                    "owner_name",
+                    """
+                    -- table: media
+                    -- add-column: owner_name text = owner_id::text
+                    -- foreign-key: owner_name REFERENCES owners (id)
+                    """, on: conn)
+            }
+            #expect(
+                error?.description.hasPrefix("changes/owner_name.sql:2: start failed, nothing was applied: ") == true)
+            #expect(try await ChangeTests.schemaDump(of: database) == before)
+            let rows = try await conn.query(
+                "SELECT (SELECT count(*) FROM godwit.change_records) + (SELECT count(*) FROM godwit.jobs) AS n"
+            ).first!.int("n")
+            #expect(rows == 0)
+            await conn.close()
+        }
+    }
+
     @Test func twoChangesOnDisjointColumnsOfOneTableBothWork() async throws {
         try await withTestDatabase { database in
             let conn = try await database.connect()
