@@ -2,6 +2,7 @@ import Foundation
 import GodwitChanges
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
@@ -200,6 +201,8 @@ struct ChangeStartTests {
         try await withTestDatabase { database in
             let conn = try await database.connect()
             try await ChangeTests.createMedia(on: conn)
+            // The schema first, so that start's only wait is the lock below.
+            try await QueueSchema.withChanges().install(on: conn)
             // A reader's open transaction holds ACCESS SHARE on media.
             let holder = try await database.connect()
             try await holder.execute("BEGIN; SELECT count(*) FROM media;")
@@ -219,18 +222,19 @@ struct ChangeStartTests {
                     on: conn, retrying: { _ in retries.add() })
             }
             // Start is retrying, and between its tries the application's writes go through.
-            #expect(await eventually(timeout: .seconds(60)) { retries.count >= 2 })
+            #expect(await eventually(timeout: .seconds(180)) { retries.count >= 2 })
             let seen = writes.count
-            #expect(await eventually(timeout: .seconds(60)) { writes.count >= seen + 20 && retries.count >= 3 })
+            #expect(await eventually(timeout: .seconds(180)) { writes.count >= seen + 20 && retries.count >= 3 })
             let phaseWhileHeld = try await holder.query(
                 "SELECT count(*) AS n FROM godwit.change_records"
             ).first!.int("n")
             #expect(phaseWhileHeld == 0, "nothing of start is visible while it waits")
             try await holder.execute("COMMIT")
-            let started = try await startTask.value
-            #expect(started.phase == .backfilling)
+            let outcome = await startTask.result
             stop.add()
             try await appTask.value
+            let started = try outcome.get()
+            #expect(started.phase == .backfilling)
             // The application's rows written during start are synced like any other.
             try await ChangeTests.backfill("rename_title", on: conn)
             #expect(try await ChangeTests.disagreeing("rename_title", on: conn) == 0)
