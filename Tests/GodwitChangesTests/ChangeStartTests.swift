@@ -142,6 +142,78 @@ struct ChangeStartTests {
         }
     }
 
+    @Test func startGivesUpAfterItsRetriesNamingTheLockAndLeavesNothing() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await ChangeTests.createMedia(on: conn)
+            try await QueueSchema.withChanges().install(on: conn)
+            let holder = try await database.connect()
+            try await holder.execute("BEGIN; SELECT count(*) FROM media;")
+            let manager = ChangeManager(
+                lockPolicy: LockTimeoutPolicy(
+                    lockTimeout: .milliseconds(100), retries: 1,
+                    backoff: Backoff(base: .milliseconds(10), max: .milliseconds(20))))
+            let error = await #expect(throws: ChangeError.self) {
+                _ = try await manager.start(
+                    text: "-- godwit:change\n" + ChangeSyncTriggerTests.rename, file: "changes/rename_title.sql",
+                    on: conn)
+            }
+            #expect(error?.code == .lockTimeout)
+            let text = error?.description ?? ""
+            #expect(
+                text.hasPrefix("changes/rename_title.sql:2: start of change rename_title could not lock "), "\(text)")
+            #expect(text.contains("after 2 tries"), "\(text)")
+            #expect(text.hasSuffix("; nothing was applied"), "\(text)")
+            try await holder.execute("COMMIT")
+            let left = try await conn.query(
+                """
+                SELECT (SELECT count(*) FROM godwit.change_records) + (SELECT count(*) FROM godwit.jobs)
+                     + (SELECT count(*) FROM pg_attribute WHERE attrelid = 'media'::regclass AND attname = 'caption') AS n
+                """
+            ).first!.int("n")
+            #expect(left == 0)
+            await holder.close()
+            await conn.close()
+        }
+    }
+
+    @Test func quotedTableAndColumnNamesAreQuotedEverywhere() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await conn.execute(
+                """
+                CREATE TABLE "Media Items" ("Id" bigint PRIMARY KEY, "Title" text);
+                INSERT INTO "Media Items" SELECT g, 'title ' || g FROM generate_series(1, 30) g;
+                """)
+            let before = try await ChangeTests.schemaDump(of: database)
+            let started = try await ChangeTests.start(
+                "Quoted Change",
+                """
+                -- table: "Media Items"
+                -- add-column: "Caption" text = "Title"
+                -- drop-column: "Title" = "Caption"
+                -- index: "Caption"
+                -- not-null: "Caption"
+                """, on: conn)
+            try await conn.query(#"INSERT INTO "Media Items" ("Id", "Title") VALUES (100, 'old')"#)
+            try await conn.query(#"INSERT INTO "Media Items" ("Id", "Caption") VALUES (101, 'new')"#)
+            let statement = try await conn.query(
+                "SELECT payload->>'statement' AS s FROM godwit.jobs WHERE id = $1", [started.backfillJob]
+            ).first!.string("s")
+            try await conn.query(statement, [0, 1000])
+            let apart = try await conn.query(
+                #"SELECT count(*) AS n FROM "Media Items" WHERE "Title" IS DISTINCT FROM "Caption""#
+            ).first!.int("n")
+            #expect(apart == 0)
+            let statements = try await ChangeTests.statements("Quoted Change", on: conn)
+            for index in statements.indexes { try await conn.execute(index.create) }
+            for validate in statements.validate { try await conn.execute(validate) }
+            try await ChangeTests.manager().abort(name: "Quoted Change", on: conn)
+            #expect(try await ChangeTests.schemaDump(of: database) == before)
+            await conn.close()
+        }
+    }
+
     @Test func twoChangesOnDisjointColumnsOfOneTableBothWork() async throws {
         try await withTestDatabase { database in
             let conn = try await database.connect()
