@@ -103,9 +103,15 @@ struct ChangeStartTests {
             #expect(statements.dropped == ["legacy"])
             #expect(statements.disagrees == "false")
             #expect(statements.complete == [#"ALTER TABLE "public"."media" DROP COLUMN "legacy""#])
-            // Both versions keep writing: the old one still writes legacy, the new one not.
-            try await conn.query("INSERT INTO media (title, legacy) VALUES ('old', 'x')")
-            try await conn.query("INSERT INTO media (title) VALUES ('new')")
+            // Both versions keep writing at once: the old one still writes legacy, the new one not.
+            try await writeConcurrently(
+                database,
+                old: AppVersion(columns: ["legacy", "title"]) { column, n in "\(column) \(n)" },
+                new: AppVersion(columns: ["title", "views"]) { column, n in column == "views" ? "\(n)" : "new \(n)" })
+            let legacy = try await conn.query(
+                "SELECT count(*) FILTER (WHERE legacy LIKE 'legacy %') AS old, count(*) FILTER (WHERE title LIKE 'new %') AS new FROM media"
+            ).first!
+            #expect(try legacy.int("old") > 0 && legacy.int("new") > 0)
             let error = await ChangeTests.serverError {
                 try await conn.query("INSERT INTO media (title, views) VALUES ('bad', -1)")
             }
