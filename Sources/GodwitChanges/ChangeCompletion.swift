@@ -197,6 +197,12 @@ public struct ChangeCompletion: Sendable {
     /// ledger row, the phase.
     private func completeInTransaction(on connection: Connection, folded: FoldedMigration?) async throws {
         let records = schema.qualified("change_records")
+        // Godwit's statements run with the catalog first; the ledger's name alone resolves
+        // through the session's own search_path, as sqlx resolves it.
+        let sessionPath = try await connection.query(
+            "SELECT pg_catalog.current_setting('search_path') AS p"
+        ).first?.string("p")
+        try await pin(on: connection, "pg_catalog, pg_temp")
         guard
             let row = try await connection.query(
                 """
@@ -239,7 +245,9 @@ public struct ChangeCompletion: Sendable {
             let migrator = Migrator(
                 source: MigrationSource(migrations: [], directory: folded.folder.directory),
                 config: folded.folder.config)
+            if let sessionPath { try await pin(on: connection, sessionPath) }
             try await migrator.recordApplied(folded.migration, inTransactionOn: connection)
+            try await pin(on: connection, "pg_catalog, pg_temp")
         }
         try await connection.query(
             """
@@ -247,5 +255,10 @@ public struct ChangeCompletion: Sendable {
             SET phase = 'completed', completed_at = now(), updated_at = now(), migration_version = $2
             WHERE name = $1
             """, [name, folded?.migration.version])
+    }
+
+    /// Sets the transaction's search_path.
+    private func pin(on connection: Connection, _ path: String) async throws {
+        try await connection.query("SELECT pg_catalog.set_config('search_path', $1, true)", [path])
     }
 }

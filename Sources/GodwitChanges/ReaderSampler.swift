@@ -46,6 +46,9 @@ public struct ReaderSampler: Sendable {
     }
 
     private func sampleInTransaction(on connection: Connection) async throws -> ReaderSample {
+        // Whatever session it is given (the worker's pins it already; complete's is the user's),
+        // every name resolves in the catalog first for the length of the sample.
+        try await connection.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
         let changes = try await inFlight(on: connection)
         guard !changes.isEmpty else { return ReaderSample(available: true, unavailableReason: nil, columns: []) }
         try await connection.query(
