@@ -270,7 +270,7 @@ public struct ReaderSampler: Sendable {
               AND a.backend_type = 'client backend' AND a.query IS NOT NULL
               AND EXISTS (SELECT FROM pg_catalog.unnest($1::text[]) AS c(name)
                           WHERE pg_catalog.strpos(pg_catalog.lower(a.query), pg_catalog.lower(c.name)) > 0)
-            """, [PostgresArray.literal(names)])
+            """, [GodwitPostgres.PostgresArray.literal(names)])
         try await connection.execute("SAVEPOINT godwit_reader_sample")
         do {
             let info = try await connection.query(
@@ -289,7 +289,7 @@ public struct ReaderSampler: Sendable {
                   AND s.query IS NOT NULL
                   AND EXISTS (SELECT FROM pg_catalog.unnest($1::text[]) AS c(name)
                               WHERE pg_catalog.strpos(pg_catalog.lower(s.query), pg_catalog.lower(c.name)) > 0)
-                """, [PostgresArray.literal(names)])
+                """, [GodwitPostgres.PostgresArray.literal(names)])
             try await connection.execute("RELEASE SAVEPOINT godwit_reader_sample")
             guard let first = info.first else { return .unavailable("pg_stat_statements_info returned no row") }
             return .available(
@@ -328,7 +328,7 @@ public struct ReaderSampler: Sendable {
                 """
                 SELECT change_name, column_name FROM \(schema.qualified("change_readers"))
                 WHERE change_name = ANY ($1::text[]) AND sampled_at IS NOT NULL
-                """, [PostgresArray.literal(changes.map(\.name))]
+                """, [GodwitPostgres.PostgresArray.literal(changes.map(\.name))]
             ).rows.map { ColumnKey(change: try $0.string("change_name"), column: try $0.string("column_name")) })
     }
 
@@ -341,7 +341,7 @@ public struct ReaderSampler: Sendable {
             """
             SELECT change_name, column_name, userid::bigint AS userid, dbid::bigint AS dbid, queryid, toplevel, calls
             FROM \(schema.qualified("change_reader_statements")) WHERE change_name = ANY ($1::text[])
-            """, [PostgresArray.literal(changes.map(\.name))]
+            """, [GodwitPostgres.PostgresArray.literal(changes.map(\.name))]
         ).rows {
             let key = ColumnKey(change: try row.string("change_name"), column: try row.string("column_name"))
             let entry = EntryKey(
@@ -405,7 +405,7 @@ public struct ReaderSampler: Sendable {
             """,
             [
                 key.change, key.column, seen.secondsAgo, restart,
-                PostgresArray.literal(seen.applications.sorted()),
+                GodwitPostgres.PostgresArray.literal(seen.applications.sorted()),
             ])
     }
 }
