@@ -76,25 +76,33 @@ public struct ReaderSampler: Sendable {
         }
 
         // What makes every window start again.
-        var restart: String?
+        // What makes every window start again: each reason, for the line complete prints.
+        var reasons: [String] = []
         let previousGap: Double? = try previous.bool("sampled") ? try previous.double("gap") : nil
         if let previousGap {
             let gap = Duration.milliseconds(Int64(previousGap * 1000))
             if try !previous.bool("available") {
-                restart = "pg_stat_statements was unavailable at the sample before"
-            } else if gap > Self.longestGap {
-                restart =
-                    "a gap of \(gap.roundedDescription) between samples (a running worker samples every \(Self.interval.roundedDescription))"
-            } else if let dealloc = previous["dealloc"].flatMap(Int64.init), statistics.dealloc > dealloc {
-                restart =
-                    "pg_stat_statements evicted \(statistics.dealloc - dealloc) entries (raise pg_stat_statements.max)"
-            } else if previous["stats_reset"] != statistics.statsReset {
-                restart = "pg_stat_statements was reset"
+                reasons.append("pg_stat_statements was unavailable at the sample before")
+            } else {
+                if gap > Self.longestGap {
+                    reasons.append(
+                        "a gap of \(gap.roundedDescription) between samples (a running worker samples every \(Self.interval.roundedDescription))"
+                    )
+                }
+                if let dealloc = previous["dealloc"].flatMap(Int64.init), statistics.dealloc > dealloc {
+                    reasons.append(
+                        "pg_stat_statements evicted \(statistics.dealloc - dealloc) entries (raise pg_stat_statements.max)"
+                    )
+                }
+                if previous["stats_reset"] != statistics.statsReset {
+                    reasons.append("pg_stat_statements was reset")
+                }
             }
         }
         if statistics.nullTexts > 0 {
-            restart = "pg_stat_statements discarded its query texts (\(statistics.nullTexts) entries show none)"
+            reasons.append("pg_stat_statements discarded its query texts (\(statistics.nullTexts) entries show none)")
         }
+        let restart = reasons.isEmpty ? nil : reasons.joined(separator: "; ")
 
         let known = try await knownColumns(of: changes, on: connection)
         let tracked = try await trackedEntries(of: changes, on: connection)
