@@ -87,10 +87,11 @@ public struct ChangeManager: Sendable {
     /// Expands: in one transaction under `lock_timeout` with retries, adds the new columns,
     /// the sync function and trigger and the NOT VALID constraints, enqueues the backfill (a
     /// batched job, from this session, so it runs as this login) and the finish job, and
-    /// records the change. The schema is installed first. `retrying` hears of each retry.
+    /// records the change. The schema is installed first. `retrying` hears of each retry;
+    /// `warn` of what the backfill's enqueue accepts but finds worth a look.
     public func start(
         text: String, file: String, on connection: Connection,
-        retrying: (String) -> Void = { _ in }
+        retrying: (String) -> Void = { _ in }, warn: (String) -> Void = { _ in }
     ) async throws -> Started {
         let definition = try ChangeDefinition.parse(text, file: file)
         try await installIfNeeded(on: connection)
@@ -111,7 +112,7 @@ public struct ChangeManager: Sendable {
                 if plan.syncs {
                     let job = try backfillDefinition(plan, sql: sql, file: file)
                     do {
-                        backfillJob = try await job.enqueue(file: file, schema: schema, on: conn)
+                        backfillJob = try await job.enqueue(file: file, schema: schema, on: conn, warn: warn)
                     } catch let error as BatchedJobError {
                         throw ChangeError(
                             .refused, file: file, line: definition.tableLine,

@@ -47,10 +47,7 @@ enum ChangeTests {
 
     /// The change's `statements` as stored by start.
     static func statements(_ name: String, on conn: Connection) async throws -> ChangeStatements {
-        let text = try await conn.query(
-            "SELECT statements::text AS s FROM godwit.change_records WHERE name = $1", [name]
-        ).first!.string("s")
-        return try JSONDecoder().decode(ChangeStatements.self, from: Data(text.utf8))
+        try #require(try await ChangeStatements.stored(for: name, schema: QueueSchema.withChanges(), on: conn))
     }
 
     /// The backfill as its batched job runs it: its statement over consecutive key ranges.
