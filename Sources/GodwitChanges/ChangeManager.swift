@@ -27,11 +27,24 @@ public struct ChangeManager: Sendable {
     /// resolution reads the catalog and parses in a read-only transaction that is rolled back.
     public func plan(text: String, file: String, on connection: Connection) async throws -> String {
         let definition = try ChangeDefinition.parse(text, file: file)
-        let plan = try await connection.withTransaction { conn in
-            try await conn.execute("SET TRANSACTION READ ONLY")
-            let plan = try await ChangePlan.resolve(definition, file: file, schema: schema, on: conn)
-            // Everything the resolution parsed goes with the transaction; nothing was written.
-            return plan
+        let plan: ChangePlan
+        do {
+            plan = try await connection.withTransaction { conn in
+                try await conn.execute("SET TRANSACTION READ ONLY")
+                // Parsing takes ACCESS SHARE on the tables: never queue behind a long lock.
+                if let timeout = lockPolicy.lockTimeout {
+                    try await conn.query(
+                        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+                        ["\(max(1, Int64(timeout.milliseconds.rounded(.up))))ms"])
+                }
+                // Everything the resolution parsed goes with the transaction; nothing was written.
+                return try await ChangePlan.resolve(definition, file: file, schema: schema, on: conn)
+            }
+        } catch let error as PostgresError where error.sqlState == .lockNotAvailable {
+            throw ChangeError(
+                .lockTimeout, file: file, line: definition.tableLine,
+                "plan could not read \(definition.table) within \(lockPolicy.lockTimeout?.roundedDescription ?? "its lock timeout"): another session holds a lock on it; try again"
+            )
         }
         return Self.describe(plan, lockPolicy: lockPolicy)
     }
