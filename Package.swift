@@ -135,6 +135,8 @@ let package = Package(
                 "GodwitQueue",
                 // The batch history a job page and /metrics show.
                 "GodwitJobs",
+                // The changes page and the changes' phases in /metrics.
+                "GodwitChanges",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -151,6 +153,7 @@ let package = Package(
                 "GodwitMigrations",
                 "GodwitQueue",
                 "GodwitJobs",
+                "GodwitChanges",
                 "GodwitHTTP",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -212,7 +215,8 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitChangesUnitTests",
-            dependencies: ["GodwitChanges"],
+            // GodwitMigrations for the lint findings a change file is written from.
+            dependencies: ["GodwitChanges", "GodwitMigrations"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -254,8 +258,9 @@ let package = Package(
         .testTarget(
             name: "GodwitHTTPTests",
             dependencies: [
-                // GodwitJobs to install the whole schema, as a worker does.
-                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitJobs", "GodwitPostgres", "GodwitTestSupport",
+                // GodwitJobs to install the whole schema, as a worker does; GodwitChanges its changes' part.
+                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitJobs", "GodwitChanges", "GodwitPostgres",
+                "GodwitTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict
