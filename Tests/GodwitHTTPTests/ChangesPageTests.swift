@@ -114,6 +114,7 @@ struct ChangesPageTests {
         try await withOperations { database, _, client in
             try await Self.record(database, name: "rename_title", phase: "verifying", disagreeing: 3)
             try await Self.record(database, name: "old", phase: "completed", disagreeing: 0)
+            try await Self.record(database, name: "a\"b\nc} 1", phase: "backfilling")
             try await client.execute(uri: "/metrics", method: .get) { response in
                 let text = response.text
                 #expect(text.contains(#"godwit_changes{phase="verifying"} 1.0"#))
@@ -122,6 +123,9 @@ struct ChangesPageTests {
                 #expect(text.contains(#"godwit_changes{phase="planned"} 0.0"#))
                 #expect(text.contains(#"godwit_change_disagreeing_rows{change="rename_title"} 3.0"#))
                 #expect(text.contains(#"godwit_change_ready{change="rename_title"} 0.0"#))
+                // A name cannot break the exposition: its quote and line feed are escaped.
+                #expect(text.contains(#"godwit_change_ready{change="a\"b\nc} 1"} 0.0"#))
+                #expect(text.contains(#"godwit_changes{phase="backfilling"} 1.0"#))
                 // A change that ended keeps no series of its own.
                 #expect(!text.contains(#"change="old""#))
                 #expect(text.contains("# HELP godwit_changes "))
