@@ -10,7 +10,7 @@ struct ChangeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "change",
         abstract: "Change columns without downtime: plan, start (expand), abort.",
-        subcommands: [Plan.self, Start.self, Abort.self])
+        subcommands: [Plan.self, Start.self, Abort.self, ChangeStatusCommand.self])
 
     /// `change plan FILE`: the phases as SQL, checked against the live schema; runs nothing.
     struct Plan: AsyncParsableCommand {

@@ -40,8 +40,8 @@ struct ChangeStatusTests {
         try await conn.query(
             """
             INSERT INTO godwit.change_records (name, table_name, table_oid, key_column, phase, file, source, definition,
-                disagreeing_rows)
-            VALUES ($1, '"public"."media"', 'public.media'::regclass, 'id', $2, 'changes/' || $1 || '.sql', $3, '{}', $4)
+                statements, disagreeing_rows)
+            VALUES ($1, '"public"."media"', 'public.media'::regclass, 'id', $2, 'changes/' || $1 || '.sql', $3, '{}', '{}', $4)
             """, [name, phase, source, disagreeing])
     }
 

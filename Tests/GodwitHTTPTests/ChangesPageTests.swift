@@ -31,8 +31,8 @@ struct ChangesPageTests {
         try await conn.query(
             """
             INSERT INTO godwit.change_records (name, table_name, table_oid, key_column, phase, file, source, definition,
-                disagreeing_rows)
-            VALUES ($1, '"public"."media"', 'public.media'::regclass, 'id', $2, 'changes/x.sql', $3, '{}', $4)
+                statements, disagreeing_rows)
+            VALUES ($1, '"public"."media"', 'public.media'::regclass, 'id', $2, 'changes/x.sql', $3, '{}', '{}', $4)
             """, [name, phase, source, disagreeing])
         try await conn.query(
             """
