@@ -10,8 +10,8 @@ extension DashboardPages {
             <h1>Changes</h1>
             <p class="note">Zero-downtime column changes (<code>godwit change</code>). Deploy the version that reads \
             the new columns once a change is ready: before, rows the backfill has not reached have NULL in them.</p>
-            <div class="scroll"><table class="changes"><thead><tr><th>Name</th><th>Table</th><th>Phase</th>\
-            <th>Backfill</th><th class="num">Disagreeing</th><th>Ready</th><th>Blocked by</th></tr></thead>
+            <div class="scroll"><table id="changes" class="changes"><thead><tr><th>Name</th><th class="opt">Table</th>\
+            <th>Phase</th><th>Backfill</th><th class="opt num">Disagreeing</th><th>Ready</th><th>Blocked by</th></tr></thead>
             <tbody data-live="/fragments/changes">\(changeRows(changes))</tbody></table></div>
             """
         return layout(title: "Changes", active: "changes", body: body)
@@ -23,9 +23,9 @@ extension DashboardPages {
         return changes.map { change in
             """
             <tr data-change="\(HTML.escape(change.name))"><td class="name"><a href="\(changeLink(change.name))">\(HTML.escape(change.name))</a></td>\
-            <td><code>\(HTML.escape(change.table))</code></td><td>\(phaseTag(change.phase))</td>\
+            <td class="opt"><code>\(HTML.escape(change.table))</code></td><td>\(phaseTag(change.phase))</td>\
             <td class="progress">\(changeProgress(change))</td>\
-            <td class="num">\(change.disagreeingRows.map(String.init) ?? "")</td><td>\(change.ready ? "yes" : "no")</td>\
+            <td class="opt num">\(change.disagreeingRows.map(String.init) ?? "")</td><td>\(change.ready ? "yes" : "no")</td>\
             <td class="note">\(HTML.escape(change.blockedBy.joined(separator: "; ")))</td></tr>
             """
         }.joined(separator: "\n")
@@ -136,12 +136,12 @@ extension DashboardPages {
                     "<p class=\"note\">Not sampled yet: a worker samples pg_stat_statements while the change is in flight.</p>"
             }
             readers +=
-                "<div class=\"scroll\"><table class=\"readers\"><thead><tr><th>Dropped column</th><th>Last seen (UTC)</th><th>Window since</th><th>Application names</th></tr></thead><tbody>"
+                "<div class=\"scroll\"><table class=\"readers\"><thead><tr><th>Dropped column</th><th>Last seen (UTC)</th><th class=\"opt\">Window since</th><th>Application names</th></tr></thead><tbody>"
                 + details.readers.map { reader in
                     """
                     <tr><td><code>\(HTML.escape(reader.column))</code></td>\
                     <td>\(reader.lastSeenAt.map(HTML.escape) ?? "<em>not seen</em>")</td>\
-                    <td>\(HTML.escape(reader.windowStartedAt ?? ""))</td>\
+                    <td class="opt">\(HTML.escape(reader.windowStartedAt ?? ""))</td>\
                     <td>\(HTML.escape(reader.applicationNames.joined(separator: ", ")))</td></tr>
                     """
                 }.joined() + "</tbody></table></div>"
