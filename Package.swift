@@ -151,6 +151,7 @@ let package = Package(
                 "GodwitMigrations",
                 "GodwitQueue",
                 "GodwitJobs",
+                "GodwitChanges",
                 "GodwitHTTP",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -18,6 +18,10 @@ CREATE TABLE @schema@.change_records (
     file              text NOT NULL,
     source            text NOT NULL,
     definition        jsonb NOT NULL,
+    -- Every later step's SQL, generated at start (`ChangeStatements`: table, key, disagrees,
+    -- indexes, uniques, validate, complete, abort, migration, dropped), so that the worker,
+    -- complete and abort run what start planned and never regenerate it.
+    statements        jsonb NOT NULL,
     -- The batched job that fills the new columns, and the job that verifies, builds the indexes
     -- and validates the constraints once it has succeeded.
     backfill_job_id   bigint REFERENCES @schema@.jobs (id) ON DELETE SET NULL,
