@@ -92,6 +92,13 @@ CONF
     fi
     sed -i "s/^port = .*//" "$dir/data/postgresql.conf"
     echo "port = $port" >>"$dir/data/postgresql.conf"
+    # pg_stat_statements, the reader evidence `godwit change complete` is gated on, loads only
+    # at server start: set on every start, so a cluster made before this line gets it too.
+    # Each database that samples it still needs CREATE EXTENSION pg_stat_statements. Room for
+    # 20000 statements (5000 by default): every test database makes its own, and each eviction
+    # restarts the quiet windows of changes in flight.
+    sed -i -e "s/^shared_preload_libraries = .*//" -e "s/^pg_stat_statements.max = .*//" "$dir/data/postgresql.conf"
+    printf "shared_preload_libraries = 'pg_stat_statements'\npg_stat_statements.max = 20000\n" >>"$dir/data/postgresql.conf"
     godwit_as_owner "$bindir/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 start >/dev/null \
         || { cat "$dir/server.log" >&2; return 1; }
 }

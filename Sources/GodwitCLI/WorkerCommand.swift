@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import GodwitBackups
+import GodwitChanges
 import GodwitHTTP
 import GodwitJobs
 import GodwitMigrations
@@ -74,7 +75,8 @@ struct WorkerCommand: AsyncParsableCommand {
     /// `--source` and `--config`, for --migrate and the dashboard's migrations.
     @OptionGroup var folder: MigrationFolderOptions
 
-    @OptionGroup(title: "Lock timeouts, for --migrate") var lockOptions: LockOptions
+    @OptionGroup(title: "Lock timeouts, for --migrate and the constraints a change validates") var lockOptions:
+        LockOptions
 
     @Option(help: "Where migrate jobs with a backup write their dumps.")
     var backupDir = "backups"
@@ -141,7 +143,9 @@ struct WorkerCommand: AsyncParsableCommand {
             }
             var configuration = WorkerConfiguration(databaseURL: url)
             configuration.version = Godwit.configuration.version
-            configuration.schema = QueueSchema.withJobs(name: queueOptions.schema)
+            // With the changes' part: the worker runs changes' finish jobs and moves them on.
+            configuration.schema = QueueSchema.withChanges(name: queueOptions.schema)
+            configuration.periodicTasks = [ChangeSupervisor(schema: configuration.schema).task]
             configuration.concurrency = concurrency
             configuration.drain = drain
             configuration.pollInterval = .seconds(pollInterval)
@@ -165,6 +169,7 @@ struct WorkerCommand: AsyncParsableCommand {
                 configuration: configuration, pool: pool,
                 handlers: [
                     NoopJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
+                    ChangeJob(schema: configuration.schema, lockPolicy: lockOptions.policy),
                     MigrateJob(
                         backups: BackupManager(
                             directory: backupDir, schema: configuration.schema.name,

@@ -4,11 +4,15 @@ import GodwitPostgres
 /// `change` commands): one transaction tried again, with backoff, each time it fails on a lock
 /// timeout, and an error that names who held the lock once the retries are spent.
 extension LockTimeoutPolicy {
-    /// What ran out of retries: the lock it waited for and who held it, as last seen.
-    public struct Exhausted: Error, Sendable {
+    /// What ran out of retries: the lock it waited for and who held it, as last seen. Callers
+    /// usually put it in their own words (naming the change), from `message`.
+    public struct Exhausted: GodwitError {
+        public var code: String { "lock-timeout" }
         /// `could not lock table public.media after 4 tries in 9s: pid 42 (...) holds it`.
         public var message: String
         public var underlying: PostgresError
+
+        public var description: String { message }
     }
 
     /// Runs `transaction` in BEGIN ... COMMIT on `connection` with `SET LOCAL lock_timeout` as

@@ -41,10 +41,13 @@ public struct JobKind: RawRepresentable, Hashable, Comparable, Sendable, Codable
     /// The parent of a batched data migration split into shards (`enqueue_batched` with
     /// `parallel`); no worker runs it: its shards, of kind `batched`, do the work.
     public static let batchedParallel = JobKind("batched_parallel")
+    /// The steps of a zero-downtime column change after its backfill: verification, index
+    /// builds, validation (GodwitChanges' `ChangeJob`).
+    public static let change = JobKind("change")
 
     /// The kinds the `godwit` worker runs, and the parallel parent its shards report to: the
     /// labels of the metrics and the dashboard's kind filter.
-    public static let shipped: [JobKind] = [.noop, .sql, .batched, .batchedParallel, .migrate]
+    public static let shipped: [JobKind] = [.noop, .sql, .batched, .batchedParallel, .migrate, .change]
 }
 
 extension JobKind: PostgresParameter {

@@ -32,6 +32,8 @@ public struct WorkerConfiguration: Sendable {
     /// line logs in with the worker's connection string, its user replaced and no password
     /// (see `EnqueuerSessions`).
     public var enqueuerLogins: [String: String] = [:]
+    /// Work run on a timer while the worker runs (see `PeriodicTask`), each in a loop of its own.
+    public var periodicTasks: [PeriodicTask] = []
 
     public init(databaseURL: String, workerID: String? = nil) {
         self.databaseURL = databaseURL
@@ -221,6 +223,9 @@ public final class Worker: Service {
             background.addTask { await self.rescueLoop() }
             background.addTask { await self.housekeepingLoop() }
             background.addTask { await self.completions.flushLoop { await self.recordSuccesses($0) } }
+            for task in self.configuration.periodicTasks {
+                background.addTask { await self.periodicLoop(task) }
+            }
             await self.dispatchLoop()
             background.cancelAll()
         }
@@ -509,6 +514,29 @@ public final class Worker: Service {
             } catch {
                 if Task.isCancelled { return }
                 logger.warning("\(what) failed; retrying", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Runs `task` now and then `task.interval` after each run ends, until the task is
+    /// cancelled (the worker stopping); a run that fails is logged and the loop goes on.
+    private func periodicLoop(_ task: PeriodicTask) async {
+        var logger = self.logger
+        logger[metadataKey: "task"] = "\(task.name)"
+        let context = PeriodicTaskContext(pool: pool, schema: configuration.schema, logger: logger)
+        while !Task.isCancelled {
+            do {
+                try await task.body(context)
+            } catch {
+                if Task.isCancelled { return }
+                logger.warning(
+                    "periodic task \(task.name) failed; trying again in \(task.interval.roundedDescription)",
+                    metadata: ["error": "\(error)"])
+            }
+            do {
+                try await Task.sleep(for: task.interval)
+            } catch {
+                return
             }
         }
     }

@@ -2,6 +2,7 @@ import Foundation
 import GodwitChanges
 import GodwitMigrations
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
@@ -102,9 +103,15 @@ struct ChangeStartTests {
             #expect(statements.dropped == ["legacy"])
             #expect(statements.disagrees == "false")
             #expect(statements.complete == [#"ALTER TABLE "public"."media" DROP COLUMN "legacy""#])
-            // Both versions keep writing: the old one still writes legacy, the new one not.
-            try await conn.query("INSERT INTO media (title, legacy) VALUES ('old', 'x')")
-            try await conn.query("INSERT INTO media (title) VALUES ('new')")
+            // Both versions keep writing at once: the old one still writes legacy, the new one not.
+            try await writeConcurrently(
+                database,
+                old: AppVersion(columns: ["legacy", "title"]) { column, n in "\(column) \(n)" },
+                new: AppVersion(columns: ["title", "views"]) { column, n in column == "views" ? "\(n)" : "new \(n)" })
+            let legacy = try await conn.query(
+                "SELECT count(*) FILTER (WHERE legacy LIKE 'legacy %') AS old, count(*) FILTER (WHERE title LIKE 'new %') AS new FROM media"
+            ).first!
+            #expect(try legacy.int("old") > 0 && legacy.int("new") > 0)
             let error = await ChangeTests.serverError {
                 try await conn.query("INSERT INTO media (title, views) VALUES ('bad', -1)")
             }
@@ -137,6 +144,78 @@ struct ChangeStartTests {
                 "SELECT (SELECT count(*) FROM godwit.change_records) + (SELECT count(*) FROM godwit.jobs) AS n"
             ).first!.int("n")
             #expect(rows == 0)
+            await conn.close()
+        }
+    }
+
+    @Test func startGivesUpAfterItsRetriesNamingTheLockAndLeavesNothing() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await ChangeTests.createMedia(on: conn)
+            try await QueueSchema.withChanges().install(on: conn)
+            let holder = try await database.connect()
+            try await holder.execute("BEGIN; SELECT count(*) FROM media;")
+            let manager = ChangeManager(
+                lockPolicy: LockTimeoutPolicy(
+                    lockTimeout: .milliseconds(100), retries: 1,
+                    backoff: Backoff(base: .milliseconds(10), max: .milliseconds(20))))
+            let error = await #expect(throws: ChangeError.self) {
+                _ = try await manager.start(
+                    text: "-- godwit:change\n" + ChangeSyncTriggerTests.rename, file: "changes/rename_title.sql",
+                    on: conn)
+            }
+            #expect(error?.code == .lockTimeout)
+            let text = error?.description ?? ""
+            #expect(
+                text.hasPrefix("changes/rename_title.sql:2: start of change rename_title could not lock "), "\(text)")
+            #expect(text.contains("after 2 tries"), "\(text)")
+            #expect(text.hasSuffix("; nothing was applied"), "\(text)")
+            try await holder.execute("COMMIT")
+            let left = try await conn.query(
+                """
+                SELECT (SELECT count(*) FROM godwit.change_records) + (SELECT count(*) FROM godwit.jobs)
+                     + (SELECT count(*) FROM pg_attribute WHERE attrelid = 'media'::regclass AND attname = 'caption') AS n
+                """
+            ).first!.int("n")
+            #expect(left == 0)
+            await holder.close()
+            await conn.close()
+        }
+    }
+
+    @Test func quotedTableAndColumnNamesAreQuotedEverywhere() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await conn.execute(
+                """
+                CREATE TABLE "Media Items" ("Id" bigint PRIMARY KEY, "Title" text);
+                INSERT INTO "Media Items" SELECT g, 'title ' || g FROM generate_series(1, 30) g;
+                """)
+            let before = try await ChangeTests.schemaDump(of: database)
+            let started = try await ChangeTests.start(
+                "Quoted Change",
+                """
+                -- table: "Media Items"
+                -- add-column: "Caption" text = "Title"
+                -- drop-column: "Title" = "Caption"
+                -- index: "Caption"
+                -- not-null: "Caption"
+                """, on: conn)
+            try await conn.query(#"INSERT INTO "Media Items" ("Id", "Title") VALUES (100, 'old')"#)
+            try await conn.query(#"INSERT INTO "Media Items" ("Id", "Caption") VALUES (101, 'new')"#)
+            let statement = try await conn.query(
+                "SELECT payload->>'statement' AS s FROM godwit.jobs WHERE id = $1", [started.backfillJob]
+            ).first!.string("s")
+            try await conn.query(statement, [0, 1000])
+            let apart = try await conn.query(
+                #"SELECT count(*) AS n FROM "Media Items" WHERE "Title" IS DISTINCT FROM "Caption""#
+            ).first!.int("n")
+            #expect(apart == 0)
+            let statements = try await ChangeTests.statements("Quoted Change", on: conn)
+            for index in statements.indexes { try await conn.execute(index.create) }
+            for validate in statements.validate { try await conn.execute(validate) }
+            try await ChangeTests.manager().abort(name: "Quoted Change", on: conn)
+            #expect(try await ChangeTests.schemaDump(of: database) == before)
             await conn.close()
         }
     }
@@ -200,6 +279,8 @@ struct ChangeStartTests {
         try await withTestDatabase { database in
             let conn = try await database.connect()
             try await ChangeTests.createMedia(on: conn)
+            // The schema first, so that start's only wait is the lock below.
+            try await QueueSchema.withChanges().install(on: conn)
             // A reader's open transaction holds ACCESS SHARE on media.
             let holder = try await database.connect()
             try await holder.execute("BEGIN; SELECT count(*) FROM media;")
@@ -219,18 +300,19 @@ struct ChangeStartTests {
                     on: conn, retrying: { _ in retries.add() })
             }
             // Start is retrying, and between its tries the application's writes go through.
-            #expect(await eventually(timeout: .seconds(60)) { retries.count >= 2 })
+            #expect(await eventually(timeout: .seconds(180)) { retries.count >= 2 })
             let seen = writes.count
-            #expect(await eventually(timeout: .seconds(60)) { writes.count >= seen + 20 && retries.count >= 3 })
+            #expect(await eventually(timeout: .seconds(180)) { writes.count >= seen + 20 && retries.count >= 3 })
             let phaseWhileHeld = try await holder.query(
                 "SELECT count(*) AS n FROM godwit.change_records"
             ).first!.int("n")
             #expect(phaseWhileHeld == 0, "nothing of start is visible while it waits")
             try await holder.execute("COMMIT")
-            let started = try await startTask.value
-            #expect(started.phase == .backfilling)
+            let outcome = await startTask.result
             stop.add()
             try await appTask.value
+            let started = try outcome.get()
+            #expect(started.phase == .backfilling)
             // The application's rows written during start are synced like any other.
             try await ChangeTests.backfill("rename_title", on: conn)
             #expect(try await ChangeTests.disagreeing("rename_title", on: conn) == 0)

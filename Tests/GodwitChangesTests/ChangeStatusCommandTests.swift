@@ -30,7 +30,7 @@ struct ChangeStatusCommandTests {
             #expect(line.contains("\"public\".\"media\""))
             #expect(line.contains("backfilling"))
             #expect(line.contains("0/?"))
-            #expect(line.contains("the backfill has not finished"))
+            #expect(line.contains("the change is backfilling, not ready"))
             // The escape sequence and the newline in a name are shown, not obeyed.
             #expect(!run.stdout.contains("\u{1B}"))
             #expect(run.stdout.contains("evil\\u001B]52;c;aGk=\\u0007\\u000Aforged"))
@@ -70,7 +70,7 @@ struct ChangeStatusCommandTests {
             #expect(text.contains("title: last seen"))
             #expect(text.contains("application names: api v1"))
             #expect(text.contains("SELECT *"))
-            #expect(text.contains("complete: would refuse:\n  - the backfill has not finished"))
+            #expect(text.contains("complete: would refuse:\n  - the change is backfilling, not ready"))
 
             run = try await GodwitCommand.run([
                 "change", "status", "rename_title", "--format", "json", "-D", database.url,

@@ -11,7 +11,7 @@ struct TypedValuesTests {
     func kinds() throws {
         let encoded = try JSONEncoder().encode([JobKind.batchedParallel, JobKind("made-up")])
         #expect(String(decoding: encoded, as: UTF8.self) == #"["batched_parallel","made-up"]"#)
-        #expect(JobKind.shipped.map(\.rawValue) == ["noop", "sql", "batched", "batched_parallel", "migrate"])
+        #expect(JobKind.shipped.map(\.rawValue) == ["noop", "sql", "batched", "batched_parallel", "migrate", "change"])
         #expect(try JSONDecoder().decode(JobKind.self, from: Data(#""sql""#.utf8)) == .sql)
     }
 
