@@ -118,7 +118,10 @@ let package = Package(
         .target(
             // Zero-downtime column changes (expand/contract), over the queue and its jobs.
             name: "GodwitChanges",
-            dependencies: ["GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs"],
+            dependencies: [
+                "GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             resources: [
                 // The changes' part, by concern, installed in the order `SchemaPart.changes` names.
                 .embedInCode("Resources/changes_records.sql"), .embedInCode("Resources/changes_readers.sql"),

@@ -61,7 +61,7 @@ struct ChangeCommand: AsyncParsableCommand {
                 let text = try readChangeFile(file)
                 let manager = ChangeManager(schemaName: queueOptions.schema, lockPolicy: lockOptions.policy)
                 let started = try await connection.withConnection(logger: makeLogger(queueOptions.logLevel)) {
-                    try await manager.start(text: text, file: file, on: $0, retrying: printWarning)
+                    try await manager.start(text: text, file: file, on: $0, retrying: printWarning, warn: printWarning)
                 }
                 output(started.name)
             }
