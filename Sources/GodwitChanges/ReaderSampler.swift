@@ -50,7 +50,8 @@ public struct ReaderSampler: Sendable {
                 let metadata: Logger.Metadata = ["change": "\(column.change)", "column": "\(column.column)"]
                 if column.read {
                     let names = column.applications.isEmpty ? "" : " by \(column.applications.joined(separator: ", "))"
-                    context.logger.info("change \(column.change): column \(column.column) read\(names)", metadata: metadata)
+                    context.logger.info(
+                        "change \(column.change): column \(column.column) read\(names)", metadata: metadata)
                 }
                 if let reason = column.windowRestarted {
                     context.logger.info(

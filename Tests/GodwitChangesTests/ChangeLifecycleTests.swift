@@ -1,24 +1,24 @@
 import Foundation
-import GodwitChanges
 import GodwitPostgres
-import GodwitQueue
 import GodwitTestSupport
 import Testing
 
-/// A change from its file to its end, through the commands and a worker: `change start`, both
-/// application versions writing while the worker backfills, verifies, builds the index and
-/// validates the NOT NULL check, `ready`, then `change complete`: the old column gone, the new
-/// one NOT NULL, and no trace of the trigger.
-@Suite("A change from start to complete", .serialized)
+/// A rename from file to completed, through the commands a team runs and a worker running
+/// in-process: `change start`, the backfill, the verification and the index build on the
+/// worker, `change status` ready, `change complete` refused while the old version still reads
+/// the old column (naming it and the old version's application name), then accepted once it
+/// has been quiet for `--quiet-for`, leaving the end schema.
+@Suite("A change from start to complete")
 struct ChangeLifecycleTests {
-    @Test func aRenameGoesFromStartThroughTheWorkerToComplete() async throws {
+    @Test func renameFromStartToComplete() async throws {
         try await withTestDatabase { database in
             let conn = try await database.connect()
-            try await ChangeTests.createMedia(on: conn, rows: 400)
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-lifecycle-\(UUID())")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: dir) }
-            let file = dir.appendingPathComponent("rename_title.sql").path
+            try await ChangeTests.createMedia(on: conn, rows: 500)
+            try await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-lifecycle-\(UUID())")
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let file = folder.appendingPathComponent("rename_title.sql").path
             try """
             -- godwit:change
             -- table: media
@@ -26,55 +26,78 @@ struct ChangeLifecycleTests {
             -- drop-column: title = caption
             -- not-null: caption
             -- index: caption
-            -- batch-size: 40
+            -- batch-size: 100
             """.write(toFile: file, atomically: true, encoding: .utf8)
+
             let started = try await GodwitCommand.run(["change", "start", file, "-D", database.url])
             #expect(started.status == 0, "\(started.stderr)")
+            #expect(started.stdout.contains("rename_title"), "\(started.stdout)")
 
-            let worker = GodwitCommand.start(
-                [
-                    "worker", "-D", database.url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay",
-                    "0.05",
-                ])
-            try await writeConcurrently(
-                database,
-                old: AppVersion(columns: ["title", "views"]) { column, n in column == "title" ? "old \(n)" : "\(n)" },
-                new: AppVersion(columns: ["caption", "views"]) { column, n in column == "caption" ? "new \(n)" : "\(n)"
-                })
-            let ready = try await eventually(timeout: .seconds(180)) {
-                try await conn.query("SELECT phase FROM godwit.change_records WHERE name = 'rename_title'").first?
+            // The old version keeps reading and writing `title` while the change runs.
+            let old = try await Connection.connect(database.url, applicationName: "media-v1")
+            let oldVersion = Task {
+                var id: Int64 = 1
+                while !Task.isCancelled {
+                    _ = try await old.query("SELECT title FROM media WHERE id = $1", [id])
+                    try await old.query("UPDATE media SET title = 'v1 ' || id WHERE id = $1", [id + 250])
+                    id = id % 200 + 1
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            let worker = changeWorker(database.url)
+            let ready = try await eventually(timeout: .seconds(180), every: .milliseconds(200)) {
+                try await conn.query("SELECT phase FROM godwit.changes WHERE name = 'rename_title'").first?
                     .string("phase") == "ready"
             }
-            let output = await worker.stop()
-            #expect(ready, "\(output.stderr.suffix(3000))")
-            let apart = try await conn.query(
-                "SELECT count(*) AS n FROM media WHERE caption IS DISTINCT FROM title OR caption IS NULL"
-            ).first!.int("n")
-            #expect(apart == 0)
+            #expect(ready, "\(worker.currentStderr.suffix(3000))")
+            let status = try await GodwitCommand.run(["change", "status", "rename_title", "-D", database.url])
+            #expect(status.status == 0 && status.stdout.contains("ready"), "\(status.stdout)\(status.stderr)")
 
-            let completed = try await GodwitCommand.run([
-                "change", "complete", "rename_title", "-D", database.url, "--without-reader-check",
-                "lifecycle test: no old reader runs",
+            // Refused while version 1 still reads title: the column and its application named.
+            let refused = try await GodwitCommand.run([
+                "change", "complete", "rename_title", "--quiet-for", "5s", "-D", database.url,
             ])
-            #expect(completed.status == 0, "\(completed.stderr)")
-            let end = try await conn.query(
+            #expect(refused.status != 0)
+            #expect(refused.stderr.contains("title") && refused.stderr.contains("media-v1"), "\(refused.stderr)")
+            #expect(
+                try await conn.query(
+                    "SELECT 1 FROM pg_attribute WHERE attrelid = 'media'::regclass AND attname = 'title' AND NOT attisdropped"
+                ).rows.count == 1)
+
+            // Version 1 stops; once title has been quiet for 5 s, complete goes through.
+            oldVersion.cancel()
+            _ = await oldVersion.result
+            var last = refused
+            let completed = try await eventually(timeout: .seconds(120), every: .seconds(1)) {
+                last = try await GodwitCommand.run([
+                    "change", "complete", "rename_title", "--quiet-for", "5s", "-D", database.url,
+                ])
+                return last.status == 0
+            }
+            #expect(completed, "\(last.stderr)")
+            _ = await worker.stop()
+
+            let columns = try await conn.query(
                 """
-                SELECT (SELECT phase FROM godwit.change_records WHERE name = 'rename_title') AS phase,
-                       (SELECT count(*) FROM pg_attribute WHERE attrelid = 'media'::regclass AND attname = 'title'
-                            AND NOT attisdropped) AS titles,
-                       (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'media'::regclass AND attname = 'caption') AS not_null,
-                       (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'media'::regclass AND NOT tgisinternal) AS triggers,
-                       (SELECT count(*) FROM pg_constraint WHERE conrelid = 'media'::regclass AND contype = 'c') AS checks,
-                       (SELECT indisvalid FROM pg_index WHERE indexrelid = 'media_caption_idx'::regclass) AS index_valid
+                SELECT attname, attnotnull FROM pg_attribute
+                WHERE attrelid = 'media'::regclass AND attnum > 0 AND NOT attisdropped ORDER BY attnum
                 """
-            ).first!
-            #expect(try end.string("phase") == "completed")
-            #expect(try end.int("titles") == 0)
-            #expect(try end.bool("not_null"))
-            #expect(try end.int("triggers") == 0)
-            #expect(try end.int("checks") == 0)
-            #expect(try end.bool("index_valid"))
-            await conn.close()
+            ).rows.map { "\(try $0.string("attname")):\(try $0.bool("attnotnull"))" }
+            #expect(!columns.contains { $0.hasPrefix("title:") }, "\(columns)")
+            #expect(columns.contains("caption:true"), "\(columns)")
+            #expect(
+                try await conn.query("SELECT 1 FROM pg_trigger WHERE tgrelid = 'media'::regclass AND NOT tgisinternal")
+                    .rows.count == 0)
+            #expect(
+                try await conn.query(
+                    "SELECT 1 FROM pg_index WHERE indexrelid = 'media_caption_idx'::regclass AND indisvalid"
+                ).rows.count == 1)
+            #expect(try await conn.query("SELECT count(*) AS n FROM media WHERE caption IS NULL").first!.int("n") == 0)
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM media WHERE caption LIKE 'v1 %'").first!.int("n") > 0)
+            #expect(
+                try await conn.query("SELECT phase FROM godwit.changes WHERE name = 'rename_title'").first?.string(
+                    "phase") == "completed")
         }
     }
 }

@@ -43,6 +43,7 @@ struct OpsScriptTests {
             }
         }
         #expect(shell.contains(root + "/bench/backfill") && shell.contains(root + "/lib-postgres.sh"), "\(shell)")
+        #expect(shell.contains(root + "/bench/change"), "\(shell)")
         #expect(python.contains(root + "/bench/band_app.py"), "\(python)")
         for path in shell {
             let checked = try await runProgram("/bin/bash", ["-n", path])
