@@ -43,7 +43,13 @@ struct ChangeFinishTests {
             try await logPhaseMoves(conn)
             let change = try await RenameChange.start(.init(rows: 500, batchSize: 40), on: conn)
             let worker = changeWorker(db.url)
-            let ready = try await eventually(timeout: .seconds(120)) { try await changePhase(conn) == "ready" }
+            // The job sets ready before its success is recorded: wait for both, so that the
+            // worker is not stopped in between (which would hand the job back).
+            let ready = try await eventually(timeout: .seconds(120)) {
+                let phase = try await changePhase(conn)
+                let finish = try await jobRow(change.finishJob, conn).string("state")
+                return phase == "ready" && finish == "succeeded"
+            }
             let output = await worker.stop()
             #expect(ready, "\(output.stderr.suffix(3000))")
             try await expectFinished(conn, rows: 500)
@@ -138,7 +144,11 @@ struct ChangeFinishTests {
             // Processes, so that the two race as two workers would; a 10 s lease, so that load on
             // the machine cannot make one rescue the other's job.
             let workers = try (0..<2).map { _ in try changeWorkerProcess(db.url, ["--lease-timeout", "10"]) }
-            let ready = try await eventually(timeout: .seconds(120)) { try await changePhase(conn) == "ready" }
+            let ready = try await eventually(timeout: .seconds(120)) {
+                let phase = try await changePhase(conn)
+                let finish = try await jobRow(change.finishJob, conn).string("state")
+                return phase == "ready" && finish == "succeeded"
+            }
             var logs = ""
             for worker in workers {
                 worker.signal(SIGTERM)
