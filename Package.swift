@@ -118,7 +118,10 @@ let package = Package(
         .target(
             // Zero-downtime column changes (expand/contract), over the queue and its jobs.
             name: "GodwitChanges",
-            dependencies: ["GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs"],
+            dependencies: [
+                "GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             resources: [
                 // The changes' part, by concern, installed in the order `SchemaPart.changes` names.
                 .embedInCode("Resources/changes_records.sql"), .embedInCode("Resources/changes_readers.sql"),
@@ -135,6 +138,8 @@ let package = Package(
                 "GodwitQueue",
                 // The batch history a job page and /metrics show.
                 "GodwitJobs",
+                // The changes page and the changes' phases in /metrics.
+                "GodwitChanges",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -213,7 +218,8 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitChangesUnitTests",
-            dependencies: ["GodwitChanges"],
+            // GodwitMigrations for the lint findings a change file is written from.
+            dependencies: ["GodwitChanges", "GodwitMigrations"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -255,8 +261,9 @@ let package = Package(
         .testTarget(
             name: "GodwitHTTPTests",
             dependencies: [
-                // GodwitJobs to install the whole schema, as a worker does.
-                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitJobs", "GodwitPostgres", "GodwitTestSupport",
+                // GodwitJobs to install the whole schema, as a worker does; GodwitChanges its changes' part.
+                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitJobs", "GodwitChanges", "GodwitPostgres",
+                "GodwitTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict

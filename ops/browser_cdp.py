@@ -12,7 +12,7 @@ job and the workers at both sizes into SCREENSHOT_DIR, then clicks the job's Pau
     browser_cdp.py DEVTOOLS_PORT DASHBOARD_URL JOB_ID STALE_JOB_ID COUNTS_JSON SCREENSHOT_DIR
 Prints one line per step; exits 1 on the first failure.
 """
-import base64, json, os, re, socket, struct, sys, time, urllib.request
+import base64, json, os, re, socket, struct, sys, time, urllib.parse, urllib.request
 
 
 class WebSocket:
@@ -156,8 +156,39 @@ def check_list(page, width, height, counts, stale_job):
     return too_wide(page)
 
 
+def check_changes(page, url, name, width, height, shots):
+    """The changes list and the change's page at one viewport size: the change's name (which
+    holds markup) shown as text in its row and its heading, and nothing wider than the screen."""
+    load(page, url.rstrip("/") + "/changes", "#changes tr[data-change]")
+    screenshot(page, f"{shots}/changes-{width}x{height}.png")
+    shown = page.evaluate("document.querySelector('#changes tr[data-change] td.name a').textContent")
+    if shown != name:
+        fail(f"at {width} px the changes list shows the change as {shown!r}, not {name!r}")
+    if page.evaluate("!!document.querySelector('main i')"):
+        fail(f"at {width} px the change's name reached the changes list as markup")
+    wide = too_wide(page)
+    if wide:
+        fail(f"at {width} px the changes list has elements wider than the screen: {wide}")
+    load(page, url.rstrip("/") + "/change?name=" + urllib.parse.quote(name, safe=""), "dl.facts")
+    screenshot(page, f"{shots}/change-{width}x{height}.png")
+    heading = page.evaluate("document.querySelector('main h1').firstChild.textContent")
+    if heading.strip() != name:
+        fail(f"at {width} px the change's page is headed {heading!r}, not {name!r}")
+    if page.evaluate("!!document.querySelector('main i')"):
+        fail(f"at {width} px the change's name reached its page as markup")
+    objects = page.evaluate("document.querySelectorAll('table.objects tbody tr').length")
+    if objects != 1:
+        fail(f"at {width} px the change's page lists {objects} indexes and constraints, not its one index")
+    wide = too_wide(page)
+    if wide:
+        fail(f"at {width} px the change's page has elements wider than the screen: {wide}")
+    print(f"browser: {width} px: the changes list and the change's page show its name as text, nothing too wide",
+          flush=True)
+
+
 def main():
     devtools_port, url, job_id, stale_job, counts_json, shots = sys.argv[1:7]
+    change_name = sys.argv[7] if len(sys.argv) > 7 else None
     counts = json.loads(counts_json)
     os.makedirs(shots, exist_ok=True)
     targets = wait_for("Chromium's DevTools endpoint", lambda: _targets(devtools_port), 30)
@@ -202,6 +233,8 @@ def main():
     screenshot(page, f"{shots}/stale-job-1280x800.png")
     load(page, url.rstrip("/") + "/workers", "#workers")
     screenshot(page, f"{shots}/workers-1280x800.png")
+    if change_name:
+        check_changes(page, url, change_name, 1280, 800, shots)
 
     # A phone: nothing wider than the screen, names wrap at word boundaries.
     viewport(page, 390, 844, True)
@@ -225,6 +258,8 @@ def main():
     wide = too_wide(page)
     if wide:
         fail(f"at 390 px the workers page has elements wider than the screen: {wide}")
+    if change_name:
+        check_changes(page, url, change_name, 390, 844, shots)
 
     viewport(page, 1280, 800, False)
     load(page, url, row)

@@ -9,8 +9,8 @@ import GodwitPostgres
 struct ChangeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "change",
-        abstract: "Change columns without downtime: plan, start (expand), complete (contract), abort.",
-        subcommands: [Plan.self, Start.self, Complete.self, Abort.self])
+        abstract: "Change columns without downtime: plan, start (expand), status, complete (contract), abort.",
+        subcommands: [Plan.self, Start.self, ChangeStatusCommand.self, Complete.self, Abort.self])
 
     /// `change plan FILE`: the phases as SQL, checked against the live schema; runs nothing.
     struct Plan: AsyncParsableCommand {
@@ -61,7 +61,7 @@ struct ChangeCommand: AsyncParsableCommand {
                 let text = try readChangeFile(file)
                 let manager = ChangeManager(schemaName: queueOptions.schema, lockPolicy: lockOptions.policy)
                 let started = try await connection.withConnection(logger: makeLogger(queueOptions.logLevel)) {
-                    try await manager.start(text: text, file: file, on: $0, retrying: printWarning)
+                    try await manager.start(text: text, file: file, on: $0, retrying: printWarning, warn: printWarning)
                 }
                 output(started.name)
             }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import GodwitChanges
 import GodwitMigrations
 import GodwitPostgres
+import Logging
 
 extension Migrate {
     struct Lint: AsyncParsableCommand {
@@ -53,6 +55,12 @@ extension Migrate {
                 valueName: "dir"))
         var writeJobs: String?
 
+        @Option(
+            help: ArgumentHelp(
+                "Write a change file (changes/*.sql format, for godwit change) into this folder for each rename-column, column-type-rewrite, drop-column and set-not-null found.",
+                valueName: "dir"))
+        var writeChanges: String?
+
         @Argument(help: "Migration files to lint instead of the pending migrations of --source.")
         var files: [String] = []
 
@@ -81,7 +89,8 @@ extension Migrate {
                     }
                 }
                 let report = try await linter.lint(migrations, databaseURL: url)
-                let written = try writeJobFiles(report)
+                var written = try writeJobFiles(report)
+                written += try await writeChangeFiles(report, databaseURL: url, logger: logger)
                 switch format {
                 case .json:
                     output(try jsonReport(report))
@@ -141,6 +150,67 @@ extension Migrate {
             }
             return written
         }
+    }
+}
+
+extension Migrate.Lint {
+    /// The change files for the findings a `godwit change` replaces (not those allowed), each
+    /// read back with `ChangeDefinition.parse` before it is written, and named after what it
+    /// changes (`rename_media_title.sql`; `_2` and on when two findings would share a name). A
+    /// rename's type is read from the target's catalog when a database was given; the file says
+    /// when it could not be. Returns the paths, as `--write-changes` was given, each with what
+    /// to edit before use.
+    fileprivate func writeChangeFiles(
+        _ report: LintReport, databaseURL: String?, logger: Logger
+    ) async throws -> [String] {
+        guard let writeChanges else { return [] }
+        let findings = report.findings.filter { $0.columnChange != nil && $0.table != nil }
+        var types: [Int: String] = [:]
+        if let databaseURL, findings.contains(where: { if case .rename = $0.columnChange { true } else { false } }) {
+            // The table as the migration names it resolves through the login's own search_path,
+            // as the migration itself would: so this session keeps it, and names pg_catalog's
+            // functions qualified.
+            try await Connection.withConnection(
+                databaseURL, retryingFor: .milliseconds(Int(connection.connectTimeout * 1000))
+            ) { conn in
+                for (index, finding) in findings.enumerated() {
+                    guard case .rename(let column, _) = finding.columnChange, let table = finding.table else {
+                        continue
+                    }
+                    types[index] = try await LintChangeFile.columnType(table: table, column: column, on: conn)
+                }
+            }
+        }
+        try FileManager.default.createDirectory(
+            atPath: Console.current.opened(writeChanges), withIntermediateDirectories: true)
+        var written: [String] = []
+        var used: Set<String> = []
+        for (index, finding) in findings.enumerated() {
+            guard let base = LintChangeFile.name(for: finding) else { continue }
+            var name = base
+            var suffix = 2
+            while !used.insert(name).inserted {
+                name = "\(base)_\(suffix)"
+                suffix += 1
+            }
+            guard let text = LintChangeFile.text(for: finding, name: name, columnType: types[index]) else { continue }
+            let path = (writeChanges as NSString).appendingPathComponent("\(name).sql")
+            do {
+                _ = try ChangeDefinition.parse(text, file: path)
+            } catch {
+                throw CLIError("the change file for \(finding.file):\(finding.line) does not read back: \(error)")
+            }
+            guard FileManager.default.createFile(atPath: Console.current.opened(path), contents: Data(text.utf8))
+            else {
+                throw CLIError("cannot write \(path)")
+            }
+            if case .rename(let column, _) = finding.columnChange, types[index] == nil {
+                written.append("\(path) (replace TYPE_OF_\(column) with the column's type)")
+            } else {
+                written.append(path)
+            }
+        }
+        return written
     }
 }
 

@@ -143,9 +143,12 @@ struct WorkerCommand: AsyncParsableCommand {
             }
             var configuration = WorkerConfiguration(databaseURL: url)
             configuration.version = Godwit.configuration.version
-            // With the changes' part: the worker runs changes' finish jobs and moves them on.
+            // With the changes' part: the worker runs changes' finish jobs, moves them on, and
+            // samples the reader evidence `change complete` is gated on.
             configuration.schema = QueueSchema.withChanges(name: queueOptions.schema)
-            configuration.periodicTasks = [ChangeSupervisor(schema: configuration.schema).task]
+            configuration.periodicTasks = [
+                ChangeSupervisor(schema: configuration.schema).task, ReaderSampler(schema: configuration.schema).task,
+            ]
             configuration.concurrency = concurrency
             configuration.drain = drain
             configuration.pollInterval = .seconds(pollInterval)

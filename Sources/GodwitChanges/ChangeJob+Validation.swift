@@ -1,3 +1,4 @@
+import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
 
@@ -17,39 +18,25 @@ extension ChangeJob.Run {
         }
     }
 
-    /// Runs `sql` in a transaction of its own under the policy's `lock_timeout`; a lock timeout
-    /// rolls it back, waits (backoff with jitter, the job's checkpoint taken) and tries again,
-    /// up to the policy's retries, after which the job fails as transient (the worker retries
-    /// it later) naming the change and what it was doing.
+    /// Runs `sql` in a transaction of its own under the policy's `lock_timeout`, tried again
+    /// with backoff on each lock timeout (`LockTimeoutPolicy.runTransaction`, the machinery of
+    /// `migrate run`, each retry logged with who held the lock); once the retries are spent the
+    /// job fails as transient (the worker retries it later) naming the change, what it was
+    /// doing and the lock's holder.
     func withLockRetries(_ what: String, _ sql: String, on session: Connection) async throws {
-        let policy = job.lockPolicy
-        guard let lockTimeout = policy.lockTimeout else {
-            try await session.query(sql)
-            return
-        }
-        let setting = "\(max(1, Int64(lockTimeout.milliseconds.rounded(.up))))ms"
-        var tries = 0
-        while true {
-            tries += 1
-            try context.checkpoint()
-            do {
-                try await session.withTransaction { conn in
-                    try await conn.query("SELECT pg_catalog.set_config('lock_timeout', $1, true)", [setting])
-                    try await conn.query(sql)
+        try context.checkpoint()
+        do {
+            try await job.lockPolicy.runTransaction(
+                on: session,
+                retrying: { line in
+                    context.logger.warning("change \(name): to \(what), \(line)", metadata: ["change": "\(name)"])
                 }
-                return
-            } catch let error as PostgresError where error.sqlState == .lockNotAvailable {
-                guard tries <= policy.retries else {
-                    throw JobFailure(
-                        "change \(name): could not lock \(statements.table) to \(what) in \(tries) tries of \(lockTimeout.roundedDescription) each; the job will try again",
-                        transient: true)
-                }
-                let delay = policy.backoff.delay(afterAttempt: tries)
-                context.logger.warning(
-                    "change \(name): could not lock \(statements.table) to \(what) within \(lockTimeout.roundedDescription); trying again in \(delay.roundedDescription) (retry \(tries) of \(policy.retries))",
-                    metadata: ["change": "\(name)"])
-                try await Task.sleep(for: delay)
+            ) { conn in
+                _ = try await conn.query(sql)
             }
+        } catch let exhausted as LockTimeoutPolicy.Exhausted {
+            throw JobFailure(
+                "change \(name): to \(what), \(exhausted.message); the job will try again", transient: true)
         }
     }
 }

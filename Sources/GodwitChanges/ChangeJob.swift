@@ -86,7 +86,7 @@ extension ChangeJob {
         var tableOID: String
         /// The table's schema, unquoted; nil when the table is gone.
         var tableSchema: String?
-        var statements: FinishStatements
+        var statements: ChangeStatements
         var verifiedRows: Int64
         var disagreeingRows: Int64
         var verifyCursor: String?
@@ -118,10 +118,10 @@ extension ChangeJob {
             guard let phase = ChangePhase(rawValue: phaseText) else {
                 throw JobFailure("change \(name): unknown phase \(phaseText)")
             }
-            let statements: FinishStatements
+            let statements: ChangeStatements
             do {
                 statements = try JSONDecoder().decode(
-                    FinishStatements.self, from: Data(try row.string("statements").utf8))
+                    ChangeStatements.self, from: Data(try row.string("statements").utf8))
             } catch {
                 throw JobFailure("change \(name): its recorded statements are malformed: \(error)")
             }
@@ -159,7 +159,7 @@ extension ChangeJob {
         let record: Record
 
         var name: String { record.name }
-        var statements: FinishStatements { record.statements }
+        var statements: ChangeStatements { record.statements }
 
         func finish() async throws {
             guard let tableSchema = record.tableSchema else {

@@ -27,11 +27,24 @@ public struct ChangeManager: Sendable {
     /// resolution reads the catalog and parses in a read-only transaction that is rolled back.
     public func plan(text: String, file: String, on connection: Connection) async throws -> String {
         let definition = try ChangeDefinition.parse(text, file: file)
-        let plan = try await connection.withTransaction { conn in
-            try await conn.execute("SET TRANSACTION READ ONLY")
-            let plan = try await ChangePlan.resolve(definition, file: file, schema: schema, on: conn)
-            // Everything the resolution parsed goes with the transaction; nothing was written.
-            return plan
+        let plan: ChangePlan
+        do {
+            plan = try await connection.withTransaction { conn in
+                try await conn.execute("SET TRANSACTION READ ONLY")
+                // Parsing takes ACCESS SHARE on the tables: never queue behind a long lock.
+                if let timeout = lockPolicy.lockTimeout {
+                    try await conn.query(
+                        "SELECT pg_catalog.set_config('lock_timeout', $1, true)",
+                        ["\(max(1, Int64(timeout.milliseconds.rounded(.up))))ms"])
+                }
+                // Everything the resolution parsed goes with the transaction; nothing was written.
+                return try await ChangePlan.resolve(definition, file: file, schema: schema, on: conn)
+            }
+        } catch let error as PostgresError where error.sqlState == .lockNotAvailable {
+            throw ChangeError(
+                .lockTimeout, file: file, line: definition.tableLine,
+                "plan could not read \(definition.table) within \(lockPolicy.lockTimeout?.roundedDescription ?? "its lock timeout"): another session holds a lock on it; try again"
+            )
         }
         return Self.describe(plan, lockPolicy: lockPolicy)
     }
@@ -87,10 +100,11 @@ public struct ChangeManager: Sendable {
     /// Expands: in one transaction under `lock_timeout` with retries, adds the new columns,
     /// the sync function and trigger and the NOT VALID constraints, enqueues the backfill (a
     /// batched job, from this session, so it runs as this login) and the finish job, and
-    /// records the change. The schema is installed first. `retrying` hears of each retry.
+    /// records the change. The schema is installed first. `retrying` hears of each retry;
+    /// `warn` of what the backfill's enqueue accepts but finds worth a look.
     public func start(
         text: String, file: String, on connection: Connection,
-        retrying: (String) -> Void = { _ in }
+        retrying: (String) -> Void = { _ in }, warn: (String) -> Void = { _ in }
     ) async throws -> Started {
         let definition = try ChangeDefinition.parse(text, file: file)
         try await installIfNeeded(on: connection)
@@ -111,7 +125,7 @@ public struct ChangeManager: Sendable {
                 if plan.syncs {
                     let job = try backfillDefinition(plan, sql: sql, file: file)
                     do {
-                        backfillJob = try await job.enqueue(file: file, schema: schema, on: conn)
+                        backfillJob = try await job.enqueue(file: file, schema: schema, on: conn, warn: warn)
                     } catch let error as BatchedJobError {
                         throw ChangeError(
                             .refused, file: file, line: definition.tableLine,

@@ -160,22 +160,32 @@ public struct ChangeSQL: Sendable {
             return
                 "        IF NEW.\(column) IS NULL AND \(reverseVariable($0)) IS NOT NULL THEN NEW.\(column) := \(reverseVariable($0)); END IF;"
         }.joined(separator: "\n")
+        // Each expression is evaluated only where its value is used: a row both sides of which
+        // are filled (the backfill's second pass, an ORM's save of unchanged values) costs none.
+        func anyNull(_ columns: [String]) -> String {
+            columns.map { "NEW.\(quoteIdentifier($0)) IS NULL" }.joined(separator: " OR ")
+        }
+        let onlyOld = "        \(computeForward)\n\(setNew)"
         let onlyNew: String
         if !drops.isEmpty {
-            onlyNew = "\(fillNew)\n        \(computeReverse)\n\(setOld)"
+            onlyNew =
+                "        IF \(anyNull(newColumns)) THEN\n        \(computeForward)\n\(fillNew)\n        END IF;\n        \(computeReverse)\n\(setOld)"
         } else if oldColumns.isEmpty {
             onlyNew = "        NULL;"
         } else {
-            onlyNew = "        IF NOT (\(forwardAgrees)) THEN\n            \(refusal)\n        END IF;"
+            onlyNew =
+                "        \(computeForward)\n        IF NOT (\(forwardAgrees)) THEN\n            \(refusal)\n        END IF;"
         }
         let both =
             drops.isEmpty
-            ? "        IF NOT (\(forwardAgrees)) THEN\n            \(refusal)\n        END IF;"
-            : "        \(computeReverse)\n        IF NOT ((\(forwardAgrees)) OR (\(reverseAgrees))) THEN\n            \(refusal)\n        END IF;"
-        let neither =
-            drops.isEmpty
-            ? fillNullNew
-            : "\(fillNullNew)\n        \(computeReverse)\n\(fillNullOld)"
+            ? "        \(computeForward)\n        IF NOT (\(forwardAgrees)) THEN\n            \(refusal)\n        END IF;"
+            : "        \(computeForward)\n        \(computeReverse)\n        IF NOT ((\(forwardAgrees)) OR (\(reverseAgrees))) THEN\n            \(refusal)\n        END IF;"
+        var neither =
+            "        IF \(anyNull(newColumns)) THEN\n        \(computeForward)\n\(fillNullNew)\n        END IF;"
+        if !drops.isEmpty {
+            neither +=
+                "\n        IF \(anyNull(drops.map(\.name))) THEN\n        \(computeReverse)\n\(fillNullOld)\n        END IF;"
+        }
         body += """
             BEGIN
                 IF TG_OP = 'INSERT' THEN
@@ -185,9 +195,8 @@ public struct ChangeSQL: Sendable {
                     godwit_old_changed := \(anyChanged(oldColumns));
                     godwit_new_changed := \(anyChanged(newColumns));
                 END IF;
-                \(computeForward)
                 IF godwit_old_changed AND NOT godwit_new_changed THEN
-            \(setNew)
+            \(onlyOld)
                 ELSIF godwit_new_changed AND NOT godwit_old_changed THEN
             \(onlyNew)
                 ELSIF godwit_old_changed AND godwit_new_changed THEN

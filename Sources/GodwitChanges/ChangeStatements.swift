@@ -1,3 +1,7 @@
+import Foundation
+import GodwitPostgres
+import GodwitQueue
+
 /// Every later step's SQL, generated at start and stored in `change_records.statements`, so
 /// that the worker, complete and abort never regenerate it (the keys are the shared contract's).
 public struct ChangeStatements: Sendable, Equatable, Codable {
@@ -33,4 +37,19 @@ public struct ChangeStatements: Sendable, Equatable, Codable {
     public var migration: String
     /// The columns complete drops (the reader sampler watches these).
     public var dropped: [String]
+}
+
+extension ChangeStatements {
+    /// The statements `start` stored for change `name` in `schema`'s `change_records`; nil
+    /// when there is no such change.
+    public static func stored(for name: String, schema: QueueSchema, on connection: Connection) async throws
+        -> ChangeStatements?
+    {
+        guard
+            let text = try await connection.query(
+                "SELECT statements::text AS s FROM \(schema.qualified("change_records")) WHERE name = $1", [name]
+            ).first?.string("s")
+        else { return nil }
+        return try JSONDecoder().decode(ChangeStatements.self, from: Data(text.utf8))
+    }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import GodwitPostgres
 import GodwitQueue
+import Logging
 
 /// Samples `pg_stat_statements` and `pg_stat_activity` for the statements that read a column a
 /// change in flight will drop: the evidence `godwit change complete` is gated on
@@ -33,6 +34,32 @@ public struct ReaderSampler: Sendable {
 
     public init(schema: QueueSchema = .withChanges()) {
         self.schema = schema
+    }
+
+    /// The task `godwit worker` registers: a sample every `interval`. What it saw is in
+    /// `change_readers` and `change_sampling` (and so in `change status`); the log says when a
+    /// column was read and when a window started again, at info, and an unavailable
+    /// `pg_stat_statements` at debug, since every sample would repeat it.
+    public var task: PeriodicTask {
+        PeriodicTask(name: "reader sampler", every: Self.interval) { context in
+            let sample = try await context.pool.withConnection { try await self.sample(on: $0) }
+            if let reason = sample.unavailableReason {
+                context.logger.debug("reader evidence unavailable: \(reason)")
+            }
+            for column in sample.columns {
+                let metadata: Logger.Metadata = ["change": "\(column.change)", "column": "\(column.column)"]
+                if column.read {
+                    let names = column.applications.isEmpty ? "" : " by \(column.applications.joined(separator: ", "))"
+                    context.logger.info(
+                        "change \(column.change): column \(column.column) read\(names)", metadata: metadata)
+                }
+                if let reason = column.windowRestarted {
+                    context.logger.info(
+                        "change \(column.change): the quiet window of column \(column.column) starts again: \(reason)",
+                        metadata: metadata)
+                }
+            }
+        }
     }
 
     /// Takes one sample for every change in flight, in one transaction that holds

@@ -16,7 +16,7 @@ struct DashboardPages: Sendable {
     func layout(title: String, active: String, body: String) -> String {
         let links = [
             ("/", "Jobs", "jobs"), ("/workers", "Workers", "workers"), ("/migrations", "Migrations", "migrations"),
-            ("/backups", "Backups", "backups"),
+            ("/backups", "Backups", "backups"), ("/changes", "Changes", "changes"),
         ]
         .map { "<a href=\"\($0.0)\"\($0.2 == active ? " aria-current=\"page\"" : "")>\($0.1)</a>" }.joined()
         return """
@@ -604,6 +604,7 @@ struct DashboardPages: Sendable {
         dl.what dt,dl.settings dt{color:var(--muted);font-size:.85rem}dl.what dd,dl.settings dd{margin:0;min-width:0;overflow-wrap:anywhere}
         pre.sql{margin:0;white-space:pre-wrap;overflow-wrap:anywhere;font-size:.85rem}details{margin-top:.5rem}summary{cursor:pointer;color:var(--muted)}
         small.detail{color:var(--muted)}
+        table.changes td,table.objects td,table.readers td{overflow-wrap:anywhere}table.changes th,table.objects th,table.readers th{white-space:normal}.complete.ready{color:var(--bar)}ul.blockers{margin:.2rem 0 .8rem}
         svg.chart{width:100%;height:auto;background:var(--card);border:1px solid var(--line);border-radius:8px}
         svg.chart text{fill:var(--muted);font-size:11px}svg.chart text.left{fill:var(--accent)}svg.chart text.right{fill:var(--warn)}
         svg.chart.governor{margin-bottom:.4rem}svg.chart text.bound{fill:var(--muted)}.bound{stroke:var(--muted);stroke-dasharray:4 3;stroke-opacity:.7}

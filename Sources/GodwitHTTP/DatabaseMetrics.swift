@@ -61,6 +61,7 @@ struct DatabaseMetrics: Sendable {
                 help: "How long the oldest due queued job has waited (0 when none)."
             ).set(to: depth.oldestSeconds)
             try await batched(connection, into: registry)
+            try await changes(connection, into: registry)
             let backups = try await BackupRecords(schema: schema.name).summary(on: connection)
             registry.makeGauge(named: "godwit_backups", help: "Verified backups recorded in the backups table.")
                 .set(to: Double(backups.count))

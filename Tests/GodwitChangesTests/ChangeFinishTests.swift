@@ -41,7 +41,7 @@ struct ChangeFinishTests {
     @Test func aChangeGoesFromBackfillingThroughVerifyingToReadyWithEveryRowRight() async throws {
         try await withChangesDatabase { db, conn in
             try await logPhaseMoves(conn)
-            let change = try await HandStartedChange.start(.init(rows: 500, batchSize: 40), on: conn)
+            let change = try await RenameChange.start(.init(rows: 500, batchSize: 40), on: conn)
             let worker = changeWorker(db.url)
             let ready = try await eventually(timeout: .seconds(120)) { try await changePhase(conn) == "ready" }
             let output = await worker.stop()
@@ -60,7 +60,7 @@ struct ChangeFinishTests {
     /// nothing built. Fixed and retried, the job verifies the whole table again and finishes.
     @Test func disagreeingRowsAreCountedAndKeepTheChangeFromReady() async throws {
         try await withChangesDatabase { db, conn in
-            let change = try await HandStartedChange.start(
+            let change = try await RenameChange.start(
                 .init(rows: 200, batchSize: 30, wrong: [3, 77, 150]), on: conn)
             let worker = changeWorker(db.url)
             let failed = try await eventually(timeout: .seconds(120)) {
@@ -73,11 +73,11 @@ struct ChangeFinishTests {
             #expect(try record.int("verified_rows") == 200)
             #expect(try !record.bool("verified") && !record.bool("indexes_built") && !record.bool("validated"))
             let error = try record.string("error")
-            #expect(error.contains(HandStartedChange.name) && error.contains("3 of 200 rows disagree"), "\(error)")
+            #expect(error.contains(RenameChange.name) && error.contains("3 of 200 rows disagree"), "\(error)")
             #expect(error.contains("first keys: 3, 77, 150"), "\(error)")
             #expect(try await jobRow(change.finishJob, conn)["last_error"] == error)
             let indexes = try await conn.query(
-                "SELECT count(*) AS n FROM pg_class WHERE relname = $1", [HandStartedChange.indexName]
+                "SELECT count(*) AS n FROM pg_class WHERE relname = $1", [RenameChange.indexName]
             ).first?.int("n")
             #expect(indexes == 0, "nothing is built before every row agrees")
 
@@ -95,7 +95,7 @@ struct ChangeFinishTests {
     @Test func twoWorkersAtOnceMoveEachPhaseOnceAndRunTheFinishJobOnce() async throws {
         try await withChangesDatabase { db, conn in
             try await logPhaseMoves(conn)
-            let change = try await HandStartedChange.start(.init(rows: 300, batchSize: 25), on: conn)
+            let change = try await RenameChange.start(.init(rows: 300, batchSize: 25), on: conn)
             // Processes, so that the two race as two workers would; a 10 s lease, so that load on
             // the machine cannot make one rescue the other's job.
             let workers = try (0..<2).map { _ in try changeWorkerProcess(db.url, ["--lease-timeout", "10"]) }

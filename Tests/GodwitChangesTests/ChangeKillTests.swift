@@ -29,7 +29,7 @@ struct ChangeKillTests {
 
     @Test func duringTheBackfill() async throws {
         try await withChangesDatabase { db, conn in
-            let change = try await HandStartedChange.start(
+            let change = try await RenameChange.start(
                 .init(rows: 1500, batchSize: 30, secondsPerRow: 0.001), on: conn)
             let worker = try changeWorkerProcess(db.url)
             let midway = try await eventually(timeout: .seconds(120)) {
@@ -51,7 +51,7 @@ struct ChangeKillTests {
     /// the kill comes once a few are recorded, and the pass resumes from the cursor.
     @Test func duringVerification() async throws {
         try await withChangesDatabase { db, conn in
-            _ = try await HandStartedChange.start(.init(rows: 1500, batchSize: 30, secondsPerRow: 0.002), on: conn)
+            _ = try await RenameChange.start(.init(rows: 1500, batchSize: 30, secondsPerRow: 0.002), on: conn)
             let worker = try changeWorkerProcess(db.url)
             let midway = try await eventually(timeout: .seconds(180)) {
                 guard let record = try await changeRecord(conn) else { return false }
@@ -73,7 +73,7 @@ struct ChangeKillTests {
     /// INVALID index of a build that died, which the next worker drops and builds again.
     @Test func duringAnIndexBuild() async throws {
         try await withChangesDatabase { db, conn in
-            _ = try await HandStartedChange.start(.init(rows: 300, batchSize: 50), on: conn)
+            _ = try await RenameChange.start(.init(rows: 300, batchSize: 50), on: conn)
             let writer = try await db.connect()
             try await writer.execute("BEGIN; INSERT INTO media (id, title) VALUES (100000, 'late')")
             let worker = try changeWorkerProcess(db.url)
@@ -82,7 +82,7 @@ struct ChangeKillTests {
                     """
                     SELECT count(*) AS n FROM pg_stat_progress_create_index p
                     JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = $1
-                    """, [HandStartedChange.indexName]
+                    """, [RenameChange.indexName]
                 ).first?.int("n") == 1
             }
             #expect(building, "\(worker.currentStderr.suffix(3000))")
@@ -101,7 +101,7 @@ struct ChangeKillTests {
                 """
                 SELECT NOT i.indisvalid AS invalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
                 WHERE c.relname = $1
-                """, [HandStartedChange.indexName]
+                """, [RenameChange.indexName]
             ).first?.bool("invalid")
             #expect(invalid == true, "the dead build left its INVALID index")
             try await writer.execute("COMMIT")

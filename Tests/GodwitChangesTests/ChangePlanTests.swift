@@ -158,6 +158,27 @@ struct ChangePlanTests {
         }
     }
 
+    @Test func planBehindAnExclusiveLockGivesUpAfterTheLockTimeout() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await ChangeTests.createMedia(on: conn)
+            let holder = try await database.connect()
+            try await holder.execute("BEGIN; LOCK TABLE media IN ACCESS EXCLUSIVE MODE;")
+            let error = await #expect(throws: ChangeError.self) {
+                _ = try await ChangeTests.manager().plan(
+                    text: "-- godwit:change\n" + ChangeSyncTriggerTests.rename, file: "changes/c.sql", on: conn)
+            }
+            #expect(error?.code == .lockTimeout)
+            #expect(error?.description.hasPrefix("changes/c.sql:2: plan could not read media within ") == true)
+            try await holder.execute("COMMIT")
+            // Released, the same plan goes through on the same session.
+            _ = try await ChangeTests.manager().plan(
+                text: "-- godwit:change\n" + ChangeSyncTriggerTests.rename, file: "changes/c.sql", on: conn)
+            await holder.close()
+            await conn.close()
+        }
+    }
+
     /// What plan must leave as it was: media's rows and columns, the records, the jobs, and
     /// media's scan and write counters.
     static func read(_ conn: Connection) async throws -> String {

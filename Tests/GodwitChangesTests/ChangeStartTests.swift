@@ -300,9 +300,9 @@ struct ChangeStartTests {
                     on: conn, retrying: { _ in retries.add() })
             }
             // Start is retrying, and between its tries the application's writes go through.
-            #expect(await eventually(timeout: .seconds(180)) { retries.count >= 2 })
+            #expect(await eventually(timeout: .seconds(300)) { retries.count >= 2 })
             let seen = writes.count
-            #expect(await eventually(timeout: .seconds(180)) { writes.count >= seen + 20 && retries.count >= 3 })
+            #expect(await eventually(timeout: .seconds(300)) { writes.count >= seen + 20 && retries.count >= 3 })
             let phaseWhileHeld = try await holder.query(
                 "SELECT count(*) AS n FROM godwit.change_records"
             ).first!.int("n")

@@ -12,7 +12,7 @@ struct ChangeSupervisorTests {
 
     @Test func releasesTheFinishJobOnceTheBackfillSucceededEvenWithFourLookingAtOnce() async throws {
         try await withChangesDatabase { db, conn in
-            let change = try await HandStartedChange.start(on: conn)
+            let change = try await RenameChange.start(on: conn)
             // A backfill still queued: nothing moves.
             #expect(try await supervisor.advance(on: conn) == ChangeSupervisor.Report())
             #expect(try await changePhase(conn) == "backfilling")
@@ -34,7 +34,7 @@ struct ChangeSupervisorTests {
             }
             let advanced = reports.flatMap(\.advanced)
             #expect(advanced.count == 1, "one of four looks moves the change")
-            #expect(advanced.first?.change == HandStartedChange.name)
+            #expect(advanced.first?.change == RenameChange.name)
             #expect(advanced.first?.finishJob == change.finishJob)
             #expect(try await changePhase(conn) == "verifying")
             let due = try await conn.query(
@@ -56,7 +56,7 @@ struct ChangeSupervisorTests {
 
     @Test func aFailedBackfillLeavesThePhaseAndRecordsWhyOnceUntilItIsRetried() async throws {
         try await withChangesDatabase { _, conn in
-            let change = try await HandStartedChange.start(on: conn)
+            let change = try await RenameChange.start(on: conn)
             try await conn.query(
                 """
                 UPDATE godwit.jobs SET state = 'failed', finished_at = now(), last_error = E'batch 3 failed:\\nboom'

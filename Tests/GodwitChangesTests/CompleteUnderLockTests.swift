@@ -1,5 +1,6 @@
 import GodwitChanges
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Synchronization
 import Testing
@@ -13,7 +14,10 @@ struct CompleteUnderLockTests {
         try await withTestDatabase { database in
             let conn = try await database.connect()
             defer { Task { await conn.close() } }
-            try await ReadyChange.create(on: conn)
+            // Started by `change start` itself: the application writes through the sync trigger.
+            try await QueueSchema.withChanges().install(on: conn)
+            try await conn.execute(ReadyChange.tableSQL)
+            try await ReadyChange.start(on: conn)
 
             let holder = try await ReadyChange.application(database, name: "report-v1")
             try await holder.execute("BEGIN; LOCK TABLE public.media IN ACCESS SHARE MODE")

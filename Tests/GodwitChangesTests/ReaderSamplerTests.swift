@@ -1,5 +1,6 @@
 import GodwitChanges
 import GodwitPostgres
+import GodwitQueue
 import GodwitTestSupport
 import Testing
 
@@ -63,29 +64,41 @@ struct ReaderSamplerTests {
     }
 
     /// The backfill's no-op write (top-level, and nested as its batch function runs it, seen
-    /// with track = all), the verification, and DDL naming the column: none is a reader.
-    @Test func godwitsOwnStatementsDoNotCount() async throws {
+    /// with track = all), the verification, and DDL naming the column: none is a reader. Over
+    /// the statements written for the test, and over those `change start` generates (with its
+    /// sync trigger firing under track = all).
+    @Test(arguments: [false, true])
+    func godwitsOwnStatementsDoNotCount(realStart: Bool) async throws {
         try await withTestDatabase { database in
             let conn = try await database.connect()
             defer { Task { await conn.close() } }
-            try await ReadyChange.create(on: conn)
+            if realStart {
+                try await QueueSchema.withChanges().install(on: conn)
+                try await conn.execute(ReadyChange.tableSQL)
+                try await ReadyChange.start(on: conn)
+            } else {
+                try await ReadyChange.create(on: conn)
+            }
+            let row = try #require(
+                try await conn.query(
+                    """
+                    SELECT j.payload->>'statement' AS backfill, c.statements->>'disagrees' AS disagrees,
+                           c.statements->>'table' AS "table"
+                    FROM godwit.change_records c LEFT JOIN godwit.jobs j ON j.id = c.backfill_job_id
+                    """
+                ).first)
+            let backfill =
+                row["backfill"] ?? #"UPDATE "public"."media" SET "title" = "title" WHERE "id" BETWEEN $1 AND $2"#
+            let verification =
+                "SELECT count(*) AS n FROM \(try row.string("table")) WHERE \(try row.string("disagrees")) AND id > $1"
             try await sampler.sample(on: conn)
 
             let godwit = try await ReadyChange.application(database, name: "godwit worker")
             try await godwit.execute("SET pg_stat_statements.track = 'all'")
-            try await godwit.query(
-                #"UPDATE "public"."media" SET "title" = "title" WHERE "id" BETWEEN $1 AND $2"#, [1, 50])
+            try await godwit.query(backfill, [1, 50])
             try await godwit.execute(
-                #"""
-                DO $$ BEGIN
-                    EXECUTE 'UPDATE "public"."media" SET "title" = "title" WHERE "id" BETWEEN $1 AND $2' USING 51, 100;
-                END $$
-                """#)
-            try await godwit.query(
-                #"""
-                SELECT count(*) AS n FROM "public"."media"
-                WHERE NOT ("caption" IS NOT DISTINCT FROM ("title") OR "title" IS NOT DISTINCT FROM ("caption")) AND id > $1
-                """#, [0])
+                "DO $godwit$ BEGIN EXECUTE \(quoteLiteral(backfill)) USING 51, 100; END $godwit$")
+            try await godwit.query(verification, [0])
             try await godwit.execute(#"ALTER TABLE "public"."media" ALTER COLUMN "title" SET STATISTICS 200"#)
             let sample = try await sampler.sample(on: conn)
             #expect(sample.columns.map(\.read) == [false])

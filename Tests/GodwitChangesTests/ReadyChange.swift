@@ -84,6 +84,54 @@ enum ReadyChange {
             """, [name, table, statements])
     }
 
+    /// The same rename as a change file, for `change start` itself.
+    static let file = """
+        -- godwit:change
+        -- table: media
+        -- add-column: caption text = title
+        -- drop-column: title = caption
+        -- not-null: caption
+        -- index: caption
+
+        """
+
+    /// Takes the change to ready through `change start` itself (ChangeManager) over `media`
+    /// made by a migration, then does what its backfill job and the worker's finish job do:
+    /// the backfill's statement over the key ranges, the index builds, the validations, a
+    /// verification that reads zero, the backfill job marked succeeded and the phase ready.
+    static func start(on conn: Connection) async throws {
+        try await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+        try await conn.execute("INSERT INTO public.media SELECT g, 'title ' || g FROM generate_series(1, 100) g")
+        let started = try await ChangeManager(lockPolicy: quickLocks).start(
+            text: file, file: "changes/media_caption.sql", on: conn)
+        let backfill = try #require(started.backfillJob)
+        let statement = try await conn.query(
+            "SELECT payload->>'statement' AS s FROM godwit.jobs WHERE id = $1", [backfill]
+        ).first!.string("s")
+        try await conn.query(statement, [1, 100])
+        let statements = try await conn.query(
+            "SELECT statements::text AS s FROM godwit.change_records WHERE name = $1", [name]
+        ).first!.string("s")
+        let stored = try JSONDecoder().decode(ChangeStatements.self, from: Data(statements.utf8))
+        for index in stored.indexes { try await conn.execute(index.create) }
+        for validate in stored.validate { try await conn.execute(validate) }
+        let disagreeing = try await conn.query(
+            "SELECT count(*) AS n FROM \(stored.table) WHERE \(stored.disagrees)"
+        ).first!.int64("n")
+        #expect(disagreeing == 0)
+        try await conn.query(
+            """
+            UPDATE godwit.jobs SET state = 'succeeded', finished_at = now() WHERE id = $1;
+            """, [backfill])
+        try await conn.query(
+            """
+            UPDATE godwit.change_records SET phase = 'ready', rows_total = 100, verified_rows = 100,
+                disagreeing_rows = $2, verified_at = now(), indexes_built_at = now(), validated_at = now(),
+                ready_at = now()
+            WHERE name = $1
+            """, [name, disagreeing])
+    }
+
     /// The completion the tests run: the change, quick lock retries.
     static func completion(
         quietFor: Duration = .zero, waiver: String? = nil, folder: ChangeCompletion.MigrationFolder? = nil

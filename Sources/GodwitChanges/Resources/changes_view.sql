@@ -139,6 +139,12 @@ BEGIN
 END
 $fn$;
 
+-- The issue's keys first (name, table, phase, rows_done, rows_total, disagreeing_rows, ready,
+-- blocked_by), then what `godwit change status`, the dashboard and /metrics show of one change:
+-- its file, key, the steps after the backfill, the reader evidence per dropped column (a JSON
+-- array: column, last_seen_at, window_started_at, sampled_at, application_names) and whether
+-- the worker could sample pg_stat_statements at all. Never the statements' texts
+-- (change_reader_statements), which may quote the application's values.
 CREATE VIEW @schema@.changes AS
 SELECT c.name,
        c.table_name AS "table",
@@ -148,21 +154,42 @@ SELECT c.name,
        c.disagreeing_rows,
        c.phase = 'ready' AND cardinality(b.blockers) = 0 AS ready,
        b.blockers AS blocked_by,
+       c.table_oid,
+       c.key_column,
+       c.file,
+       c.source,
        c.backfill_job_id,
+       p.state AS backfill_state,
        c.finish_job_id,
        c.verified_rows,
        c.verified_at,
        c.indexes_built_at,
        c.validated_at,
        c.error,
+       c.reader_check_waiver,
+       c.migration_version,
+       r.readers,
+       s.available AS reader_sampling,
+       s.unavailable_reason AS reader_sampling_unavailable,
+       s.sampled_at AS reader_sampled_at,
        c.started_by,
        c.started_at,
        c.ready_at,
        c.completed_at,
-       c.aborted_at
+       c.aborted_at,
+       c.updated_at
 FROM @schema@.change_records c
 LEFT JOIN @schema@.progress p ON p.id = c.backfill_job_id
-CROSS JOIN LATERAL (SELECT @schema@.change_blockers(c.name) AS blockers) b;
+CROSS JOIN LATERAL (SELECT @schema@.change_blockers(c.name) AS blockers) b
+CROSS JOIN LATERAL (
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'column', cr.column_name, 'last_seen_at', cr.last_seen_at,
+               'window_started_at', cr.window_started_at, 'sampled_at', cr.sampled_at,
+               'application_names', to_jsonb(cr.application_names))
+           ORDER BY cr.column_name), '[]'::jsonb) AS readers
+    FROM @schema@.change_readers cr WHERE cr.change_name = c.name
+) r
+LEFT JOIN @schema@.change_sampling s ON true;
 
 REVOKE ALL ON @schema@.change_records, @schema@.change_readers, @schema@.change_reader_statements,
     @schema@.change_sampling FROM PUBLIC;

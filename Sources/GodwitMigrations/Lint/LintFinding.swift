@@ -72,6 +72,30 @@ public struct LintFinding: Sendable, Equatable, Codable {
     public var batchWhereOffset: Int?
     /// A name that resolves to the table in the target, for its size.
     var sizeName: String?
+    /// What the statement does to a column, for the four findings a `godwit change` replaces
+    /// (`rename-column`, `column-type-rewrite`, `drop-column`, `set-not-null`), so that
+    /// `--write-changes` can write the change file; not printed.
+    public var columnChange: ColumnChange?
+
+    /// A column change read from a statement, as `--write-changes` turns it into a change file.
+    public enum ColumnChange: Sendable, Equatable {
+        /// `RENAME COLUMN column TO target`.
+        case rename(column: String, to: String)
+        /// `ALTER COLUMN column TYPE type [USING expression]`.
+        case typeChange(column: String, type: String, using: String?)
+        /// `DROP COLUMN column`.
+        case drop(column: String)
+        /// `ALTER COLUMN column SET NOT NULL`.
+        case setNotNull(column: String)
+
+        /// The column the statement changes.
+        public var column: String {
+            switch self {
+            case .rename(let column, _), .typeChange(let column, _, _), .drop(let column), .setNotNull(let column):
+                column
+            }
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case rule, file, line, statement, table, lock, blocks, rewrite, message, recipe, reason

@@ -90,7 +90,7 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
         case .notNullWithoutDefault:
             "give it a constant DEFAULT (stored in the catalog, no rewrite), or add it nullable, fill it with a batched job, then SET NOT NULL after a validated CHECK (col IS NOT NULL)"
         case .columnTypeRewrite:
-            "expand/contract: add a column of the new type, write both from the application, backfill with a batched job, switch reads, then drop the old column"
+            "a zero-downtime change with godwit change: a changes/*.sql file adds a column of the new type computed from the old one and drops the old one computed back (add-column NEW TYPE = EXPR, drop-column OLD = NEW); godwit change start keeps both in step with a trigger and backfills, godwit change complete drops the old column once no reader is left (godwit migrate lint --write-changes DIR writes the file)"
         case .tableRewrite:
             "avoid the rewrite, or do it on a copy of the table (expand/contract) while the old one serves traffic"
         case .constraintWithoutNotValid:
@@ -98,7 +98,7 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
         case .uniqueWithoutIndex:
             "CREATE UNIQUE INDEX CONCURRENTLY in a -- no-transaction migration, then ADD CONSTRAINT ... UNIQUE USING INDEX (or PRIMARY KEY USING INDEX)"
         case .setNotNull:
-            "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, then SET NOT NULL (no scan) and drop the check"
+            "add CHECK (col IS NOT NULL) NOT VALID, VALIDATE CONSTRAINT in a later migration, then SET NOT NULL (no scan) and drop the check; godwit change does these steps from a changes/*.sql file with not-null: COLUMN (godwit migrate lint --write-changes DIR writes it)"
         case .vacuumFull:
             "use plain VACUUM (no exclusive lock), or pg_repack/pg_squeeze to compact online"
         case .cluster:
@@ -112,9 +112,9 @@ public enum LintRule: String, Sendable, CaseIterable, Codable {
         case .needsNoTransaction:
             "move the statement into a migration whose first line is -- no-transaction"
         case .dropColumn:
-            "expand/contract: deploy an application that no longer uses the column, then drop it in a later migration"
+            "deploy an application that no longer uses the column, then drop it with godwit change (a changes/*.sql file with drop-column: COLUMN), whose complete waits until no statement has named the column for a quiet window (godwit migrate lint --write-changes DIR writes the file)"
         case .renameColumn:
-            "expand/contract: add the new column, write both, backfill, switch reads, then drop the old one"
+            "a zero-downtime rename with godwit change: a changes/*.sql file with add-column NEW TYPE = OLD and drop-column OLD = NEW; godwit change start keeps both in step with a trigger and backfills, the application moves to NEW once godwit change status says ready, godwit change complete drops OLD once no reader is left (godwit migrate lint --write-changes DIR writes the file)"
         case .renameTable:
             "expand/contract: create the new table (or a view under the new name), move the application over, then drop the old name"
         case .dropTable:

@@ -130,6 +130,10 @@ enum LintRules {
                     add(
                         .columnTypeRewrite, "changing the type of column \(column) to \(type) rewrites the table",
                         lock: .accessExclusive, rewrite: true)
+                    if case .alterType(_, _, let using) = action {
+                        findings[findings.count - 1].columnChange = .typeChange(
+                            column: column, type: StatementShape.text(of: SQLTokenizer.tokens(type)), using: using)
+                    }
                     sawRewriteRule = true
                 case .addConstraint(let kind, let notValid, let usingIndex, _, _) where trace == nil:
                     switch kind {
@@ -149,14 +153,17 @@ enum LintRules {
                     add(
                         .setNotNull, "SET NOT NULL on \(column) scans the whole table under the lock",
                         lock: .accessExclusive)
+                    findings[findings.count - 1].columnChange = .setNotNull(column: column)
                 case .dropColumn(let column) where !facts.newColumns.contains(column):
                     add(
                         .dropColumn, "dropping column \(column) breaks the application version still running",
                         lock: alterLock)
-                case .renameColumn(let column):
+                    findings[findings.count - 1].columnChange = .drop(column: column)
+                case .renameColumn(let column, let target):
                     add(
                         .renameColumn, "renaming column \(column) breaks the application version still running",
                         lock: alterLock)
+                    if let target { findings[findings.count - 1].columnChange = .rename(column: column, to: target) }
                 case .renameTable:
                     add(
                         .renameTable, "renaming the table breaks the application version still running", lock: alterLock
@@ -260,7 +267,7 @@ enum LintRules {
     static func likelyRewrites(_ action: StatementShape.Action) -> Bool {
         switch action {
         case .addColumn(_, let defaultTokens, let serial, _): serial || defaultTokens.map(isVolatile) == true
-        case .alterType(_, let type, let using): using || !isCheapTypeChange(type)
+        case .alterType(_, let type, let using): using != nil || !isCheapTypeChange(type)
         default: false
         }
     }

@@ -257,7 +257,7 @@ public struct MigrationLinter: Sendable {
                                 ).first?["type"]
                             }
                         changedTypes["\(table.key).\(column)"] = type
-                        if !using, let current,
+                        if using == nil, let current,
                             let rewrites = LintRules.stringTypeChangeRewrites(from: current, to: type)
                         {
                             facts.typeChangeRewrites[column] = rewrites

@@ -21,11 +21,13 @@ struct StatementShape: Sendable {
         /// `name`: as written after CONSTRAINT, nil when PostgreSQL picks it.
         case addConstraint(
             kind: ConstraintKind, notValid: Bool, usingIndex: Bool, notNullCheckColumn: String?, name: String?)
-        /// `using`: the change has a USING expression, which may change every value.
-        case alterType(column: String, type: String, using: Bool)
+        /// `using`: the change's USING expression (`StatementShape.text`), which may change
+        /// every value; nil without one.
+        case alterType(column: String, type: String, using: String?)
         case setNotNull(column: String)
         case dropColumn(String)
-        case renameColumn(String)
+        /// The column renamed, and its new name (nil when the statement does not say it plainly).
+        case renameColumn(String, to: String?)
         case renameTable
         case validateConstraint(name: String?)
         case other
@@ -369,7 +371,9 @@ struct StatementShape: Sendable {
                 let typeTokens = a[(i + 1)...].prefix {
                     !($0.depth == 0 && ($0.isKeyword("USING") || $0.isKeyword("COLLATE")))
                 }
-                let using = a[(i + 1)...].contains { $0.depth == 0 && $0.isKeyword("USING") }
+                let using = a[(i + 1)...].firstIndex { $0.depth == 0 && $0.isKeyword("USING") }.map {
+                    text(of: a[($0 + 1)...])
+                }
                 return .alterType(column: column, type: typeTokens.map(\.text).joined(separator: " "), using: using)
             }
             return .other
@@ -387,10 +391,39 @@ struct StatementShape: Sendable {
             if word(1) == "CONSTRAINT" { return .other }
             let i = word(1) == "COLUMN" ? 2 : 1
             guard i < a.count, let column = a[i].identifier else { return .other }
-            return .renameColumn(column)
+            let target = i + 2 < a.count && a[i + 1].isKeyword("TO") ? a[i + 2].identifier : nil
+            return .renameColumn(column, to: target)
         default:
             return .other
         }
+    }
+
+    /// Tokens as SQL text, one space between them but none inside `f(x)`, `a.b`, `x::t`, an
+    /// operator, or before a comma: how an expression or a type from a statement is written into
+    /// a change file (comments and line breaks gone).
+    static func text(of tokens: some Collection<SQLToken>) -> String {
+        var result = ""
+        var previous: SQLToken?
+        for token in tokens {
+            if let previous {
+                let tight =
+                    token.isSymbol(")") || token.isSymbol(",") || token.isSymbol(".") || token.isSymbol("::")
+                    || token.isSymbol(":") || previous.isSymbol("(") || previous.isSymbol(".")
+                    || previous.isSymbol("::") || previous.isSymbol(":")
+                    || (token.isSymbol("(") && (previous.kind == .word || previous.kind == .quotedIdentifier))
+                    // The lexer splits an operator into its characters (`>=` is `>` and `=`).
+                    || (isOperator(previous) && isOperator(token))
+                if !tight { result += " " }
+            }
+            result += token.text
+            previous = token
+        }
+        return result
+    }
+
+    /// A one-character piece of an operator: a symbol other than brackets, commas and dots.
+    private static func isOperator(_ token: SQLToken) -> Bool {
+        token.kind == .symbol && !["(", ")", ",", ".", "::", "[", "]", ";"].contains(token.text)
     }
 
     private static func addConstraint(_ c: [SQLToken]) -> Action {

@@ -1,54 +1,61 @@
 import Foundation
+import GodwitChanges
 import GodwitJobs
 import GodwitPostgres
 import GodwitQueue
 import GodwitTestSupport
 import Testing
 
-/// A rename of `media.title` to `caption` set up as `godwit change start` leaves it, by hand:
-/// the new column, a sync trigger, a NOT VALID NOT NULL check, the backfill (a batched job
-/// enqueued from a file), the finish job (kind `change`, due never), and the change's record in
-/// phase `backfilling` with its `statements`. The worker's side is what the tests exercise;
-/// the trigger here is the least that keeps `caption` filled (the real one is start's).
+/// A rename of `media.title` to `caption`, started with `godwit change start`'s own code
+/// (`ChangeManager.start`): the new column, the sync trigger, the NOT VALID NOT NULL check, the
+/// backfill (a batched job) and the finish job (kind `change`, due never until the backfill has
+/// succeeded), and the change's record in phase `backfilling` with its `statements`.
 ///
 /// `copy_title(title)` is the add expression: `secondsPerRow` makes it sleep, so that the
 /// backfill and the verification, which both evaluate it for every row, take long enough for
 /// a test to act in the middle of them.
-struct HandStartedChange {
+struct RenameChange {
     static let name = "media_caption"
-    static let indexName = "media_caption_idx"
-    static let checkName = "media_caption_nn"
+    static let names = ChangeNames(change: name, table: "media")
+    static let indexName = names.index(["caption"])
+    static let checkName = names.notNullCheck("caption")
 
     var backfillJob: Int64
     var finishJob: Int64
 
     struct Options {
         var rows = 200
+        /// The backfill's batch size, fixed, which is also the verification's chunk.
         var batchSize = 50
         var secondsPerRow = 0.0
-        /// Keys whose `caption` is set wrong before the backfill, with the trigger off: the
-        /// backfill leaves them (neither side changes) and verification must count them.
+        /// Keys whose `caption` is set wrong after start, with the trigger off: the backfill
+        /// leaves them (neither side changes) and verification must count them.
         var wrong: [Int] = []
     }
 
-    static func start(_ options: Options = Options(), on conn: Connection) async throws -> HandStartedChange {
+    static func start(_ options: Options = Options(), on conn: Connection) async throws -> RenameChange {
         try await conn.execute(
             """
             CREATE TABLE media (id bigint PRIMARY KEY, title text NOT NULL);
             INSERT INTO media SELECT g, 'title ' || g FROM generate_series(1, \(options.rows)) g;
             CREATE FUNCTION copy_title(t text) RETURNS text LANGUAGE sql VOLATILE
                 AS $$ SELECT t FROM pg_sleep(\(options.secondsPerRow)) $$;
-            ALTER TABLE media ADD COLUMN caption text;
-            CREATE FUNCTION media_sync() RETURNS trigger LANGUAGE plpgsql
-                SET search_path = pg_catalog, public, pg_temp AS $$
-            BEGIN
-                IF NEW.caption IS NULL THEN NEW.caption := copy_title(NEW.title); END IF;
-                RETURN NEW;
-            END $$;
-            CREATE TRIGGER media_sync BEFORE INSERT OR UPDATE ON media FOR EACH ROW EXECUTE FUNCTION media_sync();
-            ALTER TABLE media ADD CONSTRAINT \(checkName) CHECK (caption IS NOT NULL) NOT VALID;
             ANALYZE media;
             """)
+        let started = try await ChangeManager().start(
+            text: """
+                -- godwit:change
+                -- table: media
+                -- add-column: caption text = copy_title(title)
+                -- drop-column: title = caption
+                -- not-null: caption
+                -- index: caption
+                -- batch-size: \(options.batchSize)
+                -- min-batch-size: \(options.batchSize)
+                -- max-batch-size: \(options.batchSize)
+                """, file: "changes/\(name).sql", on: conn)
+        #expect(started.name == name)
+        #expect(started.phase == .backfilling)
         if !options.wrong.isEmpty {
             try await conn.execute(
                 """
@@ -57,47 +64,7 @@ struct HandStartedChange {
                 RESET session_replication_role;
                 """)
         }
-        let backfill = try BatchedJobDefinition.parse(
-            """
-            -- godwit:batched
-            -- name: change \(name) backfill
-            -- table: media
-            -- key: id
-            -- batch-size: \(options.batchSize)
-            -- min-batch-size: \(options.batchSize)
-            -- max-batch-size: \(options.batchSize)
-            UPDATE media SET title = title WHERE id BETWEEN $1 AND $2
-            """, file: "changes/\(name).sql")
-        let backfillJob = try await backfill.enqueue(file: "changes/\(name).sql", schema: .withChanges(), on: conn)
-        let finishJob = try await conn.query(
-            """
-            INSERT INTO godwit.jobs (kind, name, payload, run_at)
-            VALUES ('change', $1, jsonb_build_object('change', $2::text), 'infinity') RETURNING id
-            """, ["change \(name)", name]
-        ).first!.int64("id")
-        let statements: [String: Any] = [
-            "table": #""public"."media""#,
-            "key": #""id""#,
-            "disagrees":
-                "NOT (caption IS NOT DISTINCT FROM (copy_title(title)) OR title IS NOT DISTINCT FROM (caption))",
-            "indexes": [
-                [
-                    "name": indexName,
-                    "create": #"CREATE INDEX CONCURRENTLY "\#(indexName)" ON "public"."media" ("caption")"#,
-                ]
-            ],
-            "uniques": [[String: String]](),
-            "validate": [#"ALTER TABLE "public"."media" VALIDATE CONSTRAINT "\#(checkName)""#],
-            "dropped": ["title"],
-        ]
-        let json = String(decoding: try JSONSerialization.data(withJSONObject: statements), as: UTF8.self)
-        try await conn.query(
-            """
-            INSERT INTO godwit.change_records (name, table_name, table_oid, key_column, phase, file, source,
-                definition, statements, backfill_job_id, finish_job_id)
-            VALUES ($1, '"public"."media"', 'public.media'::regclass, 'id', 'backfilling', $2, '', '{}', $3::jsonb, $4, $5)
-            """, [name, "changes/\(name).sql", json, backfillJob, finishJob])
-        return HandStartedChange(backfillJob: backfillJob, finishJob: finishJob)
+        return RenameChange(backfillJob: try #require(started.backfillJob), finishJob: started.finishJob)
     }
 }
 
@@ -117,7 +84,7 @@ func withChangesDatabase(_ body: (TestDatabase, Connection) async throws -> Void
 }
 
 /// The change's row, as text by column.
-func changeRecord(_ conn: Connection, _ name: String = HandStartedChange.name) async throws -> PostgresRow? {
+func changeRecord(_ conn: Connection, _ name: String = RenameChange.name) async throws -> PostgresRow? {
     try await conn.query(
         """
         SELECT phase, verified_rows, disagreeing_rows, verify_cursor, error,
@@ -128,7 +95,7 @@ func changeRecord(_ conn: Connection, _ name: String = HandStartedChange.name) a
     ).first
 }
 
-func changePhase(_ conn: Connection, _ name: String = HandStartedChange.name) async throws -> String {
+func changePhase(_ conn: Connection, _ name: String = RenameChange.name) async throws -> String {
     try await changeRecord(conn, name)?.string("phase") ?? "missing"
 }
 
@@ -145,7 +112,7 @@ func expectFinished(_ conn: Connection, rows: Int, verified: Int? = nil) async t
                     WHERE c.relname = $1) AS index_valid,
                    (SELECT convalidated FROM pg_constraint WHERE conname = $2) AS check_valid
             FROM media
-            """, [HandStartedChange.indexName, HandStartedChange.checkName]
+            """, [RenameChange.indexName, RenameChange.checkName]
         ).first)
     #expect(try row.int("total") == rows)
     #expect(try row.int("wrong") == 0)

@@ -1,0 +1,177 @@
+import ArgumentParser
+import Foundation
+import GodwitChanges
+import GodwitPostgres
+import GodwitQueue
+
+/// `godwit change status [NAME]`: every change as a table, or one change in full: what it
+/// builds and where that stands in the catalog, the reader evidence for each column it drops,
+/// and whether complete would pass, and if not, why.
+struct ChangeStatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Show where zero-downtime column changes stand, and whether complete would pass.",
+        discussion: """
+            Without NAME, one line a change (in flight first): its table, phase, the backfill's \
+            rows done of rows total, the rows whose two sides disagree (known once verification \
+            ran), whether it is ready, and what blocks complete. With NAME, the change in full: \
+            its indexes and constraints with their state in pg_index and pg_constraint, the \
+            reader evidence per column it drops (when a statement naming it last ran, and the \
+            application names seen running such statements), and why complete would refuse. \
+            The same as SELECT * FROM godwit.changes.
+
+            Deploy the application version that reads the new columns once the change is ready: \
+            before, rows the backfill has not reached have NULL in them.
+
+            Exit status: 0, whatever the changes' phases (1 on an error, or for a NAME there is \
+            no change of).
+
+            Example: godwit change status rename_title --format json
+            """)
+
+    @OptionGroup var connection: ConnectionOptions
+    @OptionGroup var queueOptions: QueueOptions
+
+    @Option(help: "Output format: text or json.")
+    var format: OutputFormat = .text
+
+    @Argument(help: "The change to show in full (its -- name:, or its file's stem).")
+    var name: String?
+
+    func run() async throws {
+        try await withCLIErrors {
+            let status = ChangeStatus(schema: QueueSchema(name: queueOptions.schema))
+            try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
+                if let name {
+                    guard let details = try await status.details(of: name, on: conn) else {
+                        let installed = try await status.isInstalled(on: conn)
+                        throw CLIError(
+                            installed
+                                ? "no change named \(name): `godwit change status` lists them"
+                                : "no change named \(name): no change was ever started in this database (the schema \(quoteIdentifier(queueOptions.schema)) has no changes view)"
+                        )
+                    }
+                    output(format == .json ? try jsonText(details) : Self.detailsText(details))
+                } else {
+                    let changes = try await status.list(on: conn)
+                    output(format == .json ? try jsonText(changes) : Self.table(changes))
+                }
+            }
+        }
+    }
+
+    /// One cell or value on the terminal: control characters escaped, newlines too, so that
+    /// nothing read from the database draws on the terminal or forges a line.
+    static func cell(_ text: String) -> String { TerminalText.escaped(text, keepingNewlines: false) }
+
+    /// `500/1000 (50.0%)`, `500/?` before the backfill has counted its rows.
+    static func progress(_ change: ChangeSummary) -> String {
+        let total = change.rowsTotal.map(String.init) ?? "?"
+        let percent = change.percent.map { String(format: " (%.1f%%)", $0) } ?? ""
+        return "\(change.rowsDone)/\(total)\(percent)"
+    }
+
+    /// The text table: one line a change under a header, or a line saying there is none.
+    static func table(_ changes: [ChangeSummary]) -> String {
+        guard !changes.isEmpty else { return "no changes" }
+        let header = ["NAME", "TABLE", "PHASE", "PROGRESS", "DISAGREEING", "READY", "BLOCKED BY"]
+        let rows = changes.map { change in
+            [
+                change.name, change.table, change.phase, progress(change),
+                change.disagreeingRows.map(String.init) ?? "-", change.ready ? "yes" : "no",
+                change.blockedBy.joined(separator: "; "),
+            ].map(cell)
+        }
+        let widths = header.indices.map { column in ([header] + rows).map { $0[column].count }.max() ?? 0 }
+        return ([header] + rows).map { cells in
+            zip(cells, widths).map { $0.padding(toLength: $1, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+                .trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n")
+    }
+
+    /// One change in full, as labelled lines, then its objects, the reader evidence and what
+    /// complete would say.
+    static func detailsText(_ details: ChangeDetails) -> String {
+        let change = details.summary
+        var facts: [(String, String)] = [
+            ("change", change.name), ("table", "\(change.table) (key \(change.keyColumn))"), ("file", change.file),
+            ("phase", change.phase),
+        ]
+        var backfill = "\(progress(change)) rows"
+        if let id = change.backfillJobID {
+            backfill += ", job \(id)" + (change.backfillState.map { " \($0)" } ?? "")
+        }
+        facts.append(("backfill", backfill))
+        let disagreeing = change.disagreeingRows.map { "\($0) disagree" } ?? "not run yet"
+        facts.append(("verification", "\(change.verifiedRows) rows read, \(disagreeing)"))
+        if let at = change.verifiedAt { facts.append(("verified", at)) }
+        if let at = change.indexesBuiltAt { facts.append(("indexes built", at)) }
+        if let at = change.validatedAt { facts.append(("validated", at)) }
+        facts.append(("started", "\(change.startedAt) by \(change.startedBy)"))
+        if let at = change.readyAt { facts.append(("ready", at)) }
+        if let at = change.completedAt { facts.append(("completed", at)) }
+        if let at = change.abortedAt { facts.append(("aborted", at)) }
+        if let error = change.error { facts.append(("error", error)) }
+        if let waiver = change.readerCheckWaiver { facts.append(("reader check waived", waiver)) }
+        if let version = change.migrationVersion { facts.append(("migration", "\(version)")) }
+        let width = facts.map { $0.0.count }.max() ?? 0
+        var lines = facts.map { "\($0.0):".padding(toLength: width + 2, withPad: " ", startingAt: 0) + cell($0.1) }
+
+        lines.append("")
+        if let error = details.definitionError {
+            lines.append("indexes and constraints: unknown, the stored file does not read back: \(cell(error))")
+        } else if details.objects.isEmpty {
+            lines.append("indexes and constraints: none")
+        } else {
+            lines.append("indexes and constraints:")
+            let kindWidth = details.objects.map(\.kind.count).max() ?? 0
+            for object in details.objects {
+                let columns = object.columns.isEmpty ? "" : " (\(object.columns.joined(separator: ", ")))"
+                lines.append(
+                    "  " + object.kind.padding(toLength: kindWidth, withPad: " ", startingAt: 0) + "  "
+                        + cell("\(object.name)\(columns): \(object.state)"))
+            }
+        }
+
+        lines.append("")
+        if details.readers.isEmpty {
+            lines.append("reader evidence: none needed (the change drops no column)")
+        } else {
+            lines.append("reader evidence (statements naming each dropped column, from pg_stat_statements):")
+            switch details.readerSampling {
+            case false?:
+                lines.append("  sampling unavailable: " + cell(details.readerSamplingUnavailable ?? "unknown reason"))
+            case nil:
+                lines.append("  not sampled yet: a worker samples pg_stat_statements while the change is in flight")
+            case true?:
+                break
+            }
+            for reader in details.readers {
+                var text = "\(reader.column): "
+                if let seen = reader.lastSeenAt {
+                    text += "last seen \(seen)"
+                } else if let since = reader.windowStartedAt {
+                    text += "not seen since \(since)"
+                } else {
+                    text += "no sample yet"
+                }
+                if !reader.applicationNames.isEmpty {
+                    text += "; application names: \(reader.applicationNames.joined(separator: ", "))"
+                }
+                lines.append("  " + cell(text))
+            }
+            lines.append("  SELECT * names no column: such readers are invisible here; the application names help.")
+        }
+
+        lines.append("")
+        if change.ready {
+            lines.append("complete: would pass")
+        } else if change.blockedBy.isEmpty {
+            lines.append("complete: would refuse: the change is \(cell(change.phase))")
+        } else {
+            lines.append("complete: would refuse:")
+            for reason in change.blockedBy { lines.append("  - " + cell(reason)) }
+        }
+        return lines.joined(separator: "\n")
+    }
+}
