@@ -104,42 +104,41 @@ struct ChangePlanTests {
             try await ChangeTests.createMedia(on: conn)
             try await QueueSchema.withChanges().install(on: conn)
             try await conn.query("ANALYZE media")
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-plan-\(UUID())")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: dir) }
-            let file = dir.appendingPathComponent("rename_title.sql").path
-            try """
-            -- godwit:change
-            -- table: media
-            -- add-column: caption text = title
-            -- drop-column: title = caption
-            -- not-null: caption
-            -- unique: slug
-            -- foreign-key: owner_id REFERENCES owners (id)
-            """.write(toFile: file, atomically: true, encoding: .utf8)
+            try await ChangeTests.withChangeFile(
+                "rename_title",
+                """
+                -- table: media
+                -- add-column: caption text = title
+                -- drop-column: title = caption
+                -- not-null: caption
+                -- unique: slug
+                -- foreign-key: owner_id REFERENCES owners (id)
+                """
+            ) { file in
 
-            await conn.close()
-            let observer = try await database.connect()
-            let before = try await Self.settledState(observer, state: { try await Self.read(observer) })
-            let output = try await GodwitCommand.run(["change", "plan", file, "-D", database.url])
-            #expect(output.status == 0, "\(output.stderr)")
-            for expected in [
-                #"ALTER TABLE "public"."media" ADD COLUMN "caption" text;"#,
-                "CREATE FUNCTION \"public\".\"godwit_sync_rename_title_",
-                "BEFORE INSERT OR UPDATE ON \"public\".\"media\" FOR EACH ROW",
-                "CHECK (\"caption\" IS NOT NULL) NOT VALID;",
-                "FOREIGN KEY (\"owner_id\") REFERENCES \"public\".\"owners\" (\"id\") NOT VALID;",
-                "UPDATE \"public\".\"media\" SET \"title\" = \"title\" WHERE \"id\" BETWEEN $1 AND $2;",
-                "CREATE UNIQUE INDEX CONCURRENTLY \"media_slug_key\"",
-                "-- complete: one transaction",
-                "ALTER TABLE \"public\".\"media\" DROP COLUMN \"title\";",
-                "-- abort: one transaction",
-            ] {
-                #expect(output.stdout.contains(expected), "missing: \(expected)\n\(output.stdout)")
+                await conn.close()
+                let observer = try await database.connect()
+                let before = try await Self.settledState(observer, state: { try await Self.read(observer) })
+                let output = try await GodwitCommand.run(["change", "plan", file, "-D", database.url])
+                #expect(output.status == 0, "\(output.stderr)")
+                for expected in [
+                    #"ALTER TABLE "public"."media" ADD COLUMN "caption" text;"#,
+                    "CREATE FUNCTION \"public\".\"godwit_sync_rename_title_",
+                    "BEFORE INSERT OR UPDATE ON \"public\".\"media\" FOR EACH ROW",
+                    "CHECK (\"caption\" IS NOT NULL) NOT VALID;",
+                    "FOREIGN KEY (\"owner_id\") REFERENCES \"public\".\"owners\" (\"id\") NOT VALID;",
+                    "UPDATE \"public\".\"media\" SET \"title\" = \"title\" WHERE \"id\" BETWEEN $1 AND $2;",
+                    "CREATE UNIQUE INDEX CONCURRENTLY \"media_slug_key\"",
+                    "-- complete: one transaction",
+                    "ALTER TABLE \"public\".\"media\" DROP COLUMN \"title\";",
+                    "-- abort: one transaction",
+                ] {
+                    #expect(output.stdout.contains(expected), "missing: \(expected)\n\(output.stdout)")
+                }
+                let after = try await Self.settledState(observer, state: { try await Self.read(observer) })
+                #expect(before == after)
+                await observer.close()
             }
-            let after = try await Self.settledState(observer, state: { try await Self.read(observer) })
-            #expect(before == after)
-            await observer.close()
         }
     }
 

@@ -15,69 +15,68 @@ struct ChangeStartTests {
         try await withTestDatabase { database in
             let conn = try await database.connect()
             try await ChangeTests.createMedia(on: conn)
-            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-change-\(UUID())")
-            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
-            defer { try? FileManager.default.removeItem(at: dir) }
-            let file = dir.appendingPathComponent("rename_title.sql").path
-            try """
-            -- godwit:change
-            -- table: media
-            -- add-column: caption text = title
-            -- drop-column: title = caption
-            -- not-null: caption
-            -- index: caption
-            -- batch-size: 25
-            """.write(toFile: file, atomically: true, encoding: .utf8)
-            let output = try await GodwitCommand.run(["change", "start", file, "-D", database.url])
-            #expect(output.status == 0, "\(output.stderr)")
-            #expect(output.stdout == "rename_title\n")
+            try await ChangeTests.withChangeFile(
+                "rename_title",
+                """
+                -- table: media
+                -- add-column: caption text = title
+                -- drop-column: title = caption
+                -- not-null: caption
+                -- index: caption
+                -- batch-size: 25
+                """
+            ) { file in
+                let output = try await GodwitCommand.run(["change", "start", file, "-D", database.url])
+                #expect(output.status == 0, "\(output.stderr)")
+                #expect(output.stdout == "rename_title\n")
 
-            let record = try await conn.query(
-                """
-                SELECT c.phase, c.table_name, c.key_column, c.file, b.kind AS backfill_kind,
-                       b.payload->>'batch_size' AS batch_size, f.kind AS finish_kind, f.payload::text AS payload,
-                       f.run_at = 'infinity' AS held, f.state::text AS finish_state,
-                       c.statements ?& ARRAY['table', 'key', 'disagrees', 'indexes', 'uniques', 'validate',
-                                            'complete', 'abort', 'migration', 'dropped'] AS keys
-                FROM godwit.change_records c
-                JOIN godwit.jobs b ON b.id = c.backfill_job_id JOIN godwit.jobs f ON f.id = c.finish_job_id
-                WHERE c.name = 'rename_title'
-                """
-            ).first!
-            #expect(try record.string("phase") == "backfilling")
-            #expect(try record.string("table_name") == "\"public\".\"media\"")
-            #expect(try record.string("key_column") == "id")
-            #expect(try record.string("file") == file)
-            #expect(try record.string("backfill_kind") == "batched")
-            #expect(try record.string("batch_size") == "25")
-            #expect(try record.string("finish_kind") == "change")
-            #expect(try record.string("payload") == #"{"change": "rename_title"}"#)
-            #expect(try record.bool("held"))
-            #expect(try record.string("finish_state") == "queued")
-            #expect(try record.bool("keys"))
+                let record = try await conn.query(
+                    """
+                    SELECT c.phase, c.table_name, c.key_column, c.file, b.kind AS backfill_kind,
+                           b.payload->>'batch_size' AS batch_size, f.kind AS finish_kind, f.payload::text AS payload,
+                           f.run_at = 'infinity' AS held, f.state::text AS finish_state,
+                           c.statements ?& ARRAY['table', 'key', 'disagrees', 'indexes', 'uniques', 'validate',
+                                                'complete', 'abort', 'migration', 'dropped'] AS keys
+                    FROM godwit.change_records c
+                    JOIN godwit.jobs b ON b.id = c.backfill_job_id JOIN godwit.jobs f ON f.id = c.finish_job_id
+                    WHERE c.name = 'rename_title'
+                    """
+                ).first!
+                #expect(try record.string("phase") == "backfilling")
+                #expect(try record.string("table_name") == "\"public\".\"media\"")
+                #expect(try record.string("key_column") == "id")
+                #expect(try record.string("file") == file)
+                #expect(try record.string("backfill_kind") == "batched")
+                #expect(try record.string("batch_size") == "25")
+                #expect(try record.string("finish_kind") == "change")
+                #expect(try record.string("payload") == #"{"change": "rename_title"}"#)
+                #expect(try record.bool("held"))
+                #expect(try record.string("finish_state") == "queued")
+                #expect(try record.bool("keys"))
 
-            // The column, the trigger and the NOT VALID check are there; the index is the worker's.
-            let catalog = try await conn.query(
-                """
-                SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = 'media'::regclass AND attname = 'caption') AS columns,
-                       (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'media'::regclass AND NOT tgisinternal) AS triggers,
-                       (SELECT count(*) FROM pg_constraint WHERE conrelid = 'media'::regclass AND contype = 'c'
-                            AND NOT convalidated) AS unvalidated,
-                       (SELECT count(*) FROM pg_indexes WHERE tablename = 'media' AND indexname = 'media_caption_idx') AS indexes
-                """
-            ).first!
-            #expect(try catalog.int("columns") == 1)
-            #expect(try catalog.int("triggers") == 1)
-            #expect(try catalog.int("unvalidated") == 1)
-            #expect(try catalog.int("indexes") == 0)
+                // The column, the trigger and the NOT VALID check are there; the index is the worker's.
+                let catalog = try await conn.query(
+                    """
+                    SELECT (SELECT count(*) FROM pg_attribute WHERE attrelid = 'media'::regclass AND attname = 'caption') AS columns,
+                           (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'media'::regclass AND NOT tgisinternal) AS triggers,
+                           (SELECT count(*) FROM pg_constraint WHERE conrelid = 'media'::regclass AND contype = 'c'
+                                AND NOT convalidated) AS unvalidated,
+                           (SELECT count(*) FROM pg_indexes WHERE tablename = 'media' AND indexname = 'media_caption_idx') AS indexes
+                    """
+                ).first!
+                #expect(try catalog.int("columns") == 1)
+                #expect(try catalog.int("triggers") == 1)
+                #expect(try catalog.int("unvalidated") == 1)
+                #expect(try catalog.int("indexes") == 0)
 
-            // A second start of the same file is refused, naming the file.
-            let again = try await GodwitCommand.run(["change", "start", file, "-D", database.url])
-            #expect(again.status == 1)
-            #expect(
-                again.stderr.hasPrefix("error: \(file):1: a change named rename_title already exists"),
-                "\(again.stderr)")
-            await conn.close()
+                // A second start of the same file is refused, naming the file.
+                let again = try await GodwitCommand.run(["change", "start", file, "-D", database.url])
+                #expect(again.status == 1)
+                #expect(
+                    again.stderr.hasPrefix("error: \(file):1: a change named rename_title already exists"),
+                    "\(again.stderr)")
+                await conn.close()
+            }
         }
     }
 

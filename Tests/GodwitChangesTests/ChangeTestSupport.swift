@@ -45,6 +45,19 @@ enum ChangeTests {
         try await manager().start(text: "-- godwit:change\n" + body, file: "changes/\(name).sql", on: conn)
     }
 
+    /// Writes `-- godwit:change` and `body` as `NAME.sql` in a folder of its own, runs `run`
+    /// with the file's path (what a command is given), and removes the folder.
+    static func withChangeFile<T>(
+        _ name: String, _ body: String, _ run: (String) async throws -> T
+    ) async throws -> T {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-change-\(UUID())")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let file = folder.appendingPathComponent("\(name).sql").path
+        try ("-- godwit:change\n" + body).write(toFile: file, atomically: true, encoding: .utf8)
+        return try await run(file)
+    }
+
     /// The change's `statements` as stored by start.
     static func statements(_ name: String, on conn: Connection) async throws -> ChangeStatements {
         try #require(try await ChangeStatements.stored(for: name, schema: QueueSchema.withChanges(), on: conn))
