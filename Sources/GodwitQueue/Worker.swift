@@ -253,7 +253,7 @@ public final class Worker: Service {
 
     private func dispatchLoop() async {
         await withDiscardingTaskGroup { jobs in
-            while !stopping {
+            loop: while !stopping {
                 let free = configuration.concurrency - runningCount
                 // Whether the last claim came back short, so the queue holds nothing more that
                 // is due; only then is it worth asking when the next job will be.
@@ -282,18 +282,30 @@ public final class Worker: Service {
                 // Outcomes are recorded before a job leaves `running`, so none running now
                 // means the answer covers every requeue.
                 let idleBeforeAsking = runningCount == 0
-                if sawEverythingDue, let due = try? await nextDue() {
-                    if configuration.drain && idleBeforeAsking && (due.map { $0 > timeout } ?? true) {
-                        // A job whose worker died is about to be rescued: drain waits for it.
-                        // Not knowing (the query failed) is no reason to stop either.
-                        do {
-                            let orphans = try await pool.withConnection {
+                // A job whose worker died is about to be rescued: drain waits for it. It asks
+                // about such jobs before asking what is due, so that a rescue in between shows
+                // in the second answer (asked the other way round, a rescue between the two
+                // hid the job from both, and drain stopped with it queued). Not knowing (the
+                // query failed) is no reason to stop either.
+                var orphans: Result<Bool, any Error>?
+                if configuration.drain && idleBeforeAsking && sawEverythingDue {
+                    do {
+                        orphans = .success(
+                            try await pool.withConnection {
                                 try await self.queue.hasExpiredLeases(
                                     leaseTimeout: self.configuration.leaseTimeout, on: $0)
-                            }
-                            if !orphans { break }
-                        } catch {
-                            if stopping { break }
+                            })
+                    } catch {
+                        orphans = .failure(error)
+                    }
+                }
+                if sawEverythingDue, let due = try? await nextDue() {
+                    if let orphans, due.map({ $0 > timeout }) ?? true {
+                        switch orphans {
+                        case .success(false): break loop
+                        case .success(true): break
+                        case .failure(let error):
+                            if stopping { break loop }
                             logger.warning(
                                 "draining: cannot tell whether a dead worker's job awaits rescue; waiting",
                                 metadata: ["error": "\(error)"])
