@@ -18,7 +18,9 @@ struct ChangeStatusCommand: AsyncParsableCommand {
             its indexes and constraints with their state in pg_index and pg_constraint, the \
             reader evidence per column it drops (when a statement naming it last ran, and the \
             application names seen running such statements), and why complete would refuse. \
-            The same as SELECT * FROM godwit.changes.
+            The same as SELECT * FROM godwit.changes. Given its file (a path ending in .sql) \
+            instead of its name, status shows the change the file names, or that it is planned: \
+            not started yet.
 
             Deploy the application version that reads the new columns once the change is ready: \
             before, rows the backfill has not reached have NULL in them.
@@ -35,15 +37,70 @@ struct ChangeStatusCommand: AsyncParsableCommand {
     @Option(help: "Output format: text or json.")
     var format: OutputFormat = .text
 
-    @Argument(help: "The change to show in full (its -- name:, or its file's stem).")
+    @Argument(
+        help: ArgumentHelp(
+            "The change to show in full: its name (its -- name:, or its file's stem), or its file (a path ending in .sql), which shows as planned until it is started.",
+            valueName: "name-or-file"))
     var name: String?
+
+    /// A change file not started yet, as status shows it: the keys, phase `planned`.
+    struct PlannedChange: Encodable {
+        var name: String
+        var table: String
+        var file: String
+        var phase = ChangePhase.planned.rawValue
+        var rowsDone = 0
+        var rowsTotal: Int? = nil
+        var disagreeingRows: Int? = nil
+        var ready = false
+        var blockedBy = ["the change has not started"]
+
+        enum CodingKeys: String, CodingKey {
+            case name, table, file, phase, ready
+            case rowsDone = "rows_done"
+            case rowsTotal = "rows_total"
+            case disagreeingRows = "disagreeing_rows"
+            case blockedBy = "blocked_by"
+        }
+
+        /// Every key written, `null` included, as for a started change.
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: CodingKeys.self)
+            try container.encode(name, forKey: .name)
+            try container.encode(table, forKey: .table)
+            try container.encode(file, forKey: .file)
+            try container.encode(phase, forKey: .phase)
+            try container.encode(rowsDone, forKey: .rowsDone)
+            try container.encode(rowsTotal, forKey: .rowsTotal)
+            try container.encode(disagreeingRows, forKey: .disagreeingRows)
+            try container.encode(ready, forKey: .ready)
+            try container.encode(blockedBy, forKey: .blockedBy)
+        }
+    }
 
     func run() async throws {
         try await withCLIErrors {
             let status = ChangeStatus(schema: QueueSchema(name: queueOptions.schema))
+            // A file names its change; one not started yet is planned. Read before connecting,
+            // so that a bad file is one line naming its line whatever the database.
+            var planned: PlannedChange?
+            var name = self.name
+            if let file = name, file.hasSuffix(".sql") {
+                guard let text = try? String(contentsOfFile: Console.current.opened(file), encoding: .utf8) else {
+                    throw CLIError("\(file): cannot read the file")
+                }
+                let definition = try ChangeDefinition.parse(text, file: file)
+                name = definition.name
+                planned = PlannedChange(name: definition.name, table: definition.table, file: file)
+            }
+            let wanted = name
             try await connection.withQueueConnection(logger: makeLogger(queueOptions.logLevel)) { conn in
-                if let name {
+                if let name = wanted {
                     guard let details = try await status.details(of: name, on: conn) else {
+                        if let planned {
+                            output(format == .json ? try jsonText(planned) : Self.plannedText(planned))
+                            return
+                        }
                         let installed = try await status.isInstalled(on: conn)
                         throw CLIError(
                             installed
@@ -58,6 +115,14 @@ struct ChangeStatusCommand: AsyncParsableCommand {
                 }
             }
         }
+    }
+
+    /// A change file not started: its name, table and file, and how to start it.
+    static func plannedText(_ change: PlannedChange) -> String {
+        [
+            "change:  " + cell(change.name), "table:   " + cell(change.table), "file:    " + cell(change.file),
+            "phase:   planned (not started: godwit change plan shows its SQL, godwit change start starts it)",
+        ].joined(separator: "\n")
     }
 
     /// One cell or value on the terminal: control characters escaped, newlines too, so that

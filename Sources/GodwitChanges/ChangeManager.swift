@@ -19,7 +19,7 @@ public struct ChangeManager: Sendable {
     }
 
     /// The job kind of a change's finish job (verify, build indexes, validate, ready).
-    public static let finishKind = JobKind("change")
+    public static let finishKind = JobKind.change
 
     // MARK: Plan
 

@@ -90,6 +90,45 @@ struct ChangeFinishTests {
         }
     }
 
+    /// A change with nothing to sync (constraints alone) has no backfill: its finish job is due
+    /// at start, and builds the unique index, attaches it, validates the check, and sets ready.
+    @Test func aChangeWithNothingToBackfillIsFinishedAtOnce() async throws {
+        try await withChangesDatabase { db, conn in
+            try await conn.execute(
+                """
+                CREATE TABLE media (id bigint PRIMARY KEY, title text NOT NULL);
+                INSERT INTO media SELECT g, 'title ' || g FROM generate_series(1, 100) g;
+                """)
+            let started = try await ChangeManager().start(
+                text: """
+                    -- godwit:change
+                    -- name: media_constraints
+                    -- table: media
+                    -- unique: title
+                    -- check: title_short length(title) < 100
+                    """, file: "changes/media_constraints.sql", on: conn)
+            #expect(started.backfillJob == nil)
+            #expect(started.phase == .verifying)
+            let worker = changeWorker(db.url)
+            let ready = try await eventually(timeout: .seconds(120)) {
+                try await changePhase(conn, "media_constraints") == "ready"
+            }
+            let output = await worker.stop()
+            #expect(ready, "\(output.stderr.suffix(3000))")
+            let names = ChangeNames(change: "media_constraints", table: "media")
+            let constraints = try await conn.query(
+                """
+                SELECT conname, contype::text AS type, convalidated FROM pg_constraint
+                WHERE conrelid = 'media'::regclass AND contype IN ('u', 'c') ORDER BY conname
+                """
+            ).rows.map { "\(try $0.string("conname")) \(try $0.string("type")) \(try $0.string("convalidated"))" }
+            #expect(constraints == ["\(names.unique(["title"])) u t", "title_short c t"])
+            let record = try #require(try await changeRecord(conn, "media_constraints"))
+            #expect(try record.int("verified_rows") == 100 && record.int("disagreeing_rows") == 0)
+            #expect(try await jobRow(started.finishJob, conn).int("attempts") == 1)
+        }
+    }
+
     /// Two workers, each with its supervisor looking every 5 s and claiming jobs: the change
     /// moves once into each phase and the finish job runs once.
     @Test func twoWorkersAtOnceMoveEachPhaseOnceAndRunTheFinishJobOnce() async throws {

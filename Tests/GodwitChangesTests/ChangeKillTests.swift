@@ -67,6 +67,47 @@ struct ChangeKillTests {
         }
     }
 
+    /// Kills the worker while its concurrent build of the index waits behind `writer`'s open
+    /// transaction (after the build has made its INVALID index); returns once it is dead.
+    func killDuringTheIndexBuild(_ url: String, _ conn: Connection) async throws {
+        let worker = try changeWorkerProcess(url)
+        let building = try await eventually(timeout: .seconds(120)) {
+            try await conn.query(
+                """
+                SELECT count(*) AS n FROM pg_stat_progress_create_index p
+                JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = $1
+                """, [RenameChange.indexName]
+            ).first?.int("n") == 1
+        }
+        #expect(building, "\(worker.currentStderr.suffix(3000))")
+        try await kill(worker)
+    }
+
+    /// The killed worker's build runs on in its session (nothing tells the server its client
+    /// is gone while it waits). The next worker waits for it rather than dropping an index
+    /// still being built, and keeps the valid index it ends with.
+    @Test func duringAnIndexBuildThatRunsOnWithoutItsWorker() async throws {
+        try await withChangesDatabase { db, conn in
+            _ = try await RenameChange.start(.init(rows: 300, batchSize: 50), on: conn)
+            let writer = try await db.connect()
+            try await writer.execute("BEGIN; INSERT INTO media (id, title) VALUES (100000, 'late')")
+            try await killDuringTheIndexBuild(db.url, conn)
+            let second = try changeWorkerProcess(db.url)
+            let waiting = await eventually(timeout: .seconds(120)) {
+                second.currentStderr.contains("being built by another session")
+            }
+            #expect(waiting, "\(second.currentStderr.suffix(3000))")
+            try await writer.execute("COMMIT")
+            await writer.close()
+            let ready = try await eventually(timeout: .seconds(180)) { try await changePhase(conn) == "ready" }
+            second.signal(SIGTERM)
+            let output = try await second.wait()
+            #expect(ready, "\(output.stderr.suffix(4000))")
+            #expect(!output.stderr.contains("left INVALID"), "the index being built was not dropped")
+            try await expectFinished(conn, rows: 301, verified: 300)
+        }
+    }
+
     /// A session that has written to the table and not committed makes the concurrent build
     /// wait after it has made its (INVALID) index. The worker is killed there, and the build's
     /// session, which would run on without its client, is ended too: what is left is the
@@ -76,17 +117,7 @@ struct ChangeKillTests {
             _ = try await RenameChange.start(.init(rows: 300, batchSize: 50), on: conn)
             let writer = try await db.connect()
             try await writer.execute("BEGIN; INSERT INTO media (id, title) VALUES (100000, 'late')")
-            let worker = try changeWorkerProcess(db.url)
-            let building = try await eventually(timeout: .seconds(120)) {
-                try await conn.query(
-                    """
-                    SELECT count(*) AS n FROM pg_stat_progress_create_index p
-                    JOIN pg_class c ON c.oid = p.index_relid WHERE c.relname = $1
-                    """, [RenameChange.indexName]
-                ).first?.int("n") == 1
-            }
-            #expect(building, "\(worker.currentStderr.suffix(3000))")
-            try await kill(worker)
+            try await killDuringTheIndexBuild(db.url, conn)
             try await conn.query(
                 """
                 SELECT pg_terminate_backend(pid) FROM pg_stat_progress_create_index WHERE relid = 'media'::regclass

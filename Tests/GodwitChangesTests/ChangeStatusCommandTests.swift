@@ -30,7 +30,7 @@ struct ChangeStatusCommandTests {
             #expect(line.contains("\"public\".\"media\""))
             #expect(line.contains("backfilling"))
             #expect(line.contains("0/?"))
-            #expect(line.contains("the backfill has not finished"))
+            #expect(line.contains("the change is backfilling, not ready"))
             // The escape sequence and the newline in a name are shown, not obeyed.
             #expect(!run.stdout.contains("\u{1B}"))
             #expect(run.stdout.contains("evil\\u001B]52;c;aGk=\\u0007\\u000Aforged"))
@@ -70,7 +70,7 @@ struct ChangeStatusCommandTests {
             #expect(text.contains("title: last seen"))
             #expect(text.contains("application names: api v1"))
             #expect(text.contains("SELECT *"))
-            #expect(text.contains("complete: would refuse:\n  - the backfill has not finished"))
+            #expect(text.contains("complete: would refuse:\n  - the change is backfilling, not ready"))
 
             run = try await GodwitCommand.run([
                 "change", "status", "rename_title", "--format", "json", "-D", database.url,
@@ -119,6 +119,53 @@ struct ChangeStatusCommandTests {
             let states = Dictionary(
                 uniqueKeysWithValues: objects.map { ($0["kind"] as? String ?? "", $0["state"] as? String ?? "") })
             #expect(states == ["not-null": "not valid", "index": "not built"], "\(objects)")
+            await conn.close()
+        }
+    }
+
+    /// Given its file, status shows the change the file names: planned until it is started,
+    /// then as recorded; a file that is not a change file is one line naming its line.
+    @Test func aFileShowsItsChangePlannedUntilStarted() async throws {
+        try await withTestDatabase { database in
+            let conn = try await database.connect()
+            try await ChangeTests.createMedia(on: conn)
+            let dir = FileManager.default.temporaryDirectory.appendingPathComponent("godwit-status-\(UUID())")
+            try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: dir) }
+            try """
+            -- godwit:change
+            -- table: media
+            -- add-column: caption text = title
+            -- drop-column: title = caption
+            """.write(toFile: dir.path + "/rename_title.sql", atomically: true, encoding: .utf8)
+            try "-- godwit:change\n-- table: media\n-- add-column: caption\n".write(
+                toFile: dir.path + "/broken.sql", atomically: true, encoding: .utf8)
+
+            var run = try await GodwitCommand.run(
+                ["change", "status", "rename_title.sql", "-D", database.url], directory: dir.path)
+            #expect(run.status == 0, "\(run.stderr)")
+            #expect(run.stdout.contains("change:  rename_title\n"))
+            #expect(run.stdout.contains("phase:   planned"))
+            run = try await GodwitCommand.run(
+                ["change", "status", "rename_title.sql", "--format", "json", "-D", database.url], directory: dir.path)
+            var json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+            #expect(json["phase"] as? String == "planned")
+            #expect(json["name"] as? String == "rename_title")
+            #expect(json["disagreeing_rows"] is NSNull)
+
+            run = try await GodwitCommand.run(
+                ["change", "start", "rename_title.sql", "-D", database.url], directory: dir.path)
+            #expect(run.status == 0, "\(run.stderr)")
+            run = try await GodwitCommand.run(
+                ["change", "status", "rename_title.sql", "--format", "json", "-D", database.url], directory: dir.path)
+            json = try #require(try JSONSerialization.jsonObject(with: Data(run.stdout.utf8)) as? [String: Any])
+            #expect(json["phase"] as? String == "backfilling")
+
+            run = try await GodwitCommand.run(
+                ["change", "status", "broken.sql", "-D", database.url], directory: dir.path)
+            #expect(run.status == 1)
+            #expect(run.stderr.hasPrefix("error: broken.sql:3: `add-column` is"), "\(run.stderr)")
+            #expect(run.stdout.isEmpty)
             await conn.close()
         }
     }

@@ -79,7 +79,7 @@ struct ChangesPageTests {
                     #expect(!page.contains("<script>alert"), "\(path)")
                     #expect(page.contains(#"data-phase="backfilling""#), "\(path)")
                     #expect(page.contains("0 / ? rows"), "\(path)")
-                    #expect(page.contains("the backfill has not finished"), "\(path): the blocker")
+                    #expect(page.contains("the change is backfilling, not ready"), "\(path): the blocker")
                     #expect(page.contains(#"href="/change?name=%3Cscript%3E"#), "\(path)")
                 }
             }
@@ -90,7 +90,7 @@ struct ChangesPageTests {
                     #expect(page.contains(escaped), "\(path)")
                     #expect(!page.contains("<script>alert"), "\(path)")
                     #expect(page.contains("Complete would refuse:"), "\(path)")
-                    #expect(page.contains("<li>the backfill has not finished</li>"), "\(path)")
+                    #expect(page.contains("<li>the change is backfilling, not ready</li>"), "\(path)")
                     #expect(page.contains("media_caption_idx"), "\(path): the index it builds")
                     #expect(page.contains("not built"), "\(path)")
                     #expect(page.contains("&lt;b&gt;api&lt;/b&gt;"), "\(path): the application names, escaped")

@@ -28,6 +28,8 @@ struct PeriodicTaskTests {
             let capture = LogCapture()
             let counter = RunCounter()
             var configuration = WorkerConfiguration(databaseURL: db.url)
+            // Generous: on a loaded machine the worker's first connections may be slow.
+            configuration.connectTimeout = .seconds(120)
             configuration.periodicTasks = [
                 PeriodicTask(name: "tick", every: .milliseconds(50)) { context in
                     let run = counter.next()
@@ -40,10 +42,13 @@ struct PeriodicTaskTests {
             let pool = configuration.makePool()
             let worker = Worker(configuration: configuration, pool: pool, handlers: [], logger: capture.logger)
             let running = Task { try await worker.run() }
-            let ticked = try await eventually(timeout: .seconds(60)) {
+            let ticked = try await eventually(timeout: .seconds(180)) {
                 try await conn.query("SELECT count(*) AS n FROM public.ticks").first?.int("n") ?? 0 >= 4
             }
-            #expect(ticked, "runs after the failed one went on")
+            #expect(
+                ticked,
+                "runs after the failed one went on (worker started: \(capture.count(of: "worker started")), runs: \(counter.count))"
+            )
             #expect(capture.count(of: "periodic task tick failed") == 1)
             let failed = try await conn.query("SELECT count(*) AS n FROM public.ticks WHERE n = 2").first?.int("n")
             #expect(failed == 0)
