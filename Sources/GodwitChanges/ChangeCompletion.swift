@@ -12,8 +12,8 @@ import GodwitQueue
 /// `statements.complete` (drop the trigger and its function, SET NOT NULL, drop the NOT NULL
 /// checks, drop the old columns) and marks it completed.
 ///
-/// The reader evidence is fresh: complete takes one more sample (`ReaderSampler`) before it
-/// decides, and decides inside the transaction, holding the change's row. With a waiver
+/// The reader evidence is fresh: complete takes one more sample (`ReaderSampler`) inside its
+/// transaction and decides on it there, holding the change's row. With a waiver
 /// (`--without-reader-check "REASON"`) the reader reasons are skipped and the reason recorded
 /// in `reader_check_waiver`, in the same transaction.
 ///
@@ -86,7 +86,6 @@ public struct ChangeCompletion: Sendable {
                 .refused, change: name, "--without-reader-check needs a reason, recorded with the change")
         }
         let change = try await look(on: connection)
-        try await ReaderSampler(schema: schema).sample(on: connection)
         let folded = try migrationFolder.map { try prepare($0, migration: change.migration) }
         do {
             try await lockPolicy.runTransaction(on: connection, retrying: retrying) { connection in
@@ -176,7 +175,9 @@ public struct ChangeCompletion: Sendable {
         if FileManager.default.fileExists(atPath: folder.base.resolve(path)) {
             throw CompletionError(.file, change: name, "\(path) exists already: nothing was written")
         }
-        let temporaryPath = (folder.directory as NSString).appendingPathComponent(".\(fileName).godwit-partial")
+        // This process's own name: one left by a killed complete stands in no later one's way.
+        let temporaryPath = (folder.directory as NSString).appendingPathComponent(
+            ".\(fileName).\(getpid()).godwit-partial")
         let descriptor = open(folder.base.resolve(temporaryPath), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
         guard descriptor >= 0 else {
             throw CompletionError(
@@ -203,11 +204,15 @@ public struct ChangeCompletion: Sendable {
             "SELECT pg_catalog.current_setting('search_path') AS p"
         ).first?.string("p")
         try await pin(on: connection, "pg_catalog, pg_temp")
+        // The freshest evidence, in this transaction: the sample first (it holds
+        // change_sampling, as the worker's samples do before they touch a change's row), then
+        // the change's row.
+        try await ReaderSampler(schema: schema).sample(inTransactionOn: connection)
         guard
             let row = try await connection.query(
                 """
                 SELECT coalesce(statements->'complete', '[]')::text AS complete
-                FROM \(records) WHERE name = $1 FOR UPDATE
+                FROM \(records) WHERE name = $1 FOR NO KEY UPDATE
                 """, [name]
             ).first
         else {

@@ -72,6 +72,13 @@ public struct ReaderSampler: Sendable {
         }
     }
 
+    /// Takes the sample inside the caller's open transaction (complete's, which decides on it
+    /// in the same transaction): it holds `change_sampling`'s row until that transaction ends.
+    @discardableResult
+    public func sample(inTransactionOn connection: Connection) async throws -> ReaderSample {
+        try await sampleInTransaction(on: connection)
+    }
+
     private func sampleInTransaction(on connection: Connection) async throws -> ReaderSample {
         // Whatever session it is given (the worker's pins it already; complete's is the user's),
         // every name resolves in the catalog first for the length of the sample.
@@ -84,7 +91,7 @@ public struct ReaderSampler: Sendable {
             let previous = try await connection.query(
                 """
                 SELECT dealloc, stats_reset::text AS stats_reset, available, sampled_at IS NOT NULL AS sampled,
-                       extract(epoch FROM now() - sampled_at)::float8 AS gap
+                       extract(epoch FROM pg_catalog.clock_timestamp() - sampled_at)::float8 AS gap
                 FROM \(schema.qualified("change_sampling")) FOR UPDATE
                 """
             ).first
@@ -95,7 +102,7 @@ public struct ReaderSampler: Sendable {
             try await connection.query(
                 """
                 UPDATE \(schema.qualified("change_sampling"))
-                SET sampled_at = now(), available = false, unavailable_reason = $1, dealloc = NULL, stats_reset = NULL
+                SET sampled_at = pg_catalog.clock_timestamp(), available = false, unavailable_reason = $1, dealloc = NULL, stats_reset = NULL
                 """, [reason])
             return ReaderSample(available: false, unavailableReason: reason, columns: [])
         case .available(let read):
@@ -164,7 +171,7 @@ public struct ReaderSampler: Sendable {
                         read = known.contains(key) && entry.calls > 0
                     }
                     if read { seen.secondsAgo = 0 }
-                    try await track(entry, of: key, read: read, on: connection)
+                    try await track(entry, of: key, read: read, at: statistics.readAt, on: connection)
                 }
                 for session in statistics.sessions where change.matcher.columnsRead(by: session.query).contains(column)
                 {
@@ -179,7 +186,7 @@ public struct ReaderSampler: Sendable {
                         seen.applications.insert(session.who)
                     }
                 }
-                try await record(key, seen: seen, restart: columnRestart, on: connection)
+                try await record(key, seen: seen, restart: columnRestart, at: statistics.readAt, on: connection)
                 columns.append(
                     ReaderSample.Column(
                         change: change.name, column: column, read: seen.secondsAgo != nil,
@@ -189,9 +196,9 @@ public struct ReaderSampler: Sendable {
         try await connection.query(
             """
             UPDATE \(schema.qualified("change_sampling"))
-            SET sampled_at = now(), available = true, unavailable_reason = NULL, dealloc = $1,
+            SET sampled_at = $3::timestamptz, available = true, unavailable_reason = NULL, dealloc = $1,
                 stats_reset = $2::timestamptz
-            """, [statistics.dealloc, statistics.statsReset])
+            """, [statistics.dealloc, statistics.statsReset, statistics.readAt])
         return ReaderSample(available: true, unavailableReason: nil, columns: columns)
     }
 
@@ -250,6 +257,8 @@ public struct ReaderSampler: Sendable {
     }
 
     struct Statistics {
+        /// When pg_stat_statements was read: the sample's time, however long the sample takes.
+        var readAt: String
         var dealloc: Int64
         var statsReset: String?
         var nullTexts: Int64
@@ -299,7 +308,7 @@ public struct ReaderSampler: Sendable {
             """
             SELECT coalesce(nullif(a.application_name, ''), 'role ' || coalesce(a.usename::text, '?')) AS who,
                    a.query, coalesce(a.state = 'active', false) AS active,
-                   coalesce(extract(epoch FROM now() - a.state_change)::float8, 0) AS ago
+                   coalesce(extract(epoch FROM pg_catalog.clock_timestamp() - a.state_change)::float8, 0) AS ago
             FROM pg_catalog.pg_stat_activity a
             WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()
               AND a.backend_type = 'client backend' AND a.query IS NOT NULL
@@ -310,28 +319,28 @@ public struct ReaderSampler: Sendable {
         do {
             let info = try await connection.query(
                 """
-                SELECT i.dealloc, i.stats_reset::text AS stats_reset,
-                       (SELECT count(*) FROM \(statements) s
-                        WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
-                          AND s.query IS NULL) AS null_texts
+                SELECT i.dealloc, i.stats_reset::text AS stats_reset, pg_catalog.clock_timestamp()::text AS read_at
                 FROM \(quoteIdentifier(extensionSchema)).pg_stat_statements_info i
                 """)
+            // One pass over the statements (their texts are read from a file): those that may
+            // name a column, and those whose text pg_stat_statements discarded.
             let entries = try await connection.query(
                 """
                 SELECT s.userid::bigint AS userid, s.dbid::bigint AS dbid, s.queryid, s.toplevel, s.calls, s.query
                 FROM \(statements) s
                 WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
-                  AND s.query IS NOT NULL
-                  AND EXISTS (SELECT FROM pg_catalog.unnest($1::text[]) AS c(name)
-                              WHERE pg_catalog.strpos(pg_catalog.lower(s.query), pg_catalog.lower(c.name)) > 0)
+                  AND (s.query IS NULL
+                       OR EXISTS (SELECT FROM pg_catalog.unnest($1::text[]) AS c(name)
+                                  WHERE pg_catalog.strpos(pg_catalog.lower(s.query), pg_catalog.lower(c.name)) > 0))
                 """, [GodwitPostgres.PostgresArray.literal(names)])
             try await connection.execute("RELEASE SAVEPOINT godwit_reader_sample")
             guard let first = info.first else { return .unavailable("pg_stat_statements_info returned no row") }
             return .available(
                 Statistics(
-                    dealloc: try first.int64("dealloc"), statsReset: first["stats_reset"],
-                    nullTexts: try first.int64("null_texts"),
-                    entries: try entries.rows.map { row in
+                    readAt: try first.string("read_at"), dealloc: try first.int64("dealloc"),
+                    statsReset: first["stats_reset"],
+                    nullTexts: Int64(entries.rows.count { $0["query"] == nil }),
+                    entries: try entries.rows.filter { $0["query"] != nil }.map { row in
                         Entry(
                             key: EntryKey(
                                 userid: try row.int64("userid"), dbid: try row.int64("dbid"),
@@ -396,19 +405,21 @@ public struct ReaderSampler: Sendable {
         var applications: Set<String> = []
     }
 
-    private func track(_ entry: Entry, of key: ColumnKey, read: Bool, on connection: Connection) async throws {
+    private func track(
+        _ entry: Entry, of key: ColumnKey, read: Bool, at: String, on connection: Connection
+    ) async throws {
         try await connection.query(
             """
             INSERT INTO \(schema.qualified("change_reader_statements")) AS t
                 (change_name, column_name, userid, dbid, queryid, toplevel, calls, query, last_seen_at)
-            VALUES ($1, $2, $3::bigint::oid, $4::bigint::oid, $5, $6, $7, $8, CASE WHEN $9 THEN now() END)
+            VALUES ($1, $2, $3::bigint::oid, $4::bigint::oid, $5, $6, $7, $8, CASE WHEN $9 THEN $10::timestamptz END)
             ON CONFLICT (change_name, column_name, userid, dbid, queryid, toplevel) DO UPDATE
             SET calls = EXCLUDED.calls, query = EXCLUDED.query,
                 last_seen_at = coalesce(EXCLUDED.last_seen_at, t.last_seen_at)
             """,
             [
                 key.change, key.column, entry.key.userid, entry.key.dbid, entry.key.queryid, entry.key.toplevel,
-                entry.calls, entry.query, read,
+                entry.calls, entry.query, read, at,
             ])
     }
 
@@ -421,26 +432,29 @@ public struct ReaderSampler: Sendable {
             """, [key.change, key.column, entry.userid, entry.dbid, entry.queryid, entry.toplevel])
     }
 
-    private func record(_ key: ColumnKey, seen: Sighting, restart: String?, on connection: Connection) async throws {
+    private func record(
+        _ key: ColumnKey, seen: Sighting, restart: String?, at: String, on connection: Connection
+    ) async throws {
         try await connection.query(
             """
             INSERT INTO \(schema.qualified("change_readers")) AS t
                 (change_name, column_name, last_seen_at, window_started_at, window_reason, sampled_at, application_names)
-            VALUES ($1, $2, now() - pg_catalog.make_interval(secs => $3::float8), now(), $4, now(), $5::text[])
+            VALUES ($1, $2, $6::timestamptz - pg_catalog.make_interval(secs => $3::float8), $6::timestamptz, $4,
+                $6::timestamptz, $5::text[])
             ON CONFLICT (change_name, column_name) DO UPDATE
             SET last_seen_at = greatest(t.last_seen_at, EXCLUDED.last_seen_at),
                 window_started_at = CASE WHEN $4 IS NULL AND t.window_started_at IS NOT NULL
-                                         THEN t.window_started_at ELSE now() END,
+                                         THEN t.window_started_at ELSE $6::timestamptz END,
                 window_reason = CASE WHEN $4 IS NULL AND t.window_started_at IS NOT NULL
                                      THEN t.window_reason ELSE $4 END,
-                sampled_at = now(),
+                sampled_at = $6::timestamptz,
                 application_names = coalesce(
                     (SELECT pg_catalog.array_agg(DISTINCT n ORDER BY n)
                      FROM pg_catalog.unnest(t.application_names || EXCLUDED.application_names) AS n), '{}')
             """,
             [
                 key.change, key.column, seen.secondsAgo, restart,
-                GodwitPostgres.PostgresArray.literal(seen.applications.sorted()),
+                GodwitPostgres.PostgresArray.literal(seen.applications.sorted()), at,
             ])
     }
 }

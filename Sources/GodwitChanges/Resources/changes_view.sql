@@ -36,6 +36,7 @@ DECLARE
     sampling record;
     reasons text[] := '{}';
     valid boolean;
+    checked_at timestamptz;
 BEGIN
     SELECT * INTO c FROM @schema@.change_records r WHERE r.name = change_blockers.change_name;
     IF NOT FOUND THEN
@@ -98,7 +99,9 @@ BEGIN
         reasons := reasons || format('constraint %s is not validated', item.conname);
     END LOOP;
 
-    -- The reader evidence, for each column complete drops.
+    -- The reader evidence, for each column complete drops, as of now: the clock, not the
+    -- transaction's start, since complete samples in its own transaction just before.
+    checked_at := clock_timestamp();
     IF c.reader_check_waiver IS NOT NULL
         OR jsonb_typeof(c.statements->'dropped') IS DISTINCT FROM 'array'
         OR jsonb_array_length(c.statements->'dropped') = 0 THEN
@@ -118,19 +121,19 @@ BEGIN
                 item.name);
             CONTINUE;
         END IF;
-        IF reader.sampled_at < now() - interval '30 seconds' THEN
+        IF reader.sampled_at < checked_at - interval '30 seconds' THEN
             reasons := reasons || format(
                 'the readers of column %s were last sampled %s ago: is a worker running? (one samples every 5 s)',
-                item.name, @schema@.change_duration_text(now() - reader.sampled_at));
-        ELSIF reader.window_started_at IS NULL OR now() - reader.window_started_at < quiet_for THEN
+                item.name, @schema@.change_duration_text(checked_at - reader.sampled_at));
+        ELSIF reader.window_started_at IS NULL OR checked_at - reader.window_started_at < quiet_for THEN
             reasons := reasons || format(
                 'the readers of column %s have been watched for %s, less than --quiet-for %s (the watch started at %s)',
-                item.name, @schema@.change_duration_text(now() - coalesce(reader.window_started_at, now())),
+                item.name, @schema@.change_duration_text(checked_at - coalesce(reader.window_started_at, checked_at)),
                 @schema@.change_duration_text(quiet_for), coalesce(reader.window_reason, 'the first sample'));
         END IF;
-        IF reader.last_seen_at IS NOT NULL AND reader.last_seen_at > now() - quiet_for THEN
+        IF reader.last_seen_at IS NOT NULL AND reader.last_seen_at > checked_at - quiet_for THEN
             reasons := reasons || format('column %s was read %s ago by %s', item.name,
-                @schema@.change_duration_text(now() - reader.last_seen_at),
+                @schema@.change_duration_text(checked_at - reader.last_seen_at),
                 CASE WHEN cardinality(reader.application_names) = 0 THEN 'a session no sample caught running it'
                      ELSE array_to_string(reader.application_names, ', ') END);
         END IF;
