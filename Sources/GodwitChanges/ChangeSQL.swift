@@ -43,12 +43,12 @@ public struct ChangeSQL: Sendable {
         }
         for check in plan.definition.checks {
             statements.append(
-                "ALTER TABLE \(table) ADD CONSTRAINT \(quoteIdentifier(check.name)) CHECK (\(check.expression)) NOT VALID"
+                "ALTER TABLE \(table) ADD \(constraint(check)) NOT VALID"
             )
         }
         for key in plan.foreignKeys {
             statements.append(
-                "ALTER TABLE \(table) ADD CONSTRAINT \(quoteIdentifier(names.foreignKey(key.column))) FOREIGN KEY (\(quoteIdentifier(key.column))) REFERENCES \(key.referencedTable) (\(quoteIdentifier(key.referencedColumn))) NOT VALID"
+                "ALTER TABLE \(table) ADD \(constraint(key)) NOT VALID"
             )
         }
         return statements
@@ -229,6 +229,17 @@ public struct ChangeSQL: Sendable {
         return "NOT ((\(forward)) OR (\(reverse)))"
     }
 
+    /// A CHECK directive's constraint, as start adds it (NOT VALID) and the folded migration
+    /// adds it (validated at once): one spelling for both.
+    private func constraint(_ check: ChangeDefinition.Check) -> String {
+        "CONSTRAINT \(quoteIdentifier(check.name)) CHECK (\(check.expression))"
+    }
+
+    /// A foreign-key directive's constraint, for start and the folded migration alike.
+    private func constraint(_ key: ChangePlan.ResolvedForeignKey) -> String {
+        "CONSTRAINT \(quoteIdentifier(names.foreignKey(key.column))) FOREIGN KEY (\(quoteIdentifier(key.column))) REFERENCES \(key.referencedTable) (\(quoteIdentifier(key.referencedColumn)))"
+    }
+
     private func columnList(_ columns: [String]) -> String { columns.map(quoteIdentifier).joined(separator: ", ") }
 
     public var statements: ChangeStatements {
@@ -304,11 +315,11 @@ public struct ChangeSQL: Sendable {
         }
         for check in definition.checks {
             lines.append(
-                "ALTER TABLE \(table) ADD CONSTRAINT \(quoteIdentifier(check.name)) CHECK (\(check.expression));")
+                "ALTER TABLE \(table) ADD \(constraint(check));")
         }
         for key in plan.foreignKeys {
             lines.append(
-                "ALTER TABLE \(table) ADD CONSTRAINT \(quoteIdentifier(names.foreignKey(key.column))) FOREIGN KEY (\(quoteIdentifier(key.column))) REFERENCES \(key.referencedTable) (\(quoteIdentifier(key.referencedColumn)));"
+                "ALTER TABLE \(table) ADD \(constraint(key));"
             )
         }
         for list in definition.notNull {
