@@ -171,7 +171,10 @@ public struct ReaderSampler: Sendable {
                         read = known.contains(key) && entry.calls > 0
                     }
                     if read { seen.secondsAgo = 0 }
-                    try await track(entry, of: key, read: read, at: statistics.readAt, on: connection)
+                    // An entry tracked already at the same count has nothing new to write.
+                    if before[entryKey] != entry.calls {
+                        try await track(entry, of: key, read: read, at: statistics.readAt, on: connection)
+                    }
                 }
                 for session in statistics.sessions where change.matcher.columnsRead(by: session.query).contains(column)
                 {
