@@ -307,17 +307,6 @@ public struct ReaderSampler: Sendable {
         }
         let statements = "\(quoteIdentifier(extensionSchema)).pg_stat_statements"
         let names = Array(Set(changes.flatMap(\.matcher.columns)))
-        let sessions = try await connection.query(
-            """
-            SELECT coalesce(nullif(a.application_name, ''), 'role ' || coalesce(a.usename::text, '?')) AS who,
-                   a.query, coalesce(a.state = 'active', false) AS active,
-                   coalesce(extract(epoch FROM pg_catalog.clock_timestamp() - a.state_change)::float8, 0) AS ago
-            FROM pg_catalog.pg_stat_activity a
-            WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()
-              AND a.backend_type = 'client backend' AND a.query IS NOT NULL
-              AND EXISTS (SELECT FROM pg_catalog.unnest($1::text[]) AS c(name)
-                          WHERE pg_catalog.strpos(pg_catalog.lower(a.query), pg_catalog.lower(c.name)) > 0)
-            """, [GodwitPostgres.PostgresArray.literal(names)])
         try await connection.execute("SAVEPOINT godwit_reader_sample")
         do {
             let info = try await connection.query(
@@ -337,6 +326,21 @@ public struct ReaderSampler: Sendable {
                                   WHERE pg_catalog.strpos(pg_catalog.lower(s.query), pg_catalog.lower(c.name)) > 0))
                 """, [GodwitPostgres.PostgresArray.literal(names)])
             try await connection.execute("RELEASE SAVEPOINT godwit_reader_sample")
+            // The sessions after the statements: a call the statements counted was started
+            // before, so its session shows it now, and the sample that sees the call sees its
+            // application too (read the other way round, a call between the two reads was
+            // counted without its application).
+            let sessions = try await connection.query(
+                """
+                SELECT coalesce(nullif(a.application_name, ''), 'role ' || coalesce(a.usename::text, '?')) AS who,
+                       a.query, coalesce(a.state = 'active', false) AS active,
+                       coalesce(extract(epoch FROM pg_catalog.clock_timestamp() - a.state_change)::float8, 0) AS ago
+                FROM pg_catalog.pg_stat_activity a
+                WHERE a.datname = pg_catalog.current_database() AND a.pid <> pg_catalog.pg_backend_pid()
+                  AND a.backend_type = 'client backend' AND a.query IS NOT NULL
+                  AND EXISTS (SELECT FROM pg_catalog.unnest($1::text[]) AS c(name)
+                              WHERE pg_catalog.strpos(pg_catalog.lower(a.query), pg_catalog.lower(c.name)) > 0)
+                """, [GodwitPostgres.PostgresArray.literal(names)])
             guard let first = info.first else { return .unavailable("pg_stat_statements_info returned no row") }
             return .available(
                 Statistics(
