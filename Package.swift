@@ -36,6 +36,7 @@ let package = Package(
         .library(name: "GodwitQueue", targets: ["GodwitQueue"]),
         .library(name: "GodwitJobs", targets: ["GodwitJobs"]),
         .library(name: "GodwitChanges", targets: ["GodwitChanges"]),
+        .library(name: "GodwitFleet", targets: ["GodwitFleet"]),
         .library(name: "GodwitHTTP", targets: ["GodwitHTTP"]),
         .library(name: "GodwitCLI", targets: ["GodwitCLI"]),
     ],
@@ -130,6 +131,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .target(
+            name: "GodwitFleet",
+            dependencies: [
+                "GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+        .target(
             name: "GodwitHTTP",
             dependencies: [
                 "GodwitPostgres",
@@ -220,6 +229,11 @@ let package = Package(
             name: "GodwitChangesUnitTests",
             // GodwitMigrations for the lint findings a change file is written from.
             dependencies: ["GodwitChanges", "GodwitMigrations"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "GodwitFleetUnitTests",
+            dependencies: ["GodwitFleet", "GodwitPostgres"],
             swiftSettings: strict
         ),
         .testTarget(

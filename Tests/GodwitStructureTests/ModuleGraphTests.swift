@@ -3,9 +3,8 @@ import Testing
 
 /// The modules' dependencies point one way (issue 21): GodwitPostgres underneath everything;
 /// migrations, backups and the queue each over it alone; the jobs that run on the queue over
-/// those; zero-downtime column changes over the jobs; the HTTP surface, then the CLI library,
-/// then the `godwit` executable on top. Read from
-/// `Package.swift` and from every `import` in `Sources/`, so that neither a declared dependency
+/// those; zero-downtime column changes and fleets, each over the jobs; the HTTP surface, then
+/// the CLI library, then the `godwit` executable on top. Read from `Package.swift` and from every `import` in `Sources/`, so that neither a declared dependency
 /// nor an import that a transitive dependency happens to make visible can point backwards.
 @Suite("The module graph")
 struct ModuleGraphTests {
@@ -16,7 +15,8 @@ struct ModuleGraphTests {
         let owners: Set<String> = base.union(["GodwitMigrations", "GodwitBackups", "GodwitQueue"])
         let jobs = owners.union(["GodwitJobs"])
         let changes = jobs.union(["GodwitChanges"])
-        let http = changes.union(["GodwitHTTP"])
+        let fleet = jobs.union(["GodwitFleet"])
+        let http = changes.union(fleet).union(["GodwitHTTP"])
         return [
             "CLibPQ": [],
             "GodwitPostgres": ["CLibPQ"],
@@ -25,6 +25,7 @@ struct ModuleGraphTests {
             "GodwitQueue": base,
             "GodwitJobs": owners,
             "GodwitChanges": jobs,
+            "GodwitFleet": jobs,
             "GodwitHTTP": changes,
             "GodwitCLI": http,
             "godwit": ["GodwitCLI"],
