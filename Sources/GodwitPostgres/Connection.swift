@@ -35,6 +35,9 @@ public actor Connection {
     private let conninfo: String
     /// Everything secret in the connection string, scrubbed from every message.
     private let secrets: [String]
+    /// How long `close()` waits for the server's backend to exit; nil: it does not wait
+    /// (`SessionOptions.waitsForBackendExit`).
+    private var backendExitWait: Duration?
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor {
         executor.asUnownedSerialExecutor()
@@ -158,16 +161,41 @@ public actor Connection {
             if count > 0 { state = PQconnectPoll(handle) }
         }
         conn = handle
+        backendExitWait = options.waitsForBackendExit ? options.connectTimeout : nil
         cancelHandle = PQgetCancel(handle)
         PQsetNoticeReceiver(handle, noticeReceiver, Unmanaged.passUnretained(noticeSink).toOpaque())
     }
 
     /// Closes the connection. Later calls fail with `PostgresError.Code.closed`.
+    ///
+    /// With `SessionOptions.waitsForBackendExit`, returns only once the server's backend has
+    /// exited (or the connect timeout passed): the socket is kept open past `PQfinish` (a
+    /// duplicate of it), and read until the server closes its end, which it does only when its
+    /// process ends. This blocks the connection's own thread, never the cooperative pool.
     public func close() {
         if let cancelHandle { PQfreeCancel(cancelHandle) }
         cancelHandle = nil
-        if let conn { PQfinish(conn) }
+        guard let handle = conn else { return }
         conn = nil
+        let socket = backendExitWait == nil ? -1 : PQsocket(handle)
+        let kept = socket >= 0 ? dup(socket) : -1
+        PQfinish(handle)
+        guard kept >= 0, let wait = backendExitWait else { return }
+        defer { closeDescriptor(kept) }
+        let clock = ContinuousClock()
+        let deadline = clock.now + wait
+        var buffer = [UInt8](repeating: 0, count: 512)
+        while true {
+            let left = deadline - clock.now
+            if left <= .zero { return }
+            var fds = [pollfd(fd: kept, events: Int16(POLLIN), revents: 0)]
+            let count = poll(&fds, 1, left.pollMilliseconds)
+            if count < 0 && errno != EINTR { return }
+            guard count > 0 else { continue }
+            // The end of the stream (0), or an error such as a reset: the backend is gone.
+            let got = read(kept, &buffer, buffer.count)
+            if got <= 0 && !(got < 0 && (errno == EINTR || errno == EAGAIN)) { return }
+        }
     }
 
     /// Whether the connection is open and usable.
@@ -616,4 +644,9 @@ extension Connection {
             throw error
         }
     }
+}
+
+/// Closes a file descriptor (`close(2)`), from where `close` means the actor's method.
+private func closeDescriptor(_ descriptor: Int32) {
+    _ = close(descriptor)
 }

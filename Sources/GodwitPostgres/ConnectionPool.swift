@@ -21,15 +21,20 @@ public final class ConnectionPool: Service, Sendable {
         public var maximumConnections: Int
         /// How opening a connection for a lease retries while the server is unreachable.
         public var connectRetry: RetryPolicy
+        /// Whether a connection given back stays open for the next lease; when false it is
+        /// closed at once, so that the pool holds no connection it is not using (a pool of a
+        /// fleet worker's, whose connections are counted against a budget).
+        public var keepsIdleConnections: Bool
 
         public init(
             conninfo: String, options: SessionOptions = SessionOptions(), maximumConnections: Int = 4,
-            connectRetry: RetryPolicy = .connecting(for: .seconds(10))
+            connectRetry: RetryPolicy = .connecting(for: .seconds(10)), keepsIdleConnections: Bool = true
         ) {
             self.conninfo = conninfo
             self.options = options
             self.maximumConnections = max(1, maximumConnections)
             self.connectRetry = connectRetry
+            self.keepsIdleConnections = keepsIdleConnections
         }
     }
 
@@ -196,7 +201,9 @@ public final class ConnectionPool: Service, Sendable {
     /// Takes a connection back: rolls back what was left open, resets the session when asked,
     /// and keeps it for the next lease, or closes it when it is broken.
     private func giveBack(_ connection: Connection, discardingState: Bool) async {
-        guard await connection.prepareForReuse(discardingState: discardingState) else {
+        guard configuration.keepsIdleConnections,
+            await connection.prepareForReuse(discardingState: discardingState)
+        else {
             await discard(connection)
             return
         }

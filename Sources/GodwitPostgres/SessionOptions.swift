@@ -33,6 +33,12 @@ public struct SessionOptions: Sendable {
     /// and `DISCARD ALL` come back to it. Nil leaves the login's default (sessions that run
     /// the user's SQL: migrations, a job's).
     public var pinnedSearchPath: String?
+    /// Whether `Connection.close()` waits until the server's backend has exited (a
+    /// "synchronous close": the server keeps the socket open until its process ends, so the
+    /// end of the stream means the session is gone from `pg_stat_activity`). For connections
+    /// counted against a budget (a fleet worker's), so that a session closed to make room is
+    /// gone before the next one opens. Waits at most `connectTimeout`.
+    public var waitsForBackendExit = false
 
     public init() {}
 
