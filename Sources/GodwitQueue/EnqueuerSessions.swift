@@ -29,6 +29,9 @@ public final class EnqueuerSessions: Sendable {
     let options: SessionOptions
     let maximumConnections: Int
     let connectRetry: RetryPolicy
+    /// Whether a session given back stays open for the role's next job (see
+    /// `ConnectionPool.Configuration.keepsIdleConnections`).
+    let keepsIdleSessions: Bool
     private let state = Mutex(State())
 
     private struct State {
@@ -41,8 +44,9 @@ public final class EnqueuerSessions: Sendable {
     public init(
         workerURL: String, logins: [String: String] = [:], options: SessionOptions = SessionOptions(),
         maximumConnections: Int = 4, connectRetry: RetryPolicy = .connecting(for: .seconds(10)),
-        workerRole: String? = nil
+        workerRole: String? = nil, keepsIdleSessions: Bool = true
     ) {
+        self.keepsIdleSessions = keepsIdleSessions
         self.workerURL = workerURL
         self.logins = logins
         var options = options
@@ -111,7 +115,7 @@ public final class EnqueuerSessions: Sendable {
             let pool = ConnectionPool(
                 configuration: .init(
                     conninfo: conninfo, options: options, maximumConnections: maximumConnections,
-                    connectRetry: connectRetry))
+                    connectRetry: connectRetry, keepsIdleConnections: keepsIdleSessions))
             state.pools[role] = pool
             return pool
         }

@@ -46,8 +46,9 @@ public final class JobSignals: Sendable {
 }
 
 /// Wakes the worker's claim loop: a notification arrived, a slot freed up, or shutdown began.
-/// Wake-ups while nobody waits are remembered (once), so none is lost.
-final class WakeSignal: Sendable {
+/// Wake-ups while nobody waits are remembered (once), so none is lost. Public for loops like
+/// it elsewhere (the fleet worker's scheduler); one waiter at a time.
+public final class WakeSignal: Sendable {
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Bool, Never>?
@@ -58,7 +59,9 @@ final class WakeSignal: Sendable {
 
     private let state = Mutex(State())
 
-    func wake() {
+    public init() {}
+
+    public func wake() {
         let waiter = state.withLock { state -> CheckedContinuation<Bool, Never>? in
             if let waiter = state.waiter {
                 state.waiter = nil
@@ -73,7 +76,7 @@ final class WakeSignal: Sendable {
     /// Returns at the next wake-up (true), or after `timeout` or when the task is cancelled
     /// (false).
     @discardableResult
-    func wait(timeout: Duration) async -> Bool {
+    public func wait(timeout: Duration) async -> Bool {
         let generation = state.withLock { state -> UInt64? in
             if state.pending {
                 state.pending = false

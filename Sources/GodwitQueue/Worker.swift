@@ -34,6 +34,16 @@ public struct WorkerConfiguration: Sendable {
     public var enqueuerLogins: [String: String] = [:]
     /// Work run on a timer while the worker runs (see `PeriodicTask`), each in a loop of its own.
     public var periodicTasks: [PeriodicTask] = []
+    /// Whether the worker holds a connection that LISTENs for new jobs. Without one it finds
+    /// them by polling every `pollInterval` (and when one of its own jobs ends).
+    public var listens = true
+    /// Whether the worker's sessions are counted against a connection budget (a fleet
+    /// worker's): a job's session is closed when the job gives it back rather than kept for the
+    /// next job of its role, so that the sessions open never outnumber the jobs running, and
+    /// every session's close waits until the server's backend has exited
+    /// (`SessionOptions.waitsForBackendExit`). The pool passed to the worker is the caller's
+    /// to size.
+    public var budgeted = false
 
     public init(databaseURL: String, workerID: String? = nil) {
         self.databaseURL = databaseURL
@@ -53,6 +63,7 @@ public struct WorkerConfiguration: Sendable {
         options.connectTimeout = connectTimeout
         options.idleInTransactionSessionTimeout = max(leaseTimeout * 2, .seconds(5))
         options.pinnedSearchPath = SessionOptions.catalogSearchPath
+        options.waitsForBackendExit = budgeted
         return options
     }
 
@@ -62,7 +73,7 @@ public struct WorkerConfiguration: Sendable {
     public func makeEnqueuerSessions() -> EnqueuerSessions {
         EnqueuerSessions(
             workerURL: databaseURL, logins: enqueuerLogins, options: sessionOptions, maximumConnections: concurrency,
-            connectRetry: .connecting(for: connectTimeout))
+            connectRetry: .connecting(for: connectTimeout), keepsIdleSessions: !budgeted)
     }
 
     /// A pool that fits this worker: one connection per concurrent job for its bookkeeping (a
@@ -218,7 +229,7 @@ public final class Worker: Service {
                 "kinds": "\(handlers.keys.sorted().map(\.rawValue).joined(separator: ","))",
             ])
         await withTaskGroup(of: Void.self) { background in
-            background.addTask { await self.listenLoop() }
+            if self.configuration.listens { background.addTask { await self.listenLoop() } }
             background.addTask { await self.heartbeatLoop() }
             background.addTask { await self.rescueLoop() }
             background.addTask { await self.housekeepingLoop() }
