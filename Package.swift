@@ -166,6 +166,7 @@ let package = Package(
                 "GodwitQueue",
                 "GodwitJobs",
                 "GodwitChanges",
+                "GodwitFleet",
                 "GodwitHTTP",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

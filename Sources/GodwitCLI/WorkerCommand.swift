@@ -45,14 +45,31 @@ struct WorkerCommand: AsyncParsableCommand {
             next checkpoint and go back to the queue.
 
             Example: godwit worker --concurrency 4
+
+            With --targets FILE (or --targets-query), one process serves the queues of many \
+            databases within --connections connections in all: databases with work take turns \
+            (see README, Fleets).
+
+            Example: godwit worker --targets tenants.txt --connections 8
             """)
 
     @OptionGroup var connection: ConnectionOptions
     @OptionGroup var queueOptions: QueueOptions
     @OptionGroup(title: "HTTP: /health, /metrics and the dashboard") var httpOptions: HTTPOptions
 
-    @Option(help: "Jobs to run at once.")
-    var concurrency = 4
+    @Option(help: "Jobs to run at once (default 4; with --targets, in each database served, default 1).")
+    var concurrency: Int?
+
+    /// `--concurrency`, or its default: 4, or 1 in each database of a fleet.
+    var jobsAtOnce: Int { concurrency ?? (fleetTargets.given ? 1 : 4) }
+
+    @OptionGroup(title: "Fleet: many databases' queues in one process") var fleetTargets: FleetTargetOptions
+
+    @Option(help: "With --targets: the most connections this process holds at once, across every database.")
+    var connections = 8
+
+    @Option(help: "With --targets: seconds a database keeps its place while other databases wait for one.")
+    var slice: Double = 60
 
     @Flag(help: "Exit (status 0) once no job is running here and none is due.")
     var drain = false
@@ -112,7 +129,8 @@ struct WorkerCommand: AsyncParsableCommand {
     var enqueuerLogins: String?
 
     func validate() throws {
-        guard concurrency >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        guard (concurrency ?? 1) >= 1 else { throw ValidationError("--concurrency must be at least 1") }
+        try validateFleet()
         guard pollInterval > 0, leaseTimeout > 0, shutdownTimeout >= 0, retryDelay >= 0 else {
             throw ValidationError("intervals and timeouts must be positive")
         }
@@ -127,6 +145,10 @@ struct WorkerCommand: AsyncParsableCommand {
     func run() async throws {
         try await withCLIErrors {
             let logger = makeLogger(queueOptions.logLevel)
+            if fleetTargets.given {
+                try await runFleet(logger: logger)
+                return
+            }
             let url = try connection.resolvedURL()
             // sqlx.toml, for --migrate and for the dashboard's migrations (its ledger and folder).
             let settings = try folder.resolvedConfig()
@@ -141,44 +163,19 @@ struct WorkerCommand: AsyncParsableCommand {
                     try await migrator.run(on: conn, onEvent: { event in logger.info("\(event.line)") })
                 }
             }
-            var configuration = WorkerConfiguration(databaseURL: url)
-            configuration.version = Godwit.configuration.version
-            // With the changes' part: the worker runs changes' finish jobs, moves them on, and
-            // samples the reader evidence `change complete` is gated on.
-            configuration.schema = QueueSchema.withChanges(name: queueOptions.schema)
-            configuration.periodicTasks = [
-                ChangeSupervisor(schema: configuration.schema).task, ReaderSampler(schema: configuration.schema).task,
-            ]
-            configuration.concurrency = concurrency
+            var configuration = try workerConfiguration(databaseURL: url)
+            configuration.concurrency = jobsAtOnce
             configuration.drain = drain
-            configuration.pollInterval = .seconds(pollInterval)
-            configuration.leaseTimeout = .seconds(leaseTimeout)
-            configuration.connectTimeout = .milliseconds(Int(connection.connectTimeout * 1000))
-            configuration.backoff = Backoff(base: .seconds(retryDelay))
             if let path = enqueuerLogins ?? Console.current.environment["GODWIT_ENQUEUER_LOGINS"] {
                 // A bad file is a GodwitError: withCLIErrors prints its one line.
                 configuration.enqueuerLogins = try EnqueuerLogins.load(
                     path: path, relativeTo: Console.current.directory)
             }
-            var throttle = BatchThrottle()
-            throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
-            throttle.holdDuringAutovacuum = holdDuringAutovacuum
-            throttle.batchHistory = batchHistory
-            throttle.maxArchiveBacklog = maxArchiveBacklog > 0 ? maxArchiveBacklog : nil
-            throttle.healthQuery = healthQuery
             let pool = configuration.makePool()
             let metrics = http.map { WorkerMetrics(knownKinds: $0.knownKinds) }
             let worker = Worker(
-                configuration: configuration, pool: pool,
-                handlers: [
-                    NoopJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
-                    ChangeJob(schema: configuration.schema, lockPolicy: lockOptions.policy),
-                    MigrateJob(
-                        backups: BackupManager(
-                            directory: backupDir, schema: configuration.schema.name,
-                            workingDirectory: Console.current.directory)),
-                ],
-                logger: logger, observer: metrics)
+                configuration: configuration, pool: pool, handlers: makeHandlers()(configuration), logger: logger,
+                observer: metrics)
             // SIGTERM starts a graceful shutdown: running jobs stop at their next checkpoint.
             // After --shutdown-timeout the group cancels the worker, which cancels their
             // statements; they go back to the queue all the same, which takes the pool: so the
@@ -207,6 +204,49 @@ struct WorkerCommand: AsyncParsableCommand {
                 throw error
             }
             await pool.close()
+        }
+    }
+}
+
+extension WorkerCommand {
+    /// The worker's settings from the options, but for the concurrency, drain and logins,
+    /// which a fleet worker sets its own way.
+    func workerConfiguration(databaseURL: String) throws -> WorkerConfiguration {
+        var configuration = WorkerConfiguration(databaseURL: databaseURL)
+        configuration.version = Godwit.configuration.version
+        // With the changes' part: the worker runs changes' finish jobs, moves them on, and
+        // samples the reader evidence `change complete` is gated on.
+        configuration.schema = QueueSchema.withChanges(name: queueOptions.schema)
+        configuration.periodicTasks = [
+            ChangeSupervisor(schema: configuration.schema).task, ReaderSampler(schema: configuration.schema).task,
+        ]
+        configuration.pollInterval = .seconds(pollInterval)
+        configuration.leaseTimeout = .seconds(leaseTimeout)
+        configuration.connectTimeout = .milliseconds(Int(connection.connectTimeout * 1000))
+        configuration.backoff = Backoff(base: .seconds(retryDelay))
+        return configuration
+    }
+
+    /// The job kinds a worker runs, made for one database's configuration (a fleet worker
+    /// makes them for each database it serves).
+    func makeHandlers() -> @Sendable (WorkerConfiguration) -> [any JobHandler] {
+        var throttle = BatchThrottle()
+        throttle.maxReplicationLag = .milliseconds(Int(maxReplicationLag * 1000))
+        throttle.holdDuringAutovacuum = holdDuringAutovacuum
+        throttle.batchHistory = batchHistory
+        throttle.maxArchiveBacklog = maxArchiveBacklog > 0 ? maxArchiveBacklog : nil
+        throttle.healthQuery = healthQuery
+        let lockPolicy = lockOptions.policy
+        let backupDir = backupDir
+        let directory = Console.current.directory
+        return { [throttle] configuration in
+            [
+                NoopJob(), SQLJob(), BatchedJob(throttle: throttle, schema: configuration.schema),
+                ChangeJob(schema: configuration.schema, lockPolicy: lockPolicy),
+                MigrateJob(
+                    backups: BackupManager(
+                        directory: backupDir, schema: configuration.schema.name, workingDirectory: directory)),
+            ]
         }
     }
 }

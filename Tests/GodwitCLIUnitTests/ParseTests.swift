@@ -75,7 +75,7 @@ struct ParseTests {
 
     @Test func workerHasItsDefaults() async throws {
         let worker = try await parse(WorkerCommand.self, ["worker"])
-        #expect(worker.concurrency == 4)
+        #expect(worker.jobsAtOnce == 4)
         #expect(!worker.drain && !worker.migrate)
         #expect(worker.pollInterval == 5 && worker.leaseTimeout == 30 && worker.shutdownTimeout == 30)
         #expect(worker.retryDelay == 1)
@@ -206,6 +206,13 @@ struct ParseTests {
         (["worker", "--concurrency", "0"], "Error: --concurrency must be at least 1"),
         (["worker", "--poll-interval", "0"], "Error: intervals and timeouts must be positive"),
         (["worker", "--max-archive-backlog=-1"], "Error: --max-archive-backlog must not be negative"),
+        (["worker", "--targets", "t", "--http"], "Error: --http serves one database: it cannot be used with --targets"),
+        (
+            ["worker", "--targets", "t", "--migrate"],
+            "Error: --migrate cannot be used with --targets: migrate a fleet with `godwit fleet migrate`"
+        ),
+        (["worker", "--targets", "t", "--targets-query", "q"], "Error: give --targets or --targets-query, not both"),
+        (["worker", "--targets", "t", "--connections", "0"], "Error: --connections must be at least 1"),
         (
             ["backup", "create", "--reason", " "],
             "Error: --reason must be one line of words, such as \"before rollback of 20240101000000\""
@@ -219,6 +226,12 @@ struct ParseTests {
         let error = try await usageError(arguments)
         #expect(error.status == 64)
         #expect(error.message == message)
+    }
+
+    @Test func aFleetWorkerRunsOneJobADatabaseWithinEightConnectionsByDefault() async throws {
+        let worker = try await parse(WorkerCommand.self, ["worker", "--targets", "tenants.txt"])
+        #expect(worker.jobsAtOnce == 1 && worker.connections == 8 && worker.slice == 60)
+        #expect(worker.fleetTargets.targets == "tenants.txt")
     }
 
     @Test func aHealthQueryWithASemicolonIsRefused() async throws {
