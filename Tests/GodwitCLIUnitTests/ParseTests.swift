@@ -213,6 +213,7 @@ struct ParseTests {
         ),
         (["worker", "--targets", "t", "--targets-query", "q"], "Error: give --targets or --targets-query, not both"),
         (["worker", "--targets", "t", "--connections", "0"], "Error: --connections must be at least 1"),
+        (["fleet", "enqueue", "job.sql"], "Error: give --targets FILE or --targets-query SQL"),
         (
             ["backup", "create", "--reason", " "],
             "Error: --reason must be one line of words, such as \"before rollback of 20240101000000\""
