@@ -274,6 +274,14 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            // Fleets over three private clusters: GodwitCLI to run the fleet commands in-process.
+            name: "GodwitFleetTests",
+            dependencies: [
+                "GodwitFleet", "GodwitCLI", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "GodwitHTTPTests",
             dependencies: [
                 // GodwitJobs to install the whole schema, as a worker does; GodwitChanges its changes' part.

@@ -1,0 +1,114 @@
+import Foundation
+import GodwitFleet
+import GodwitPostgres
+import GodwitTestSupport
+import Testing
+
+/// `godwit fleet enqueue`: one job file, validated against each target, enqueued in each
+/// target's queue; and the per-target progress `fleet status` shows.
+@Suite("Fleet enqueue")
+struct FleetEnqueueTests {
+    /// Two database targets, two schema targets sharing a third database, and one target whose
+    /// `items` has no `id`: the job is enqueued on the four where it validates, each schema
+    /// target's job searching its own schema first, and the fifth fails alone with one line
+    /// naming it and the job file.
+    @Test func validatesPerTargetAndFailsOnlyWhereTheJobDoesNotFit() async throws {
+        try await BackfillFleet.with(databases: 4, rows: 30) { fleet in
+            let shared = fleet.databases[2].url
+            try await Connection.withConnection(shared) { conn in
+                try await conn.execute(
+                    """
+                    DROP TABLE items;
+                    CREATE SCHEMA tenant_a; CREATE SCHEMA tenant_b;
+                    CREATE TABLE tenant_a.items (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0);
+                    CREATE TABLE tenant_b.items (id bigint PRIMARY KEY, n integer NOT NULL DEFAULT 0);
+                    INSERT INTO tenant_a.items (id) SELECT generate_series(1, 20);
+                    INSERT INTO tenant_b.items (id) SELECT generate_series(1, 40);
+                    """)
+            }
+            try await Connection.withConnection(fleet.databases[3].url) { conn in
+                try await conn.execute("ALTER TABLE items RENAME COLUMN id TO item_id")
+            }
+            let directory = try TemporaryDirectory(prefix: "godwit-fleet")
+            defer { directory.delete() }
+            let targets = try directory.write(
+                "targets.txt",
+                """
+                one \(fleet.databases[0].url)
+                two \(fleet.databases[1].url)
+                ta \(shared) schema=tenant_a
+                tb \(shared) schema=tenant_b
+                bad \(fleet.databases[3].url)
+
+                """)
+            let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 7))
+            let output = try await GodwitCommand.run(["fleet", "enqueue", job, "--targets", targets])
+            #expect(output.status == 1)
+            let errors = output.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
+            #expect(errors.count == 2, "\(output.stderr)")
+            #expect(errors.first?.hasPrefix("error: target bad: \(job)") == true, "\(output.stderr)")
+            #expect(errors.last == "error: 1 of 5 targets failed: bad", "\(output.stderr)")
+            for name in ["one", "two", "ta", "tb"] {
+                #expect(output.stdout.contains("\(name): job "), "\(output.stdout)")
+            }
+            // One job in each database queue; two in the shared one, each under its tenant's path.
+            let states = try await fleet.jobStates()
+            #expect(states.map(\.count) == [1, 1, 2, 0], "\(states)")
+            let paths = try await Connection.withConnection(shared) { conn in
+                try await conn.query("SELECT payload->>'search_path' AS p FROM godwit.jobs ORDER BY 1").rows.map {
+                    try $0.string("p")
+                }
+            }
+            #expect(paths.count == 2 && paths[0].hasPrefix("tenant_a,") && paths[1].hasPrefix("tenant_b,"), "\(paths)")
+
+            // A fleet worker runs them all (the shared database served once, both its jobs).
+            let worker = try await GodwitCommand.run([
+                "worker", "--targets", targets, "--connections", "4", "--drain", "--poll-interval", "0.2",
+            ])
+            #expect(worker.status == 0, "\(worker.stderr)")
+            let counts = try await Connection.withConnection(shared) { conn in
+                try await conn.query(
+                    """
+                    SELECT (SELECT count(*) FROM tenant_a.items WHERE n = 1) AS a,
+                        (SELECT count(*) FROM tenant_b.items WHERE n = 1) AS b
+                    """
+                ).first.map { (try $0.int("a"), try $0.int("b")) }
+            }
+            #expect(counts?.0 == 20 && counts?.1 == 40, "\(String(describing: counts))")
+
+            // And each target's progress reads from its own queue.
+            let fleetTargets = try FleetTargets.parse(
+                try String(contentsOfFile: targets, encoding: .utf8), file: targets)
+            let jobIDs = Dictionary(
+                uniqueKeysWithValues: output.stdout.split(separator: "\n").compactMap { line -> (String, Int64)? in
+                    let parts = line.split(separator: " ")
+                    guard parts.count == 3, parts[1] == "job", let id = Int64(parts[2]) else { return nil }
+                    return (String(parts[0].dropLast()), id)
+                })
+            let progress = await FleetBackfillProgress.read(
+                fleetTargets.targets.compactMap { target in jobIDs[target.name].map { (target, $0) } })
+            #expect(progress.map(\.target) == ["one", "two", "ta", "tb"])
+            #expect(progress.allSatisfy { $0.state == "succeeded" && $0.percent == 100 }, "\(progress)")
+            #expect(progress.map(\.rowsDone) == [30, 30, 20, 40], "\(progress)")
+            let unknown = await FleetBackfillProgress.read(target: fleetTargets.targets[0], jobID: 999_999)
+            #expect(unknown.state == nil && unknown.summary == "unknown: no job 999999 in the target's queue")
+        }
+    }
+
+    /// A job file that does not parse is refused once, with its line, before any target is
+    /// touched: no queue is installed anywhere.
+    @Test func aBadJobFileTouchesNoTarget() async throws {
+        try await BackfillFleet.with(databases: 2, rows: 5) { fleet in
+            let directory = try TemporaryDirectory(prefix: "godwit-fleet")
+            defer { directory.delete() }
+            let targets = try directory.write("targets.txt", fleet.targetsText)
+            let job = try directory.write(
+                "broken.sql", "-- godwit:batched\n-- table: items\n-- key: id\n-- colour: blue\nUPDATE items SET n = 1\n")
+            let output = try await GodwitCommand.run(["fleet", "enqueue", job, "--targets", targets])
+            #expect(output.status == 1)
+            #expect(output.stderr.hasPrefix("error: \(job):4: unknown directive `colour`"), "\(output.stderr)")
+            #expect(output.stderr.split(separator: "\n").count == 1, "\(output.stderr)")
+            #expect(try await fleet.jobStates() == [[], []])
+        }
+    }
+}
