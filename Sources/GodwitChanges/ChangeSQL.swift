@@ -136,7 +136,8 @@ public struct ChangeSQL: Sendable {
         guard !moved.isEmpty else { return "        NULL;" }
         let sets = moved.map { column -> String in
             let name = "NEW.\(quoteIdentifier(column.name))"
-            return "            IF \(name) IS NULL THEN \(name) := (\(column.storedDefault ?? "NULL"))::\(column.type); END IF;"
+            return
+                "            IF \(name) IS NULL THEN \(name) := (\(column.storedDefault ?? "NULL"))::\(column.type); END IF;"
         }
         return "        IF NOT godwit_new_changed THEN\n" + sets.joined(separator: "\n") + "\n        END IF;"
     }
