@@ -21,10 +21,14 @@ public struct ChangePlan: Sendable {
         public var type: String
         public var notNull: Bool
         public var generated: Bool
-        /// The column's default as SQL, when evaluating it again has no side effect (no
-        /// sequence, no volatile function of the user's): the trigger tells an INSERT that left
-        /// the column to its default from one that wrote it.
+        /// The column's default as SQL, when evaluating it again gives the same value within the
+        /// transaction (no volatile function or operator, built in or the user's; a sequence's
+        /// `nextval` is one): the trigger tells an INSERT that left the column to its default
+        /// from one that wrote it. Read from the default's node tree, since `pg_depend` does not
+        /// record built-in functions such as `gen_random_uuid()` or `clock_timestamp()`.
         public var defaultExpression: String? = nil
+        /// The column's default as SQL, whatever it calls: what a moved default is put back as.
+        public var storedDefault: String? = nil
     }
 
     /// A `drop-column` with an expression: the old-side column new writers keep right.
@@ -64,6 +68,15 @@ public struct ChangePlan: Sendable {
     /// `"public"."media"`.
     public var qualifiedTable: String { quoteIdentifier(schemaName) + "." + quoteIdentifier(tableName) }
     public var names: ChangeNames { ChangeNames(change: definition.name, table: tableName) }
+    /// The synced drops whose default cannot be evaluated again to tell an INSERT that left the
+    /// column to it from one that wrote it (a volatile function, a sequence). Start moves each
+    /// such default into the sync trigger for the change's life (`DROP DEFAULT`, and the trigger
+    /// applies it to an INSERT that writes neither side), and abort puts it back.
+    public var movedDefaults: [Column] {
+        let dropped = Set(syncedDrops.map(\.name))
+        return columns.filter { dropped.contains($0.name) && $0.storedDefault != nil && $0.defaultExpression == nil }
+    }
+
     /// Whether the change keeps two sides in step (it adds a column): a trigger and a backfill.
     public var syncs: Bool { !definition.addedColumns.isEmpty }
 
@@ -104,18 +117,17 @@ private struct Resolver {
             ["pg_catalog, \(quoteIdentifier(schemaName)), pg_temp"])
         let qualified = quoteIdentifier(schemaName) + "." + quoteIdentifier(tableName)
         let alias = quoteIdentifier(tableName)
-        let columns = try await connection.query(
+        var columns = try await connection.query(
             """
             SELECT a.attname::text AS name, pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
                    a.attnotnull AS not_null, a.attgenerated <> '' AS generated,
                    CASE WHEN a.attgenerated = '' AND NOT EXISTS (
-                       SELECT 1 FROM pg_catalog.pg_depend dep
-                       LEFT JOIN pg_catalog.pg_class s
-                           ON dep.refclassid = 'pg_catalog.pg_class'::regclass AND s.oid = dep.refobjid
-                       LEFT JOIN pg_catalog.pg_proc p
-                           ON dep.refclassid = 'pg_catalog.pg_proc'::regclass AND p.oid = dep.refobjid
-                       WHERE dep.classid = 'pg_catalog.pg_attrdef'::regclass AND dep.objid = d.oid
-                         AND (s.relkind = 'S' OR p.provolatile = 'v'))
+                       SELECT 1
+                       FROM pg_catalog.regexp_matches(d.adbin::text, ':(funcid|opno) ([0-9]+)', 'g') AS m(parts)
+                       LEFT JOIN pg_catalog.pg_operator o ON m.parts[1] = 'opno' AND o.oid = m.parts[2]::oid
+                       JOIN pg_catalog.pg_proc p
+                           ON p.oid = CASE WHEN m.parts[1] = 'opno' THEN o.oprcode::oid ELSE m.parts[2]::oid END
+                       WHERE p.provolatile = 'v')
                    THEN pg_catalog.pg_get_expr(d.adbin, d.adrelid) END AS default_sql
             FROM pg_catalog.pg_attribute a
             LEFT JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
@@ -126,8 +138,23 @@ private struct Resolver {
             ChangePlan.Column(
                 name: try $0.string("name"), type: try $0.string("type"), notNull: try $0.bool("not_null"),
                 generated: try $0.bool("generated"),
-                defaultExpression: $0["default_sql"].flatMap { $0.contains("nextval(") ? nil : $0 })
+                defaultExpression: $0["default_sql"])
         }
+        // Every default as SQL with every name qualified (read with pg_catalog alone on the
+        // path): what abort puts back, in whatever session it runs.
+        try await connection.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog', true)")
+        let storedDefaults = try await connection.query(
+            """
+            SELECT a.attname::text AS name, pg_catalog.pg_get_expr(d.adbin, d.adrelid) AS stored_default
+            FROM pg_catalog.pg_attribute a
+            JOIN pg_catalog.pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attrelid = $1::oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+            """, [oid]
+        ).rows.reduce(into: [String: String]()) { $0[$1["name"] ?? ""] = $1["stored_default"] }
+        try await connection.query(
+            "SELECT pg_catalog.set_config('search_path', $1, true)",
+            ["pg_catalog, \(quoteIdentifier(schemaName)), pg_temp"])
+        for index in columns.indices { columns[index].storedDefault = storedDefaults[columns[index].name] }
         let byName = Dictionary(columns.map { ($0.name, $0) }, uniquingKeysWith: { first, _ in first })
         let key = try await self.key(oid: oid, columns: byName, table: qualified)
 

@@ -30,6 +30,9 @@ public struct ChangeSQL: Sendable {
             statements.append(
                 "ALTER TABLE \(table) "
                     + added.map { "ADD COLUMN \(quoteIdentifier($0.name)) \($0.type)" }.joined(separator: ", "))
+            for column in plan.movedDefaults {
+                statements.append("ALTER TABLE \(table) ALTER COLUMN \(quoteIdentifier(column.name)) DROP DEFAULT")
+            }
             statements.append(functionDefinition)
             statements.append(
                 "CREATE TRIGGER \(quoteIdentifier(names.trigger)) BEFORE INSERT OR UPDATE ON \(table) FOR EACH ROW EXECUTE FUNCTION \(function)()"
@@ -124,6 +127,21 @@ public struct ChangeSQL: Sendable {
             "RAISE EXCEPTION \(quoteLiteral(before + "%" + after)), NEW.\(quoteIdentifier(plan.key)) USING ERRCODE = '23514';"
     }
 
+    /// For an INSERT that did not write the new side: each moved default (`ChangePlan.movedDefaults`)
+    /// applied to its column left NULL, as the column's own default would have been, so that the
+    /// old version can still leave the column out. An INSERT that wrote the new side gets the old
+    /// side from it instead.
+    private var applyMovedDefaults: String {
+        let moved = plan.movedDefaults
+        guard !moved.isEmpty else { return "        NULL;" }
+        let sets = moved.map { column -> String in
+            let name = "NEW.\(quoteIdentifier(column.name))"
+            return
+                "            IF \(name) IS NULL THEN \(name) := (\(column.storedDefault ?? "NULL"))::\(column.type); END IF;"
+        }
+        return "        IF NOT godwit_new_changed THEN\n" + sets.joined(separator: "\n") + "\n        END IF;"
+    }
+
     /// The plpgsql function of the sync trigger (see the contract's semantics): the direction
     /// comes from what the statement wrote (`IS DISTINCT FROM` the old row), never from the
     /// session. Column names win over the function's variables (`#variable_conflict use_column`).
@@ -189,8 +207,9 @@ public struct ChangeSQL: Sendable {
         body += """
             BEGIN
                 IF TG_OP = 'INSERT' THEN
-                    godwit_old_changed := \(anySupplied(oldColumns));
                     godwit_new_changed := \(anySupplied(newColumns));
+            \(applyMovedDefaults)
+                    godwit_old_changed := \(anySupplied(oldColumns));
                 ELSE
                     godwit_old_changed := \(anyChanged(oldColumns));
                     godwit_new_changed := \(anyChanged(newColumns));
@@ -272,6 +291,11 @@ public struct ChangeSQL: Sendable {
             complete.append("DROP FUNCTION \(function)()")
             abort.append("DROP TRIGGER IF EXISTS \(quoteIdentifier(names.trigger)) ON \(table)")
             abort.append("DROP FUNCTION IF EXISTS \(function)()")
+            for column in plan.movedDefaults {
+                abort.append(
+                    "ALTER TABLE \(table) ALTER COLUMN \(quoteIdentifier(column.name)) SET DEFAULT \(column.storedDefault ?? "NULL")"
+                )
+            }
         }
         for list in definition.notNull {
             let column = quoteIdentifier(list.names[0])

@@ -64,14 +64,14 @@ enum ChangeTests {
     }
 
     /// The backfill as its batched job runs it: its statement over consecutive key ranges.
-    static func backfill(_ name: String, on conn: Connection, batch: Int64 = 50) async throws {
+    static func backfill(_ name: String, on conn: Connection, batch: Int64 = 50, table: String = "media") async throws {
         let statement = try await conn.query(
             """
             SELECT j.payload->>'statement' AS statement FROM godwit.change_records c
             JOIN godwit.jobs j ON j.id = c.backfill_job_id WHERE c.name = $1
             """, [name]
         ).first!.string("statement")
-        let maxID = try await conn.query("SELECT coalesce(max(id), 0) AS m FROM media").first!.int64("m")
+        let maxID = try await conn.query("SELECT coalesce(max(id), 0) AS m FROM \(table)").first!.int64("m")
         var low: Int64 = 0
         while low <= maxID {
             try await conn.query(statement, [low, low + batch - 1])
