@@ -51,7 +51,7 @@ struct FleetEnqueue: AsyncParsableCommand {
             }
             var definition = try BatchedJobDefinition.parse(text, file: file)
             if let name { definition.name = name }
-            let targets = try await targetOptions.load(connection: connection, logger: logger)
+            let targets = try await targetOptions.load(control: connection, logger: logger)
             var enqueuer = FleetEnqueuer(
                 definition: definition, file: file, schema: QueueSchema.withJobs(name: queueOptions.schema))
             enqueuer.parallel = parallel

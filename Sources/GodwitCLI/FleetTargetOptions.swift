@@ -4,45 +4,58 @@ import GodwitFleet
 import GodwitPostgres
 import Logging
 
-/// `--targets FILE` or `--targets-query SQL`: the fleet a command runs on, shared by the fleet
-/// commands and `worker --targets`.
+/// `--targets FILE` or `--targets-query SQL`: a fleet's targets, for every fleet command (and
+/// `worker --targets`).
 struct FleetTargetOptions: ParsableArguments {
     @Option(
         help: ArgumentHelp(
-            "A targets file: one target a line, NAME URL [schema=NAME], # comments.", valueName: "file"))
+            "The targets file: one target a line, NAME URL [schema=NAME], # for comments.", valueName: "file"))
     var targets: String?
 
     @Option(
         help: ArgumentHelp(
-            "A query run (read only) on the control database (-D) whose rows are the targets: name, url[, schema].",
+            "Read the targets from this query's rows (name, url[, schema]) on the control database (-D) instead.",
             valueName: "sql"))
     var targetsQuery: String?
 
-    /// Whether either option was given.
-    var given: Bool { targets != nil || targetsQuery != nil }
-
     func validate() throws {
         if targets != nil && targetsQuery != nil {
-            throw ValidationError("give --targets or --targets-query, not both")
+            throw ValidationError("--targets and --targets-query exclude each other")
         }
     }
 
-    /// The targets, read and checked (every bad line refused with its line) before anything
-    /// runs. `--targets-query` runs on the control database of `connection`.
-    func load(connection: ConnectionOptions, logger: Logger) async throws -> FleetTargets {
-        if let targets {
-            guard let text = try? String(contentsOfFile: Console.current.opened(targets), encoding: .utf8) else {
-                throw CLIError("\(targets): cannot read the targets file")
-            }
-            let parsed = try FleetTargets.parse(text, file: targets)
-            for target in parsed.targets { PrintedSecrets.add(conninfo: target.connection) }
-            return parsed
+    /// The targets file's targets, or nil when the targets come from `--targets-query`. A
+    /// relative path is opened in the console's working directory and named as given; every
+    /// line that cannot be a target is refused with its line (`FleetTargets.parse`).
+    func fileTargets() throws -> FleetTargets? {
+        guard let targets else { return nil }
+        let path = Console.current.opened(targets)
+        guard let data = FileManager.default.contents(atPath: path) else {
+            let reason =
+                FileManager.default.fileExists(atPath: path) ? "cannot read it" : "no such file"
+            throw FleetError(.badTargets, file: targets, "\(reason)")
         }
-        guard let targetsQuery else { throw ValidationError("give --targets FILE or --targets-query SQL") }
-        let parsed = try await connection.withConnection(logger: logger) { conn in
-            try await FleetTargets.query(targetsQuery, on: conn)
+        guard let text = String(data: data, encoding: .utf8) else {
+            throw FleetError(.badTargets, file: targets, "the targets file is not UTF-8 text")
         }
-        for target in parsed.targets { PrintedSecrets.add(conninfo: target.connection) }
-        return parsed
+        return remembered(try FleetTargets.parse(text, file: targets))
+    }
+
+    /// The targets: the file's, or `--targets-query`'s rows, read on a session of the control
+    /// database of their own (the login's `search_path`, as the person's SQL expects), closed
+    /// at once. Refuses neither given.
+    func load(control connection: ConnectionOptions, logger: Logger) async throws -> FleetTargets {
+        if let fleet = try fileTargets() { return fleet }
+        guard let targetsQuery else { throw CLIError("no targets given: pass --targets FILE or --targets-query SQL") }
+        return remembered(
+            try await connection.withConnection(logger: logger) { conn in
+                try await FleetTargets.query(targetsQuery, on: conn)
+            })
+    }
+
+    /// `fleet`, its connection strings' secrets scrubbed from all that the command prints.
+    private func remembered(_ fleet: FleetTargets) -> FleetTargets {
+        for target in fleet.targets { PrintedSecrets.add(conninfo: target.connection) }
+        return fleet
     }
 }

@@ -37,7 +37,7 @@ extension WorkerCommand {
     }
 
     func runFleet(logger: Logger) async throws {
-        let targets = try await fleetTargets.load(connection: connection, logger: logger)
+        let targets = try await fleetTargets.load(control: connection, logger: logger)
         // The template each database's worker starts from; its URL is the database's.
         var configuration = try workerConfiguration(databaseURL: "")
         configuration.concurrency = jobsAtOnce
@@ -64,6 +64,11 @@ extension WorkerCommand {
             )
         }
     }
+}
+
+extension FleetTargetOptions {
+    /// Whether `--targets` or `--targets-query` was given: `worker` serves a fleet then.
+    var given: Bool { targets != nil || targetsQuery != nil }
 }
 
 /// Runs a `FleetWorker` in a service group: graceful shutdown (SIGTERM, SIGINT) stops it as it

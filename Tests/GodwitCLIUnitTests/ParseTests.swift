@@ -211,7 +211,7 @@ struct ParseTests {
             ["worker", "--targets", "t", "--migrate"],
             "Error: --migrate cannot be used with --targets: migrate a fleet with `godwit fleet migrate`"
         ),
-        (["worker", "--targets", "t", "--targets-query", "q"], "Error: give --targets or --targets-query, not both"),
+        (["worker", "--targets", "t", "--targets-query", "q"], "Error: --targets and --targets-query exclude each other"),
         (["worker", "--targets", "t", "--connections", "0"], "Error: --connections must be at least 1"),
         (["fleet", "enqueue", "job.sql"], "Error: give --targets FILE or --targets-query SQL"),
         (

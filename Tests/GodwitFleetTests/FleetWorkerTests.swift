@@ -89,6 +89,27 @@ struct BackfillFleet {
         return result
     }
 
+    /// Per database: its one job's state, rows done and attempts (empty state before the queue
+    /// is installed).
+    func progress() async throws -> [(state: String, rowsDone: Int, attempts: Int)] {
+        var result: [(String, Int, Int)] = []
+        for database in databases {
+            result.append(
+                try await Connection.withConnection(database.url, options: Self.checkOptions) { conn in
+                    guard
+                        let row = try await conn.query(
+                            """
+                            SELECT state::text AS state, coalesce(rows_done, 0) AS rows_done, attempts
+                            FROM godwit.progress ORDER BY id LIMIT 1
+                            """
+                        ).first
+                    else { return ("", 0, 0) }
+                    return (try row.string("state"), try row.int("rows_done"), try row.int("attempts"))
+                })
+        }
+        return result
+    }
+
     /// The test's own sessions, told apart from the worker's in `pg_stat_activity`.
     static var checkOptions: SessionOptions {
         var options = SessionOptions()
@@ -196,6 +217,40 @@ struct FleetWorkerTests {
             #expect(sampler.samples > 100, "the sampler looked only \(sampler.samples) times")
             #expect(sampler.peak >= 3, "the sampler never saw a database served (peak \(sampler.peak))")
             #expect(sampler.peak <= 8, "the worker held \(sampler.peak) sessions, over its budget of 8")
+        }
+    }
+
+    /// With one place (4 connections) and three databases whose backfills each take longer than
+    /// the slice, the databases take turns: two are seen part-done while none has finished,
+    /// which serving them one after the other never shows. Each turn's end hands the job back at
+    /// its checkpoint without counting an attempt, and every row still changes exactly once.
+    @Test func databasesTakeTurnsWhenOthersWait() async throws {
+        try await BackfillFleet.with(databases: 3, rows: 400) { fleet in
+            let directory = try TemporaryDirectory(prefix: "godwit-fleet")
+            defer { directory.delete() }
+            let targets = try directory.write("targets.txt", fleet.targetsText)
+            let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 10, pauseMs: 50))
+            let enqueued = try await GodwitCommand.run(["fleet", "enqueue", job, "--targets", targets])
+            #expect(enqueued.status == 0, "\(enqueued.stderr)")
+            let worker = try GodwitProcess.start([
+                "worker", "--targets", targets, "--connections", "4", "--slice", "1", "--poll-interval", "0.5",
+                "--drain", "--log-level", "info",
+            ])
+            defer { if worker.isRunning { worker.signal(SIGKILL) } }
+            let interleaved = try await eventually(timeout: .seconds(120), every: .milliseconds(50)) {
+                let progress = try await fleet.progress()
+                return progress.filter { $0.rowsDone > 0 }.count >= 2 && !progress.contains { $0.state == "succeeded" }
+            }
+            let exited = await eventually(timeout: .seconds(240), every: .milliseconds(200)) { !worker.isRunning }
+            if !exited { worker.signal(SIGKILL) }
+            let output = try await worker.wait()
+            #expect(interleaved, "the databases were served one after the other")
+            #expect(exited && output.status == 0, "status \(output.status): \(output.stderr.suffix(3000))")
+            #expect(output.stderr.contains("making way for a waiting database"), "\(output.stderr.suffix(3000))")
+            let progress = try await fleet.progress()
+            #expect(progress.allSatisfy { $0.state == "succeeded" && $0.attempts == 1 }, "\(progress)")
+            let counters = try await fleet.counters()
+            #expect(counters.allSatisfy { $0.total == 400 && $0.wrong == 0 }, "\(counters)")
         }
     }
 
