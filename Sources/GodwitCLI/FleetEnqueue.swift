@@ -58,7 +58,8 @@ struct FleetEnqueue: AsyncParsableCommand {
             enqueuer.connectTimeout = .milliseconds(Int(connection.connectTimeout * 1000))
             let results: [FleetEnqueuer.Result]
             if records {
-                results = try await connection.withConnection(logger: logger) { control in
+                // Over a session with search_path pinned: the record's statements are Godwit's own.
+                results = try await connection.withQueueConnection(logger: logger) { control in
                     let record = try await FleetEnqueueRecord.start(
                         on: control, schema: queueOptions.schema, file: file, jobText: text,
                         options: ["parallel": parallel], targets: targets)

@@ -8,7 +8,7 @@ import GodwitPostgres
 ///
 /// All of fleet enqueue's writes to the control database are here, in one small type, so that
 /// they can move onto the fleet records' shared type when it comes. Statements are qualified
-/// with the schema; values are parameters; no password is stored.
+/// (the caller's session pins search_path too); values are parameters; no password is stored.
 public struct FleetEnqueueRecord: Sendable {
     public let schema: String
     public let runID: Int64
@@ -38,7 +38,7 @@ public struct FleetEnqueueRecord: Sendable {
             let runID = try await conn.query(
                 """
                 INSERT INTO \(quoted).fleet_runs (command, state, source, checksums, options, targets_origin, heartbeat_at)
-                VALUES ('enqueue', 'running', $1, jsonb_build_object('sha384', $2::text), $3::jsonb, $4, now())
+                VALUES ('enqueue', 'running', $1, pg_catalog.jsonb_build_object('sha384', $2::text), $3::jsonb, $4, pg_catalog.now())
                 RETURNING id
                 """, [file, sha, optionsJSON, targets.origin]
             ).first!.int64("id")
@@ -61,10 +61,10 @@ public struct FleetEnqueueRecord: Sendable {
     public func started(_ target: String, on connection: Connection) async throws {
         try await connection.query(
             """
-            UPDATE \(targets) SET state = 'running', started_at = now(), attempts = attempts + 1
+            UPDATE \(targets) SET state = 'running', started_at = pg_catalog.now(), attempts = attempts + 1
             WHERE run_id = $1 AND name = $2
             """, [runID, target])
-        try await connection.query("UPDATE \(runs) SET heartbeat_at = now() WHERE id = $1", [runID])
+        try await connection.query("UPDATE \(runs) SET heartbeat_at = pg_catalog.now() WHERE id = $1", [runID])
     }
 
     /// The target's enqueue has ended: its job, or its one-line error.
@@ -72,7 +72,7 @@ public struct FleetEnqueueRecord: Sendable {
         try await connection.query(
             """
             UPDATE \(targets) SET state = CASE WHEN $3::bigint IS NULL THEN 'failed' ELSE 'succeeded' END,
-                job_id = $3, error = $4, finished_at = now()
+                job_id = $3, error = $4, finished_at = pg_catalog.now()
             WHERE run_id = $1 AND name = $2
             """, [runID, target, jobID, error])
     }
@@ -80,7 +80,7 @@ public struct FleetEnqueueRecord: Sendable {
     /// The run has ended: succeeded when every target did.
     public func finish(succeeded: Bool, on connection: Connection) async throws {
         try await connection.query(
-            "UPDATE \(runs) SET state = $2, finished_at = now(), heartbeat_at = now() WHERE id = $1",
+            "UPDATE \(runs) SET state = $2, finished_at = pg_catalog.now(), heartbeat_at = pg_catalog.now() WHERE id = $1",
             [runID, succeeded ? "succeeded" : "failed"])
     }
 

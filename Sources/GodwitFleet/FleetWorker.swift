@@ -326,7 +326,7 @@ public final class FleetWorker: Sendable {
         do {
             try await worker.run()
         } catch {
-            failure = String(describing: error)
+            failure = FleetEnqueuer.oneLine(String(describing: error))
             logger.warning(
                 "the worker of this target's database stopped with an error",
                 metadata: ["target": "\(database.name)", "error": "\(error)"])
@@ -373,9 +373,9 @@ public final class FleetWorker: Sendable {
                 }
             }
         } catch let error as PostgresError {
-            return .failed(error.summary)
+            return .failed(FleetEnqueuer.oneLine(error.summary))
         } catch {
-            return .failed(String(describing: error))
+            return .failed(FleetEnqueuer.oneLine(String(describing: error)))
         }
     }
 

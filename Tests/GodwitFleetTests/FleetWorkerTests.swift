@@ -166,7 +166,7 @@ struct FleetWorkerTests {
             let directory = try TemporaryDirectory(prefix: "godwit-fleet")
             defer { directory.delete() }
             let targets = try directory.write("targets.txt", fleet.targetsText)
-            let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 50, pauseMs: 5))
+            let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 50, pauseMs: 10))
 
             let enqueued = try await GodwitCommand.run(["fleet", "enqueue", job, "--targets", targets])
             #expect(enqueued.status == 0, "\(enqueued.stderr)")
@@ -184,7 +184,7 @@ struct FleetWorkerTests {
             let midRun = try await eventually(timeout: .seconds(180), every: .milliseconds(100)) {
                 let states = try await fleet.jobStates().flatMap { $0 }
                 let done = states.filter { $0 == "succeeded" }.count
-                return done >= 2 && done <= 15 && states.contains("running")
+                return done >= 2 && done <= 17 && states.contains("running")
             }
             first.signal(SIGKILL)
             let killed = try await first.wait()
