@@ -25,7 +25,8 @@ extension WorkerCommand {
             throw ValidationError("--http serves one database: it cannot be used with --targets")
         }
         if migrate {
-            throw ValidationError("--migrate cannot be used with --targets: migrate a fleet with `godwit fleet migrate`")
+            throw ValidationError(
+                "--migrate cannot be used with --targets: migrate a fleet with `godwit fleet migrate`")
         }
         if enqueuerLogins != nil {
             throw ValidationError(

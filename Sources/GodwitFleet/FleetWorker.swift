@@ -187,7 +187,11 @@ public final class FleetWorker: Sendable {
             ])
         await withTaskGroup(of: Void.self) { group in
             while !stopping {
-                for finished in shared.withLock({ shared in defer { shared.finished = [] }; return shared.finished }) {
+                let ended = shared.withLock { shared -> [(index: Int, error: String?)] in
+                    defer { shared.finished = [] }
+                    return shared.finished
+                }
+                for finished in ended {
                     var slot = slots[finished.index]
                     // A worker that made way has work left: it is looked at again at once, and
                     // waits behind the databases that waited while it ran.
@@ -260,7 +264,8 @@ public final class FleetWorker: Sendable {
                     group.addTask { await self.serve(self.databases[index], worker, pool) }
                 }
                 // Databases still waiting take a place from one served longer than a slice.
-                var wakeAt = slots.filter { !$0.serving && !$0.waiting }.map(\.nextProbe).min() ?? clock.now + pollInterval
+                var wakeAt =
+                    slots.filter { !$0.serving && !$0.waiting }.map(\.nextProbe).min() ?? clock.now + pollInterval
                 if slots.contains(where: \.waiting) {
                     for index in slots.indices where slots[index].serving && !slots[index].yielding {
                         guard let since = slots[index].servedSince else { continue }

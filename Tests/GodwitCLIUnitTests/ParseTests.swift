@@ -206,12 +206,18 @@ struct ParseTests {
         (["worker", "--concurrency", "0"], "Error: --concurrency must be at least 1"),
         (["worker", "--poll-interval", "0"], "Error: intervals and timeouts must be positive"),
         (["worker", "--max-archive-backlog=-1"], "Error: --max-archive-backlog must not be negative"),
-        (["worker", "--targets", "t", "--http"], "Error: --http serves one database: it cannot be used with --targets"),
+        (
+            ["worker", "--targets", "t", "--http"],
+            "Error: --http serves one database: it cannot be used with --targets"
+        ),
         (
             ["worker", "--targets", "t", "--migrate"],
             "Error: --migrate cannot be used with --targets: migrate a fleet with `godwit fleet migrate`"
         ),
-        (["worker", "--targets", "t", "--targets-query", "q"], "Error: --targets and --targets-query exclude each other"),
+        (
+            ["worker", "--targets", "t", "--targets-query", "q"],
+            "Error: --targets and --targets-query exclude each other"
+        ),
         (["worker", "--targets", "t", "--connections", "0"], "Error: --connections must be at least 1"),
         (["fleet", "enqueue", "job.sql"], "Error: give --targets FILE or --targets-query SQL"),
         (

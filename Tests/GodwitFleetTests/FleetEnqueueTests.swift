@@ -103,7 +103,8 @@ struct FleetEnqueueTests {
             defer { directory.delete() }
             let targets = try directory.write("targets.txt", fleet.targetsText)
             let job = try directory.write(
-                "broken.sql", "-- godwit:batched\n-- table: items\n-- key: id\n-- colour: blue\nUPDATE items SET n = 1\n")
+                "broken.sql",
+                "-- godwit:batched\n-- table: items\n-- key: id\n-- colour: blue\nUPDATE items SET n = 1\n")
             let output = try await GodwitCommand.run(["fleet", "enqueue", job, "--targets", targets])
             #expect(output.status == 1)
             #expect(output.stderr.hasPrefix("error: \(job):4: unknown directive `colour`"), "\(output.stderr)")

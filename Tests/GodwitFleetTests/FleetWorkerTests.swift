@@ -63,8 +63,9 @@ struct BackfillFleet {
         for database in databases {
             states.append(
                 try await Connection.withConnection(database.url, options: Self.checkOptions) { conn in
-                    guard try await conn.query("SELECT to_regclass('godwit.jobs') IS NOT NULL AS q").first?.bool("q")
-                        == true
+                    guard
+                        try await conn.query("SELECT to_regclass('godwit.jobs') IS NOT NULL AS q").first?.bool("q")
+                            == true
                     else { return [] }
                     return try await conn.query("SELECT state::text AS s FROM godwit.jobs ORDER BY id").rows.map {
                         try $0.string("s")
@@ -196,7 +197,9 @@ struct FleetWorkerTests {
             var options = BackfillFleet.checkOptions
             options.applicationName = "fleet test admin"
             try await Connection.withConnection(try TestDatabase.serverURL, options: options) { admin in
-                let gone = try await eventually(timeout: .seconds(60)) { try await fleet.workerSessions(on: admin) == 0 }
+                let gone = try await eventually(timeout: .seconds(60)) {
+                    try await fleet.workerSessions(on: admin) == 0
+                }
                 #expect(gone, "the killed worker's sessions stayed")
             }
 
@@ -288,7 +291,8 @@ struct FleetWorkerTests {
             let errors = output.stderr.split(separator: "\n").filter { $0.hasPrefix("error:") }
             #expect(errors.count == 1, "\(output.stderr)")
             #expect(
-                errors.first?.contains("target gone:") == true && errors.first?.contains("godwit_fleet_missing_db") == true
+                errors.first?.contains("target gone:") == true
+                    && errors.first?.contains("godwit_fleet_missing_db") == true
                     && errors.first?.contains("1 of 2 databases not drained") == true, "\(output.stderr)")
         }
     }
