@@ -112,7 +112,7 @@ public struct ChangeManager: Sendable {
     ) async throws -> Started {
         let definition = try ChangeDefinition.parse(text, file: file)
         do {
-            try await installIfNeeded(on: connection)
+            try await installIfNeeded(on: connection, file: file, line: definition.tableLine)
             return try await lockPolicy.runTransaction(on: connection, retrying: retrying) { conn in
                 let plan = try await ChangePlan.resolve(definition, file: file, schema: schema, on: conn)
                 let sql = ChangeSQL(plan)
@@ -253,7 +253,7 @@ public struct ChangeManager: Sendable {
     /// the schema is there. When it is missing or older and this role may not install it, one
     /// line says who can. A role that may not read the schema at all (no grant) gets the
     /// server's refusal, which the command names the grant for.
-    private func installIfNeeded(on connection: Connection) async throws {
+    private func installIfNeeded(on connection: Connection, file: String? = nil, line: Int? = nil) async throws {
         if try await schema.isCurrent(on: connection) { return }
         do {
             try await schema.install(on: connection)
@@ -263,8 +263,8 @@ public struct ChangeManager: Sendable {
                 role = "role \(name)"
             }
             throw ChangeError(
-                .notPermitted,
-                "schema \(schema.quoted) lacks this godwit's changes' objects (or is older), and \(role) may not install or upgrade it: start `godwit worker` once against this database (it installs and upgrades the schema), or run this as the schema's owner; the server said: \(error.message)"
+                .notPermitted, file: file, line: line,
+                "schema \(schema.quoted) is not installed or is older than this godwit, and \(role) may not install or upgrade it: start `godwit worker` once against this database (it installs and upgrades the schema), or run this as the schema's owner; nothing was applied; the server said: \(error.message)"
             )
         }
     }

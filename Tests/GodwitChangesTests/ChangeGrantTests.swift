@@ -231,12 +231,7 @@ struct ChangeGrantTests {
     /// The changes part at version 1 (its first three files) upgrades to version 2 with the
     /// same catalog as a new install, and the upgraded schema has grant_change.
     @Test func anInstallOfVersionOneUpgradesToTheNewInstallsCatalog() async throws {
-        let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("Sources/GodwitChanges/Resources")
-        let versionOne = try ["changes_records.sql", "changes_readers.sql", "changes_view.sql"].map {
-            try String(contentsOf: resources.appendingPathComponent($0), encoding: .utf8)
-        }.joined(separator: "\n")
-        let oldPart = SchemaPart(owner: "changes", requires: ["jobs"], install: versionOne)
+        let oldPart = try Self.versionOne()
         try await withTestDatabase { upgraded in
             try await withTestDatabase { installed in
                 let old = try await upgraded.connect()
@@ -265,6 +260,50 @@ struct ChangeGrantTests {
                 #expect(a.contains { $0.contains("POLICY change_records_finish") })
             }
         }
+    }
+
+    /// Before the upgrade there is no grant_change: a role with grant_enqueue, which may not
+    /// upgrade the schema, is told in one line who can, and nothing is applied.
+    @Test func aRoleThatMayNotUpgradeAnOlderSchemaIsToldWhoCan() async throws {
+        try await withRoles(["app_migrator"]) { roles in
+            let migrator = roles[0]
+            try await withTestDatabase { db in
+                let admin = try await db.connect()
+                defer { Task { await admin.close() } }
+                try await ChangeTests.createMedia(on: admin, rows: 10)
+                try await admin.execute(
+                    "ALTER TABLE media OWNER TO \(migrator.quoted); GRANT CREATE ON SCHEMA public TO \(migrator.quoted)")
+                let jobs = QueueSchema.withJobs()
+                try await QueueSchema(
+                    companions: jobs.companions + [try Self.versionOne()], legacySteps: jobs.legacySteps
+                ).install(on: admin)
+                try await admin.query("SELECT godwit.grant_enqueue($1::regrole)", [migrator.name])
+                try await ChangeTests.withChangeFile("rename_title", Self.rename) { file in
+                    let run = try await GodwitCommand.run(["change", "start", file, "-D", try migrator.url(db)])
+                    #expect(run.status == 1)
+                    #expect(run.stderr.split(separator: "\n").count == 1, "\(run.stderr)")
+                    #expect(
+                        run.stderr.hasPrefix(
+                            "error: \(file):2: schema \"godwit\" is not installed or is older than this godwit, and role \(migrator.name) may not install or upgrade it: start `godwit worker` once"
+                        ), "\(run.stderr)")
+                }
+                #expect(try await !Self.hasColumn("caption", on: admin))
+                let versions = try await admin.query(
+                    "SELECT max(version) AS v FROM godwit.schema_version WHERE owner = 'changes'"
+                ).first?.int("v")
+                #expect(versions == 1)
+            }
+        }
+    }
+
+    /// The changes part as version 1 installed it: its first three files.
+    static func versionOne() throws -> SchemaPart {
+        let resources = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Sources/GodwitChanges/Resources")
+        let install = try ["changes_records.sql", "changes_readers.sql", "changes_view.sql"].map {
+            try String(contentsOf: resources.appendingPathComponent($0), encoding: .utf8)
+        }.joined(separator: "\n")
+        return SchemaPart(owner: "changes", requires: ["jobs"], install: install)
     }
 
     /// Schema godwit as `pg_dump --schema-only` prints it, one statement an element, sorted,
