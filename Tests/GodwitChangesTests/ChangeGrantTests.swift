@@ -169,8 +169,9 @@ struct ChangeGrantTests {
                 }
 
                 // Through the CLI: refused, naming the starter, before anything runs.
-                for command in [["complete", "rename_title", "--without-reader-check", "test"], ["abort", "rename_title"]]
-                {
+                for command in [
+                    ["complete", "rename_title", "--without-reader-check", "test"], ["abort", "rename_title"],
+                ] {
                     let run = try await GodwitCommand.run(["change"] + command + ["-D", try other.url(db)])
                     #expect(run.status == 1)
                     #expect(run.stderr.split(separator: "\n").count == 1, "\(run.stderr)")
@@ -272,7 +273,8 @@ struct ChangeGrantTests {
                 defer { Task { await admin.close() } }
                 try await ChangeTests.createMedia(on: admin, rows: 10)
                 try await admin.execute(
-                    "ALTER TABLE media OWNER TO \(migrator.quoted); GRANT CREATE ON SCHEMA public TO \(migrator.quoted)")
+                    "ALTER TABLE media OWNER TO \(migrator.quoted); GRANT CREATE ON SCHEMA public TO \(migrator.quoted)"
+                )
                 let jobs = QueueSchema.withJobs()
                 try await QueueSchema(
                     companions: jobs.companions + [try Self.versionOne()], legacySteps: jobs.legacySteps
