@@ -126,7 +126,7 @@ let package = Package(
             resources: [
                 // The changes' part, by concern, installed in the order `SchemaPart.changes` names.
                 .embedInCode("Resources/changes_records.sql"), .embedInCode("Resources/changes_readers.sql"),
-                .embedInCode("Resources/changes_view.sql"),
+                .embedInCode("Resources/changes_view.sql"), .embedInCode("Resources/changes_rights.sql"),
             ],
             swiftSettings: strict
         ),

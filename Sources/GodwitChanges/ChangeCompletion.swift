@@ -13,7 +13,10 @@ import GodwitQueue
 /// checks, drop the old columns) and marks it completed.
 ///
 /// The reader evidence is fresh: complete takes one more sample (`ReaderSampler`) inside its
-/// transaction and decides on it there, holding the change's row. With a waiver
+/// transaction and decides on it there, holding the change's row. A role granted
+/// `grant_change` may not write the evidence (it is the worker's); its complete waits for the
+/// worker's next sample instead, then decides on that. Only a login that is a member of the
+/// change's starter may complete it (`ChangeRights.checkStarter`). With a waiver
 /// (`--without-reader-check "REASON"`) the reader reasons are skipped and the reason recorded
 /// in `reader_check_waiver`, in the same transaction.
 ///
@@ -85,17 +88,36 @@ public struct ChangeCompletion: Sendable {
             throw CompletionError(
                 .refused, change: name, "--without-reader-check needs a reason, recorded with the change")
         }
-        let change = try await look(on: connection)
+        let change: Change
+        let samples: Bool
+        do {
+            change = try await look(on: connection)
+            try await ChangeRights.checkStarter(of: name, command: "complete", schema: schema, on: connection)
+            samples = try await maySample(on: connection)
+            if !samples && waiver == nil && change.drops {
+                try await awaitWorkerSample(on: connection)
+            }
+        } catch let error as PostgresError where ChangeRights.isRefusal(error) {
+            throw CompletionError(
+                .notPermitted, change: name,
+                await ChangeRights.missing(error, action: "complete changes", schema: schema, on: connection))
+        }
         let folded = try migrationFolder.map { try prepare($0, migration: change.migration) }
         do {
             try await lockPolicy.runTransaction(on: connection, retrying: retrying) { connection in
-                try await completeInTransaction(on: connection, folded: folded)
+                try await completeInTransaction(on: connection, folded: folded, sampling: samples)
             }
         } catch {
             if let folded { unlink(folded.folder.base.resolve(folded.temporaryPath)) }
             if let exhausted = error as? LockTimeoutPolicy.Exhausted {
                 throw CompletionError(
                     .lockTimeout, change: name, "\(exhausted.message); nothing of complete was applied")
+            }
+            if let refusal = error as? PostgresError, ChangeRights.isRefusal(refusal) {
+                throw CompletionError(
+                    .notPermitted, change: name,
+                    await ChangeRights.missing(refusal, action: "complete changes", schema: schema, on: connection)
+                        + "; nothing of complete was applied")
             }
             throw error
         }
@@ -120,6 +142,8 @@ public struct ChangeCompletion: Sendable {
     struct Change {
         var table: String
         var migration: String
+        /// Whether the change drops columns (whose readers the gate checks).
+        var drops: Bool
     }
 
     /// The change as recorded, refused when there is none or it is over.
@@ -127,7 +151,9 @@ public struct ChangeCompletion: Sendable {
         guard
             let row = try await connection.query(
                 """
-                SELECT table_name, phase, statements->>'migration' AS migration
+                SELECT table_name, phase, statements->>'migration' AS migration,
+                       coalesce(pg_catalog.jsonb_typeof(statements->'dropped') = 'array'
+                                AND pg_catalog.jsonb_array_length(statements->'dropped') > 0, false) AS drops
                 FROM \(schema.qualified("change_records")) WHERE name = $1
                 """, [name]
             ).first
@@ -138,7 +164,39 @@ public struct ChangeCompletion: Sendable {
         guard phase != ChangePhase.completed.rawValue, phase != ChangePhase.aborted.rawValue else {
             throw CompletionError(.wrongPhase, change: name, "the change is \(phase): there is nothing to complete")
         }
-        return Change(table: try row.string("table_name"), migration: row["migration"] ?? "")
+        return Change(
+            table: try row.string("table_name"), migration: row["migration"] ?? "", drops: try row.bool("drops"))
+    }
+
+    /// Whether this session may write the reader evidence: the schema's owner's (and a
+    /// superuser's) may, and complete samples in its own transaction; a role granted
+    /// `grant_change` may not (the evidence is the worker's, and a role that could write it
+    /// could forge another change's), and decides on the worker's samples.
+    private func maySample(on connection: Connection) async throws -> Bool {
+        try await connection.query(
+            "SELECT pg_catalog.has_table_privilege($1, 'UPDATE') AS may", [schema.qualified("change_sampling")]
+        ).first?.bool("may") ?? false
+    }
+
+    /// How long complete waits for the worker's next sample when it may not take one itself.
+    static let workerSampleWait: Duration = ReaderSampler.longestGap
+
+    /// Waits until a worker has sampled the readers after this call began (a running worker
+    /// samples every `ReaderSampler.interval`), so that the evidence complete decides on is as
+    /// fresh as the sample it would have taken itself. Gives up after `workerSampleWait`
+    /// without failing: change_blockers then names the stale sample ("is a worker running?").
+    private func awaitWorkerSample(on connection: Connection) async throws {
+        let sampling = schema.qualified("change_sampling")
+        let began = try await connection.query("SELECT pg_catalog.clock_timestamp()::text AS t").first?.string("t")
+        let clock = ContinuousClock()
+        let deadline = clock.now + Self.workerSampleWait
+        while clock.now < deadline {
+            let fresh = try await connection.query(
+                "SELECT EXISTS (SELECT 1 FROM \(sampling) WHERE sampled_at > $1::timestamptz) AS fresh", [began]
+            ).first?.bool("fresh")
+            if fresh == true { return }
+            try await Task.sleep(for: .milliseconds(200))
+        }
     }
 
     /// The folded migration to write: its version and name, as `migrate add` would make them.
@@ -196,7 +254,9 @@ public struct ChangeCompletion: Sendable {
 
     /// The one transaction: the change's row held, the blockers read in it, the DDL, the
     /// ledger row, the phase.
-    private func completeInTransaction(on connection: Connection, folded: FoldedMigration?) async throws {
+    private func completeInTransaction(
+        on connection: Connection, folded: FoldedMigration?, sampling: Bool
+    ) async throws {
         let records = schema.qualified("change_records")
         // Godwit's statements run with the catalog first; the ledger's name alone resolves
         // through the session's own search_path, as sqlx resolves it.
@@ -206,8 +266,10 @@ public struct ChangeCompletion: Sendable {
         try await pin(on: connection, "pg_catalog, pg_temp")
         // The freshest evidence, in this transaction: the sample first (it holds
         // change_sampling, as the worker's samples do before they touch a change's row), then
-        // the change's row.
-        try await ReaderSampler(schema: schema).sample(inTransactionOn: connection)
+        // the change's row. A session that may not sample waited for the worker's instead.
+        if sampling {
+            try await ReaderSampler(schema: schema).sample(inTransactionOn: connection)
+        }
         guard
             let row = try await connection.query(
                 """

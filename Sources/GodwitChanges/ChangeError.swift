@@ -15,6 +15,9 @@ public struct ChangeError: GodwitError {
         public static let wrongPhase = Code("wrong-phase")
         /// The DDL could not take its locks within the retries.
         public static let lockTimeout = Code("lock-timeout")
+        /// The session's role lacks `grant_change`'s rights, or (complete, abort) is not a
+        /// member of the role that started the change.
+        public static let notPermitted = Code("not-permitted")
     }
 
     public var code: Code

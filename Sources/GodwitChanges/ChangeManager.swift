@@ -45,6 +45,10 @@ public struct ChangeManager: Sendable {
                 .lockTimeout, file: file, line: definition.tableLine,
                 "plan could not read \(definition.table) within \(lockPolicy.lockTimeout?.roundedDescription ?? "its lock timeout"): another session holds a lock on it; try again"
             )
+        } catch let error as PostgresError where ChangeRights.isRefusal(error) {
+            throw ChangeError(
+                .notPermitted, file: file, line: definition.tableLine,
+                await ChangeRights.missing(error, action: "plan changes", schema: schema, on: connection))
         }
         return Self.describe(plan, lockPolicy: lockPolicy)
     }
@@ -107,8 +111,8 @@ public struct ChangeManager: Sendable {
         retrying: (String) -> Void = { _ in }, warn: (String) -> Void = { _ in }
     ) async throws -> Started {
         let definition = try ChangeDefinition.parse(text, file: file)
-        try await installIfNeeded(on: connection)
         do {
+            try await installIfNeeded(on: connection, file: file, line: definition.tableLine)
             return try await lockPolicy.runTransaction(on: connection, retrying: retrying) { conn in
                 let plan = try await ChangePlan.resolve(definition, file: file, schema: schema, on: conn)
                 let sql = ChangeSQL(plan)
@@ -158,6 +162,13 @@ public struct ChangeManager: Sendable {
             throw ChangeError(
                 .lockTimeout, file: file, line: definition.tableLine,
                 "start of change \(definition.name) \(exhausted.message); nothing was applied")
+        } catch let error as PostgresError where ChangeRights.isRefusal(error) {
+            // The table's own rights are the start statements' (refused above, naming them);
+            // this is Godwit's schema refusing the role: its records, its jobs.
+            throw ChangeError(
+                .notPermitted, file: file, line: definition.tableLine,
+                await ChangeRights.missing(error, action: "start changes", schema: schema, on: connection)
+                    + "; nothing was applied")
         }
     }
 
@@ -190,9 +201,10 @@ public struct ChangeManager: Sendable {
     /// constraints, indexes, new columns, all `IF EXISTS`) in one transaction under
     /// `lock_timeout` with retries; the change ends `aborted`. Refused once complete has begun.
     public func abort(name: String, on connection: Connection, retrying: (String) -> Void = { _ in }) async throws {
-        try await installIfNeeded(on: connection)
         let records = schema.qualified("change_records")
         do {
+            try await installIfNeeded(on: connection)
+            try await ChangeRights.checkStarter(of: name, command: "abort", schema: schema, on: connection)
             try await lockPolicy.runTransaction(on: connection, retrying: retrying) { conn in
                 try await conn.query("SELECT pg_catalog.set_config('search_path', 'pg_catalog, pg_temp', true)")
                 guard
@@ -213,11 +225,9 @@ public struct ChangeManager: Sendable {
                     throw ChangeError(.wrongPhase, "change \(name) is already aborted")
                 default: break
                 }
-                let queue = JobQueue(schema: schema)
-                for column in ["backfill_job_id", "finish_job_id"] {
-                    if let id = row[column].flatMap(Int64.init) {
-                        _ = try await queue.control(.cancel, job: id, on: conn)
-                    }
+                // The change's own jobs only: grant_change gives no cancel of any job.
+                if row["backfill_job_id"] != nil || row["finish_job_id"] != nil {
+                    try await conn.query("SELECT \(schema.qualified("change_cancel_jobs"))($1)", [name])
                 }
                 let statements = try JSONDecoder().decode([String].self, from: Data(try row.string("abort").utf8))
                 for statement in statements { try await conn.execute(statement) }
@@ -229,14 +239,34 @@ public struct ChangeManager: Sendable {
             }
         } catch let exhausted as LockTimeoutPolicy.Exhausted {
             throw ChangeError(.lockTimeout, "abort of change \(name) \(exhausted.message); nothing was changed")
+        } catch let error as PostgresError where ChangeRights.isRefusal(error) {
+            throw ChangeError(
+                .notPermitted,
+                "change \(name): "
+                    + (await ChangeRights.missing(error, action: "abort changes", schema: schema, on: connection))
+                    + "; nothing was changed")
         }
     }
 
     /// Installs (or upgrades) the schema with `change_records` unless it is current, so that a
-    /// role without CREATE on the database can start a change once the schema is there.
-    private func installIfNeeded(on connection: Connection) async throws {
+    /// role without CREATE on the database (one granted `grant_change`) can start a change once
+    /// the schema is there. When it is missing or older and this role may not install it, one
+    /// line says who can. A role that may not read the schema at all (no grant) gets the
+    /// server's refusal, which the command names the grant for.
+    private func installIfNeeded(on connection: Connection, file: String? = nil, line: Int? = nil) async throws {
         if try await schema.isCurrent(on: connection) { return }
-        try await schema.install(on: connection)
+        do {
+            try await schema.install(on: connection)
+        } catch let error as PostgresError where ChangeRights.isRefusal(error) {
+            var role = "this role"
+            if let row = try? await connection.query("SELECT current_user::text AS r").first, let name = row["r"] {
+                role = "role \(name)"
+            }
+            throw ChangeError(
+                .notPermitted, file: file, line: line,
+                "schema \(schema.quoted) is not installed or is older than this godwit, and \(role) may not install or upgrade it: start `godwit worker` once against this database (it installs and upgrades the schema), or run this as the schema's owner; nothing was applied; the server said: \(error.message)"
+            )
+        }
     }
 
     /// `value` as JSON text, keys sorted; with `snakeCase`, its property names in snake case.

@@ -7,9 +7,14 @@ extension SchemaPart {
     /// the reader evidence the worker samples, and the `changes` view. Requires the jobs' part
     /// (a change's backfill is a batched job). Its new install is `changesFiles`, run as one
     /// template in that order.
+    ///
+    /// Version 2 added the rights (`changes_rights.sql`: `grant_change`, the row security on
+    /// `change_records`): its upgrade from version 1 is that file alone, the last of the new
+    /// install's, so an upgraded schema and a new one end alike.
     public static let changes = SchemaPart(
         owner: "changes", requires: [SchemaPart.jobs.owner],
-        install: changesFiles.map(SchemaPart.template).joined(separator: "\n"))
+        install: changesFiles.map(SchemaPart.template).joined(separator: "\n"),
+        upgrades: [SchemaPart.template(PackageResources.changes_rights_sql)])
 
     /// The files of the changes' part (`Resources/changes_*.sql`, embedded at build time), in
     /// the order they install.
@@ -20,6 +25,8 @@ extension SchemaPart {
         PackageResources.changes_readers_sql,
         // change_blockers and the changes view.
         PackageResources.changes_view_sql,
+        // grant_change, the row security on change_records, change_cancel_jobs (version 2).
+        PackageResources.changes_rights_sql,
     ]
 }
 

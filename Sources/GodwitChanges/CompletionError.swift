@@ -20,6 +20,8 @@ public struct CompletionError: GodwitError {
         public static let failed = Code("failed")
         /// The folded migration's file could not be written or put in place.
         public static let file = Code("file")
+        /// The session's role lacks `grant_change`'s rights.
+        public static let notPermitted = Code("not-permitted")
     }
 
     public var code: Code
