@@ -257,6 +257,37 @@ struct FleetWorkerTests {
         }
     }
 
+    /// SIGTERM stops every database's worker as it stops a worker: the running jobs go back to
+    /// their queues at their next checkpoint, their attempt given back, and the process exits 0.
+    @Test func sigtermHandsRunningJobsBack() async throws {
+        try await BackfillFleet.with(databases: 3, rows: 400) { fleet in
+            let directory = try TemporaryDirectory(prefix: "godwit-fleet")
+            defer { directory.delete() }
+            let targets = try directory.write("targets.txt", fleet.targetsText)
+            let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 10, pauseMs: 50))
+            let enqueued = try await GodwitCommand.run(["fleet", "enqueue", job, "--targets", targets])
+            #expect(enqueued.status == 0, "\(enqueued.stderr)")
+            let worker = try GodwitProcess.start([
+                "worker", "--targets", targets, "--connections", "7", "--poll-interval", "0.5",
+            ])
+            defer { if worker.isRunning { worker.signal(SIGKILL) } }
+            let running = try await eventually(timeout: .seconds(120), every: .milliseconds(50)) {
+                try await fleet.progress().filter { $0.state == "running" && $0.rowsDone > 0 }.count == 2
+            }
+            worker.signal(SIGTERM)
+            let exited = await eventually(timeout: .seconds(120), every: .milliseconds(100)) { !worker.isRunning }
+            if !exited { worker.signal(SIGKILL) }
+            let output = try await worker.wait()
+            #expect(running, "two databases were never served at once")
+            #expect(exited && output.status == 0, "status \(output.status): \(output.stderr.suffix(3000))")
+            let progress = try await fleet.progress()
+            #expect(
+                progress.filter { $0.state == "queued" && $0.rowsDone > 0 && $0.attempts == 0 }.count == 2,
+                "\(progress)")
+            #expect(!progress.contains { $0.state == "running" }, "\(progress)")
+        }
+    }
+
     /// A budget too small for one database's worker and the probe is refused before anything
     /// connects, saying what would fit.
     @Test func refusesABudgetThatCannotServeOneDatabase() async throws {
