@@ -236,7 +236,8 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitFleetUnitTests",
-            dependencies: ["GodwitFleet", "GodwitPostgres"],
+            // GodwitMigrations for a folder's checksums, which resume compares.
+            dependencies: ["GodwitFleet", "GodwitPostgres", "GodwitMigrations"],
             swiftSettings: strict
         ),
         .testTarget(
