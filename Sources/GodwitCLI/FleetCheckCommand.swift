@@ -54,7 +54,9 @@ extension FleetCommand {
                     output("ok: \(results.count) targets at \(newest), none pending or modified")
                     return
                 }
-                for result in failing { output(TerminalText.escaped(PrintedSecrets.scrub(result.line), keepingNewlines: false)) }
+                for result in failing {
+                    output(TerminalText.escaped(PrintedSecrets.scrub(result.line), keepingNewlines: false))
+                }
                 printError("\(failing.count) of \(results.count) targets are not at \(newest)")
                 throw ExitCode(1)
             }

@@ -16,7 +16,9 @@ extension FleetCommand {
                 (schema=NAME) keeps its ledger in NAME._sqlx_migrations, creates NAME when missing, and \
                 runs with search_path "NAME", public. The run and each target's state, applied versions, \
                 error and lock wait are recorded in the control database (-D): fleet status shows them, \
-                fleet resume finishes what failed or never started. Exit 0 only when every target succeeded.
+                fleet resume finishes what failed or never started. --connect-timeout also bounds each attempt to \
+                connect to a target (not retried: a target that is down fails alone). Exit 0 only when every \
+                target succeeded.
 
                 Example: godwit fleet migrate -D $CONTROL_URL --targets tenants.txt --source migrations --parallel 8
                 """)

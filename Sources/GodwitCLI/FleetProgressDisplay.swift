@@ -36,7 +36,9 @@ final class FleetProgressDisplay: Sendable {
     init(targets: [(name: String, canary: Bool)], terminal: Bool, console: Console = .current) {
         let rows = targets.map { Row(name: $0.name, canary: $0.canary) }
         state = Mutex(
-            State(rows: rows, index: Dictionary(rows.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })))
+            State(
+                rows: rows, index: Dictionary(rows.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a }))
+        )
         self.terminal = terminal
         self.console = console
     }

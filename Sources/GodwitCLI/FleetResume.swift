@@ -30,7 +30,8 @@ extension FleetCommand {
         @Option(help: "Read the migrations from this folder instead of the run's (a checkout moved elsewhere).")
         var source: String?
 
-        @Flag(help: "Resume even though the folder's migrations changed since the run (its checksums are recorded anew).")
+        @Flag(
+            help: "Resume even though the folder's migrations changed since the run (its checksums are recorded anew).")
         var forceChangedSource = false
 
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -130,7 +131,8 @@ extension FleetCommand {
                 let origin = given?.origin
                 guard let record = byName[target.name] else {
                     throw FleetError(
-                        .badTargets, file: origin, line: target.line, "target \(target.name) is not one of run \(run)'s")
+                        .badTargets, file: origin, line: target.line, "target \(target.name) is not one of run \(run)'s"
+                    )
                 }
                 guard target.storedConnection == record.connection, target.schema == record.schema else {
                     throw FleetError(

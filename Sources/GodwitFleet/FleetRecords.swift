@@ -40,14 +40,20 @@ public struct FleetRecords: Sendable {
             var position: Int
             var name: String
             var connection: String
-            var schema_name: String?
-            var database_key: String
+            var schemaName: String?
+            var databaseKey: String
             var canary: Bool
+
+            enum CodingKeys: String, CodingKey {
+                case position, name, connection, canary
+                case schemaName = "schema_name"
+                case databaseKey = "database_key"
+            }
         }
         let rows = fleet.enumerated().map { index, target in
             Row(
-                position: index, name: target.name, connection: target.storedConnection, schema_name: target.schema,
-                database_key: target.databaseKey, canary: index < canary)
+                position: index, name: target.name, connection: target.storedConnection, schemaName: target.schema,
+                databaseKey: target.databaseKey, canary: index < canary)
         }
         let json = String(decoding: try JSONEncoder().encode(rows), as: UTF8.self)
         let result = try await connection.query(

@@ -81,7 +81,8 @@ public struct FleetRunner: Sendable {
     /// `[{"version": n, "checksum": "hex"}]` of the folder's up migrations, as
     /// `fleet_runs.checksums` records them.
     public static func checksumsJSON(of source: MigrationSource) -> String {
-        "[" + source.upMigrations.map { #"{"version": \#($0.version), "checksum": "\#($0.checksumHex)"}"# }
+        "["
+            + source.upMigrations.map { #"{"version": \#($0.version), "checksum": "\#($0.checksumHex)"}"# }
             .joined(separator: ", ") + "]"
     }
 
@@ -235,7 +236,8 @@ public struct FleetRunner: Sendable {
         } catch {
             return Outcome(
                 name: name, state: .failed, applied: collected.applied.withLock { $0 },
-                error: errorLine(error, target: target, connecting: !connected), lockWaitMs: collected.lockWait.withLock { $0 },
+                error: errorLine(error, target: target, connecting: !connected),
+                lockWaitMs: collected.lockWait.withLock { $0 },
                 seconds: (clock.now - started).seconds)
         }
     }

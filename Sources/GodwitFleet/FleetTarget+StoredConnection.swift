@@ -30,7 +30,8 @@ extension FleetTarget {
     /// A `key=value` value as libpq reads it back: bare when it is a plain word, else in single
     /// quotes with `\` and `'` escaped.
     static func quotedSetting(_ value: String) -> String {
-        let plain = !value.isEmpty && value.unicodeScalars.allSatisfy { !$0.properties.isWhitespace && $0 != "'" && $0 != "\\" }
+        let plain =
+            !value.isEmpty && value.unicodeScalars.allSatisfy { !$0.properties.isWhitespace && $0 != "'" && $0 != "\\" }
         guard !plain else { return value }
         return "'" + value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "'", with: "\\'") + "'"
     }

@@ -14,7 +14,10 @@ extension FleetTests {
             ("a @URL@ schema=Tenant\n", [], "error: targets.txt:1: target a: schema Tenant is not an identifier"),
             ("# nothing here\n\n", [], "error: targets.txt: no targets: the fleet is empty"),
             ("a @URL@\nb @URL@ schema=t1\n", ["--parallel", "0"], "error: --parallel 0: at least 1 target"),
-            ("a @URL@\nb @URL@ schema=t1\n", ["--canary", "3"], "error: --canary 3 is larger than the fleet (2 targets)"),
+            (
+                "a @URL@\nb @URL@ schema=t1\n", ["--canary", "3"],
+                "error: --canary 3 is larger than the fleet (2 targets)"
+            ),
             (nil, [], "error: targets.txt: no such file"),
         ]
 

@@ -116,7 +116,9 @@ struct FleetFixture: Sendable {
             targets.append(Target(name: base, url: database.url, schema: nil, database: database.name))
             for number in 0..<schemasPerDatabase {
                 targets.append(
-                    Target(name: "\(base)-s\(number + 1)", url: database.url, schema: "t\(number + 1)", database: database.name))
+                    Target(
+                        name: "\(base)-s\(number + 1)", url: database.url, schema: "t\(number + 1)",
+                        database: database.name))
             }
         }
         let directory = try TemporaryDirectory(prefix: "godwit-fleet")
@@ -225,7 +227,8 @@ struct FleetFixture: Sendable {
     /// The latest run's id and state.
     func latestRun() async throws -> (id: Int64, state: String) {
         try await withControl { conn in
-            guard let row = try await conn.query("SELECT id, state FROM godwit.fleet_runs ORDER BY id DESC LIMIT 1").first
+            guard
+                let row = try await conn.query("SELECT id, state FROM godwit.fleet_runs ORDER BY id DESC LIMIT 1").first
             else { throw TestSetupError(message: "no run recorded") }
             return (try row.int64("id"), try row.string("state"))
         }
@@ -236,11 +239,14 @@ struct FleetFixture: Sendable {
     func ledger(_ target: Target) async throws -> [Int64] {
         try await Connection.withConnection(target.url) { conn in
             let table = target.schema.map { "\(quoteIdentifier($0))._sqlx_migrations" } ?? "public._sqlx_migrations"
-            guard try await conn.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first?.bool("present") == true
+            guard
+                try await conn.query("SELECT to_regclass($1) IS NOT NULL AS present", [table]).first?.bool("present")
+                    == true
             else { return [] }
             let rows = try await conn.query("SELECT version, success FROM \(table) ORDER BY version").rows
             if let dirty = try rows.first(where: { try !$0.bool("success") }) {
-                throw TestSetupError(message: "\(target.name): migration \(dirty["version"] ?? "") is partially applied")
+                throw TestSetupError(
+                    message: "\(target.name): migration \(dirty["version"] ?? "") is partially applied")
             }
             return try rows.map { try $0.int64("version") }
         }

@@ -18,7 +18,9 @@ extension FleetTests {
                 #expect(Set(fleet.targets.map(\.database)).count == 12)
                 let before = try await fleet.check()
                 #expect(before.status == 1)
-                #expect(before.stdout.split(separator: "\n").filter { $0.contains(": pending: 1/create items") }.count == 60)
+                #expect(
+                    before.stdout.split(separator: "\n").filter { $0.contains(": pending: 1/create items") }.count == 60
+                )
                 #expect(before.stderr.contains("error: 60 of 60 targets are not at version 3"), "\(before.stderr)")
 
                 let broken = try fleet.target("c2-d3-s2")
@@ -52,7 +54,8 @@ extension FleetTests {
                 let status = try await fleet.fleet(["status"])
                 #expect(status.status == 1)
                 #expect(status.stdout.contains("c2-d3-s2"))
-                #expect(status.stdout.split(separator: "\n").contains { $0.hasPrefix("c2-d3-s2") && $0.contains("failed") })
+                #expect(
+                    status.stdout.split(separator: "\n").contains { $0.hasPrefix("c2-d3-s2") && $0.contains("failed") })
 
                 let middle = try await fleet.check()
                 #expect(middle.status == 1)
@@ -125,7 +128,8 @@ extension FleetTests {
         @Test func targetsFromAQueryAndStopOnError() async throws {
             try await FleetFixture.with(databasesPerCluster: 1, schemasPerDatabase: 2) { fleet in
                 try await fleet.withControl { conn in
-                    try await conn.execute("CREATE TABLE public.tenants (name text, url text, schema_name text, pos int)")
+                    try await conn.execute(
+                        "CREATE TABLE public.tenants (name text, url text, schema_name text, pos int)")
                     for (index, target) in fleet.targets.enumerated() {
                         try await conn.query(
                             "INSERT INTO public.tenants VALUES ($1, $2, $3, $4)",
@@ -146,9 +150,11 @@ extension FleetTests {
                 #expect(rows[broken.name]?.state == "failed")
                 let rest = fleet.targets.dropFirst(2)
                 #expect(rest.allSatisfy { rows[$0.name]?.state == "skipped" }, "\(rows)")
-                #expect(try await fleet.withControl { conn in
-                    try await conn.query("SELECT targets_origin FROM godwit.fleet_runs").first?.string("targets_origin")
-                } == "--targets-query")
+                #expect(
+                    try await fleet.withControl { conn in
+                        try await conn.query("SELECT targets_origin FROM godwit.fleet_runs").first?.string(
+                            "targets_origin")
+                    } == "--targets-query")
             }
         }
     }

@@ -23,7 +23,8 @@ struct FleetRecordsTests {
 
     static let fleet = [
         FleetTarget(name: "alpha", connection: "postgres://app:pass-w0rd@db1:5433/alpha?sslmode=disable", line: 1),
-        FleetTarget(name: "beta", connection: "host=db2 dbname=shared password='x y' user=app", schema: "t_beta", line: 2),
+        FleetTarget(
+            name: "beta", connection: "host=db2 dbname=shared password='x y' user=app", schema: "t_beta", line: 2),
         FleetTarget(name: "gamma", connection: "postgres://db2/shared", schema: "t_gamma", line: 3),
     ]
 

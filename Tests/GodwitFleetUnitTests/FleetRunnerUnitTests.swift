@@ -44,9 +44,15 @@ struct FleetRunnerUnitTests {
     }
 
     @Test(arguments: [
-        ("postgres://app:s3cret@db1:5433/alpha?sslmode=require", "host=db1 port=5433 dbname=alpha user=app sslmode=require"),
+        (
+            "postgres://app:s3cret@db1:5433/alpha?sslmode=require",
+            "host=db1 port=5433 dbname=alpha user=app sslmode=require"
+        ),
         ("host=db2 dbname=shared password='a b' user='x y'", "host=db2 dbname=shared user='x y'"),
-        ("postgresql:///tenant?host=/run/pg&passfile=/home/a/.pgpass", "host=/run/pg dbname=tenant passfile=/home/a/.pgpass"),
+        (
+            "postgresql:///tenant?host=/run/pg&passfile=/home/a/.pgpass",
+            "host=/run/pg dbname=tenant passfile=/home/a/.pgpass"
+        ),
         (#"host=h dbname='it\'s' sslpassword=k"#, #"host=h dbname='it\'s'"#),
     ])
     func storesAConnectionWithoutItsPassword(given: String, stored: String) throws {
@@ -57,7 +63,8 @@ struct FleetRunnerUnitTests {
         var expected = try ConnectionString.options(given)
         expected["password"] = nil
         expected["sslpassword"] = nil
-        #expect(try ConnectionString.options(stored).filter { !$0.value.isEmpty } == expected.filter { !$0.value.isEmpty })
+        #expect(
+            try ConnectionString.options(stored).filter { !$0.value.isEmpty } == expected.filter { !$0.value.isEmpty })
     }
 
     static func source(_ files: [(Int64, String)]) -> MigrationSource {
