@@ -5,8 +5,8 @@ import Synchronization
 /// What `fleet migrate` and `fleet resume` show while the targets run. On a terminal, a live
 /// table: one line a target (its state, the last migration applied, a lock wait, an error),
 /// redrawn in place as they change, cut to the terminal's width. Piped, plain lines, one per
-/// event worth a line: a target waiting for sqlx's lock, a target's end, those skipped; and lint
-/// warnings on stderr, each distinct one once.
+/// event worth a line: a target waiting for sqlx's lock, a target's end, those skipped. Lint
+/// warnings go to stderr, each distinct one once (on a terminal, after the table).
 ///
 /// Progress arrives from the targets' tasks at once; the lock keeps the table and the output
 /// in one order.
@@ -26,6 +26,8 @@ final class FleetProgressDisplay: Sendable {
         var lastDraw = ContinuousClock.now - .seconds(3600)
         var dirty = false
         var warnings = Set<String>()
+        /// Lint warnings seen while the live table is drawn, printed after it.
+        var heldWarnings: [String] = []
     }
 
     private let state: Mutex<State>
@@ -57,7 +59,12 @@ final class FleetProgressDisplay: Sendable {
                 update(&state, name, "running", "applied \(event.version)/\(event.description)")
             case .warning(let name, let message):
                 if state.warnings.insert(message).inserted {
-                    console.writeErr("warning: \(shown("\(name): \(message)"))\n")
+                    // On a terminal after the table, which a line between its redraws would break.
+                    if terminal {
+                        state.heldWarnings.append("\(name): \(message)")
+                    } else {
+                        console.writeErr("warning: \(shown("\(name): \(message)"))\n")
+                    }
                 }
             case .finished(let outcome):
                 var detail = outcome.applied.isEmpty ? "nothing to apply" : "applied \(Self.versions(outcome.applied))"
@@ -79,7 +86,11 @@ final class FleetProgressDisplay: Sendable {
     /// Draws the table's last state (on a terminal), before the summary.
     func finish() {
         guard terminal else { return }
-        state.withLock { draw(&$0, force: true) }
+        state.withLock { state in
+            draw(&state, force: true)
+            for warning in state.heldWarnings { console.writeErr("warning: \(shown(warning))\n") }
+            state.heldWarnings = []
+        }
     }
 
     private func update(_ state: inout State, _ name: String, _ value: String, _ detail: String) {
