@@ -122,8 +122,9 @@ public struct FleetRecords: Sendable {
             """, [run, name])
     }
 
-    /// Records how `name` ended: its state, the versions this attempt applied (added to those of
-    /// earlier attempts), its one-line error, and how long it waited for sqlx's lock.
+    /// Records how `name` ended: its state, the versions this attempt applied (added to those
+    /// recorded already: `addApplied`'s, earlier attempts'), its one-line error, and how long it
+    /// waited for sqlx's lock.
     public func finishTarget(
         run: Int64, name: String, state: FleetTargetState, applied: [Int64], error: String?, lockWaitMs: Double?,
         on connection: Connection
@@ -131,10 +132,31 @@ public struct FleetRecords: Sendable {
         try await connection.query(
             """
             UPDATE \(targets) SET state = $3, finished_at = pg_catalog.clock_timestamp(),
-                applied_versions = applied_versions || $4::pg_catalog.int8[], error = $5, lock_wait_ms = $6
+                applied_versions = \(Self.union("$4")), error = $5, lock_wait_ms = $6
             WHERE run_id = $1 AND name = $2
             """,
-            [run, name, state.rawValue, "{" + applied.map(String.init).joined(separator: ",") + "}", error, lockWaitMs])
+            [run, name, state.rawValue, Self.arrayLiteral(applied), error, lockWaitMs])
+    }
+
+    /// Adds `version` to the versions `name` has applied, as soon as it is applied, so that the
+    /// record holds it even when the fleet process dies before the target ends.
+    public func addApplied(run: Int64, name: String, version: Int64, on connection: Connection) async throws {
+        try await connection.query(
+            "UPDATE \(targets) SET applied_versions = \(Self.union("$3")) WHERE run_id = $1 AND name = $2",
+            [run, name, Self.arrayLiteral([version])])
+    }
+
+    /// `applied_versions` with the versions of the `int8[]` parameter added, each once, in
+    /// order: recording a version twice (as it is applied, then as the attempt ends) is harmless.
+    static func union(_ parameter: String) -> String {
+        """
+        (SELECT COALESCE(pg_catalog.array_agg(DISTINCT v ORDER BY v), '{}')
+         FROM pg_catalog.unnest(applied_versions || \(parameter)::pg_catalog.int8[]) AS v)
+        """
+    }
+
+    static func arrayLiteral(_ versions: [Int64]) -> String {
+        "{" + versions.map(String.init).joined(separator: ",") + "}"
     }
 
     /// Marks every target of the run still `pending` as `skipped` (a canary failed, or a target

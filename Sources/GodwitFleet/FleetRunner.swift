@@ -169,7 +169,7 @@ public struct FleetRunner: Sendable {
     ) async throws {
         for item in planned where item.canary {
             try await records.startTarget(run: id, name: item.target.name, on: control)
-            let outcome = await migrate(item.target, onProgress: onProgress)
+            let outcome = await migrate(item.target, run: id, control: control, onProgress: onProgress)
             try await record(outcome, run: id, control: control, onProgress: onProgress)
             guard outcome.state == .succeeded else { return }
         }
@@ -190,7 +190,7 @@ public struct FleetRunner: Sendable {
                     busy.insert(target.databaseKey)
                     running += 1
                     try await records.startTarget(run: id, name: target.name, on: control)
-                    group.addTask { (target, await migrate(target, onProgress: onProgress)) }
+                    group.addTask { (target, await migrate(target, run: id, control: control, onProgress: onProgress)) }
                 }
                 guard let (target, outcome) = try await group.next() else { break }
                 running -= 1
@@ -211,6 +211,30 @@ public struct FleetRunner: Sendable {
     }
 
     // MARK: One target
+
+    /// Migrates one target on a connection of its own; never throws: a failure is the outcome's.
+    /// Each version applied is recorded at once (`FleetRecords.addApplied`), beside the migration.
+    func migrate(
+        _ target: FleetTarget, run id: Int64, control: Connection, onProgress: @escaping @Sendable (Progress) -> Void
+    ) async -> Outcome {
+        let (versions, recorder) = AsyncStream<Int64>.makeStream()
+        return await withTaskGroup(of: Void.self) { group in
+            group.addTask { [records] in
+                for await version in versions {
+                    // A write that fails here is made again by finishTarget, which throws if the
+                    // control database is gone: this one only keeps the record current.
+                    try? await records.addApplied(run: id, name: target.name, version: version, on: control)
+                }
+            }
+            let outcome = await migrate(target) { progress in
+                if case .applied(_, let event) = progress { recorder.yield(event.version) }
+                onProgress(progress)
+            }
+            recorder.finish()
+            await group.waitForAll()
+            return outcome
+        }
+    }
 
     /// Migrates one target on a connection of its own; never throws: a failure is the outcome's.
     func migrate(_ target: FleetTarget, onProgress: @escaping @Sendable (Progress) -> Void) async -> Outcome {

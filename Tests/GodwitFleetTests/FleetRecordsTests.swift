@@ -69,6 +69,10 @@ struct FleetRecordsTests {
             #expect(alpha.state == .running)
             #expect(alpha.attempts == 1)
             #expect(alpha.startedAt != nil && alpha.finishedAt == nil)
+            // Each version as it is applied, then all of the attempt's as it ends: each once.
+            try await records.addApplied(run: id, name: "alpha", version: 1, on: conn)
+            try await records.addApplied(run: id, name: "alpha", version: 2, on: conn)
+            #expect(try await records.targets(run: id, on: conn)[0].appliedVersions == [1, 2])
             try await records.finishTarget(
                 run: id, name: "alpha", state: .failed, applied: [1, 2], error: "migration 3 failed at 3_x.sql: boom",
                 lockWaitMs: 12.5, on: conn)
@@ -112,7 +116,7 @@ struct FleetRecordsTests {
             #expect(try await records.tryLock(run: id, on: other) == false)
             try await records.heartbeat(run: id, on: holder)
             await holder.close()
-            let freed = try await eventually(timeout: .seconds(30)) {
+            let freed = try await eventually(timeout: .seconds(120)) {
                 try await records.isLive(run: id, on: other) == false
             }
             #expect(freed)

@@ -40,8 +40,8 @@ CREATE TABLE @schema@.fleet_targets (
     database_key     text NOT NULL,
     canary           boolean NOT NULL DEFAULT false,
     state            text NOT NULL CHECK (state IN ('pending', 'running', 'succeeded', 'failed', 'skipped')),
-    -- The versions this run applied on the target, in order (across resumes), recorded as each
-    -- attempt ends: an attempt cut short by the process's death records none (the ledger has them).
+    -- The versions this run applied on the target, in order (across resumes), each recorded as
+    -- soon as it is applied, so that a run whose process died still says what it did.
     applied_versions bigint[] NOT NULL DEFAULT '{}',
     -- One line: what failed, naming the migration's version and file when one did.
     error            text,
