@@ -110,7 +110,10 @@ final class FleetProgressDisplay: Sendable {
         var rows = state.rows
         var lines: [String] = []
         if rows.count > height {
-            let counts = Dictionary(grouping: rows, by: \.state).map { "\($0.value.count) \($0.key)" }.sorted()
+            let counts = ["pending", "running", "succeeded", "failed", "skipped"].compactMap { state in
+                let count = rows.filter { $0.state == state }.count
+                return count == 0 ? nil : "\(count) \(state)"
+            }
             lines.append("\(rows.count) targets: \(counts.joined(separator: ", "))")
             rows = Array(rows.filter { $0.state == "running" || $0.state == "failed" }.suffix(height - 1))
         }

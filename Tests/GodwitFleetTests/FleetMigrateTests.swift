@@ -123,6 +123,67 @@ extension FleetTests {
             }
         }
 
+        /// `resume --targets FILE` takes only passwords from the file: a line naming another
+        /// connection, or a target the run does not have, is refused with its line and nothing
+        /// runs; the same connections with a password resume the run, and no password is stored.
+        @Test func resumeTakesOnlyPasswordsFromATargetsFile() async throws {
+            try await FleetFixture.with(databasesPerCluster: 1, schemasPerDatabase: 0) { fleet in
+                let broken = fleet.targets[1]
+                try await Connection.withConnection(broken.url) { conn in
+                    try await conn.execute("CREATE TABLE public.tags (x int)")
+                }
+                let run = try await fleet.migrate(["--on-error", "continue"])
+                #expect(run.status == 1, "\(run.stdout)\n\(run.stderr)")
+                try await Connection.withConnection(broken.url) { conn in
+                    try await conn.execute("DROP TABLE public.tags")
+                }
+                let (id, _) = try await fleet.latestRun()
+                func withPassword(_ url: String) -> String {
+                    url.replacingOccurrences(of: "postgres://postgres@", with: "postgres://postgres:s3cret-resume@")
+                }
+                var moved = fleet.targets.map { target in
+                    FleetFixture.Target(
+                        name: target.name, url: withPassword(target.url), schema: target.schema,
+                        database: target.database)
+                }
+                moved[1].url = moved[1].url.replacingOccurrences(of: "/\(broken.database)", with: "/postgres")
+                try fleet.writeTargets(moved, to: "moved.txt")
+                let refused = try await fleet.fleet(["resume", "\(id)", "--targets", "moved.txt"])
+                #expect(refused.status == 1)
+                #expect(
+                    refused.stderr.hasPrefix(
+                        "error: moved.txt:3: target \(broken.name) names another connection or schema than run \(id) recorded"
+                    ), "\(refused.stderr)")
+                #expect(!refused.stderr.contains("s3cret-resume"))
+                let stranger = [
+                    FleetFixture.Target(name: "stranger", url: broken.url, schema: nil, database: broken.database)
+                ]
+                try fleet.writeTargets(stranger, to: "stranger.txt")
+                let unknown = try await fleet.fleet(["resume", "\(id)", "--targets", "stranger.txt"])
+                #expect(unknown.status == 1)
+                #expect(unknown.stderr.hasPrefix("error: stranger.txt:2: target stranger is not one of run \(id)'s"))
+                #expect(try await fleet.targetRows()[broken.name]?.attempts == 1)
+                #expect(try await fleet.targetRows()[broken.name]?.state == "failed")
+
+                try fleet.writeTargets(
+                    fleet.targets.map { target in
+                        FleetFixture.Target(
+                            name: target.name, url: withPassword(target.url), schema: target.schema,
+                            database: target.database)
+                    }, to: "passwords.txt")
+                let resumed = try await fleet.fleet(["resume", "\(id)", "--targets", "passwords.txt"])
+                #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+                #expect(!resumed.stdout.contains("s3cret-resume") && !resumed.stderr.contains("s3cret-resume"))
+                let rows = try await fleet.targetRows()
+                #expect(rows[broken.name]?.attempts == 2 && rows[broken.name]?.state == "succeeded")
+                let stored = try await fleet.withControl { conn in
+                    try await conn.query("SELECT string_agg(connection, ' ') AS c FROM godwit.fleet_targets").first?
+                        .string("c")
+                }
+                #expect(stored?.contains("s3cret") == false)
+            }
+        }
+
         /// Targets from `--targets-query` on the control database, and `--on-error stop`: after
         /// the failure no new target starts.
         @Test func targetsFromAQueryAndStopOnError() async throws {
