@@ -184,6 +184,31 @@ extension FleetTests {
             }
         }
 
+        /// `--strict`: lint's trace flags a pending migration on every target, so each refuses
+        /// it in one line naming the file, line and rule, and applies nothing.
+        @Test func strictRefusesAFlaggedMigrationOnEveryTarget() async throws {
+            let first = ["1_create_items.sql": FleetFixture.migrations["1_create_items.sql"]!]
+            try await FleetFixture.with(databasesPerCluster: 1, schemasPerDatabase: 0, migrations: first) { fleet in
+                let run = try await fleet.migrate()
+                #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+                try fleet.directory.write("migrations/2_index.sql", "CREATE INDEX items_name ON items (name);\n")
+                let strict = try await fleet.migrate(["--strict", "--canary", "0", "--on-error", "continue"])
+                #expect(strict.status == 1, "\(strict.stdout)\n\(strict.stderr)")
+                let rows = try await fleet.targetRows()
+                #expect(rows.count == fleet.targets.count)
+                for target in fleet.targets {
+                    let error = rows[target.name]?.error ?? ""
+                    #expect(rows[target.name]?.state == "failed", "\(target.name)")
+                    #expect(
+                        error.hasPrefix(
+                            "--strict: migrate lint flags migrations/2_index.sql:1: non-concurrent-index: "),
+                        "\(error)")
+                    #expect(error.hasSuffix("; nothing was applied"), "\(error)")
+                    #expect(try await fleet.ledger(target) == [1])
+                }
+            }
+        }
+
         /// Targets from `--targets-query` on the control database, and `--on-error stop`: after
         /// the failure no new target starts.
         @Test func targetsFromAQueryAndStopOnError() async throws {
