@@ -136,6 +136,8 @@ let package = Package(
                 "GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // The fleets' part of the control database's schema (owner `fleet`).
+            resources: [.embedInCode("Resources/fleet_schema.sql")],
             swiftSettings: strict
         ),
         .target(
@@ -166,6 +168,7 @@ let package = Package(
                 "GodwitQueue",
                 "GodwitJobs",
                 "GodwitChanges",
+                "GodwitFleet",
                 "GodwitHTTP",
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -233,7 +236,8 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitFleetUnitTests",
-            dependencies: ["GodwitFleet", "GodwitPostgres"],
+            // GodwitMigrations for a folder's checksums, which resume compares.
+            dependencies: ["GodwitFleet", "GodwitPostgres", "GodwitMigrations"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -269,6 +273,14 @@ let package = Package(
             name: "GodwitChangesTests",
             dependencies: [
                 "GodwitChanges", "GodwitJobs", "GodwitQueue", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            // Fleets over three private clusters: GodwitCLI to run the fleet commands in-process.
+            name: "GodwitFleetTests",
+            dependencies: [
+                "GodwitFleet", "GodwitCLI", "GodwitMigrations", "GodwitPostgres", "GodwitTestSupport",
             ],
             swiftSettings: strict
         ),

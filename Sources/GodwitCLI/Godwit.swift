@@ -18,7 +18,7 @@ public struct Godwit: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             Migrate.self, WorkerCommand.self, WorkersCommand.self, ServeCommand.self, JobCommand.self,
-            BackupCommand.self, ChangeCommand.self,
+            BackupCommand.self, ChangeCommand.self, FleetCommand.self,
         ]
     )
 
