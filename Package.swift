@@ -136,6 +136,8 @@ let package = Package(
                 "GodwitPostgres", "GodwitMigrations", "GodwitQueue", "GodwitJobs",
                 .product(name: "Logging", package: "swift-log"),
             ],
+            // The fleets' part of the control database's schema (owner `fleet`).
+            resources: [.embedInCode("Resources/fleet_schema.sql")],
             swiftSettings: strict
         ),
         .target(
@@ -234,7 +236,8 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitFleetUnitTests",
-            dependencies: ["GodwitFleet", "GodwitPostgres"],
+            // GodwitMigrations for a folder's checksums, which resume compares.
+            dependencies: ["GodwitFleet", "GodwitPostgres", "GodwitMigrations"],
             swiftSettings: strict
         ),
         .testTarget(

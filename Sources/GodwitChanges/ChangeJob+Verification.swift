@@ -8,6 +8,12 @@ extension ChangeJob.Run {
     /// The verification: a keyset pass over the key, in chunks, counting the rows whose two
     /// sides disagree (`statements.disagrees`).
     ///
+    /// A chunk is one statement: the next `chunk` rows after the cursor in key order, read from
+    /// the key's index, aggregated as they stream (rows read, rows that disagree, the greatest
+    /// key), nothing kept or sorted. It starts at the backfill's batch size and is steered
+    /// towards `chunkTarget` a chunk (`nextChunk`), so a large table costs a few statements and
+    /// checkpoints, not one per batch.
+    ///
     /// After each chunk, the rows read, the rows that disagree and the last key go into the
     /// change's row together (one statement), so a worker killed mid-pass resumes after the
     /// last chunk recorded with its counts, and a chunk read twice is counted once. Between
@@ -18,33 +24,21 @@ extension ChangeJob.Run {
     /// the count and the first keys, and the cursor goes back to the start, so that the job,
     /// retried once the rows are fixed, verifies the whole table again.
     func verify(on session: Connection) async throws {
-        let chunk = max(1, record.batchSize ?? job.defaultVerifyChunk)
+        var chunk = max(1, record.batchSize ?? job.defaultVerifyChunk)
         var cursor = record.verifyCursor
         var rows = cursor == nil ? 0 : record.verifiedRows
         var disagreeing = cursor == nil ? 0 : record.disagreeingRows
-        let select = """
-            SELECT \(statements.key) AS godwit_key, (\(statements.disagrees)) IS NOT FALSE AS godwit_disagrees
-            FROM \(statements.table)
-            """
-        let order = "ORDER BY \(statements.key) LIMIT \(chunk)"
+        let clock = ContinuousClock()
         while true {
             try context.checkpoint()
-            // The last key in the key's own order: `c.godwit_key`, qualified, is the column,
-            // where a bare name would sort by the text of the output column of that name.
-            let summary = """
-                WITH chunk AS MATERIALIZED (%@)
-                SELECT (SELECT count(*) FROM chunk) AS read,
-                       (SELECT count(*) FROM chunk WHERE godwit_disagrees) AS disagreeing,
-                       (SELECT c.godwit_key::text FROM chunk c ORDER BY c.godwit_key DESC LIMIT 1) AS last
-                """
+            let started = clock.now
             let result: QueryResult
             if let cursor {
-                result = try await session.query(
-                    summary.replacingOccurrences(of: "%@", with: "\(select) WHERE \(statements.key) > $1 \(order)"),
-                    [cursor])
+                result = try await session.query(chunkQuery(after: true, limit: chunk), [cursor])
             } else {
-                result = try await session.query(summary.replacingOccurrences(of: "%@", with: "\(select) \(order)"))
+                result = try await session.query(chunkQuery(after: false, limit: chunk))
             }
+            let took = clock.now - started
             guard let row = result.first, let last = row["last"] else { break }
             let read = try row.int64("read")
             let bad = try row.int64("disagreeing")
@@ -57,6 +51,7 @@ extension ChangeJob.Run {
             disagreeing += bad
             cursor = last
             if read < chunk { break }
+            chunk = Self.nextChunk(after: chunk, took: took)
         }
         if disagreeing > 0 {
             let keys = try await firstDisagreeingKeys(on: session)
@@ -72,6 +67,36 @@ extension ChangeJob.Run {
             "verified_rows = $1, disagreeing_rows = 0, verified_at = now(), error = NULL", [rows])
         context.logger.notice(
             "change \(name): every row agrees", metadata: ["change": "\(name)", "rows": "\(rows)"])
+    }
+
+    /// How long a verification chunk should take: long enough that statements and checkpoints
+    /// are few, short enough that a pause or shutdown is seen soon.
+    static let chunkTarget: Duration = .milliseconds(250)
+    /// The most rows a verification chunk reads.
+    static let maxChunk = 200_000
+
+    /// The next chunk's size after one of `chunk` rows took `took`: doubled while a chunk takes
+    /// under half the target, halved while it takes over twice the target, within 1 and
+    /// `maxChunk`.
+    static func nextChunk(after chunk: Int, took: Duration) -> Int {
+        if took < chunkTarget / 2 { return min(maxChunk, chunk * 2) }
+        if took > chunkTarget * 2 { return max(1, chunk / 2) }
+        return chunk
+    }
+
+    /// One chunk: the first `limit` rows in key order (after the cursor, `$1`, when `after`),
+    /// their count, how many disagree, and the greatest key as text. The greatest key is
+    /// `max` in the key column's own collation, as the key's index orders it; a uuid, which
+    /// has no `max`, by its text in "C" order, which is its order.
+    func chunkQuery(after: Bool, limit: Int) -> String {
+        let key = "c.godwit_key"
+        let last = record.keyType == "uuid" ? "max(\(key)::text COLLATE \"C\")" : "max(\(key))::text"
+        let filter = after ? "WHERE \(statements.key) > $1 " : ""
+        return """
+            SELECT count(*) AS read, count(*) FILTER (WHERE c.godwit_disagrees) AS disagreeing, \(last) AS last
+            FROM (SELECT \(statements.key) AS godwit_key, (\(statements.disagrees)) IS NOT FALSE AS godwit_disagrees
+                  FROM \(statements.table) \(filter)ORDER BY \(statements.key) LIMIT \(limit)) c
+            """
     }
 
     /// The first keys, in key order, of rows that disagree now.

@@ -95,6 +95,8 @@ extension ChangeJob {
         var validated: Bool
         /// The backfill's batch size, from its job's payload.
         var batchSize: Int?
+        /// The key column's type (`format_type`); nil when the table or the column is gone.
+        var keyType: String?
 
         static func load(_ name: String, schema: QueueSchema, on connection: Connection) async throws -> Record? {
             guard
@@ -106,7 +108,10 @@ extension ChangeJob {
                            c.verified_at IS NOT NULL AS verified, c.indexes_built_at IS NOT NULL AS indexes_built,
                            c.validated_at IS NOT NULL AS validated,
                            (SELECT b.payload->>'batch_size' FROM \(schema.jobs) b WHERE b.id = c.backfill_job_id)
-                               AS batch_size
+                               AS batch_size,
+                           (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a
+                            WHERE a.attrelid = c.table_oid AND a.attname = c.key_column AND NOT a.attisdropped)
+                               AS key_type
                     FROM \(schema.qualified("change_records")) c
                     LEFT JOIN pg_catalog.pg_class t ON t.oid = c.table_oid
                     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
@@ -131,7 +136,8 @@ extension ChangeJob {
                 tableSchema: row["table_schema"], statements: statements, verifiedRows: try row.int64("verified_rows"),
                 disagreeingRows: try row.int64("disagreeing_rows"), verifyCursor: row["verify_cursor"],
                 verified: try row.bool("verified"), indexesBuilt: try row.bool("indexes_built"),
-                validated: try row.bool("validated"), batchSize: row["batch_size"].flatMap { Int($0) })
+                validated: try row.bool("validated"), batchSize: row["batch_size"].flatMap { Int($0) },
+                keyType: row["key_type"])
         }
 
         /// Refuses a job that is not this change's finish job, or that someone other than the

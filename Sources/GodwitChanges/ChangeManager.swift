@@ -69,7 +69,10 @@ public struct ChangeManager: Sendable {
         text += sql.start.map { $0 + ";\n" }.joined()
         text += "-- start also records the change and enqueues the finish job"
         if plan.syncs {
-            text += " and the backfill, a batched job:\n\(sql.backfill);\n"
+            text +=
+                sql.writesThroughTrigger
+                ? " and the backfill, a batched job whose no-op write the sync trigger completes:\n\(sql.backfill);\n"
+                : " and the backfill, a batched job that fills the new side itself; its statement sets \(ChangeSQL.backfillSetting) for its transaction, so the sync trigger skips its writes:\n\(sql.backfill);\n"
             text += "\n-- verify, after the backfill: rows whose two sides disagree (ready only at zero)\n"
             text += "SELECT count(*) FROM \(statements.table) WHERE \(statements.disagrees);\n"
         } else {
@@ -172,7 +175,7 @@ public struct ChangeManager: Sendable {
         }
     }
 
-    /// The backfill as a batched job: the change's table and key, its no-op write, and the
+    /// The backfill as a batched job: the change's table and key, its statement, and the
     /// change file's batched directives, read by the batched job's own parser (its errors name
     /// the change file's line).
     func backfillDefinition(_ plan: ChangePlan, sql: ChangeSQL, file: String) throws -> BatchedJobDefinition {

@@ -35,7 +35,7 @@ public struct ChangeSQL: Sendable {
             }
             statements.append(functionDefinition)
             statements.append(
-                "CREATE TRIGGER \(quoteIdentifier(names.trigger)) BEFORE INSERT OR UPDATE ON \(table) FOR EACH ROW EXECUTE FUNCTION \(function)()"
+                "CREATE TRIGGER \(quoteIdentifier(names.trigger)) BEFORE INSERT OR UPDATE ON \(table) FOR EACH ROW WHEN (\(notTheBackfill)) EXECUTE FUNCTION \(function)()"
             )
         }
         for list in plan.definition.notNull {
@@ -57,9 +57,67 @@ public struct ChangeSQL: Sendable {
         return statements
     }
 
-    /// The backfill's statement: a no-op write of the first old-side column (the key when
-    /// there is none) that the trigger completes; it changes neither side, so nothing fires back.
+    /// The session setting that marks the backfill's own writes (`godwit.change`), and its
+    /// value for this change: the change's name.
+    public static let backfillSetting = "godwit.change"
+
+    /// The trigger's `WHEN`: false only for a write made while the session's `godwit.change` is
+    /// this change's name, which the backfill's statement sets (locally, for its transaction)
+    /// before it writes a row. Applications never set it; a session that did would only skip
+    /// the sync for its own writes, and the verification would count every row it left apart.
+    var notTheBackfill: String {
+        "pg_catalog.current_setting(\(quoteLiteral(Self.backfillSetting)), true) IS DISTINCT FROM \(quoteLiteral(plan.definition.name))"
+    }
+
+    /// The backfill's statement: fills each new column still NULL with its expression over
+    /// the row, on the rows where that changes something, and writes nothing else.
+    ///
+    /// It writes the new side itself, so the sync trigger skips its writes (`notTheBackfill`):
+    /// the statement's one-time filter sets `godwit.change` for its transaction before the
+    /// scan writes a row (an uncorrelated subquery is an InitPlan, run once, before the first
+    /// row passes the filter), so the statement is whole wherever it runs (every batch, shard
+    /// and retry; by hand, as `plan` prints it), and a transaction-mode pooler sees a setting
+    /// that ends with the batch's transaction. (A payload field that the batch function would
+    /// apply could not be added at start: the enqueuer may not update the jobs it enqueued,
+    /// and `enqueue_batched` takes no such argument.)
+    ///
+    /// A row that needs nothing (the application wrote it since start, or its expression is
+    /// NULL) is not rewritten: no dead tuple. Under READ COMMITTED a row the application
+    /// updates meanwhile is filtered again on its new version (EvalPlanQual), so a new side the
+    /// application filled is kept, and `COALESCE` keeps it too.
+    ///
+    /// The old side is never written: a NULL old column stays NULL even where the trigger
+    /// would fill it from the new side on an application's write. Such a row's new side equals
+    /// its expression over the old one, which is what the verification (`disagrees`) accepts.
+    ///
+    /// A batched job's statement may not contain `;`: where an expression holds one (in a
+    /// string), the backfill is the trigger's instead (`triggerBackfill`).
     public var backfill: String {
+        if writesThroughTrigger { return triggerBackfill }
+        let key = quoteIdentifier(plan.key)
+        let filled = added.map { column in
+            let name = quoteIdentifier(column.name)
+            return "\(name) = COALESCE(\(name), (\(column.expression))::\(column.type))"
+        }.joined(separator: ", ")
+        let needed = added.map { column in
+            "(\(quoteIdentifier(column.name)) IS NULL AND (\(column.expression))::\(column.type) IS NOT NULL)"
+        }.joined(separator: " OR ")
+        let mark =
+            "(SELECT pg_catalog.set_config(\(quoteLiteral(Self.backfillSetting)), \(quoteLiteral(plan.definition.name)), true)) IS NOT NULL"
+        return
+            "UPDATE \(table) AS \(alias) SET \(filled) WHERE \(key) BETWEEN $1 AND $2 AND (\(needed)) AND \(mark)"
+    }
+
+    /// Whether the backfill leaves the filling to the trigger: an expression (or the change's
+    /// name) holds a `;`, which a batched job's statement may not.
+    public var writesThroughTrigger: Bool {
+        added.contains { $0.expression.contains(";") } || plan.definition.name.contains(";")
+    }
+
+    /// The backfill that leaves the work to the trigger: a no-op write of the first old-side
+    /// column (the key when there is none) that the trigger completes row by row; it changes
+    /// neither side, so nothing fires back. It rewrites every row of the range.
+    var triggerBackfill: String {
         let column = quoteIdentifier(plan.oldSide.first ?? plan.key)
         let key = quoteIdentifier(plan.key)
         return "UPDATE \(table) SET \(column) = \(column) WHERE \(key) BETWEEN $1 AND $2"
@@ -321,7 +379,7 @@ public struct ChangeSQL: Sendable {
         return ChangeStatements(
             table: table, key: quoteIdentifier(plan.key), disagrees: disagrees, indexes: indexes, uniques: uniques,
             validate: validate, complete: complete, abort: abort, migration: migration,
-            dropped: definition.droppedColumns.map(\.name))
+            dropped: definition.droppedColumns.map(\.name), backfill: plan.syncs ? backfill : nil)
     }
 
     /// The change's end state as one plain migration: add, fill, constraints, drop.

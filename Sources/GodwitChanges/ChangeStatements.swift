@@ -37,6 +37,9 @@ public struct ChangeStatements: Sendable, Equatable, Codable {
     public var migration: String
     /// The columns complete drops (the reader sampler watches these).
     public var dropped: [String]
+    /// The backfill's statement (`ChangeSQL.backfill`), which the reader sampler tells apart
+    /// as Godwit's own; nil when nothing syncs, and in records made before it was stored.
+    public var backfill: String? = nil
 }
 
 extension ChangeStatements {

@@ -40,9 +40,11 @@ public struct ChangeSupervisor: Sendable {
         }
     }
 
-    /// The task `godwit worker` registers: `advance` every `interval`, its moves logged.
+    /// The task `godwit worker` registers: `advance` every `interval`, and at once when a
+    /// batched job (a backfill, or a shard of one) ends on this worker, its moves logged. The
+    /// interval is the fallback for backfills that end on another worker.
     public var task: PeriodicTask {
-        PeriodicTask(name: "change supervisor", every: interval) { context in
+        PeriodicTask(name: "change supervisor", every: interval, wakeOn: [.batched]) { context in
             let report = try await context.pool.withConnection { try await self.advance(on: $0) }
             for (change, job) in report.advanced {
                 context.logger.notice(

@@ -14,7 +14,9 @@ import GodwitPostgres
 /// as the application's own role:
 /// - DDL (`ALTER`, `DROP`, `CREATE INDEX`, `VALIDATE`, ...), which reads no row, save a
 ///   `CREATE ... AS SELECT`, which does;
-/// - the backfill's no-op write, an `UPDATE` whose every assignment is `column = column`;
+/// - the backfill's statement, as start stored it (compared whole, its constants as
+///   `pg_stat_statements` normalises them), and the no-op write of a backfill the trigger
+///   completes, an `UPDATE` whose every assignment is `column = column`;
 /// - the verification, which embeds the change's `disagrees` expression (compared with its
 ///   constants as `pg_stat_statements` normalises them, `$n`);
 /// - the sync trigger's row evaluation, `... FROM (SELECT NEW.*)`.
@@ -26,10 +28,12 @@ public struct ColumnReadMatcher: Sendable {
     public var columns: [String]
     /// The verification's condition, normalised; empty when it is too plain to tell apart.
     let verification: [Shape]
+    /// The backfill's statement, normalised; empty when the change stored none.
+    let backfill: [Shape]
 
     /// `qualifiedTable` is `change_records.table_name` (`"public"."media"`); `disagrees` is the
-    /// change's `statements.disagrees`.
-    public init(qualifiedTable: String, columns: [String], disagrees: String?) {
+    /// change's `statements.disagrees`, `backfill` its `statements.backfill`.
+    public init(qualifiedTable: String, columns: [String], disagrees: String?, backfill: String? = nil) {
         let names = SQLTokenizer.tokens(qualifiedTable).compactMap(\.identifier)
         self.schema = names.count > 1 ? names[names.count - 2] : ""
         self.table = names.last ?? ""
@@ -38,6 +42,7 @@ public struct ColumnReadMatcher: Sendable {
         // "false" (nothing syncs) or a bare constant would match any statement's constant.
         let named = pattern.contains { if case .name = $0 { true } else { false } }
         self.verification = named && pattern.count >= 3 ? pattern : []
+        self.backfill = backfill.map { Self.shapes(SQLTokenizer.tokens($0)) } ?? []
     }
 
     /// The dropped columns that `text` reads, in `columns`' order; empty when it reads none or
@@ -76,7 +81,16 @@ public struct ColumnReadMatcher: Sendable {
 
     /// Whether the statement is Godwit's own (DDL, the backfill, the verification, the trigger).
     func isGodwits(_ tokens: [SQLToken]) -> Bool {
-        isDDL(tokens) || isNoOpUpdate(tokens) || isTriggerEvaluation(tokens) || containsVerification(tokens)
+        isDDL(tokens) || isNoOpUpdate(tokens) || isBackfill(tokens) || isTriggerEvaluation(tokens)
+            || containsVerification(tokens)
+    }
+
+    /// The change's own backfill statement, whole (a trailing `;` aside).
+    private func isBackfill(_ tokens: [SQLToken]) -> Bool {
+        guard !backfill.isEmpty else { return false }
+        var shapes = Self.shapes(tokens)
+        if shapes.last == .symbol(";") { shapes.removeLast() }
+        return shapes == backfill
     }
 
     /// The utility statements that read no row; `CREATE ... AS SELECT` (a table, a

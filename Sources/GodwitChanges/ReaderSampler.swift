@@ -217,7 +217,7 @@ public struct ReaderSampler: Sendable {
     private func inFlight(on connection: Connection) async throws -> [InFlight] {
         try await connection.query(
             """
-            SELECT name, table_name, statements->>'disagrees' AS disagrees,
+            SELECT name, table_name, statements->>'disagrees' AS disagrees, statements->>'backfill' AS backfill,
                    coalesce((SELECT pg_catalog.array_to_json(pg_catalog.array_agg(d))::text
                              FROM pg_catalog.jsonb_array_elements_text(statements->'dropped') AS d), '[]') AS dropped,
                    extract(epoch FROM now() - started_at)::float8 AS age
@@ -231,7 +231,8 @@ public struct ReaderSampler: Sendable {
             return InFlight(
                 name: try row.string("name"),
                 matcher: ColumnReadMatcher(
-                    qualifiedTable: try row.string("table_name"), columns: dropped, disagrees: row["disagrees"]),
+                    qualifiedTable: try row.string("table_name"), columns: dropped, disagrees: row["disagrees"],
+                    backfill: row["backfill"]),
                 secondsSinceStart: try row.double("age"))
         }
     }

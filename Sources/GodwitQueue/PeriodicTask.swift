@@ -11,17 +11,26 @@ import Logging
 /// is logged with the task's name and the loop goes on; the loop stops with the worker, after
 /// its running jobs. A task runs the worker's own SQL only, never SQL an enqueuer controls:
 /// what needs that belongs in a job, which runs in the enqueuer's sessions.
+///
+/// A task that reacts to jobs ending names their kinds (`wakeOn`): a job of one of them that
+/// ends on this worker, its outcome recorded, runs the task at once instead of at the end of
+/// its interval (after the run in progress, if one is). The interval stays the fallback, for
+/// the jobs that end on other workers.
 public struct PeriodicTask: Sendable {
     /// Names the task in the worker's log.
     public var name: String
     public var interval: Duration
+    /// The kinds of job whose end on this worker runs the task early.
+    public var wakeOn: Set<JobKind>
     public var body: @Sendable (PeriodicTaskContext) async throws -> Void
 
     public init(
-        name: String, every interval: Duration, _ body: @escaping @Sendable (PeriodicTaskContext) async throws -> Void
+        name: String, every interval: Duration, wakeOn: Set<JobKind> = [],
+        _ body: @escaping @Sendable (PeriodicTaskContext) async throws -> Void
     ) {
         self.name = name
         self.interval = interval
+        self.wakeOn = wakeOn
         self.body = body
     }
 }

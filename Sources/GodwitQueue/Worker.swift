@@ -150,6 +150,9 @@ public final class Worker: Service {
     private let clock = ContinuousClock()
     private let observer: (any WorkerObserver)?
     private let phase = Mutex(WorkerStatus.State.starting)
+    /// One wake-up per periodic task, in `configuration.periodicTasks`' order: rung when a job
+    /// of a kind in the task's `wakeOn` ends here.
+    private let periodicWakes: [WakeSignal]
 
     /// - Parameter pool: where the worker's connections come from; run it in the same service
     ///   group, before the worker (`configuration.makePool()` makes one that fits).
@@ -167,6 +170,7 @@ public final class Worker: Service {
         logger[metadataKey: "worker"] = "\(configuration.workerID)"
         self.logger = logger
         self.queue = JobQueue(schema: configuration.schema)
+        self.periodicWakes = configuration.periodicTasks.map { _ in WakeSignal() }
     }
 
     /// Asks the worker to stop as on SIGTERM: stop claiming, hand running jobs back at
@@ -234,8 +238,8 @@ public final class Worker: Service {
             background.addTask { await self.rescueLoop() }
             background.addTask { await self.housekeepingLoop() }
             background.addTask { await self.completions.flushLoop { await self.recordSuccesses($0) } }
-            for task in self.configuration.periodicTasks {
-                background.addTask { await self.periodicLoop(task) }
+            for (task, wake) in zip(self.configuration.periodicTasks, self.periodicWakes) {
+                background.addTask { await self.periodicLoop(task, wake: wake) }
             }
             await self.dispatchLoop()
             background.cancelAll()
@@ -367,6 +371,7 @@ public final class Worker: Service {
             wake.wake()
             let recorded = await completions.submit(job, result: result)
             logOutcome(.succeeded(result: result), recorded: recorded, metadata: metadata)
+            wakePeriodicTasks(after: job.kind)
             return
         }
         if let outcome {
@@ -374,6 +379,7 @@ public final class Worker: Service {
             // timeout), so it runs in a task of its own that does not inherit cancellation.
             let recorded = await Task { await self.record(job, outcome) }.value
             logOutcome(outcome, recorded: recorded, metadata: metadata)
+            wakePeriodicTasks(after: job.kind)
         } else {
             logger.warning(
                 "job lease lost: another worker took it over; this attempt wrote nothing", metadata: metadata)
@@ -541,9 +547,18 @@ public final class Worker: Service {
         }
     }
 
-    /// Runs `task` now and then `task.interval` after each run ends, until the task is
-    /// cancelled (the worker stopping); a run that fails is logged and the loop goes on.
-    private func periodicLoop(_ task: PeriodicTask) async {
+    /// Runs the periodic tasks that wake on `kind`: a job of it ended here, its outcome
+    /// recorded (committed), so what the task reads shows it.
+    private func wakePeriodicTasks(after kind: JobKind) {
+        for (task, wake) in zip(configuration.periodicTasks, periodicWakes) where task.wakeOn.contains(kind) {
+            wake.wake()
+        }
+    }
+
+    /// Runs `task` now and then `task.interval` after each run ends, or as soon as `wake` rings
+    /// (a job of a kind in `task.wakeOn` ended here), until the task is cancelled (the worker
+    /// stopping); a run that fails is logged and the loop goes on.
+    private func periodicLoop(_ task: PeriodicTask, wake: WakeSignal) async {
         var logger = self.logger
         logger[metadataKey: "task"] = "\(task.name)"
         let context = PeriodicTaskContext(pool: pool, schema: configuration.schema, logger: logger)
@@ -556,11 +571,7 @@ public final class Worker: Service {
                     "periodic task \(task.name) failed; trying again in \(task.interval.roundedDescription)",
                     metadata: ["error": "\(error)"])
             }
-            do {
-                try await Task.sleep(for: task.interval)
-            } catch {
-                return
-            }
+            await wake.wait(timeout: task.interval)
         }
     }
 

@@ -37,7 +37,14 @@ struct ChangeSQLTests {
         #expect(
             sql.start.last
                 == #"ALTER TABLE "public"."media" ADD CONSTRAINT "\#(check)" CHECK ("caption" IS NOT NULL) NOT VALID"#)
-        #expect(sql.backfill == #"UPDATE "public"."media" SET "title" = "title" WHERE "id" BETWEEN $1 AND $2"#)
+        #expect(
+            sql.backfill
+                == #"UPDATE "public"."media" AS "media" SET "caption" = COALESCE("caption", (title)::text) WHERE "id" BETWEEN $1 AND $2 AND (("caption" IS NULL AND (title)::text IS NOT NULL)) AND (SELECT pg_catalog.set_config('godwit.change', 'rename_title', true)) IS NOT NULL"#
+        )
+        #expect(
+            sql.start[2].contains(
+                "FOR EACH ROW WHEN (pg_catalog.current_setting('godwit.change', true) IS DISTINCT FROM 'rename_title') EXECUTE FUNCTION"
+            ))
         let statements = sql.statements
         #expect(statements.table == #""public"."media""#)
         #expect(statements.key == #""id""#)
@@ -83,6 +90,36 @@ struct ChangeSQLTests {
         // No session state decides the direction.
         #expect(!function.lowercased().contains("current_setting"))
         #expect(!function.lowercased().contains("search_path')"))
+    }
+
+    /// Two new columns: each filled only where it is NULL and its expression is not, and the
+    /// row written only when one of them needs it; the change's name quoted in the setting.
+    @Test func theBackfillFillsEachNewColumnWhereItIsMissing() throws {
+        let plan = try Self.plan(
+            """
+            -- name: it's
+            -- table: media
+            -- add-column: first_name text = split_part(title, ' ', 1)
+            -- add-column: last_name text = split_part(title, ' ', 2)
+            """, oldSide: ["title"])
+        let sql = ChangeSQL(plan)
+        #expect(
+            sql.backfill
+                == #"UPDATE "public"."media" AS "media" SET "first_name" = COALESCE("first_name", (split_part(title, ' ', 1))::text), "last_name" = COALESCE("last_name", (split_part(title, ' ', 2))::text) WHERE "id" BETWEEN $1 AND $2 AND (("first_name" IS NULL AND (split_part(title, ' ', 1))::text IS NOT NULL) OR ("last_name" IS NULL AND (split_part(title, ' ', 2))::text IS NOT NULL)) AND (SELECT pg_catalog.set_config('godwit.change', 'it''s', true)) IS NOT NULL"#
+        )
+        #expect(!sql.writesThroughTrigger)
+        #expect(sql.statements.backfill == sql.backfill)
+    }
+
+    /// A batched job's statement holds no `;`: an expression with one in a string leaves the
+    /// filling to the trigger, through the no-op write, which the trigger does not skip.
+    @Test func anExpressionWithASemicolonIsBackfilledThroughTheTrigger() throws {
+        let plan = try Self.plan(
+            "-- table: media\n-- add-column: first text = split_part(title, ';', 1)\n", oldSide: ["title"])
+        let sql = ChangeSQL(plan)
+        #expect(sql.writesThroughTrigger)
+        #expect(sql.backfill == #"UPDATE "public"."media" SET "title" = "title" WHERE "id" BETWEEN $1 AND $2"#)
+        #expect(!sql.backfill.contains("set_config"))
     }
 
     @Test func aChangeThatSyncsNothingHasNoTriggerAndNeverDisagrees() throws {

@@ -75,4 +75,26 @@ struct ColumnReadMatcherTests {
         let matcher = ColumnReadMatcher(qualifiedTable: "public.media", columns: ["title"], disagrees: "false")
         #expect(matcher.columnsRead(by: "SELECT title FROM media WHERE $1") == ["title"])
     }
+
+    /// The backfill's statement as start stored it, and as `pg_stat_statements` keeps it (its
+    /// constants as parameters): Godwit's own. The same shape with another table, or an
+    /// application's statement that merely resembles it, still reads.
+    @Test func theStoredBackfillIsGodwitsOwn() {
+        let backfill =
+            #"UPDATE "public"."media" AS "media" SET "caption" = COALESCE("caption", (title)::text) WHERE "id" BETWEEN $1 AND $2 AND (("caption" IS NULL AND (title)::text IS NOT NULL)) AND (SELECT pg_catalog.set_config('godwit.change', 'rename_title', true)) IS NOT NULL"#
+        let matcher = ColumnReadMatcher(
+            qualifiedTable: #""public"."media""#, columns: ["title"],
+            disagrees: #"NOT ("caption" IS NOT DISTINCT FROM ((title)::text))"#, backfill: backfill)
+        #expect(matcher.columnsRead(by: backfill).isEmpty)
+        #expect(matcher.columnsRead(by: backfill + ";").isEmpty)
+        let normalised =
+            #"UPDATE "public"."media" AS "media" SET "caption" = COALESCE("caption", (title)::text) WHERE "id" BETWEEN $1 AND $2 AND (("caption" IS NULL AND (title)::text IS NOT NULL)) AND (SELECT pg_catalog.set_config($3, $4, $5)) IS NOT NULL"#
+        #expect(matcher.columnsRead(by: normalised).isEmpty)
+        #expect(
+            matcher.columnsRead(
+                by: #"UPDATE "public"."media" AS "media" SET "caption" = COALESCE("caption", (title)::text) WHERE "id" = $1"#
+            ) == ["title"])
+        // Without the stored statement, the same text reads the column.
+        #expect(Self.matcher.columnsRead(by: backfill) == ["title"])
+    }
 }

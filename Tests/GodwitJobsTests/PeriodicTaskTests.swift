@@ -61,4 +61,51 @@ struct PeriodicTaskTests {
             await pool.close()
         }
     }
+
+    /// A task with an hour's interval runs again as soon as a job of a kind it wakes on ends
+    /// on its worker, and that run sees the job's outcome recorded; a job of another kind
+    /// ending first does not run it.
+    @Test func aJobOfAKindItWakesOnRunsItAtOnce() async throws {
+        try await withQueue { db, conn, queue in
+            try await conn.execute("CREATE TABLE public.ticks (run int, sleeps_done bigint)")
+            let counter = RunCounter()
+            var configuration = WorkerConfiguration(databaseURL: db.url)
+            configuration.connectTimeout = .seconds(120)
+            configuration.periodicTasks = [
+                PeriodicTask(name: "react", every: .seconds(3600), wakeOn: [.sleep]) { context in
+                    let run = counter.next()
+                    try await context.pool.withConnection {
+                        try await $0.query(
+                            """
+                            INSERT INTO public.ticks
+                            SELECT $1, count(*) FROM godwit.jobs WHERE kind = 'sleep' AND state = 'succeeded'
+                            """, [run])
+                    }
+                }
+            ]
+            let pool = configuration.makePool()
+            let worker = Worker(
+                configuration: configuration, pool: pool, handlers: [SleepJob()], logger: LogCapture().logger)
+            let running = Task { try await worker.run() }
+            func ticks() async throws -> Int {
+                try await conn.query("SELECT count(*) AS n FROM public.ticks").first?.int("n") ?? 0
+            }
+            // The first run, at start.
+            #expect(try await eventually(timeout: .seconds(180)) { try await ticks() == 1 })
+            // A job of a kind the task does not wake on (no handler here: it fails at once).
+            let other = try await queue.enqueue(kind: JobKind("other"), name: "other", maxAttempts: 1, on: conn)
+            #expect(try await eventually(timeout: .seconds(180)) { try await state(of: other, conn) == "failed" })
+            let sleep = try await queue.enqueue(
+                kind: .sleep, name: "nap", payload: #"{"milliseconds": 10}"#, on: conn)
+            let woken = try await eventually(timeout: .seconds(180)) { try await ticks() >= 2 }
+            #expect(woken, "the task ran again once the sleep job ended")
+            #expect(try await state(of: sleep, conn) == "succeeded")
+            worker.shutdown()
+            try await running.value
+            let rows = try await conn.query("SELECT run, sleeps_done FROM public.ticks ORDER BY run").rows
+            #expect(try rows.map { try $0.int("run") } == [1, 2], "one run at start, one for the sleep job")
+            #expect(try rows.last?.int64("sleeps_done") == 1, "the woken run saw the job's success")
+            await pool.close()
+        }
+    }
 }
