@@ -28,7 +28,13 @@ extension FleetCommand {
                 try await connection.withQueueConnection(logger: makeLogger(logLevel)) { control in
                     let (found, targets) = try await FleetReport.read(runID, records: records, on: control)
                     FleetReport.print(found, targets)
-                    try FleetReport.requireSuccess(found, targets)
+                    if found.command == "enqueue" {
+                        try await FleetBackfillReport.show(
+                            found, targets, schema: schemaOptions.schema,
+                            connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)))
+                    } else {
+                        try FleetReport.requireSuccess(found, targets)
+                    }
                 }
             }
         }

@@ -95,6 +95,77 @@ struct FleetEnqueueTests {
         }
     }
 
+    /// With -D the run is recorded on the control database (command enqueue, each target's
+    /// job_id, the failed target's error), and `fleet status` shows each target's backfill from
+    /// its own queue: exit 1 while a backfill has not succeeded or a target has no job, 0 once
+    /// every job succeeded.
+    @Test func recordsTheRunAndStatusShowsEachBackfill() async throws {
+        try await BackfillFleet.with(databases: 3, rows: 25) { fleet in
+            try await withTestDatabase(prefix: "godwit_fleet_control") { control in
+                let directory = try TemporaryDirectory(prefix: "godwit-fleet")
+                defer { directory.delete() }
+                let good = try directory.write(
+                    "good.txt", "one \(fleet.databases[0].url)\ntwo \(fleet.databases[1].url)\n")
+                let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 10))
+                let enqueued = try await GodwitCommand.run([
+                    "fleet", "enqueue", job, "--targets", good, "-D", control.url,
+                ])
+                #expect(enqueued.status == 0, "\(enqueued.stderr)")
+                let runLine = enqueued.stdout.split(separator: "\n").first.map(String.init) ?? ""
+                #expect(runLine.hasPrefix("fleet run "), "\(enqueued.stdout)")
+                let runID = String(runLine.dropFirst("fleet run ".count))
+
+                let before = try await GodwitCommand.run(["fleet", "status", runID, "-D", control.url])
+                #expect(before.status == 1)
+                #expect(
+                    before.stdout.contains("run \(runID): enqueue \(job) on \(good), succeeded"), "\(before.stdout)")
+                #expect(before.stdout.contains("BACKFILL"), "\(before.stdout)")
+                #expect(
+                    before.stderr == "error: run \(runID): 2 of 2 backfills have not succeeded (queued: one, two)\n",
+                    "\(before.stderr)")
+
+                let worker = try await GodwitCommand.run([
+                    "worker", "--targets", good, "--drain", "--poll-interval", "0.2",
+                ])
+                #expect(worker.status == 0, "\(worker.stderr)")
+                let after = try await GodwitCommand.run(["fleet", "status", runID, "-D", control.url])
+                #expect(after.status == 0, "\(after.stderr)")
+                let lines = after.stdout.split(separator: "\n").filter { $0.contains("succeeded  25/25 rows  100.0%") }
+                #expect(lines.count == 2, "\(after.stdout)")
+
+                // A target where the job does not fit: recorded failed, with its error, and no job.
+                try await Connection.withConnection(fleet.databases[2].url) { conn in
+                    try await conn.execute("DROP TABLE items")
+                }
+                let mixed = try directory.write(
+                    "mixed.txt", "one \(fleet.databases[0].url)\nbad \(fleet.databases[2].url)\n")
+                let second = try await GodwitCommand.run([
+                    "fleet", "enqueue", job, "--targets", mixed, "-D", control.url,
+                ])
+                #expect(second.status == 1)
+                let rows = try await Connection.withConnection(control.url) { conn in
+                    try await conn.query(
+                        """
+                        SELECT r.command, r.state AS run_state, r.checksums ? 'sha384' AS has_sha, t.name, t.state,
+                            t.job_id, t.error
+                        FROM godwit.fleet_runs r JOIN godwit.fleet_targets t ON t.run_id = r.id
+                        WHERE r.id = (SELECT max(id) FROM godwit.fleet_runs) ORDER BY t.position
+                        """
+                    ).rows
+                }
+                #expect(rows.map { $0["command"] } == ["enqueue", "enqueue"])
+                #expect(rows.map { $0["run_state"] } == ["failed", "failed"])
+                #expect(rows.map { $0["has_sha"] } == ["t", "t"])
+                #expect(rows.map { $0["state"] } == ["succeeded", "failed"])
+                #expect(rows[0]["job_id"] != nil && rows[1]["job_id"] == nil)
+                #expect(rows[1]["error"]?.hasPrefix(job) == true, "\(String(describing: rows[1]["error"]))")
+                let status = try await GodwitCommand.run(["fleet", "status", "-D", control.url])
+                #expect(status.status == 1)
+                #expect(status.stderr.contains("1 of 2 targets have no job (bad)"), "\(status.stderr)")
+            }
+        }
+    }
+
     /// A job file that does not parse is refused once, with its line, before any target is
     /// touched: no queue is installed anywhere.
     @Test func aBadJobFileTouchesNoTarget() async throws {
