@@ -167,7 +167,7 @@ struct FleetWorkerTests {
             let directory = try TemporaryDirectory(prefix: "godwit-fleet")
             defer { directory.delete() }
             let targets = try directory.write("targets.txt", fleet.targetsText)
-            let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 50, pauseMs: 10))
+            let job = try directory.write("count_items.sql", BackfillFleet.backfillJob(batch: 50, pauseMs: 20))
 
             let enqueued = try await GodwitCommand.run(["fleet", "enqueue", job, "--targets", targets])
             #expect(enqueued.status == 0, "\(enqueued.stderr)")
@@ -180,12 +180,13 @@ struct FleetWorkerTests {
                 "worker", "--targets", targets, "--connections", "8", "--lease-timeout", "3", "--poll-interval", "1",
                 "--slice", "2", "--log-level", "warning",
             ]
-            // First run: killed once some databases are done and others are not.
+            // First run: killed once some databases are done and several are not (a loose window:
+            // a look at 20 databases may take seconds on a loaded machine).
             let first = try GodwitProcess.start(arguments)
             let midRun = try await eventually(timeout: .seconds(180), every: .milliseconds(100)) {
                 let states = try await fleet.jobStates().flatMap { $0 }
                 let done = states.filter { $0 == "succeeded" }.count
-                return done >= 2 && done <= 17 && states.contains("running")
+                return done >= 1 && states.count - done >= 3 && states.contains("running")
             }
             first.signal(SIGKILL)
             let killed = try await first.wait()
@@ -228,7 +229,7 @@ struct FleetWorkerTests {
     /// which serving them one after the other never shows. Each turn's end hands the job back at
     /// its checkpoint without counting an attempt, and every row still changes exactly once.
     @Test func databasesTakeTurnsWhenOthersWait() async throws {
-        try await BackfillFleet.with(databases: 3, rows: 400) { fleet in
+        try await BackfillFleet.with(databases: 3, rows: 1000) { fleet in
             let directory = try TemporaryDirectory(prefix: "godwit-fleet")
             defer { directory.delete() }
             let targets = try directory.write("targets.txt", fleet.targetsText)
@@ -253,14 +254,14 @@ struct FleetWorkerTests {
             let progress = try await fleet.progress()
             #expect(progress.allSatisfy { $0.state == "succeeded" && $0.attempts == 1 }, "\(progress)")
             let counters = try await fleet.counters()
-            #expect(counters.allSatisfy { $0.total == 400 && $0.wrong == 0 }, "\(counters)")
+            #expect(counters.allSatisfy { $0.total == 1000 && $0.wrong == 0 }, "\(counters)")
         }
     }
 
     /// SIGTERM stops every database's worker as it stops a worker: the running jobs go back to
     /// their queues at their next checkpoint, their attempt given back, and the process exits 0.
     @Test func sigtermHandsRunningJobsBack() async throws {
-        try await BackfillFleet.with(databases: 3, rows: 400) { fleet in
+        try await BackfillFleet.with(databases: 3, rows: 2000) { fleet in
             let directory = try TemporaryDirectory(prefix: "godwit-fleet")
             defer { directory.delete() }
             let targets = try directory.write("targets.txt", fleet.targetsText)
@@ -272,18 +273,20 @@ struct FleetWorkerTests {
             ])
             defer { if worker.isRunning { worker.signal(SIGKILL) } }
             let running = try await eventually(timeout: .seconds(120), every: .milliseconds(50)) {
-                try await fleet.progress().filter { $0.state == "running" && $0.rowsDone > 0 }.count == 2
+                try await fleet.progress().contains { $0.state == "running" && $0.rowsDone > 0 }
             }
             worker.signal(SIGTERM)
             let exited = await eventually(timeout: .seconds(120), every: .milliseconds(100)) { !worker.isRunning }
             if !exited { worker.signal(SIGKILL) }
             let output = try await worker.wait()
-            #expect(running, "two databases were never served at once")
+            #expect(running, "no backfill was seen under way")
             #expect(exited && output.status == 0, "status \(output.status): \(output.stderr.suffix(3000))")
             let progress = try await fleet.progress()
+            // Every job part-done went back to its queue, its attempt given back; none finished.
+            let handedBack = progress.filter { $0.rowsDone > 0 }
             #expect(
-                progress.filter { $0.state == "queued" && $0.rowsDone > 0 && $0.attempts == 0 }.count == 2,
-                "\(progress)")
+                !handedBack.isEmpty && handedBack.allSatisfy { $0.state == "queued" && $0.attempts == 0 }, "\(progress)"
+            )
             #expect(!progress.contains { $0.state == "running" }, "\(progress)")
         }
     }
