@@ -92,7 +92,8 @@ struct ColumnReadMatcherTests {
         #expect(matcher.columnsRead(by: normalised).isEmpty)
         #expect(
             matcher.columnsRead(
-                by: #"UPDATE "public"."media" AS "media" SET "caption" = COALESCE("caption", (title)::text) WHERE "id" = $1"#
+                by:
+                    #"UPDATE "public"."media" AS "media" SET "caption" = COALESCE("caption", (title)::text) WHERE "id" = $1"#
             ) == ["title"])
         // Without the stored statement, the same text reads the column.
         #expect(Self.matcher.columnsRead(by: backfill) == ["title"])
