@@ -151,6 +151,7 @@ let package = Package(
                 "GodwitJobs",
                 // The changes page and the changes' phases in /metrics.
                 "GodwitChanges",
+                "GodwitFleet",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
@@ -288,8 +289,8 @@ let package = Package(
             name: "GodwitHTTPTests",
             dependencies: [
                 // GodwitJobs to install the whole schema, as a worker does; GodwitChanges its changes' part.
-                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitJobs", "GodwitChanges", "GodwitPostgres",
-                "GodwitTestSupport",
+                "GodwitHTTP", "GodwitMigrations", "GodwitQueue", "GodwitJobs", "GodwitChanges", "GodwitFleet",
+                "GodwitPostgres", "GodwitTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: strict

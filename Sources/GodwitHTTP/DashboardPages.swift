@@ -16,7 +16,7 @@ struct DashboardPages: Sendable {
     func layout(title: String, active: String, body: String) -> String {
         let links = [
             ("/", "Jobs", "jobs"), ("/workers", "Workers", "workers"), ("/migrations", "Migrations", "migrations"),
-            ("/backups", "Backups", "backups"), ("/changes", "Changes", "changes"),
+            ("/backups", "Backups", "backups"), ("/changes", "Changes", "changes"), ("/fleet", "Fleet", "fleet"),
         ]
         .map { "<a href=\"\($0.0)\"\($0.2 == active ? " aria-current=\"page\"" : "")>\($0.1)</a>" }.joined()
         return """

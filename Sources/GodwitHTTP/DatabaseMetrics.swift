@@ -62,6 +62,7 @@ struct DatabaseMetrics: Sendable {
             ).set(to: depth.oldestSeconds)
             try await batched(connection, into: registry)
             try await changes(connection, into: registry)
+            try await fleet(connection, into: registry)
             let backups = try await BackupRecords(schema: schema.name).summary(on: connection)
             registry.makeGauge(named: "godwit_backups", help: "Verified backups recorded in the backups table.")
                 .set(to: Double(backups.count))

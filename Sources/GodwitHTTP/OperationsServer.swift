@@ -112,10 +112,10 @@ public struct OperationsServer: Sendable {
         return text
     }
 
-    /// The route collections: the probes, the dashboard's pages, the changes' pages, and its
-    /// controls.
+    /// The route collections: the probes, the dashboard's pages, the changes' and the fleet's
+    /// pages, and its controls.
     func routeCollections() -> [RouteCollection<OperationsContext>] {
-        [probeRoutes(), dashboardRoutes(), changeRoutes(), controlRoutes()]
+        [probeRoutes(), dashboardRoutes(), changeRoutes(), fleetRoutes(), controlRoutes()]
     }
 
     /// The routes behind, in order: `RequestGuard` (one Host; without a token, a loopback or
