@@ -5,16 +5,21 @@ extension ChangeJob.Run {
     /// How many keys a failed verification names.
     static let keysShown = 5
 
-    /// The verification: a keyset pass over the key, in chunks, counting the rows whose two
-    /// sides disagree (`statements.disagrees`).
+    /// The verification: a pass over the table, in chunks, counting the rows whose two sides
+    /// disagree (`statements.disagrees`).
     ///
-    /// A chunk is one statement: the next `chunk` rows after the cursor in key order, read from
-    /// the key's index, aggregated as they stream (rows read, rows that disagree, the greatest
-    /// key), nothing kept or sorted. It starts at the backfill's batch size and is steered
-    /// towards `chunkTarget` a chunk (`nextChunk`), so a large table costs a few statements and
-    /// checkpoints, not one per batch.
+    /// A table is read in its physical order, a range of its blocks a chunk (a TID range scan:
+    /// each block read once, in order, and the dead versions the backfill left behind skipped
+    /// on the page, where a walk of the key's index would fetch each of them); a partitioned
+    /// table in key order, the next rows after the cursor read from the key's index (`Pass`).
+    /// Either way a chunk is one statement, aggregated as it streams (rows read, rows that
+    /// disagree, where it ended), nothing kept or sorted. It starts near the backfill's batch
+    /// size and is steered towards `chunkTarget` a chunk (`nextChunk`), so a large table costs
+    /// a few statements and checkpoints, not one per batch. A block pass reads up to the
+    /// table's size as it is when it gets there, so rows appended meanwhile are read too; a row
+    /// written after its block (or key) was read went through the sync trigger.
     ///
-    /// After each chunk, the rows read, the rows that disagree and the last key go into the
+    /// After each chunk, the rows read, the rows that disagree and the cursor go into the
     /// change's row together (one statement), so a worker killed mid-pass resumes after the
     /// last chunk recorded with its counts, and a chunk read twice is counted once. Between
     /// chunks the job takes its checkpoint (pause, cancel, shutdown). The pass reads; it never
@@ -24,7 +29,8 @@ extension ChangeJob.Run {
     /// the count and the first keys, and the cursor goes back to the start, so that the job,
     /// retried once the rows are fixed, verifies the whole table again.
     func verify(on session: Connection) async throws {
-        var chunk = max(1, record.batchSize ?? job.defaultVerifyChunk)
+        let pass = Pass(record: record, statements: statements)
+        var chunk = pass.firstChunk(batchSize: record.batchSize ?? job.defaultVerifyChunk)
         var cursor = record.verifyCursor
         var rows = cursor == nil ? 0 : record.verifiedRows
         var disagreeing = cursor == nil ? 0 : record.disagreeingRows
@@ -32,25 +38,22 @@ extension ChangeJob.Run {
         while true {
             try context.checkpoint()
             let started = clock.now
-            let result: QueryResult
-            if let cursor {
-                result = try await session.query(chunkQuery(after: true, limit: chunk), [cursor])
-            } else {
-                result = try await session.query(chunkQuery(after: false, limit: chunk))
-            }
+            guard let (query, parameters) = try await pass.chunk(after: cursor, size: chunk, on: session) else { break }
+            let result = try await session.query(query, parameters)
             let took = clock.now - started
-            guard let row = result.first, let last = row["last"] else { break }
+            guard let row = result.first else { break }
             let read = try row.int64("read")
             let bad = try row.int64("disagreeing")
+            guard let next = pass.cursor(after: row, chunkedFrom: cursor, size: chunk) else { break }
             // Fenced by the cursor this chunk started from: a chunk is counted once.
             try await updateRecord(
                 "verified_rows = $1, disagreeing_rows = $2, verify_cursor = $3",
-                [rows + read, disagreeing + bad, last, cursor],
+                [rows + read, disagreeing + bad, next, cursor],
                 condition: "c.verify_cursor IS NOT DISTINCT FROM $4::text AND c.verified_at IS NULL")
             rows += read
             disagreeing += bad
-            cursor = last
-            if read < chunk { break }
+            cursor = next
+            if pass.isLast(read: read, size: chunk) { break }
             chunk = Self.nextChunk(after: chunk, took: took)
         }
         if disagreeing > 0 {
@@ -67,6 +70,70 @@ extension ChangeJob.Run {
             "verified_rows = $1, disagreeing_rows = 0, verified_at = now(), error = NULL", [rows])
         context.logger.notice(
             "change \(name): every row agrees", metadata: ["change": "\(name)", "rows": "\(rows)"])
+    }
+
+    /// How a verification walks its table: by blocks (a table) or by key (a partitioned table,
+    /// whose partitions' block numbers overlap; and a pass an older Godwit began by key).
+    struct Pass {
+        let record: ChangeJob.Record
+        let statements: ChangeStatements
+        /// Cursors of a block pass: `block:N`, the first block not yet read.
+        static let blockPrefix = "block:"
+
+        init(record: ChangeJob.Record, statements: ChangeStatements) {
+            self.record = record
+            self.statements = statements
+        }
+
+        var byBlocks: Bool {
+            record.relationKind == "r" && (record.verifyCursor.map { $0.hasPrefix(Self.blockPrefix) } ?? true)
+        }
+
+        /// About the backfill's batch size in rows: as many blocks as hold it at 100 rows a
+        /// block, or that many rows.
+        func firstChunk(batchSize: Int) -> Int { byBlocks ? max(1, batchSize / 100) : max(1, batchSize) }
+
+        /// The next chunk's statement and parameters, nil when a block pass has read every block.
+        func chunk(after cursor: String?, size: Int, on session: Connection) async throws -> (
+            String, [any PostgresParameter]
+        )? {
+            let disagrees = "(\(statements.disagrees)) IS NOT FALSE"
+            guard byBlocks else {
+                return (
+                    ChangeJob.Run.keyChunkQuery(
+                        record: record, statements: statements, after: cursor != nil, limit: size),
+                    cursor.map { [$0] } ?? []
+                )
+            }
+            let first = Int64(cursor.map { $0.dropFirst(Self.blockPrefix.count) }.flatMap { Int64($0) } ?? 0)
+            let blocks =
+                try await session.query(
+                    "SELECT pg_catalog.pg_relation_size($1::pg_catalog.oid) / pg_catalog.current_setting('block_size')::pg_catalog.int8 AS n",
+                    [record.tableOID]
+                ).first?.int64("n") ?? 0
+            guard first < blocks else { return nil }
+            let last = min(first + Int64(size), Int64(UInt32.max))
+            return (
+                """
+                SELECT count(*) AS read, count(*) FILTER (WHERE \(disagrees)) AS disagreeing
+                FROM \(statements.table)
+                WHERE ctid >= $1::pg_catalog.tid AND ctid < $2::pg_catalog.tid
+                """,
+                ["(\(first),0)", "(\(last),0)"]
+            )
+        }
+
+        /// Where the pass stands after a chunk: the block after it, or the chunk's greatest key;
+        /// nil when a key chunk read nothing (the end).
+        func cursor(after row: PostgresRow, chunkedFrom cursor: String?, size: Int) -> String? {
+            guard byBlocks else { return row["last"] }
+            let first = cursor.map { $0.dropFirst(Self.blockPrefix.count) }.flatMap { Int64($0) } ?? 0
+            return Self.blockPrefix + String(min(first + Int64(size), Int64(UInt32.max)))
+        }
+
+        /// A key chunk that read fewer rows than asked was the last; a block pass ends when its
+        /// cursor passes the table's size (`chunk` returns nil).
+        func isLast(read: Int64, size: Int) -> Bool { byBlocks ? false : read < Int64(size) }
     }
 
     /// How long a verification chunk should take: long enough that statements and checkpoints
@@ -88,11 +155,13 @@ extension ChangeJob.Run {
         return min(maxChunk, max(1, Int((Double(chunk) * factor).rounded())))
     }
 
-    /// One chunk: the first `limit` rows in key order (after the cursor, `$1`, when `after`),
-    /// their count, how many disagree, and the greatest key as text. The greatest key is
-    /// `max` in the key column's own collation, as the key's index orders it; a uuid, which
+    /// One key chunk: the first `limit` rows in key order (after the cursor, `$1`, when
+    /// `after`), their count, how many disagree, and the greatest key as text. The greatest key
+    /// is `max` in the key column's own collation, as the key's index orders it; a uuid, which
     /// has no `max`, by its text in "C" order, which is its order.
-    func chunkQuery(after: Bool, limit: Int) -> String {
+    static func keyChunkQuery(record: ChangeJob.Record, statements: ChangeStatements, after: Bool, limit: Int)
+        -> String
+    {
         let key = "c.godwit_key"
         let last = record.keyType == "uuid" ? "max(\(key)::text COLLATE \"C\")" : "max(\(key))::text"
         let filter = after ? "WHERE \(statements.key) > $1 " : ""

@@ -97,6 +97,8 @@ extension ChangeJob {
         var batchSize: Int?
         /// The key column's type (`format_type`); nil when the table or the column is gone.
         var keyType: String?
+        /// The table's `relkind`: `r` for a table, `p` for a partitioned one; nil when it is gone.
+        var relationKind: String?
 
         static func load(_ name: String, schema: QueueSchema, on connection: Connection) async throws -> Record? {
             guard
@@ -111,7 +113,8 @@ extension ChangeJob {
                                AS batch_size,
                            (SELECT pg_catalog.format_type(a.atttypid, NULL) FROM pg_catalog.pg_attribute a
                             WHERE a.attrelid = c.table_oid AND a.attname = c.key_column AND NOT a.attisdropped)
-                               AS key_type
+                               AS key_type,
+                           t.relkind::text AS relkind
                     FROM \(schema.qualified("change_records")) c
                     LEFT JOIN pg_catalog.pg_class t ON t.oid = c.table_oid
                     LEFT JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
@@ -137,7 +140,7 @@ extension ChangeJob {
                 disagreeingRows: try row.int64("disagreeing_rows"), verifyCursor: row["verify_cursor"],
                 verified: try row.bool("verified"), indexesBuilt: try row.bool("indexes_built"),
                 validated: try row.bool("validated"), batchSize: row["batch_size"].flatMap { Int($0) },
-                keyType: row["key_type"])
+                keyType: row["key_type"], relationKind: row["relkind"])
         }
 
         /// Refuses a job that is not this change's finish job, or that someone other than the
