@@ -86,5 +86,54 @@ extension FleetTests {
                 #expect(stored?.contains("port=\(port)") == true, "\(stored ?? "")")
             }
         }
+
+        /// A target whose server never answers, one whose password is wrong, and one whose
+        /// database does not exist each fail alone with a one-line reason; the hanging one is
+        /// bounded by --connect-timeout, and the others succeed.
+        @Test func unreachableTargetsFailAloneWithOneLine() async throws {
+            try await FleetFixture.with(databasesPerCluster: 1, schemasPerDatabase: 0) { fleet in
+                let cluster = fleet.clusters[0]
+                let role = "fleet_pw_\(UInt32.random(in: 0...UInt32.max))"
+                try await Connection.withConnection(cluster.url) { admin in
+                    try await admin.execute("CREATE ROLE \(role) LOGIN PASSWORD 'right-pw'")
+                }
+                let silent = try LoopbackListener()
+                let host = "127.0.0.1:\(cluster.port)"
+                var targets = fleet.targets
+                targets.append(
+                    .init(
+                        name: "hangs", url: "postgres://postgres@127.0.0.1:\(silent.port)/nothing", schema: nil,
+                        database: "nothing"))
+                targets.append(
+                    .init(
+                        name: "wrong-pw", url: "postgres://\(role):wrong-pw@\(host)/postgres", schema: nil,
+                        database: "postgres"))
+                targets.append(
+                    .init(
+                        name: "no-db", url: "postgres://postgres@\(host)/no_such_database_here", schema: nil,
+                        database: "no_such_database_here"))
+                try fleet.writeTargets(targets)
+                let run = try await fleet.migrate(["--on-error", "continue", "--connect-timeout", "2"])
+                #expect(run.status == 1)
+                #expect(!run.stdout.contains("wrong-pw@") && !run.stderr.contains("wrong-pw@"))
+                let rows = try await fleet.targetRows()
+                for name in ["hangs", "wrong-pw", "no-db"] {
+                    let error = rows[name]?.error ?? ""
+                    #expect(rows[name]?.state == "failed", "\(name)")
+                    #expect(error.hasPrefix("could not connect: "), "\(name): \(error)")
+                    #expect(!error.contains("\n") && !error.isEmpty, "\(name): \(error)")
+                }
+                #expect(rows["wrong-pw"]?.error?.contains("password") == true, "\(rows["wrong-pw"]?.error ?? "")")
+                #expect(
+                    rows["no-db"]?.error?.contains("no_such_database_here") == true, "\(rows["no-db"]?.error ?? "")")
+                #expect(
+                    rows.filter { !["hangs", "wrong-pw", "no-db"].contains($0.key) }.allSatisfy {
+                        $0.value.state == "succeeded"
+                    })
+                try await Connection.withConnection(cluster.url) { admin in
+                    try await admin.execute("DROP ROLE \(role)")
+                }
+            }
+        }
     }
 }
