@@ -92,11 +92,15 @@ extension FleetTests {
         /// bounded by --connect-timeout, and the others succeed.
         @Test func unreachableTargetsFailAloneWithOneLine() async throws {
             try await FleetFixture.with(databasesPerCluster: 1, schemasPerDatabase: 0) { fleet in
+                // The test server asks every role but postgres for its password over TCP (the
+                // private clusters trust loopback): the wrong-password target lives there.
                 let cluster = fleet.clusters[0]
                 let role = "fleet_pw_\(UInt32.random(in: 0...UInt32.max))"
-                try await Connection.withConnection(cluster.url) { admin in
+                _ = try await fleet.withControl { admin in
                     try await admin.execute("CREATE ROLE \(role) LOGIN PASSWORD 'right-pw'")
                 }
+                let server = try #require(URLComponents(string: fleet.control.url))
+                let serverHost = "\(server.host ?? "127.0.0.1"):\(server.port ?? 5432)"
                 let silent = try LoopbackListener()
                 let host = "127.0.0.1:\(cluster.port)"
                 var targets = fleet.targets
@@ -106,7 +110,7 @@ extension FleetTests {
                         database: "nothing"))
                 targets.append(
                     .init(
-                        name: "wrong-pw", url: "postgres://\(role):wrong-pw@\(host)/postgres", schema: nil,
+                        name: "wrong-pw", url: "postgres://\(role):wrong-pw@\(serverHost)/postgres", schema: nil,
                         database: "postgres"))
                 targets.append(
                     .init(
@@ -130,7 +134,7 @@ extension FleetTests {
                     rows.filter { !["hangs", "wrong-pw", "no-db"].contains($0.key) }.allSatisfy {
                         $0.value.state == "succeeded"
                     })
-                try await Connection.withConnection(cluster.url) { admin in
+                _ = try await fleet.withControl { admin in
                     try await admin.execute("DROP ROLE \(role)")
                 }
             }
