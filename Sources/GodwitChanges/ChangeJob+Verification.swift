@@ -54,7 +54,7 @@ extension ChangeJob.Run {
             disagreeing += bad
             cursor = next
             if pass.isLast(read: read, size: chunk) { break }
-            chunk = Self.nextChunk(after: chunk, took: took)
+            chunk = Self.nextChunk(after: chunk, took: took, growth: pass.growth)
         }
         if disagreeing > 0 {
             let keys = try await firstDisagreeingKeys(on: session)
@@ -84,6 +84,11 @@ extension ChangeJob.Run {
             self.record = record
             self.statements = statements
         }
+
+        /// How much a chunk may grow at a step: a key chunk 8 times, a block chunk twice, since
+        /// blocks are not alike (the first blocks of a table just backfilled hold the dead
+        /// versions, read in no time, and the live rows come after them).
+        var growth: Double { byBlocks ? 2 : 8 }
 
         var byBlocks: Bool {
             record.relationKind == "r" && (record.verifyCursor.map { $0.hasPrefix(Self.blockPrefix) } ?? true)
@@ -143,14 +148,14 @@ extension ChangeJob.Run {
     /// only how far one chunk may run before `chunkTarget` steers it back.
     static let maxChunk = 2_000_000
 
-    /// The next chunk's size after one of `chunk` rows took `took`: scaled towards the target
-    /// in proportion (a chunk that took a tenth of it grows tenfold), by at most 8 times up and
-    /// half down, within 1 and `maxChunk`. Fast chunks grow in few steps (a 1,000,000-row table
+    /// The next chunk's size after one of `chunk` rows (or blocks) took `took`: scaled towards
+    /// the target in proportion (a chunk that took a tenth of it grows tenfold), by at most
+    /// `growth` times up and half down, within 1 and `maxChunk`. Fast chunks grow in few steps (a 1,000,000-row table
     /// from a 5,000-row start in four chunks, not ten), so the pass costs few statements and
     /// checkpoints; a slow one shrinks at once.
-    static func nextChunk(after chunk: Int, took: Duration) -> Int {
+    static func nextChunk(after chunk: Int, took: Duration, growth: Double = 8) -> Int {
         let ratio = chunkTarget / max(took, .microseconds(1))
-        let factor = min(8, max(0.5, ratio))
+        let factor = min(growth, max(0.5, ratio))
         guard factor > 1.25 || factor < 0.8 else { return chunk }
         return min(maxChunk, max(1, Int((Double(chunk) * factor).rounded())))
     }

@@ -13,6 +13,11 @@ struct VerifyChunkTests {
         #expect(Run.nextChunk(after: 5000, took: .zero) == 40_000)
     }
 
+    @Test func aBlockChunkGrowsAtMostTwofold() {
+        #expect(Run.nextChunk(after: 50, took: .milliseconds(1), growth: 2) == 100)
+        #expect(Run.nextChunk(after: 50, took: .milliseconds(400), growth: 2) == 31)
+    }
+
     @Test func aSlowChunkShrinksAtMostByHalf() {
         #expect(Run.nextChunk(after: 5000, took: .milliseconds(400)) == 3125)
         #expect(Run.nextChunk(after: 5000, took: .seconds(10)) == 2500)
