@@ -26,7 +26,7 @@ struct ModuleGraphTests {
             "GodwitJobs": owners,
             "GodwitChanges": jobs,
             "GodwitFleet": jobs,
-            "GodwitHTTP": changes,
+            "GodwitHTTP": changes.union(fleet),
             "GodwitCLI": http,
             "godwit": ["GodwitCLI"],
             // Test support may reach anything but the executable.
