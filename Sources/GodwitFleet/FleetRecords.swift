@@ -221,22 +221,33 @@ public struct FleetRecords: Sendable {
     {
         let result = try await connection.query(
             """
-            SELECT id, command, state, \(Self.utc("started_at")) AS started_at, \(Self.utc("finished_at")) AS finished_at,
-                started_by, source, checksums::text AS checksums, options::text AS options, targets_origin,
-                pg_catalog.date_part('epoch', pg_catalog.now() - heartbeat_at) AS heartbeat_age
-            FROM \(runs) WHERE \(condition)
+            SELECT \(Self.runColumns("r"))
+            FROM \(runs) r WHERE \(condition)
             """, parameters)
-        return try result.rows.map { row in
-            guard let state = FleetRunState(rawValue: try row.string("state")) else {
-                throw PostgresError(code: .client, message: "fleet_runs holds an unknown state")
-            }
-            return FleetRun(
-                id: try row.int64("id"), command: try row.string("command"), state: state,
-                startedAt: try row.string("started_at"), finishedAt: row["finished_at"],
-                startedBy: try row.string("started_by"), source: row["source"], checksums: row["checksums"],
-                options: try row.string("options"), targetsOrigin: try row.string("targets_origin"),
-                heartbeatAgeSeconds: row["heartbeat_age"].flatMap(Double.init))
+        return try result.rows.map(Self.run(from:))
+    }
+
+    /// A `fleet_runs` row as `runColumns` selects it.
+    static func run(from row: PostgresRow) throws -> FleetRun {
+        guard let state = FleetRunState(rawValue: try row.string("state")) else {
+            throw PostgresError(code: .client, message: "fleet_runs holds an unknown state")
         }
+        return FleetRun(
+            id: try row.int64("id"), command: try row.string("command"), state: state,
+            startedAt: try row.string("started_at"), finishedAt: row["finished_at"],
+            startedBy: try row.string("started_by"), source: row["source"], checksums: row["checksums"],
+            options: try row.string("options"), targetsOrigin: try row.string("targets_origin"),
+            heartbeatAgeSeconds: row["heartbeat_age"].flatMap(Double.init))
+    }
+
+    /// The columns `run(from:)` reads, of `fleet_runs` as `alias`.
+    static func runColumns(_ alias: String) -> String {
+        """
+        \(alias).id, \(alias).command, \(alias).state, \(utc("\(alias).started_at")) AS started_at,
+            \(utc("\(alias).finished_at")) AS finished_at, \(alias).started_by, \(alias).source,
+            \(alias).checksums::text AS checksums, \(alias).options::text AS options, \(alias).targets_origin,
+            pg_catalog.date_part('epoch', pg_catalog.now() - \(alias).heartbeat_at) AS heartbeat_age
+        """
     }
 
     /// The run's targets, in their order.

@@ -35,10 +35,7 @@ extension FleetRecords {
         // bits as an oid, objid = the second's, objsubid = 2.
         let result = try await connection.query(
             """
-            SELECT r.id, r.command, r.state, \(Self.utc("r.started_at")) AS started_at,
-                \(Self.utc("r.finished_at")) AS finished_at, r.started_by, r.source, r.checksums::text AS checksums,
-                r.options::text AS options, r.targets_origin,
-                pg_catalog.date_part('epoch', pg_catalog.now() - r.heartbeat_at) AS heartbeat_age,
+            SELECT \(Self.runColumns("r")),
                 r.state = 'running' AND NOT EXISTS (
                     SELECT 1 FROM pg_catalog.pg_locks l
                     WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
@@ -53,15 +50,7 @@ extension FleetRecords {
             ORDER BY r.started_at DESC, r.id DESC
             """, [limit, lockName, id])
         return try result.rows.map { row in
-            guard let state = FleetRunState(rawValue: try row.string("state")) else {
-                throw PostgresError(code: .client, message: "fleet_runs holds an unknown state")
-            }
-            var run = FleetRun(
-                id: try row.int64("id"), command: try row.string("command"), state: state,
-                startedAt: try row.string("started_at"), finishedAt: row["finished_at"],
-                startedBy: try row.string("started_by"), source: row["source"], checksums: row["checksums"],
-                options: try row.string("options"), targetsOrigin: try row.string("targets_origin"),
-                heartbeatAgeSeconds: row["heartbeat_age"].flatMap(Double.init))
+            var run = try Self.run(from: row)
             run.isInterrupted = try row.bool("interrupted")
             var counts: [FleetTargetState: Int] = [:]
             for state in states {
