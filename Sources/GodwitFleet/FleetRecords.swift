@@ -138,12 +138,23 @@ public struct FleetRecords: Sendable {
             [run, name, state.rawValue, Self.arrayLiteral(applied), error, lockWaitMs])
     }
 
-    /// Adds `version` to the versions `name` has applied, as soon as it is applied, so that the
-    /// record holds it even when the fleet process dies before the target ends.
-    public func addApplied(run: Int64, name: String, version: Int64, on connection: Connection) async throws {
+    /// Adds `versions` to those `name` has applied, as soon as they are applied, so that the
+    /// record holds them even when the fleet process dies before the target ends.
+    ///
+    /// The commit does not wait for its WAL to reach the disk (`synchronous_commit` off, for
+    /// this transaction only): the record follows the target's ledger, which is the truth, and
+    /// a run's hundreds of targets would otherwise queue one flush a migration on the one
+    /// control session. A server crash can lose the last of these writes, never the target's
+    /// state, which `finishTarget` commits as usual.
+    public func addApplied(run: Int64, name: String, versions: [Int64], on connection: Connection) async throws {
+        guard !versions.isEmpty else { return }
         try await connection.query(
-            "UPDATE \(targets) SET applied_versions = \(Self.union("$3")) WHERE run_id = $1 AND name = $2",
-            [run, name, Self.arrayLiteral([version])])
+            """
+            UPDATE \(targets) SET applied_versions = \(Self.union("$3"))
+            WHERE run_id = $1 AND name = $2
+                AND (SELECT pg_catalog.set_config('synchronous_commit', 'off', true)) IS NOT NULL
+            """,
+            [run, name, Self.arrayLiteral(versions)])
     }
 
     /// `applied_versions` with the versions of the `int8[]` parameter added, each once, in

@@ -213,24 +213,30 @@ public struct FleetRunner: Sendable {
     // MARK: One target
 
     /// Migrates one target on a connection of its own; never throws: a failure is the outcome's.
-    /// Each version applied is recorded at once (`FleetRecords.addApplied`), beside the migration.
+    /// The versions applied are recorded as they are (`FleetRecords.addApplied`), beside the
+    /// migrations: those applied while a write is under way go together in the next.
     func migrate(
         _ target: FleetTarget, run id: Int64, control: Connection, onProgress: @escaping @Sendable (Progress) -> Void
     ) async -> Outcome {
-        let (versions, recorder) = AsyncStream<Int64>.makeStream()
+        let unrecorded = Unrecorded()
+        let (signals, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         return await withTaskGroup(of: Void.self) { group in
             group.addTask { [records] in
-                for await version in versions {
+                for await _ in signals {
+                    let versions = unrecorded.take()
                     // A write that fails here is made again by finishTarget, which throws if the
                     // control database is gone: this one only keeps the record current.
-                    try? await records.addApplied(run: id, name: target.name, version: version, on: control)
+                    try? await records.addApplied(run: id, name: target.name, versions: versions, on: control)
                 }
             }
             let outcome = await migrate(target) { progress in
-                if case .applied(_, let event) = progress { recorder.yield(event.version) }
+                if case .applied(_, let event) = progress {
+                    unrecorded.add(event.version)
+                    signal.yield()
+                }
                 onProgress(progress)
             }
-            recorder.finish()
+            signal.finish()
             await group.waitForAll()
             return outcome
         }
@@ -352,6 +358,21 @@ public struct FleetRunner: Sendable {
 }
 
 /// What one target's migration collects as it goes, read whether it succeeds or fails.
+/// The versions a target applied that its record does not hold yet.
+private final class Unrecorded: Sendable {
+    private let versions = Mutex<[Int64]>([])
+
+    func add(_ version: Int64) { versions.withLock { $0.append(version) } }
+
+    /// Those added since the last take.
+    func take() -> [Int64] {
+        versions.withLock { pending in
+            defer { pending = [] }
+            return pending
+        }
+    }
+}
+
 private final class Collected: Sendable {
     /// The versions applied, in order.
     let applied = Mutex<[Int64]>([])

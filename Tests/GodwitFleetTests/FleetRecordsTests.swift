@@ -69,9 +69,9 @@ struct FleetRecordsTests {
             #expect(alpha.state == .running)
             #expect(alpha.attempts == 1)
             #expect(alpha.startedAt != nil && alpha.finishedAt == nil)
-            // Each version as it is applied, then all of the attempt's as it ends: each once.
-            try await records.addApplied(run: id, name: "alpha", version: 1, on: conn)
-            try await records.addApplied(run: id, name: "alpha", version: 2, on: conn)
+            // Versions as they are applied (a batch may repeat one), then all of the attempt's as it ends: each once.
+            try await records.addApplied(run: id, name: "alpha", versions: [1], on: conn)
+            try await records.addApplied(run: id, name: "alpha", versions: [1, 2], on: conn)
             #expect(try await records.targets(run: id, on: conn)[0].appliedVersions == [1, 2])
             try await records.finishTarget(
                 run: id, name: "alpha", state: .failed, applied: [1, 2], error: "migration 3 failed at 3_x.sql: boom",
