@@ -72,9 +72,11 @@ extension Migrate {
                 // The folder is read once, and its warnings (names it does not read) printed
                 // once, with or without a database; FILEs named alone read no folder.
                 let migrator = files.isEmpty ? try sourceOptions.migrator(logger: logger) : nil
-                let linter = MigrationLinter(
+                var linter = MigrationLinter(
                     source: migrator?.source ?? MigrationSource(migrations: [], directory: sourceOptions.source),
                     connectTimeout: .milliseconds(Int(connection.connectTimeout * 1000)), logger: logger)
+                // The schemas sqlx.toml's create-schemas makes before migrating, made in the trace too.
+                linter.createSchemas = migrator?.config.createSchemas ?? []
                 var migrations = try files.map {
                     try MigrationLinter.migration(atPath: $0, relativeTo: Console.current.directory)
                 }

@@ -209,6 +209,41 @@ extension FleetTests {
             }
         }
 
+        /// `--strict` on schema targets: lint's trace runs each tenant's migrations as its
+        /// session will, in its own schema (made first in the scratch database, as the run makes
+        /// it) and under its search_path. Every database's `public` has an `items` of its own,
+        /// which a trace under the login's search_path would collide with.
+        @Test func strictTracesASchemaTargetInItsSchema() async throws {
+            let first = ["1_create_items.sql": FleetFixture.migrations["1_create_items.sql"]!]
+            try await FleetFixture.with(databasesPerCluster: 1, schemasPerDatabase: 2, migrations: first) { fleet in
+                let schemaTargets = fleet.targets.filter { $0.schema != nil }
+                #expect(schemaTargets.count == 6)
+                for target in fleet.targets where target.schema == nil {
+                    try await Connection.withConnection(target.url) { conn in
+                        try await conn.execute("CREATE TABLE public.items (other int)")
+                    }
+                }
+                try fleet.writeTargets(schemaTargets, to: "schemas.txt")
+                let arguments = ["migrate", "--targets", "schemas.txt", "--source", "migrations", "--strict"]
+                let run = try await fleet.fleet(arguments + ["--canary", "0"])
+                #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)")
+                for target in schemaTargets { #expect(try await fleet.ledger(target) == [1], "\(target.name)") }
+
+                // The next migration is traced against the tenant's own items (which has a name).
+                try fleet.directory.write("migrations/2_index.sql", "CREATE INDEX items_name ON items (name);\n")
+                let flagged = try await fleet.fleet(arguments + ["--canary", "0", "--on-error", "continue"])
+                #expect(flagged.status == 1)
+                let rows = try await fleet.targetRows()
+                for target in schemaTargets {
+                    let error = rows[target.name]?.error ?? ""
+                    #expect(
+                        error.hasPrefix(
+                            "--strict: migrate lint flags migrations/2_index.sql:1: non-concurrent-index: "),
+                        "\(target.name): \(error)")
+                }
+            }
+        }
+
         /// Targets from `--targets-query` on the control database, and `--on-error stop`: after
         /// the failure no new target starts.
         @Test func targetsFromAQueryAndStopOnError() async throws {

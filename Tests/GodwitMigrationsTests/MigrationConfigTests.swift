@@ -222,6 +222,24 @@ struct MigrationConfigLintTests {
         }
     }
 
+    /// A schema that create-schemas makes before migrating is made in the trace's scratch
+    /// database too, so a migration into it is traced (here: an index on a table made in the
+    /// same run, which locks nobody) instead of failing there for want of the schema.
+    @Test func lintMakesTheConfiguredSchemasInItsTrace() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        let config = try dir.write(
+            "sqlx.toml", "[migrate]\ncreate-schemas = [\"app\"]\ntable-name = \"app._sqlx_migrations\"\n")
+        try dir.write("migrations/1_t.sql", "CREATE TABLE app.t (id int);")
+        try dir.write("migrations/2_index.sql", "CREATE INDEX t_id ON app.t (id);")
+        try await withTestDatabase { db in
+            let lint = try await GodwitCommand.run(
+                ["migrate", "lint", "-D", db.url, "--config", config, "--source", dir.path + "/migrations"])
+            #expect(lint.status == 0, "\(lint.stdout) \(lint.stderr)")
+            #expect(lint.stdout == "no findings in 2 migrations\n", "\(lint.stdout) \(lint.stderr)")
+        }
+    }
+
     /// A ledger of another name in a schema of its own is left out of verify's snapshots, as
     /// `_sqlx_migrations` is: it is what verify drives, not what it checks.
     @Test func verifyLeavesAConfiguredLedgerOutOfItsSnapshots() async throws {

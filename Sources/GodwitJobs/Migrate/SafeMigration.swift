@@ -121,8 +121,14 @@ public struct SafeMigration: Sendable {
     private func lintPending(on connection: Connection, onEvent: (Event) -> Void) async throws {
         let pending = try await migrator.pendingMigrations(on: connection, upTo: options.targetVersion)
         guard !pending.isEmpty else { return }
-        let linter = MigrationLinter(source: migrator.source)
+        var linter = MigrationLinter(source: migrator.source)
         if options.strict {
+            // The trace runs the migrations as this session will: under its search_path (a
+            // fleet's schema target searches its schema first), with the schemas made first.
+            linter.searchPath = try await connection.query(
+                "SELECT pg_catalog.current_setting('search_path') AS path"
+            ).first?.string("path")
+            linter.createSchemas = migrator.config.createSchemas
             let report = try await linter.lint(pending, databaseURL: databaseURL)
             guard report.findings.isEmpty else { throw SafeMigrationError.lintRefused(report.findings) }
             return

@@ -35,6 +35,12 @@ public struct MigrationLinter: Sendable {
     /// Where the trace names, at debug level, the scratch database and role it is about to
     /// create (`godwit_lint_<pid>_<random>`), so that whoever reads the log can check they are gone.
     public var logger: Logger
+    /// The trace's `search_path`, as the session that will apply the migrations has it; nil
+    /// takes the target's (a new session's, with the role's and database's settings).
+    public var searchPath: String?
+    /// Schemas the trace makes in its scratch database before the first migration, as
+    /// sqlx.toml's `create-schemas` (or a fleet's schema target) makes them before migrating.
+    public var createSchemas: [String] = []
 
     public init(
         source: MigrationSource, connectTimeout: Duration? = nil, logger: Logger = Logger(label: "godwit.lint")
@@ -311,7 +317,9 @@ public struct MigrationLinter: Sendable {
     private static let activeTransaction = SQLState.activeSqlTransaction
 
     private func trace(_ files: [PreparedFile], targetURL: String, target: Connection) async throws -> LintReport {
-        try await MigrationTrace.withScratch(targetURL: targetURL, target: target, logger: logger) { trace in
+        try await MigrationTrace.withScratch(
+            targetURL: targetURL, target: target, searchPath: searchPath, createSchemas: createSchemas, logger: logger
+        ) { trace in
             var report = LintReport(mode: .trace, findings: [], allowed: [])
             let connection = trace.connection
             /// Whether something was left out of the scratch database (a file not run, a

@@ -44,9 +44,11 @@ struct MigrationTrace {
     /// `body` with a session logged in as that role, and drops the database and the role
     /// whatever happens. Both are named after the process (so that one a killed run left can
     /// be traced) and a random number, and that name is logged at debug level before either is
-    /// created.
+    /// created. The role's session searches `searchPath` (nil: the target's, as `target` has it),
+    /// after making `createSchemas` as sqlx.toml's `create-schemas` would.
     static func withScratch<T>(
-        targetURL: String, target: Connection, logger: Logger, _ body: (MigrationTrace) async throws -> T
+        targetURL: String, target: Connection, searchPath: String? = nil, createSchemas: [String] = [],
+        logger: Logger, _ body: (MigrationTrace) async throws -> T
     ) async throws -> T {
         try await requirePrivileges(on: target)
         let scratch = "godwit_lint_\(getpid())_\(UInt32.random(in: 0...UInt32.max))"
@@ -68,10 +70,17 @@ struct MigrationTrace {
             try await role.create(on: target)
             roleCreated = true
             try await role.takeOver(database: scratch, scratchURL: scratchURL, target: target)
-            // The target's search_path as the caller's session has it (role and database
-            // settings included), which the role's own session would not.
-            let searchPath = try await target.query("SELECT current_setting('search_path') AS path").first?["path"]
+            // The search_path the migrations will run under: the caller's, or the target's as
+            // the caller's session has it (role and database settings included), which the
+            // role's own session would not.
+            var searchPath = searchPath
+            if searchPath == nil {
+                searchPath = try await target.query("SELECT current_setting('search_path') AS path").first?["path"]
+            }
             let value = try await role.withSession(targetURL: targetURL, database: scratch) { connection in
+                for schema in createSchemas {
+                    try await connection.execute("CREATE SCHEMA IF NOT EXISTS \(quoteIdentifier(schema))")
+                }
                 if let searchPath {
                     try await connection.query("SELECT set_config('search_path', $1, false)", [searchPath])
                 }
