@@ -38,7 +38,7 @@ enum FleetBackfillReport {
         if !unqueued.isEmpty {
             throw FleetError(
                 .targetsFailed,
-                "run \(run.id): \(unqueued.count) of \(targets.count) targets have no job (\(listed(unqueued))); enqueue on them again with godwit fleet enqueue"
+                "run \(run.id): \(unqueued.count) of \(targets.count) targets have no job (\(listed(unqueued))); godwit fleet resume \(run.id) enqueues on them"
             )
         }
         let unfinished = progress.filter { $0.state != "succeeded" }

@@ -62,17 +62,11 @@ struct FleetEnqueue: AsyncParsableCommand {
                 results = try await connection.withQueueConnection(logger: logger) { control in
                     let record = try await FleetEnqueueRecord.start(
                         on: control, schema: queueOptions.schema, file: file, jobText: text,
-                        options: ["parallel": parallel], targets: targets)
+                        options: FleetEnqueueRecord.Options(parallel: parallel, name: name), targets: targets)
                     output("fleet run \(record.runID)")
-                    let results = await enqueuer.enqueue(
-                        on: targets.targets,
-                        onStart: { target in try? await record.started(target.name, on: control) },
-                        onResult: { result in
-                            Self.report(result)
-                            try? await record.finished(
-                                result.target.name, jobID: result.jobID, error: result.error, on: control)
-                        })
-                    try await record.finish(succeeded: results.allSatisfy { $0.jobID != nil }, on: control)
+                    let results = try await Self.enqueue(
+                        targets.targets, with: enqueuer, recordedIn: record, control: control)
+                    await record.records.unlock(run: record.runID, on: control)
                     return results
                 }
             } else {
@@ -89,11 +83,35 @@ struct FleetEnqueue: AsyncParsableCommand {
         }
     }
 
+    /// Enqueues on `targets`, each one's start and end recorded in `record` as it happens and
+    /// reported on a line, then ends the run: succeeded when every one of the run's targets
+    /// has its job. The caller holds the run's lock. `lastAttempts` is `FleetEnqueuer`'s, for a
+    /// resumed run.
+    static func enqueue(
+        _ targets: [FleetTarget], with enqueuer: FleetEnqueuer, recordedIn record: FleetEnqueueRecord,
+        control: Connection, lastAttempts: [String: String] = [:]
+    ) async throws -> [FleetEnqueuer.Result] {
+        let results = await enqueuer.enqueue(
+            on: targets, lastAttempts: lastAttempts,
+            onStart: { target in try? await record.started(target.name, on: control) },
+            onResult: { result in
+                Self.report(result)
+                try? await record.finished(
+                    result.target.name, jobID: result.jobID, error: result.error, on: control)
+            })
+        let all = try await record.records.targets(run: record.runID, on: control)
+        try await record.records.finishRun(
+            run: record.runID, state: all.allSatisfy { $0.state == .succeeded } ? .succeeded : .failed, on: control)
+        return results
+    }
+
     /// One line a target, as each ends: its job's id on stdout, or its error on stderr.
     private static func report(_ result: FleetEnqueuer.Result) {
         for warning in result.warnings { printWarning("target \(result.target.name): \(warning)") }
         if let id = result.jobID {
-            output("\(result.target.name): job \(id)")
+            output(
+                "\(result.target.name): job \(id)\(result.foundEnqueued ? " (enqueued before the run was interrupted)" : "")"
+            )
         } else {
             printError("target \(result.target.name): \(result.error ?? "failed")")
         }

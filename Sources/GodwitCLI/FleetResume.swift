@@ -9,13 +9,17 @@ extension FleetCommand {
         static let configuration = CommandConfiguration(
             abstract: "Run again, within the same run, only the targets that failed or never finished.",
             discussion: """
-                Uses the run's recorded targets, folder and options, and connects to no target that \
-                already succeeded. Refuses a run whose process is still at work (it holds the run's \
-                advisory lock), and a folder whose checksums changed since the run unless \
-                --force-changed-source. Targets are recorded without their passwords: libpq finds them \
-                in PGPASSWORD or the password file (.pgpass, PGPASSFILE), or give the targets file again \
-                with --targets, whose lines for the run's targets must name the same connection, password \
-                aside.
+                Uses the run's recorded targets, folder (or job file) and options, and connects to no \
+                target that already succeeded. Refuses a run whose process is still at work (it holds \
+                the run's advisory lock), and a folder (or job file) whose checksums changed since the \
+                run unless --force-changed-source. Targets are recorded without their passwords: libpq \
+                finds them in PGPASSWORD or the password file (.pgpass, PGPASSFILE), or give the targets \
+                file again with --targets, whose lines for the run's targets must name the same \
+                connection, password aside.
+
+                For a fleet enqueue run, a target whose queue already holds the job an interrupted \
+                attempt enqueued (one of the job's name, enqueued by the target's login since that \
+                attempt began) keeps it instead of getting a second one.
 
                 Example: godwit fleet resume 12 -D $CONTROL_URL --targets tenants.txt
                 """)
@@ -27,11 +31,16 @@ extension FleetCommand {
         @Argument(help: ArgumentHelp("The run's id.", valueName: "run"))
         var runID: Int64
 
-        @Option(help: "Read the migrations from this folder instead of the run's (a checkout moved elsewhere).")
+        @Option(
+            help:
+                "Read the migrations from this folder (an enqueue run: the job from this file) instead of the run's (a checkout moved elsewhere)."
+        )
         var source: String?
 
         @Flag(
-            help: "Resume even though the folder's migrations changed since the run (its checksums are recorded anew).")
+            help:
+                "Resume even though the folder's migrations (or the job file) changed since the run (its checksums are recorded anew)."
+        )
         var forceChangedSource = false
 
         @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
@@ -49,8 +58,9 @@ extension FleetCommand {
                     guard let run = try await records.run(runID, on: control) else {
                         throw FleetError(.notFound, "no fleet run \(runID) in schema \(records.schema)")
                     }
-                    guard run.command == "migrate" else {
-                        throw FleetError(.wrongState, "run \(runID) is a fleet \(run.command) run, not a migrate run")
+                    guard run.command == "migrate" || run.command == "enqueue" else {
+                        throw FleetError(
+                            .wrongState, "run \(runID) is a fleet \(run.command) run, which resume does not know")
                     }
                     guard try await records.tryLock(run: runID, on: control) else {
                         throw FleetError(
@@ -59,7 +69,11 @@ extension FleetCommand {
                         )
                     }
                     do {
-                        try await resume(run, given: given, records: records, control: control, logger: logger)
+                        if run.command == "enqueue" {
+                            try await resumeEnqueue(run, given: given, records: records, control: control)
+                        } else {
+                            try await resume(run, given: given, records: records, control: control, logger: logger)
+                        }
                         await records.unlock(run: runID, on: control)
                     } catch {
                         await records.unlock(run: runID, on: control)

@@ -39,12 +39,22 @@ public struct FleetEnqueuer: Sendable {
         public var error: String?
         /// What was accepted but is worth a look (`file:line: ...`).
         public var warnings: [String] = []
+        /// The job was in the target's queue already, from the resumed run's earlier attempt
+        /// (`lastAttempts`), and was not enqueued again.
+        public var foundEnqueued = false
     }
 
     /// Enqueues on every target, `parallel` at a time; `onResult` is told of each as it ends.
     /// Returns the results in the targets' order.
+    ///
+    /// `lastAttempts` is for a resumed run: when each target's earlier attempt started (UTC,
+    /// `YYYY-MM-DD HH:MM:SS`, as `fleet_targets.started_at` reads). That attempt may have
+    /// enqueued the job and died before recording it, so a target whose queue holds a job of
+    /// this name, not a shard, that this login enqueued since then (less a minute, for the
+    /// servers' clocks) keeps that job instead of getting a second one.
     public func enqueue(
-        on targets: [FleetTarget], onStart: @escaping @Sendable (FleetTarget) async -> Void = { _ in },
+        on targets: [FleetTarget], lastAttempts: [String: String] = [:],
+        onStart: @escaping @Sendable (FleetTarget) async -> Void = { _ in },
         onResult: @escaping @Sendable (Result) async -> Void = { _ in }
     ) async -> [Result] {
         var results = [Result?](repeating: nil, count: targets.count)
@@ -56,7 +66,8 @@ public struct FleetEnqueuer: Sendable {
                 next += 1
                 group.addTask {
                     await onStart(targets[index])
-                    let result = await self.enqueue(on: targets[index])
+                    let result = await self.enqueue(
+                        on: targets[index], unlessEnqueuedSince: lastAttempts[targets[index].name])
                     await onResult(result)
                     return (index, result)
                 }
@@ -70,9 +81,11 @@ public struct FleetEnqueuer: Sendable {
         return results.compactMap { $0 }
     }
 
-    /// Enqueues on one target.
-    public func enqueue(on target: FleetTarget) async -> Result {
+    /// Enqueues on one target, unless a job of this name that this login enqueued since
+    /// `since` (see `enqueue(on:lastAttempts:)`) is in its queue already.
+    public func enqueue(on target: FleetTarget, unlessEnqueuedSince since: String? = nil) async -> Result {
         var result = Result(target: target)
+        let found = Mutex(false)
         do {
             var options = SessionOptions()
             options.applicationName = "godwit fleet enqueue"
@@ -88,16 +101,37 @@ public struct FleetEnqueuer: Sendable {
                         """, [schema])
                 }
                 try await installIfMissing(on: conn)
+                if let since, let id = try await enqueued(since: since, on: conn) {
+                    found.withLock { $0 = true }
+                    return id
+                }
                 return try await definition.enqueue(
                     file: file, schema: self.schema, on: conn, warn: { line in warnings.withLock { $0.append(line) } })
             }
             result.warnings = warnings.withLock { $0 }
+            result.foundEnqueued = found.withLock { $0 }
         } catch let error as any GodwitError {
             result.error = Self.oneLine(error.description)
         } catch {
             result.error = Self.oneLine(String(describing: error))
         }
         return result
+    }
+
+    /// The newest job of this definition's name in the queue, not a shard, that this login
+    /// enqueued since `since` (UTC) less a minute; nil when there is none. Only columns that
+    /// `grant_enqueue` lets a role read; every name and operator qualified, since the session
+    /// searches the tenant's schema.
+    private func enqueued(since: String, on conn: Connection) async throws -> Int64? {
+        try await conn.query(
+            """
+            SELECT pg_catalog.max(id) AS id FROM \(schema.qualified("jobs"))
+            WHERE kind OPERATOR(pg_catalog.=) 'batched' AND name OPERATOR(pg_catalog.=) $1 AND parent_id IS NULL
+                AND enqueued_by OPERATOR(pg_catalog.=) CURRENT_USER
+                AND created_at OPERATOR(pg_catalog.>=) (($2::pg_catalog.timestamp AT TIME ZONE 'UTC')
+                    OPERATOR(pg_catalog.-) '1 minute'::pg_catalog.interval)
+            """, [definition.name, since]
+        ).first?["id"].flatMap(Int64.init)
     }
 
     /// Installs (or upgrades) the queue's schema only when it is missing or older, as `job

@@ -166,6 +166,85 @@ struct FleetEnqueueTests {
         }
     }
 
+    /// `fleet resume` of an enqueue run enqueues the run's job, with its recorded name, only
+    /// where it is missing: on a target that failed (fixed since), not on one that succeeded;
+    /// and a target recorded `running` by a run that died after its job was enqueued keeps that
+    /// job. A job file changed since the run is refused unless --force-changed-source.
+    @Test func resumeEnqueuesOnlyWhereTheJobIsMissing() async throws {
+        try await BackfillFleet.with(databases: 3, rows: 12) { fleet in
+            try await withTestDatabase(prefix: "godwit_fleet_control") { control in
+                let directory = try TemporaryDirectory(prefix: "godwit-fleet")
+                defer { directory.delete() }
+                try await Connection.withConnection(fleet.databases[2].url) { conn in
+                    try await conn.execute("ALTER TABLE items RENAME TO later_items")
+                }
+                let targets = try directory.write("targets.txt", fleet.targetsText)
+                let text = BackfillFleet.backfillJob(batch: 5)
+                let job = try directory.write("count_items.sql", text)
+                let first = try await GodwitCommand.run([
+                    "fleet", "enqueue", job, "--targets", targets, "--name", "counting", "-D", control.url,
+                ])
+                #expect(first.status == 1, "\(first.stdout)\n\(first.stderr)")
+                let runID = try #require(first.stdout.split(separator: "\n").first?.split(separator: " ").last)
+                #expect(try await fleet.jobStates() == [["queued"], ["queued"], []])
+                // As if the process had died on db1 after its job was enqueued, before recording it.
+                try await Connection.withConnection(control.url) { conn in
+                    try await conn.execute(
+                        """
+                        UPDATE godwit.fleet_targets SET state = 'running', job_id = NULL, finished_at = NULL
+                        WHERE name = 'db1';
+                        UPDATE godwit.fleet_runs SET state = 'running', finished_at = NULL;
+                        """)
+                }
+                let db1Job = try await Connection.withConnection(fleet.databases[1].url) { conn in
+                    try await conn.query("SELECT id FROM godwit.jobs").first?.int64("id")
+                }
+                try await Connection.withConnection(fleet.databases[2].url) { conn in
+                    try await conn.execute("ALTER TABLE later_items RENAME TO items")
+                }
+                let resume = ["fleet", "resume", String(runID), "-D", control.url]
+
+                try directory.write("count_items.sql", text.replacingOccurrences(of: "n + 1", with: "n + 2"))
+                let changed = try await GodwitCommand.run(resume)
+                #expect(changed.status == 1)
+                #expect(
+                    changed.stderr.contains("changed since the run (its SHA-384 differs); nothing was resumed"),
+                    "\(changed.stderr)")
+                #expect(try await fleet.jobStates() == [["queued"], ["queued"], []])
+
+                try directory.write("count_items.sql", text)
+                let resumed = try await GodwitCommand.run(resume)
+                #expect(resumed.status == 0, "\(resumed.stdout)\n\(resumed.stderr)")
+                #expect(resumed.stderr.contains("resuming 2 of 3 targets (db1, db2)"), "\(resumed.stderr)")
+                #expect(
+                    resumed.stdout.contains("db1: job \(db1Job ?? 0) (enqueued before the run was interrupted)"),
+                    "\(resumed.stdout)")
+                #expect(try await fleet.jobStates() == [["queued"], ["queued"], ["queued"]])
+                let names = try await Connection.withConnection(fleet.databases[2].url) { conn in
+                    try await conn.query("SELECT name FROM godwit.jobs").rows.map { try $0.string("name") }
+                }
+                #expect(names == ["counting"])
+                let rows = try await Connection.withConnection(control.url) { conn in
+                    try await conn.query(
+                        """
+                        SELECT t.name, t.state, t.job_id, t.attempts, r.state AS run_state
+                        FROM godwit.fleet_targets t JOIN godwit.fleet_runs r ON r.id = t.run_id ORDER BY t.position
+                        """
+                    ).rows
+                }
+                #expect(rows.map { $0["state"] } == ["succeeded", "succeeded", "succeeded"])
+                #expect(rows.map { $0["attempts"] } == ["1", "2", "2"])
+                #expect(rows[1]["job_id"] == db1Job.map(String.init))
+                #expect(rows.allSatisfy { $0["run_state"] == "succeeded" })
+
+                let again = try await GodwitCommand.run(resume)
+                #expect(again.status == 0)
+                #expect(again.stderr.contains("every target has its job already; nothing to resume"), "\(again.stderr)")
+                #expect(try await fleet.jobStates() == [["queued"], ["queued"], ["queued"]])
+            }
+        }
+    }
+
     /// A job file that does not parse is refused once, with its line, before any target is
     /// touched: no queue is installed anywhere.
     @Test func aBadJobFileTouchesNoTarget() async throws {
