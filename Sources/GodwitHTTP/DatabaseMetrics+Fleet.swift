@@ -8,23 +8,24 @@ extension DatabaseMetrics {
     /// run of each command with its targets by state, every state written, at zero when absent.
     /// Nothing when no fleet command recorded here, or this login may not read the records.
     func fleet(_ connection: Connection, into registry: PrometheusCollectorRegistry) async throws {
-        let overview: [FleetRunOverview]
+        let records = FleetRecords(schema: store.schema.name)
+        let byState: [String: Int]
         do {
-            overview = try await FleetRecords(schema: store.schema.name).overview(limit: 1000, on: connection)
+            byState = try await records.runsByShownState(on: connection)
         } catch let error as PostgresError where error.sqlState == .insufficientPrivilege {
             return
         }
-        guard !overview.isEmpty else { return }
-        var byState: [String: Int] = [:]
-        for run in overview { byState[run.run.shownState, default: 0] += 1 }
+        guard !byState.isEmpty else { return }
         for state in FleetRunState.allCases.map(\.rawValue) + ["interrupted"] {
             registry.makeGauge(
                 named: "godwit_fleet_runs", labels: [("state", state)],
-                help: "Fleet runs recorded here (the newest 1000), by state; interrupted: running, its process gone."
+                help: "Fleet runs recorded here, by state; interrupted: running, its process gone."
             ).set(to: Double(byState[state] ?? 0))
         }
         for command in ["migrate", "enqueue"] {
-            guard let newest = overview.first(where: { $0.run.command == command }) else { continue }
+            guard let newest = try await records.overview(limit: 1, command: command, on: connection).first else {
+                continue
+            }
             registry.makeGauge(
                 named: "godwit_fleet_last_run_id", labels: [("command", command)],
                 help: "The newest fleet run of each command."
