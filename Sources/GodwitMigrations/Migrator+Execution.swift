@@ -86,14 +86,12 @@ extension Migrator {
 
     /// Runs the file's whole script and `record` between BEGIN and COMMIT, under the lock
     /// timeout (`SET LOCAL`, so a `SET lock_timeout` in the file wins, and nothing outlives
-    /// the transaction).
+    /// the transaction; sent with the BEGIN).
     private func inTransaction(
         _ migration: Migration, on connection: Connection, watch: LockWatch?, record: () async throws -> Void
     ) async throws {
-        try await connection.withTransaction { connection in
-            if let setting = lockPolicy.lockTimeoutSetting {
-                try await connection.execute("SET LOCAL lock_timeout = '\(setting)'")
-            }
+        let begin = lockPolicy.lockTimeoutSetting.map { "BEGIN; SET LOCAL lock_timeout = '\($0)'" } ?? "BEGIN"
+        try await connection.withTransaction(begin: begin) { connection in
             do {
                 try await watching(connection, watch) { try await connection.execute(migration.sql) }
             } catch let error as PostgresError {

@@ -258,10 +258,19 @@ public actor Connection {
     /// `body` runs in the caller's isolation (postgres-nio's `isolation: #isolation` form), not
     /// the connection's: it may read and change the caller's state, needs not be `Sendable`,
     /// and reaches the connection with `await` like any other caller.
+    ///
+    /// `begin` is what opens the transaction, sent as one message: `BEGIN`, or `BEGIN` with the
+    /// transaction's own settings after it (`BEGIN; SET LOCAL lock_timeout = '2s'`), which
+    /// saves a round trip. When it fails, what it opened is rolled back.
     public func withTransaction<T>(
-        isolation: isolated (any Actor)? = #isolation, _ body: (Connection) async throws -> T
+        begin: String = "BEGIN", isolation: isolated (any Actor)? = #isolation, _ body: (Connection) async throws -> T
     ) async throws -> T {
-        try await execute("BEGIN")
+        do {
+            try await execute(begin)
+        } catch {
+            if begin != "BEGIN" { await cleanup("ROLLBACK") }
+            throw error
+        }
         do {
             let value = try await body(self)
             try await execute("COMMIT")

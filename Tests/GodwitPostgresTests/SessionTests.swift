@@ -152,6 +152,27 @@ struct SessionTests {
         }
     }
 
+    /// A transaction opened with its settings in the same message (`begin:`) whose setting is
+    /// refused: the error is thrown, the body never runs, and no aborted transaction is left.
+    @Test func aBeginWithSettingsThatFailsLeavesNoTransaction() async throws {
+        try await withTestDatabase { db in
+            let conn = try await db.connect()
+            let inside = try await conn.withTransaction(begin: "BEGIN; SET LOCAL lock_timeout = '2s'") { conn in
+                try await conn.query("SELECT current_setting('lock_timeout') AS v").first?["v"]
+            }
+            #expect(inside == "2s")
+            #expect(await conn.transactionStatus == .idle)
+            await #expect(throws: PostgresError.self) {
+                try await conn.withTransaction(begin: "BEGIN; SET LOCAL lock_timeout = 'soon'") { _ in
+                    Issue.record("the body ran")
+                }
+            }
+            #expect(await conn.transactionStatus == .idle)
+            #expect(try await conn.query("SELECT current_setting('lock_timeout') AS v").first?["v"] == "0")
+            await conn.close()
+        }
+    }
+
     @Test func thePoolRollsBackResetsAndReplacesBrokenConnections() async throws {
         try await withTestDatabase { db in
             let admin = try await db.connect()

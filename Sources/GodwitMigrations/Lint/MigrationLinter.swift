@@ -203,7 +203,8 @@ public struct MigrationLinter: Sendable {
         func preExisting(_ name: RelationName) async throws -> Bool {
             if created.contains(name.key) { return false }
             guard let catalog else { return true }
-            return try await catalog.query("SELECT to_regclass($1) IS NOT NULL AS present", [name.written]).first?
+            return try await catalog.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present", [name.written])
+                .first?
                 .bool("present") ?? false
         }
         for file in files {
