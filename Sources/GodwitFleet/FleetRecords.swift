@@ -138,23 +138,30 @@ public struct FleetRecords: Sendable {
             [run, name, state.rawValue, Self.arrayLiteral(applied), error, lockWaitMs])
     }
 
-    /// Adds `versions` to those `name` has applied, as soon as they are applied, so that the
-    /// record holds them even when the fleet process dies before the target ends.
+    /// Adds to each target's applied versions those `versions` names for it (target name to
+    /// versions), in one statement, so that the record holds them even when the fleet process
+    /// dies before the target ends.
     ///
     /// The commit does not wait for its WAL to reach the disk (`synchronous_commit` off, for
-    /// this transaction only): the record follows the target's ledger, which is the truth, and
-    /// a run's hundreds of targets would otherwise queue one flush a migration on the one
-    /// control session. A server crash can lose the last of these writes, never the target's
-    /// state, which `finishTarget` commits as usual.
-    public func addApplied(run: Int64, name: String, versions: [Int64], on connection: Connection) async throws {
-        guard !versions.isEmpty else { return }
+    /// this transaction only): the record follows the targets' ledgers, which are the truth. A
+    /// server crash can lose the last of these writes, never a target's state, which
+    /// `finishTarget` commits as usual.
+    public func addApplied(run: Int64, versions: [String: [Int64]], on connection: Connection) async throws {
+        let pending = versions.filter { !$0.value.isEmpty }
+        guard !pending.isEmpty else { return }
+        let json = String(decoding: try JSONEncoder().encode(pending), as: UTF8.self)
         try await connection.query(
             """
-            UPDATE \(targets) SET applied_versions = \(Self.union("$3"))
-            WHERE run_id = $1 AND name = $2
+            UPDATE \(targets) t SET applied_versions = \(Self.union("n.versions"))
+            FROM (SELECT e.key AS name,
+                         pg_catalog.array_agg(v::pg_catalog.int8) AS versions
+                  FROM pg_catalog.jsonb_each($2::pg_catalog.jsonb) AS e
+                  CROSS JOIN LATERAL pg_catalog.jsonb_array_elements_text(e.value) AS v
+                  GROUP BY e.key) n
+            WHERE t.run_id = $1 AND t.name = n.name
                 AND (SELECT pg_catalog.set_config('synchronous_commit', 'off', true)) IS NOT NULL
             """,
-            [run, name, Self.arrayLiteral(versions)])
+            [run, json])
     }
 
     /// `applied_versions` with the versions of the `int8[]` parameter added, each once, in

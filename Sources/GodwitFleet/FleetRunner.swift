@@ -69,6 +69,9 @@ public struct FleetRunner: Sendable {
     public let records: FleetRecords
     /// How often `fleet_runs.heartbeat_at` is written while the run goes on.
     public var heartbeatInterval: Duration = .seconds(5)
+    /// How often the versions the targets applied since are written to their records (in one
+    /// statement for all of them): a record is at most this much behind its target's ledger.
+    public var appliedInterval: Duration = .milliseconds(500)
 
     public init(migrator: Migrator, options: FleetMigrateOptions, records: FleetRecords) {
         self.migrator = migrator
@@ -143,6 +146,7 @@ public struct FleetRunner: Sendable {
     public func run(
         _ id: Int64, _ planned: [Planned], control: Connection, onProgress: @escaping @Sendable (Progress) -> Void
     ) async throws {
+        let unrecorded = Unrecorded()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { [records, heartbeatInterval] in
                 while !Task.isCancelled {
@@ -150,8 +154,17 @@ public struct FleetRunner: Sendable {
                     try await records.heartbeat(run: id, on: control)
                 }
             }
+            group.addTask { [records, appliedInterval] in
+                while !Task.isCancelled {
+                    try await Task.sleep(for: appliedInterval)
+                    let versions = unrecorded.take()
+                    // A write that fails here is made again by finishTarget, which throws if the
+                    // control database is gone: this one only keeps the record current.
+                    try? await records.addApplied(run: id, versions: versions, on: control)
+                }
+            }
             defer { group.cancelAll() }
-            try await runTargets(id, planned, control: control, onProgress: onProgress)
+            try await runTargets(id, planned, control: control, unrecorded: unrecorded, onProgress: onProgress)
             let skipped = try await records.targets(run: id, on: control).filter { $0.state == .pending }.map(\.name)
             if !skipped.isEmpty {
                 try await records.skipPending(run: id, on: control)
@@ -165,11 +178,12 @@ public struct FleetRunner: Sendable {
 
     /// The canary one by one, then the rest under `parallel` and one target per database at once.
     private func runTargets(
-        _ id: Int64, _ planned: [Planned], control: Connection, onProgress: @escaping @Sendable (Progress) -> Void
+        _ id: Int64, _ planned: [Planned], control: Connection, unrecorded: Unrecorded,
+        onProgress: @escaping @Sendable (Progress) -> Void
     ) async throws {
         for item in planned where item.canary {
             try await records.startTarget(run: id, name: item.target.name, on: control)
-            let outcome = await migrate(item.target, run: id, control: control, onProgress: onProgress)
+            let outcome = await migrate(item.target, unrecorded: unrecorded, onProgress: onProgress)
             try await record(outcome, run: id, control: control, onProgress: onProgress)
             guard outcome.state == .succeeded else { return }
         }
@@ -190,7 +204,7 @@ public struct FleetRunner: Sendable {
                     busy.insert(target.databaseKey)
                     running += 1
                     try await records.startTarget(run: id, name: target.name, on: control)
-                    group.addTask { (target, await migrate(target, run: id, control: control, onProgress: onProgress)) }
+                    group.addTask { (target, await migrate(target, unrecorded: unrecorded, onProgress: onProgress)) }
                 }
                 guard let (target, outcome) = try await group.next() else { break }
                 running -= 1
@@ -213,32 +227,14 @@ public struct FleetRunner: Sendable {
     // MARK: One target
 
     /// Migrates one target on a connection of its own; never throws: a failure is the outcome's.
-    /// The versions applied are recorded as they are (`FleetRecords.addApplied`), beside the
-    /// migrations: those applied while a write is under way go together in the next.
-    func migrate(
-        _ target: FleetTarget, run id: Int64, control: Connection, onProgress: @escaping @Sendable (Progress) -> Void
+    /// The versions it applies go to `unrecorded`, which the run writes to the record every
+    /// `appliedInterval`.
+    private func migrate(
+        _ target: FleetTarget, unrecorded: Unrecorded, onProgress: @escaping @Sendable (Progress) -> Void
     ) async -> Outcome {
-        let unrecorded = Unrecorded()
-        let (signals, signal) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
-        return await withTaskGroup(of: Void.self) { group in
-            group.addTask { [records] in
-                for await _ in signals {
-                    let versions = unrecorded.take()
-                    // A write that fails here is made again by finishTarget, which throws if the
-                    // control database is gone: this one only keeps the record current.
-                    try? await records.addApplied(run: id, name: target.name, versions: versions, on: control)
-                }
-            }
-            let outcome = await migrate(target) { progress in
-                if case .applied(_, let event) = progress {
-                    unrecorded.add(event.version)
-                    signal.yield()
-                }
-                onProgress(progress)
-            }
-            signal.finish()
-            await group.waitForAll()
-            return outcome
+        await migrate(target) { progress in
+            if case .applied(let name, let event) = progress { unrecorded.add(event.version, for: name) }
+            onProgress(progress)
         }
     }
 
@@ -358,16 +354,16 @@ public struct FleetRunner: Sendable {
 }
 
 /// What one target's migration collects as it goes, read whether it succeeds or fails.
-/// The versions a target applied that its record does not hold yet.
+/// The versions the run's targets applied that their records do not hold yet, by target.
 private final class Unrecorded: Sendable {
-    private let versions = Mutex<[Int64]>([])
+    private let versions = Mutex<[String: [Int64]]>([:])
 
-    func add(_ version: Int64) { versions.withLock { $0.append(version) } }
+    func add(_ version: Int64, for target: String) { versions.withLock { $0[target, default: []].append(version) } }
 
     /// Those added since the last take.
-    func take() -> [Int64] {
+    func take() -> [String: [Int64]] {
         versions.withLock { pending in
-            defer { pending = [] }
+            defer { pending = [:] }
             return pending
         }
     }

@@ -69,10 +69,12 @@ struct FleetRecordsTests {
             #expect(alpha.state == .running)
             #expect(alpha.attempts == 1)
             #expect(alpha.startedAt != nil && alpha.finishedAt == nil)
-            // Versions as they are applied (a batch may repeat one), then all of the attempt's as it ends: each once.
-            try await records.addApplied(run: id, name: "alpha", versions: [1], on: conn)
-            try await records.addApplied(run: id, name: "alpha", versions: [1, 2], on: conn)
-            #expect(try await records.targets(run: id, on: conn)[0].appliedVersions == [1, 2])
+            // Versions as they are applied, several targets' in one write (which may repeat one),
+            // then all of the attempt's as it ends: each once.
+            try await records.addApplied(run: id, versions: ["alpha": [1]], on: conn)
+            try await records.addApplied(run: id, versions: ["alpha": [2, 1], "beta": [7], "gamma": []], on: conn)
+            #expect(try await records.targets(run: id, on: conn).map(\.appliedVersions) == [[1, 2], [7], []])
+            try await records.addApplied(run: id, versions: ["beta": []], on: conn)
             try await records.finishTarget(
                 run: id, name: "alpha", state: .failed, applied: [1, 2], error: "migration 3 failed at 3_x.sql: boom",
                 lockWaitMs: 12.5, on: conn)
