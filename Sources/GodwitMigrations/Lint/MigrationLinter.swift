@@ -187,6 +187,19 @@ public struct MigrationLinter: Sendable {
         }
     }
 
+    /// Whether each relation named (as written in a statement) exists, in one catalog query.
+    private static func existing(_ names: [String], on catalog: Connection) async throws -> [String: Bool] {
+        guard !names.isEmpty else { return [:] }
+        let result = try await catalog.query(
+            """
+            SELECT n AS name, pg_catalog.to_regclass(n) IS NOT NULL AS present
+            FROM pg_catalog.unnest($1::pg_catalog.text[]) AS n
+            """, [PostgresArray.literal(names)])
+        var found: [String: Bool] = [:]
+        for row in result.rows { found[try row.string("name")] = try row.bool("present") }
+        return found
+    }
+
     private func lintByText(_ files: [PreparedFile], catalog: Connection?) async throws -> LintReport {
         var report = LintReport(mode: catalog == nil ? .static : .catalog, findings: [], allowed: [])
         var created: Set<String> = []
@@ -200,12 +213,24 @@ public struct MigrationLinter: Sendable {
         var addedColumns: Set<String> = []
         /// `table.column` to the type a statement linted so far changed it to (catalog mode).
         var changedTypes: [String: String] = [:]
+        // Which of the relations the files name exist before they run, asked of the catalog
+        // once for all of them.
+        var present: [String: Bool] = [:]
+        if let catalog {
+            var names: [String] = []
+            for file in files {
+                for (_, shape) in file.statements {
+                    if let table = shape.table { names.append(table.written) }
+                    if case .dropTable(let dropped) = shape.command { names += dropped.map(\.written) }
+                }
+            }
+            present = try await Self.existing(Array(Set(names)), on: catalog)
+        }
         func preExisting(_ name: RelationName) async throws -> Bool {
             if created.contains(name.key) { return false }
             guard let catalog else { return true }
-            return try await catalog.query("SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present", [name.written])
-                .first?
-                .bool("present") ?? false
+            if let known = present[name.written] { return known }
+            return try await Self.existing([name.written], on: catalog)[name.written] ?? false
         }
         for file in files {
             var exclusiveHeld: String?
