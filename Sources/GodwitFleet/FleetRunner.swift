@@ -353,7 +353,6 @@ public struct FleetRunner: Sendable {
     }
 }
 
-/// What one target's migration collects as it goes, read whether it succeeds or fails.
 /// The versions the run's targets applied that their records do not hold yet, by target.
 private final class Unrecorded: Sendable {
     private let versions = Mutex<[String: [Int64]]>([:])
@@ -369,6 +368,7 @@ private final class Unrecorded: Sendable {
     }
 }
 
+/// What one target's migration collects as it goes, read whether it succeeds or fails.
 private final class Collected: Sendable {
     /// The versions applied, in order.
     let applied = Mutex<[Int64]>([])
