@@ -169,9 +169,12 @@ public struct OperationsServer: Sendable {
         let status = workerStatus()
         var healthy = reading.healthy
         var reason = reading.reason
-        if readiness, healthy, let state = status?.state, state != .running {
+        if readiness, let state = status?.state, state != .running {
+            // The worker's state first, which is why it is not ready whatever the database
+            // says; then what the database probe found, when it found something wrong.
+            let why = state == .starting ? "starting: not taking jobs yet" : "\(state.rawValue): taking no new jobs"
+            reason = healthy ? why : "\(why); \(reason ?? "the database is unavailable")"
             healthy = false
-            reason = state == .starting ? "starting: not taking jobs yet" : "\(state.rawValue): taking no new jobs"
         }
         let body = HealthBody(
             status: healthy ? "ok" : "unavailable",

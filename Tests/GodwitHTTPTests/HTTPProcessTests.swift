@@ -51,8 +51,14 @@ struct HTTPProcessTests {
             let readyBody = try await get(port, "/health/ready")
             #expect(readyBody.json["state"] as? String == "draining")
             #expect((readyBody.json["reason"] as? String)?.contains("taking no new jobs") == true)
-            let health = try await get(port, "/health")
-            #expect(health.status == .ok, "the database is fine: /health stays 200 while draining")
+            // The database is fine: /health stays 200 while draining (once a probe answers within
+            // its bound, which a loaded machine may take a few tries to see).
+            var health = try await get(port, "/health")
+            let fine = try await eventually(timeout: .seconds(60)) {
+                health = try await get(port, "/health")
+                return health.status == .ok
+            }
+            #expect(fine, "/health said \(health.status) while draining: \(health.text)")
             #expect(health.json["running_jobs"] as? Int == 1)
             #expect(try await get(port, "/health/live").status == .ok)
             #expect(try await get(port, "/metrics").text.contains("godwit_jobs{"))

@@ -104,6 +104,26 @@ struct HealthTests {
         }
     }
 
+    @Test("/health/ready of a draining worker whose database is gone says both, the worker's state first")
+    func drainingAndDatabaseGone() async throws {
+        let status = WorkerStatus(state: .draining, runningJobs: 1, workerID: "host:1:ab")
+        try await withOperations(
+            configure: { configuration in
+                configuration.databaseURL = "postgres://godwit:s3cret-pw@127.0.0.1:1/gone"
+            }, workerStatus: { status }
+        ) { _, _, client in
+            try await client.execute(uri: "/health/ready", method: .get) { response in
+                #expect(response.status == .serviceUnavailable)
+                let body = try json(response)
+                #expect(body["database"] as? String == "unreachable")
+                let reason = body["reason"] as? String ?? ""
+                #expect(reason.hasPrefix("draining: taking no new jobs; "), "\(reason)")
+                #expect(reason.contains("cannot be reached"), "\(reason)")
+                #expect(!response.text.contains("s3cret-pw"))
+            }
+        }
+    }
+
     @Test("A hung database gets a 503 after the probe's bound")
     func databaseHangs() async throws {
         let silent = try SilentServer()
