@@ -2,6 +2,7 @@ import Foundation
 import GodwitBackups
 import GodwitPostgres
 import GodwitTestSupport
+import Synchronization
 import Testing
 
 @Suite("godwit backup")
@@ -120,32 +121,29 @@ struct BackupTests {
 }
 
 /// Records every file and folder that appears under `path` while `body` runs, with its mode,
-/// looking every millisecond or so.
+/// looking every millisecond or so from a thread of its own: a task on the cooperative pool,
+/// which the tests running beside this one share, could go unscheduled for as long as a
+/// program's private folder lives.
 func watchingDirectory<T: Sendable>(
     _ path: String, _ body: () async throws -> T
 ) async throws -> (result: T, seen: [String: Int]) {
-    let watcher = Task {
-        var seen: [String: Int] = [:]
-        while !Task.isCancelled {
+    let watch = Mutex((seen: [String: Int](), stop: false))
+    let watcher = Thread {
+        while !watch.withLock({ $0.stop }) {
             for entry in (try? FileManager.default.subpathsOfDirectory(atPath: path)) ?? [] {
                 let full = (path as NSString).appendingPathComponent(entry)
                 if let mode = (try? FileManager.default.attributesOfItem(atPath: full))?[.posixPermissions] as? Int {
-                    seen[entry] = (seen[entry] ?? 0) | mode
+                    watch.withLock { $0.seen[entry] = ($0.seen[entry] ?? 0) | mode }
                 }
             }
-            try? await Task.sleep(for: .milliseconds(1))
+            usleep(1000)
         }
-        return seen
     }
-    let result: T
-    do {
-        result = try await body()
-    } catch {
-        watcher.cancel()
-        throw error
-    }
-    watcher.cancel()
-    return (result, await watcher.value)
+    watcher.start()
+    // The thread ends at its next look; what it saw until now is the answer.
+    defer { watch.withLock { $0.stop = true } }
+    let result = try await body()
+    return (result, watch.withLock { $0.seen })
 }
 
 @Suite("godwit backup restore")
