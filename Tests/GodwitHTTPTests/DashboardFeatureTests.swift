@@ -114,13 +114,13 @@ struct DashboardFeatureTests {
                 let fresh = try #require(rows[ids["healthy"]!])
                 #expect(stale.contains("class=\"stale\""))
                 #expect(stale.contains("data-stale=\"true\""))
-                #expect(stale.contains("its worker was last seen 1 min ago"), "\(stale)")
+                #expect(Self.seenMinutesAgo(stale, "its worker"), "\(stale)")
                 #expect(!fresh.contains("data-stale"), "\(fresh)")
             }
             for path in ["/jobs/\(ids["orphaned"]!)", "/fragments/jobs/\(ids["orphaned"]!)"] {
                 try await client.execute(uri: path, method: .get) { response in
                     #expect(response.text.contains("data-stale=\"true\""), "\(path)")
-                    #expect(response.text.contains("Its worker was last seen 1 min ago"), "\(path)")
+                    #expect(Self.seenMinutesAgo(response.text, "Its worker"), "\(path)")
                 }
             }
             try await client.execute(uri: "/jobs/\(ids["healthy"]!)", method: .get) { response in
@@ -128,6 +128,12 @@ struct DashboardFeatureTests {
                 #expect(response.text.contains("alive <small>seen in "), "the worker and when it was seen")
             }
         }
+    }
+
+    /// Whether `text` says `subject` was last seen a minute or a few ago: the worker's heartbeat
+    /// is a minute old when the test writes it, and a loaded machine may take a while to render.
+    static func seenMinutesAgo(_ text: String, _ subject: String) -> Bool {
+        (1...5).contains { text.contains("\(subject) was last seen \($0) min ago") }
     }
 
     @Test("The list shows relative times and durations, with the UTC time in a title")

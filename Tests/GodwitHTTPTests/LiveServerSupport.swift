@@ -74,11 +74,13 @@ func withLiveServer<T: Sendable>(
 }
 
 /// A request to 127.0.0.1:`port` on a fresh connection, with `Host: authority` (none when nil).
+/// Its timeout bounds a failing test, not a measure: a loaded machine running the suite in
+/// parallel took over 30 s to answer a `/metrics` that reads the database.
 func send(
     _ port: Int, _ path: String, method: HTTPRequest.Method = .get, authority: String? = "127.0.0.1",
     headers: HTTPFields = [:], body: ByteBuffer? = nil
 ) async throws -> FetchedResponse {
-    try await TestClient.withClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(30))) {
+    try await TestClient.withClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(120))) {
         client in
         let response = try await client.execute(
             TestClient.Request(path, method: method, authority: authority, headers: headers, body: body))
