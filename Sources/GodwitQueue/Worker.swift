@@ -279,6 +279,10 @@ public final class Worker: Service {
                             try await self.queue.claim(limit: free, workerID: self.configuration.workerID, on: $0)
                         }
                         for job in claimed {
+                            // A job this worker claims again (its own heartbeat was held up past
+                            // the lease, and its rescue requeued it) starts with no interruption
+                            // of the earlier attempt's, which its fenced writes keep harmless.
+                            signals.forget(job.id)
                             running.withLock { $0[job.id] = job }
                             jobs.addTask { await self.execute(job) }
                         }
@@ -366,8 +370,7 @@ public final class Worker: Service {
         }
         if case .succeeded(let result)? = outcome {
             // The slot frees at once; the success is recorded with others in one write.
-            running.withLock { _ = $0.removeValue(forKey: job.id) }
-            signals.forget(job.id)
+            finished(job)
             wake.wake()
             let recorded = await completions.submit(job, result: result)
             logOutcome(.succeeded(result: result), recorded: recorded, metadata: metadata)
@@ -384,9 +387,20 @@ public final class Worker: Service {
             logger.warning(
                 "job lease lost: another worker took it over; this attempt wrote nothing", metadata: metadata)
         }
-        running.withLock { _ = $0.removeValue(forKey: job.id) }
-        signals.forget(job.id)
+        finished(job)
         wake.wake()
+    }
+
+    /// Frees `job`'s slot and forgets its interruptions, unless the job was claimed again since
+    /// (another attempt of it runs under a newer lease): this attempt's end must not take the
+    /// newer one out of `running`, where its lease is renewed and drain counts it.
+    private func finished(_ job: ClaimedJob) {
+        let current = running.withLock { running -> Bool in
+            guard running[job.id]?.leaseToken == job.leaseToken else { return false }
+            running.removeValue(forKey: job.id)
+            return true
+        }
+        if current { signals.forget(job.id) }
     }
 
     /// Runs the handler and decides the outcome; nil when the lease was lost (write nothing).
