@@ -75,28 +75,8 @@ public struct FleetBackfillProgress: Sendable, Equatable {
         _ jobs: [(target: FleetTarget, jobID: Int64)], schema: QueueSchema = QueueSchema(), parallel: Int = 8,
         connectTimeout: Duration = .seconds(10)
     ) async -> [FleetBackfillProgress] {
-        var results = [FleetBackfillProgress?](repeating: nil, count: jobs.count)
-        await withTaskGroup(of: (Int, FleetBackfillProgress).self) { group in
-            var next = 0
-            func startNext() {
-                guard next < jobs.count else { return }
-                let index = next
-                next += 1
-                group.addTask {
-                    (
-                        index,
-                        await read(
-                            target: jobs[index].target, jobID: jobs[index].jobID, schema: schema,
-                            connectTimeout: connectTimeout)
-                    )
-                }
-            }
-            for _ in 0..<max(1, parallel) { startNext() }
-            while let (index, progress) = await group.next() {
-                results[index] = progress
-                startNext()
-            }
+        await jobs.concurrentMap(atMost: parallel) { job in
+            await read(target: job.target, jobID: job.jobID, schema: schema, connectTimeout: connectTimeout)
         }
-        return results.compactMap { $0 }
     }
 }

@@ -57,28 +57,12 @@ public struct FleetEnqueuer: Sendable {
         onStart: @escaping @Sendable (FleetTarget) async -> Void = { _ in },
         onResult: @escaping @Sendable (Result) async -> Void = { _ in }
     ) async -> [Result] {
-        var results = [Result?](repeating: nil, count: targets.count)
-        await withTaskGroup(of: (Int, Result).self) { group in
-            var next = 0
-            func startNext() {
-                guard next < targets.count else { return }
-                let index = next
-                next += 1
-                group.addTask {
-                    await onStart(targets[index])
-                    let result = await self.enqueue(
-                        on: targets[index], unlessEnqueuedSince: lastAttempts[targets[index].name])
-                    await onResult(result)
-                    return (index, result)
-                }
-            }
-            for _ in 0..<max(1, parallel) { startNext() }
-            while let (index, result) = await group.next() {
-                results[index] = result
-                startNext()
-            }
+        await targets.concurrentMap(atMost: parallel) { target in
+            await onStart(target)
+            let result = await self.enqueue(on: target, unlessEnqueuedSince: lastAttempts[target.name])
+            await onResult(result)
+            return result
         }
-        return results.compactMap { $0 }
     }
 
     /// Enqueues on one target, unless a job of this name that this login enqueued since
