@@ -137,7 +137,12 @@ struct SessionTests {
                     group.addTask {
                         try await pool.withConnection { conn in
                             peak.enter()
-                            try await conn.query("SELECT pg_sleep(0.05)")
+                            // Held until three are held at once (a bound, not a measure: on a
+                            // loaded machine a fixed sleep ended before the third was opened).
+                            let deadline = ContinuousClock.now + .seconds(20)
+                            while peak.highest < 3 && ContinuousClock.now < deadline {
+                                try await conn.query("SELECT pg_sleep(0.01)")
+                            }
                             peak.leave()
                         }
                     }
