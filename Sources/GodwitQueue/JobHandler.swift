@@ -62,12 +62,12 @@ public struct JobContext: Sendable {
     /// Says that the job's success was recorded in the job's own transaction (an sql job's
     /// `job_succeeded`), so the worker must not record it again.
     public func successRecorded() {
-        signals.markRecorded(job.id)
+        signals.markRecorded(job)
     }
 
     /// Throws a `JobInterruption` when the job must stop here.
     public func checkpoint() throws {
-        if let interruption = signals.interruption(for: job.id) { throw interruption }
+        if let interruption = signals.interruption(for: job) { throw interruption }
     }
 
     /// Decodes the payload into `T`, or throws `InvalidPayload` naming the job.

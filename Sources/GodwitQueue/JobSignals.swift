@@ -2,43 +2,61 @@ import Synchronization
 
 /// The interruptions the worker has decided on for its running jobs, read by their handlers at
 /// checkpoints: a pause or cancel seen in the heartbeat, a lost lease, or shutdown.
+///
+/// Kept per attempt (a job's id and the lease token of its claim): a worker may claim a job
+/// again after its own rescue while the earlier attempt still runs, and each attempt must see
+/// only what was decided about its own lease.
 public final class JobSignals: Sendable {
     public init() {}
 
+    /// One attempt of a job: its id and the lease token of the claim.
+    struct Attempt: Hashable {
+        var id: Int64
+        var token: Int64
+
+        init(id: Int64, token: Int64) {
+            self.id = id
+            self.token = token
+        }
+
+        init(_ job: ClaimedJob) { self.init(id: job.id, token: job.leaseToken) }
+    }
+
     private struct State {
-        var perJob: [Int64: JobInterruption] = [:]
-        var recorded: Set<Int64> = []
+        var perAttempt: [Attempt: JobInterruption] = [:]
+        var recorded: Set<Attempt> = []
         var shutdown = false
     }
 
     private let state = Mutex(State())
 
-    func interruption(for id: Int64) -> JobInterruption? {
+    func interruption(for job: ClaimedJob) -> JobInterruption? {
         state.withLock { state in
-            if let own = state.perJob[id] { return own }
+            if let own = state.perAttempt[Attempt(job)] { return own }
             return state.shutdown ? .shutdown : nil
         }
     }
 
-    /// Sets (or with nil clears) the interruption of one job. A lost lease is never cleared.
-    func set(_ interruption: JobInterruption?, for id: Int64) {
+    /// Sets (or with nil clears) the interruption of one attempt. A lost lease is never cleared.
+    func set(_ interruption: JobInterruption?, for attempt: Attempt) {
         state.withLock { state in
-            if state.perJob[id] == .leaseLost { return }
-            state.perJob[id] = interruption
+            if state.perAttempt[attempt] == .leaseLost { return }
+            state.perAttempt[attempt] = interruption
         }
     }
 
-    func forget(_ id: Int64) {
+    /// Forgets what was decided about an attempt that ended.
+    func forget(_ job: ClaimedJob) {
         state.withLock { state in
-            state.perJob.removeValue(forKey: id)
-            state.recorded.remove(id)
+            state.perAttempt.removeValue(forKey: Attempt(job))
+            state.recorded.remove(Attempt(job))
         }
     }
 
-    /// The job's success is already recorded (in its own transaction).
-    func markRecorded(_ id: Int64) { _ = state.withLock { $0.recorded.insert(id) } }
+    /// The attempt's success is already recorded (in its own transaction).
+    func markRecorded(_ job: ClaimedJob) { _ = state.withLock { $0.recorded.insert(Attempt(job)) } }
 
-    func wasRecorded(_ id: Int64) -> Bool { state.withLock { $0.recorded.contains(id) } }
+    func wasRecorded(_ job: ClaimedJob) -> Bool { state.withLock { $0.recorded.contains(Attempt(job)) } }
 
     func beginShutdown() { state.withLock { $0.shutdown = true } }
 

@@ -280,10 +280,15 @@ public final class Worker: Service {
                         }
                         for job in claimed {
                             // A job this worker claims again (its own heartbeat was held up past
-                            // the lease, and its rescue requeued it) starts with no interruption
-                            // of the earlier attempt's, which its fenced writes keep harmless.
-                            signals.forget(job.id)
-                            running.withLock { $0[job.id] = job }
+                            // the lease, and its rescue requeued it) takes the slot of the earlier
+                            // attempt, which has lost its lease: it stops at its next checkpoint,
+                            // and its fenced writes keep it harmless until then.
+                            running.withLock { running in
+                                if let earlier = running[job.id] {
+                                    signals.set(.leaseLost, for: JobSignals.Attempt(earlier))
+                                }
+                                running[job.id] = job
+                            }
                             jobs.addTask { await self.execute(job) }
                         }
                         sawEverythingDue = claimed.count < free
@@ -391,16 +396,15 @@ public final class Worker: Service {
         wake.wake()
     }
 
-    /// Frees `job`'s slot and forgets its interruptions, unless the job was claimed again since
-    /// (another attempt of it runs under a newer lease): this attempt's end must not take the
-    /// newer one out of `running`, where its lease is renewed and drain counts it.
+    /// Frees `job`'s slot, unless the job was claimed again since (another attempt of it runs
+    /// under a newer lease): this attempt's end must not take the newer one out of `running`,
+    /// where its lease is renewed and drain counts it. Then forgets this attempt's signals,
+    /// after its slot, so that no heartbeat sets them again.
     private func finished(_ job: ClaimedJob) {
-        let current = running.withLock { running -> Bool in
-            guard running[job.id]?.leaseToken == job.leaseToken else { return false }
-            running.removeValue(forKey: job.id)
-            return true
+        running.withLock { running in
+            if running[job.id]?.leaseToken == job.leaseToken { running.removeValue(forKey: job.id) }
         }
-        if current { signals.forget(job.id) }
+        signals.forget(job)
     }
 
     /// Runs the handler and decides the outcome; nil when the lease was lost (write nothing).
@@ -417,11 +421,11 @@ public final class Worker: Service {
             signals: signals)
         do {
             let result = try await handler.run(context)
-            return signals.wasRecorded(job.id) ? .recorded(result: result) : .succeeded(result: result)
+            return signals.wasRecorded(job) ? .recorded(result: result) : .succeeded(result: result)
         } catch let interruption as JobInterruption {
             return outcome(of: interruption)
         } catch let error where error is CancellationError || Task.isCancelled {
-            return outcome(of: signals.interruption(for: job.id) ?? .shutdown)
+            return outcome(of: signals.interruption(for: job) ?? .shutdown)
         } catch let failure as JobFailure {
             if failure.transient && job.attempt < job.maxAttempts {
                 return .retry(
@@ -430,7 +434,7 @@ public final class Worker: Service {
             }
             return .failed(error: failure.message, result: failure.resultJSON, detail: failure.detail)
         } catch let error as PostgresError where error.isTransient {
-            if let interruption = signals.interruption(for: job.id) { return outcome(of: interruption) }
+            if let interruption = signals.interruption(for: job) { return outcome(of: interruption) }
             if job.attempt < job.maxAttempts {
                 return .retry(
                     error: error.summary, delay: configuration.backoff.delay(afterAttempt: job.attempt),
@@ -608,14 +612,18 @@ public final class Worker: Service {
                 }
                 return answer
             }
-            for lease in leases where running.withLock({ $0[lease.id] != nil }) {
-                switch answer[lease.id] ?? .lost {
-                case .renewed(let control):
-                    signals.set(control?.interruption, for: lease.id)
-                case .busy:
-                    break
-                case .lost:
-                    signals.set(.leaseLost, for: lease.id)
+            for lease in leases {
+                let status = answer[lease.id] ?? .lost
+                let attempt = JobSignals.Attempt(id: lease.id, token: lease.token)
+                // Only while the attempt runs (under the lock of `running`, which its end takes
+                // before forgetting its signals): an ended attempt's would stay for ever.
+                running.withLock { running in
+                    guard running[lease.id]?.leaseToken == lease.token else { return }
+                    switch status {
+                    case .renewed(let control): signals.set(control?.interruption, for: attempt)
+                    case .busy: break
+                    case .lost: signals.set(.leaseLost, for: attempt)
+                    }
                 }
             }
         }

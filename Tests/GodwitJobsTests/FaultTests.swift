@@ -161,6 +161,85 @@ struct FaultTests {
         }
     }
 
+    /// A worker whose own heartbeat was held up past the lease sees its job rescued and may
+    /// claim it again while the first attempt still runs. The first attempt's end used to take
+    /// the second out of `running`: its lease was no longer renewed, drain counted no job, and
+    /// the second attempt's success could be lost. The second attempt could also be stopped by
+    /// what was decided about the first one's lease. The test plays the rescue, either as the
+    /// rescue does (the claim comes before the heartbeat sees the loss, nearly always), or in
+    /// two steps so that the heartbeat has seen the first lease lost before the job is claimed.
+    @Test(.timeLimit(.minutes(3)), arguments: [false, true])
+    func aJobClaimedAgainByItsOwnWorkerKeepsItsPlace(heartbeatFirst: Bool) async throws {
+        try await withQueue { db, conn, queue in
+            let capture = LogCapture()
+            let gates = AttemptGates()
+            var configuration = WorkerConfiguration(databaseURL: db.url)
+            configuration.concurrency = 2
+            configuration.leaseTimeout = .seconds(10)
+            // Claims come from the NOTIFY of the test's requeue, never from a poll in between.
+            configuration.pollInterval = .seconds(600)
+            let pool = configuration.makePool()
+            let worker = Worker(
+                configuration: configuration, pool: pool, handlers: [GatedJob(gates: gates)], logger: capture.logger)
+            let id = try await queue.enqueue(kind: .gated, name: "gated", payload: "{}", on: conn)
+            let running = Task { try await worker.run() }
+
+            guard await eventually(timeout: .seconds(30), { gates.started(1) }) else {
+                let row = try await conn.query(
+                    "SELECT state::text AS state, last_error FROM godwit.jobs WHERE id = $1", [id]
+                ).first
+                Issue.record("the first attempt never started: \(row?["state"] ?? "") \(row?["last_error"] ?? "")")
+                return
+            }
+            if heartbeatFirst {
+                _ = try await conn.query(
+                    "UPDATE godwit.jobs SET state = 'paused', worker_id = NULL, heartbeat_at = NULL WHERE id = $1", [id]
+                )
+                #expect(
+                    await eventually { gates.interruption(of: 1) == .leaseLost },
+                    "the heartbeat never saw the first attempt's lease lost")
+            }
+            _ = try await conn.query(
+                "UPDATE godwit.jobs SET state = 'queued', worker_id = NULL, heartbeat_at = NULL, run_at = now() WHERE id = $1",
+                [id])
+            #expect(await eventually { gates.started(2) }, "the job was not claimed again")
+            #expect(
+                await eventually { gates.interruption(of: 1) == .leaseLost },
+                "the first attempt was never told its lease was lost")
+
+            // The first attempt ends; its success is fenced out, and the second keeps its slot.
+            gates.release(1)
+            #expect(
+                await eventually { capture.count(of: "job outcome not recorded: the lease was lost") == 1 },
+                "the first attempt's end was not fenced out")
+            #expect(worker.status.runningJobs == 1, "the first attempt's end took the second out of running")
+            let ended = try await conn.query("SELECT extract(epoch FROM clock_timestamp())::float8 AS t").first!
+                .double("t")
+            // Three heartbeats later, the second attempt's lease is still being renewed.
+            let renewed = try await eventually(timeout: .seconds(60)) {
+                let row = try await conn.query(
+                    """
+                    SELECT extract(epoch FROM heartbeat_at)::float8 AS beat, lease_token, state::text AS state
+                    FROM godwit.jobs WHERE id = $1
+                    """, [id]
+                ).first!
+                guard try row.string("state") == "running", try row.int64("lease_token") == 2 else { return false }
+                return try row.double("beat") > ended + 3 * configuration.heartbeatInterval.seconds
+            }
+            #expect(renewed, "the second attempt's lease was not renewed after the first attempt ended")
+            #expect(gates.interruption(of: 2) == nil, "the second attempt was told the first one's lease was lost")
+
+            gates.release(2)
+            #expect(try await eventually(timeout: .seconds(30)) { try await jobState(id, conn) == "succeeded" })
+            worker.shutdown()
+            try await running.value
+            let attempts = try await conn.query("SELECT attempts FROM godwit.jobs WHERE id = $1", [id]).first!.int(
+                "attempts")
+            #expect(attempts == 2)
+            await pool.close()
+        }
+    }
+
     /// The connect timeout is an hour: a worker that retried would hit the time limit.
     @Test(.timeLimit(.minutes(3))) func aWorkerThatCannotLogInFailsAtOnceWithoutThePassword() async throws {
         try await withTestDatabase { db in
@@ -300,5 +379,58 @@ struct MigrateJobReportTests {
             #expect((result["applied"] as? [[String: Any]])?.map { $0["version"] as? Int } == [1, 2])
             #expect(try await conn.query("SELECT to_regclass('c') IS NULL AS absent").first?.bool("absent") == true)
         }
+    }
+}
+
+extension JobKind {
+    /// `GatedJob`, which only the fault tests run.
+    static let gated = JobKind("gated")
+}
+
+/// What each attempt of a `GatedJob` did: whether it started, the first interruption it saw at
+/// a checkpoint, and whether the test let it end.
+final class AttemptGates: Sendable {
+    private struct Attempt {
+        var interruption: JobInterruption?
+        var released = false
+    }
+    private let attempts = Mutex<[Int: Attempt]>([:])
+
+    func started(_ attempt: Int) -> Bool { attempts.withLock { $0[attempt] != nil } }
+    func interruption(of attempt: Int) -> JobInterruption? { attempts.withLock { $0[attempt]?.interruption } }
+    func release(_ attempt: Int) { attempts.withLock { $0[attempt, default: Attempt()].released = true } }
+
+    fileprivate func begin(_ attempt: Int) {
+        attempts.withLock { attempts in
+            if attempts[attempt] == nil { attempts[attempt] = Attempt() }
+        }
+    }
+    fileprivate func released(_ attempt: Int) -> Bool { attempts.withLock { $0[attempt]?.released ?? false } }
+    fileprivate func saw(_ interruption: JobInterruption, _ attempt: Int) {
+        attempts.withLock { attempts in
+            if attempts[attempt]?.interruption == nil { attempts[attempt]?.interruption = interruption }
+        }
+    }
+}
+
+/// A job whose every attempt runs until the test releases it, noting what its checkpoints say
+/// instead of stopping there (but for the worker's shutdown); it then succeeds.
+struct GatedJob: JobHandler {
+    let kind = JobKind.gated
+    let gates: AttemptGates
+
+    func run(_ context: JobContext) async throws -> String? {
+        let attempt = context.job.attempt
+        gates.begin(attempt)
+        while !gates.released(attempt) {
+            do {
+                try context.checkpoint()
+            } catch let interruption as JobInterruption {
+                gates.saw(interruption, attempt)
+                if interruption == .shutdown { throw interruption }
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        return nil
     }
 }
