@@ -243,7 +243,7 @@ let package = Package(
         ),
         .testTarget(
             name: "GodwitHTTPUnitTests",
-            dependencies: ["GodwitHTTP", "GodwitTestSupport"],
+            dependencies: ["GodwitHTTP", "GodwitFleet", "GodwitTestSupport"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -28,7 +28,8 @@ extension OperationsServer {
 
     /// The run (a 404 without it), its targets, and for an enqueue run each target's backfill
     /// as its own queue reports it: read over a short session a target (no password stored:
-    /// `.pgpass` or the environment), 8 at a time, each bounded by a 3 s connect timeout.
+    /// `.pgpass` or the environment), 8 at a time, each bounded by a 3 s connect timeout, and
+    /// reused for a while by every request (`fleetProgress`).
     func fleetRunFacts(_ id: Int64) async throws -> (
         run: FleetRunOverview, targets: [FleetTargetRecord], progress: [String: FleetBackfillProgress]
     ) {
@@ -38,11 +39,7 @@ extension OperationsServer {
         var progress: [String: FleetBackfillProgress] = [:]
         if run.run.command == "enqueue" {
             let jobs = targets.compactMap { target in target.jobID.map { (target: target.target, jobID: $0) } }
-            for read in await FleetBackfillProgress.read(
-                jobs, schema: store.schema, parallel: 8, connectTimeout: .seconds(3))
-            {
-                progress[read.target] = read
-            }
+            progress = await fleetProgress.progress(run: id, jobs: jobs)
         }
         return (run, targets, progress)
     }

@@ -47,6 +47,9 @@ public struct OperationsConfiguration: Sendable {
     /// database more than a twentieth of one session's time however large the jobs table grows.
     /// Zero reads at every scrape.
     public var metricsReadInterval: Duration = .seconds(5)
+    /// How long a fleet enqueue run's backfill progress, read from every target's own queue, is
+    /// reused by its page, at least (see `FleetProgressCache`). Zero reads at every request.
+    public var fleetProgressReadInterval: Duration = .seconds(5)
     /// How long the health probe waits for the database before it answers 503.
     public var healthTimeout: Duration = .milliseconds(800)
     /// How long a health reading is reused.

@@ -1,4 +1,5 @@
 import Foundation
+import GodwitFleet
 import GodwitMigrations
 import GodwitPostgres
 import GodwitQueue
@@ -20,6 +21,7 @@ public struct OperationsServer: Sendable {
     let store: OperationsStore
     let health: HealthProbe
     let databaseMetrics: DatabaseMetricsCache
+    let fleetProgress: FleetProgressCache
     let workerStatus: @Sendable () -> WorkerStatus?
     let logger: Logger
     let keys = SessionKeys()
@@ -52,6 +54,10 @@ public struct OperationsServer: Sendable {
         self.databaseMetrics = DatabaseMetricsCache(
             metrics: DatabaseMetrics(store: store, knownKinds: configuration.knownKinds),
             minimumInterval: configuration.metricsReadInterval)
+        let schema = configuration.schema
+        self.fleetProgress = FleetProgressCache(minimumInterval: configuration.fleetProgressReadInterval) { jobs in
+            await FleetBackfillProgress.read(jobs, schema: schema, parallel: 8, connectTimeout: .seconds(3))
+        }
         self.health = HealthProbe(
             databaseURL: configuration.databaseURL, schema: configuration.schema,
             timeout: configuration.healthTimeout, cacheDuration: configuration.healthCacheDuration)
