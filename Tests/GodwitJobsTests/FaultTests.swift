@@ -391,20 +391,17 @@ extension JobKind {
 /// a checkpoint, and whether the test let it end.
 final class AttemptGates: Sendable {
     private struct Attempt {
+        var began = false
         var interruption: JobInterruption?
         var released = false
     }
     private let attempts = Mutex<[Int: Attempt]>([:])
 
-    func started(_ attempt: Int) -> Bool { attempts.withLock { $0[attempt] != nil } }
+    func started(_ attempt: Int) -> Bool { attempts.withLock { $0[attempt]?.began ?? false } }
     func interruption(of attempt: Int) -> JobInterruption? { attempts.withLock { $0[attempt]?.interruption } }
     func release(_ attempt: Int) { attempts.withLock { $0[attempt, default: Attempt()].released = true } }
 
-    fileprivate func begin(_ attempt: Int) {
-        attempts.withLock { attempts in
-            if attempts[attempt] == nil { attempts[attempt] = Attempt() }
-        }
-    }
+    fileprivate func begin(_ attempt: Int) { attempts.withLock { $0[attempt, default: Attempt()].began = true } }
     fileprivate func released(_ attempt: Int) -> Bool { attempts.withLock { $0[attempt]?.released ?? false } }
     fileprivate func saw(_ interruption: JobInterruption, _ attempt: Int) {
         attempts.withLock { attempts in
