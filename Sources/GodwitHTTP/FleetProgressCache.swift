@@ -70,7 +70,8 @@ final class FleetProgressCache: Sendable {
         case .fresh(let cached): progress = cached
         case .wait(let task): progress = await task.value
         }
-        return progress.filter { name, read in jobs.contains { $0.target.name == name && $0.jobID == read.jobID } }
+        let wanted = Dictionary(jobs.map { ($0.target.name, $0.jobID) }, uniquingKeysWith: { first, _ in first })
+        return progress.filter { name, read in wanted[name] == read.jobID }
     }
 
     /// Reads every job of `jobs` but those `known` to have ended for good.

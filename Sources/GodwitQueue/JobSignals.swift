@@ -13,13 +13,6 @@ public final class JobSignals: Sendable {
     struct Attempt: Hashable {
         var id: Int64
         var token: Int64
-
-        init(id: Int64, token: Int64) {
-            self.id = id
-            self.token = token
-        }
-
-        init(_ job: ClaimedJob) { self.init(id: job.id, token: job.leaseToken) }
     }
 
     private struct State {
@@ -61,6 +54,10 @@ public final class JobSignals: Sendable {
     func beginShutdown() { state.withLock { $0.shutdown = true } }
 
     var isShuttingDown: Bool { state.withLock { $0.shutdown } }
+}
+
+extension JobSignals.Attempt {
+    init(_ job: ClaimedJob) { self.init(id: job.id, token: job.leaseToken) }
 }
 
 /// Wakes the worker's claim loop: a notification arrived, a slot freed up, or shutdown began.

@@ -612,14 +612,12 @@ public final class Worker: Service {
                 }
                 return answer
             }
-            for lease in leases {
-                let status = answer[lease.id] ?? .lost
-                let attempt = JobSignals.Attempt(id: lease.id, token: lease.token)
-                // Only while the attempt runs (under the lock of `running`, which its end takes
-                // before forgetting its signals): an ended attempt's would stay for ever.
-                running.withLock { running in
-                    guard running[lease.id]?.leaseToken == lease.token else { return }
-                    switch status {
+            // Only to attempts still running (under the lock of `running`, which an attempt's end
+            // takes before forgetting its signals): an ended attempt's would stay for ever.
+            running.withLock { running in
+                for lease in leases where running[lease.id]?.leaseToken == lease.token {
+                    let attempt = JobSignals.Attempt(id: lease.id, token: lease.token)
+                    switch answer[lease.id] ?? .lost {
                     case .renewed(let control): signals.set(control?.interruption, for: attempt)
                     case .busy: break
                     case .lost: signals.set(.leaseLost, for: attempt)
