@@ -130,18 +130,23 @@ public actor Connection {
         guard PQstatus(handle) != CONNECTION_BAD else {
             throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines)
         }
+        let bound: Duration?
+        do {
+            bound = try options.connectBound(conninfo: conninfo)
+        } catch {
+            PQfinish(handle)
+            throw error
+        }
         let clock = ContinuousClock()
-        let deadline = clock.now + options.connectTimeout
+        let deadline = bound.map { clock.now + $0 }
         var state = PGRES_POLLING_WRITING
         while state != PGRES_POLLING_OK {
             if state == PGRES_POLLING_FAILED {
                 throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines)
             }
-            let left = deadline - clock.now
-            if left <= .zero {
-                throw fail(
-                    "could not connect within \(String(format: "%g", options.connectTimeout.seconds)) s (connect timeout)"
-                )
+            let left = deadline.map { $0 - clock.now }
+            if let left, let bound, left <= .zero {
+                throw fail("could not connect within \(String(format: "%g", bound.seconds)) s (connect timeout)")
             }
             let socket = PQsocket(handle)
             if socket < 0 { throw fail(String(cString: PQerrorMessage(handle)).trimmingTrailingNewlines) }
@@ -150,7 +155,7 @@ public actor Connection {
                 pollfd(fd: socket, events: events, revents: 0),
                 pollfd(fd: cancelSignal.fd, events: Int16(POLLIN), revents: 0),
             ]
-            let count = poll(&fds, 2, left.pollMilliseconds)
+            let count = poll(&fds, 2, left?.pollMilliseconds ?? -1)
             if count < 0 && errno != EINTR {
                 throw fail("poll failed while connecting: \(String(cString: strerror(errno)))")
             }
@@ -161,7 +166,7 @@ public actor Connection {
             if count > 0 { state = PQconnectPoll(handle) }
         }
         conn = handle
-        backendExitWait = options.waitsForBackendExit ? options.connectTimeout : nil
+        backendExitWait = options.waitsForBackendExit ? (options.connectTimeout ?? .seconds(10)) : nil
         cancelHandle = PQgetCancel(handle)
         PQsetNoticeReceiver(handle, noticeReceiver, Unmanaged.passUnretained(noticeSink).toOpaque())
     }

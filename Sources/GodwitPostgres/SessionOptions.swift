@@ -9,8 +9,11 @@ import Foundation
 public struct SessionOptions: Sendable {
     /// Reported in `pg_stat_activity` unless the connection string sets its own.
     public var applicationName = "godwit"
-    /// How long one attempt to connect may take, name lookup and authentication included.
-    public var connectTimeout: Duration = .seconds(10)
+    /// How long one attempt to connect may take, name lookup and authentication included; nil
+    /// waits as long as it takes. By default `PGCONNECT_TIMEOUT` when the environment sets it,
+    /// else 10 s; a `connect_timeout` in the connection string wins over this (see
+    /// `connectBound(conninfo:)`).
+    public var connectTimeout: Duration? = SessionOptions.defaultConnectTimeout
     /// Whether to turn TCP keepalives on (libpq's `keepalives`).
     public var keepalives = true
     /// Idle time before the first keepalive probe, then the interval between probes, and how

@@ -43,6 +43,21 @@ struct ExecutableTests {
         }
     }
 
+    /// `PGCONNECT_TIMEOUT` bounds each attempt to connect, as it does libpq's own programs',
+    /// though libpq applies it only to a connect that blocks, which Godwit's never do; a value
+    /// libpq would refuse is refused in one line.
+    @Test(.timeLimit(.minutes(2))) func pgConnectTimeoutBoundsEachAttempt() async throws {
+        let server = try SilentServer()
+        defer { withExtendedLifetime(server) {} }
+        let arguments = ["job", "list", "-D", "postgres://nobody@127.0.0.1:\(server.port)/x", "--connect-timeout", "0"]
+        let bounded = try await GodwitProcess.start(arguments, environment: ["PGCONNECT_TIMEOUT": "2"]).wait()
+        #expect(bounded.status == 1)
+        #expect(bounded.stderr.contains("could not connect within 2 s (connect timeout)"), "\(bounded.stderr)")
+        let refused = try await GodwitProcess.start(arguments, environment: ["PGCONNECT_TIMEOUT": "soon"]).wait()
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("invalid integer value \"soon\" for PGCONNECT_TIMEOUT"), "\(refused.stderr)")
+    }
+
     /// The real executable, at the most verbose log level, on a sample of the strings: nothing
     /// on stdout or stderr, whether libpq parses the string or not.
     @Test func theExecutableNeverPrintsTheSecret() async throws {

@@ -90,6 +90,31 @@ struct SessionTests {
         }
     }
 
+    /// libpq applies `connect_timeout` only to a connect that blocks, which Godwit's never do:
+    /// Godwit reads it from the string itself, and it wins over the session's own bound.
+    @Test(.timeLimit(.minutes(2))) func theConnectionStringsConnectTimeoutBoundsTheAttempt() async throws {
+        let server = try SilentServer()
+        defer { withExtendedLifetime(server) {} }
+        var options = SessionOptions()
+        options.connectTimeout = .seconds(3600)
+        do {
+            _ = try await Connection.connect(
+                "postgres://nobody@127.0.0.1:\(server.port)/x?connect_timeout=2", options: options)
+            Issue.record("connected to a server that never answers")
+        } catch let error as PostgresError {
+            #expect(error.code == .connectionFailed)
+            #expect(error.message == "could not connect within 2 s (connect timeout)", "\(error.message)")
+        }
+        // A value libpq would refuse is refused before any wait, in one line.
+        await #expect {
+            _ = try await Connection.connect(
+                "postgres://nobody@127.0.0.1:\(server.port)/x?connect_timeout=soon", options: options)
+        } throws: { error in
+            (error as? PostgresError)?.message
+                == "invalid integer value \"soon\" for connection option \"connect_timeout\""
+        }
+    }
+
     @Test func anAuthenticationFailureIsNotRetried() async throws {
         try await withTestDatabase { db in
             let admin = try await db.connect()
