@@ -81,8 +81,16 @@ public final class PrivateCluster: Sendable {
 
     /// Runs a command to completion. posix_spawn and waitpid rather than Foundation's
     /// Process: `pg_ctl start` leaves a daemon behind, and Process then never notices the exit.
+    ///
+    /// The command gets no descriptor of this process but its standard ones (all others are
+    /// closed in the child before it runs). A daemon it leaves behind would otherwise keep,
+    /// for its whole life, what was open here at the moment: among them the socket by which
+    /// Foundation's Process learns that a program started at the same moment has ended (its
+    /// end of a socket pair, which it watches for the end of the stream). That program's end
+    /// was then never seen: `waitUntilExit()` waited forever, and `ClientProgram`'s one look
+    /// at `pg_config` with it, so every test that runs pg_dump or psql hung (once in 15 runs).
     @discardableResult
-    static func shell(_ command: [String]) async throws -> Int32 {
+    public static func shell(_ command: [String]) async throws -> Int32 {
         let status = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
             DispatchQueue.global().async {
                 var pid: pid_t = 0
@@ -91,6 +99,7 @@ public final class PrivateCluster: Sendable {
                 posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
                 posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
                 posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+                closeInheritedDescriptors(&actions)
                 defer { posix_spawn_file_actions_destroy(&actions) }
                 let argv = command.map { strdup($0) } + [nil]
                 defer { for pointer in argv { free(pointer) } }
@@ -107,5 +116,21 @@ public final class PrivateCluster: Sendable {
             throw TestSetupError(message: "\(command.joined(separator: " ")) exited with \(status)")
         }
         return status
+    }
+}
+
+/// Adds to `actions` the closing of every descriptor from 3 up: glibc's
+/// `posix_spawn_file_actions_addclosefrom_np` (2.34 on; Swift's Glibc module does not declare
+/// it), else one close for each descriptor open now.
+private func closeInheritedDescriptors(_ actions: inout posix_spawn_file_actions_t) {
+    typealias AddCloseFrom = @convention(c) (UnsafeMutablePointer<posix_spawn_file_actions_t>, Int32) -> Int32
+    if let symbol = dlsym(nil, "posix_spawn_file_actions_addclosefrom_np") {
+        _ = unsafeBitCast(symbol, to: AddCloseFrom.self)(&actions, 3)
+        return
+    }
+    let listed = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+    // The listing's own descriptor is closed by now: only those still open.
+    for descriptor in listed.compactMap({ Int32($0) }) where descriptor >= 3 && fcntl(descriptor, F_GETFD) != -1 {
+        posix_spawn_file_actions_addclose(&actions, descriptor)
     }
 }
