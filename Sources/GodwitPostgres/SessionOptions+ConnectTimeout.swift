@@ -39,8 +39,7 @@ extension SessionOptions {
     /// whitespace, in seconds; zero or less is no bound, and 1 is 2 (libpq's least, so that
     /// rounding never leaves almost no time). `source` names where it came from in the error.
     public static func connectTimeout(libpq value: String, from source: String) throws -> Duration? {
-        let trimmed = value.trimmingCharacters(in: .whitespaces)
-        guard let seconds = Int32(trimmed.hasPrefix("+") ? String(trimmed.dropFirst()) : trimmed) else {
+        guard let seconds = Int32(value.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw PostgresError(code: .client, message: "invalid integer value \"\(value)\" for \(source)")
         }
         if seconds <= 0 { return nil }

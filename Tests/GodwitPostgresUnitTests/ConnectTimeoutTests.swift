@@ -14,7 +14,7 @@ struct ConnectTimeoutTests {
         #expect(try SessionOptions.connectTimeout(libpq: value, from: "PGCONNECT_TIMEOUT") == bound)
     }
 
-    @Test(arguments: ["abc", "10s", "2.5", "", "99999999999"])
+    @Test(arguments: ["abc", "10s", "2.5", "", "++3", "99999999999"])
     func whatLibpqRefusesIsRefusedInOneLine(value: String) {
         #expect {
             try SessionOptions.connectTimeout(libpq: value, from: "connection option \"connect_timeout\"")
