@@ -88,7 +88,7 @@ public final class PrivateCluster: Sendable {
     /// Foundation's Process learns that a program started at the same moment has ended (its
     /// end of a socket pair, which it watches for the end of the stream). That program's end
     /// was then never seen: `waitUntilExit()` waited forever, and `ClientProgram`'s one look
-    /// at `pg_config` with it, so every test that runs pg_dump or psql hung (once in 15 runs).
+    /// at `pg_config` with it, so every test that runs pg_dump or psql hung (once in ten runs).
     @discardableResult
     public static func shell(_ command: [String]) async throws -> Int32 {
         let status = await withCheckedContinuation { (continuation: CheckedContinuation<Int32, Never>) in
