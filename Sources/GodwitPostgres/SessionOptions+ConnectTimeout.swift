@@ -23,8 +23,7 @@ extension SessionOptions {
         guard let given = ProcessInfo.processInfo.environment["PGCONNECT_TIMEOUT"], !given.isEmpty else {
             return nil
         }
-        return Result { try connectTimeout(libpq: given, from: "PGCONNECT_TIMEOUT") }
-            .mapError { $0 as? PostgresError ?? PostgresError(code: .client, message: "\($0)") }
+        return Result { () throws(PostgresError) in try connectTimeout(libpq: given, from: "PGCONNECT_TIMEOUT") }
     }()
 
     /// `connectTimeout`'s default: `PGCONNECT_TIMEOUT` when it is set and valid, else 10 s.
@@ -38,7 +37,7 @@ extension SessionOptions {
     /// A `connect_timeout` value as libpq reads it: an integer with optional surrounding
     /// whitespace, in seconds; zero or less is no bound, and 1 is 2 (libpq's least, so that
     /// rounding never leaves almost no time). `source` names where it came from in the error.
-    public static func connectTimeout(libpq value: String, from source: String) throws -> Duration? {
+    public static func connectTimeout(libpq value: String, from source: String) throws(PostgresError) -> Duration? {
         guard let seconds = Int32(value.trimmingCharacters(in: .whitespacesAndNewlines)) else {
             throw PostgresError(code: .client, message: "invalid integer value \"\(value)\" for \(source)")
         }
