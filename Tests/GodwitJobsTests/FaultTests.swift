@@ -68,8 +68,10 @@ struct FaultTests {
     /// it committed.
     @Test func aLiveWorkersLongBatchIsNeverRescued() async throws {
         try await withQueue { db, conn, _ in
-            let id = try await enqueueSlowBackfill(rows: 30, seconds: 2.5, on: conn)
-            let worker = try startWorker(db.url, ["--lease-timeout", "1"])
+            // Batches longer than the lease; a lease of 3 s renews every second, so only a stall
+            // of 2 s (not one of 0.7 s, as a lease of 1 s allowed) on a loaded machine costs it.
+            let id = try await enqueueSlowBackfill(rows: 30, seconds: 4, on: conn)
+            let worker = try startWorker(db.url, ["--lease-timeout", "3"])
             #expect(try await eventually(timeout: .seconds(60)) { try await jobState(id, conn) == "succeeded" })
             worker.signal(SIGTERM)
             let output = try await worker.wait()
@@ -88,7 +90,7 @@ struct FaultTests {
     @Test func aStoppedWorkerNeitherStallsOthersNorMakesHealthyJobsRunTwice() async throws {
         try await withQueue { db, conn, queue in
             let backfill = try await enqueueSlowBackfill(rows: 60, seconds: 1.5, on: conn)
-            let stopped = try startWorker(db.url, ["--lease-timeout", "2", "--concurrency", "1"])
+            let stopped = try startWorker(db.url, ["--lease-timeout", "3", "--concurrency", "1"])
             #expect(
                 try await eventually(timeout: .seconds(120)) {
                     try await conn.query(
@@ -102,8 +104,9 @@ struct FaultTests {
                     try await queue.enqueue(
                         kind: .sql, name: "healthy \(n)", payload: #"{"sql": "SELECT pg_sleep(7)"}"#, on: conn))
             }
-            let other = try startWorker(db.url, ["--lease-timeout", "2", "--concurrency", "4"])
-            // Past the lease, and past the stopped session's idle-in-transaction timeout.
+            let other = try startWorker(db.url, ["--lease-timeout", "3", "--concurrency", "4"])
+            // Past the lease, and past the stopped session's idle-in-transaction timeout (two
+            // leases, 6 s).
             try await Task.sleep(for: .seconds(8))
             stopped.signal(SIGCONT)
             for id in healthy {

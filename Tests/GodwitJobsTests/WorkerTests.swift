@@ -77,7 +77,12 @@ struct WorkerTests {
                 SELECT 'sql', 'run ' || g, jsonb_build_object('sql', format('INSERT INTO runs (label) VALUES (%L)', 'job-' || g))
                 FROM generate_series(1, 1000) g;
                 """)
-            let workers = try (0..<4).map { _ in try startWorker(db.url, ["--drain", "--concurrency", "4"]) }
+            // A lease of 10 s, not startWorker's 2 s: sixteen jobs at once on a loaded machine can
+            // hold a heartbeat up past 2 s, and a rescue (a second attempt, fenced) is not what
+            // this test is about.
+            let workers = try (0..<4).map { _ in
+                try startWorker(db.url, ["--drain", "--concurrency", "4", "--lease-timeout", "10"])
+            }
             var outputs: [GodwitProcess.Output] = []
             for worker in workers { outputs.append(try await worker.wait()) }
             for output in outputs { #expect(output.status == 0, "\(output.stderr.suffix(2000))") }
@@ -85,9 +90,13 @@ struct WorkerTests {
                 try await conn.query("SELECT count(*) AS n, count(DISTINCT label) AS d FROM runs").first)
             #expect(try counts.int("n") == 1000)
             #expect(try counts.int("d") == 1000)
-            #expect(
-                try await conn.query("SELECT count(*) AS n FROM godwit.jobs WHERE state = 'succeeded' AND attempts = 1")
-                    .first?.int("n") == 1000)
+            let others = try await conn.query(
+                """
+                SELECT string_agg(format('%s %s after %s attempts (%s)', id, state, attempts, last_error), '; ') AS s
+                FROM godwit.jobs WHERE state <> 'succeeded' OR attempts <> 1
+                """
+            ).first?["s"]
+            #expect(others == nil, "every job succeeded at its first attempt")
             // The work was shared: more than one worker ran jobs (worker_id stays on a finished job).
             let workersUsed = try await conn.query("SELECT count(DISTINCT worker_id) AS n FROM godwit.jobs").first?.int(
                 "n")
