@@ -31,8 +31,7 @@ struct ChangeUnderBothVersionsTests {
 
                 let worker = GodwitCommand.start(
                     [
-                        "worker", "-D", database.url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay",
-                        "0.05",
+                        "worker", "-D", database.url, "--poll-interval", "1", "--retry-delay", "0.05",
                     ])
                 try await writeConcurrently(
                     database,

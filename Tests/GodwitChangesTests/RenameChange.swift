@@ -128,13 +128,13 @@ func expectFinished(_ conn: Connection, rows: Int, verified: Int? = nil) async t
         try record.bool("verified") && record.bool("indexes_built") && record.bool("validated") && record.bool("ready"))
 }
 
-/// Starts `godwit worker` in this process with test timings (a 10 s lease: in-process, its
-/// heartbeats share the test process's threads), for a worker the test watches and stops.
+/// Starts `godwit worker` in this process with test timings and the default lease (30 s: in-process,
+/// its heartbeats wait for the test process's cooperative pool; see `drainWorker`), for a
+/// worker the test watches and stops.
 func changeWorker(_ url: String, _ extra: [String] = []) -> RunningCommand {
     GodwitCommand.start(
         [
-            "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05",
-            "--log-level", "info",
+            "worker", "-D", url, "--poll-interval", "1", "--retry-delay", "0.05", "--log-level", "info",
         ]
             + extra)
 }

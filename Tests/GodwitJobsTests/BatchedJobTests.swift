@@ -182,9 +182,10 @@ struct BatchedJobTests {
                     try await conn.query("SELECT batches_done FROM godwit.job_progress WHERE job_id = $1", [id]).first!
                         .int("batches_done"))
             }
-            // In-process, with a lease of 10 s: it rescues the last killed worker's job 10 s after
-            // its last heartbeat.
-            let finisher = inProcessWorker(db.url)
+            // In-process, with a lease of 10 s, not 30: it rescues the last killed worker's job
+            // 10 s after its last heartbeat. Should its own heartbeat be held up as long, it
+            // rescues and claims its own job again, which changes no row twice either.
+            let finisher = inProcessWorker(db.url, ["--lease-timeout", "10"])
             // Until the job has ended: between the rescue of the last killed worker's job and the
             // finisher's claim it is briefly queued, which is not an end.
             _ = try await eventually(timeout: .seconds(120)) {

@@ -299,7 +299,7 @@ struct FaultTests {
                         "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = current_database() AND query LIKE 'DELETE FROM%' AND wait_event = 'PgSleep'"
                     ).first!.int("n") == 1
                 }, "the clean-up never started")
-            // A job whose worker died a while ago: its lease (10 s) has expired.
+            // A job whose worker died a while ago: its lease (30 s) has expired.
             let orphan = try await conn.query(
                 """
                 INSERT INTO godwit.jobs (kind, name, state, attempts, worker_id, lease_token, heartbeat_at, started_at)

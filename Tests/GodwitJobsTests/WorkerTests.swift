@@ -31,33 +31,34 @@ func expectHandedBackByAStoppedWorker(_ id: Int64, _ conn: Connection) async thr
 }
 
 /// Runs `godwit worker --drain` in this process (`GodwitCommand`), with `startWorker`'s
-/// timings but a lease of 10 s, until the queue is drained; `directory` is its working
-/// directory (`--migrate`'s folder, the default `--backup-dir`). In-process, its heartbeats share
-/// the test process's threads with every other test: a 2 s lease could expire under load
-/// while the job runs on. A worker that logs in as a job's enqueuer with the test roles'
-/// password file gets it in its URL (`TestPasswordFile.url`). For a worker that is killed or
-/// stopped, use `startWorker`.
+/// timings but the default lease (30 s), until the queue is drained; `directory` is its
+/// working directory (`--migrate`'s folder, the default `--backup-dir`). In-process, its
+/// heartbeats wait for the test process's cooperative pool (two threads) with every other
+/// test: while the suite starts, hundreds of in-process commands parsing their arguments hold
+/// both threads, and a task waited up to 4 s for one (measured), several times in a row. A
+/// lease of 10 s was lost that way (the job rescued and run again), and one of 2 s would be
+/// lost often. A worker that logs in as a job's enqueuer with the test roles' password file
+/// gets it in its URL (`TestPasswordFile.url`). For a worker that is killed or stopped, use
+/// `startWorker`.
 func drainWorker(
     _ url: String, _ extra: [String] = [], directory: String? = nil
 ) async throws -> GodwitProcess.Output {
     try await GodwitCommand.run(
         [
-            "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05",
-            "--log-level", "info",
+            "worker", "-D", url, "--poll-interval", "1", "--retry-delay", "0.05", "--log-level", "info",
         ]
             + ["--drain"] + extra, directory: directory)
 }
 
 /// Starts `godwit worker` in this process (`GodwitCommand.start`), with `drainWorker`'s
-/// timings (a lease of 10 s), for a worker that runs jobs while the test watches and acts:
+/// timings (the default lease, 30 s), for a worker that runs jobs while the test watches and acts:
 /// `stop()` ends it (cancelled: running jobs go back to the queue) and returns its output.
 /// `extra` comes last, so it may set another lease. For a worker that is killed, stopped or
 /// sent SIGTERM, or several racing, use `startWorker`.
 func inProcessWorker(_ url: String, _ extra: [String] = []) -> RunningCommand {
     GodwitCommand.start(
         [
-            "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "10", "--retry-delay", "0.05",
-            "--log-level", "info",
+            "worker", "-D", url, "--poll-interval", "1", "--retry-delay", "0.05", "--log-level", "info",
         ]
             + extra)
 }
