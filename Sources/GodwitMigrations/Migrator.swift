@@ -53,12 +53,13 @@ public struct Migrator: Sendable {
     /// not create the ledger table.
     ///
     /// `beforeEach` runs before each migration is applied and may throw to stop there (a job
-    /// being paused or cancelled); what was applied stays applied.
+    /// being paused or cancelled); what was applied stays applied. `onEvent` hears of each
+    /// migration as soon as it is applied (or planned, or skipped), before the next begins.
     @discardableResult
     public func run(
         on connection: Connection, targetVersion: Int64? = nil, dryRun: Bool = false,
         ignoreMissing: Bool = false, beforeEach: () throws -> Void = {},
-        onEvent: (MigrationEvent) -> Void = { _ in }
+        onEvent: (MigrationEvent) async -> Void = { _ in }
     ) async throws -> [MigrationEvent] {
         try requirePresent(targetVersion)
         // An empty file that would run is refused before anything is locked or created; one
@@ -97,7 +98,7 @@ public struct Migrator: Sendable {
     public func revert(
         on connection: Connection, targetVersion: Int64? = nil, dryRun: Bool = false,
         ignoreMissing: Bool = false, beforeEach: () throws -> Void = {},
-        onEvent: (MigrationEvent) -> Void = { _ in }
+        onEvent: (MigrationEvent) async -> Void = { _ in }
     ) async throws -> [MigrationEvent] {
         try requirePresent(targetVersion == 0 ? nil : targetVersion)
         return try await withCheckedLedger(on: connection, dryRun: dryRun, ignoreMissing: ignoreMissing) { applied in
@@ -157,7 +158,7 @@ public struct Migrator: Sendable {
     /// it is done: sqlx's `Applied`, `Can apply` or `Skipped` line.
     private func perform(
         _ steps: [Step], on connection: Connection, dryRun: Bool, beforeEach: () throws -> Void,
-        onEvent: (MigrationEvent) -> Void
+        onEvent: (MigrationEvent) async -> Void
     ) async throws -> [MigrationEvent] {
         var events: [MigrationEvent] = []
         for step in steps {
@@ -178,7 +179,7 @@ public struct Migrator: Sendable {
                 kind: migration.kind, duration: duration,
                 plan: action == .canApply ? MigrationPlan(migration, ledger: ledger, policy: lockPolicy) : nil)
             events.append(event)
-            onEvent(event)
+            await onEvent(event)
         }
         return events
     }

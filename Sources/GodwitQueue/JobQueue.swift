@@ -160,6 +160,28 @@ public struct JobQueue: Sendable {
         return Set(try result.rows.map { try $0.int64("id") })
     }
 
+    /// Records in the job's `result` what a running attempt has done so far, for `job show`
+    /// meanwhile and for a later attempt to carry on from (a migrate job's applied
+    /// migrations). Fenced like `finish`: false, and nothing written, once the lease is lost.
+    @discardableResult
+    public func recordPartialResult(_ job: ClaimedJob, _ result: String, on connection: Connection) async throws
+        -> Bool
+    {
+        let changed = try await connection.query(
+            "UPDATE \(schema.jobs) SET result = $3::jsonb WHERE id = $1 AND state = 'running' AND lease_token = $2",
+            [job.id, job.leaseToken, result])
+        return changed.affectedRows == 1
+    }
+
+    /// The `result` that earlier attempts of `job` left (`recordPartialResult`, a failure's),
+    /// read under its lease: nil when there is none, or the lease was lost.
+    public func recordedResult(of job: ClaimedJob, on connection: Connection) async throws -> String? {
+        try await connection.query(
+            "SELECT result::text AS r FROM \(schema.jobs) WHERE id = $1 AND state = 'running' AND lease_token = $2",
+            [job.id, job.leaseToken]
+        ).first?["r"]
+    }
+
     /// What a heartbeat found for one lease.
     public enum LeaseStatus: Sendable, Equatable {
         /// Renewed; with the pause or cancel requested for the job, if any.

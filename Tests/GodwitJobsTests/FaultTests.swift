@@ -383,6 +383,76 @@ struct MigrateJobReportTests {
             #expect(try await conn.query("SELECT to_regclass('c') IS NULL AS absent").first?.bool("absent") == true)
         }
     }
+
+    /// A migrate job whose second migration fails once on an error worth trying again (a
+    /// serialization failure) runs again, and its result lists both migrations, the one the
+    /// first attempt applied too; it listed only the last attempt's.
+    @Test func theResultListsWhatEveryAttemptApplied() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);")
+        try dir.write(
+            "migrations/2_b.sql",
+            """
+            DO $$ BEGIN
+                IF nextval('public.tries') = 1 THEN
+                    RAISE EXCEPTION 'not this time' USING ERRCODE = 'serialization_failure';
+                END IF;
+            END $$;
+            CREATE TABLE b (id int);
+            """)
+        try await withQueue { db, conn, _ in
+            try await conn.execute("CREATE SEQUENCE public.tries")
+            let enqueue = try await GodwitCommand.run(
+                ["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
+            #expect(enqueue.status == 0, "\(enqueue.stderr)")
+            let worker = try await drainWorker(db.url, directory: dir.path)
+            #expect(worker.status == 0, "\(worker.stderr)")
+            let job = try #require(
+                try await conn.query("SELECT state::text AS s, attempts, result::text AS r FROM godwit.jobs").first)
+            #expect(try job.string("s") == "succeeded")
+            #expect(try job.int("attempts") == 2, "\(worker.stderr.suffix(2000))")
+            let result = try #require(
+                try JSONSerialization.jsonObject(with: Data(try job.string("r").utf8)) as? [String: Any])
+            let applied = try #require(result["applied"] as? [[String: Any]])
+            #expect(applied.map { $0["version"] as? Int } == [1, 2])
+            #expect(applied.map { $0["description"] as? String } == ["a", "b"])
+            #expect(applied.allSatisfy { $0["duration_ms"] is NSNumber })
+            #expect(
+                try await conn.query("SELECT count(*) AS n FROM godwit.job_errors WHERE attempt = 1").first?.int("n")
+                    == 1)
+        }
+    }
+
+    /// While a migrate job runs, its result already lists the migrations it has applied.
+    @Test func aRunningJobsResultListsWhatItAppliedSoFar() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.delete() }
+        try dir.write("migrations/1_a.sql", "CREATE TABLE a (id int);")
+        try dir.write("migrations/2_b.sql", "SELECT pg_advisory_xact_lock(4242);\nCREATE TABLE b (id int);")
+        try await withQueue { db, conn, _ in
+            let enqueue = try await GodwitCommand.run(
+                ["migrate", "run", "--enqueue", "-D", db.url], directory: dir.path)
+            #expect(enqueue.status == 0, "\(enqueue.stderr)")
+            let holder = try await Connection.connect(db.url)
+            try await holder.execute("BEGIN; SELECT pg_advisory_xact_lock(4242)")
+            let worker = inProcessWorker(db.url, ["--drain"])
+            let soFar = try await eventually(timeout: .seconds(120)) {
+                try await conn.query(
+                    "SELECT coalesce(jsonb_path_query_array(result, '$.applied[*].version') = '[1]', false) AS one FROM godwit.jobs WHERE state = 'running'"
+                ).first?.bool("one") == true
+            }
+            #expect(soFar, "the running job's result never listed migration 1")
+            try await holder.execute("COMMIT")
+            await holder.close()
+            let output = await worker.wait()
+            #expect(output.status == 0, "\(output.stderr)")
+            #expect(
+                try await conn.query(
+                    "SELECT jsonb_path_query_array(result, '$.applied[*].version')::text AS v FROM godwit.jobs"
+                ).first?.string("v") == "[1, 2]")
+        }
+    }
 }
 
 extension JobKind {

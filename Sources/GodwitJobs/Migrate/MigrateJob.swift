@@ -121,7 +121,7 @@ public struct MigrateJob: JobHandler {
         self.backups = backups
     }
 
-    struct AppliedEntry: Encodable {
+    struct AppliedEntry: Codable {
         var version: Int64
         var description: String
         var durationMs: Double
@@ -132,6 +132,10 @@ public struct MigrateJob: JobHandler {
         }
     }
 
+    /// What the job's `result` says: every migration the job applied, in every attempt so far
+    /// (each attempt starts from what the earlier ones recorded, and records each migration as
+    /// soon as it is applied, so that `job show` says meanwhile how far it got); this attempt's
+    /// backup; and on failure, the migration that failed and why.
     struct Report: Encodable {
         var applied: [AppliedEntry] = []
         var backup: Backup?
@@ -196,6 +200,7 @@ public struct MigrateJob: JobHandler {
         on connection: Connection
     ) async throws -> String? {
         var report = Report()
+        report.applied = await appliedEarlier(context)
         report.backup = backup
         report.restoreWith = backup?.restoreCommand
         var migrator = Migrator(
@@ -211,6 +216,7 @@ public struct MigrateJob: JobHandler {
                     AppliedEntry(
                         version: event.version, description: event.description,
                         durationMs: event.duration.milliseconds))
+                await record(report, context)
             }
         } catch let error as MigrationError {
             report.failedMigration = error.version
@@ -227,5 +233,39 @@ public struct MigrateJob: JobHandler {
             throw JobFailure(message, resultJSON: report.json, transient: retrySafe, detail: detail)
         }
         return report.json
+    }
+
+    /// The migrations that earlier attempts of this job applied, as they recorded them in its
+    /// `result` (none for a first attempt). An attempt that died between a migration's commit
+    /// and its record leaves that one out; the ledger has it all the same.
+    private func appliedEarlier(_ context: JobContext) async -> [AppliedEntry] {
+        struct Recorded: Decodable { var applied: [AppliedEntry]? }
+        do {
+            let text = try await context.pool.withConnection {
+                try await context.queue.recordedResult(of: context.job, on: $0)
+            }
+            guard let text else { return [] }
+            return try JSONDecoder().decode(Recorded.self, from: Data(text.utf8)).applied ?? []
+        } catch {
+            context.logger.warning(
+                "cannot read what earlier attempts of this job applied; its result lists this attempt's migrations only",
+                metadata: ["job": "\(context.job.id)", "error": "\(error)"])
+            return []
+        }
+    }
+
+    /// Records `report` in the job's `result` under its lease. A failure only costs the record
+    /// (the ledger has the migration, and the end of the attempt writes the whole report), so
+    /// it is logged, not thrown.
+    private func record(_ report: Report, _ context: JobContext) async {
+        do {
+            try await context.pool.withConnection {
+                try await context.queue.recordPartialResult(context.job, report.json, on: $0)
+            }
+        } catch {
+            context.logger.warning(
+                "cannot record the applied migrations in the job's result yet",
+                metadata: ["job": "\(context.job.id)", "error": "\(error)"])
+        }
     }
 }
