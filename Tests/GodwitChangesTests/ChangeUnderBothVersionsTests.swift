@@ -32,7 +32,7 @@ struct ChangeUnderBothVersionsTests {
                 let worker = GodwitCommand.start(
                     [
                         "worker", "-D", database.url, "--poll-interval", "1", "--retry-delay", "0.05",
-                    ])
+                    ] + testWorkerConnectTimeout)
                 try await writeConcurrently(
                     database,
                     old: AppVersion(columns: ["title", "views"]) { column, n in column == "title" ? "old \(n)" : "\(n)"

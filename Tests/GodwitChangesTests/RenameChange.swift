@@ -136,7 +136,7 @@ func changeWorker(_ url: String, _ extra: [String] = []) -> RunningCommand {
         [
             "worker", "-D", url, "--poll-interval", "1", "--retry-delay", "0.05", "--log-level", "info",
         ]
-            + extra)
+            + testWorkerConnectTimeout + extra)
 }
 
 /// Starts the `godwit worker` process, for a worker that is killed: a 2 s lease, so that
@@ -147,5 +147,5 @@ func changeWorkerProcess(_ url: String, _ extra: [String] = []) throws -> Runnin
             "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level",
             "info",
         ]
-            + extra)
+            + testWorkerConnectTimeout + extra)
 }

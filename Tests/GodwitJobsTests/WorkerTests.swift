@@ -14,7 +14,7 @@ func startWorker(_ url: String, _ extra: [String] = []) throws -> RunningProcess
             "worker", "-D", url, "--poll-interval", "1", "--lease-timeout", "2", "--retry-delay", "0.05", "--log-level",
             "info",
         ]
-            + extra)
+            + testWorkerConnectTimeout + extra)
 }
 
 /// What a worker that stopped with a job running leaves: the job queued again, the attempt not
@@ -47,7 +47,7 @@ func drainWorker(
         [
             "worker", "-D", url, "--poll-interval", "1", "--retry-delay", "0.05", "--log-level", "info",
         ]
-            + ["--drain"] + extra, directory: directory)
+            + testWorkerConnectTimeout + ["--drain"] + extra, directory: directory)
 }
 
 /// Starts `godwit worker` in this process (`GodwitCommand.start`), with `drainWorker`'s
@@ -60,7 +60,7 @@ func inProcessWorker(_ url: String, _ extra: [String] = []) -> RunningCommand {
         [
             "worker", "-D", url, "--poll-interval", "1", "--retry-delay", "0.05", "--log-level", "info",
         ]
-            + extra)
+            + testWorkerConnectTimeout + extra)
 }
 
 func jobState(_ id: Int64, _ conn: Connection) async throws -> String {
